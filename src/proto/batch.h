@@ -1,0 +1,170 @@
+/*
+ * batch.h - Kafka magic-2 record batches: header parsing and validation,
+ * in-place offset assignment, and record iteration.
+ *
+ * A batch is kept as the bytes that arrived; nothing here re-encodes one.
+ * The broker validates a batch, patches baseOffset and partitionLeaderEpoch
+ * (neither is covered by the CRC), and stores the same bytes.
+ *
+ * Layout (all big-endian), offsets from the start of the batch:
+ *    0 baseOffset int64        8 batchLength int32     12 partitionLeaderEpoch int32
+ *   16 magic int8             17 crc uint32            21 attributes int16
+ *   23 lastOffsetDelta int32  27 baseTimestamp int64   35 maxTimestamp int64
+ *   43 producerId int64       51 producerEpoch int16   53 baseSequence int32
+ *   57 recordCount int32      61 records...
+ * batchLength counts the bytes after itself, so a batch is batchLength + 12
+ * bytes long. The CRC covers bytes 21 .. end.
+ */
+#ifndef SLUICE_PROTO_BATCH_H
+#define SLUICE_PROTO_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "proto/wire.h"
+
+#define BATCH_HEADER_SIZE 61
+#define BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength */
+#define BATCH_MAGIC 2
+
+#define BATCH_OFF_BASE_OFFSET 0
+#define BATCH_OFF_LENGTH 8
+#define BATCH_OFF_LEADER_EPOCH 12
+#define BATCH_OFF_MAGIC 16
+#define BATCH_OFF_CRC 17
+#define BATCH_OFF_ATTRIBUTES 21
+#define BATCH_OFF_LAST_OFFSET_DELTA 23
+#define BATCH_OFF_BASE_TIMESTAMP 27
+#define BATCH_OFF_MAX_TIMESTAMP 35
+#define BATCH_OFF_PRODUCER_ID 43
+#define BATCH_OFF_PRODUCER_EPOCH 51
+#define BATCH_OFF_BASE_SEQUENCE 53
+#define BATCH_OFF_RECORD_COUNT 57
+
+/* attributes */
+#define BATCH_ATTR_CODEC_MASK 0x07
+#define BATCH_ATTR_LOG_APPEND_TIME 0x08
+#define BATCH_ATTR_TRANSACTIONAL 0x10
+#define BATCH_ATTR_CONTROL 0x20
+#define BATCH_ATTR_DELETE_HORIZON 0x40
+
+typedef enum batch_codec {
+    BATCH_CODEC_NONE = 0,
+    BATCH_CODEC_GZIP = 1,
+    BATCH_CODEC_SNAPPY = 2,
+    BATCH_CODEC_LZ4 = 3,
+    BATCH_CODEC_ZSTD = 4,
+} batch_codec;
+
+/* Why a batch was rejected. Callers map these to Kafka error codes:
+ * BATCH_ECRC / BATCH_ETRUNC / BATCH_EMALFORMED -> CORRUPT_MESSAGE (2),
+ * BATCH_EMAGIC -> UNSUPPORTED_FOR_MESSAGE_FORMAT (43) or CORRUPT_MESSAGE,
+ * BATCH_ERECORDS -> INVALID_RECORD (87), BATCH_ECODEC -> UNSUPPORTED_COMPRESSION_TYPE (76). */
+typedef enum batch_err {
+    BATCH_OK = 0,
+    BATCH_ETRUNC,    /* fewer bytes than the header or batchLength says */
+    BATCH_EMAGIC,    /* magic is not 2 */
+    BATCH_ECRC,      /* CRC-32C mismatch */
+    BATCH_EMALFORMED, /* header fields inconsistent (negative lengths, counts) */
+    BATCH_ERECORDS,  /* the records inside do not parse or disagree with the header */
+    BATCH_ECODEC,    /* unknown codec or decompression failure */
+    BATCH_ENOMEM,    /* a size limit was reached */
+} batch_err;
+
+const char *batch_strerror(int err);
+
+/* The fixed header, decoded. */
+typedef struct batch_header {
+    int64_t base_offset;
+    int32_t batch_length;
+    int32_t partition_leader_epoch;
+    int8_t magic;
+    uint32_t crc;
+    int16_t attributes;
+    int32_t last_offset_delta;
+    int64_t base_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t record_count;
+} batch_header;
+
+static inline int batch_codec_of(const batch_header *h) { return h->attributes & BATCH_ATTR_CODEC_MASK; }
+/* Total bytes of the batch (batch_length + 12). */
+static inline int64_t batch_total_size(const batch_header *h) {
+    return (int64_t)h->batch_length + BATCH_LOG_OVERHEAD;
+}
+
+/* Decodes the 61-byte header at buf (len bytes available). Checks magic and
+ * that batchLength is sane (>= 49) and fits in len; does not check the CRC. */
+int batch_parse_header(const uint8_t *buf, size_t len, batch_header *out);
+
+/* Computes the CRC-32C over attributes..end and compares it with the stored
+ * one. buf must hold the whole batch (batch_total_size bytes). */
+bool batch_crc_ok(const uint8_t *buf, size_t batch_size);
+
+/* Full validation as a broker does before append: header, CRC, and (when
+ * deep) every record decoded, counts and offset deltas consistent with the
+ * header, decompressing through the codec with at most max_uncompressed bytes
+ * of output. */
+int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_uncompressed);
+
+/* Patches baseOffset and partitionLeaderEpoch in place (CRC unaffected). */
+void batch_set_base_offset(uint8_t *buf, int64_t base_offset);
+void batch_set_leader_epoch(uint8_t *buf, int32_t epoch);
+/* Sets maxTimestamp and the LogAppendTime bit; this one changes covered bytes
+ * and so recomputes the CRC. */
+void batch_set_log_append_time(uint8_t *buf, size_t batch_size, int64_t ts);
+
+/* One record, pointing into the (decompressed) records buffer. */
+typedef struct batch_record_header {
+    kbytes key;
+    kbytes value;
+} batch_record_header;
+
+typedef struct batch_record {
+    int8_t attributes;
+    int64_t timestamp; /* base_timestamp + delta */
+    int64_t offset;    /* base_offset + delta */
+    int32_t offset_delta;
+    kbytes key;   /* len -1 = null */
+    kbytes value; /* len -1 = null */
+    int32_t header_count;
+    const uint8_t *headers; /* raw header bytes, decoded with batch_record_next_header */
+    size_t headers_len;
+} batch_record;
+
+/* Iterates the records of one batch. For a compressed batch the records are
+ * decompressed into memory from the arena (bounded by the arena's limit). */
+typedef struct batch_iter {
+    batch_header h;
+    wire_reader r;   /* over the uncompressed records */
+    int32_t index;   /* records returned so far */
+    int err;         /* batch_err */
+} batch_iter;
+
+int batch_iter_init(batch_iter *it, const uint8_t *buf, size_t batch_size, arena *a);
+/* Returns true and fills rec while records remain; false at the end or on
+ * error (it->err says which). */
+bool batch_iter_next(batch_iter *it, batch_record *rec);
+/* Decodes the next header of rec; returns false when none remain or on error. */
+bool batch_record_next_header(batch_record *rec, wire_reader *hr, kstr *key, kbytes *value);
+
+/* Iterates the batches in a records blob (e.g. a Produce partition's records
+ * or a segment's bytes). Stops at the first incomplete batch: *consumed tells
+ * how many bytes were whole batches. */
+typedef struct batch_cursor {
+    const uint8_t *p;
+    const uint8_t *end;
+} batch_cursor;
+
+void batch_cursor_init(batch_cursor *c, const void *buf, size_t len);
+/* Returns BATCH_OK with *batch/*size set, BATCH_ETRUNC at a partial tail
+ * (nothing consumed), or another error for a bad header. Returns -1 at the
+ * clean end. */
+int batch_cursor_next(batch_cursor *c, const uint8_t **batch, size_t *size, batch_header *h);
+
+#endif
