@@ -89,6 +89,12 @@ bool net_response_append(net_response *r, const void *p, size_t n) {
     return true;
 }
 
+bool net_response_append_ref(net_response *r, const void *p, size_t n) {
+    if (n == 0)
+        return true;
+    return add_piece(r, (net_piece){.mem = p, .owned = false, .fd = -1, .len = n});
+}
+
 bool net_response_append_owned(net_response *r, void *p, size_t n) {
     if (n == 0) {
         free(p);
