@@ -79,7 +79,7 @@ typedef struct broker_api {
 /* The APIs the broker serves (api_*.c register theirs in request.c's table). */
 const broker_api *broker_api_lookup(int16_t key);
 /* Filter for ApiVersions: only the served APIs, with the served ranges. */
-bool broker_api_filter(const kafka_api_info *api, void *ctx);
+bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16_t *max);
 /* Served version range of a key; false if the broker does not serve it. */
 bool broker_api_range(int16_t key, int16_t *min, int16_t *max);
 
