@@ -132,9 +132,9 @@ def main():
                "cf-acks0", "none", "0", record_only={PRODUCE})
         run.py("confluent", "confluent produce idempotent", "confluent-produce", run.bootstrap,
                "cf-idem", "none", "all", "true", record_only={PRODUCE, INIT_PID})
-        run.py("confluent", "confluent admin", "confluent-admin", run.bootstrap, "cf-admin")
         run.py("confluent", "confluent consumer group", "confluent-consume", run.bootstrap, "cf-none",
                "cf-group")
+        run.py("confluent", "confluent admin", "confluent-admin", run.bootstrap, "cf-admin")
 
         # kafka-python: every codec it supports, acks variants, consumer group and admin.
         for i, codec in enumerate(CODECS):

@@ -39,7 +39,7 @@ UNSUPPORTED_VERSION = 35
 
 # What the broker advertises in ApiVersions. Version ranges follow a recent
 # Kafka broker; APIs marked as advertised-only are never called by the clients
-# we drive unless asked, and the broker closes the connection if one is.
+# we drive, and the broker closes the connection if one is.
 ADVERTISED = [
     (0, 0, 9),    # Produce
     (1, 0, 12),   # Fetch
@@ -58,10 +58,10 @@ ADVERTISED = [
     (19, 0, 7),   # CreateTopics
     (20, 0, 6),   # DeleteTopics
     (22, 0, 4),   # InitProducerId
-    (29, 0, 3),   # DescribeAcls (advertised only)
+    (29, 0, 3),   # DescribeAcls
     (32, 0, 4),   # DescribeConfigs
-    (37, 0, 3),   # CreatePartitions (advertised only)
-    (42, 0, 2),   # DeleteGroups (advertised only)
+    (37, 0, 3),   # CreatePartitions
+    (42, 0, 2),   # DeleteGroups
     (48, 0, 1),   # DescribeClientQuotas (advertised only)
 ]
 ADVERTISED_MAX = {k: hi for k, _, hi in ADVERTISED}
@@ -349,6 +349,7 @@ class State:
         self.members = 0
         self.assignment = {}  # member id -> bytes
         self.member_meta = {}  # member id -> bytes
+        self.groups = set()   # group ids seen in JoinGroup
 
     def ensure_topic(self, name, partitions=None):
         with self.lock:
@@ -475,6 +476,7 @@ class Handlers:
                 self.st.members += 1
                 member = "%s-member-%d" % (self.b.client, self.st.members)
             proto = req["Protocols"][0]
+            self.st.groups.add(req["GroupId"])
             self.st.member_meta = {member: proto["Metadata"]}
         return {"ThrottleTimeMs": 0, "ErrorCode": 0, "GenerationId": 1, "ProtocolType": req["ProtocolType"],
                 "ProtocolName": proto["Name"], "Leader": member, "SkipAssignment": False,
@@ -554,18 +556,37 @@ class Handlers:
         return {"ThrottleTimeMs": 0, "ErrorCode": 0, "ProducerId": 4000, "ProducerEpoch": 0}
 
     def list_groups(self, v, req):
-        return {"ThrottleTimeMs": 0, "ErrorCode": 0, "Groups": []}
+        with self.st.lock:
+            groups = sorted(self.st.groups)
+        return {"ThrottleTimeMs": 0, "ErrorCode": 0, "Groups": [
+            {"GroupId": g, "ProtocolType": "consumer", "GroupState": "Empty", "GroupType": "classic"}
+            for g in groups]}
 
     def describe_groups(self, v, req):
         return {"ThrottleTimeMs": 0, "Groups": [
             {"ErrorCode": 0, "GroupId": g, "GroupState": "Empty", "ProtocolType": "consumer",
              "ProtocolData": "", "Members": []} for g in req["Groups"]]}
 
+    def create_partitions(self, v, req):
+        out = []
+        for t in req["Topics"]:
+            with self.st.lock:
+                if t["Name"] in self.st.topics and not req["ValidateOnly"]:
+                    self.st.topics[t["Name"]] = max(self.st.topics[t["Name"]], t["Count"])
+            out.append({"Name": t["Name"], "ErrorCode": 0, "ErrorMessage": None})
+        return {"ThrottleTimeMs": 0, "Results": out}
+
+    def delete_groups(self, v, req):
+        return {"ThrottleTimeMs": 0, "Results": [{"GroupId": g, "ErrorCode": 0} for g in req["GroupsNames"]]}
+
+    def describe_acls(self, v, req):
+        return {"ThrottleTimeMs": 0, "ErrorCode": 0, "ErrorMessage": None, "Resources": []}
+
     TABLE = {0: "produce", 1: "fetch", 2: "list_offsets", 3: "metadata", 8: "offset_commit",
              9: "offset_fetch", 10: "find_coordinator", 11: "join_group", 12: "heartbeat",
              13: "leave_group", 14: "sync_group", 15: "describe_groups", 16: "list_groups",
              18: "api_versions", 19: "create_topics", 20: "delete_topics", 22: "init_producer_id",
-             32: "describe_configs"}
+             29: "describe_acls", 32: "describe_configs", 37: "create_partitions", 42: "delete_groups"}
 
 
 # ---------------------------------------------------------------- server

@@ -41,11 +41,15 @@ def confluent_produce(bootstrap, topic, codec, acks, idempotent="false"):
 
 
 def confluent_admin(bootstrap, topic):
-    from confluent_kafka.admin import AdminClient, NewTopic, ConfigResource
+    from confluent_kafka.admin import AdminClient, NewTopic, NewPartitions, ConfigResource
     a = AdminClient({"bootstrap.servers": bootstrap, "client.id": "sluice-capture-admin"})
     for f in a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)],
                              request_timeout=10).values():
         f.result(timeout=10)
+    for f in a.create_partitions([NewPartitions(topic, 5)], request_timeout=10).values():
+        f.result(timeout=10)
+    groups = a.list_groups(timeout=10)
+    assert any(g.id == "cf-group" for g in groups), groups
     md = a.list_topics(timeout=10)
     assert topic in md.topics, md.topics
     for f in a.describe_configs([ConfigResource("topic", topic)], request_timeout=10).values():
@@ -111,12 +115,24 @@ def kp_consume(bootstrap, topic, group):
 
 
 def kp_admin(bootstrap, topic):
-    from kafka.admin import KafkaAdminClient, NewTopic, ConfigResource, ConfigResourceType
+    from kafka.admin import (KafkaAdminClient, NewTopic, NewPartitions, ConfigResource, ConfigResourceType,
+                             ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter, ResourceType,
+                             ACLResourcePatternType)
     a = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sluice-capture-kp-admin",
                          request_timeout_ms=10000)
     a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     assert topic in a.list_topics()
     a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    a.create_partitions({topic: NewPartitions(5)})
+    groups = [g[0] for g in a.list_consumer_groups()]
+    assert "kp-group" in groups, groups
+    a.describe_consumer_groups(["kp-group"])
+    a.list_consumer_group_offsets("kp-group")
+    a.describe_acls(ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                              permission_type=ACLPermissionType.ANY,
+                              resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, topic,
+                                                                     ACLResourcePatternType.LITERAL)))
+    a.delete_consumer_groups(["kp-group"])
     a.delete_topics([topic])
     a.close()
 
