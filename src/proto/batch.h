@@ -162,7 +162,7 @@ typedef struct batch_cursor {
 } batch_cursor;
 
 void batch_cursor_init(batch_cursor *c, const void *buf, size_t len);
-/* Returns BATCH_OK with *batch/*size set, BATCH_ETRUNC at a partial tail
+/* Returns BATCH_OK with *batch and *size set, BATCH_ETRUNC at a partial tail
  * (nothing consumed), or another error for a bad header. Returns -1 at the
  * clean end. */
 int batch_cursor_next(batch_cursor *c, const uint8_t **batch, size_t *size, batch_header *h);
