@@ -38,7 +38,7 @@ typedef struct kuuid {
     uint8_t b[16];
 } kuuid;
 
-#define KSTR_NULL ((kstr){NULL, -1})
+#define KSTR_NULL   ((kstr){NULL, -1})
 #define KBYTES_NULL ((kbytes){NULL, -1})
 /* A kstr from a C string literal or NUL-terminated string. */
 kstr kstr_c(const char *s);
@@ -144,7 +144,9 @@ static inline uint16_t wire_be16(const uint8_t *p) { return (uint16_t)((p[0] << 
 static inline uint32_t wire_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
-static inline uint64_t wire_be64(const uint8_t *p) { return ((uint64_t)wire_be32(p) << 32) | wire_be32(p + 4); }
+static inline uint64_t wire_be64(const uint8_t *p) {
+    return ((uint64_t)wire_be32(p) << 32) | wire_be32(p + 4);
+}
 static inline void wire_put_be16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)(v >> 8);
     p[1] = (uint8_t)v;
