@@ -378,7 +378,13 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
     s->max_ts_known = true;
     s->last_batch_base = -1;
     s->bytes_since_index = 0;
-    int64_t expect = min_next_offset > s->base_offset ? min_next_offset : s->base_offset;
+    /* Offsets are contiguous in a Sluice log (no compaction yet): the first
+     * batch starts at the segment base and each next one where the previous
+     * ended. This also catches corruption of baseOffset, which the CRC does
+     * not cover. */
+    int64_t expect = s->base_offset;
+    if (min_next_offset > s->base_offset)
+        goto out_check; /* the previous segment overlaps this one */
     for (;;) {
         seg_batch b;
         int r = scanner_next(&sc, verify, &b, NULL);
@@ -388,7 +394,7 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
         }
         if (r == SCAN_END || r == SCAN_BAD)
             break;
-        if (b.base_offset < expect || b.last_offset - s->base_offset > INT32_MAX) {
+        if (b.base_offset != expect || b.last_offset - s->base_offset > INT32_MAX) {
             sc.pos = b.pos;
             break;
         }
@@ -398,6 +404,7 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
         expect = b.last_offset + 1;
         s->size = sc.pos;
     }
+out_check:
     if (cut)
         *cut = st.st_size - s->size;
     if (truncate_bad && s->size < st.st_size && ftruncate(s->fd, (off_t)s->size) != 0) {
@@ -437,14 +444,21 @@ int segment_load_indexes(segment *s) {
         if (rc != 0)
             return rc;
         s->bytes_since_index = 0;
+        int64_t expect = s->base_offset + (s->oi.count ? s->oi.e[s->oi.count - 1].rel : 0);
         for (;;) {
             seg_batch b;
             int r = scanner_next(&sc, true, &b, NULL);
+            if (r == SCAN_BATCH && b.base_offset != expect) {
+                sc.pos = b.pos;
+                r = SCAN_BAD;
+            }
             if (r < 0) {
                 scanner_free(&sc);
                 return r;
             }
             if (r != SCAN_BATCH) {
+                if (r == SCAN_BAD)
+                    fprintf(stderr, "storage: cutting torn tail of %s.log at %" PRId64 "\n", s->path, sc.pos);
                 if (r == SCAN_BAD && ftruncate(s->fd, (off_t)sc.pos) != 0) {
                     scanner_free(&sc);
                     return -errno;
@@ -456,6 +470,7 @@ int segment_load_indexes(segment *s) {
                 s->size = b.pos;
                 break;
             }
+            expect = b.last_offset + 1;
             if (b.pos > start || s->oi.count == 0) {
                 rc = index_batch(s, &b);
             } else { /* the indexed batch itself: already has its entry */

@@ -111,9 +111,11 @@ int segment_load_indexes(segment *s);
 
 /* Scans the whole .log, rebuilding both indexes, size, next_offset and
  * max_ts. With verify, each batch's CRC is checked too. The scan stops at the
- * first batch that is torn, corrupt, or whose base offset is below
- * min_next_offset or the segment base; with truncate_bad the file is then cut
- * there. *cut (if not NULL) receives the bytes removed. 0 or -errno. */
+ * first batch that is torn, corrupt, or does not start where the previous one
+ * ended (the first at the segment base); with truncate_bad the file is then
+ * cut there. If min_next_offset (the previous segment's end) exceeds the
+ * base, the segment overlaps its predecessor and is emptied. *cut (if not
+ * NULL) receives the bytes removed. 0 or -errno. */
 int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next_offset, int64_t *cut);
 
 /* Appends len bytes of whole batches described by b[0..n) (positions in b

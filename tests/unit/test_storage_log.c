@@ -4,7 +4,6 @@
  * lookup, retention (with readers holding segments), DeleteRecords,
  * truncation, reopening, and the descriptor bound.
  */
-#include "storage_tmp_batch.h"
 #include "storage_testlib.h"
 
 #include <errno.h>
@@ -129,7 +128,7 @@ static void test_validation(void) {
     CHECK(plog_append(l, buf, n, 0, 0, &info) != 0);
     buf[BATCH_OFF_MAGIC] = 2;
     /* lastOffsetDelta disagreeing with recordCount */
-    wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 5);
+    wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 1);
     wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + 21, n - 21));
     CHECK_EQ_INT(plog_append(l, buf, n, 0, 0, &info), STORAGE_INVALID_RECORD);
     /* too large */
@@ -306,6 +305,34 @@ static void test_timestamps(void) {
     CHECK_EQ_INT(off, 51);
     REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
     CHECK_EQ_INT(off, 99);
+    plog_close(l);
+
+    /* record granularity inside a batch (and deep validation on) */
+    fresh_dir("ts2");
+    c.deep_validation = true;
+    l = open_log(&c, true);
+    REQUIRE(l);
+    size_t n = tl_build_batch_ts(buf, sizeof buf, 5, 100, 10, 20, 1); /* 100..140 */
+    REQUIRE(plog_append(l, buf, n, 0, 0, NULL) == 0);
+    n = tl_build_batch_ts(buf, sizeof buf, 5, 200, 10, 20, 1); /* 200..240 */
+    REQUIRE(plog_append(l, buf, n, 0, 0, NULL) == 0);
+    REQUIRE(plog_offset_for_time(l, 125, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 3);
+    CHECK_EQ_INT(ts, 130);
+    REQUIRE(plog_offset_for_time(l, 200, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 5);
+    REQUIRE(plog_offset_for_time(l, 231, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 9);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 9);
+    CHECK_EQ_INT(ts, 240);
+    /* deep validation rejects a record list that disagrees with its header */
+    n = tl_build_batch_ts(buf, sizeof buf, 3, 100, 10, 20, 1);
+    wire_put_be32(buf + BATCH_OFF_LAST_OFFSET_DELTA, 3);
+    wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 4);
+    wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + 21, n - 21));
+    CHECK_EQ_INT(plog_append(l, buf, n, 0, 0, NULL), STORAGE_INVALID_RECORD);
+    CHECK_EQ_INT(plog_end_offset(l), 10);
     plog_close(l);
 }
 
