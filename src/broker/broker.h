@@ -14,12 +14,15 @@
 #include <stdint.h>
 
 #include "broker/config.h"
+#include "broker/topics.h"
 #include "net/server.h"
 
 struct broker {
     const broker_config *cfg;
     net_server *net;
-    char cluster_id[32];
+    topic_registry *topics;
+    /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
+    void *fetch;
 };
 
 typedef struct broker broker;
