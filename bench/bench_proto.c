@@ -17,10 +17,10 @@
 #include "core/arena.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define PARTITIONS 16
-#define RECORD_BYTES (1u << 20)
+#define PARTITIONS        16
+#define RECORD_BYTES      (1u << 20)
 #define SECONDS_PER_PHASE 0.5
-#define MAX_ITERATIONS 100000
+#define MAX_ITERATIONS    100000
 
 static double now(void) {
     struct timespec ts;
@@ -44,7 +44,8 @@ static int bench_version(int16_t version, uint8_t *records) {
     for (int i = 0; i < PARTITIONS; i++) {
         kafka_produce_request_partition_produce_data_init(&parts[i]);
         parts[i].index = i;
-        parts[i].records = (kbytes){records + (size_t)i * (RECORD_BYTES / PARTITIONS), RECORD_BYTES / PARTITIONS};
+        parts[i].records =
+            (kbytes){records + (size_t)i * (RECORD_BYTES / PARTITIONS), RECORD_BYTES / PARTITIONS};
     }
     req.topic_data = &topic;
     req.topic_data_count = 1;

@@ -21,7 +21,7 @@
 /* Decoding may allocate at most this multiple of the input (plus a floor),
  * the same kind of bound the broker puts on a frame's arena. */
 #define FUZZ_ARENA_FACTOR 32
-#define FUZZ_ARENA_FLOOR 4096
+#define FUZZ_ARENA_FLOOR  4096
 
 static void check(int cond) {
     if (!cond)
