@@ -66,8 +66,10 @@ size_t proto_response_header_size(int16_t api_key, int16_t api_version);
  * proto_api_versions_write_unsupported) or the connection closed. */
 bool proto_version_supported(int16_t api_key, int16_t api_version);
 
-/* Chooses which APIs an ApiVersions answer lists; NULL lists all known. */
-typedef bool (*proto_api_filter)(const kafka_api_info *api, void *ctx);
+/* Chooses which APIs an ApiVersions answer lists, and may narrow the range
+ * offered: *min and *max arrive set to the codec's stable range and may be
+ * changed. NULL lists all known APIs with their whole range. */
+typedef bool (*proto_api_filter)(const kafka_api_info *api, void *ctx, int16_t *min, int16_t *max);
 
 /* Fills an ApiVersions response: error_code plus one api_keys entry per API
  * that passes the filter, in key order, allocated from a. The advertised

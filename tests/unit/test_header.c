@@ -117,8 +117,10 @@ static void test_supported(void) {
     CHECK(!proto_version_supported(4, 0)); /* LeaderAndIsr: ZooKeeper only */
 }
 
-static bool only_broker(const kafka_api_info *api, void *ctx) {
+static bool only_broker(const kafka_api_info *api, void *ctx, int16_t *min, int16_t *max) {
     (void)ctx;
+    (void)min;
+    (void)max;
     return api->broker;
 }
 
