@@ -551,15 +551,14 @@ static int parse_i64(const char *v, int64_t *out) {
     return 0;
 }
 
-/* Describes the range of an integer row for error messages and docs. */
+/* Describes the range of a numeric row for error messages and docs. */
 static void range_text(const config_def *d, char *buf, size_t n) {
-    int64_t tmax = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1) ? I32MAX : I64MAX;
     if (d->type == CONFIG_DOUBLE)
-        fmt(buf, n, "[%lld, %lld]", (long long)d->min, (long long)d->max);
-    else if (d->max == tmax)
+        fmt(buf, n, "from %lld to %lld", (long long)d->min, (long long)d->max);
+    else if (d->max == I64MAX)
         fmt(buf, n, "at least %lld", (long long)d->min);
     else
-        fmt(buf, n, "[%lld, %lld]", (long long)d->min, (long long)d->max);
+        fmt(buf, n, "from %lld to %lld", (long long)d->min, (long long)d->max);
 }
 
 /* Parses text (already trimmed) against d. out may be NULL to validate only. */
@@ -579,11 +578,11 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
         bool is32 = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1);
         range_text(d, buf, sizeof buf);
         if (parse_i64(v, &tmp.i) != 0 || (is32 && (tmp.i < INT32_MIN || tmp.i > INT32_MAX))) {
-            fmt(why, whyn, "expected a%s integer %s", is32 ? " 32-bit" : " 64-bit", buf);
+            fmt(why, whyn, "expected an integer %s", buf);
             return -1;
         }
         if (tmp.i < d->min || tmp.i > d->max) {
-            fmt(why, whyn, "out of range: expected %s", buf);
+            fmt(why, whyn, "out of range: expected an integer %s", buf);
             return -1;
         }
         break;
@@ -593,11 +592,11 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
         errno = 0;
         tmp.d = strtod(v, &end);
         if (*v == '\0' || *end != '\0' || errno != 0 || !isfinite(tmp.d)) {
-            fmt(why, whyn, "expected a number between %lld and %lld", (long long)d->min, (long long)d->max);
+            fmt(why, whyn, "expected a number from %lld to %lld", (long long)d->min, (long long)d->max);
             return -1;
         }
         if (tmp.d < (double)d->min || tmp.d > (double)d->max) {
-            fmt(why, whyn, "out of range: expected a number between %lld and %lld", (long long)d->min,
+            fmt(why, whyn, "out of range: expected a number from %lld to %lld", (long long)d->min,
                 (long long)d->max);
             return -1;
         }
