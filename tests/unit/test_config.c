@@ -216,11 +216,11 @@ static void test_props_parser(void) {
     const char *text = "a=1\n"
                        "# comment ending in backslash \\\n"
                        "b = two words  \n"
-                       "c\\=d=e\\\\\n"       /* escaped '=' in key; even backslashes: no continuation */
+                       "c\\=d=e\\\\\n"          /* escaped '=' in key; even backslashes: no continuation */
                        "f=\\u0041\\u00e9\\t|\n" /* unicode escapes and tab */
                        "g=x\\\n"
-                       "\n"                    /* a continuation onto a blank line ends the value */
-                       "h\n"                   /* key with empty value */
+                       "\n"  /* a continuation onto a blank line ends the value */
+                       "h\n" /* key with empty value */
                        "i:\n"
                        "  j  \t  k  ";
     REQUIRE(config_props_parse(text, strlen(text), collect, &p, err) == 0);
@@ -378,7 +378,8 @@ static void test_invalid_values(void) {
     /* Booleans. */
     CHECK(rejects("auto.create.topics.enable=yes\n", "auto.create.topics.enable", "true or false"));
     /* Enums are case-sensitive except log.level. */
-    CHECK(rejects("log.message.timestamp.type=createtime\n", "log.message.timestamp.type", "CreateTime, LogAppendTime"));
+    CHECK(rejects("log.message.timestamp.type=createtime\n", "log.message.timestamp.type",
+                  "CreateTime, LogAppendTime"));
     CHECK(rejects("compression.type=brotli\n", "compression.type", "zstd"));
     CHECK(rejects("log.level=loud\n", "log.level", "debug"));
     /* Lists. */
@@ -392,14 +393,17 @@ static void test_invalid_values(void) {
     CHECK(rejects("log.cleaner.min.cleanable.ratio=nan\n", "log.cleaner.min.cleanable.ratio", NULL));
     CHECK(rejects("log.cleaner.min.cleanable.ratio=half\n", "log.cleaner.min.cleanable.ratio", NULL));
     /* Cross-key checks. */
-    CHECK(rejects("group.min.session.timeout.ms=10\ngroup.max.session.timeout.ms=5\n", "group.min.session", NULL));
+    CHECK(rejects("group.min.session.timeout.ms=10\ngroup.max.session.timeout.ms=5\n", "group.min.session",
+                  NULL));
     /* The error names the file and line. */
     CHECK(rejects("\n\nnum.io.threads=x\n", ".properties:3:", "num.io.threads"));
     /* A key with no name. */
     CHECK(rejects("=5\n", "missing key", NULL));
 
     broker_config c;
-    REQUIRE(load(&c, "log.level=DEBUG\nlog.cleaner.min.cleanable.ratio=0.25\nauto.create.topics.enable=FALSE\n", 0) == 0);
+    REQUIRE(load(&c,
+                 "log.level=DEBUG\nlog.cleaner.min.cleanable.ratio=0.25\nauto.create.topics.enable=FALSE\n",
+                 0) == 0);
     CHECK_EQ_INT(c.log_level, LOG_LEVEL_DEBUG);
     CHECK(c.log_cleaner_min_cleanable_ratio == 0.25);
     CHECK(!c.auto_create_topics_enable);
@@ -446,8 +450,9 @@ static void test_listeners(void) {
     CHECK(strcmp(c.advertised[1].host, "127.0.0.1") == 0);
     config_free(&c);
 
-    REQUIRE(load(&c, "listeners=PLAINTEXT://0.0.0.0:0\nadvertised.listeners=PLAINTEXT://broker1.example:19092\n", 0) ==
-            0);
+    REQUIRE(load(&c,
+                 "listeners=PLAINTEXT://0.0.0.0:0\nadvertised.listeners=PLAINTEXT://broker1.example:19092\n",
+                 0) == 0);
     CHECK(c.listeners[0].port == 0);
     CHECK(strcmp(c.advertised[0].host, "broker1.example") == 0 && c.advertised[0].port == 19092);
     config_free(&c);
@@ -460,8 +465,9 @@ static void test_listeners(void) {
     CHECK(rejects("listeners=SASL_PLAINTEXT://localhost:9093\n", "SASL_PLAINTEXT", "only PLAINTEXT"));
     CHECK(rejects("listeners=CLIENT://localhost:9093\n", "CLIENT", "listener.security.protocol.map"));
     CHECK(rejects("listeners=PLAINTEXT://a:1,PLAINTEXT://b:2\n", "twice", NULL));
-    CHECK(rejects("listeners=PLAINTEXT://a:1,X://b:1\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,X:PLAINTEXT\n",
-                  "port 1", NULL));
+    CHECK(rejects(
+        "listeners=PLAINTEXT://a:1,X://b:1\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,X:PLAINTEXT\n",
+        "port 1", NULL));
     CHECK(rejects("listeners=\n", "listeners", "at least one"));
     CHECK(rejects("listeners=PLAINTEXT://::1:9092\n", "brackets", NULL));
     CHECK(rejects("listeners=PLAINTEXT://[::1:9092\n", "listeners", NULL));

@@ -89,7 +89,8 @@ static void test_kv(void) {
     cap_begin();
     LOG_WARN_KV("storage", log_kv_tpo(kv, "orders", 3, 1200), "crc mismatch, truncating");
     const char *s = cap_end();
-    CHECK(strstr(s, "WARN  [storage] crc mismatch, truncating topic=orders partition=3 offset=1200\n") != NULL);
+    CHECK(strstr(s, "WARN  [storage] crc mismatch, truncating topic=orders partition=3 offset=1200\n") !=
+          NULL);
 }
 
 static void test_truncation(void) {
@@ -186,7 +187,8 @@ static void test_threads_do_not_interleave(void) {
     for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         lines++;
         size_t len = strlen(l);
-        good += has_timestamp(l) && len > 4 && strcmp(l + len - 4, "-end") == 0 && strstr(l, "INFO  [t] thread ");
+        good +=
+            has_timestamp(l) && len > 4 && strcmp(l + len - 4, "-end") == 0 && strstr(l, "INFO  [t] thread ");
     }
     CHECK_EQ_INT(lines, THREADS * LINES);
     CHECK_EQ_INT(good, THREADS * LINES);
