@@ -264,6 +264,12 @@ static const config_def broker_defs[] = {
         "Largest session timeout a group member may ask for; at least group.min.session.timeout.ms."),
     INT("group.max.size", INT_MAX_TEXT, 1, I32MAX, B(group_max_size), 0,
         "Most members one consumer group may have."),
+    INT("share.coordinator.state.topic.replication.factor", "1", 1, 32767, CONFIG_NO_FIELD,
+        CONFIG_F_SHORT | CONFIG_F_DEVIATES,
+        "Replication factor of the internal share-group state topic. Accepted so Kafka 4.0 files load; Kafka's "
+        "default is 3, Sluice's 1."),
+    INT("share.coordinator.state.topic.min.isr", "1", 1, I32MAX, CONFIG_NO_FIELD, CONFIG_F_DEVIATES,
+        "min.insync.replicas of the share-group state topic. Kafka's default is 2, Sluice's 1."),
 
     /* ---- transactions and idempotence ---- */
     {.name = "transaction.state.log.replication.factor", .type = CONFIG_INT, .dflt = "1", .min = 1,
@@ -1416,6 +1422,12 @@ static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
                 return -1;
             }
         }
+        /* Kafka 4.0 files advertise the controller listener too; mark it so
+         * client metadata can leave it out. */
+        for (int i = 0; i < c->n_advertised; i++)
+            for (int k = 0; k < c->controller_listener_names.n; k++)
+                if (strcasecmp(c->controller_listener_names.items[k], c->advertised[i].name) == 0)
+                    c->advertised[i].controller = true;
     } else {
         c->n_advertised = 0;
         for (int i = 0; i < c->n_listeners; i++)

@@ -484,6 +484,51 @@ static void test_listeners(void) {
     CHECK(strstr(why, "more than 2") != NULL);
 }
 
+/* A KRaft-style combined-mode file as operators write them for Kafka 4.0
+ * loads without a single warning. */
+static void test_kafka_style_file(void) {
+    broker_config c;
+    const char *text = "############ Server basics ############\n"
+                       "process.roles=broker,controller\n"
+                       "node.id=1\n"
+                       "controller.quorum.bootstrap.servers=localhost:9093\n"
+                       "\n"
+                       "############ Socket server ############\n"
+                       "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n"
+                       "inter.broker.listener.name=PLAINTEXT\n"
+                       "advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093\n"
+                       "controller.listener.names=CONTROLLER\n"
+                       "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,"
+                       "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL\n"
+                       "num.network.threads=3\n"
+                       "num.io.threads=8\n"
+                       "socket.send.buffer.bytes=102400\n"
+                       "socket.receive.buffer.bytes=102400\n"
+                       "socket.request.max.bytes=104857600\n"
+                       "############ Log basics ############\n"
+                       "log.dirs=/tmp/kraft-combined-logs\n"
+                       "num.partitions=1\n"
+                       "num.recovery.threads.per.data.dir=1\n"
+                       "offsets.topic.replication.factor=1\n"
+                       "share.coordinator.state.topic.replication.factor=1\n"
+                       "share.coordinator.state.topic.min.isr=1\n"
+                       "transaction.state.log.replication.factor=1\n"
+                       "transaction.state.log.min.isr=1\n"
+                       "#log.flush.interval.messages=10000\n"
+                       "#log.flush.interval.ms=1000\n"
+                       "log.retention.hours=168\n"
+                       "#log.retention.bytes=1073741824\n"
+                       "log.segment.bytes=1073741824\n"
+                       "log.retention.check.interval.ms=300000\n";
+    REQUIRE(load(&c, text, 0) == 0);
+    CHECK_EQ_INT(config_warning_count(&c), 0);
+    REQUIRE(c.n_listeners == 2 && c.n_advertised == 2);
+    CHECK(!c.advertised[0].controller && c.advertised[1].controller);
+    CHECK(c.listeners[1].controller);
+    CHECK(strcmp(c.log_dirs.items[0], "/tmp/kraft-combined-logs") == 0);
+    config_free(&c);
+}
+
 static void test_network_threads_cap(void) {
     broker_config c;
     REQUIRE(load(&c, "num.network.threads=3\n", 0) == 0);
@@ -696,6 +741,7 @@ int main(void) {
     UNIT_RUN(test_unknown_key_warning);
     log_set_level(LOG_LEVEL_ERROR);
     UNIT_RUN(test_listeners);
+    UNIT_RUN(test_kafka_style_file);
     UNIT_RUN(test_network_threads_cap);
     UNIT_RUN(test_env_log_level);
     UNIT_RUN(test_file_errors);
