@@ -567,11 +567,12 @@ static int parse_i64(const char *v, int64_t *out) {
     return 0;
 }
 
-/* Describes the range of a numeric row for error messages and docs. */
-static void range_text(const config_def *d, char *buf, size_t n) {
-    if (d->type == CONFIG_DOUBLE)
-        fmt(buf, n, "from %lld to %lld", (long long)d->min, (long long)d->max);
-    else if (d->max == I64MAX)
+/* Describes the range of a numeric row. Docs say "at least N" when the
+ * upper bound is just the type's limit; error messages always give both
+ * bounds so a 32-bit overflow is explained too. */
+static void range_text(const config_def *d, bool docs, char *buf, size_t n) {
+    bool is32 = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1);
+    if (d->max == I64MAX || (docs && is32 && d->max == I32MAX))
         fmt(buf, n, "at least %lld", (long long)d->min);
     else
         fmt(buf, n, "from %lld to %lld", (long long)d->min, (long long)d->max);
@@ -592,7 +593,7 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
     case CONFIG_LONG:
     case CONFIG_DURATION: {
         bool is32 = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1);
-        range_text(d, buf, sizeof buf);
+        range_text(d, false, buf, sizeof buf);
         if (parse_i64(v, &tmp.i) != 0 || (is32 && (tmp.i < INT32_MIN || tmp.i > INT32_MAX))) {
             fmt(why, whyn, "expected an integer %s", buf);
             return -1;
@@ -1769,7 +1770,7 @@ static void valid_text(const config_def *d, char *buf, size_t n) {
     case CONFIG_LONG:
     case CONFIG_DURATION:
     case CONFIG_DOUBLE:
-        range_text(d, buf, n);
+        range_text(d, true, buf, n);
         if (d->check == check_gzip_level)
             fmt(buf, n, "-1, or 1 to 9");
         break;
