@@ -1444,6 +1444,17 @@ static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
             l->host[sizeof l->host - 1] = '\0';
         }
     }
+    if (c->process_roles & CONFIG_ROLE_BROKER) {
+        bool client_listener = false;
+        for (int i = 0; i < c->n_listeners; i++)
+            client_listener = client_listener || !c->listeners[i].controller;
+        if (!client_listener) {
+            fmt(err, CONFIG_ERR_MAX,
+                "listeners: every listener is a controller listener, but process.roles includes broker and "
+                "clients need one");
+            return -1;
+        }
+    }
     if (c->inter_broker_listener_name != NULL) {
         bool found = false;
         for (int i = 0; i < c->n_listeners; i++)
