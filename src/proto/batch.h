@@ -109,7 +109,16 @@ bool batch_crc_ok(const uint8_t *buf, size_t batch_size);
 /* Full validation as a broker does before append: header, CRC, and (when
  * deep) every record decoded, counts and offset deltas consistent with the
  * header, decompressing through the codec with at most max_uncompressed bytes
- * of output. */
+ * of output.
+ *
+ * Shallow: batch_size equals the batch's own size, magic 2, CRC, recordCount
+ * >= 0, lastOffsetDelta >= 0 and >= recordCount - 1, a known codec.
+ * Deep adds: exactly recordCount records, each record's length matching its
+ * fields, headers decodable, offset deltas strictly increasing with the last
+ * equal to lastOffsetDelta, nothing after the last record, and for control
+ * batches exactly one record with a control key. (A produce path should
+ * further require recordCount == lastOffsetDelta + 1 and recordCount > 0;
+ * compacted batches on disk legitimately break both.) */
 int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_uncompressed);
 
 /* Patches baseOffset and partitionLeaderEpoch in place (CRC unaffected). */
@@ -141,30 +150,55 @@ typedef struct batch_record {
  * decompressed into memory from the arena (bounded by the arena's limit). */
 typedef struct batch_iter {
     batch_header h;
-    wire_reader r;   /* over the uncompressed records */
-    int32_t index;   /* records returned so far */
-    int err;         /* batch_err */
+    wire_reader r;      /* over the uncompressed records */
+    int32_t index;      /* records returned so far */
+    int32_t last_delta; /* offset delta of the last record returned, -1 before the first */
+    int err;            /* batch_err */
 } batch_iter;
 
+/* Prepares to iterate the records of the batch in buf (batch_size bytes,
+ * exactly the batch). Parses the header but does not check the CRC (call
+ * batch_validate first for untrusted bytes). A compressed batch is
+ * decompressed here into memory from a, never more than the arena's
+ * remaining limit. Returns BATCH_OK or the error (also left in it->err).
+ *
+ * Every record returned has been fully decoded, headers included; the
+ * iterator enforces that offset deltas strictly increase and do not pass
+ * lastOffsetDelta, that no more than recordCount records are present and
+ * (at the end) that no bytes trail the last one. With LogAppendTime set, each
+ * record's timestamp is the batch's maxTimestamp, as consumers see it. */
 int batch_iter_init(batch_iter *it, const uint8_t *buf, size_t batch_size, arena *a);
 /* Returns true and fills rec while records remain; false at the end or on
  * error (it->err says which). */
 bool batch_iter_next(batch_iter *it, batch_record *rec);
-/* Decodes the next header of rec; returns false when none remain or on error. */
+/* Points hr at rec's headers, for batch_record_next_header. */
+void batch_record_headers(const batch_record *rec, wire_reader *hr);
+/* Decodes the next header from hr; returns false when none remain or on
+ * error. Header keys are never null; values may be (len -1). */
 bool batch_record_next_header(batch_record *rec, wire_reader *hr, kstr *key, kbytes *value);
 
+/* Control records (in batches with BATCH_ATTR_CONTROL): the key is version
+ * int16 + type int16. Returns false if rec's key is not such a key. */
+#define BATCH_CONTROL_ABORT 0
+#define BATCH_CONTROL_COMMIT 1
+bool batch_control_key(const batch_record *rec, int16_t *version, int16_t *type);
+
 /* Iterates the batches in a records blob (e.g. a Produce partition's records
- * or a segment's bytes). Stops at the first incomplete batch: *consumed tells
- * how many bytes were whole batches. */
+ * or a segment's bytes). Stops at the first incomplete batch:
+ * batch_cursor_consumed() tells how many bytes were whole batches. The cursor
+ * only parses headers (batch_parse_header); it checks no CRC. */
 typedef struct batch_cursor {
+    const uint8_t *start;
     const uint8_t *p;
     const uint8_t *end;
 } batch_cursor;
 
 void batch_cursor_init(batch_cursor *c, const void *buf, size_t len);
-/* Returns BATCH_OK with *batch/*size set, BATCH_ETRUNC at a partial tail
- * (nothing consumed), or another error for a bad header. Returns -1 at the
- * clean end. */
+/* Returns BATCH_OK with *batch, *size and *h set, BATCH_ETRUNC at a partial tail
+ * (nothing consumed), or another error for a bad header (nothing consumed;
+ * BATCH_EMAGIC for a legacy message set). Returns -1 at the clean end. */
 int batch_cursor_next(batch_cursor *c, const uint8_t **batch, size_t *size, batch_header *h);
+/* Bytes of whole batches returned so far. */
+static inline size_t batch_cursor_consumed(const batch_cursor *c) { return (size_t)(c->p - c->start); }
 
 #endif
