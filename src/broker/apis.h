@@ -11,5 +11,17 @@
 #include "broker/request.h"
 
 breq_status api_versions(breq *r);
+/* group coordinator (api_groups.c) */
+breq_status api_find_coordinator(breq *r);
+breq_status api_join_group(breq *r);
+breq_status api_sync_group(breq *r);
+breq_status api_heartbeat(breq *r);
+breq_status api_leave_group(breq *r);
+breq_status api_offset_commit(breq *r);
+breq_status api_offset_fetch(breq *r);
+breq_status api_describe_groups(breq *r);
+breq_status api_list_groups(breq *r);
+breq_status api_delete_groups(breq *r);
+breq_status api_offset_delete(breq *r);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "broker/groups.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -103,6 +104,8 @@ broker *broker_create(const broker_config *cfg) {
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;
+    if (groups_mgr_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -126,6 +129,9 @@ int broker_start(broker *b) {
 uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
 
 void broker_shutdown(broker *b) {
+    /* Parked JoinGroup/SyncGroup requests are answered first, so that the
+     * network layer's drain does not wait for rebalances. */
+    groups_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     pthread_mutex_lock(&b->hk_mu);
@@ -136,6 +142,8 @@ void broker_shutdown(broker *b) {
         pthread_join(b->housekeeper, NULL);
         b->housekeeper_started = false;
     }
+    /* The coordinator holds a reference on __consumer_offsets. */
+    groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
     topics_close(b->topics);
     b->topics = NULL;
@@ -153,6 +161,7 @@ void broker_destroy(broker *b) {
         pthread_join(b->housekeeper, NULL);
     }
     net_server_destroy(b->net);
+    groups_mgr_destroy(b);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->topics)
         topics_close(b->topics);
