@@ -196,7 +196,8 @@ breq_status api_metadata(breq *r) {
         if (!ok)
             goto out;
     }
-    qsort(names, (size_t)n_names, sizeof *names, cmp_kstr);
+    if (n_names > 1)
+        qsort(names, (size_t)n_names, sizeof *names, cmp_kstr);
     for (int32_t i = 0; i < n_names; i++) {
         if (i > 0 && cmp_kstr(&names[i - 1], &names[i]) == 0)
             continue;
