@@ -80,7 +80,7 @@ static bool fill_dir(breq *r, ld_result *res, const char *root, const ld_sel *se
     int32_t nt = 0;
     for (int i = 0; i < n_sel; i++) {
         topic *t = sel[i].t;
-        int32_t want = sel[i].parts ? sel[i].n_parts : t->n_partitions;
+        int32_t want = sel[i].parts ? sel[i].n_parts : topic_partition_count(t);
         ld_part *ps = want > 0 ? breq_calloc(r, (size_t)want, sizeof *ps) : NULL;
         if (want > 0 && ps == NULL)
             return false;

@@ -41,29 +41,16 @@
 /* Incremental operation codes. */
 enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 
-/* A snapshot of a topic's overrides, copied into the request's arena while
- * the topic is referenced. */
+/* A snapshot of a topic's overrides, copied into the request's arena under
+ * the registry's lock (topics_copy_overrides). */
 typedef struct overrides {
     const char **keys;
     const char **values;
     int n;
 } overrides;
 
-static bool copy_overrides(breq *r, const topic *t, overrides *o) {
-    int n = t->n_overrides;
-    o->n = 0;
-    o->keys = n ? breq_calloc(r, (size_t)n, sizeof *o->keys) : NULL;
-    o->values = n ? breq_calloc(r, (size_t)n, sizeof *o->values) : NULL;
-    if (n && (o->keys == NULL || o->values == NULL))
-        return false;
-    for (int i = 0; i < n; i++) {
-        o->keys[i] = api_cstr(r, kstr_c(t->overrides[i].key));
-        o->values[i] = t->overrides[i].value ? api_cstr(r, kstr_c(t->overrides[i].value)) : NULL;
-        if (o->keys[i] == NULL || (t->overrides[i].value && o->values[i] == NULL))
-            return false;
-    }
-    o->n = n;
-    return true;
+static bool copy_overrides(breq *r, topic *t, overrides *o) {
+    return topics_copy_overrides(r->b->topics, t, &r->mem, &o->keys, &o->values, &o->n) == 0;
 }
 
 /* Parses a broker resource name: "" or this node's id. Returns 0 or

@@ -48,7 +48,7 @@ static bool fill_topic(breq *r, md_topic *out, topic *t, const int32_t *node) {
     if (ver >= 10)
         out->topic_id = t->id;
     out->is_internal = t->internal;
-    int32_t n = t->n_partitions;
+    int32_t n = topic_partition_count(t);
     assert(n >= 0);
     md_part *parts = n > 0 ? breq_calloc(r, (size_t)n, sizeof *parts) : NULL;
     if (n > 0 && parts == NULL)

@@ -212,7 +212,7 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
     if (rc != 0)
         goto done;
     if (ver >= 5) {
-        res->num_partitions = t ? t->n_partitions : (parts == -1 ? b->cfg->num_partitions : parts);
+        res->num_partitions = t ? topic_partition_count(t) : (parts == -1 ? b->cfg->num_partitions : parts);
         res->replication_factor = t ? t->replication_factor : (int16_t)(rf == -1 ? 1 : rf);
         if (!fill_created_configs(r, res, keys, values, n_cfg)) {
             if (t)
@@ -223,7 +223,7 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
     if (t != NULL) {
         if (ver >= 7)
             res->topic_id = t->id;
-        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, t->n_partitions, r->net->peer);
+        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, topic_partition_count(t), r->net->peer);
         topic_release(b->topics, t);
     }
 done:
@@ -339,7 +339,7 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
         rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         goto done;
     }
-    int32_t have = t->n_partitions;
+    int32_t have = topic_partition_count(t);
     if (q->count <= have) {
         snprintf(msg, sizeof msg, "Topic currently has %d partitions, which is higher than the requested %d.", have,
                  q->count);
