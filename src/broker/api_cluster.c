@@ -26,7 +26,7 @@
 #include "core/log.h"
 
 /* DescribeCluster endpoint types. */
-#define ENDPOINT_BROKERS 1
+#define ENDPOINT_BROKERS     1
 #define ENDPOINT_CONTROLLERS 2
 
 breq_status api_describe_cluster(breq *r) {
@@ -38,8 +38,9 @@ breq_status api_describe_cluster(breq *r) {
     if (ver >= 1 && req->endpoint_type != ENDPOINT_BROKERS) {
         bool ctl = req->endpoint_type == ENDPOINT_CONTROLLERS;
         resp->error_code = ctl ? KAFKA_ERR_MISMATCHED_ENDPOINT_TYPE : KAFKA_ERR_UNSUPPORTED_ENDPOINT_TYPE;
-        resp->error_message = api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
-                                              : "Unknown endpoint type.");
+        resp->error_message =
+            api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
+                            : "Unknown endpoint type.");
     }
     kafka_describe_cluster_response_describe_cluster_broker *br = breq_calloc(r, 1, sizeof *br);
     if (br == NULL)

@@ -35,8 +35,8 @@
 
 /* Bounds on what one resource of a request may carry. */
 #define CONFIGS_PER_RESOURCE_MAX 1024
-#define SYNONYMS_MAX 8
-#define CONFIG_MSG_MAX (TOPICS_MSG_MAX + 128)
+#define SYNONYMS_MAX             8
+#define CONFIG_MSG_MAX           (TOPICS_MSG_MAX + 128)
 
 /* Incremental operation codes. */
 enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
@@ -80,7 +80,8 @@ typedef struct dc_ctx {
     bool oom;
 } dc_ctx;
 
-static bool key_wanted(const kafka_describe_configs_request_describe_configs_resource *res, const char *name) {
+static bool key_wanted(const kafka_describe_configs_request_describe_configs_resource *res,
+                       const char *name) {
     if (res->configuration_keys_count < 0)
         return true;
     for (int32_t i = 0; i < res->configuration_keys_count; i++)
@@ -104,8 +105,10 @@ static bool fill_synonyms(dc_ctx *c, dc_entry *o, const config_entry *e) {
                               CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG};
     for (size_t i = first_broker; i < n; i++) {
         config_entry be;
-        if (config_broker_entry(bc, chain[i]->name, &be) == 0 && be.source == CONFIG_SOURCE_STATIC_BROKER_CONFIG)
-            s[k++] = (dc_synonym){kstr_c(be.name), api_kstr(c->r, be.value), CONFIG_SOURCE_STATIC_BROKER_CONFIG};
+        if (config_broker_entry(bc, chain[i]->name, &be) == 0 &&
+            be.source == CONFIG_SOURCE_STATIC_BROKER_CONFIG)
+            s[k++] =
+                (dc_synonym){kstr_c(be.name), api_kstr(c->r, be.value), CONFIG_SOURCE_STATIC_BROKER_CONFIG};
     }
     for (size_t i = first_broker; i < n; i++)
         if (chain[i]->dflt != NULL)
@@ -378,8 +381,8 @@ static int alter_topic(breq *r, const alter_in *in, bool validate_only, char *ms
         case OP_APPEND:
         case OP_SUBTRACT: {
             if (d->type != CONFIG_LIST) {
-                snprintf(msg, msgn, "The config '%s' is not a list; %s applies to list configs only.", keys[i],
-                         op == OP_APPEND ? "APPEND" : "SUBTRACT");
+                snprintf(msg, msgn, "The config '%s' is not a list; %s applies to list configs only.",
+                         keys[i], op == OP_APPEND ? "APPEND" : "SUBTRACT");
                 rc = KAFKA_ERR_INVALID_CONFIG;
                 goto out;
             }
@@ -428,9 +431,10 @@ static bool alter_one(breq *r, const alter_in *in, bool validate_only, int16_t *
     } else if (in->type == API_RESOURCE_BROKER) {
         rc = check_broker_name(r->b, in->name, msg, sizeof msg);
         if (rc == 0) {
-            snprintf(msg, sizeof msg,
-                     "Dynamic broker configuration is not supported: set broker configs in the properties file or "
-                     "with --override and restart the broker.");
+            snprintf(
+                msg, sizeof msg,
+                "Dynamic broker configuration is not supported: set broker configs in the properties file or "
+                "with --override and restart the broker.");
             rc = KAFKA_ERR_INVALID_REQUEST;
         }
     } else {

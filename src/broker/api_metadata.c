@@ -213,7 +213,8 @@ out:
         topic_release(b->topics, all[i]);
     free(all);
     if (st != BREQ_DONE)
-        LOG_WARN("metadata", "metadata v%d response for %s needs more memory than the request may use; closing",
-                 ver, r->net->peer);
+        LOG_WARN("metadata",
+                 "metadata v%d response for %s needs more memory than the request may use; closing", ver,
+                 r->net->peer);
     return st;
 }
