@@ -551,6 +551,9 @@ def test_metadata_versions_and_auto_creation(broker_factory):
     assert len(r4.topics) == 1
     err, name, _internal, parts = r4.topics[0]
     assert (err, name, len(parts)) == (0, "ghost", 3)
+    # Reserved internal topics are left to their coordinators.
+    err, name, internal, _ = metadata_classic(b.port, 4, ["__consumer_offsets"], allow_auto=True).topics[0]
+    assert err == UNKNOWN_TOPIC_OR_PARTITION or (err == 0 and internal)
     # v1 (no allow flag): always allowed.
     r1 = metadata_classic(b.port, 1, ["ghost2"])
     assert r1.topics[0][0] == 0 and "ghost2" in topic_names(b)
