@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARENA_ALIGN 16
+#define ARENA_ALIGN     16
 #define ARENA_MIN_BLOCK 4096
 #define ARENA_MAX_BLOCK (1u << 20)
 

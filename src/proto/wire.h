@@ -38,7 +38,7 @@ typedef struct kuuid {
     uint8_t b[16];
 } kuuid;
 
-#define KSTR_NULL ((kstr){NULL, -1})
+#define KSTR_NULL   ((kstr){NULL, -1})
 #define KBYTES_NULL ((kbytes){NULL, -1})
 /* A kstr from a C string literal or NUL-terminated string. */
 kstr kstr_c(const char *s);
@@ -98,11 +98,20 @@ const uint8_t *wire_skip(wire_reader *r, size_t n);
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* A splice hook lets a caller keep some bytes fields out of the buffer: when
+ * it returns true for a non-empty field, the writer writes only the length
+ * prefix and the caller remembers to send b's bytes at offset `at` of the
+ * output (this is how Fetch responses send records straight from segment
+ * files). The writer's len then counts only the bytes really in buf. */
+typedef bool (*wire_splice_fn)(void *ctx, const kbytes *b, size_t at);
+
 typedef struct wire_writer {
     uint8_t *buf;
     size_t len; /* bytes written */
     size_t cap;
     int err; /* wire_err; sticky */
+    wire_splice_fn splice;
+    void *splice_ctx;
 } wire_writer;
 
 void wire_writer_init(wire_writer *w, void *buf, size_t cap);
@@ -144,7 +153,9 @@ static inline uint16_t wire_be16(const uint8_t *p) { return (uint16_t)((p[0] << 
 static inline uint32_t wire_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
-static inline uint64_t wire_be64(const uint8_t *p) { return ((uint64_t)wire_be32(p) << 32) | wire_be32(p + 4); }
+static inline uint64_t wire_be64(const uint8_t *p) {
+    return ((uint64_t)wire_be32(p) << 32) | wire_be32(p + 4);
+}
 static inline void wire_put_be16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)(v >> 8);
     p[1] = (uint8_t)v;

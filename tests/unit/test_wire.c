@@ -10,8 +10,12 @@ static void test_varint_vectors(void) {
         uint8_t enc[10];
         size_t n;
     } cases[] = {
-        {0, {0x00}, 1},          {-1, {0x01}, 1},         {1, {0x02}, 1},
-        {-64, {0x7f}, 1},        {64, {0x80, 0x01}, 2},   {300, {0xd8, 0x04}, 2},
+        {0, {0x00}, 1},
+        {-1, {0x01}, 1},
+        {1, {0x02}, 1},
+        {-64, {0x7f}, 1},
+        {64, {0x80, 0x01}, 2},
+        {300, {0xd8, 0x04}, 2},
         {INT32_MAX, {0xfe, 0xff, 0xff, 0xff, 0x0f}, 5},
         {INT32_MIN, {0xff, 0xff, 0xff, 0xff, 0x0f}, 5},
     };

@@ -1,0 +1,101 @@
+# Sluice - top-level commands. The README's two commands are `make run` and
+# `make test`; each installs its Debian dependencies first if they are missing.
+#
+#   make run          build and start a single-node broker on localhost:9092 (data in ./data)
+#   make test         build and run every test (unit + integration)
+#   make test-asan    the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz-ci      build the libFuzzer targets and run each briefly from its seed corpus
+#   make bench        build and run the benchmarks (ratios against same-run baselines)
+#   make gen          regenerate src/proto/gen from ../shared/kafka-protocol
+#   make check-gen    fail if regeneration would change the committed code
+#   make format       clang-format the hand-written sources; format-check only checks
+
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD     ?= build/release
+ASAN      ?= build/asan
+FUZZ      ?= build/fuzz
+PYTHON    ?= /usr/bin/python3
+FUZZ_SECS ?= 30
+SPEC      ?= ../shared/kafka-protocol/messages
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
+
+.PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan \
+        fuzz-build fuzz-ci bench gen check-gen format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+deps-test:
+	@scripts/install-deps.sh --test
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+	cmake --build $(ASAN) -j$(JOBS)
+
+run: build
+	@mkdir -p data
+	$(BUILD)/sluiced --override log.dirs=./data
+
+test: deps-test build
+	$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit:
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Integration tests start real sluiced processes; run only once some exist.
+test-integration:
+	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
+	    SLUICE_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration; \
+	else echo "test-integration: no integration tests yet"; fi
+
+test-asan: deps-test build-asan
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -j$(JOBS)
+	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
+	    SLUICE_BUILD=$(ASAN) $(PYTHON) -m pytest -q tests/integration; fi
+
+fuzz-build: deps-test
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON
+	cmake --build $(FUZZ) -j$(JOBS)
+
+# Each target runs FUZZ_SECS seconds from a scratch copy of its committed seed
+# corpus (tests/fuzz/corpus/<name without fuzz_>); any crash fails the run.
+fuzz-ci: fuzz-build
+	@set -e; for t in $(FUZZ)/fuzz_*; do \
+	    [ -x "$$t" ] || continue; name=$$(basename $$t); seed=tests/fuzz/corpus/$${name#fuzz_}; \
+	    work=$$(mktemp -d); [ -d "$$seed" ] && cp -r "$$seed"/. "$$work"/; \
+	    echo "fuzz: $$name for $(FUZZ_SECS)s"; \
+	    "$$t" -max_total_time=$(FUZZ_SECS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ)/$$name- "$$work" 2>$(FUZZ)/$$name.log \
+	        || { tail -50 $(FUZZ)/$$name.log; rm -rf "$$work"; exit 1; }; \
+	    grep -E 'stat::number_of_executed_units' $(FUZZ)/$$name.log || true; \
+	    rm -rf "$$work"; \
+	done
+
+bench: build
+	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
+
+gen:
+	$(PYTHON) scripts/protogen.py --spec $(SPEC)
+
+check-gen: gen
+	@git diff --exit-code --stat -- src/proto/gen tests/unit/gen \
+	    || { echo "check-gen: generated code is stale; run 'make gen' and commit"; exit 1; }
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build

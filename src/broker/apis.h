@@ -1,0 +1,15 @@
+/*
+ * apis.h - the broker's Kafka API handlers, one function per API. Each takes
+ * a decoded request (r->req, the generated kafka_<api>_request struct) and
+ * fills r->resp (kafka_<api>_response, already set to defaults). See
+ * request.h for the return values. The table that routes to them is in
+ * request.c.
+ */
+#ifndef SLUICE_BROKER_APIS_H
+#define SLUICE_BROKER_APIS_H
+
+#include "broker/request.h"
+
+breq_status api_versions(breq *r);
+
+#endif

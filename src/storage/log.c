@@ -1,0 +1,1139 @@
+/*
+ * log.c - partition logs: open/recovery, append, read, roll, flush,
+ * retention, truncation and timestamp lookup. See log.h for the contract and
+ * docs/storage.md for the on-disk layout and the recovery algorithm.
+ */
+#include "storage/log.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "proto/batch.h"
+#include "proto/wire.h"
+
+#define PLOG_DIR_MAX (SEG_PATH_MAX - 32)
+#define PLOG_MAX_SEGMENTS (1 << 20)
+/* Bound on batches per append (a Produce partition's record set). */
+#define PLOG_MAX_BATCHES_PER_APPEND 16384
+#define CHECKPOINT_NAME "log.checkpoint"
+#define CLEAN_MARKER ".clean-shutdown"
+
+struct plog {
+    pthread_mutex_t mu;
+    char dir[PLOG_DIR_MAX];
+    plog_config cfg;
+    segment **segs;
+    int nseg, cap;
+    int64_t log_start_offset;
+    int64_t recovery_point;
+    int64_t unflushed_records;
+    int64_t last_flush_ms;
+    bool offline;
+};
+
+const char *storage_strerror(int err) {
+    switch (err) {
+    case STORAGE_OK:
+        return "ok";
+    case STORAGE_OFFSET_OUT_OF_RANGE:
+        return "offset out of range";
+    case STORAGE_CORRUPT_MESSAGE:
+        return "corrupt message";
+    case STORAGE_MESSAGE_TOO_LARGE:
+        return "message too large";
+    case STORAGE_RECORD_LIST_TOO_LARGE:
+        return "record list too large";
+    case STORAGE_INVALID_TIMESTAMP:
+        return "invalid timestamp";
+    case STORAGE_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+        return "unsupported message format";
+    case STORAGE_KAFKA_STORAGE_ERROR:
+        return "storage error";
+    case STORAGE_UNSUPPORTED_COMPRESSION_TYPE:
+        return "unsupported compression type";
+    case STORAGE_INVALID_RECORD:
+        return "invalid record";
+    }
+    return "unknown storage error";
+}
+
+void plog_config_default(plog_config *c) {
+    memset(c, 0, sizeof *c);
+    c->segment_bytes = 1LL << 30;
+    c->segment_ms = 7LL * 24 * 3600 * 1000;
+    c->segment_index_bytes = 10 << 20;
+    c->index_interval_bytes = 4096;
+    c->max_message_bytes = 1048588;
+    c->flush_messages = INT64_MAX;
+    c->flush_ms = INT64_MAX;
+    c->retention_ms = 7LL * 24 * 3600 * 1000;
+    c->retention_bytes = -1;
+    c->timestamp_type = PLOG_TS_CREATE_TIME;
+    c->max_timestamp_diff_ms = INT64_MAX;
+    c->deep_validation = false;
+}
+
+int plog_config_check(const plog_config *c) {
+    if (c->segment_bytes < 64 || c->segment_bytes > INT32_MAX)
+        return -1;
+    if (c->segment_ms < 1 || c->index_interval_bytes < 0 || c->max_message_bytes < BATCH_HEADER_SIZE)
+        return -1;
+    if (c->segment_index_bytes < 4 * OIDX_ENTRY_SIZE)
+        return -1;
+    if (c->flush_messages < 1 || c->flush_ms < 0 || c->max_timestamp_diff_ms < 0)
+        return -1;
+    if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME)
+        return -1;
+    return 0;
+}
+
+static uint32_t idx_max_entries(const plog_config *c) { return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE; }
+
+static segment *active(const plog *l) {
+    assert(l->nseg > 0);
+    return l->segs[l->nseg - 1];
+}
+
+static int64_t leo(const plog *l) { return active(l)->next_offset; }
+
+/* Puts the partition offline after a disk error; it stays so until reopened. */
+static int go_offline(plog *l, const char *what, int err) {
+    if (!l->offline)
+        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what, strerror(err < 0 ? -err : err));
+    l->offline = true;
+    return STORAGE_KAFKA_STORAGE_ERROR;
+}
+
+/* ---------------- checkpoint ---------------- */
+
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Writes "sluice-log-checkpoint 1\n<recovery point> <log start offset>\n"
+ * to a temporary file, fsyncs it and renames it over the old one, so a crash
+ * leaves either the old or the new values (both safe: older is smaller). */
+static int write_checkpoint(plog *l) {
+    char path[SEG_PATH_MAX], tmp[SEG_PATH_MAX + 8], body[96];
+    snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, l->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int n = snprintf(body, sizeof body, "sluice-log-checkpoint 1\n%" PRId64 " %" PRId64 "\n", l->recovery_point,
+                     l->log_start_offset);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (write(fd, body, (size_t)n) != n)
+        rc = errno ? -errno : -EIO;
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    return rc;
+}
+
+static void read_checkpoint(const char *dir, int64_t *rp, int64_t *lso) {
+    char path[SEG_PATH_MAX], body[128];
+    *rp = 0;
+    *lso = 0;
+    snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, body, sizeof body - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    body[n] = 0;
+    long long a, b;
+    if (sscanf(body, "sluice-log-checkpoint 1\n%lld %lld", &a, &b) == 2 && a >= 0 && b >= 0) {
+        *rp = a;
+        *lso = b;
+    } else {
+        fprintf(stderr, "storage: ignoring unreadable %s\n", path);
+    }
+}
+
+/* ---------------- segment list ---------------- */
+
+static int push_segment(plog *l, segment *s) {
+    if (l->nseg == l->cap) {
+        if (l->cap >= PLOG_MAX_SEGMENTS)
+            return -ENOSPC;
+        int ncap = l->cap ? l->cap * 2 : 8;
+        segment **n = realloc(l->segs, (size_t)ncap * sizeof *n);
+        if (n == NULL)
+            return -ENOMEM;
+        l->segs = n;
+        l->cap = ncap;
+    }
+    assert(l->nseg == 0 || s->base_offset >= l->segs[l->nseg - 1]->next_offset);
+    l->segs[l->nseg++] = s;
+    return 0;
+}
+
+/* Removes segs[i] from the list and deletes its files. The active segment's
+ * use is dropped first. */
+static void drop_segment(plog *l, int i) {
+    segment *s = l->segs[i];
+    memmove(&l->segs[i], &l->segs[i + 1], (size_t)(l->nseg - i - 1) * sizeof *l->segs);
+    l->nseg--;
+    if (s->active) {
+        s->active = false;
+        segment_release(s);
+    }
+    segment_delete_files(s);
+    segment_unref(s);
+}
+
+/* Index of the last segment whose base <= offset (0 if offset precedes all). */
+static int seg_for(const plog *l, int64_t offset) {
+    int lo = 0, hi = l->nseg - 1, best = 0;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (l->segs[mid]->base_offset <= offset) {
+            best = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return best;
+}
+
+/* Creates a new empty active segment at base and makes it the last. */
+static int new_active(plog *l, int64_t base, int64_t now_ms) {
+    segment *s = segment_new(l->dir, base, idx_max_entries(&l->cfg), l->cfg.index_interval_bytes);
+    if (s == NULL)
+        return -ENOMEM;
+    int rc = segment_create_files(s);
+    if (rc == 0)
+        rc = segment_acquire(s);
+    if (rc == 0) {
+        rc = push_segment(l, s);
+        if (rc != 0)
+            segment_release(s);
+    }
+    if (rc != 0) {
+        segment_delete_files(s);
+        segment_unref(s);
+        return rc;
+    }
+    s->created_ms = now_ms;
+    return 0;
+}
+
+static int roll_locked(plog *l, int64_t now_ms) {
+    segment *a = active(l);
+    if (a->size == 0) {
+        a->created_ms = now_ms;
+        return 0;
+    }
+    int rc = segment_seal(a);
+    if (rc != 0)
+        return rc;
+    a->max_ts_known = true;
+    segment_release(a);
+    rc = new_active(l, a->next_offset, now_ms);
+    if (rc != 0) {
+        /* Put the old one back to work so the log stays consistent. */
+        if (segment_acquire(a) == 0)
+            a->active = true;
+        return rc;
+    }
+    return 0;
+}
+
+/* ---------------- open / close ---------------- */
+
+static bool parse_base(const char *name, const char *suffix, int64_t *base) {
+    size_t n = strlen(name), sl = strlen(suffix);
+    if (n != 20 + sl || strcmp(name + 20, suffix) != 0)
+        return false;
+    int64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (name[i] - '0');
+    }
+    *base = v;
+    return true;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists segment bases in dir (sorted) and removes stray temporary files. */
+static int list_bases(const char *dir, int64_t **out, int *n_out) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -errno;
+    int64_t *v = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t base;
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            char p[SEG_PATH_MAX];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+            continue;
+        }
+        if (!parse_base(e->d_name, ".log", &base))
+            continue;
+        if (n == cap) {
+            if (cap >= PLOG_MAX_SEGMENTS) {
+                rc = -E2BIG;
+                break;
+            }
+            cap = cap ? cap * 2 : 16;
+            int64_t *nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (nv == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        v[n++] = base;
+    }
+    closedir(d);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    if (n > 1)
+        qsort(v, (size_t)n, sizeof *v, cmp_i64);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+/* Unclean start: verify every segment from the one holding the recovery
+ * point on, cutting at the first bad batch and dropping whatever follows. */
+static int recover_tail(plog *l) {
+    int first = seg_for(l, l->recovery_point);
+    int64_t min_next = first > 0 ? l->segs[first]->base_offset : 0;
+    for (int i = first; i < l->nseg; i++) {
+        segment *s = l->segs[i];
+        int64_t cut = 0;
+        int rc = segment_acquire(s);
+        if (rc != 0)
+            return rc;
+        rc = segment_recover(s, true, true, min_next, &cut);
+        segment_release(s);
+        if (rc != 0)
+            return rc;
+        bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset < s->next_offset;
+        if (cut > 0)
+            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n", l->dir,
+                    cut, s->path);
+        if (cut > 0 || gap) {
+            while (l->nseg > i + 1) {
+                fprintf(stderr, "storage: %s: dropping segment %s after corruption\n", l->dir,
+                        l->segs[l->nseg - 1]->path);
+                drop_segment(l, l->nseg - 1);
+            }
+        }
+        min_next = s->next_offset;
+    }
+    return 0;
+}
+
+plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err) {
+    int64_t *bases = NULL;
+    int nb = 0, rc;
+    plog *l = NULL;
+    const char *what = "open";
+    if (plog_config_check(cfg) != 0 || strlen(dir) >= PLOG_DIR_MAX) {
+        *err = STORAGE_KAFKA_STORAGE_ERROR;
+        return NULL;
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        *err = STORAGE_KAFKA_STORAGE_ERROR;
+        return NULL;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    snprintf(l->dir, sizeof l->dir, "%s", dir);
+    l->cfg = *cfg;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        rc = -errno;
+        what = "mkdir";
+        goto err;
+    }
+    read_checkpoint(dir, &l->recovery_point, &l->log_start_offset);
+    rc = list_bases(dir, &bases, &nb);
+    if (rc != 0) {
+        what = "list segments";
+        goto err;
+    }
+    for (int i = 0; i < nb; i++) {
+        segment *s = segment_new(dir, bases[i], idx_max_entries(cfg), cfg->index_interval_bytes);
+        rc = s ? segment_stat(s) : -ENOMEM;
+        if (rc == 0)
+            rc = push_segment(l, s);
+        if (rc != 0) {
+            if (s)
+                segment_unref(s);
+            what = "load segment";
+            goto err;
+        }
+        /* An inactive segment ends where the next begins. */
+        if (i > 0)
+            l->segs[i - 1]->next_offset = s->base_offset;
+        s->created_ms = -1; /* unknown: the segment.ms clock starts at the next append */
+    }
+    if (l->nseg == 0) {
+        rc = new_active(l, l->log_start_offset, -1);
+        if (rc != 0) {
+            what = "create segment";
+            goto err;
+        }
+        l->recovery_point = l->log_start_offset;
+    } else {
+        if (!clean) {
+            rc = recover_tail(l);
+            if (rc != 0) {
+                what = "recover";
+                goto err;
+            }
+        }
+        segment *a = active(l);
+        a->active = true;
+        rc = segment_acquire(a);
+        if (rc == 0)
+            rc = segment_load_indexes(a);
+        if (rc != 0) {
+            what = "load active segment";
+            goto err;
+        }
+    }
+    if (l->log_start_offset < l->segs[0]->base_offset)
+        l->log_start_offset = l->segs[0]->base_offset;
+    if (l->log_start_offset > leo(l))
+        l->log_start_offset = leo(l);
+    if (!clean || l->recovery_point > leo(l)) {
+        /* Everything now present was verified: make it durable once so the
+         * next unclean start scans only what comes after. */
+        for (int i = seg_for(l, l->recovery_point); i < l->nseg; i++) {
+            segment *s = l->segs[i];
+            if ((rc = segment_acquire(s)) != 0)
+                goto err;
+            rc = segment_flush(s, true);
+            segment_release(s);
+            if (rc != 0) {
+                what = "fsync";
+                goto err;
+            }
+        }
+        l->recovery_point = leo(l);
+        if ((rc = write_checkpoint(l)) != 0) {
+            what = "write checkpoint";
+            goto err;
+        }
+    }
+    free(bases);
+    *err = STORAGE_OK;
+    return l;
+err:
+    fprintf(stderr, "storage: cannot open partition log %s: %s: %s\n", dir, what, strerror(-rc));
+    free(bases);
+    if (l) {
+        for (int i = l->nseg - 1; i >= 0; i--) {
+            segment *s = l->segs[i];
+            if (s->active && s->users > 0)
+                segment_release(s);
+            segment_unref(s);
+        }
+        free(l->segs);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+    }
+    *err = STORAGE_KAFKA_STORAGE_ERROR;
+    return NULL;
+}
+
+static int flush_locked(plog *l, int64_t now_ms) {
+    if (l->offline)
+        return STORAGE_KAFKA_STORAGE_ERROR;
+    int64_t end = leo(l);
+    for (int i = seg_for(l, l->recovery_point); i < l->nseg; i++) {
+        segment *s = l->segs[i];
+        int rc = segment_acquire(s);
+        if (rc == 0) {
+            rc = segment_flush(s, true);
+            segment_release(s);
+        }
+        if (rc != 0)
+            return go_offline(l, "flush", rc);
+    }
+    int rc = fsync_dir(l->dir);
+    if (rc != 0)
+        return go_offline(l, "fsync directory", rc);
+    l->recovery_point = end;
+    rc = write_checkpoint(l);
+    if (rc != 0)
+        return go_offline(l, "write checkpoint", rc);
+    l->unflushed_records = 0;
+    l->last_flush_ms = now_ms;
+    return STORAGE_OK;
+}
+
+static void free_log(plog *l) {
+    for (int i = l->nseg - 1; i >= 0; i--) {
+        segment *s = l->segs[i];
+        if (s->active) {
+            s->active = false;
+            segment_release(s);
+        }
+        segment_unref(s);
+    }
+    free(l->segs);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+int plog_close(plog *l) {
+    pthread_mutex_lock(&l->mu);
+    int rc = l->offline ? STORAGE_KAFKA_STORAGE_ERROR : flush_locked(l, 0);
+    pthread_mutex_unlock(&l->mu);
+    free_log(l);
+    return rc;
+}
+
+int plog_delete(plog *l) {
+    pthread_mutex_lock(&l->mu);
+    while (l->nseg > 0)
+        drop_segment(l, l->nseg - 1);
+    char p[SEG_PATH_MAX];
+    snprintf(p, sizeof p, "%s/" CHECKPOINT_NAME, l->dir);
+    unlink(p);
+    int rc = STORAGE_OK;
+    if (rmdir(l->dir) != 0) {
+        fprintf(stderr, "storage: cannot remove %s: %s\n", l->dir, strerror(errno));
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    pthread_mutex_unlock(&l->mu);
+    free_log(l);
+    return rc;
+}
+
+/* ---------------- append ---------------- */
+
+static int map_batch_err(int e) {
+    switch (e) {
+    case BATCH_OK:
+        return STORAGE_OK;
+    case BATCH_EMAGIC:
+        return STORAGE_UNSUPPORTED_FOR_MESSAGE_FORMAT;
+    case BATCH_ERECORDS:
+        return STORAGE_INVALID_RECORD;
+    case BATCH_ECODEC:
+        return STORAGE_UNSUPPORTED_COMPRESSION_TYPE;
+    default:
+        return STORAGE_CORRUPT_MESSAGE;
+    }
+}
+
+/* Checks every batch of buf without touching the log. Fills b[] with the
+ * batches' positions in buf and their offset spans relative to 0. */
+static int validate(const plog *l, const uint8_t *buf, size_t len, int64_t now_ms, seg_batch *b, int *nb,
+                    int64_t *records) {
+    size_t pos = 0;
+    int n = 0;
+    *records = 0;
+    if (len == 0)
+        return STORAGE_CORRUPT_MESSAGE;
+    if ((int64_t)len > l->cfg.segment_bytes)
+        return STORAGE_RECORD_LIST_TOO_LARGE;
+    while (pos < len) {
+        batch_header h;
+        if (n == PLOG_MAX_BATCHES_PER_APPEND)
+            return STORAGE_RECORD_LIST_TOO_LARGE;
+        if (len - pos < BATCH_HEADER_SIZE)
+            return STORAGE_CORRUPT_MESSAGE;
+        /* Check the size first so an oversized batch gets the right error. */
+        int64_t claimed = (int64_t)(int32_t)wire_be32(buf + pos + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD;
+        if (claimed > l->cfg.max_message_bytes && claimed <= (int64_t)(len - pos))
+            return STORAGE_MESSAGE_TOO_LARGE;
+        int e = batch_parse_header(buf + pos, len - pos, &h);
+        if (e != BATCH_OK)
+            return map_batch_err(e);
+        size_t size = (size_t)batch_total_size(&h);
+        e = batch_validate(buf + pos, size, l->cfg.deep_validation, (size_t)l->cfg.max_message_bytes * 64);
+        if (e != BATCH_OK)
+            return map_batch_err(e);
+        if (h.record_count < 1 || h.last_offset_delta != h.record_count - 1)
+            return STORAGE_INVALID_RECORD;
+        if (l->cfg.timestamp_type == PLOG_TS_CREATE_TIME && l->cfg.max_timestamp_diff_ms != INT64_MAX) {
+            int64_t d = h.max_timestamp - now_ms;
+            if (d > l->cfg.max_timestamp_diff_ms || -d > l->cfg.max_timestamp_diff_ms)
+                return STORAGE_INVALID_TIMESTAMP;
+        }
+        b[n] = (seg_batch){.pos = (int64_t)pos,
+                           .base_offset = 0,
+                           .last_offset = h.last_offset_delta,
+                           .size = (int64_t)size,
+                           .max_ts = h.max_timestamp,
+                           .attributes = h.attributes,
+                           .record_count = h.record_count};
+        *records += h.record_count;
+        n++;
+        pos += size;
+    }
+    *nb = n;
+    return STORAGE_OK;
+}
+
+static bool needs_roll(const plog *l, const segment *a, size_t len, int64_t last_offset, int64_t now_ms) {
+    if (a->size == 0)
+        return false;
+    if (a->size + (int64_t)len > l->cfg.segment_bytes)
+        return true;
+    if (now_ms - a->created_ms >= l->cfg.segment_ms)
+        return true;
+    /* keep one slot for the final time-index entry written on roll */
+    if (a->oi.count + 1 >= a->oi.max_entries || a->ti.count + 2 >= a->ti.max_entries)
+        return true;
+    return last_offset - a->base_offset > INT32_MAX;
+}
+
+int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                plog_append_info *info) {
+    seg_batch stack_b[64];
+    seg_batch *b = stack_b;
+    int nb = 0, rc;
+    int64_t records = 0;
+    size_t maxb = len / BATCH_HEADER_SIZE + 1;
+    if (maxb > 64) {
+        if (maxb > PLOG_MAX_BATCHES_PER_APPEND)
+            maxb = PLOG_MAX_BATCHES_PER_APPEND;
+        b = malloc(maxb * sizeof *b);
+        if (b == NULL)
+            return STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    rc = validate(l, buf, len, now_ms, b, &nb, &records);
+    if (rc != STORAGE_OK)
+        goto out;
+    int64_t next = leo(l);
+    int64_t first = next;
+    for (int i = 0; i < nb; i++) {
+        uint8_t *p = buf + b[i].pos;
+        int64_t delta = b[i].last_offset;
+        batch_set_base_offset(p, next);
+        batch_set_leader_epoch(p, leader_epoch);
+        if (l->cfg.timestamp_type == PLOG_TS_LOG_APPEND_TIME) {
+            batch_set_log_append_time(p, (size_t)b[i].size, now_ms);
+            b[i].max_ts = now_ms;
+        }
+        b[i].base_offset = next;
+        b[i].last_offset = next + delta;
+        b[i].leader_epoch = leader_epoch;
+        next += delta + 1;
+    }
+    if (active(l)->size == 0 || active(l)->created_ms < 0)
+        active(l)->created_ms = now_ms;
+    if (needs_roll(l, active(l), len, next - 1, now_ms)) {
+        int r = roll_locked(l, now_ms);
+        if (r != 0) {
+            rc = go_offline(l, "roll", r);
+            goto out;
+        }
+    }
+    segment *a = active(l);
+    int r = segment_append(a, buf, len, b, nb);
+    if (r != 0) {
+        rc = go_offline(l, "append", r);
+        goto out;
+    }
+    assert(a->next_offset == next);
+    l->unflushed_records += records;
+    if (info) {
+        info->base_offset = first;
+        info->last_offset = next - 1;
+        info->log_append_time = l->cfg.timestamp_type == PLOG_TS_LOG_APPEND_TIME ? now_ms : -1;
+        info->log_start_offset = l->log_start_offset;
+        info->batches = nb;
+        info->records = records;
+    }
+    if (l->unflushed_records >= l->cfg.flush_messages ||
+        (l->cfg.flush_ms != INT64_MAX && now_ms - l->last_flush_ms >= l->cfg.flush_ms))
+        rc = flush_locked(l, now_ms);
+out:
+    pthread_mutex_unlock(&l->mu);
+    if (b != stack_b)
+        free(b);
+    return rc;
+}
+
+/* ---------------- read ---------------- */
+
+void plog_read_release(plog_read_result *res) {
+    for (int i = 0; i < res->n; i++)
+        segment_unpin(res->r[i].seg);
+    res->n = 0;
+    res->bytes = 0;
+}
+
+int plog_read(plog *l, int64_t offset, int64_t max_bytes, int64_t max_offset, plog_read_result *res) {
+    int rc = STORAGE_OK;
+    res->n = 0;
+    res->bytes = 0;
+    pthread_mutex_lock(&l->mu);
+    res->log_end_offset = leo(l);
+    res->log_start_offset = l->log_start_offset;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    if (offset < l->log_start_offset || offset > leo(l)) {
+        rc = STORAGE_OFFSET_OUT_OF_RANGE;
+        goto out;
+    }
+    int64_t stop = max_offset < 0 || max_offset > leo(l) ? leo(l) : max_offset;
+    int64_t left = max_bytes < 0 ? 0 : max_bytes;
+    for (int i = seg_for(l, offset); i < l->nseg && res->n < PLOG_MAX_RANGES && offset < stop; i++) {
+        segment *s = l->segs[i];
+        if (res->n > 0 && left <= 0)
+            break;
+        int r = segment_pin(s);
+        if (r != 0) {
+            rc = go_offline(l, "open segment", r);
+            goto out;
+        }
+        seg_batch first;
+        r = segment_find(s, offset, &first);
+        if (r <= 0) {
+            segment_unpin(s);
+            if (r < 0) {
+                rc = go_offline(l, "read", r);
+                goto out;
+            }
+            continue; /* nothing at or past offset here: try the next one */
+        }
+        if (first.base_offset >= stop) {
+            segment_unpin(s);
+            break;
+        }
+        int64_t end = s->size;
+        if (stop < s->next_offset) {
+            seg_batch lim;
+            r = segment_find(s, stop, &lim);
+            if (r < 0) {
+                segment_unpin(s);
+                rc = go_offline(l, "read", r);
+                goto out;
+            }
+            /* the batch holding stop starts below it: leave it out only if
+             * it starts at or after stop */
+            if (r == 1)
+                end = lim.base_offset >= stop ? lim.pos : lim.pos + lim.size;
+        }
+        int64_t len = end - first.pos;
+        if (len > left)
+            len = res->n == 0 && first.size > left ? first.size : left;
+        if (len <= 0) {
+            segment_unpin(s);
+            break;
+        }
+        res->r[res->n++] = (plog_range){s, s->fd, first.pos, len};
+        res->bytes += len;
+        left -= len;
+        offset = s->next_offset;
+    }
+out:
+    pthread_mutex_unlock(&l->mu);
+    if (rc != STORAGE_OK)
+        plog_read_release(res);
+    return rc;
+}
+
+/* ---------------- flush, roll, retention, truncation ---------------- */
+
+int plog_flush(plog *l, int64_t now_ms) {
+    pthread_mutex_lock(&l->mu);
+    int rc = flush_locked(l, now_ms);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int plog_roll(plog *l, int64_t now_ms) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_KAFKA_STORAGE_ERROR;
+    if (!l->offline) {
+        int r = roll_locked(l, now_ms);
+        rc = r == 0 ? STORAGE_OK : go_offline(l, "roll", r);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* Largest timestamp of an inactive segment, loading its time index if need
+ * be; falls back to the file's mtime when it holds no timestamps. */
+static int64_t segment_age_ts(plog *l, segment *s) {
+    if (!s->max_ts_known) {
+        if (segment_acquire(s) == 0) {
+            if (segment_load_indexes(s) != 0)
+                go_offline(l, "load index", EIO);
+            segment_release(s);
+        }
+    }
+    if (s->max_ts >= 0)
+        return s->max_ts;
+    struct stat st;
+    char p[SEG_PATH_MAX + 8];
+    snprintf(p, sizeof p, "%s.log", s->path);
+    if (stat(p, &st) != 0)
+        return INT64_MAX; /* unknown age: keep it */
+    return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+static int retention_locked(plog *l, int64_t now_ms, int *deleted) {
+    int n = 0;
+    int64_t total = 0;
+    for (int i = 0; i < l->nseg; i++)
+        total += l->segs[i]->size;
+    while (l->nseg > 1) {
+        segment *s = l->segs[0];
+        bool del = s->next_offset <= l->log_start_offset;
+        if (!del && l->cfg.retention_bytes >= 0 && total - s->size >= l->cfg.retention_bytes)
+            del = true;
+        if (!del && l->cfg.retention_ms >= 0 && segment_age_ts(l, s) < now_ms - l->cfg.retention_ms)
+            del = true;
+        if (!del)
+            break;
+        total -= s->size;
+        drop_segment(l, 0);
+        n++;
+    }
+    int rc = STORAGE_OK;
+    if (n > 0) {
+        if (l->log_start_offset < l->segs[0]->base_offset)
+            l->log_start_offset = l->segs[0]->base_offset;
+        int r = write_checkpoint(l);
+        if (r != 0)
+            rc = go_offline(l, "write checkpoint", r);
+    }
+    if (deleted)
+        *deleted = n;
+    return rc;
+}
+
+int plog_retention(plog *l, int64_t now_ms, int *deleted) {
+    pthread_mutex_lock(&l->mu);
+    int rc = l->offline ? STORAGE_KAFKA_STORAGE_ERROR : retention_locked(l, now_ms, deleted);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int plog_tick(plog *l, int64_t now_ms) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    segment *a = active(l);
+    if (a->created_ms < 0)
+        a->created_ms = now_ms;
+    if (a->size > 0 && now_ms - a->created_ms >= l->cfg.segment_ms) {
+        int r = roll_locked(l, now_ms);
+        if (r != 0) {
+            rc = go_offline(l, "roll", r);
+            goto out;
+        }
+    }
+    if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 && now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
+        rc = flush_locked(l, now_ms);
+        if (rc != STORAGE_OK)
+            goto out;
+    }
+    rc = retention_locked(l, now_ms, NULL);
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int plog_delete_records(plog *l, int64_t offset, int64_t *new_start) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+    } else if (offset < 0 || offset > leo(l)) {
+        rc = STORAGE_OFFSET_OUT_OF_RANGE;
+    } else {
+        if (offset > l->log_start_offset) {
+            l->log_start_offset = offset;
+            int r = write_checkpoint(l);
+            if (r != 0)
+                rc = go_offline(l, "write checkpoint", r);
+        }
+        /* Segments wholly below the new start go now, not at the next tick. */
+        int n = 0;
+        while (rc == STORAGE_OK && l->nseg > 1 && l->segs[0]->next_offset <= l->log_start_offset) {
+            drop_segment(l, 0);
+            n++;
+        }
+        (void)n;
+    }
+    if (new_start)
+        *new_start = l->log_start_offset;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int plog_truncate(plog *l, int64_t offset) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK, r = 0;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    if (offset < 0) {
+        rc = STORAGE_OFFSET_OUT_OF_RANGE;
+        goto out;
+    }
+    if (offset >= leo(l))
+        goto out;
+    if (offset <= l->segs[0]->base_offset || offset < l->log_start_offset) {
+        /* Nothing below offset survives: start over at offset. */
+        while (l->nseg > 0)
+            drop_segment(l, l->nseg - 1);
+        r = new_active(l, offset, -1);
+        if (r != 0) {
+            rc = go_offline(l, "truncate", r);
+            goto out;
+        }
+        l->log_start_offset = offset;
+    } else {
+        while (l->segs[l->nseg - 1]->base_offset >= offset)
+            drop_segment(l, l->nseg - 1);
+        segment *s = active(l);
+        if (!s->active) {
+            if ((r = segment_acquire(s)) != 0) {
+                rc = go_offline(l, "truncate", r);
+                goto out;
+            }
+            s->active = true;
+        }
+        r = segment_truncate(s, offset);
+        if (r != 0) {
+            rc = go_offline(l, "truncate", r);
+            goto out;
+        }
+    }
+    if (l->recovery_point > leo(l))
+        l->recovery_point = leo(l);
+    if (l->log_start_offset > leo(l))
+        l->log_start_offset = leo(l);
+    r = write_checkpoint(l);
+    if (r != 0)
+        rc = go_offline(l, "write checkpoint", r);
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* ---------------- timestamp lookup ---------------- */
+
+/* Within batch b of s: the first record with offset >= min_offset whose
+ * timestamp >= ts. Falls back to the batch's first offset if the records
+ * cannot be decoded. */
+static void record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
+                          int64_t *ts_out) {
+    int64_t base = b->base_offset > min_offset ? b->base_offset : min_offset;
+    *off = base;
+    *ts_out = b->max_ts;
+    if (b->attributes & BATCH_ATTR_LOG_APPEND_TIME)
+        return; /* every record carries the batch's timestamp */
+    uint8_t *buf = malloc((size_t)b->size);
+    if (buf == NULL)
+        return;
+    arena a;
+    arena_init(&a, SEG_MAX_BATCH_BYTES);
+    if (segment_read_batch(s, b, buf, (size_t)b->size) == 0) {
+        batch_iter it;
+        batch_record rec;
+        if (batch_iter_init(&it, buf, (size_t)b->size, &a) == BATCH_OK) {
+            while (batch_iter_next(&it, &rec)) {
+                if (rec.offset >= min_offset && rec.timestamp >= ts) {
+                    *off = rec.offset;
+                    *ts_out = rec.timestamp;
+                    break;
+                }
+            }
+        }
+    }
+    arena_reset(&a);
+    free(buf);
+}
+
+int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    *offset = -1;
+    *timestamp = -1;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    if (ts == PLOG_TS_EARLIEST) {
+        *offset = l->log_start_offset;
+        goto out;
+    }
+    if (ts == PLOG_TS_LATEST) {
+        *offset = leo(l);
+        goto out;
+    }
+    if (ts < 0 && ts != PLOG_TS_MAX)
+        goto out;
+    int from = seg_for(l, l->log_start_offset);
+    int best = -1;
+    int64_t best_ts = -1;
+    for (int i = from; i < l->nseg; i++) {
+        segment *s = l->segs[i];
+        if (s->size == 0)
+            continue;
+        if (!s->max_ts_known) {
+            int r = segment_acquire(s);
+            if (r == 0) {
+                r = segment_load_indexes(s);
+                segment_release(s);
+            }
+            if (r != 0) {
+                rc = go_offline(l, "load index", r);
+                goto out;
+            }
+        }
+        if (ts == PLOG_TS_MAX) {
+            if (s->max_ts > best_ts) {
+                best_ts = s->max_ts;
+                best = i;
+            }
+        } else if (s->max_ts >= ts) {
+            best = i;
+            break;
+        }
+    }
+    if (best < 0)
+        goto out;
+    segment *s = l->segs[best];
+    int r = segment_pin(s);
+    if (r != 0) {
+        rc = go_offline(l, "open segment", r);
+        goto out;
+    }
+    seg_batch b;
+    r = ts == PLOG_TS_MAX ? segment_find_max_ts(s, &b) : segment_find_ts(s, ts, &b);
+    if (r == 1) {
+        /* PLOG_TS_MAX: first record carrying the batch's max timestamp. */
+        int64_t want = ts == PLOG_TS_MAX ? b.max_ts : ts;
+        record_for_ts(s, &b, want, l->log_start_offset, offset, timestamp);
+    } else if (r < 0) {
+        rc = go_offline(l, "timestamp lookup", r);
+    }
+    segment_unpin(s);
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* ---------------- accessors ---------------- */
+
+#define LOCKED_GET(type, name, expr)                                                                         \
+    type name(plog *l) {                                                                                     \
+        pthread_mutex_lock(&l->mu);                                                                          \
+        type v = (expr);                                                                                     \
+        pthread_mutex_unlock(&l->mu);                                                                        \
+        return v;                                                                                            \
+    }
+
+LOCKED_GET(int64_t, plog_start_offset, l->log_start_offset)
+LOCKED_GET(int64_t, plog_end_offset, leo(l))
+LOCKED_GET(int64_t, plog_recovery_point, l->recovery_point)
+LOCKED_GET(int, plog_segment_count, l->nseg)
+LOCKED_GET(bool, plog_is_offline, l->offline)
+
+int64_t plog_size_bytes(plog *l) {
+    pthread_mutex_lock(&l->mu);
+    int64_t t = 0;
+    for (int i = 0; i < l->nseg; i++)
+        t += l->segs[i]->size;
+    pthread_mutex_unlock(&l->mu);
+    return t;
+}
+
+const char *plog_dir(const plog *l) { return l->dir; }
+
+/* ---------------- log.dirs roots ---------------- */
+
+int plog_dir_begin(const char *root, bool *was_clean) {
+    char p[SEG_PATH_MAX];
+    snprintf(p, sizeof p, "%s/" CLEAN_MARKER, root);
+    *was_clean = access(p, F_OK) == 0;
+    if (!*was_clean)
+        return 0;
+    /* The removal must be durable before any log changes, or a crash could
+     * leave a marker vouching for a log that was being written. */
+    if (unlink(p) != 0)
+        return -errno;
+    return fsync_dir(root);
+}
+
+int plog_dir_mark_clean(const char *root) {
+    char p[SEG_PATH_MAX];
+    snprintf(p, sizeof p, "%s/" CLEAN_MARKER, root);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    if (rc == 0)
+        rc = fsync_dir(root);
+    return rc;
+}
+
+int plog_dir_pick(const char *const *roots, int n) {
+    int best = -1;
+    long best_count = 0;
+    for (int i = 0; i < n; i++) {
+        DIR *d = opendir(roots[i]);
+        if (d == NULL)
+            continue;
+        long count = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (e->d_name[0] != '.' && e->d_type == DT_DIR)
+                count++;
+        closedir(d);
+        if (best < 0 || count < best_count) {
+            best = i;
+            best_count = count;
+        }
+    }
+    return best;
+}

@@ -1,0 +1,168 @@
+/*
+ * log.h - a partition log: the ordered list of segments of one partition in
+ * one directory, and the operations the broker performs on it.
+ *
+ * Appends validate magic-2 record batches, give them consecutive offsets in
+ * place (baseOffset and partitionLeaderEpoch are patched; the CRC does not
+ * cover them) and write them to the active segment with one write. Reads
+ * return file ranges (fd, position, length) that the caller may sendfile();
+ * each range pins its segment so retention can delete it meanwhile.
+ *
+ * Directory contents:
+ *   <20-digit base>.log / .index / .timeindex   one trio per segment
+ *   log.checkpoint    recovery point and log start offset (tmp + fsync + rename)
+ * and, in the parent directory (a root of log.dirs), a .clean-shutdown marker
+ * managed with plog_dir_begin()/plog_dir_mark_clean().
+ *
+ * Invariants (under the log's mutex): segments are sorted by base offset and
+ * non-empty in number; only the last is active and it is always in use (fd
+ * open); log_start_offset <= log end offset; segs[0]->base_offset <=
+ * log_start_offset; recovery_point <= log end offset, and every byte below
+ * the recovery point has been fsynced.
+ *
+ * Thread-safety: every function locks the log's mutex; a plog may be shared
+ * by the network threads and a background retention/flush task. Offsets are
+ * int64 everywhere.
+ */
+#ifndef SLUICE_STORAGE_LOG_H
+#define SLUICE_STORAGE_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage/segment.h"
+
+/* Results of storage operations: 0 or the Kafka error code to send back. */
+typedef enum storage_err {
+    STORAGE_OK = 0,
+    STORAGE_OFFSET_OUT_OF_RANGE = 1,
+    STORAGE_CORRUPT_MESSAGE = 2,
+    STORAGE_MESSAGE_TOO_LARGE = 10,
+    STORAGE_RECORD_LIST_TOO_LARGE = 18,
+    STORAGE_INVALID_TIMESTAMP = 32,
+    STORAGE_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    STORAGE_KAFKA_STORAGE_ERROR = 56,
+    STORAGE_UNSUPPORTED_COMPRESSION_TYPE = 76,
+    STORAGE_INVALID_RECORD = 87,
+} storage_err;
+
+const char *storage_strerror(int err);
+
+typedef enum plog_ts_type {
+    PLOG_TS_CREATE_TIME = 0,
+    PLOG_TS_LOG_APPEND_TIME = 1,
+} plog_ts_type;
+
+/* Topic-level settings (Kafka names in comments). */
+typedef struct plog_config {
+    int64_t segment_bytes;          /* segment.bytes (<= INT32_MAX), default 1 GiB */
+    int64_t segment_ms;             /* segment.ms, default 7 days */
+    int32_t segment_index_bytes;    /* segment.index.bytes, default 10 MiB */
+    int32_t index_interval_bytes;   /* index.interval.bytes, default 4096 */
+    int32_t max_message_bytes;      /* max.message.bytes, default 1048588 */
+    int64_t flush_messages;         /* flush.messages, default INT64_MAX (never) */
+    int64_t flush_ms;               /* flush.ms, default INT64_MAX (never) */
+    int64_t retention_ms;           /* retention.ms, default 7 days; -1 = keep */
+    int64_t retention_bytes;        /* retention.bytes, default -1 = keep */
+    int timestamp_type;             /* message.timestamp.type, plog_ts_type */
+    int64_t max_timestamp_diff_ms;  /* message.timestamp.difference.max.ms, default INT64_MAX */
+    bool deep_validation;           /* decode every record on append (costs CPU) */
+} plog_config;
+
+void plog_config_default(plog_config *c);
+/* Checks ranges; returns 0 or -1. */
+int plog_config_check(const plog_config *c);
+
+typedef struct plog plog;
+
+/* Opens (creating if needed) the log in dir, whose parent must exist. With
+ * clean false the segments past the recovery point are verified batch by
+ * batch and cut at the first torn or corrupt one. Returns NULL and sets *err
+ * (a storage_err) on failure. */
+plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
+/* Flushes everything (fsync), writes the checkpoint and frees the log. */
+int plog_close(plog *l);
+/* Removes every file and the directory, then frees the log. Readers holding
+ * ranges keep valid descriptors until they release them. */
+int plog_delete(plog *l);
+
+typedef struct plog_append_info {
+    int64_t base_offset;      /* first offset assigned */
+    int64_t last_offset;      /* last offset assigned */
+    int64_t log_append_time;  /* -1 unless LogAppendTime */
+    int64_t log_start_offset;
+    int32_t batches;
+    int64_t records;
+} plog_append_info;
+
+/* Validates and appends the batches in buf (modified in place: offsets,
+ * epoch, LogAppendTime). On any error the log is unchanged. */
+int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                plog_append_info *info);
+
+#define PLOG_MAX_RANGES 16
+
+typedef struct plog_range {
+    segment *seg; /* pinned; released by plog_read_release */
+    int fd;
+    int64_t pos;
+    int64_t len;
+} plog_range;
+
+typedef struct plog_read_result {
+    plog_range r[PLOG_MAX_RANGES];
+    int n;
+    int64_t bytes;           /* sum of lengths */
+    int64_t log_end_offset;
+    int64_t log_start_offset;
+} plog_read_result;
+
+/* Returns ranges covering batches from the one holding offset, up to
+ * max_bytes (the last range may end inside a batch, as in Kafka), never
+ * including batches at or past max_offset (-1: no bound, e.g. pass the high
+ * watermark). If the first batch is larger than max_bytes it is returned
+ * whole anyway. offset == log end offset gives no ranges; offsets outside
+ * [log start, log end] give STORAGE_OFFSET_OUT_OF_RANGE. */
+int plog_read(plog *l, int64_t offset, int64_t max_bytes, int64_t max_offset, plog_read_result *res);
+void plog_read_release(plog_read_result *res);
+
+/* Fsyncs everything appended and advances the recovery point. */
+int plog_flush(plog *l, int64_t now_ms);
+/* Starts a new segment if the active one is not empty. */
+int plog_roll(plog *l, int64_t now_ms);
+/* Background work: segment.ms roll, flush.ms flush and retention. */
+int plog_tick(plog *l, int64_t now_ms);
+/* Deletes old segments per retention.ms / retention.bytes and those wholly
+ * below the log start offset; never the active one. *deleted counts them. */
+int plog_retention(plog *l, int64_t now_ms, int *deleted);
+/* DeleteRecords: moves the log start offset up to offset (<= log end). */
+int plog_delete_records(plog *l, int64_t offset, int64_t *new_start);
+/* Removes every batch whose last offset >= offset (replication). Truncating
+ * below the log start offset empties the log and restarts it at offset. */
+int plog_truncate(plog *l, int64_t offset);
+
+#define PLOG_TS_LATEST (-1)
+#define PLOG_TS_EARLIEST (-2)
+#define PLOG_TS_MAX (-3)
+/* ListOffsets: the first offset whose record timestamp >= ts (or one of the
+ * special values above). *offset = -1 when none. */
+int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp);
+
+int64_t plog_start_offset(plog *l);
+int64_t plog_end_offset(plog *l);
+int64_t plog_recovery_point(plog *l);
+int64_t plog_size_bytes(plog *l);
+int plog_segment_count(plog *l);
+bool plog_is_offline(plog *l);
+const char *plog_dir(const plog *l);
+
+/* Clean-shutdown marker of a log.dirs root: plog_dir_begin removes it (made
+ * durable before returning) and says whether it was there; the broker calls
+ * plog_dir_mark_clean after closing every log under the root. */
+int plog_dir_begin(const char *root, bool *was_clean);
+int plog_dir_mark_clean(const char *root);
+/* Of roots[0..n), the index of the one holding the fewest partition
+ * directories (new partitions go there), or -1. */
+int plog_dir_pick(const char *const *roots, int n);
+
+#endif

@@ -1,0 +1,658 @@
+/*
+ * segment.c - one log segment: its files, batch scanning, index upkeep and
+ * the process-wide cache of segment file descriptors. See segment.h.
+ */
+#include "storage/segment.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/batch.h"
+#include "proto/wire.h"
+
+/* ---------------- file descriptor cache ---------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    segment *head, *tail; /* idle open segments, most recently used first */
+    int idle;             /* segments in the list */
+    int open;             /* all open segment descriptors */
+    int limit;
+} g_fdc = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 1024};
+
+void segment_set_fd_limit(int n) {
+    pthread_mutex_lock(&g_fdc.mu);
+    g_fdc.limit = n < 0 ? 0 : n;
+    pthread_mutex_unlock(&g_fdc.mu);
+}
+
+int segment_open_fds(void) {
+    pthread_mutex_lock(&g_fdc.mu);
+    int n = g_fdc.open;
+    pthread_mutex_unlock(&g_fdc.mu);
+    return n;
+}
+
+static void lru_remove(segment *s) {
+    assert(s->in_lru);
+    if (s->lru_prev)
+        s->lru_prev->lru_next = s->lru_next;
+    else
+        g_fdc.head = s->lru_next;
+    if (s->lru_next)
+        s->lru_next->lru_prev = s->lru_prev;
+    else
+        g_fdc.tail = s->lru_prev;
+    s->lru_prev = s->lru_next = NULL;
+    s->in_lru = false;
+    g_fdc.idle--;
+}
+
+static void lru_push(segment *s) {
+    assert(!s->in_lru && s->users == 0 && s->fd >= 0);
+    s->lru_prev = NULL;
+    s->lru_next = g_fdc.head;
+    if (g_fdc.head)
+        g_fdc.head->lru_prev = s;
+    g_fdc.head = s;
+    if (g_fdc.tail == NULL)
+        g_fdc.tail = s;
+    s->in_lru = true;
+    g_fdc.idle++;
+}
+
+/* Closes an idle segment's fd and drops its indexes. Global mutex held. The
+ * segment is not in use, so its owner cannot be touching the indexes. */
+static void close_idle(segment *s) {
+    assert(s->users == 0);
+    if (s->in_lru)
+        lru_remove(s);
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+        g_fdc.open--;
+    }
+    if (s->idx_loaded) {
+        oidx_free(&s->oi);
+        tidx_free(&s->ti);
+        s->idx_loaded = false;
+    }
+}
+
+int segment_acquire(segment *s) {
+    int rc = 0;
+    pthread_mutex_lock(&g_fdc.mu);
+    if (s->dead && s->fd < 0) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if (s->fd < 0) {
+        char p[SEG_PATH_MAX + 16];
+        snprintf(p, sizeof p, "%s.log", s->path);
+        int fd = open(p, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            rc = -errno;
+            goto out;
+        }
+        s->fd = fd;
+        g_fdc.open++;
+    } else if (s->in_lru) {
+        lru_remove(s);
+    }
+    s->users++;
+out:
+    pthread_mutex_unlock(&g_fdc.mu);
+    return rc;
+}
+
+void segment_release(segment *s) {
+    pthread_mutex_lock(&g_fdc.mu);
+    assert(s->users > 0);
+    if (--s->users == 0) {
+        if (s->dead) {
+            close_idle(s);
+        } else if (s->fd >= 0) {
+            lru_push(s);
+            while (g_fdc.idle > g_fdc.limit && g_fdc.tail != NULL)
+                close_idle(g_fdc.tail);
+        }
+    }
+    pthread_mutex_unlock(&g_fdc.mu);
+}
+
+void segment_ref(segment *s) { atomic_fetch_add(&s->refs, 1); }
+
+void segment_unref(segment *s) {
+    if (atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&g_fdc.mu);
+    assert(s->users == 0);
+    close_idle(s);
+    pthread_mutex_unlock(&g_fdc.mu);
+    oidx_free(&s->oi);
+    tidx_free(&s->ti);
+    free(s);
+}
+
+int segment_pin(segment *s) {
+    segment_ref(s);
+    int rc = segment_acquire(s);
+    if (rc != 0)
+        segment_unref(s);
+    return rc;
+}
+
+void segment_unpin(segment *s) {
+    segment_release(s);
+    segment_unref(s);
+}
+
+/* ---------------- naming and creation ---------------- */
+
+int segment_filename(char *out, size_t cap, const char *dir, int64_t base, const char *suffix) {
+    int n = snprintf(out, cap, "%s/%020" PRId64 "%s", dir, base, suffix);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static void seg_path(const segment *s, const char *suffix, char *out, size_t cap) {
+    snprintf(out, cap, "%s%s", s->path, suffix);
+}
+
+segment *segment_new(const char *dir, int64_t base, uint32_t idx_max_entries, int32_t index_interval) {
+    if (base < 0)
+        return NULL;
+    segment *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    /* leave room for the longest suffix (".timeindex") */
+    if (segment_filename(s->path, sizeof s->path - 16, dir, base, "") != 0) {
+        free(s);
+        return NULL;
+    }
+    s->base_offset = base;
+    s->next_offset = base;
+    s->max_ts = -1;
+    s->last_batch_base = -1;
+    s->fd = -1;
+    s->idx_max_entries = idx_max_entries;
+    s->index_interval = index_interval;
+    oidx_init(&s->oi, idx_max_entries);
+    tidx_init(&s->ti, idx_max_entries);
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+int segment_create_files(segment *s) {
+    static const char *suffixes[] = {".log", ".index", ".timeindex"};
+    for (int i = 0; i < 3; i++) {
+        char p[SEG_PATH_MAX + 16];
+        seg_path(s, suffixes[i], p, sizeof p);
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+    }
+    s->size = 0;
+    s->next_offset = s->base_offset;
+    s->max_ts = -1;
+    s->max_ts_known = true;
+    s->last_batch_base = -1;
+    s->bytes_since_index = 0;
+    s->active = true;
+    s->idx_loaded = true; /* empty indexes are trivially loaded */
+    return 0;
+}
+
+int segment_stat(segment *s) {
+    char p[SEG_PATH_MAX + 16];
+    struct stat st;
+    seg_path(s, ".log", p, sizeof p);
+    if (stat(p, &st) != 0)
+        return -errno;
+    s->size = st.st_size;
+    return 0;
+}
+
+/* ---------------- batch scanning ---------------- */
+
+enum { SCAN_END = 0, SCAN_BATCH = 1, SCAN_BAD = 2 };
+
+typedef struct scanner {
+    int fd;
+    int64_t pos; /* next batch */
+    int64_t end; /* bytes of file to consider */
+    uint8_t *buf;
+    size_t cap;
+    int64_t bpos; /* file position of buf[0] */
+    size_t blen;
+} scanner;
+
+static int scanner_init(scanner *sc, int fd, int64_t pos, int64_t end, size_t cap) {
+    memset(sc, 0, sizeof *sc);
+    sc->fd = fd;
+    sc->pos = pos;
+    sc->end = end;
+    sc->buf = malloc(cap);
+    sc->cap = cap;
+    return sc->buf ? 0 : -ENOMEM;
+}
+
+static void scanner_free(scanner *sc) { free(sc->buf); }
+
+/* Makes file bytes [pos, pos+need) available in the buffer. Returns 0,
+ * SCAN_BAD if the file is shorter than that, or -errno. */
+static int scanner_fill(scanner *sc, int64_t pos, size_t need) {
+    if (pos >= sc->bpos && (uint64_t)(pos - sc->bpos) + need <= sc->blen)
+        return 0;
+    if (need > sc->cap) {
+        uint8_t *nb = realloc(sc->buf, need);
+        if (nb == NULL)
+            return -ENOMEM;
+        sc->buf = nb;
+        sc->cap = need;
+    }
+    size_t want = sc->cap;
+    if ((int64_t)want > sc->end - pos)
+        want = (size_t)(sc->end - pos);
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = pread(sc->fd, sc->buf + got, want - got, (off_t)(pos + (int64_t)got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    sc->bpos = pos;
+    sc->blen = got;
+    return got >= need ? 0 : SCAN_BAD;
+}
+
+/* Decodes the parts of a 61-byte header storage uses and checks that they
+ * are self-consistent. Returns false if they cannot describe a valid batch. */
+static bool decode_header(const uint8_t *p, int64_t pos, seg_batch *b) {
+    int32_t len = (int32_t)wire_be32(p + BATCH_OFF_LENGTH);
+    int32_t delta = (int32_t)wire_be32(p + BATCH_OFF_LAST_OFFSET_DELTA);
+    b->pos = pos;
+    b->base_offset = (int64_t)wire_be64(p + BATCH_OFF_BASE_OFFSET);
+    b->size = (int64_t)len + BATCH_LOG_OVERHEAD;
+    b->last_offset = b->base_offset + delta;
+    b->max_ts = (int64_t)wire_be64(p + BATCH_OFF_MAX_TIMESTAMP);
+    b->attributes = (int16_t)wire_be16(p + BATCH_OFF_ATTRIBUTES);
+    b->leader_epoch = (int32_t)wire_be32(p + BATCH_OFF_LEADER_EPOCH);
+    b->record_count = (int32_t)wire_be32(p + BATCH_OFF_RECORD_COUNT);
+    if ((int8_t)p[BATCH_OFF_MAGIC] != BATCH_MAGIC)
+        return false;
+    if (len < BATCH_HEADER_SIZE - BATCH_LOG_OVERHEAD || b->size > SEG_MAX_BATCH_BYTES)
+        return false;
+    if (b->base_offset < 0 || delta < 0 || b->record_count < 0 || b->base_offset > INT64_MAX - delta)
+        return false;
+    return true;
+}
+
+/* Steps to the next batch. With verify the whole batch is read and its CRC
+ * checked, and *bytes points at it. Returns SCAN_BATCH, SCAN_END, SCAN_BAD
+ * (torn or invalid; pos stays at it) or -errno. */
+static int scanner_next(scanner *sc, bool verify, seg_batch *b, const uint8_t **bytes) {
+    if (sc->pos >= sc->end)
+        return SCAN_END;
+    if (sc->end - sc->pos < BATCH_HEADER_SIZE)
+        return SCAN_BAD;
+    int rc = scanner_fill(sc, sc->pos, BATCH_HEADER_SIZE);
+    if (rc != 0)
+        return rc;
+    const uint8_t *p = sc->buf + (sc->pos - sc->bpos);
+    if (!decode_header(p, sc->pos, b) || b->size > sc->end - sc->pos)
+        return SCAN_BAD;
+    if (verify) {
+        rc = scanner_fill(sc, sc->pos, (size_t)b->size);
+        if (rc != 0)
+            return rc;
+        p = sc->buf + (sc->pos - sc->bpos);
+        if (!batch_crc_ok(p, (size_t)b->size))
+            return SCAN_BAD;
+        if (bytes)
+            *bytes = p;
+    }
+    sc->pos += b->size;
+    return SCAN_BATCH;
+}
+
+/* ---------------- indexes ---------------- */
+
+/* Index upkeep for one batch at b->pos; the same rule for appends and
+ * rebuilds so a rebuilt index equals the one built by appending. */
+static int index_batch(segment *s, const seg_batch *b) {
+    int32_t rel = (int32_t)(b->base_offset - s->base_offset);
+    if (b->max_ts > s->max_ts)
+        s->max_ts = b->max_ts;
+    if (s->bytes_since_index >= s->index_interval && b->pos > 0) {
+        if (oidx_append(&s->oi, rel, (int32_t)b->pos) != 0)
+            return -ENOSPC;
+        if (s->max_ts >= 0 && tidx_maybe_append(&s->ti, s->max_ts, rel) != 0)
+            return -ENOSPC;
+        s->bytes_since_index = 0;
+    }
+    s->bytes_since_index += b->size;
+    s->last_batch_base = b->base_offset;
+    s->next_offset = b->last_offset + 1;
+    return 0;
+}
+
+static int write_indexes(segment *s, bool rewrite, bool sync) {
+    char p[SEG_PATH_MAX + 16];
+    seg_path(s, ".index", p, sizeof p);
+    int rc = oidx_write(&s->oi, p, rewrite, sync);
+    if (rc != 0)
+        return rc;
+    seg_path(s, ".timeindex", p, sizeof p);
+    return tidx_write(&s->ti, p, rewrite, sync);
+}
+
+int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next_offset, int64_t *cut) {
+    assert(s->users > 0 && s->fd >= 0);
+    scanner sc;
+    struct stat st;
+    if (fstat(s->fd, &st) != 0)
+        return -errno;
+    int rc = scanner_init(&sc, s->fd, 0, st.st_size, verify ? 1 << 20 : 64 << 10);
+    if (rc != 0)
+        return rc;
+    oidx_free(&s->oi);
+    tidx_free(&s->ti);
+    s->idx_loaded = true;
+    s->size = 0;
+    s->next_offset = s->base_offset;
+    s->max_ts = -1;
+    s->max_ts_known = true;
+    s->last_batch_base = -1;
+    s->bytes_since_index = 0;
+    /* Offsets are contiguous in a Sluice log (no compaction yet): the first
+     * batch starts at the segment base and each next one where the previous
+     * ended. This also catches corruption of baseOffset, which the CRC does
+     * not cover. */
+    int64_t expect = s->base_offset;
+    if (min_next_offset > s->base_offset)
+        goto out_check; /* the previous segment overlaps this one */
+    for (;;) {
+        seg_batch b;
+        int r = scanner_next(&sc, verify, &b, NULL);
+        if (r < 0) {
+            rc = r;
+            goto out;
+        }
+        if (r == SCAN_END || r == SCAN_BAD)
+            break;
+        if (b.base_offset != expect || b.last_offset - s->base_offset > INT32_MAX) {
+            sc.pos = b.pos;
+            break;
+        }
+        rc = index_batch(s, &b);
+        if (rc != 0)
+            goto out;
+        expect = b.last_offset + 1;
+        s->size = sc.pos;
+    }
+out_check:
+    if (cut)
+        *cut = st.st_size - s->size;
+    if (truncate_bad && s->size < st.st_size && ftruncate(s->fd, (off_t)s->size) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    rc = write_indexes(s, true, false);
+out:
+    scanner_free(&sc);
+    return rc;
+}
+
+int segment_load_indexes(segment *s) {
+    assert(s->users > 0);
+    if (s->idx_loaded)
+        return 0;
+    char p[SEG_PATH_MAX + 16];
+    seg_path(s, ".index", p, sizeof p);
+    if (oidx_load(&s->oi, p, s->size) != 0)
+        goto rebuild;
+    seg_path(s, ".timeindex", p, sizeof p);
+    if (tidx_load(&s->ti, p) != 0)
+        goto rebuild;
+    /* A time-index entry may not point past the offsets the offset index
+     * knows of by more than the segment can hold. */
+    if (s->ti.count > 0 && s->oi.count > 0 && s->ti.e[s->ti.count - 1].rel < 0)
+        goto rebuild;
+    s->idx_loaded = true;
+    s->max_ts = tidx_max_ts(&s->ti);
+    s->max_ts_known = true;
+    if (s->active) {
+        /* Scan (and verify) the tail past the last offset-index entry to
+         * learn next_offset and the index upkeep state. */
+        scanner sc;
+        int64_t start = s->oi.count ? s->oi.e[s->oi.count - 1].pos : 0;
+        int rc = scanner_init(&sc, s->fd, start, s->size, 64 << 10);
+        if (rc != 0)
+            return rc;
+        s->bytes_since_index = 0;
+        int64_t expect = s->base_offset + (s->oi.count ? s->oi.e[s->oi.count - 1].rel : 0);
+        for (;;) {
+            seg_batch b;
+            int r = scanner_next(&sc, true, &b, NULL);
+            if (r == SCAN_BATCH && b.base_offset != expect) {
+                sc.pos = b.pos;
+                r = SCAN_BAD;
+            }
+            if (r < 0) {
+                scanner_free(&sc);
+                return r;
+            }
+            if (r != SCAN_BATCH) {
+                if (r == SCAN_BAD)
+                    fprintf(stderr, "storage: cutting torn tail of %s.log at %" PRId64 "\n", s->path, sc.pos);
+                if (r == SCAN_BAD && ftruncate(s->fd, (off_t)sc.pos) != 0) {
+                    scanner_free(&sc);
+                    return -errno;
+                }
+                s->size = sc.pos;
+                break;
+            }
+            if (b.last_offset - s->base_offset > INT32_MAX) {
+                s->size = b.pos;
+                break;
+            }
+            expect = b.last_offset + 1;
+            if (b.pos > start || s->oi.count == 0) {
+                rc = index_batch(s, &b);
+            } else { /* the indexed batch itself: already has its entry */
+                if (b.max_ts > s->max_ts)
+                    s->max_ts = b.max_ts;
+                s->bytes_since_index = b.size;
+                s->last_batch_base = b.base_offset;
+                s->next_offset = b.last_offset + 1;
+            }
+            if (rc != 0) {
+                scanner_free(&sc);
+                return rc;
+            }
+        }
+        scanner_free(&sc);
+    }
+    return 0;
+rebuild:
+    fprintf(stderr, "storage: rebuilding indexes of %s\n", s->path);
+    return segment_recover(s, false, false, 0, NULL);
+}
+
+/* ---------------- append and lookups ---------------- */
+
+int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *b, int n) {
+    assert(s->active && s->users > 0 && s->idx_loaded && s->fd >= 0);
+    assert(s->size + (int64_t)len <= INT32_MAX);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(s->fd, buf + done, len - done, (off_t)(s->size + (int64_t)done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int err = errno;
+            /* Leave no partial batch behind: cut back to the old end. */
+            if (ftruncate(s->fd, (off_t)s->size) != 0)
+                fprintf(stderr, "storage: cannot cut back %s.log: %s\n", s->path, strerror(errno));
+            return -err;
+        }
+        done += (size_t)w;
+    }
+    for (int i = 0; i < n; i++) {
+        seg_batch sb = b[i];
+        sb.pos += s->size;
+        int rc = index_batch(s, &sb);
+        /* The log rolls before an index can fill, so this cannot fail. */
+        assert(rc == 0);
+        (void)rc;
+    }
+    s->size += (int64_t)len;
+    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH || s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH)
+        return write_indexes(s, false, false);
+    return 0;
+}
+
+/* Scans from position start for the first batch satisfying want(). */
+static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, int64_t), int64_t key,
+                     seg_batch *out) {
+    scanner sc;
+    int rc = scanner_init(&sc, s->fd, start, s->size, 4096);
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        int r = scanner_next(&sc, false, out, NULL);
+        if (r < 0 || r == SCAN_END) {
+            rc = r < 0 ? r : 0;
+            break;
+        }
+        if (r == SCAN_BAD) {
+            fprintf(stderr, "storage: bad batch header in %s.log at %" PRId64 "\n", s->path, sc.pos);
+            rc = -EIO;
+            break;
+        }
+        if (want(out, key)) {
+            rc = 1;
+            break;
+        }
+    }
+    scanner_free(&sc);
+    return rc;
+}
+
+static bool want_offset(const seg_batch *b, int64_t off) { return b->last_offset >= off; }
+static bool want_ts(const seg_batch *b, int64_t ts) { return b->max_ts >= ts; }
+
+int segment_find(segment *s, int64_t offset, seg_batch *out) {
+    int rc = segment_load_indexes(s);
+    if (rc != 0)
+        return rc;
+    int64_t start = 0;
+    if (offset > s->base_offset) {
+        int64_t rel = offset - s->base_offset;
+        int64_t e = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
+        if (e >= 0)
+            start = s->oi.e[e].pos;
+    }
+    return scan_from(s, start, want_offset, offset, out);
+}
+
+int segment_find_ts(segment *s, int64_t ts, seg_batch *out) {
+    int rc = segment_load_indexes(s);
+    if (rc != 0)
+        return rc;
+    int64_t start = 0;
+    int64_t e = tidx_last_below(&s->ti, ts);
+    if (e >= 0) {
+        int64_t o = oidx_floor(&s->oi, s->ti.e[e].rel);
+        if (o >= 0)
+            start = s->oi.e[o].pos;
+    }
+    return scan_from(s, start, want_ts, ts, out);
+}
+
+int segment_find_max_ts(segment *s, seg_batch *out) {
+    int rc = segment_load_indexes(s);
+    if (rc != 0)
+        return rc;
+    if (s->max_ts < 0)
+        return 0;
+    return segment_find_ts(s, s->max_ts, out);
+}
+
+int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap) {
+    if ((uint64_t)b->size > cap)
+        return -EMSGSIZE;
+    size_t got = 0;
+    while (got < (size_t)b->size) {
+        ssize_t r = pread(s->fd, buf + got, (size_t)b->size - got, (off_t)(b->pos + (int64_t)got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* ---------------- maintenance ---------------- */
+
+int segment_truncate(segment *s, int64_t offset) {
+    seg_batch b;
+    int rc = segment_find(s, offset, &b);
+    if (rc <= 0)
+        return rc;
+    if (ftruncate(s->fd, (off_t)b.pos) != 0)
+        return -errno;
+    /* Rebuilding from the shortened file is simpler than trimming both
+     * indexes and recomputing the running maximum timestamp; truncation is
+     * rare (replica divergence) and bounded by the segment size. */
+    return segment_recover(s, false, false, 0, NULL);
+}
+
+int segment_flush(segment *s, bool sync) {
+    if (sync && s->fd >= 0 && fsync(s->fd) != 0)
+        return -errno;
+    if (!s->idx_loaded)
+        return 0;
+    return write_indexes(s, false, sync);
+}
+
+int segment_seal(segment *s) {
+    assert(s->active && s->idx_loaded);
+    if (s->max_ts >= 0 && s->last_batch_base >= 0)
+        (void)tidx_maybe_append(&s->ti, s->max_ts, (int32_t)(s->last_batch_base - s->base_offset));
+    s->active = false;
+    return write_indexes(s, false, false);
+}
+
+void segment_delete_files(segment *s) {
+    static const char *suffixes[] = {".log", ".index", ".timeindex"};
+    for (int i = 0; i < 3; i++) {
+        char p[SEG_PATH_MAX + 16];
+        seg_path(s, suffixes[i], p, sizeof p);
+        if (unlink(p) != 0 && errno != ENOENT)
+            fprintf(stderr, "storage: cannot delete %s: %s\n", p, strerror(errno));
+    }
+    pthread_mutex_lock(&g_fdc.mu);
+    s->dead = true;
+    if (s->users == 0)
+        close_idle(s);
+    pthread_mutex_unlock(&g_fdc.mu);
+}

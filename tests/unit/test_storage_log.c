@@ -1,0 +1,613 @@
+/*
+ * test_storage_log.c - unit tests of the partition log: append and
+ * validation, reads at every offset and index boundary, roll, timestamp
+ * lookup, retention (with readers holding segments), DeleteRecords,
+ * truncation, reopening, and the descriptor bound.
+ */
+#include "storage_testlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+
+#include "storage/log.h"
+#include "unit.h"
+
+static const char *root;
+static char dir[512];
+static uint8_t buf[1 << 20];
+
+static plog *open_log(const plog_config *c, bool clean) {
+    int err = -1;
+    plog *l = plog_open(dir, c, clean, &err);
+    if (l == NULL)
+        fprintf(stderr, "open failed: %d\n", err);
+    return l;
+}
+
+static void fresh_dir(const char *name) {
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    tl_rmrf(dir);
+}
+
+/* Appends one batch of nrec records; returns its base offset or -1. */
+static int64_t append1(plog *l, int nrec, int64_t ts, int vlen, int64_t now) {
+    size_t n = tl_build_batch(buf, sizeof buf, nrec, ts, vlen, (uint8_t)nrec);
+    plog_append_info info;
+    int rc = plog_append(l, buf, n, 7, now, &info);
+    return rc == 0 ? info.base_offset : -1;
+}
+
+/* Reads the first batch header of a read result; returns base/last offsets. */
+static int first_batch(const plog_read_result *r, int64_t *base, int64_t *last, int64_t *epoch) {
+    uint8_t h[BATCH_HEADER_SIZE];
+    if (r->n == 0 || r->r[0].len < BATCH_HEADER_SIZE)
+        return -1;
+    if (pread(r->r[0].fd, h, sizeof h, r->r[0].pos) != (ssize_t)sizeof h)
+        return -1;
+    *base = (int64_t)wire_be64(h);
+    *last = *base + (int32_t)wire_be32(h + BATCH_OFF_LAST_OFFSET_DELTA);
+    if (epoch)
+        *epoch = (int32_t)wire_be32(h + BATCH_OFF_LEADER_EPOCH);
+    return 0;
+}
+
+/* Every offset in [from, to) reads back a batch that holds it. */
+static void check_reads(plog *l, int64_t from, int64_t to) {
+    for (int64_t o = from; o < to; o++) {
+        plog_read_result r;
+        REQUIRE(plog_read(l, o, 1, -1, &r) == 0);
+        int64_t b, e;
+        REQUIRE(first_batch(&r, &b, &e, NULL) == 0);
+        if (!(b <= o && o <= e))
+            fprintf(stderr, "offset %" PRId64 " read batch %" PRId64 "..%" PRId64 "\n", o, b, e);
+        CHECK(b <= o && o <= e);
+        plog_read_release(&r);
+    }
+}
+
+static void test_append_read(void) {
+    fresh_dir("append");
+    plog_config c;
+    plog_config_default(&c);
+    c.index_interval_bytes = 100;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_end_offset(l), 0);
+    int64_t expect = 0;
+    for (int i = 0; i < 200; i++) {
+        int n = 1 + i % 5;
+        CHECK_EQ_INT(append1(l, n, 1000 + i, 10 + i % 50, 0), expect);
+        expect += n;
+    }
+    CHECK_EQ_INT(plog_end_offset(l), expect);
+    check_reads(l, 0, expect);
+    /* the epoch was patched in */
+    plog_read_result r;
+    REQUIRE(plog_read(l, 0, 1 << 20, -1, &r) == 0);
+    int64_t b, e, ep;
+    REQUIRE(first_batch(&r, &b, &e, &ep) == 0);
+    CHECK_EQ_INT(ep, 7);
+    CHECK_EQ_INT(r.bytes, plog_size_bytes(l));
+    plog_read_release(&r);
+    /* end of log: empty; past it: out of range */
+    REQUIRE(plog_read(l, expect, 100, -1, &r) == 0);
+    CHECK_EQ_INT(r.n, 0);
+    CHECK_EQ_INT(plog_read(l, expect + 1, 100, -1, &r), STORAGE_OFFSET_OUT_OF_RANGE);
+    CHECK_EQ_INT(plog_read(l, -1, 100, -1, &r), STORAGE_OFFSET_OUT_OF_RANGE);
+    CHECK_EQ_INT(plog_close(l), 0);
+    /* reopen cleanly: same state */
+    l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_end_offset(l), expect);
+    check_reads(l, 0, expect);
+    CHECK_EQ_INT(append1(l, 2, 5000, 10, 0), expect);
+    plog_close(l);
+}
+
+static void test_validation(void) {
+    fresh_dir("validate");
+    plog_config c;
+    plog_config_default(&c);
+    c.max_message_bytes = 2000;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    REQUIRE(append1(l, 2, 1, 10, 0) == 0);
+    int64_t size0 = plog_size_bytes(l);
+    size_t n = tl_build_batch(buf, sizeof buf, 2, 1, 10, 1);
+    plog_append_info info;
+    /* flipped payload byte: CRC mismatch */
+    buf[n - 3] ^= 0x40;
+    CHECK_EQ_INT(plog_append(l, buf, n, 0, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    buf[n - 3] ^= 0x40;
+    /* truncated input */
+    CHECK_EQ_INT(plog_append(l, buf, n - 1, 0, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    CHECK_EQ_INT(plog_append(l, buf, 30, 0, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    /* wrong magic */
+    buf[BATCH_OFF_MAGIC] = 1;
+    CHECK(plog_append(l, buf, n, 0, 0, &info) != 0);
+    buf[BATCH_OFF_MAGIC] = 2;
+    /* lastOffsetDelta disagreeing with recordCount */
+    wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 1);
+    wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + 21, n - 21));
+    CHECK_EQ_INT(plog_append(l, buf, n, 0, 0, &info), STORAGE_INVALID_RECORD);
+    /* too large */
+    size_t big = tl_build_batch(buf, sizeof buf, 1, 1, 3000, 1);
+    CHECK_EQ_INT(plog_append(l, buf, big, 0, 0, &info), STORAGE_MESSAGE_TOO_LARGE);
+    /* second of two batches bad: nothing appended */
+    size_t a = tl_build_batch(buf, sizeof buf, 1, 1, 10, 1);
+    size_t b = tl_build_batch(buf + a, sizeof buf - a, 1, 1, 10, 1);
+    buf[a + b - 1] ^= 1;
+    CHECK_EQ_INT(plog_append(l, buf, a + b, 0, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    CHECK_EQ_INT(plog_end_offset(l), 2);
+    CHECK_EQ_INT(plog_size_bytes(l), size0);
+    /* two good batches in one append */
+    buf[a + b - 1] ^= 1;
+    REQUIRE(plog_append(l, buf, a + b, 0, 0, &info) == 0);
+    CHECK_EQ_INT(info.base_offset, 2);
+    CHECK_EQ_INT(info.last_offset, 3);
+    CHECK_EQ_INT(info.batches, 2);
+    plog_close(l);
+}
+
+static void test_log_append_time(void) {
+    fresh_dir("lat");
+    plog_config c;
+    plog_config_default(&c);
+    c.timestamp_type = PLOG_TS_LOG_APPEND_TIME;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    size_t n = tl_build_batch(buf, sizeof buf, 3, 5, 10, 1);
+    plog_append_info info;
+    REQUIRE(plog_append(l, buf, n, 0, 123456, &info) == 0);
+    CHECK_EQ_INT(info.log_append_time, 123456);
+    plog_read_result r;
+    REQUIRE(plog_read(l, 0, 1 << 20, -1, &r) == 0);
+    uint8_t got[4096];
+    REQUIRE(pread(r.r[0].fd, got, (size_t)r.r[0].len, r.r[0].pos) == r.r[0].len);
+    CHECK(batch_crc_ok(got, (size_t)r.r[0].len));
+    CHECK_EQ_INT((int64_t)wire_be64(got + BATCH_OFF_MAX_TIMESTAMP), 123456);
+    CHECK(wire_be16(got + BATCH_OFF_ATTRIBUTES) & BATCH_ATTR_LOG_APPEND_TIME);
+    plog_read_release(&r);
+    int64_t off, ts;
+    CHECK_EQ_INT(plog_offset_for_time(l, 123000, &off, &ts), 0);
+    CHECK_EQ_INT(off, 0);
+    CHECK_EQ_INT(ts, 123456);
+    plog_close(l);
+}
+
+static void test_roll_and_boundaries(void) {
+    fresh_dir("roll");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 4096;
+    c.index_interval_bytes = 300;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    int64_t expect = 0;
+    for (int i = 0; i < 150; i++) {
+        int n = 1 + i % 3;
+        REQUIRE(append1(l, n, 1000 + i, 100 + (i * 37) % 200, 0) == expect);
+        expect += n;
+    }
+    CHECK(plog_segment_count(l) > 5);
+    check_reads(l, 0, expect);
+    /* reads span segments and stay within the byte limit (bar the first batch) */
+    plog_read_result r;
+    REQUIRE(plog_read(l, 0, 1 << 20, -1, &r) == 0);
+    CHECK(r.n > 1);
+    CHECK_EQ_INT(r.bytes, r.n == PLOG_MAX_RANGES ? r.bytes : plog_size_bytes(l));
+    plog_read_release(&r);
+    REQUIRE(plog_read(l, 5, 10, -1, &r) == 0);
+    CHECK_EQ_INT(r.n, 1);
+    CHECK(r.r[0].len > 10); /* one whole batch despite the 10-byte limit */
+    plog_read_release(&r);
+    /* max_offset bound: nothing at or past 10 */
+    REQUIRE(plog_read(l, 0, 1 << 20, 10, &r) == 0);
+    {
+        int64_t total = 0;
+        for (int i = 0; i < r.n; i++)
+            total += r.r[i].len;
+        uint8_t *all = malloc((size_t)total);
+        int64_t at = 0;
+        for (int i = 0; i < r.n; i++) {
+            REQUIRE(pread(r.r[i].fd, all + at, (size_t)r.r[i].len, r.r[i].pos) == r.r[i].len);
+            at += r.r[i].len;
+        }
+        int64_t p = 0, last = -1;
+        while (p + BATCH_HEADER_SIZE <= total) {
+            int64_t base = (int64_t)wire_be64(all + p);
+            CHECK(base < 10);
+            last = base + (int32_t)wire_be32(all + p + BATCH_OFF_LAST_OFFSET_DELTA);
+            p += (int32_t)wire_be32(all + p + 8) + 12;
+        }
+        CHECK(last >= 9);
+        free(all);
+    }
+    plog_read_release(&r);
+    /* segment names */
+    char p[600];
+    snprintf(p, sizeof p, "%s/00000000000000000000.log", dir);
+    CHECK(access(p, F_OK) == 0);
+    plog_roll(l, 0);
+    int nseg = plog_segment_count(l);
+    plog_roll(l, 0); /* empty active: no new segment */
+    CHECK_EQ_INT(plog_segment_count(l), nseg);
+    snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, expect);
+    CHECK(access(p, F_OK) == 0);
+    plog_close(l);
+    /* segment.ms */
+    fresh_dir("rollms");
+    c.segment_bytes = 1 << 20;
+    c.segment_ms = 100;
+    l = open_log(&c, true);
+    REQUIRE(l);
+    append1(l, 1, 1, 10, 1000);
+    append1(l, 1, 1, 10, 1050);
+    CHECK_EQ_INT(plog_segment_count(l), 1);
+    append1(l, 1, 1, 10, 1200);
+    CHECK_EQ_INT(plog_segment_count(l), 2);
+    plog_tick(l, 100000);
+    CHECK_EQ_INT(plog_segment_count(l), 3);
+    plog_close(l);
+    /* full offset index rolls */
+    fresh_dir("rollidx");
+    c.segment_ms = INT64_MAX / 4;
+    c.segment_index_bytes = 64; /* 8 entries */
+    c.index_interval_bytes = 1;
+    l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 40; i++)
+        append1(l, 1, 1, 10, 0);
+    CHECK(plog_segment_count(l) >= 5);
+    check_reads(l, 0, 40);
+    plog_close(l);
+}
+
+static void test_timestamps(void) {
+    fresh_dir("ts");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 2000;
+    c.index_interval_bytes = 150;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    /* batch i (one record) has timestamp 1000 + 10*i, except a dip at i=20 */
+    for (int i = 0; i < 100; i++)
+        append1(l, 1, i == 20 ? 5 : 1000 + 10 * i, 50, 0);
+    CHECK(plog_segment_count(l) > 3);
+    int64_t off, ts;
+    for (int i = 0; i < 100; i++) {
+        if (i == 20)
+            continue;
+        REQUIRE(plog_offset_for_time(l, 1000 + 10 * i, &off, &ts) == 0);
+        CHECK_EQ_INT(off, i);
+        CHECK_EQ_INT(ts, 1000 + 10 * i);
+        REQUIRE(plog_offset_for_time(l, 1000 + 10 * i - 5, &off, &ts) == 0);
+        CHECK_EQ_INT(off, i == 21 ? 19 + 2 : i);
+    }
+    REQUIRE(plog_offset_for_time(l, 0, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 0);
+    REQUIRE(plog_offset_for_time(l, 999999, &off, &ts) == 0);
+    CHECK_EQ_INT(off, -1);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_EARLIEST, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 0);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_LATEST, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 100);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 99);
+    CHECK_EQ_INT(ts, 1990);
+    plog_close(l);
+    /* and after a clean reopen (indexes loaded lazily from files) */
+    l = open_log(&c, true);
+    REQUIRE(l);
+    REQUIRE(plog_offset_for_time(l, 1505, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 51);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 99);
+    plog_close(l);
+
+    /* record granularity inside a batch (and deep validation on) */
+    fresh_dir("ts2");
+    c.deep_validation = true;
+    l = open_log(&c, true);
+    REQUIRE(l);
+    size_t n = tl_build_batch_ts(buf, sizeof buf, 5, 100, 10, 20, 1); /* 100..140 */
+    REQUIRE(plog_append(l, buf, n, 0, 0, NULL) == 0);
+    n = tl_build_batch_ts(buf, sizeof buf, 5, 200, 10, 20, 1); /* 200..240 */
+    REQUIRE(plog_append(l, buf, n, 0, 0, NULL) == 0);
+    REQUIRE(plog_offset_for_time(l, 125, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 3);
+    CHECK_EQ_INT(ts, 130);
+    REQUIRE(plog_offset_for_time(l, 200, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 5);
+    REQUIRE(plog_offset_for_time(l, 231, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 9);
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 9);
+    CHECK_EQ_INT(ts, 240);
+    /* deep validation rejects a record list that disagrees with its header */
+    n = tl_build_batch_ts(buf, sizeof buf, 3, 100, 10, 20, 1);
+    wire_put_be32(buf + BATCH_OFF_LAST_OFFSET_DELTA, 3);
+    wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 4);
+    wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + 21, n - 21));
+    CHECK_EQ_INT(plog_append(l, buf, n, 0, 0, NULL), STORAGE_INVALID_RECORD);
+    CHECK_EQ_INT(plog_end_offset(l), 10);
+    plog_close(l);
+}
+
+static void test_retention(void) {
+    fresh_dir("retain");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 1000;
+    c.retention_ms = 10000;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    /* 10 segments; segment k holds timestamps around 1000*k */
+    for (int i = 0; i < 60; i++)
+        append1(l, 1, 1000 * (i / 6), 100, 0);
+    int nseg = plog_segment_count(l);
+    CHECK(nseg >= 10);
+    int del = -1;
+    REQUIRE(plog_retention(l, 5000, &del) == 0);
+    CHECK_EQ_INT(del, 0);
+    /* now 13500: segments whose max ts < 3500 go */
+    REQUIRE(plog_retention(l, 13500, &del) == 0);
+    CHECK(del >= 3);
+    int64_t lso = plog_start_offset(l);
+    CHECK(lso > 0);
+    plog_read_result r;
+    CHECK_EQ_INT(plog_read(l, lso - 1, 100, -1, &r), STORAGE_OFFSET_OUT_OF_RANGE);
+    REQUIRE(plog_read(l, lso, 100, -1, &r) == 0);
+    plog_read_release(&r);
+    check_reads(l, lso, 60);
+    /* far future: everything but the active segment */
+    REQUIRE(plog_retention(l, INT64_MAX / 2, &del) == 0);
+    CHECK_EQ_INT(plog_segment_count(l), 1);
+    CHECK_EQ_INT(plog_end_offset(l), 60);
+    append1(l, 1, 1, 10, 0);
+    CHECK_EQ_INT(plog_end_offset(l), 61);
+    plog_close(l);
+
+    fresh_dir("retainsize");
+    c.retention_ms = -1;
+    c.retention_bytes = 3000;
+    l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 60; i++)
+        append1(l, 1, 1, 100, 0);
+    REQUIRE(plog_retention(l, 0, &del) == 0);
+    CHECK(del > 0);
+    CHECK(plog_size_bytes(l) >= 3000 - 1000);
+    CHECK(plog_size_bytes(l) <= 3000 + 1000);
+    /* a clean reopen remembers the log start offset */
+    int64_t lso2 = plog_start_offset(l);
+    plog_close(l);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_start_offset(l), lso2);
+    plog_close(l);
+}
+
+static void test_readers_during_retention(void) {
+    fresh_dir("readers");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 1000;
+    c.retention_bytes = 0;
+    c.retention_ms = -1;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 30; i++)
+        append1(l, 1, 1, 100, 0);
+    plog_read_result r;
+    REQUIRE(plog_read(l, 0, 1 << 20, -1, &r) == 0);
+    int64_t first_len = r.r[0].len;
+    int del = 0;
+    REQUIRE(plog_retention(l, 0, &del) == 0);
+    CHECK(del > 0);
+    CHECK_EQ_INT(plog_segment_count(l), 1);
+    char p[600];
+    snprintf(p, sizeof p, "%s/00000000000000000000.log", dir);
+    CHECK(access(p, F_OK) != 0); /* unlinked ... */
+    uint8_t h[BATCH_HEADER_SIZE];
+    CHECK(pread(r.r[0].fd, h, sizeof h, r.r[0].pos) == (ssize_t)sizeof h); /* ... but still readable */
+    CHECK_EQ_INT((int64_t)wire_be64(h), 0);
+    CHECK(first_len > 0);
+    int before = segment_open_fds();
+    plog_read_release(&r);
+    CHECK(segment_open_fds() < before);
+    /* DeleteRecords */
+    for (int i = 0; i < 30; i++)
+        append1(l, 1, 1, 100, 0);
+    int64_t ns = 0;
+    CHECK_EQ_INT(plog_delete_records(l, 1000, &ns), STORAGE_OFFSET_OUT_OF_RANGE);
+    REQUIRE(plog_delete_records(l, 45, &ns) == 0);
+    CHECK_EQ_INT(ns, 45);
+    CHECK_EQ_INT(plog_start_offset(l), 45);
+    CHECK_EQ_INT(plog_read(l, 44, 100, -1, &r), STORAGE_OFFSET_OUT_OF_RANGE);
+    REQUIRE(plog_read(l, 45, 1, -1, &r) == 0);
+    int64_t b, e;
+    REQUIRE(first_batch(&r, &b, &e, NULL) == 0);
+    CHECK_EQ_INT(b, 45);
+    plog_read_release(&r);
+    int64_t off, ts;
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_EARLIEST, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 45);
+    REQUIRE(plog_offset_for_time(l, 0, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 45);
+    plog_close(l);
+}
+
+static void test_truncate(void) {
+    fresh_dir("trunc");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 1500;
+    c.index_interval_bytes = 200;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 50; i++)
+        append1(l, 2, 100 + i, 100, 0); /* batch i holds 2i, 2i+1 */
+    CHECK_EQ_INT(plog_end_offset(l), 100);
+    REQUIRE(plog_truncate(l, 200) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), 100);
+    REQUIRE(plog_truncate(l, 80) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), 80);
+    REQUIRE(plog_truncate(l, 61) == 0); /* mid-batch: the whole batch goes */
+    CHECK_EQ_INT(plog_end_offset(l), 60);
+    check_reads(l, 0, 60);
+    int64_t off, ts;
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(ts, 129);
+    CHECK_EQ_INT(append1(l, 1, 1, 10, 0), 60);
+    check_reads(l, 0, 61);
+    plog_close(l);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_end_offset(l), 61);
+    check_reads(l, 0, 61);
+    /* to zero */
+    REQUIRE(plog_truncate(l, 0) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), 0);
+    CHECK_EQ_INT(plog_segment_count(l), 1);
+    CHECK_EQ_INT(append1(l, 1, 1, 10, 0), 0);
+    plog_close(l);
+}
+
+static void test_fd_bound(void) {
+    fresh_dir("fds");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 500;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 60; i++)
+        append1(l, 1, 1, 100, 0);
+    plog_close(l);
+    segment_set_fd_limit(3);
+    int base_fds = segment_open_fds();
+    l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(segment_open_fds(), base_fds + 1); /* only the active segment */
+    check_reads(l, 0, 60);
+    CHECK(segment_open_fds() <= base_fds + 1 + 3);
+    plog_close(l);
+    segment_set_fd_limit(1024);
+}
+
+static void test_index_files_rebuilt(void) {
+    fresh_dir("idx");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 3000;
+    c.index_interval_bytes = 100;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 60; i++)
+        append1(l, 1, 10 * i, 100, 0);
+    plog_close(l);
+    char p[600];
+    /* delete one index, corrupt another, truncate a time index mid-entry */
+    snprintf(p, sizeof p, "%s/00000000000000000000.index", dir);
+    unlink(p);
+    int64_t second = -1, third = -1;
+    {
+        l = open_log(&c, true);
+        REQUIRE(l);
+        REQUIRE(plog_segment_count(l) >= 3);
+        plog_close(l);
+        int64_t *bases = NULL;
+        (void)bases;
+    }
+    /* find the 2nd and 3rd segment names */
+    for (int64_t o = 1; o < 60 && third < 0; o++) {
+        snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, o);
+        if (access(p, F_OK) == 0) {
+            if (second < 0)
+                second = o;
+            else
+                third = o;
+        }
+    }
+    REQUIRE(second > 0 && third > 0);
+    snprintf(p, sizeof p, "%s/%020" PRId64 ".index", dir, second);
+    int fd = open(p, O_WRONLY);
+    REQUIRE(fd >= 0);
+    uint8_t junk[8] = {0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff};
+    REQUIRE(pwrite(fd, junk, 8, 0) == 8);
+    close(fd);
+    snprintf(p, sizeof p, "%s/%020" PRId64 ".timeindex", dir, third);
+    REQUIRE(truncate(p, 5) == 0);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    check_reads(l, 0, 60);
+    int64_t off, ts;
+    for (int i = 0; i < 60; i++) {
+        REQUIRE(plog_offset_for_time(l, 10 * i, &off, &ts) == 0);
+        CHECK_EQ_INT(off, i);
+    }
+    plog_close(l);
+    /* the rebuilt files are back and sane */
+    snprintf(p, sizeof p, "%s/00000000000000000000.index", dir);
+    struct stat st;
+    CHECK(stat(p, &st) == 0 && st.st_size > 0 && st.st_size % 8 == 0);
+}
+
+static void test_delete_partition(void) {
+    fresh_dir("del");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 500;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 20; i++)
+        append1(l, 1, 1, 100, 0);
+    plog_read_result r;
+    REQUIRE(plog_read(l, 0, 1 << 20, -1, &r) == 0);
+    CHECK_EQ_INT(plog_delete(l), 0);
+    CHECK(access(dir, F_OK) != 0);
+    uint8_t h[8];
+    CHECK(pread(r.r[0].fd, h, 8, r.r[0].pos) == 8);
+    plog_read_release(&r);
+}
+
+static void test_dirs(void) {
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/rootA", root);
+    snprintf(b, sizeof b, "%s/rootB", root);
+    mkdir(a, 0755);
+    mkdir(b, 0755);
+    char p[700];
+    snprintf(p, sizeof p, "%s/t-0", a);
+    mkdir(p, 0755);
+    const char *roots[] = {a, b};
+    CHECK_EQ_INT(plog_dir_pick(roots, 2), 1);
+    bool clean = true;
+    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    CHECK(!clean);
+    REQUIRE(plog_dir_mark_clean(a) == 0);
+    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    CHECK(clean);
+    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    CHECK(!clean);
+}
+
+int main(void) {
+    root = tl_mkdtemp("storage-log");
+    UNIT_RUN(test_append_read);
+    UNIT_RUN(test_validation);
+    UNIT_RUN(test_log_append_time);
+    UNIT_RUN(test_roll_and_boundaries);
+    UNIT_RUN(test_timestamps);
+    UNIT_RUN(test_retention);
+    UNIT_RUN(test_readers_during_retention);
+    UNIT_RUN(test_truncate);
+    UNIT_RUN(test_fd_bound);
+    UNIT_RUN(test_index_files_rebuilt);
+    UNIT_RUN(test_delete_partition);
+    UNIT_RUN(test_dirs);
+    tl_rmrf(root);
+    return UNIT_END("test_storage_log");
+}
