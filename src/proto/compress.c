@@ -33,7 +33,7 @@
  * state); the default levels of every client stay far below it. */
 #define COMPRESS_ZSTD_WINDOW_LOG_MAX 24
 /* Block size of the xerial snappy framing we write, as the Java client does. */
-#define COMPRESS_XERIAL_BLOCK 32768
+#define COMPRESS_XERIAL_BLOCK  32768
 #define COMPRESS_XERIAL_HEADER 16
 /* First growth step of a scratch sink. */
 #define COMPRESS_SINK_MIN 65536
@@ -336,8 +336,8 @@ static int snappy_walk(const uint8_t *in, size_t in_len, snappy_chunk_fn fn, voi
     while (pos < in_len) {
         if (in_len - pos < 4)
             return COMPRESS_ECORRUPT;
-        uint32_t clen = ((uint32_t)in[pos] << 24) | ((uint32_t)in[pos + 1] << 16) | ((uint32_t)in[pos + 2] << 8) |
-                        in[pos + 3];
+        uint32_t clen = ((uint32_t)in[pos] << 24) | ((uint32_t)in[pos + 1] << 16) |
+                        ((uint32_t)in[pos + 2] << 8) | in[pos + 3];
         pos += 4;
         if (clen > in_len - pos)
             return COMPRESS_ECORRUPT;

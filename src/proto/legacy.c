@@ -84,7 +84,8 @@ static int open_wrapper(legacy_iter *it, const legacy_message *w, int codec) {
         return BATCH_ERECORDS;
     uint8_t *out;
     size_t n;
-    int e = compress_decompress(codec, w->value.ptr, (size_t)w->value.len, it->a, it->max_uncompressed, &out, &n);
+    int e =
+        compress_decompress(codec, w->value.ptr, (size_t)w->value.len, it->a, it->max_uncompressed, &out, &n);
     if (e != COMPRESS_OK)
         return e == COMPRESS_ELIMIT || e == COMPRESS_ENOMEM ? BATCH_ENOMEM : BATCH_ECODEC;
     assert(n <= it->max_uncompressed);
@@ -129,7 +130,8 @@ bool legacy_iter_next(legacy_iter *it, legacy_message *m) {
                 if (e != BATCH_OK)
                     return iter_fail(it, e);
                 if (it->wrapper_magic == 1)
-                    m->offset = (int64_t)((uint64_t)it->wrapper_offset - ((uint64_t)it->inner_last - (uint64_t)m->offset));
+                    m->offset = (int64_t)((uint64_t)it->wrapper_offset -
+                                          ((uint64_t)it->inner_last - (uint64_t)m->offset));
                 if (it->wrapper_lat) {
                     m->timestamp = it->wrapper_timestamp;
                     m->log_append_time = true;
@@ -153,7 +155,8 @@ bool legacy_iter_next(legacy_iter *it, legacy_message *m) {
 
 int legacy_validate(const uint8_t *buf, size_t len, size_t max_uncompressed, int32_t *count) {
     arena a;
-    size_t limit = max_uncompressed > SIZE_MAX - LEGACY_ARENA_SLACK ? SIZE_MAX : max_uncompressed + LEGACY_ARENA_SLACK;
+    size_t limit =
+        max_uncompressed > SIZE_MAX - LEGACY_ARENA_SLACK ? SIZE_MAX : max_uncompressed + LEGACY_ARENA_SLACK;
     arena_init(&a, limit);
     legacy_iter it;
     legacy_iter_init(&it, buf, len, &a, max_uncompressed);
@@ -173,8 +176,8 @@ int legacy_peek_magic(const uint8_t *buf, size_t len) {
     return (int8_t)buf[16];
 }
 
-int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec, bool keep_offsets,
-                    uint8_t **out, size_t *out_len) {
+int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec,
+                    bool keep_offsets, uint8_t **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
     /* Pass one counts (and checks everything); pass two decompresses again
@@ -229,8 +232,8 @@ int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompr
 }
 
 size_t legacy_message_size(int8_t magic, kbytes key, kbytes value) {
-    return LEGACY_LOG_OVERHEAD + LEGACY_MIN_MESSAGE_V0 + (magic == 1 ? 8 : 0) + (key.len > 0 ? (size_t)key.len : 0) +
-           (value.len > 0 ? (size_t)value.len : 0);
+    return LEGACY_LOG_OVERHEAD + LEGACY_MIN_MESSAGE_V0 + (magic == 1 ? 8 : 0) +
+           (key.len > 0 ? (size_t)key.len : 0) + (value.len > 0 ? (size_t)value.len : 0);
 }
 
 void legacy_write_message(wire_writer *w, int8_t magic, int8_t attributes, int64_t offset, int64_t timestamp,

@@ -35,10 +35,10 @@
 #include "core/arena.h"
 #include "proto/wire.h"
 
-#define LEGACY_LOG_OVERHEAD 12 /* offset + messageSize */
-#define LEGACY_MIN_MESSAGE_V0 14 /* crc 4 + magic 1 + attributes 1 + key len 4 + value len 4 */
-#define LEGACY_MIN_MESSAGE_V1 22 /* plus timestamp 8 */
-#define LEGACY_ATTR_CODEC_MASK 0x07
+#define LEGACY_LOG_OVERHEAD         12 /* offset + messageSize */
+#define LEGACY_MIN_MESSAGE_V0       14 /* crc 4 + magic 1 + attributes 1 + key len 4 + value len 4 */
+#define LEGACY_MIN_MESSAGE_V1       22 /* plus timestamp 8 */
+#define LEGACY_ATTR_CODEC_MASK      0x07
 #define LEGACY_ATTR_LOG_APPEND_TIME 0x08
 
 /* One message, as a consumer would see it: inner messages of a wrapper are
@@ -93,8 +93,8 @@ int legacy_peek_magic(const uint8_t *buf, size_t len);
  * deltas 0..n-1, as for a produce request whose offsets the broker assigns.
  * Timestamps carry over (-1 for magic 0); if the first message uses
  * LogAppendTime the batch does too. Everything comes from arena a. */
-int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec, bool keep_offsets,
-                    uint8_t **out, size_t *out_len);
+int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec,
+                    bool keep_offsets, uint8_t **out, size_t *out_len);
 
 /* Appends one message (entry) to w: used to build message sets for old
  * consumers and in tests. magic 0 ignores timestamp. The CRC is computed. */

@@ -23,7 +23,7 @@
 #include "proto/compress.h"
 
 #define FUZZ_MAX_UNCOMPRESSED (256u * 1024)
-#define FUZZ_MAX_RECORDS 4096
+#define FUZZ_MAX_RECORDS      4096
 
 static void iterate(const uint8_t *b, size_t n, arena *a, int32_t *count, int *err) {
     batch_iter it;
@@ -96,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         batch_header h;
         if (batch_parse_header(copy, size, &h) == BATCH_OK) {
             size_t n = (size_t)batch_total_size(&h);
-            wire_put_be32(copy + BATCH_OFF_CRC, crc32c(0, copy + BATCH_OFF_ATTRIBUTES, n - BATCH_OFF_ATTRIBUTES));
+            wire_put_be32(copy + BATCH_OFF_CRC,
+                          crc32c(0, copy + BATCH_OFF_ATTRIBUTES, n - BATCH_OFF_ATTRIBUTES));
             int e = batch_validate(copy, n, true, FUZZ_MAX_UNCOMPRESSED);
             if (e == BATCH_OK) {
                 int32_t count;

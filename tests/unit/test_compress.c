@@ -182,9 +182,11 @@ static void test_framings(void) {
     REQUIRE(raw);
     size_t rlen = cap;
     REQUIRE(snappy_compress((const char *)text, sizeof text, raw, &rlen) == SNAPPY_OK);
-    CHECK_EQ_INT(compress_decompress(COMPRESS_SNAPPY, (uint8_t *)raw, rlen, &a, MAXU, &d, &dlen), COMPRESS_OK);
+    CHECK_EQ_INT(compress_decompress(COMPRESS_SNAPPY, (uint8_t *)raw, rlen, &a, MAXU, &d, &dlen),
+                 COMPRESS_OK);
     CHECK(dlen == sizeof text && memcmp(d, text, dlen) == 0);
-    CHECK_EQ_INT(compress_decompress(COMPRESS_SNAPPY, (uint8_t *)raw, rlen, &a, 1000, &d, &dlen), COMPRESS_ELIMIT);
+    CHECK_EQ_INT(compress_decompress(COMPRESS_SNAPPY, (uint8_t *)raw, rlen, &a, 1000, &d, &dlen),
+                 COMPRESS_ELIMIT);
     free(raw);
 
     /* xerial header alone is an empty stream; a bad chunk length is corrupt. */
@@ -258,7 +260,8 @@ static void test_framings(void) {
     CHECK_EQ_INT(compress_decompress(COMPRESS_GZIP, gg, g1n + g2n, &a, 6999, &d, &dlen), COMPRESS_ELIMIT);
     gg[g1n + g2n] = 0;
     gg[g1n + g2n + 1] = 0;
-    CHECK_EQ_INT(compress_decompress(COMPRESS_GZIP, gg, g1n + g2n + 2, &a, MAXU, &d, &dlen), COMPRESS_ECORRUPT);
+    CHECK_EQ_INT(compress_decompress(COMPRESS_GZIP, gg, g1n + g2n + 2, &a, MAXU, &d, &dlen),
+                 COMPRESS_ECORRUPT);
     /* zlib framing (not gzip) is refused. */
     uLongf zl = compressBound(3000);
     uint8_t *zz = arena_alloc(&a, zl);
@@ -378,8 +381,12 @@ static void test_builder_pattern(void) {
         memset(vals[i] + vn, 'x', 100);
         int nn = snprintf(nums[i], 8, "%d", i);
         hdr[i] = (batch_build_header){{"h", 1}, {(const uint8_t *)nums[i], nn}};
-        recs[i] = (batch_build_record){{(const uint8_t *)keys[i], kn}, {(const uint8_t *)vals[i], vn + 100},
-                                       1700000000000LL + i, 0, &hdr[i], i % 2 == 0 ? 1 : 0};
+        recs[i] = (batch_build_record){{(const uint8_t *)keys[i], kn},
+                                       {(const uint8_t *)vals[i], vn + 100},
+                                       1700000000000LL + i,
+                                       0,
+                                       &hdr[i],
+                                       i % 2 == 0 ? 1 : 0};
     }
     for (int codec = 0; codec <= 4; codec++) {
         arena a;
