@@ -208,8 +208,14 @@ out:
 
 /* One decoder context per thread, kept for the thread's life: creating one
  * per batch would cost an allocation of ~100 KiB on every produce. */
+static _Thread_local ZSTD_DCtx *dctx;
+
+void compress_thread_release(void) {
+    ZSTD_freeDCtx(dctx);
+    dctx = NULL;
+}
+
 static ZSTD_DCtx *zstd_dctx(void) {
-    static _Thread_local ZSTD_DCtx *dctx;
     if (dctx == NULL) {
         dctx = ZSTD_createDCtx();
         if (dctx == NULL)
