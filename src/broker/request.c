@@ -14,8 +14,10 @@
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
- * small multiple of the bytes that describe them. */
-#define BREQ_ARENA_BASE (4u << 20)
+ * small multiple of the bytes that describe them, and the base covers
+ * responses much larger than their requests (Metadata for every topic: about
+ * 1 KiB of structs per partition). Arenas take memory only as it is used. */
+#define BREQ_ARENA_BASE (64u << 20)
 #define BREQ_ARENA_PER_BYTE 8u
 #define BREQ_ARENA_MAX (512u << 20)
 
@@ -23,6 +25,15 @@
  * advertised by ApiVersions; anything else closes the connection. */
 static const broker_api broker_apis[] = {
     {KAFKA_API_API_VERSIONS, 0, 4, api_versions},
+    {KAFKA_API_METADATA, 0, 12, api_metadata},
+    {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics},
+    {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics},
+    {KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions},
+    {KAFKA_API_DESCRIBE_CONFIGS, 0, 4, api_describe_configs},
+    {KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs},
+    {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs},
+    {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
+    {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
     {KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator},
     {KAFKA_API_JOIN_GROUP, 0, 9, api_join_group},
     {KAFKA_API_SYNC_GROUP, 0, 5, api_sync_group},
