@@ -176,8 +176,8 @@ def run_group_flow(b, client_for):
     produce(b, topic, P, 600, "a")
     ms = [Member(b, group, topic, client_for(i)) for i in range(3)]
     try:
-        wait_for(lambda: partitioned(ms, P), 30, "3 members to share 6 partitions")
-        assert all(len(m.owned()) == 2 for m in ms)
+        wait_for(lambda: partitioned(ms, P) and all(len(m.owned()) == 2 for m in ms), 30,
+                 "3 members to own 2 partitions each")
         wait_for(lambda: len(consumed(ms)) >= 600, 30, "600 records")
         ms.append(Member(b, group, topic, client_for(3)))
         wait_for(lambda: partitioned(ms, P) and all(m.owned() for m in ms), 30, "4 members to share")
