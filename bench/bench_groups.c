@@ -31,7 +31,7 @@
 #include "core/log.h"
 #include "proto/wire.h"
 
-#define THREADS 10
+#define THREADS    10
 #define MAX_GROUPS 2000
 
 static int g_groups = 500, g_rounds = 40;
@@ -81,7 +81,8 @@ static void read_all(int fd, uint8_t *p, size_t n) {
 }
 
 /* Builds a request frame (size prefix, header v1, body) into buf; returns its length. */
-static size_t frame(uint8_t *buf, size_t cap, int16_t key, int16_t ver, int32_t corr, int group, int64_t offset) {
+static size_t frame(uint8_t *buf, size_t cap, int16_t key, int16_t ver, int32_t corr, int group,
+                    int64_t offset) {
     wire_writer w;
     wire_writer_init(&w, buf, cap);
     wire_write_i32(&w, 0);
@@ -93,9 +94,9 @@ static size_t frame(uint8_t *buf, size_t cap, int16_t key, int16_t ver, int32_t 
         char gid[32];
         snprintf(gid, sizeof gid, "bench-group-%d", group);
         wire_write_string(&w, kstr_c(gid), false, false);
-        wire_write_i32(&w, -1);                  /* generation: simple consumer */
+        wire_write_i32(&w, -1);                          /* generation: simple consumer */
         wire_write_string(&w, kstr_c(""), false, false); /* member id */
-        wire_write_i64(&w, -1);                  /* retention */
+        wire_write_i64(&w, -1);                          /* retention */
         wire_write_i32(&w, 1);
         wire_write_string(&w, kstr_c("bench"), false, false);
         wire_write_i32(&w, 1);
@@ -248,10 +249,11 @@ int main(int argc, char **argv) {
     double b50 = median3(b50s), b99 = median3(b99s), bs = median3(bss);
     double c50 = median3(c50s), c99 = median3(c99s), cs = median3(css);
     double n = (double)g_groups * g_rounds;
-    printf("bench_groups: %d groups committing concurrently, %d rounds, %d client threads\n", g_groups, g_rounds,
-           THREADS);
+    printf("bench_groups: %d groups committing concurrently, %d rounds, %d client threads\n", g_groups,
+           g_rounds, THREADS);
     printf("  baseline ApiVersions  p50 %8.0f us  p99 %8.0f us  %8.0f req/s\n", b50, b99, n / bs);
-    printf("  OffsetCommit          p50 %8.0f us  p99 %8.0f us  %8.0f req/s  (%d errors)\n", c50, c99, n / cs, cerr);
+    printf("  OffsetCommit          p50 %8.0f us  p99 %8.0f us  %8.0f req/s  (%d errors)\n", c50, c99, n / cs,
+           cerr);
     printf("  ratio commit/baseline p50 %.2fx  p99 %.2fx\n", c50 / b50, c99 / b99);
     for (int i = 0; i < THREADS; i++) {
         int k = i == THREADS - 1 ? g_groups - i * per : per;

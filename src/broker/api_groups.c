@@ -87,7 +87,8 @@ breq_status api_find_coordinator(breq *r) {
     const kafka_find_coordinator_request *req = r->req;
     kafka_find_coordinator_response *resp = r->resp;
     if (r->hdr.api_version < 4) {
-        resp->error_code = coordinator_for(r, req->key_type, req->key, &resp->node_id, &resp->host, &resp->port);
+        resp->error_code =
+            coordinator_for(r, req->key_type, req->key, &resp->node_id, &resp->host, &resp->port);
         if (resp->error_code && r->hdr.api_version >= 1)
             resp->error_message = kstr_c(resp->error_code == KAFKA_ERR_COORDINATOR_NOT_AVAILABLE
                                              ? "The coordinator is not available."
@@ -181,8 +182,8 @@ breq_status api_join_group(breq *r) {
                           .client_id = r->hdr.client_id.len < 0 ? kstr_c("") : r->hdr.client_id,
                           .client_host = client_host(r),
                           .session_timeout_ms = req->session_timeout_ms,
-                          .rebalance_timeout_ms =
-                              req->rebalance_timeout_ms >= 0 ? req->rebalance_timeout_ms : req->session_timeout_ms,
+                          .rebalance_timeout_ms = req->rebalance_timeout_ms >= 0 ? req->rebalance_timeout_ms
+                                                                                 : req->session_timeout_ms,
                           .protocol_names = names,
                           .protocol_metadata = metas,
                           .n_protocols = n,
@@ -321,8 +322,12 @@ breq_status api_offset_commit(breq *r) {
             topic_release(r->b->topics, tp);
         for (int j = 0; j < (t->partitions_count > 0 ? t->partitions_count : 0); j++, k++) {
             const kafka_offset_commit_request_offset_commit_request_partition *p = &t->partitions[j];
-            es[k] = (gcoord_commit){t->name, p->partition_index, p->committed_offset, p->committed_leader_epoch,
-                                    p->committed_metadata, 0};
+            es[k] = (gcoord_commit){t->name,
+                                    p->partition_index,
+                                    p->committed_offset,
+                                    p->committed_leader_epoch,
+                                    p->committed_metadata,
+                                    0};
             if (p->partition_index < 0 || p->partition_index >= nparts)
                 es[k].error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
             if (ver == 1 && p->commit_timestamp >= 0)
@@ -399,8 +404,12 @@ static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
     fetched *f = fl_add(fl);
     if (f == NULL)
         return false;
-    *f = (fetched){copy_str(fl->r, kstr_c(e->topic)), e->partition, e->offset, e->leader_epoch,
-                   copy_str(fl->r, kstr_c(e->metadata ? e->metadata : "")), 0};
+    *f = (fetched){copy_str(fl->r, kstr_c(e->topic)),
+                   e->partition,
+                   e->offset,
+                   e->leader_epoch,
+                   copy_str(fl->r, kstr_c(e->metadata ? e->metadata : "")),
+                   0};
     return true;
 }
 
@@ -479,7 +488,8 @@ breq_status api_offset_fetch(breq *r) {
         for (int i = 0; i < nt; i++) {
             names[i] = req->topics[i].name;
             parts[i] = req->topics[i].partition_indexes;
-            counts[i] = req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
+            counts[i] =
+                req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
         int16_t err = fetch_group(r, req->group_id, nt, names, parts, counts, all, &fl);
@@ -636,7 +646,8 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
             if (stable) {
                 for (int p = 0; p < m->n_protocols; p++)
                     if (g->protocol && strcmp(m->protocols[p].name, g->protocol) == 0)
-                        dm->member_metadata = copy_bytes(r, m->protocols[p].metadata, m->protocols[p].metadata_len);
+                        dm->member_metadata =
+                            copy_bytes(r, m->protocols[p].metadata, m->protocols[p].metadata_len);
                 dm->member_assignment = copy_bytes(r, m->assignment, m->assignment_len);
             }
         }
@@ -780,7 +791,8 @@ breq_status api_offset_delete(breq *r) {
     if (total && map == NULL)
         return BREQ_CLOSE;
     for (int i = 0; i < nt; i++)
-        for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0); j++, k++) {
+        for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
+             j++, k++) {
             int32_t p = req->topics[i].partitions[j].partition_index;
             unknown[k] = !partition_exists(r, req->topics[i].name, p);
             if (!unknown[k]) {
@@ -793,7 +805,8 @@ breq_status api_offset_delete(breq *r) {
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
     } else {
-        resp->error_code = gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, errs, groups_now_ms());
+        resp->error_code =
+            gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, errs, groups_now_ms());
         groups_unlock(s);
     }
     if (resp->error_code) {

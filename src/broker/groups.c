@@ -16,7 +16,7 @@
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define LOAD_READ_BYTES (4 << 20)
+#define LOAD_READ_BYTES  (4 << 20)
 #define LOAD_ARENA_LIMIT (256u << 20)
 
 struct groups_mgr {
@@ -50,7 +50,8 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
         int k = 0;
         size_t bytes = 0;
         while (i + k < n && k < GROUPS_BATCH_RECORDS && (k == 0 || bytes < GROUPS_BATCH_BYTES)) {
-            bytes += (size_t)recs[i + k].key.len + (size_t)(recs[i + k].value.len > 0 ? recs[i + k].value.len : 0);
+            bytes +=
+                (size_t)recs[i + k].key.len + (size_t)(recs[i + k].value.len > 0 ? recs[i + k].value.len : 0);
             k++;
         }
         arena a;
@@ -62,7 +63,8 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
             rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
         } else {
             for (int j = 0; j < k; j++)
-                br[j] = (batch_build_record){.key = recs[i + j].key, .value = recs[i + j].value, .timestamp = now};
+                br[j] = (batch_build_record){
+                    .key = recs[i + j].key, .value = recs[i + j].value, .timestamp = now};
             batch_build_opts o = batch_build_defaults();
             if (batch_build(&o, br, k, &a, &buf, &len) != BATCH_OK) {
                 rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
@@ -175,8 +177,8 @@ static int load_shard(groups_shard *s) {
             arena_reset(&a);
         }
         if (next <= off) {
-            LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there", GROUPS_OFFSETS_TOPIC,
-                     s->index, (long long)off);
+            LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
+                     GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
             break;
         }
         off = next;
@@ -195,7 +197,8 @@ static void *groups_main(void *arg) {
         groups_shard *s = &m->shards[i];
         pthread_mutex_lock(&s->mu);
         if (load_shard(s) != 0)
-            LOG_ERROR("groups", "%s-%d: loading failed part way; serving what was read", GROUPS_OFFSETS_TOPIC, i);
+            LOG_ERROR("groups", "%s-%d: loading failed part way; serving what was read", GROUPS_OFFSETS_TOPIC,
+                      i);
         gcoord_load_end(s->sm, groups_now_ms());
         pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&m->mu);
@@ -243,18 +246,20 @@ static topic *offsets_topic(broker *b) {
     snprintf(seg, sizeof seg, "%d", cfg->offsets_topic_segment_bytes);
     /* Retention off (snapshots bound the size), compacted when a cleaner
      * exists, and room for large group records. */
-    const char *keys[] = {"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes"};
+    const char *keys[] = {"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes",
+                          "max.message.bytes"};
     const char *vals[] = {"compact", "-1", "-1", seg, "67108864"};
     char msg[TOPICS_MSG_MAX];
-    int rc = topics_create(b->topics, name, cfg->offsets_topic_num_partitions, 1, keys, vals, 5, false, &t, msg,
-                           sizeof msg);
+    int rc = topics_create(b->topics, name, cfg->offsets_topic_num_partitions, 1, keys, vals, 5, false, &t,
+                           msg, sizeof msg);
     if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS)
         return topics_get(b->topics, name);
     if (rc != 0) {
         LOG_ERROR("groups", "cannot create %s: %s", GROUPS_OFFSETS_TOPIC, msg);
         return NULL;
     }
-    LOG_INFO("groups", "created %s with %d partitions", GROUPS_OFFSETS_TOPIC, cfg->offsets_topic_num_partitions);
+    LOG_INFO("groups", "created %s with %d partitions", GROUPS_OFFSETS_TOPIC,
+             cfg->offsets_topic_num_partitions);
     return t;
 }
 

@@ -32,10 +32,10 @@
 #include "broker/broker.h"
 #include "group/coordinator.h"
 
-#define GROUPS_TICK_MS 50
+#define GROUPS_TICK_MS       50
 #define GROUPS_OFFSETS_TOPIC "__consumer_offsets"
-#define GROUPS_BATCH_RECORDS 1000     /* records per appended batch */
-#define GROUPS_BATCH_BYTES (512 << 10) /* target bytes per appended batch */
+#define GROUPS_BATCH_RECORDS 1000        /* records per appended batch */
+#define GROUPS_BATCH_BYTES   (512 << 10) /* target bytes per appended batch */
 
 typedef struct groups_mgr groups_mgr;
 

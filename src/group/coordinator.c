@@ -21,7 +21,7 @@
 #include "group/records.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define NO_DEADLINE INT64_MAX
+#define NO_DEADLINE        INT64_MAX
 #define ENCODE_ARENA_LIMIT (256u << 20)
 
 struct gcoord {
@@ -516,7 +516,8 @@ out:
 
 /* Tombstones for the given offsets of g (all when topics is NULL) and,
  * with group_too, for the group itself. */
-static int write_tombstones(gcoord *c, gcoord_group *g, bool group_too, gcoord_offset_entry **only, int n_only) {
+static int write_tombstones(gcoord *c, gcoord_group *g, bool group_too, gcoord_offset_entry **only,
+                            int n_only) {
     arena a;
     arena_init(&a, ENCODE_ARENA_LIMIT);
     int n = (only ? n_only : g->n_offsets) + (group_too ? 1 : 0), k = 0;
@@ -538,7 +539,8 @@ static int write_tombstones(gcoord *c, gcoord_group *g, bool group_too, gcoord_o
     } else {
         for (int32_t b = 0; b < g->n_obuckets; b++)
             for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next) {
-                if (grec_encode_offset_key(&a, kstr_c(g->id), kstr_c(e->topic), e->partition, &recs[k].key) != 0)
+                if (grec_encode_offset_key(&a, kstr_c(g->id), kstr_c(e->topic), e->partition, &recs[k].key) !=
+                    0)
                     goto out;
                 recs[k++].value = KBYTES_NULL;
             }
@@ -1515,11 +1517,12 @@ int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id,
 /* ---- offsets ------------------------------------------------------------------------ */
 
 void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
-                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n, int64_t now) {
+                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n,
+                           int64_t now) {
     int16_t err = c->shutdown_err ? c->shutdown_err
                   : c->loading    ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
                   : group_id.len < 0 || group_id.len > GCOORD_GROUP_ID_MAX ? KAFKA_ERR_INVALID_GROUP_ID
-                                                                            : 0;
+                                                                           : 0;
     gcoord_group *g = err ? NULL : find_group(c, group_id);
     bool created = false;
     if (err == 0 && g == NULL) {
@@ -1570,9 +1573,10 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
             e->error = KAFKA_ERR_OFFSET_METADATA_TOO_LARGE;
             continue;
         }
-        grec_offset v = {e->offset, e->leader_epoch, e->metadata.len < 0 ? kstr_c("") : e->metadata, commit_ts,
-                         expire};
-        if (e->topic.len < 0 || grec_encode_offset_key(&a, group_id, e->topic, e->partition, &recs[k].key) != 0 ||
+        grec_offset v = {e->offset, e->leader_epoch, e->metadata.len < 0 ? kstr_c("") : e->metadata,
+                         commit_ts, expire};
+        if (e->topic.len < 0 ||
+            grec_encode_offset_key(&a, group_id, e->topic, e->partition, &recs[k].key) != 0 ||
             grec_encode_offset_value(&a, &v, &recs[k].value) != 0) {
             e->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
             continue;
@@ -1807,8 +1811,9 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
             bool arrivals = g->new_member_added;
             g->new_member_added = false;
             if (arrivals && left > 0) {
-                g->join_deadline = now + (left < c->cfg.initial_rebalance_delay_ms ? left
-                                                                                   : c->cfg.initial_rebalance_delay_ms);
+                g->join_deadline =
+                    now +
+                    (left < c->cfg.initial_rebalance_delay_ms ? left : c->cfg.initial_rebalance_delay_ms);
             } else {
                 g->initial_delay_end = 0;
                 complete_join(c, g, now);

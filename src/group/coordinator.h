@@ -44,13 +44,13 @@
 #include "proto/wire.h"
 
 /* Limits. */
-#define GCOORD_GROUP_ID_MAX 4096        /* bytes of a group id */
-#define GCOORD_ID_MAX 1024              /* member, instance, client ids, hosts */
-#define GCOORD_PROTOCOLS_MAX 64         /* protocols per member */
-#define GCOORD_METADATA_MAX (1 << 20)   /* bytes of one protocol's metadata or an assignment */
-#define GCOORD_MEMBERS_MAX 10000        /* members (and pending members) per group */
-#define GCOORD_GROUPS_MAX 1000000       /* groups per shard */
-#define GCOORD_OFFSETS_MAX 10000000     /* committed offsets per shard */
+#define GCOORD_GROUP_ID_MAX  4096      /* bytes of a group id */
+#define GCOORD_ID_MAX        1024      /* member, instance, client ids, hosts */
+#define GCOORD_PROTOCOLS_MAX 64        /* protocols per member */
+#define GCOORD_METADATA_MAX  (1 << 20) /* bytes of one protocol's metadata or an assignment */
+#define GCOORD_MEMBERS_MAX   10000     /* members (and pending members) per group */
+#define GCOORD_GROUPS_MAX    1000000   /* groups per shard */
+#define GCOORD_OFFSETS_MAX   10000000  /* committed offsets per shard */
 
 typedef enum gcoord_state {
     GCOORD_EMPTY = 0,
@@ -72,9 +72,9 @@ typedef struct gcoord_config {
     int32_t max_size;                   /* group.max.size */
     int64_t offsets_retention_ms;       /* offsets.retention.minutes, in ms */
     int64_t retention_check_interval_ms;
-    int32_t max_metadata_bytes;         /* offset.metadata.max.bytes */
-    int32_t snapshot_min_records;       /* appended records before a snapshot is considered */
-    uint64_t id_seed;                   /* member ids are client id + '-' + hex from this */
+    int32_t max_metadata_bytes;   /* offset.metadata.max.bytes */
+    int32_t snapshot_min_records; /* appended records before a snapshot is considered */
+    uint64_t id_seed;             /* member ids are client id + '-' + hex from this */
 } gcoord_config;
 
 void gcoord_config_default(gcoord_config *c);
@@ -160,9 +160,9 @@ typedef struct gcoord_join_member {
 
 typedef struct gcoord_join_result {
     int16_t error;
-    int32_t generation;  /* -1 on error */
-    kstr protocol_type;  /* may be null */
-    kstr protocol_name;  /* may be null */
+    int32_t generation; /* -1 on error */
+    kstr protocol_type; /* may be null */
+    kstr protocol_name; /* may be null */
     kstr leader;
     kstr member_id;
     bool skip_assignment;
@@ -214,7 +214,7 @@ bool gcoord_loading(const gcoord *c);
 
 typedef struct gcoord_join_req {
     kstr group_id;
-    kstr member_id; /* "" when unknown */
+    kstr member_id;   /* "" when unknown */
     kstr instance_id; /* null when dynamic */
     kstr protocol_type;
     kstr client_id;
@@ -270,7 +270,8 @@ typedef struct gcoord_commit {
  * members (simple consumers). retention_ms >= 0 sets an explicit expiry
  * (v2-4); commit_ts < 0 means now. Fills each entry's error. */
 void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
-                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n, int64_t now);
+                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n,
+                           int64_t now);
 
 /* OffsetFetch of one partition: 0 with the values (offset -1 when none) or
  * COORDINATOR_LOAD_IN_PROGRESS. metadata points into the machine. */

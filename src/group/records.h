@@ -32,7 +32,7 @@
 
 #define GREC_KEY_OFFSET_V0 0
 #define GREC_KEY_OFFSET_V1 1
-#define GREC_KEY_GROUP 2
+#define GREC_KEY_GROUP     2
 
 /* Limits on what a decoder accepts (also what the coordinator produces). */
 #define GREC_MEMBERS_MAX 100000

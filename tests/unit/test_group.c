@@ -14,7 +14,7 @@
 #include "proto/gen/kafka_msgs.h"
 #include "unit.h"
 
-#define MAX_ANS 256
+#define MAX_ANS  256
 #define MAX_RECS 100000
 
 /* What the fake sink saw. Tokens are small integers (cast to pointers). */
@@ -182,8 +182,8 @@ static void join(gcoord *c, int token, const char *group, const char *member, co
 
 static const char *const RANGE[] = {"range"};
 
-static void sync(gcoord *c, int token, const char *group, const char *member, int32_t gen, const char *const *ids,
-                 const char *const *assign, int n, int64_t now) {
+static void sync(gcoord *c, int token, const char *group, const char *member, int32_t gen,
+                 const char *const *ids, const char *const *assign, int n, int64_t now) {
     kstr m[8];
     kbytes b[8];
     for (int i = 0; i < n; i++) {
@@ -397,11 +397,17 @@ static void test_protocols(void) {
     REQUIRE(find_answer(6) != NULL);
     CHECK(strcmp(find_answer(6)->protocol, "range") == 0);
     /* Wrong protocol type. */
-    gcoord_join_req r = {.group_id = kstr_c("g"), .member_id = kstr_c(""), .instance_id = KSTR_NULL,
-                         .protocol_type = kstr_c("connect"), .client_id = kstr_c("c"), .client_host = kstr_c("h"),
-                         .session_timeout_ms = 10000, .rebalance_timeout_ms = 10000,
+    gcoord_join_req r = {.group_id = kstr_c("g"),
+                         .member_id = kstr_c(""),
+                         .instance_id = KSTR_NULL,
+                         .protocol_type = kstr_c("connect"),
+                         .client_id = kstr_c("c"),
+                         .client_host = kstr_c("h"),
+                         .session_timeout_ms = 10000,
+                         .rebalance_timeout_ms = 10000,
                          .protocol_names = (kstr[]){kstr_c("range")},
-                         .protocol_metadata = (kbytes[]){{NULL, 0}}, .n_protocols = 1};
+                         .protocol_metadata = (kbytes[]){{NULL, 0}},
+                         .n_protocols = 1};
     gcoord_join(c, &r, (void *)7, 5);
     CHECK_EQ_INT(aerr(7), KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL);
     r.protocol_type = kstr_c("consumer");
@@ -467,7 +473,8 @@ static void test_static_membership(void) {
     sync(c, 6, "g", b2, 2, NULL, NULL, 0, 101);
     CHECK(strcmp(asg(6), "B") == 0);
     /* The old id is fenced. */
-    CHECK_EQ_INT(gcoord_heartbeat(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), 2, 102), KAFKA_ERR_FENCED_INSTANCE_ID);
+    CHECK_EQ_INT(gcoord_heartbeat(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), 2, 102),
+                 KAFKA_ERR_FENCED_INSTANCE_ID);
     gcoord_commit e = {kstr_c("t"), 0, 1, -1, KSTR_NULL, 0};
     gcoord_commit_offsets(c, kstr_c("g"), 2, kstr_c(b), kstr_c("inst-b"), -1, -1, &e, 1, 103);
     CHECK_EQ_INT(e.error, KAFKA_ERR_FENCED_INSTANCE_ID);
@@ -479,7 +486,8 @@ static void test_static_membership(void) {
     CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
     /* Leave by instance id with the wrong member id -> fenced; right one -> ok. */
     int16_t ge;
-    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), &ge, 105), KAFKA_ERR_FENCED_INSTANCE_ID);
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), &ge, 105),
+                 KAFKA_ERR_FENCED_INSTANCE_ID);
     CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(""), kstr_c("inst-b"), &ge, 105), 0);
     CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_PREPARING_REBALANCE);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
@@ -538,7 +546,8 @@ static void test_offsets_and_reload(void) {
     int16_t perr;
     CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("cg"), &tt, &pp, 1, &perr, 2003), 0);
     CHECK_EQ_INT(perr, KAFKA_ERR_GROUP_SUBSCRIBED_TO_TOPIC);
-    CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("zz"), &tt, &pp, 1, &perr, 2003), KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("zz"), &tt, &pp, 1, &perr, 2003),
+                 KAFKA_ERR_GROUP_ID_NOT_FOUND);
     pp = 1;
     CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("simple"), &tt, &pp, 1, &perr, 2003), 0);
     CHECK_EQ_INT(perr, 0);
@@ -549,9 +558,9 @@ static void test_offsets_and_reload(void) {
     join(d, 3, "cg", m, NULL, RANGE, 1, false, 2004);
     CHECK_EQ_INT(aerr(3), KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
     for (int i = 0; i < n_recs; i++)
-        CHECK_EQ_INT(gcoord_load_record(d, (kbytes){recs[i].key, recs[i].klen},
-                                        (kbytes){recs[i].value, recs[i].vlen}),
-                     0);
+        CHECK_EQ_INT(
+            gcoord_load_record(d, (kbytes){recs[i].key, recs[i].klen}, (kbytes){recs[i].value, recs[i].vlen}),
+            0);
     gcoord_load_end(d, 5000);
     CHECK_EQ_INT(gcoord_fetch_offset(d, kstr_c("simple"), kstr_c("t"), 0, &off, &ep, &meta), 0);
     CHECK_EQ_INT(off, 10);
@@ -677,7 +686,13 @@ static void test_hash_and_records(void) {
     REQUIRE(grec_decode_offset_value(v, &od) == 0);
     CHECK_EQ_INT(od.expire_ts, 200);
     CHECK_EQ_INT(od.leader_epoch, -1);
-    grec_member m = {kstr_c("m1"), KSTR_NULL, kstr_c("c"), kstr_c("h"), 10, 20, {(const uint8_t *)"s", 1},
+    grec_member m = {kstr_c("m1"),
+                     KSTR_NULL,
+                     kstr_c("c"),
+                     kstr_c("h"),
+                     10,
+                     20,
+                     {(const uint8_t *)"s", 1},
                      {(const uint8_t *)"as", 2}};
     grec_group gv = {kstr_c("consumer"), 4, kstr_c("range"), kstr_c("m1"), 1234, &m, 1}, gd;
     REQUIRE(grec_encode_group_value(&a, &gv, &v) == 0);
