@@ -107,6 +107,7 @@ static int shard_append(void *ctx, const gcoord_record *recs, int n, bool snapsh
 
 /* ---- loading --------------------------------------------------------------- */
 
+/* Replays the shard's partition into its machine (still loading). */
 static int load_shard(groups_shard *s) {
     plog *l = s->part->log;
     int64_t off = plog_start_offset(l), end = plog_end_offset(l);
@@ -158,6 +159,9 @@ static int load_shard(groups_shard *s) {
         size_t bsize;
         batch_header h;
         int64_t next = off;
+        /* The lock is taken per chunk, so requests meanwhile get a quick
+         * COORDINATOR_LOAD_IN_PROGRESS instead of waiting for the whole load. */
+        pthread_mutex_lock(&s->mu);
         while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
             next = h.base_offset + h.last_offset_delta + 1;
             if (h.attributes & BATCH_ATTR_CONTROL)
@@ -176,6 +180,7 @@ static int load_shard(groups_shard *s) {
             }
             arena_reset(&a);
         }
+        pthread_mutex_unlock(&s->mu);
         if (next <= off) {
             LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
                      GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
@@ -195,10 +200,10 @@ static void *groups_main(void *arg) {
     groups_mgr *m = arg;
     for (int32_t i = 0; i < m->n; i++) {
         groups_shard *s = &m->shards[i];
-        pthread_mutex_lock(&s->mu);
         if (load_shard(s) != 0)
             LOG_ERROR("groups", "%s-%d: loading failed part way; serving what was read", GROUPS_OFFSETS_TOPIC,
                       i);
+        pthread_mutex_lock(&s->mu);
         gcoord_load_end(s->sm, groups_now_ms());
         pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&m->mu);

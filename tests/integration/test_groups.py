@@ -463,3 +463,61 @@ def test_find_coordinator_versions(gbroker):
     assert body[4] == 3  # two coordinators (compact array length + 1)
     # first coordinator: key "g1", node 1
     assert body[5:8] == cstr("g1") and struct.unpack(">i", body[8:12])[0] == 1
+
+
+def java_hash(s):
+    h = 0
+    data = s.encode("utf-16-be")
+    for unit in struct.unpack(">%dH" % (len(data) // 2), data):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+def commit_frame(corr, group, topic, partition, offset):
+    def s16(x):
+        b = x.encode()
+        return struct.pack(">h", len(b)) + b
+    body = (s16(group) + struct.pack(">i", -1) + s16("") + struct.pack(">q", -1) + struct.pack(">i", 1) +
+            s16(topic) + struct.pack(">i", 1) + struct.pack(">iq", partition, offset) + s16(""))
+    frame = struct.pack(">hhi", 8, 2, corr) + s16("snap") + body
+    return struct.pack(">i", len(frame)) + frame
+
+
+def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
+    """Over 10,000 commits make the shard write a snapshot and move the log
+    start of its __consumer_offsets partition; a restart loads the snapshot
+    and what followed."""
+    b = gbroker
+    topic, group, P, N = "snap", "g-snap", 4, 12000
+    create_topic(b, topic, P)
+    with socket.create_connection(("127.0.0.1", b.port), timeout=20) as s:
+        done = 0
+        while done < N:
+            chunk = min(500, N - done)
+            s.sendall(b"".join(commit_frame(done + i, group, topic, (done + i) % P, done + i) for i in range(chunk)))
+            for i in range(chunk):
+                n = struct.unpack(">i", recv_exact(s, 4))[0]
+                resp = recv_exact(s, n)
+                assert struct.unpack(">i", resp[:4])[0] == done + i
+                assert resp[-2:] == b"\x00\x00", "commit failed"
+            done += chunk
+    part = abs(java_hash(group)) % 8
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "probe"})
+    low, high = c.get_watermark_offsets(TopicPartition("__consumer_offsets", part), timeout=10)
+    c.close()
+    assert high >= N and low >= 10000, (low, high)
+    b.restart()
+    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                offs = k.list_consumer_group_offsets(group)
+                break
+            except kerrors.CoordinatorLoadInProgressError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        k.close()
+    assert {tp.partition: om.offset for tp, om in offs.items()} == {p: N - P + p for p in range(P)}
