@@ -708,6 +708,50 @@ static void test_hash_and_records(void) {
     arena_reset(&a);
 }
 
+/* The leader never sends its SyncGroup: after the rebalance timeout the
+ * members that did not sync are dropped and the others rejoin. Then an
+ * Empty group is deleted with tombstones. */
+static void test_sync_timeout_and_delete(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 0);
+    char m1[256], m2[256];
+    strcpy(m1, find_answer(1)->member_id);
+    join(c, 2, "g", "", NULL, RANGE, 1, false, 1);
+    join(c, 3, "g", m1, NULL, RANGE, 1, false, 2);
+    REQUIRE(find_answer(2) != NULL);
+    strcpy(m2, find_answer(2)->member_id);
+    CHECK_EQ_INT(agen(3), 2);
+    sync(c, 4, "g", m2, 2, NULL, NULL, 0, 3); /* follower parks; leader m1 silent */
+    for (int64_t t = 5000; t <= 30000; t += 5000) {
+        CHECK_EQ_INT(hb(c, "g", m1, 2, t), 0);
+        CHECK_EQ_INT(hb(c, "g", m2, 2, t), 0);
+    }
+    gcoord_tick(c, 29999);
+    CHECK_EQ_INT(aerr(4), -999);
+    gcoord_tick(c, 30002);
+    CHECK_EQ_INT(aerr(4), KAFKA_ERR_REBALANCE_IN_PROGRESS);
+    const gcoord_group *g = gcoord_find(c, kstr_c("g"));
+    REQUIRE(g != NULL);
+    CHECK_EQ_INT(g->n_members, 1);
+    CHECK_EQ_INT(g->state, GCOORD_PREPARING_REBALANCE);
+    CHECK(strcmp(g->members[0]->member_id, m2) == 0);
+    join(c, 5, "g", m2, NULL, RANGE, 1, false, 30002);
+    CHECK_EQ_INT(agen(5), 3);
+    int16_t ge;
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(m2), KSTR_NULL, &ge, 30003), 0);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_EMPTY);
+    int before = n_recs;
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 30004), 0);
+    CHECK(gcoord_find(c, kstr_c("g")) == NULL);
+    CHECK(n_recs > before);
+    CHECK_EQ_INT(recs[n_recs - 1].vlen, -1); /* a tombstone */
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 30005), KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c(""), 30005), KAFKA_ERR_INVALID_GROUP_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
 int main(void) {
     UNIT_RUN(test_single_member_v4);
     UNIT_RUN(test_two_members_and_rebalance);
@@ -720,6 +764,7 @@ int main(void) {
     UNIT_RUN(test_snapshot);
     UNIT_RUN(test_append_failure_and_shutdown);
     UNIT_RUN(test_hash_and_records);
+    UNIT_RUN(test_sync_timeout_and_delete);
     reset_sink();
     return UNIT_END("test_group");
 }
