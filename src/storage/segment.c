@@ -456,16 +456,17 @@ int segment_load_indexes(segment *s) {
                 scanner_free(&sc);
                 return r;
             }
-            if (r != SCAN_BATCH) {
-                if (r == SCAN_BAD)
-                    fprintf(stderr, "storage: cutting torn tail of %s.log at %" PRId64 "\n", s->path, sc.pos);
-                if (r == SCAN_BAD && ftruncate(s->fd, (off_t)sc.pos) != 0) {
-                    scanner_free(&sc);
-                    return -errno;
-                }
-                s->size = sc.pos;
-                break;
+            if (r == SCAN_BAD) {
+                /* A torn or corrupt tail although the start was called clean:
+                 * the index entries may point into it, so verify and rebuild
+                 * the whole segment instead of patching. */
+                fprintf(stderr, "storage: bad batch in %s.log at %" PRId64 " on a clean start; rescanning\n",
+                        s->path, sc.pos);
+                scanner_free(&sc);
+                return segment_recover(s, true, true, 0, NULL);
             }
+            if (r == SCAN_END)
+                break;
             if (b.last_offset - s->base_offset > INT32_MAX) {
                 s->size = b.pos;
                 break;
