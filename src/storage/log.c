@@ -961,28 +961,32 @@ out:
 /* ---------------- timestamp lookup ---------------- */
 
 /* Within batch b of s: the first record with offset >= min_offset whose
- * timestamp >= ts. Falls back to the batch's first offset if the records
- * cannot be decoded. */
-static void record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
+ * timestamp >= ts. Returns false if there is none (the qualifying records
+ * all lie below min_offset). If the records cannot be decoded the batch's
+ * first offset >= min_offset stands in. */
+static bool record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
                           int64_t *ts_out) {
     int64_t base = b->base_offset > min_offset ? b->base_offset : min_offset;
     *off = base;
     *ts_out = b->max_ts;
     if (b->attributes & BATCH_ATTR_LOG_APPEND_TIME)
-        return; /* every record carries the batch's timestamp */
+        return true; /* every record carries the batch's timestamp */
     uint8_t *buf = malloc((size_t)b->size);
     if (buf == NULL)
-        return;
+        return true;
+    bool found = true;
     arena a;
     arena_init(&a, SEG_MAX_BATCH_BYTES);
     if (segment_read_batch(s, b, buf, (size_t)b->size) == 0) {
         batch_iter it;
         batch_record rec;
         if (batch_iter_init(&it, buf, (size_t)b->size, &a) == BATCH_OK) {
+            found = false;
             while (batch_iter_next(&it, &rec)) {
                 if (rec.offset >= min_offset && rec.timestamp >= ts) {
                     *off = rec.offset;
                     *ts_out = rec.timestamp;
+                    found = true;
                     break;
                 }
             }
@@ -990,6 +994,19 @@ static void record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t mi
     }
     arena_reset(&a);
     free(buf);
+    return found;
+}
+
+/* Loads the time index of s if its maximum timestamp is not known yet. */
+static int ensure_max_ts(plog *l, segment *s) {
+    if (s->max_ts_known)
+        return 0;
+    int r = segment_acquire(s);
+    if (r == 0) {
+        r = segment_load_indexes(s);
+        segment_release(s);
+    }
+    return r != 0 ? go_offline(l, "load index", r) : 0;
 }
 
 int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp) {
@@ -1012,51 +1029,56 @@ int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestam
     if (ts < 0 && ts != PLOG_TS_MAX)
         goto out;
     int from = seg_for(l, l->log_start_offset);
-    int best = -1;
-    int64_t best_ts = -1;
-    for (int i = from; i < l->nseg; i++) {
-        segment *s = l->segs[i];
-        if (s->size == 0)
-            continue;
-        if (!s->max_ts_known) {
-            int r = segment_acquire(s);
-            if (r == 0) {
-                r = segment_load_indexes(s);
-                segment_release(s);
-            }
-            if (r != 0) {
-                rc = go_offline(l, "load index", r);
+    if (ts == PLOG_TS_MAX) {
+        /* the segment with the largest timestamp, then its first batch and
+         * record carrying it */
+        int best = -1;
+        int64_t best_ts = -1;
+        for (int i = from; i < l->nseg; i++) {
+            if ((rc = ensure_max_ts(l, l->segs[i])) != 0)
                 goto out;
-            }
-        }
-        if (ts == PLOG_TS_MAX) {
-            if (s->max_ts > best_ts) {
-                best_ts = s->max_ts;
+            if (l->segs[i]->size > 0 && l->segs[i]->max_ts > best_ts) {
+                best_ts = l->segs[i]->max_ts;
                 best = i;
             }
-        } else if (s->max_ts >= ts) {
-            best = i;
-            break;
+        }
+        if (best < 0)
+            goto out;
+        ts = best_ts;
+        from = best;
+    }
+    /* The first record at or after the log start whose timestamp >= ts, in
+     * offset order: segments by their maximum timestamp, then batches by
+     * theirs, then records. */
+    int64_t min_off = l->log_start_offset;
+    for (int i = from; i < l->nseg; i++) {
+        segment *s = l->segs[i];
+        if ((rc = ensure_max_ts(l, s)) != 0)
+            goto out;
+        if (s->size == 0 || s->max_ts < ts)
+            continue;
+        int r = segment_pin(s);
+        if (r != 0) {
+            rc = go_offline(l, "open segment", r);
+            goto out;
+        }
+        for (;;) {
+            seg_batch b;
+            r = segment_find_ts(s, ts, min_off, &b);
+            if (r <= 0)
+                break;
+            if (record_for_ts(s, &b, ts, min_off, offset, timestamp)) {
+                segment_unpin(s);
+                goto out;
+            }
+            min_off = b.last_offset + 1;
+        }
+        segment_unpin(s);
+        if (r < 0) {
+            rc = go_offline(l, "timestamp lookup", r);
+            goto out;
         }
     }
-    if (best < 0)
-        goto out;
-    segment *s = l->segs[best];
-    int r = segment_pin(s);
-    if (r != 0) {
-        rc = go_offline(l, "open segment", r);
-        goto out;
-    }
-    seg_batch b;
-    r = ts == PLOG_TS_MAX ? segment_find_max_ts(s, &b) : segment_find_ts(s, ts, &b);
-    if (r == 1) {
-        /* PLOG_TS_MAX: first record carrying the batch's max timestamp. */
-        int64_t want = ts == PLOG_TS_MAX ? b.max_ts : ts;
-        record_for_ts(s, &b, want, l->log_start_offset, offset, timestamp);
-    } else if (r < 0) {
-        rc = go_offline(l, "timestamp lookup", r);
-    }
-    segment_unpin(s);
 out:
     pthread_mutex_unlock(&l->mu);
     return rc;

@@ -528,8 +528,13 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
 }
 
 /* Scans from position start for the first batch satisfying want(). */
-static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, int64_t), int64_t key,
-                     seg_batch *out) {
+typedef struct scan_key {
+    int64_t offset; /* wanted: last_offset >= offset */
+    int64_t ts;     /* wanted: max_ts >= ts */
+} scan_key;
+
+static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, const scan_key *),
+                     const scan_key *key, seg_batch *out) {
     scanner sc;
     int rc = scanner_init(&sc, s->fd, start, s->size, 4096);
     if (rc != 0)
@@ -554,8 +559,8 @@ static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, 
     return rc;
 }
 
-static bool want_offset(const seg_batch *b, int64_t off) { return b->last_offset >= off; }
-static bool want_ts(const seg_batch *b, int64_t ts) { return b->max_ts >= ts; }
+static bool want_offset(const seg_batch *b, const scan_key *k) { return b->last_offset >= k->offset; }
+static bool want_ts(const seg_batch *b, const scan_key *k) { return b->max_ts >= k->ts && b->last_offset >= k->offset; }
 
 int segment_find(segment *s, int64_t offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
@@ -568,13 +573,15 @@ int segment_find(segment *s, int64_t offset, seg_batch *out) {
         if (e >= 0)
             start = s->oi.e[e].pos;
     }
-    return scan_from(s, start, want_offset, offset, out);
+    scan_key k = {offset, 0};
+    return scan_from(s, start, want_offset, &k, out);
 }
 
-int segment_find_ts(segment *s, int64_t ts, seg_batch *out) {
+int segment_find_ts(segment *s, int64_t ts, int64_t min_offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
     if (rc != 0)
         return rc;
+    /* Start at the later of the time-index and offset-index positions. */
     int64_t start = 0;
     int64_t e = tidx_last_below(&s->ti, ts);
     if (e >= 0) {
@@ -582,7 +589,14 @@ int segment_find_ts(segment *s, int64_t ts, seg_batch *out) {
         if (o >= 0)
             start = s->oi.e[o].pos;
     }
-    return scan_from(s, start, want_ts, ts, out);
+    if (min_offset > s->base_offset) {
+        int64_t rel = min_offset - s->base_offset;
+        int64_t o = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
+        if (o >= 0 && s->oi.e[o].pos > start)
+            start = s->oi.e[o].pos;
+    }
+    scan_key k = {min_offset, ts};
+    return scan_from(s, start, want_ts, &k, out);
 }
 
 int segment_find_max_ts(segment *s, seg_batch *out) {
@@ -591,7 +605,7 @@ int segment_find_max_ts(segment *s, seg_batch *out) {
         return rc;
     if (s->max_ts < 0)
         return 0;
-    return segment_find_ts(s, s->max_ts, out);
+    return segment_find_ts(s, s->max_ts, 0, out);
 }
 
 int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap) {
