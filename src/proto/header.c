@@ -51,7 +51,8 @@ int proto_request_header_parse(wire_reader *r, proto_request_header *h) {
     return r->err;
 }
 
-void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version, int32_t correlation_id) {
+void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version,
+                                 int32_t correlation_id) {
     wire_write_i32(w, correlation_id);
     if (proto_response_header_version(api_key, api_version) >= 1)
         wire_write_uvarint(w, 0); /* no tagged fields */
@@ -76,23 +77,26 @@ int proto_api_versions_fill(kafka_api_versions_response *resp, arena *a, int16_t
         return WIRE_ENOMEM;
     for (int key = 0; key <= KAFKA_API_MAX_KEY; key++) {
         const kafka_api_info *api = kafka_api_lookup((int16_t)key);
-        if (api == NULL || (filter != NULL && !filter(api, ctx)))
+        if (api == NULL)
             continue;
+        int16_t min = api->min_version;
         int16_t max = api->latest_unstable ? (int16_t)(api->max_version - 1) : api->max_version;
-        if (max < api->min_version)
+        if (filter != NULL && !filter(api, ctx, &min, &max))
+            continue;
+        if (max < min)
             continue; /* nothing stable to offer */
         kafka_api_versions_response_api_version *e = &resp->api_keys[resp->api_keys_count++];
         kafka_api_versions_response_api_version_init(e);
         e->api_key = api->key;
-        e->min_version = api->min_version;
+        e->min_version = min;
         e->max_version = max;
     }
     assert(resp->api_keys_count <= KAFKA_API_MAX_KEY + 1);
     return WIRE_OK;
 }
 
-int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a, proto_api_filter filter,
-                                         void *ctx) {
+int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a,
+                                         proto_api_filter filter, void *ctx) {
     kafka_api_versions_response resp;
     int rc = proto_api_versions_fill(&resp, a, KAFKA_ERR_UNSUPPORTED_VERSION, filter, ctx);
     if (rc != WIRE_OK)

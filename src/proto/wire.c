@@ -216,6 +216,8 @@ void wire_writer_init(wire_writer *w, void *buf, size_t cap) {
     w->len = 0;
     w->cap = buf ? cap : 0;
     w->err = WIRE_OK;
+    w->splice = NULL;
+    w->splice_ctx = NULL;
 }
 
 uint8_t *wire_reserve(wire_writer *w, size_t n) {
@@ -330,6 +332,12 @@ void wire_write_string(wire_writer *w, kstr s, bool compact, bool nullable) {
 
 void wire_write_bytes(wire_writer *w, kbytes b, bool compact, bool nullable) {
     write_len(w, b.len, compact, true, nullable);
+    if (b.len > 0 && w->splice && w->err == WIRE_OK && w->splice(w->splice_ctx, &b, w->len))
+        return;
+    if (b.len > 0 && b.ptr == NULL) {
+        w->err = WIRE_EINVAL; /* bytes that were meant to be spliced */
+        return;
+    }
     if (b.len > 0)
         wire_write_raw(w, b.ptr, (size_t)b.len);
 }

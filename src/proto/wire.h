@@ -98,11 +98,20 @@ const uint8_t *wire_skip(wire_reader *r, size_t n);
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* A splice hook lets a caller keep some bytes fields out of the buffer: when
+ * it returns true for a non-empty field, the writer writes only the length
+ * prefix and the caller remembers to send b's bytes at offset `at` of the
+ * output (this is how Fetch responses send records straight from segment
+ * files). The writer's len then counts only the bytes really in buf. */
+typedef bool (*wire_splice_fn)(void *ctx, const kbytes *b, size_t at);
+
 typedef struct wire_writer {
     uint8_t *buf;
     size_t len; /* bytes written */
     size_t cap;
     int err; /* wire_err; sticky */
+    wire_splice_fn splice;
+    void *splice_ctx;
 } wire_writer;
 
 void wire_writer_init(wire_writer *w, void *buf, size_t cap);

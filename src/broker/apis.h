@@ -1,0 +1,25 @@
+/*
+ * apis.h - the broker's Kafka API handlers, one function per API. Each takes
+ * a decoded request (r->req, the generated kafka_<api>_request struct) and
+ * fills r->resp (kafka_<api>_response, already set to defaults). See
+ * request.h for the return values. The table that routes to them is in
+ * request.c.
+ */
+#ifndef SLUICE_BROKER_APIS_H
+#define SLUICE_BROKER_APIS_H
+
+#include "broker/request.h"
+
+breq_status api_versions(breq *r);
+/* Metadata and admin APIs (api_metadata.c, api_topics.c, api_configs.c, api_cluster.c). */
+breq_status api_metadata(breq *r);
+breq_status api_create_topics(breq *r);
+breq_status api_delete_topics(breq *r);
+breq_status api_create_partitions(breq *r);
+breq_status api_describe_configs(breq *r);
+breq_status api_alter_configs(breq *r);
+breq_status api_incremental_alter_configs(breq *r);
+breq_status api_describe_cluster(breq *r);
+breq_status api_describe_log_dirs(breq *r);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * broker.c - broker lifecycle. See broker.h.
+ */
+#include "broker/broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "broker/request.h"
+#include "core/log.h"
+
+/* mkdir -p for a log directory; logs and returns -1 on failure. */
+static int ensure_dir(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) {
+        LOG_ERROR("broker", "log directory path '%s' is empty or too long", path);
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            goto err;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        goto err;
+    return 0;
+err:
+    LOG_ERROR("broker", "cannot create log directory '%s': %s", tmp, strerror(errno));
+    return -1;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Rolls, flushes and applies retention about once a second. */
+static void *housekeeper_main(void *arg) {
+    broker *b = arg;
+    pthread_mutex_lock(&b->hk_mu);
+    while (!b->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&b->hk_cond, &b->hk_mu, &ts);
+        if (b->stopping)
+            break;
+        pthread_mutex_unlock(&b->hk_mu);
+        topics_tick(b->topics, wall_ms());
+        pthread_mutex_lock(&b->hk_mu);
+    }
+    pthread_mutex_unlock(&b->hk_mu);
+    return NULL;
+}
+
+broker *broker_create(const broker_config *cfg) {
+    broker *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->cfg = cfg;
+    pthread_mutex_init(&b->hk_mu, NULL);
+    pthread_cond_init(&b->hk_cond, NULL);
+    for (int i = 0; i < cfg->log_dirs.n; i++)
+        if (ensure_dir(cfg->log_dirs.items[i]) != 0)
+            goto err;
+    b->topics = topics_open(cfg);
+    if (b->topics == NULL)
+        goto err;
+
+    const config_listener *l = NULL;
+    for (int i = 0; i < cfg->n_listeners; i++)
+        if (!cfg->listeners[i].controller) {
+            l = &cfg->listeners[i];
+            break;
+        }
+    if (l == NULL) {
+        LOG_ERROR("broker", "no client listener configured (listeners)");
+        goto err;
+    }
+    net_config nc;
+    net_config_defaults(&nc);
+    nc.host = l->host;
+    nc.port = l->port;
+    nc.net_threads = cfg->num_network_threads;
+    nc.io_threads = cfg->num_io_threads;
+    nc.queued_max_requests = cfg->queued_max_requests;
+    nc.max_request_bytes = (size_t)cfg->socket_request_max_bytes;
+    if (cfg->queued_max_request_bytes > 0)
+        nc.max_request_bytes_inflight = (size_t)cfg->queued_max_request_bytes;
+    nc.max_connections = cfg->max_connections;
+    nc.idle_timeout_ms = cfg->connections_max_idle_ms;
+    nc.zero_copy = cfg->fetch_zero_copy;
+    b->net = net_server_create(&nc, broker_handle_request, b);
+    if (b->net == NULL)
+        goto err;
+    return b;
+err:
+    broker_destroy(b);
+    return NULL;
+}
+
+int broker_start(broker *b) {
+    if (pthread_create(&b->housekeeper, NULL, housekeeper_main, b) != 0) {
+        LOG_ERROR("broker", "cannot start the housekeeping thread");
+        return -1;
+    }
+    b->housekeeper_started = true;
+    if (net_server_start(b->net) != 0) {
+        LOG_ERROR("broker", "cannot start network threads");
+        return -1;
+    }
+    LOG_INFO("broker", "node %d serving on port %u", b->cfg->node_id, net_server_port(b->net));
+    return 0;
+}
+
+uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
+
+void broker_shutdown(broker *b) {
+    if (b->net)
+        net_server_stop(b->net, 5000);
+    pthread_mutex_lock(&b->hk_mu);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->hk_cond);
+    pthread_mutex_unlock(&b->hk_mu);
+    if (b->housekeeper_started) {
+        pthread_join(b->housekeeper, NULL);
+        b->housekeeper_started = false;
+    }
+    /* Closing the registry flushes every log and marks the dirs clean. */
+    topics_close(b->topics);
+    b->topics = NULL;
+    LOG_INFO("broker", "shut down cleanly");
+}
+
+void broker_destroy(broker *b) {
+    if (b == NULL)
+        return;
+    if (b->housekeeper_started) {
+        pthread_mutex_lock(&b->hk_mu);
+        b->stopping = true;
+        pthread_cond_broadcast(&b->hk_cond);
+        pthread_mutex_unlock(&b->hk_mu);
+        pthread_join(b->housekeeper, NULL);
+    }
+    net_server_destroy(b->net);
+    /* A broker that never started cleanly leaves its dirs unclean. */
+    if (b->topics)
+        topics_close(b->topics);
+    pthread_mutex_destroy(&b->hk_mu);
+    pthread_cond_destroy(&b->hk_cond);
+    free(b);
+}

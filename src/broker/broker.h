@@ -1,0 +1,46 @@
+/*
+ * broker.h - the broker: owns the configuration, the network server and
+ * (as they land) the topic registry and partition logs, and ties them to the
+ * request handlers.
+ *
+ * Lifecycle: broker_create() validates and opens everything it needs (log
+ * directories, listeners) and fails with a log line naming the problem;
+ * broker_start() starts serving; broker_shutdown() stops accepting, lets
+ * in-flight requests finish, flushes and closes cleanly.
+ */
+#ifndef SLUICE_BROKER_BROKER_H
+#define SLUICE_BROKER_BROKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/topics.h"
+#include "net/server.h"
+
+struct broker {
+    const broker_config *cfg;
+    net_server *net;
+    topic_registry *topics;
+    /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
+    void *fetch;
+    /* housekeeping thread: roll, flush, retention about once a second */
+    pthread_t housekeeper;
+    bool housekeeper_started;
+    pthread_mutex_t hk_mu;
+    pthread_cond_t hk_cond;
+    bool stopping;
+};
+
+typedef struct broker broker;
+
+/* Creates a broker for cfg (which must outlive it). NULL on failure, logged. */
+broker *broker_create(const broker_config *cfg);
+int broker_start(broker *b);
+/* The port the first client listener is bound to (useful with port 0). */
+uint16_t broker_port(const broker *b);
+void broker_shutdown(broker *b);
+void broker_destroy(broker *b);
+
+#endif

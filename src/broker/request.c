@@ -1,0 +1,313 @@
+/*
+ * request.c - request dispatch: header, version check, decode, handler,
+ * encode, send. See request.h.
+ */
+#include "broker/request.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/apis.h"
+#include "core/log.h"
+
+/* Memory a request may use beyond its frame: decoded arrays are at most a
+ * small multiple of the bytes that describe them. */
+#define BREQ_ARENA_BASE (4u << 20)
+#define BREQ_ARENA_PER_BYTE 8u
+#define BREQ_ARENA_MAX (512u << 20)
+
+/* The APIs this broker answers, and at which versions. Only these are
+ * advertised by ApiVersions; anything else closes the connection. */
+static const broker_api broker_apis[] = {
+    {KAFKA_API_API_VERSIONS, 0, 4, api_versions},
+    {KAFKA_API_METADATA, 0, 12, api_metadata},
+    {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics},
+    {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics},
+    {KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions},
+    {KAFKA_API_DESCRIBE_CONFIGS, 0, 4, api_describe_configs},
+    {KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs},
+    {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs},
+    {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
+    {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
+};
+
+const broker_api *broker_api_lookup(int16_t key) {
+    for (size_t i = 0; i < sizeof broker_apis / sizeof broker_apis[0]; i++)
+        if (broker_apis[i].key == key)
+            return &broker_apis[i];
+    return NULL;
+}
+
+bool broker_api_range(int16_t key, int16_t *min, int16_t *max) {
+    const broker_api *a = broker_api_lookup(key);
+    if (a == NULL)
+        return false;
+    *min = a->min_version;
+    *max = a->max_version;
+    return true;
+}
+
+bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16_t *max) {
+    (void)ctx;
+    int16_t lo, hi;
+    if (!broker_api_range(api->key, &lo, &hi))
+        return false;
+    /* Never offer more than the codec can speak. */
+    if (lo > *min)
+        *min = lo;
+    if (hi < *max)
+        *max = hi;
+    return true;
+}
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void *breq_alloc(breq *r, size_t n) { return arena_alloc(&r->mem, n); }
+
+void *breq_calloc(breq *r, size_t count, size_t size) { return arena_calloc(&r->mem, count, size); }
+
+bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn release, void *arg) {
+    if (r->n_files == r->cap_files) {
+        int ncap = r->cap_files ? r->cap_files * 2 : 16;
+        breq_file_range *nf = ncap <= BREQ_MAX_FILE_RANGES ? arena_calloc(&r->mem, (size_t)ncap, sizeof *nf) : NULL;
+        if (nf == NULL) {
+            if (release)
+                release(arg);
+            return false;
+        }
+        if (r->n_files)
+            memcpy(nf, r->files, (size_t)r->n_files * sizeof *nf);
+        r->files = nf;
+        r->cap_files = ncap;
+    }
+    r->files[r->n_files++] = (breq_file_range){fd, off, len, release, arg};
+    return true;
+}
+
+static void breq_free(breq *r) {
+    /* File ranges never handed to the network layer are released here. */
+    for (int i = 0; i < r->n_files; i++)
+        if (r->files[i].release)
+            r->files[i].release(r->files[i].arg);
+    arena_reset(&r->mem);
+    free(r);
+}
+
+static void breq_close(breq *r, bool respond_close) {
+    if (respond_close)
+        net_respond(r->net, NULL, true);
+    breq_free(r);
+}
+
+/* ---- encoding with spliced file ranges -------------------------------- */
+
+typedef struct splice_cut {
+    size_t at;      /* offset in the memory buffer */
+    int first, end; /* file ranges [first, end) go here */
+} splice_cut;
+
+typedef struct splice_state {
+    breq *r;
+    int next_file;
+    splice_cut *cuts;
+    int n_cuts, cap_cuts;
+    bool bad;
+} splice_state;
+
+static bool splice_hook(void *ctx, const kbytes *b, size_t at) {
+    splice_state *st = ctx;
+    if (b->ptr != NULL)
+        return false;
+    breq *r = st->r;
+    size_t want = (size_t)b->len, got = 0;
+    int first = st->next_file;
+    while (got < want && st->next_file < r->n_files)
+        got += r->files[st->next_file++].len;
+    if (got != want || st->n_cuts == st->cap_cuts) {
+        st->bad = true;
+        return false; /* the writer then fails with WIRE_EINVAL */
+    }
+    st->cuts[st->n_cuts++] = (splice_cut){at, first, st->next_file};
+    return true;
+}
+
+/* Encodes r->resp into a net_response, splicing attached file ranges. */
+static net_response *encode_response(breq *r) {
+    int16_t key = r->hdr.api_key, ver = r->hdr.api_version;
+    size_t hdr = proto_response_header_size(key, ver);
+    size_t body = r->api->response_size(ver, r->resp);
+    size_t spliced = 0;
+    for (int i = 0; i < r->n_files; i++)
+        spliced += r->files[i].len;
+    if (hdr + body > INT32_MAX || spliced > body) {
+        LOG_ERROR("broker", "%s v%d response to %s is too large (%zu bytes)", r->api->name, ver, r->net->peer,
+                  hdr + body);
+        return NULL;
+    }
+    size_t mem_len = 4 + hdr + body - spliced;
+    uint8_t *buf = malloc(mem_len);
+    net_response *out = net_response_new();
+    splice_state st = {.r = r};
+    if (r->n_files) {
+        st.cap_cuts = r->n_files;
+        st.cuts = arena_calloc(&r->mem, (size_t)st.cap_cuts, sizeof *st.cuts);
+    }
+    if (buf == NULL || out == NULL || (r->n_files && st.cuts == NULL))
+        goto err;
+    wire_writer w;
+    wire_writer_init(&w, buf, mem_len);
+    if (r->n_files) {
+        w.splice = splice_hook;
+        w.splice_ctx = &st;
+    }
+    wire_write_i32(&w, (int32_t)(hdr + body));
+    proto_response_header_write(&w, key, ver, r->hdr.correlation_id);
+    int rc = r->api->response_encode(&w, ver, r->resp);
+    if (rc == WIRE_OK)
+        rc = w.err;
+    if (rc != WIRE_OK || st.bad || w.len != mem_len || st.next_file != r->n_files) {
+        LOG_ERROR("broker", "encoding %s v%d response to %s failed: %s", r->api->name, ver, r->net->peer,
+                  st.bad ? "file ranges do not match records fields" : wire_strerror(rc ? rc : WIRE_EINVAL));
+        goto err;
+    }
+    /* Memory pieces between the cuts, file ranges at them. The first piece
+     * owns buf; the others point into it. */
+    size_t pos = 0;
+    for (int c = 0; c <= st.n_cuts; c++) {
+        size_t end = c < st.n_cuts ? st.cuts[c].at : mem_len;
+        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, buf + pos, end - pos);
+        if (pos == 0)
+            buf = NULL; /* owned by out now, even on failure */
+        if (!ok)
+            goto err;
+        pos = end;
+        if (c < st.n_cuts) {
+            for (int f = st.cuts[c].first; f < st.cuts[c].end; f++) {
+                breq_file_range *fr = &r->files[f];
+                net_release_fn rel = fr->release;
+                fr->release = NULL; /* handed over: the response releases it */
+                if (!net_response_append_file(out, fr->fd, fr->off, fr->len, rel, fr->arg))
+                    goto err;
+            }
+        }
+    }
+    return out;
+err:
+    free(buf);
+    net_response_free(out);
+    return NULL;
+}
+
+void breq_complete(breq *r) {
+    net_response *out = encode_response(r);
+    int64_t us = (mono_ns() - r->start_ns) / 1000;
+    LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
+              r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
+              r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
+    net_respond(r->net, out, out == NULL);
+    breq_free(r);
+}
+
+void breq_abort(breq *r) { breq_close(r, true); }
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static void answer_unsupported_api_versions(breq *r) {
+    size_t cap = 4096;
+    uint8_t *buf = malloc(cap);
+    net_response *out = net_response_new();
+    wire_writer w;
+    wire_writer_init(&w, buf, cap);
+    wire_write_i32(&w, 0);
+    int rc = buf && out ? proto_api_versions_write_unsupported(&w, r->hdr.correlation_id, &r->mem, broker_api_filter,
+                                                               NULL)
+                        : WIRE_ENOMEM;
+    if (rc != WIRE_OK || w.err != WIRE_OK) {
+        free(buf);
+        net_response_free(out);
+        breq_close(r, true);
+        return;
+    }
+    wire_put_be32(buf, (uint32_t)(w.len - 4));
+    net_response_append_owned(out, buf, w.len);
+    net_respond(r->net, out, false);
+    breq_free(r);
+}
+
+void broker_handle_request(void *ctx, net_request *nr) {
+    breq *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        net_respond(nr, NULL, true);
+        return;
+    }
+    r->b = ctx;
+    r->net = nr;
+    r->start_ns = mono_ns();
+    size_t limit = BREQ_ARENA_BASE + nr->len * BREQ_ARENA_PER_BYTE;
+    arena_init(&r->mem, limit > BREQ_ARENA_MAX ? BREQ_ARENA_MAX : limit);
+
+    wire_reader rd;
+    wire_reader_init(&rd, nr->frame, nr->len);
+    int rc = proto_request_header_parse(&rd, &r->hdr);
+    if (rc != WIRE_OK) {
+        LOG_WARN("broker", "closing connection from %s: malformed request header (%s)", nr->peer,
+                 wire_strerror(rc));
+        breq_close(r, true);
+        return;
+    }
+    const broker_api *ba = broker_api_lookup(r->hdr.api_key);
+    r->api = r->hdr.api;
+    if (ba == NULL || r->api == NULL) {
+        LOG_WARN("broker", "closing connection from %s: api key %d (%s) is not served", nr->peer, r->hdr.api_key,
+                 r->api ? r->api->name : "unknown");
+        breq_close(r, true);
+        return;
+    }
+    int16_t ver = r->hdr.api_version;
+    if (ver < ba->min_version || ver > ba->max_version || !proto_version_supported(r->hdr.api_key, ver)) {
+        if (r->hdr.api_key == KAFKA_API_API_VERSIONS) {
+            answer_unsupported_api_versions(r);
+            return;
+        }
+        LOG_WARN("broker", "closing connection from %s: %s v%d is not supported (served: v%d-%d)", nr->peer,
+                 r->api->name, ver, ba->min_version, ba->max_version);
+        breq_close(r, true);
+        return;
+    }
+    r->req = arena_alloc(&r->mem, r->api->request_struct_size);
+    r->resp = arena_alloc(&r->mem, r->api->response_struct_size);
+    if (r->req == NULL || r->resp == NULL) {
+        breq_close(r, true);
+        return;
+    }
+    rc = r->api->request_decode(&rd, ver, &r->mem, r->req);
+    if (rc != WIRE_OK) {
+        LOG_WARN("broker", "closing connection from %s: cannot decode %s v%d request (correlation %d): %s", nr->peer,
+                 r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        breq_close(r, true);
+        return;
+    }
+    r->api->response_init(r->resp);
+
+    switch (ba->fn(r)) {
+    case BREQ_DONE:
+        breq_complete(r);
+        break;
+    case BREQ_NO_RESPONSE:
+        net_respond(nr, NULL, false);
+        breq_free(r);
+        break;
+    case BREQ_CLOSE:
+        breq_close(r, true);
+        break;
+    case BREQ_ASYNC:
+        break;
+    }
+}

@@ -1,0 +1,107 @@
+/*
+ * request.h - one Kafka request inside the broker, from frame to response.
+ *
+ * The network layer hands the broker a frame (net_request). request.c turns
+ * it into a breq: it parses the header, checks the version, decodes the body
+ * with the generated codec into memory from the request's own arena, and
+ * calls the API's handler. The handler fills the response struct; request.c
+ * encodes it behind the response header and the size prefix and gives it back
+ * to the network layer. Everything the request allocated lives in its arena
+ * and goes away with it.
+ *
+ * Handlers return at once (BREQ_DONE), or keep the request and finish it later
+ * from any thread with breq_complete() (BREQ_ASYNC: long-polling fetches,
+ * acks=all produces), or ask for no response (acks=0 produce) or for the
+ * connection to be closed.
+ *
+ * Bad input: an unknown API key, a body that does not decode, or an
+ * unsupported version of an API other than ApiVersions closes the connection
+ * with a log line naming the client, as Kafka does; ApiVersions at an
+ * unsupported version is answered with UNSUPPORTED_VERSION and the supported
+ * ranges so the client can retry.
+ */
+#ifndef SLUICE_BROKER_REQUEST_H
+#define SLUICE_BROKER_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "net/server.h"
+#include "proto/gen/kafka_msgs.h"
+#include "proto/header.h"
+#include "proto/wire.h"
+
+typedef struct broker broker;
+
+/* A piece of a response that is sent from a file instead of from memory
+ * (records of a Fetch response). */
+typedef struct breq_file_range {
+    int fd;
+    int64_t off;
+    size_t len;
+    net_release_fn release;
+    void *arg;
+} breq_file_range;
+
+#define BREQ_MAX_FILE_RANGES 4096
+
+typedef struct breq {
+    broker *b;
+    net_request *net;
+    proto_request_header hdr;
+    const kafka_api_info *api;
+    arena mem;  /* everything this request allocates */
+    void *req;  /* decoded request struct */
+    void *resp; /* response struct, initialised to defaults */
+    int64_t start_ns;
+    /* file ranges to splice into the encoded response (see wire_splice_fn) */
+    breq_file_range *files;
+    int n_files, cap_files;
+} breq;
+
+typedef enum breq_status {
+    BREQ_DONE = 0,        /* resp is filled: encode and send it */
+    BREQ_NO_RESPONSE = 1, /* send nothing (Produce with acks=0) */
+    BREQ_ASYNC = 2,       /* the handler calls breq_complete() later */
+    BREQ_CLOSE = 3,       /* close the connection without answering */
+} breq_status;
+
+typedef breq_status (*broker_api_fn)(breq *r);
+
+/* One row of the broker's API table: what it answers, at which versions. */
+typedef struct broker_api {
+    int16_t key;
+    int16_t min_version, max_version;
+    broker_api_fn fn;
+} broker_api;
+
+/* The APIs the broker serves (api_*.c register theirs in request.c's table). */
+const broker_api *broker_api_lookup(int16_t key);
+/* Filter for ApiVersions: only the served APIs, with the served ranges. */
+bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16_t *max);
+/* Served version range of a key; false if the broker does not serve it. */
+bool broker_api_range(int16_t key, int16_t *min, int16_t *max);
+
+/* The network layer's handler: ctx is the broker. */
+void broker_handle_request(void *ctx, net_request *nr);
+
+/* Finishes an asynchronous request: encodes r->resp and sends it, then frees r. */
+void breq_complete(breq *r);
+/* Drops an asynchronous request without answering (connection closes). */
+void breq_abort(breq *r);
+
+/* Allocation from the request's arena (zeroed); NULL when the request's
+ * memory limit is reached. */
+void *breq_alloc(breq *r, size_t n);
+void *breq_calloc(breq *r, size_t count, size_t size);
+
+/* Queues a file range to be sent in place of response bytes. A records field
+ * that should come from files is set to (kbytes){NULL, total}: the encoder
+ * then takes, in encoding order, as many queued ranges as add up to total.
+ * So attach ranges in the order their fields appear in the response.
+ * release(arg) runs exactly once, also on error. Returns false when the
+ * per-request limit is reached. */
+bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn release, void *arg);
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * topics.h - the topic registry: which topics exist, their partitions, ids
+ * and configuration, and the partition logs behind them.
+ *
+ * Durability: every change (topic created, partitions added, config changed,
+ * topic deleted) is first appended as a record to the metadata log, a
+ * partition log of its own under the first log directory
+ * (`__sluice_metadata-0`), and fsynced; only then is it applied in memory. On
+ * start the registry replays that log and opens every partition's log. The
+ * metadata log is the single source of truth, so it can later be replaced by
+ * the replicated controller log without changing the registry's users.
+ *
+ * Concurrency: lookups take a read lock and return a counted reference; the
+ * caller releases it with topic_release(). Creation, deletion and changes take
+ * the write lock. A deleted topic disappears from lookups at once; its logs
+ * are deleted from disk when the last reference is released, so requests in
+ * flight finish safely. A partition's plog is thread-safe on its own.
+ *
+ * Single node for now: this broker is leader of every partition, leader epoch
+ * 0, replicas = ISR = {node.id}, and the high watermark is the log end offset.
+ */
+#ifndef SLUICE_BROKER_TOPICS_H
+#define SLUICE_BROKER_TOPICS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "proto/wire.h"
+#include "storage/log.h"
+
+#define TOPIC_NAME_MAX 249
+#define TOPIC_PARTITIONS_MAX 10000   /* per topic */
+#define TOPICS_PARTITIONS_TOTAL_MAX 100000
+#define TOPIC_CONFIGS_MAX 64          /* overrides per topic */
+#define TOPICS_MSG_MAX 256            /* error message buffers */
+
+typedef struct topic topic;
+
+typedef struct partition {
+    topic *topic;
+    int32_t index;
+    plog *log;
+    int32_t leader_epoch;
+    const char *root; /* the log.dirs entry holding it */
+    /* Owned by the fetch module (long-poll waiters); NULL until it sets it. */
+    _Atomic(void *) fetch_state;
+} partition;
+
+typedef struct topic_config_override {
+    char *key;
+    char *value;
+} topic_config_override;
+
+struct topic {
+    char name[TOPIC_NAME_MAX + 1];
+    kuuid id;
+    /* Read both with topic_partition() / topic_partition_count(): partitions
+     * can be added while requests run (the array is replaced, and the old
+     * one kept until the topic is freed). */
+    int32_t n_partitions;
+    partition **parts;
+    void *retired; /* replaced partition arrays, freed with the topic */
+    int16_t replication_factor;
+    bool internal; /* __consumer_offsets and friends */
+    /* Overrides as given (for DescribeConfigs sources) and the effective
+     * values derived from them and the broker's config. Read under the
+     * registry's lock or from a referenced topic (changes replace both
+     * atomically under the write lock; readers copy what they need). */
+    topic_config_override *overrides;
+    int n_overrides;
+    topic_config cfg;
+    atomic_int refs;
+    bool deleted;
+};
+
+typedef struct topic_registry topic_registry;
+
+/* Opens the registry: replays the metadata log under cfg->log_dirs, opens
+ * every partition log (recovering those not shut down cleanly). Returns NULL
+ * and logs why on failure. */
+topic_registry *topics_open(const broker_config *cfg);
+/* Closes every log (flushing), marks the log dirs clean and frees. */
+void topics_close(topic_registry *reg);
+
+/* The cluster id, kept in meta.properties of each log dir (22 chars). */
+const char *topics_cluster_id(const topic_registry *reg);
+
+/* Lookups: a counted reference, or NULL if no such (live) topic. */
+topic *topics_get(topic_registry *reg, kstr name);
+topic *topics_get_by_id(topic_registry *reg, kuuid id);
+void topic_release(topic_registry *reg, topic *t);
+/* A partition of a referenced topic, or NULL if index is out of range. */
+partition *topic_partition(topic *t, int32_t index);
+int32_t topic_partition_count(topic *t);
+
+/* Every live topic, referenced, sorted by name; *n set. The caller releases
+ * each and frees the array with free(). NULL with *n = 0 when empty or on
+ * allocation failure. */
+topic **topics_list(topic_registry *reg, int *n);
+
+/* Kafka's topic name rule: 1..249 of [a-zA-Z0-9._-], not "." or "..".
+ * Returns 0 or KAFKA_ERR_INVALID_TOPIC_EXCEPTION with msg filled. */
+int topics_validate_name(kstr name, char *msg, size_t msgn);
+
+/* Creates a topic. partitions/replication_factor of -1 take the broker
+ * defaults (num.partitions, default.replication.factor). Config overrides are
+ * validated first. With validate_only nothing changes. Returns a Kafka error
+ * code (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
+ * INVALID_REPLICATION_FACTOR, INVALID_CONFIG, KAFKA_STORAGE_ERROR ...) with
+ * msg filled on error. On success *out (if not NULL) gets a reference. */
+int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
+                  const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool validate_only,
+                  topic **out, char *msg, size_t msgn);
+
+/* Deletes a topic (its logs go when the last reference is released).
+ * UNKNOWN_TOPIC_OR_PARTITION if absent; TOPIC_DELETION_DISABLED if
+ * delete.topic.enable is false; INVALID_TOPIC_EXCEPTION for internal topics. */
+int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn);
+
+/* Grows a topic to new_total partitions (INVALID_PARTITIONS if not larger). */
+int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool validate_only, char *msg,
+                          size_t msgn);
+
+/* Replaces a topic's overrides with the given set (AlterConfigs semantics when
+ * replace_all; IncrementalAlterConfigs when not: values NULL delete a key,
+ * others set it). Validates everything first; all or nothing. */
+int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values, int n,
+                        bool replace_all, bool validate_only, char *msg, size_t msgn);
+
+/* Background work for every partition: roll, flush, retention. Called about
+ * once a second by the broker's housekeeping thread. */
+void topics_tick(topic_registry *reg, int64_t now_ms);
+
+/* Total partitions (for limits and metrics). */
+int topics_partition_count(topic_registry *reg);
+
+#endif
