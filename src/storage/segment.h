@@ -73,7 +73,7 @@ struct segment {
 
     /* fd cache (global mutex) */
     int fd;
-    int users;
+    atomic_int users; /* changed under the global mutex; atomic so owners may assert on it */
     bool dead;
     bool in_lru;
     segment *lru_prev, *lru_next;
