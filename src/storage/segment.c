@@ -522,8 +522,14 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
         (void)rc;
     }
     s->size += (int64_t)len;
-    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH || s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH)
-        return write_indexes(s, false, false);
+    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH || s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH) {
+        /* The batches are in the log: the append has happened. An index file
+         * that cannot be written now only lags (entries stay pending and are
+         * retried at the next group, flush or roll; recovery rebuilds it). */
+        int rc = write_indexes(s, false, false);
+        if (rc != 0)
+            fprintf(stderr, "storage: cannot write indexes of %s: %s\n", s->path, strerror(-rc));
+    }
     return 0;
 }
 
