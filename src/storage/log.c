@@ -431,20 +431,11 @@ plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err) {
         l->log_start_offset = l->segs[0]->base_offset;
     if (l->log_start_offset > leo(l))
         l->log_start_offset = leo(l);
-    if (!clean || l->recovery_point > leo(l)) {
-        /* Everything now present was verified: make it durable once so the
-         * next unclean start scans only what comes after. */
-        for (int i = seg_for(l, l->recovery_point); i < l->nseg; i++) {
-            segment *s = l->segs[i];
-            if ((rc = segment_acquire(s)) != 0)
-                goto err;
-            rc = segment_flush(s, true);
-            segment_release(s);
-            if (rc != 0) {
-                what = "fsync";
-                goto err;
-            }
-        }
+    if (l->recovery_point > leo(l)) {
+        /* Data below the old recovery point was lost or damaged: the point
+         * must come down with it. (After an ordinary unclean start it stays
+         * where it was: the verified tail is not fsynced here, so a second
+         * crash simply scans it again.) */
         l->recovery_point = leo(l);
         if ((rc = write_checkpoint(l)) != 0) {
             what = "write checkpoint";
