@@ -428,9 +428,11 @@ int segment_load_indexes(segment *s) {
     seg_path(s, ".timeindex", p, sizeof p);
     if (tidx_load(&s->ti, p) != 0)
         goto rebuild;
-    /* A time-index entry may not point past the offsets the offset index
-     * knows of by more than the segment can hold. */
-    if (s->ti.count > 0 && s->oi.count > 0 && s->ti.e[s->ti.count - 1].rel < 0)
+    /* Entries of an inactive segment must lie below its end offset (a stale
+     * index left by an interrupted truncation would not). */
+    if (!s->active && s->oi.count > 0 && s->base_offset + s->oi.e[s->oi.count - 1].rel >= s->next_offset)
+        goto rebuild;
+    if (!s->active && s->ti.count > 0 && s->base_offset + s->ti.e[s->ti.count - 1].rel >= s->next_offset)
         goto rebuild;
     s->idx_loaded = true;
     s->max_ts = tidx_max_ts(&s->ti);
@@ -539,8 +541,11 @@ typedef struct scan_key {
     int64_t ts;     /* wanted: max_ts >= ts */
 } scan_key;
 
-static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, const scan_key *),
-                     const scan_key *key, seg_batch *out) {
+/* Scans from position start, where a batch with base offset first_base
+ * (-1: unknown) must begin, for the first batch satisfying want(). Returns
+ * -ESTALE if the batch at start is not the one the index promised. */
+static int scan_from(segment *s, int64_t start, int64_t first_base,
+                     bool (*want)(const seg_batch *, const scan_key *), const scan_key *key, seg_batch *out) {
     scanner sc;
     int rc = scanner_init(&sc, s->fd, start, s->size, 4096);
     if (rc != 0)
@@ -550,6 +555,13 @@ static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, 
         if (r < 0 || r == SCAN_END) {
             rc = r < 0 ? r : 0;
             break;
+        }
+        if (r == SCAN_BATCH && first_base >= 0) {
+            if (out->base_offset != first_base) {
+                rc = -ESTALE;
+                break;
+            }
+            first_base = -1;
         }
         if (r == SCAN_BAD) {
             fprintf(stderr, "storage: bad batch header in %s.log at %" PRId64 "\n", s->path, sc.pos);
@@ -568,41 +580,61 @@ static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, 
 static bool want_offset(const seg_batch *b, const scan_key *k) { return b->last_offset >= k->offset; }
 static bool want_ts(const seg_batch *b, const scan_key *k) { return b->max_ts >= k->ts && b->last_offset >= k->offset; }
 
+/* Position to start scanning for offset (and the base offset of the batch
+ * that must be there, or -1), from the offset index. */
+static int64_t index_start(const segment *s, int64_t offset, int64_t *first_base) {
+    *first_base = -1;
+    if (offset <= s->base_offset)
+        return 0;
+    int64_t rel = offset - s->base_offset;
+    int64_t e = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
+    if (e < 0)
+        return 0;
+    *first_base = s->base_offset + s->oi.e[e].rel;
+    return s->oi.e[e].pos;
+}
+
+/* An index that disagrees with the log is rebuilt from it, once. */
+static int rebuild_stale(segment *s) {
+    fprintf(stderr, "storage: index of %s disagrees with the log; rebuilding\n", s->path);
+    return segment_recover(s, false, false, 0, NULL);
+}
+
 int segment_find(segment *s, int64_t offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
-    if (rc != 0)
-        return rc;
-    int64_t start = 0;
-    if (offset > s->base_offset) {
-        int64_t rel = offset - s->base_offset;
-        int64_t e = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
-        if (e >= 0)
-            start = s->oi.e[e].pos;
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        int64_t first_base;
+        int64_t start = index_start(s, offset, &first_base);
+        scan_key k = {offset, 0};
+        rc = scan_from(s, start, first_base, want_offset, &k, out);
+        if (rc != -ESTALE)
+            return rc;
+        rc = rebuild_stale(s);
     }
-    scan_key k = {offset, 0};
-    return scan_from(s, start, want_offset, &k, out);
+    return rc == 0 ? -EIO : rc;
 }
 
 int segment_find_ts(segment *s, int64_t ts, int64_t min_offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
-    if (rc != 0)
-        return rc;
-    /* Start at the later of the time-index and offset-index positions. */
-    int64_t start = 0;
-    int64_t e = tidx_last_below(&s->ti, ts);
-    if (e >= 0) {
-        int64_t o = oidx_floor(&s->oi, s->ti.e[e].rel);
-        if (o >= 0)
-            start = s->oi.e[o].pos;
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        /* Start at the later of the time-index and offset-index positions. */
+        int64_t first_base = -1, start = 0;
+        int64_t e = tidx_last_below(&s->ti, ts);
+        if (e >= 0)
+            start = index_start(s, s->base_offset + s->ti.e[e].rel, &first_base);
+        int64_t fb2;
+        int64_t start2 = index_start(s, min_offset, &fb2);
+        if (start2 > start) {
+            start = start2;
+            first_base = fb2;
+        }
+        scan_key k = {min_offset, ts};
+        rc = scan_from(s, start, first_base, want_ts, &k, out);
+        if (rc != -ESTALE)
+            return rc;
+        rc = rebuild_stale(s);
     }
-    if (min_offset > s->base_offset) {
-        int64_t rel = min_offset - s->base_offset;
-        int64_t o = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
-        if (o >= 0 && s->oi.e[o].pos > start)
-            start = s->oi.e[o].pos;
-    }
-    scan_key k = {min_offset, ts};
-    return scan_from(s, start, want_ts, &k, out);
+    return rc == 0 ? -EIO : rc;
 }
 
 int segment_find_max_ts(segment *s, seg_batch *out) {

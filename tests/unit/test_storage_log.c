@@ -557,6 +557,43 @@ static void test_index_files_rebuilt(void) {
     CHECK(stat(p, &st) == 0 && st.st_size > 0 && st.st_size % 8 == 0);
 }
 
+/* An index whose entries look valid but point at the wrong batches (as a
+ * stale file could) is detected on lookup and rebuilt. */
+static void test_stale_index(void) {
+    fresh_dir("stale");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 3000;
+    c.index_interval_bytes = 100;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 60; i++)
+        append1(l, 1, 10 * i, 100, 0);
+    REQUIRE(plog_segment_count(l) >= 2);
+    plog_close(l);
+    char p[600];
+    snprintf(p, sizeof p, "%s/00000000000000000000.index", dir);
+    int fd = open(p, O_RDWR);
+    REQUIRE(fd >= 0);
+    uint8_t e[8];
+    int n = 0;
+    for (off_t at = 0; pread(fd, e, 8, at) == 8; at += 8, n++) {
+        wire_put_be32(e, wire_be32(e) - 1); /* each entry now names the batch before */
+        REQUIRE(pwrite(fd, e, 8, at) == 8);
+    }
+    close(fd);
+    REQUIRE(n > 3);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    check_reads(l, 0, 60);
+    int64_t off, ts;
+    for (int i = 0; i < 60; i++) {
+        REQUIRE(plog_offset_for_time(l, 10 * i, &off, &ts) == 0);
+        CHECK_EQ_INT(off, i);
+    }
+    plog_close(l);
+}
+
 static void test_delete_partition(void) {
     fresh_dir("del");
     plog_config c;
@@ -696,6 +733,7 @@ int main(void) {
     UNIT_RUN(test_truncate);
     UNIT_RUN(test_fd_bound);
     UNIT_RUN(test_index_files_rebuilt);
+    UNIT_RUN(test_stale_index);
     UNIT_RUN(test_delete_partition);
     UNIT_RUN(test_dirs);
     UNIT_RUN(test_threads);
