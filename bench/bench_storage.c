@@ -161,7 +161,8 @@ static void bench_append(size_t bsize, long mb) {
         lg = t < lg ? t : lg;
         plog_delete(l);
     }
-    double mbs_raw = (double)count * (double)n / raw / 1048576.0, mbs_log = (double)count * (double)n / lg / 1048576.0;
+    double mbs_raw = (double)count * (double)n / raw / 1048576.0,
+           mbs_log = (double)count * (double)n / lg / 1048576.0;
     printf("append %5zu B batches, %ld MiB (best of 3): raw write %6.0f MiB/s, log append %6.0f MiB/s (%.0f "
            "batches/s), ratio %.2fx\n",
            n, mb, mbs_raw, mbs_log, (double)count / lg, mbs_log / mbs_raw);
@@ -203,7 +204,8 @@ static void bench_reads(long small_mb, long big_mb) {
     double lb = read_latency(b, 50000);
     int segs = plog_segment_count(b);
     plog_delete(b);
-    printf("read by offset (locate + ranges, 1 KiB batches): %ld MiB log %.2f us, %ld MiB log (%d segments) %.2f us, "
+    printf("read by offset (locate + ranges, 1 KiB batches): %ld MiB log %.2f us, %ld MiB log (%d segments) "
+           "%.2f us, "
            "ratio %.2fx\n",
            small_mb, ls, big_mb, segs, lb, lb / ls);
 }
@@ -223,8 +225,9 @@ static void bench_recovery(long mb) {
     double t0 = now_s();
     plog *l = open_at("recover", &c, false);
     double t = now_s() - t0;
-    printf("recovery after SIGKILL with %ld MiB unflushed: %.3f s (%.0f MiB/s verified), end offset %" PRId64 "\n", mb,
-           t, (double)mb / t, plog_end_offset(l));
+    printf("recovery after SIGKILL with %ld MiB unflushed: %.3f s (%.0f MiB/s verified), end offset %" PRId64
+           "\n",
+           mb, t, (double)mb / t, plog_end_offset(l));
     plog_delete(l);
 }
 
@@ -257,8 +260,8 @@ static void bench_startup(long parts) {
     for (long i = 0; i < parts; i++)
         plog_close(logs[i]);
     free(logs);
-    printf("startup of %ld partitions after a clean shutdown: %.3f s (%.1f us each), %d segment fds open\n", parts, t,
-           t / (double)parts * 1e6, fds);
+    printf("startup of %ld partitions after a clean shutdown: %.3f s (%.1f us each), %d segment fds open\n",
+           parts, t, t / (double)parts * 1e6, fds);
     /* the same logs as after a crash: each active segment is verified, then
      * fsynced and checkpointed */
     logs = calloc((size_t)parts, sizeof *logs);

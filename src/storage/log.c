@@ -21,12 +21,12 @@
 #include "proto/batch.h"
 #include "proto/wire.h"
 
-#define PLOG_DIR_MAX (SEG_PATH_MAX - 32)
+#define PLOG_DIR_MAX      (SEG_PATH_MAX - 32)
 #define PLOG_MAX_SEGMENTS (1 << 20)
 /* Bound on batches per append (a Produce partition's record set). */
 #define PLOG_MAX_BATCHES_PER_APPEND 16384
-#define CHECKPOINT_NAME "log.checkpoint"
-#define CLEAN_MARKER ".clean-shutdown"
+#define CHECKPOINT_NAME             "log.checkpoint"
+#define CLEAN_MARKER                ".clean-shutdown"
 
 struct plog {
     pthread_mutex_t mu;
@@ -97,7 +97,9 @@ int plog_config_check(const plog_config *c) {
     return 0;
 }
 
-static uint32_t idx_max_entries(const plog_config *c) { return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE; }
+static uint32_t idx_max_entries(const plog_config *c) {
+    return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE;
+}
 
 static segment *active(const plog *l) {
     assert(l->nseg > 0);
@@ -109,7 +111,8 @@ static int64_t leo(const plog *l) { return active(l)->next_offset; }
 /* Puts the partition offline after a disk error; it stays so until reopened. */
 static int go_offline(plog *l, const char *what, int err) {
     if (!l->offline)
-        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what, strerror(err < 0 ? -err : err));
+        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what,
+                strerror(err < 0 ? -err : err));
     l->offline = true;
     return STORAGE_KAFKA_STORAGE_ERROR;
 }
@@ -132,8 +135,8 @@ static int write_checkpoint(plog *l) {
     char path[SEG_PATH_MAX], tmp[SEG_PATH_MAX + 8], body[96];
     snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, l->dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int n = snprintf(body, sizeof body, "sluice-log-checkpoint 1\n%" PRId64 " %" PRId64 "\n", l->recovery_point,
-                     l->log_start_offset);
+    int n = snprintf(body, sizeof body, "sluice-log-checkpoint 1\n%" PRId64 " %" PRId64 "\n",
+                     l->recovery_point, l->log_start_offset);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
@@ -344,8 +347,8 @@ static int recover_tail(plog *l) {
             return rc;
         bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset < s->next_offset;
         if (cut > 0)
-            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n", l->dir,
-                    cut, s->path);
+            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
+                    l->dir, cut, s->path);
         if (cut > 0 || gap) {
             while (l->nseg > i + 1) {
                 fprintf(stderr, "storage: %s: dropping segment %s after corruption\n", l->dir,
@@ -858,7 +861,8 @@ int plog_tick(plog *l, int64_t now_ms) {
             goto out;
         }
     }
-    if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 && now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
+    if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 &&
+        now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
         rc = flush_locked(l, now_ms);
         if (rc != STORAGE_OK)
             goto out;
@@ -1077,12 +1081,12 @@ out:
 
 /* ---------------- accessors ---------------- */
 
-#define LOCKED_GET(type, name, expr)                                                                         \
-    type name(plog *l) {                                                                                     \
-        pthread_mutex_lock(&l->mu);                                                                          \
-        type v = (expr);                                                                                     \
-        pthread_mutex_unlock(&l->mu);                                                                        \
-        return v;                                                                                            \
+#define LOCKED_GET(type, name, expr)  \
+    type name(plog *l) {              \
+        pthread_mutex_lock(&l->mu);   \
+        type v = (expr);              \
+        pthread_mutex_unlock(&l->mu); \
+        return v;                     \
     }
 
 LOCKED_GET(int64_t, plog_start_offset, l->log_start_offset)

@@ -524,7 +524,8 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
         (void)rc;
     }
     s->size += (int64_t)len;
-    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH || s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH) {
+    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH ||
+        s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH) {
         /* The batches are in the log: the append has happened. An index file
          * that cannot be written now only lags (entries stay pending and are
          * retried at the next group, flush or roll; recovery rebuilds it). */
@@ -578,7 +579,9 @@ static int scan_from(segment *s, int64_t start, int64_t first_base,
 }
 
 static bool want_offset(const seg_batch *b, const scan_key *k) { return b->last_offset >= k->offset; }
-static bool want_ts(const seg_batch *b, const scan_key *k) { return b->max_ts >= k->ts && b->last_offset >= k->offset; }
+static bool want_ts(const seg_batch *b, const scan_key *k) {
+    return b->max_ts >= k->ts && b->last_offset >= k->offset;
+}
 
 /* Position to start scanning for offset (and the base offset of the batch
  * that must be there, or -1), from the offset index. */

@@ -41,7 +41,7 @@
 
 /* What the storage layer needs from one batch header on disk. */
 typedef struct seg_batch {
-    int64_t pos;         /* position in the .log file */
+    int64_t pos; /* position in the .log file */
     int64_t base_offset;
     int64_t last_offset; /* base_offset + lastOffsetDelta */
     int64_t size;        /* whole batch bytes (batchLength + 12) */

@@ -14,7 +14,7 @@
 #include "unit.h"
 
 #define MODEL_MAX 20000
-#define STEPS 6000
+#define STEPS     6000
 
 typedef struct mbatch {
     int64_t base, last;
@@ -91,8 +91,8 @@ static int check_read(plog *l) {
     int64_t total = 0;
     if (getenv("MODEL_TRACE"))
         for (int i = 0; i < r.n; i++)
-            fprintf(stderr, "  range %d: %s pos %" PRId64 " len %" PRId64 "\n", i, r.r[i].seg->path, r.r[i].pos,
-                    r.r[i].len);
+            fprintf(stderr, "  range %d: %s pos %" PRId64 " len %" PRId64 "\n", i, r.r[i].seg->path,
+                    r.r[i].pos, r.r[i].len);
     for (int i = 0; i < r.n; i++) {
         if (total + r.r[i].len > (int64_t)sizeof data)
             goto bad;
@@ -113,8 +113,8 @@ static int check_read(plog *l) {
             fprintf(stderr, "  got batch %" PRId64 " size %" PRId64 " crc %d (model %" PRId64 ")\n",
                     (int64_t)wire_be64(data + p), size, batch_crc_ok(data + p, (size_t)size),
                     k < nmodel ? model[k].base : -1);
-        if (k >= nmodel || (int64_t)wire_be64(data + p) != model[k].base || !batch_crc_ok(data + p, (size_t)size) ||
-            data[p + size - 2] != model[k].fill)
+        if (k >= nmodel || (int64_t)wire_be64(data + p) != model[k].base ||
+            !batch_crc_ok(data + p, (size_t)size) || data[p + size - 2] != model[k].fill)
             goto bad;
         p += size;
         k++;
@@ -125,7 +125,8 @@ static int check_read(plog *l) {
     plog_read_release(&r);
     return 0;
 bad:
-    fprintf(stderr, "model: read at %" PRId64 " max %" PRId64 " disagrees (lso %" PRId64 " leo %" PRId64 ")\n", off,
+    fprintf(stderr,
+            "model: read at %" PRId64 " max %" PRId64 " disagrees (lso %" PRId64 " leo %" PRId64 ")\n", off,
             maxb, m_lso, m_leo);
     plog_read_release(&r);
     return -1;
@@ -151,11 +152,11 @@ static int check_ts(plog *l) {
     if (plog_offset_for_time(l, t, &off, &ts) != 0)
         return -1;
     if (off != want || (want >= 0 && ts != want_ts)) {
-        fprintf(stderr, "model: time %" PRId64 ": got %" PRId64 "/%" PRId64 " want %" PRId64 "/%" PRId64 "\n", t, off,
-                ts, want, want_ts);
+        fprintf(stderr, "model: time %" PRId64 ": got %" PRId64 "/%" PRId64 " want %" PRId64 "/%" PRId64 "\n",
+                t, off, ts, want, want_ts);
         for (int i = 0; i < nmodel; i++)
-            fprintf(stderr, "  batch %" PRId64 "..%" PRId64 " ts0 %" PRId64 " step %" PRId64 "\n", model[i].base,
-                    model[i].last, model[i].ts0, model[i].step);
+            fprintf(stderr, "  batch %" PRId64 "..%" PRId64 " ts0 %" PRId64 " step %" PRId64 "\n",
+                    model[i].base, model[i].last, model[i].ts0, model[i].step);
         return -1;
     }
     return 0;
@@ -204,7 +205,8 @@ static void test_model(void) {
     for (step = 0; step < STEPS; step++) {
         uint64_t op = tl_below(100);
         if (getenv("MODEL_TRACE"))
-            fprintf(stderr, "step %d op %" PRIu64 " leo %" PRId64 " lso %" PRId64 "\n", step, op, m_leo, m_lso);
+            fprintf(stderr, "step %d op %" PRIu64 " leo %" PRId64 " lso %" PRId64 "\n", step, op, m_leo,
+                    m_lso);
         int rc;
         if (op < 45)
             rc = do_append(l);
@@ -225,8 +227,9 @@ static void test_model(void) {
             rc = plog_flush(l, 0);
         }
         if (rc != 0 || l == NULL || plog_end_offset(l) != m_leo || plog_start_offset(l) != m_lso) {
-            fprintf(stderr, "model: step %d op %" PRIu64 " rc %d leo %" PRId64 "/%" PRId64 " lso %" PRId64
-                            "/%" PRId64 " (seed %llu)\n",
+            fprintf(stderr,
+                    "model: step %d op %" PRIu64 " rc %d leo %" PRId64 "/%" PRId64 " lso %" PRId64 "/%" PRId64
+                    " (seed %llu)\n",
                     step, op, rc, l ? plog_end_offset(l) : -1, m_leo, l ? plog_start_offset(l) : -1, m_lso,
                     (unsigned long long)seed);
             CHECK(0);

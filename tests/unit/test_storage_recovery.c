@@ -69,8 +69,8 @@ static int64_t verify_log(plog *l) {
         int got = 0;
         while (batch_cursor_next(&cur, &b, &sz, &h) == BATCH_OK) {
             if (h.base_offset != off || !batch_crc_ok(b, sz)) {
-                fprintf(stderr, "verify: batch at %" PRId64 " has base %" PRId64 " crc %d\n", off, h.base_offset,
-                        batch_crc_ok(b, sz));
+                fprintf(stderr, "verify: batch at %" PRId64 " has base %" PRId64 " crc %d\n", off,
+                        h.base_offset, batch_crc_ok(b, sz));
                 return -1;
             }
             /* the last value byte before the trailing header count */
@@ -217,7 +217,8 @@ static void test_tail_cuts_and_flips(void) {
             REQUIRE(l);
             int64_t want = cut == n ? end : before_last;
             if (plog_end_offset(l) != want)
-                fprintf(stderr, "cut at %" PRId64 " (clean %d): end %" PRId64 "\n", cut, clean, plog_end_offset(l));
+                fprintf(stderr, "cut at %" PRId64 " (clean %d): end %" PRId64 "\n", cut, clean,
+                        plog_end_offset(l));
             CHECK_EQ_INT(plog_end_offset(l), want);
             CHECK(verify_log(l) >= 0);
             /* the log accepts appends right after the cut point */
