@@ -11,5 +11,10 @@
 #include "broker/request.h"
 
 breq_status api_versions(breq *r);
+breq_status api_produce(breq *r);
+breq_status api_fetch(breq *r);
+breq_status api_list_offsets(breq *r);
+breq_status api_delete_records(breq *r);
+breq_status api_offset_for_leader_epoch(breq *r);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "broker/fetch.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -72,6 +73,8 @@ broker *broker_create(const broker_config *cfg) {
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;
+    if (fetch_mgr_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -90,6 +93,9 @@ int broker_start(broker *b) {
 uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
 
 void broker_shutdown(broker *b) {
+    /* Long-polling fetches are answered first, so that the network layer's
+     * drain of in-flight requests does not wait out their max_wait_ms. */
+    fetch_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     LOG_INFO("broker", "shut down cleanly");
@@ -99,5 +105,6 @@ void broker_destroy(broker *b) {
     if (b == NULL)
         return;
     net_server_destroy(b->net);
+    fetch_mgr_destroy(b);
     free(b);
 }
