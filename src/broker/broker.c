@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "broker/fetch.h"
 #include "broker/request.h"
@@ -38,14 +39,44 @@ err:
     return -1;
 }
 
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Rolls, flushes and applies retention about once a second. */
+static void *housekeeper_main(void *arg) {
+    broker *b = arg;
+    pthread_mutex_lock(&b->hk_mu);
+    while (!b->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&b->hk_cond, &b->hk_mu, &ts);
+        if (b->stopping)
+            break;
+        pthread_mutex_unlock(&b->hk_mu);
+        topics_tick(b->topics, wall_ms());
+        pthread_mutex_lock(&b->hk_mu);
+    }
+    pthread_mutex_unlock(&b->hk_mu);
+    return NULL;
+}
+
 broker *broker_create(const broker_config *cfg) {
     broker *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     b->cfg = cfg;
+    pthread_mutex_init(&b->hk_mu, NULL);
+    pthread_cond_init(&b->hk_cond, NULL);
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
             goto err;
+    b->topics = topics_open(cfg);
+    if (b->topics == NULL)
+        goto err;
 
     const config_listener *l = NULL;
     for (int i = 0; i < cfg->n_listeners; i++)
@@ -82,6 +113,11 @@ err:
 }
 
 int broker_start(broker *b) {
+    if (pthread_create(&b->housekeeper, NULL, housekeeper_main, b) != 0) {
+        LOG_ERROR("broker", "cannot start the housekeeping thread");
+        return -1;
+    }
+    b->housekeeper_started = true;
     if (net_server_start(b->net) != 0) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
@@ -98,13 +134,36 @@ void broker_shutdown(broker *b) {
     fetch_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
+    pthread_mutex_lock(&b->hk_mu);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->hk_cond);
+    pthread_mutex_unlock(&b->hk_mu);
+    if (b->housekeeper_started) {
+        pthread_join(b->housekeeper, NULL);
+        b->housekeeper_started = false;
+    }
+    /* Closing the registry flushes every log and marks the dirs clean. */
+    topics_close(b->topics);
+    b->topics = NULL;
     LOG_INFO("broker", "shut down cleanly");
 }
 
 void broker_destroy(broker *b) {
     if (b == NULL)
         return;
+    if (b->housekeeper_started) {
+        pthread_mutex_lock(&b->hk_mu);
+        b->stopping = true;
+        pthread_cond_broadcast(&b->hk_cond);
+        pthread_mutex_unlock(&b->hk_mu);
+        pthread_join(b->housekeeper, NULL);
+    }
     net_server_destroy(b->net);
     fetch_mgr_destroy(b);
+    /* A broker that never started cleanly leaves its dirs unclean. */
+    if (b->topics)
+        topics_close(b->topics);
+    pthread_mutex_destroy(&b->hk_mu);
+    pthread_cond_destroy(&b->hk_cond);
     free(b);
 }

@@ -11,6 +11,8 @@
 #ifndef SLUICE_BROKER_BROKER_H
 #define SLUICE_BROKER_BROKER_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "broker/config.h"
@@ -23,6 +25,12 @@ struct broker {
     topic_registry *topics;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
     void *fetch;
+    /* housekeeping thread: roll, flush, retention about once a second */
+    pthread_t housekeeper;
+    bool housekeeper_started;
+    pthread_mutex_t hk_mu;
+    pthread_cond_t hk_cond;
+    bool stopping;
 };
 
 typedef struct broker broker;

@@ -21,8 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define I32MAX INT32_MAX
-#define I64MAX INT64_MAX
+#define I32MAX        INT32_MAX
+#define I64MAX        INT64_MAX
 #define LONG_MAX_TEXT "9223372036854775807"
 #define INT_MAX_TEXT  "2147483647"
 #define HOUR_MS       3600000
@@ -46,21 +46,30 @@ static int check_protocol_map(const char *v, char *why, size_t whyn);
 static int check_gzip_level(const char *v, char *why, size_t whyn);
 
 /* Row builders: the struct is wide, most rows use few of its fields. */
-#define ROW(n, ty, d, lo, hi, fld, fl, dc) \
-    {.name = (n), .type = (ty), .dflt = (d), .min = (lo), .max = (hi), .field = (fld), .flags = (fl), .doc = (dc)}
+#define ROW(n, ty, d, lo, hi, fld, fl, dc)                                                               \
+    {                                                                                                    \
+        .name = (n), .type = (ty), .dflt = (d), .min = (lo), .max = (hi), .field = (fld), .flags = (fl), \
+        .doc = (dc)                                                                                      \
+    }
 #define INT(n, d, lo, hi, fld, fl, dc)  ROW(n, CONFIG_INT, d, lo, hi, fld, fl, dc)
 #define LONG(n, d, lo, hi, fld, fl, dc) ROW(n, CONFIG_LONG, d, lo, hi, fld, fl, dc)
 #define BOOL(n, d, fld, fl, dc)         ROW(n, CONFIG_BOOL, d, 0, 0, fld, fl, dc)
 #define STR(n, d, fld, fl, dc)          ROW(n, CONFIG_STRING, d, 0, 0, fld, fl, dc)
-#define DUR(n, d, lo, hi, unit, rk, fld, fl, dc)                                                   \
-    {.name = (n), .type = CONFIG_DURATION, .dflt = (d), .min = (lo), .max = (hi), .unit_ms = (unit), \
-     .rank = (rk), .field = (fld), .flags = (fl), .doc = (dc)}
-#define ENUM(n, d, vals, fld, fl, dc)                                                              \
-    {.name = (n), .type = CONFIG_ENUM, .dflt = (d), .allowed = (vals), .field = (fld), .flags = (fl), \
-     .doc = (dc)}
-#define LIST(n, d, vals, fld, fl, dc)                                                              \
-    {.name = (n), .type = CONFIG_LIST, .dflt = (d), .allowed = (vals), .field = (fld), .flags = (fl), \
-     .doc = (dc)}
+#define DUR(n, d, lo, hi, unit, rk, fld, fl, dc)                                                        \
+    {                                                                                                   \
+        .name = (n), .type = CONFIG_DURATION, .dflt = (d), .min = (lo), .max = (hi), .unit_ms = (unit), \
+        .rank = (rk), .field = (fld), .flags = (fl), .doc = (dc)                                        \
+    }
+#define ENUM(n, d, vals, fld, fl, dc)                                                                    \
+    {                                                                                                    \
+        .name = (n), .type = CONFIG_ENUM, .dflt = (d), .allowed = (vals), .field = (fld), .flags = (fl), \
+        .doc = (dc)                                                                                      \
+    }
+#define LIST(n, d, vals, fld, fl, dc)                                                                    \
+    {                                                                                                    \
+        .name = (n), .type = CONFIG_LIST, .dflt = (d), .allowed = (vals), .field = (fld), .flags = (fl), \
+        .doc = (dc)                                                                                      \
+    }
 
 /* clang-format off */
 static const config_def broker_defs[] = {
@@ -255,6 +264,12 @@ static const config_def broker_defs[] = {
         "Largest session timeout a group member may ask for; at least group.min.session.timeout.ms."),
     INT("group.max.size", INT_MAX_TEXT, 1, I32MAX, B(group_max_size), 0,
         "Most members one consumer group may have."),
+    INT("share.coordinator.state.topic.replication.factor", "1", 1, 32767, CONFIG_NO_FIELD,
+        CONFIG_F_SHORT | CONFIG_F_DEVIATES,
+        "Replication factor of the internal share-group state topic. Accepted so Kafka 4.0 files load; Kafka's "
+        "default is 3, Sluice's 1."),
+    INT("share.coordinator.state.topic.min.isr", "1", 1, I32MAX, CONFIG_NO_FIELD, CONFIG_F_DEVIATES,
+        "min.insync.replicas of the share-group state topic. Kafka's default is 2, Sluice's 1."),
 
     /* ---- transactions and idempotence ---- */
     {.name = "transaction.state.log.replication.factor", .type = CONFIG_INT, .dflt = "1", .min = 1,
@@ -386,7 +401,8 @@ static const struct {
 #define N_BROKER (sizeof broker_defs / sizeof broker_defs[0])
 #define N_TOPIC  (sizeof topic_defs / sizeof topic_defs[0])
 _Static_assert(N_BROKER <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
-_Static_assert(N_TOPIC == sizeof topic_synonyms / sizeof topic_synonyms[0], "every topic key needs a synonym");
+_Static_assert(N_TOPIC == sizeof topic_synonyms / sizeof topic_synonyms[0],
+               "every topic key needs a synonym");
 
 /* ---- small helpers -------------------------------------------------------------- */
 
@@ -551,15 +567,15 @@ static int parse_i64(const char *v, int64_t *out) {
     return 0;
 }
 
-/* Describes the range of an integer row for error messages and docs. */
-static void range_text(const config_def *d, char *buf, size_t n) {
-    int64_t tmax = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1) ? I32MAX : I64MAX;
-    if (d->type == CONFIG_DOUBLE)
-        fmt(buf, n, "[%lld, %lld]", (long long)d->min, (long long)d->max);
-    else if (d->max == tmax)
+/* Describes the range of a numeric row. Docs say "at least N" when the
+ * upper bound is just the type's limit; error messages always give both
+ * bounds so a 32-bit overflow is explained too. */
+static void range_text(const config_def *d, bool docs, char *buf, size_t n) {
+    bool is32 = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1);
+    if (d->max == I64MAX || (docs && is32 && d->max == I32MAX))
         fmt(buf, n, "at least %lld", (long long)d->min);
     else
-        fmt(buf, n, "[%lld, %lld]", (long long)d->min, (long long)d->max);
+        fmt(buf, n, "from %lld to %lld", (long long)d->min, (long long)d->max);
 }
 
 /* Parses text (already trimmed) against d. out may be NULL to validate only. */
@@ -577,13 +593,13 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
     case CONFIG_LONG:
     case CONFIG_DURATION: {
         bool is32 = d->type == CONFIG_INT || (d->type == CONFIG_DURATION && d->unit_ms != 1);
-        range_text(d, buf, sizeof buf);
+        range_text(d, false, buf, sizeof buf);
         if (parse_i64(v, &tmp.i) != 0 || (is32 && (tmp.i < INT32_MIN || tmp.i > INT32_MAX))) {
-            fmt(why, whyn, "expected a%s integer %s", is32 ? " 32-bit" : " 64-bit", buf);
+            fmt(why, whyn, "expected an integer %s", buf);
             return -1;
         }
         if (tmp.i < d->min || tmp.i > d->max) {
-            fmt(why, whyn, "out of range: expected %s", buf);
+            fmt(why, whyn, "out of range: expected an integer %s", buf);
             return -1;
         }
         break;
@@ -593,11 +609,11 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
         errno = 0;
         tmp.d = strtod(v, &end);
         if (*v == '\0' || *end != '\0' || errno != 0 || !isfinite(tmp.d)) {
-            fmt(why, whyn, "expected a number between %lld and %lld", (long long)d->min, (long long)d->max);
+            fmt(why, whyn, "expected a number from %lld to %lld", (long long)d->min, (long long)d->max);
             return -1;
         }
         if (tmp.d < (double)d->min || tmp.d > (double)d->max) {
-            fmt(why, whyn, "out of range: expected a number between %lld and %lld", (long long)d->min,
+            fmt(why, whyn, "out of range: expected a number from %lld to %lld", (long long)d->min,
                 (long long)d->max);
             return -1;
         }
@@ -616,7 +632,8 @@ static int parse_value(const config_def *d, const char *v, cvalue *out, char *wh
     case CONFIG_ENUM: {
         int i;
         for (i = 0; d->allowed[i] != NULL; i++) {
-            if ((d->flags & CONFIG_F_ICASE) ? strcasecmp(v, d->allowed[i]) == 0 : strcmp(v, d->allowed[i]) == 0)
+            if ((d->flags & CONFIG_F_ICASE) ? strcasecmp(v, d->allowed[i]) == 0
+                                            : strcmp(v, d->allowed[i]) == 0)
                 break;
         }
         if (d->allowed[i] == NULL) {
@@ -750,8 +767,10 @@ static int check_protocol_map(const char *v, char *why, size_t whyn) {
         trim_span(k.p, k.n, &k.p, &k.n);
         trim_span(pv.p, pv.n, &pv.p, &pv.n);
         if (!valid_listener_name(k) || protocol_from(pv, &p) != 0) {
-            fmt(why, whyn, "entry '%.*s': expected NAME:PROTOCOL with PROTOCOL one of PLAINTEXT, SSL, "
-                           "SASL_PLAINTEXT, SASL_SSL", shown, items[i].p);
+            fmt(why, whyn,
+                "entry '%.*s': expected NAME:PROTOCOL with PROTOCOL one of PLAINTEXT, SSL, "
+                "SASL_PLAINTEXT, SASL_SSL",
+                shown, items[i].p);
             return -1;
         }
         for (int j = 0; j < i; j++) {
@@ -942,7 +961,8 @@ static int unescape(const char *L, size_t n, size_t *i, char *o) {
             char h = L[*i + (size_t)k];
             if (!isxdigit((unsigned char)h))
                 return -1;
-            cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
+            cp = cp * 16 +
+                 (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
         }
         *i += 4;
         return (int)put_utf8(o, cp);
@@ -968,7 +988,8 @@ static void next_line(const char *text, size_t textlen, size_t *pos, const char 
     *len = n;
 }
 
-int config_props_parse(const char *text, size_t len, config_props_fn fn, void *ctx, char err[CONFIG_ERR_MAX]) {
+int config_props_parse(const char *text, size_t len, config_props_fn fn, void *ctx,
+                       char err[CONFIG_ERR_MAX]) {
     /* One heap block for the logical line, the key and the value: each is at
      * most CONFIG_LINE_MAX bytes, and unescaping never grows text. */
     char *logical = malloc(3 * (CONFIG_LINE_MAX + 1));
@@ -1101,13 +1122,14 @@ static const char *arena_strndup(arena *a, const char *s, size_t n) {
 
 static void warn(broker_config *c, const char *where, const char *key) {
     c->warnings_++;
-    fmt(c->last_warning_, sizeof c->last_warning_, "%s: unknown configuration key '%.128s' ignored", where, key);
+    fmt(c->last_warning_, sizeof c->last_warning_, "%s: unknown configuration key '%.128s' ignored", where,
+        key);
     LOG_WARN("config", "%s", c->last_warning_);
 }
 
 /* where: "file:line", "--override" or the environment variable's name. */
-static int set_at(broker_config *c, const char *key, const char *value, config_origin origin, const char *where,
-                  char err[CONFIG_ERR_MAX]) {
+static int set_at(broker_config *c, const char *key, const char *value, config_origin origin,
+                  const char *where, char err[CONFIG_ERR_MAX]) {
     char why[256];
     const char *s;
     size_t n;
@@ -1166,7 +1188,8 @@ static int file_pair(void *ctx, const char *key, const char *value, int line) {
     return set_at(f->c, key, value, CONFIG_ORIGIN_FILE, where, f->err) == 0 ? 0 : 1;
 }
 
-int config_load_text(broker_config *c, const char *name, const char *text, size_t len, char err[CONFIG_ERR_MAX]) {
+int config_load_text(broker_config *c, const char *name, const char *text, size_t len,
+                     char err[CONFIG_ERR_MAX]) {
     struct file_ctx f = {c, name, err};
     char perr[CONFIG_ERR_MAX];
     int rc = config_props_parse(text, len, file_pair, &f, perr);
@@ -1249,7 +1272,8 @@ int config_load(broker_config *c, const char *path, const char *const *overrides
     }
     if (path != NULL && config_load_file(c, path, err) != 0)
         return -1;
-    if (env != NULL && env[0] != '\0' && set_at(c, "log.level", env, CONFIG_ORIGIN_ENV, LOG_ENV_LEVEL, err) != 0)
+    if (env != NULL && env[0] != '\0' &&
+        set_at(c, "log.level", env, CONFIG_ORIGIN_ENV, LOG_ENV_LEVEL, err) != 0)
         return -1;
     for (size_t i = 0; i < n_overrides; i++)
         if (config_apply_override(c, overrides[i], err) != 0)
@@ -1355,15 +1379,17 @@ static const char *text_of(const broker_config *c, const char *name) {
     return c->slot_[i].text ? c->slot_[i].text : broker_defs[i].dflt;
 }
 
-static bool wildcard_host(const char *h) { return h[0] == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0; }
+static bool wildcard_host(const char *h) {
+    return h[0] == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0;
+}
 
 static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
     char why[256];
     const char *map = c->listener_security_protocol_map;
     const char *adv = text_of(c, "advertised.listeners");
 
-    if (config_parse_listeners(text_of(c, "listeners"), map, c->listeners, CONFIG_LISTENERS_MAX, &c->n_listeners,
-                               why, sizeof why) != 0) {
+    if (config_parse_listeners(text_of(c, "listeners"), map, c->listeners, CONFIG_LISTENERS_MAX,
+                               &c->n_listeners, why, sizeof why) != 0) {
         fmt(err, CONFIG_ERR_MAX, "invalid listeners '%.128s': %s", text_of(c, "listeners"), why);
         return -1;
     }
@@ -1374,8 +1400,8 @@ static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
                 l->controller = true;
         for (int j = 0; j < i && l->port != 0; j++) {
             if (c->listeners[j].port == l->port) {
-                fmt(err, CONFIG_ERR_MAX, "invalid listeners: %s and %s both use port %u", c->listeners[j].name,
-                    l->name, l->port);
+                fmt(err, CONFIG_ERR_MAX, "invalid listeners: %s and %s both use port %u",
+                    c->listeners[j].name, l->name, l->port);
                 return -1;
             }
         }
@@ -1397,6 +1423,12 @@ static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
                 return -1;
             }
         }
+        /* Kafka 4.0 files advertise the controller listener too; mark it so
+         * client metadata can leave it out. */
+        for (int i = 0; i < c->n_advertised; i++)
+            for (int k = 0; k < c->controller_listener_names.n; k++)
+                if (strcasecmp(c->controller_listener_names.items[k], c->advertised[i].name) == 0)
+                    c->advertised[i].controller = true;
     } else {
         c->n_advertised = 0;
         for (int i = 0; i < c->n_listeners; i++)
@@ -1410,6 +1442,17 @@ static int resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
             if (gethostname(l->host, sizeof l->host) != 0 || l->host[0] == '\0')
                 fmt(l->host, sizeof l->host, "localhost");
             l->host[sizeof l->host - 1] = '\0';
+        }
+    }
+    if (c->process_roles & CONFIG_ROLE_BROKER) {
+        bool client_listener = false;
+        for (int i = 0; i < c->n_listeners; i++)
+            client_listener = client_listener || !c->listeners[i].controller;
+        if (!client_listener) {
+            fmt(err, CONFIG_ERR_MAX,
+                "listeners: every listener is a controller listener, but process.roles includes broker and "
+                "clients need one");
+            return -1;
         }
     }
     if (c->inter_broker_listener_name != NULL) {
@@ -1460,13 +1503,14 @@ int config_finish(broker_config *c, char err[CONFIG_ERR_MAX]) {
         c->log_flush_interval_ms = c->log_flush_scheduler_interval_ms;
     if (is_set(c, "node.id") && is_set(c, "broker.id") &&
         strtoll(text_of(c, "node.id"), NULL, 10) != strtoll(text_of(c, "broker.id"), NULL, 10)) {
-        fmt(err, CONFIG_ERR_MAX, "node.id=%s and broker.id=%s disagree; set only node.id", text_of(c, "node.id"),
-            text_of(c, "broker.id"));
+        fmt(err, CONFIG_ERR_MAX, "node.id=%s and broker.id=%s disagree; set only node.id",
+            text_of(c, "node.id"), text_of(c, "broker.id"));
         return -1;
     }
     if (c->log_retention_ms == 0) {
         fmt(err, CONFIG_ERR_MAX,
-            "log.retention.hours/minutes/ms resolve to 0 ms; use -1 for unlimited retention or at least 1 ms");
+            "log.retention.hours/minutes/ms resolve to 0 ms; use -1 for unlimited retention or at least 1 "
+            "ms");
         return -1;
     }
     if (c->log_dirs.n == 0) {
@@ -1474,7 +1518,8 @@ int config_finish(broker_config *c, char err[CONFIG_ERR_MAX]) {
         return -1;
     }
     if (c->group_min_session_timeout_ms > c->group_max_session_timeout_ms) {
-        fmt(err, CONFIG_ERR_MAX, "group.min.session.timeout.ms (%d) is larger than group.max.session.timeout.ms (%d)",
+        fmt(err, CONFIG_ERR_MAX,
+            "group.min.session.timeout.ms (%d) is larger than group.max.session.timeout.ms (%d)",
             (int)c->group_min_session_timeout_ms, (int)c->group_max_session_timeout_ms);
         return -1;
     }
@@ -1614,8 +1659,12 @@ void topic_config_init(topic_config *tc, const broker_config *bc) {
         assert(k == field_kind(bd));
         const char *src = (const char *)bc + bd->field;
         char *dst = (char *)tc + td->field;
-        size_t size = k == FK_I32 ? sizeof(int32_t) : k == FK_I64 ? sizeof(int64_t) : k == FK_BOOL ? sizeof(bool)
-                      : k == FK_DBL ? sizeof(double) : k == FK_IDX ? sizeof(int) : sizeof(unsigned);
+        size_t size = k == FK_I32    ? sizeof(int32_t)
+                      : k == FK_I64  ? sizeof(int64_t)
+                      : k == FK_BOOL ? sizeof(bool)
+                      : k == FK_DBL  ? sizeof(double)
+                      : k == FK_IDX  ? sizeof(int)
+                                     : sizeof(unsigned);
         memcpy(dst, src, size);
     }
 }
@@ -1670,8 +1719,8 @@ int topic_config_build(topic_config *tc, const broker_config *bc, const char *co
     return 0;
 }
 
-void config_describe_topic(const broker_config *bc, const char *const *keys, const char *const *values, size_t n,
-                           config_visit_fn fn, void *ctx) {
+void config_describe_topic(const broker_config *bc, const char *const *keys, const char *const *values,
+                           size_t n, config_visit_fn fn, void *ctx) {
     for (size_t i = 0; i < N_TOPIC; i++) {
         const config_def *td = &topic_defs[i];
         const config_def *chain[8];
@@ -1716,7 +1765,9 @@ static void type_text(const config_def *d, char *buf, size_t n) {
     static const char *const names[] = {"int", "long", "boolean", "double", "string", "string", "list", ""};
     if (d->type == CONFIG_DURATION)
         fmt(buf, n, "%s (%s)", d->unit_ms == 1 ? "long" : "int",
-            d->unit_ms == HOUR_MS ? "hours" : d->unit_ms == MINUTE_MS ? "minutes" : "ms");
+            d->unit_ms == HOUR_MS     ? "hours"
+            : d->unit_ms == MINUTE_MS ? "minutes"
+                                      : "ms");
     else if (d->flags & CONFIG_F_SHORT)
         fmt(buf, n, "short");
     else
@@ -1730,7 +1781,7 @@ static void valid_text(const config_def *d, char *buf, size_t n) {
     case CONFIG_LONG:
     case CONFIG_DURATION:
     case CONFIG_DOUBLE:
-        range_text(d, buf, n);
+        range_text(d, true, buf, n);
         if (d->check == check_gzip_level)
             fmt(buf, n, "-1, or 1 to 9");
         break;

@@ -118,8 +118,8 @@ typedef struct config_def {
     /* Extra check beyond type and range: returns 0, or -1 with why filled. */
     int (*check)(const char *value, char *why, size_t whyn);
     unsigned flags;
-    const char *section;        /* non-NULL on the first row of a docs section: its title */
-    const char *doc;            /* one line, for docs and DescribeConfigs documentation */
+    const char *section; /* non-NULL on the first row of a docs section: its title */
+    const char *doc;     /* one line, for docs and DescribeConfigs documentation */
 } config_def;
 
 /* A list value; items live in the owning config's arena. */
@@ -194,7 +194,7 @@ typedef struct broker_config {
     int32_t default_replication_factor;
     bool auto_create_topics_enable;
     bool delete_topic_enable;
-    int64_t log_retention_ms; /* -1: unlimited */
+    int64_t log_retention_ms;    /* -1: unlimited */
     int64_t log_retention_bytes; /* -1: unlimited */
     int32_t log_segment_bytes;
     int64_t log_roll_ms;
@@ -210,7 +210,7 @@ typedef struct broker_config {
     int32_t log_index_size_max_bytes;
     bool log_preallocate;
     int32_t num_recovery_threads_per_data_dir;
-    unsigned log_cleanup_policy; /* CONFIG_CLEANUP_* bits */
+    unsigned log_cleanup_policy;    /* CONFIG_CLEANUP_* bits */
     int log_message_timestamp_type; /* config_timestamp_type */
     int64_t log_message_timestamp_before_max_ms;
     int64_t log_message_timestamp_after_max_ms;
@@ -276,7 +276,7 @@ typedef struct broker_config {
         uint8_t origin;   /* config_origin */
     } slot_[CONFIG_KEYS_MAX];
     arena mem_;
-    int warnings_;                 /* unknown keys and similar, for tests */
+    int warnings_; /* unknown keys and similar, for tests */
     char last_warning_[256];
 } broker_config;
 
@@ -326,16 +326,15 @@ typedef int (*config_props_fn)(void *ctx, const char *key, const char *value, in
  * the next line; escapes \t \n \r \f \uXXXX and \<char>. Never reads past
  * len. Returns 0, the callback's non-zero value, or -1 with err filled for a
  * logical line longer than CONFIG_LINE_MAX or a malformed \u escape. */
-int config_props_parse(const char *text, size_t len, config_props_fn fn, void *ctx,
-                       char err[CONFIG_ERR_MAX]);
+int config_props_parse(const char *text, size_t len, config_props_fn fn, void *ctx, char err[CONFIG_ERR_MAX]);
 
 /* ---- listeners ------------------------------------------------------------------ */
 
 /* Parses a listeners value ("NAME://host:port,...") with the given
  * listener.security.protocol.map (NULL skips protocol mapping and the
  * PLAINTEXT-only check). Returns 0, or -1 with why filled. */
-int config_parse_listeners(const char *text, const char *protocol_map, config_listener *out, int max,
-                           int *n, char *why, size_t whyn);
+int config_parse_listeners(const char *text, const char *protocol_map, config_listener *out, int max, int *n,
+                           char *why, size_t whyn);
 const char *config_protocol_name(config_protocol p);
 
 /* ---- the tables ------------------------------------------------------------------ */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -86,6 +87,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sluiced: invalid configuration: %s\n", err);
         config_free(&cfg);
         return 2;
+    }
+
+    /* Each partition keeps its active segment open: allow as many files as
+     * the hard limit permits. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
 
     if (pipe(g_pipe) != 0) {

@@ -57,8 +57,12 @@ typedef struct topic_config_override {
 struct topic {
     char name[TOPIC_NAME_MAX + 1];
     kuuid id;
+    /* Read both with topic_partition() / topic_partition_count(): partitions
+     * can be added while requests run (the array is replaced, and the old
+     * one kept until the topic is freed). */
     int32_t n_partitions;
-    partition **parts; /* n_partitions entries */
+    partition **parts;
+    void *retired; /* replaced partition arrays, freed with the topic */
     int16_t replication_factor;
     bool internal; /* __consumer_offsets and friends */
     /* Overrides as given (for DescribeConfigs sources) and the effective
@@ -90,6 +94,7 @@ topic *topics_get_by_id(topic_registry *reg, kuuid id);
 void topic_release(topic_registry *reg, topic *t);
 /* A partition of a referenced topic, or NULL if index is out of range. */
 partition *topic_partition(topic *t, int32_t index);
+int32_t topic_partition_count(topic *t);
 
 /* Every live topic, referenced, sorted by name; *n set. The caller releases
  * each and frees the array with free(). NULL with *n = 0 when empty or on

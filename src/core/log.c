@@ -133,9 +133,9 @@ void log_vwrite(log_level level, const char *module, const char *ctx, const char
         level = LOG_LEVEL_ERROR;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int r = snprintf(line, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (long)(ts.tv_nsec / 1000000), level_tags[level]);
+    int r = snprintf(line, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000000),
+                     level_tags[level]);
     assert(r > 0 && (size_t)r < cap);
     n = (size_t)r;
     /* Module tags are short by convention; a long one is cut silently. */

@@ -87,10 +87,10 @@ uint64_t log_lines_truncated(void);
 
 /* ---- macros --------------------------------------------------------------- */
 
-#define LOG_AT_(lvl, mod, ctx, ...)                                                                \
-    do {                                                                                           \
-        if (log_enabled(lvl))                                                                      \
-            log_write((lvl), (mod), (ctx), __VA_ARGS__);                                           \
+#define LOG_AT_(lvl, mod, ctx, ...)                      \
+    do {                                                 \
+        if (log_enabled(lvl))                            \
+            log_write((lvl), (mod), (ctx), __VA_ARGS__); \
     } while (0)
 
 #define LOG_ERROR(mod, ...) LOG_AT_(LOG_LEVEL_ERROR, mod, NULL, __VA_ARGS__)

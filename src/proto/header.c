@@ -51,7 +51,8 @@ int proto_request_header_parse(wire_reader *r, proto_request_header *h) {
     return r->err;
 }
 
-void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version, int32_t correlation_id) {
+void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version,
+                                 int32_t correlation_id) {
     wire_write_i32(w, correlation_id);
     if (proto_response_header_version(api_key, api_version) >= 1)
         wire_write_uvarint(w, 0); /* no tagged fields */
@@ -94,8 +95,8 @@ int proto_api_versions_fill(kafka_api_versions_response *resp, arena *a, int16_t
     return WIRE_OK;
 }
 
-int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a, proto_api_filter filter,
-                                         void *ctx) {
+int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a,
+                                         proto_api_filter filter, void *ctx) {
     kafka_api_versions_response resp;
     int rc = proto_api_versions_fill(&resp, a, KAFKA_ERR_UNSUPPORTED_VERSION, filter, ctx);
     if (rc != WIRE_OK)

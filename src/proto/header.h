@@ -33,9 +33,9 @@ typedef struct proto_request_header {
     int16_t api_key;
     int16_t api_version;
     int32_t correlation_id;
-    kstr client_id;              /* null in header v0 or when the client sent null */
-    int header_version;          /* 0, 1 or 2 */
-    const kafka_api_info *api;   /* NULL if the api key is unknown */
+    kstr client_id;            /* null in header v0 or when the client sent null */
+    int header_version;        /* 0, 1 or 2 */
+    const kafka_api_info *api; /* NULL if the api key is unknown */
 } proto_request_header;
 
 /* Request header version for (api_key, api_version): 0, 1 or 2. An unknown
@@ -55,7 +55,8 @@ int proto_response_header_version(int16_t api_key, int16_t api_version);
 int proto_request_header_parse(wire_reader *r, proto_request_header *h);
 
 /* Writes the response header for (api_key, api_version). */
-void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version, int32_t correlation_id);
+void proto_response_header_write(wire_writer *w, int16_t api_key, int16_t api_version,
+                                 int32_t correlation_id);
 
 /* Bytes proto_response_header_write() writes: 4 or 5. */
 size_t proto_response_header_size(int16_t api_key, int16_t api_version);
@@ -83,7 +84,7 @@ int proto_api_versions_fill(kafka_api_versions_response *resp, arena *a, int16_t
  * with a version it finds there. Does not write the int32 frame size. The
  * arena holds the api_keys array while encoding (about 8 bytes per API).
  * Returns a wire_err. */
-int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a, proto_api_filter filter,
-                                         void *ctx);
+int proto_api_versions_write_unsupported(wire_writer *w, int32_t correlation_id, arena *a,
+                                         proto_api_filter filter, void *ctx);
 
 #endif

@@ -3,7 +3,10 @@ import socket
 import struct
 import subprocess
 
+import time
+
 from kafka.conn import BrokerConnection
+from kafka.protocol.admin import ApiVersionRequest
 
 
 def raw_request(port, api_key, api_version, body=b"", corr=7, client_id=b"raw", flexible=False):
@@ -27,11 +30,24 @@ def recv_exact(s, n):
     return out
 
 
-def test_kafka_python_negotiates(broker):
-    c = BrokerConnection("127.0.0.1", broker.port, socket.AF_INET)
-    c.connect_blocking()
-    versions = c.get_api_versions()
-    assert versions[18] == (0, 4)
+def test_kafka_python_decodes_api_versions(broker):
+    # kafka-python's own encoder/decoder for ApiVersions v0 and v1. (Its
+    # broker-version probe needs more APIs than this test should depend on,
+    # so the connection is told the version and the request sent by hand.)
+    c = BrokerConnection("127.0.0.1", broker.port, socket.AF_INET, api_version=(2, 5, 0))
+    assert c.connect_blocking(timeout=5)
+    for req in (ApiVersionRequest[0](), ApiVersionRequest[1]()):
+        c.send(req)
+        got = []
+        deadline = time.time() + 5
+        while not got and time.time() < deadline:
+            got = c.recv()
+            time.sleep(0.01)
+        assert got, "no ApiVersions response within 5 s"
+        resp = got[0][0]
+        assert resp.error_code == 0
+        ranges = {k: (lo, hi) for k, lo, hi in resp.api_versions}
+        assert ranges[18] == (0, 4)
     c.close()
 
 

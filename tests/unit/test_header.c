@@ -13,7 +13,8 @@ static void test_header_versions(void) {
     CHECK_EQ_INT(proto_request_header_version(KAFKA_API_CONTROLLED_SHUTDOWN, 1), 1);
     CHECK_EQ_INT(proto_request_header_version(KAFKA_API_SASL_HANDSHAKE, 1), 1);
     CHECK_EQ_INT(proto_request_header_version(KAFKA_API_API_VERSIONS, 3), 2);
-    CHECK_EQ_INT(proto_request_header_version(KAFKA_API_API_VERSIONS, 9), 2); /* future versions stay flexible */
+    /* versions above the known maximum stay flexible */
+    CHECK_EQ_INT(proto_request_header_version(KAFKA_API_API_VERSIONS, 9), 2);
     CHECK_EQ_INT(proto_request_header_version(999, 0), 1);
     CHECK_EQ_INT(proto_response_header_version(KAFKA_API_API_VERSIONS, 3), 0);
     CHECK_EQ_INT(proto_response_header_version(KAFKA_API_METADATA, 8), 0);
@@ -24,8 +25,8 @@ static void test_header_versions(void) {
 
 static void test_parse_v1(void) {
     static const uint8_t frame[] = {0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07, /* Metadata v1, corr 7 */
-                                    0x00, 0x04, 'c',  'l',  'i',  '1',            /* client_id */
-                                    0xff, 0xff, 0xff, 0xff};                       /* body: null topics */
+                                    0x00, 0x04, 'c',  'l',  'i',  '1',              /* client_id */
+                                    0xff, 0xff, 0xff, 0xff};                        /* body: null topics */
     wire_reader r;
     wire_reader_init(&r, frame, sizeof frame);
     proto_request_header h;
@@ -56,10 +57,11 @@ static void test_parse_v1(void) {
 }
 
 static void test_parse_v2_tags_and_null_client(void) {
-    static const uint8_t frame[] = {0x00, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x2a, /* ApiVersions v3, corr 42 */
-                                    0xff, 0xff,                                     /* null client_id */
-                                    0x01, 0x05, 0x02, 0xaa, 0xbb,                   /* one unknown tag */
-                                    0x01, 0x01, 0x00};                              /* body */
+    static const uint8_t frame[] = {0x00, 0x12, 0x00, 0x03, 0x00,
+                                    0x00, 0x00, 0x2a,             /* ApiVersions v3, corr 42 */
+                                    0xff, 0xff,                   /* null client_id */
+                                    0x01, 0x05, 0x02, 0xaa, 0xbb, /* one unknown tag */
+                                    0x01, 0x01, 0x00};            /* body */
     wire_reader r;
     wire_reader_init(&r, frame, sizeof frame);
     proto_request_header h;

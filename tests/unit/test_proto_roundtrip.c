@@ -91,7 +91,7 @@ typedef struct fill_entry {
 /* ---- the roundtrip sweep ----------------------------------------------- */
 
 #define SEEDS_PER_VERSION 16
-#define TRUNC_FULL_LIMIT 256 /* messages up to this size are truncated at every length */
+#define TRUNC_FULL_LIMIT  256 /* messages up to this size are truncated at every length */
 
 static long combos_tested, messages_tested, truncations_tested, bytes_tested;
 
@@ -208,7 +208,8 @@ static void test_roundtrip_all(void) {
         }
     }
     CHECK_EQ_INT(apis, (int)(sizeof fill_table / sizeof fill_table[0]));
-    printf("roundtrip: %d APIs, %ld messages, %ld message x version combos, %d seeds each, %ld truncations, %ld bytes\n",
+    printf("roundtrip: %d APIs, %ld messages, %ld message x version combos, %d seeds each, %ld truncations, "
+           "%ld bytes\n",
            apis, messages_tested, combos_tested, SEEDS_PER_VERSION, truncations_tested, bytes_tested);
 }
 
@@ -382,7 +383,8 @@ static void test_tagged_struct_and_nullable_struct(void) {
     size_t with = encode_req(KAFKA_API_FETCH, 15, &f, buf, sizeof buf, &rc);
     CHECK_EQ_INT(rc, 0);
     /* count 1, tag 1, size 13 (int32 + int64 + empty tags), 00000001, ff..ff, 00 */
-    static const uint8_t want[] = {0x01, 0x01, 0x0d, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
+    static const uint8_t want[] = {0x01, 0x01, 0x0d, 0,    0,    0,    1,    0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
     CHECK_EQ_INT(with, base + sizeof want - 1);
     CHECK(memcmp(buf + with - sizeof want, want, sizeof want) == 0);
 
