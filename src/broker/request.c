@@ -178,9 +178,10 @@ static net_response *encode_response(breq *r) {
     /* Memory pieces between the cuts, file ranges at them. The first piece
      * owns buf; the others point into it. */
     size_t pos = 0;
+    const uint8_t *base = buf; /* stays valid: out owns it after the first piece */
     for (int c = 0; c <= st.n_cuts; c++) {
         size_t end = c < st.n_cuts ? st.cuts[c].at : mem_len;
-        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, buf + pos, end - pos);
+        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, base + pos, end - pos);
         if (pos == 0)
             buf = NULL; /* owned by out now, even on failure */
         if (!ok)
