@@ -571,3 +571,41 @@ def test_restart_mid_stream(broker):
         vals = [m.value() for m in before[part]] + [m.value() for m in rest]
         assert vals == [b"p%d-%d" % (part, i) for i in range(300)]
         assert [m.offset() for m in rest] == list(range(100, 300))
+
+
+# ---- topic ids (v13+) and shutdown -------------------------------------------------------
+
+def test_fetch_v13_unknown_topic_id(broker):
+    create_topic(broker, "tid")
+    tid = bytes(range(16))
+    # Fetch v13 (flexible): replica_id, max_wait, min_bytes, max_bytes, isolation, session id/epoch,
+    # topics[topic_id, partitions[partition, current_leader_epoch, fetch_offset, last_fetched_epoch,
+    # log_start_offset, partition_max_bytes]], forgotten[], rack_id
+    body = struct.pack(">iiiibii", -1, 0, 1, 1 << 20, 0, 0, -1) + uvarint(2) + tid + uvarint(2)
+    body += struct.pack(">iiqiqi", 0, -1, 0, -1, -1, 1 << 20) + b"\x00" + b"\x00" + uvarint(1) + cstr("") + b"\x00"
+    r = raw_flex(broker.port, 1, 13, body)
+    throttle, err, sid = struct.unpack(">ihi", r[:10])
+    assert (err, sid) == (0, 0)
+    assert r[10] == 2 and r[11:27] == tid and r[27] == 2
+    pidx, perr = struct.unpack(">ih", r[28:34])
+    assert (pidx, perr) == (0, 100)  # UNKNOWN_TOPIC_ID
+
+
+def test_shutdown_answers_held_fetches(broker):
+    create_topic(broker, "sd")
+    req = FetchRequest[4](replica_id=-1, max_wait_time=30000, min_bytes=1, max_bytes=1 << 20,
+                          isolation_level=0, topics=[("sd", [(0, 0, 1 << 20)])])
+    frame = struct.pack(">hhih", 1, 4, 5, 3) + b"raw" + req.encode()
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        time.sleep(0.3)  # parked
+        t0 = time.time()
+        rc = broker.stop()
+        took = time.time() - t0
+        assert rc == 0
+        assert took < 5.0, took  # not the fetch's 30 s
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        resp = _recv(s, size)
+    assert struct.unpack(">i", resp[:4])[0] == 5
+    r = FetchRequest[4].RESPONSE_TYPE.decode(resp[4:])
+    assert r.topics[0][1][0][1] == 0
