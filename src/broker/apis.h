@@ -16,5 +16,15 @@ breq_status api_fetch(breq *r);
 breq_status api_list_offsets(breq *r);
 breq_status api_delete_records(breq *r);
 breq_status api_offset_for_leader_epoch(breq *r);
+/* Metadata and admin APIs (api_metadata.c, api_topics.c, api_configs.c, api_cluster.c). */
+breq_status api_metadata(breq *r);
+breq_status api_create_topics(breq *r);
+breq_status api_delete_topics(breq *r);
+breq_status api_create_partitions(breq *r);
+breq_status api_describe_configs(breq *r);
+breq_status api_alter_configs(breq *r);
+breq_status api_incremental_alter_configs(breq *r);
+breq_status api_describe_cluster(breq *r);
+breq_status api_describe_log_dirs(breq *r);
 
 #endif

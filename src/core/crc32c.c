@@ -9,6 +9,13 @@
  *
  * The public value is the conventional one: the running register is kept
  * inverted inside, so crc32c(crc32c(0, a), b) == crc32c(0, a || b).
+ *
+ * The crc32 instructions have a latency of several cycles but can start one
+ * per cycle, so the hardware paths run three independent lanes over
+ * consecutive CRC32C_LANE-byte blocks and then merge them. Merging uses the
+ * linearity of the raw register: the CRC of A || B is the CRC of A advanced
+ * over |B| zero bytes, xor the CRC of B from zero; "advance over K zero
+ * bytes" is a linear map of 32 bits, tabulated byte by byte at start-up.
  */
 #include "core/crc32c.h"
 
@@ -35,6 +42,17 @@
  * bytes, which lets the portable loop fold eight bytes per step. */
 static uint32_t table[8][256];
 
+/* Bytes per lane of the interleaved hardware loops. */
+#define CRC32C_LANE 256
+
+/* shift_1[k][b] / shift_2[k][b]: the raw register (b << 8k) advanced over
+ * CRC32C_LANE / 2 * CRC32C_LANE zero bytes. */
+static uint32_t shift_1[4][256], shift_2[4][256];
+
+static inline uint32_t shift_apply(const uint32_t t[4][256], uint32_t z) {
+    return t[0][z & 0xff] ^ t[1][(z >> 8) & 0xff] ^ t[2][(z >> 16) & 0xff] ^ t[3][z >> 24];
+}
+
 typedef uint32_t (*crc32c_fn)(uint32_t crc, const uint8_t *p, size_t n);
 
 static uint32_t portable_raw(uint32_t crc, const uint8_t *p, size_t n);
@@ -51,6 +69,16 @@ static void build_tables(void) {
     for (uint32_t b = 0; b < 256; b++)
         for (int k = 1; k < 8; k++)
             table[k][b] = (table[k - 1][b] >> 8) ^ table[0][table[k - 1][b] & 0xff];
+}
+
+/* Needs table[] built; about 0.5 ms once per process. */
+static void build_shift_tables(void) {
+    static const uint8_t zeros[2 * CRC32C_LANE];
+    for (int k = 0; k < 4; k++)
+        for (uint32_t b = 0; b < 256; b++) {
+            shift_1[k][b] = portable_raw(b << (8 * k), zeros, CRC32C_LANE);
+            shift_2[k][b] = portable_raw(b << (8 * k), zeros, 2 * CRC32C_LANE);
+        }
 }
 
 /* Little-endian loads byte by byte: correct on any host and any alignment;
@@ -82,6 +110,21 @@ __attribute__((target("sse4.2"))) static uint32_t sse42_raw(uint32_t crc, const 
     while (n > 0 && ((uintptr_t)p & 7) != 0) {
         crc = _mm_crc32_u8(crc, *p++);
         n--;
+    }
+    while (n >= 3 * CRC32C_LANE) {
+        uint64_t a = crc, b = 0, c = 0;
+        for (size_t i = 0; i < CRC32C_LANE; i += 8) {
+            uint64_t va, vb, vc;
+            memcpy(&va, p + i, 8);
+            memcpy(&vb, p + CRC32C_LANE + i, 8);
+            memcpy(&vc, p + 2 * CRC32C_LANE + i, 8);
+            a = _mm_crc32_u64(a, va);
+            b = _mm_crc32_u64(b, vb);
+            c = _mm_crc32_u64(c, vc);
+        }
+        crc = shift_apply(shift_2, (uint32_t)a) ^ shift_apply(shift_1, (uint32_t)b) ^ (uint32_t)c;
+        p += 3 * CRC32C_LANE;
+        n -= 3 * CRC32C_LANE;
     }
     uint64_t c64 = crc;
     while (n >= 8) {
@@ -116,6 +159,21 @@ CRC32C_ARM_TARGET static uint32_t armv8_raw(uint32_t crc, const uint8_t *p, size
         crc = arm_crc32cb(crc, *p++);
         n--;
     }
+    while (n >= 3 * CRC32C_LANE) {
+        uint32_t a = crc, b = 0, c = 0;
+        for (size_t i = 0; i < CRC32C_LANE; i += 8) {
+            uint64_t va, vb, vc; /* aarch64 Linux is little-endian */
+            memcpy(&va, p + i, 8);
+            memcpy(&vb, p + CRC32C_LANE + i, 8);
+            memcpy(&vc, p + 2 * CRC32C_LANE + i, 8);
+            a = arm_crc32cd(a, va);
+            b = arm_crc32cd(b, vb);
+            c = arm_crc32cd(c, vc);
+        }
+        crc = shift_apply(shift_2, a) ^ shift_apply(shift_1, b) ^ c;
+        p += 3 * CRC32C_LANE;
+        n -= 3 * CRC32C_LANE;
+    }
     while (n >= 8) {
         uint64_t v;
         memcpy(&v, p, 8); /* aarch64 Linux is little-endian */
@@ -133,6 +191,7 @@ CRC32C_ARM_TARGET static uint32_t armv8_raw(uint32_t crc, const uint8_t *p, size
  * tables and the dispatch pointer are settled. */
 __attribute__((constructor)) static void crc32c_init(void) {
     build_tables();
+    build_shift_tables();
 #ifdef CRC32C_HAVE_SSE42
     __builtin_cpu_init();
     if (__builtin_cpu_supports("sse4.2")) {

@@ -16,7 +16,8 @@
 #include "core/crc32c.h"
 #include "proto/compress.h"
 
-_Static_assert((int)BATCH_CODEC_GZIP == (int)COMPRESS_GZIP && (int)BATCH_CODEC_SNAPPY == (int)COMPRESS_SNAPPY &&
+_Static_assert((int)BATCH_CODEC_GZIP == (int)COMPRESS_GZIP &&
+                   (int)BATCH_CODEC_SNAPPY == (int)COMPRESS_SNAPPY &&
                    (int)BATCH_CODEC_LZ4 == (int)COMPRESS_LZ4 && (int)BATCH_CODEC_ZSTD == (int)COMPRESS_ZSTD,
                "batch and compress codec numbers agree");
 
@@ -294,7 +295,8 @@ int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_
         return BATCH_ERECORDS;
 
     arena a;
-    size_t limit = max_uncompressed > SIZE_MAX - BATCH_ARENA_SLACK ? SIZE_MAX : max_uncompressed + BATCH_ARENA_SLACK;
+    size_t limit =
+        max_uncompressed > SIZE_MAX - BATCH_ARENA_SLACK ? SIZE_MAX : max_uncompressed + BATCH_ARENA_SLACK;
     arena_init(&a, limit);
     batch_iter it;
     e = iter_init_capped(&it, buf, batch_size, &a, max_uncompressed);

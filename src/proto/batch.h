@@ -25,30 +25,30 @@
 #include "core/arena.h"
 #include "proto/wire.h"
 
-#define BATCH_HEADER_SIZE 61
+#define BATCH_HEADER_SIZE  61
 #define BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength */
-#define BATCH_MAGIC 2
+#define BATCH_MAGIC        2
 
-#define BATCH_OFF_BASE_OFFSET 0
-#define BATCH_OFF_LENGTH 8
-#define BATCH_OFF_LEADER_EPOCH 12
-#define BATCH_OFF_MAGIC 16
-#define BATCH_OFF_CRC 17
-#define BATCH_OFF_ATTRIBUTES 21
+#define BATCH_OFF_BASE_OFFSET       0
+#define BATCH_OFF_LENGTH            8
+#define BATCH_OFF_LEADER_EPOCH      12
+#define BATCH_OFF_MAGIC             16
+#define BATCH_OFF_CRC               17
+#define BATCH_OFF_ATTRIBUTES        21
 #define BATCH_OFF_LAST_OFFSET_DELTA 23
-#define BATCH_OFF_BASE_TIMESTAMP 27
-#define BATCH_OFF_MAX_TIMESTAMP 35
-#define BATCH_OFF_PRODUCER_ID 43
-#define BATCH_OFF_PRODUCER_EPOCH 51
-#define BATCH_OFF_BASE_SEQUENCE 53
-#define BATCH_OFF_RECORD_COUNT 57
+#define BATCH_OFF_BASE_TIMESTAMP    27
+#define BATCH_OFF_MAX_TIMESTAMP     35
+#define BATCH_OFF_PRODUCER_ID       43
+#define BATCH_OFF_PRODUCER_EPOCH    51
+#define BATCH_OFF_BASE_SEQUENCE     53
+#define BATCH_OFF_RECORD_COUNT      57
 
 /* attributes */
-#define BATCH_ATTR_CODEC_MASK 0x07
+#define BATCH_ATTR_CODEC_MASK      0x07
 #define BATCH_ATTR_LOG_APPEND_TIME 0x08
-#define BATCH_ATTR_TRANSACTIONAL 0x10
-#define BATCH_ATTR_CONTROL 0x20
-#define BATCH_ATTR_DELETE_HORIZON 0x40
+#define BATCH_ATTR_TRANSACTIONAL   0x10
+#define BATCH_ATTR_CONTROL         0x20
+#define BATCH_ATTR_DELETE_HORIZON  0x40
 
 typedef enum batch_codec {
     BATCH_CODEC_NONE = 0,
@@ -64,13 +64,13 @@ typedef enum batch_codec {
  * BATCH_ERECORDS -> INVALID_RECORD (87), BATCH_ECODEC -> UNSUPPORTED_COMPRESSION_TYPE (76). */
 typedef enum batch_err {
     BATCH_OK = 0,
-    BATCH_ETRUNC,    /* fewer bytes than the header or batchLength says */
-    BATCH_EMAGIC,    /* magic is not 2 */
-    BATCH_ECRC,      /* CRC-32C mismatch */
+    BATCH_ETRUNC,     /* fewer bytes than the header or batchLength says */
+    BATCH_EMAGIC,     /* magic is not 2 */
+    BATCH_ECRC,       /* CRC-32C mismatch */
     BATCH_EMALFORMED, /* header fields inconsistent (negative lengths, counts) */
-    BATCH_ERECORDS,  /* the records inside do not parse or disagree with the header */
-    BATCH_ECODEC,    /* unknown codec or decompression failure */
-    BATCH_ENOMEM,    /* a size limit was reached */
+    BATCH_ERECORDS,   /* the records inside do not parse or disagree with the header */
+    BATCH_ECODEC,     /* unknown codec or decompression failure */
+    BATCH_ENOMEM,     /* a size limit was reached */
 } batch_err;
 
 const char *batch_strerror(int err);
@@ -179,7 +179,7 @@ bool batch_record_next_header(batch_record *rec, wire_reader *hr, kstr *key, kby
 
 /* Control records (in batches with BATCH_ATTR_CONTROL): the key is version
  * int16 + type int16. Returns false if rec's key is not such a key. */
-#define BATCH_CONTROL_ABORT 0
+#define BATCH_CONTROL_ABORT  0
 #define BATCH_CONTROL_COMMIT 1
 bool batch_control_key(const batch_record *rec, int16_t *version, int16_t *type);
 

@@ -25,9 +25,7 @@ batch_build_opts batch_build_defaults(void) {
     return o;
 }
 
-static size_t varbytes_size(kbytes b) {
-    return b.len < 0 ? 1 : wire_varint_size(b.len) + (size_t)b.len;
-}
+static size_t varbytes_size(kbytes b) { return b.len < 0 ? 1 : wire_varint_size(b.len) + (size_t)b.len; }
 
 static void write_varbytes(wire_writer *w, kbytes b) {
     if (b.len < 0) {
@@ -161,7 +159,8 @@ int batch_build(const batch_build_opts *o, const batch_build_record *recs, int32
     wire_put_be16(batch + BATCH_OFF_PRODUCER_EPOCH, (uint16_t)o->producer_epoch);
     wire_put_be32(batch + BATCH_OFF_BASE_SEQUENCE, (uint32_t)o->base_sequence);
     wire_put_be32(batch + BATCH_OFF_RECORD_COUNT, (uint32_t)n);
-    wire_put_be32(batch + BATCH_OFF_CRC, crc32c(0, batch + BATCH_OFF_ATTRIBUTES, total - BATCH_OFF_ATTRIBUTES));
+    wire_put_be32(batch + BATCH_OFF_CRC,
+                  crc32c(0, batch + BATCH_OFF_ATTRIBUTES, total - BATCH_OFF_ATTRIBUTES));
     *out = batch;
     *out_len = total;
     return BATCH_OK;

@@ -36,7 +36,7 @@ typedef struct batch_build_record {
 typedef struct batch_build_opts {
     int64_t base_offset;
     int32_t leader_epoch;
-    int codec;            /* batch_codec */
+    int codec;                /* batch_codec */
     int16_t extra_attributes; /* OR-ed in: BATCH_ATTR_TRANSACTIONAL, _CONTROL, _LOG_APPEND_TIME */
     int64_t producer_id;      /* -1 when not idempotent */
     int16_t producer_epoch;   /* -1 when not idempotent */

@@ -33,7 +33,7 @@
  * state); the default levels of every client stay far below it. */
 #define COMPRESS_ZSTD_WINDOW_LOG_MAX 24
 /* Block size of the xerial snappy framing we write, as the Java client does. */
-#define COMPRESS_XERIAL_BLOCK 32768
+#define COMPRESS_XERIAL_BLOCK  32768
 #define COMPRESS_XERIAL_HEADER 16
 /* First growth step of a scratch sink. */
 #define COMPRESS_SINK_MIN 65536
@@ -208,8 +208,14 @@ out:
 
 /* One decoder context per thread, kept for the thread's life: creating one
  * per batch would cost an allocation of ~100 KiB on every produce. */
+static _Thread_local ZSTD_DCtx *dctx;
+
+void compress_thread_release(void) {
+    ZSTD_freeDCtx(dctx);
+    dctx = NULL;
+}
+
 static ZSTD_DCtx *zstd_dctx(void) {
-    static _Thread_local ZSTD_DCtx *dctx;
     if (dctx == NULL) {
         dctx = ZSTD_createDCtx();
         if (dctx == NULL)
@@ -336,8 +342,8 @@ static int snappy_walk(const uint8_t *in, size_t in_len, snappy_chunk_fn fn, voi
     while (pos < in_len) {
         if (in_len - pos < 4)
             return COMPRESS_ECORRUPT;
-        uint32_t clen = ((uint32_t)in[pos] << 24) | ((uint32_t)in[pos + 1] << 16) | ((uint32_t)in[pos + 2] << 8) |
-                        in[pos + 3];
+        uint32_t clen = ((uint32_t)in[pos] << 24) | ((uint32_t)in[pos + 1] << 16) |
+                        ((uint32_t)in[pos + 2] << 8) | in[pos + 3];
         pos += 4;
         if (clen > in_len - pos)
             return COMPRESS_ECORRUPT;

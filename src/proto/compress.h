@@ -67,4 +67,9 @@ size_t compress_bound(int codec, size_t in_len);
  * arena a (compress_bound() bytes are taken from it). */
 int compress_compress(int codec, const uint8_t *in, size_t in_len, arena *a, uint8_t **out, size_t *out_len);
 
+/* Frees this thread's cached zstd decoder state (~100 KiB, kept between
+ * calls so that each zstd batch does not pay for a fresh context). Threads
+ * that decompress and then exit call this first; it is harmless otherwise. */
+void compress_thread_release(void);
+
 #endif

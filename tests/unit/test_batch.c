@@ -39,8 +39,8 @@ static void reseal(uint8_t *b, size_t n) {
 }
 
 /* One record body with the given raw pieces. */
-static size_t raw_record(uint8_t *out, int32_t len_override, int64_t ts_delta, int32_t off_delta, int32_t klen,
-                         const char *key, int32_t vlen, const char *val, int32_t hcount) {
+static size_t raw_record(uint8_t *out, int32_t len_override, int64_t ts_delta, int32_t off_delta,
+                         int32_t klen, const char *key, int32_t vlen, const char *val, int32_t hcount) {
     uint8_t body[256];
     wire_writer w;
     wire_writer_init(&w, body, sizeof body);
@@ -71,11 +71,13 @@ static const batch_build_header hdrs2[2] = {
 static int build5(arena *a, int codec, uint8_t **out, size_t *len) {
     static batch_build_record recs[5];
     memset(recs, 0, sizeof recs);
-    recs[0] = (batch_build_record){{(const uint8_t *)"k0", 2}, {(const uint8_t *)"value-0", 7}, 1000, 0, NULL, 0};
+    recs[0] =
+        (batch_build_record){{(const uint8_t *)"k0", 2}, {(const uint8_t *)"value-0", 7}, 1000, 0, NULL, 0};
     recs[1] = (batch_build_record){{NULL, -1}, {(const uint8_t *)"value-1", 7}, 1001, 0, hdrs2, 2};
     recs[2] = (batch_build_record){{(const uint8_t *)"k2", 2}, {NULL, -1}, 999, 0, NULL, 0};
     recs[3] = (batch_build_record){{(const uint8_t *)"", 0}, {(const uint8_t *)"", 0}, 1005, 0, hdrs2, 1};
-    recs[4] = (batch_build_record){{(const uint8_t *)"k4", 2}, {(const uint8_t *)"value-4", 7}, 1003, 0, NULL, 0};
+    recs[4] =
+        (batch_build_record){{(const uint8_t *)"k4", 2}, {(const uint8_t *)"value-4", 7}, 1003, 0, NULL, 0};
     batch_build_opts o = batch_build_defaults();
     o.base_offset = 0;
     o.codec = codec;
@@ -372,7 +374,8 @@ static void test_malformed_records(void) {
         {INT32_MIN, 0, 100, 1, 0, 0},    /* key longer than the record */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        n = raw_record(recs, INT32_MIN, 0, bad[i].off_delta, bad[i].klen, "kkkk", bad[i].vlen, "v", bad[i].hcount);
+        n = raw_record(recs, INT32_MIN, 0, bad[i].off_delta, bad[i].klen, "kkkk", bad[i].vlen, "v",
+                       bad[i].hcount);
         if (bad[i].len_override == INT32_MIN + 1) {
             /* Re-encode with an adjusted length prefix; pad or trim the tail. */
             uint8_t body[256];
@@ -408,7 +411,8 @@ static void test_malformed_records(void) {
     CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, n, 2, 4, 0), true, MAXU), BATCH_ERECORDS);
     /* Trailing garbage after the last record. */
     recs[n] = 0;
-    CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, n + 1, 2, 3, 0), true, MAXU), BATCH_ERECORDS);
+    CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, n + 1, 2, 3, 0), true, MAXU),
+                 BATCH_ERECORDS);
     /* A header with a null key. */
     {
         uint8_t body[64];
@@ -426,7 +430,8 @@ static void test_malformed_records(void) {
         wire_writer_init(&rw, recs, sizeof recs);
         wire_write_varint(&rw, (int32_t)w.len);
         wire_write_raw(&rw, body, w.len);
-        CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, rw.len, 1, 0, 0), true, MAXU), BATCH_ERECORDS);
+        CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, rw.len, 1, 0, 0), true, MAXU),
+                     BATCH_ERECORDS);
     }
     /* An empty batch (all records compacted away) is well-formed. */
     CHECK_EQ_INT(batch_validate(out, wrap(out, sizeof out, recs, 0, 0, 0, 0), true, MAXU), BATCH_OK);
@@ -558,7 +563,8 @@ static void test_builder_args(void) {
     uint8_t *b;
     size_t n;
     batch_build_opts o = batch_build_defaults();
-    batch_build_record recs[2] = {{{NULL, -1}, {NULL, -1}, 1, 5, NULL, 0}, {{NULL, -1}, {NULL, -1}, 2, 5, NULL, 0}};
+    batch_build_record recs[2] = {{{NULL, -1}, {NULL, -1}, 1, 5, NULL, 0},
+                                  {{NULL, -1}, {NULL, -1}, 2, 5, NULL, 0}};
     o.explicit_deltas = true;
     CHECK_EQ_INT(batch_build(&o, recs, 2, &a, &b, &n), BATCH_EMALFORMED);
     recs[1].offset_delta = 9;
