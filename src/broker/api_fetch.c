@@ -215,7 +215,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     fetch_sessions_lock(b);
     fetch_session *s = fetch_session_find(b, sid);
     if (s == NULL || s->epoch != epoch) {
-        fs->top_err = s == NULL ? KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND : KAFKA_ERR_INVALID_FETCH_SESSION_EPOCH;
+        fs->top_err =
+            s == NULL ? KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND : KAFKA_ERR_INVALID_FETCH_SESSION_EPOCH;
         fetch_sessions_unlock(b);
         fs->items = ritems;
         fs->n = rn;
@@ -470,7 +471,8 @@ static bool build(breq *r, fstate *fs) {
         pd->last_stable_offset = ver >= 4 ? it->hw : -1;
         pd->log_start_offset = ver >= 5 ? it->ls : -1;
         pd->aborted_transactions_count = fs->isolation == 1 ? 0 : -1;
-        pd->records = it->records_len > 0 ? (kbytes){NULL, it->records_len} : (kbytes){(const uint8_t *)"", 0};
+        pd->records =
+            it->records_len > 0 ? (kbytes){NULL, it->records_len} : (kbytes){(const uint8_t *)"", 0};
     }
     resp->responses_count = ntop;
     session_record_sent(r, fs);

@@ -14,9 +14,10 @@
 #include "core/log.h"
 
 #define LIST_OFFSETS_EARLIEST_LOCAL (-4)
-#define LIST_OFFSETS_LATEST_TIERED (-5)
+#define LIST_OFFSETS_LATEST_TIERED  (-5)
 
-static void lookup(breq *r, partition *p, int64_t ts, kafka_list_offsets_response_list_offsets_partition_response *pr) {
+static void lookup(breq *r, partition *p, int64_t ts,
+                   kafka_list_offsets_response_list_offsets_partition_response *pr) {
     int64_t off = -1, when = -1;
     int rc = STORAGE_OK;
     switch (ts) {

@@ -64,7 +64,8 @@ static int16_t check_version_rules(int16_t ver, kbytes records) {
     return KAFKA_ERR_NONE;
 }
 
-static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, const topic *t, int16_t err) {
+static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, const topic *t,
+                      int16_t err) {
     pr->error_code = err;
     pr->base_offset = -1;
     pr->log_append_time_ms = -1;
@@ -78,7 +79,8 @@ static void set_error(breq *r, kafka_produce_response_partition_produce_response
         snprintf(msg, 160, "a record batch is larger than the topic's max.message.bytes (%d)",
                  (int)t->cfg.max_message_bytes);
     else if (err == KAFKA_ERR_INVALID_RECORD && r->hdr.api_version >= 3)
-        snprintf(msg, 160, "invalid record batch (produce v3+ takes exactly one magic-2 batch per partition)");
+        snprintf(msg, 160,
+                 "invalid record batch (produce v3+ takes exactly one magic-2 batch per partition)");
     else
         snprintf(msg, 160, "%s", kafka_error_name(err));
     pr->error_message = kstr_c(msg);

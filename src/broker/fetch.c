@@ -326,13 +326,15 @@ void fetch_session_remove(broker *b, int32_t id) {
         }
 }
 
-static bool part_matches(const fetch_session_part *e, const char *topic, kuuid id, int32_t partition, bool by_id) {
+static bool part_matches(const fetch_session_part *e, const char *topic, kuuid id, int32_t partition,
+                         bool by_id) {
     if (e->partition != partition)
         return false;
     return by_id ? memcmp(e->topic_id.b, id.b, 16) == 0 : strcmp(e->topic, topic) == 0;
 }
 
-fetch_session_part *fetch_session_upsert(broker *b, fetch_session *s, const fetch_session_part *key, bool by_id) {
+fetch_session_part *fetch_session_upsert(broker *b, fetch_session *s, const fetch_session_part *key,
+                                         bool by_id) {
     fetch_mgr *m = b->fetch;
     for (int i = 0; i < s->n; i++)
         if (part_matches(&s->parts[i], key->topic, key->topic_id, key->partition, by_id))
@@ -356,7 +358,8 @@ fetch_session_part *fetch_session_upsert(broker *b, fetch_session *s, const fetc
     return e;
 }
 
-void fetch_session_forget(broker *b, fetch_session *s, const char *topic, kuuid id, int32_t partition, bool by_id) {
+void fetch_session_forget(broker *b, fetch_session *s, const char *topic, kuuid id, int32_t partition,
+                          bool by_id) {
     fetch_mgr *m = b->fetch;
     for (int i = 0; i < s->n; i++) {
         if (part_matches(&s->parts[i], topic, id, partition, by_id)) {

@@ -38,11 +38,11 @@
 #include "broker/request.h"
 #include "broker/topics.h"
 
-#define FETCH_WAITERS_MAX 4096
-#define FETCH_WAITER_PARTITIONS_MAX 20000
-#define FETCH_SESSIONS_MAX 1000
+#define FETCH_WAITERS_MAX            4096
+#define FETCH_WAITER_PARTITIONS_MAX  20000
+#define FETCH_SESSIONS_MAX           1000
 #define FETCH_SESSION_PARTITIONS_MAX 10000
-#define FETCH_SESSION_SLOTS_MAX 50000
+#define FETCH_SESSION_SLOTS_MAX      50000
 
 typedef struct fetch_mgr fetch_mgr;
 
@@ -109,8 +109,10 @@ fetch_session *fetch_session_new(broker *b, int n);
 fetch_session *fetch_session_find(broker *b, int32_t id);
 void fetch_session_remove(broker *b, int32_t id);
 /* Adds (or finds) the entry for a partition; NULL when a limit is reached. */
-fetch_session_part *fetch_session_upsert(broker *b, fetch_session *s, const fetch_session_part *key, bool by_id);
+fetch_session_part *fetch_session_upsert(broker *b, fetch_session *s, const fetch_session_part *key,
+                                         bool by_id);
 /* Removes the entry; by_id picks the topic identity to match on. */
-void fetch_session_forget(broker *b, fetch_session *s, const char *topic, kuuid id, int32_t partition, bool by_id);
+void fetch_session_forget(broker *b, fetch_session *s, const char *topic, kuuid id, int32_t partition,
+                          bool by_id);
 
 #endif
