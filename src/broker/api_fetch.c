@@ -69,6 +69,11 @@ typedef struct fstate {
 
 static void unpin_range(void *arg) { segment_unpin(arg); }
 
+static bool uuid_is_zero(kuuid id) {
+    static const kuuid zero;
+    return memcmp(id.b, zero.b, sizeof id.b) == 0;
+}
+
 static bool same_topic(const fitem *a, const fitem *b, bool by_id) {
     return by_id ? memcmp(a->topic_id.b, b->topic_id.b, 16) == 0 : kstr_eq(a->topic, b->topic);
 }
@@ -234,7 +239,7 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
         /* Keep what was sent; take the new position and limits. */
         if (e->topic[0] == '\0')
             memcpy(e->topic, key.topic, sizeof e->topic);
-        if (key.topic_id.b[0] | key.topic_id.b[1] | key.topic_id.b[15])
+        if (!uuid_is_zero(key.topic_id))
             e->topic_id = key.topic_id;
         e->fetch_offset = key.fetch_offset;
         e->max_bytes = key.max_bytes;

@@ -158,8 +158,9 @@ void broker_destroy(broker *b) {
         pthread_mutex_unlock(&b->hk_mu);
         pthread_join(b->housekeeper, NULL);
     }
-    net_server_destroy(b->net);
+    /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
+    net_server_destroy(b->net);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->topics)
         topics_close(b->topics);
