@@ -14,8 +14,10 @@
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
- * small multiple of the bytes that describe them. */
-#define BREQ_ARENA_BASE (4u << 20)
+ * small multiple of the bytes that describe them, and the base covers
+ * responses much larger than their requests (Metadata for every topic: about
+ * 1 KiB of structs per partition). Arenas take memory only as it is used. */
+#define BREQ_ARENA_BASE (64u << 20)
 #define BREQ_ARENA_PER_BYTE 8u
 #define BREQ_ARENA_MAX (512u << 20)
 
