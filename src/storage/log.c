@@ -361,6 +361,15 @@ static int recover_tail(plog *l) {
     return 0;
 }
 
+int plog_set_config(plog *l, const plog_config *cfg) {
+    if (plog_config_check(cfg) != 0)
+        return -1;
+    pthread_mutex_lock(&l->mu);
+    l->cfg = *cfg;
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
 plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err) {
     int64_t *bases = NULL;
     int nb = 0, rc;

@@ -80,6 +80,10 @@ typedef struct plog plog;
  * batch and cut at the first torn or corrupt one. Returns NULL and sets *err
  * (a storage_err) on failure. */
 plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
+/* Replaces the log's settings (a topic's config was altered). Limits and
+ * policies apply from the next operation; index sizing applies to segments
+ * created from now on. Returns 0, or -1 if cfg fails plog_config_check. */
+int plog_set_config(plog *l, const plog_config *cfg);
 /* Flushes everything (fsync), writes the checkpoint and frees the log. */
 int plog_close(plog *l);
 /* Removes every file and the directory, then frees the log. Readers holding
