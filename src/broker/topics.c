@@ -1339,8 +1339,15 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
     o = NULL;
     pthread_rwlock_unlock(&reg->lock);
     topic_free_overrides(old, old_n);
-    /* Storage settings follow on the next roll; the partition logs keep their
-     * open configuration until then (documented limitation). */
+    /* The partition logs take the new retention, roll, flush and size limits
+     * at once. */
+    plog_config pc;
+    plog_config_from_topic(&tc, &pc);
+    for (int32_t i = 0; i < topic_partition_count(t); i++) {
+        partition *p = topic_partition(t, i);
+        if (p && p->log && plog_set_config(p->log, &pc) != 0)
+            LOG_WARN("topics", "partition %s-%d rejected the new settings", t->name, i);
+    }
     LOG_INFO("topics", "changed the configuration of topic %s", t->name);
 out:
     topic_free_overrides(o, m);
