@@ -162,6 +162,8 @@ static bool streq_k(const char *a, kstr b) {
         return b.len < 0;
     if (b.len < 0)
         return false;
+    if (b.len == 0)
+        return a[0] == '\0'; /* b.ptr may be NULL */
     return strlen(a) == (size_t)b.len && memcmp(a, b.ptr, (size_t)b.len) == 0;
 }
 
