@@ -105,9 +105,7 @@ static void resolve(breq *r, fitem *it, bool by_id) {
         it->err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (it->current_leader_epoch >= 0 && it->current_leader_epoch != it->p->leader_epoch)
-        it->err = it->current_leader_epoch < it->p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
-                                                                 : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+    it->err = partition_check_leader_epoch(it->p, it->current_leader_epoch);
 }
 
 static void release_items(breq *r, fstate *fs) {

@@ -91,11 +91,9 @@ breq_status api_list_offsets(breq *r) {
                 pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            if (rp->current_leader_epoch >= 0 && rp->current_leader_epoch != p->leader_epoch) {
-                pr->error_code = rp->current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
-                                                                            : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+            pr->error_code = partition_check_leader_epoch(p, rp->current_leader_epoch);
+            if (pr->error_code != KAFKA_ERR_NONE)
                 continue;
-            }
             lookup(r, p, rp->timestamp, pr);
         }
         if (t != NULL)

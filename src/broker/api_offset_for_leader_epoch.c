@@ -42,11 +42,9 @@ breq_status api_offset_for_leader_epoch(breq *r) {
                 pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            if (rp->current_leader_epoch >= 0 && rp->current_leader_epoch != p->leader_epoch) {
-                pr->error_code = rp->current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
-                                                                            : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+            pr->error_code = partition_check_leader_epoch(p, rp->current_leader_epoch);
+            if (pr->error_code != KAFKA_ERR_NONE)
                 continue;
-            }
             if (rp->leader_epoch == p->leader_epoch) {
                 pr->end_offset = plog_end_offset(p->log);
                 pr->leader_epoch = ver >= 1 ? p->leader_epoch : -1;

@@ -25,16 +25,11 @@
 #include <time.h>
 
 #include "broker/apis.h"
+#include "core/clock.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
 #include "core/log.h"
 #include "proto/batch.h"
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Checks that depend on the request version, before storage sees the bytes.
  * Returns 0 or a Kafka error code. */
@@ -91,7 +86,7 @@ breq_status api_produce(breq *r) {
     kafka_produce_response *resp = r->resp;
     int16_t ver = r->hdr.api_version;
     bool bad_acks = req->acks != 0 && req->acks != 1 && req->acks != -1;
-    int64_t now = wall_ms();
+    int64_t now = clock_wall_ms();
     int failed = 0;
 
     int32_t nt = req->topic_data_count > 0 ? req->topic_data_count : 0;

@@ -2,6 +2,7 @@
  * broker.c - broker lifecycle. See broker.h.
  */
 #include "broker/broker.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,12 +41,6 @@ err:
     return -1;
 }
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Rolls, flushes and applies retention about once a second. */
 static void *housekeeper_main(void *arg) {
     broker *b = arg;
@@ -58,7 +53,7 @@ static void *housekeeper_main(void *arg) {
         if (b->stopping)
             break;
         pthread_mutex_unlock(&b->hk_mu);
-        topics_tick(b->topics, wall_ms());
+        topics_tick(b->topics, clock_wall_ms());
         pthread_mutex_lock(&b->hk_mu);
     }
     pthread_mutex_unlock(&b->hk_mu);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "broker/broker.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 typedef struct fetch_waiter fetch_waiter;
@@ -60,11 +61,7 @@ struct fetch_mgr {
     uint64_t rng;
 };
 
-int64_t fetch_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t fetch_now_ms(void) { return clock_mono_ms(); }
 
 /* ---- waiters ------------------------------------------------------------ */
 

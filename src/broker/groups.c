@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "proto/batch.h"
 #include "proto/batch_build.h"
@@ -32,11 +33,7 @@ struct groups_mgr {
     bool shut;
 };
 
-int64_t groups_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t groups_now_ms(void) { return clock_wall_ms(); }
 
 /* ---- appends ------------------------------------------------------------ */
 

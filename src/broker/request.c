@@ -3,6 +3,7 @@
  * encode, send. See request.h.
  */
 #include "broker/request.h"
+#include "core/clock.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -81,12 +82,6 @@ bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16
     if (hi < *max)
         *max = hi;
     return true;
-}
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 void *breq_alloc(breq *r, size_t n) { return arena_alloc(&r->mem, n); }
@@ -228,7 +223,7 @@ err:
 
 void breq_complete(breq *r) {
     net_response *out = encode_response(r);
-    int64_t us = (mono_ns() - r->start_ns) / 1000;
+    int64_t us = (clock_mono_ns() - r->start_ns) / 1000;
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
@@ -270,7 +265,7 @@ void broker_handle_request(void *ctx, net_request *nr) {
     }
     r->b = ctx;
     r->net = nr;
-    r->start_ns = mono_ns();
+    r->start_ns = clock_mono_ns();
     size_t limit = BREQ_ARENA_BASE + nr->len * BREQ_ARENA_PER_BYTE;
     arena_init(&r->mem, limit > BREQ_ARENA_MAX ? BREQ_ARENA_MAX : limit);
 

@@ -16,6 +16,7 @@
  * table is only write-locked to publish the result.
  */
 #include "broker/topics.h"
+#include "core/clock.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -67,19 +68,13 @@ struct topic_registry {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void fill_random(void *p, size_t n) {
     uint8_t *b = p;
     while (n > 0) {
         ssize_t got = getrandom(b, n, 0);
         if (got <= 0) {
             /* Extremely unlikely; fall back to time-seeded bytes. */
-            uint64_t x = (uint64_t)wall_ms() ^ (uint64_t)(uintptr_t)p;
+            uint64_t x = (uint64_t)clock_wall_ms() ^ (uint64_t)(uintptr_t)p;
             for (size_t i = 0; i < n; i++) {
                 x = x * 6364136223846793005ull + 1442695040888963407ull;
                 b[i] = (uint8_t)(x >> 56);
@@ -227,6 +222,12 @@ partition *topic_partition(topic *t, int32_t index) {
     if (index < 0 || index >= n)
         return NULL;
     return parts[index];
+}
+
+int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch) {
+    if (current_leader_epoch < 0 || current_leader_epoch == p->leader_epoch)
+        return KAFKA_ERR_NONE;
+    return current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
 }
 
 int32_t topic_partition_count(topic *t) { return __atomic_load_n(&t->n_partitions, __ATOMIC_ACQUIRE); }
@@ -596,16 +597,16 @@ static int meta_append(topic_registry *reg, const meta_change *c) {
         goto out;
     batch_build_record rec = {.key = {(const uint8_t *)names[c->type], (int32_t)strlen(names[c->type])},
                               .value = {val, (int32_t)len},
-                              .timestamp = wall_ms()};
+                              .timestamp = clock_wall_ms()};
     batch_build_opts o = batch_build_defaults();
     uint8_t *batch;
     size_t blen;
     if (batch_build(&o, &rec, 1, &a, &batch, &blen) != BATCH_OK)
         goto out;
     plog_append_info info;
-    int err = plog_append(reg->meta, batch, blen, 0, wall_ms(), &info);
+    int err = plog_append(reg->meta, batch, blen, 0, clock_wall_ms(), &info);
     if (err == 0)
-        err = plog_flush(reg->meta, wall_ms());
+        err = plog_flush(reg->meta, clock_wall_ms());
     if (err != 0) {
         LOG_ERROR("topics", "writing to the metadata log failed: %s", storage_strerror(err));
         goto out;

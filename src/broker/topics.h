@@ -96,6 +96,10 @@ void topic_release(topic_registry *reg, topic *t);
 /* A partition of a referenced topic, or NULL if index is out of range. */
 partition *topic_partition(topic *t, int32_t index);
 int32_t topic_partition_count(topic *t);
+/* The leader-epoch check of Fetch, ListOffsets and OffsetForLeaderEpoch: a
+ * client's current_leader_epoch of -1 skips it; an older epoch is
+ * FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0 if fine. */
+int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch);
 /* Copies a referenced topic's config overrides into arena a under the
  * registry's read lock (an AlterConfigs may replace and free them at any
  * time). *keys and *values get n NUL-terminated strings each. Returns 0, or

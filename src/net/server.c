@@ -11,6 +11,7 @@
  * of it is in the handler any more.
  */
 #include "net/server.h"
+#include "core/clock.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -217,18 +218,6 @@ struct net_server {
         atomic_uint_fast64_t accepted, rejected, requests, oversize, idle_closed, bytes_in, bytes_out;
     } st;
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void net_config_defaults(net_config *c) {
     memset(c, 0, sizeof *c);
@@ -438,7 +427,7 @@ static void conn_read(net_conn *c) {
                 return;
             }
             atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
-            c->last_active_ms = now_ms();
+            c->last_active_ms = clock_mono_ms();
             c->size_got += (size_t)n;
             if (c->size_got < 4)
                 continue;
@@ -475,10 +464,10 @@ static void conn_read(net_conn *c) {
             return;
         }
         atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
-        c->last_active_ms = now_ms();
+        c->last_active_ms = clock_mono_ms();
         c->body_got += (size_t)n;
         if (c->body_got == (size_t)c->frame_size) {
-            c->box->req.received_ns = now_ns();
+            c->box->req.received_ns = clock_mono_ns();
             conn_dispatch(c);
             return;
         }
@@ -535,7 +524,7 @@ static bool conn_write(net_conn *c) {
             return false;
         }
         atomic_fetch_add(&s->st.bytes_out, (uint64_t)n);
-        c->last_active_ms = now_ms();
+        c->last_active_ms = clock_mono_ms();
         /* Advance over what was written. */
         size_t left = (size_t)n;
         while (left > 0 && c->out_piece < r->count) {
@@ -664,7 +653,7 @@ static void do_accept(net_thread *t) {
         format_peer(&ss, c->peer, sizeof c->peer);
         atomic_init(&c->refs, 1);
         c->frame_size = -1;
-        c->last_active_ms = now_ms();
+        c->last_active_ms = clock_mono_ms();
         c->events = EPOLLIN;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -734,7 +723,7 @@ static void *net_main(void *arg) {
     net_thread *t = arg;
     net_server *s = t->s;
     struct epoll_event evs[NET_MAX_EVENTS];
-    int64_t last_sweep = now_ms();
+    int64_t last_sweep = clock_mono_ms();
     bool listening = true;
     for (;;) {
         if (atomic_load(&s->stopping)) {
@@ -775,7 +764,7 @@ static void *net_main(void *arg) {
         free_graveyard(t);
         if (t->stalled)
             retry_stalled(t);
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         if (now - last_sweep >= 1000) {
             sweep_idle(t, now);
             last_sweep = now;
@@ -912,8 +901,8 @@ int net_server_start(net_server *s) {
 void net_server_stop(net_server *s, int64_t timeout_ms) {
     atomic_store(&s->stopping, true);
     /* Let requests already with the handlers finish and be written. */
-    int64_t deadline = now_ms() + timeout_ms;
-    while (atomic_load(&s->busy) > 0 && now_ms() < deadline) {
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (atomic_load(&s->busy) > 0 && clock_mono_ms() < deadline) {
         struct timespec ts = {0, 5 * 1000000};
         nanosleep(&ts, NULL);
     }
