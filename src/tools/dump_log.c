@@ -153,7 +153,8 @@ static bool print_records(dl_ctx *c, const uint8_t *buf, size_t size, const batc
     if (c->o->json)
         fputs(",\"records\":[", c->out);
     while (batch_iter_next(&it, &rec)) {
-        int32_t seq = h->base_sequence < 0 ? -1 : (int32_t)(((int64_t)h->base_sequence + rec.offset_delta) & INT32_MAX);
+        int32_t seq =
+            h->base_sequence < 0 ? -1 : (int32_t)(((int64_t)h->base_sequence + rec.offset_delta) & INT32_MAX);
         int16_t cver, ctype;
         bool control = (h->attributes & BATCH_ATTR_CONTROL) && batch_control_key(&rec, &cver, &ctype);
         wire_reader hr;
@@ -231,33 +232,35 @@ bad:
 }
 
 static void print_batch(dl_ctx *c, const batch_header *h, int64_t pos, int64_t size, bool valid) {
-    int32_t last_seq = h->base_sequence < 0 ? -1
-                                            : (int32_t)(((int64_t)h->base_sequence + h->last_offset_delta) & INT32_MAX);
+    int32_t last_seq =
+        h->base_sequence < 0 ? -1 : (int32_t)(((int64_t)h->base_sequence + h->last_offset_delta) & INT32_MAX);
     bool txn = (h->attributes & BATCH_ATTR_TRANSACTIONAL) != 0;
     bool ctl = (h->attributes & BATCH_ATTR_CONTROL) != 0;
     bool lat = (h->attributes & BATCH_ATTR_LOG_APPEND_TIME) != 0;
     if (c->o->json) {
-        fprintf(c->out,
-                "{\"baseOffset\":%lld,\"lastOffset\":%lld,\"count\":%d,\"baseSequence\":%d,\"lastSequence\":%d,"
-                "\"producerId\":%lld,\"producerEpoch\":%d,\"partitionLeaderEpoch\":%d,\"isTransactional\":%s,"
-                "\"isControl\":%s,\"position\":%lld,\"timestampType\":\"%s\",\"baseTimestamp\":%lld,"
-                "\"maxTimestamp\":%lld,\"size\":%lld,\"magic\":%d,\"compressCodec\":\"%s\",\"crc\":%u,"
-                "\"isValid\":%s",
-                (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
-                h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
-                h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
-                lat ? "LogAppendTime" : "CreateTime", (long long)h->base_timestamp, (long long)h->max_timestamp,
-                (long long)size, h->magic, codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
+        fprintf(
+            c->out,
+            "{\"baseOffset\":%lld,\"lastOffset\":%lld,\"count\":%d,\"baseSequence\":%d,\"lastSequence\":%d,"
+            "\"producerId\":%lld,\"producerEpoch\":%d,\"partitionLeaderEpoch\":%d,\"isTransactional\":%s,"
+            "\"isControl\":%s,\"position\":%lld,\"timestampType\":\"%s\",\"baseTimestamp\":%lld,"
+            "\"maxTimestamp\":%lld,\"size\":%lld,\"magic\":%d,\"compressCodec\":\"%s\",\"crc\":%u,"
+            "\"isValid\":%s",
+            (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
+            h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
+            h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
+            lat ? "LogAppendTime" : "CreateTime", (long long)h->base_timestamp, (long long)h->max_timestamp,
+            (long long)size, h->magic, codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
     } else {
-        fprintf(c->out,
-                "baseOffset: %lld lastOffset: %lld count: %d baseSequence: %d lastSequence: %d producerId: %lld "
-                "producerEpoch: %d partitionLeaderEpoch: %d isTransactional: %s isControl: %s position: %lld "
-                "%s: %lld size: %lld magic: %d compresscodec: %s crc: %u isvalid: %s\n",
-                (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
-                h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
-                h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
-                lat ? "LogAppendTime" : "CreateTime", (long long)h->max_timestamp, (long long)size, h->magic,
-                codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
+        fprintf(
+            c->out,
+            "baseOffset: %lld lastOffset: %lld count: %d baseSequence: %d lastSequence: %d producerId: %lld "
+            "producerEpoch: %d partitionLeaderEpoch: %d isTransactional: %s isControl: %s position: %lld "
+            "%s: %lld size: %lld magic: %d compresscodec: %s crc: %u isvalid: %s\n",
+            (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
+            h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
+            h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
+            lat ? "LogAppendTime" : "CreateTime", (long long)h->max_timestamp, (long long)size, h->magic,
+            codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
     }
 }
 
@@ -361,7 +364,9 @@ static int walk_log(dl_ctx *c, const char *path, int64_t seg_base, bool print, d
             problem(c, "batch at position %lld starts at offset %lld, below the segment base %lld",
                     (long long)pos, (long long)h.base_offset, (long long)seg_base);
         if (print && prev_last >= 0 && h.base_offset <= prev_last)
-            problem(c, "batch at position %lld starts at offset %lld, not after the previous batch's last offset %lld",
+            problem(c,
+                    "batch at position %lld starts at offset %lld, not after the previous batch's last "
+                    "offset %lld",
                     (long long)pos, (long long)h.base_offset, (long long)prev_last);
         prev_last = last > prev_last ? last : prev_last;
         if (h.max_timestamp > running_max)
@@ -533,11 +538,13 @@ static void dump_time_index(dl_ctx *c, int64_t base) {
             continue;
         const dl_batch *b = find_base(&list, off);
         if (b == NULL)
-            problem(c, "entry (timestamp %lld) names offset %lld, where no batch starts in the log", (long long)ts,
-                    (long long)off);
+            problem(c, "entry (timestamp %lld) names offset %lld, where no batch starts in the log",
+                    (long long)ts, (long long)off);
         else if (ts > b->running_max_ts)
-            problem(c, "entry timestamp %lld at offset %lld is larger than any batch timestamp up to there (%lld)",
-                    (long long)ts, (long long)off, (long long)b->running_max_ts);
+            problem(
+                c,
+                "entry timestamp %lld at offset %lld is larger than any batch timestamp up to there (%lld)",
+                (long long)ts, (long long)off, (long long)b->running_max_ts);
     }
     free(list.v);
     free(buf);
@@ -585,7 +592,8 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
         base = 0;
     }
     if (o->json)
-        fprintf(out, ",\"baseOffset\":%lld,\"%s\":[", (long long)base, kind[0] == 'l' ? "batches" : "entries");
+        fprintf(out, ",\"baseOffset\":%lld,\"%s\":[", (long long)base,
+                kind[0] == 'l' ? "batches" : "entries");
     else if (kind[0] == 'l')
         fprintf(out, "Log starting offset: %lld\n", (long long)base);
 
@@ -599,7 +607,8 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
     }
 
     if (o->json) {
-        fprintf(out, "],\"problemCount\":%d,\"warningCount\":%d,\"problems\":[", res->problems, res->warnings);
+        fprintf(out, "],\"problemCount\":%d,\"warningCount\":%d,\"problems\":[", res->problems,
+                res->warnings);
         for (int i = 0; i < c->nkept; i++) {
             if (i)
                 fputc(',', out);
@@ -643,10 +652,14 @@ static const char dump_help[] =
 
 int cmd_dump_log(int argc, char **argv) {
     static const struct option opts[] = {
-        {"print-data-log", no_argument, NULL, 'p'}, {"deep-iteration", no_argument, NULL, 'd'},
-        {"verify-index-only", no_argument, NULL, 'v'}, {"index-sanity-check", no_argument, NULL, 'v'},
-        {"max-items", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
-        {"files", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+        {"print-data-log", no_argument, NULL, 'p'},
+        {"deep-iteration", no_argument, NULL, 'd'},
+        {"verify-index-only", no_argument, NULL, 'v'},
+        {"index-sanity-check", no_argument, NULL, 'v'},
+        {"max-items", required_argument, NULL, 'm'},
+        {"json", no_argument, NULL, 'j'},
+        {"files", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     dump_opts o = {0};

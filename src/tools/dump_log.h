@@ -41,9 +41,9 @@ typedef struct dump_opts {
 } dump_opts;
 
 typedef struct dump_result {
-    int problems; /* corruption or inconsistency found */
-    int warnings; /* could not check something (e.g. a missing sibling .log) */
-    int exit_code;/* cli_exit for this file alone */
+    int problems;  /* corruption or inconsistency found */
+    int warnings;  /* could not check something (e.g. a missing sibling .log) */
+    int exit_code; /* cli_exit for this file alone */
 } dump_result;
 
 /* Dumps one file to out. JSON mode writes one object (no separator). */

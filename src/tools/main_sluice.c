@@ -37,7 +37,8 @@ static void usage(FILE *f) {
           "\nExamples:\n"
           "  sluice topics --bootstrap-server localhost:9092 --create --topic orders --partitions 6\n"
           "  echo hello | sluice produce --bootstrap-server localhost:9092 --topic orders\n"
-          "  sluice consume --bootstrap-server localhost:9092 --topic orders --from-beginning --max-messages 1\n",
+          "  sluice consume --bootstrap-server localhost:9092 --topic orders --from-beginning --max-messages "
+          "1\n",
           f);
 }
 

@@ -1,7 +1,26 @@
 #include "tools/cli.h"
-int cmd_topics(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int cmd_produce(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int cmd_consume(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int cmd_groups(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int cmd_configs(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int cmd_perf(int argc, char **argv) { (void)argc; (void)argv; return 1; }
+int cmd_produce(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
+int cmd_consume(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
+int cmd_groups(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
+int cmd_configs(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
+int cmd_perf(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return 1;
+}
