@@ -11,5 +11,15 @@
 #include "broker/request.h"
 
 breq_status api_versions(breq *r);
+/* Metadata and admin APIs (api_metadata.c, api_topics.c, api_configs.c, api_cluster.c). */
+breq_status api_metadata(breq *r);
+breq_status api_create_topics(breq *r);
+breq_status api_delete_topics(breq *r);
+breq_status api_create_partitions(breq *r);
+breq_status api_describe_configs(breq *r);
+breq_status api_alter_configs(breq *r);
+breq_status api_incremental_alter_configs(breq *r);
+breq_status api_describe_cluster(breq *r);
+breq_status api_describe_log_dirs(breq *r);
 
 #endif

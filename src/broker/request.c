@@ -23,6 +23,15 @@
  * advertised by ApiVersions; anything else closes the connection. */
 static const broker_api broker_apis[] = {
     {KAFKA_API_API_VERSIONS, 0, 4, api_versions},
+    {KAFKA_API_METADATA, 0, 12, api_metadata},
+    {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics},
+    {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics},
+    {KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions},
+    {KAFKA_API_DESCRIBE_CONFIGS, 0, 4, api_describe_configs},
+    {KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs},
+    {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs},
+    {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
+    {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {

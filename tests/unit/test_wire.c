@@ -154,6 +154,47 @@ static void test_fixed_width(void) {
     CHECK_EQ_INT(r.err, WIRE_ETRUNC);
 }
 
+/* The splice hook: bytes fields with a NULL pointer are left out of the
+ * buffer and reported with their offset; without the hook they are an error. */
+typedef struct splice_log {
+    size_t at[4];
+    int32_t len[4];
+    int n;
+} splice_log;
+
+static bool record_splice(void *ctx, const kbytes *b, size_t at) {
+    splice_log *l = ctx;
+    if (b->ptr != NULL || l->n == 4)
+        return false;
+    l->at[l->n] = at;
+    l->len[l->n++] = b->len;
+    return true;
+}
+
+static void test_splice_hook(void) {
+    uint8_t buf[64];
+    wire_writer w;
+    wire_writer_init(&w, buf, sizeof buf);
+    splice_log log = {0};
+    w.splice = record_splice;
+    w.splice_ctx = &log;
+    wire_write_i16(&w, 7);
+    wire_write_bytes(&w, (kbytes){NULL, 1000}, false, true); /* spliced */
+    wire_write_bytes(&w, (kbytes){(const uint8_t *)"ab", 2}, true, false); /* in memory */
+    wire_write_bytes(&w, (kbytes){NULL, 5}, true, true); /* spliced */
+    CHECK_EQ_INT(w.err, WIRE_OK);
+    CHECK_EQ_INT(log.n, 2);
+    CHECK_EQ_INT(log.at[0], 2 + 4);
+    CHECK_EQ_INT(log.len[0], 1000);
+    CHECK_EQ_INT(log.at[1], 2 + 4 + 1 + 2 + 1);
+    CHECK_EQ_INT(w.len, 2 + 4 + 1 + 2 + 1);
+    CHECK(buf[2] == 0 && buf[3] == 0 && buf[4] == 0x03 && buf[5] == 0xe8); /* int32 1000 */
+    /* Without a hook, a NULL pointer with a length cannot be written. */
+    wire_writer_init(&w, buf, sizeof buf);
+    wire_write_bytes(&w, (kbytes){NULL, 5}, false, true);
+    CHECK_EQ_INT(w.err, WIRE_EINVAL);
+}
+
 static void test_arena_limit(void) {
     arena a;
     arena_init(&a, 64 * 1024);
@@ -179,6 +220,7 @@ int main(void) {
     UNIT_RUN(test_array_len_bounded);
     UNIT_RUN(test_writer_overflow_sticky);
     UNIT_RUN(test_fixed_width);
+    UNIT_RUN(test_splice_hook);
     UNIT_RUN(test_arena_limit);
     return UNIT_END("test_wire");
 }

@@ -1,0 +1,174 @@
+/*
+ * api_cluster.c - DescribeCluster (key 60, v0-1) and DescribeLogDirs (key 35,
+ * v0-4).
+ *
+ * DescribeCluster: the cluster id, this node as the only broker and as the
+ * controller. Asking a broker listener for controllers (v1 endpoint_type 2)
+ * is MISMATCHED_ENDPOINT_TYPE, as on Kafka; an unknown endpoint type is
+ * UNSUPPORTED_ENDPOINT_TYPE. Authorized operations stay "not provided" until
+ * an authorizer exists.
+ *
+ * DescribeLogDirs: one result per log.dirs entry, in configuration order,
+ * with the partitions it holds (all of them, or those the request names;
+ * names and partitions that do not exist are left out, as Kafka does), each
+ * partition's size on disk (plog_size_bytes) and an offset lag of 0 (there
+ * are no future replicas to lag). v4 adds the file system's total and usable
+ * bytes from statvfs(); a directory that cannot be examined reports
+ * KAFKA_STORAGE_ERROR.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "broker/api_util.h"
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "core/log.h"
+
+/* DescribeCluster endpoint types. */
+#define ENDPOINT_BROKERS 1
+#define ENDPOINT_CONTROLLERS 2
+
+breq_status api_describe_cluster(breq *r) {
+    const kafka_describe_cluster_request *req = r->req;
+    kafka_describe_cluster_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+
+    resp->error_message = KSTR_NULL;
+    if (ver >= 1 && req->endpoint_type != ENDPOINT_BROKERS) {
+        bool ctl = req->endpoint_type == ENDPOINT_CONTROLLERS;
+        resp->error_code = ctl ? KAFKA_ERR_MISMATCHED_ENDPOINT_TYPE : KAFKA_ERR_UNSUPPORTED_ENDPOINT_TYPE;
+        resp->error_message = api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
+                                              : "Unknown endpoint type.");
+    }
+    kafka_describe_cluster_response_describe_cluster_broker *br = breq_calloc(r, 1, sizeof *br);
+    if (br == NULL)
+        return BREQ_CLOSE;
+    kafka_describe_cluster_response_describe_cluster_broker_init(br);
+    const char *host;
+    int32_t port;
+    api_endpoint(r, &host, &port);
+    br->broker_id = r->b->cfg->node_id;
+    br->host = kstr_c(host);
+    br->port = port;
+    br->rack = api_rack(r);
+    resp->cluster_id = kstr_c(topics_cluster_id(r->b->topics));
+    resp->controller_id = r->b->cfg->node_id;
+    if (resp->error_code == 0) {
+        resp->brokers = br;
+        resp->brokers_count = 1;
+    }
+    return BREQ_DONE;
+}
+
+typedef kafka_describe_log_dirs_response_describe_log_dirs_result ld_result;
+typedef kafka_describe_log_dirs_response_describe_log_dirs_topic ld_topic;
+typedef kafka_describe_log_dirs_response_describe_log_dirs_partition ld_part;
+
+/* The topics (and, per topic, the partition indexes; NULL = all) to report. */
+typedef struct ld_sel {
+    topic *t;
+    const int32_t *parts;
+    int32_t n_parts;
+} ld_sel;
+
+/* Fills one log dir's topics from the selection. Returns false on exhaustion. */
+static bool fill_dir(breq *r, ld_result *res, const char *root, const ld_sel *sel, int n_sel) {
+    ld_topic *tops = n_sel ? breq_calloc(r, (size_t)n_sel, sizeof *tops) : NULL;
+    if (n_sel && tops == NULL)
+        return false;
+    int32_t nt = 0;
+    for (int i = 0; i < n_sel; i++) {
+        topic *t = sel[i].t;
+        int32_t want = sel[i].parts ? sel[i].n_parts : t->n_partitions;
+        ld_part *ps = want > 0 ? breq_calloc(r, (size_t)want, sizeof *ps) : NULL;
+        if (want > 0 && ps == NULL)
+            return false;
+        int32_t np = 0;
+        for (int32_t k = 0; k < want; k++) {
+            int32_t idx = sel[i].parts ? sel[i].parts[k] : k;
+            partition *p = topic_partition(t, idx);
+            if (p == NULL || p->root == NULL || strcmp(p->root, root) != 0)
+                continue;
+            kafka_describe_log_dirs_response_describe_log_dirs_partition_init(&ps[np]);
+            ps[np].partition_index = idx;
+            ps[np].partition_size = p->log ? plog_size_bytes(p->log) : 0;
+            ps[np].offset_lag = 0;
+            ps[np].is_future_key = false;
+            np++;
+        }
+        if (np == 0)
+            continue;
+        kafka_describe_log_dirs_response_describe_log_dirs_topic_init(&tops[nt]);
+        tops[nt].name = api_kstr(r, t->name);
+        tops[nt].partitions = ps;
+        tops[nt].partitions_count = np;
+        nt++;
+    }
+    res->topics = tops;
+    res->topics_count = nt;
+    return true;
+}
+
+breq_status api_describe_log_dirs(breq *r) {
+    const kafka_describe_log_dirs_request *req = r->req;
+    kafka_describe_log_dirs_response *resp = r->resp;
+    broker *b = r->b;
+    const config_list *dirs = &b->cfg->log_dirs;
+    breq_status st = BREQ_CLOSE;
+    topic **all = NULL;
+    int n_all = 0, n_sel = 0;
+    ld_sel *sel = NULL;
+
+    if (req->topics_count < 0) {
+        all = topics_list(b->topics, &n_all);
+        sel = n_all ? breq_calloc(r, (size_t)n_all, sizeof *sel) : NULL;
+        if (n_all && sel == NULL)
+            goto out;
+        for (int i = 0; i < n_all; i++)
+            sel[n_sel++] = (ld_sel){all[i], NULL, 0};
+    } else if (req->topics_count > 0) {
+        sel = breq_calloc(r, (size_t)req->topics_count, sizeof *sel);
+        if (sel == NULL)
+            goto out;
+        for (int32_t i = 0; i < req->topics_count; i++) {
+            const kafka_describe_log_dirs_request_describable_log_dir_topic *q = &req->topics[i];
+            topic *t = topics_get(b->topics, q->topic);
+            if (t != NULL)
+                sel[n_sel++] = (ld_sel){t, q->partitions, q->partitions_count > 0 ? q->partitions_count : 0};
+        }
+    }
+
+    resp->results = breq_calloc(r, (size_t)dirs->n, sizeof *resp->results);
+    if (resp->results == NULL)
+        goto out;
+    for (int d = 0; d < dirs->n; d++) {
+        ld_result *res = &resp->results[d];
+        kafka_describe_log_dirs_response_describe_log_dirs_result_init(res);
+        res->log_dir = kstr_c(dirs->items[d]);
+        struct statvfs sv;
+        if (statvfs(dirs->items[d], &sv) != 0) {
+            res->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            continue;
+        }
+        if (r->hdr.api_version >= 4) {
+            res->total_bytes = (int64_t)sv.f_blocks * (int64_t)sv.f_frsize;
+            res->usable_bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+        }
+        if (!fill_dir(r, res, dirs->items[d], sel, n_sel))
+            goto out;
+    }
+    resp->results_count = dirs->n;
+    st = BREQ_DONE;
+out:
+    /* References: from topics_list (all) or from topics_get (sel). */
+    if (all != NULL) {
+        for (int i = 0; i < n_all; i++)
+            topic_release(b->topics, all[i]);
+        free(all);
+    } else {
+        for (int i = 0; i < n_sel; i++)
+            topic_release(b->topics, sel[i].t);
+    }
+    return st;
+}

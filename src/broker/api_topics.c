@@ -1,0 +1,414 @@
+/*
+ * api_topics.c - CreateTopics (key 19, v0-7), DeleteTopics (key 20, v0-6) and
+ * CreatePartitions (key 37, v0-3).
+ *
+ * Each topic in a request is answered on its own: one bad topic never fails
+ * the others. The registry (topics.h) does the work and the durable logging;
+ * this file checks what only the request can tell (duplicates within one
+ * request, replica assignments, arguments that contradict each other) and
+ * turns the registry's error codes and messages into response entries.
+ *
+ * Single node: a replication factor above 1 cannot be met
+ * (INVALID_REPLICATION_FACTOR), and a manual replica assignment may name only
+ * this node, once per partition (INVALID_REPLICA_ASSIGNMENT otherwise).
+ * timeout_ms does not matter: everything is done before the answer is sent.
+ *
+ * Error messages are copied into the request's arena because they are
+ * produced in stack buffers.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/api_util.h"
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "core/log.h"
+
+/* Message buffers here hold a registry message plus some context. */
+#define TOPICS_API_MSG_MAX (TOPICS_MSG_MAX + 128)
+
+/* Checks a broker id list for one partition: non-empty, only this node, no
+ * repeats. Returns 0 or INVALID_REPLICA_ASSIGNMENT with msg filled. */
+static int check_replicas(const broker *b, const int32_t *ids, int32_t n, int32_t part, char *msg, size_t msgn) {
+    if (n <= 0) {
+        snprintf(msg, msgn, "The replica assignment of partition %d is empty.", part);
+        return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (ids[i] != b->cfg->node_id) {
+            snprintf(msg, msgn, "The replica assignment of partition %d names broker %d, but the only broker is %d.",
+                     part, ids[i], b->cfg->node_id);
+            return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+        }
+        for (int32_t j = 0; j < i; j++)
+            if (ids[j] == ids[i]) {
+                snprintf(msg, msgn, "The replica assignment of partition %d names broker %d twice.", part, ids[i]);
+                return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+            }
+    }
+    return 0;
+}
+
+static int check_replication_factor(const broker *b, int32_t rf, char *msg, size_t msgn) {
+    if (rf == -1)
+        rf = b->cfg->default_replication_factor;
+    if (rf <= 0) {
+        snprintf(msg, msgn, "Replication factor must be larger than 0, or -1 to use the default.");
+        return KAFKA_ERR_INVALID_REPLICATION_FACTOR;
+    }
+    if (rf > 1) {
+        snprintf(msg, msgn,
+                 "Replication factor %d cannot be met: this cluster has a single broker (node %d), so the "
+                 "largest possible replication factor is 1.",
+                 rf, b->cfg->node_id);
+        return KAFKA_ERR_INVALID_REPLICATION_FACTOR;
+    }
+    return 0;
+}
+
+/* ---- CreateTopics ------------------------------------------------------ */
+
+typedef struct describe_ctx {
+    breq *r;
+    kafka_create_topics_response_creatable_topic_configs *out;
+    int32_t n, cap;
+} describe_ctx;
+
+static int add_created_config(void *ctx, const config_entry *e) {
+    describe_ctx *d = ctx;
+    if (d->n >= d->cap)
+        return 1;
+    kafka_create_topics_response_creatable_topic_configs *c = &d->out[d->n++];
+    kafka_create_topics_response_creatable_topic_configs_init(c);
+    c->name = kstr_c(e->name); /* table names are static */
+    c->value = e->sensitive ? KSTR_NULL : api_kstr(d->r, e->value);
+    c->read_only = e->read_only;
+    c->config_source = (int8_t)e->source;
+    c->is_sensitive = e->sensitive;
+    return 0;
+}
+
+/* v5+: the configuration the topic has (or would have, with validate_only). */
+static bool fill_created_configs(breq *r, kafka_create_topics_response_creatable_topic_result *res,
+                                 const char *const *keys, const char *const *values, int n_cfg) {
+    size_t n_defs;
+    config_topic_defs(&n_defs);
+    describe_ctx d = {.r = r, .cap = (int32_t)n_defs};
+    d.out = breq_calloc(r, n_defs, sizeof *d.out);
+    if (d.out == NULL)
+        return false;
+    config_describe_topic(r->b->cfg, keys, values, (size_t)n_cfg, add_created_config, &d);
+    res->configs = d.out;
+    res->configs_count = d.n;
+    return true;
+}
+
+/* Creates (or validates) one topic; fills res. Returns false on memory
+ * exhaustion only. */
+static bool create_one(breq *r, const kafka_create_topics_request *req,
+                       const kafka_create_topics_request_creatable_topic *q,
+                       kafka_create_topics_response_creatable_topic_result *res) {
+    broker *b = r->b;
+    int16_t ver = r->hdr.api_version;
+    char msg[TOPICS_API_MSG_MAX] = "";
+    int rc = KAFKA_ERR_NONE;
+    int32_t parts = q->num_partitions;
+    int32_t rf = q->replication_factor;
+    topic *t = NULL;
+
+    /* Replica assignments replace num_partitions and replication_factor. */
+    if (q->assignments_count > 0) {
+        if (parts != -1 || rf != -1) {
+            snprintf(msg, sizeof msg,
+                     "Both num_partitions or replication_factor and a replica assignment were given; with an "
+                     "assignment both must be -1.");
+            rc = KAFKA_ERR_INVALID_REQUEST;
+            goto done;
+        }
+        int32_t n = q->assignments_count;
+        if (n > TOPIC_PARTITIONS_MAX) {
+            snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", n,
+                     TOPIC_PARTITIONS_MAX);
+            rc = KAFKA_ERR_INVALID_PARTITIONS;
+            goto done;
+        }
+        /* Every index 0..n-1 exactly once, all lists the same size. */
+        unsigned char *seen = breq_calloc(r, (size_t)n, 1);
+        if (seen == NULL)
+            return false;
+        for (int32_t i = 0; i < n && rc == 0; i++) {
+            const kafka_create_topics_request_creatable_replica_assignment *a = &q->assignments[i];
+            if (a->partition_index < 0 || a->partition_index >= n || seen[a->partition_index]) {
+                snprintf(msg, sizeof msg,
+                         "The replica assignment names partition %d, but partitions must be numbered 0 to %d, "
+                         "each once.",
+                         a->partition_index, n - 1);
+                rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+                break;
+            }
+            seen[a->partition_index] = 1;
+            if (a->broker_ids_count != q->assignments[0].broker_ids_count) {
+                snprintf(msg, sizeof msg,
+                         "Inconsistent replication factor in the replica assignment: partition %d has %d replicas, "
+                         "partition %d has %d.",
+                         q->assignments[0].partition_index, q->assignments[0].broker_ids_count, a->partition_index,
+                         a->broker_ids_count);
+                rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+                break;
+            }
+            rc = check_replicas(b, a->broker_ids, a->broker_ids_count, a->partition_index, msg, sizeof msg);
+        }
+        if (rc != 0)
+            goto done;
+        parts = n;
+        rf = (int32_t)q->assignments[0].broker_ids_count;
+    } else {
+        if (parts == 0 || parts < -1) {
+            snprintf(msg, sizeof msg, "Number of partitions must be larger than 0, or -1 to use the default.");
+            rc = KAFKA_ERR_INVALID_PARTITIONS;
+            goto done;
+        }
+        if (parts > TOPIC_PARTITIONS_MAX) {
+            snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", parts,
+                     TOPIC_PARTITIONS_MAX);
+            rc = KAFKA_ERR_INVALID_PARTITIONS;
+            goto done;
+        }
+        rc = check_replication_factor(b, rf, msg, sizeof msg);
+        if (rc != 0)
+            goto done;
+    }
+
+    /* Configs as C strings. A null value is not a configuration. */
+    int n_cfg = q->configs_count > 0 ? q->configs_count : 0;
+    if (n_cfg > TOPIC_CONFIGS_MAX) {
+        snprintf(msg, sizeof msg, "%d configs given; at most %d overrides are allowed per topic.", n_cfg,
+                 TOPIC_CONFIGS_MAX);
+        rc = KAFKA_ERR_INVALID_CONFIG;
+        goto done;
+    }
+    const char **keys = n_cfg ? breq_calloc(r, (size_t)n_cfg, sizeof *keys) : NULL;
+    const char **values = n_cfg ? breq_calloc(r, (size_t)n_cfg, sizeof *values) : NULL;
+    if (n_cfg && (keys == NULL || values == NULL))
+        return false;
+    for (int i = 0; i < n_cfg; i++) {
+        const kafka_create_topics_request_creatable_topic_config *c = &q->configs[i];
+        keys[i] = api_cstr(r, c->name);
+        if (keys[i] == NULL)
+            return false;
+        if (c->value.len < 0) {
+            snprintf(msg, sizeof msg, "Null value not supported for topic config '%.128s'.", keys[i]);
+            rc = KAFKA_ERR_INVALID_CONFIG;
+            goto done;
+        }
+        values[i] = api_cstr(r, c->value);
+        if (values[i] == NULL)
+            return false;
+    }
+
+    rc = topics_create(b->topics, q->name, parts, (int16_t)rf, keys, values, n_cfg, req->validate_only,
+                       req->validate_only ? NULL : &t, msg, sizeof msg);
+    if (rc != 0)
+        goto done;
+    if (ver >= 5) {
+        res->num_partitions = t ? t->n_partitions : (parts == -1 ? b->cfg->num_partitions : parts);
+        res->replication_factor = t ? t->replication_factor : (int16_t)(rf == -1 ? 1 : rf);
+        if (!fill_created_configs(r, res, keys, values, n_cfg)) {
+            if (t)
+                topic_release(b->topics, t);
+            return false;
+        }
+    }
+    if (t != NULL) {
+        if (ver >= 7)
+            res->topic_id = t->id;
+        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, t->n_partitions, r->net->peer);
+        topic_release(b->topics, t);
+    }
+done:
+    res->error_code = (int16_t)rc;
+    res->error_message = rc != 0 && ver >= 1 ? api_kstr(r, msg) : KSTR_NULL;
+    return true;
+}
+
+breq_status api_create_topics(breq *r) {
+    const kafka_create_topics_request *req = r->req;
+    kafka_create_topics_response *resp = r->resp;
+    int32_t n = req->topics_count > 0 ? req->topics_count : 0;
+    resp->topics = n ? breq_calloc(r, (size_t)n, sizeof *resp->topics) : NULL;
+    const bool *dup = api_dup_flags(r, req->topics, sizeof *req->topics, n);
+    if (n && (resp->topics == NULL || dup == NULL))
+        return BREQ_CLOSE;
+    for (int32_t i = 0; i < n; i++) {
+        const kafka_create_topics_request_creatable_topic *q = &req->topics[i];
+        kafka_create_topics_response_creatable_topic_result *res = &resp->topics[i];
+        kafka_create_topics_response_creatable_topic_result_init(res);
+        res->name = q->name;
+        res->error_message = KSTR_NULL;
+        /* A name given twice in one request is refused for every copy, as
+         * nobody can tell which of the two was meant. */
+        if (dup[i]) {
+            res->error_code = KAFKA_ERR_INVALID_REQUEST;
+            if (r->hdr.api_version >= 1)
+                res->error_message = api_kstr(r, "The topic is listed more than once in this request.");
+            continue;
+        }
+        if (!create_one(r, req, q, res))
+            return BREQ_CLOSE;
+    }
+    resp->topics_count = n;
+    return BREQ_DONE;
+}
+
+/* ---- DeleteTopics ------------------------------------------------------ */
+
+static void delete_one(breq *r, topic *t, kafka_delete_topics_response_deletable_topic_result *res) {
+    char msg[TOPICS_MSG_MAX] = "";
+    int rc = topics_delete(r->b->topics, t, msg, sizeof msg);
+    res->error_code = (int16_t)rc;
+    if (rc != 0 && r->hdr.api_version >= 5)
+        res->error_message = api_kstr(r, msg);
+    if (rc == 0)
+        LOG_INFO("admin", "deleted topic '%s' for %s", t->name, r->net->peer);
+}
+
+breq_status api_delete_topics(breq *r) {
+    const kafka_delete_topics_request *req = r->req;
+    kafka_delete_topics_response *resp = r->resp;
+    broker *b = r->b;
+    int16_t ver = r->hdr.api_version;
+    bool by_state = ver >= 6;
+    int32_t n = by_state ? req->topics_count : req->topic_names_count;
+    if (n < 0)
+        n = 0;
+    resp->responses = n ? breq_calloc(r, (size_t)n, sizeof *resp->responses) : NULL;
+    if (n && resp->responses == NULL)
+        return BREQ_CLOSE;
+    for (int32_t i = 0; i < n; i++) {
+        kafka_delete_topics_response_deletable_topic_result *res = &resp->responses[i];
+        kafka_delete_topics_response_deletable_topic_result_init(res);
+        kstr name = by_state ? req->topics[i].name : req->topic_names[i];
+        kuuid id = by_state ? req->topics[i].topic_id : (kuuid){{0}};
+        bool by_id = name.len < 0;
+        topic *t = NULL;
+        res->name = name;
+        if (by_id) {
+            res->topic_id = id;
+            t = api_uuid_is_zero(id) ? NULL : topics_get_by_id(b->topics, id);
+            if (t == NULL) {
+                res->error_code = KAFKA_ERR_UNKNOWN_TOPIC_ID;
+                continue;
+            }
+            res->name = api_kstr(r, t->name);
+        } else {
+            if (by_state && !api_uuid_is_zero(id)) {
+                /* Both a name and an id: Kafka refuses the ambiguity. */
+                res->error_code = KAFKA_ERR_INVALID_REQUEST;
+                if (ver >= 5)
+                    res->error_message = api_kstr(r, "Give either a topic name or a topic id, not both.");
+                continue;
+            }
+            t = topics_get(b->topics, name);
+            if (t == NULL) {
+                res->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            if (ver >= 6)
+                res->topic_id = t->id;
+        }
+        delete_one(r, t, res);
+        topic_release(b->topics, t);
+    }
+    resp->responses_count = n;
+    return BREQ_DONE;
+}
+
+/* ---- CreatePartitions -------------------------------------------------- */
+
+static void create_partitions_one(breq *r, const kafka_create_partitions_request *req,
+                                  const kafka_create_partitions_request_create_partitions_topic *q,
+                                  kafka_create_partitions_response_create_partitions_topic_result *res) {
+    broker *b = r->b;
+    char msg[TOPICS_API_MSG_MAX] = "";
+    int rc = 0;
+    topic *t = topics_get(b->topics, q->name);
+    if (t == NULL) {
+        snprintf(msg, sizeof msg, "The topic '%.*s' does not exist.", q->name.len > 0 ? q->name.len : 0,
+                 q->name.len > 0 ? q->name.ptr : "");
+        rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        goto done;
+    }
+    int32_t have = t->n_partitions;
+    if (q->count <= have) {
+        snprintf(msg, sizeof msg, "Topic currently has %d partitions, which is higher than the requested %d.", have,
+                 q->count);
+        if (q->count == have)
+            snprintf(msg, sizeof msg, "Topic already has %d partitions.", have);
+        rc = KAFKA_ERR_INVALID_PARTITIONS;
+        goto done;
+    }
+    if (q->count > TOPIC_PARTITIONS_MAX) {
+        snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", q->count,
+                 TOPIC_PARTITIONS_MAX);
+        rc = KAFKA_ERR_INVALID_PARTITIONS;
+        goto done;
+    }
+    /* Assignments, when given, cover exactly the new partitions, each with
+     * as many replicas as the topic has. */
+    if (q->assignments_count >= 0 && q->assignments != NULL) {
+        int32_t added = q->count - have;
+        if (q->assignments_count != added) {
+            snprintf(msg, sizeof msg, "Increasing the number of partitions by %d but %d assignments provided.", added,
+                     q->assignments_count);
+            rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+            goto done;
+        }
+        for (int32_t i = 0; i < added && rc == 0; i++) {
+            const kafka_create_partitions_request_create_partitions_assignment *a = &q->assignments[i];
+            if (a->broker_ids_count != t->replication_factor && a->broker_ids_count > 0) {
+                snprintf(msg, sizeof msg,
+                         "The assignment of new partition %d has %d replicas; the topic's replication factor is %d.",
+                         have + i, a->broker_ids_count, t->replication_factor);
+                rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
+                break;
+            }
+            rc = check_replicas(b, a->broker_ids, a->broker_ids_count, have + i, msg, sizeof msg);
+        }
+        if (rc != 0)
+            goto done;
+    }
+    rc = topics_add_partitions(b->topics, t, q->count, req->validate_only, msg, sizeof msg);
+    if (rc == 0 && !req->validate_only)
+        LOG_INFO("admin", "topic '%s' grown from %d to %d partitions for %s", t->name, have, q->count,
+                 r->net->peer);
+done:
+    if (t)
+        topic_release(b->topics, t);
+    res->error_code = (int16_t)rc;
+    res->error_message = rc != 0 ? api_kstr(r, msg) : KSTR_NULL;
+}
+
+breq_status api_create_partitions(breq *r) {
+    const kafka_create_partitions_request *req = r->req;
+    kafka_create_partitions_response *resp = r->resp;
+    int32_t n = req->topics_count > 0 ? req->topics_count : 0;
+    resp->results = n ? breq_calloc(r, (size_t)n, sizeof *resp->results) : NULL;
+    const bool *dup = api_dup_flags(r, req->topics, sizeof *req->topics, n);
+    if (n && (resp->results == NULL || dup == NULL))
+        return BREQ_CLOSE;
+    for (int32_t i = 0; i < n; i++) {
+        const kafka_create_partitions_request_create_partitions_topic *q = &req->topics[i];
+        kafka_create_partitions_response_create_partitions_topic_result *res = &resp->results[i];
+        kafka_create_partitions_response_create_partitions_topic_result_init(res);
+        res->name = q->name;
+        if (dup[i]) {
+            res->error_code = KAFKA_ERR_INVALID_REQUEST;
+            res->error_message = api_kstr(r, "The topic is listed more than once in this request.");
+            continue;
+        }
+        create_partitions_one(r, req, q, res);
+    }
+    resp->results_count = n;
+    return BREQ_DONE;
+}
