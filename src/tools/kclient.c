@@ -289,3 +289,24 @@ const rd_kafka_metadata_topic_t *kc_find_topic(const struct rd_kafka_metadata *m
     }
     return NULL;
 }
+
+const rd_kafka_metadata_topic_t *kc_wait_topic(const kc_opts *o, rd_kafka_t *rk, const char *topic,
+                                               const struct rd_kafka_metadata **md_out, int *rc_out) {
+    *md_out = NULL;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (attempt > 0)
+            usleep(300000);
+        const struct rd_kafka_metadata *md = kc_metadata(o, rk, rc_out);
+        if (md == NULL)
+            return NULL;
+        const rd_kafka_metadata_topic_t *t = kc_find_topic(md, topic);
+        if (t != NULL && t->err == 0) {
+            *md_out = md;
+            return t;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    cli_err(o->cmd, "topic '%s' does not exist", topic);
+    *rc_out = CLI_ENOTFOUND;
+    return NULL;
+}

@@ -67,6 +67,13 @@ int kc_exit_for(rd_kafka_resp_err_t err);
 /* Metadata for all topics (never auto-creates). NULL after a message with *rc_out set. */
 const struct rd_kafka_metadata *kc_metadata(const kc_opts *o, rd_kafka_t *rk, int *rc_out);
 
+/* Metadata naming topic, asked a few times over about a second because a
+ * topic created a moment ago may not be visible yet. Returns the topic (with
+ * *md_out to destroy) or NULL after "topic does not exist" (CLI_ENOTFOUND) or
+ * another failure, with *rc_out set. */
+const rd_kafka_metadata_topic_t *kc_wait_topic(const kc_opts *o, rd_kafka_t *rk, const char *topic,
+                                               const struct rd_kafka_metadata **md_out, int *rc_out);
+
 /* Returns the topic in md, or NULL. */
 const rd_kafka_metadata_topic_t *kc_find_topic(const struct rd_kafka_metadata *md, const char *topic);
 

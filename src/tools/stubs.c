@@ -1,14 +1,4 @@
 #include "tools/cli.h"
-int cmd_produce(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return 1;
-}
-int cmd_consume(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return 1;
-}
 int cmd_groups(int argc, char **argv) {
     (void)argc;
     (void)argv;
