@@ -26,7 +26,7 @@
 #include "core/log.h"
 
 /* DescribeCluster endpoint types. */
-#define ENDPOINT_BROKERS 1
+#define ENDPOINT_BROKERS     1
 #define ENDPOINT_CONTROLLERS 2
 
 breq_status api_describe_cluster(breq *r) {
@@ -38,8 +38,9 @@ breq_status api_describe_cluster(breq *r) {
     if (ver >= 1 && req->endpoint_type != ENDPOINT_BROKERS) {
         bool ctl = req->endpoint_type == ENDPOINT_CONTROLLERS;
         resp->error_code = ctl ? KAFKA_ERR_MISMATCHED_ENDPOINT_TYPE : KAFKA_ERR_UNSUPPORTED_ENDPOINT_TYPE;
-        resp->error_message = api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
-                                              : "Unknown endpoint type.");
+        resp->error_message =
+            api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
+                            : "Unknown endpoint type.");
     }
     kafka_describe_cluster_response_describe_cluster_broker *br = breq_calloc(r, 1, sizeof *br);
     if (br == NULL)
@@ -80,7 +81,7 @@ static bool fill_dir(breq *r, ld_result *res, const char *root, const ld_sel *se
     int32_t nt = 0;
     for (int i = 0; i < n_sel; i++) {
         topic *t = sel[i].t;
-        int32_t want = sel[i].parts ? sel[i].n_parts : t->n_partitions;
+        int32_t want = sel[i].parts ? sel[i].n_parts : topic_partition_count(t);
         ld_part *ps = want > 0 ? breq_calloc(r, (size_t)want, sizeof *ps) : NULL;
         if (want > 0 && ps == NULL)
             return false;

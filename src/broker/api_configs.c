@@ -35,35 +35,22 @@
 
 /* Bounds on what one resource of a request may carry. */
 #define CONFIGS_PER_RESOURCE_MAX 1024
-#define SYNONYMS_MAX 8
-#define CONFIG_MSG_MAX (TOPICS_MSG_MAX + 128)
+#define SYNONYMS_MAX             8
+#define CONFIG_MSG_MAX           (TOPICS_MSG_MAX + 128)
 
 /* Incremental operation codes. */
 enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 
-/* A snapshot of a topic's overrides, copied into the request's arena while
- * the topic is referenced. */
+/* A snapshot of a topic's overrides, copied into the request's arena under
+ * the registry's lock (topics_copy_overrides). */
 typedef struct overrides {
     const char **keys;
     const char **values;
     int n;
 } overrides;
 
-static bool copy_overrides(breq *r, const topic *t, overrides *o) {
-    int n = t->n_overrides;
-    o->n = 0;
-    o->keys = n ? breq_calloc(r, (size_t)n, sizeof *o->keys) : NULL;
-    o->values = n ? breq_calloc(r, (size_t)n, sizeof *o->values) : NULL;
-    if (n && (o->keys == NULL || o->values == NULL))
-        return false;
-    for (int i = 0; i < n; i++) {
-        o->keys[i] = api_cstr(r, kstr_c(t->overrides[i].key));
-        o->values[i] = t->overrides[i].value ? api_cstr(r, kstr_c(t->overrides[i].value)) : NULL;
-        if (o->keys[i] == NULL || (t->overrides[i].value && o->values[i] == NULL))
-            return false;
-    }
-    o->n = n;
-    return true;
+static bool copy_overrides(breq *r, topic *t, overrides *o) {
+    return topics_copy_overrides(r->b->topics, t, &r->mem, &o->keys, &o->values, &o->n) == 0;
 }
 
 /* Parses a broker resource name: "" or this node's id. Returns 0 or
@@ -93,7 +80,8 @@ typedef struct dc_ctx {
     bool oom;
 } dc_ctx;
 
-static bool key_wanted(const kafka_describe_configs_request_describe_configs_resource *res, const char *name) {
+static bool key_wanted(const kafka_describe_configs_request_describe_configs_resource *res,
+                       const char *name) {
     if (res->configuration_keys_count < 0)
         return true;
     for (int32_t i = 0; i < res->configuration_keys_count; i++)
@@ -117,8 +105,10 @@ static bool fill_synonyms(dc_ctx *c, dc_entry *o, const config_entry *e) {
                               CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG};
     for (size_t i = first_broker; i < n; i++) {
         config_entry be;
-        if (config_broker_entry(bc, chain[i]->name, &be) == 0 && be.source == CONFIG_SOURCE_STATIC_BROKER_CONFIG)
-            s[k++] = (dc_synonym){kstr_c(be.name), api_kstr(c->r, be.value), CONFIG_SOURCE_STATIC_BROKER_CONFIG};
+        if (config_broker_entry(bc, chain[i]->name, &be) == 0 &&
+            be.source == CONFIG_SOURCE_STATIC_BROKER_CONFIG)
+            s[k++] =
+                (dc_synonym){kstr_c(be.name), api_kstr(c->r, be.value), CONFIG_SOURCE_STATIC_BROKER_CONFIG};
     }
     for (size_t i = first_broker; i < n; i++)
         if (chain[i]->dflt != NULL)
@@ -391,8 +381,8 @@ static int alter_topic(breq *r, const alter_in *in, bool validate_only, char *ms
         case OP_APPEND:
         case OP_SUBTRACT: {
             if (d->type != CONFIG_LIST) {
-                snprintf(msg, msgn, "The config '%s' is not a list; %s applies to list configs only.", keys[i],
-                         op == OP_APPEND ? "APPEND" : "SUBTRACT");
+                snprintf(msg, msgn, "The config '%s' is not a list; %s applies to list configs only.",
+                         keys[i], op == OP_APPEND ? "APPEND" : "SUBTRACT");
                 rc = KAFKA_ERR_INVALID_CONFIG;
                 goto out;
             }
@@ -441,9 +431,10 @@ static bool alter_one(breq *r, const alter_in *in, bool validate_only, int16_t *
     } else if (in->type == API_RESOURCE_BROKER) {
         rc = check_broker_name(r->b, in->name, msg, sizeof msg);
         if (rc == 0) {
-            snprintf(msg, sizeof msg,
-                     "Dynamic broker configuration is not supported: set broker configs in the properties file or "
-                     "with --override and restart the broker.");
+            snprintf(
+                msg, sizeof msg,
+                "Dynamic broker configuration is not supported: set broker configs in the properties file or "
+                "with --override and restart the broker.");
             rc = KAFKA_ERR_INVALID_REQUEST;
         }
     } else {

@@ -20,7 +20,9 @@
  * is in the metadata log and its partition logs are open before
  * topics_create() returns), so the topic is returned ready, with its
  * partitions and no error. Clients accept both answers; this one saves them a
- * retry round. Invalid names get INVALID_TOPIC_EXCEPTION and are never created.
+ * retry round. Invalid names get INVALID_TOPIC_EXCEPTION and are never created;
+ * neither are __consumer_offsets and __transaction_state, which belong to
+ * their coordinators.
  *
  * Memory: everything in the response is in the request's arena. Topic names
  * are copied there because the topic references are released before the
@@ -48,7 +50,7 @@ static bool fill_topic(breq *r, md_topic *out, topic *t, const int32_t *node) {
     if (ver >= 10)
         out->topic_id = t->id;
     out->is_internal = t->internal;
-    int32_t n = t->n_partitions;
+    int32_t n = topic_partition_count(t);
     assert(n >= 0);
     md_part *parts = n > 0 ? breq_calloc(r, (size_t)n, sizeof *parts) : NULL;
     if (n > 0 && parts == NULL)
@@ -90,6 +92,13 @@ static int cmp_kstr(const void *a, const void *b) {
     return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
+/* The internal topics their coordinators create with their own settings
+ * (offsets.topic.*, transaction.state.log.*); a Metadata request must not
+ * create them with the ordinary defaults first. */
+static bool reserved_internal(kstr name) {
+    return kstr_eq_c(name, "__consumer_offsets") || kstr_eq_c(name, "__transaction_state");
+}
+
 /* Answers one topic asked for by name, creating it if allowed. */
 static bool answer_name(breq *r, md_topic *out, kstr name, bool may_create, const int32_t *node) {
     broker *b = r->b;
@@ -100,7 +109,7 @@ static bool answer_name(breq *r, md_topic *out, kstr name, bool may_create, cons
         return true;
     }
     topic *t = topics_get(b->topics, name);
-    if (t == NULL && may_create) {
+    if (t == NULL && may_create && !reserved_internal(name)) {
         int rc = topics_create(b->topics, name, -1, -1, NULL, NULL, 0, false, &t, msg, sizeof msg);
         if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
             /* Someone else created it between our lookup and now. */
@@ -196,7 +205,8 @@ breq_status api_metadata(breq *r) {
         if (!ok)
             goto out;
     }
-    qsort(names, (size_t)n_names, sizeof *names, cmp_kstr);
+    if (n_names > 1)
+        qsort(names, (size_t)n_names, sizeof *names, cmp_kstr);
     for (int32_t i = 0; i < n_names; i++) {
         if (i > 0 && cmp_kstr(&names[i - 1], &names[i]) == 0)
             continue;
@@ -212,7 +222,8 @@ out:
         topic_release(b->topics, all[i]);
     free(all);
     if (st != BREQ_DONE)
-        LOG_WARN("metadata", "metadata v%d response for %s needs more memory than the request may use; closing",
-                 ver, r->net->peer);
+        LOG_WARN("metadata",
+                 "metadata v%d response for %s needs more memory than the request may use; closing", ver,
+                 r->net->peer);
     return st;
 }

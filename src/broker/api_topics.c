@@ -30,20 +30,23 @@
 
 /* Checks a broker id list for one partition: non-empty, only this node, no
  * repeats. Returns 0 or INVALID_REPLICA_ASSIGNMENT with msg filled. */
-static int check_replicas(const broker *b, const int32_t *ids, int32_t n, int32_t part, char *msg, size_t msgn) {
+static int check_replicas(const broker *b, const int32_t *ids, int32_t n, int32_t part, char *msg,
+                          size_t msgn) {
     if (n <= 0) {
         snprintf(msg, msgn, "The replica assignment of partition %d is empty.", part);
         return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
     }
     for (int32_t i = 0; i < n; i++) {
         if (ids[i] != b->cfg->node_id) {
-            snprintf(msg, msgn, "The replica assignment of partition %d names broker %d, but the only broker is %d.",
+            snprintf(msg, msgn,
+                     "The replica assignment of partition %d names broker %d, but the only broker is %d.",
                      part, ids[i], b->cfg->node_id);
             return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
         }
         for (int32_t j = 0; j < i; j++)
             if (ids[j] == ids[i]) {
-                snprintf(msg, msgn, "The replica assignment of partition %d names broker %d twice.", part, ids[i]);
+                snprintf(msg, msgn, "The replica assignment of partition %d names broker %d twice.", part,
+                         ids[i]);
                 return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
             }
     }
@@ -140,20 +143,22 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
         for (int32_t i = 0; i < n && rc == 0; i++) {
             const kafka_create_topics_request_creatable_replica_assignment *a = &q->assignments[i];
             if (a->partition_index < 0 || a->partition_index >= n || seen[a->partition_index]) {
-                snprintf(msg, sizeof msg,
-                         "The replica assignment names partition %d, but partitions must be numbered 0 to %d, "
-                         "each once.",
-                         a->partition_index, n - 1);
+                snprintf(
+                    msg, sizeof msg,
+                    "The replica assignment names partition %d, but partitions must be numbered 0 to %d, "
+                    "each once.",
+                    a->partition_index, n - 1);
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;
             }
             seen[a->partition_index] = 1;
             if (a->broker_ids_count != q->assignments[0].broker_ids_count) {
                 snprintf(msg, sizeof msg,
-                         "Inconsistent replication factor in the replica assignment: partition %d has %d replicas, "
+                         "Inconsistent replication factor in the replica assignment: partition %d has %d "
+                         "replicas, "
                          "partition %d has %d.",
-                         q->assignments[0].partition_index, q->assignments[0].broker_ids_count, a->partition_index,
-                         a->broker_ids_count);
+                         q->assignments[0].partition_index, q->assignments[0].broker_ids_count,
+                         a->partition_index, a->broker_ids_count);
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;
             }
@@ -165,7 +170,8 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
         rf = (int32_t)q->assignments[0].broker_ids_count;
     } else {
         if (parts == 0 || parts < -1) {
-            snprintf(msg, sizeof msg, "Number of partitions must be larger than 0, or -1 to use the default.");
+            snprintf(msg, sizeof msg,
+                     "Number of partitions must be larger than 0, or -1 to use the default.");
             rc = KAFKA_ERR_INVALID_PARTITIONS;
             goto done;
         }
@@ -212,7 +218,7 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
     if (rc != 0)
         goto done;
     if (ver >= 5) {
-        res->num_partitions = t ? t->n_partitions : (parts == -1 ? b->cfg->num_partitions : parts);
+        res->num_partitions = t ? topic_partition_count(t) : (parts == -1 ? b->cfg->num_partitions : parts);
         res->replication_factor = t ? t->replication_factor : (int16_t)(rf == -1 ? 1 : rf);
         if (!fill_created_configs(r, res, keys, values, n_cfg)) {
             if (t)
@@ -223,7 +229,8 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
     if (t != NULL) {
         if (ver >= 7)
             res->topic_id = t->id;
-        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, t->n_partitions, r->net->peer);
+        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, topic_partition_count(t),
+                 r->net->peer);
         topic_release(b->topics, t);
     }
 done:
@@ -339,10 +346,10 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
         rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         goto done;
     }
-    int32_t have = t->n_partitions;
+    int32_t have = topic_partition_count(t);
     if (q->count <= have) {
-        snprintf(msg, sizeof msg, "Topic currently has %d partitions, which is higher than the requested %d.", have,
-                 q->count);
+        snprintf(msg, sizeof msg, "Topic currently has %d partitions, which is higher than the requested %d.",
+                 have, q->count);
         if (q->count == have)
             snprintf(msg, sizeof msg, "Topic already has %d partitions.", have);
         rc = KAFKA_ERR_INVALID_PARTITIONS;
@@ -359,7 +366,8 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
     if (q->assignments_count >= 0 && q->assignments != NULL) {
         int32_t added = q->count - have;
         if (q->assignments_count != added) {
-            snprintf(msg, sizeof msg, "Increasing the number of partitions by %d but %d assignments provided.", added,
+            snprintf(msg, sizeof msg,
+                     "Increasing the number of partitions by %d but %d assignments provided.", added,
                      q->assignments_count);
             rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
             goto done;
@@ -368,7 +376,8 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
             const kafka_create_partitions_request_create_partitions_assignment *a = &q->assignments[i];
             if (a->broker_ids_count != t->replication_factor && a->broker_ids_count > 0) {
                 snprintf(msg, sizeof msg,
-                         "The assignment of new partition %d has %d replicas; the topic's replication factor is %d.",
+                         "The assignment of new partition %d has %d replicas; the topic's replication factor "
+                         "is %d.",
                          have + i, a->broker_ids_count, t->replication_factor);
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;

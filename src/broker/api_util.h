@@ -17,8 +17,8 @@
 #include "broker/request.h"
 
 /* Kafka's ConfigResource types (DescribeConfigs, AlterConfigs, ...). */
-#define API_RESOURCE_TOPIC 2
-#define API_RESOURCE_BROKER 4
+#define API_RESOURCE_TOPIC         2
+#define API_RESOURCE_BROKER        4
 #define API_RESOURCE_BROKER_LOGGER 8
 
 /* A NUL-terminated copy of s in the arena; NULL if s is null or memory ran

@@ -11,6 +11,11 @@
 #include "broker/request.h"
 
 breq_status api_versions(breq *r);
+breq_status api_produce(breq *r);
+breq_status api_fetch(breq *r);
+breq_status api_list_offsets(breq *r);
+breq_status api_delete_records(breq *r);
+breq_status api_offset_for_leader_epoch(breq *r);
 /* Metadata and admin APIs (api_metadata.c, api_topics.c, api_configs.c, api_cluster.c). */
 breq_status api_metadata(breq *r);
 breq_status api_create_topics(breq *r);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "broker/fetch.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -103,6 +104,8 @@ broker *broker_create(const broker_config *cfg) {
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;
+    if (fetch_mgr_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -126,6 +129,9 @@ int broker_start(broker *b) {
 uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
 
 void broker_shutdown(broker *b) {
+    /* Long-polling fetches are answered first, so that the network layer's
+     * drain of in-flight requests does not wait out their max_wait_ms. */
+    fetch_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     pthread_mutex_lock(&b->hk_mu);
@@ -152,6 +158,8 @@ void broker_destroy(broker *b) {
         pthread_mutex_unlock(&b->hk_mu);
         pthread_join(b->housekeeper, NULL);
     }
+    /* Before the network layer goes: answering a parked fetch needs it. */
+    fetch_mgr_destroy(b);
     net_server_destroy(b->net);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->topics)

@@ -14,15 +14,24 @@
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
- * small multiple of the bytes that describe them. */
-#define BREQ_ARENA_BASE (4u << 20)
+ * small multiple of the bytes that describe them, and the base covers
+ * responses much larger than their requests (Metadata for every topic: about
+ * 1 KiB of structs per partition). Arenas take memory only as it is used. */
+#define BREQ_ARENA_BASE (64u << 20)
 #define BREQ_ARENA_PER_BYTE 8u
 #define BREQ_ARENA_MAX (512u << 20)
 
 /* The APIs this broker answers, and at which versions. Only these are
  * advertised by ApiVersions; anything else closes the connection. */
 static const broker_api broker_apis[] = {
+    {KAFKA_API_PRODUCE, 0, 11, api_produce},
+    /* Fetch v0-3 clients read only the old message formats; the logs hold
+     * magic-2 batches, so those versions are not offered. */
+    {KAFKA_API_FETCH, 4, 17, api_fetch},
+    {KAFKA_API_LIST_OFFSETS, 0, 10, api_list_offsets},
     {KAFKA_API_API_VERSIONS, 0, 4, api_versions},
+    {KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records},
+    {KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, api_offset_for_leader_epoch},
     {KAFKA_API_METADATA, 0, 12, api_metadata},
     {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics},
     {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics},
@@ -180,9 +189,10 @@ static net_response *encode_response(breq *r) {
     /* Memory pieces between the cuts, file ranges at them. The first piece
      * owns buf; the others point into it. */
     size_t pos = 0;
+    const uint8_t *base = buf; /* stays valid: out owns it after the first piece */
     for (int c = 0; c <= st.n_cuts; c++) {
         size_t end = c < st.n_cuts ? st.cuts[c].at : mem_len;
-        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, buf + pos, end - pos);
+        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, base + pos, end - pos);
         if (pos == 0)
             buf = NULL; /* owned by out now, even on failure */
         if (!ok)

@@ -231,6 +231,40 @@ partition *topic_partition(topic *t, int32_t index) {
 
 int32_t topic_partition_count(topic *t) { return __atomic_load_n(&t->n_partitions, __ATOMIC_ACQUIRE); }
 
+static const char *arena_strdup_c(arena *a, const char *s) {
+    size_t n = strlen(s);
+    char *out = arena_alloc(a, n + 1);
+    if (out)
+        memcpy(out, s, n + 1);
+    return out;
+}
+
+int topics_copy_overrides(topic_registry *reg, topic *t, arena *a, const char ***keys, const char ***values,
+                          int *n) {
+    int rc = 0;
+    *n = 0;
+    *keys = *values = NULL;
+    pthread_rwlock_rdlock(&reg->lock);
+    int m = t->n_overrides;
+    const char **k = m ? arena_calloc(a, (size_t)m, sizeof *k) : NULL;
+    const char **v = m ? arena_calloc(a, (size_t)m, sizeof *v) : NULL;
+    if (m && (k == NULL || v == NULL))
+        rc = -1;
+    for (int i = 0; i < m && rc == 0; i++) {
+        k[i] = arena_strdup_c(a, t->overrides[i].key);
+        v[i] = t->overrides[i].value ? arena_strdup_c(a, t->overrides[i].value) : NULL;
+        if (k[i] == NULL || (t->overrides[i].value && v[i] == NULL))
+            rc = -1;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0) {
+        *keys = k;
+        *values = v;
+        *n = m;
+    }
+    return rc;
+}
+
 static topic *find_locked(topic_registry *reg, kstr name) {
     for (int i = 0; i < reg->n_topics; i++) {
         topic *t = reg->topics[i];
@@ -1305,8 +1339,15 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
     o = NULL;
     pthread_rwlock_unlock(&reg->lock);
     topic_free_overrides(old, old_n);
-    /* Storage settings follow on the next roll; the partition logs keep their
-     * open configuration until then (documented limitation). */
+    /* The partition logs take the new retention, roll, flush and size limits
+     * at once. */
+    plog_config pc;
+    plog_config_from_topic(&tc, &pc);
+    for (int32_t i = 0; i < topic_partition_count(t); i++) {
+        partition *p = topic_partition(t, i);
+        if (p && p->log && plog_set_config(p->log, &pc) != 0)
+            LOG_WARN("topics", "partition %s-%d rejected the new settings", t->name, i);
+    }
     LOG_INFO("topics", "changed the configuration of topic %s", t->name);
 out:
     topic_free_overrides(o, m);

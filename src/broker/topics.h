@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "broker/config.h"
+#include "core/arena.h"
 #include "proto/wire.h"
 #include "storage/log.h"
 
@@ -95,6 +96,12 @@ void topic_release(topic_registry *reg, topic *t);
 /* A partition of a referenced topic, or NULL if index is out of range. */
 partition *topic_partition(topic *t, int32_t index);
 int32_t topic_partition_count(topic *t);
+/* Copies a referenced topic's config overrides into arena a under the
+ * registry's read lock (an AlterConfigs may replace and free them at any
+ * time). *keys and *values get n NUL-terminated strings each. Returns 0, or
+ * -1 when the arena ran out (then *n = 0). */
+int topics_copy_overrides(topic_registry *reg, topic *t, arena *a, const char ***keys, const char ***values,
+                          int *n);
 
 /* Every live topic, referenced, sorted by name; *n set. The caller releases
  * each and frees the array with free(). NULL with *n = 0 when empty or on

@@ -191,6 +191,7 @@ struct net_server {
     net_handler_fn handler;
     void *ctx;
     uint16_t port;
+    int listen_fd;
     net_thread *threads;
     int nthreads;
 
@@ -797,7 +798,6 @@ static int bind_listener(const net_config *cfg, uint16_t port, uint16_t *bound) 
         goto err;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 1024) != 0)
         goto err;
     struct sockaddr_storage ss;
@@ -819,6 +819,7 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
     net_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
+    s->listen_fd = -1;
     s->cfg = *cfg;
     if (s->cfg.net_threads < 1)
         s->cfg.net_threads = 1;
@@ -836,7 +837,6 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
     s->threads = calloc((size_t)s->nthreads, sizeof *s->threads);
     if (!s->queue || !s->threads)
         goto err;
-    uint16_t port = cfg->port;
     for (int i = 0; i < s->nthreads; i++) {
         net_thread *t = &s->threads[i];
         t->s = s;
@@ -844,19 +844,22 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         t->epfd = t->wake_fd = t->listen_fd = -1;
         pthread_mutex_init(&t->mu, NULL);
     }
+    /* One listening socket shared by every network thread; EPOLLEXCLUSIVE
+     * wakes one of them per connection. (Per-thread SO_REUSEPORT sockets
+     * would let a second broker silently share the port.) */
+    uint16_t port = 0;
+    s->listen_fd = bind_listener(&s->cfg, cfg->port, &port);
+    if (s->listen_fd < 0)
+        goto err;
     for (int i = 0; i < s->nthreads; i++) {
         net_thread *t = &s->threads[i];
-        uint16_t bound = 0;
-        t->listen_fd = bind_listener(&s->cfg, port, &bound);
-        if (t->listen_fd < 0)
-            goto err;
-        port = bound; /* the others join the port the first one got */
+        t->listen_fd = s->listen_fd;
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         t->copy_buf = malloc(NET_COPY_CHUNK);
         if (t->epfd < 0 || t->wake_fd < 0 || !t->copy_buf)
             goto err;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &t->listen_fd};
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &t->listen_fd};
         struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &t->wake_fd};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->listen_fd, &ev) != 0 ||
             epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->wake_fd, &wev) != 0)
@@ -921,8 +924,6 @@ void net_server_destroy(net_server *s) {
     for (int i = 0; s->threads && i < s->nthreads; i++) {
         net_thread *t = &s->threads[i];
         assert(!t->started);
-        if (t->listen_fd >= 0)
-            close(t->listen_fd);
         if (t->epfd >= 0)
             close(t->epfd);
         if (t->wake_fd >= 0)
@@ -930,6 +931,8 @@ void net_server_destroy(net_server *s) {
         free(t->copy_buf);
         pthread_mutex_destroy(&t->mu);
     }
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
     /* Requests still queued (never handled) belong to closed connections. */
     for (int i = 0; i < s->qlen; i++) {
         request_box *b = s->queue[(s->qhead + i) % s->qcap];

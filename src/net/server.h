@@ -3,9 +3,9 @@
  * stream into size-prefixed Kafka frames, hands each frame to a request
  * handler on a pool of I/O threads, and writes the responses back.
  *
- * Threads. `net_threads` network threads each run their own epoll loop and
- * their own listening socket (SO_REUSEPORT spreads new connections across
- * them). `io_threads` handler threads take frames from one bounded queue
+ * Threads. `net_threads` network threads each run their own epoll loop over
+ * one shared listening socket (EPOLLEXCLUSIVE wakes one thread per new
+ * connection, which then owns it). `io_threads` handler threads take frames from one bounded queue
  * (`queued_max_requests` long) and call the handler.
  *
  * Ordering and back-pressure. As in Kafka, a connection has at most one

@@ -21,12 +21,12 @@
 #include "proto/batch.h"
 #include "proto/wire.h"
 
-#define PLOG_DIR_MAX (SEG_PATH_MAX - 32)
+#define PLOG_DIR_MAX      (SEG_PATH_MAX - 32)
 #define PLOG_MAX_SEGMENTS (1 << 20)
 /* Bound on batches per append (a Produce partition's record set). */
 #define PLOG_MAX_BATCHES_PER_APPEND 16384
-#define CHECKPOINT_NAME "log.checkpoint"
-#define CLEAN_MARKER ".clean-shutdown"
+#define CHECKPOINT_NAME             "log.checkpoint"
+#define CLEAN_MARKER                ".clean-shutdown"
 
 struct plog {
     pthread_mutex_t mu;
@@ -97,7 +97,9 @@ int plog_config_check(const plog_config *c) {
     return 0;
 }
 
-static uint32_t idx_max_entries(const plog_config *c) { return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE; }
+static uint32_t idx_max_entries(const plog_config *c) {
+    return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE;
+}
 
 static segment *active(const plog *l) {
     assert(l->nseg > 0);
@@ -109,7 +111,8 @@ static int64_t leo(const plog *l) { return active(l)->next_offset; }
 /* Puts the partition offline after a disk error; it stays so until reopened. */
 static int go_offline(plog *l, const char *what, int err) {
     if (!l->offline)
-        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what, strerror(err < 0 ? -err : err));
+        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what,
+                strerror(err < 0 ? -err : err));
     l->offline = true;
     return STORAGE_KAFKA_STORAGE_ERROR;
 }
@@ -132,8 +135,8 @@ static int write_checkpoint(plog *l) {
     char path[SEG_PATH_MAX], tmp[SEG_PATH_MAX + 8], body[96];
     snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, l->dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int n = snprintf(body, sizeof body, "sluice-log-checkpoint 1\n%" PRId64 " %" PRId64 "\n", l->recovery_point,
-                     l->log_start_offset);
+    int n = snprintf(body, sizeof body, "sluice-log-checkpoint 1\n%" PRId64 " %" PRId64 "\n",
+                     l->recovery_point, l->log_start_offset);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
@@ -344,8 +347,8 @@ static int recover_tail(plog *l) {
             return rc;
         bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset < s->next_offset;
         if (cut > 0)
-            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n", l->dir,
-                    cut, s->path);
+            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
+                    l->dir, cut, s->path);
         if (cut > 0 || gap) {
             while (l->nseg > i + 1) {
                 fprintf(stderr, "storage: %s: dropping segment %s after corruption\n", l->dir,
@@ -355,6 +358,15 @@ static int recover_tail(plog *l) {
         }
         min_next = s->next_offset;
     }
+    return 0;
+}
+
+int plog_set_config(plog *l, const plog_config *cfg) {
+    if (plog_config_check(cfg) != 0)
+        return -1;
+    pthread_mutex_lock(&l->mu);
+    l->cfg = *cfg;
+    pthread_mutex_unlock(&l->mu);
     return 0;
 }
 
@@ -431,20 +443,11 @@ plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err) {
         l->log_start_offset = l->segs[0]->base_offset;
     if (l->log_start_offset > leo(l))
         l->log_start_offset = leo(l);
-    if (!clean || l->recovery_point > leo(l)) {
-        /* Everything now present was verified: make it durable once so the
-         * next unclean start scans only what comes after. */
-        for (int i = seg_for(l, l->recovery_point); i < l->nseg; i++) {
-            segment *s = l->segs[i];
-            if ((rc = segment_acquire(s)) != 0)
-                goto err;
-            rc = segment_flush(s, true);
-            segment_release(s);
-            if (rc != 0) {
-                what = "fsync";
-                goto err;
-            }
-        }
+    if (l->recovery_point > leo(l)) {
+        /* Data below the old recovery point was lost or damaged: the point
+         * must come down with it. (After an ordinary unclean start it stays
+         * where it was: the verified tail is not fsynced here, so a second
+         * crash simply scans it again.) */
         l->recovery_point = leo(l);
         if ((rc = write_checkpoint(l)) != 0) {
             what = "write checkpoint";
@@ -867,7 +870,8 @@ int plog_tick(plog *l, int64_t now_ms) {
             goto out;
         }
     }
-    if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 && now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
+    if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 &&
+        now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
         rc = flush_locked(l, now_ms);
         if (rc != STORAGE_OK)
             goto out;
@@ -961,28 +965,32 @@ out:
 /* ---------------- timestamp lookup ---------------- */
 
 /* Within batch b of s: the first record with offset >= min_offset whose
- * timestamp >= ts. Falls back to the batch's first offset if the records
- * cannot be decoded. */
-static void record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
+ * timestamp >= ts. Returns false if there is none (the qualifying records
+ * all lie below min_offset). If the records cannot be decoded the batch's
+ * first offset >= min_offset stands in. */
+static bool record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
                           int64_t *ts_out) {
     int64_t base = b->base_offset > min_offset ? b->base_offset : min_offset;
     *off = base;
     *ts_out = b->max_ts;
     if (b->attributes & BATCH_ATTR_LOG_APPEND_TIME)
-        return; /* every record carries the batch's timestamp */
+        return true; /* every record carries the batch's timestamp */
     uint8_t *buf = malloc((size_t)b->size);
     if (buf == NULL)
-        return;
+        return true;
+    bool found = true;
     arena a;
     arena_init(&a, SEG_MAX_BATCH_BYTES);
     if (segment_read_batch(s, b, buf, (size_t)b->size) == 0) {
         batch_iter it;
         batch_record rec;
         if (batch_iter_init(&it, buf, (size_t)b->size, &a) == BATCH_OK) {
+            found = false;
             while (batch_iter_next(&it, &rec)) {
                 if (rec.offset >= min_offset && rec.timestamp >= ts) {
                     *off = rec.offset;
                     *ts_out = rec.timestamp;
+                    found = true;
                     break;
                 }
             }
@@ -990,6 +998,19 @@ static void record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t mi
     }
     arena_reset(&a);
     free(buf);
+    return found;
+}
+
+/* Loads the time index of s if its maximum timestamp is not known yet. */
+static int ensure_max_ts(plog *l, segment *s) {
+    if (s->max_ts_known)
+        return 0;
+    int r = segment_acquire(s);
+    if (r == 0) {
+        r = segment_load_indexes(s);
+        segment_release(s);
+    }
+    return r != 0 ? go_offline(l, "load index", r) : 0;
 }
 
 int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp) {
@@ -1012,51 +1033,56 @@ int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestam
     if (ts < 0 && ts != PLOG_TS_MAX)
         goto out;
     int from = seg_for(l, l->log_start_offset);
-    int best = -1;
-    int64_t best_ts = -1;
-    for (int i = from; i < l->nseg; i++) {
-        segment *s = l->segs[i];
-        if (s->size == 0)
-            continue;
-        if (!s->max_ts_known) {
-            int r = segment_acquire(s);
-            if (r == 0) {
-                r = segment_load_indexes(s);
-                segment_release(s);
-            }
-            if (r != 0) {
-                rc = go_offline(l, "load index", r);
+    if (ts == PLOG_TS_MAX) {
+        /* the segment with the largest timestamp, then its first batch and
+         * record carrying it */
+        int best = -1;
+        int64_t best_ts = -1;
+        for (int i = from; i < l->nseg; i++) {
+            if ((rc = ensure_max_ts(l, l->segs[i])) != 0)
                 goto out;
-            }
-        }
-        if (ts == PLOG_TS_MAX) {
-            if (s->max_ts > best_ts) {
-                best_ts = s->max_ts;
+            if (l->segs[i]->size > 0 && l->segs[i]->max_ts > best_ts) {
+                best_ts = l->segs[i]->max_ts;
                 best = i;
             }
-        } else if (s->max_ts >= ts) {
-            best = i;
-            break;
+        }
+        if (best < 0)
+            goto out;
+        ts = best_ts;
+        from = best;
+    }
+    /* The first record at or after the log start whose timestamp >= ts, in
+     * offset order: segments by their maximum timestamp, then batches by
+     * theirs, then records. */
+    int64_t min_off = l->log_start_offset;
+    for (int i = from; i < l->nseg; i++) {
+        segment *s = l->segs[i];
+        if ((rc = ensure_max_ts(l, s)) != 0)
+            goto out;
+        if (s->size == 0 || s->max_ts < ts)
+            continue;
+        int r = segment_pin(s);
+        if (r != 0) {
+            rc = go_offline(l, "open segment", r);
+            goto out;
+        }
+        for (;;) {
+            seg_batch b;
+            r = segment_find_ts(s, ts, min_off, &b);
+            if (r <= 0)
+                break;
+            if (record_for_ts(s, &b, ts, min_off, offset, timestamp)) {
+                segment_unpin(s);
+                goto out;
+            }
+            min_off = b.last_offset + 1;
+        }
+        segment_unpin(s);
+        if (r < 0) {
+            rc = go_offline(l, "timestamp lookup", r);
+            goto out;
         }
     }
-    if (best < 0)
-        goto out;
-    segment *s = l->segs[best];
-    int r = segment_pin(s);
-    if (r != 0) {
-        rc = go_offline(l, "open segment", r);
-        goto out;
-    }
-    seg_batch b;
-    r = ts == PLOG_TS_MAX ? segment_find_max_ts(s, &b) : segment_find_ts(s, ts, &b);
-    if (r == 1) {
-        /* PLOG_TS_MAX: first record carrying the batch's max timestamp. */
-        int64_t want = ts == PLOG_TS_MAX ? b.max_ts : ts;
-        record_for_ts(s, &b, want, l->log_start_offset, offset, timestamp);
-    } else if (r < 0) {
-        rc = go_offline(l, "timestamp lookup", r);
-    }
-    segment_unpin(s);
 out:
     pthread_mutex_unlock(&l->mu);
     return rc;
@@ -1064,12 +1090,12 @@ out:
 
 /* ---------------- accessors ---------------- */
 
-#define LOCKED_GET(type, name, expr)                                                                         \
-    type name(plog *l) {                                                                                     \
-        pthread_mutex_lock(&l->mu);                                                                          \
-        type v = (expr);                                                                                     \
-        pthread_mutex_unlock(&l->mu);                                                                        \
-        return v;                                                                                            \
+#define LOCKED_GET(type, name, expr)  \
+    type name(plog *l) {              \
+        pthread_mutex_lock(&l->mu);   \
+        type v = (expr);              \
+        pthread_mutex_unlock(&l->mu); \
+        return v;                     \
     }
 
 LOCKED_GET(int64_t, plog_start_offset, l->log_start_offset)

@@ -55,18 +55,18 @@ typedef enum plog_ts_type {
 
 /* Topic-level settings (Kafka names in comments). */
 typedef struct plog_config {
-    int64_t segment_bytes;          /* segment.bytes (<= INT32_MAX), default 1 GiB */
-    int64_t segment_ms;             /* segment.ms, default 7 days */
-    int32_t segment_index_bytes;    /* segment.index.bytes, default 10 MiB */
-    int32_t index_interval_bytes;   /* index.interval.bytes, default 4096 */
-    int32_t max_message_bytes;      /* max.message.bytes, default 1048588 */
-    int64_t flush_messages;         /* flush.messages, default INT64_MAX (never) */
-    int64_t flush_ms;               /* flush.ms, default INT64_MAX (never) */
-    int64_t retention_ms;           /* retention.ms, default 7 days; -1 = keep */
-    int64_t retention_bytes;        /* retention.bytes, default -1 = keep */
-    int timestamp_type;             /* message.timestamp.type, plog_ts_type */
-    int64_t max_timestamp_diff_ms;  /* message.timestamp.difference.max.ms, default INT64_MAX */
-    bool deep_validation;           /* decode every record on append (costs CPU) */
+    int64_t segment_bytes;         /* segment.bytes (<= INT32_MAX), default 1 GiB */
+    int64_t segment_ms;            /* segment.ms, default 7 days */
+    int32_t segment_index_bytes;   /* segment.index.bytes, default 10 MiB */
+    int32_t index_interval_bytes;  /* index.interval.bytes, default 4096 */
+    int32_t max_message_bytes;     /* max.message.bytes, default 1048588 */
+    int64_t flush_messages;        /* flush.messages, default INT64_MAX (never) */
+    int64_t flush_ms;              /* flush.ms, default INT64_MAX (never) */
+    int64_t retention_ms;          /* retention.ms, default 7 days; -1 = keep */
+    int64_t retention_bytes;       /* retention.bytes, default -1 = keep */
+    int timestamp_type;            /* message.timestamp.type, plog_ts_type */
+    int64_t max_timestamp_diff_ms; /* message.timestamp.difference.max.ms, default INT64_MAX */
+    bool deep_validation;          /* decode every record on append (costs CPU) */
 } plog_config;
 
 void plog_config_default(plog_config *c);
@@ -80,6 +80,10 @@ typedef struct plog plog;
  * batch and cut at the first torn or corrupt one. Returns NULL and sets *err
  * (a storage_err) on failure. */
 plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
+/* Replaces the log's settings (a topic's config was altered). Limits and
+ * policies apply from the next operation; index sizing applies to segments
+ * created from now on. Returns 0, or -1 if cfg fails plog_config_check. */
+int plog_set_config(plog *l, const plog_config *cfg);
 /* Flushes everything (fsync), writes the checkpoint and frees the log. */
 int plog_close(plog *l);
 /* Removes every file and the directory, then frees the log. Readers holding
@@ -87,9 +91,9 @@ int plog_close(plog *l);
 int plog_delete(plog *l);
 
 typedef struct plog_append_info {
-    int64_t base_offset;      /* first offset assigned */
-    int64_t last_offset;      /* last offset assigned */
-    int64_t log_append_time;  /* -1 unless LogAppendTime */
+    int64_t base_offset;     /* first offset assigned */
+    int64_t last_offset;     /* last offset assigned */
+    int64_t log_append_time; /* -1 unless LogAppendTime */
     int64_t log_start_offset;
     int32_t batches;
     int64_t records;
@@ -112,7 +116,7 @@ typedef struct plog_range {
 typedef struct plog_read_result {
     plog_range r[PLOG_MAX_RANGES];
     int n;
-    int64_t bytes;           /* sum of lengths */
+    int64_t bytes; /* sum of lengths */
     int64_t log_end_offset;
     int64_t log_start_offset;
 } plog_read_result;
@@ -141,9 +145,9 @@ int plog_delete_records(plog *l, int64_t offset, int64_t *new_start);
  * below the log start offset empties the log and restarts it at offset. */
 int plog_truncate(plog *l, int64_t offset);
 
-#define PLOG_TS_LATEST (-1)
+#define PLOG_TS_LATEST   (-1)
 #define PLOG_TS_EARLIEST (-2)
-#define PLOG_TS_MAX (-3)
+#define PLOG_TS_MAX      (-3)
 /* ListOffsets: the first offset whose record timestamp >= ts (or one of the
  * special values above). *offset = -1 when none. */
 int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp);

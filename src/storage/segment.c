@@ -428,9 +428,11 @@ int segment_load_indexes(segment *s) {
     seg_path(s, ".timeindex", p, sizeof p);
     if (tidx_load(&s->ti, p) != 0)
         goto rebuild;
-    /* A time-index entry may not point past the offsets the offset index
-     * knows of by more than the segment can hold. */
-    if (s->ti.count > 0 && s->oi.count > 0 && s->ti.e[s->ti.count - 1].rel < 0)
+    /* Entries of an inactive segment must lie below its end offset (a stale
+     * index left by an interrupted truncation would not). */
+    if (!s->active && s->oi.count > 0 && s->base_offset + s->oi.e[s->oi.count - 1].rel >= s->next_offset)
+        goto rebuild;
+    if (!s->active && s->ti.count > 0 && s->base_offset + s->ti.e[s->ti.count - 1].rel >= s->next_offset)
         goto rebuild;
     s->idx_loaded = true;
     s->max_ts = tidx_max_ts(&s->ti);
@@ -456,16 +458,17 @@ int segment_load_indexes(segment *s) {
                 scanner_free(&sc);
                 return r;
             }
-            if (r != SCAN_BATCH) {
-                if (r == SCAN_BAD)
-                    fprintf(stderr, "storage: cutting torn tail of %s.log at %" PRId64 "\n", s->path, sc.pos);
-                if (r == SCAN_BAD && ftruncate(s->fd, (off_t)sc.pos) != 0) {
-                    scanner_free(&sc);
-                    return -errno;
-                }
-                s->size = sc.pos;
-                break;
+            if (r == SCAN_BAD) {
+                /* A torn or corrupt tail although the start was called clean:
+                 * the index entries may point into it, so verify and rebuild
+                 * the whole segment instead of patching. */
+                fprintf(stderr, "storage: bad batch in %s.log at %" PRId64 " on a clean start; rescanning\n",
+                        s->path, sc.pos);
+                scanner_free(&sc);
+                return segment_recover(s, true, true, 0, NULL);
             }
+            if (r == SCAN_END)
+                break;
             if (b.last_offset - s->base_offset > INT32_MAX) {
                 s->size = b.pos;
                 break;
@@ -521,14 +524,29 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
         (void)rc;
     }
     s->size += (int64_t)len;
-    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH || s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH)
-        return write_indexes(s, false, false);
+    if (s->oi.count - s->oi.persisted >= IDX_WRITE_BATCH ||
+        s->ti.count - s->ti.persisted >= IDX_WRITE_BATCH) {
+        /* The batches are in the log: the append has happened. An index file
+         * that cannot be written now only lags (entries stay pending and are
+         * retried at the next group, flush or roll; recovery rebuilds it). */
+        int rc = write_indexes(s, false, false);
+        if (rc != 0)
+            fprintf(stderr, "storage: cannot write indexes of %s: %s\n", s->path, strerror(-rc));
+    }
     return 0;
 }
 
 /* Scans from position start for the first batch satisfying want(). */
-static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, int64_t), int64_t key,
-                     seg_batch *out) {
+typedef struct scan_key {
+    int64_t offset; /* wanted: last_offset >= offset */
+    int64_t ts;     /* wanted: max_ts >= ts */
+} scan_key;
+
+/* Scans from position start, where a batch with base offset first_base
+ * (-1: unknown) must begin, for the first batch satisfying want(). Returns
+ * -ESTALE if the batch at start is not the one the index promised. */
+static int scan_from(segment *s, int64_t start, int64_t first_base,
+                     bool (*want)(const seg_batch *, const scan_key *), const scan_key *key, seg_batch *out) {
     scanner sc;
     int rc = scanner_init(&sc, s->fd, start, s->size, 4096);
     if (rc != 0)
@@ -538,6 +556,13 @@ static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, 
         if (r < 0 || r == SCAN_END) {
             rc = r < 0 ? r : 0;
             break;
+        }
+        if (r == SCAN_BATCH && first_base >= 0) {
+            if (out->base_offset != first_base) {
+                rc = -ESTALE;
+                break;
+            }
+            first_base = -1;
         }
         if (r == SCAN_BAD) {
             fprintf(stderr, "storage: bad batch header in %s.log at %" PRId64 "\n", s->path, sc.pos);
@@ -553,35 +578,66 @@ static int scan_from(segment *s, int64_t start, bool (*want)(const seg_batch *, 
     return rc;
 }
 
-static bool want_offset(const seg_batch *b, int64_t off) { return b->last_offset >= off; }
-static bool want_ts(const seg_batch *b, int64_t ts) { return b->max_ts >= ts; }
+static bool want_offset(const seg_batch *b, const scan_key *k) { return b->last_offset >= k->offset; }
+static bool want_ts(const seg_batch *b, const scan_key *k) {
+    return b->max_ts >= k->ts && b->last_offset >= k->offset;
+}
+
+/* Position to start scanning for offset (and the base offset of the batch
+ * that must be there, or -1), from the offset index. */
+static int64_t index_start(const segment *s, int64_t offset, int64_t *first_base) {
+    *first_base = -1;
+    if (offset <= s->base_offset)
+        return 0;
+    int64_t rel = offset - s->base_offset;
+    int64_t e = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
+    if (e < 0)
+        return 0;
+    *first_base = s->base_offset + s->oi.e[e].rel;
+    return s->oi.e[e].pos;
+}
+
+/* An index that disagrees with the log is rebuilt from it, once. */
+static int rebuild_stale(segment *s) {
+    fprintf(stderr, "storage: index of %s disagrees with the log; rebuilding\n", s->path);
+    return segment_recover(s, false, false, 0, NULL);
+}
 
 int segment_find(segment *s, int64_t offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
-    if (rc != 0)
-        return rc;
-    int64_t start = 0;
-    if (offset > s->base_offset) {
-        int64_t rel = offset - s->base_offset;
-        int64_t e = oidx_floor(&s->oi, rel > INT32_MAX ? INT32_MAX : (int32_t)rel);
-        if (e >= 0)
-            start = s->oi.e[e].pos;
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        int64_t first_base;
+        int64_t start = index_start(s, offset, &first_base);
+        scan_key k = {offset, 0};
+        rc = scan_from(s, start, first_base, want_offset, &k, out);
+        if (rc != -ESTALE)
+            return rc;
+        rc = rebuild_stale(s);
     }
-    return scan_from(s, start, want_offset, offset, out);
+    return rc == 0 ? -EIO : rc;
 }
 
-int segment_find_ts(segment *s, int64_t ts, seg_batch *out) {
+int segment_find_ts(segment *s, int64_t ts, int64_t min_offset, seg_batch *out) {
     int rc = segment_load_indexes(s);
-    if (rc != 0)
-        return rc;
-    int64_t start = 0;
-    int64_t e = tidx_last_below(&s->ti, ts);
-    if (e >= 0) {
-        int64_t o = oidx_floor(&s->oi, s->ti.e[e].rel);
-        if (o >= 0)
-            start = s->oi.e[o].pos;
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        /* Start at the later of the time-index and offset-index positions. */
+        int64_t first_base = -1, start = 0;
+        int64_t e = tidx_last_below(&s->ti, ts);
+        if (e >= 0)
+            start = index_start(s, s->base_offset + s->ti.e[e].rel, &first_base);
+        int64_t fb2;
+        int64_t start2 = index_start(s, min_offset, &fb2);
+        if (start2 > start) {
+            start = start2;
+            first_base = fb2;
+        }
+        scan_key k = {min_offset, ts};
+        rc = scan_from(s, start, first_base, want_ts, &k, out);
+        if (rc != -ESTALE)
+            return rc;
+        rc = rebuild_stale(s);
     }
-    return scan_from(s, start, want_ts, ts, out);
+    return rc == 0 ? -EIO : rc;
 }
 
 int segment_find_max_ts(segment *s, seg_batch *out) {
@@ -590,7 +646,7 @@ int segment_find_max_ts(segment *s, seg_batch *out) {
         return rc;
     if (s->max_ts < 0)
         return 0;
-    return segment_find_ts(s, s->max_ts, out);
+    return segment_find_ts(s, s->max_ts, 0, out);
 }
 
 int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap) {

@@ -41,7 +41,7 @@
 
 /* What the storage layer needs from one batch header on disk. */
 typedef struct seg_batch {
-    int64_t pos;         /* position in the .log file */
+    int64_t pos; /* position in the .log file */
     int64_t base_offset;
     int64_t last_offset; /* base_offset + lastOffsetDelta */
     int64_t size;        /* whole batch bytes (batchLength + 12) */
@@ -73,7 +73,7 @@ struct segment {
 
     /* fd cache (global mutex) */
     int fd;
-    int users;
+    atomic_int users; /* changed under the global mutex; atomic so owners may assert on it */
     bool dead;
     bool in_lru;
     segment *lru_prev, *lru_next;
@@ -127,8 +127,9 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
 /* Finds the first batch whose last offset >= offset, scanning from the
  * offset index. Returns 1 with *out filled, 0 if no such batch, -errno. */
 int segment_find(segment *s, int64_t offset, seg_batch *out);
-/* Finds the first batch whose maxTimestamp >= ts. Same returns. */
-int segment_find_ts(segment *s, int64_t ts, seg_batch *out);
+/* Finds the first batch whose maxTimestamp >= ts and last offset >=
+ * min_offset. Same returns. */
+int segment_find_ts(segment *s, int64_t ts, int64_t min_offset, seg_batch *out);
 /* Finds the batch holding the segment's largest maxTimestamp (the first such).
  * Same returns. */
 int segment_find_max_ts(segment *s, seg_batch *out);

@@ -551,6 +551,9 @@ def test_metadata_versions_and_auto_creation(broker_factory):
     assert len(r4.topics) == 1
     err, name, _internal, parts = r4.topics[0]
     assert (err, name, len(parts)) == (0, "ghost", 3)
+    # Reserved internal topics are left to their coordinators.
+    err, name, internal, _ = metadata_classic(b.port, 4, ["__consumer_offsets"], allow_auto=True).topics[0]
+    assert err == UNKNOWN_TOPIC_OR_PARTITION or (err == 0 and internal)
     # v1 (no allow flag): always allowed.
     r1 = metadata_classic(b.port, 1, ["ghost2"])
     assert r1.topics[0][0] == 0 and "ghost2" in topic_names(b)
@@ -640,3 +643,83 @@ def test_topics_and_configs_survive_restart(broker):
     assert entries["cleanup.policy"].value == "compact"
     (err, _, tid2, n), = metadata_v12(broker.port, [(bytes(16), "keep")])
     assert (err, tid2, n) == (0, tid, 5)
+
+
+def create_topics_v7(port, topics, validate_only=False):
+    """topics: [(name, partitions, rf, {key: value})] -> [(name, id, err, msg, parts, rf, {key: (value, source)})]."""
+    body = uvarint(len(topics) + 1)
+    for name, parts, rf, cfg in topics:
+        body += cstr(name) + struct.pack(">ih", parts, rf) + uvarint(1)
+        body += uvarint(len(cfg) + 1) + b"".join(cstr(k) + cstr(v) + b"\x00" for k, v in cfg.items()) + b"\x00"
+    body += struct.pack(">i", 10000) + bytes([1 if validate_only else 0]) + b"\x00"
+    r = Reader(raw_request(port, 19, 7, body, flexible=True))
+    r.i32()
+    out = []
+    for _ in range(r.carray()):
+        name, tid, err, msg, parts, rf = r.cstr(), r.take(16), r.i16(), r.cstr(), r.i32(), r.i16()
+        configs = None
+        n = r.carray()
+        if n >= 0:
+            configs = {}
+            for _ in range(n):
+                key, value, _ro, source, _sens = r.cstr(), r.cstr(), r.i8(), r.i8(), r.i8()
+                r.tags()
+                configs[key] = (value, source)
+        r.tags()
+        out.append((name, tid, err, msg, parts, rf, configs))
+    return out
+
+
+def describe_configs_v4(port, rtype, name, keys, synonyms=True, docs=True):
+    body = uvarint(2) + struct.pack(">b", rtype) + cstr(name)
+    body += uvarint(len(keys) + 1) + b"".join(cstr(k) for k in keys) + b"\x00"
+    body += bytes([1 if synonyms else 0, 1 if docs else 0]) + b"\x00"
+    r = Reader(raw_request(port, 32, 4, body, flexible=True))
+    r.i32()
+    assert r.carray() == 1
+    err, _msg, _type, _name = r.i16(), r.cstr(), r.i8(), r.cstr()
+    configs = {}
+    for _ in range(r.carray()):
+        key, value, ro, source, sens = r.cstr(), r.cstr(), r.i8(), r.i8(), r.i8()
+        syn = []
+        for _ in range(r.carray()):
+            syn.append((r.cstr(), r.cstr(), r.i8()))
+            r.tags()
+        ctype, doc = r.i8(), r.cstr()
+        r.tags()
+        configs[key] = {"value": value, "read_only": ro, "source": source, "sensitive": sens, "synonyms": syn,
+                        "type": ctype, "doc": doc}
+    r.tags()
+    return err, configs
+
+
+def test_flexible_versions_create_v7_describe_v4(broker):
+    zero = bytes(16)
+    out = create_topics_v7(broker.port, [("flex", 3, -1, {"retention.ms": "60000"}), ("flex", 1, 1, {})])
+    # The same name twice in one request: both copies refused.
+    assert [o[2] for o in out] == [INVALID_REQUEST, INVALID_REQUEST]
+    out = create_topics_v7(broker.port, [("flex", 3, -1, {"retention.ms": "60000"})], validate_only=True)
+    (name, tid, err, msg, parts, rf, configs), = out
+    assert (name, tid, err, msg, parts, rf) == ("flex", zero, 0, None, 3, 1)
+    assert configs["retention.ms"] == ("60000", DYNAMIC_TOPIC_CONFIG)
+    (name, tid, err, msg, parts, rf, configs), = create_topics_v7(broker.port, [("flex", 3, -1,
+                                                                                 {"retention.ms": "60000"})])
+    assert (err, parts, rf) == (0, 3, 1) and tid != zero
+    assert configs["cleanup.policy"] == ("delete", DEFAULT_CONFIG)
+    (_, _, tid2, _), = metadata_v12(broker.port, [(zero, "flex")])
+    assert tid2 == tid
+    (_, _, err, msg, parts, _, configs), = create_topics_v7(broker.port, [("flex", 0, 1, {})])
+    assert err == INVALID_PARTITIONS  # argument checks come before the existence check
+    assert msg
+
+    err, configs = describe_configs_v4(broker.port, 2, "flex", ["retention.ms", "cleanup.policy", "segment.bytes"])
+    assert err == 0 and set(configs) == {"retention.ms", "cleanup.policy", "segment.bytes"}
+    rm = configs["retention.ms"]
+    assert rm["value"] == "60000" and rm["source"] == DYNAMIC_TOPIC_CONFIG and rm["read_only"] == 0
+    assert rm["type"] == 5 and rm["doc"]  # LONG, documented
+    assert rm["synonyms"][0] == ("retention.ms", "60000", DYNAMIC_TOPIC_CONFIG)
+    assert ("log.retention.hours", "168", DEFAULT_CONFIG) in rm["synonyms"]
+    assert configs["cleanup.policy"]["type"] == 7  # LIST
+    err, configs = describe_configs_v4(broker.port, 4, "1", ["auto.create.topics.enable"], docs=False)
+    ac = configs["auto.create.topics.enable"]
+    assert err == 0 and ac["type"] == 1 and ac["read_only"] == 1 and ac["doc"] is None

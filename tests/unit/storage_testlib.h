@@ -32,8 +32,8 @@ static inline size_t tl_put_varlong(uint8_t *p, int64_t v) {
 
 /* Builds a batch of nrec records, record i with timestamp ts0 + i*ts_step
  * and a value of vlen bytes of fill. Returns its size, or 0 if cap is short. */
-static inline size_t tl_build_batch_ts(uint8_t *out, size_t cap, int nrec, int64_t ts0, int64_t ts_step, int vlen,
-                                uint8_t fill) {
+static inline size_t tl_build_batch_ts(uint8_t *out, size_t cap, int nrec, int64_t ts0, int64_t ts_step,
+                                       int vlen, uint8_t fill) {
     size_t pos = BATCH_HEADER_SIZE;
     int64_t max_ts = ts0;
     for (int i = 0; i < nrec; i++) {
@@ -119,7 +119,8 @@ static inline uint64_t tl_seed(const char *test) {
     uint64_t s = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
     if (s == 0)
         s = 1;
-    printf("%s: seed %llu (replay with SLUICE_SEED=%llu)\n", test, (unsigned long long)s, (unsigned long long)s);
+    printf("%s: seed %llu (replay with SLUICE_SEED=%llu)\n", test, (unsigned long long)s,
+           (unsigned long long)s);
     fflush(stdout);
     tl_rng_state = s;
     return s;

@@ -139,6 +139,19 @@ static void test_persistence_and_changes(void) {
     CHECK_EQ_INT(t1->n_overrides, 2);
     CHECK_EQ_INT(t1->cfg.max_message_bytes, 5000);
     CHECK_EQ_INT(t1->cfg.retention_ms, 1000);
+
+    /* The partition logs apply altered settings at once. */
+    const char *k4[] = {"max.message.bytes"}, *v4[] = {"100"};
+    CHECK_EQ_INT(topics_alter_config(reg, t1, k4, v4, 1, false, false, msg, sizeof msg), 0);
+    uint8_t big[300];
+    memset(big, 'x', sizeof big);
+    batch_build_record brec = {.key = KBYTES_NULL, .value = {big, (int32_t)sizeof big}, .timestamp = 1};
+    arena_init(&a, 1 << 20);
+    REQUIRE(batch_build(&o, &brec, 1, &a, &batch, &blen) == 0);
+    CHECK_EQ_INT(plog_append(topic_partition(t1, 0)->log, batch, blen, 0, 1000, &info), STORAGE_MESSAGE_TOO_LARGE);
+    arena_reset(&a);
+    const char *k5[] = {"max.message.bytes"}, *v5[] = {"5000"};
+    CHECK_EQ_INT(topics_alter_config(reg, t1, k5, v5, 1, false, false, msg, sizeof msg), 0);
     topic_release(reg, t1);
 
     topic *t2 = topics_get(reg, kstr_c("t2"));

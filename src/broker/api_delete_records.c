@@ -1,0 +1,71 @@
+/*
+ * api_delete_records.c - DeleteRecords (key 21): move log start offsets up.
+ *
+ * Per partition the new log start is the given offset, or the high watermark
+ * for -1. Offsets past the high watermark (or below -1) get
+ * OFFSET_OUT_OF_RANGE; a topic whose cleanup.policy lacks "delete" gets
+ * POLICY_VIOLATION, as in Kafka. The answer is the resulting low watermark.
+ * Segments wholly below it go with the next retention pass; reads below it
+ * get OFFSET_OUT_OF_RANGE at once. Single node: nothing to wait for, so
+ * timeout_ms is not used.
+ */
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "core/log.h"
+
+static int16_t delete_one(topic *t, partition *p, int64_t offset, int64_t *low) {
+    if ((t->cfg.cleanup_policy & CONFIG_CLEANUP_DELETE) == 0)
+        return KAFKA_ERR_POLICY_VIOLATION;
+    int64_t hw = plog_end_offset(p->log);
+    if (offset == -1)
+        offset = hw;
+    if (offset < 0 || offset > hw)
+        return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    int rc = plog_delete_records(p->log, offset, low);
+    if (rc != STORAGE_OK)
+        return (int16_t)rc;
+    LOG_INFO("broker", "records deleted below offset %lld topic=%s partition=%d", (long long)*low, t->name,
+             p->index);
+    return KAFKA_ERR_NONE;
+}
+
+breq_status api_delete_records(breq *r) {
+    kafka_delete_records_request *req = r->req;
+    kafka_delete_records_response *resp = r->resp;
+    int32_t nt = req->topics_count > 0 ? req->topics_count : 0;
+    resp->throttle_time_ms = 0;
+    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
+    if (nt && resp->topics == NULL)
+        return BREQ_CLOSE;
+    resp->topics_count = nt;
+    for (int32_t i = 0; i < nt; i++) {
+        const kafka_delete_records_request_delete_records_topic *rt = &req->topics[i];
+        kafka_delete_records_response_delete_records_topic_result *tr = &resp->topics[i];
+        kafka_delete_records_response_delete_records_topic_result_init(tr);
+        tr->name = rt->name;
+        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+        tr->partitions = np ? breq_calloc(r, (size_t)np, sizeof *tr->partitions) : NULL;
+        if (np && tr->partitions == NULL)
+            return BREQ_CLOSE;
+        tr->partitions_count = np;
+        topic *t = topics_get(r->b->topics, rt->name);
+        for (int32_t j = 0; j < np; j++) {
+            kafka_delete_records_response_delete_records_partition_result *pr = &tr->partitions[j];
+            kafka_delete_records_response_delete_records_partition_result_init(pr);
+            pr->partition_index = rt->partitions[j].partition_index;
+            pr->low_watermark = -1;
+            partition *p = t != NULL ? topic_partition(t, pr->partition_index) : NULL;
+            if (p == NULL) {
+                pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            int64_t low = -1;
+            pr->error_code = delete_one(t, p, rt->partitions[j].offset, &low);
+            if (pr->error_code == KAFKA_ERR_NONE)
+                pr->low_watermark = low;
+        }
+        if (t != NULL)
+            topic_release(r->b->topics, t);
+    }
+    return BREQ_DONE;
+}

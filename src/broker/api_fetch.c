@@ -1,0 +1,531 @@
+/*
+ * api_fetch.c - Fetch (key 1): read record batches from partition logs.
+ *
+ * A request is turned into a list of items (topic, partition, offset, byte
+ * limit), either straight from the request (a full fetch) or from the
+ * client's fetch session after applying the request's changes (an
+ * incremental fetch, KIP-227; see fetch.h). Each item holds a reference to its
+ * topic from then until the response is built, so a long poll can keep its
+ * partitions while it waits.
+ *
+ * Answering: at once when max_wait_ms is 0, when some item has an error, or
+ * when min_bytes are readable; otherwise the request waits in the fetch
+ * module (woken by appends, bounded by max_wait_ms) and is answered from the
+ * fetch thread.
+ *
+ * Limits: the response holds at most min(max_bytes, fetch.max.bytes) record
+ * bytes and each partition at most its partition_max_bytes, except that the
+ * first partition with data always returns at least one whole batch (v3+,
+ * KIP-74) so a consumer can never be stuck behind a batch larger than its
+ * limits. Later partitions may end in a partial batch, as with Kafka; clients
+ * drop the tail.
+ *
+ * Records are never copied: the storage layer returns file ranges, which are
+ * attached to the response (breq_attach_file) with a release callback that
+ * unpins their segment once the network layer has sent them (or dropped
+ * them). Whether they go out with sendfile or read+write is the network
+ * layer's choice (sluice.fetch.zero.copy).
+ *
+ * Single node: the high watermark and the last stable offset are the log end
+ * offset, so read_committed reads the same as read_uncommitted.
+ */
+#include <string.h>
+
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "broker/fetch.h"
+#include "core/log.h"
+
+typedef struct fitem {
+    kstr topic; /* name; may be empty for an unknown topic id */
+    kuuid topic_id;
+    int32_t partition;
+    int64_t fetch_offset;
+    int32_t max_bytes;
+    int32_t current_leader_epoch;
+    int64_t sent_hw, sent_lso, sent_ls; /* incremental: what the client knows */
+    int sess_idx;                       /* index in the session, -1 if none */
+    topic *t;                           /* referenced, or NULL */
+    partition *p;
+    int16_t err;
+    /* results */
+    int64_t hw, ls;
+    int32_t records_len;
+    bool include;
+} fitem;
+
+typedef struct fstate {
+    fitem *items;
+    int n;
+    int32_t min_bytes;
+    int32_t max_bytes;
+    int8_t isolation;
+    bool by_id;       /* v13+: topics are named by id */
+    bool incremental; /* only changed partitions go back */
+    int32_t session_id;
+    int32_t session_epoch; /* the session's expected epoch after this request */
+    int16_t top_err;
+} fstate;
+
+static void unpin_range(void *arg) { segment_unpin(arg); }
+
+static bool uuid_is_zero(kuuid id) {
+    static const kuuid zero;
+    return memcmp(id.b, zero.b, sizeof id.b) == 0;
+}
+
+static bool same_topic(const fitem *a, const fitem *b, bool by_id) {
+    return by_id ? memcmp(a->topic_id.b, b->topic_id.b, 16) == 0 : kstr_eq(a->topic, b->topic);
+}
+
+static kstr arena_str(breq *r, const char *s) {
+    size_t n = strlen(s);
+    char *p = breq_alloc(r, n + 1);
+    if (p == NULL)
+        return (kstr){"", 0};
+    memcpy(p, s, n);
+    return (kstr){p, (int32_t)n};
+}
+
+/* Looks the item's topic and partition up and checks its leader epoch. */
+static void resolve(breq *r, fitem *it, bool by_id) {
+    topic_registry *reg = r->b->topics;
+    bool use_id = by_id || it->topic.len <= 0;
+    it->t = use_id ? topics_get_by_id(reg, it->topic_id) : topics_get(reg, it->topic);
+    if (it->t == NULL) {
+        it->err = use_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (use_id && it->topic.len <= 0)
+        it->topic = arena_str(r, it->t->name);
+    if (!use_id)
+        it->topic_id = it->t->id;
+    it->p = topic_partition(it->t, it->partition);
+    if (it->p == NULL) {
+        it->err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (it->current_leader_epoch >= 0 && it->current_leader_epoch != it->p->leader_epoch)
+        it->err = it->current_leader_epoch < it->p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                                                 : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+}
+
+static void release_items(breq *r, fstate *fs) {
+    for (int i = 0; i < fs->n; i++) {
+        if (fs->items[i].t != NULL)
+            topic_release(r->b->topics, fs->items[i].t);
+        fs->items[i].t = NULL;
+        fs->items[i].p = NULL;
+    }
+}
+
+/* The request's partitions as items (resolved). */
+static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_id, fitem **out) {
+    int n = 0;
+    for (int32_t i = 0; i < req->topics_count; i++)
+        n += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    fitem *items = n ? breq_calloc(r, (size_t)n, sizeof *items) : NULL;
+    if (n && items == NULL)
+        return -1;
+    int k = 0;
+    for (int32_t i = 0; i < req->topics_count; i++) {
+        const kafka_fetch_request_fetch_topic *ft = &req->topics[i];
+        for (int32_t j = 0; j < ft->partitions_count; j++) {
+            const kafka_fetch_request_fetch_partition *fp = &ft->partitions[j];
+            fitem *it = &items[k++];
+            it->topic = by_id ? (kstr){"", 0} : ft->topic;
+            it->topic_id = ft->topic_id;
+            it->partition = fp->partition;
+            it->fetch_offset = fp->fetch_offset;
+            it->max_bytes = fp->partition_max_bytes;
+            it->current_leader_epoch = fp->current_leader_epoch;
+            it->sent_hw = it->sent_lso = it->sent_ls = -2;
+            it->sess_idx = -1;
+            resolve(r, it, by_id);
+        }
+    }
+    *out = items;
+    return n;
+}
+
+static void part_from_item(fetch_session_part *e, const fitem *it) {
+    memset(e, 0, sizeof *e);
+    size_t n = it->topic.len > 0 ? (size_t)it->topic.len : 0;
+    if (n > TOPIC_NAME_MAX)
+        n = TOPIC_NAME_MAX;
+    memcpy(e->topic, it->topic.ptr, n);
+    e->topic[n] = '\0';
+    e->topic_id = it->topic_id;
+    e->partition = it->partition;
+    e->fetch_offset = it->fetch_offset;
+    e->max_bytes = it->max_bytes;
+    e->current_leader_epoch = it->current_leader_epoch;
+}
+
+/* Sets fs->items from the request and the session rules. Returns false when
+ * the request's memory ran out. */
+static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
+    broker *b = r->b;
+    int16_t ver = r->hdr.api_version;
+    int32_t sid = ver >= 7 ? req->session_id : 0;
+    int32_t epoch = ver >= 7 ? req->session_epoch : -1;
+    fitem *ritems = NULL;
+    int rn = items_from_request(r, req, fs->by_id, &ritems);
+    if (rn < 0)
+        return false;
+
+    if (epoch == -1 || epoch == 0) {
+        /* A full fetch; epoch -1 closes the session, 0 opens a new one. */
+        fs->items = ritems;
+        fs->n = rn;
+        if (b->fetch == NULL || (sid == 0 && epoch == -1))
+            return true;
+        fetch_sessions_lock(b);
+        if (sid != 0)
+            fetch_session_remove(b, sid);
+        if (epoch == 0) {
+            fetch_session *s = fetch_session_new(b, rn);
+            bool ok = s != NULL;
+            for (int i = 0; ok && i < rn; i++) {
+                fetch_session_part key;
+                part_from_item(&key, &ritems[i]);
+                fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+                ok = e != NULL;
+                if (ok) {
+                    *e = key;
+                    e->sent_hw = e->sent_lso = e->sent_log_start = -2;
+                    ritems[i].sess_idx = (int)(e - s->parts);
+                }
+            }
+            if (ok) {
+                fs->session_id = s->id;
+                fs->session_epoch = s->epoch;
+            } else if (s != NULL) {
+                fetch_session_remove(b, s->id); /* too big to cache: a sessionless fetch */
+                for (int i = 0; i < rn; i++)
+                    ritems[i].sess_idx = -1;
+            }
+        }
+        fetch_sessions_unlock(b);
+        return true;
+    }
+
+    /* Incremental: the session, updated by the request, is what we fetch. */
+    if (b->fetch == NULL) {
+        fs->top_err = KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND;
+        fs->items = ritems;
+        fs->n = rn;
+        return true;
+    }
+    fetch_sessions_lock(b);
+    fetch_session *s = fetch_session_find(b, sid);
+    if (s == NULL || s->epoch != epoch) {
+        fs->top_err =
+            s == NULL ? KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND : KAFKA_ERR_INVALID_FETCH_SESSION_EPOCH;
+        fetch_sessions_unlock(b);
+        fs->items = ritems;
+        fs->n = rn;
+        return true;
+    }
+    bool ok = true;
+    for (int i = 0; i < rn; i++) {
+        fetch_session_part key;
+        part_from_item(&key, &ritems[i]);
+        fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+        if (e == NULL) {
+            ok = false;
+            break;
+        }
+        /* Keep what was sent; take the new position and limits. */
+        if (e->topic[0] == '\0')
+            memcpy(e->topic, key.topic, sizeof e->topic);
+        if (!uuid_is_zero(key.topic_id))
+            e->topic_id = key.topic_id;
+        e->fetch_offset = key.fetch_offset;
+        e->max_bytes = key.max_bytes;
+        e->current_leader_epoch = key.current_leader_epoch;
+    }
+    for (int32_t i = 0; ok && i < req->forgotten_topics_data_count; i++) {
+        const kafka_fetch_request_forgotten_topic *fg = &req->forgotten_topics_data[i];
+        char name[TOPIC_NAME_MAX + 1] = "";
+        if (!fs->by_id && fg->topic.len > 0 && fg->topic.len <= TOPIC_NAME_MAX) {
+            memcpy(name, fg->topic.ptr, (size_t)fg->topic.len);
+            name[fg->topic.len] = '\0';
+        }
+        for (int32_t j = 0; j < fg->partitions_count; j++)
+            fetch_session_forget(b, s, name, fg->topic_id, fg->partitions[j], fs->by_id);
+    }
+    fitem *items = s->n ? breq_calloc(r, (size_t)s->n, sizeof *items) : NULL;
+    if (!ok || (s->n && items == NULL)) {
+        /* The session cannot hold the update: drop it; the client starts over. */
+        fetch_session_remove(b, sid);
+        fetch_sessions_unlock(b);
+        fs->top_err = KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND;
+        fs->items = ritems;
+        fs->n = rn;
+        return true;
+    }
+    s->epoch = fetch_next_epoch(s->epoch);
+    s->last_used_ms = fetch_now_ms();
+    fs->session_id = s->id;
+    fs->session_epoch = s->epoch;
+    fs->incremental = true;
+    for (int i = 0; i < s->n; i++) {
+        const fetch_session_part *e = &s->parts[i];
+        fitem *it = &items[i];
+        it->topic = arena_str(r, e->topic);
+        it->topic_id = e->topic_id;
+        it->partition = e->partition;
+        it->fetch_offset = e->fetch_offset;
+        it->max_bytes = e->max_bytes;
+        it->current_leader_epoch = e->current_leader_epoch;
+        it->sent_hw = e->sent_hw;
+        it->sent_lso = e->sent_lso;
+        it->sent_ls = e->sent_log_start;
+        it->sess_idx = i;
+    }
+    int n = s->n;
+    fetch_sessions_unlock(b);
+    /* The request's own items were only needed to update the session. */
+    fs->items = ritems;
+    fs->n = rn;
+    release_items(r, fs);
+    fs->items = items;
+    fs->n = n;
+    for (int i = 0; i < n; i++)
+        resolve(r, &items[i], fs->by_id);
+    return true;
+}
+
+/* The probe: answer now if an item is in error or min_bytes are readable. */
+static bool fetch_ready(breq *r, void *arg) {
+    (void)r;
+    fstate *fs = arg;
+    if (fs->top_err != KAFKA_ERR_NONE || fs->n == 0)
+        return true;
+    int64_t need = fs->min_bytes, got = 0;
+    for (int i = 0; i < fs->n; i++) {
+        fitem *it = &fs->items[i];
+        if (it->err != KAFKA_ERR_NONE)
+            return true;
+        int64_t leo = plog_end_offset(it->p->log), start = plog_start_offset(it->p->log);
+        if (it->fetch_offset > leo || it->fetch_offset < start)
+            return true; /* OFFSET_OUT_OF_RANGE to report */
+        if (it->fetch_offset == leo || it->max_bytes <= 0)
+            continue;
+        if (need <= 1)
+            return true;
+        plog_read_result res;
+        int64_t want = need - got < it->max_bytes ? need - got : it->max_bytes;
+        int rc = plog_read(it->p->log, it->fetch_offset, want, -1, &res);
+        got += res.bytes;
+        plog_read_release(&res);
+        if (rc != STORAGE_OK || got >= need)
+            return true;
+    }
+    return false;
+}
+
+/* Reads one item's records into the response's file ranges. *budget is what
+ * the response may still carry; *first says no partition has data yet.
+ * Returns false if the request's memory ran out (the response is then
+ * unusable). */
+static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
+    it->hw = plog_end_offset(it->p->log);
+    it->ls = plog_start_offset(it->p->log);
+    int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
+    bool min_one = *first && r->hdr.api_version >= 3;
+    if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
+        if (it->fetch_offset > it->hw || it->fetch_offset < it->ls)
+            it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        return true;
+    }
+    plog_read_result res;
+    int rc = plog_read(it->p->log, it->fetch_offset, want > 0 ? want : 1, -1, &res);
+    it->hw = res.log_end_offset;
+    it->ls = res.log_start_offset;
+    if (rc != STORAGE_OK) {
+        it->err = (int16_t)rc;
+        return true;
+    }
+    if (res.n == 0)
+        return true;
+    if (r->n_files + res.n > BREQ_MAX_FILE_RANGES) {
+        plog_read_release(&res);
+        *budget = 0; /* the response is full of ranges: nothing more this time */
+        return true;
+    }
+    /* Only the first partition with data may exceed the limits. */
+    int64_t limit = min_one ? res.bytes : want;
+    int64_t total = 0;
+    bool ok = true;
+    for (int i = 0; i < res.n; i++) {
+        int64_t len = res.r[i].len;
+        if (total + len > limit)
+            len = limit - total;
+        if (len <= 0 || !ok) {
+            segment_unpin(res.r[i].seg);
+            continue;
+        }
+        /* breq_attach_file releases the range itself when it fails. */
+        if (!breq_attach_file(r, res.r[i].fd, res.r[i].pos, (size_t)len, unpin_range, res.r[i].seg)) {
+            ok = false;
+            continue;
+        }
+        total += len;
+    }
+    res.n = 0;
+    if (!ok)
+        return false;
+    it->records_len = (int32_t)total;
+    *budget -= total;
+    if (total > 0)
+        *first = false;
+    (void)fs;
+    return true;
+}
+
+static void session_record_sent(breq *r, fstate *fs) {
+    if (fs->session_id == 0 || r->b->fetch == NULL)
+        return;
+    fetch_sessions_lock(r->b);
+    fetch_session *s = fetch_session_find(r->b, fs->session_id);
+    /* A changed epoch means another request used the session meanwhile;
+     * its indices may have moved, so leave it alone. */
+    if (s != NULL && s->epoch == fs->session_epoch) {
+        for (int i = 0; i < fs->n; i++) {
+            const fitem *it = &fs->items[i];
+            if (!it->include || it->sess_idx < 0 || it->sess_idx >= s->n)
+                continue;
+            fetch_session_part *e = &s->parts[it->sess_idx];
+            e->sent_hw = it->hw;
+            e->sent_lso = it->hw;
+            e->sent_log_start = it->ls;
+        }
+        s->last_used_ms = fetch_now_ms();
+    }
+    fetch_sessions_unlock(r->b);
+}
+
+/* Builds the response from the items. False when memory ran out. */
+static bool build(breq *r, fstate *fs) {
+    kafka_fetch_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    resp->throttle_time_ms = 0;
+    resp->error_code = fs->top_err;
+    resp->session_id = fs->top_err ? 0 : fs->session_id;
+    resp->responses_count = 0;
+    if (fs->top_err != KAFKA_ERR_NONE)
+        return true;
+
+    int64_t budget = fs->max_bytes;
+    bool first = true;
+    for (int i = 0; i < fs->n; i++) {
+        fitem *it = &fs->items[i];
+        it->hw = it->ls = -1;
+        it->records_len = 0;
+        if (it->err == KAFKA_ERR_NONE && !read_item(r, fs, it, &budget, &first))
+            return false;
+        it->include = !fs->incremental || it->err != KAFKA_ERR_NONE || it->records_len > 0 ||
+                      it->hw != it->sent_hw || it->hw != it->sent_lso || it->ls != it->sent_ls;
+    }
+
+    /* Group consecutive included items of one topic into a topic entry. */
+    int ntop = 0;
+    const fitem *prev = NULL;
+    for (int i = 0; i < fs->n; i++) {
+        if (!fs->items[i].include)
+            continue;
+        if (prev == NULL || !same_topic(prev, &fs->items[i], fs->by_id))
+            ntop++;
+        prev = &fs->items[i];
+    }
+    resp->responses = ntop ? breq_calloc(r, (size_t)ntop, sizeof *resp->responses) : NULL;
+    if (ntop && resp->responses == NULL)
+        return false;
+    int ti = -1;
+    prev = NULL;
+    for (int i = 0; i < fs->n; i++) {
+        fitem *it = &fs->items[i];
+        if (!it->include)
+            continue;
+        if (prev == NULL || !same_topic(prev, it, fs->by_id)) {
+            ti++;
+            kafka_fetch_response_fetchable_topic_response *tr = &resp->responses[ti];
+            kafka_fetch_response_fetchable_topic_response_init(tr);
+            tr->topic = it->topic;
+            tr->topic_id = it->topic_id;
+            int np = 0;
+            for (int j = i; j < fs->n; j++) {
+                if (!same_topic(it, &fs->items[j], fs->by_id))
+                    break;
+                np += fs->items[j].include;
+            }
+            tr->partitions = breq_calloc(r, (size_t)np, sizeof *tr->partitions);
+            if (tr->partitions == NULL)
+                return false;
+            tr->partitions_count = 0;
+        }
+        prev = it;
+        kafka_fetch_response_fetchable_topic_response *tr = &resp->responses[ti];
+        kafka_fetch_response_partition_data *pd = &tr->partitions[tr->partitions_count++];
+        kafka_fetch_response_partition_data_init(pd);
+        pd->partition_index = it->partition;
+        pd->error_code = it->err;
+        pd->high_watermark = it->hw;
+        pd->last_stable_offset = ver >= 4 ? it->hw : -1;
+        pd->log_start_offset = ver >= 5 ? it->ls : -1;
+        pd->aborted_transactions_count = fs->isolation == 1 ? 0 : -1;
+        pd->records =
+            it->records_len > 0 ? (kbytes){NULL, it->records_len} : (kbytes){(const uint8_t *)"", 0};
+    }
+    resp->responses_count = ntop;
+    session_record_sent(r, fs);
+    return true;
+}
+
+static void fetch_finish(breq *r, void *arg, bool expired) {
+    (void)expired;
+    fstate *fs = arg;
+    bool ok = build(r, fs);
+    release_items(r, fs);
+    if (!ok) {
+        LOG_WARN("fetch", "fetch from %s ran out of request memory; closing the connection", r->net->peer);
+        breq_abort(r);
+        return;
+    }
+    breq_complete(r);
+}
+
+breq_status api_fetch(breq *r) {
+    kafka_fetch_request *req = r->req;
+    int16_t ver = r->hdr.api_version;
+    fstate *fs = breq_calloc(r, 1, sizeof *fs);
+    if (fs == NULL)
+        return BREQ_CLOSE;
+    fs->by_id = ver >= 13;
+    fs->min_bytes = req->min_bytes;
+    fs->isolation = ver >= 4 ? req->isolation_level : 0;
+    int32_t max = ver >= 3 ? req->max_bytes : INT32_MAX;
+    if (max > r->b->cfg->fetch_max_bytes)
+        max = r->b->cfg->fetch_max_bytes;
+    fs->max_bytes = max > 0 ? max : 0;
+    if (!prepare(r, req, fs)) {
+        release_items(r, fs);
+        return BREQ_CLOSE;
+    }
+
+    if (req->max_wait_ms > 0 && fs->min_bytes > 0 && !fetch_ready(r, fs)) {
+        partition **parts = breq_calloc(r, (size_t)fs->n, sizeof *parts);
+        int np = 0;
+        for (int i = 0; parts != NULL && i < fs->n; i++)
+            if (fs->items[i].p != NULL)
+                parts[np++] = fs->items[i].p;
+        int64_t deadline = fetch_now_ms() + req->max_wait_ms;
+        if (parts != NULL && fetch_wait(r->b, r, parts, np, deadline, fetch_ready, fetch_finish, fs))
+            return BREQ_ASYNC;
+    }
+    bool ok = build(r, fs);
+    release_items(r, fs);
+    return ok ? BREQ_DONE : BREQ_CLOSE;
+}

@@ -1,0 +1,169 @@
+/*
+ * api_produce.c - Produce (key 0): append record batches to partition logs.
+ *
+ * Each partition's records are checked against what the request version
+ * allows (magic 2 only: older message formats get
+ * UNSUPPORTED_FOR_MESSAGE_FORMAT; exactly one batch from v3 on; no zstd
+ * before v7) and appended by the storage layer, which validates the batch
+ * (CRC, sizes against the topic's max.message.bytes, timestamps) and assigns
+ * offsets in place in the request's own buffer: the bytes are written to the
+ * segment as they arrived. Every partition gets its own error code; one bad
+ * partition does not fail the others.
+ *
+ * acks: 0 sends no response (but closes the connection if any partition
+ * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
+ * batch is in the log. On a single node every replica in the ISR has it at
+ * that point, so -1 needs no wait. Other values get INVALID_REQUIRED_ACKS.
+ * Produce never creates topics. transactional_id is ignored until
+ * transactions exist.
+ *
+ * After each successful append the long-polling fetches of that partition
+ * are woken (fetch_notify).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "broker/fetch.h"
+#include "core/log.h"
+#include "proto/batch.h"
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Checks that depend on the request version, before storage sees the bytes.
+ * Returns 0 or a Kafka error code. */
+static int16_t check_version_rules(int16_t ver, kbytes records) {
+    if (records.len <= 0)
+        return ver >= 3 ? KAFKA_ERR_INVALID_RECORD : KAFKA_ERR_CORRUPT_MESSAGE;
+    if (records.len > BATCH_OFF_MAGIC && records.ptr[BATCH_OFF_MAGIC] != BATCH_MAGIC) {
+        if (records.ptr[BATCH_OFF_MAGIC] > BATCH_MAGIC)
+            return KAFKA_ERR_CORRUPT_MESSAGE;
+        return ver <= 2 ? KAFKA_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT : KAFKA_ERR_INVALID_RECORD;
+    }
+    batch_cursor c;
+    batch_cursor_init(&c, records.ptr, (size_t)records.len);
+    int batches = 0, rc;
+    const uint8_t *bp;
+    size_t size;
+    batch_header h;
+    /* Bounded by the record bytes: each batch is at least 61 bytes. */
+    while ((rc = batch_cursor_next(&c, &bp, &size, &h)) == BATCH_OK) {
+        batches++;
+        if (ver < 7 && batch_codec_of(&h) == BATCH_CODEC_ZSTD)
+            return KAFKA_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+    }
+    /* Malformed bytes are left to storage, which names the exact problem. */
+    if (rc == -1 && ver >= 3 && batches != 1)
+        return KAFKA_ERR_INVALID_RECORD;
+    return KAFKA_ERR_NONE;
+}
+
+static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, const topic *t,
+                      int16_t err) {
+    pr->error_code = err;
+    pr->base_offset = -1;
+    pr->log_append_time_ms = -1;
+    pr->log_start_offset = -1;
+    if (r->hdr.api_version < 8)
+        return;
+    char *msg = breq_alloc(r, 160);
+    if (msg == NULL)
+        return;
+    if (err == KAFKA_ERR_MESSAGE_TOO_LARGE && t != NULL)
+        snprintf(msg, 160, "a record batch is larger than the topic's max.message.bytes (%d)",
+                 (int)t->cfg.max_message_bytes);
+    else if (err == KAFKA_ERR_INVALID_RECORD && r->hdr.api_version >= 3)
+        snprintf(msg, 160,
+                 "invalid record batch (produce v3+ takes exactly one magic-2 batch per partition)");
+    else
+        snprintf(msg, 160, "%s", kafka_error_name(err));
+    pr->error_message = kstr_c(msg);
+}
+
+breq_status api_produce(breq *r) {
+    kafka_produce_request *req = r->req;
+    kafka_produce_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    bool bad_acks = req->acks != 0 && req->acks != 1 && req->acks != -1;
+    int64_t now = wall_ms();
+    int failed = 0;
+
+    int32_t nt = req->topic_data_count > 0 ? req->topic_data_count : 0;
+    resp->responses = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->responses) : NULL;
+    if (nt && resp->responses == NULL)
+        return BREQ_CLOSE;
+    resp->responses_count = nt;
+
+    for (int32_t i = 0; i < nt; i++) {
+        kafka_produce_request_topic_produce_data *td = &req->topic_data[i];
+        kafka_produce_response_topic_produce_response *tr = &resp->responses[i];
+        kafka_produce_response_topic_produce_response_init(tr);
+        tr->name = td->name;
+        int32_t np = td->partition_data_count > 0 ? td->partition_data_count : 0;
+        tr->partition_responses = np ? breq_calloc(r, (size_t)np, sizeof *tr->partition_responses) : NULL;
+        if (np && tr->partition_responses == NULL)
+            return BREQ_CLOSE;
+        tr->partition_responses_count = np;
+
+        int16_t terr = KAFKA_ERR_NONE;
+        topic *t = NULL;
+        char msg[TOPICS_MSG_MAX];
+        if (bad_acks)
+            terr = KAFKA_ERR_INVALID_REQUIRED_ACKS;
+        else if (topics_validate_name(td->name, msg, sizeof msg) != 0)
+            terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
+        else if ((t = topics_get(r->b->topics, td->name)) == NULL)
+            terr = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        else if (t->internal)
+            terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* clients may not write internal topics */
+
+        for (int32_t j = 0; j < np; j++) {
+            kafka_produce_request_partition_produce_data *pd = &td->partition_data[j];
+            kafka_produce_response_partition_produce_response *pr = &tr->partition_responses[j];
+            kafka_produce_response_partition_produce_response_init(pr);
+            pr->index = pd->index;
+            pr->record_errors_count = 0;
+            int16_t err = terr;
+            partition *p = NULL;
+            if (err == KAFKA_ERR_NONE && (p = topic_partition(t, pd->index)) == NULL)
+                err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            if (err == KAFKA_ERR_NONE)
+                err = check_version_rules(ver, pd->records);
+            plog_append_info info;
+            if (err == KAFKA_ERR_NONE)
+                err = (int16_t)plog_append(p->log, (uint8_t *)pd->records.ptr, (size_t)pd->records.len,
+                                           p->leader_epoch, now, &info);
+            if (err != KAFKA_ERR_NONE) {
+                set_error(r, pr, t, err);
+                failed++;
+                LOG_DEBUG("produce", "rejected from %s: %s topic=%.*s partition=%d", r->net->peer,
+                          kafka_error_name(err), td->name.len > 0 ? td->name.len : 0,
+                          td->name.len > 0 ? td->name.ptr : "", pd->index);
+                continue;
+            }
+            pr->error_code = KAFKA_ERR_NONE;
+            pr->base_offset = info.base_offset;
+            pr->log_append_time_ms = info.log_append_time;
+            pr->log_start_offset = info.log_start_offset;
+            fetch_notify(r->b, p);
+        }
+        if (t != NULL)
+            topic_release(r->b->topics, t);
+    }
+    resp->throttle_time_ms = 0;
+    if (req->acks == 0) {
+        if (failed) {
+            LOG_INFO("produce", "closing connection from %s: %d partition(s) failed in an acks=0 produce",
+                     r->net->peer, failed);
+            return BREQ_CLOSE;
+        }
+        return BREQ_NO_RESPONSE;
+    }
+    return BREQ_DONE;
+}
