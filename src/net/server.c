@@ -169,6 +169,7 @@ struct net_conn {
     int64_t last_active_ms;
     net_conn *prev, *next; /* t->conns */
     net_conn *stall_next;
+    net_conn *dead_next; /* t->graveyard */
 };
 
 struct net_thread {
@@ -183,6 +184,7 @@ struct net_thread {
     request_box *done_head, *done_tail; /* completions from net_respond */
     net_conn *conns;
     net_conn *stalled;
+    net_conn *graveyard; /* closed and unreferenced; freed after each epoll batch */
     uint8_t *copy_buf; /* for the copying file path */
 };
 
@@ -290,9 +292,21 @@ static void set_interest(net_conn *c, uint32_t events) {
         c->events = events;
 }
 
+/* The last reference puts the connection on its thread's graveyard rather
+ * than freeing it: later events of the same epoll batch may still name it.
+ * The graveyard is emptied after each batch. */
 static void conn_unref(net_conn *c) {
     if (atomic_fetch_sub(&c->refs, 1) == 1) {
         assert(c->closed);
+        c->dead_next = c->t->graveyard;
+        c->t->graveyard = c;
+    }
+}
+
+static void free_graveyard(net_thread *t) {
+    while (t->graveyard) {
+        net_conn *c = t->graveyard;
+        t->graveyard = c->dead_next;
         free(c);
     }
 }
@@ -758,6 +772,7 @@ static void *net_main(void *arg) {
                 }
             }
         }
+        free_graveyard(t);
         if (t->stalled)
             retry_stalled(t);
         int64_t now = now_ms();
@@ -770,6 +785,7 @@ static void *net_main(void *arg) {
     drain_completions(t);
     while (t->conns)
         conn_close(t->conns, NULL);
+    free_graveyard(t);
     return NULL;
 }
 
@@ -940,6 +956,8 @@ void net_server_destroy(net_server *s) {
         box_free(s, b);
         conn_unref(c);
     }
+    for (int i = 0; s->threads && i < s->nthreads; i++)
+        free_graveyard(&s->threads[i]);
     free(s->threads);
     free(s->queue);
     free(s->io);
