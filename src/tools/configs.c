@@ -2,19 +2,22 @@
  * configs.c - `sluice configs`: describe and alter topic and broker
  * configs, with kafka-configs' flag names.
  *
- * Altering uses AlterConfigs, which replaces an entity's whole set of dynamic
- * configs (librdkafka 2.0 has no IncrementalAlterConfigs). So --alter first
- * describes the entity, keeps its current dynamic entries, applies
- * --add-config/--delete-config to that set and sends the result: the same
- * read-modify-write kafka-configs did before the incremental API. Two
- * operators altering one entity at the same moment can lose an update; the
- * window is one round trip.
+ * Altering prefers IncrementalAlterConfigs (API 44), which changes only the
+ * named keys. librdkafka 2.0 does not have it, so it is sent with Sluice's own
+ * codec over a plain socket (tools/kraw.h). A broker without API 44 (or
+ * --legacy-alter) gets the older way: describe the entity, keep its current
+ * dynamic entries, apply --add-config/--delete-config and send the whole set
+ * with AlterConfigs through librdkafka - the read-modify-write kafka-configs
+ * did before the incremental API, where two operators altering one entity in
+ * the same round trip can lose an update.
  */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/gen/kafka_msgs.h"
 #include "tools/kclient.h"
+#include "tools/kraw.h"
 
 #define CONFIGS_MAX_ENTRIES 512
 
@@ -32,7 +35,9 @@ static const char configs_help[] =
     "  --entity-default        brokers: the cluster-wide default entity\n"
     "  --add-config k=v,k2=v2  set configs (a value with commas goes in brackets: k=[a,b])\n"
     "  --delete-config k,k2    return configs to their defaults\n"
-    "  --all                   describe: include configs at their default value\n" KC_COMMON_HELP "\n"
+    "  --all                   describe: include configs at their default value\n"
+    "  --legacy-alter          alter with AlterConfigs read-modify-write even if the broker\n"
+    "                          serves IncrementalAlterConfigs\n" KC_COMMON_HELP "\n"
     "Exit codes: 0 ok; 1 the broker refused (unknown or invalid config...); 2 bad flags;\n"
     "3 broker unreachable; 4 topic or broker does not exist.\n"
     "\n"
@@ -51,7 +56,7 @@ typedef struct kv {
 
 typedef struct configs_args {
     kc_opts k;
-    bool describe, alter, all, json, entity_default;
+    bool describe, alter, all, json, entity_default, legacy_alter;
     rd_kafka_ResourceType_t type;
     const char *type_name, *name;
     kv adds[CONFIGS_MAX_ENTRIES];
@@ -212,6 +217,101 @@ static bool is_dynamic(const configs_args *a, const rd_kafka_ConfigEntry_t *e) {
                              : s == RD_KAFKA_CONFIG_SOURCE_DYNAMIC_BROKER_CONFIG;
 }
 
+/* IncrementalAlterConfigs (API 44) through Sluice's own codec: only the
+ * named keys change, so concurrent alterations of other keys are not lost.
+ * Returns CLI_OK, an exit code after a message, or -1 when the broker does
+ * not serve the API (the caller falls back to AlterConfigs). */
+static int alter_incremental(configs_args *a) {
+    kraw c;
+    uint8_t *body = NULL;
+    kafka_incremental_alter_configs_request_alterable_config *cfgs = NULL;
+    int rc = kraw_open(&c, &a->k);
+    if (rc != CLI_OK)
+        goto out;
+    int16_t v = kraw_version(&c, KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 1);
+    if (v < 0) {
+        rc = -1;
+        goto out;
+    }
+    int n = a->nadds + a->ndels;
+    cfgs = calloc((size_t)n, sizeof *cfgs);
+    if (cfgs == NULL) {
+        rc = CLI_EFAIL;
+        goto out;
+    }
+    for (int i = 0; i < a->nadds; i++) {
+        kafka_incremental_alter_configs_request_alterable_config_init(&cfgs[i]);
+        cfgs[i].name = kstr_c(a->adds[i].name);
+        cfgs[i].config_operation = 0; /* SET */
+        cfgs[i].value = kstr_c(a->adds[i].value);
+    }
+    for (int i = 0; i < a->ndels; i++) {
+        kafka_incremental_alter_configs_request_alterable_config *e = &cfgs[a->nadds + i];
+        kafka_incremental_alter_configs_request_alterable_config_init(e);
+        e->name = kstr_c(a->dels[i]);
+        e->config_operation = 1; /* DELETE */
+        e->value = KSTR_NULL;
+    }
+    kafka_incremental_alter_configs_request_alter_configs_resource res;
+    kafka_incremental_alter_configs_request_alter_configs_resource_init(&res);
+    res.resource_type = a->type == RD_KAFKA_RESOURCE_TOPIC ? 2 : 4;
+    res.resource_name = kstr_c(a->name);
+    res.configs = cfgs;
+    res.configs_count = n;
+    kafka_incremental_alter_configs_request req;
+    kafka_incremental_alter_configs_request_init(&req);
+    req.resources = &res;
+    req.resources_count = 1;
+    req.validate_only = false;
+    size_t len = kafka_incremental_alter_configs_request_size(v, &req);
+    if (len > KRAW_MAX_FRAME || (body = malloc(len ? len : 1)) == NULL) {
+        rc = cli_usage_err("configs", "request too large");
+        goto out;
+    }
+    wire_writer w;
+    wire_writer_init(&w, body, len);
+    if (kafka_incremental_alter_configs_request_encode(&w, v, &req) != WIRE_OK || w.len != len) {
+        cli_err("configs", "cannot encode IncrementalAlterConfigs");
+        rc = CLI_EFAIL;
+        goto out;
+    }
+    wire_reader r;
+    if ((rc = kraw_call(&c, &a->k, KAFKA_API_INCREMENTAL_ALTER_CONFIGS, v, body, len, &r)) != CLI_OK)
+        goto out;
+    kafka_incremental_alter_configs_response resp;
+    kafka_incremental_alter_configs_response_init(&resp);
+    if (kafka_incremental_alter_configs_response_decode(&r, v, &c.a, &resp) != WIRE_OK ||
+        resp.responses_count != 1) {
+        cli_err("configs", "malformed IncrementalAlterConfigs response");
+        rc = CLI_EFAIL;
+        goto out;
+    }
+    int16_t code = resp.responses[0].error_code;
+    if (code != 0) {
+        kstr m = resp.responses[0].error_message;
+        cli_err("configs", "cannot alter %s '%s': %s%s%.*s", type_label(a->type), a->name,
+                rd_kafka_err2name((rd_kafka_resp_err_t)code), m.len > 0 ? ": " : "",
+                m.len > 0 ? (int)m.len : 0, m.len > 0 ? m.ptr : "");
+        rc = kc_exit_for((rd_kafka_resp_err_t)code);
+    }
+out:
+    free(body);
+    free(cfgs);
+    kraw_close(&c);
+    return rc;
+}
+
+static void report_altered(const configs_args *a) {
+    if (a->json) {
+        printf("{\"entityType\":\"%s\",\"entityName\":", a->type_name);
+        cli_json_str(stdout, a->name, -1);
+        printf(",\"added\":%d,\"deleted\":%d}\n", a->nadds, a->ndels);
+    } else {
+        printf("Completed updating config for %s %s.\n", type_label(a->type),
+               *a->name ? a->name : "<default>");
+    }
+}
+
 static int do_alter(configs_args *a, rd_kafka_t *rk) {
     int rc = CLI_OK;
     const rd_kafka_ConfigResource_t *cur = NULL;
@@ -232,6 +332,15 @@ static int do_alter(configs_args *a, rd_kafka_t *rk) {
         if (!known) {
             cli_err("configs", "%s '%s' has no config named '%s'", type_label(a->type), a->name, a->dels[d]);
             rc = CLI_EFAIL;
+            goto out;
+        }
+    }
+    if (!a->legacy_alter) {
+        int irc = alter_incremental(a);
+        if (irc >= 0) {
+            rc = irc;
+            if (rc == CLI_OK)
+                report_altered(a);
             goto out;
         }
     }
@@ -264,14 +373,7 @@ static int do_alter(configs_args *a, rd_kafka_t *rk) {
         rc = kc_exit_for(e);
         goto out;
     }
-    if (a->json) {
-        printf("{\"entityType\":\"%s\",\"entityName\":", a->type_name);
-        cli_json_str(stdout, a->name, -1);
-        printf(",\"added\":%d,\"deleted\":%d}\n", a->nadds, a->ndels);
-    } else {
-        printf("Completed updating config for %s %s.\n", type_label(a->type),
-               *a->name ? a->name : "<default>");
-    }
+    report_altered(a);
 out:
     if (ev)
         rd_kafka_event_destroy(ev);
@@ -290,7 +392,7 @@ static void free_args(configs_args *a) {
 }
 
 int cmd_configs(int argc, char **argv) {
-    enum { O_DESC = 1, O_ALTER, O_TYPE, O_NAME, O_TOPIC, O_BROKER, O_DEFAULT, O_ADD, O_DEL, O_ALL };
+    enum { O_DESC = 1, O_ALTER, O_TYPE, O_NAME, O_TOPIC, O_BROKER, O_DEFAULT, O_ADD, O_DEL, O_ALL, O_LEGACY };
     static const struct option opts[] = {
         {"describe", no_argument, NULL, O_DESC},
         {"alter", no_argument, NULL, O_ALTER},
@@ -302,6 +404,7 @@ int cmd_configs(int argc, char **argv) {
         {"add-config", required_argument, NULL, O_ADD},
         {"delete-config", required_argument, NULL, O_DEL},
         {"all", no_argument, NULL, O_ALL},
+        {"legacy-alter", no_argument, NULL, O_LEGACY},
         KC_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -366,6 +469,9 @@ int cmd_configs(int argc, char **argv) {
             break;
         case O_ALL:
             a.all = true;
+            break;
+        case O_LEGACY:
+            a.legacy_alter = true;
             break;
         case 'h':
             fputs(configs_help, stdout);

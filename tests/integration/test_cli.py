@@ -206,15 +206,19 @@ def test_topics_unknown_topic_exit_4(broker):
 
 # ---- configs ----
 
-def test_configs_describe_alter(broker):
-    require_apis(broker, 19, 32, 33)
+@pytest.mark.parametrize("legacy", [False, True], ids=["incremental", "legacy"])
+def test_configs_describe_alter(broker, legacy):
+    # Default: IncrementalAlterConfigs through Sluice's own codec (librdkafka
+    # 2.0 lacks it); --legacy-alter: read-modify-write AlterConfigs.
+    require_apis(broker, 19, 32, 33, *([] if legacy else [44]))
     b = broker.bootstrap
+    extra = ["--legacy-alter"] if legacy else []
     create_topic(broker, "cfg")
     rc, out, _ = run("configs", "--bootstrap-server", b, "--describe", "--entity-type", "topics",
                      "--entity-name", "cfg")
     assert rc == 0 and "(none)" in out
     rc, out, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg",
-                       "--add-config", "retention.ms=5000,cleanup.policy=compact")
+                       "--add-config", "retention.ms=5000,cleanup.policy=compact", *extra)
     assert rc == 0, err
     assert "Completed updating config for topic cfg." in out
     rc, out, _ = run("configs", "--bootstrap-server", b, "--describe", "--topic", "cfg", "--json")
@@ -224,7 +228,7 @@ def test_configs_describe_alter(broker):
 
     # Deleting one keeps the other (read-modify-write over AlterConfigs).
     rc, out, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg",
-                       "--delete-config", "retention.ms")
+                       "--delete-config", "retention.ms", *extra)
     assert rc == 0, err
     rc, out, _ = run("configs", "--bootstrap-server", b, "--describe", "--topic", "cfg", "--json")
     names = [c["name"] for c in json.loads(out)["configs"]]
@@ -233,9 +237,11 @@ def test_configs_describe_alter(broker):
     rc, out, _ = run("configs", "--bootstrap-server", b, "--describe", "--topic", "cfg", "--all", "--json")
     assert len(json.loads(out)["configs"]) > 5
 
-    rc, _, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg", "--add-config", "bogus.key=1")
+    rc, _, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg", "--add-config", "bogus.key=1",
+                     *extra)
     assert rc == 1 and "INVALID_CONFIG" in err
-    rc, _, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg", "--delete-config", "nope.key")
+    rc, _, err = run("configs", "--bootstrap-server", b, "--alter", "--topic", "cfg", "--delete-config", "nope.key",
+                     *extra)
     assert rc == 1 and "no config named 'nope.key'" in err
     rc, _, err = run("configs", "--bootstrap-server", b, "--describe", "--topic", "ghost")
     assert rc == 4 and "topic 'ghost' does not exist" in err
