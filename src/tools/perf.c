@@ -227,11 +227,13 @@ static rd_kafka_resp_err_t send_one(perf_args *a, rd_kafka_t *rk, uint8_t *buf, 
     int64_t now = cli_now_us();
     if (a->size >= 8 && poll_extra)
         wire_put_be64(buf, (uint64_t)now);
+    /* e2e payloads differ per record (send time), so librdkafka copies them;
+     * produce reuses one buffer that outlives the client. */
+    int msgflags = poll_extra ? RD_KAFKA_MSG_F_COPY : 0;
     for (int tries = 0; tries < 100000; tries++) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_VALUE(buf, (size_t)a->size),
-                              RD_KAFKA_V_MSGFLAGS(poll_extra ? RD_KAFKA_MSG_F_COPY : 0),
-                              RD_KAFKA_V_OPAQUE((void *)(intptr_t)now), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_VALUE(buf, (size_t)a->size),
+            RD_KAFKA_V_MSGFLAGS(msgflags), RD_KAFKA_V_OPAQUE((void *)(intptr_t)now), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return e;
         rd_kafka_poll(rk, 1);
