@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tools/kclient.h"
+#include "tools/kraw.h"
 
 static const char consume_help[] =
     "Usage: sluice consume --bootstrap-server H:P --topic T [options]\n"
@@ -314,6 +315,12 @@ int cmd_consume(int argc, char **argv) {
     int rc = kc_check(&k);
     if (rc != CLI_OK || (rc = kc_probe(&k)) != CLI_OK)
         return rc;
+    if (group != NULL) {
+        /* FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch */
+        static const int16_t need[] = {10, 11, 14, 12, 8, 9};
+        if ((rc = kraw_require(&k, need, 6, "--group")) != CLI_OK)
+            return rc;
+    }
 
     rd_kafka_t *rk = NULL;
     const struct rd_kafka_metadata *md = NULL;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "tools/kclient.h"
+#include "tools/kraw.h"
 
 #define GROUPS_MAX             1024 /* groups per --describe/--delete run */
 #define GROUPS_MAX_TOPIC_PARTS 65536
@@ -814,6 +815,17 @@ int cmd_groups(int argc, char **argv) {
     }
     int rc = kc_check(&a.k);
     if (rc != CLI_OK || (rc = kc_probe(&a.k)) != CLI_OK)
+        return rc;
+    /* FindCoordinator, OffsetFetch, DescribeGroups, ListGroups; OffsetCommit
+     * for resets, DeleteGroups for deletes. */
+    static const int16_t need_list[] = {16}, need_describe[] = {10, 9, 15, 2}, need_delete[] = {10, 42},
+                         need_reset[] = {10, 9, 8, 2};
+    const int16_t *need = a.action == A_LIST       ? need_list
+                          : a.action == A_DESCRIBE ? need_describe
+                          : a.action == A_DELETE   ? need_delete
+                                                   : need_reset;
+    int nneed = a.action == A_LIST ? 1 : a.action == A_DELETE ? 2 : 4;
+    if ((rc = kraw_require(&a.k, need, nneed, "consumer groups")) != CLI_OK)
         return rc;
     rd_kafka_conf_t *conf = kc_conf(&a.k);
     if (conf == NULL)

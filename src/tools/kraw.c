@@ -211,3 +211,27 @@ void kraw_close(kraw *c) {
     c->rbuf = NULL;
     arena_reset(&c->a);
 }
+
+int kraw_require(const kc_opts *o, const int16_t *keys, int n, const char *what) {
+    kraw c;
+    int rc = kraw_open(&c, o);
+    if (rc == CLI_OK) {
+        char missing[512] = "";
+        size_t used = 0;
+        for (int i = 0; i < n; i++) {
+            if (kraw_version(&c, keys[i], INT16_MAX) >= 0)
+                continue;
+            const kafka_api_info *api = kafka_api_lookup(keys[i]);
+            int k = snprintf(missing + used, sizeof missing - used, "%s%s (%d)", used ? ", " : "",
+                             api ? api->name : "?", keys[i]);
+            if (k > 0 && (size_t)k < sizeof missing - used)
+                used += (size_t)k;
+        }
+        if (used > 0) {
+            cli_err(o->cmd, "the broker does not serve %s, needed for %s", missing, what);
+            rc = CLI_EFAIL;
+        }
+    }
+    kraw_close(&c);
+    return rc;
+}

@@ -45,4 +45,10 @@ int16_t kraw_version(const kraw *c, int16_t api_key, int16_t want);
 int kraw_call(kraw *c, const kc_opts *o, int16_t api_key, int16_t version, const uint8_t *body,
               size_t body_len, wire_reader *r);
 
+/* Connects, reads ApiVersions and checks that the broker serves every API in
+ * keys[0..n); if not, prints "the broker does not serve <names>, needed for
+ * <what>" and returns CLI_EFAIL. librdkafka would otherwise retry the
+ * missing call until its timeout, which reads as a slow broker. */
+int kraw_require(const kc_opts *o, const int16_t *keys, int n, const char *what);
+
 #endif

@@ -15,6 +15,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -439,3 +440,70 @@ def test_dump_log_real_segments(broker, tmp_path):
 
     rc, _, err = run("dump-log", str(tmp_path / "00000000000000000999.log"))
     assert rc == 4 and "No such file" in err
+
+
+# ---- a broker without the group APIs (a stub that only answers ApiVersions) ----
+
+class StubBroker:
+    """Answers every request with an ApiVersions v0 response listing only
+    ApiVersions (18) and Metadata (3): a broker without group support."""
+
+    def __init__(self):
+        import threading
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.srv.settimeout(0.2)
+        self.port = self.srv.getsockname()[1]
+        self.done = False
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        deadline = time.time() + 60
+        while not self.done and time.time() < deadline:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            c.settimeout(5)
+            try:
+                while True:
+                    hdr = c.recv(4)
+                    if len(hdr) < 4:
+                        break
+                    size = struct.unpack(">i", hdr)[0]
+                    body = b""
+                    while len(body) < size:
+                        chunk = c.recv(size - len(body))
+                        if not chunk:
+                            break
+                        body += chunk
+                    corr = struct.unpack(">i", body[4:8])[0]
+                    resp = struct.pack(">ihi", corr, 0, 2) + struct.pack(">hhh", 18, 0, 3) + \
+                        struct.pack(">hhh", 3, 0, 12)
+                    c.sendall(struct.pack(">i", len(resp)) + resp)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def close(self):
+        self.done = True
+        self.t.join(timeout=5)
+        self.srv.close()
+
+
+@pytest.mark.parametrize("args,missing", [
+    (["groups", "--list"], "ListGroups (16)"),
+    (["groups", "--describe", "--group", "g"], "FindCoordinator (10)"),
+    (["consume", "--topic", "t", "--group", "g"], "JoinGroup (11)"),
+])
+def test_group_apis_missing_exit_1(args, missing):
+    stub = StubBroker()
+    try:
+        rc, out, err = run(args[0], "--bootstrap-server", "127.0.0.1:%d" % stub.port, *args[1:], timeout=30)
+    finally:
+        stub.close()
+    assert rc == 1, (out, err)
+    assert "the broker does not serve" in err and missing in err
