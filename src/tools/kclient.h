@@ -30,6 +30,7 @@ typedef struct kc_opts {
     const char *props[KC_MAX_PROPS]; /* "key=value" */
     int nprops;
     int timeout_ms; /* for admin calls and metadata */
+    bool quiet;     /* kraw: best-effort calls print no errors */
 } kc_opts;
 
 /* Adds one "key=value" property; returns CLI_EUSAGE (after a message) if it

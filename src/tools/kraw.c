@@ -4,6 +4,8 @@
 #include "tools/kraw.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -15,7 +17,20 @@
 #include "proto/header.h"
 
 #define KRAW_CLIENT_ID "sluice-cli"
-#define KRAW_ARENA     (4 * 1024 * 1024)
+#define KRAW_ARENA     (64 * 1024 * 1024)
+
+/* cli_err unless the caller asked for a quiet, best-effort call. */
+static void kraw_err(const kc_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kraw_err(const kc_opts *o, const char *fmt, ...) {
+    if (o->quiet)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_err(o->cmd, "%s", msg);
+}
 
 /* Waits until fd is ready for events, up to ms. 0, or -ETIMEDOUT / -errno. */
 static int wait_fd(int fd, short events, int ms) {
@@ -116,8 +131,10 @@ int kraw_call(kraw *c, const kc_opts *o, int16_t api_key, int16_t version, const
         wire_write_string(&w, kstr_c(KRAW_CLIENT_ID), false, true);
     if (hv >= 2)
         wire_write_uvarint(&w, 0); /* no tagged fields */
-    if (w.err != WIRE_OK || body_len > KRAW_MAX_FRAME)
-        return cli_usage_err(o->cmd, "request too large");
+    if (w.err != WIRE_OK || body_len > KRAW_MAX_FRAME) {
+        kraw_err(o, "request too large");
+        return CLI_EUSAGE;
+    }
     wire_put_be32(hdr, (uint32_t)(w.len - 4 + body_len));
     int e = write_all(c, hdr, w.len);
     if (e == 0)
@@ -129,7 +146,7 @@ int kraw_call(kraw *c, const kc_opts *o, int16_t api_key, int16_t version, const
         goto io_err;
     uint32_t n = wire_be32(sz);
     if (n < 4 || n > KRAW_MAX_FRAME) {
-        cli_err(o->cmd, "broker sent a frame of %u bytes", n);
+        kraw_err(o, "broker sent a frame of %u bytes", n);
         return CLI_EFAIL;
     }
     if (n > c->rcap) {
@@ -143,7 +160,7 @@ int kraw_call(kraw *c, const kc_opts *o, int16_t api_key, int16_t version, const
         goto io_err;
     wire_reader_init(r, c->rbuf, n);
     if (wire_read_i32(r) != corr) {
-        cli_err(o->cmd, "broker answered out of order");
+        kraw_err(o, "broker answered out of order");
         return CLI_EFAIL;
     }
     if (proto_response_header_version(api_key, version) >= 1) {
@@ -154,13 +171,13 @@ int kraw_call(kraw *c, const kc_opts *o, int16_t api_key, int16_t version, const
         }
     }
     if (r->err != WIRE_OK) {
-        cli_err(o->cmd, "malformed response header: %s", wire_strerror(r->err));
+        kraw_err(o, "malformed response header: %s", wire_strerror(r->err));
         return CLI_EFAIL;
     }
     arena_reset(&c->a);
     return CLI_OK;
 io_err:
-    cli_err(o->cmd, "request to the broker failed: %s", strerror(-e));
+    kraw_err(o, "request to the broker failed: %s", strerror(-e));
     return CLI_EUNREACH;
 }
 
@@ -173,14 +190,16 @@ int kraw_open(kraw *c, const kc_opts *o) {
     for (int i = 0; i < 128; i++)
         c->max_version[i] = -1;
     char list[CLI_ARG_MAX];
-    if (strlen(o->bootstrap) >= sizeof list)
-        return cli_usage_err(o->cmd, "--bootstrap-server: list too long");
+    if (strlen(o->bootstrap) >= sizeof list) {
+        kraw_err(o, "--bootstrap-server: list too long");
+        return CLI_EUSAGE;
+    }
     strcpy(list, o->bootstrap);
     int fd = -ECONNREFUSED;
     for (char *save = NULL, *hp = strtok_r(list, ",", &save); hp && fd < 0; hp = strtok_r(NULL, ",", &save))
         fd = connect_one(hp, c->timeout_ms < 3000 ? c->timeout_ms : 3000);
     if (fd < 0) {
-        cli_err(o->cmd, "cannot connect to the broker (%s)", strerror(-fd));
+        kraw_err(o, "cannot connect to the broker (%s)", strerror(-fd));
         return CLI_EUNREACH;
     }
     c->fd = fd;
@@ -192,7 +211,7 @@ int kraw_open(kraw *c, const kc_opts *o) {
     kafka_api_versions_response resp;
     kafka_api_versions_response_init(&resp);
     if (kafka_api_versions_response_decode(&r, 0, &c->a, &resp) != WIRE_OK || resp.error_code != 0) {
-        cli_err(o->cmd, "cannot read the broker's ApiVersions");
+        kraw_err(o, "cannot read the broker's ApiVersions");
         return CLI_EFAIL;
     }
     for (int32_t i = 0; i < resp.api_keys_count; i++) {
@@ -228,7 +247,7 @@ int kraw_require(const kc_opts *o, const int16_t *keys, int n, const char *what)
                 used += (size_t)k;
         }
         if (used > 0) {
-            cli_err(o->cmd, "the broker does not serve %s, needed for %s", missing, what);
+            kraw_err(o, "the broker does not serve %s, needed for %s", missing, what);
             rc = CLI_EFAIL;
         }
     }

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/gen/kafka_msgs.h"
 #include "tools/kclient.h"
+#include "tools/kraw.h"
 
 #define TOPICS_MAX_CONFIGS 64
 
@@ -186,6 +188,86 @@ static void print_configs(const rd_kafka_ConfigResource_t *r, bool json) {
         fputc('}', stdout);
 }
 
+/* Topic ids, which librdkafka 2.0's metadata does not expose: one Metadata
+ * request (v10+, all topics, no auto-creation) through Sluice's own codec.
+ * Best effort: on any failure ids are simply not shown. */
+typedef struct topic_ids {
+    char (*name)[256];
+    char (*id)[24]; /* base64url without padding, as Kafka prints them */
+    int n;
+} topic_ids;
+
+static void base64url(const uint8_t *in, size_t n, char *out) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        size_t chars = i + 2 < n ? 4 : i + 1 < n ? 3 : 2;
+        for (size_t k = 0; k < chars; k++)
+            out[o++] = tbl[(v >> (18 - 6 * k)) & 63];
+    }
+    out[o] = '\0';
+}
+
+static void fetch_topic_ids(topics_args *a, int max_topics, topic_ids *ids) {
+    kraw c;
+    uint8_t body[64];
+    memset(ids, 0, sizeof *ids);
+    if (getenv("SLUICE_DEBUG") == NULL)
+        a->k.quiet = true; /* failures here only hide the ids */
+    if (kraw_open(&c, &a->k) != CLI_OK)
+        goto out;
+    int16_t v = kraw_version(&c, KAFKA_API_METADATA, 12);
+    if (v < 10)
+        goto out;
+    kafka_metadata_request req;
+    kafka_metadata_request_init(&req);
+    req.topics = NULL;
+    req.topics_count = -1;
+    req.allow_auto_topic_creation = false;
+    wire_writer w;
+    wire_writer_init(&w, body, sizeof body);
+    if (kafka_metadata_request_encode(&w, v, &req) != WIRE_OK)
+        goto out;
+    wire_reader r;
+    if (kraw_call(&c, &a->k, KAFKA_API_METADATA, v, body, w.len, &r) != CLI_OK)
+        goto out;
+    kafka_metadata_response resp;
+    kafka_metadata_response_init(&resp);
+    if (kafka_metadata_response_decode(&r, v, &c.a, &resp) != WIRE_OK || resp.topics_count < 0)
+        goto out;
+    int n = resp.topics_count < max_topics ? resp.topics_count : max_topics;
+    ids->name = calloc((size_t)n + 1, sizeof *ids->name);
+    ids->id = calloc((size_t)n + 1, sizeof *ids->id);
+    if (ids->name == NULL || ids->id == NULL)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const kafka_metadata_response_metadata_response_topic *t = &resp.topics[i];
+        if (t->error_code != 0 || t->name.len <= 0 || t->name.len >= 256)
+            continue;
+        memcpy(ids->name[ids->n], t->name.ptr, (size_t)t->name.len);
+        base64url(t->topic_id.b, 16, ids->id[ids->n]);
+        ids->n++;
+    }
+out:
+    a->k.quiet = false;
+    kraw_close(&c);
+}
+
+static const char *topic_id_of(const topic_ids *ids, const char *name) {
+    for (int i = 0; i < ids->n; i++) {
+        if (strcmp(ids->name[i], name) == 0)
+            return ids->id[i];
+    }
+    return NULL;
+}
+
+static void free_topic_ids(topic_ids *ids) {
+    free(ids->name);
+    free(ids->id);
+}
+
 static int do_describe(topics_args *a, rd_kafka_t *rk) {
     int rc = CLI_OK;
     const struct rd_kafka_metadata *md = kc_metadata(&a->k, rk, &rc);
@@ -195,6 +277,7 @@ static int do_describe(topics_args *a, rd_kafka_t *rk) {
     rd_kafka_metadata_topic_t *ts = calloc((size_t)md->topic_cnt + 1, sizeof *ts);
     const char **names = calloc((size_t)md->topic_cnt + 1, sizeof *names);
     rd_kafka_event_t *cfg = NULL;
+    topic_ids ids = {0};
     if (ts == NULL || names == NULL) {
         rc = CLI_EFAIL;
         goto out;
@@ -214,6 +297,7 @@ static int do_describe(topics_args *a, rd_kafka_t *rk) {
     bool filter = a->under_replicated || a->unavailable;
     if (!filter)
         cfg = describe_configs(a, rk, names, n);
+    fetch_topic_ids(a, md->topic_cnt + 64, &ids);
     if (a->json)
         fputs("{\"topics\":[", stdout);
     for (int i = 0; i < n; i++) {
@@ -230,13 +314,22 @@ static int do_describe(topics_args *a, rd_kafka_t *rk) {
         if (a->json) {
             fprintf(stdout, "%s{\"name\":", i ? "," : "");
             cli_json_str(stdout, t->topic, -1);
+            const char *tid = topic_id_of(&ids, t->topic);
+            fputs(",\"topicId\":", stdout);
+            if (tid)
+                cli_json_str(stdout, tid, -1);
+            else
+                fputs("null", stdout);
             fprintf(stdout, ",\"internal\":%s,\"partitionCount\":%d,\"replicationFactor\":%d,\"configs\":",
                     is_internal(t->topic) ? "true" : "false", t->partition_cnt, rf);
             print_configs(find_resource(cfg, t->topic), true);
             fputs(",\"partitions\":[", stdout);
         } else if (!filter) {
-            printf("Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\tConfigs: ", t->topic,
-                   t->partition_cnt, rf);
+            const char *tid = topic_id_of(&ids, t->topic);
+            printf("Topic: %s\t", t->topic);
+            if (tid)
+                printf("TopicId: %s\t", tid);
+            printf("PartitionCount: %d\tReplicationFactor: %d\tConfigs: ", t->partition_cnt, rf);
             print_configs(find_resource(cfg, t->topic), false);
             putchar('\n');
         }
@@ -279,6 +372,7 @@ static int do_describe(topics_args *a, rd_kafka_t *rk) {
 out:
     if (cfg)
         rd_kafka_event_destroy(cfg);
+    free_topic_ids(&ids);
     free(names);
     free(ts);
     rd_kafka_metadata_destroy(md);

@@ -11,6 +11,7 @@ with the missing API named (see require_apis), never silently passed.
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -163,12 +164,13 @@ def test_topics_lifecycle(broker):
 
     rc, out, _ = run("topics", "--bootstrap-server", b, "--describe", "--topic", "orders")
     assert rc == 0
-    assert "Topic: orders\tPartitionCount: 3\tReplicationFactor: 1" in out
+    # TopicId comes from a Metadata v10+ request through Sluice's own codec.
+    assert re.search(r"Topic: orders\tTopicId: [A-Za-z0-9_-]{22}\tPartitionCount: 3\tReplicationFactor: 1", out)
     assert "retention.ms=3600000" in out
     assert "\tTopic: orders\tPartition: 2\tLeader: 1\tReplicas: 1\tIsr: 1" in out
     rc, out, _ = run("topics", "--bootstrap-server", b, "--describe", "--topic", "orders", "--json")
     d = json.loads(out)["topics"][0]
-    assert d["name"] == "orders" and d["partitionCount"] == 3
+    assert d["name"] == "orders" and d["partitionCount"] == 3 and len(d["topicId"]) == 22
     assert [p["partition"] for p in d["partitions"]] == [0, 1, 2]
     assert d["partitions"][0]["isr"] == [1] and d["configs"]["retention.ms"] == "3600000"
     rc, out, _ = run("topics", "--bootstrap-server", b, "--describe", "--under-replicated-partitions")
