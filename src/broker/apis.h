@@ -26,5 +26,17 @@ breq_status api_alter_configs(breq *r);
 breq_status api_incremental_alter_configs(breq *r);
 breq_status api_describe_cluster(breq *r);
 breq_status api_describe_log_dirs(breq *r);
+/* group coordinator (api_groups.c) */
+breq_status api_find_coordinator(breq *r);
+breq_status api_join_group(breq *r);
+breq_status api_sync_group(breq *r);
+breq_status api_heartbeat(breq *r);
+breq_status api_leave_group(breq *r);
+breq_status api_offset_commit(breq *r);
+breq_status api_offset_fetch(breq *r);
+breq_status api_describe_groups(breq *r);
+breq_status api_list_groups(breq *r);
+breq_status api_delete_groups(breq *r);
+breq_status api_offset_delete(breq *r);
 
 #endif

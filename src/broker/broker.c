@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "broker/fetch.h"
+#include "broker/groups.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -106,6 +107,8 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     if (fetch_mgr_start(b) != 0)
         goto err;
+    if (groups_mgr_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -132,6 +135,9 @@ void broker_shutdown(broker *b) {
     /* Long-polling fetches are answered first, so that the network layer's
      * drain of in-flight requests does not wait out their max_wait_ms. */
     fetch_mgr_shutdown(b);
+    /* Parked JoinGroup/SyncGroup requests are answered first, so that the
+     * network layer's drain does not wait for rebalances. */
+    groups_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     pthread_mutex_lock(&b->hk_mu);
@@ -142,6 +148,8 @@ void broker_shutdown(broker *b) {
         pthread_join(b->housekeeper, NULL);
         b->housekeeper_started = false;
     }
+    /* The coordinator holds a reference on __consumer_offsets. */
+    groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
     topics_close(b->topics);
     b->topics = NULL;
@@ -160,6 +168,7 @@ void broker_destroy(broker *b) {
     }
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
+    groups_mgr_destroy(b);
     net_server_destroy(b->net);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->topics)

@@ -25,6 +25,8 @@ struct broker {
     topic_registry *topics;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
     void *fetch;
+    /* Owned by the group coordinator (groups.h); NULL until started. */
+    void *groups;
     /* housekeeping thread: roll, flush, retention about once a second */
     pthread_t housekeeper;
     bool housekeeper_started;

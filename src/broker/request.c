@@ -41,6 +41,17 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
     {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
+    {KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator},
+    {KAFKA_API_JOIN_GROUP, 0, 9, api_join_group},
+    {KAFKA_API_SYNC_GROUP, 0, 5, api_sync_group},
+    {KAFKA_API_HEARTBEAT, 0, 4, api_heartbeat},
+    {KAFKA_API_LEAVE_GROUP, 0, 5, api_leave_group},
+    {KAFKA_API_OFFSET_COMMIT, 0, 9, api_offset_commit},
+    {KAFKA_API_OFFSET_FETCH, 0, 9, api_offset_fetch},
+    {KAFKA_API_DESCRIBE_GROUPS, 0, 5, api_describe_groups},
+    {KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups},
+    {KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups},
+    {KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {

@@ -1,0 +1,833 @@
+/*
+ * api_groups.c - the group coordinator's Kafka APIs: FindCoordinator,
+ * JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+ * DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+ *
+ * Each handler translates the decoded request into calls on the state
+ * machine of the group's shard (groups.h) under the shard's lock and copies
+ * what it needs from the machine into the response (the request's arena)
+ * before unlocking. JoinGroup and SyncGroup may park: the handler returns
+ * BREQ_ASYNC and the machine answers through groups_api_join_done /
+ * groups_api_sync_done, possibly before the handler returns.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/apis.h"
+#include "broker/broker.h"
+#include "broker/groups.h"
+#include "core/log.h"
+
+/* Copies a string into the request's arena (the machine's memory is only
+ * valid under the shard's lock). Null stays null. */
+static kstr copy_str(breq *r, kstr s) {
+    if (s.len <= 0)
+        return s.len < 0 ? KSTR_NULL : kstr_c("");
+    char *d = breq_alloc(r, (size_t)s.len);
+    if (d == NULL)
+        return kstr_c("");
+    memcpy(d, s.ptr, (size_t)s.len);
+    return (kstr){d, s.len};
+}
+
+static kbytes copy_bytes(breq *r, const uint8_t *p, int32_t len) {
+    if (len <= 0)
+        return (kbytes){NULL, 0};
+    uint8_t *d = breq_alloc(r, (size_t)len);
+    if (d == NULL)
+        return (kbytes){NULL, 0};
+    memcpy(d, p, (size_t)len);
+    return (kbytes){d, len};
+}
+
+static kstr client_host(breq *r) {
+    /* Kafka shows the client's address as "/ip". */
+    const char *peer = r->net->peer ? r->net->peer : "";
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
+    char *d = breq_alloc(r, n + 2);
+    if (d == NULL)
+        return kstr_c("");
+    d[0] = '/';
+    memcpy(d + 1, peer, n);
+    return (kstr){d, (int32_t)(n + 1)};
+}
+
+/* ---- FindCoordinator ----------------------------------------------------- */
+
+static void endpoint(breq *r, const char **host, int32_t *port) {
+    const broker_config *c = r->b->cfg;
+    const config_listener *l = NULL;
+    for (int i = 0; i < c->n_advertised && l == NULL; i++)
+        if (!c->advertised[i].controller)
+            l = &c->advertised[i];
+    *host = l && l->host[0] ? l->host : "localhost";
+    *port = l && l->port != 0 ? l->port : (int32_t)broker_port(r->b);
+}
+
+static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, kstr *host, int32_t *port) {
+    *node = -1;
+    *host = kstr_c("");
+    *port = -1;
+    if (type == 1)
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE; /* transactions: not yet */
+    if (type != 0)
+        return KAFKA_ERR_INVALID_REQUEST;
+    (void)key;
+    if (groups_shard_count(r->b) == 0)
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    const char *h;
+    endpoint(r, &h, port);
+    *host = kstr_c(h);
+    *node = r->b->cfg->node_id;
+    return 0;
+}
+
+breq_status api_find_coordinator(breq *r) {
+    const kafka_find_coordinator_request *req = r->req;
+    kafka_find_coordinator_response *resp = r->resp;
+    if (r->hdr.api_version < 4) {
+        resp->error_code =
+            coordinator_for(r, req->key_type, req->key, &resp->node_id, &resp->host, &resp->port);
+        if (resp->error_code && r->hdr.api_version >= 1)
+            resp->error_message = kstr_c(resp->error_code == KAFKA_ERR_COORDINATOR_NOT_AVAILABLE
+                                             ? "The coordinator is not available."
+                                             : "Unsupported coordinator key type.");
+        return BREQ_DONE;
+    }
+    int32_t n = req->coordinator_keys_count > 0 ? req->coordinator_keys_count : 0;
+    resp->coordinators = n ? breq_calloc(r, (size_t)n, sizeof *resp->coordinators) : NULL;
+    if (n && resp->coordinators == NULL)
+        return BREQ_CLOSE;
+    resp->coordinators_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        kafka_find_coordinator_response_coordinator *c = &resp->coordinators[i];
+        kafka_find_coordinator_response_coordinator_init(c);
+        c->key = req->coordinator_keys[i];
+        c->error_code = coordinator_for(r, req->key_type, c->key, &c->node_id, &c->host, &c->port);
+        if (c->error_code)
+            c->error_message = kstr_c("The coordinator is not available.");
+    }
+    return BREQ_DONE;
+}
+
+/* ---- JoinGroup / SyncGroup ------------------------------------------------ */
+
+void groups_api_join_done(void *ctx, void *token, const gcoord_join_result *res) {
+    (void)ctx;
+    breq *r = token;
+    kafka_join_group_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    resp->error_code = res->error;
+    resp->generation_id = res->generation;
+    if (ver >= 7) {
+        resp->protocol_type = copy_str(r, res->protocol_type);
+        resp->protocol_name = copy_str(r, res->protocol_name);
+    } else {
+        resp->protocol_name = res->protocol_name.len < 0 ? kstr_c("") : copy_str(r, res->protocol_name);
+    }
+    resp->leader = copy_str(r, res->leader);
+    resp->member_id = copy_str(r, res->member_id);
+    if (ver >= 9)
+        resp->skip_assignment = res->skip_assignment;
+    resp->members_count = 0;
+    if (res->n_members > 0) {
+        resp->members = breq_calloc(r, (size_t)res->n_members, sizeof *resp->members);
+        if (resp->members == NULL) {
+            breq_abort(r);
+            return;
+        }
+        resp->members_count = res->n_members;
+        for (int i = 0; i < res->n_members; i++) {
+            kafka_join_group_response_join_group_response_member *m = &resp->members[i];
+            kafka_join_group_response_join_group_response_member_init(m);
+            m->member_id = copy_str(r, res->members[i].member_id);
+            if (ver >= 5)
+                m->group_instance_id = copy_str(r, res->members[i].instance_id);
+            m->metadata = copy_bytes(r, res->members[i].metadata.ptr, res->members[i].metadata.len);
+        }
+    }
+    breq_complete(r);
+}
+
+void groups_api_sync_done(void *ctx, void *token, const gcoord_sync_result *res) {
+    (void)ctx;
+    breq *r = token;
+    kafka_sync_group_response *resp = r->resp;
+    resp->error_code = res->error;
+    if (r->hdr.api_version >= 5) {
+        resp->protocol_type = copy_str(r, res->protocol_type);
+        resp->protocol_name = copy_str(r, res->protocol_name);
+    }
+    resp->assignment = copy_bytes(r, res->assignment.ptr, res->assignment.len);
+    breq_complete(r);
+}
+
+breq_status api_join_group(breq *r) {
+    const kafka_join_group_request *req = r->req;
+    kafka_join_group_response *resp = r->resp;
+    int n = req->protocols_count > 0 ? req->protocols_count : 0;
+    kstr *names = n ? breq_calloc(r, (size_t)n, sizeof *names) : NULL;
+    kbytes *metas = n ? breq_calloc(r, (size_t)n, sizeof *metas) : NULL;
+    if (n && (names == NULL || metas == NULL))
+        return BREQ_CLOSE;
+    for (int i = 0; i < n; i++) {
+        names[i] = req->protocols[i].name;
+        metas[i] = req->protocols[i].metadata;
+    }
+    gcoord_join_req jr = {.group_id = req->group_id,
+                          .member_id = req->member_id.len < 0 ? kstr_c("") : req->member_id,
+                          .instance_id = req->group_instance_id,
+                          .protocol_type = req->protocol_type,
+                          .client_id = r->hdr.client_id.len < 0 ? kstr_c("") : r->hdr.client_id,
+                          .client_host = client_host(r),
+                          .session_timeout_ms = req->session_timeout_ms,
+                          .rebalance_timeout_ms = req->rebalance_timeout_ms >= 0 ? req->rebalance_timeout_ms
+                                                                                 : req->session_timeout_ms,
+                          .protocol_names = names,
+                          .protocol_metadata = metas,
+                          .n_protocols = n,
+                          .require_known_member_id = r->hdr.api_version >= 4};
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        resp->member_id = jr.member_id;
+        resp->protocol_name = r->hdr.api_version >= 7 ? KSTR_NULL : kstr_c("");
+        return BREQ_DONE;
+    }
+    /* From here on r belongs to the machine (it may be answered at once). */
+    gcoord_join(s->sm, &jr, r, groups_now_ms());
+    groups_unlock(s);
+    return BREQ_ASYNC;
+}
+
+breq_status api_sync_group(breq *r) {
+    const kafka_sync_group_request *req = r->req;
+    kafka_sync_group_response *resp = r->resp;
+    int n = req->assignments_count > 0 ? req->assignments_count : 0;
+    kstr *ids = n ? breq_calloc(r, (size_t)n, sizeof *ids) : NULL;
+    kbytes *as = n ? breq_calloc(r, (size_t)n, sizeof *as) : NULL;
+    if (n && (ids == NULL || as == NULL))
+        return BREQ_CLOSE;
+    for (int i = 0; i < n; i++) {
+        ids[i] = req->assignments[i].member_id;
+        as[i] = req->assignments[i].assignment;
+    }
+    gcoord_sync_req sr = {.group_id = req->group_id,
+                          .member_id = req->member_id,
+                          .instance_id = req->group_instance_id,
+                          .generation = req->generation_id,
+                          .protocol_type = req->protocol_type,
+                          .protocol_name = req->protocol_name,
+                          .assign_member = ids,
+                          .assign_bytes = as,
+                          .n_assign = n};
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return BREQ_DONE;
+    }
+    gcoord_sync(s->sm, &sr, r, groups_now_ms());
+    groups_unlock(s);
+    return BREQ_ASYNC;
+}
+
+/* ---- Heartbeat / LeaveGroup ------------------------------------------------ */
+
+breq_status api_heartbeat(breq *r) {
+    const kafka_heartbeat_request *req = r->req;
+    kafka_heartbeat_response *resp = r->resp;
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return BREQ_DONE;
+    }
+    resp->error_code = gcoord_heartbeat(s->sm, req->group_id, req->member_id, req->group_instance_id,
+                                        req->generation_id, groups_now_ms());
+    groups_unlock(s);
+    return BREQ_DONE;
+}
+
+breq_status api_leave_group(breq *r) {
+    const kafka_leave_group_request *req = r->req;
+    kafka_leave_group_response *resp = r->resp;
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return BREQ_DONE;
+    }
+    int64_t now = groups_now_ms();
+    int16_t ge = 0;
+    if (r->hdr.api_version < 3) {
+        int16_t e = gcoord_leave(s->sm, req->group_id, req->member_id, KSTR_NULL, &ge, now);
+        resp->error_code = ge ? ge : e;
+        groups_unlock(s);
+        return BREQ_DONE;
+    }
+    int n = req->members_count > 0 ? req->members_count : 0;
+    resp->members = n ? breq_calloc(r, (size_t)n, sizeof *resp->members) : NULL;
+    if (n && resp->members == NULL) {
+        groups_unlock(s);
+        return BREQ_CLOSE;
+    }
+    resp->members_count = n;
+    for (int i = 0; i < n; i++) {
+        const kafka_leave_group_request_member_identity *mi = &req->members[i];
+        kafka_leave_group_response_member_response *mr = &resp->members[i];
+        kafka_leave_group_response_member_response_init(mr);
+        mr->member_id = mi->member_id;
+        mr->group_instance_id = mi->group_instance_id;
+        mr->error_code = gcoord_leave(s->sm, req->group_id, mi->member_id, mi->group_instance_id, &ge, now);
+        if (ge) {
+            resp->error_code = ge;
+            resp->members_count = 0;
+            break;
+        }
+    }
+    groups_unlock(s);
+    return BREQ_DONE;
+}
+
+/* ---- OffsetCommit ------------------------------------------------------------ */
+
+/* Does topic/partition exist? */
+static bool partition_exists(breq *r, kstr topic_name, int32_t partition) {
+    topic *t = topics_get(r->b->topics, topic_name);
+    if (t == NULL)
+        return false;
+    bool ok = partition >= 0 && partition < topic_partition_count(t);
+    topic_release(r->b->topics, t);
+    return ok;
+}
+
+breq_status api_offset_commit(breq *r) {
+    const kafka_offset_commit_request *req = r->req;
+    kafka_offset_commit_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    int nt = req->topics_count > 0 ? req->topics_count : 0, total = 0;
+    for (int i = 0; i < nt; i++)
+        total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    gcoord_commit *es = total ? breq_calloc(r, (size_t)total, sizeof *es) : NULL;
+    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
+    if ((total && es == NULL) || (nt && resp->topics == NULL))
+        return BREQ_CLOSE;
+    resp->topics_count = nt;
+    int k = 0;
+    int64_t commit_ts = -1;
+    for (int i = 0; i < nt; i++) {
+        const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
+        topic *tp = topics_get(r->b->topics, t->name);
+        int32_t nparts = tp ? topic_partition_count(tp) : 0;
+        if (tp)
+            topic_release(r->b->topics, tp);
+        for (int j = 0; j < (t->partitions_count > 0 ? t->partitions_count : 0); j++, k++) {
+            const kafka_offset_commit_request_offset_commit_request_partition *p = &t->partitions[j];
+            es[k] = (gcoord_commit){t->name,
+                                    p->partition_index,
+                                    p->committed_offset,
+                                    p->committed_leader_epoch,
+                                    p->committed_metadata,
+                                    0};
+            if (p->partition_index < 0 || p->partition_index >= nparts)
+                es[k].error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            if (ver == 1 && p->commit_timestamp >= 0)
+                commit_ts = p->commit_timestamp;
+        }
+    }
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        for (int i = 0; i < total; i++)
+            es[i].error = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    } else {
+        gcoord_commit_offsets(s->sm, req->group_id, req->generation_id_or_member_epoch,
+                              req->member_id.len < 0 ? kstr_c("") : req->member_id, req->group_instance_id,
+                              ver >= 2 && ver <= 4 ? req->retention_time_ms : -1, commit_ts, es, total,
+                              groups_now_ms());
+        groups_unlock(s);
+    }
+    k = 0;
+    for (int i = 0; i < nt; i++) {
+        const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
+        kafka_offset_commit_response_offset_commit_response_topic *rt = &resp->topics[i];
+        kafka_offset_commit_response_offset_commit_response_topic_init(rt);
+        rt->name = t->name;
+        int np = t->partitions_count > 0 ? t->partitions_count : 0;
+        rt->partitions = np ? breq_calloc(r, (size_t)np, sizeof *rt->partitions) : NULL;
+        if (np && rt->partitions == NULL)
+            return BREQ_CLOSE;
+        rt->partitions_count = np;
+        for (int j = 0; j < np; j++, k++) {
+            rt->partitions[j].partition_index = t->partitions[j].partition_index;
+            rt->partitions[j].error_code = es[k].error;
+        }
+    }
+    return BREQ_DONE;
+}
+
+/* ---- OffsetFetch --------------------------------------------------------------- */
+
+/* One fetched partition, version-neutral. */
+typedef struct fetched {
+    kstr topic;
+    int32_t partition;
+    int64_t offset;
+    int32_t epoch;
+    kstr metadata;
+    int16_t error;
+} fetched;
+
+typedef struct fetch_list {
+    breq *r;
+    fetched *v;
+    int n, cap;
+    bool oom;
+} fetch_list;
+
+static fetched *fl_add(fetch_list *fl) {
+    if (fl->n == fl->cap) {
+        int nc = fl->cap ? fl->cap * 2 : 16;
+        fetched *nv = breq_calloc(fl->r, (size_t)nc, sizeof *nv);
+        if (nv == NULL) {
+            fl->oom = true;
+            return NULL;
+        }
+        if (fl->n)
+            memcpy(nv, fl->v, (size_t)fl->n * sizeof *nv);
+        fl->v = nv;
+        fl->cap = nc;
+    }
+    return &fl->v[fl->n++];
+}
+
+static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
+    fetch_list *fl = ctx;
+    fetched *f = fl_add(fl);
+    if (f == NULL)
+        return false;
+    *f = (fetched){copy_str(fl->r, kstr_c(e->topic)),
+                   e->partition,
+                   e->offset,
+                   e->leader_epoch,
+                   copy_str(fl->r, kstr_c(e->metadata ? e->metadata : "")),
+                   0};
+    return true;
+}
+
+/* Fetches one group's offsets: the listed partitions (topics != NULL) or all
+ * (topics == NULL). names/parts/counts describe the request's topics. */
+static int16_t fetch_group(breq *r, kstr group, int nt, const kstr *names, int32_t *const *parts,
+                           const int32_t *counts, bool all, fetch_list *fl) {
+    groups_shard *s = groups_lock(r->b, group);
+    if (s == NULL)
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    int16_t err = 0;
+    if (all) {
+        err = gcoord_each_offset(s->sm, group, fl_all, fl);
+    } else {
+        for (int i = 0; i < nt && err == 0; i++)
+            for (int j = 0; j < counts[i]; j++) {
+                fetched *f = fl_add(fl);
+                if (f == NULL)
+                    break;
+                kstr meta;
+                f->topic = names[i];
+                f->partition = parts[i][j];
+                err = gcoord_fetch_offset(s->sm, group, names[i], parts[i][j], &f->offset, &f->epoch, &meta);
+                f->metadata = copy_str(r, meta);
+                if (err)
+                    break;
+            }
+    }
+    groups_unlock(s);
+    return err;
+}
+
+/* Groups fetched entries by topic (in order of first appearance). Returns
+ * the number of topics; *first[i] / *cnt[i] index fl->v after sorting. */
+static int by_topic(fetch_list *fl, int **first, int **cnt) {
+    /* Stable grouping: O(n * topics), fine for a response. */
+    fetched *sorted = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *sorted) : NULL;
+    int *f = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *f) : NULL;
+    int *c = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *c) : NULL;
+    bool *used = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *used) : NULL;
+    if (fl->n && (sorted == NULL || f == NULL || c == NULL || used == NULL))
+        return -1;
+    int nt = 0, k = 0;
+    for (int i = 0; i < fl->n; i++) {
+        if (used[i])
+            continue;
+        f[nt] = k;
+        c[nt] = 0;
+        for (int j = i; j < fl->n; j++)
+            if (!used[j] && kstr_eq(fl->v[j].topic, fl->v[i].topic)) {
+                used[j] = true;
+                sorted[k++] = fl->v[j];
+                c[nt]++;
+            }
+        nt++;
+    }
+    if (fl->n)
+        memcpy(fl->v, sorted, (size_t)fl->n * sizeof *sorted);
+    *first = f;
+    *cnt = c;
+    return nt;
+}
+
+breq_status api_offset_fetch(breq *r) {
+    const kafka_offset_fetch_request *req = r->req;
+    kafka_offset_fetch_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    if (ver < 8) {
+        int nt = req->topics_count > 0 ? req->topics_count : 0;
+        bool all = req->topics_count < 0;
+        kstr *names = nt ? breq_calloc(r, (size_t)nt, sizeof *names) : NULL;
+        int32_t **parts = nt ? breq_calloc(r, (size_t)nt, sizeof *parts) : NULL;
+        int32_t *counts = nt ? breq_calloc(r, (size_t)nt, sizeof *counts) : NULL;
+        if (nt && (names == NULL || parts == NULL || counts == NULL))
+            return BREQ_CLOSE;
+        for (int i = 0; i < nt; i++) {
+            names[i] = req->topics[i].name;
+            parts[i] = req->topics[i].partition_indexes;
+            counts[i] =
+                req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
+        }
+        fetch_list fl = {.r = r};
+        int16_t err = fetch_group(r, req->group_id, nt, names, parts, counts, all, &fl);
+        if (fl.oom)
+            return BREQ_CLOSE;
+        if (err) {
+            if (ver >= 2) {
+                resp->error_code = err;
+                fl.n = 0;
+            } else {
+                /* v0-1 have no top-level error: every partition carries it. */
+                fl.n = 0;
+                for (int i = 0; i < nt; i++)
+                    for (int j = 0; j < counts[i]; j++) {
+                        fetched *f = fl_add(&fl);
+                        if (f == NULL)
+                            return BREQ_CLOSE;
+                        *f = (fetched){names[i], parts[i][j], -1, -1, kstr_c(""), err};
+                    }
+            }
+        }
+        int *first, *cnt;
+        int ntopics = by_topic(&fl, &first, &cnt);
+        if (ntopics < 0)
+            return BREQ_CLOSE;
+        resp->topics = ntopics ? breq_calloc(r, (size_t)ntopics, sizeof *resp->topics) : NULL;
+        if (ntopics && resp->topics == NULL)
+            return BREQ_CLOSE;
+        resp->topics_count = ntopics;
+        for (int i = 0; i < ntopics; i++) {
+            kafka_offset_fetch_response_offset_fetch_response_topic *t = &resp->topics[i];
+            kafka_offset_fetch_response_offset_fetch_response_topic_init(t);
+            t->name = fl.v[first[i]].topic;
+            t->partitions = breq_calloc(r, (size_t)cnt[i], sizeof *t->partitions);
+            if (t->partitions == NULL)
+                return BREQ_CLOSE;
+            t->partitions_count = cnt[i];
+            for (int j = 0; j < cnt[i]; j++) {
+                const fetched *f = &fl.v[first[i] + j];
+                kafka_offset_fetch_response_offset_fetch_response_partition *p = &t->partitions[j];
+                kafka_offset_fetch_response_offset_fetch_response_partition_init(p);
+                p->partition_index = f->partition;
+                p->committed_offset = f->offset;
+                if (ver >= 5)
+                    p->committed_leader_epoch = f->epoch;
+                p->metadata = f->metadata;
+                p->error_code = f->error;
+            }
+        }
+        return BREQ_DONE;
+    }
+    int ng = req->groups_count > 0 ? req->groups_count : 0;
+    resp->groups = ng ? breq_calloc(r, (size_t)ng, sizeof *resp->groups) : NULL;
+    if (ng && resp->groups == NULL)
+        return BREQ_CLOSE;
+    resp->groups_count = ng;
+    for (int g = 0; g < ng; g++) {
+        const kafka_offset_fetch_request_offset_fetch_request_group *rg = &req->groups[g];
+        kafka_offset_fetch_response_offset_fetch_response_group *og = &resp->groups[g];
+        kafka_offset_fetch_response_offset_fetch_response_group_init(og);
+        og->group_id = rg->group_id;
+        int nt = rg->topics_count > 0 ? rg->topics_count : 0;
+        bool all = rg->topics_count < 0;
+        kstr *names = nt ? breq_calloc(r, (size_t)nt, sizeof *names) : NULL;
+        int32_t **parts = nt ? breq_calloc(r, (size_t)nt, sizeof *parts) : NULL;
+        int32_t *counts = nt ? breq_calloc(r, (size_t)nt, sizeof *counts) : NULL;
+        if (nt && (names == NULL || parts == NULL || counts == NULL))
+            return BREQ_CLOSE;
+        for (int i = 0; i < nt; i++) {
+            names[i] = rg->topics[i].name;
+            parts[i] = rg->topics[i].partition_indexes;
+            counts[i] = rg->topics[i].partition_indexes_count > 0 ? rg->topics[i].partition_indexes_count : 0;
+        }
+        fetch_list fl = {.r = r};
+        og->error_code = fetch_group(r, rg->group_id, nt, names, parts, counts, all, &fl);
+        if (fl.oom)
+            return BREQ_CLOSE;
+        if (og->error_code)
+            fl.n = 0;
+        int *first, *cnt;
+        int ntopics = by_topic(&fl, &first, &cnt);
+        if (ntopics < 0)
+            return BREQ_CLOSE;
+        og->topics = ntopics ? breq_calloc(r, (size_t)ntopics, sizeof *og->topics) : NULL;
+        if (ntopics && og->topics == NULL)
+            return BREQ_CLOSE;
+        og->topics_count = ntopics;
+        for (int i = 0; i < ntopics; i++) {
+            kafka_offset_fetch_response_offset_fetch_response_topics *t = &og->topics[i];
+            kafka_offset_fetch_response_offset_fetch_response_topics_init(t);
+            t->name = fl.v[first[i]].topic;
+            t->partitions = breq_calloc(r, (size_t)cnt[i], sizeof *t->partitions);
+            if (t->partitions == NULL)
+                return BREQ_CLOSE;
+            t->partitions_count = cnt[i];
+            for (int j = 0; j < cnt[i]; j++) {
+                const fetched *f = &fl.v[first[i] + j];
+                kafka_offset_fetch_response_offset_fetch_response_partitions *p = &t->partitions[j];
+                kafka_offset_fetch_response_offset_fetch_response_partitions_init(p);
+                p->partition_index = f->partition;
+                p->committed_offset = f->offset;
+                p->committed_leader_epoch = f->epoch;
+                p->metadata = f->metadata;
+                p->error_code = f->error;
+            }
+        }
+    }
+    return BREQ_DONE;
+}
+
+/* ---- DescribeGroups / ListGroups / DeleteGroups / OffsetDelete ------------------ */
+
+static void describe_one(breq *r, kstr id, kafka_describe_groups_response_described_group *out) {
+    int16_t ver = r->hdr.api_version;
+    kafka_describe_groups_response_described_group_init(out);
+    out->group_id = id;
+    out->group_state = kstr_c("Dead");
+    out->protocol_type = kstr_c("");
+    out->protocol_data = kstr_c("");
+    out->members_count = 0;
+    if (id.len <= 0) {
+        out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
+        return;
+    }
+    groups_shard *s = groups_lock(r->b, id);
+    if (s == NULL) {
+        out->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return;
+    }
+    if (gcoord_loading(s->sm)) {
+        out->error_code = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+        groups_unlock(s);
+        return;
+    }
+    const gcoord_group *g = gcoord_find(s->sm, id);
+    if (g) {
+        bool stable = g->state == GCOORD_STABLE;
+        out->group_state = kstr_c(gcoord_state_name(g->state));
+        out->protocol_type = copy_str(r, kstr_c(g->protocol_type ? g->protocol_type : ""));
+        out->protocol_data = stable && g->protocol ? copy_str(r, kstr_c(g->protocol)) : kstr_c("");
+        out->members = g->n_members ? breq_calloc(r, (size_t)g->n_members, sizeof *out->members) : NULL;
+        out->members_count = out->members ? g->n_members : 0;
+        for (int i = 0; i < out->members_count; i++) {
+            const gcoord_member *m = g->members[i];
+            kafka_describe_groups_response_described_group_member *dm = &out->members[i];
+            kafka_describe_groups_response_described_group_member_init(dm);
+            dm->member_id = copy_str(r, kstr_c(m->member_id));
+            if (ver >= 4 && m->instance_id)
+                dm->group_instance_id = copy_str(r, kstr_c(m->instance_id));
+            dm->client_id = copy_str(r, kstr_c(m->client_id));
+            dm->client_host = copy_str(r, kstr_c(m->client_host));
+            dm->member_metadata = (kbytes){NULL, 0};
+            dm->member_assignment = (kbytes){NULL, 0};
+            if (stable) {
+                for (int p = 0; p < m->n_protocols; p++)
+                    if (g->protocol && strcmp(m->protocols[p].name, g->protocol) == 0)
+                        dm->member_metadata =
+                            copy_bytes(r, m->protocols[p].metadata, m->protocols[p].metadata_len);
+                dm->member_assignment = copy_bytes(r, m->assignment, m->assignment_len);
+            }
+        }
+    }
+    groups_unlock(s);
+}
+
+breq_status api_describe_groups(breq *r) {
+    const kafka_describe_groups_request *req = r->req;
+    kafka_describe_groups_response *resp = r->resp;
+    int n = req->groups_count > 0 ? req->groups_count : 0;
+    resp->groups = n ? breq_calloc(r, (size_t)n, sizeof *resp->groups) : NULL;
+    if (n && resp->groups == NULL)
+        return BREQ_CLOSE;
+    resp->groups_count = n;
+    for (int i = 0; i < n; i++) {
+        describe_one(r, req->groups[i], &resp->groups[i]);
+        /* Every operation a group supports (Read, Delete, Describe), as an
+         * authorizer-less Kafka reports them. */
+        if (r->hdr.api_version >= 3 && req->include_authorized_operations)
+            resp->groups[i].authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+    }
+    return BREQ_DONE;
+}
+
+typedef struct list_ctx {
+    breq *r;
+    const kafka_list_groups_request *req;
+    kafka_list_groups_response_listed_group *v;
+    int n, cap;
+    bool oom;
+} list_ctx;
+
+static bool list_one(void *ctx, const gcoord_group *g) {
+    list_ctx *lc = ctx;
+    const char *state = gcoord_state_name(g->state);
+    if (lc->req->states_filter_count > 0) {
+        bool match = false;
+        for (int i = 0; i < lc->req->states_filter_count && !match; i++)
+            match = gcoord_state_parse(lc->req->states_filter[i]) == (int)g->state;
+        if (!match)
+            return true;
+    }
+    if (lc->req->types_filter_count > 0) {
+        bool match = false;
+        for (int i = 0; i < lc->req->types_filter_count && !match; i++) {
+            kstr t = lc->req->types_filter[i];
+            match = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
+        }
+        if (!match)
+            return true;
+    }
+    if (lc->n == lc->cap) {
+        int nc = lc->cap ? lc->cap * 2 : 32;
+        kafka_list_groups_response_listed_group *nv = breq_calloc(lc->r, (size_t)nc, sizeof *nv);
+        if (nv == NULL) {
+            lc->oom = true;
+            return false;
+        }
+        if (lc->n)
+            memcpy(nv, lc->v, (size_t)lc->n * sizeof *nv);
+        lc->v = nv;
+        lc->cap = nc;
+    }
+    kafka_list_groups_response_listed_group *o = &lc->v[lc->n++];
+    kafka_list_groups_response_listed_group_init(o);
+    o->group_id = copy_str(lc->r, kstr_c(g->id));
+    o->protocol_type = copy_str(lc->r, kstr_c(g->protocol_type ? g->protocol_type : ""));
+    if (lc->r->hdr.api_version >= 4)
+        o->group_state = kstr_c(state);
+    if (lc->r->hdr.api_version >= 5)
+        o->group_type = kstr_c("classic");
+    return true;
+}
+
+breq_status api_list_groups(breq *r) {
+    const kafka_list_groups_request *req = r->req;
+    kafka_list_groups_response *resp = r->resp;
+    list_ctx lc = {.r = r, .req = req};
+    int32_t n = groups_shard_count(r->b);
+    if (n == 0)
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    for (int32_t i = 0; i < n && !lc.oom; i++) {
+        groups_shard *s = groups_lock_index(r->b, i);
+        if (s == NULL)
+            continue;
+        if (gcoord_loading(s->sm))
+            resp->error_code = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+        else
+            gcoord_each_group(s->sm, list_one, &lc);
+        groups_unlock(s);
+    }
+    if (lc.oom)
+        return BREQ_CLOSE;
+    resp->groups = lc.v;
+    resp->groups_count = lc.n;
+    return BREQ_DONE;
+}
+
+breq_status api_delete_groups(breq *r) {
+    const kafka_delete_groups_request *req = r->req;
+    kafka_delete_groups_response *resp = r->resp;
+    int n = req->groups_names_count > 0 ? req->groups_names_count : 0;
+    resp->results = n ? breq_calloc(r, (size_t)n, sizeof *resp->results) : NULL;
+    if (n && resp->results == NULL)
+        return BREQ_CLOSE;
+    resp->results_count = n;
+    for (int i = 0; i < n; i++) {
+        kstr id = req->groups_names[i];
+        resp->results[i].group_id = id;
+        groups_shard *s = groups_lock(r->b, id);
+        if (s == NULL) {
+            resp->results[i].error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+            continue;
+        }
+        resp->results[i].error_code = gcoord_delete_group(s->sm, id, groups_now_ms());
+        groups_unlock(s);
+        if (resp->results[i].error_code == 0)
+            LOG_INFO("groups", "deleted group '%.*s' for %s", id.len, id.ptr, r->net->peer);
+    }
+    return BREQ_DONE;
+}
+
+breq_status api_offset_delete(breq *r) {
+    const kafka_offset_delete_request *req = r->req;
+    kafka_offset_delete_response *resp = r->resp;
+    int nt = req->topics_count > 0 ? req->topics_count : 0, total = 0;
+    for (int i = 0; i < nt; i++)
+        total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    kstr *topics = total ? breq_calloc(r, (size_t)total, sizeof *topics) : NULL;
+    int32_t *parts = total ? breq_calloc(r, (size_t)total, sizeof *parts) : NULL;
+    int16_t *errs = total ? breq_calloc(r, (size_t)total, sizeof *errs) : NULL;
+    bool *unknown = total ? breq_calloc(r, (size_t)total, sizeof *unknown) : NULL;
+    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
+    if ((total && (topics == NULL || parts == NULL || errs == NULL || unknown == NULL)) ||
+        (nt && resp->topics == NULL))
+        return BREQ_CLOSE;
+    /* Partitions of unknown topics are answered without asking the machine. */
+    int k = 0, m = 0;
+    int *map = total ? breq_calloc(r, (size_t)total, sizeof *map) : NULL;
+    if (total && map == NULL)
+        return BREQ_CLOSE;
+    for (int i = 0; i < nt; i++)
+        for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
+             j++, k++) {
+            int32_t p = req->topics[i].partitions[j].partition_index;
+            unknown[k] = !partition_exists(r, req->topics[i].name, p);
+            if (!unknown[k]) {
+                topics[m] = req->topics[i].name;
+                parts[m] = p;
+                map[k] = m++;
+            }
+        }
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    } else {
+        resp->error_code =
+            gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, errs, groups_now_ms());
+        groups_unlock(s);
+    }
+    if (resp->error_code) {
+        resp->topics_count = 0;
+        return BREQ_DONE;
+    }
+    resp->topics_count = nt;
+    k = 0;
+    for (int i = 0; i < nt; i++) {
+        kafka_offset_delete_response_offset_delete_response_topic *t = &resp->topics[i];
+        kafka_offset_delete_response_offset_delete_response_topic_init(t);
+        t->name = req->topics[i].name;
+        int np = req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+        t->partitions = np ? breq_calloc(r, (size_t)np, sizeof *t->partitions) : NULL;
+        if (np && t->partitions == NULL)
+            return BREQ_CLOSE;
+        t->partitions_count = np;
+        for (int j = 0; j < np; j++, k++) {
+            t->partitions[j].partition_index = req->topics[i].partitions[j].partition_index;
+            t->partitions[j].error_code = unknown[k] ? KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION : errs[map[k]];
+        }
+    }
+    return BREQ_DONE;
+}

@@ -1,0 +1,316 @@
+/*
+ * coordinator.h - the group coordinator's state machine for the groups of one
+ * `__consumer_offsets` partition (a "shard"): classic consumer groups
+ * (join/sync/heartbeat/leave, generations, static membership), their
+ * committed offsets, and the loading of both from the partition's records.
+ *
+ * No I/O inside. Every entry point is an event and takes the clock reading
+ * `now` (wall-clock milliseconds); the machine answers through the sink:
+ *   - join_done / sync_done answer a parked JoinGroup / SyncGroup, either
+ *     before the entry point returns or later, from another event (a join
+ *     that completes the rebalance, a timer, a leave);
+ *   - append asks the owner to append records to the shard's partition and
+ *     returns the outcome synchronously ("the append finished" event folded
+ *     into the call): 0, or a Kafka error code. A snapshot append replaces
+ *     everything written before it (the owner may then drop older records);
+ *   - timers are deadlines kept inside: gcoord_next_deadline() says when the
+ *     owner must next call gcoord_tick().
+ * Other requests (Heartbeat, OffsetCommit ...) are answered by the return
+ * value of their entry point.
+ *
+ * Group states and transitions are Kafka's: Empty -> PreparingRebalance
+ * (a member joins) -> CompletingRebalance (every member rejoined, or the
+ * rebalance timeout passed; join responses sent, the leader gets the member
+ * list) -> Stable (the leader's SyncGroup brought the assignment) ->
+ * PreparingRebalance (join, leave, expiry, metadata change) ...; Dead when
+ * deleted or expired. The first rebalance of an empty group waits
+ * group.initial.rebalance.delay.ms (extended while members keep arriving, at
+ * most up to the rebalance timeout).
+ *
+ * Ownership: the machine owns copies of everything it keeps (ids, protocol
+ * metadata, assignments, offsets); results passed to the sink point into
+ * that memory or into the request and are valid only during the callback.
+ * Tokens are opaque to the machine: each parked request's token is handed to
+ * exactly one join_done/sync_done call, including at gcoord_shutdown().
+ *
+ * Not thread-safe: the owner serialises calls (one mutex per shard).
+ */
+#ifndef SLUICE_GROUP_COORDINATOR_H
+#define SLUICE_GROUP_COORDINATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/wire.h"
+
+/* Limits. */
+#define GCOORD_GROUP_ID_MAX  4096      /* bytes of a group id */
+#define GCOORD_ID_MAX        1024      /* member, instance, client ids, hosts */
+#define GCOORD_PROTOCOLS_MAX 64        /* protocols per member */
+#define GCOORD_METADATA_MAX  (1 << 20) /* bytes of one protocol's metadata or an assignment */
+#define GCOORD_MEMBERS_MAX   10000     /* members (and pending members) per group */
+#define GCOORD_GROUPS_MAX    1000000   /* groups per shard */
+#define GCOORD_OFFSETS_MAX   10000000  /* committed offsets per shard */
+
+typedef enum gcoord_state {
+    GCOORD_EMPTY = 0,
+    GCOORD_PREPARING_REBALANCE,
+    GCOORD_COMPLETING_REBALANCE,
+    GCOORD_STABLE,
+    GCOORD_DEAD,
+} gcoord_state;
+
+/* Kafka's names: "Empty", "PreparingRebalance", ... */
+const char *gcoord_state_name(gcoord_state s);
+/* Parses a name (case-insensitive); -1 if unknown. */
+int gcoord_state_parse(kstr name);
+
+typedef struct gcoord_config {
+    int32_t initial_rebalance_delay_ms; /* group.initial.rebalance.delay.ms */
+    int32_t min_session_timeout_ms;     /* group.min.session.timeout.ms */
+    int32_t max_session_timeout_ms;     /* group.max.session.timeout.ms */
+    int32_t max_size;                   /* group.max.size */
+    int64_t offsets_retention_ms;       /* offsets.retention.minutes, in ms */
+    int64_t retention_check_interval_ms;
+    int32_t max_metadata_bytes;   /* offset.metadata.max.bytes */
+    int32_t snapshot_min_records; /* appended records before a snapshot is considered */
+    uint64_t id_seed;             /* member ids are client id + '-' + hex from this */
+} gcoord_config;
+
+void gcoord_config_default(gcoord_config *c);
+
+/* ---- what the machine keeps (read-only for the owner) ------------------- */
+
+typedef struct gcoord_protocol {
+    char *name;
+    uint8_t *metadata;
+    int32_t metadata_len;
+} gcoord_protocol;
+
+typedef struct gcoord_member {
+    char *member_id;
+    char *instance_id; /* NULL: dynamic member */
+    char *client_id;
+    char *client_host;
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;
+    gcoord_protocol *protocols;
+    int n_protocols;
+    uint8_t *assignment;
+    int32_t assignment_len;
+    void *join_token; /* parked JoinGroup, or NULL */
+    void *sync_token; /* parked SyncGroup, or NULL */
+    int64_t hb_deadline;
+    bool synced; /* sent SyncGroup for the current generation */
+} gcoord_member;
+
+typedef struct gcoord_pending {
+    char *member_id;
+    int64_t deadline;
+} gcoord_pending;
+
+typedef struct gcoord_offset_entry gcoord_offset_entry;
+
+typedef struct gcoord_group {
+    char *id;
+    uint32_t hash;
+    struct gcoord_group *next; /* hash chain */
+    gcoord_state state;
+    int64_t state_ts; /* when the state last changed (Empty: when it became empty) */
+    int32_t generation;
+    char *protocol_type; /* NULL: none (a group of simple consumers) */
+    char *protocol;      /* selected protocol, NULL outside a generation */
+    char *leader;        /* a member id, or NULL */
+    gcoord_member **members;
+    int n_members, cap_members;
+    gcoord_pending *pending; /* dynamic members told MEMBER_ID_REQUIRED */
+    int n_pending, cap_pending;
+    int64_t join_deadline;     /* PreparingRebalance: when the join phase ends */
+    int64_t initial_delay_end; /* > 0 while the initial delay runs: its hard end */
+    int64_t sync_deadline;     /* CompletingRebalance: when the leader must have synced */
+    bool new_member_added;     /* a member arrived during the initial delay */
+    /* offsets: chained hash on (topic, partition) */
+    gcoord_offset_entry **obuckets;
+    int32_t n_obuckets;
+    int32_t n_offsets;
+    /* the last group metadata value written (for snapshots); NULL if none */
+    uint8_t *meta_value;
+    int32_t meta_value_len;
+} gcoord_group;
+
+struct gcoord_offset_entry {
+    gcoord_offset_entry *next;
+    uint32_t hash;
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    char *metadata;
+    int64_t commit_ts;
+    int64_t expire_ts; /* -1: the default retention applies */
+};
+
+/* ---- actions --------------------------------------------------------------- */
+
+typedef struct gcoord_join_member {
+    kstr member_id;
+    kstr instance_id;
+    kbytes metadata;
+} gcoord_join_member;
+
+typedef struct gcoord_join_result {
+    int16_t error;
+    int32_t generation; /* -1 on error */
+    kstr protocol_type; /* may be null */
+    kstr protocol_name; /* may be null */
+    kstr leader;
+    kstr member_id;
+    bool skip_assignment;
+    const gcoord_join_member *members; /* only for the leader */
+    int n_members;
+} gcoord_join_result;
+
+typedef struct gcoord_sync_result {
+    int16_t error;
+    kstr protocol_type; /* may be null */
+    kstr protocol_name; /* may be null */
+    kbytes assignment;
+} gcoord_sync_result;
+
+typedef struct gcoord_record {
+    kbytes key;
+    kbytes value; /* len -1: tombstone */
+} gcoord_record;
+
+typedef struct gcoord_sink {
+    void *ctx;
+    void (*join_done)(void *ctx, void *token, const gcoord_join_result *res);
+    void (*sync_done)(void *ctx, void *token, const gcoord_sync_result *res);
+    int (*append)(void *ctx, const gcoord_record *recs, int n, bool snapshot);
+} gcoord_sink;
+
+typedef struct gcoord gcoord;
+
+/* A machine in the loading state (every group request gets
+ * COORDINATOR_LOAD_IN_PROGRESS until gcoord_load_end). NULL on OOM. */
+gcoord *gcoord_create(const gcoord_config *cfg, const gcoord_sink *sink);
+/* Frees everything. Parked requests must have been answered (gcoord_shutdown). */
+void gcoord_destroy(gcoord *c);
+/* Answers every parked request with `error` (e.g. NOT_COORDINATOR) and makes
+ * every later request fail with it. */
+void gcoord_shutdown(gcoord *c, int16_t error);
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* Applies one record read from the partition (key, value or tombstone).
+ * Returns 0, or -1 for a record that does not parse (skipped). */
+int gcoord_load_record(gcoord *c, kbytes key, kbytes value);
+/* Ends loading: groups with members become Stable (members must heartbeat
+ * within their session timeout), others Empty. */
+void gcoord_load_end(gcoord *c, int64_t now);
+bool gcoord_loading(const gcoord *c);
+
+/* ---- the consumer group protocol ---------------------------------------- */
+
+typedef struct gcoord_join_req {
+    kstr group_id;
+    kstr member_id;   /* "" when unknown */
+    kstr instance_id; /* null when dynamic */
+    kstr protocol_type;
+    kstr client_id;
+    kstr client_host;
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;
+    const kstr *protocol_names;
+    const kbytes *protocol_metadata;
+    int n_protocols;
+    bool require_known_member_id; /* JoinGroup v4+ */
+} gcoord_join_req;
+
+/* JoinGroup: the answer goes to sink->join_done(token) now or later. */
+void gcoord_join(gcoord *c, const gcoord_join_req *req, void *token, int64_t now);
+
+typedef struct gcoord_sync_req {
+    kstr group_id;
+    kstr member_id;
+    kstr instance_id;
+    int32_t generation;
+    kstr protocol_type; /* null: not checked (before v5) */
+    kstr protocol_name; /* null: not checked */
+    const kstr *assign_member;
+    const kbytes *assign_bytes;
+    int n_assign;
+} gcoord_sync_req;
+
+/* SyncGroup: the answer goes to sink->sync_done(token) now or later. */
+void gcoord_sync(gcoord *c, const gcoord_sync_req *req, void *token, int64_t now);
+
+/* Heartbeat: returns the error code. */
+int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int32_t generation,
+                         int64_t now);
+
+/* LeaveGroup for one member (member_id "" with an instance id: the static
+ * member of that instance). Returns the member's error code; *group_err gets
+ * a group-level one (loading, invalid group id) that applies to all. */
+int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int16_t *group_err,
+                     int64_t now);
+
+/* ---- offsets ------------------------------------------------------------ */
+
+typedef struct gcoord_commit {
+    kstr topic;
+    int32_t partition;
+    int64_t offset;
+    int32_t leader_epoch;
+    kstr metadata; /* null = "" */
+    int16_t error; /* in: preset error (e.g. unknown topic) to skip it; out: its result */
+} gcoord_commit;
+
+/* OffsetCommit. generation -1 and member "" commit for a group without
+ * members (simple consumers). retention_ms >= 0 sets an explicit expiry
+ * (v2-4); commit_ts < 0 means now. Fills each entry's error. */
+void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
+                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n,
+                           int64_t now);
+
+/* OffsetFetch of one partition: 0 with the values (offset -1 when none) or
+ * COORDINATOR_LOAD_IN_PROGRESS. metadata points into the machine. */
+int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partition, int64_t *offset,
+                            int32_t *leader_epoch, kstr *metadata);
+
+/* Every committed offset of a group, for OffsetFetch with null topics; fn
+ * returns false to stop. Returns 0 or COORDINATOR_LOAD_IN_PROGRESS. */
+typedef bool (*gcoord_offset_fn)(void *ctx, const gcoord_offset_entry *e);
+int16_t gcoord_each_offset(gcoord *c, kstr group_id, gcoord_offset_fn fn, void *ctx);
+
+/* OffsetDelete: group-level error returned; per-partition errors in errs. */
+int16_t gcoord_delete_offsets(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions, int n,
+                              int16_t *errs, int64_t now);
+
+/* ---- admin --------------------------------------------------------------- */
+
+/* The group, or NULL. For DescribeGroups (copy what you need). */
+const gcoord_group *gcoord_find(const gcoord *c, kstr group_id);
+/* Visits every group (ListGroups); fn returns false to stop. */
+typedef bool (*gcoord_group_fn)(void *ctx, const gcoord_group *g);
+void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx);
+/* DeleteGroups for one group: 0, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP,
+ * COORDINATOR_LOAD_IN_PROGRESS, or an append error. */
+int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now);
+/* Number of live groups. */
+int gcoord_group_count(const gcoord *c);
+
+/* ---- time ------------------------------------------------------------------- */
+
+/* Fires every deadline <= now: session expiries, rebalance and initial-delay
+ * timeouts, sync timeouts, offset retention. */
+void gcoord_tick(gcoord *c, int64_t now);
+/* The earliest pending deadline (INT64_MAX when none). */
+int64_t gcoord_next_deadline(const gcoord *c);
+
+/* Java's String.hashCode over the UTF-16 code units of a UTF-8 string, and
+ * the partition Kafka picks for a group: abs(hash) % n (abs of INT32_MIN is 0). */
+int32_t gcoord_java_hash(kstr s);
+int32_t gcoord_partition_for(kstr group_id, int32_t n_partitions);
+
+#endif

@@ -1,0 +1,770 @@
+/*
+ * test_group.c - the group coordinator state machine, driven with a fake
+ * clock and a fake sink: join/sync/heartbeat/leave flows, generations,
+ * MEMBER_ID_REQUIRED, protocol selection, leader choice, timeouts, the
+ * initial rebalance delay, static membership, offsets, persistence and
+ * reloading, and the error codes clients rely on.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "group/coordinator.h"
+#include "group/records.h"
+#include "proto/gen/kafka_msgs.h"
+#include "unit.h"
+
+#define MAX_ANS  256
+#define MAX_RECS 100000
+
+/* What the fake sink saw. Tokens are small integers (cast to pointers). */
+typedef struct answer {
+    int token;
+    bool is_join;
+    int16_t error;
+    int32_t generation;
+    char member_id[256];
+    char leader[256];
+    char protocol[64];
+    int n_members;
+    bool skip;
+    char assignment[64];
+} answer;
+
+typedef struct rec {
+    uint8_t *key, *value;
+    int32_t klen, vlen;
+} rec;
+
+static answer answers[MAX_ANS];
+static int n_answers;
+static rec recs[MAX_RECS];
+static int n_recs;
+static int append_error;
+static int snapshots;
+
+static void copy_k(char *dst, size_t n, kstr s) {
+    size_t l = s.len > 0 ? (size_t)s.len : 0;
+    if (l >= n)
+        l = n - 1;
+    memcpy(dst, s.ptr ? s.ptr : "", l);
+    dst[l] = '\0';
+}
+
+static void on_join(void *ctx, void *token, const gcoord_join_result *r) {
+    (void)ctx;
+    if (n_answers == MAX_ANS)
+        return;
+    answer *a = &answers[n_answers++];
+    memset(a, 0, sizeof *a);
+    a->token = (int)(intptr_t)token;
+    a->is_join = true;
+    a->error = r->error;
+    a->generation = r->generation;
+    copy_k(a->member_id, sizeof a->member_id, r->member_id);
+    copy_k(a->leader, sizeof a->leader, r->leader);
+    copy_k(a->protocol, sizeof a->protocol, r->protocol_name);
+    a->n_members = r->n_members;
+    a->skip = r->skip_assignment;
+}
+
+static void on_sync(void *ctx, void *token, const gcoord_sync_result *r) {
+    (void)ctx;
+    if (n_answers == MAX_ANS)
+        return;
+    answer *a = &answers[n_answers++];
+    memset(a, 0, sizeof *a);
+    a->token = (int)(intptr_t)token;
+    a->error = r->error;
+    copy_k(a->protocol, sizeof a->protocol, r->protocol_name);
+    copy_k(a->assignment, sizeof a->assignment, (kstr){(const char *)r->assignment.ptr, r->assignment.len});
+}
+
+static int on_append(void *ctx, const gcoord_record *rs, int n, bool snapshot) {
+    (void)ctx;
+    if (append_error)
+        return append_error;
+    if (snapshot) {
+        for (int i = 0; i < n_recs; i++) {
+            free(recs[i].key);
+            free(recs[i].value);
+        }
+        n_recs = 0;
+        snapshots++;
+    }
+    for (int i = 0; i < n && n_recs < MAX_RECS; i++) {
+        rec *r = &recs[n_recs++];
+        r->klen = rs[i].key.len;
+        r->key = malloc((size_t)r->klen);
+        memcpy(r->key, rs[i].key.ptr, (size_t)r->klen);
+        r->vlen = rs[i].value.len;
+        r->value = NULL;
+        if (r->vlen >= 0) {
+            r->value = malloc((size_t)r->vlen + 1);
+            memcpy(r->value, rs[i].value.ptr, (size_t)r->vlen);
+        }
+    }
+    return 0;
+}
+
+static void reset_sink(void) {
+    n_answers = 0;
+    for (int i = 0; i < n_recs; i++) {
+        free(recs[i].key);
+        free(recs[i].value);
+    }
+    n_recs = 0;
+    append_error = 0;
+    snapshots = 0;
+}
+
+static const answer *find_answer(int token) {
+    for (int i = n_answers - 1; i >= 0; i--)
+        if (answers[i].token == token)
+            return &answers[i];
+    return NULL;
+}
+
+/* Fields of the latest answer to a token, with defaults when there is none. */
+static const char *asg(int token) {
+    const answer *a = find_answer(token);
+    return a ? a->assignment : "<none>";
+}
+static int aerr(int token) {
+    const answer *a = find_answer(token);
+    return a ? a->error : -999;
+}
+static int agen(int token) {
+    const answer *a = find_answer(token);
+    return a ? a->generation : -999;
+}
+
+static gcoord_config test_cfg(void) {
+    gcoord_config cfg;
+    gcoord_config_default(&cfg);
+    cfg.initial_rebalance_delay_ms = 0;
+    return cfg;
+}
+
+static gcoord *make(const gcoord_config *cfg) {
+    reset_sink();
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord *c = gcoord_create(cfg, &sink);
+    gcoord_load_end(c, 1000);
+    return c;
+}
+
+/* Consumer-protocol-like metadata: version, topics. */
+static const uint8_t META_T[] = {0, 1, 0, 0, 0, 1, 0, 1, 't', 0, 0, 0, 0};
+
+static void join(gcoord *c, int token, const char *group, const char *member, const char *instance,
+                 const char *const *protocols, int np, bool v4, int64_t now) {
+    kstr names[8];
+    kbytes metas[8];
+    for (int i = 0; i < np; i++) {
+        names[i] = kstr_c(protocols[i]);
+        metas[i] = (kbytes){META_T, sizeof META_T};
+    }
+    gcoord_join_req r = {.group_id = kstr_c(group),
+                         .member_id = kstr_c(member),
+                         .instance_id = instance ? kstr_c(instance) : KSTR_NULL,
+                         .protocol_type = kstr_c("consumer"),
+                         .client_id = kstr_c("client"),
+                         .client_host = kstr_c("/127.0.0.1"),
+                         .session_timeout_ms = 10000,
+                         .rebalance_timeout_ms = 30000,
+                         .protocol_names = names,
+                         .protocol_metadata = metas,
+                         .n_protocols = np,
+                         .require_known_member_id = v4};
+    gcoord_join(c, &r, (void *)(intptr_t)token, now);
+}
+
+static const char *const RANGE[] = {"range"};
+
+static void sync(gcoord *c, int token, const char *group, const char *member, int32_t gen,
+                 const char *const *ids, const char *const *assign, int n, int64_t now) {
+    kstr m[8];
+    kbytes b[8];
+    for (int i = 0; i < n; i++) {
+        m[i] = kstr_c(ids[i]);
+        b[i] = (kbytes){(const uint8_t *)assign[i], (int32_t)strlen(assign[i])};
+    }
+    gcoord_sync_req r = {.group_id = kstr_c(group),
+                         .member_id = kstr_c(member),
+                         .instance_id = KSTR_NULL,
+                         .generation = gen,
+                         .protocol_type = KSTR_NULL,
+                         .protocol_name = KSTR_NULL,
+                         .assign_member = m,
+                         .assign_bytes = b,
+                         .n_assign = n};
+    gcoord_sync(c, &r, (void *)(intptr_t)token, now);
+}
+
+static int16_t hb(gcoord *c, const char *group, const char *member, int32_t gen, int64_t now) {
+    return gcoord_heartbeat(c, kstr_c(group), kstr_c(member), KSTR_NULL, gen, now);
+}
+
+/* One member joins (v4 two-step), syncs, is Stable at generation 1. */
+static void test_single_member_v4(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, true, 1000);
+    const answer *a = find_answer(1);
+    REQUIRE(a != NULL);
+    CHECK_EQ_INT(a->error, KAFKA_ERR_MEMBER_ID_REQUIRED);
+    CHECK(strncmp(a->member_id, "client-", 7) == 0);
+    char id[256];
+    strcpy(id, a->member_id);
+    join(c, 2, "g", id, NULL, RANGE, 1, true, 1001);
+    a = find_answer(2);
+    REQUIRE(a != NULL);
+    CHECK_EQ_INT(a->error, 0);
+    CHECK_EQ_INT(a->generation, 1);
+    CHECK(strcmp(a->leader, id) == 0);
+    CHECK(strcmp(a->protocol, "range") == 0);
+    CHECK_EQ_INT(a->n_members, 1);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_COMPLETING_REBALANCE);
+    CHECK_EQ_INT(hb(c, "g", id, 1, 1002), 0);
+    const char *ids[] = {id};
+    const char *as[] = {"A0"};
+    sync(c, 3, "g", id, 1, ids, as, 1, 1003);
+    a = find_answer(3);
+    REQUIRE(a != NULL);
+    CHECK_EQ_INT(a->error, 0);
+    CHECK(strcmp(a->assignment, "A0") == 0);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
+    CHECK_EQ_INT(n_recs, 1); /* the generation's group record */
+    CHECK_EQ_INT(hb(c, "g", id, 1, 2000), 0);
+    CHECK_EQ_INT(hb(c, "g", id, 0, 2000), KAFKA_ERR_ILLEGAL_GENERATION);
+    CHECK_EQ_INT(hb(c, "g", "nobody", 1, 2000), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    CHECK_EQ_INT(hb(c, "nogroup", id, 1, 2000), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    CHECK_EQ_INT(hb(c, "", id, 1, 2000), KAFKA_ERR_INVALID_GROUP_ID);
+    /* Session timeout: no heartbeat for 10 s -> removed, group Empty. */
+    gcoord_tick(c, 12001);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_EMPTY);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->generation, 2);
+    CHECK_EQ_INT(hb(c, "g", id, 1, 12002), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* Two members: rebalance, leader gets the member list, follower waits for
+ * the leader's sync; a third join sends everyone back; a leave rebalances. */
+static void test_two_members_and_rebalance(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 1000);
+    const answer *a = find_answer(1);
+    REQUIRE(a && a->error == 0 && a->generation == 1);
+    char m1[256], m2[256];
+    strcpy(m1, a->member_id);
+    const char *ids1[] = {m1};
+    const char *as1[] = {"X"};
+    sync(c, 2, "g", m1, 1, ids1, as1, 1, 1001);
+    /* m2 joins: group to PreparingRebalance; m1 learns by heartbeat. */
+    join(c, 3, "g", "", NULL, RANGE, 1, false, 1002);
+    CHECK(find_answer(3) == NULL);
+    CHECK_EQ_INT(hb(c, "g", m1, 1, 1003), KAFKA_ERR_REBALANCE_IN_PROGRESS);
+    /* A commit from the old generation is still accepted while preparing. */
+    gcoord_commit e = {kstr_c("t"), 0, 42, -1, KSTR_NULL, 0};
+    gcoord_commit_offsets(c, kstr_c("g"), 1, kstr_c(m1), KSTR_NULL, -1, -1, &e, 1, 1003);
+    CHECK_EQ_INT(e.error, 0);
+    join(c, 4, "g", m1, NULL, RANGE, 1, false, 1004);
+    const answer *j1 = find_answer(4), *j2 = find_answer(3);
+    REQUIRE(j1 && j2);
+    strcpy(m2, j2->member_id);
+    CHECK_EQ_INT(j1->generation, 2);
+    CHECK_EQ_INT(j2->generation, 2);
+    CHECK(strcmp(j1->leader, m1) == 0); /* the leader stays the leader */
+    CHECK_EQ_INT(j1->n_members, 2);
+    CHECK_EQ_INT(j2->n_members, 0);
+    /* Follower syncs first: parked until the leader syncs. */
+    sync(c, 5, "g", m2, 2, NULL, NULL, 0, 1005);
+    CHECK(find_answer(5) == NULL);
+    /* Commit during CompletingRebalance -> REBALANCE_IN_PROGRESS. */
+    e.error = 0;
+    gcoord_commit_offsets(c, kstr_c("g"), 2, kstr_c(m1), KSTR_NULL, -1, -1, &e, 1, 1005);
+    CHECK_EQ_INT(e.error, KAFKA_ERR_REBALANCE_IN_PROGRESS);
+    const char *ids[] = {m1, m2};
+    const char *as[] = {"P0", "P1"};
+    sync(c, 6, "g", m1, 2, ids, as, 2, 1006);
+    CHECK(strcmp(asg(5), "P1") == 0);
+    CHECK(strcmp(asg(6), "P0") == 0);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
+    /* Old generation is now illegal. */
+    e.error = 0;
+    gcoord_commit_offsets(c, kstr_c("g"), 1, kstr_c(m1), KSTR_NULL, -1, -1, &e, 1, 1007);
+    CHECK_EQ_INT(e.error, KAFKA_ERR_ILLEGAL_GENERATION);
+    sync(c, 7, "g", m1, 1, NULL, NULL, 0, 1007);
+    CHECK_EQ_INT(aerr(7), KAFKA_ERR_ILLEGAL_GENERATION);
+    /* A follower rejoining with the same metadata in Stable: same generation, no rebalance. */
+    join(c, 8, "g", m2, NULL, RANGE, 1, false, 1008);
+    CHECK_EQ_INT(agen(8), 2);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
+    /* m2 leaves: m1 must rejoin; generation 3 with just m1. */
+    int16_t ge;
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(m2), KSTR_NULL, &ge, 1009), 0);
+    CHECK_EQ_INT(ge, 0);
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(m2), KSTR_NULL, &ge, 1009), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_PREPARING_REBALANCE);
+    join(c, 9, "g", m1, NULL, RANGE, 1, false, 1010);
+    CHECK_EQ_INT(agen(9), 3);
+    /* Delete: not while it has members. */
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 1011), KAFKA_ERR_NON_EMPTY_GROUP);
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("nope"), 1011), KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* Members that do not rejoin within the rebalance timeout are dropped. */
+static void test_rebalance_timeout(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 0); /* alone: generation 1 at once */
+    REQUIRE(find_answer(1) && agen(1) == 1);
+    char m1[256], m2[256];
+    strcpy(m1, find_answer(1)->member_id);
+    join(c, 2, "g", "", NULL, RANGE, 1, false, 0);
+    join(c, 10, "g", m1, NULL, RANGE, 1, false, 0);
+    const answer *a1 = find_answer(10), *a2 = find_answer(2);
+    REQUIRE(a1 && a2);
+    CHECK_EQ_INT(a1->generation, 2);
+    strcpy(m2, a2->member_id);
+    const char *ids[] = {m1, m2};
+    const char *as[] = {"a", "b"};
+    sync(c, 3, "g", m1, 2, ids, as, 2, 10);
+    sync(c, 4, "g", m2, 2, NULL, NULL, 0, 10);
+    CHECK_EQ_INT(aerr(4), 0);
+    /* Third member joins; m2 keeps heartbeating but never rejoins. */
+    join(c, 5, "g", "", NULL, RANGE, 1, false, 100);
+    join(c, 6, "g", m1, NULL, RANGE, 1, false, 200);
+    CHECK(find_answer(6) == NULL);
+    for (int64_t t = 1000; t < 30000; t += 3000)
+        hb(c, "g", m2, 2, t);
+    gcoord_tick(c, 30099);
+    CHECK(find_answer(6) == NULL);
+    CHECK(gcoord_next_deadline(c) <= 30100);
+    gcoord_tick(c, 30100); /* rebalance timeout (30 s) since 100 */
+    REQUIRE(find_answer(6) != NULL);
+    CHECK_EQ_INT(agen(6), 3);
+    CHECK_EQ_INT(find_answer(6)->n_members, 2);
+    CHECK_EQ_INT(hb(c, "g", m2, 3, 30101), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* The initial delay holds the first rebalance of an empty group. */
+static void test_initial_delay(void) {
+    gcoord_config cfg = test_cfg();
+    cfg.initial_rebalance_delay_ms = 3000;
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 0);
+    CHECK(find_answer(1) == NULL);
+    join(c, 2, "g", "", NULL, RANGE, 1, false, 2000);
+    gcoord_tick(c, 2999);
+    CHECK(find_answer(1) == NULL);
+    gcoord_tick(c, 3000); /* a member arrived: wait another delay */
+    CHECK(find_answer(1) == NULL);
+    gcoord_tick(c, 6000);
+    REQUIRE(find_answer(1) != NULL);
+    CHECK_EQ_INT(agen(1), 1);
+    CHECK_EQ_INT(agen(2), 1);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+static void test_protocols(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    const char *const p1[] = {"roundrobin", "range"};
+    const char *const p2[] = {"range", "roundrobin"};
+    const char *const p3[] = {"range"};
+    const char *const bad[] = {"sticky"};
+    join(c, 1, "g", "", NULL, p1, 2, false, 0);
+    char m1[256];
+    strcpy(m1, find_answer(1)->member_id);
+    const char *ids[] = {m1};
+    const char *as[] = {"a"};
+    sync(c, 2, "g", m1, 1, ids, as, 1, 0);
+    join(c, 3, "g", "", NULL, bad, 1, false, 1);
+    CHECK_EQ_INT(aerr(3), KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL);
+    join(c, 4, "g", "", NULL, p2, 2, false, 2);
+    join(c, 5, "g", "", NULL, p3, 1, false, 3);
+    join(c, 6, "g", m1, NULL, p1, 2, false, 4);
+    /* range is the only common one with m3, and it has 2 votes anyway. */
+    REQUIRE(find_answer(6) != NULL);
+    CHECK(strcmp(find_answer(6)->protocol, "range") == 0);
+    /* Wrong protocol type. */
+    gcoord_join_req r = {.group_id = kstr_c("g"),
+                         .member_id = kstr_c(""),
+                         .instance_id = KSTR_NULL,
+                         .protocol_type = kstr_c("connect"),
+                         .client_id = kstr_c("c"),
+                         .client_host = kstr_c("h"),
+                         .session_timeout_ms = 10000,
+                         .rebalance_timeout_ms = 10000,
+                         .protocol_names = (kstr[]){kstr_c("range")},
+                         .protocol_metadata = (kbytes[]){{NULL, 0}},
+                         .n_protocols = 1};
+    gcoord_join(c, &r, (void *)7, 5);
+    CHECK_EQ_INT(aerr(7), KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL);
+    r.protocol_type = kstr_c("consumer");
+    r.session_timeout_ms = 10;
+    gcoord_join(c, &r, (void *)8, 5);
+    CHECK_EQ_INT(aerr(8), KAFKA_ERR_INVALID_SESSION_TIMEOUT);
+    r.session_timeout_ms = 10000;
+    r.member_id = kstr_c("unknown-id");
+    gcoord_join(c, &r, (void *)9, 5);
+    CHECK_EQ_INT(aerr(9), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+static void test_max_size(void) {
+    gcoord_config cfg = test_cfg();
+    cfg.max_size = 2;
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, true, 0);
+    join(c, 2, "g", "", NULL, RANGE, 1, true, 0);
+    join(c, 3, "g", "", NULL, RANGE, 1, true, 0);
+    CHECK_EQ_INT(aerr(1), KAFKA_ERR_MEMBER_ID_REQUIRED);
+    CHECK_EQ_INT(aerr(2), KAFKA_ERR_MEMBER_ID_REQUIRED);
+    CHECK_EQ_INT(aerr(3), KAFKA_ERR_GROUP_MAX_SIZE_REACHED);
+    /* Pending members expire after the session timeout. */
+    gcoord_tick(c, 10001);
+    join(c, 4, "g", "", NULL, RANGE, 1, true, 10002);
+    CHECK_EQ_INT(aerr(4), KAFKA_ERR_MEMBER_ID_REQUIRED);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* Static membership: a restart with the same instance id keeps the group
+ * Stable; the old member id is fenced. */
+static void test_static_membership(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", "inst-a", RANGE, 1, true, 0); /* static: no MEMBER_ID_REQUIRED */
+    REQUIRE(find_answer(1) != NULL);
+    CHECK_EQ_INT(aerr(1), 0);
+    char a[256], b[256];
+    strcpy(a, find_answer(1)->member_id);
+    CHECK(strncmp(a, "inst-a-", 7) == 0);
+    join(c, 2, "g", "", "inst-b", RANGE, 1, true, 0);
+    join(c, 20, "g", a, "inst-a", RANGE, 1, true, 0);
+    REQUIRE(find_answer(2) && find_answer(20));
+    CHECK_EQ_INT(agen(2), 2);
+    strcpy(b, find_answer(2)->member_id);
+    const char *ids[] = {a, b};
+    const char *as[] = {"A", "B"};
+    sync(c, 3, "g", a, 2, ids, as, 2, 1);
+    sync(c, 4, "g", b, 2, NULL, NULL, 0, 1);
+    /* b restarts: unknown member id, same instance. */
+    join(c, 5, "g", "", "inst-b", RANGE, 1, true, 100);
+    const answer *r = find_answer(5);
+    REQUIRE(r != NULL);
+    CHECK_EQ_INT(r->error, 0);
+    CHECK_EQ_INT(r->generation, 2);
+    CHECK(strcmp(r->member_id, b) != 0);
+    char b2[256];
+    strcpy(b2, r->member_id);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
+    sync(c, 6, "g", b2, 2, NULL, NULL, 0, 101);
+    CHECK(strcmp(asg(6), "B") == 0);
+    /* The old id is fenced. */
+    CHECK_EQ_INT(gcoord_heartbeat(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), 2, 102),
+                 KAFKA_ERR_FENCED_INSTANCE_ID);
+    gcoord_commit e = {kstr_c("t"), 0, 1, -1, KSTR_NULL, 0};
+    gcoord_commit_offsets(c, kstr_c("g"), 2, kstr_c(b), kstr_c("inst-b"), -1, -1, &e, 1, 103);
+    CHECK_EQ_INT(e.error, KAFKA_ERR_FENCED_INSTANCE_ID);
+    /* The static leader restarting gets the member list with skip_assignment. */
+    join(c, 7, "g", "", "inst-a", RANGE, 1, true, 104);
+    CHECK_EQ_INT(aerr(7), 0);
+    CHECK(find_answer(7)->skip);
+    CHECK_EQ_INT(find_answer(7)->n_members, 2);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_STABLE);
+    /* Leave by instance id with the wrong member id -> fenced; right one -> ok. */
+    int16_t ge;
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(b), kstr_c("inst-b"), &ge, 105),
+                 KAFKA_ERR_FENCED_INSTANCE_ID);
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(""), kstr_c("inst-b"), &ge, 105), 0);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_PREPARING_REBALANCE);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* Simple consumers commit with generation -1; fetch; retention; delete;
+ * everything survives a reload from the records. */
+static void test_offsets_and_reload(void) {
+    gcoord_config cfg = test_cfg();
+    cfg.offsets_retention_ms = 100000;
+    cfg.retention_check_interval_ms = 1000;
+    gcoord *c = make(&cfg);
+    gcoord_commit es[3] = {{kstr_c("t"), 0, 10, 5, kstr_c("m0"), 0},
+                           {kstr_c("t"), 1, 11, -1, KSTR_NULL, 0},
+                           {kstr_c("u"), 0, 12, -1, KSTR_NULL, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION}};
+    gcoord_commit_offsets(c, kstr_c("simple"), -1, kstr_c(""), KSTR_NULL, -1, -1, es, 3, 2000);
+    CHECK_EQ_INT(es[0].error, 0);
+    CHECK_EQ_INT(es[1].error, 0);
+    CHECK_EQ_INT(es[2].error, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    int64_t off;
+    int32_t ep;
+    kstr meta;
+    CHECK_EQ_INT(gcoord_fetch_offset(c, kstr_c("simple"), kstr_c("t"), 0, &off, &ep, &meta), 0);
+    CHECK_EQ_INT(off, 10);
+    CHECK_EQ_INT(ep, 5);
+    CHECK(kstr_eq_c(meta, "m0"));
+    gcoord_fetch_offset(c, kstr_c("simple"), kstr_c("u"), 0, &off, &ep, &meta);
+    CHECK_EQ_INT(off, -1);
+    gcoord_fetch_offset(c, kstr_c("nope"), kstr_c("t"), 0, &off, &ep, &meta);
+    CHECK_EQ_INT(off, -1);
+    /* Too much metadata. */
+    char big[5000];
+    memset(big, 'x', sizeof big);
+    gcoord_commit eb = {kstr_c("t"), 2, 1, -1, {big, (int32_t)sizeof big}, 0};
+    gcoord_commit_offsets(c, kstr_c("simple"), -1, kstr_c(""), KSTR_NULL, -1, -1, &eb, 1, 2000);
+    CHECK_EQ_INT(eb.error, KAFKA_ERR_OFFSET_METADATA_TOO_LARGE);
+    /* A commit with a generation to an unknown group is rejected. */
+    gcoord_commit eg = {kstr_c("t"), 0, 1, -1, KSTR_NULL, 0};
+    gcoord_commit_offsets(c, kstr_c("other"), 3, kstr_c("m"), KSTR_NULL, -1, -1, &eg, 1, 2000);
+    CHECK_EQ_INT(eg.error, KAFKA_ERR_ILLEGAL_GENERATION);
+    CHECK(gcoord_find(c, kstr_c("other")) == NULL);
+    /* A consumer group with a generation, then reload everything. */
+    join(c, 1, "cg", "", NULL, RANGE, 1, false, 2000);
+    char m[256];
+    strcpy(m, find_answer(1)->member_id);
+    const char *ids[] = {m};
+    const char *as[] = {"A"};
+    sync(c, 2, "cg", m, 1, ids, as, 1, 2001);
+    gcoord_commit ec = {kstr_c("t"), 3, 99, -1, KSTR_NULL, 0};
+    gcoord_commit_offsets(c, kstr_c("cg"), 1, kstr_c(m), KSTR_NULL, -1, -1, &ec, 1, 2002);
+    CHECK_EQ_INT(ec.error, 0);
+    /* offset delete: subscribed topic refused for a consumer group */
+    kstr tt = kstr_c("t");
+    int32_t pp = 3;
+    int16_t perr;
+    CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("cg"), &tt, &pp, 1, &perr, 2003), 0);
+    CHECK_EQ_INT(perr, KAFKA_ERR_GROUP_SUBSCRIBED_TO_TOPIC);
+    CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("zz"), &tt, &pp, 1, &perr, 2003),
+                 KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    pp = 1;
+    CHECK_EQ_INT(gcoord_delete_offsets(c, kstr_c("simple"), &tt, &pp, 1, &perr, 2003), 0);
+    CHECK_EQ_INT(perr, 0);
+
+    /* Reload from the records into a fresh machine. */
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord *d = gcoord_create(&cfg, &sink);
+    join(d, 3, "cg", m, NULL, RANGE, 1, false, 2004);
+    CHECK_EQ_INT(aerr(3), KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    for (int i = 0; i < n_recs; i++)
+        CHECK_EQ_INT(
+            gcoord_load_record(d, (kbytes){recs[i].key, recs[i].klen}, (kbytes){recs[i].value, recs[i].vlen}),
+            0);
+    gcoord_load_end(d, 5000);
+    CHECK_EQ_INT(gcoord_fetch_offset(d, kstr_c("simple"), kstr_c("t"), 0, &off, &ep, &meta), 0);
+    CHECK_EQ_INT(off, 10);
+    CHECK(kstr_eq_c(meta, "m0"));
+    gcoord_fetch_offset(d, kstr_c("simple"), kstr_c("t"), 1, &off, &ep, &meta);
+    CHECK_EQ_INT(off, -1); /* deleted */
+    gcoord_fetch_offset(d, kstr_c("cg"), kstr_c("t"), 3, &off, &ep, &meta);
+    CHECK_EQ_INT(off, 99);
+    const gcoord_group *g = gcoord_find(d, kstr_c("cg"));
+    REQUIRE(g != NULL);
+    CHECK_EQ_INT(g->state, GCOORD_STABLE);
+    CHECK_EQ_INT(g->generation, 1);
+    CHECK_EQ_INT(g->n_members, 1);
+    /* The member carries on with its generation after the restart. */
+    CHECK_EQ_INT(hb(d, "cg", m, 1, 5001), 0);
+    sync(d, 4, "cg", m, 1, NULL, NULL, 0, 5002);
+    CHECK(strcmp(asg(4), "A") == 0);
+    /* It dies: Empty after the session timeout; offsets expire after the
+     * retention period of an empty group; then the group is gone. */
+    gcoord_tick(d, 16000);
+    CHECK_EQ_INT(gcoord_find(d, kstr_c("cg"))->state, GCOORD_EMPTY);
+    gcoord_tick(d, 50000);
+    gcoord_fetch_offset(d, kstr_c("cg"), kstr_c("t"), 3, &off, &ep, &meta);
+    CHECK_EQ_INT(off, 99);
+    gcoord_tick(d, 117000);
+    gcoord_fetch_offset(d, kstr_c("cg"), kstr_c("t"), 3, &off, &ep, &meta);
+    CHECK_EQ_INT(off, -1);
+    CHECK(gcoord_find(d, kstr_c("cg")) == NULL);
+    /* simple: commit at 2000 + 100000 -> expired by 117000 too */
+    CHECK(gcoord_find(d, kstr_c("simple")) == NULL);
+    gcoord_shutdown(d, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(d);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* Appends beyond the threshold produce a snapshot that alone rebuilds the state. */
+static void test_snapshot(void) {
+    gcoord_config cfg = test_cfg();
+    cfg.snapshot_min_records = 50;
+    gcoord *c = make(&cfg);
+    for (int i = 0; i < 200; i++) {
+        gcoord_commit e = {kstr_c("t"), i % 5, i, -1, KSTR_NULL, 0};
+        gcoord_commit_offsets(c, kstr_c("s"), -1, kstr_c(""), KSTR_NULL, -1, -1, &e, 1, 1000 + i);
+        CHECK_EQ_INT(e.error, 0);
+    }
+    CHECK(snapshots > 0);
+    CHECK(n_recs < 60);
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord *d = gcoord_create(&cfg, &sink);
+    for (int i = 0; i < n_recs; i++)
+        gcoord_load_record(d, (kbytes){recs[i].key, recs[i].klen}, (kbytes){recs[i].value, recs[i].vlen});
+    gcoord_load_end(d, 5000);
+    for (int p = 0; p < 5; p++) {
+        int64_t off;
+        int32_t ep;
+        kstr meta;
+        gcoord_fetch_offset(d, kstr_c("s"), kstr_c("t"), p, &off, &ep, &meta);
+        CHECK_EQ_INT(off, 195 + p);
+    }
+    gcoord_destroy(d);
+    gcoord_destroy(c);
+}
+
+static void test_append_failure_and_shutdown(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    append_error = KAFKA_ERR_NOT_COORDINATOR;
+    gcoord_commit e = {kstr_c("t"), 0, 1, -1, KSTR_NULL, 0};
+    gcoord_commit_offsets(c, kstr_c("s"), -1, kstr_c(""), KSTR_NULL, -1, -1, &e, 1, 0);
+    CHECK_EQ_INT(e.error, KAFKA_ERR_NOT_COORDINATOR);
+    int64_t off;
+    int32_t ep;
+    kstr meta;
+    gcoord_fetch_offset(c, kstr_c("s"), kstr_c("t"), 0, &off, &ep, &meta);
+    CHECK_EQ_INT(off, -1);
+    append_error = 0;
+    /* A parked join is answered at shutdown. */
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 0);
+    join(c, 2, "g", "", NULL, RANGE, 1, false, 0);
+    char m1[256];
+    strcpy(m1, find_answer(1)->member_id);
+    join(c, 3, "g", "", NULL, RANGE, 1, false, 1); /* rebalance; 3 parked */
+    CHECK(find_answer(3) == NULL);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    REQUIRE(find_answer(3) != NULL);
+    CHECK_EQ_INT(aerr(3), KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+static void test_hash_and_records(void) {
+    /* Java: "".hashCode() == 0, "a" == 97, "hello" == 99162322,
+     * "console-consumer-1" is negative in Java? check a known one: */
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("")), 0);
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("a")), 97);
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("hello")), 99162322);
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("polygenelubricants")), INT32_MIN);
+    CHECK_EQ_INT(gcoord_partition_for(kstr_c("polygenelubricants"), 50), 0);
+    /* "é" is U+00E9 (233); U+1F600 is the surrogate pair D83D DE00. */
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("\xc3\xa9")), 233);
+    CHECK_EQ_INT(gcoord_java_hash(kstr_c("\xf0\x9f\x98\x80")), 31 * 0xd83d + 0xde00);
+    CHECK_EQ_INT(gcoord_partition_for(kstr_c("hello"), 50), 99162322 % 50);
+
+    arena a;
+    arena_init(&a, 1 << 20);
+    kbytes k, v;
+    REQUIRE(grec_encode_offset_key(&a, kstr_c("g"), kstr_c("t"), 7, &k) == 0);
+    grec_key dk;
+    REQUIRE(grec_decode_key(k, &dk) == 0);
+    CHECK_EQ_INT(dk.version, 1);
+    CHECK(kstr_eq_c(dk.group, "g") && kstr_eq_c(dk.topic, "t"));
+    CHECK_EQ_INT(dk.partition, 7);
+    grec_offset o = {5, 3, kstr_c("md"), 100, -1}, od;
+    REQUIRE(grec_encode_offset_value(&a, &o, &v) == 0);
+    CHECK_EQ_INT(v.ptr[1], 3);
+    REQUIRE(grec_decode_offset_value(v, &od) == 0);
+    CHECK_EQ_INT(od.offset, 5);
+    CHECK_EQ_INT(od.leader_epoch, 3);
+    CHECK_EQ_INT(od.commit_ts, 100);
+    o.expire_ts = 200;
+    REQUIRE(grec_encode_offset_value(&a, &o, &v) == 0);
+    CHECK_EQ_INT(v.ptr[1], 1);
+    REQUIRE(grec_decode_offset_value(v, &od) == 0);
+    CHECK_EQ_INT(od.expire_ts, 200);
+    CHECK_EQ_INT(od.leader_epoch, -1);
+    grec_member m = {kstr_c("m1"),
+                     KSTR_NULL,
+                     kstr_c("c"),
+                     kstr_c("h"),
+                     10,
+                     20,
+                     {(const uint8_t *)"s", 1},
+                     {(const uint8_t *)"as", 2}};
+    grec_group gv = {kstr_c("consumer"), 4, kstr_c("range"), kstr_c("m1"), 1234, &m, 1}, gd;
+    REQUIRE(grec_encode_group_value(&a, &gv, &v) == 0);
+    REQUIRE(grec_decode_group_value(v, &a, &gd) == 0);
+    CHECK_EQ_INT(gd.generation, 4);
+    CHECK_EQ_INT(gd.n_members, 1);
+    CHECK(kstr_eq_c(gd.members[0].member_id, "m1"));
+    CHECK(gd.members[0].instance_id.len < 0);
+    CHECK_EQ_INT(gd.members[0].assignment.len, 2);
+    /* Truncated input never over-reads. */
+    for (int32_t n = 0; n < v.len; n++)
+        CHECK(grec_decode_group_value((kbytes){v.ptr, n}, &a, &gd) != 0);
+    arena_reset(&a);
+}
+
+/* The leader never sends its SyncGroup: after the rebalance timeout the
+ * members that did not sync are dropped and the others rejoin. Then an
+ * Empty group is deleted with tombstones. */
+static void test_sync_timeout_and_delete(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 0);
+    char m1[256], m2[256];
+    strcpy(m1, find_answer(1)->member_id);
+    join(c, 2, "g", "", NULL, RANGE, 1, false, 1);
+    join(c, 3, "g", m1, NULL, RANGE, 1, false, 2);
+    REQUIRE(find_answer(2) != NULL);
+    strcpy(m2, find_answer(2)->member_id);
+    CHECK_EQ_INT(agen(3), 2);
+    sync(c, 4, "g", m2, 2, NULL, NULL, 0, 3); /* follower parks; leader m1 silent */
+    for (int64_t t = 5000; t <= 30000; t += 5000) {
+        CHECK_EQ_INT(hb(c, "g", m1, 2, t), 0);
+        CHECK_EQ_INT(hb(c, "g", m2, 2, t), 0);
+    }
+    gcoord_tick(c, 29999);
+    CHECK_EQ_INT(aerr(4), -999);
+    gcoord_tick(c, 30002);
+    CHECK_EQ_INT(aerr(4), KAFKA_ERR_REBALANCE_IN_PROGRESS);
+    const gcoord_group *g = gcoord_find(c, kstr_c("g"));
+    REQUIRE(g != NULL);
+    CHECK_EQ_INT(g->n_members, 1);
+    CHECK_EQ_INT(g->state, GCOORD_PREPARING_REBALANCE);
+    CHECK(strcmp(g->members[0]->member_id, m2) == 0);
+    join(c, 5, "g", m2, NULL, RANGE, 1, false, 30002);
+    CHECK_EQ_INT(agen(5), 3);
+    int16_t ge;
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(m2), KSTR_NULL, &ge, 30003), 0);
+    CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_EMPTY);
+    int before = n_recs;
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 30004), 0);
+    CHECK(gcoord_find(c, kstr_c("g")) == NULL);
+    CHECK(n_recs > before);
+    CHECK_EQ_INT(recs[n_recs - 1].vlen, -1); /* a tombstone */
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 30005), KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c(""), 30005), KAFKA_ERR_INVALID_GROUP_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+int main(void) {
+    UNIT_RUN(test_single_member_v4);
+    UNIT_RUN(test_two_members_and_rebalance);
+    UNIT_RUN(test_rebalance_timeout);
+    UNIT_RUN(test_initial_delay);
+    UNIT_RUN(test_protocols);
+    UNIT_RUN(test_max_size);
+    UNIT_RUN(test_static_membership);
+    UNIT_RUN(test_offsets_and_reload);
+    UNIT_RUN(test_snapshot);
+    UNIT_RUN(test_append_failure_and_shutdown);
+    UNIT_RUN(test_hash_and_records);
+    UNIT_RUN(test_sync_timeout_and_delete);
+    reset_sink();
+    return UNIT_END("test_group");
+}
