@@ -486,6 +486,38 @@ static int compute_plan(groups_args *a, rd_kafka_t *rk, rd_kafka_topic_partition
     return CLI_OK;
 }
 
+/* Kafka resets offsets only of groups without live members; checking first
+ * gives a clear message instead of one "unknown member" per partition.
+ * CLI_OK when the group is Empty or Dead (unknown), else an exit code. */
+static int require_inactive(groups_args *a, rd_kafka_t *rk, const char *group) {
+    int rc = CLI_OK;
+    const char *groups[1] = {group};
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *ao = kc_admin_options(&a->k, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, ao, q);
+    rd_kafka_event_t *ev = kc_wait(&a->k, q, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT, &rc);
+    if (ev != NULL) {
+        size_t n = 0;
+        const rd_kafka_ConsumerGroupDescription_t **ds = rd_kafka_DescribeConsumerGroups_result_groups(
+            rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
+        if (n == 1 && rd_kafka_ConsumerGroupDescription_error(ds[0]) == NULL) {
+            rd_kafka_consumer_group_state_t st = rd_kafka_ConsumerGroupDescription_state(ds[0]);
+            if (st != RD_KAFKA_CONSUMER_GROUP_STATE_EMPTY && st != RD_KAFKA_CONSUMER_GROUP_STATE_DEAD) {
+                size_t m = rd_kafka_ConsumerGroupDescription_member_count(ds[0]);
+                cli_err("groups",
+                        "offsets can be reset only while group '%s' has no active members; it is %s with %zu "
+                        "member%s",
+                        group, state_name(st), m, m == 1 ? "" : "s");
+                rc = CLI_EFAIL;
+            }
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
 static int do_reset(groups_args *a, rd_kafka_t *rk) {
     int rc = CLI_OK;
     const char *group = a->groups[0];
@@ -497,6 +529,8 @@ static int do_reset(groups_args *a, rd_kafka_t *rk) {
     rd_kafka_event_t *ev = NULL;
     if (cur == NULL)
         return rc;
+    if (a->execute && (rc = require_inactive(a, rk, group)) != CLI_OK)
+        goto out;
     if ((md = kc_metadata(&a->k, rk, &rc)) == NULL)
         goto out;
     plan = rd_kafka_topic_partition_list_new(16);

@@ -382,6 +382,26 @@ def test_groups(broker):
     p0 = {(p["topic"], p["partition"]): p for p in json.loads(out)["groups"][0]["offsets"]}[("gt", 0)]
     assert p0["currentOffset"] == 1 and p0["lag"] == 3
 
+    # A group with a live member cannot be reset (nor deleted).
+    live = subprocess.Popen([SLUICE, "consume", "--bootstrap-server", b, "--topic", "gt", "--group", "g2",
+                             "--timeout-ms", "30000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        state = None
+        while time.time() < deadline and state != "Stable":
+            rc, out, _ = run("groups", "--bootstrap-server", b, "--describe", "--group", "g2", "--json")
+            state = json.loads(out)["groups"][0]["state"] if rc == 0 and out.strip() else None
+            time.sleep(0.3)
+        assert state == "Stable"
+        rc, out, err = run("groups", "--bootstrap-server", b, "--reset-offsets", "--group", "g2", "--topic", "gt",
+                           "--to-earliest", "--execute")
+        assert rc == 1 and "has no active members; it is Stable with 1 member" in err
+        rc, out, err = run("groups", "--bootstrap-server", b, "--delete", "--group", "g2")
+        assert rc == 1 and "NON_EMPTY_GROUP" in err
+    finally:
+        live.terminate()
+        live.wait(timeout=20)
+
     rc, _, err = run("groups", "--bootstrap-server", b, "--describe", "--group", "ghost")
     assert rc == 4 and "group 'ghost' does not exist" in err
     rc, out, err = run("groups", "--bootstrap-server", b, "--delete", "--group", "g1")
