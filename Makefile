@@ -84,8 +84,12 @@ fuzz-ci: fuzz-build
 	    rm -rf "$$work"; \
 	done
 
-bench: build
+# Micro-benchmarks (bench_*.c), broker memory, then the end-to-end suite
+# (bench/run: sluice perf against a fresh broker, CSV + SVG in bench/results).
+bench: deps-test build
 	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
+	$(PYTHON) bench/bench_rss.py --build $(BUILD)
+	$(PYTHON) bench/run --build $(BUILD)
 
 gen:
 	$(PYTHON) scripts/protogen.py --spec $(SPEC)

@@ -24,7 +24,7 @@
 #include "net/server.h"
 
 #define RANGE_BYTES (8u << 20) /* one response = one 8 MiB file range */
-#define FILE_BYTES (64u << 20)
+#define FILE_BYTES  (64u << 20)
 
 static int g_fd = -1;
 
@@ -194,9 +194,11 @@ int main(int argc, char **argv) {
     double base = run_baseline((size_t)count * RANGE_BYTES, &base_cpu);
     double zc = run_server(true, count, &zc_cpu);
     double cp = run_server(false, count, &cp_cpu);
-    printf("bench_net: %d responses of %u MiB each from a cached file, over loopback\n", count, RANGE_BYTES >> 20);
+    printf("bench_net: %d responses of %u MiB each from a cached file, over loopback\n", count,
+           RANGE_BYTES >> 20);
     printf("  %-34s %8.2f GiB/s  %6.2f CPU s/GiB\n", "baseline: memory -> socket write()", base, base_cpu);
-    printf("  %-34s %8.2f GiB/s  %6.2f CPU s/GiB  ratio %.2f\n", "zero copy: sendfile()", zc, zc_cpu, zc / base);
+    printf("  %-34s %8.2f GiB/s  %6.2f CPU s/GiB  ratio %.2f\n", "zero copy: sendfile()", zc, zc_cpu,
+           zc / base);
     printf("  %-34s %8.2f GiB/s  %6.2f CPU s/GiB  ratio %.2f\n", "copying: pread() + write()", cp, cp_cpu,
            cp / base);
     close(g_fd);

@@ -18,9 +18,9 @@
  * small multiple of the bytes that describe them, and the base covers
  * responses much larger than their requests (Metadata for every topic: about
  * 1 KiB of structs per partition). Arenas take memory only as it is used. */
-#define BREQ_ARENA_BASE (64u << 20)
+#define BREQ_ARENA_BASE     (64u << 20)
 #define BREQ_ARENA_PER_BYTE 8u
-#define BREQ_ARENA_MAX (512u << 20)
+#define BREQ_ARENA_MAX      (512u << 20)
 
 /* The APIs this broker answers, and at which versions. Only these are
  * advertised by ApiVersions; anything else closes the connection. */
@@ -91,7 +91,8 @@ void *breq_calloc(breq *r, size_t count, size_t size) { return arena_calloc(&r->
 bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn release, void *arg) {
     if (r->n_files == r->cap_files) {
         int ncap = r->cap_files ? r->cap_files * 2 : 16;
-        breq_file_range *nf = ncap <= BREQ_MAX_FILE_RANGES ? arena_calloc(&r->mem, (size_t)ncap, sizeof *nf) : NULL;
+        breq_file_range *nf =
+            ncap <= BREQ_MAX_FILE_RANGES ? arena_calloc(&r->mem, (size_t)ncap, sizeof *nf) : NULL;
         if (nf == NULL) {
             if (release)
                 release(arg);
@@ -198,7 +199,8 @@ static net_response *encode_response(breq *r) {
     const uint8_t *base = buf; /* stays valid: out owns it after the first piece */
     for (int c = 0; c <= st.n_cuts; c++) {
         size_t end = c < st.n_cuts ? st.cuts[c].at : mem_len;
-        bool ok = pos == 0 ? net_response_append_owned(out, buf, end) : net_response_append_ref(out, base + pos, end - pos);
+        bool ok = pos == 0 ? net_response_append_owned(out, buf, end)
+                           : net_response_append_ref(out, base + pos, end - pos);
         if (pos == 0)
             buf = NULL; /* owned by out now, even on failure */
         if (!ok)
@@ -242,8 +244,8 @@ static void answer_unsupported_api_versions(breq *r) {
     wire_writer w;
     wire_writer_init(&w, buf, cap);
     wire_write_i32(&w, 0);
-    int rc = buf && out ? proto_api_versions_write_unsupported(&w, r->hdr.correlation_id, &r->mem, broker_api_filter,
-                                                               NULL)
+    int rc = buf && out ? proto_api_versions_write_unsupported(&w, r->hdr.correlation_id, &r->mem,
+                                                               broker_api_filter, NULL)
                         : WIRE_ENOMEM;
     if (rc != WIRE_OK || w.err != WIRE_OK) {
         free(buf);
@@ -281,8 +283,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
     const broker_api *ba = broker_api_lookup(r->hdr.api_key);
     r->api = r->hdr.api;
     if (ba == NULL || r->api == NULL) {
-        LOG_WARN("broker", "closing connection from %s: api key %d (%s) is not served", nr->peer, r->hdr.api_key,
-                 r->api ? r->api->name : "unknown");
+        LOG_WARN("broker", "closing connection from %s: api key %d (%s) is not served", nr->peer,
+                 r->hdr.api_key, r->api ? r->api->name : "unknown");
         breq_close(r, true);
         return;
     }
@@ -305,8 +307,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
     }
     rc = r->api->request_decode(&rd, ver, &r->mem, r->req);
     if (rc != WIRE_OK) {
-        LOG_WARN("broker", "closing connection from %s: cannot decode %s v%d request (correlation %d): %s", nr->peer,
-                 r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        LOG_WARN("broker", "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
+                 nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
         breq_close(r, true);
         return;
     }

@@ -36,8 +36,8 @@
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define META_LOG_NAME "__sluice_metadata-0"
-#define PARTITION_META "partition.metadata"
+#define META_LOG_NAME   "__sluice_metadata-0"
+#define PARTITION_META  "partition.metadata"
 #define META_PROPERTIES "meta.properties"
 #define META_READ_CHUNK (1 << 20)
 #define META_RECORD_MAX (1 << 20)
@@ -53,7 +53,7 @@ typedef struct retired_parts {
 
 struct topic_registry {
     const broker_config *cfg;
-    bool opened; /* every log recovered: closing may mark the dirs clean */
+    bool opened;        /* every log recovered: closing may mark the dirs clean */
     kuuid *deleted_ids; /* ids deleted per the metadata log (replay only) */
     int n_deleted;
     pthread_rwlock_t lock;
@@ -112,8 +112,9 @@ static void plog_config_from_topic(const topic_config *tc, plog_config *pc) {
     pc->flush_ms = tc->flush_ms;
     pc->retention_ms = tc->retention_ms;
     pc->retention_bytes = tc->retention_bytes;
-    pc->timestamp_type =
-        tc->message_timestamp_type == CONFIG_TIMESTAMP_LOG_APPEND_TIME ? PLOG_TS_LOG_APPEND_TIME : PLOG_TS_CREATE_TIME;
+    pc->timestamp_type = tc->message_timestamp_type == CONFIG_TIMESTAMP_LOG_APPEND_TIME
+                             ? PLOG_TS_LOG_APPEND_TIME
+                             : PLOG_TS_CREATE_TIME;
 }
 
 /* ---- names ------------------------------------------------------------ */
@@ -127,7 +128,8 @@ int topics_validate_name(kstr name, char *msg, size_t msgn) {
         snprintf(msg, msgn, "topic name is %d characters long; the limit is %d", name.len, TOPIC_NAME_MAX);
         return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
     }
-    if ((name.len == 1 && name.ptr[0] == '.') || (name.len == 2 && name.ptr[0] == '.' && name.ptr[1] == '.')) {
+    if ((name.len == 1 && name.ptr[0] == '.') ||
+        (name.len == 2 && name.ptr[0] == '.' && name.ptr[1] == '.')) {
         snprintf(msg, msgn, "topic name cannot be '.' or '..'");
         return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
     }
@@ -136,8 +138,10 @@ int topics_validate_name(kstr name, char *msg, size_t msgn) {
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                   c == '_' || c == '-';
         if (!ok) {
-            snprintf(msg, msgn, "topic name '%.*s' contains a character other than ASCII letters, digits, "
-                                "'.', '_' and '-'", name.len > 64 ? 64 : name.len, name.ptr);
+            snprintf(msg, msgn,
+                     "topic name '%.*s' contains a character other than ASCII letters, digits, "
+                     "'.', '_' and '-'",
+                     name.len > 64 ? 64 : name.len, name.ptr);
             return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
         }
     }
@@ -188,8 +192,8 @@ static void topic_destroy(topic_registry *reg, topic *t, bool remove_files) {
         if (p->log) {
             int rc = remove_files ? partition_delete_log(p->log) : plog_close(p->log);
             if (rc != 0)
-                LOG_WARN("topics", "%s partition %s-%d: %s", remove_files ? "deleting" : "closing", t->name, i,
-                         storage_strerror(rc));
+                LOG_WARN("topics", "%s partition %s-%d: %s", remove_files ? "deleting" : "closing", t->name,
+                         i, storage_strerror(rc));
         }
         free(p);
     }
@@ -227,7 +231,8 @@ partition *topic_partition(topic *t, int32_t index) {
 int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch) {
     if (current_leader_epoch < 0 || current_leader_epoch == p->leader_epoch)
         return KAFKA_ERR_NONE;
-    return current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+    return current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                                  : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
 }
 
 int32_t topic_partition_count(topic *t) { return __atomic_load_n(&t->n_partitions, __ATOMIC_ACQUIRE); }
@@ -420,7 +425,8 @@ static int partition_root(topic_registry *reg, const char *name, int32_t index, 
     return pick;
 }
 
-static partition *partition_open(topic_registry *reg, topic *t, int32_t index, const plog_config *pc, int *err) {
+static partition *partition_open(topic_registry *reg, topic *t, int32_t index, const plog_config *pc,
+                                 int *err) {
     char dir[4096];
     int root = partition_root(reg, t->name, index, dir, sizeof dir);
     partition *p = calloc(1, sizeof *p);
@@ -537,7 +543,8 @@ static int encode_change(const meta_change *c, uint8_t *buf, size_t cap, size_t 
         wire_write_i32(&w, c->n_cfg);
         for (int i = 0; i < c->n_cfg; i++) {
             wire_write_string(&w, kstr_c(c->keys[i]), false, false);
-            wire_write_string(&w, c->values[i] ? kstr_c(c->values[i]) : KSTR_NULL, false, c->type == REC_CONFIG);
+            wire_write_string(&w, c->values[i] ? kstr_c(c->values[i]) : KSTR_NULL, false,
+                              c->type == REC_CONFIG);
         }
     }
     *len = w.len;
@@ -883,7 +890,8 @@ static int replay(topic_registry *reg) {
             if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
                 while (batch_iter_next(&it, &rec)) {
                     meta_change c;
-                    if (rec.value.len > 0 && decode_change(rec.value.ptr, (size_t)rec.value.len, &a, &c) == 0) {
+                    if (rec.value.len > 0 &&
+                        decode_change(rec.value.ptr, (size_t)rec.value.len, &a, &c) == 0) {
                         replay_change(reg, &c, &a);
                         count++;
                     } else {
@@ -942,14 +950,14 @@ static int meta_properties(topic_registry *reg, const char *root) {
         }
         fclose(f);
         if (node >= 0 && node != reg->cfg->node_id) {
-            LOG_ERROR("topics", "%s says node.id=%d but this broker is node.id=%d; refusing to start", path, node,
-                      reg->cfg->node_id);
+            LOG_ERROR("topics", "%s says node.id=%d but this broker is node.id=%d; refusing to start", path,
+                      node, reg->cfg->node_id);
             return -1;
         }
         if (cid[0]) {
             if (reg->cluster_id[0] && strcmp(reg->cluster_id, cid) != 0) {
-                LOG_ERROR("topics", "%s belongs to cluster %s, another log dir to %s; refusing to start", path,
-                          cid, reg->cluster_id);
+                LOG_ERROR("topics", "%s belongs to cluster %s, another log dir to %s; refusing to start",
+                          path, cid, reg->cluster_id);
                 return -1;
             }
             snprintf(reg->cluster_id, sizeof reg->cluster_id, "%s", cid);
@@ -997,7 +1005,8 @@ topic_registry *topics_open(const broker_config *cfg) {
         if (fresh)
             reg->was_clean[i] = true; /* nothing to recover in a new directory */
         if (!reg->was_clean[i])
-            LOG_INFO("topics", "log directory %s was not shut down cleanly; recovering its logs", roots->items[i]);
+            LOG_INFO("topics", "log directory %s was not shut down cleanly; recovering its logs",
+                     roots->items[i]);
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", roots->items[0], META_LOG_NAME);
@@ -1073,7 +1082,8 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
         return KAFKA_ERR_INVALID_PARTITIONS;
     }
     if (replication_factor <= 0 || replication_factor > 1) {
-        snprintf(msg, msgn, "replication factor %d is larger than the 1 available broker", replication_factor);
+        snprintf(msg, msgn, "replication factor %d is larger than the 1 available broker",
+                 replication_factor);
         if (replication_factor <= 0)
             snprintf(msg, msgn, "replication factor must be larger than 0, got %d", replication_factor);
         return KAFKA_ERR_INVALID_REPLICATION_FACTOR;
@@ -1100,8 +1110,9 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
         goto out;
     }
     if (collides) {
-        snprintf(msg, msgn, "topic '%.*s' collides with existing topic '%s' ('.' and '_' are interchangeable)",
-                 name.len, name.ptr, collides);
+        snprintf(msg, msgn,
+                 "topic '%.*s' collides with existing topic '%s' ('.' and '_' are interchangeable)", name.len,
+                 name.ptr, collides);
         rc = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
         goto out;
     }
@@ -1113,8 +1124,8 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
     if (validate_only)
         goto out;
 
-    t = topic_new(name, new_uuid(), partitions, replication_factor, name.len > 2 && name.ptr[0] == '_' &&
-                                                                        name.ptr[1] == '_');
+    t = topic_new(name, new_uuid(), partitions, replication_factor,
+                  name.len > 2 && name.ptr[0] == '_' && name.ptr[1] == '_');
     if (t == NULL) {
         rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         goto out;
@@ -1218,8 +1229,8 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
         rc = KAFKA_ERR_INVALID_PARTITIONS;
         goto out;
     }
-    if (new_total > TOPIC_PARTITIONS_MAX || topics_partition_count(reg) + (new_total - old) >
-                                                 TOPICS_PARTITIONS_TOTAL_MAX) {
+    if (new_total > TOPIC_PARTITIONS_MAX ||
+        topics_partition_count(reg) + (new_total - old) > TOPICS_PARTITIONS_TOTAL_MAX) {
         snprintf(msg, msgn, "at most %d partitions per topic and %d per broker", TOPIC_PARTITIONS_MAX,
                  TOPICS_PARTITIONS_TOTAL_MAX);
         rc = KAFKA_ERR_INVALID_PARTITIONS;
@@ -1277,8 +1288,8 @@ out:
     return rc;
 }
 
-int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values, int n,
-                        bool replace_all, bool validate_only, char *msg, size_t msgn) {
+int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
+                        int n, bool replace_all, bool validate_only, char *msg, size_t msgn) {
     msg[0] = '\0';
     if (n < 0 || n > TOPIC_CONFIGS_MAX) {
         snprintf(msg, msgn, "at most %d config changes per request", TOPIC_CONFIGS_MAX);
@@ -1324,7 +1335,11 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
     rc = build_config(reg, mk, mv, m, &o, &tc, msg, msgn);
     if (rc || validate_only)
         goto out;
-    meta_change c = {.type = REC_CONFIG, .id = t->id, .replace_all = replace_all, .n_cfg = n, .keys = keys,
+    meta_change c = {.type = REC_CONFIG,
+                     .id = t->id,
+                     .replace_all = replace_all,
+                     .n_cfg = n,
+                     .keys = keys,
                      .values = values};
     rc = meta_append(reg, &c);
     if (rc) {

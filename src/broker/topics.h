@@ -32,11 +32,11 @@
 #include "proto/wire.h"
 #include "storage/log.h"
 
-#define TOPIC_NAME_MAX 249
-#define TOPIC_PARTITIONS_MAX 10000   /* per topic */
+#define TOPIC_NAME_MAX              249
+#define TOPIC_PARTITIONS_MAX        10000 /* per topic */
 #define TOPICS_PARTITIONS_TOTAL_MAX 100000
-#define TOPIC_CONFIGS_MAX 64          /* overrides per topic */
-#define TOPICS_MSG_MAX 256            /* error message buffers */
+#define TOPIC_CONFIGS_MAX           64  /* overrides per topic */
+#define TOPICS_MSG_MAX              256 /* error message buffers */
 
 typedef struct topic topic;
 
@@ -138,8 +138,8 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
 /* Replaces a topic's overrides with the given set (AlterConfigs semantics when
  * replace_all; IncrementalAlterConfigs when not: values NULL delete a key,
  * others set it). Validates everything first; all or nothing. */
-int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values, int n,
-                        bool replace_all, bool validate_only, char *msg, size_t msgn);
+int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
+                        int n, bool replace_all, bool validate_only, char *msg, size_t msgn);
 
 /* Background work for every partition: roll, flush, retention. Called about
  * once a second by the broker's housekeeping thread. */

@@ -35,10 +35,10 @@
 
 #include "core/log.h"
 
-#define NET_MAX_EVENTS 64
-#define NET_ACCEPT_BURST 64
-#define NET_IOV_MAX 64
-#define NET_COPY_CHUNK (256 * 1024)
+#define NET_MAX_EVENTS     64
+#define NET_ACCEPT_BURST   64
+#define NET_IOV_MAX        64
+#define NET_COPY_CHUNK     (256 * 1024)
 #define NET_STALL_RETRY_MS 10
 
 /* ---- responses -------------------------------------------------------- */
@@ -106,7 +106,8 @@ bool net_response_append_owned(net_response *r, void *p, size_t n) {
 
 bool net_response_append_file(net_response *r, int fd, int64_t off, size_t len, net_release_fn release,
                               void *arg) {
-    if (len == 0 || !add_piece(r, (net_piece){.fd = fd, .off = off, .len = len, .release = release, .arg = arg})) {
+    if (len == 0 ||
+        !add_piece(r, (net_piece){.fd = fd, .off = off, .len = len, .release = release, .arg = arg})) {
         if (release)
             release(arg);
         return len == 0;
@@ -156,8 +157,8 @@ struct net_conn {
     int32_t frame_size; /* -1 while reading the size prefix */
     request_box *box;   /* the frame being read or waiting to be dispatched */
     size_t body_got;
-    bool stalled;     /* on t->stalled: waits for memory or queue space */
-    bool in_handler;  /* a request of ours is with the handler */
+    bool stalled;    /* on t->stalled: waits for memory or queue space */
+    bool in_handler; /* a request of ours is with the handler */
 
     /* writing */
     net_response *out;
@@ -186,7 +187,7 @@ struct net_thread {
     net_conn *conns;
     net_conn *stalled;
     net_conn *graveyard; /* closed and unreferenced; freed after each epoll batch */
-    uint8_t *copy_buf; /* for the copying file path */
+    uint8_t *copy_buf;   /* for the copying file path */
 };
 
 struct net_server {
@@ -502,7 +503,8 @@ static bool conn_write(net_conn *c) {
             ssize_t got = pread(p->fd, t->copy_buf, want, (off_t)(p->off + (int64_t)c->out_off));
             if (got <= 0) {
                 LOG_ERROR("net", "reading response data for connection %llu failed: %s",
-                          (unsigned long long)c->id, got < 0 ? strerror(errno) : "file shorter than expected");
+                          (unsigned long long)c->id,
+                          got < 0 ? strerror(errno) : "file shorter than expected");
                 conn_close(c, NULL);
                 return false;
             }
@@ -519,7 +521,8 @@ static bool conn_write(net_conn *c) {
             return false;
         }
         if (n == 0 && !p->mem) {
-            LOG_ERROR("net", "response file range for connection %llu ended early", (unsigned long long)c->id);
+            LOG_ERROR("net", "response file range for connection %llu ended early",
+                      (unsigned long long)c->id);
             conn_close(c, NULL);
             return false;
         }

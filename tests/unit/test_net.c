@@ -46,7 +46,8 @@ static void handler(void *ctx, net_request *req) {
     case BIG: {
         size_t n = 1 << 20;
         uint8_t *big = calloc(1, n + 4);
-        big[0] = (uint8_t)(n >> 24), big[1] = (uint8_t)(n >> 16), big[2] = (uint8_t)(n >> 8), big[3] = (uint8_t)n;
+        big[0] = (uint8_t)(n >> 24), big[1] = (uint8_t)(n >> 16), big[2] = (uint8_t)(n >> 8),
+        big[3] = (uint8_t)n;
         net_response_append_owned(r, big, n + 4);
         break;
     }

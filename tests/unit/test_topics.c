@@ -121,7 +121,8 @@ static void test_persistence_and_changes(void) {
     /* Append a batch to t1-4 so we can see it after reopening. */
     arena a;
     arena_init(&a, 1 << 20);
-    batch_build_record rec = {.key = {(const uint8_t *)"k", 1}, .value = {(const uint8_t *)"v", 1}, .timestamp = 1};
+    batch_build_record rec = {
+        .key = {(const uint8_t *)"k", 1}, .value = {(const uint8_t *)"v", 1}, .timestamp = 1};
     batch_build_opts o = batch_build_defaults();
     uint8_t *batch;
     size_t blen;
@@ -135,7 +136,8 @@ static void test_persistence_and_changes(void) {
     const char *k2[] = {"segment.bytes", "max.message.bytes"}, *v2[] = {NULL, "5000"};
     CHECK_EQ_INT(topics_alter_config(reg, t1, k2, v2, 2, false, false, msg, sizeof msg), 0);
     const char *k3[] = {"no.such.key"}, *v3[] = {"1"};
-    CHECK_EQ_INT(topics_alter_config(reg, t1, k3, v3, 1, false, false, msg, sizeof msg), KAFKA_ERR_INVALID_CONFIG);
+    CHECK_EQ_INT(topics_alter_config(reg, t1, k3, v3, 1, false, false, msg, sizeof msg),
+                 KAFKA_ERR_INVALID_CONFIG);
     CHECK_EQ_INT(t1->n_overrides, 2);
     CHECK_EQ_INT(t1->cfg.max_message_bytes, 5000);
     CHECK_EQ_INT(t1->cfg.retention_ms, 1000);
@@ -148,7 +150,8 @@ static void test_persistence_and_changes(void) {
     batch_build_record brec = {.key = KBYTES_NULL, .value = {big, (int32_t)sizeof big}, .timestamp = 1};
     arena_init(&a, 1 << 20);
     REQUIRE(batch_build(&o, &brec, 1, &a, &batch, &blen) == 0);
-    CHECK_EQ_INT(plog_append(topic_partition(t1, 0)->log, batch, blen, 0, 1000, &info), STORAGE_MESSAGE_TOO_LARGE);
+    CHECK_EQ_INT(plog_append(topic_partition(t1, 0)->log, batch, blen, 0, 1000, &info),
+                 STORAGE_MESSAGE_TOO_LARGE);
     arena_reset(&a);
     const char *k5[] = {"max.message.bytes"}, *v5[] = {"5000"};
     CHECK_EQ_INT(topics_alter_config(reg, t1, k5, v5, 1, false, false, msg, sizeof msg), 0);

@@ -179,9 +179,9 @@ static void test_splice_hook(void) {
     w.splice = record_splice;
     w.splice_ctx = &log;
     wire_write_i16(&w, 7);
-    wire_write_bytes(&w, (kbytes){NULL, 1000}, false, true); /* spliced */
+    wire_write_bytes(&w, (kbytes){NULL, 1000}, false, true);               /* spliced */
     wire_write_bytes(&w, (kbytes){(const uint8_t *)"ab", 2}, true, false); /* in memory */
-    wire_write_bytes(&w, (kbytes){NULL, 5}, true, true); /* spliced */
+    wire_write_bytes(&w, (kbytes){NULL, 5}, true, true);                   /* spliced */
     CHECK_EQ_INT(w.err, WIRE_OK);
     CHECK_EQ_INT(log.n, 2);
     CHECK_EQ_INT(log.at[0], 2 + 4);

@@ -17,48 +17,48 @@
 static int unit_passed, unit_failed, unit_cur_failed;
 static jmp_buf unit_jmp;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            unit_cur_failed = 1;                                                                   \
-        }                                                                                          \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            unit_cur_failed = 1;                                                     \
+        }                                                                            \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                         \
-    do {                                                                                           \
-        long long unit_a_ = (long long)(a), unit_b_ = (long long)(b);                              \
-        if (unit_a_ != unit_b_) {                                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__,  \
-                    #a, #b, unit_a_, unit_b_);                                                     \
-            unit_cur_failed = 1;                                                                   \
-        }                                                                                          \
+#define CHECK_EQ_INT(a, b)                                                                                \
+    do {                                                                                                  \
+        long long unit_a_ = (long long)(a), unit_b_ = (long long)(b);                                     \
+        if (unit_a_ != unit_b_) {                                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, \
+                    unit_a_, unit_b_);                                                                    \
+            unit_cur_failed = 1;                                                                          \
+        }                                                                                                 \
     } while (0)
 
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
-            unit_cur_failed = 1;                                                                   \
-            longjmp(unit_jmp, 1);                                                                  \
-        }                                                                                          \
+#define REQUIRE(cond)                                                                  \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
+            unit_cur_failed = 1;                                                       \
+            longjmp(unit_jmp, 1);                                                      \
+        }                                                                              \
     } while (0)
 
-#define UNIT_RUN(fn)                                                                               \
-    do {                                                                                           \
-        unit_cur_failed = 0;                                                                       \
-        if (setjmp(unit_jmp) == 0)                                                                 \
-            fn();                                                                                  \
-        if (unit_cur_failed) {                                                                     \
-            unit_failed++;                                                                         \
-            fprintf(stderr, "FAIL %s\n", #fn);                                                     \
-        } else {                                                                                   \
-            unit_passed++;                                                                         \
-        }                                                                                          \
+#define UNIT_RUN(fn)                           \
+    do {                                       \
+        unit_cur_failed = 0;                   \
+        if (setjmp(unit_jmp) == 0)             \
+            fn();                              \
+        if (unit_cur_failed) {                 \
+            unit_failed++;                     \
+            fprintf(stderr, "FAIL %s\n", #fn); \
+        } else {                               \
+            unit_passed++;                     \
+        }                                      \
     } while (0)
 
-#define UNIT_END(name)                                                                             \
-    (printf("%s: %d passed, %d failed\n", (name), unit_passed, unit_failed),                       \
+#define UNIT_END(name)                                                       \
+    (printf("%s: %d passed, %d failed\n", (name), unit_passed, unit_failed), \
      unit_failed ? EXIT_FAILURE : EXIT_SUCCESS)
 
 #endif
