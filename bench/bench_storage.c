@@ -232,6 +232,8 @@ static void bench_recovery(long mb) {
 }
 
 static void bench_startup(long parts) {
+    if (parts < 1 || parts > 1000000)
+        return;
     plog_config c;
     plog_config_default(&c);
     static uint8_t b[4096];
