@@ -6,7 +6,8 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config clang clang-format python3
             zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libssl-dev librdkafka-dev)
-TEST_PKGS=(kcat python3-confluent-kafka python3-kafka python3-pytest libclang-rt-14-dev)
+TEST_PKGS=(kcat python3-confluent-kafka python3-kafka python3-pytest python3-snappy python3-lz4 python3-zstandard
+           libclang-rt-14-dev)
 
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
