@@ -54,6 +54,7 @@
 #include "broker/fetch.h"
 #include "core/log.h"
 #include "proto/batch.h"
+#include "proto/compress.h"
 #include "proto/legacy.h"
 
 /* Largest decompressed batch a down-conversion handles; larger ones stop the
@@ -464,13 +465,14 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
     arena scratch;
     arena_init(&scratch, DOWNCONVERT_MAX_UNCOMPRESSED);
     int err = BATCH_OK;
-    bool full = false;
+    bool full = false, zstd = false;
     /* Bounded by raw_len: each batch is at least 61 bytes. */
     while (!full && batch_cursor_next(&c, &bp, &bsize, &h) == BATCH_OK) {
         if ((h.attributes & BATCH_ATTR_CONTROL) || h.base_offset + h.last_offset_delta < fetch_offset)
             continue;
         batch_iter it;
         arena_reset(&scratch);
+        zstd = zstd || batch_codec_of(&h) == BATCH_CODEC_ZSTD;
         if (batch_iter_init(&it, bp, bsize, &scratch) != BATCH_OK) {
             err = it.err;
             break;
@@ -503,6 +505,10 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
             break;
     }
     arena_reset(&scratch);
+    /* The zstd decoder is cached per thread, and the I/O threads have no
+     * exit hook to free it: give it back now (a rare path, cheap to redo). */
+    if (zstd)
+        compress_thread_release();
     return err;
 }
 
