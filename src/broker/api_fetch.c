@@ -60,6 +60,10 @@
 /* Largest decompressed batch a down-conversion handles; larger ones stop the
  * partition's conversion there. */
 #define DOWNCONVERT_MAX_UNCOMPRESSED (64u << 20)
+/* Converted records live in the request's arena (64 MiB and up, request.c)
+ * next to the response structs, so a v0-3 response carries at most this
+ * much (clients fetch again for the rest). */
+#define DOWNCONVERT_MAX_RESPONSE (32 << 20)
 
 typedef struct fitem {
     kstr topic; /* name; may be empty for an unknown topic id */
@@ -477,7 +481,8 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
             err = it.err;
             break;
         }
-        int8_t attrs = magic == 1 && (h.attributes & BATCH_ATTR_LOG_APPEND_TIME) ? LEGACY_ATTR_LOG_APPEND_TIME : 0;
+        int8_t attrs =
+            magic == 1 && (h.attributes & BATCH_ATTR_LOG_APPEND_TIME) ? LEGACY_ATTR_LOG_APPEND_TIME : 0;
         batch_record rec;
         /* Bounded by the batch's record count (the iterator enforces it). */
         while (batch_iter_next(&it, &rec)) {
@@ -512,7 +517,9 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
     return err;
 }
 
-/* read_item for v0-3: the same range, down-converted into memory. */
+/* read_item for v0-3: the same range, down-converted into memory. Never
+ * fails the response: when memory runs short the partition (and the rest of
+ * the response) just carries less. */
 static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
     int16_t ver = r->hdr.api_version;
     it->hw = plog_end_offset(it->p->log);
@@ -540,7 +547,6 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
     size_t raw_len = (size_t)res.bytes;
     uint8_t *raw = malloc(raw_len);
     dconv_out o = {0};
-    bool ok = true;
     if (raw == NULL || !read_ranges(&res, raw, raw_len)) {
         LOG_WARN("fetch", "cannot read %.*s-%d for a v%d fetch from %s", it->topic.len, it->topic.ptr,
                  it->partition, ver, r->net->peer);
@@ -558,7 +564,7 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
     if (o.len > 0) {
         uint8_t *copy = breq_alloc(r, o.len);
         if (copy == NULL) {
-            ok = false;
+            *budget = 0; /* the request's memory is full: nothing more this time */
             goto out;
         }
         memcpy(copy, o.buf, o.len);
@@ -571,7 +577,7 @@ out:
     plog_read_release(&res);
     free(raw);
     free(o.buf);
-    return ok;
+    return true;
 }
 
 static void session_record_sent(breq *r, fstate *fs) {
@@ -608,6 +614,8 @@ static bool build(breq *r, fstate *fs) {
         return true;
 
     int64_t budget = fs->max_bytes;
+    if (ver <= 3 && budget > DOWNCONVERT_MAX_RESPONSE)
+        budget = DOWNCONVERT_MAX_RESPONSE;
     bool first = true;
     for (int i = 0; i < fs->n; i++) {
         fitem *it = &fs->items[i];

@@ -377,3 +377,29 @@ def test_raw_fetch_v0_downconverts_compressed_batch(broker):
     # Past the end: nothing; before the start of the log: OFFSET_OUT_OF_RANGE.
     assert fetch_old(broker.port, 0, topic, 10)[2] == b""
     assert fetch_old(broker.port, 0, topic, 11)[0] == 1
+
+
+def test_old_consumer_many_partitions(broker):
+    """Several partitions in one v1/v2 fetch, each down-converted."""
+    topic = "multi"
+    create_topic(broker, topic, partitions=3)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "compression.type": "snappy"})
+    for i in range(60):
+        p.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 3)
+    assert p.flush(20) == 0
+    for api_version in [(0, 9), (0, 10)]:
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, api_version=api_version, enable_auto_commit=False,
+                          group_id=None, fetch_max_wait_ms=100, max_partition_fetch_bytes=200)
+        tps = [KTP(topic, i) for i in range(3)]
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, 0)
+        got = {}
+        deadline = time.time() + 20
+        while sum(len(v) for v in got.values()) < 60 and time.time() < deadline:
+            for tp, recs in c.poll(timeout_ms=200).items():
+                got.setdefault(tp.partition, []).extend(recs)
+        c.close()
+        for part in range(3):
+            assert [r.value for r in got[part]] == [b"v%d" % i for i in range(part, 60, 3)]
+            assert [r.offset for r in got[part]] == list(range(20))
