@@ -26,15 +26,44 @@
  * them). Whether they go out with sendfile or read+write is the network
  * layer's choice (sluice.fetch.zero.copy).
  *
+ * Old consumers (v0-3) read only legacy message sets (legacy.h), so for them
+ * each partition is down-converted: the same range of batches is read into
+ * memory (pread), each record is decoded (compressed batches decompress into
+ * a scratch arena that is emptied after every batch) and written as an
+ * uncompressed legacy message with its own offset and timestamp: magic 0 for
+ * v0-1, magic 1 for v2-3. Record headers are dropped (the old formats have
+ * none), records before the fetch offset and control batches (transaction
+ * markers) are skipped, as Kafka does. The limits apply to the converted
+ * bytes, except that the first partition with data always gets one whole
+ * message. Memory: the raw range (at most the limit or the first batch), one
+ * batch decompressed (DOWNCONVERT_MAX_UNCOMPRESSED) and the converted
+ * messages, which stay within the response limits. Recompressing the result
+ * would save bandwidth at a CPU cost; old clients are a compatibility path.
+ *
  * Single node: the high watermark and the last stable offset are the log end
  * offset, so read_committed reads the same as read_uncommitted.
  */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
 #include "core/log.h"
+#include "proto/batch.h"
+#include "proto/compress.h"
+#include "proto/legacy.h"
+
+/* Largest decompressed batch a down-conversion handles; larger ones stop the
+ * partition's conversion there. */
+#define DOWNCONVERT_MAX_UNCOMPRESSED (64u << 20)
+/* Converted records live in the request's arena (64 MiB and up, request.c)
+ * next to the response structs, so a v0-3 response carries at most this
+ * much (clients fetch again for the rest). */
+#define DOWNCONVERT_MAX_RESPONSE (32 << 20)
 
 typedef struct fitem {
     kstr topic; /* name; may be empty for an unknown topic id */
@@ -51,6 +80,7 @@ typedef struct fitem {
     /* results */
     int64_t hw, ls;
     int32_t records_len;
+    const uint8_t *records; /* down-converted records (v0-3); NULL: file ranges */
     bool include;
 } fitem;
 
@@ -383,6 +413,173 @@ static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *fir
     return true;
 }
 
+/* Reads the first len bytes of res's ranges into buf. */
+static bool read_ranges(const plog_read_result *res, uint8_t *buf, size_t len) {
+    size_t got = 0;
+    for (int i = 0; i < res->n && got < len; i++) {
+        size_t want = (size_t)res->r[i].len;
+        if (want > len - got)
+            want = len - got;
+        size_t done = 0;
+        /* Bounded: every pass reads at least one byte or fails. */
+        while (done < want) {
+            ssize_t n = pread(res->r[i].fd, buf + got + done, want - done, res->r[i].pos + (off_t)done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return false;
+            done += (size_t)n;
+        }
+        got += done;
+    }
+    return got == len;
+}
+
+/* The output of one partition's down-conversion: a heap buffer grown as
+ * needed, never past its limit (plus one message for min-one). */
+typedef struct dconv_out {
+    uint8_t *buf;
+    size_t len, cap;
+} dconv_out;
+
+static bool dconv_reserve(dconv_out *o, size_t more) {
+    if (o->cap - o->len >= more)
+        return true;
+    size_t ncap = o->cap ? o->cap : 4096;
+    while (ncap - o->len < more)
+        ncap *= 2;
+    uint8_t *nb = realloc(o->buf, ncap);
+    if (nb == NULL)
+        return false;
+    o->buf = nb;
+    o->cap = ncap;
+    return true;
+}
+
+/* Converts the batches in raw[0..raw_len) to legacy messages of magic from
+ * fetch_offset on, at most limit bytes (or one message if min_one and none
+ * fit). Returns a batch_err; what was converted before an error stays. */
+static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset, int8_t magic, size_t limit,
+                       bool min_one, dconv_out *o) {
+    batch_cursor c;
+    batch_cursor_init(&c, raw, raw_len);
+    const uint8_t *bp;
+    size_t bsize;
+    batch_header h;
+    arena scratch;
+    arena_init(&scratch, DOWNCONVERT_MAX_UNCOMPRESSED);
+    int err = BATCH_OK;
+    bool full = false, zstd = false;
+    /* Bounded by raw_len: each batch is at least 61 bytes. */
+    while (!full && batch_cursor_next(&c, &bp, &bsize, &h) == BATCH_OK) {
+        if ((h.attributes & BATCH_ATTR_CONTROL) || h.base_offset + h.last_offset_delta < fetch_offset)
+            continue;
+        batch_iter it;
+        arena_reset(&scratch);
+        zstd = zstd || batch_codec_of(&h) == BATCH_CODEC_ZSTD;
+        if (batch_iter_init(&it, bp, bsize, &scratch) != BATCH_OK) {
+            err = it.err;
+            break;
+        }
+        int8_t attrs =
+            magic == 1 && (h.attributes & BATCH_ATTR_LOG_APPEND_TIME) ? LEGACY_ATTR_LOG_APPEND_TIME : 0;
+        batch_record rec;
+        /* Bounded by the batch's record count (the iterator enforces it). */
+        while (batch_iter_next(&it, &rec)) {
+            if (rec.offset < fetch_offset)
+                continue;
+            size_t need = legacy_message_size(magic, rec.key, rec.value);
+            if (o->len + need > limit && !(min_one && o->len == 0)) {
+                full = true;
+                break;
+            }
+            if (!dconv_reserve(o, need)) {
+                err = BATCH_ENOMEM;
+                full = true;
+                break;
+            }
+            wire_writer w;
+            wire_writer_init(&w, o->buf + o->len, need);
+            legacy_write_message(&w, magic, attrs, rec.offset, rec.timestamp, rec.key, rec.value);
+            assert(w.err == WIRE_OK && w.len == need);
+            o->len += need;
+        }
+        if (!full && it.err != BATCH_OK)
+            err = it.err;
+        if (err != BATCH_OK)
+            break;
+    }
+    arena_reset(&scratch);
+    /* The zstd decoder is cached per thread, and the I/O threads have no
+     * exit hook to free it: give it back now (a rare path, cheap to redo). */
+    if (zstd)
+        compress_thread_release();
+    return err;
+}
+
+/* read_item for v0-3: the same range, down-converted into memory. Never
+ * fails the response: when memory runs short the partition (and the rest of
+ * the response) just carries less. */
+static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
+    int16_t ver = r->hdr.api_version;
+    it->hw = plog_end_offset(it->p->log);
+    it->ls = plog_start_offset(it->p->log);
+    int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
+    bool min_one = *first;
+    if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
+        if (it->fetch_offset > it->hw || it->fetch_offset < it->ls)
+            it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        return true;
+    }
+    if (want < 0)
+        want = 0;
+    plog_read_result res;
+    int rc = plog_read(it->p->log, it->fetch_offset, want > 0 ? want : 1, -1, &res);
+    it->hw = res.log_end_offset;
+    it->ls = res.log_start_offset;
+    if (rc != STORAGE_OK) {
+        it->err = (int16_t)rc;
+        return true;
+    }
+    if (res.n == 0)
+        return true;
+    /* plog_read returns at most want bytes, or the whole first batch. */
+    size_t raw_len = (size_t)res.bytes;
+    uint8_t *raw = malloc(raw_len);
+    dconv_out o = {0};
+    if (raw == NULL || !read_ranges(&res, raw, raw_len)) {
+        LOG_WARN("fetch", "cannot read %.*s-%d for a v%d fetch from %s", it->topic.len, it->topic.ptr,
+                 it->partition, ver, r->net->peer);
+        it->err = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    plog_read_release(&res);
+    int e = downconvert(raw, raw_len, it->fetch_offset, ver >= 2 ? 1 : 0, (size_t)want, min_one, &o);
+    if (e != BATCH_OK) {
+        LOG_WARN("fetch", "down-converting %.*s-%d at offset %lld for %s stopped: %s", it->topic.len,
+                 it->topic.ptr, it->partition, (long long)it->fetch_offset, r->net->peer, batch_strerror(e));
+        if (o.len == 0)
+            it->err = KAFKA_ERR_CORRUPT_MESSAGE;
+    }
+    if (o.len > 0) {
+        uint8_t *copy = breq_alloc(r, o.len);
+        if (copy == NULL) {
+            *budget = 0; /* the request's memory is full: nothing more this time */
+            goto out;
+        }
+        memcpy(copy, o.buf, o.len);
+        it->records = copy;
+        it->records_len = (int32_t)o.len;
+        *budget -= (int64_t)o.len;
+        *first = false;
+    }
+out:
+    plog_read_release(&res);
+    free(raw);
+    free(o.buf);
+    return true;
+}
+
 static void session_record_sent(breq *r, fstate *fs) {
     if (fs->session_id == 0 || r->b->fetch == NULL)
         return;
@@ -417,12 +614,17 @@ static bool build(breq *r, fstate *fs) {
         return true;
 
     int64_t budget = fs->max_bytes;
+    if (ver <= 3 && budget > DOWNCONVERT_MAX_RESPONSE)
+        budget = DOWNCONVERT_MAX_RESPONSE;
     bool first = true;
     for (int i = 0; i < fs->n; i++) {
         fitem *it = &fs->items[i];
         it->hw = it->ls = -1;
         it->records_len = 0;
-        if (it->err == KAFKA_ERR_NONE && !read_item(r, fs, it, &budget, &first))
+        bool ok = true;
+        if (it->err == KAFKA_ERR_NONE)
+            ok = ver <= 3 ? read_item_legacy(r, it, &budget, &first) : read_item(r, fs, it, &budget, &first);
+        if (!ok)
             return false;
         it->include = !fs->incremental || it->err != KAFKA_ERR_NONE || it->records_len > 0 ||
                       it->hw != it->sent_hw || it->hw != it->sent_lso || it->ls != it->sent_ls;
@@ -475,7 +677,7 @@ static bool build(breq *r, fstate *fs) {
         pd->log_start_offset = ver >= 5 ? it->ls : -1;
         pd->aborted_transactions_count = fs->isolation == 1 ? 0 : -1;
         pd->records =
-            it->records_len > 0 ? (kbytes){NULL, it->records_len} : (kbytes){(const uint8_t *)"", 0};
+            it->records_len > 0 ? (kbytes){it->records, it->records_len} : (kbytes){(const uint8_t *)"", 0};
     }
     resp->responses_count = ntop;
     session_record_sent(r, fs);

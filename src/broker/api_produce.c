@@ -2,13 +2,24 @@
  * api_produce.c - Produce (key 0): append record batches to partition logs.
  *
  * Each partition's records are checked against what the request version
- * allows (magic 2 only: older message formats get
- * UNSUPPORTED_FOR_MESSAGE_FORMAT; exactly one batch from v3 on; no zstd
- * before v7) and appended by the storage layer, which validates the batch
- * (CRC, sizes against the topic's max.message.bytes, timestamps) and assigns
- * offsets in place in the request's own buffer: the bytes are written to the
- * segment as they arrived. Every partition gets its own error code; one bad
- * partition does not fail the others.
+ * allows (exactly one magic-2 batch from v3 on; no zstd before v7) and
+ * appended by the storage layer, which validates the batch (CRC, sizes
+ * against the topic's max.message.bytes, timestamps) and assigns offsets in
+ * place in the request's own buffer: the bytes are written to the segment as
+ * they arrived. Every partition gets its own error code; one bad partition
+ * does not fail the others.
+ *
+ * Old clients (v0-2) send legacy message sets (magic 0 or 1, legacy.h). The
+ * log holds only magic-2 batches, so such a set is validated and converted
+ * here, in the request's arena, before the append: every entry must pass its
+ * CRC (CORRUPT_MESSAGE otherwise), no entry (a message, or a compressed
+ * wrapper as a whole) may exceed max.message.bytes (MESSAGE_TOO_LARGE), and
+ * inner messages of a wrapper must be well formed (INVALID_RECORD). Each
+ * compressed wrapper becomes one batch with the wrapper's codec; runs of
+ * uncompressed messages become uncompressed batches, split so that none
+ * exceeds max.message.bytes. Timestamps carry over (-1 for magic 0). As with
+ * Kafka, below v3 the magic is not tied to the request version: magic-2
+ * batches on v0-2 take the normal path, and a v0 request may carry magic 1.
  *
  * acks: 0 sends no response (but closes the connection if any partition
  * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
@@ -20,6 +31,7 @@
  * After each successful append the long-polling fetches of that partition
  * are woken (fetch_notify).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +42,7 @@
 #include "broker/fetch.h"
 #include "core/log.h"
 #include "proto/batch.h"
+#include "proto/legacy.h"
 
 /* Checks that depend on the request version, before storage sees the bytes.
  * Returns 0 or a Kafka error code. */
@@ -37,9 +50,10 @@ static int16_t check_version_rules(int16_t ver, kbytes records) {
     if (records.len <= 0)
         return ver >= 3 ? KAFKA_ERR_INVALID_RECORD : KAFKA_ERR_CORRUPT_MESSAGE;
     if (records.len > BATCH_OFF_MAGIC && records.ptr[BATCH_OFF_MAGIC] != BATCH_MAGIC) {
-        if (records.ptr[BATCH_OFF_MAGIC] > BATCH_MAGIC)
+        /* v0-2 legacy sets never get here (see legacy_convert). */
+        if ((int8_t)records.ptr[BATCH_OFF_MAGIC] > BATCH_MAGIC || (int8_t)records.ptr[BATCH_OFF_MAGIC] < 0)
             return KAFKA_ERR_CORRUPT_MESSAGE;
-        return ver <= 2 ? KAFKA_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT : KAFKA_ERR_INVALID_RECORD;
+        return ver <= 2 ? KAFKA_ERR_CORRUPT_MESSAGE : KAFKA_ERR_INVALID_RECORD;
     }
     batch_cursor c;
     batch_cursor_init(&c, records.ptr, (size_t)records.len);
@@ -56,6 +70,94 @@ static int16_t check_version_rules(int16_t ver, kbytes records) {
     /* Malformed bytes are left to storage, which names the exact problem. */
     if (rc == -1 && ver >= 3 && batches != 1)
         return KAFKA_ERR_INVALID_RECORD;
+    return KAFKA_ERR_NONE;
+}
+
+/* Whether a v0-2 partition's records are a legacy message set. */
+static bool is_legacy_set(int16_t ver, kbytes records) {
+    if (ver > 2 || records.len <= 0)
+        return false;
+    int magic = legacy_peek_magic(records.ptr, (size_t)records.len);
+    return magic == 0 || magic == 1;
+}
+
+static int16_t legacy_error(int e) {
+    switch (e) {
+    case BATCH_ERECORDS:
+        return KAFKA_ERR_INVALID_RECORD;
+    case BATCH_ENOMEM:
+        return KAFKA_ERR_MESSAGE_TOO_LARGE;
+    default: /* CRC, truncation, bad sizes or magic, unknown codec bits */
+        return KAFKA_ERR_CORRUPT_MESSAGE;
+    }
+}
+
+/* A piece of a legacy set that becomes one batch. */
+typedef struct legacy_chunk {
+    size_t pos, len;
+    int codec;
+    uint8_t *batch;
+    size_t batch_len;
+} legacy_chunk;
+
+/* Converts a legacy message set into magic-2 batches in r's arena (see the
+ * top of the file). Returns 0 with *out / *out_len set, or a Kafka error. */
+static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t **out, size_t *out_len) {
+    const uint8_t *buf = records.ptr;
+    size_t len = (size_t)records.len;
+    int64_t max_msg = t->cfg.max_message_bytes;
+    /* Decompressed bytes allowed per wrapper, as storage allows per batch. */
+    size_t max_uncompressed = (size_t)max_msg * 64;
+    /* Every entry is at least 26 bytes, so this bounds the chunk count. */
+    size_t cap = len / (LEGACY_LOG_OVERHEAD + LEGACY_MIN_MESSAGE_V0) + 1;
+    legacy_chunk *chunks = breq_calloc(r, cap, sizeof *chunks);
+    if (chunks == NULL)
+        return KAFKA_ERR_MESSAGE_TOO_LARGE;
+    size_t n = 0, pos = 0;
+    bool run_open = false; /* chunks[n - 1] is a run of uncompressed messages */
+    while (pos < len) {
+        if (len - pos < LEGACY_LOG_OVERHEAD + LEGACY_MIN_MESSAGE_V0)
+            return KAFKA_ERR_CORRUPT_MESSAGE;
+        int32_t size = (int32_t)wire_be32(buf + pos + 8);
+        if (size < LEGACY_MIN_MESSAGE_V0 || (size_t)size > len - pos - LEGACY_LOG_OVERHEAD)
+            return KAFKA_ERR_CORRUPT_MESSAGE;
+        size_t entry = (size_t)size + LEGACY_LOG_OVERHEAD;
+        if ((int64_t)entry > max_msg)
+            return KAFKA_ERR_MESSAGE_TOO_LARGE;
+        int codec = buf[pos + LEGACY_LOG_OVERHEAD + 5] & LEGACY_ATTR_CODEC_MASK;
+        if (codec == 0 && run_open && (int64_t)(chunks[n - 1].len + entry) <= max_msg - BATCH_HEADER_SIZE) {
+            chunks[n - 1].len += entry;
+        } else {
+            assert(n < cap);
+            chunks[n++] = (legacy_chunk){.pos = pos, .len = entry, .codec = codec};
+            run_open = codec == 0;
+        }
+        pos += entry;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        legacy_chunk *c = &chunks[i];
+        int e = legacy_to_batch(buf + c->pos, c->len, &r->mem, max_uncompressed, c->codec, false, &c->batch,
+                                &c->batch_len);
+        if (e != BATCH_OK)
+            return legacy_error(e);
+        total += c->batch_len;
+    }
+    if (n == 1) {
+        *out = chunks[0].batch;
+        *out_len = chunks[0].batch_len;
+        return KAFKA_ERR_NONE;
+    }
+    uint8_t *all = total ? breq_alloc(r, total) : NULL;
+    if (all == NULL)
+        return KAFKA_ERR_MESSAGE_TOO_LARGE;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(all + at, chunks[i].batch, chunks[i].batch_len);
+        at += chunks[i].batch_len;
+    }
+    *out = all;
+    *out_len = total;
     return KAFKA_ERR_NONE;
 }
 
@@ -128,12 +230,15 @@ breq_status api_produce(breq *r) {
             partition *p = NULL;
             if (err == KAFKA_ERR_NONE && (p = topic_partition(t, pd->index)) == NULL)
                 err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            if (err == KAFKA_ERR_NONE)
+            uint8_t *data = (uint8_t *)pd->records.ptr;
+            size_t data_len = pd->records.len > 0 ? (size_t)pd->records.len : 0;
+            if (err == KAFKA_ERR_NONE && is_legacy_set(ver, pd->records))
+                err = legacy_convert(r, t, pd->records, &data, &data_len);
+            else if (err == KAFKA_ERR_NONE)
                 err = check_version_rules(ver, pd->records);
             plog_append_info info;
             if (err == KAFKA_ERR_NONE)
-                err = (int16_t)plog_append(p->log, (uint8_t *)pd->records.ptr, (size_t)pd->records.len,
-                                           p->leader_epoch, now, &info);
+                err = (int16_t)plog_append(p->log, data, data_len, p->leader_epoch, now, &info);
             if (err != KAFKA_ERR_NONE) {
                 set_error(r, pr, t, err);
                 failed++;

@@ -26,9 +26,9 @@
  * advertised by ApiVersions; anything else closes the connection. */
 static const broker_api broker_apis[] = {
     {KAFKA_API_PRODUCE, 0, 11, api_produce},
-    /* Fetch v0-3 clients read only the old message formats; the logs hold
-     * magic-2 batches, so those versions are not offered. */
-    {KAFKA_API_FETCH, 4, 17, api_fetch},
+    /* Fetch v0-3 clients read only the old message formats: api_fetch
+     * down-converts the logs' magic-2 batches for them. */
+    {KAFKA_API_FETCH, 0, 17, api_fetch},
     {KAFKA_API_LIST_OFFSETS, 0, 10, api_list_offsets},
     {KAFKA_API_API_VERSIONS, 0, 4, api_versions},
     {KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records},
