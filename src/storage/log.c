@@ -587,7 +587,10 @@ static int validate(const plog *l, const uint8_t *buf, size_t len, int64_t now_m
             return map_batch_err(e);
         if (h.record_count < 1 || h.last_offset_delta != h.record_count - 1)
             return STORAGE_INVALID_RECORD;
-        if (l->cfg.timestamp_type == PLOG_TS_CREATE_TIME && l->cfg.max_timestamp_diff_ms != INT64_MAX) {
+        /* -1 is "no timestamp" (magic-0 messages converted on produce); Kafka
+         * does not judge it. */
+        if (l->cfg.timestamp_type == PLOG_TS_CREATE_TIME && l->cfg.max_timestamp_diff_ms != INT64_MAX &&
+            h.max_timestamp != -1) {
             int64_t d = h.max_timestamp - now_ms;
             if (d > l->cfg.max_timestamp_diff_ms || -d > l->cfg.max_timestamp_diff_ms)
                 return STORAGE_INVALID_TIMESTAMP;
