@@ -254,7 +254,11 @@ static void answer_unsupported_api_versions(breq *r) {
         return;
     }
     wire_put_be32(buf, (uint32_t)(w.len - 4));
-    net_response_append_owned(out, buf, w.len);
+    if (!net_response_append_owned(out, buf, w.len)) {
+        net_response_free(out);
+        breq_close(r, true);
+        return;
+    }
     net_respond(r->net, out, false);
     breq_free(r);
 }

@@ -83,11 +83,7 @@ bool net_response_append(net_response *r, const void *p, size_t n) {
     if (copy == NULL)
         return false;
     memcpy(copy, p, n);
-    if (!net_response_append_owned(r, copy, n)) {
-        free(copy);
-        return false;
-    }
-    return true;
+    return net_response_append_owned(r, copy, n);
 }
 
 bool net_response_append_ref(net_response *r, const void *p, size_t n) {
@@ -101,7 +97,11 @@ bool net_response_append_owned(net_response *r, void *p, size_t n) {
         free(p);
         return true;
     }
-    return add_piece(r, (net_piece){.mem = p, .owned = true, .fd = -1, .len = n});
+    if (!add_piece(r, (net_piece){.mem = p, .owned = true, .fd = -1, .len = n})) {
+        free(p);
+        return false;
+    }
+    return true;
 }
 
 bool net_response_append_file(net_response *r, int fd, int64_t off, size_t len, net_release_fn release,

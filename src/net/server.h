@@ -77,7 +77,8 @@ bool net_response_append(net_response *r, const void *p, size_t n);
 /* Appends n bytes at p without copying; p must stay valid until the response
  * is freed (e.g. it points into a piece appended with _owned). */
 bool net_response_append_ref(net_response *r, const void *p, size_t n);
-/* Appends n bytes the response takes ownership of (freed with free()). */
+/* Appends n bytes the response takes ownership of (freed with free()),
+ * also when this call fails. */
 bool net_response_append_owned(net_response *r, void *p, size_t n);
 /* Appends a range of an open file. release(arg) is called exactly once when
  * the range is no longer needed, also if this call fails. */
