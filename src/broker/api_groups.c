@@ -11,6 +11,7 @@
  * groups_api_sync_done, possibly before the handler returns.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/apis.h"
@@ -444,27 +445,56 @@ static int16_t fetch_group(breq *r, kstr group, int nt, const kstr *names, int32
 
 /* Groups fetched entries by topic (in order of first appearance). Returns
  * the number of topics; *first[i] / *cnt[i] index fl->v after sorting. */
+typedef struct fetched_ref {
+    kstr topic;
+    int idx;   /* position in fl->v */
+    int group; /* position of the topic's first entry in fl->v */
+} fetched_ref;
+
+static int cmp_ref_by_name(const void *a, const void *b) {
+    const fetched_ref *x = a, *y = b;
+    int32_t xl = x->topic.len, yl = y->topic.len; /* -1 (null) sorts first */
+    int c = xl > 0 && yl > 0 ? memcmp(x->topic.ptr, y->topic.ptr, (size_t)(xl < yl ? xl : yl)) : 0;
+    if (c == 0)
+        c = (xl > yl) - (xl < yl);
+    return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int cmp_ref_by_group(const void *a, const void *b) {
+    const fetched_ref *x = a, *y = b;
+    if (x->group != y->group)
+        return (x->group > y->group) - (x->group < y->group);
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
 static int by_topic(fetch_list *fl, int **first, int **cnt) {
-    /* Stable grouping: O(n * topics), fine for a response. */
+    /* Sorting, not pairwise comparison: a request may list hundreds of
+     * thousands of topics, and a quadratic grouping would stall the thread. */
+    fetched_ref *ref = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *ref) : NULL;
     fetched *sorted = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *sorted) : NULL;
     int *f = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *f) : NULL;
     int *c = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *c) : NULL;
-    bool *used = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *used) : NULL;
-    if (fl->n && (sorted == NULL || f == NULL || c == NULL || used == NULL))
+    if (fl->n && (ref == NULL || sorted == NULL || f == NULL || c == NULL))
         return -1;
-    int nt = 0, k = 0;
-    for (int i = 0; i < fl->n; i++) {
-        if (used[i])
-            continue;
-        f[nt] = k;
-        c[nt] = 0;
-        for (int j = i; j < fl->n; j++)
-            if (!used[j] && kstr_eq(fl->v[j].topic, fl->v[i].topic)) {
-                used[j] = true;
-                sorted[k++] = fl->v[j];
-                c[nt]++;
-            }
-        nt++;
+    for (int i = 0; i < fl->n; i++)
+        ref[i] = (fetched_ref){fl->v[i].topic, i, i};
+    if (fl->n)
+        qsort(ref, (size_t)fl->n, sizeof *ref, cmp_ref_by_name);
+    /* Within a run of one name the first element has the lowest index. */
+    for (int i = 1; i < fl->n; i++)
+        if (kstr_eq(ref[i].topic, ref[i - 1].topic))
+            ref[i].group = ref[i - 1].group;
+    if (fl->n)
+        qsort(ref, (size_t)fl->n, sizeof *ref, cmp_ref_by_group);
+    int nt = 0;
+    for (int k = 0; k < fl->n; k++) {
+        if (k == 0 || ref[k].group != ref[k - 1].group) {
+            f[nt] = k;
+            c[nt] = 0;
+            nt++;
+        }
+        c[nt - 1]++;
+        sorted[k] = fl->v[ref[k].idx];
     }
     if (fl->n)
         memcpy(fl->v, sorted, (size_t)fl->n * sizeof *sorted);
