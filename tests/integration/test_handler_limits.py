@@ -51,3 +51,23 @@ def test_offset_fetch_groups_topics_in_first_seen_order(broker):
             parts.append(idx)
         got.append((name, parts))
     assert got == [(b"b", [0, 3]), (b"a", [5])]
+
+
+def test_incremental_alter_list_append_of_huge_value_is_bounded(broker):
+    # APPEND/SUBTRACT merge comma-separated lists item by item in quadratic
+    # time; values far beyond what a config may hold (4096 bytes) must be
+    # refused before that, or 200 resources of 32 KB each stall the thread.
+    from test_admin import admin, incremental_alter, results
+    from confluent_kafka.admin import NewTopic
+
+    a = admin(broker)
+    assert results(a.create_topics([NewTopic("huge-list", 1, 1)]))["huge-list"] is None
+    value = ",".join("x%d" % i for i in range(5400))[:32000]
+    for op in (2, 3):  # APPEND, SUBTRACT
+        t0 = time.monotonic()
+        out = incremental_alter(broker.port, [(2, "huge-list", [("cleanup.policy", op, value)])] * 200)
+        assert time.monotonic() - t0 < 3.0
+        assert [o[0] for o in out] == [40] * 200  # INVALID_CONFIG, as for any overlong value
+    # An overlong SET is refused the same way.
+    out = incremental_alter(broker.port, [(2, "huge-list", [("cleanup.policy", 0, "x" * 5000)])])
+    assert out[0][0] == 40
