@@ -706,6 +706,11 @@ breq_status api_describe_groups(breq *r) {
 typedef struct list_ctx {
     breq *r;
     const kafka_list_groups_request *req;
+    /* The filters, parsed once: a client may repeat entries a million
+     * times, and they are checked against every group. */
+    bool by_state, by_type;
+    unsigned states; /* bit s: state s is wanted */
+    bool classic;    /* the type filter names "classic" */
     kafka_list_groups_response_listed_group *v;
     int n, cap;
     bool oom;
@@ -714,22 +719,10 @@ typedef struct list_ctx {
 static bool list_one(void *ctx, const gcoord_group *g) {
     list_ctx *lc = ctx;
     const char *state = gcoord_state_name(g->state);
-    if (lc->req->states_filter_count > 0) {
-        bool match = false;
-        for (int i = 0; i < lc->req->states_filter_count && !match; i++)
-            match = gcoord_state_parse(lc->req->states_filter[i]) == (int)g->state;
-        if (!match)
-            return true;
-    }
-    if (lc->req->types_filter_count > 0) {
-        bool match = false;
-        for (int i = 0; i < lc->req->types_filter_count && !match; i++) {
-            kstr t = lc->req->types_filter[i];
-            match = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
-        }
-        if (!match)
-            return true;
-    }
+    if (lc->by_state && !(lc->states & (1u << g->state)))
+        return true;
+    if (lc->by_type && !lc->classic)
+        return true;
     if (lc->n == lc->cap) {
         int nc = lc->cap ? lc->cap * 2 : 32;
         kafka_list_groups_response_listed_group *nv = breq_calloc(lc->r, (size_t)nc, sizeof *nv);
@@ -757,6 +750,17 @@ breq_status api_list_groups(breq *r) {
     const kafka_list_groups_request *req = r->req;
     kafka_list_groups_response *resp = r->resp;
     list_ctx lc = {.r = r, .req = req};
+    lc.by_state = req->states_filter_count > 0;
+    for (int32_t i = 0; i < req->states_filter_count; i++) {
+        int st = gcoord_state_parse(req->states_filter[i]);
+        if (st >= 0 && st < 32)
+            lc.states |= 1u << st;
+    }
+    lc.by_type = req->types_filter_count > 0;
+    for (int32_t i = 0; i < req->types_filter_count && !lc.classic; i++) {
+        kstr t = req->types_filter[i];
+        lc.classic = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
+    }
     int32_t n = groups_shard_count(r->b);
     if (n == 0)
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;

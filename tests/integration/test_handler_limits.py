@@ -71,3 +71,51 @@ def test_incremental_alter_list_append_of_huge_value_is_bounded(broker):
     # An overlong SET is refused the same way.
     out = incremental_alter(broker.port, [(2, "huge-list", [("cleanup.policy", 0, "x" * 5000)])])
     assert out[0][0] == 40
+
+
+def uvarint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def test_list_groups_long_state_filter_is_not_checked_per_group(broker):
+    # 300 groups (simple-consumer commits), then ListGroups v4 whose states
+    # filter repeats one unknown name a million times: the filter must be
+    # read once, not once per group.
+    from test_admin import admin, results
+    from confluent_kafka.admin import NewTopic
+    import socket
+
+    a = admin(broker)
+    assert results(a.create_topics([NewTopic("lg", 1, 1)]))["lg"] is None
+    n_groups = 300
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        for g in range(n_groups):
+            body = kstring(b"lg-%d" % g) + struct.pack(">i", -1) + kstring(b"") + struct.pack(">q", -1)
+            body += struct.pack(">i", 1) + kstring(b"lg") + struct.pack(">i", 1)
+            body += struct.pack(">iq", 0, 5) + kstring(b"")
+            hdr = struct.pack(">hhih", 8, 2, g, 3) + b"raw"
+            frame = hdr + body
+            s.sendall(struct.pack(">i", len(frame)) + frame)
+        from test_api_versions import recv_exact
+        for _ in range(n_groups):
+            size = struct.unpack(">i", recv_exact(s, 4))[0]
+            recv_exact(s, size)
+    n_filter = 1000000
+    body = uvarint(n_filter + 1) + (uvarint(2) + b"x") * n_filter + b"\x00"
+    t0 = time.monotonic()
+    resp = raw_request(broker.port, 16, 4, body, flexible=True)
+    assert time.monotonic() - t0 < 4.0
+    # correlation id, header tags, throttle, error 0, no groups
+    assert resp[4:5] == b"\x00" and resp[9:11] == b"\x00\x00" and resp[11:12] == b"\x01"
+    # Stable empty-state filter still lists them.
+    body = uvarint(2) + uvarint(6) + b"Empty" + b"\x00"
+    resp = raw_request(broker.port, 16, 4, body, flexible=True)
+    count = resp[11] & 0x7F | resp[12] << 7  # two-byte uvarint: 301
+    assert count - 1 == n_groups
