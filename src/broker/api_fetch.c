@@ -190,6 +190,10 @@ static void part_from_item(fetch_session_part *e, const fitem *it) {
     e->current_leader_epoch = it->current_leader_epoch;
 }
 
+/* Whether a session can remember the item: a name longer than any topic's
+ * cannot be stored whole, and a shortened one could name another topic. */
+static bool cacheable(const fitem *it, bool by_id) { return by_id || it->topic.len <= TOPIC_NAME_MAX; }
+
 /* Sets fs->items from the request and the session rules. Returns false when
  * the request's memory ran out. */
 static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
@@ -217,7 +221,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
             for (int i = 0; ok && i < rn; i++) {
                 fetch_session_part key;
                 part_from_item(&key, &ritems[i]);
-                fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+                fetch_session_part *e =
+                    cacheable(&ritems[i], fs->by_id) ? fetch_session_upsert(b, s, &key, fs->by_id) : NULL;
                 ok = e != NULL;
                 if (ok) {
                     *e = key;
@@ -259,7 +264,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     for (int i = 0; i < rn; i++) {
         fetch_session_part key;
         part_from_item(&key, &ritems[i]);
-        fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+        fetch_session_part *e =
+            cacheable(&ritems[i], fs->by_id) ? fetch_session_upsert(b, s, &key, fs->by_id) : NULL;
         if (e == NULL) {
             ok = false;
             break;
@@ -276,7 +282,9 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     for (int32_t i = 0; ok && i < req->forgotten_topics_data_count; i++) {
         const kafka_fetch_request_forgotten_topic *fg = &req->forgotten_topics_data[i];
         char name[TOPIC_NAME_MAX + 1] = "";
-        if (!fs->by_id && fg->topic.len > 0 && fg->topic.len <= TOPIC_NAME_MAX) {
+        if (!fs->by_id && fg->topic.len > TOPIC_NAME_MAX)
+            continue; /* never cached (see cacheable) */
+        if (!fs->by_id && fg->topic.len > 0) {
             memcpy(name, fg->topic.ptr, (size_t)fg->topic.len);
             name[fg->topic.len] = '\0';
         }

@@ -119,3 +119,55 @@ def test_list_groups_long_state_filter_is_not_checked_per_group(broker):
     resp = raw_request(broker.port, 16, 4, body, flexible=True)
     count = resp[11] & 0x7F | resp[12] << 7  # two-byte uvarint: 301
     assert count - 1 == n_groups
+
+
+def fetch_v7(port, session_id, epoch, topics):
+    """Fetch v7, max_wait 0. topics: [(name, [partition])]. Returns
+    (error, session_id, [(topic, [(partition, error)])])."""
+    body = struct.pack(">iiiibii", -1, 0, 0, 1 << 20, 0, session_id, epoch)
+    body += struct.pack(">i", len(topics))
+    for name, parts in topics:
+        body += kstring(name) + struct.pack(">i", len(parts))
+        for p in parts:
+            body += struct.pack(">iqqi", p, 0, -1, 1 << 20)
+    body += struct.pack(">i", 0)  # forgotten topics
+    resp = raw_request(port, 1, 7, body)
+    pos = 4 + 4  # correlation id, throttle
+    err, sid, nt = struct.unpack(">hii", resp[pos:pos + 10])
+    pos += 10
+    out = []
+    for _ in range(nt):
+        ln = struct.unpack(">h", resp[pos:pos + 2])[0]
+        name = resp[pos + 2:pos + 2 + ln]
+        pos += 2 + ln
+        np = struct.unpack(">i", resp[pos:pos + 4])[0]
+        pos += 4
+        parts = []
+        for _ in range(np):
+            p, perr = struct.unpack(">ih", resp[pos:pos + 6])
+            pos += 6 + 24
+            na = struct.unpack(">i", resp[pos:pos + 4])[0]
+            pos += 4 + max(na, 0) * 12
+            rl = struct.unpack(">i", resp[pos:pos + 4])[0]
+            pos += 4 + max(rl, 0)
+            parts.append((p, perr))
+        out.append((name, parts))
+    return err, sid, out
+
+
+def test_fetch_session_never_truncates_an_overlong_topic_name(broker):
+    # A fetch session must not remember a 250-character (nonexistent) topic
+    # under its first 249 characters: that names another, existing topic,
+    # whose data the next incremental fetch would then return.
+    from test_admin import admin, results
+    from confluent_kafka.admin import NewTopic
+
+    real = "a" * 249
+    a = admin(broker)
+    assert results(a.create_topics([NewTopic(real, 1, 1)]))[real] is None
+    err, sid, out = fetch_v7(broker.port, 0, 0, [(real.encode() + b"a", [0])])
+    assert err == 0
+    assert out == [(real.encode() + b"a", [(0, 3)])]  # UNKNOWN_TOPIC_OR_PARTITION
+    if sid != 0:
+        err, sid2, out = fetch_v7(broker.port, sid, 1, [])
+        assert all(name != real.encode() for name, _ in out), out
