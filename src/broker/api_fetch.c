@@ -120,7 +120,9 @@ static kstr arena_str(breq *r, const char *s) {
 /* Looks the item's topic and partition up and checks its leader epoch. */
 static void resolve(breq *r, fitem *it, bool by_id) {
     topic_registry *reg = r->b->topics;
-    bool use_id = by_id || it->topic.len <= 0;
+    /* Before v13 an empty name is just an unknown topic: those versions
+     * carry no ids, and their clients do not know UNKNOWN_TOPIC_ID. */
+    bool use_id = by_id;
     it->t = use_id ? topics_get_by_id(reg, it->topic_id) : topics_get(reg, it->topic);
     if (it->t == NULL) {
         it->err = use_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;

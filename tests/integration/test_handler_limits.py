@@ -171,3 +171,11 @@ def test_fetch_session_never_truncates_an_overlong_topic_name(broker):
     if sid != 0:
         err, sid2, out = fetch_v7(broker.port, sid, 1, [])
         assert all(name != real.encode() for name, _ in out), out
+
+
+def test_fetch_by_name_of_empty_topic_is_unknown_topic_not_unknown_id(broker):
+    # Before v13 topics are named, so an empty name is an unknown topic
+    # (3), never UNKNOWN_TOPIC_ID (100), which such clients do not know.
+    err, sid, out = fetch_v7(broker.port, 0, -1, [(b"", [0])])
+    assert err == 0
+    assert out == [(b"", [(0, 3)])]
