@@ -640,7 +640,7 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
     out->protocol_type = kstr_c("");
     out->protocol_data = kstr_c("");
     out->members_count = 0;
-    if (id.len <= 0) {
+    if (id.len < 0) { /* "" is a valid id here, as in Kafka; only null is not */
         out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
         return;
     }

@@ -1782,7 +1782,12 @@ void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx) {
 
 int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now) {
     (void)now;
-    int16_t err = check_common(c, group_id);
+    /* Unlike the membership APIs, Kafka takes "" as a group id here (only
+     * null is invalid): a simple consumer may have committed under it. */
+    int16_t err = c->shutdown_err    ? c->shutdown_err
+                  : group_id.len < 0 ? KAFKA_ERR_INVALID_GROUP_ID
+                  : c->loading       ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
+                                     : 0;
     if (err)
         return err;
     gcoord_group *g = find_group(c, group_id);

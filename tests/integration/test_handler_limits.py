@@ -179,3 +179,21 @@ def test_fetch_by_name_of_empty_topic_is_unknown_topic_not_unknown_id(broker):
     err, sid, out = fetch_v7(broker.port, 0, -1, [(b"", [0])])
     assert err == 0
     assert out == [(b"", [(0, 3)])]
+
+
+def test_describe_and_delete_groups_accept_the_empty_group_id(broker):
+    # As in Kafka, only a null group id is invalid for DescribeGroups and
+    # DeleteGroups; "" is a group id like any other (here: no such group).
+    resp = raw_request(broker.port, 15, 0, struct.pack(">i", 1) + kstring(b""))
+    pos = 4
+    assert struct.unpack(">i", resp[pos:pos + 4])[0] == 1
+    err = struct.unpack(">h", resp[pos + 4:pos + 6])[0]
+    assert err == 0
+    pos += 6
+    assert resp[pos:pos + 2] == b"\x00\x00"  # group id ""
+    assert resp[pos + 2:pos + 8] == kstring(b"Dead")
+    resp = raw_request(broker.port, 42, 0, struct.pack(">i", 1) + kstring(b""))
+    pos = 4 + 4  # correlation, throttle
+    assert struct.unpack(">i", resp[pos:pos + 4])[0] == 1
+    assert resp[pos + 4:pos + 6] == b"\x00\x00"
+    assert struct.unpack(">h", resp[pos + 6:pos + 8])[0] == 69  # GROUP_ID_NOT_FOUND
