@@ -11,7 +11,9 @@
  * Answering: at once when max_wait_ms is 0, when some item has an error, or
  * when min_bytes are readable; otherwise the request waits in the fetch
  * module (woken by appends, bounded by max_wait_ms) and is answered from the
- * fetch thread.
+ * fetch thread. Deleting a topic wakes its waiters too (api_topics.c): they
+ * answer UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID by id) at once rather
+ * than keep the deleted topic, and its files, until their deadline.
  *
  * Limits: the response holds at most min(max_bytes, fetch.max.bytes) record
  * bytes and each partition at most its partition_max_bytes, except that the
@@ -344,7 +346,7 @@ static bool fetch_ready(breq *r, void *arg) {
     int64_t need = fs->min_bytes, got = 0;
     for (int i = 0; i < fs->n; i++) {
         fitem *it = &fs->items[i];
-        if (it->err != KAFKA_ERR_NONE)
+        if (it->err != KAFKA_ERR_NONE || topic_is_deleted(it->t))
             return true;
         int64_t leo = plog_end_offset(it->p->log), start = plog_start_offset(it->p->log);
         if (it->fetch_offset > leo || it->fetch_offset < start)
@@ -631,6 +633,8 @@ static bool build(breq *r, fstate *fs) {
         fitem *it = &fs->items[i];
         it->hw = it->ls = -1;
         it->records_len = 0;
+        if (it->err == KAFKA_ERR_NONE && topic_is_deleted(it->t))
+            it->err = fs->by_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         bool ok = true;
         if (it->err == KAFKA_ERR_NONE)
             ok = ver <= 3 ? read_item_legacy(r, it, &budget, &first) : read_item(r, fs, it, &budget, &first);

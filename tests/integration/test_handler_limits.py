@@ -197,3 +197,33 @@ def test_describe_and_delete_groups_accept_the_empty_group_id(broker):
     assert struct.unpack(">i", resp[pos:pos + 4])[0] == 1
     assert resp[pos + 4:pos + 6] == b"\x00\x00"
     assert struct.unpack(">h", resp[pos + 6:pos + 8])[0] == 69  # GROUP_ID_NOT_FOUND
+
+
+def test_fetch_waiting_on_a_deleted_topic_is_answered_at_once(broker):
+    # A long poll (max_wait 30 s) on a topic that is then deleted must be
+    # answered promptly with UNKNOWN_TOPIC_OR_PARTITION, not keep the topic
+    # (and its log files) until the deadline.
+    import socket
+    from test_admin import admin, results
+    from test_api_versions import recv_exact
+    from confluent_kafka.admin import NewTopic
+
+    a = admin(broker)
+    assert results(a.create_topics([NewTopic("gone", 1, 1)]))["gone"] is None
+    body = struct.pack(">iiiibii", -1, 30000, 1, 1 << 20, 0, 0, -1)
+    body += struct.pack(">i", 1) + kstring(b"gone") + struct.pack(">i", 1)
+    body += struct.pack(">iqqi", 0, 0, -1, 1 << 20) + struct.pack(">i", 0)
+    frame = struct.pack(">hhih", 1, 7, 99, 3) + b"raw" + body
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        time.sleep(0.3)  # the fetch is parked now
+        t0 = time.monotonic()
+        assert results(a.delete_topics(["gone"], operation_timeout=5))["gone"] is None
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        resp = recv_exact(s, size)
+        assert time.monotonic() - t0 < 5.0
+    pos = 4 + 4 + 2 + 4  # correlation, throttle, error, session
+    assert struct.unpack(">i", resp[pos:pos + 4])[0] == 1
+    pos += 4 + 2 + 4
+    assert struct.unpack(">i", resp[pos:pos + 4])[0] == 1
+    assert struct.unpack(">ih", resp[pos + 4:pos + 10]) == (0, 3)
