@@ -391,6 +391,13 @@ static int alter_topic(breq *r, const alter_in *in, bool validate_only, char *ms
                 rc = KAFKA_ERR_INVALID_REQUEST;
                 goto out;
             }
+            /* The merge is quadratic in the items, so refuse now what no
+             * config value may hold anyway. */
+            if (vv.len > CONFIG_VALUE_MAX) {
+                snprintf(msg, msgn, "The value for '%s' is longer than %d bytes.", keys[i], CONFIG_VALUE_MAX);
+                rc = KAFKA_ERR_INVALID_CONFIG;
+                goto out;
+            }
             find_ctx f = {.r = r, .key = keys[i]};
             config_describe_topic(b->cfg, ov.keys, ov.values, (size_t)ov.n, find_visit, &f);
             const char *arg = api_cstr(r, vv);

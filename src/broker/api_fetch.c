@@ -11,7 +11,9 @@
  * Answering: at once when max_wait_ms is 0, when some item has an error, or
  * when min_bytes are readable; otherwise the request waits in the fetch
  * module (woken by appends, bounded by max_wait_ms) and is answered from the
- * fetch thread.
+ * fetch thread. Deleting a topic wakes its waiters too (api_topics.c): they
+ * answer UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID by id) at once rather
+ * than keep the deleted topic, and its files, until their deadline.
  *
  * Limits: the response holds at most min(max_bytes, fetch.max.bytes) record
  * bytes and each partition at most its partition_max_bytes, except that the
@@ -120,7 +122,9 @@ static kstr arena_str(breq *r, const char *s) {
 /* Looks the item's topic and partition up and checks its leader epoch. */
 static void resolve(breq *r, fitem *it, bool by_id) {
     topic_registry *reg = r->b->topics;
-    bool use_id = by_id || it->topic.len <= 0;
+    /* Before v13 an empty name is just an unknown topic: those versions
+     * carry no ids, and their clients do not know UNKNOWN_TOPIC_ID. */
+    bool use_id = by_id;
     it->t = use_id ? topics_get_by_id(reg, it->topic_id) : topics_get(reg, it->topic);
     if (it->t == NULL) {
         it->err = use_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -190,6 +194,10 @@ static void part_from_item(fetch_session_part *e, const fitem *it) {
     e->current_leader_epoch = it->current_leader_epoch;
 }
 
+/* Whether a session can remember the item: a name longer than any topic's
+ * cannot be stored whole, and a shortened one could name another topic. */
+static bool cacheable(const fitem *it, bool by_id) { return by_id || it->topic.len <= TOPIC_NAME_MAX; }
+
 /* Sets fs->items from the request and the session rules. Returns false when
  * the request's memory ran out. */
 static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
@@ -217,7 +225,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
             for (int i = 0; ok && i < rn; i++) {
                 fetch_session_part key;
                 part_from_item(&key, &ritems[i]);
-                fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+                fetch_session_part *e =
+                    cacheable(&ritems[i], fs->by_id) ? fetch_session_upsert(b, s, &key, fs->by_id) : NULL;
                 ok = e != NULL;
                 if (ok) {
                     *e = key;
@@ -259,7 +268,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     for (int i = 0; i < rn; i++) {
         fetch_session_part key;
         part_from_item(&key, &ritems[i]);
-        fetch_session_part *e = fetch_session_upsert(b, s, &key, fs->by_id);
+        fetch_session_part *e =
+            cacheable(&ritems[i], fs->by_id) ? fetch_session_upsert(b, s, &key, fs->by_id) : NULL;
         if (e == NULL) {
             ok = false;
             break;
@@ -276,7 +286,9 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     for (int32_t i = 0; ok && i < req->forgotten_topics_data_count; i++) {
         const kafka_fetch_request_forgotten_topic *fg = &req->forgotten_topics_data[i];
         char name[TOPIC_NAME_MAX + 1] = "";
-        if (!fs->by_id && fg->topic.len > 0 && fg->topic.len <= TOPIC_NAME_MAX) {
+        if (!fs->by_id && fg->topic.len > TOPIC_NAME_MAX)
+            continue; /* never cached (see cacheable) */
+        if (!fs->by_id && fg->topic.len > 0) {
             memcpy(name, fg->topic.ptr, (size_t)fg->topic.len);
             name[fg->topic.len] = '\0';
         }
@@ -334,7 +346,7 @@ static bool fetch_ready(breq *r, void *arg) {
     int64_t need = fs->min_bytes, got = 0;
     for (int i = 0; i < fs->n; i++) {
         fitem *it = &fs->items[i];
-        if (it->err != KAFKA_ERR_NONE)
+        if (it->err != KAFKA_ERR_NONE || topic_is_deleted(it->t))
             return true;
         int64_t leo = plog_end_offset(it->p->log), start = plog_start_offset(it->p->log);
         if (it->fetch_offset > leo || it->fetch_offset < start)
@@ -621,6 +633,8 @@ static bool build(breq *r, fstate *fs) {
         fitem *it = &fs->items[i];
         it->hw = it->ls = -1;
         it->records_len = 0;
+        if (it->err == KAFKA_ERR_NONE && topic_is_deleted(it->t))
+            it->err = fs->by_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         bool ok = true;
         if (it->err == KAFKA_ERR_NONE)
             ok = ver <= 3 ? read_item_legacy(r, it, &budget, &first) : read_item(r, fs, it, &budget, &first);

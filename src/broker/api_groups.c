@@ -11,6 +11,7 @@
  * groups_api_sync_done, possibly before the handler returns.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/apis.h"
@@ -444,27 +445,56 @@ static int16_t fetch_group(breq *r, kstr group, int nt, const kstr *names, int32
 
 /* Groups fetched entries by topic (in order of first appearance). Returns
  * the number of topics; *first[i] / *cnt[i] index fl->v after sorting. */
+typedef struct fetched_ref {
+    kstr topic;
+    int idx;   /* position in fl->v */
+    int group; /* position of the topic's first entry in fl->v */
+} fetched_ref;
+
+static int cmp_ref_by_name(const void *a, const void *b) {
+    const fetched_ref *x = a, *y = b;
+    int32_t xl = x->topic.len, yl = y->topic.len; /* -1 (null) sorts first */
+    int c = xl > 0 && yl > 0 ? memcmp(x->topic.ptr, y->topic.ptr, (size_t)(xl < yl ? xl : yl)) : 0;
+    if (c == 0)
+        c = (xl > yl) - (xl < yl);
+    return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int cmp_ref_by_group(const void *a, const void *b) {
+    const fetched_ref *x = a, *y = b;
+    if (x->group != y->group)
+        return (x->group > y->group) - (x->group < y->group);
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
 static int by_topic(fetch_list *fl, int **first, int **cnt) {
-    /* Stable grouping: O(n * topics), fine for a response. */
+    /* Sorting, not pairwise comparison: a request may list hundreds of
+     * thousands of topics, and a quadratic grouping would stall the thread. */
+    fetched_ref *ref = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *ref) : NULL;
     fetched *sorted = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *sorted) : NULL;
     int *f = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *f) : NULL;
     int *c = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *c) : NULL;
-    bool *used = fl->n ? breq_calloc(fl->r, (size_t)fl->n, sizeof *used) : NULL;
-    if (fl->n && (sorted == NULL || f == NULL || c == NULL || used == NULL))
+    if (fl->n && (ref == NULL || sorted == NULL || f == NULL || c == NULL))
         return -1;
-    int nt = 0, k = 0;
-    for (int i = 0; i < fl->n; i++) {
-        if (used[i])
-            continue;
-        f[nt] = k;
-        c[nt] = 0;
-        for (int j = i; j < fl->n; j++)
-            if (!used[j] && kstr_eq(fl->v[j].topic, fl->v[i].topic)) {
-                used[j] = true;
-                sorted[k++] = fl->v[j];
-                c[nt]++;
-            }
-        nt++;
+    for (int i = 0; i < fl->n; i++)
+        ref[i] = (fetched_ref){fl->v[i].topic, i, i};
+    if (fl->n)
+        qsort(ref, (size_t)fl->n, sizeof *ref, cmp_ref_by_name);
+    /* Within a run of one name the first element has the lowest index. */
+    for (int i = 1; i < fl->n; i++)
+        if (kstr_eq(ref[i].topic, ref[i - 1].topic))
+            ref[i].group = ref[i - 1].group;
+    if (fl->n)
+        qsort(ref, (size_t)fl->n, sizeof *ref, cmp_ref_by_group);
+    int nt = 0;
+    for (int k = 0; k < fl->n; k++) {
+        if (k == 0 || ref[k].group != ref[k - 1].group) {
+            f[nt] = k;
+            c[nt] = 0;
+            nt++;
+        }
+        c[nt - 1]++;
+        sorted[k] = fl->v[ref[k].idx];
     }
     if (fl->n)
         memcpy(fl->v, sorted, (size_t)fl->n * sizeof *sorted);
@@ -610,7 +640,7 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
     out->protocol_type = kstr_c("");
     out->protocol_data = kstr_c("");
     out->members_count = 0;
-    if (id.len <= 0) {
+    if (id.len < 0) { /* "" is a valid id here, as in Kafka; only null is not */
         out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
         return;
     }
@@ -676,6 +706,11 @@ breq_status api_describe_groups(breq *r) {
 typedef struct list_ctx {
     breq *r;
     const kafka_list_groups_request *req;
+    /* The filters, parsed once: a client may repeat entries a million
+     * times, and they are checked against every group. */
+    bool by_state, by_type;
+    unsigned states; /* bit s: state s is wanted */
+    bool classic;    /* the type filter names "classic" */
     kafka_list_groups_response_listed_group *v;
     int n, cap;
     bool oom;
@@ -684,22 +719,10 @@ typedef struct list_ctx {
 static bool list_one(void *ctx, const gcoord_group *g) {
     list_ctx *lc = ctx;
     const char *state = gcoord_state_name(g->state);
-    if (lc->req->states_filter_count > 0) {
-        bool match = false;
-        for (int i = 0; i < lc->req->states_filter_count && !match; i++)
-            match = gcoord_state_parse(lc->req->states_filter[i]) == (int)g->state;
-        if (!match)
-            return true;
-    }
-    if (lc->req->types_filter_count > 0) {
-        bool match = false;
-        for (int i = 0; i < lc->req->types_filter_count && !match; i++) {
-            kstr t = lc->req->types_filter[i];
-            match = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
-        }
-        if (!match)
-            return true;
-    }
+    if (lc->by_state && !(lc->states & (1u << g->state)))
+        return true;
+    if (lc->by_type && !lc->classic)
+        return true;
     if (lc->n == lc->cap) {
         int nc = lc->cap ? lc->cap * 2 : 32;
         kafka_list_groups_response_listed_group *nv = breq_calloc(lc->r, (size_t)nc, sizeof *nv);
@@ -727,6 +750,17 @@ breq_status api_list_groups(breq *r) {
     const kafka_list_groups_request *req = r->req;
     kafka_list_groups_response *resp = r->resp;
     list_ctx lc = {.r = r, .req = req};
+    lc.by_state = req->states_filter_count > 0;
+    for (int32_t i = 0; i < req->states_filter_count; i++) {
+        int st = gcoord_state_parse(req->states_filter[i]);
+        if (st >= 0 && st < 32)
+            lc.states |= 1u << st;
+    }
+    lc.by_type = req->types_filter_count > 0;
+    for (int32_t i = 0; i < req->types_filter_count && !lc.classic; i++) {
+        kstr t = req->types_filter[i];
+        lc.classic = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
+    }
     int32_t n = groups_shard_count(r->b);
     if (n == 0)
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;

@@ -23,6 +23,7 @@
 #include "broker/api_util.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
+#include "broker/fetch.h"
 #include "core/log.h"
 
 /* Message buffers here hold a registry message plus some context. */
@@ -276,8 +277,13 @@ static void delete_one(breq *r, topic *t, kafka_delete_topics_response_deletable
     res->error_code = (int16_t)rc;
     if (rc != 0 && r->hdr.api_version >= 5)
         res->error_message = api_kstr(r, msg);
-    if (rc == 0)
+    if (rc == 0) {
         LOG_INFO("admin", "deleted topic '%s' for %s", t->name, r->net->peer);
+        /* Long polls on it answer now instead of holding it (and its log
+         * files) until their deadline. */
+        for (int32_t i = 0; i < topic_partition_count(t); i++)
+            fetch_notify(r->b, topic_partition(t, i));
+    }
 }
 
 breq_status api_delete_topics(breq *r) {

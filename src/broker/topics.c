@@ -237,6 +237,8 @@ int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_
 
 int32_t topic_partition_count(topic *t) { return __atomic_load_n(&t->n_partitions, __ATOMIC_ACQUIRE); }
 
+bool topic_is_deleted(topic *t) { return __atomic_load_n(&t->deleted, __ATOMIC_ACQUIRE); }
+
 static const char *arena_strdup_c(arena *a, const char *s) {
     size_t n = strlen(s);
     char *out = arena_alloc(a, n + 1);
@@ -1201,7 +1203,8 @@ int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn) {
     }
     pthread_rwlock_wrlock(&reg->lock);
     table_remove(reg, t);
-    t->deleted = true;
+    /* Atomic: long-polling fetches read it without the lock (api_fetch.c). */
+    __atomic_store_n(&t->deleted, true, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&reg->lock);
     LOG_INFO("topics", "deleted topic %s", t->name);
     topic_release(reg, t); /* the registry's reference */

@@ -96,6 +96,9 @@ void topic_release(topic_registry *reg, topic *t);
 /* A partition of a referenced topic, or NULL if index is out of range. */
 partition *topic_partition(topic *t, int32_t index);
 int32_t topic_partition_count(topic *t);
+/* Whether the topic has been deleted (it lives on while referenced); safe
+ * to call from any thread holding a reference. */
+bool topic_is_deleted(topic *t);
 /* The leader-epoch check of Fetch, ListOffsets and OffsetForLeaderEpoch: a
  * client's current_leader_epoch of -1 skips it; an older epoch is
  * FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0 if fine. */

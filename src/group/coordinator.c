@@ -1334,6 +1334,62 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
 
 static kbytes member_assignment(const gcoord_member *m) { return (kbytes){m->assignment, m->assignment_len}; }
 
+/* The leader's assignment list sorted by member id (length first), then by
+ * position, so each member's entry is found in log time and the first entry
+ * for a member wins, as in a front-to-back scan. A client sends the list,
+ * so it may be long: matching every member against every entry would hold
+ * the shard for seconds. */
+typedef struct assign_ref {
+    kstr id;
+    int idx;
+} assign_ref;
+
+static int cmp_id(kstr x, kstr y) {
+    if (x.len != y.len)
+        return x.len < y.len ? -1 : 1;
+    return x.len > 0 ? memcmp(x.ptr, y.ptr, (size_t)x.len) : 0;
+}
+
+static int cmp_assign_ref(const void *a, const void *b) {
+    const assign_ref *x = a, *y = b;
+    int c = cmp_id(x->id, y->id);
+    return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* NULL when there is nothing to sort or no memory (then lookups scan). */
+static assign_ref *sort_assignments(const gcoord_sync_req *req) {
+    if (req->n_assign <= 0)
+        return NULL;
+    assign_ref *refs = malloc((size_t)req->n_assign * sizeof *refs);
+    if (refs == NULL)
+        return NULL;
+    for (int j = 0; j < req->n_assign; j++)
+        refs[j] = (assign_ref){req->assign_member[j], j};
+    qsort(refs, (size_t)req->n_assign, sizeof *refs, cmp_assign_ref);
+    return refs;
+}
+
+static kbytes find_assignment(const gcoord_sync_req *req, const assign_ref *refs, const char *member_id) {
+    if (refs == NULL) {
+        for (int j = 0; j < req->n_assign; j++)
+            if (streq_k(member_id, req->assign_member[j]))
+                return req->assign_bytes[j];
+        return (kbytes){NULL, 0};
+    }
+    kstr key = kstr_c(member_id);
+    int lo = 0, hi = req->n_assign; /* first entry not below key */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cmp_id(refs[mid].id, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < req->n_assign && cmp_id(refs[lo].id, key) == 0)
+        return req->assign_bytes[refs[lo].idx];
+    return (kbytes){NULL, 0};
+}
+
 static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64_t now) {
     int16_t err = check_common(c, req->group_id);
     gcoord_group *g = err ? NULL : find_group(c, req->group_id);
@@ -1388,14 +1444,10 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
         return;
     /* The leader brought the assignment: take it (members it left out get
      * an empty one), persist the generation, then answer everyone. */
+    assign_ref *refs = sort_assignments(req);
     for (int i = 0; i < g->n_members; i++) {
         gcoord_member *x = g->members[i];
-        kbytes a = {NULL, 0};
-        for (int j = 0; j < req->n_assign; j++)
-            if (streq_k(x->member_id, req->assign_member[j])) {
-                a = req->assign_bytes[j];
-                break;
-            }
+        kbytes a = find_assignment(req, refs, x->member_id);
         size_t al = a.len > 0 ? (size_t)a.len : 0;
         if (al > GCOORD_METADATA_MAX)
             al = 0;
@@ -1408,6 +1460,7 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
         x->assignment = copy;
         x->assignment_len = (int32_t)al;
     }
+    free(refs);
     int rc = store_group(c, g);
     if (rc != 0) {
         /* Not persisted: nobody may act on it; start over. */
@@ -1729,7 +1782,12 @@ void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx) {
 
 int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now) {
     (void)now;
-    int16_t err = check_common(c, group_id);
+    /* Unlike the membership APIs, Kafka takes "" as a group id here (only
+     * null is invalid): a simple consumer may have committed under it. */
+    int16_t err = c->shutdown_err    ? c->shutdown_err
+                  : group_id.len < 0 ? KAFKA_ERR_INVALID_GROUP_ID
+                  : c->loading       ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
+                                     : 0;
     if (err)
         return err;
     gcoord_group *g = find_group(c, group_id);

@@ -294,7 +294,8 @@ const gcoord_group *gcoord_find(const gcoord *c, kstr group_id);
 /* Visits every group (ListGroups); fn returns false to stop. */
 typedef bool (*gcoord_group_fn)(void *ctx, const gcoord_group *g);
 void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx);
-/* DeleteGroups for one group: 0, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP,
+/* DeleteGroups for one group ("" is a valid id, null is INVALID_GROUP_ID):
+ * 0, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP,
  * COORDINATOR_LOAD_IN_PROGRESS, or an append error. */
 int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now);
 /* Number of live groups. */

@@ -6,8 +6,10 @@
  * reloading, and the error codes clients rely on.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "group/coordinator.h"
 #include "group/records.h"
@@ -747,7 +749,68 @@ static void test_sync_timeout_and_delete(void) {
     CHECK(n_recs > before);
     CHECK_EQ_INT(recs[n_recs - 1].vlen, -1); /* a tombstone */
     CHECK_EQ_INT(gcoord_delete_group(c, kstr_c("g"), 30005), KAFKA_ERR_GROUP_ID_NOT_FOUND);
-    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c(""), 30005), KAFKA_ERR_INVALID_GROUP_ID);
+    /* As in Kafka, "" is a group id for DeleteGroups; only null is invalid. */
+    CHECK_EQ_INT(gcoord_delete_group(c, kstr_c(""), 30005), KAFKA_ERR_GROUP_ID_NOT_FOUND);
+    CHECK_EQ_INT(gcoord_delete_group(c, KSTR_NULL, 30005), KAFKA_ERR_INVALID_GROUP_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* The leader's SyncGroup must not match every member against every entry
+ * of the assignment list: 4000 members and 200000 entries (a few MB of
+ * request) took seconds under the shard lock. */
+static void test_sync_many_members_and_assignments(void) {
+    gcoord_config cfg = test_cfg();
+    cfg.initial_rebalance_delay_ms = 3000;
+    gcoord *c = make(&cfg);
+    enum { MEMBERS = 4000, ASSIGN = 200000 };
+    for (int i = 0; i < MEMBERS; i++)
+        join(c, i + 1, "big", "", NULL, RANGE, 1, false, 0);
+    for (int64_t t = 3000; t <= 60000 && find_answer(1) == NULL; t += 3000)
+        gcoord_tick(c, t);
+    const answer *a = find_answer(1);
+    REQUIRE(a != NULL && a->error == 0);
+    REQUIRE(strcmp(a->leader, a->member_id) == 0);
+    CHECK_EQ_INT(a->n_members, MEMBERS);
+    char leader[256];
+    strcpy(leader, a->member_id);
+    int32_t gen = a->generation;
+    n_answers = 0; /* the joins filled the sink */
+    kstr *ids = calloc(ASSIGN, sizeof *ids);
+    kbytes *as = calloc(ASSIGN, sizeof *as);
+    char(*names)[16] = calloc(ASSIGN, sizeof *names);
+    REQUIRE(ids != NULL && as != NULL && names != NULL);
+    for (int i = 0; i < ASSIGN; i++) {
+        snprintf(names[i], sizeof names[i], "nobody-%d", i);
+        ids[i] = kstr_c(names[i]);
+        as[i] = (kbytes){(const uint8_t *)"X", 1};
+    }
+    ids[ASSIGN - 1] = kstr_c(leader); /* the leader's own, last */
+    as[ASSIGN - 1] = (kbytes){(const uint8_t *)"L1", 2};
+    ids[ASSIGN - 2] = kstr_c(leader); /* the first of two entries wins */
+    as[ASSIGN - 2] = (kbytes){(const uint8_t *)"L0", 2};
+    gcoord_sync_req r = {.group_id = kstr_c("big"),
+                         .member_id = kstr_c(leader),
+                         .instance_id = KSTR_NULL,
+                         .generation = gen,
+                         .protocol_type = KSTR_NULL,
+                         .protocol_name = KSTR_NULL,
+                         .assign_member = ids,
+                         .assign_bytes = as,
+                         .n_assign = ASSIGN};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    gcoord_sync(c, &r, (void *)(intptr_t)100000, 4000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(secs < 1.0);
+    const answer *s = find_answer(100000);
+    REQUIRE(s != NULL);
+    CHECK_EQ_INT(s->error, 0);
+    CHECK(strcmp(s->assignment, "L0") == 0);
+    free(ids);
+    free(as);
+    free(names);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(c);
 }
@@ -765,6 +828,7 @@ int main(void) {
     UNIT_RUN(test_append_failure_and_shutdown);
     UNIT_RUN(test_hash_and_records);
     UNIT_RUN(test_sync_timeout_and_delete);
+    UNIT_RUN(test_sync_many_members_and_assignments);
     reset_sink();
     return UNIT_END("test_group");
 }
