@@ -364,7 +364,7 @@ def nondefault(f, acc):
     if f.type == "float64":
         return "%s != %s" % (acc, repr(float(d)) if d is not None else "0.0")
     if f.type == "uuid":
-        return "!gen_uuid_is_zero(%s)" % acc
+        return "!kuuid_is_zero(%s)" % acc
     if f.type == "string":
         if d == "null":
             return "%s.len >= 0" % acc
@@ -918,11 +918,6 @@ INTERNAL_H = BANNER + """/*
 static inline void gen_wfail(wire_writer *w, int err) {
     if (w->err == WIRE_OK)
         w->err = err;
-}
-
-static inline bool gen_uuid_is_zero(kuuid u) {
-    static const kuuid zero;
-    return memcmp(u.b, zero.b, sizeof u.b) == 0;
 }
 
 /* Reads a tagged field's size and carves its bytes out as a sub-reader, so a

@@ -51,6 +51,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/api_util.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
@@ -101,22 +102,8 @@ typedef struct fstate {
 
 static void unpin_range(void *arg) { segment_unpin(arg); }
 
-static bool uuid_is_zero(kuuid id) {
-    static const kuuid zero;
-    return memcmp(id.b, zero.b, sizeof id.b) == 0;
-}
-
 static bool same_topic(const fitem *a, const fitem *b, bool by_id) {
     return by_id ? memcmp(a->topic_id.b, b->topic_id.b, 16) == 0 : kstr_eq(a->topic, b->topic);
-}
-
-static kstr arena_str(breq *r, const char *s) {
-    size_t n = strlen(s);
-    char *p = breq_alloc(r, n + 1);
-    if (p == NULL)
-        return (kstr){"", 0};
-    memcpy(p, s, n);
-    return (kstr){p, (int32_t)n};
 }
 
 /* Looks the item's topic and partition up and checks its leader epoch. */
@@ -131,7 +118,7 @@ static void resolve(breq *r, fitem *it, bool by_id) {
         return;
     }
     if (use_id && it->topic.len <= 0)
-        it->topic = arena_str(r, it->t->name);
+        it->topic = api_kstr(r, it->t->name);
     if (!use_id)
         it->topic_id = it->t->id;
     it->p = topic_partition(it->t, it->partition);
@@ -277,7 +264,7 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
         /* Keep what was sent; take the new position and limits. */
         if (e->topic[0] == '\0')
             memcpy(e->topic, key.topic, sizeof e->topic);
-        if (!uuid_is_zero(key.topic_id))
+        if (!kuuid_is_zero(key.topic_id))
             e->topic_id = key.topic_id;
         e->fetch_offset = key.fetch_offset;
         e->max_bytes = key.max_bytes;
@@ -313,7 +300,7 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     for (int i = 0; i < s->n; i++) {
         const fetch_session_part *e = &s->parts[i];
         fitem *it = &items[i];
-        it->topic = arena_str(r, e->topic);
+        it->topic = api_kstr(r, e->topic);
         it->topic_id = e->topic_id;
         it->partition = e->partition;
         it->fetch_offset = e->fetch_offset;

@@ -195,7 +195,7 @@ breq_status api_metadata(breq *r) {
         /* v12+: by id. */
         md_topic *o = &resp->topics[k++];
         kafka_metadata_response_metadata_response_topic_init(o);
-        topic *t = api_uuid_is_zero(q->topic_id) ? NULL : topics_get_by_id(b->topics, q->topic_id);
+        topic *t = kuuid_is_zero(q->topic_id) ? NULL : topics_get_by_id(b->topics, q->topic_id);
         if (t == NULL) {
             fill_error(r, o, KSTR_NULL, q->topic_id, KAFKA_ERR_UNKNOWN_TOPIC_ID);
             continue;

@@ -308,14 +308,14 @@ breq_status api_delete_topics(breq *r) {
         res->name = name;
         if (by_id) {
             res->topic_id = id;
-            t = api_uuid_is_zero(id) ? NULL : topics_get_by_id(b->topics, id);
+            t = kuuid_is_zero(id) ? NULL : topics_get_by_id(b->topics, id);
             if (t == NULL) {
                 res->error_code = KAFKA_ERR_UNKNOWN_TOPIC_ID;
                 continue;
             }
             res->name = api_kstr(r, t->name);
         } else {
-            if (by_state && !api_uuid_is_zero(id)) {
+            if (by_state && !kuuid_is_zero(id)) {
                 /* Both a name and an id: Kafka refuses the ambiguity. */
                 res->error_code = KAFKA_ERR_INVALID_REQUEST;
                 if (ver >= 5)

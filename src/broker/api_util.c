@@ -84,13 +84,6 @@ kstr api_rack(const breq *r) {
     return rack ? kstr_c(rack) : KSTR_NULL;
 }
 
-bool api_uuid_is_zero(kuuid id) {
-    for (int i = 0; i < 16; i++)
-        if (id.b[i] != 0)
-            return false;
-    return true;
-}
-
 void api_uuid_text(kuuid id, char buf[23]) {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     int o = 0;

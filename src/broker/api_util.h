@@ -42,9 +42,6 @@ void api_endpoint(const breq *r, const char **host, int32_t *port);
 /* broker.rack as a kstr (null when unset). */
 kstr api_rack(const breq *r);
 
-/* True if every byte of the uuid is zero. */
-bool api_uuid_is_zero(kuuid id);
-
 /* A uuid as Kafka prints topic ids (22 characters of URL-safe base64 without
  * padding), for messages. buf must hold 23 bytes. */
 void api_uuid_text(kuuid id, char buf[23]);

@@ -94,13 +94,6 @@ static kuuid new_uuid(void) {
     return u;
 }
 
-static bool uuid_zero(kuuid u) {
-    for (int i = 0; i < 16; i++)
-        if (u.b[i])
-            return false;
-    return true;
-}
-
 static void plog_config_from_topic(const topic_config *tc, plog_config *pc) {
     plog_config_default(pc);
     pc->segment_bytes = tc->segment_bytes;
@@ -1132,7 +1125,7 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
         rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         goto out;
     }
-    while (uuid_zero(t->id))
+    while (kuuid_is_zero(t->id))
         t->id = new_uuid();
     t->overrides = o;
     t->n_overrides = n_cfg;

@@ -38,6 +38,13 @@ typedef struct kuuid {
     uint8_t b[16];
 } kuuid;
 
+static inline bool kuuid_is_zero(kuuid u) {
+    for (int i = 0; i < 16; i++)
+        if (u.b[i] != 0)
+            return false;
+    return true;
+}
+
 #define KSTR_NULL   ((kstr){NULL, -1})
 #define KBYTES_NULL ((kbytes){NULL, -1})
 /* A kstr from a C string literal or NUL-terminated string. */

@@ -232,7 +232,7 @@ static void kafka_describe_quorum_response_replica_state_encode_(wire_writer *w,
     if (version >= 2) {
         wire_write_uuid(w, m->replica_directory_id);
     }
-    if (!(version >= 2) && !gen_uuid_is_zero(m->replica_directory_id))
+    if (!(version >= 2) && !kuuid_is_zero(m->replica_directory_id))
         gen_wfail(w, WIRE_EVERSION);
     wire_write_i64(w, m->log_end_offset);
     if (version >= 1) {

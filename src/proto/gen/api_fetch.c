@@ -131,10 +131,10 @@ static void kafka_fetch_request_fetch_partition_encode_(wire_writer *w, int16_t 
     wire_write_i32(w, m->partition_max_bytes);
     if (flex) {
         uint32_t ntag_ = 0;
-        if ((version >= 17) && !gen_uuid_is_zero(m->replica_directory_id))
+        if ((version >= 17) && !kuuid_is_zero(m->replica_directory_id))
             ntag_++;
         wire_write_uvarint(w, ntag_);
-        if ((version >= 17) && !gen_uuid_is_zero(m->replica_directory_id)) {
+        if ((version >= 17) && !kuuid_is_zero(m->replica_directory_id)) {
             size_t tsz_ = 0;
             tsz_ += 16;
             wire_write_uvarint(w, 0);
@@ -163,7 +163,7 @@ static size_t kafka_fetch_request_fetch_partition_size_(int16_t version, const k
     n_ += 4;
     if (flex) {
         uint32_t ntag_ = 0;
-        if ((version >= 17) && !gen_uuid_is_zero(m->replica_directory_id)) {
+        if ((version >= 17) && !kuuid_is_zero(m->replica_directory_id)) {
             size_t tsz_ = 0;
             tsz_ += 16;
             n_ += wire_uvarint_size(0) + wire_uvarint_size(tsz_) + tsz_;

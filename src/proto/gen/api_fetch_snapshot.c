@@ -101,10 +101,10 @@ static void kafka_fetch_snapshot_request_partition_snapshot_encode_(wire_writer 
     wire_write_i64(w, m->position);
     if (flex) {
         uint32_t ntag_ = 0;
-        if ((version >= 1) && !gen_uuid_is_zero(m->replica_directory_id))
+        if ((version >= 1) && !kuuid_is_zero(m->replica_directory_id))
             ntag_++;
         wire_write_uvarint(w, ntag_);
-        if ((version >= 1) && !gen_uuid_is_zero(m->replica_directory_id)) {
+        if ((version >= 1) && !kuuid_is_zero(m->replica_directory_id)) {
             size_t tsz_ = 0;
             tsz_ += 16;
             wire_write_uvarint(w, 0);
@@ -125,7 +125,7 @@ static size_t kafka_fetch_snapshot_request_partition_snapshot_size_(int16_t vers
     n_ += 8;
     if (flex) {
         uint32_t ntag_ = 0;
-        if ((version >= 1) && !gen_uuid_is_zero(m->replica_directory_id)) {
+        if ((version >= 1) && !kuuid_is_zero(m->replica_directory_id)) {
             size_t tsz_ = 0;
             tsz_ += 16;
             n_ += wire_uvarint_size(0) + wire_uvarint_size(tsz_) + tsz_;

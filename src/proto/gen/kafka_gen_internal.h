@@ -16,11 +16,6 @@ static inline void gen_wfail(wire_writer *w, int err) {
         w->err = err;
 }
 
-static inline bool gen_uuid_is_zero(kuuid u) {
-    static const kuuid zero;
-    return memcmp(u.b, zero.b, sizeof u.b) == 0;
-}
-
 /* Reads a tagged field's size and carves its bytes out as a sub-reader, so a
  * known field must fit its declared size exactly and an unknown one is skipped. */
 static inline bool gen_tag_open(wire_reader *r, wire_reader *sub) {
