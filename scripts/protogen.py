@@ -11,6 +11,13 @@ the repository root, or --spec DIR) and writes:
   src/proto/gen/kafka_errors.c        error code names
   tests/unit/gen/roundtrip_fill.c     pseudo-random fillers used by the roundtrip test
 
+and, from Kafka's internal record schemas (../records beside the messages
+folder, plus the "data" schemas of the messages folder such as VotersRecord):
+
+  src/proto/gen/kafka_records.h       record structs, the metadata record table
+  src/proto/gen/records_<folder>.c    codecs of one folder's records (metadata, group, ...)
+  tests/unit/gen/records_fill.c       pseudo-random fillers for the records roundtrip test
+
 Only APIs whose request lists a "broker" or "controller" listener are emitted.
 Output is deterministic (sorted by API key, no timestamps) so CI can regenerate
 and `git diff --exit-code`. Standard library only; any python3 runs it.
@@ -1115,6 +1122,182 @@ def emit_fill(apis):
     return "\n".join(o) + "\n"
 
 
+# ---------------------------------------------------------------------------
+# Internal records (../records/<folder>/*.json and the messages folder's
+# "data" schemas): the same struct codecs as messages, without an API table.
+# Metadata records (type "metadata") also get a table indexed by their apiKey,
+# the record type of the __cluster_metadata frame.
+
+
+def load_records(spec):
+    """[(folder, Message)] sorted by folder then name."""
+    out = []
+    rdir = os.path.join(os.path.dirname(os.path.abspath(spec)), "records")
+    if os.path.isdir(rdir):
+        for folder in sorted(os.listdir(rdir)):
+            d = os.path.join(rdir, folder)
+            if not os.path.isdir(d):
+                continue
+            for fn in sorted(x for x in os.listdir(d) if x.endswith(".json")):
+                js = load_message(os.path.join(d, fn))
+                out.append((folder, build_message(js)))
+    for fn in sorted(x for x in os.listdir(spec) if x.endswith(".json")):
+        js = load_message(os.path.join(spec, fn))
+        if js.get("type") == "data":
+            out.append(("data", build_message(js)))
+    names = [m.cname for _, m in out]
+    if len(set(names)) != len(names):
+        raise SystemExit("record names clash")
+    return out
+
+
+def emit_records_header(recs):
+    o = [BANNER.rstrip(), "/*"]
+    o += [
+        " * kafka_records.h - C structs and codecs for Kafka's internal records: the",
+        " * KRaft metadata records of __cluster_metadata, Raft's control records and",
+        " * quorum state, and the coordinators' record keys and values",
+        " * (see scripts/protogen.py). Same conventions as kafka_msgs.h: _init,",
+        " * _decode, _encode, _size per record, `version` being the record's own",
+        " * schema version (for metadata records, the frame's version field).",
+        " */",
+        "#ifndef SLUICE_PROTO_GEN_KAFKA_RECORDS_H",
+        "#define SLUICE_PROTO_GEN_KAFKA_RECORDS_H",
+        "",
+        "#include \"proto/gen/kafka_msgs.h\"",
+        "",
+        "/* Metadata record types: the apiKey of each schema in records/metadata. */",
+        "typedef enum kafka_metadata_record_type {",
+    ]
+    meta = sorted([m for f, m in recs if m.kind == "metadata"], key=lambda m: m.key)
+    for m in meta:
+        o.append("    KAFKA_MREC_%s = %d," % (snake(m.name[: -len("Record")] if m.name.endswith("Record") else m.name).upper(), m.key))
+    o += ["} kafka_metadata_record_type;", "", "#define KAFKA_MREC_MAX_TYPE %d" % max(m.key for m in meta), ""]
+    o += [
+        "/* Type-erased view of one record schema. */",
+        "typedef struct kafka_record_info {",
+        "    const char *name;   /* e.g. \"TopicRecord\" */",
+        "    const char *folder; /* \"metadata\", \"group\", \"raft\", \"share\", \"transaction\", \"data\" */",
+        "    int16_t type;       /* metadata records: the record type; others -1 */",
+        "    int16_t min_version, max_version;",
+        "    int16_t flexible_min; /* -1 if never flexible */",
+        "    size_t struct_size;",
+        "    void (*init)(void *m);",
+        "    int (*decode)(wire_reader *r, int16_t version, arena *a, void *out);",
+        "    int (*encode)(wire_writer *w, int16_t version, const void *m);",
+        "    size_t (*size)(int16_t version, const void *m);",
+        "} kafka_record_info;",
+        "",
+        "/* Every record schema, in folder then name order. */",
+        "extern const kafka_record_info kafka_records[];",
+        "extern const int kafka_records_count;",
+        "/* The metadata record of this type, or NULL. */",
+        "const kafka_record_info *kafka_metadata_record_lookup(int16_t type);",
+        "",
+    ]
+    for folder, m in recs:
+        o.append("/* ---- %s (%s%s, v%d-%d%s) ---- */" % (
+            m.name, folder, ", type %d" % m.key if m.key is not None else "", m.valid[0], m.valid[1],
+            ", flexible v%d+" % m.flex[0] if m.flex else ""))
+        o.append("")
+        for s in m.order:
+            o += emit_struct_typedef(s)
+        for s in m.order:
+            o.append("void %s_init(%s *m);" % (s.cname, s.cname))
+        c = m.cname
+        o.append("int %s_decode(wire_reader *r, int16_t version, arena *a, %s *out);" % (c, c))
+        o.append("int %s_encode(wire_writer *w, int16_t version, const %s *m);" % (c, c))
+        o.append("size_t %s_size(int16_t version, const %s *m);" % (c, c))
+        o.append("")
+    o += ["#endif"]
+    return "\n".join(o) + "\n"
+
+
+def emit_records_c(folder, msgs):
+    o = [BANNER.rstrip(), "/* Codecs for the %s records. */" % folder]
+    o += ['#include "proto/gen/kafka_gen_internal.h"', '#include "proto/gen/kafka_records.h"', ""]
+    for m in msgs:
+        o += emit_message_c(m)
+    while o and o[-1] == "":
+        o.pop()
+    return drop_unused_is_default("\n".join(o) + "\n")
+
+
+def emit_records_table(recs):
+    o = [BANNER.rstrip(), "/* The record table: one type-erased entry per record schema. */"]
+    o += ['#include "proto/gen/kafka_gen_internal.h"', '#include "proto/gen/kafka_records.h"', ""]
+    for i, (_, m) in enumerate(recs):
+        b = "rec_%d" % i
+        c = m.cname
+        o += [
+            "static void %s_init(void *m) { %s_init(m); }" % (b, c),
+            "static int %s_decode(wire_reader *r, int16_t v, arena *a, void *out) {" % b,
+            "    return %s_decode(r, v, a, out);" % c,
+            "}",
+            "static int %s_encode(wire_writer *w, int16_t v, const void *m) { return %s_encode(w, v, m); }" % (b, c),
+            "static size_t %s_size(int16_t v, const void *m) { return %s_size(v, m); }" % (b, c),
+        ]
+    o += ["", "const kafka_record_info kafka_records[] = {"]
+    for i, (folder, m) in enumerate(recs):
+        o.append("    {\"%s\", \"%s\", %d, %d, %d, %d, sizeof(%s), rec_%d_init, rec_%d_decode, rec_%d_encode, rec_%d_size}," % (
+            m.name, folder, m.key if m.kind == "metadata" else -1, m.valid[0], m.valid[1],
+            m.flex[0] if m.flex else -1, m.cname, i, i, i, i))
+    o += ["};", "", "const int kafka_records_count = %d;" % len(recs), ""]
+    meta = {m.key: i for i, (_, m) in enumerate(recs) if m.kind == "metadata"}
+    top = max(meta)
+    o += ["static const int16_t metadata_index[%d] = {" % (top + 1)]
+    o.append("    " + ", ".join(str(meta.get(k, -1)) for k in range(top + 1)) + ",")
+    o += [
+        "};",
+        "",
+        "const kafka_record_info *kafka_metadata_record_lookup(int16_t type) {",
+        "    if (type < 0 || type > %d || metadata_index[type] < 0)" % top,
+        "        return NULL;",
+        "    return &kafka_records[metadata_index[type]];",
+        "}",
+    ]
+    return "\n".join(o) + "\n"
+
+
+def emit_records_fill(recs):
+    o = [BANNER.rstrip(), "/*"]
+    o += [
+        " * records_fill.c - seeded pseudo-random fillers for every internal record,",
+        " * included by tests/unit/test_proto_roundtrip.c after roundtrip_fill.c.",
+        " * record_fill_table[i] fills kafka_records[i].",
+        " */",
+        "",
+    ]
+    for _, m in recs:
+        for s in m.order:
+            o.append("static void fill_%s(fill_ctx *c, int16_t version, %s *m);" % (s.cname, s.cname))
+    o.append("")
+    for _, m in recs:
+        for s in m.order:
+            o.append("static void fill_%s(fill_ctx *c, int16_t version, %s *m) {" % (s.cname, s.cname))
+            o.append("    (void)c;")
+            o.append("    (void)version;")
+            o.append("    %s_init(m);" % s.cname)
+            for f in s.fields:
+                cnd = cond(f.versions, s.ctx)
+                if cnd is None:
+                    continue
+                body = fill_field(f, "m->" + f.name, s.ctx)
+                if f.tag is not None:
+                    cnd = "fill_coin(c)" if cnd == "" else "%s && fill_coin(c)" % cexpr(cnd)
+                o += ["    " + x for x in guard(cnd, body)]
+            o.append("}")
+            o.append("")
+        o.append("static void fill_any_%s(fill_ctx *c, int16_t version, void *m) { fill_%s(c, version, m); }"
+                 % (m.cname, m.cname))
+        o.append("")
+    o.append("static void (*const record_fill_table[])(fill_ctx *c, int16_t version, void *m) = {")
+    for _, m in recs:
+        o.append("    fill_any_%s," % m.cname)
+    o.append("};")
+    return "\n".join(o) + "\n"
+
+
 def write_if_changed(path, text, written):
     written.add(os.path.abspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -1158,14 +1341,22 @@ def main(argv):
         write_if_changed(os.path.join(gen_dir, "api_%s.c" % snake(api_base(req))), emit_api_c(req, resp), written)
     write_if_changed(os.path.join(gen_dir, "kafka_api.c"), emit_api_table(apis), written)
     write_if_changed(os.path.join(gen_dir, "kafka_errors.c"), emit_errors_c(), written)
+    recs = load_records(spec)
+    write_if_changed(os.path.join(gen_dir, "kafka_records.h"), emit_records_header(recs), written)
+    write_if_changed(os.path.join(gen_dir, "kafka_records.c"), emit_records_table(recs), written)
+    for folder in sorted(set(f for f, _ in recs)):
+        msgs = [m for f, m in recs if f == folder]
+        write_if_changed(os.path.join(gen_dir, "records_%s.c" % folder), emit_records_c(folder, msgs), written)
     for fn in os.listdir(gen_dir):  # drop files of APIs that no longer exist
         p = os.path.abspath(os.path.join(gen_dir, fn))
         if p not in written and (fn.endswith(".c") or fn.endswith(".h")):
             os.remove(p)
     write_if_changed(os.path.join(ROOT, "tests", "unit", "gen", "roundtrip_fill.c"), emit_fill(apis), written)
+    write_if_changed(os.path.join(ROOT, "tests", "unit", "gen", "records_fill.c"), emit_records_fill(recs), written)
     nmsg = sum(2 for _ in apis)
     nver = sum(2 * (r.valid[1] - r.valid[0] + 1) for r, _ in apis)
-    print("protogen: %d APIs, %d messages, %d message versions" % (len(apis), nmsg, nver))
+    print("protogen: %d APIs, %d messages, %d message versions; %d record schemas" % (
+        len(apis), nmsg, nver, len(recs)))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 
 #include "core/arena.h"
 #include "proto/gen/kafka_msgs.h"
+#include "proto/gen/kafka_records.h"
 
 /* ---- fill primitives used by the generated fillers --------------------- */
 
@@ -87,6 +88,7 @@ typedef struct fill_entry {
 } fill_entry;
 
 #include "gen/roundtrip_fill.c"
+#include "gen/records_fill.c"
 
 /* ---- the roundtrip sweep ----------------------------------------------- */
 
@@ -95,70 +97,73 @@ typedef struct fill_entry {
 
 static long combos_tested, messages_tested, truncations_tested, bytes_tested;
 
-static void report(const kafka_api_info *api, bool req, int16_t v, int seed, const char *what) {
-    fprintf(stderr, "%s%s v%d seed %d: %s\n", api->name, req ? "Request" : "Response", v, seed, what);
+/* One codec, type-erased: what a sweep needs of a message or a record. */
+typedef struct codec_view {
+    const char *name; /* "FetchRequest", "TopicRecord" */
+    size_t struct_size;
+    void (*fill)(fill_ctx *c, int16_t version, void *m);
+    int (*encode)(wire_writer *w, int16_t version, const void *m);
+    int (*decode)(wire_reader *r, int16_t version, arena *a, void *out);
+    size_t (*size)(int16_t version, const void *m);
+} codec_view;
+
+static void report(const codec_view *cv, int16_t v, int seed, const char *what) {
+    fprintf(stderr, "%s v%d seed %d: %s\n", cv->name, v, seed, what);
     unit_cur_failed = 1;
 }
 
-/* Returns false (after reporting) if any check failed. */
-static bool roundtrip_one(const kafka_api_info *api, bool req, int16_t v, int seed) {
-    size_t ssize = req ? api->request_struct_size : api->response_struct_size;
-    void (*fill)(fill_ctx *, int16_t, void *) = NULL;
-    for (size_t i = 0; i < sizeof fill_table / sizeof fill_table[0]; i++)
-        if (fill_table[i].key == api->key)
-            fill = req ? fill_table[i].request : fill_table[i].response;
-    int (*enc)(wire_writer *, int16_t, const void *) = req ? api->request_encode : api->response_encode;
-    int (*dec)(wire_reader *, int16_t, arena *, void *) = req ? api->request_decode : api->response_decode;
-    size_t (*size)(int16_t, const void *) = req ? api->request_size : api->response_size;
+/* Fills a message from `seed`, encodes, decodes, re-encodes and truncates
+ * it. Returns false (after reporting) if any check failed. */
+static bool roundtrip_codec(const codec_view *cv, int16_t v, int seed, uint64_t seed_base) {
     bool ok = false;
     uint8_t *buf = NULL, *buf2 = NULL;
     void *m = NULL, *m2 = NULL;
     arena fa, da;
     arena_init(&fa, 1u << 22);
     arena_init(&da, 1u << 22);
-    if (fill == NULL) {
-        report(api, req, v, seed, "no filler");
+    if (cv->fill == NULL) {
+        report(cv, v, seed, "no filler");
         goto out;
     }
 
-    fill_ctx c = {((uint64_t)api->key << 40) ^ ((uint64_t)v << 24) ^ ((uint64_t)seed << 8) ^ req, &fa};
-    m = calloc(1, ssize);
-    m2 = calloc(1, ssize);
+    fill_ctx c = {seed_base ^ ((uint64_t)v << 24) ^ ((uint64_t)seed << 8), &fa};
+    m = calloc(1, cv->struct_size);
+    m2 = calloc(1, cv->struct_size);
     REQUIRE(m && m2);
-    fill(&c, v, m);
+    cv->fill(&c, v, m);
 
-    size_t n = size(v, m);
+    size_t n = cv->size(v, m);
     bytes_tested += (long)n;
     buf = malloc(n + 1);
     buf2 = malloc(n + 1);
     REQUIRE(buf && buf2);
     wire_writer w;
     wire_writer_init(&w, buf, n);
-    int rc = enc(&w, v, m);
+    int rc = cv->encode(&w, v, m);
     if (rc != WIRE_OK) {
-        report(api, req, v, seed, wire_strerror(rc));
+        report(cv, v, seed, wire_strerror(rc));
         goto out;
     }
     if (w.len != n) {
-        report(api, req, v, seed, "size() differs from bytes written");
+        report(cv, v, seed, "size() differs from bytes written");
         goto out;
     }
 
     wire_reader r;
     wire_reader_init(&r, buf, n);
-    rc = dec(&r, v, &da, m2);
+    rc = cv->decode(&r, v, &da, m2);
     if (rc != WIRE_OK || wire_remaining(&r) != 0) {
-        report(api, req, v, seed, rc ? wire_strerror(rc) : "decode left bytes");
+        report(cv, v, seed, rc ? wire_strerror(rc) : "decode left bytes");
         goto out;
     }
-    if (size(v, m2) != n) {
-        report(api, req, v, seed, "size() of decoded message differs");
+    if (cv->size(v, m2) != n) {
+        report(cv, v, seed, "size() of decoded message differs");
         goto out;
     }
     wire_writer_init(&w, buf2, n);
-    rc = enc(&w, v, m2);
+    rc = cv->encode(&w, v, m2);
     if (rc != WIRE_OK || w.len != n || memcmp(buf, buf2, n) != 0) {
-        report(api, req, v, seed, "re-encoding differs");
+        report(cv, v, seed, "re-encoding differs");
         goto out;
     }
 
@@ -171,11 +176,11 @@ static bool roundtrip_one(const kafka_api_info *api, bool req, int16_t v, int se
         memcpy(p, buf, len);
         arena_reset(&da);
         wire_reader_init(&r, p, len);
-        rc = dec(&r, v, &da, m2);
+        rc = cv->decode(&r, v, &da, m2);
         free(p);
         truncations_tested++;
         if (rc == WIRE_OK) {
-            report(api, req, v, seed, "truncated input decoded");
+            report(cv, v, seed, "truncated input decoded");
             goto out;
         }
     }
@@ -188,6 +193,21 @@ out:
     arena_reset(&fa);
     arena_reset(&da);
     return ok;
+}
+
+static bool roundtrip_one(const kafka_api_info *api, bool req, int16_t v, int seed) {
+    char name[96];
+    snprintf(name, sizeof name, "%s%s", api->name, req ? "Request" : "Response");
+    codec_view cv = {name,
+                     req ? api->request_struct_size : api->response_struct_size,
+                     NULL,
+                     req ? api->request_encode : api->response_encode,
+                     req ? api->request_decode : api->response_decode,
+                     req ? api->request_size : api->response_size};
+    for (size_t i = 0; i < sizeof fill_table / sizeof fill_table[0]; i++)
+        if (fill_table[i].key == api->key)
+            cv.fill = req ? fill_table[i].request : fill_table[i].response;
+    return roundtrip_codec(&cv, v, seed, ((uint64_t)api->key << 40) ^ req);
 }
 
 static void test_roundtrip_all(void) {
@@ -211,6 +231,54 @@ static void test_roundtrip_all(void) {
     printf("roundtrip: %d APIs, %ld messages, %ld message x version combos, %d seeds each, %ld truncations, "
            "%ld bytes\n",
            apis, messages_tested, combos_tested, SEEDS_PER_VERSION, truncations_tested, bytes_tested);
+}
+
+/* Every internal record schema (metadata, Raft, coordinators) at every
+ * version, as for the messages. */
+static void test_records_roundtrip_all(void) {
+    CHECK_EQ_INT(kafka_records_count, (int)(sizeof record_fill_table / sizeof record_fill_table[0]));
+    long combos = 0;
+    for (int i = 0; i < kafka_records_count; i++) {
+        const kafka_record_info *ri = &kafka_records[i];
+        codec_view cv = {ri->name, ri->struct_size, record_fill_table[i], ri->encode, ri->decode, ri->size};
+        for (int v = ri->min_version; v <= ri->max_version; v++) {
+            combos++;
+            for (int seed = 0; seed < SEEDS_PER_VERSION; seed++)
+                if (!roundtrip_codec(&cv, (int16_t)v, seed, (uint64_t)(i + 1) << 44))
+                    break;
+        }
+    }
+    printf("roundtrip: %d record schemas, %ld record x version combos\n", kafka_records_count, combos);
+}
+
+/* The metadata record table is indexed by the frame's record type. */
+static void test_metadata_record_table(void) {
+    const kafka_record_info *t = kafka_metadata_record_lookup(KAFKA_MREC_TOPIC);
+    REQUIRE(t != NULL);
+    CHECK(strcmp(t->name, "TopicRecord") == 0);
+    CHECK_EQ_INT(t->type, 2);
+    CHECK_EQ_INT(t->flexible_min, 0);
+    const kafka_record_info *p = kafka_metadata_record_lookup(KAFKA_MREC_PARTITION);
+    REQUIRE(p != NULL);
+    CHECK(strcmp(p->name, "PartitionRecord") == 0);
+    CHECK_EQ_INT(p->max_version, 2);
+    CHECK(kafka_metadata_record_lookup(6) == NULL); /* unused type number */
+    CHECK(kafka_metadata_record_lookup(-1) == NULL);
+    CHECK(kafka_metadata_record_lookup(KAFKA_MREC_MAX_TYPE + 1) == NULL);
+
+    /* TopicRecord v0 by hand: compact string "t1", uuid, empty tag section. */
+    kafka_topic_record tr;
+    kafka_topic_record_init(&tr);
+    tr.name = kstr_c("t1");
+    for (int i = 0; i < 16; i++)
+        tr.topic_id.b[i] = (uint8_t)(i + 1);
+    uint8_t buf[64];
+    wire_writer w;
+    wire_writer_init(&w, buf, sizeof buf);
+    CHECK_EQ_INT(kafka_topic_record_encode(&w, 0, &tr), 0);
+    static const uint8_t want[] = {0x03, 't', '1', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x00};
+    CHECK_EQ_INT(w.len, sizeof want);
+    CHECK(memcmp(buf, want, sizeof want) == 0);
 }
 
 /* ---- hand-written bytes from the protocol spec ------------------------- */
@@ -425,5 +493,7 @@ int main(void) {
     UNIT_RUN(test_tagged_struct_and_nullable_struct);
     UNIT_RUN(test_errors_and_table);
     UNIT_RUN(test_roundtrip_all);
+    UNIT_RUN(test_records_roundtrip_all);
+    UNIT_RUN(test_metadata_record_table);
     return UNIT_END("test_proto_roundtrip");
 }
