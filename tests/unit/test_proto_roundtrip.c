@@ -276,7 +276,8 @@ static void test_metadata_record_table(void) {
     wire_writer w;
     wire_writer_init(&w, buf, sizeof buf);
     CHECK_EQ_INT(kafka_topic_record_encode(&w, 0, &tr), 0);
-    static const uint8_t want[] = {0x03, 't', '1', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x00};
+    static const uint8_t want[] = {0x03, 't', '1', 1,  2,  3,  4,  5,  6,  7,
+                                   8,    9,   10,  11, 12, 13, 14, 15, 16, 0x00};
     CHECK_EQ_INT(w.len, sizeof want);
     CHECK(memcmp(buf, want, sizeof want) == 0);
 }
