@@ -7,6 +7,7 @@
 #   make test-tsan    the unit tests and the broker's integration tests under ThreadSanitizer
 #   make fuzz-ci      build the libFuzzer targets and run each briefly from its seed corpus
 #   make bench        build and run the benchmarks (ratios against same-run baselines)
+#   make sim          a long deterministic-simulation campaign (make test runs a bounded one)
 #   make gen          regenerate src/proto/gen from ../shared/kafka-protocol
 #   make check-gen    fail if regeneration would change the committed code
 #   make format       clang-format the hand-written sources; format-check only checks
@@ -18,12 +19,17 @@ TSAN      ?= build/tsan
 FUZZ      ?= build/fuzz
 PYTHON    ?= /usr/bin/python3
 FUZZ_SECS ?= 30
+SIM_SEEDS ?= 100000
+SIM_SECS  ?= 1800
+# A fresh first seed each time (printed by the runner's failures); pass
+# SIM_FIRST=N to repeat a campaign.
+SIM_FIRST ?= $(shell date +%s)
 SPEC      ?= ../shared/kafka-protocol/messages
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
 .PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
-        fuzz-build fuzz-ci bench gen check-gen format format-check clean
+        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean
 
 all: build
 
@@ -105,6 +111,10 @@ bench: deps-test build
 	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
 	$(PYTHON) bench/bench_rss.py --build $(BUILD)
 	$(PYTHON) bench/run --build $(BUILD)
+
+# Every scenario of tests/sim for up to SIM_SEEDS seeds or SIM_SECS seconds.
+sim: build
+	$(BUILD)/sim --seeds $(SIM_SEEDS) --seconds $(SIM_SECS) --first $(SIM_FIRST)
 
 gen:
 	$(PYTHON) scripts/protogen.py --spec $(SPEC)
