@@ -183,7 +183,7 @@ static void test_codecs(void) {
         memset(b + BATCH_HEADER_SIZE, 0x5a, n - BATCH_HEADER_SIZE);
         reseal(b, n);
         CHECK_EQ_INT(batch_validate(b, n, false, MAXU), BATCH_OK);
-        CHECK_EQ_INT(batch_validate(b, n, true, MAXU), BATCH_ECODEC);
+        CHECK_EQ_INT(batch_validate(b, n, true, MAXU), BATCH_ECOMPRESSED);
         arena_reset(&a);
     }
     /* Unknown codecs 5..7. */

@@ -309,9 +309,8 @@ static void test_timestamps(void) {
     CHECK_EQ_INT(off, 99);
     plog_close(l);
 
-    /* record granularity inside a batch (and deep validation on) */
+    /* record granularity inside a batch */
     fresh_dir("ts2");
-    c.deep_validation = true;
     l = open_log(&c, true);
     REQUIRE(l);
     size_t n = tl_build_batch_ts(buf, sizeof buf, 5, 100, 10, 20, 1); /* 100..140 */
@@ -328,7 +327,7 @@ static void test_timestamps(void) {
     REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
     CHECK_EQ_INT(off, 9);
     CHECK_EQ_INT(ts, 240);
-    /* deep validation rejects a record list that disagrees with its header */
+    /* validation rejects a record list that disagrees with its header */
     n = tl_build_batch_ts(buf, sizeof buf, 3, 100, 10, 20, 1);
     wire_put_be32(buf + BATCH_OFF_LAST_OFFSET_DELTA, 3);
     wire_put_be32(buf + BATCH_OFF_RECORD_COUNT, 4);
