@@ -446,6 +446,10 @@ static int snappy_decode_chunk(const uint8_t *chunk, size_t len, void *vctx) {
     if (e != COMPRESS_OK)
         return e;
     size_t out_n = n;
+    /* A block declaring no output is still checked whole, as the sizing
+     * walk checks it, so every entry point agrees on what is corrupt. */
+    if (n == 0 && snappy_validate_compressed_buffer((const char *)chunk, len) != SNAPPY_OK)
+        return COMPRESS_ECORRUPT;
     if (n > 0 && snappy_uncompress((const char *)chunk, len, (char *)s->p + s->len, &out_n) != SNAPPY_OK)
         return COMPRESS_ECORRUPT;
     if (out_n != n)
