@@ -299,11 +299,11 @@ static void bench_startup(long parts) {
  * producer sends one, into out (cap bytes). Returns its size. */
 static size_t make_records_batch(uint8_t *out, size_t cap, int codec, int nrec, int vlen) {
     static uint8_t vals[1 << 16];
-    static char keys[1 << 16][8];
+    static char keys[1 << 16][16];
     batch_build_record *recs = calloc((size_t)nrec, sizeof *recs);
     int64_t t0 = 1700000000000;
     for (int i = 0; i < nrec; i++) {
-        snprintf(keys[i], sizeof keys[i], "k%06d", i);
+        snprintf(keys[i], sizeof keys[i], "k%06d", i % 1000000);
         for (int k = 0; k < vlen; k++)
             vals[i * vlen % (1 << 15) + k] = (uint8_t)("abcdefghij"[(i + k) % 10]);
         recs[i].key = (kbytes){(const uint8_t *)keys[i], 7};
