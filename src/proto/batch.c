@@ -397,11 +397,14 @@ static int check_producer_header(const batch_header *h, batch_fault *f) {
     return BATCH_OK;
 }
 
-/* Whether ts lies within [now - before, now + after], without overflow. */
+/* Whether ts lies within [now - before, now + after], without overflow;
+ * a limit of INT64_MAX admits everything on its side. */
 static bool ts_in_range(int64_t ts, const batch_rules *r) {
     if (ts < r->now_ms)
-        return (uint64_t)r->now_ms - (uint64_t)ts <= (uint64_t)r->ts_before_max_ms;
-    return (uint64_t)ts - (uint64_t)r->now_ms <= (uint64_t)r->ts_after_max_ms;
+        return r->ts_before_max_ms == INT64_MAX ||
+               (uint64_t)r->now_ms - (uint64_t)ts <= (uint64_t)r->ts_before_max_ms;
+    return r->ts_after_max_ms == INT64_MAX ||
+           (uint64_t)ts - (uint64_t)r->now_ms <= (uint64_t)r->ts_after_max_ms;
 }
 
 int batch_check(const uint8_t *buf, size_t batch_size, const batch_rules *r, batch_fault *f) {
