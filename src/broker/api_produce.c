@@ -25,8 +25,15 @@
  * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
  * batch is in the log. On a single node every replica in the ISR has it at
  * that point, so -1 needs no wait. Other values get INVALID_REQUIRED_ACKS.
- * Produce never creates topics. transactional_id is ignored until
- * transactions exist.
+ * Produce never creates topics. Transactions do not exist yet, so no
+ * partition is ever in one: a transactional batch (with a producer id) gets
+ * INVALID_TXN_STATE, as Kafka answers for a partition not added to the
+ * transaction; storage refuses one without a producer id (INVALID_RECORD).
+ *
+ * Storage decodes every record (see plog_append); from v8 on a refusal
+ * carries its reason in error_message and, when one record is at fault, in
+ * record_errors (that record's index in the batch), and each refusal of the
+ * bytes is logged with the topic, partition and reason.
  *
  * After each successful append the long-polling fetches of that partition
  * are woken (fetch_notify).
@@ -44,9 +51,11 @@
 #include "proto/batch.h"
 #include "proto/legacy.h"
 
-/* Checks that depend on the request version, before storage sees the bytes.
- * Returns 0 or a Kafka error code. */
-static int16_t check_version_rules(int16_t ver, kbytes records) {
+/* Checks that depend on the request version (and on what this broker
+ * supports), before storage sees the bytes. Returns 0 or a Kafka error code,
+ * with *why set to a message for the client where one helps. */
+static int16_t check_version_rules(int16_t ver, kbytes records, const char **why) {
+    *why = NULL;
     if (records.len <= 0)
         return ver >= 3 ? KAFKA_ERR_INVALID_RECORD : KAFKA_ERR_CORRUPT_MESSAGE;
     if (records.len > BATCH_OFF_MAGIC && records.ptr[BATCH_OFF_MAGIC] != BATCH_MAGIC) {
@@ -66,6 +75,10 @@ static int16_t check_version_rules(int16_t ver, kbytes records) {
         batches++;
         if (ver < 7 && batch_codec_of(&h) == BATCH_CODEC_ZSTD)
             return KAFKA_ERR_UNSUPPORTED_COMPRESSION_TYPE;
+        if ((h.attributes & BATCH_ATTR_TRANSACTIONAL) && h.producer_id >= 0) {
+            *why = "transactions are not supported by this broker: the partition is in no transaction";
+            return KAFKA_ERR_INVALID_TXN_STATE;
+        }
     }
     /* Malformed bytes are left to storage, which names the exact problem. */
     if (rc == -1 && ver >= 3 && batches != 1)
@@ -161,25 +174,42 @@ static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t *
     return KAFKA_ERR_NONE;
 }
 
+/* Fills pr for a refused partition. why (may be NULL or empty) is the
+ * specific reason; record >= 0 names the record of the batch at fault. */
 static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, const topic *t,
-                      int16_t err) {
+                      int16_t err, const char *why, int32_t record) {
     pr->error_code = err;
     pr->base_offset = -1;
     pr->log_append_time_ms = -1;
     pr->log_start_offset = -1;
     if (r->hdr.api_version < 8)
         return;
-    char *msg = breq_alloc(r, 160);
+    size_t cap = PLOG_ERROR_MSG + 32;
+    char *msg = breq_alloc(r, cap);
     if (msg == NULL)
         return;
+    if (why != NULL && why[0] != 0) {
+        snprintf(msg, cap, "%s: %s", kafka_error_name(err), why);
+        pr->error_message = kstr_c(msg);
+        if (record >= 0) {
+            kafka_produce_response_batch_index_and_error_message *re = breq_calloc(r, 1, sizeof *re);
+            if (re != NULL) {
+                re->batch_index = record;
+                re->batch_index_error_message = kstr_c(msg);
+                pr->record_errors = re;
+                pr->record_errors_count = 1;
+            }
+        }
+        return;
+    }
     if (err == KAFKA_ERR_MESSAGE_TOO_LARGE && t != NULL)
-        snprintf(msg, 160, "a record batch is larger than the topic's max.message.bytes (%d)",
+        snprintf(msg, cap, "a record batch is larger than the topic's max.message.bytes (%d)",
                  (int)t->cfg.max_message_bytes);
     else if (err == KAFKA_ERR_INVALID_RECORD && r->hdr.api_version >= 3)
-        snprintf(msg, 160,
+        snprintf(msg, cap,
                  "invalid record batch (produce v3+ takes exactly one magic-2 batch per partition)");
     else
-        snprintf(msg, 160, "%s", kafka_error_name(err));
+        snprintf(msg, cap, "%s", kafka_error_name(err));
     pr->error_message = kstr_c(msg);
 }
 
@@ -232,19 +262,28 @@ breq_status api_produce(breq *r) {
                 err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
             uint8_t *data = (uint8_t *)pd->records.ptr;
             size_t data_len = pd->records.len > 0 ? (size_t)pd->records.len : 0;
+            const char *why = NULL;
+            plog_append_info info;
+            info.error_record = -1;
             if (err == KAFKA_ERR_NONE && is_legacy_set(ver, pd->records))
                 err = legacy_convert(r, t, pd->records, &data, &data_len);
             else if (err == KAFKA_ERR_NONE)
-                err = check_version_rules(ver, pd->records);
-            plog_append_info info;
-            if (err == KAFKA_ERR_NONE)
+                err = check_version_rules(ver, pd->records, &why);
+            if (err == KAFKA_ERR_NONE) {
                 err = (int16_t)plog_append(p->log, data, data_len, p->leader_epoch, now, &info);
+                why = info.error_msg;
+            }
             if (err != KAFKA_ERR_NONE) {
-                set_error(r, pr, t, err);
+                set_error(r, pr, t, err, why, info.error_record);
                 failed++;
-                LOG_DEBUG("produce", "rejected from %s: %s topic=%.*s partition=%d", r->net->peer,
-                          kafka_error_name(err), td->name.len > 0 ? td->name.len : 0,
-                          td->name.len > 0 ? td->name.ptr : "", pd->index);
+                if (why != NULL && why[0] != 0)
+                    LOG_INFO("produce", "refused records from %s: %s: %s topic=%.*s partition=%d",
+                             r->net->peer, kafka_error_name(err), why, td->name.len > 0 ? td->name.len : 0,
+                             td->name.len > 0 ? td->name.ptr : "", pd->index);
+                else
+                    LOG_DEBUG("produce", "rejected from %s: %s topic=%.*s partition=%d", r->net->peer,
+                              kafka_error_name(err), td->name.len > 0 ? td->name.len : 0,
+                              td->name.len > 0 ? td->name.ptr : "", pd->index);
                 continue;
             }
             pr->error_code = KAFKA_ERR_NONE;

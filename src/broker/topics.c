@@ -108,6 +108,8 @@ static void plog_config_from_topic(const topic_config *tc, plog_config *pc) {
     pc->timestamp_type = tc->message_timestamp_type == CONFIG_TIMESTAMP_LOG_APPEND_TIME
                              ? PLOG_TS_LOG_APPEND_TIME
                              : PLOG_TS_CREATE_TIME;
+    pc->timestamp_before_max_ms = tc->message_timestamp_before_max_ms;
+    pc->timestamp_after_max_ms = tc->message_timestamp_after_max_ms;
 }
 
 /* ---- names ------------------------------------------------------------ */

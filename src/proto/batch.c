@@ -3,14 +3,20 @@
  * See batch.h for the layout and the contract.
  *
  * Nothing here allocates except the decompression of a compressed batch,
- * which takes its output from the caller's arena (or, in batch_validate, from
- * a private arena bounded by max_uncompressed and freed before returning).
- * Every read of a record goes through a wire_reader bounded by the record's
- * own length prefix, so a lying length can never reach a neighbouring record.
+ * which takes its output from the caller's arena (the iterator) or from the
+ * thread's reusable scratch buffer (batch_check, batch_validate), bounded by
+ * max_uncompressed either way. Every read of a record goes through a
+ * wire_reader bounded by the record's own length prefix, so a lying length
+ * can never reach a neighbouring record. batch_iter_next is the one decoder
+ * of record bytes: validation, timestamp lookups, down-conversion and the
+ * tools all walk records through it.
  */
 #include "proto/batch.h"
 
 #include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/crc32c.h"
@@ -24,8 +30,6 @@ _Static_assert((int)BATCH_CODEC_GZIP == (int)COMPRESS_GZIP &&
 /* The smallest record: length, attributes, timestampDelta, offsetDelta,
  * key length, value length, header count, one byte each. */
 #define BATCH_MIN_RECORD 7
-/* Arena slack for block bookkeeping when validating with a private arena. */
-#define BATCH_ARENA_SLACK 4096
 
 /* Readers over "no records" point here rather than at NULL. */
 static const uint8_t empty_records[1];
@@ -48,6 +52,10 @@ const char *batch_strerror(int err) {
         return "unsupported codec or corrupt compressed data";
     case BATCH_ENOMEM:
         return "size limit reached";
+    case BATCH_ECOMPRESSED:
+        return "corrupt compressed records";
+    case BATCH_ETIMESTAMP:
+        return "record timestamp out of range";
     }
     return "unknown error";
 }
@@ -138,9 +146,11 @@ static kbytes read_varbytes(wire_reader *r) {
     return p ? (kbytes){p, n} : KBYTES_NULL;
 }
 
-static int iter_fail(batch_iter *it, int err) {
-    if (it->err == BATCH_OK)
+static int iter_fail(batch_iter *it, int err, const char *why) {
+    if (it->err == BATCH_OK) {
         it->err = err;
+        it->why = why;
+    }
     return it->err;
 }
 
@@ -155,83 +165,158 @@ static int map_compress_err(int e) {
     return BATCH_ECODEC;
 }
 
-static int iter_init_capped(batch_iter *it, const uint8_t *buf, size_t batch_size, arena *a, size_t max_out) {
+/* Sets up it over a batch's header only (checking the CRC too when asked,
+ * before the header's consistency); the records come next. */
+static int iter_start(batch_iter *it, const uint8_t *buf, size_t batch_size, bool crc) {
     memset(it, 0, sizeof *it);
     it->last_delta = -1;
     wire_reader_init(&it->r, empty_records, 0);
     int e = batch_parse_header(buf, batch_size, &it->h);
     if (e != BATCH_OK)
-        return iter_fail(it, e);
+        return iter_fail(it, e, batch_strerror(e));
     if ((uint64_t)batch_total_size(&it->h) != batch_size)
-        return iter_fail(it, BATCH_EMALFORMED);
+        return iter_fail(it, BATCH_EMALFORMED, "batchLength disagrees with the bytes given");
+    if (crc && !batch_crc_ok(buf, batch_size))
+        return iter_fail(it, BATCH_ECRC, "CRC-32C mismatch");
     e = check_header(&it->h);
     if (e != BATCH_OK)
-        return iter_fail(it, e);
-    const uint8_t *recs = buf + BATCH_HEADER_SIZE;
-    size_t n = batch_size - BATCH_HEADER_SIZE;
-    int codec = batch_codec_of(&it->h);
-    if (codec == BATCH_CODEC_NONE) {
-        wire_reader_init(&it->r, recs, n);
-        return BATCH_OK;
-    }
-    uint8_t *out;
-    size_t out_len;
-    e = map_compress_err(compress_decompress(codec, recs, n, a, max_out, &out, &out_len));
-    if (e != BATCH_OK)
-        return iter_fail(it, e);
-    wire_reader_init(&it->r, out_len ? out : empty_records, out_len);
+        return iter_fail(it, e,
+                         e == BATCH_ECODEC ? "unknown compression codec" : "inconsistent batch header");
     return BATCH_OK;
+}
+
+static void iter_over(batch_iter *it, const uint8_t *recs, size_t n) {
+    wire_reader_init(&it->r, n ? recs : empty_records, n);
 }
 
 int batch_iter_init(batch_iter *it, const uint8_t *buf, size_t batch_size, arena *a) {
     assert(a->used <= a->limit);
-    return iter_init_capped(it, buf, batch_size, a, a->limit - a->used);
+    int e = iter_start(it, buf, batch_size, false);
+    if (e != BATCH_OK)
+        return e;
+    const uint8_t *recs = buf + BATCH_HEADER_SIZE;
+    size_t n = batch_size - BATCH_HEADER_SIZE;
+    int codec = batch_codec_of(&it->h);
+    if (codec == BATCH_CODEC_NONE) {
+        iter_over(it, recs, n);
+        return BATCH_OK;
+    }
+    uint8_t *out;
+    size_t out_len;
+    e = map_compress_err(compress_decompress(codec, recs, n, a, a->limit - a->used, &out, &out_len));
+    if (e != BATCH_OK)
+        return iter_fail(it, e, "cannot decompress the records");
+    iter_over(it, out, out_len);
+    return BATCH_OK;
+}
+
+/* Record fields are decoded with these inline readers rather than wire.c's
+ * general ones: this is the loop that runs once per record on the produce
+ * path, and the calls cost more than the decoding. The semantics are
+ * wire_read_varint's / _varlong's: at most 5 (10) bytes, the 32-bit value in
+ * range; any failure sets bad and yields 0. */
+typedef struct rd {
+    const uint8_t *p, *end;
+    bool bad;
+} rd;
+
+static inline uint64_t rd_uvar(rd *r, int max_bytes) {
+    if (r->p < r->end && *r->p < 0x80)
+        return *r->p++; /* the common one-byte case */
+    uint64_t v = 0;
+    for (int i = 0; i < max_bytes; i++) {
+        if (r->p == r->end)
+            break;
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0)
+            return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static inline int32_t rd_varint(rd *r) {
+    uint64_t u = rd_uvar(r, 5);
+    if (u > UINT32_MAX) {
+        r->bad = true;
+        return 0;
+    }
+    uint32_t x = (uint32_t)u;
+    return (int32_t)((x >> 1) ^ (~(x & 1) + 1));
+}
+
+static inline int64_t rd_varlong(rd *r) {
+    uint64_t u = rd_uvar(r, 10);
+    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
+}
+
+static inline const uint8_t *rd_skip(rd *r, int32_t n) {
+    if (n < 0 || (size_t)(r->end - r->p) < (size_t)n) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+
+/* A key, value or header value: varint length, -1 for null. */
+static inline kbytes rd_bytes(rd *r) {
+    int32_t n = rd_varint(r);
+    if (r->bad || n == -1)
+        return KBYTES_NULL;
+    const uint8_t *q = rd_skip(r, n); /* n < -1 fails here */
+    return q ? (kbytes){q, n} : KBYTES_NULL;
 }
 
 bool batch_iter_next(batch_iter *it, batch_record *rec) {
-    memset(rec, 0, sizeof *rec);
     if (it->err != BATCH_OK)
-        return false;
+        goto fail;
+    rd outer = {it->r.p, it->r.end, false};
     if (it->index >= it->h.record_count) {
-        if (wire_remaining(&it->r) != 0)
-            iter_fail(it, BATCH_ERECORDS);
-        return false;
+        if (outer.p != outer.end)
+            iter_fail(it, BATCH_ERECORDS, "bytes follow the last record (recordCount too small)");
+        goto fail;
     }
-    int32_t len = wire_read_varint(&it->r);
-    if (it->r.err != WIRE_OK || len < BATCH_MIN_RECORD - 1 || (size_t)len > wire_remaining(&it->r)) {
-        iter_fail(it, BATCH_ERECORDS);
-        return false;
+    if (outer.p == outer.end) {
+        iter_fail(it, BATCH_ERECORDS, "fewer records than recordCount");
+        goto fail;
     }
-    wire_reader rr;
-    wire_reader_init(&rr, wire_skip(&it->r, (size_t)len), (size_t)len);
+    int32_t len = rd_varint(&outer);
+    if (outer.bad || len < BATCH_MIN_RECORD - 1 || (size_t)(outer.end - outer.p) < (size_t)len) {
+        iter_fail(it, BATCH_ERECORDS, "record length out of range");
+        goto fail;
+    }
+    rd r = {outer.p, outer.p + len, false};
+    it->r.p = r.end; /* the next record starts after this one, whatever its fields say */
 
-    rec->attributes = wire_read_i8(&rr);
-    int64_t ts_delta = wire_read_varlong(&rr);
-    int32_t off_delta = wire_read_varint(&rr);
-    rec->key = read_varbytes(&rr);
-    rec->value = read_varbytes(&rr);
-    rec->header_count = wire_read_varint(&rr);
+    rec->attributes = (int8_t)*r.p++; /* len >= 6, so the byte is there */
+    int64_t ts_delta = rd_varlong(&r);
+    int32_t off_delta = rd_varint(&r);
+    rec->key = rd_bytes(&r);
+    rec->value = rd_bytes(&r);
+    rec->header_count = rd_varint(&r);
     if (rec->header_count < 0)
-        wire_fail(&rr, WIRE_EINVAL);
-    rec->headers = rr.p;
+        r.bad = true;
+    rec->headers = r.p;
     /* Walk the headers now so that a returned record is known whole; each
      * takes at least two bytes, so the loop ends within len steps. */
-    for (int32_t i = 0; i < rec->header_count && rr.err == WIRE_OK; i++) {
-        int32_t klen = wire_read_varint(&rr);
-        if (klen < 0)
-            wire_fail(&rr, WIRE_EINVAL);
-        else
-            wire_skip(&rr, (size_t)klen);
-        (void)read_varbytes(&rr);
+    for (int32_t i = 0; i < rec->header_count && !r.bad; i++) {
+        int32_t klen = rd_varint(&r);
+        (void)rd_skip(&r, r.bad ? 0 : klen); /* a null (-1) or negative key fails here */
+        (void)rd_bytes(&r);
     }
-    if (rr.err != WIRE_OK || wire_remaining(&rr) != 0) {
-        iter_fail(it, BATCH_ERECORDS);
-        return false;
+    if (r.bad || r.p != r.end) {
+        iter_fail(it, BATCH_ERECORDS,
+                  r.bad ? "record fields (key, value or headers) overrun or have invalid lengths"
+                        : "record fields do not fill the record length");
+        goto fail;
     }
-    rec->headers_len = (size_t)(rr.p - rec->headers);
+    rec->headers_len = (size_t)(r.p - rec->headers);
     if (off_delta <= it->last_delta || off_delta > it->h.last_offset_delta) {
-        iter_fail(it, BATCH_ERECORDS);
-        return false;
+        iter_fail(it, BATCH_ERECORDS, "offset delta not increasing or past lastOffsetDelta");
+        goto fail;
     }
     rec->offset_delta = off_delta;
     rec->offset = (int64_t)((uint64_t)it->h.base_offset + (uint64_t)off_delta);
@@ -242,6 +327,9 @@ bool batch_iter_next(batch_iter *it, batch_record *rec) {
     it->last_delta = off_delta;
     it->index++;
     return true;
+fail:
+    memset(rec, 0, sizeof *rec);
+    return false;
 }
 
 void batch_record_headers(const batch_record *rec, wire_reader *hr) {
@@ -276,7 +364,140 @@ bool batch_control_key(const batch_record *rec, int16_t *version, int16_t *type)
 
 /* ---- validation ------------------------------------------------------- */
 
+static int fault(batch_fault *f, int err, int32_t record, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fault(batch_fault *f, int err, int32_t record, const char *fmt, ...) {
+    if (f != NULL) {
+        f->record = record;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* Batch-level producer rules (batch.h, batch_rules.producer). */
+static int check_producer_header(const batch_header *h, batch_fault *f) {
+    if (h->record_count < 1)
+        return fault(f, BATCH_ERECORDS, -1, "a produced batch must hold at least one record");
+    if (h->last_offset_delta != h->record_count - 1)
+        return fault(f, BATCH_ERECORDS, -1, "lastOffsetDelta %" PRId32 " does not match recordCount %" PRId32,
+                     h->last_offset_delta, h->record_count);
+    if (h->attributes & BATCH_ATTR_CONTROL)
+        return fault(f, BATCH_ERECORDS, -1, "producers may not write control batches");
+    if (h->attributes & BATCH_ATTR_LOG_APPEND_TIME)
+        return fault(f, BATCH_ETIMESTAMP, -1, "producers may not set the LogAppendTime timestamp type");
+    if (h->producer_id < 0 && (h->attributes & BATCH_ATTR_TRANSACTIONAL))
+        return fault(f, BATCH_ERECORDS, -1, "a transactional batch needs a producer id");
+    if (h->producer_id >= 0 && h->base_sequence < 0)
+        return fault(f, BATCH_ERECORDS, -1, "base sequence %" PRId32 " with producer id %" PRId64,
+                     h->base_sequence, h->producer_id);
+    return BATCH_OK;
+}
+
+/* Whether ts lies within [now - before, now + after], without overflow;
+ * a limit of INT64_MAX admits everything on its side. */
+static bool ts_in_range(int64_t ts, const batch_rules *r) {
+    if (ts < r->now_ms)
+        return r->ts_before_max_ms == INT64_MAX ||
+               (uint64_t)r->now_ms - (uint64_t)ts <= (uint64_t)r->ts_before_max_ms;
+    return r->ts_after_max_ms == INT64_MAX ||
+           (uint64_t)ts - (uint64_t)r->now_ms <= (uint64_t)r->ts_after_max_ms;
+}
+
+int batch_check(const uint8_t *buf, size_t batch_size, const batch_rules *r, batch_fault *f) {
+    if (f != NULL) {
+        f->record = -1;
+        f->msg[0] = 0;
+    }
+    batch_iter it;
+    int e = iter_start(&it, buf, batch_size, true);
+    if (e != BATCH_OK)
+        return fault(f, e, -1, "%s", it.why);
+    const batch_header *h = &it.h;
+    if (r->producer && (e = check_producer_header(h, f)) != BATCH_OK)
+        return e;
+
+    const uint8_t *recs = buf + BATCH_HEADER_SIZE;
+    size_t n = batch_size - BATCH_HEADER_SIZE;
+    int codec = batch_codec_of(h);
+    if (codec == BATCH_CODEC_NONE) {
+        /* An uncompressed batch cannot hold more records than this; checking
+         * first turns a lying count into an early error. */
+        if ((size_t)h->record_count > n / BATCH_MIN_RECORD)
+            return fault(f, BATCH_ERECORDS, -1, "recordCount %" PRId32 " cannot fit in %zu bytes of records",
+                         h->record_count, n);
+    } else {
+        const uint8_t *out;
+        size_t out_len;
+        int ce = compress_decompress_scratch(codec, recs, n, r->max_uncompressed, &out, &out_len);
+        if (ce == COMPRESS_ELIMIT || ce == COMPRESS_ENOMEM)
+            return fault(f, BATCH_ENOMEM, -1, "%s records decompress to more than %zu bytes",
+                         compress_codec_name(codec), r->max_uncompressed);
+        if (ce != COMPRESS_OK)
+            return fault(f, BATCH_ECOMPRESSED, -1, "%s records: %s", compress_codec_name(codec),
+                         compress_strerror(ce));
+        if ((size_t)h->record_count > out_len / BATCH_MIN_RECORD) {
+            e = fault(f, BATCH_ERECORDS, -1, "recordCount %" PRId32 " cannot fit in %zu decompressed bytes",
+                      h->record_count, out_len);
+            goto out;
+        }
+        recs = out;
+        n = out_len;
+    }
+    iter_over(&it, recs, n);
+
+    bool control = (h->attributes & BATCH_ATTR_CONTROL) != 0;
+    bool check_ts = r->check_timestamps && !(h->attributes & BATCH_ATTR_LOG_APPEND_TIME);
+    batch_record rec;
+    while (batch_iter_next(&it, &rec)) {
+        int32_t i = it.index - 1;
+        if (r->producer && rec.offset_delta != i) {
+            e = fault(f, BATCH_ERECORDS, i, "record %" PRId32 " has offset delta %" PRId32, i,
+                      rec.offset_delta);
+            goto out;
+        }
+        if (check_ts && rec.timestamp != -1 && !ts_in_range(rec.timestamp, r)) {
+            e = fault(f, BATCH_ETIMESTAMP, i,
+                      "record %" PRId32 " timestamp %" PRId64 " is outside [now - %" PRId64
+                      " ms, now + %" PRId64 " ms] (now %" PRId64 ")",
+                      i, rec.timestamp, r->ts_before_max_ms, r->ts_after_max_ms, r->now_ms);
+            goto out;
+        }
+        int16_t version, type;
+        if (control && !batch_control_key(&rec, &version, &type)) {
+            e = fault(f, BATCH_ERECORDS, i, "control record %" PRId32 " has no control key", i);
+            goto out;
+        }
+    }
+    if (it.err != BATCH_OK) {
+        int32_t i = it.index < h->record_count ? it.index : -1;
+        e = i >= 0 ? fault(f, it.err, i, "record %" PRId32 ": %s", i, it.why)
+                   : fault(f, it.err, -1, "%s", it.why);
+        goto out;
+    }
+    assert(it.index == h->record_count);
+    if (it.index > 0 && it.last_delta != h->last_offset_delta)
+        e = fault(f, BATCH_ERECORDS, -1,
+                  "last record has offset delta %" PRId32 ", lastOffsetDelta is %" PRId32, it.last_delta,
+                  h->last_offset_delta);
+    else if (control && it.index != 1)
+        e = fault(f, BATCH_ERECORDS, -1, "a control batch holds %" PRId32 " records, not one", it.index);
+    else
+        e = BATCH_OK;
+out:
+    if (codec != BATCH_CODEC_NONE)
+        compress_scratch_trim();
+    return e;
+}
+
 int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_uncompressed) {
+    if (deep) {
+        batch_rules r = {.max_uncompressed = max_uncompressed};
+        return batch_check(buf, batch_size, &r, NULL);
+    }
     batch_header h;
     int e = batch_parse_header(buf, batch_size, &h);
     if (e != BATCH_OK)
@@ -285,41 +506,7 @@ int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_
         return BATCH_EMALFORMED;
     if (!batch_crc_ok(buf, batch_size))
         return BATCH_ECRC;
-    e = check_header(&h);
-    if (e != BATCH_OK || !deep)
-        return e;
-    /* An uncompressed batch cannot hold more records than this; checking
-     * first turns a lying count into an early error. */
-    if (batch_codec_of(&h) == BATCH_CODEC_NONE &&
-        (size_t)h.record_count > (batch_size - BATCH_HEADER_SIZE) / BATCH_MIN_RECORD)
-        return BATCH_ERECORDS;
-
-    arena a;
-    size_t limit =
-        max_uncompressed > SIZE_MAX - BATCH_ARENA_SLACK ? SIZE_MAX : max_uncompressed + BATCH_ARENA_SLACK;
-    arena_init(&a, limit);
-    batch_iter it;
-    e = iter_init_capped(&it, buf, batch_size, &a, max_uncompressed);
-    if (e != BATCH_OK)
-        goto out;
-    bool control = (h.attributes & BATCH_ATTR_CONTROL) != 0;
-    batch_record rec;
-    while (batch_iter_next(&it, &rec)) {
-        int16_t version, type;
-        if (control && !batch_control_key(&rec, &version, &type)) {
-            e = BATCH_ERECORDS;
-            goto out;
-        }
-    }
-    e = it.err;
-    if (e != BATCH_OK)
-        goto out;
-    if (it.index != h.record_count || (it.index > 0 && it.last_delta != h.last_offset_delta) ||
-        (control && it.index != 1))
-        e = BATCH_ERECORDS;
-out:
-    arena_reset(&a);
-    return e;
+    return check_header(&h);
 }
 
 /* ---- cursor ----------------------------------------------------------- */

@@ -59,18 +59,21 @@ typedef enum batch_codec {
 } batch_codec;
 
 /* Why a batch was rejected. Callers map these to Kafka error codes:
- * BATCH_ECRC / BATCH_ETRUNC / BATCH_EMALFORMED -> CORRUPT_MESSAGE (2),
+ * BATCH_ECRC / BATCH_ETRUNC / BATCH_EMALFORMED / BATCH_ECOMPRESSED -> CORRUPT_MESSAGE (2),
  * BATCH_EMAGIC -> UNSUPPORTED_FOR_MESSAGE_FORMAT (43) or CORRUPT_MESSAGE,
- * BATCH_ERECORDS -> INVALID_RECORD (87), BATCH_ECODEC -> UNSUPPORTED_COMPRESSION_TYPE (76). */
+ * BATCH_ERECORDS -> INVALID_RECORD (87), BATCH_ECODEC -> UNSUPPORTED_COMPRESSION_TYPE (76),
+ * BATCH_ETIMESTAMP -> INVALID_TIMESTAMP (32). */
 typedef enum batch_err {
     BATCH_OK = 0,
-    BATCH_ETRUNC,     /* fewer bytes than the header or batchLength says */
-    BATCH_EMAGIC,     /* magic is not 2 */
-    BATCH_ECRC,       /* CRC-32C mismatch */
-    BATCH_EMALFORMED, /* header fields inconsistent (negative lengths, counts) */
-    BATCH_ERECORDS,   /* the records inside do not parse or disagree with the header */
-    BATCH_ECODEC,     /* unknown codec or decompression failure */
-    BATCH_ENOMEM,     /* a size limit was reached */
+    BATCH_ETRUNC,      /* fewer bytes than the header or batchLength says */
+    BATCH_EMAGIC,      /* magic is not 2 */
+    BATCH_ECRC,        /* CRC-32C mismatch */
+    BATCH_EMALFORMED,  /* header fields inconsistent (negative lengths, counts) */
+    BATCH_ERECORDS,    /* the records inside do not parse or disagree with the header */
+    BATCH_ECODEC,      /* unknown codec (the iterator: also a decompression failure) */
+    BATCH_ENOMEM,      /* a size limit was reached */
+    BATCH_ECOMPRESSED, /* batch_check: the compressed records are not valid data for the codec */
+    BATCH_ETIMESTAMP,  /* batch_check: a record timestamp outside the allowed range */
 } batch_err;
 
 const char *batch_strerror(int err);
@@ -106,20 +109,60 @@ int batch_parse_header(const uint8_t *buf, size_t len, batch_header *out);
  * one. buf must hold the whole batch (batch_total_size bytes). */
 bool batch_crc_ok(const uint8_t *buf, size_t batch_size);
 
-/* Full validation as a broker does before append: header, CRC, and (when
- * deep) every record decoded, counts and offset deltas consistent with the
- * header, decompressing through the codec with at most max_uncompressed bytes
- * of output.
+/* Validation of a batch whatever wrote it (on disk, in a tool): header,
+ * CRC, and (when deep) every record decoded as batch_check() does without
+ * producer rules, decompressing with at most max_uncompressed bytes of
+ * output.
  *
  * Shallow: batch_size equals the batch's own size, magic 2, CRC, recordCount
  * >= 0, lastOffsetDelta >= 0 and >= recordCount - 1, a known codec.
  * Deep adds: exactly recordCount records, each record's length matching its
  * fields, headers decodable, offset deltas strictly increasing with the last
  * equal to lastOffsetDelta, nothing after the last record, and for control
- * batches exactly one record with a control key. (A produce path should
- * further require recordCount == lastOffsetDelta + 1 and recordCount > 0;
- * compacted batches on disk legitimately break both.) */
+ * batches exactly one record with a control key. (The produce path uses
+ * batch_check() with producer rules, which further require recordCount ==
+ * lastOffsetDelta + 1 and recordCount > 0; compacted batches on disk
+ * legitimately break both.) */
 int batch_validate(const uint8_t *buf, size_t batch_size, bool deep, size_t max_uncompressed);
+
+/* What batch_check() requires beyond a well-formed batch. */
+typedef struct batch_rules {
+    size_t max_uncompressed; /* most bytes the records may decompress to */
+    /* The batch comes from a producer (the Produce path), so it must be as a
+     * producer writes one: recordCount >= 1 and == lastOffsetDelta + 1,
+     * offset deltas exactly 0 .. recordCount - 1, no control or
+     * LogAppendTime bit, a transactional bit only with a producer id, and a
+     * base sequence whenever there is a producer id. */
+    bool producer;
+    /* CreateTime limits: each record's timestamp must lie within
+     * [now_ms - ts_before_max_ms, now_ms + ts_after_max_ms]; -1 ("none",
+     * converted magic-0 messages) always passes. INT64_MAX = unlimited. */
+    bool check_timestamps;
+    int64_t now_ms;
+    int64_t ts_before_max_ms;
+    int64_t ts_after_max_ms;
+} batch_rules;
+
+/* Where and why batch_check() rejected a batch, for the client's
+ * error_message / record_errors and for the operator's log line. */
+#define BATCH_FAULT_MSG 160
+typedef struct batch_fault {
+    int32_t record; /* index of the offending record in the batch; -1: the batch as a whole */
+    char msg[BATCH_FAULT_MSG];
+} batch_fault;
+
+/* The broker's full check of an untrusted batch (batch_size bytes, exactly
+ * the batch): header and CRC as batch_validate, then every record decoded by
+ * the iterator below (the one decoder of record bytes) in a single pass:
+ * exactly recordCount records, each record's fields filling its length,
+ * key/value lengths -1 .. remaining, header counts >= 0 and header keys
+ * non-null, offset deltas increasing up to lastOffsetDelta, nothing after the
+ * last record, control batches holding one control record, plus rules r.
+ * A compressed batch is decompressed into the thread's reusable buffer
+ * (compress_decompress_scratch, at most r->max_uncompressed bytes), so the
+ * steady state allocates nothing; the input bytes are not modified.
+ * Returns a batch_err; on failure f (if not NULL) says which record and why. */
+int batch_check(const uint8_t *buf, size_t batch_size, const batch_rules *r, batch_fault *f);
 
 /* Patches baseOffset and partitionLeaderEpoch in place (CRC unaffected). */
 void batch_set_base_offset(uint8_t *buf, int64_t base_offset);
@@ -154,6 +197,7 @@ typedef struct batch_iter {
     int32_t index;      /* records returned so far */
     int32_t last_delta; /* offset delta of the last record returned, -1 before the first */
     int err;            /* batch_err */
+    const char *why;    /* with err: a static phrase naming the problem */
 } batch_iter;
 
 /* Prepares to iterate the records of the batch in buf (batch_size bytes,

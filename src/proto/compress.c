@@ -18,6 +18,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <pthread.h>
 #include <lz4frame.h>
 #include <snappy-c.h>
 #include <stdbool.h>
@@ -78,6 +79,7 @@ typedef struct sink {
     uint8_t *p;
     size_t len;   /* bytes produced */
     size_t cap;   /* bytes available at p */
+    size_t alloc; /* bytes allocated at p (>= cap; a reused buffer may be larger) */
     size_t max;   /* hard limit on len */
     bool fixed;   /* p belongs to the caller; cap == max */
     bool probing; /* the last window handed out was the probe byte */
@@ -99,10 +101,13 @@ static void sink_scratch(sink *s, size_t max) {
 
 static int sink_resize(sink *s, size_t ncap) {
     assert(!s->fixed && ncap > s->cap && ncap <= s->max);
-    uint8_t *np = realloc(s->p, ncap);
-    if (np == NULL)
-        return COMPRESS_ENOMEM;
-    s->p = np;
+    if (ncap > s->alloc) {
+        uint8_t *np = realloc(s->p, ncap);
+        if (np == NULL)
+            return COMPRESS_ENOMEM;
+        s->p = np;
+        s->alloc = ncap;
+    }
     s->cap = ncap;
     return COMPRESS_OK;
 }
@@ -206,29 +211,84 @@ out:
 
 /* ---- zstd ------------------------------------------------------------- */
 
-/* One decoder context per thread, kept for the thread's life: creating one
- * per batch would cost an allocation of ~100 KiB on every produce. */
-static _Thread_local ZSTD_DCtx *dctx;
+/* Per-thread decoder state, kept for the thread's life: creating a zstd
+ * context per batch would cost an allocation of ~100 KiB on every produce,
+ * and the scratch buffer saves one per compressed batch. A pthread key's
+ * destructor frees it when the thread exits, so threads without an exit hook
+ * of their own (the network threads) do not leak it. */
+typedef struct thread_state {
+    ZSTD_DCtx *dctx;
+    uint8_t *scratch;
+    size_t scratch_alloc;
+} thread_state;
+
+static _Thread_local thread_state *tstate;
+static pthread_key_t tstate_key;
+static pthread_once_t tstate_once = PTHREAD_ONCE_INIT;
+
+static void tstate_free(void *p) {
+    thread_state *ts = p;
+    if (ts == NULL)
+        return;
+    ZSTD_freeDCtx(ts->dctx);
+    free(ts->scratch);
+    free(ts);
+}
+
+static void tstate_key_init(void) {
+    if (pthread_key_create(&tstate_key, tstate_free) != 0)
+        abort(); /* only at the key limit (PTHREAD_KEYS_MAX), never in practice */
+}
+
+static thread_state *thread_state_get(void) {
+    if (tstate == NULL) {
+        pthread_once(&tstate_once, tstate_key_init);
+        thread_state *ts = calloc(1, sizeof *ts);
+        if (ts == NULL)
+            return NULL;
+        if (pthread_setspecific(tstate_key, ts) != 0) {
+            free(ts);
+            return NULL;
+        }
+        tstate = ts;
+    }
+    return tstate;
+}
 
 void compress_thread_release(void) {
-    ZSTD_freeDCtx(dctx);
-    dctx = NULL;
+    if (tstate == NULL)
+        return;
+    pthread_setspecific(tstate_key, NULL);
+    tstate_free(tstate);
+    tstate = NULL;
+}
+
+void compress_scratch_trim(void) {
+    if (tstate != NULL && tstate->scratch_alloc > COMPRESS_SCRATCH_KEEP) {
+        free(tstate->scratch);
+        tstate->scratch = NULL;
+        tstate->scratch_alloc = 0;
+    }
 }
 
 static ZSTD_DCtx *zstd_dctx(void) {
-    if (dctx == NULL) {
-        dctx = ZSTD_createDCtx();
-        if (dctx == NULL)
+    thread_state *ts = thread_state_get();
+    if (ts == NULL)
+        return NULL;
+    if (ts->dctx == NULL) {
+        ts->dctx = ZSTD_createDCtx();
+        if (ts->dctx == NULL)
             return NULL;
-        if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, COMPRESS_ZSTD_WINDOW_LOG_MAX))) {
-            ZSTD_freeDCtx(dctx);
-            dctx = NULL;
+        if (ZSTD_isError(
+                ZSTD_DCtx_setParameter(ts->dctx, ZSTD_d_windowLogMax, COMPRESS_ZSTD_WINDOW_LOG_MAX))) {
+            ZSTD_freeDCtx(ts->dctx);
+            ts->dctx = NULL;
             return NULL;
         }
     } else {
-        ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+        ZSTD_DCtx_reset(ts->dctx, ZSTD_reset_session_only);
     }
-    return dctx;
+    return ts->dctx;
 }
 
 static int zstd_decode(const uint8_t *in, size_t in_len, sink *s) {
@@ -386,6 +446,10 @@ static int snappy_decode_chunk(const uint8_t *chunk, size_t len, void *vctx) {
     if (e != COMPRESS_OK)
         return e;
     size_t out_n = n;
+    /* A block declaring no output is still checked whole, as the sizing
+     * walk checks it, so every entry point agrees on what is corrupt. */
+    if (n == 0 && snappy_validate_compressed_buffer((const char *)chunk, len) != SNAPPY_OK)
+        return COMPRESS_ECORRUPT;
     if (n > 0 && snappy_uncompress((const char *)chunk, len, (char *)s->p + s->len, &out_n) != SNAPPY_OK)
         return COMPRESS_ECORRUPT;
     if (out_n != n)
@@ -493,6 +557,34 @@ int compress_decompress(int codec, const uint8_t *in, size_t in_len, arena *a, s
 done:
     free(s.p);
     return e;
+}
+
+int compress_decompress_scratch(int codec, const uint8_t *in, size_t in_len, size_t max_out,
+                                const uint8_t **out, size_t *out_len) {
+    assert(in != NULL || in_len == 0);
+    *out = NULL;
+    *out_len = 0;
+    if (codec < COMPRESS_GZIP || codec > COMPRESS_ZSTD)
+        return COMPRESS_ECODEC;
+    thread_state *ts = thread_state_get();
+    if (ts == NULL)
+        return COMPRESS_ENOMEM;
+    /* A growing sink over the kept buffer: it starts with what the buffer
+     * already holds (never more than max_out of it) and reallocates only
+     * past that, so a thread's steady state allocates nothing. */
+    sink s;
+    sink_scratch(&s, max_out);
+    s.p = ts->scratch;
+    s.alloc = ts->scratch_alloc;
+    s.cap = s.alloc < max_out ? s.alloc : max_out;
+    int e = decode(codec, in, in_len, &s);
+    ts->scratch = s.p;
+    ts->scratch_alloc = s.alloc;
+    if (e != COMPRESS_OK)
+        return e;
+    *out = s.len ? s.p : NULL;
+    *out_len = s.len;
+    return COMPRESS_OK;
 }
 
 /* ---- compression ------------------------------------------------------ */

@@ -67,9 +67,24 @@ size_t compress_bound(int codec, size_t in_len);
  * arena a (compress_bound() bytes are taken from it). */
 int compress_compress(int codec, const uint8_t *in, size_t in_len, arena *a, uint8_t **out, size_t *out_len);
 
-/* Frees this thread's cached zstd decoder state (~100 KiB, kept between
- * calls so that each zstd batch does not pay for a fresh context). Threads
- * that decompress and then exit call this first; it is harmless otherwise. */
+/* Decompresses into this thread's reusable buffer, which grows
+ * geometrically up to max_out and is kept between calls, so that the produce
+ * path validates compressed batches without an allocation per batch. *out
+ * stays valid until the thread's next call of this function,
+ * compress_scratch_trim() or compress_thread_release(). */
+int compress_decompress_scratch(int codec, const uint8_t *in, size_t in_len, size_t max_out,
+                                const uint8_t **out, size_t *out_len);
+
+/* The scratch buffer a thread keeps after compress_scratch_trim(): larger
+ * ones (a single big batch) are freed, so a thread holds at most this much
+ * between batches and at most max_out while decoding one. */
+#define COMPRESS_SCRATCH_KEEP ((size_t)4 << 20)
+void compress_scratch_trim(void);
+
+/* Frees this thread's cached decoder state: the zstd context (~100 KiB, kept
+ * between calls so that each zstd batch does not pay for a fresh context)
+ * and the scratch buffer. It is also freed automatically when the thread
+ * exits (a pthread key destructor); calling this earlier is harmless. */
 void compress_thread_release(void);
 
 #endif

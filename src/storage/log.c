@@ -38,6 +38,16 @@ struct plog {
     int64_t recovery_point;
     int64_t unflushed_records;
     int64_t last_flush_ms;
+    /* Set by a roll: every segment ending at or below this offset is sealed
+     * and waits for plog_tick to fsync it and move the recovery point here;
+     * -1 when nothing waits. */
+    int64_t flush_pending_to;
+    /* Bumped by anything that removes data (truncation, deletion), so a
+     * background flush that ran without the mutex knows whether the offsets
+     * it fsynced are still the log's. */
+    uint64_t generation;
+    int recovered_segments;
+    int64_t recovered_bytes;
     bool offline;
 };
 
@@ -79,8 +89,8 @@ void plog_config_default(plog_config *c) {
     c->retention_ms = 7LL * 24 * 3600 * 1000;
     c->retention_bytes = -1;
     c->timestamp_type = PLOG_TS_CREATE_TIME;
-    c->max_timestamp_diff_ms = INT64_MAX;
-    c->deep_validation = false;
+    c->timestamp_before_max_ms = INT64_MAX;
+    c->timestamp_after_max_ms = INT64_MAX;
 }
 
 int plog_config_check(const plog_config *c) {
@@ -90,7 +100,8 @@ int plog_config_check(const plog_config *c) {
         return -1;
     if (c->segment_index_bytes < 4 * OIDX_ENTRY_SIZE)
         return -1;
-    if (c->flush_messages < 1 || c->flush_ms < 0 || c->max_timestamp_diff_ms < 0)
+    if (c->flush_messages < 1 || c->flush_ms < 0 || c->timestamp_before_max_ms < 0 ||
+        c->timestamp_after_max_ms < 0)
         return -1;
     if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME)
         return -1;
@@ -260,6 +271,9 @@ static int roll_locked(plog *l, int64_t now_ms) {
             a->active = true;
         return rc;
     }
+    /* As Kafka does on roll, the sealed segment is made durable and the
+     * recovery point moved past it, but by plog_tick, off the append path. */
+    l->flush_pending_to = a->next_offset;
     return 0;
 }
 
@@ -335,6 +349,10 @@ static int list_bases(const char *dir, int64_t **out, int *n_out) {
 static int recover_tail(plog *l) {
     int first = seg_for(l, l->recovery_point);
     int64_t min_next = first > 0 ? l->segs[first]->base_offset : 0;
+    fprintf(stderr,
+            "storage: %s: unclean start: verifying %d of %d segment(s) from base offset %" PRId64
+            " (recovery point %" PRId64 ")\n",
+            l->dir, l->nseg - first, l->nseg, l->segs[first]->base_offset, l->recovery_point);
     for (int i = first; i < l->nseg; i++) {
         segment *s = l->segs[i];
         int64_t cut = 0;
@@ -345,6 +363,8 @@ static int recover_tail(plog *l) {
         segment_release(s);
         if (rc != 0)
             return rc;
+        l->recovered_segments++;
+        l->recovered_bytes += s->size + cut;
         bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset < s->next_offset;
         if (cut > 0)
             fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
@@ -387,6 +407,7 @@ plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err) {
     pthread_mutex_init(&l->mu, NULL);
     snprintf(l->dir, sizeof l->dir, "%s", dir);
     l->cfg = *cfg;
+    l->flush_pending_to = -1;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         rc = -errno;
         what = "mkdir";
@@ -493,6 +514,8 @@ static int flush_locked(plog *l, int64_t now_ms) {
     if (rc != 0)
         return go_offline(l, "fsync directory", rc);
     l->recovery_point = end;
+    if (l->flush_pending_to <= end)
+        l->flush_pending_to = -1;
     rc = write_checkpoint(l);
     if (rc != 0)
         return go_offline(l, "write checkpoint", rc);
@@ -552,49 +575,61 @@ static int map_batch_err(int e) {
         return STORAGE_INVALID_RECORD;
     case BATCH_ECODEC:
         return STORAGE_UNSUPPORTED_COMPRESSION_TYPE;
-    default:
+    case BATCH_ETIMESTAMP:
+        return STORAGE_INVALID_TIMESTAMP;
+    default: /* CRC, truncation, bad header, corrupt compressed data, size cap */
         return STORAGE_CORRUPT_MESSAGE;
     }
 }
 
-/* Checks every batch of buf without touching the log. Fills b[] with the
+static int refuse(plog_append_info *info, int err, int32_t batch, int32_t record, const char *msg) {
+    if (info != NULL) {
+        info->error_batch = batch;
+        info->error_record = record;
+        snprintf(info->error_msg, sizeof info->error_msg, "%s", msg);
+    }
+    return err;
+}
+
+/* Checks every batch of buf without touching the log (batch_check with
+ * producer rules: one pass over each batch's records). Fills b[] with the
  * batches' positions in buf and their offset spans relative to 0. */
-static int validate(const plog *l, const uint8_t *buf, size_t len, int64_t now_ms, seg_batch *b, int *nb,
-                    int64_t *records) {
+static int validate(const plog_config *cfg, const uint8_t *buf, size_t len, int64_t now_ms, seg_batch *b,
+                    int *nb, int64_t *records, plog_append_info *info) {
     size_t pos = 0;
     int n = 0;
     *records = 0;
     if (len == 0)
-        return STORAGE_CORRUPT_MESSAGE;
-    if ((int64_t)len > l->cfg.segment_bytes)
+        return refuse(info, STORAGE_CORRUPT_MESSAGE, 0, -1, "no record batch");
+    if ((int64_t)len > cfg->segment_bytes)
         return STORAGE_RECORD_LIST_TOO_LARGE;
+    batch_rules rules = {
+        .max_uncompressed = (size_t)cfg->max_message_bytes * 64,
+        .producer = true,
+        .check_timestamps = cfg->timestamp_type == PLOG_TS_CREATE_TIME,
+        .now_ms = now_ms,
+        .ts_before_max_ms = cfg->timestamp_before_max_ms,
+        .ts_after_max_ms = cfg->timestamp_after_max_ms,
+    };
+    batch_fault f;
     while (pos < len) {
         batch_header h;
         if (n == PLOG_MAX_BATCHES_PER_APPEND)
             return STORAGE_RECORD_LIST_TOO_LARGE;
         if (len - pos < BATCH_HEADER_SIZE)
-            return STORAGE_CORRUPT_MESSAGE;
+            return refuse(info, STORAGE_CORRUPT_MESSAGE, n, -1, "truncated record batch");
         /* Check the size first so an oversized batch gets the right error. */
         int64_t claimed = (int64_t)(int32_t)wire_be32(buf + pos + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD;
-        if (claimed > l->cfg.max_message_bytes && claimed <= (int64_t)(len - pos))
+        if (claimed > cfg->max_message_bytes && claimed <= (int64_t)(len - pos))
             return STORAGE_MESSAGE_TOO_LARGE;
         int e = batch_parse_header(buf + pos, len - pos, &h);
         if (e != BATCH_OK)
-            return map_batch_err(e);
+            return refuse(info, map_batch_err(e), n, -1, batch_strerror(e));
         size_t size = (size_t)batch_total_size(&h);
-        e = batch_validate(buf + pos, size, l->cfg.deep_validation, (size_t)l->cfg.max_message_bytes * 64);
+        e = batch_check(buf + pos, size, &rules, &f);
         if (e != BATCH_OK)
-            return map_batch_err(e);
-        if (h.record_count < 1 || h.last_offset_delta != h.record_count - 1)
-            return STORAGE_INVALID_RECORD;
-        /* -1 is "no timestamp" (magic-0 messages converted on produce); Kafka
-         * does not judge it. */
-        if (l->cfg.timestamp_type == PLOG_TS_CREATE_TIME && l->cfg.max_timestamp_diff_ms != INT64_MAX &&
-            h.max_timestamp != -1) {
-            int64_t d = h.max_timestamp - now_ms;
-            if (d > l->cfg.max_timestamp_diff_ms || -d > l->cfg.max_timestamp_diff_ms)
-                return STORAGE_INVALID_TIMESTAMP;
-        }
+            return refuse(info, map_batch_err(e), n, f.record, f.msg);
+        assert(h.record_count >= 1 && h.last_offset_delta == h.record_count - 1);
         b[n] = (seg_batch){.pos = (int64_t)pos,
                            .base_offset = 0,
                            .last_offset = h.last_offset_delta,
@@ -637,12 +672,21 @@ int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t
         if (b == NULL)
             return STORAGE_KAFKA_STORAGE_ERROR;
     }
-    pthread_mutex_lock(&l->mu);
-    if (l->offline) {
-        rc = STORAGE_KAFKA_STORAGE_ERROR;
-        goto out;
+    if (info) {
+        info->error_batch = -1;
+        info->error_record = -1;
+        info->error_msg[0] = 0;
     }
-    rc = validate(l, buf, len, now_ms, b, &nb, &records);
+    /* Validation needs only the config, so the records are walked (and
+     * decompressed) without the mutex: appends to one partition queue only
+     * for the write itself. */
+    pthread_mutex_lock(&l->mu);
+    plog_config cfg = l->cfg;
+    pthread_mutex_unlock(&l->mu);
+    rc = validate(&cfg, buf, len, now_ms, b, &nb, &records, info);
+    pthread_mutex_lock(&l->mu);
+    if (rc == STORAGE_OK && l->offline)
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
     if (rc != STORAGE_OK)
         goto out;
     int64_t next = leo(l);
@@ -856,6 +900,86 @@ int plog_retention(plog *l, int64_t now_ms, int *deleted) {
     return rc;
 }
 
+/* fsyncs one index file of a sealed segment by name (its contents were
+ * written at the seal; the in-memory arrays are not touched). A missing
+ * file is fine: indexes are rebuilt from the log when absent. */
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* The flush a roll asked for (flush_pending_to), called and returning with
+ * the mutex held but dropping it for the fsyncs: the sealed segments from
+ * the one holding the recovery point up to the pending offset are pinned,
+ * fsynced (log, then index files) with the mutex released, so appends go on
+ * meanwhile, and then the recovery point moves to the end of the last of
+ * them and is checkpointed. If data was removed meanwhile (truncation) the
+ * point is left alone; a later flush covers it. At most
+ * PLOG_ROLL_FLUSH_MAX segments per call; the rest wait for the next tick. */
+#define PLOG_ROLL_FLUSH_MAX 64
+static int roll_flush(plog *l) {
+    if (l->flush_pending_to <= l->recovery_point) {
+        l->flush_pending_to = -1;
+        return STORAGE_OK;
+    }
+    segment *pinned[PLOG_ROLL_FLUSH_MAX];
+    int fds[PLOG_ROLL_FLUSH_MAX];
+    int n = 0;
+    for (int i = seg_for(l, l->recovery_point); i < l->nseg && n < PLOG_ROLL_FLUSH_MAX; i++) {
+        segment *s = l->segs[i];
+        if (s->active || s->next_offset > l->flush_pending_to)
+            break;
+        int r = segment_pin(s);
+        if (r != 0) {
+            for (int k = 0; k < n; k++)
+                segment_unpin(pinned[k]);
+            return go_offline(l, "open segment", r);
+        }
+        pinned[n] = s;
+        fds[n] = s->fd;
+        n++;
+    }
+    if (n == 0) {
+        l->flush_pending_to = -1;
+        return STORAGE_OK;
+    }
+    int64_t upto = pinned[n - 1]->next_offset;
+    uint64_t gen = l->generation;
+    pthread_mutex_unlock(&l->mu);
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++) {
+        char p[SEG_PATH_MAX + 16];
+        if (fsync(fds[k]) != 0)
+            rc = -errno;
+        snprintf(p, sizeof p, "%s.index", pinned[k]->path);
+        if (rc == 0)
+            rc = fsync_path(p);
+        snprintf(p, sizeof p, "%s.timeindex", pinned[k]->path);
+        if (rc == 0)
+            rc = fsync_path(p);
+    }
+    if (rc == 0)
+        rc = fsync_dir(l->dir);
+    pthread_mutex_lock(&l->mu);
+    for (int k = 0; k < n; k++)
+        segment_unpin(pinned[k]);
+    if (rc != 0)
+        return go_offline(l, "flush rolled segment", rc);
+    if (l->generation == gen && upto > l->recovery_point && upto <= leo(l)) {
+        l->recovery_point = upto;
+        rc = write_checkpoint(l);
+        if (rc != 0)
+            return go_offline(l, "write checkpoint", rc);
+    }
+    if (l->generation != gen || l->flush_pending_to <= l->recovery_point)
+        l->flush_pending_to = -1;
+    return STORAGE_OK;
+}
+
 int plog_tick(plog *l, int64_t now_ms) {
     pthread_mutex_lock(&l->mu);
     int rc = STORAGE_OK;
@@ -872,6 +996,11 @@ int plog_tick(plog *l, int64_t now_ms) {
             rc = go_offline(l, "roll", r);
             goto out;
         }
+    }
+    if (l->flush_pending_to >= 0) {
+        rc = roll_flush(l);
+        if (rc != STORAGE_OK || l->offline)
+            goto out;
     }
     if (l->cfg.flush_ms != INT64_MAX && l->unflushed_records > 0 &&
         now_ms - l->last_flush_ms >= l->cfg.flush_ms) {
@@ -926,6 +1055,7 @@ int plog_truncate(plog *l, int64_t offset) {
     }
     if (offset >= leo(l))
         goto out;
+    l->generation++;
     if (offset <= l->segs[0]->base_offset || offset < l->log_start_offset) {
         /* Nothing below offset survives: start over at offset. */
         while (l->nseg > 0)
@@ -1106,6 +1236,13 @@ LOCKED_GET(int64_t, plog_end_offset, leo(l))
 LOCKED_GET(int64_t, plog_recovery_point, l->recovery_point)
 LOCKED_GET(int, plog_segment_count, l->nseg)
 LOCKED_GET(bool, plog_is_offline, l->offline)
+
+void plog_recovery_stats(plog *l, int *segments, int64_t *bytes) {
+    pthread_mutex_lock(&l->mu);
+    *segments = l->recovered_segments;
+    *bytes = l->recovered_bytes;
+    pthread_mutex_unlock(&l->mu);
+}
 
 int64_t plog_size_bytes(plog *l) {
     pthread_mutex_lock(&l->mu);

@@ -2,9 +2,11 @@
  * log.h - a partition log: the ordered list of segments of one partition in
  * one directory, and the operations the broker performs on it.
  *
- * Appends validate magic-2 record batches, give them consecutive offsets in
- * place (baseOffset and partitionLeaderEpoch are patched; the CRC does not
- * cover them) and write them to the active segment with one write. Reads
+ * Appends validate magic-2 record batches record by record as a producer's
+ * (batch_check with producer rules: nothing a consumer could not read gets
+ * in), give them consecutive offsets in place (baseOffset and
+ * partitionLeaderEpoch are patched; the CRC does not cover them) and write
+ * them to the active segment with one write. Reads
  * return file ranges (fd, position, length) that the caller may sendfile();
  * each range pins its segment so retention can delete it meanwhile.
  *
@@ -18,7 +20,10 @@
  * non-empty in number; only the last is active and it is always in use (fd
  * open); log_start_offset <= log end offset; segs[0]->base_offset <=
  * log_start_offset; recovery_point <= log end offset, and every byte below
- * the recovery point has been fsynced.
+ * the recovery point has been fsynced. A roll marks the sealed segment for a
+ * background flush (flush_pending_to); plog_tick fsyncs it without holding
+ * the mutex and then advances the recovery point and the checkpoint, so an
+ * unclean start rescans only the segments rolled since the last tick.
  *
  * Thread-safety: every function locks the log's mutex; a plog may be shared
  * by the network threads and a background retention/flush task. Offsets are
@@ -55,18 +60,22 @@ typedef enum plog_ts_type {
 
 /* Topic-level settings (Kafka names in comments). */
 typedef struct plog_config {
-    int64_t segment_bytes;         /* segment.bytes (<= INT32_MAX), default 1 GiB */
-    int64_t segment_ms;            /* segment.ms, default 7 days */
-    int32_t segment_index_bytes;   /* segment.index.bytes, default 10 MiB */
-    int32_t index_interval_bytes;  /* index.interval.bytes, default 4096 */
-    int32_t max_message_bytes;     /* max.message.bytes, default 1048588 */
-    int64_t flush_messages;        /* flush.messages, default INT64_MAX (never) */
-    int64_t flush_ms;              /* flush.ms, default INT64_MAX (never) */
-    int64_t retention_ms;          /* retention.ms, default 7 days; -1 = keep */
-    int64_t retention_bytes;       /* retention.bytes, default -1 = keep */
-    int timestamp_type;            /* message.timestamp.type, plog_ts_type */
-    int64_t max_timestamp_diff_ms; /* message.timestamp.difference.max.ms, default INT64_MAX */
-    bool deep_validation;          /* decode every record on append (costs CPU) */
+    int64_t segment_bytes;        /* segment.bytes (<= INT32_MAX), default 1 GiB */
+    int64_t segment_ms;           /* segment.ms, default 7 days */
+    int32_t segment_index_bytes;  /* segment.index.bytes, default 10 MiB */
+    int32_t index_interval_bytes; /* index.interval.bytes, default 4096 */
+    int32_t max_message_bytes;    /* max.message.bytes, default 1048588 */
+    int64_t flush_messages;       /* flush.messages, default INT64_MAX (never) */
+    int64_t flush_ms;             /* flush.ms, default INT64_MAX (never) */
+    int64_t retention_ms;         /* retention.ms, default 7 days; -1 = keep */
+    int64_t retention_bytes;      /* retention.bytes, default -1 = keep */
+    int timestamp_type;           /* message.timestamp.type, plog_ts_type */
+    /* message.timestamp.before.max.ms / after.max.ms: with CreateTime, how far
+     * a record's timestamp may lie behind / ahead of the broker's clock. The
+     * storage defaults are unlimited (INT64_MAX); the broker passes the
+     * topic's values (Kafka 4 defaults: unlimited / 1 hour). */
+    int64_t timestamp_before_max_ms;
+    int64_t timestamp_after_max_ms;
 } plog_config;
 
 void plog_config_default(plog_config *c);
@@ -76,8 +85,9 @@ int plog_config_check(const plog_config *c);
 typedef struct plog plog;
 
 /* Opens (creating if needed) the log in dir, whose parent must exist. With
- * clean false the segments past the recovery point are verified batch by
- * batch and cut at the first torn or corrupt one. Returns NULL and sets *err
+ * clean false the segments from the one holding the recovery point on are
+ * verified batch by batch and cut at the first torn or corrupt one; older
+ * segments were fsynced before the point moved past them and are not read. Returns NULL and sets *err
  * (a storage_err) on failure. */
 plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
 /* Replaces the log's settings (a topic's config was altered). Limits and
@@ -90,6 +100,8 @@ int plog_close(plog *l);
  * ranges keep valid descriptors until they release them. */
 int plog_delete(plog *l);
 
+#define PLOG_ERROR_MSG 192
+
 typedef struct plog_append_info {
     int64_t base_offset;     /* first offset assigned */
     int64_t last_offset;     /* last offset assigned */
@@ -97,10 +109,20 @@ typedef struct plog_append_info {
     int64_t log_start_offset;
     int32_t batches;
     int64_t records;
+    /* On a validation error: which batch of buf (0-based) and which record
+     * in it (-1: the batch as a whole) was refused, and why. error_msg is
+     * empty on success and for errors that are not about the bytes. */
+    int32_t error_batch;
+    int32_t error_record;
+    char error_msg[PLOG_ERROR_MSG];
 } plog_append_info;
 
 /* Validates and appends the batches in buf (modified in place: offsets,
- * epoch, LogAppendTime). On any error the log is unchanged. */
+ * epoch, LogAppendTime). On any error the log is unchanged. Validation is
+ * the produce path's: every record is decoded (compressed ones into the
+ * calling thread's reusable buffer, at most 64 x max.message.bytes) and
+ * producer rules apply (batch_check in proto/batch.h); CreateTime
+ * timestamps are held to the config's before/after limits against now_ms. */
 int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
                 plog_append_info *info);
 
@@ -132,9 +154,13 @@ void plog_read_release(plog_read_result *res);
 
 /* Fsyncs everything appended and advances the recovery point. */
 int plog_flush(plog *l, int64_t now_ms);
-/* Starts a new segment if the active one is not empty. */
+/* Starts a new segment if the active one is not empty; the sealed one is
+ * flushed by the next plog_tick (as with a roll on append). */
 int plog_roll(plog *l, int64_t now_ms);
-/* Background work: segment.ms roll, flush.ms flush and retention. */
+/* Background work: segment.ms roll, the flush of segments sealed by rolls
+ * (fsync outside the log's mutex, then the recovery point moves to the
+ * sealed segment's end and is checkpointed), flush.ms flush and retention.
+ * Called by one thread at a time per log (the broker's housekeeper). */
 int plog_tick(plog *l, int64_t now_ms);
 /* Deletes old segments per retention.ms / retention.bytes and those wholly
  * below the log start offset; never the active one. *deleted counts them. */
@@ -151,6 +177,10 @@ int plog_truncate(plog *l, int64_t offset);
 /* ListOffsets: the first offset whose record timestamp >= ts (or one of the
  * special values above). *offset = -1 when none. */
 int plog_offset_for_time(plog *l, int64_t ts, int64_t *offset, int64_t *timestamp);
+
+/* What the last plog_open verified: segments and bytes scanned by an
+ * unclean start's recovery (0 and 0 after a clean start). */
+void plog_recovery_stats(plog *l, int *segments, int64_t *bytes);
 
 int64_t plog_start_offset(plog *l);
 int64_t plog_end_offset(plog *l);

@@ -3,14 +3,20 @@
  * the codecs behind them (src/proto/compress.c) and the batch builder.
  *
  * The input is treated three ways: as one batch to validate (as received,
- * then with its CRC fixed up so that the deep checks are reached), as a blob
- * for the cursor whose batches are iterated without any CRC check, and as a
- * compressed payload for the codec named by its first byte. Arenas are small
- * so that limits are hit as often as data is decoded.
+ * then with its CRC fixed up so that the deep checks are reached, both the
+ * storage-side deep validation and the produce path's batch_check with
+ * producer rules and timestamp limits), as a blob for the cursor whose
+ * batches are iterated without any CRC check, and as a compressed payload
+ * for the codec named by its first byte (through the arena, the caller's
+ * buffer and the thread's scratch buffer). Arenas are small so that limits
+ * are hit as often as data is decoded.
  *
  * Invariants asserted: a batch that passes deep validation iterates to
  * exactly recordCount records without error, and records rebuilt from it
- * form a batch that validates too.
+ * form a batch that validates too; a batch that passes batch_check with
+ * producer rules also passes deep validation, its offset deltas are exactly
+ * 0..recordCount-1 and every record timestamp lies within the limits; a
+ * refusal always names a reason, and a record index only inside the batch.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -44,6 +50,45 @@ static void iterate(const uint8_t *b, size_t n, arena *a, int32_t *count, int *e
         (*count)++;
     }
     *err = it.err;
+}
+
+/* The produce path's check, with timestamp limits around the batch's own
+ * base timestamp so that both outcomes occur. */
+static void check_as_produced(const uint8_t *b, size_t n, const batch_header *h) {
+    batch_rules r = {.max_uncompressed = FUZZ_MAX_UNCOMPRESSED,
+                     .producer = true,
+                     .check_timestamps = true,
+                     .now_ms = h->base_timestamp,
+                     .ts_before_max_ms = 1000,
+                     .ts_after_max_ms = 3600000};
+    batch_fault f;
+    int e = batch_check(b, n, &r, &f);
+    if (e != BATCH_OK) {
+        assert(f.msg[0] != 0);
+        assert(f.record >= -1 && (f.record < 0 || f.record < h->record_count));
+        return;
+    }
+    assert(batch_validate(b, n, true, FUZZ_MAX_UNCOMPRESSED) == BATCH_OK);
+    assert(h->record_count >= 1 && h->last_offset_delta == h->record_count - 1);
+    assert(!(h->attributes & (BATCH_ATTR_CONTROL | BATCH_ATTR_LOG_APPEND_TIME)));
+    arena a;
+    arena_init(&a, FUZZ_MAX_UNCOMPRESSED + 4096);
+    batch_iter it;
+    if (batch_iter_init(&it, b, n, &a) == BATCH_OK) {
+        batch_record rec;
+        int32_t i = 0;
+        while (batch_iter_next(&it, &rec)) {
+            assert(rec.offset_delta == i);
+            /* (unsigned differences: the fuzzer's timestamps reach both ends of int64) */
+            assert(rec.timestamp == -1 ||
+                   (rec.timestamp < r.now_ms
+                        ? (uint64_t)r.now_ms - (uint64_t)rec.timestamp <= (uint64_t)r.ts_before_max_ms
+                        : (uint64_t)rec.timestamp - (uint64_t)r.now_ms <= (uint64_t)r.ts_after_max_ms));
+            i++;
+        }
+        assert(it.err == BATCH_OK && i == h->record_count);
+    }
+    arena_reset(&a);
 }
 
 /* Rebuilds a validated batch from its records and checks the copy. */
@@ -98,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             size_t n = (size_t)batch_total_size(&h);
             wire_put_be32(copy + BATCH_OFF_CRC,
                           crc32c(0, copy + BATCH_OFF_ATTRIBUTES, n - BATCH_OFF_ATTRIBUTES));
+            check_as_produced(copy, n, &h);
             int e = batch_validate(copy, n, true, FUZZ_MAX_UNCOMPRESSED);
             if (e == BATCH_OK) {
                 int32_t count;
@@ -141,7 +187,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         assert(e != COMPRESS_OK || out_len <= 64 * 1024);
         arena_reset(&a);
         static uint8_t buf[4096];
-        (void)compress_decompress_into(codec, data + 1, size - 1, buf, sizeof buf, &out_len);
+        size_t into_len;
+        int ei = compress_decompress_into(codec, data + 1, size - 1, buf, sizeof buf, &into_len);
+        const uint8_t *sp;
+        size_t sp_len;
+        int es = compress_decompress_scratch(codec, data + 1, size - 1, sizeof buf, &sp, &sp_len);
+        /* the same limit gives the same outcome and bytes, whatever the buffer */
+        assert(ei == es);
+        assert(es != COMPRESS_OK || (sp_len == into_len && (sp_len == 0 || memcmp(sp, buf, sp_len) == 0)));
+        compress_scratch_trim();
     }
     arena_reset(&a);
     return 0;

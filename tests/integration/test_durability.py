@@ -92,3 +92,56 @@ def test_acknowledged_records_survive_sigkill(broker):
         offs = sorted(o for (p_, o) in got if p_ == part)
         assert offs == list(range(len(offs))), "partition %d has gaps" % part
     assert "not shut down cleanly" in broker.log()
+
+
+def test_unclean_start_verifies_only_segments_after_the_last_roll_flush(broker):
+    # A roll schedules a flush of the sealed segment; the housekeeper (about
+    # once a second) fsyncs it and moves the recovery point past it. After a
+    # SIGKILL only the segments from the recovery point on are verified, so
+    # a corrupt byte in an older, flushed segment cuts nothing off (before,
+    # the point moved only on a clean stop: everything was rescanned and the
+    # corrupt batch cut off every later segment).
+    import glob
+    import os
+    from test_produce_fetch import consume_n, create_topic, producer, produce_all
+
+    topic = "rolled"
+    create_topic(broker, topic, config={"segment.bytes": "8192"})
+    p = producer(broker, **{"batch.num.messages": 5, "linger.ms": 1})
+    n = 400
+    reports = produce_all(p, topic, [{"value": b"%05d" % i + b"v" * 195} for i in range(n)])
+    assert all(err is None for err, _ in reports)
+    pdir = os.path.join(broker.data_dir, "logs", topic + "-0")
+    segs = sorted(glob.glob(os.path.join(pdir, "*.log")))
+    assert len(segs) >= 5, segs
+    last_base = int(os.path.basename(segs[-1])[:20])
+    ckpt = os.path.join(pdir, "log.checkpoint")
+
+    def recovery_point():
+        try:
+            with open(ckpt) as f:
+                return int(f.read().split("\n")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            return -1
+
+    deadline = time.time() + 5
+    while recovery_point() < last_base and time.time() < deadline:
+        time.sleep(0.1)
+    rp = recovery_point()
+    broker.kill9()
+    with open(segs[0], "r+b") as f:  # a payload byte of the first segment's second batch
+        f.seek(1500)
+        x = f.read(1)
+        f.seek(1500)
+        f.write(bytes([x[0] ^ 0x10]))
+    broker.start()
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "hw"})
+    hw = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    c.close()
+    assert hw == n, "high watermark %d after the restart, %d records were written" % (hw, n)
+    assert rp == last_base, "the roll flush did not move the recovery point within 5 s"
+    second = int(os.path.basename(segs[1])[:20])
+    got = consume_n(broker, topic, n - second, offset=second)
+    assert [m.value()[:5] for m in got] == [b"%05d" % i for i in range(second, n)]
+    log = broker.log()
+    assert "%s: unclean start: verifying 1 of %d segment(s)" % (pdir, len(segs)) in log, log[-3000:]

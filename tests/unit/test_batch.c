@@ -4,6 +4,7 @@
 #include "core/crc32c.h"
 #include "proto/batch.h"
 #include "proto/batch_build.h"
+#include "proto/compress.h"
 #include "unit.h"
 
 #define MAXU (1u << 20)
@@ -183,7 +184,7 @@ static void test_codecs(void) {
         memset(b + BATCH_HEADER_SIZE, 0x5a, n - BATCH_HEADER_SIZE);
         reseal(b, n);
         CHECK_EQ_INT(batch_validate(b, n, false, MAXU), BATCH_OK);
-        CHECK_EQ_INT(batch_validate(b, n, true, MAXU), BATCH_ECODEC);
+        CHECK_EQ_INT(batch_validate(b, n, true, MAXU), BATCH_ECOMPRESSED);
         arena_reset(&a);
     }
     /* Unknown codecs 5..7. */
@@ -557,6 +558,118 @@ static void test_control(void) {
     arena_reset(&a);
 }
 
+/* batch_check with producer rules and timestamp limits: each rule, the
+ * record it names, the limits at the ends of int64, every codec through the
+ * scratch buffer, and storage-side deep validation left as it was. */
+static void test_check_producer(void) {
+    arena a;
+    arena_init(&a, MAXU);
+    batch_rules r = {.max_uncompressed = MAXU,
+                     .producer = true,
+                     .check_timestamps = true,
+                     .now_ms = 1000,
+                     .ts_before_max_ms = INT64_MAX,
+                     .ts_after_max_ms = INT64_MAX};
+    batch_fault f;
+    for (int codec = 0; codec <= 4; codec++) {
+        uint8_t *b;
+        size_t n;
+        REQUIRE(build5(&a, codec, &b, &n) == BATCH_OK); /* timestamps 999 .. 1005 */
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_OK);
+        CHECK_EQ_INT(f.record, -1);
+        /* 1005 is record 3: five ms ahead; 999 is record 2, one behind */
+        r.ts_after_max_ms = 4;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_ETIMESTAMP);
+        CHECK_EQ_INT(f.record, 3);
+        CHECK(strstr(f.msg, "record 3 timestamp 1005") != NULL);
+        r.ts_after_max_ms = 5;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_OK);
+        r.ts_before_max_ms = 0;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_ETIMESTAMP);
+        CHECK_EQ_INT(f.record, 2);
+        r.check_timestamps = false;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_OK);
+        r.check_timestamps = true;
+        r.ts_before_max_ms = r.ts_after_max_ms = INT64_MAX;
+        /* the clock at either end of int64: unsigned differences, no overflow */
+        r.now_ms = INT64_MIN;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_OK);
+        r.ts_after_max_ms = INT64_MAX - 1;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_ETIMESTAMP);
+        r.ts_after_max_ms = INT64_MAX;
+        r.now_ms = INT64_MAX;
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_OK);
+        r.now_ms = 1000;
+        /* header rules: control, LogAppendTime, transactional, sequence */
+        static const struct {
+            int16_t attrs;
+            int64_t pid;
+            int32_t seq;
+            int want;
+        } hr[] = {
+            {BATCH_ATTR_CONTROL, -1, -1, BATCH_ERECORDS},
+            {BATCH_ATTR_LOG_APPEND_TIME, -1, -1, BATCH_ETIMESTAMP},
+            {BATCH_ATTR_TRANSACTIONAL, -1, -1, BATCH_ERECORDS},
+            {BATCH_ATTR_TRANSACTIONAL, 42, 10, BATCH_OK}, /* the broker layer decides on transactions */
+            {0, 42, -1, BATCH_ERECORDS},
+            {0, -1, -1, BATCH_OK},
+        };
+        for (size_t i = 0; i < sizeof hr / sizeof hr[0]; i++) {
+            uint16_t attrs0 = wire_be16(b + BATCH_OFF_ATTRIBUTES);
+            wire_put_be16(b + BATCH_OFF_ATTRIBUTES, (uint16_t)(attrs0 | (uint16_t)hr[i].attrs));
+            wire_put_be64(b + BATCH_OFF_PRODUCER_ID, (uint64_t)hr[i].pid);
+            wire_put_be32(b + BATCH_OFF_BASE_SEQUENCE, (uint32_t)hr[i].seq);
+            reseal(b, n);
+            CHECK_EQ_INT(batch_check(b, n, &r, &f), hr[i].want);
+            CHECK(hr[i].want == BATCH_OK || (f.record == -1 && f.msg[0] != 0));
+            wire_put_be16(b + BATCH_OFF_ATTRIBUTES, attrs0);
+            reseal(b, n);
+        }
+        /* a count that disagrees with lastOffsetDelta is the producer's error
+         * only; deep validation on disk allows it (compaction) */
+        wire_put_be32(b + BATCH_OFF_LAST_OFFSET_DELTA, 6);
+        reseal(b, n);
+        CHECK_EQ_INT(batch_check(b, n, &r, &f), BATCH_ERECORDS);
+        CHECK(strstr(f.msg, "lastOffsetDelta 6") != NULL);
+        CHECK_EQ_INT(batch_validate(b, n, true, MAXU), BATCH_ERECORDS); /* last delta 4 != 6 */
+        wire_put_be32(b + BATCH_OFF_LAST_OFFSET_DELTA, 4);
+        reseal(b, n);
+        /* a cap below the decompressed size */
+        if (codec != 0) {
+            batch_rules small = r;
+            small.max_uncompressed = 20;
+            CHECK_EQ_INT(batch_check(b, n, &small, &f), BATCH_ENOMEM);
+        }
+        arena_reset(&a);
+    }
+    /* offset deltas that skip: storage may hold them, a producer may not */
+    uint8_t recs[64], out[256];
+    size_t m = raw_record(recs, INT32_MIN, 0, 0, 1, "k", 1, "v", 0);
+    m += raw_record(recs + m, INT32_MIN, 0, 2, 1, "k", 1, "v", 0);
+    size_t bn = wrap(out, sizeof out, recs, m, 2, 2, 0);
+    CHECK_EQ_INT(batch_validate(out, bn, true, MAXU), BATCH_OK);
+    r.check_timestamps = false;
+    CHECK_EQ_INT(batch_check(out, bn, &r, &f), BATCH_ERECORDS); /* lastOffsetDelta 2, count 2 */
+    bn = wrap(out, sizeof out, recs, m, 2, 1, 0);
+    CHECK_EQ_INT(batch_check(out, bn, &r, &f), BATCH_ERECORDS); /* delta 2 past lastOffsetDelta 1 */
+    CHECK_EQ_INT(f.record, 1);
+    /* a second record whose key length is -2 */
+    m = raw_record(recs, INT32_MIN, 0, 0, 1, "k", 1, "v", 0);
+    m += raw_record(recs + m, INT32_MIN, 0, 1, -2, "", 1, "v", 0);
+    bn = wrap(out, sizeof out, recs, m, 2, 1, 0);
+    CHECK_EQ_INT(batch_check(out, bn, &r, &f), BATCH_ERECORDS);
+    CHECK_EQ_INT(f.record, 1);
+    CHECK(strstr(f.msg, "record 1:") != NULL);
+    /* 2^31-1 records claimed by a few bytes: refused before any walk */
+    bn = wrap(out, sizeof out, recs, m, INT32_MAX, INT32_MAX - 1, 0);
+    CHECK_EQ_INT(batch_check(out, bn, &r, &f), BATCH_ERECORDS);
+    CHECK_EQ_INT(f.record, -1);
+    /* the scratch buffer stays bounded after a large batch */
+    compress_scratch_trim();
+    compress_thread_release();
+    arena_reset(&a);
+}
+
 static void test_builder_args(void) {
     arena a;
     arena_init(&a, MAXU);
@@ -604,5 +717,6 @@ int main(void) {
     UNIT_RUN(test_patches);
     UNIT_RUN(test_control);
     UNIT_RUN(test_builder_args);
+    UNIT_RUN(test_check_producer);
     return UNIT_END("test_batch");
 }

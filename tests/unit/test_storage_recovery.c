@@ -4,7 +4,9 @@
  * the last batch's tail is cut at every byte position; bits are flipped in
  * it; index files are deleted or damaged before an unclean start; and a
  * 1 MiB tmpfs fills up under an appender (skipped where mounting is not
- * allowed). Seeds are printed and replayable with SLUICE_SEED.
+ * allowed); and a roll's background flush moves the recovery point so that a
+ * corrupt byte in an older segment is never read by an unclean start. Seeds
+ * are printed and replayable with SLUICE_SEED.
  */
 #include "storage_testlib.h"
 
@@ -363,6 +365,86 @@ static void test_corrupt_middle_segment(void) {
     plog_close(l);
 }
 
+/* ---- roll flush: the recovery point follows rolls ---- */
+
+/* Segments sealed by rolls are fsynced by plog_tick and the recovery point
+ * moves past them, so an unclean start verifies only the segments written
+ * after the last tick, and a corrupt byte in an older segment (already
+ * flushed; Kafka does not rescan those either) cuts nothing. */
+static void test_roll_flush_checkpoint(void) {
+    fresh_dir("rollflush");
+    plog_config c;
+    config_small(&c);
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 300; i++)
+        REQUIRE(append_numbered(l, 2, 100) == 0);
+    int nseg = plog_segment_count(l);
+    REQUIRE(nseg > 3);
+    /* appends never flush: the rolls only asked for it */
+    CHECK_EQ_INT(plog_recovery_point(l), 0);
+    REQUIRE(plog_tick(l, 1000) == 0);
+    int64_t rp = plog_recovery_point(l);
+    int64_t end = plog_end_offset(l);
+    CHECK(rp > 0 && rp < end);
+    /* the point is the active segment's base, and it is in the checkpoint */
+    char p[600], want[96];
+    snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, rp);
+    CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/log.checkpoint", dir);
+    int64_t n;
+    uint8_t *ck = slurp(p, &n);
+    snprintf(want, sizeof want, "sluice-log-checkpoint 1\n%" PRId64 " 0\n", rp);
+    CHECK(n == (int64_t)strlen(want) && memcmp(ck, want, (size_t)n) == 0);
+    /* a second tick with nothing rolled changes nothing */
+    REQUIRE(plog_tick(l, 2000) == 0);
+    CHECK_EQ_INT(plog_recovery_point(l), rp);
+    plog_close(l);
+    /* The crash: the checkpoint as it was at the last tick (close moved it to
+     * the end), then a flipped byte in the first, long flushed, segment. */
+    spit(p, ck, n);
+    free(ck);
+    snprintf(p, sizeof p, "%s/%020d.log", dir, 0);
+    int fd = open(p, O_RDWR);
+    uint8_t x;
+    REQUIRE(pread(fd, &x, 1, 3000) == 1);
+    x ^= 0x10;
+    REQUIRE(pwrite(fd, &x, 1, 3000) == 1);
+    close(fd);
+    l = open_log(&c, false);
+    REQUIRE(l);
+    int rseg;
+    int64_t rbytes;
+    plog_recovery_stats(l, &rseg, &rbytes);
+    CHECK_EQ_INT(rseg, 1); /* only the active segment was read */
+    CHECK(rbytes > 0 && rbytes <= 16 << 10);
+    CHECK_EQ_INT(plog_end_offset(l), end);
+    CHECK_EQ_INT(plog_segment_count(l), nseg);
+    CHECK_EQ_INT(plog_recovery_point(l), rp);
+    /* everything after the damaged segment reads back intact */
+    plog_read_result r;
+    REQUIRE(plog_read(l, rp, 1 << 20, -1, &r) == 0);
+    CHECK(r.n == 1 && r.bytes > 0);
+    plog_read_release(&r);
+    REQUIRE(append_numbered(l, 1, 10) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), end + 1);
+    plog_close(l);
+
+    /* A truncation while a roll's flush is pending: the point never passes
+     * the log end, and the next flush still covers everything. */
+    fresh_dir("rollflush-trunc");
+    l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 200; i++)
+        REQUIRE(append_numbered(l, 2, 100) == 0);
+    REQUIRE(plog_segment_count(l) > 2);
+    REQUIRE(plog_truncate(l, 10) == 0);
+    REQUIRE(plog_tick(l, 1000) == 0);
+    CHECK(plog_recovery_point(l) <= plog_end_offset(l));
+    CHECK_EQ_INT(plog_end_offset(l), 10);
+    plog_close(l);
+}
+
 /* ---- full disk ---- */
 
 static void test_full_disk(void) {
@@ -415,6 +497,7 @@ int main(void) {
     UNIT_RUN(test_tail_cuts_and_flips);
     UNIT_RUN(test_unclean_index_damage);
     UNIT_RUN(test_corrupt_middle_segment);
+    UNIT_RUN(test_roll_flush_checkpoint);
     UNIT_RUN(test_sigkill);
     UNIT_RUN(test_full_disk);
     tl_rmrf(root);
