@@ -665,6 +665,9 @@ const md_topic *md_delta_topic(const md_delta *d, kstr name) { return md_image_t
 const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id) {
     return md_image_topic_by_id(d->work, id);
 }
+const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name) {
+    return md_image_resource(d->work, type, name);
+}
 
 md_image *md_delta_publish(md_delta *d, int64_t offset, int32_t epoch) {
     md_image *w = d->work;

@@ -207,6 +207,7 @@ void md_delta_abort(md_delta *d);
  * controller validating a request against its own uncommitted changes. */
 const md_topic *md_delta_topic(const md_delta *d, kstr name);
 const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id);
+const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name);
 
 /* ---- snapshots and comparison -------------------------------------------- */
 

@@ -1,0 +1,259 @@
+/*
+ * controller.h - the controller's state machine: admin requests in, metadata
+ * records out.
+ *
+ * The controller owns the rules of cluster metadata changes. It validates
+ * CreateTopics, DeleteTopics, CreatePartitions and (Incremental)AlterConfigs
+ * against its view of the metadata, chooses replica placements and topic
+ * ids, and turns what it accepts into KRaft metadata records
+ * (metadata/records.h). It never touches a log or a socket:
+ *
+ *   - events come in as calls, each with `now`: a request (with an opaque
+ *     token), the outcome of an append it asked for, the commit of an
+ *     offset, a clock tick;
+ *   - actions go out through the sink: `append` (write these records as one
+ *     atomic batch; the owner returns at once whether it was accepted and at
+ *     which offsets) and `reply` (the answer for a token, exactly once);
+ *   - ctrl_next_deadline() says when to tick next (requests whose records
+ *     are not committed within the request timeout are answered
+ *     REQUEST_TIMED_OUT).
+ *
+ * A request is answered when its records are committed, i.e. when the owner
+ * reports with ctrl_commit() an offset at or past the last of them, having
+ * applied them to the published image first. So a client that gets success
+ * finds its topic in the next Metadata answer of every broker that has
+ * caught up. On a single node the owner appends, fsyncs and commits inside
+ * the sink call, and the reply comes before the request call returns.
+ *
+ * The view. The controller validates against the last committed image plus
+ * its own uncommitted proposals (kept as encoded records and replayed onto
+ * each newly committed image), so two CreateTopics for one name in flight at
+ * once cannot both succeed. A refused append (disk full, not the leader)
+ * drops the proposal and answers its request with the owner's error.
+ *
+ * Determinism: topic ids and the random start of replica placement come
+ * from the seed in ctrl_config (the owner seeds it from its env), so the
+ * simulation replays exactly.
+ *
+ * Not thread-safe: the owner serialises calls.
+ */
+#ifndef SLUICE_CONTROLLER_CONTROLLER_H
+#define SLUICE_CONTROLLER_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metadata/image.h"
+#include "metadata/records.h"
+#include "proto/wire.h"
+
+/* Limits. */
+#define CTRL_TOPIC_PARTITIONS_MAX 10000  /* per topic */
+#define CTRL_PARTITIONS_MAX       100000 /* in the cluster */
+#define CTRL_TOPIC_CONFIGS_MAX    64     /* overrides per topic */
+#define CTRL_REQUEST_ITEMS_MAX    10000  /* topics or resources in one request */
+#define CTRL_PENDING_MAX          1024   /* requests waiting for their commit */
+#define CTRL_MSG_MAX              512    /* per-item error messages */
+#define CTRL_NAME_MAX             249
+
+/* What the controller needs to know about config keys, supplied by the
+ * owner (who holds the config tables): the controller never parses values
+ * itself. */
+typedef struct ctrl_config_ops {
+    void *ctx;
+    /* Validates a topic's full set of overrides; 0 or a Kafka error code
+     * (INVALID_CONFIG, POLICY_VIOLATION for internal topics) with msg. */
+    int (*check)(void *ctx, const char *topic, const char *const *keys, const char *const *values, int n,
+                 char *msg, size_t msgn);
+    /* 1 for a list-valued topic key, 0 for another known key, -1 unknown. */
+    int (*key_kind)(void *ctx, const char *key);
+    /* The effective value of key for a topic with these overrides (the
+     * override, else the broker's value, else the default) into out;
+     * false when it has none (null). */
+    bool (*effective)(void *ctx, const char *const *keys, const char *const *values, int n, const char *key,
+                      char *out, size_t outn);
+    /* Whether this broker can hold `more` new partitions (file descriptors,
+     * disk); 0 or a Kafka error code with msg. NULL: no limit beyond
+     * partitions_max. */
+    int (*check_new_partitions)(void *ctx, int64_t more, char *msg, size_t msgn);
+} ctrl_config_ops;
+
+typedef struct ctrl_config {
+    int32_t node_id;
+    int32_t default_partitions;         /* num.partitions */
+    int16_t default_replication_factor; /* default.replication.factor */
+    bool delete_topic_enable;           /* delete.topic.enable */
+    int64_t request_timeout_ms;         /* a commit that takes longer times the request out */
+    int64_t partitions_max;             /* in the cluster (<= CTRL_PARTITIONS_MAX): owner's budget */
+    uint64_t seed;                      /* topic ids, placement */
+    ctrl_config_ops configs;
+} ctrl_config;
+
+void ctrl_config_default(ctrl_config *c);
+
+/* ---- requests ------------------------------------------------------------ */
+
+typedef struct ctrl_kv {
+    kstr key;
+    kstr value; /* null: delete (alter) / invalid (create) */
+} ctrl_kv;
+
+typedef struct ctrl_assignment {
+    int32_t partition; /* CreateTopics: the index given; CreatePartitions: ignored (in order) */
+    const int32_t *brokers;
+    int32_t n;
+} ctrl_assignment;
+
+typedef struct ctrl_new_topic {
+    kstr name;
+    int32_t partitions;         /* -1: default */
+    int16_t replication_factor; /* -1: default */
+    const ctrl_assignment *assignments;
+    int32_t n_assignments; /* > 0 replaces partitions and replication_factor (both must be -1) */
+    const ctrl_kv *configs;
+    int32_t n_configs;
+    bool internal; /* set by the broker for its own topics only; clients never */
+} ctrl_new_topic;
+
+typedef struct ctrl_topic_ref {
+    kstr name; /* null when by id */
+    kuuid id;  /* zero when by name */
+} ctrl_topic_ref;
+
+typedef struct ctrl_new_partitions {
+    kstr name;
+    int32_t count; /* the new total */
+    const ctrl_assignment *assignments;
+    int32_t n_assignments; /* -1: none given */
+} ctrl_new_partitions;
+
+/* IncrementalAlterConfigs operations (Kafka's codes). */
+typedef enum ctrl_alter_op {
+    CTRL_SET = 0,
+    CTRL_DELETE = 1,
+    CTRL_APPEND = 2,
+    CTRL_SUBTRACT = 3
+} ctrl_alter_op;
+
+typedef struct ctrl_alter {
+    kstr key;
+    int8_t op;  /* incremental only */
+    kstr value; /* null with DELETE, or a null value in AlterConfigs (refused) */
+} ctrl_alter;
+
+typedef struct ctrl_resource {
+    int8_t type; /* MD_RESOURCE_TOPIC or MD_RESOURCE_BROKER */
+    kstr name;
+    const ctrl_alter *alters;
+    int32_t n;
+} ctrl_resource;
+
+/* ---- results ----------------------------------------------------------------- */
+
+/* One item's outcome (a topic or a resource, in request order). */
+typedef struct ctrl_item_result {
+    int16_t error;
+    char message[CTRL_MSG_MAX]; /* "" when none */
+    kuuid topic_id;             /* created or deleted topic */
+    int32_t partitions;         /* CreateTopics: the count it has (or would have) */
+    int16_t replication_factor;
+    char name[CTRL_NAME_MAX + 1]; /* DeleteTopics by id: the name it had */
+} ctrl_item_result;
+
+typedef enum ctrl_kind {
+    CTRL_CREATE_TOPICS = 1,
+    CTRL_DELETE_TOPICS,
+    CTRL_CREATE_PARTITIONS,
+    CTRL_ALTER_CONFIGS,
+    CTRL_REGISTER_BROKER,
+} ctrl_kind;
+
+/* items is NULL with n == 0 when the controller ran out of memory: every
+ * item failed (UNKNOWN_SERVER_ERROR). */
+typedef struct ctrl_result {
+    ctrl_kind kind;
+    const ctrl_item_result *items;
+    int32_t n;
+    int64_t last_offset; /* of the records it wrote; -1 when none */
+} ctrl_result;
+
+/* ---- the sink ------------------------------------------------------------------ */
+
+typedef struct ctrl_append_result {
+    int16_t error;       /* 0, or the Kafka error to answer with */
+    int64_t last_offset; /* offset of the last record, when accepted */
+} ctrl_append_result;
+
+typedef struct ctrl_sink {
+    void *ctx;
+    /* Append recs[0..n) as one atomic batch. May call ctrl_commit before
+     * returning (single node). */
+    ctrl_append_result (*append)(void *ctx, const mdrec *recs, int n);
+    /* The answer to a request: called exactly once per token. */
+    void (*reply)(void *ctx, void *token, const ctrl_result *res);
+} ctrl_sink;
+
+typedef struct controller controller;
+
+/* A controller whose view starts at `committed` (referenced). NULL on OOM. */
+controller *ctrl_create(const ctrl_config *cfg, const ctrl_sink *sink, md_image *committed);
+/* Answers every waiting request with `error` and frees the controller. */
+void ctrl_destroy(controller *c, int16_t error);
+
+/* ---- events --------------------------------------------------------------------- */
+
+void ctrl_create_topics(controller *c, const ctrl_new_topic *topics, int32_t n, bool validate_only,
+                        void *token, int64_t now);
+void ctrl_delete_topics(controller *c, const ctrl_topic_ref *topics, int32_t n, void *token, int64_t now);
+void ctrl_create_partitions(controller *c, const ctrl_new_partitions *topics, int32_t n, bool validate_only,
+                            void *token, int64_t now);
+/* incremental: IncrementalAlterConfigs (per-key ops); otherwise AlterConfigs
+ * (the resource's overrides become exactly the given set). */
+void ctrl_alter_configs(controller *c, const ctrl_resource *res, int32_t n, bool incremental,
+                        bool validate_only, void *token, int64_t now);
+
+/* A broker's registration (the local node at start on a single node). */
+typedef struct ctrl_broker_reg {
+    int32_t id;
+    kuuid incarnation;
+    const char *listener_name;
+    const char *host;
+    uint16_t port;
+    const char *rack; /* NULL: none */
+} ctrl_broker_reg;
+void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token, int64_t now);
+
+/* Records up to `offset` are committed and `image` (referenced by the
+ * controller from now on) is the image with them applied. Answers the
+ * requests they complete. */
+void ctrl_commit(controller *c, md_image *image, int64_t now);
+
+void ctrl_tick(controller *c, int64_t now);
+int64_t ctrl_next_deadline(const controller *c);
+
+/* ---- pure helpers (also used by handlers that answer without the controller) -- */
+
+/* Kafka's topic name rule: 1..249 of [a-zA-Z0-9._-], not "." or "..".
+ * Returns 0 or INVALID_TOPIC_EXCEPTION with msg filled. */
+int ctrl_validate_topic_name(kstr name, char *msg, size_t msgn);
+
+/* The broker's internal topics (__consumer_offsets, __transaction_state,
+ * __share_group_state): only the broker creates them, nobody deletes them
+ * or adds partitions. */
+bool ctrl_internal_topic(kstr name);
+/* Names no client topic may have: the metadata logs' names, the internal
+ * topics', and names ending in the set-aside suffix of log directories. */
+bool ctrl_reserved_topic_name(kstr name);
+#define CTRL_STRAY_SUFFIX "-stray"
+
+/* Replica placement as Kafka does it: brokers[] (ids, with racks or NULL)
+ * in a rack-alternating order, round robin from a random start with a
+ * shifting follower offset, so leaders and followers spread evenly; with
+ * racks, no two replicas of a partition share a rack while racks remain.
+ * Writes n_partitions * rf ids to out (partition-major). Returns 0, or -1
+ * when rf exceeds the brokers. */
+int ctrl_place_replicas(const int32_t *brokers, const char *const *racks, int32_t n_brokers,
+                        int32_t n_partitions, int32_t rf, int32_t first_partition, uint64_t *rng,
+                        int32_t *out);
+
+#endif
