@@ -1,0 +1,363 @@
+/*
+ * replica.c - one partition's replica state machine. See replica.h.
+ */
+#include "replica/replica.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/batch.h"
+#include "proto/gen/kafka_msgs.h"
+
+struct replica {
+    replica_state st;
+    replica_port port;
+    replica_epoch_entry *epochs;
+    int n_epochs;
+};
+
+/* O(1) checks always (this is on the produce path); the walks over the
+ * epoch cache and the ISR in checked builds. */
+static void check_invariants(const replica *r) {
+    const replica_state *s = &r->st;
+    if (s->role != REPLICA_OFFLINE) {
+        assert(s->log_start <= s->hw);
+        assert(s->hw <= s->leo);
+    }
+    assert(r->n_epochs >= 0 && r->n_epochs <= REPLICA_EPOCHS_MAX);
+#ifdef SLUICE_DEEP_CHECKS
+    for (int i = 1; i < r->n_epochs; i++) {
+        assert(r->epochs[i].epoch > r->epochs[i - 1].epoch);
+        assert(r->epochs[i].start_offset >= r->epochs[i - 1].start_offset);
+    }
+    if (r->n_epochs > 0 && s->role != REPLICA_OFFLINE)
+        assert(r->epochs[r->n_epochs - 1].start_offset <= s->leo);
+    if (s->role == REPLICA_LEADER) {
+        bool self = false;
+        for (int32_t i = 0; i < s->n_isr; i++)
+            self |= s->isr[i] == s->node_id;
+        assert(self);
+    }
+#endif
+}
+
+static void refresh_offsets(replica *r) {
+    int64_t start = 0, end = 0;
+    r->port.offsets(r->port.ctx, &start, &end);
+    r->st.log_start = start;
+    r->st.leo = end;
+    if (r->st.hw > end)
+        r->st.hw = end;
+    if (r->st.hw < start)
+        r->st.hw = start;
+}
+
+/* The HW as the ISR allows: with only this replica in it, the log end. */
+static void advance_hw(replica *r) {
+    if (r->st.role != REPLICA_LEADER)
+        return;
+    int64_t hw = r->st.leo;
+    if (r->st.n_isr > 1)
+        return; /* followers' positions come with replication */
+    if (hw > r->st.hw) {
+        r->st.hw = hw;
+        if (r->port.hw_changed)
+            r->port.hw_changed(r->port.ctx, r, hw);
+    }
+}
+
+replica *replica_create(int32_t node_id, const replica_port *port, const replica_epoch_entry *epochs,
+                        int n_epochs, int64_t hw) {
+    replica *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->port = *port;
+    r->st.role = REPLICA_OFFLINE;
+    r->st.node_id = node_id;
+    r->st.leader_id = -1;
+    r->st.leader_epoch = -1;
+    r->st.partition_epoch = -1;
+    r->epochs = calloc(REPLICA_EPOCHS_MAX, sizeof *r->epochs);
+    if (r->epochs == NULL) {
+        free(r);
+        return NULL;
+    }
+    refresh_offsets(r);
+    /* Keep only a consistent prefix of what the checkpoint said. */
+    for (int i = 0; i < n_epochs && r->n_epochs < REPLICA_EPOCHS_MAX; i++) {
+        const replica_epoch_entry *e = &epochs[i];
+        if (e->epoch < 0 || e->start_offset < 0 || e->start_offset > r->st.leo)
+            break;
+        if (r->n_epochs > 0 && (e->epoch <= r->epochs[r->n_epochs - 1].epoch ||
+                                e->start_offset < r->epochs[r->n_epochs - 1].start_offset))
+            break;
+        r->epochs[r->n_epochs++] = *e;
+    }
+    r->st.hw = hw;
+    refresh_offsets(r);
+    return r;
+}
+
+void replica_destroy(replica *r) {
+    if (r == NULL)
+        return;
+    free(r->epochs);
+    free(r);
+}
+
+const replica_state *replica_get_state(const replica *r) { return &r->st; }
+
+int replica_epochs(const replica *r, const replica_epoch_entry **out) {
+    *out = r->epochs;
+    return r->n_epochs;
+}
+
+/* Records that `epoch` starts at `offset` (a batch of a newer epoch). */
+static void epochs_assign(replica *r, int32_t epoch, int64_t offset) {
+    if (epoch < 0)
+        return;
+    if (r->n_epochs > 0 && r->epochs[r->n_epochs - 1].epoch >= epoch)
+        return; /* not newer (appends within one epoch) */
+    if (r->n_epochs == REPLICA_EPOCHS_MAX) {
+        memmove(r->epochs, r->epochs + 1, (REPLICA_EPOCHS_MAX - 1) * sizeof *r->epochs);
+        r->n_epochs--;
+    }
+    r->epochs[r->n_epochs++] = (replica_epoch_entry){epoch, offset};
+    if (r->port.save_epochs)
+        r->port.save_epochs(r->port.ctx, r->epochs, r->n_epochs);
+}
+
+/* Drops cache entries that start at or past offset. */
+static void epochs_truncate(replica *r, int64_t offset) {
+    int n = r->n_epochs;
+    while (n > 0 && r->epochs[n - 1].start_offset >= offset)
+        n--;
+    if (n != r->n_epochs) {
+        r->n_epochs = n;
+        if (r->port.save_epochs)
+            r->port.save_epochs(r->port.ctx, r->epochs, r->n_epochs);
+    }
+}
+
+int16_t replica_become_leader(replica *r, int32_t leader_epoch, int32_t partition_epoch, const int32_t *isr,
+                              int32_t n_isr, int64_t now) {
+    (void)now;
+    check_invariants(r);
+    if (leader_epoch < r->st.leader_epoch)
+        return KAFKA_ERR_FENCED_LEADER_EPOCH;
+    if (n_isr <= 0 || n_isr > REPLICA_ISR_MAX)
+        return KAFKA_ERR_INVALID_REQUEST;
+    bool self = false;
+    for (int32_t i = 0; i < n_isr; i++)
+        self |= isr[i] == r->st.node_id;
+    if (!self)
+        return KAFKA_ERR_INVALID_REQUEST;
+    r->st.role = REPLICA_LEADER;
+    r->st.leader_id = r->st.node_id;
+    r->st.leader_epoch = leader_epoch;
+    r->st.partition_epoch = partition_epoch;
+    r->st.n_isr = n_isr;
+    memcpy(r->st.isr, isr, (size_t)n_isr * sizeof *isr);
+    refresh_offsets(r);
+    /* The new epoch starts at the log end: appends from now on carry it. */
+    epochs_assign(r, leader_epoch, r->st.leo);
+    advance_hw(r);
+    check_invariants(r);
+    return 0;
+}
+
+int16_t replica_become_follower(replica *r, int32_t leader_id, int32_t leader_epoch, int32_t partition_epoch,
+                                int64_t now) {
+    (void)now;
+    check_invariants(r);
+    if (leader_epoch < r->st.leader_epoch)
+        return KAFKA_ERR_FENCED_LEADER_EPOCH;
+    r->st.role = REPLICA_FOLLOWER;
+    r->st.leader_id = leader_id;
+    r->st.leader_epoch = leader_epoch;
+    r->st.partition_epoch = partition_epoch;
+    r->st.n_isr = 0;
+    refresh_offsets(r);
+    check_invariants(r);
+    return 0;
+}
+
+void replica_go_offline(replica *r) { r->st.role = REPLICA_OFFLINE; }
+
+int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool leader_only) {
+    if (r->st.role == REPLICA_OFFLINE)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    if (current_leader_epoch >= 0 && current_leader_epoch != r->st.leader_epoch)
+        return current_leader_epoch < r->st.leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                                         : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+    if (leader_only && r->st.role != REPLICA_LEADER)
+        return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    return 0;
+}
+
+int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replica_append_result *out) {
+    check_invariants(r);
+    int16_t err = replica_check_epoch(r, -1, true);
+    if (err)
+        return err;
+    plog_append_info info;
+    err = r->port.append(r->port.ctx, buf, len, true, r->st.leader_epoch, now, &info);
+    if (err)
+        return err;
+    refresh_offsets(r);
+    epochs_assign(r, r->st.leader_epoch, info.base_offset);
+    advance_hw(r);
+    out->base_offset = info.base_offset;
+    out->last_offset = info.last_offset;
+    out->log_append_time = info.log_append_time;
+    out->log_start_offset = info.log_start_offset;
+    out->hw = r->st.hw;
+    check_invariants(r);
+    return 0;
+}
+
+int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t now,
+                                   replica_append_result *out) {
+    check_invariants(r);
+    if (r->st.role == REPLICA_OFFLINE)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    if (r->st.role != REPLICA_FOLLOWER)
+        return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    plog_append_info info;
+    int16_t err = r->port.append(r->port.ctx, buf, len, false, -1, now, &info);
+    if (err)
+        return err;
+    /* Each batch carries the epoch of the leader that wrote it. */
+    batch_cursor cur;
+    batch_cursor_init(&cur, buf, len);
+    const uint8_t *bp;
+    size_t bsize;
+    batch_header h;
+    while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK)
+        epochs_assign(r, h.partition_leader_epoch, h.base_offset);
+    refresh_offsets(r);
+    out->base_offset = info.base_offset;
+    out->last_offset = info.last_offset;
+    out->log_append_time = info.log_append_time;
+    out->log_start_offset = info.log_start_offset;
+    out->hw = r->st.hw;
+    check_invariants(r);
+    return 0;
+}
+
+int16_t replica_read(replica *r, int64_t offset, int64_t max_bytes, bool follower, bool read_committed,
+                     plog_read_result *res) {
+    (void)read_committed; /* the last stable offset is the HW until transactions */
+    if (r->st.role == REPLICA_OFFLINE)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    refresh_offsets(r);
+    int64_t bound = follower ? r->st.leo : r->st.hw;
+    /* Past the bound but within the log is not an error for a consumer:
+     * it is data not yet committed; the answer is empty. */
+    if (offset > bound && offset <= r->st.leo) {
+        memset(res, 0, sizeof *res);
+        res->log_end_offset = r->st.leo;
+        res->log_start_offset = r->st.log_start;
+        return 0;
+    }
+    return r->port.read(r->port.ctx, offset, max_bytes, bound, res);
+}
+
+void replica_get_offsets(replica *r, replica_offsets *out) {
+    refresh_offsets(r);
+    out->hw = r->st.hw;
+    out->last_stable = r->st.hw;
+    out->log_start = r->st.log_start;
+    out->leo = r->st.leo;
+}
+
+/* The epoch of the batch holding offset, from the cache; -1 if unknown. */
+static int32_t epoch_of(const replica *r, int64_t offset) {
+    int32_t e = -1;
+    for (int i = 0; i < r->n_epochs && r->epochs[i].start_offset <= offset; i++)
+        e = r->epochs[i].epoch;
+    return e;
+}
+
+int16_t replica_list_offset(replica *r, int64_t ts, int64_t *offset, int64_t *timestamp, int32_t *epoch) {
+    if (r->st.role == REPLICA_OFFLINE)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    refresh_offsets(r);
+    *timestamp = -1;
+    *epoch = -1;
+    int16_t err = 0;
+    if (ts == PLOG_TS_EARLIEST) {
+        *offset = r->st.log_start;
+    } else if (ts == PLOG_TS_LATEST) {
+        *offset = r->st.hw;
+    } else {
+        err = r->port.offset_for_time(r->port.ctx, ts, offset, timestamp);
+        if (err)
+            return err;
+        if (*offset >= r->st.hw && ts != PLOG_TS_MAX) {
+            /* Not yet committed: consumers do not see it. */
+            *offset = -1;
+            *timestamp = -1;
+        }
+    }
+    if (*offset >= 0) {
+        /* The epoch of the record at the offset; for the log end, the
+         * latest epoch. */
+        int64_t at = *offset < r->st.leo ? *offset : r->st.leo;
+        *epoch = epoch_of(r, at);
+        if (*epoch < 0)
+            *epoch = r->st.leader_epoch;
+    }
+    return 0;
+}
+
+void replica_end_offset_for_epoch(const replica *r, int32_t epoch, int32_t *out_epoch, int64_t *end_offset) {
+    *out_epoch = -1;
+    *end_offset = -1;
+    if (epoch < 0)
+        return;
+    int found = -1;
+    for (int i = 0; i < r->n_epochs; i++)
+        if (r->epochs[i].epoch <= epoch)
+            found = i;
+    if (found < 0) {
+        /* Older than everything cached: it ends where the oldest starts. */
+        if (r->n_epochs > 0 && epoch < r->epochs[0].epoch) {
+            *out_epoch = epoch;
+            *end_offset = r->epochs[0].start_offset;
+        }
+        return;
+    }
+    *out_epoch = r->epochs[found].epoch;
+    *end_offset = found + 1 < r->n_epochs ? r->epochs[found + 1].start_offset : r->st.leo;
+}
+
+int16_t replica_delete_records(replica *r, int64_t offset, int64_t *low) {
+    check_invariants(r);
+    int16_t err = replica_check_epoch(r, -1, true);
+    if (err)
+        return err;
+    refresh_offsets(r);
+    if (offset == -1)
+        offset = r->st.hw;
+    if (offset < 0 || offset > r->st.hw)
+        return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    err = r->port.delete_records(r->port.ctx, offset, low);
+    refresh_offsets(r);
+    check_invariants(r);
+    return err;
+}
+
+int16_t replica_truncate(replica *r, int64_t offset) {
+    check_invariants(r);
+    if (r->st.role == REPLICA_OFFLINE)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    int16_t err = r->port.truncate(r->port.ctx, offset);
+    if (err)
+        return err;
+    epochs_truncate(r, offset);
+    refresh_offsets(r);
+    check_invariants(r);
+    return 0;
+}

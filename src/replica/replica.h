@@ -1,0 +1,173 @@
+/*
+ * replica.h - one partition's replica as a state machine: its role (leader,
+ * follower, offline), leader epoch, high watermark, leader-epoch cache, and
+ * (as replication lands) the ISR and the followers' positions.
+ *
+ * Everything a request does to a partition goes through here, so the rules
+ * live in one place: NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH and
+ * UNKNOWN_LEADER_EPOCH are answered by replica_check_epoch() only; reads by
+ * consumers stop at the high watermark, reads by followers at the log end;
+ * DeleteRecords may not go past the high watermark.
+ *
+ * No I/O inside. The partition's log is reached through the port, a table
+ * of functions the owner supplies (the broker adapts a storage plog; the
+ * simulation an in-memory log): append, truncate, read, offset for time,
+ * delete records, the log's offsets, and writing the leader-epoch
+ * checkpoint. The port answers synchronously with Kafka error codes (the
+ * owner maps storage errors, in one place). Events carry `now`; the
+ * machine's actions are those port calls plus `hw_changed`, which the owner
+ * routes to the purgatory (waiting fetches and produces).
+ *
+ * The high watermark: the smallest log end offset among the ISR (the leader
+ * included). With an ISR of one, as on a single node, it is the log end
+ * offset after every append.
+ *
+ * The leader-epoch cache: (epoch, first offset) for every leader epoch the
+ * log holds, in increasing order of both; updated when a batch of a newer
+ * epoch is appended, cut back on truncation, saved through the port in
+ * Kafka's leader-epoch-checkpoint layout (the owner writes the file).
+ * end_offset_for_epoch(e) is the first offset of the next higher epoch, or
+ * the log end for the latest: what OffsetForLeaderEpoch answers and what a
+ * returning follower truncates to.
+ *
+ * Invariants (asserted at entry and exit): log_start <= hw <= leo; epochs
+ * strictly increasing in epoch and in start offset, the last one's start at
+ * most leo; a leader's own id is in its ISR.
+ *
+ * Not thread-safe: the owner serialises calls (one mutex per replica).
+ */
+#ifndef SLUICE_REPLICA_REPLICA_H
+#define SLUICE_REPLICA_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage/log.h"
+
+#define REPLICA_EPOCHS_MAX 1024 /* leader-epoch cache entries; the oldest go first */
+#define REPLICA_ISR_MAX    512
+
+typedef enum replica_role {
+    REPLICA_OFFLINE = 0, /* the log cannot be used (disk error, unusable config) */
+    REPLICA_LEADER,
+    REPLICA_FOLLOWER,
+} replica_role;
+
+typedef struct replica_epoch_entry {
+    int32_t epoch;
+    int64_t start_offset;
+} replica_epoch_entry;
+
+typedef struct replica replica;
+
+typedef struct replica_port {
+    void *ctx;
+    /* Appends batches: as leader (offsets and epoch assigned, producer
+     * rules checked) or as follower (offsets and epochs as given). */
+    int16_t (*append)(void *ctx, uint8_t *buf, size_t len, bool as_leader, int32_t leader_epoch, int64_t now,
+                      plog_append_info *info);
+    int16_t (*truncate)(void *ctx, int64_t offset);
+    int16_t (*read)(void *ctx, int64_t offset, int64_t max_bytes, int64_t max_offset, plog_read_result *res);
+    int16_t (*offset_for_time)(void *ctx, int64_t ts, int64_t *offset, int64_t *timestamp);
+    int16_t (*delete_records)(void *ctx, int64_t offset, int64_t *new_start);
+    void (*offsets)(void *ctx, int64_t *log_start, int64_t *log_end);
+    int16_t (*save_epochs)(void *ctx, const replica_epoch_entry *entries, int n);
+    /* Action: the high watermark moved (wake whoever waits on it). */
+    void (*hw_changed)(void *ctx, replica *r, int64_t hw);
+} replica_port;
+
+typedef struct replica_state {
+    replica_role role;
+    int32_t node_id;
+    int32_t leader_id; /* -1: none known */
+    int32_t leader_epoch;
+    int32_t partition_epoch;
+    int64_t hw;
+    int64_t leo;
+    int64_t log_start;
+    int32_t n_isr;
+    int32_t isr[REPLICA_ISR_MAX];
+} replica_state;
+
+/* A replica of a partition this node holds, offline until told its role.
+ * epochs are the leader-epoch cache as loaded from the checkpoint (n may be
+ * 0); hw starts at the recovered log end on a single node, else at the
+ * checkpointed value (clamped into [log start, log end]). NULL on OOM. */
+replica *replica_create(int32_t node_id, const replica_port *port, const replica_epoch_entry *epochs,
+                        int n_epochs, int64_t hw);
+void replica_destroy(replica *r);
+const replica_state *replica_get_state(const replica *r);
+
+/* ---- role changes (from the metadata image) ----------------------------------- */
+
+/* Leader at epoch with this ISR (must contain node_id). An epoch older than
+ * the current one is ignored (returns FENCED_LEADER_EPOCH). */
+int16_t replica_become_leader(replica *r, int32_t leader_epoch, int32_t partition_epoch, const int32_t *isr,
+                              int32_t n_isr, int64_t now);
+int16_t replica_become_follower(replica *r, int32_t leader_id, int32_t leader_epoch, int32_t partition_epoch,
+                                int64_t now);
+/* The log cannot be used: every request gets KAFKA_STORAGE_ERROR. */
+void replica_go_offline(replica *r);
+
+/* ---- checks ------------------------------------------------------------------------ */
+
+/* The leader-epoch check of Fetch, ListOffsets, OffsetForLeaderEpoch and
+ * (as leader) Produce: not the leader (when leader_only) ->
+ * NOT_LEADER_OR_FOLLOWER; offline -> KAFKA_STORAGE_ERROR; current_epoch -1
+ * skips the epoch check; older -> FENCED_LEADER_EPOCH, newer ->
+ * UNKNOWN_LEADER_EPOCH. 0 when fine. */
+int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool leader_only);
+
+/* ---- the data path ------------------------------------------------------------------- */
+
+typedef struct replica_append_result {
+    int64_t base_offset;
+    int64_t last_offset;
+    int64_t log_append_time;
+    int64_t log_start_offset;
+    int64_t hw; /* after the append */
+} replica_append_result;
+
+/* Produce as leader: appends (buf is modified in place, as plog_append
+ * does) and moves LEO, the epoch cache and, with an ISR of one, the HW. */
+int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replica_append_result *out);
+
+/* Follower append of batches fetched from the leader (offsets as given). */
+int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t now,
+                                   replica_append_result *out);
+
+/* Reads for a consumer (up to the HW; read_committed stops at the last
+ * stable offset, equal to the HW without transactions) or a follower (up
+ * to the log end). res as plog_read fills it (release with
+ * plog_read_release). */
+int16_t replica_read(replica *r, int64_t offset, int64_t max_bytes, bool follower, bool read_committed,
+                     plog_read_result *res);
+
+/* The offsets a Fetch answer reports. */
+typedef struct replica_offsets {
+    int64_t hw, last_stable, log_start, leo;
+} replica_offsets;
+void replica_get_offsets(replica *r, replica_offsets *out);
+
+/* ListOffsets: ts is a timestamp or PLOG_TS_LATEST / EARLIEST / MAX. For
+ * LATEST the answer is the HW (consumers never see past it). *epoch is the
+ * leader epoch of the returned offset (from the cache), -1 when none. */
+int16_t replica_list_offset(replica *r, int64_t ts, int64_t *offset, int64_t *timestamp, int32_t *epoch);
+
+/* OffsetForLeaderEpoch: the largest cached epoch <= epoch and where it
+ * ends (the next epoch's start, or the log end). (-1, -1) when the log has
+ * no such epoch. */
+void replica_end_offset_for_epoch(const replica *r, int32_t epoch, int32_t *out_epoch, int64_t *end_offset);
+
+/* DeleteRecords as leader: offset -1 means the HW; past the HW is
+ * OFFSET_OUT_OF_RANGE. *low gets the new log start offset. */
+int16_t replica_delete_records(replica *r, int64_t offset, int64_t *low);
+
+/* Follower truncation to offset (a diverging epoch): the log and the epoch
+ * cache are cut there; the HW is capped. */
+int16_t replica_truncate(replica *r, int64_t offset);
+
+/* The leader-epoch cache (for tests and the checkpoint). */
+int replica_epochs(const replica *r, const replica_epoch_entry **out);
+
+#endif
