@@ -53,6 +53,11 @@ static void refresh_offsets(replica *r) {
         r->st.hw = start;
 }
 
+static void notify(replica *r) {
+    if (r->port.changed)
+        r->port.changed(r->port.ctx, r);
+}
+
 /* The HW as the ISR allows: with only this replica in it, the log end. */
 static void advance_hw(replica *r) {
     if (r->st.role != REPLICA_LEADER)
@@ -62,8 +67,7 @@ static void advance_hw(replica *r) {
         return; /* followers' positions come with replication */
     if (hw > r->st.hw) {
         r->st.hw = hw;
-        if (r->port.hw_changed)
-            r->port.hw_changed(r->port.ctx, r, hw);
+        notify(r);
     }
 }
 
@@ -163,6 +167,7 @@ int16_t replica_become_leader(replica *r, int32_t leader_epoch, int32_t partitio
     /* The new epoch starts at the log end: appends from now on carry it. */
     epochs_assign(r, leader_epoch, r->st.leo);
     advance_hw(r);
+    notify(r);
     check_invariants(r);
     return 0;
 }
@@ -179,11 +184,15 @@ int16_t replica_become_follower(replica *r, int32_t leader_id, int32_t leader_ep
     r->st.partition_epoch = partition_epoch;
     r->st.n_isr = 0;
     refresh_offsets(r);
+    notify(r);
     check_invariants(r);
     return 0;
 }
 
-void replica_go_offline(replica *r) { r->st.role = REPLICA_OFFLINE; }
+void replica_go_offline(replica *r) {
+    r->st.role = REPLICA_OFFLINE;
+    notify(r);
+}
 
 int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool leader_only) {
     if (r->st.role == REPLICA_OFFLINE)
@@ -343,8 +352,11 @@ int16_t replica_delete_records(replica *r, int64_t offset, int64_t *low) {
         offset = r->st.hw;
     if (offset < 0 || offset > r->st.hw)
         return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    int64_t before = r->st.log_start;
     err = r->port.delete_records(r->port.ctx, offset, low);
     refresh_offsets(r);
+    if (r->st.log_start != before)
+        notify(r); /* fetches below the new start answer now */
     check_invariants(r);
     return err;
 }
@@ -358,6 +370,7 @@ int16_t replica_truncate(replica *r, int64_t offset) {
         return err;
     epochs_truncate(r, offset);
     refresh_offsets(r);
+    notify(r);
     check_invariants(r);
     return 0;
 }

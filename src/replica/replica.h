@@ -15,8 +15,9 @@
  * delete records, the log's offsets, and writing the leader-epoch
  * checkpoint. The port answers synchronously with Kafka error codes (the
  * owner maps storage errors, in one place). Events carry `now`; the
- * machine's actions are those port calls plus `hw_changed`, which the owner
- * routes to the purgatory (waiting fetches and produces).
+ * machine's actions are those port calls plus `changed` (HW, log start,
+ * role or epoch moved), which the owner routes to the purgatory (waiting
+ * fetches and produces).
  *
  * The high watermark: the smallest log end offset among the ISR (the leader
  * included). With an ISR of one, as on a single node, it is the log end
@@ -72,8 +73,10 @@ typedef struct replica_port {
     int16_t (*delete_records)(void *ctx, int64_t offset, int64_t *new_start);
     void (*offsets)(void *ctx, int64_t *log_start, int64_t *log_end);
     int16_t (*save_epochs)(void *ctx, const replica_epoch_entry *entries, int n);
-    /* Action: the high watermark moved (wake whoever waits on it). */
-    void (*hw_changed)(void *ctx, replica *r, int64_t hw);
+    /* Action: something a waiting request depends on changed (the high
+     * watermark, the log start, the role or leader epoch): wake whoever
+     * waits on this replica. */
+    void (*changed)(void *ctx, replica *r);
 } replica_port;
 
 typedef struct replica_state {

@@ -172,5 +172,7 @@ typedef struct sim_scenario {
 } sim_scenario;
 
 extern const sim_scenario sim_scenario_groups;
+extern const sim_scenario sim_scenario_controller;
+extern const sim_scenario sim_scenario_replica;
 
 #endif

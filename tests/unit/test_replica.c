@@ -117,11 +117,10 @@ static int16_t f_save(void *ctx, const replica_epoch_entry *e, int n) {
     return 0;
 }
 
-static void f_hw(void *ctx, replica *r, int64_t hw) {
-    (void)r;
+static void f_hw(void *ctx, replica *r) {
     flog *f = ctx;
     f->hw_calls++;
-    f->last_hw = hw;
+    f->last_hw = replica_get_state(r)->hw;
 }
 
 static replica_port port_for(flog *f) {
@@ -159,6 +158,8 @@ static void test_leader_appends_and_epochs(void) {
     CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), KAFKA_ERR_KAFKA_STORAGE_ERROR); /* offline */
     int32_t isr[] = {1};
     CHECK_EQ_INT(replica_become_leader(r, 0, 0, isr, 1, 0), 0);
+    CHECK_EQ_INT(f.hw_calls, 1); /* a role change wakes waiters too */
+    f.hw_calls = 0;
     CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
     CHECK_EQ_INT(ar.base_offset, 0);
     CHECK_EQ_INT(ar.last_offset, 2);
@@ -255,6 +256,7 @@ static void test_hw_bounds_reads(void) {
     replica *r = replica_create(1, &port, NULL, 0, 0);
     int32_t isr[] = {1, 2};
     CHECK_EQ_INT(replica_become_leader(r, 0, 0, isr, 2, 0), 0);
+    f.hw_calls = 0;
     arena a;
     arena_init(&a, 1 << 20);
     size_t len;
