@@ -74,6 +74,14 @@ const struct rd_kafka_metadata *kc_metadata(const kc_opts *o, rd_kafka_t *rk, in
  * another failure, with *rc_out set. */
 const rd_kafka_metadata_topic_t *kc_wait_topic(const kc_opts *o, rd_kafka_t *rk, const char *topic,
                                                const struct rd_kafka_metadata **md_out, int *rc_out);
+/* For producers: like kc_wait_topic, but a topic that does not exist is
+ * requested with auto-creation allowed (as Kafka's console producer and
+ * producer perf test do), so a broker with auto.create.topics.enable=true
+ * creates it; one that refuses gets a message saying so (CLI_ENOTFOUND). */
+const rd_kafka_metadata_topic_t *kc_wait_topic_for_produce(const kc_opts *o, rd_kafka_t *rk,
+                                                           const char *topic,
+                                                           const struct rd_kafka_metadata **md_out,
+                                                           int *rc_out);
 
 /* Returns the topic in md, or NULL. */
 const rd_kafka_metadata_topic_t *kc_find_topic(const struct rd_kafka_metadata *md, const char *topic);

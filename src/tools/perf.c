@@ -34,7 +34,8 @@ static const char perf_help[] =
     "e2e:     produces at --throughput and consumes in the same process; latency is send to receipt.\n"
     "\n"
     "Options:\n"
-    "  --topic T                  topic (required; must exist)\n"
+    "  --topic T                  topic (required; produce modes create it if the broker auto-creates "
+    "topics)\n"
     "  --num-records N            produce/e2e: records to send (required)\n"
     "  --record-size BYTES        produce/e2e: value size (default 100; e2e needs >= 8)\n"
     "  --throughput R             produce/e2e: records per second cap, -1 for none (default -1)\n"
@@ -273,7 +274,7 @@ static int run_produce(perf_args *a) {
         rc = CLI_EUSAGE;
         goto out;
     }
-    if (kc_wait_topic(&a->k, rk, a->topic, &md, &rc) == NULL)
+    if (kc_wait_topic_for_produce(&a->k, rk, a->topic, &md, &rc) == NULL)
         goto out;
     int64_t start = cli_now_us();
     s.win_start_us = start;
@@ -334,7 +335,11 @@ static rd_kafka_t *make_consumer(perf_args *a, bool start_at_end, int *rc) {
         return NULL;
     }
     rd_kafka_poll_set_consumer(rk);
-    const rd_kafka_metadata_topic_t *t = kc_wait_topic(&a->kc, rk, a->topic, &md, rc);
+    /* e2e produces too, so like the produce modes it lets the broker create
+     * the topic; perf consume, like Kafka's consumer perf test, does not. */
+    const rd_kafka_metadata_topic_t *t = a->mode[0] == 'e'
+                                             ? kc_wait_topic_for_produce(&a->kc, rk, a->topic, &md, rc)
+                                             : kc_wait_topic(&a->kc, rk, a->topic, &md, rc);
     if (t == NULL)
         goto err;
     rd_kafka_resp_err_t e;
@@ -484,7 +489,7 @@ static int run_e2e(perf_args *a) {
         rc = CLI_EUSAGE;
         goto out;
     }
-    if (kc_wait_topic(&a->k, prod, a->topic, &md, &rc) == NULL)
+    if (kc_wait_topic_for_produce(&a->k, prod, a->topic, &md, &rc) == NULL)
         goto out;
     e2e_state st = {cons, &recv, a, cli_now_us(), CLI_OK};
     /* Let the consumer's first fetch go out before timing starts. */

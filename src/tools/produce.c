@@ -25,7 +25,7 @@ static const char produce_help[] =
     "naming the first failure and its line.\n"
     "\n"
     "Options:\n"
-    "  --topic T                 topic to write to (required; must exist)\n"
+    "  --topic T                 topic to write to (required; created if the broker auto-creates topics)\n"
     "  --file PATH               read lines from PATH instead of stdin\n"
     "  --partition N             write every record to partition N (default: by key / sticky)\n"
     "  --acks all|-1|0|1         required acknowledgements (default all)\n"
@@ -345,7 +345,7 @@ int cmd_produce(int argc, char **argv) {
         rc = CLI_EFAIL;
         goto out;
     }
-    const rd_kafka_metadata_topic_t *t = kc_wait_topic(&k, rk, topic, &md, &rc);
+    const rd_kafka_metadata_topic_t *t = kc_wait_topic_for_produce(&k, rk, topic, &md, &rc);
     if (t == NULL)
         goto out;
     if (partition != RD_KAFKA_PARTITION_UA && partition >= t->partition_cnt) {

@@ -296,11 +296,17 @@ def test_produce_consume_roundtrip(broker):
     assert rc == 0 and out == "" and "Processed a total of 0 messages" in err
 
 
-def test_produce_consume_errors(broker):
+def test_produce_consume_errors(broker_factory):
+    # A broker that does not auto-create topics: producing to one that does
+    # not exist is refused with the reason.
+    broker = broker_factory({"auto.create.topics.enable": "false"})
     require_apis(broker, 0, 1, 3, 19)
     b = broker.bootstrap
     create_topic(broker, "pe", 1)
     rc, _, err = run("produce", "--bootstrap-server", b, "--topic", "ghost", stdin="x\n")
+    assert rc == 4 and "topic 'ghost' does not exist" in err
+    assert "did not create it" in err
+    rc, _, err = run("perf", "produce", "--bootstrap-server", b, "--topic", "ghost", "--num-records", 1)
     assert rc == 4 and "topic 'ghost' does not exist" in err
     rc, _, err = run("produce", "--bootstrap-server", b, "--topic", "pe", "--partition", 3, stdin="x\n")
     assert rc == 4 and "partition 3 does not exist" in err
@@ -344,8 +350,27 @@ def test_perf_produce_consume_e2e(broker):
     rc, out, err = run("perf", "consume", "--bootstrap-server", b, "--topic", "perf", "--messages", 10 ** 6,
                        "--idle-timeout-ms", 1000)
     assert rc == 1 and "only 20500 of 1000000 records completed" in err
-    rc, _, err = run("perf", "produce", "--bootstrap-server", b, "--topic", "ghost", "--num-records", 1)
-    assert rc == 4
+
+
+def test_produce_creates_the_topic_like_kafkas_tools(broker):
+    # kafka-console-producer and kafka-producer-perf-test just produce: the
+    # broker auto-creates the topic (auto.create.topics.enable defaults to
+    # true). sluice produce and sluice perf produce do the same.
+    require_apis(broker, 0, 1, 3)
+    b = broker.bootstrap
+    rc, _, err = run("produce", "--bootstrap-server", b, "--topic", "fresh", stdin="a\nb\n")
+    assert rc == 0, err
+    rc, out, err = run("consume", "--bootstrap-server", b, "--topic", "fresh", "--from-beginning",
+                       "--max-messages", 2, "--timeout-ms", 10000)
+    assert rc == 0 and out.splitlines() == ["a", "b"], err
+    rc, out, err = run("perf", "produce", "--bootstrap-server", b, "--topic", "fresh-perf", "--num-records", 100,
+                       "--record-size", 10, "--throughput", -1)
+    assert rc == 0 and out.startswith("100 records sent,"), err
+    rc, out, err = run("topics", "--bootstrap-server", b, "--list")
+    assert rc == 0 and "fresh" in out.split() and "fresh-perf" in out.split()
+    # A name the broker refuses gets the broker's reason.
+    rc, _, err = run("produce", "--bootstrap-server", b, "--topic", "bad!name", stdin="x\n")
+    assert rc != 0 and ("INVALID_TOPIC" in err or "invalid" in err.lower()), err
 
 
 # ---- groups ----
