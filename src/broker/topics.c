@@ -659,6 +659,16 @@ static int build_config(topic_registry *reg, const char *const *keys, const char
     int rc = topic_config_build(tc, reg->cfg, keys, values, (size_t)n, msg, msgn);
     if (rc != 0)
         return KAFKA_ERR_INVALID_CONFIG;
+    /* The rows share storage's limits (log.h), so this holds unless a
+     * setting derived from several keys breaks one: refuse it here rather
+     * than let the partition logs refuse to open. */
+    plog_config pc;
+    plog_config_from_topic(tc, &pc);
+    char why[160];
+    if (plog_config_explain(&pc, why, sizeof why) != 0) {
+        snprintf(msg, msgn, "the partition logs cannot use this configuration: %s", why);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
     topic_config_override *o = n ? calloc((size_t)n, sizeof *o) : NULL;
     if (n && o == NULL)
         return KAFKA_ERR_KAFKA_STORAGE_ERROR;

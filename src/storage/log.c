@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,19 +84,57 @@ void plog_config_default(plog_config *c) {
     c->deep_validation = false;
 }
 
-int plog_config_check(const plog_config *c) {
-    if (c->segment_bytes < 64 || c->segment_bytes > INT32_MAX)
+#define LIMIT(k, f, lo, hi) \
+    { (k), offsetof(plog_config, f), sizeof(((plog_config *)0)->f) == 8, (lo), (hi) }
+static const plog_limit limits[] = {
+    LIMIT("segment.bytes", segment_bytes, PLOG_SEGMENT_BYTES_MIN, PLOG_SEGMENT_BYTES_MAX),
+    LIMIT("segment.ms", segment_ms, PLOG_SEGMENT_MS_MIN, INT64_MAX),
+    LIMIT("segment.index.bytes", segment_index_bytes, PLOG_SEGMENT_INDEX_BYTES_MIN, INT32_MAX),
+    LIMIT("index.interval.bytes", index_interval_bytes, PLOG_INDEX_INTERVAL_MIN, INT32_MAX),
+    LIMIT("max.message.bytes", max_message_bytes, PLOG_MAX_MESSAGE_BYTES_MIN, INT32_MAX),
+    LIMIT("flush.messages", flush_messages, PLOG_FLUSH_MESSAGES_MIN, INT64_MAX),
+    LIMIT("flush.ms", flush_ms, PLOG_FLUSH_MS_MIN, INT64_MAX),
+    LIMIT("retention.ms", retention_ms, PLOG_RETENTION_MIN, INT64_MAX),
+    LIMIT("retention.bytes", retention_bytes, PLOG_RETENTION_MIN, INT64_MAX),
+    LIMIT("message.timestamp.difference.max.ms", max_timestamp_diff_ms, PLOG_TIMESTAMP_DIFF_MIN, INT64_MAX),
+};
+#undef LIMIT
+_Static_assert(PLOG_MAX_MESSAGE_BYTES_MIN == BATCH_HEADER_SIZE, "a batch without records must fit");
+
+const plog_limit *plog_limits(int *n) {
+    *n = (int)(sizeof limits / sizeof limits[0]);
+    return limits;
+}
+
+const plog_limit *plog_limit_of(const char *key) {
+    for (size_t i = 0; key != NULL && i < sizeof limits / sizeof limits[0]; i++)
+        if (strcmp(limits[i].key, key) == 0)
+            return &limits[i];
+    return NULL;
+}
+
+int plog_config_explain(const plog_config *c, char *why, size_t whyn) {
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        const plog_limit *lim = &limits[i];
+        const char *f = (const char *)c + lim->offset;
+        int64_t v = lim->is64 ? *(const int64_t *)f : *(const int32_t *)f;
+        if (v < lim->min || v > lim->max) {
+            if (why)
+                snprintf(why, whyn, "%s is %" PRId64 "; storage accepts %" PRId64 " to %" PRId64, lim->key, v,
+                         lim->min, lim->max);
+            return -1;
+        }
+    }
+    if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME) {
+        if (why)
+            snprintf(why, whyn, "message.timestamp.type %d is neither CreateTime nor LogAppendTime",
+                     c->timestamp_type);
         return -1;
-    if (c->segment_ms < 1 || c->index_interval_bytes < 0 || c->max_message_bytes < BATCH_HEADER_SIZE)
-        return -1;
-    if (c->segment_index_bytes < 4 * OIDX_ENTRY_SIZE)
-        return -1;
-    if (c->flush_messages < 1 || c->flush_ms < 0 || c->max_timestamp_diff_ms < 0)
-        return -1;
-    if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME)
-        return -1;
+    }
     return 0;
 }
+
+int plog_config_check(const plog_config *c) { return plog_config_explain(c, NULL, 0); }
 
 static uint32_t idx_max_entries(const plog_config *c) {
     return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE;

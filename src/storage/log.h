@@ -70,8 +70,39 @@ typedef struct plog_config {
 } plog_config;
 
 void plog_config_default(plog_config *c);
+
+/* The valid range of every numeric setting, by its Kafka topic key. This is
+ * the one table of limits: plog_config_check enforces it, and the broker's
+ * configuration rows (src/broker/config.c) take their bounds from these
+ * macros, so any value the broker accepts is one a log can be opened with
+ * (tests/unit/test_config.c checks every row against plog_limits). */
+#define PLOG_SEGMENT_BYTES_MIN       64 /* room for a batch header: a roll per batch at worst */
+#define PLOG_SEGMENT_BYTES_MAX       INT32_MAX
+#define PLOG_SEGMENT_MS_MIN          1
+#define PLOG_SEGMENT_INDEX_BYTES_MIN (4 * OIDX_ENTRY_SIZE) /* four index entries */
+#define PLOG_INDEX_INTERVAL_MIN      0
+#define PLOG_MAX_MESSAGE_BYTES_MIN   61 /* BATCH_HEADER_SIZE: a batch without records */
+#define PLOG_FLUSH_MESSAGES_MIN      1
+#define PLOG_FLUSH_MS_MIN            0
+#define PLOG_RETENTION_MIN           (-1) /* -1 = keep forever */
+#define PLOG_TIMESTAMP_DIFF_MIN      0
+
+typedef struct plog_limit {
+    const char *key; /* Kafka topic key, e.g. "segment.bytes" */
+    size_t offset;   /* of the field in plog_config */
+    bool is64;       /* int64_t field, else int32_t */
+    int64_t min, max;
+} plog_limit;
+
+/* The rows of the table, and the one for a Kafka topic key (NULL if storage
+ * has no limit for it). */
+const plog_limit *plog_limits(int *n);
+const plog_limit *plog_limit_of(const char *key);
 /* Checks ranges; returns 0 or -1. */
 int plog_config_check(const plog_config *c);
+/* The same check, with why (if not NULL) naming the first setting out of
+ * range, its value and the range storage accepts. */
+int plog_config_explain(const plog_config *c, char *why, size_t whyn);
 
 typedef struct plog plog;
 
