@@ -252,8 +252,8 @@ static topic *offsets_topic(broker *b) {
                           "max.message.bytes"};
     const char *vals[] = {"compact", "-1", "-1", seg, "67108864"};
     char msg[TOPICS_MSG_MAX];
-    int rc = topics_create(b->topics, name, cfg->offsets_topic_num_partitions, 1, keys, vals, 5, false, &t,
-                           msg, sizeof msg);
+    int rc = topics_create_internal(b->topics, name, cfg->offsets_topic_num_partitions, keys, vals, 5, &t,
+                                    msg, sizeof msg);
     if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS)
         return topics_get(b->topics, name);
     if (rc != 0) {

@@ -66,6 +66,8 @@ struct topic_registry {
     bool was_clean[CONFIG_LIST_MAX];
 };
 
+static void topic_free_overrides(topic_config_override *o, int n);
+
 /* ---- small helpers ---------------------------------------------------- */
 
 static void fill_random(void *p, size_t n) {
@@ -141,6 +143,54 @@ int topics_validate_name(kstr name, char *msg, size_t msgn) {
     return 0;
 }
 
+bool topics_metadata_name(kstr name) {
+    return kstr_eq_c(name, "__sluice_metadata") || kstr_eq_c(name, "__cluster_metadata");
+}
+
+bool topics_internal_name(kstr name) {
+    return kstr_eq_c(name, "__consumer_offsets") || kstr_eq_c(name, "__transaction_state") ||
+           kstr_eq_c(name, "__share_group_state");
+}
+
+static bool has_stray_suffix(const char *s, size_t n) {
+    size_t k = sizeof TOPICS_STRAY_SUFFIX - 1;
+    return n >= k && memcmp(s + n - k, TOPICS_STRAY_SUFFIX, k) == 0;
+}
+
+bool topics_name_reserved(kstr name) {
+    return topics_metadata_name(name) || topics_internal_name(name) ||
+           (name.len > 0 && has_stray_suffix(name.ptr, (size_t)name.len));
+}
+
+/* Copies n key/value pairs into a new override array (values may not be
+ * NULL). NULL on allocation failure (or when n is 0). */
+static topic_config_override *overrides_dup(const char *const *keys, const char *const *values, int n) {
+    topic_config_override *o = n > 0 ? calloc((size_t)n, sizeof *o) : NULL;
+    for (int i = 0; o != NULL && i < n; i++) {
+        o[i].key = strdup(keys[i]);
+        o[i].value = strdup(values[i]);
+        if (!o[i].key || !o[i].value) {
+            topic_free_overrides(o, n);
+            o = NULL;
+        }
+    }
+    return o;
+}
+
+/* For an internal topic: the first pinned override that the merged set
+ * keys/values (m of them) drops or changes, or NULL. */
+static const topic_config_override *pinned_broken(const topic *t, const char *const *keys,
+                                                  const char *const *values, int m) {
+    for (int p = 0; p < t->n_pinned; p++) {
+        int k = 0;
+        while (k < m && strcmp(keys[k], t->pinned[p].key) != 0)
+            k++;
+        if (k == m || values[k] == NULL || strcmp(values[k], t->pinned[p].value) != 0)
+            return &t->pinned[p];
+    }
+    return NULL;
+}
+
 /* '.' and '_' collide in metric names, so Kafka refuses topics that differ
  * only in them. */
 static bool names_collide(const char *a, kstr b) {
@@ -198,6 +248,7 @@ static void topic_destroy(topic_registry *reg, topic *t, bool remove_files) {
         r = next;
     }
     topic_free_overrides(t->overrides, t->n_overrides);
+    topic_free_overrides(t->pinned, t->n_pinned);
     free(t);
 }
 
@@ -735,9 +786,23 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
         if (t != NULL || c->name.len <= 0 || c->name.len > TOPIC_NAME_MAX || c->partitions <= 0 ||
             c->partitions > TOPIC_PARTITIONS_MAX)
             break;
-        topic *nt = topic_new(c->name, c->id, c->partitions, c->replication_factor, c->internal);
+        if (topics_metadata_name(c->name)) {
+            /* Older versions let a client create it; its partition 0 would
+             * be the metadata log's own directory. */
+            LOG_ERROR("topics",
+                      "the metadata log records a topic named %.*s, the metadata log's own name; it is not "
+                      "served and its directories are set aside",
+                      c->name.len, c->name.ptr);
+            break;
+        }
+        bool internal = topics_internal_name(c->name);
+        topic *nt = topic_new(c->name, c->id, c->partitions, c->replication_factor, internal);
         if (nt == NULL)
             break;
+        if (internal && c->n_cfg > 0) {
+            nt->pinned = overrides_dup(keys, values, c->n_cfg);
+            nt->n_pinned = nt->pinned ? c->n_cfg : 0;
+        }
         if (build_config(reg, keys, values, c->n_cfg, &nt->overrides, &nt->cfg, msg, sizeof msg) != 0) {
             /* A key that later became invalid: keep the topic with defaults. */
             LOG_WARN("topics", "topic %s: ignoring stored config overrides: %s", nt->name, msg);
@@ -1068,15 +1133,34 @@ void topics_close(topic_registry *reg) {
 
 /* ---- changes ---------------------------------------------------------- */
 
-int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
-                  const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool validate_only,
-                  topic **out, char *msg, size_t msgn) {
+/* Reserved names a client asked for: Kafka answers INVALID_REQUEST for its
+ * metadata topic; names with the set-aside suffix break the name rule. */
+static int refuse_reserved(kstr name, char *msg, size_t msgn) {
+    int n = name.len > 64 ? 64 : name.len;
+    if (topics_metadata_name(name)) {
+        snprintf(msg, msgn, "'%.*s' is the name of the broker's metadata log; no topic may have it", n,
+                 name.ptr);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (topics_internal_name(name)) {
+        snprintf(msg, msgn, "'%.*s' is an internal topic; only the broker creates it", n, name.ptr);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    snprintf(msg, msgn, "topic names may not end in '%s', the suffix of set-aside log directories",
+             TOPICS_STRAY_SUFFIX);
+    return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
+}
+
+static int create_topic(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
+                        const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool internal,
+                        bool validate_only, topic **out, char *msg, size_t msgn) {
     msg[0] = '\0';
     if (out)
         *out = NULL;
     int rc = topics_validate_name(name, msg, msgn);
     if (rc)
         return rc;
+    assert(!internal || topics_internal_name(name));
     if (partitions == -1)
         partitions = reg->cfg->num_partitions;
     if (replication_factor == -1)
@@ -1114,6 +1198,10 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
         rc = KAFKA_ERR_TOPIC_ALREADY_EXISTS;
         goto out;
     }
+    if (!internal && topics_name_reserved(name)) {
+        rc = refuse_reserved(name, msg, msgn);
+        goto out;
+    }
     if (collides) {
         snprintf(msg, msgn,
                  "topic '%.*s' collides with existing topic '%s' ('.' and '_' are interchangeable)", name.len,
@@ -1129,12 +1217,16 @@ int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t re
     if (validate_only)
         goto out;
 
-    t = topic_new(name, new_uuid(), partitions, replication_factor,
-                  name.len > 2 && name.ptr[0] == '_' && name.ptr[1] == '_');
-    if (t == NULL) {
+    t = topic_new(name, new_uuid(), partitions, replication_factor, internal);
+    if (t == NULL ||
+        (internal && n_cfg > 0 && (t->pinned = overrides_dup(cfg_keys, cfg_values, n_cfg)) == NULL)) {
         rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         goto out;
     }
+    t->n_pinned = internal ? n_cfg : 0;
+    if (!internal && name.len > 2 && name.ptr[0] == '_' && name.ptr[1] == '_')
+        LOG_WARN("topics", "topic %.*s starts with '__', as the broker's internal topics do", name.len,
+                 name.ptr);
     while (kuuid_is_zero(t->id))
         t->id = new_uuid();
     t->overrides = o;
@@ -1185,8 +1277,26 @@ out:
     return rc;
 }
 
+int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
+                  const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool validate_only,
+                  topic **out, char *msg, size_t msgn) {
+    return create_topic(reg, name, partitions, replication_factor, cfg_keys, cfg_values, n_cfg, false,
+                        validate_only, out, msg, msgn);
+}
+
+int topics_create_internal(topic_registry *reg, kstr name, int32_t partitions, const char *const *cfg_keys,
+                           const char *const *cfg_values, int n_cfg, topic **out, char *msg, size_t msgn) {
+    return create_topic(reg, name, partitions, 1, cfg_keys, cfg_values, n_cfg, true, false, out, msg, msgn);
+}
+
 int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn) {
     msg[0] = '\0';
+    if (t->internal) {
+        snprintf(msg, msgn,
+                 "topic '%s' is internal: the broker keeps its own state in it and it cannot be deleted",
+                 t->name);
+        return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
+    }
     if (!reg->cfg->delete_topic_enable) {
         snprintf(msg, msgn, "topic deletion is disabled (delete.topic.enable=false)");
         return KAFKA_ERR_TOPIC_DELETION_DISABLED;
@@ -1227,6 +1337,14 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
     if (t->deleted) {
         snprintf(msg, msgn, "topic '%s' does not exist", t->name);
         rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        goto out;
+    }
+    if (t->internal) {
+        snprintf(msg, msgn,
+                 "topic '%s' is internal: its coordinator maps keys to its %d partitions, so their number is "
+                 "fixed",
+                 t->name, old);
+        rc = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
         goto out;
     }
     if (new_total <= old) {
@@ -1337,6 +1455,13 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
             mk[m] = keys[i];
             mv[m++] = values[i];
         }
+    }
+    const topic_config_override *pin = pinned_broken(t, mk, mv, m);
+    if (pin != NULL) {
+        snprintf(msg, msgn, "%s=%s is set by the broker for internal topic '%s' and cannot be changed",
+                 pin->key, pin->value, t->name);
+        rc = KAFKA_ERR_INVALID_CONFIG;
+        goto out;
     }
     rc = build_config(reg, mk, mv, m, &o, &tc, msg, msgn);
     if (rc || validate_only)

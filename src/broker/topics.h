@@ -65,7 +65,13 @@ struct topic {
     partition **parts;
     void *retired; /* replaced partition arrays, freed with the topic */
     int16_t replication_factor;
-    bool internal; /* __consumer_offsets and friends */
+    /* One of the broker's own topics (topics_internal_name): created only by
+     * topics_create_internal, never deleted, grown or written by clients. */
+    bool internal;
+    /* Of an internal topic: the overrides it was created with, which its
+     * coordinator depends on; AlterConfigs may not change them. Immutable. */
+    topic_config_override *pinned;
+    int n_pinned;
     /* Overrides as given (for DescribeConfigs sources) and the effective
      * values derived from them and the broker's config. Read under the
      * registry's lock or from a referenced topic (changes replace both
@@ -119,28 +125,52 @@ topic **topics_list(topic_registry *reg, int *n);
  * Returns 0 or KAFKA_ERR_INVALID_TOPIC_EXCEPTION with msg filled. */
 int topics_validate_name(kstr name, char *msg, size_t msgn);
 
-/* Creates a topic. partitions/replication_factor of -1 take the broker
- * defaults (num.partitions, default.replication.factor). Config overrides are
- * validated first. With validate_only nothing changes. Returns a Kafka error
- * code (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
+/* Names the broker keeps for itself.
+ *   - The metadata logs' names (`__sluice_metadata`, and `__cluster_metadata`
+ *     for the controller log to come): partition 0 of a topic so named would
+ *     be the metadata log's own directory. No topic ever has them.
+ *   - Internal topics (`__consumer_offsets`, `__transaction_state`,
+ *     `__share_group_state`): the broker creates them for its coordinators
+ *     (topics_create_internal); a client may not.
+ *   - Names ending in TOPICS_STRAY_SUFFIX, the suffix of set-aside
+ *     directories, so that a log-dirs listing is never ambiguous.
+ * Other names starting with "__" are ordinary topics, as in Kafka. */
+#define TOPICS_STRAY_SUFFIX "-stray"
+bool topics_metadata_name(kstr name);
+bool topics_internal_name(kstr name);
+/* Whether a client may not create a topic of this name (any of the above). */
+bool topics_name_reserved(kstr name);
+
+/* Creates a topic for a client. partitions/replication_factor of -1 take the
+ * broker defaults (num.partitions, default.replication.factor). Config
+ * overrides are validated first. With validate_only nothing changes. Returns
+ * a Kafka error code (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION,
+ * INVALID_REQUEST for a reserved name, INVALID_PARTITIONS,
  * INVALID_REPLICATION_FACTOR, INVALID_CONFIG, KAFKA_STORAGE_ERROR ...) with
  * msg filled on error. On success *out (if not NULL) gets a reference. */
 int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
                   const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool validate_only,
                   topic **out, char *msg, size_t msgn);
+/* Creates one of the broker's internal topics (name must satisfy
+ * topics_internal_name); its overrides are pinned. Same returns. */
+int topics_create_internal(topic_registry *reg, kstr name, int32_t partitions, const char *const *cfg_keys,
+                           const char *const *cfg_values, int n_cfg, topic **out, char *msg, size_t msgn);
 
 /* Deletes a topic (its logs go when the last reference is released).
  * UNKNOWN_TOPIC_OR_PARTITION if absent; TOPIC_DELETION_DISABLED if
  * delete.topic.enable is false; INVALID_TOPIC_EXCEPTION for internal topics. */
 int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn);
 
-/* Grows a topic to new_total partitions (INVALID_PARTITIONS if not larger). */
+/* Grows a topic to new_total partitions (INVALID_PARTITIONS if not larger;
+ * INVALID_TOPIC_EXCEPTION for an internal topic, whose coordinator maps keys
+ * to partitions by their count). */
 int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool validate_only, char *msg,
                           size_t msgn);
 
 /* Replaces a topic's overrides with the given set (AlterConfigs semantics when
  * replace_all; IncrementalAlterConfigs when not: values NULL delete a key,
- * others set it). Validates everything first; all or nothing. */
+ * others set it). Validates everything first; all or nothing. An internal
+ * topic's pinned overrides may not change (INVALID_CONFIG). */
 int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
                         int n, bool replace_all, bool validate_only, char *msg, size_t msgn);
 

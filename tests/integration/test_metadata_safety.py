@@ -11,8 +11,8 @@ import os
 import struct
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from test_admin import (INVALID_CONFIG, Reader, create_topics_v7, describe_configs_v0, incremental_alter,
                         pstr, raw_request)
@@ -78,3 +78,99 @@ def test_configs_storage_cannot_use_are_refused(broker, key, value):
     (err, _name, configs), = describe_configs_v0(broker.port, [(TOPIC, "cfg", [key])])
     assert err == 0 and configs[key] != value
     assert produce_some(broker, "cfg") == 20
+
+
+# ---- item 1: internal names are reserved ------------------------------------------------------
+
+def delete_topics_v4(port, names):
+    """DeleteTopics v4 (flexible): [(name, error)]."""
+    from test_admin import cstr, uvarint
+    body = uvarint(len(names) + 1) + b"".join(cstr(n) for n in names) + struct.pack(">i", 10000) + b"\x00"
+    r = Reader(raw_request(port, 20, 4, body, flexible=True))
+    r.i32()
+    out = []
+    for _ in range(r.carray()):
+        out.append((r.cstr(), r.i16()))
+        r.tags()
+    return out
+
+
+def partition_dirs(b, prefix):
+    root = os.path.join(b.data_dir, "logs")
+    return sorted(d for d in os.listdir(root) if d.startswith(prefix + "-") and d[len(prefix) + 1:].isdigit())
+
+
+def test_metadata_log_name_is_reserved(broker):
+    assert create(broker, "keep", 2)[0] == 0
+    produce_some(broker, "keep")
+    n_offsets = len(partition_dirs(broker, "__consumer_offsets"))
+    assert n_offsets == 50
+    for name in ("__sluice_metadata", "__cluster_metadata"):
+        err, msg = create(broker, name)
+        assert err == INVALID_REQUEST and "metadata log" in msg, (name, err, msg)
+        assert delete_topics_v4(broker.port, [name]) == [(name, 3)]  # UNKNOWN_TOPIC_OR_PARTITION
+    # Names ending in the set-aside suffix, and internal names, are not for clients either.
+    assert create(broker, "orders-0.x-stray")[0] == INVALID_TOPIC_EXCEPTION
+    assert create(broker, "__transaction_state")[0] == INVALID_REQUEST
+    # Metadata auto-creation does not create them.
+    from test_admin import metadata_classic
+    md = metadata_classic(broker.port, 4, ["__sluice_metadata"], allow_auto=True)
+    assert md.topics[0][0] == 3
+    # Other "__" names are ordinary topics, as in Kafka: creatable and writable.
+    assert create(broker, "__mine")[0] == 0
+    produce_some(broker, "__mine", n=3)
+    # Topic creation still works, and after a restart nothing is lost.
+    assert create(broker, "after")[0] == 0
+    broker.restart()
+    assert len(partition_dirs(broker, "__consumer_offsets")) == n_offsets
+    assert len(read_all(broker, "keep", expect=20)) == 20
+    assert create(broker, "after2")[0] == 0
+
+
+# ---- item 4: internal topics cannot be deleted or broken by clients --------------------------
+
+def commit_offset(b, group, topic, offset):
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    c.close()
+
+
+def committed(b, group, topic):
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    (tp,) = c.committed([TopicPartition(topic, 0)], timeout=15)
+    c.close()
+    return tp.offset
+
+
+def test_internal_topics_are_protected(broker):
+    assert create(broker, "t")[0] == 0
+    produce_some(broker, "t")
+    commit_offset(broker, "g1", "t", 7)
+    assert committed(broker, "g1", "t") == 7
+    assert delete_topics_v4(broker.port, ["__consumer_offsets"]) == [("__consumer_offsets", INVALID_TOPIC_EXCEPTION)]
+    a = admin(broker)
+    with pytest.raises(KafkaException) as e:
+        a.delete_topics(["__consumer_offsets"])["__consumer_offsets"].result(timeout=15)
+    assert e.value.args[0].code() == INVALID_TOPIC_EXCEPTION
+    # CreatePartitions would remap groups to partitions.
+    with pytest.raises(KafkaException) as e:
+        a.create_partitions([NewPartitions("__consumer_offsets", 60)])["__consumer_offsets"].result(timeout=15)
+    assert e.value.args[0].code() == INVALID_TOPIC_EXCEPTION and "internal" in e.value.args[0].str()
+    # Configs its coordinator depends on are pinned; others may change.
+    for key, value in [("cleanup.policy", "delete"), ("retention.ms", "1000"), ("retention.bytes", "1000"),
+                       ("max.message.bytes", "1000"), ("segment.bytes", "1048576")]:
+        (err, msg, _t, _n), = incremental_alter(broker.port, [(TOPIC, "__consumer_offsets", [(key, OP_SET, value)])])
+        assert err == INVALID_CONFIG and key in msg, (key, err, msg)
+        (err, msg, _t, _n), = incremental_alter(broker.port, [(TOPIC, "__consumer_offsets", [(key, OP_DELETE, None)])])
+        assert err == INVALID_CONFIG and key in msg, (key, err, msg)
+    (err, _m, _t, _n), = incremental_alter(broker.port, [(TOPIC, "__consumer_offsets", [("flush.ms", OP_SET, "60000")])])
+    assert err == 0
+    # DeleteRecords on it is refused as in Kafka.
+    body = struct.pack(">i", 1) + pstr("__consumer_offsets") + struct.pack(">iiqi", 1, 0, -1, 5000)
+    r = Reader(raw_request(broker.port, 21, 0, body))
+    r.i32()
+    assert r.array() == 1 and r.pstr() == "__consumer_offsets" and r.array() == 1
+    assert (r.i32(), r.i64(), r.i16()) == (0, -1, INVALID_TOPIC_EXCEPTION)
+    broker.restart()
+    assert len(partition_dirs(broker, "__consumer_offsets")) == 50
+    assert committed(broker, "g1", "t") == 7
