@@ -9,7 +9,12 @@
  *   PARTITIONS: int32 new partition count
  *   CONFIG:     bool replace_all, int32 n, n x (string key, nullable string value)
  *   DELETE:     nothing
+ *   CREATING:   int32 from, int32 to (partitions about to be created)
  * A change is made durable (append + fsync) before it is applied in memory.
+ * Creating partitions is announced first (CREATING, durable before the
+ * first directory is made), so that directories left by a creation cut
+ * short are recognised at the next start and removed: the metadata log
+ * explains every directory the registry ever removes (see logdirs.h).
  *
  * Locks: `lock` (rwlock) guards the topic table; `change_mu` serialises
  * changes so that the slow part (disk) runs without blocking lookups, and the
@@ -30,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/logdirs.h"
+#include "broker/metalog.h"
 #include "core/arena.h"
 #include "core/log.h"
 #include "proto/batch.h"
@@ -37,25 +44,43 @@
 #include "proto/gen/kafka_msgs.h"
 
 #define META_LOG_NAME   "__sluice_metadata-0"
-#define PARTITION_META  "partition.metadata"
 #define META_PROPERTIES "meta.properties"
-#define META_READ_CHUNK (1 << 20)
 #define META_RECORD_MAX (1 << 20)
+_Static_assert(META_RECORD_MAX * 2 <= METALOG_BATCH_MAX, "a metadata batch must fit the scanner's buffer");
 
-enum { REC_TOPIC = 1, REC_PARTITIONS = 2, REC_CONFIG = 3, REC_DELETE = 4 };
+enum { REC_TOPIC = 1, REC_PARTITIONS = 2, REC_CONFIG = 3, REC_DELETE = 4, REC_CREATING = 5 };
+
+/* Bounds on what the registry remembers of the metadata log's history. */
+#define DELETED_IDS_MAX (1 << 20) /* topics ever deleted (16 bytes each) */
+#define INTENTS_MAX     (1 << 16) /* unfinished creations found by a replay */
+#define STRAYS_MAX      10000     /* set-aside directories listed (more are counted) */
+#define STRAYS_LOGGED   20        /* at start, one line each for the first ones */
 
 typedef struct retired_parts {
     struct retired_parts *next;
     partition **parts;
 } retired_parts;
 
-#define DELETED_IDS_MAX 4096
+/* A creation the metadata log announced (REC_CREATING) and whose topic or
+ * partitions record has not (yet) been seen: partitions [from, to) of id. */
+typedef struct intent {
+    kuuid id;
+    int32_t from, to;
+} intent;
 
 struct topic_registry {
     const broker_config *cfg;
-    bool opened;        /* every log recovered: closing may mark the dirs clean */
-    kuuid *deleted_ids; /* ids deleted per the metadata log (replay only) */
-    int n_deleted;
+    bool opened; /* every log recovered: closing may mark the dirs clean */
+    /* Ids the metadata log records as deleted: the only directories removed
+     * without a live topic. Guarded by change_mu (written at start, by
+     * deletions, read when a partition directory is claimed). */
+    kuuid *deleted_ids;
+    int n_deleted, cap_deleted;
+    intent *intents; /* unfinished creations (start-up only) */
+    int n_intents, cap_intents;
+    /* Set-aside directories, for DescribeLogDirs; under lock. */
+    topics_stray *strays;
+    int n_strays, cap_strays, strays_total;
     pthread_rwlock_t lock;
     pthread_mutex_t change_mu;
     topic **topics; /* live topics, unsorted */
@@ -220,7 +245,7 @@ static void topic_free_overrides(topic_config_override *o, int n) {
 /* Deletes a partition log and the directory holding it. */
 static int partition_delete_log(plog *l) {
     char meta[4200];
-    snprintf(meta, sizeof meta, "%s/%s", plog_dir(l), PARTITION_META);
+    snprintf(meta, sizeof meta, "%s/%s", plog_dir(l), LOGDIRS_OWNER_FILE);
     unlink(meta);
     return plog_delete(l);
 }
@@ -380,73 +405,13 @@ int topics_partition_count(topic_registry *reg) {
 
 const char *topics_cluster_id(const topic_registry *reg) { return reg->cluster_id; }
 
-/* ---- partition logs --------------------------------------------------- */
+/* ---- partition directories -------------------------------------------- */
 
-/* Each partition directory holds partition.metadata naming its topic id, so
- * a directory left behind by a deleted topic is never mistaken for the data
- * of a new topic with the same name. */
-
-static void uuid_hex(kuuid id, char out[33]) {
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", id.b[i]);
-}
-
-/* 1 if found (id set), 0 if absent, -1 if unreadable. */
-static int read_partition_meta(const char *dir, kuuid *id) {
-    char path[4200], line[128];
-    snprintf(path, sizeof path, "%s/%s", dir, PARTITION_META);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return errno == ENOENT ? 0 : -1;
-    int rc = -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "topic_id: ", 10) != 0)
-            continue;
-        const char *h = line + 10;
-        rc = 1;
-        for (int i = 0; i < 16; i++) {
-            unsigned v;
-            if (sscanf(h + 2 * i, "%2x", &v) != 1) {
-                rc = -1;
-                break;
-            }
-            id->b[i] = (uint8_t)v;
-        }
-    }
-    fclose(f);
-    return rc;
-}
-
-static int write_partition_meta(const char *dir, kuuid id) {
-    char path[4200], tmp[4300], hex[33];
-    snprintf(path, sizeof path, "%s/%s", dir, PARTITION_META);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    uuid_hex(id, hex);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        return -1;
-    fprintf(f, "version: 0\ntopic_id: %s\n", hex);
-    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    return ok && rename(tmp, path) == 0 ? 0 : -1;
-}
-
-/* Removes a partition directory and the plain files in it. */
-static int remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return errno == ENOENT ? 0 : -1;
-    struct dirent *e;
-    char path[4400];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    return rmdir(dir);
-}
+/* Each partition directory holds partition.metadata naming its topic id
+ * (logdirs.h). A directory is removed only when the metadata log explains
+ * it: its id was deleted (REC_DELETE), or it was being created when the
+ * broker stopped (REC_CREATING without the record that completes it). Any
+ * other directory the live topics do not account for is set aside. */
 
 static bool id_was_deleted(const topic_registry *reg, kuuid id) {
     for (int i = 0; i < reg->n_deleted; i++)
@@ -455,15 +420,134 @@ static bool id_was_deleted(const topic_registry *reg, kuuid id) {
     return false;
 }
 
-/* Finds the root holding <name>-<index>, or picks one for a new partition. */
-static int partition_root(topic_registry *reg, const char *name, int32_t index, char *dir, size_t dirn) {
+static void remember_deleted(topic_registry *reg, kuuid id) {
+    if (id_was_deleted(reg, id))
+        return;
+    if (reg->n_deleted == reg->cap_deleted) {
+        int ncap = reg->cap_deleted ? reg->cap_deleted * 2 : 64;
+        kuuid *n = ncap <= DELETED_IDS_MAX ? realloc(reg->deleted_ids, (size_t)ncap * sizeof *n) : NULL;
+        if (n == NULL) {
+            /* Forgetting is safe: its leftovers are set aside, not removed. */
+            LOG_WARN("topics", "too many deleted topics to remember; leftovers of older ones are set aside");
+            return;
+        }
+        reg->deleted_ids = n;
+        reg->cap_deleted = ncap;
+    }
+    reg->deleted_ids[reg->n_deleted++] = id;
+}
+
+/* The unfinished creation covering partition index of id, if any. */
+static const intent *find_intent(const topic_registry *reg, kuuid id, int32_t index) {
+    for (int i = 0; i < reg->n_intents; i++) {
+        const intent *in = &reg->intents[i];
+        if (memcmp(in->id.b, id.b, 16) == 0 && index >= in->from && index < in->to)
+            return in;
+    }
+    return NULL;
+}
+
+/* Lists a set-aside directory; returns its size. */
+static int64_t add_stray(topic_registry *reg, int root, const char *name, bool known, kuuid owner,
+                         int32_t index) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", reg->cfg->log_dirs.items[root], name);
+    int64_t bytes = logdirs_bytes(path);
+    pthread_rwlock_wrlock(&reg->lock);
+    reg->strays_total++;
+    if (reg->n_strays == reg->cap_strays && reg->cap_strays < STRAYS_MAX) {
+        int ncap = reg->cap_strays ? reg->cap_strays * 2 : 16;
+        topics_stray *n = realloc(reg->strays, (size_t)ncap * sizeof *n);
+        if (n != NULL) {
+            reg->strays = n;
+            reg->cap_strays = ncap;
+        }
+    }
+    if (reg->n_strays < reg->cap_strays) {
+        topics_stray *st = &reg->strays[reg->n_strays++];
+        memset(st, 0, sizeof *st);
+        st->root = root;
+        snprintf(st->name, sizeof st->name, "%s", name);
+        st->owner_known = known;
+        st->owner = owner;
+        st->partition = index;
+        st->bytes = bytes;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return bytes;
+}
+
+int topics_strays(topic_registry *reg, topics_stray *out, int max, int *total) {
+    pthread_rwlock_rdlock(&reg->lock);
+    int n = reg->n_strays < max ? reg->n_strays : max;
+    if (n > 0)
+        memcpy(out, reg->strays, (size_t)n * sizeof *out);
+    *total = reg->strays_total;
+    pthread_rwlock_unlock(&reg->lock);
+    return n;
+}
+
+/* Deals with root/dname, a directory named as partition index of topic
+ * name, when it is not known to hold that partition of the live topic
+ * `live` (NULL: no live topic has that partition). Returns 0 when the
+ * directory is live's to use (its id, or no partition.metadata: adopted), 1
+ * when it was removed or set aside, -1 when that failed (logged). */
+static int settle_dir(topic_registry *reg, int root, const char *dname, const topic *live, int32_t index) {
+    const char *rootp = reg->cfg->log_dirs.items[root];
+    char dir[4400], hex[33] = "", aside[LOGDIRS_NAME_MAX + 1];
+    snprintf(dir, sizeof dir, "%s/%s", rootp, dname);
+    kuuid owner = {{0}};
+    int found = logdirs_read_owner(dir, &owner);
+    if (live != NULL && (found == 0 || (found == 1 && memcmp(owner.b, live->id.b, 16) == 0)))
+        return 0;
+    if (found == 1)
+        logdirs_uuid_hex(owner, hex);
+    if (found == 1 && (id_was_deleted(reg, owner) || find_intent(reg, owner, index) != NULL)) {
+        bool deleted = id_was_deleted(reg, owner);
+        LOG_INFO("topics", "removing %s (topic id %s): %s", dir, hex,
+                 deleted ? "its topic was deleted" : "left over from a creation the broker did not finish");
+        if (logdirs_remove(dir) != 0) {
+            LOG_ERROR("topics", "cannot remove %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        return 1;
+    }
+    if (logdirs_set_aside(rootp, dname, found == 1 ? &owner : NULL, aside, sizeof aside) != 0) {
+        LOG_ERROR("topics", "cannot set aside %s: %s; it is left as it is", dir, strerror(errno));
+        return -1;
+    }
+    char want[33] = "none";
+    if (live != NULL)
+        logdirs_uuid_hex(live->id, want);
+    LOG_ERROR("topics",
+              "log directory %s holds topic id %s, but %s; it is set aside as %s/%s with its data "
+              "untouched (docs/operations.md says how to restore or remove it)",
+              dir,
+              found == 1   ? hex
+              : found == 0 ? "(no partition.metadata)"
+                           : "(unreadable partition.metadata)",
+              live != NULL ? "its topic has another id" : "no live partition has that name", rootp, aside);
+    if (live != NULL)
+        LOG_ERROR("topics", "topic %s (id %s) partition %d starts empty in a new directory", live->name, want,
+                  index);
+    add_stray(reg, root, aside, found == 1, owner, index);
+    return 1;
+}
+
+/* Finds the root holding <name>-<index>, or picks one for a new partition.
+ * Returns the root's index; *exists says whether the directory is there. */
+static int partition_root(topic_registry *reg, const char *name, int32_t index, char *dir, size_t dirn,
+                          bool *exists) {
     const config_list *roots = &reg->cfg->log_dirs;
     for (int i = 0; i < roots->n; i++) {
         snprintf(dir, dirn, "%s/%s-%d", roots->items[i], name, index);
         struct stat st;
-        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+            *exists = true;
             return i;
+        }
     }
+    *exists = false;
     int pick = plog_dir_pick(roots->items, roots->n);
     if (pick < 0)
         pick = 0;
@@ -473,8 +557,17 @@ static int partition_root(topic_registry *reg, const char *name, int32_t index, 
 
 static partition *partition_open(topic_registry *reg, topic *t, int32_t index, const plog_config *pc,
                                  int *err) {
-    char dir[4096];
-    int root = partition_root(reg, t->name, index, dir, sizeof dir);
+    char dir[4096], dname[LOGDIRS_NAME_MAX + 1];
+    bool exists;
+    int root = partition_root(reg, t->name, index, dir, sizeof dir, &exists);
+    snprintf(dname, sizeof dname, "%s-%d", t->name, index);
+    int settled = exists ? settle_dir(reg, root, dname, t, index) : 0;
+    if (settled < 0) {
+        *err = STORAGE_KAFKA_STORAGE_ERROR; /* neither ours nor out of the way */
+        return NULL;
+    }
+    if (settled > 0) /* gone: the new partition may go to another root */
+        root = partition_root(reg, t->name, index, dir, sizeof dir, &exists);
     partition *p = calloc(1, sizeof *p);
     if (p == NULL) {
         *err = STORAGE_KAFKA_STORAGE_ERROR;
@@ -484,21 +577,19 @@ static partition *partition_open(topic_registry *reg, topic *t, int32_t index, c
     p->index = index;
     p->root = reg->cfg->log_dirs.items[root];
     kuuid owner;
-    int found = read_partition_meta(dir, &owner);
-    if (found == 1 && memcmp(owner.b, t->id.b, 16) != 0) {
-        /* Left behind by a deleted topic of the same name. */
-        LOG_WARN("topics", "removing %s: it belongs to a deleted topic, not to %s", dir, t->name);
-        if (remove_dir(dir) != 0) {
-            LOG_ERROR("topics", "cannot remove stale directory %s: %s", dir, strerror(errno));
-            *err = STORAGE_KAFKA_STORAGE_ERROR;
+    bool owned = exists && logdirs_read_owner(dir, &owner) == 1;
+    if (!exists) {
+        if (logdirs_create(reg->cfg->log_dirs.items[root], dname, t->id) != 0) {
+            LOG_ERROR("topics", "cannot create %s: %s", dir, strerror(errno));
             free(p);
+            *err = STORAGE_KAFKA_STORAGE_ERROR;
             return NULL;
         }
-        found = 0;
+        owned = true;
     }
     p->log = plog_open(dir, pc, reg->was_clean[root], err);
-    if (p->log && found != 1 && write_partition_meta(dir, t->id) != 0) {
-        LOG_ERROR("topics", "cannot write %s/%s: %s", dir, PARTITION_META, strerror(errno));
+    if (p->log && !owned && logdirs_write_owner(dir, t->id) != 0) {
+        LOG_ERROR("topics", "cannot write %s/%s: %s", dir, LOGDIRS_OWNER_FILE, strerror(errno));
         plog_close(p->log);
         p->log = NULL;
         *err = STORAGE_KAFKA_STORAGE_ERROR;
@@ -541,7 +632,8 @@ typedef struct meta_change {
     int type;
     kuuid id;
     kstr name;
-    int32_t partitions;
+    int32_t partitions; /* TOPIC, PARTITIONS: the count; CREATING: the end of the range */
+    int32_t from;       /* CREATING: the first partition */
     int16_t replication_factor;
     bool internal;
     bool replace_all;
@@ -559,6 +651,9 @@ static size_t change_size(const meta_change *c) {
         break;
     case REC_PARTITIONS:
         n += 4;
+        break;
+    case REC_CREATING:
+        n += 8;
         break;
     case REC_CONFIG:
         n += 1 + 4;
@@ -581,6 +676,9 @@ static int encode_change(const meta_change *c, uint8_t *buf, size_t cap, size_t 
         wire_write_i16(&w, c->replication_factor);
         wire_write_bool(&w, c->internal);
     } else if (c->type == REC_PARTITIONS) {
+        wire_write_i32(&w, c->partitions);
+    } else if (c->type == REC_CREATING) {
+        wire_write_i32(&w, c->from);
         wire_write_i32(&w, c->partitions);
     } else if (c->type == REC_CONFIG) {
         wire_write_bool(&w, c->replace_all);
@@ -613,6 +711,9 @@ static int decode_change(const uint8_t *p, size_t n, arena *a, meta_change *c) {
         c->internal = wire_read_bool(&r);
     } else if (c->type == REC_PARTITIONS) {
         c->partitions = wire_read_i32(&r);
+    } else if (c->type == REC_CREATING) {
+        c->from = wire_read_i32(&r);
+        c->partitions = wire_read_i32(&r);
     } else if (c->type == REC_CONFIG) {
         c->replace_all = wire_read_bool(&r);
     } else if (c->type != REC_DELETE) {
@@ -632,12 +733,14 @@ static int decode_change(const uint8_t *p, size_t n, arena *a, meta_change *c) {
             c->rvalues[i] = wire_read_string(&r, false, c->type == REC_CONFIG);
         }
     }
+    if (r.err == WIRE_OK && wire_remaining(&r) != 0)
+        return WIRE_EINVAL; /* not a record this version wrote */
     return r.err;
 }
 
 /* Appends one change to the metadata log and fsyncs it. */
 static int meta_append(topic_registry *reg, const meta_change *c) {
-    static const char *names[] = {"", "topic", "partitions", "config", "delete"};
+    static const char *names[] = {"", "topic", "partitions", "config", "delete", "creating"};
     size_t cap = change_size(c);
     if (cap > META_RECORD_MAX)
         return KAFKA_ERR_POLICY_VIOLATION;
@@ -756,7 +859,35 @@ static topic *topic_new(kstr name, kuuid id, int32_t partitions, int16_t rf, boo
 
 /* ---- replay ----------------------------------------------------------- */
 
-static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
+static void add_intent(topic_registry *reg, kuuid id, int32_t from, int32_t to) {
+    if (reg->n_intents == reg->cap_intents) {
+        int ncap = reg->cap_intents ? reg->cap_intents * 2 : 16;
+        intent *n = ncap <= INTENTS_MAX ? realloc(reg->intents, (size_t)ncap * sizeof *n) : NULL;
+        if (n == NULL) {
+            /* Forgetting is safe: such leftovers are set aside instead. */
+            LOG_WARN("topics", "too many unfinished creations in the metadata log to track");
+            return;
+        }
+        reg->intents = n;
+        reg->cap_intents = ncap;
+    }
+    reg->intents[reg->n_intents++] = (intent){id, from, to};
+}
+
+/* A topic or partitions record for id with `count` partitions completes the
+ * creations of id it covers. */
+static void resolve_intents(topic_registry *reg, kuuid id, int32_t count) {
+    for (int i = 0; i < reg->n_intents;) {
+        if (memcmp(reg->intents[i].id.b, id.b, 16) == 0 && reg->intents[i].to <= count)
+            reg->intents[i] = reg->intents[--reg->n_intents];
+        else
+            i++;
+    }
+}
+
+/* Applies one record read back from the metadata log. -1 (err filled) only
+ * when memory runs out: a record must never be dropped silently. */
+static int replay_change(topic_registry *reg, const meta_change *c, arena *a, char *err, size_t errn) {
     char msg[TOPICS_MSG_MAX];
     topic *t = NULL;
     for (int i = 0; i < reg->n_topics; i++)
@@ -767,7 +898,7 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
         keys = arena_calloc(a, (size_t)c->n_cfg, sizeof *keys);
         values = arena_calloc(a, (size_t)c->n_cfg, sizeof *values);
         if (!keys || !values)
-            return;
+            goto nomem;
         for (int i = 0; i < c->n_cfg; i++) {
             keys[i] = arena_alloc(a, (size_t)c->rkeys[i].len + 1);
             if (keys[i])
@@ -778,7 +909,7 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
                     memcpy((char *)values[i], c->rvalues[i].ptr, (size_t)c->rvalues[i].len);
             }
             if (!keys[i] || (c->rvalues[i].len >= 0 && !values[i]))
-                return;
+                goto nomem;
         }
     }
     switch (c->type) {
@@ -798,7 +929,7 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
         bool internal = topics_internal_name(c->name);
         topic *nt = topic_new(c->name, c->id, c->partitions, c->replication_factor, internal);
         if (nt == NULL)
-            break;
+            goto nomem;
         if (internal && c->n_cfg > 0) {
             nt->pinned = overrides_dup(keys, values, c->n_cfg);
             nt->n_pinned = nt->pinned ? c->n_cfg : 0;
@@ -810,23 +941,26 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
         } else {
             nt->n_overrides = c->n_cfg;
         }
-        if (table_add(reg, nt) != 0)
+        if (table_add(reg, nt) != 0) {
             topic_destroy(reg, nt, false);
-        else
-            nt->n_partitions = c->partitions; /* logs are opened after replay */
+            goto nomem;
+        }
+        resolve_intents(reg, c->id, c->partitions);
         break;
     }
     case REC_PARTITIONS:
         if (t && c->partitions > t->n_partitions && c->partitions <= TOPIC_PARTITIONS_MAX) {
             partition **np = realloc(t->parts, (size_t)c->partitions * sizeof *np);
             if (np == NULL)
-                break;
+                goto nomem;
             for (int32_t i = t->n_partitions; i < c->partitions; i++)
                 np[i] = NULL;
             t->parts = np;
             reg->n_partitions += c->partitions - t->n_partitions;
             t->n_partitions = c->partitions;
         }
+        if (t)
+            resolve_intents(reg, c->id, c->partitions);
         break;
     case REC_CONFIG:
         if (t) {
@@ -864,128 +998,240 @@ static void replay_change(topic_registry *reg, const meta_change *c, arena *a) {
             }
         }
         break;
+    case REC_CREATING:
+        if (c->from >= 0 && c->partitions > c->from && c->partitions <= TOPIC_PARTITIONS_MAX)
+            add_intent(reg, c->id, c->from, c->partitions);
+        break;
     case REC_DELETE:
-        if (reg->n_deleted < DELETED_IDS_MAX) {
-            if (reg->deleted_ids == NULL)
-                reg->deleted_ids = calloc(DELETED_IDS_MAX, sizeof(kuuid));
-            if (reg->deleted_ids)
-                reg->deleted_ids[reg->n_deleted++] = c->id;
-        }
+        remember_deleted(reg, c->id);
+        resolve_intents(reg, c->id, INT32_MAX);
         if (t) {
             table_remove(reg, t);
             t->deleted = true;
-            topic_release(reg, t); /* deletes the logs if they exist */
+            topic_release(reg, t); /* no logs are open yet: the start-up scan removes them */
         }
         break;
     }
+    return 0;
+nomem:
+    snprintf(err, errn, "out of memory applying it");
+    return -1;
 }
 
-/* Partition logs are opened after the whole replay, so a topic deleted in
- * the log never opens its logs; directories it left behind (a crash between
- * the deletion record and the removal) are recognised by partition.metadata
- * and removed here. */
-static void remove_leftover_dirs(topic_registry *reg) {
-    const config_list *roots = &reg->cfg->log_dirs;
-    for (int r = 0; r < roots->n; r++) {
-        DIR *d = opendir(roots->items[r]);
-        if (d == NULL)
-            continue;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.' || strcmp(e->d_name, META_LOG_NAME) == 0)
-                continue;
-            const char *dash = strrchr(e->d_name, '-');
-            if (dash == NULL || dash == e->d_name)
-                continue;
-            char *end;
-            long idx = strtol(dash + 1, &end, 10);
-            if (*end != '\0' || idx < 0)
-                continue;
-            kstr name = {e->d_name, (int32_t)(dash - e->d_name)};
-            topic *t = find_locked(reg, name);
-            if (t != NULL && idx < t->n_partitions)
-                continue;
-            char dir[4400];
-            snprintf(dir, sizeof dir, "%s/%s", roots->items[r], e->d_name);
-            kuuid owner;
-            if (read_partition_meta(dir, &owner) == 1 && id_was_deleted(reg, owner)) {
-                LOG_INFO("topics", "removing %s, left over from a deleted topic", dir);
-                remove_dir(dir);
-            } else {
-                LOG_WARN("topics", "log directory %s belongs to no known partition; leaving it alone", dir);
-            }
-        }
-        closedir(d);
+/* metalog_scan's callback: one record of the metadata log, in order. */
+static int replay_record(void *ctx, int64_t offset, kbytes key, kbytes value, char *err, size_t errn) {
+    (void)offset;
+    topic_registry *reg = ctx;
+    arena a;
+    arena_init(&a, (size_t)(value.len > 0 ? value.len : 0) * 4 + (256 << 10));
+    meta_change c;
+    int rc;
+    if (value.len <= 0 || decode_change(value.ptr, (size_t)value.len, &a, &c) != WIRE_OK) {
+        snprintf(err, errn, "a '%.*s' record this version cannot read (written by a newer one?)",
+                 key.len > 0 && key.len < 32 ? key.len : 0, key.len > 0 ? (const char *)key.ptr : "");
+        rc = -1;
+    } else {
+        rc = replay_change(reg, &c, &a, err, errn);
     }
-}
-
-static int replay(topic_registry *reg) {
-    int64_t off = plog_start_offset(reg->meta);
-    uint8_t *buf = malloc(META_READ_CHUNK);
-    if (buf == NULL)
-        return -1;
-    int count = 0, rc = 0;
-    while (off < plog_end_offset(reg->meta)) {
-        plog_read_result res;
-        int err = plog_read(reg->meta, off, META_READ_CHUNK, -1, &res);
-        if (err != 0 || res.n == 0) {
-            rc = err ? -1 : 0;
-            break;
-        }
-        size_t got = 0;
-        for (int i = 0; i < res.n && got < META_READ_CHUNK; i++) {
-            size_t want = (size_t)res.r[i].len;
-            if (want > META_READ_CHUNK - got)
-                want = META_READ_CHUNK - got;
-            if (pread(res.r[i].fd, buf + got, want, res.r[i].pos) != (ssize_t)want) {
-                rc = -1;
-                break;
-            }
-            got += want;
-        }
-        plog_read_release(&res);
-        if (rc)
-            break;
-        batch_cursor cur;
-        batch_cursor_init(&cur, buf, got);
-        const uint8_t *bp;
-        size_t bsize;
-        batch_header h;
-        int64_t next = off;
-        while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
-            arena a;
-            arena_init(&a, bsize * 4 + (256 << 10));
-            batch_iter it;
-            batch_record rec;
-            if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
-                while (batch_iter_next(&it, &rec)) {
-                    meta_change c;
-                    if (rec.value.len > 0 &&
-                        decode_change(rec.value.ptr, (size_t)rec.value.len, &a, &c) == 0) {
-                        replay_change(reg, &c, &a);
-                        count++;
-                    } else {
-                        LOG_WARN("topics", "skipping an unreadable metadata record at offset %lld",
-                                 (long long)rec.offset);
-                    }
-                }
-            }
-            arena_reset(&a);
-            next = h.base_offset + h.last_offset_delta + 1;
-        }
-        if (next == off) {
-            /* A batch larger than the chunk cannot be: records are small. */
-            LOG_ERROR("topics", "metadata log batch at offset %lld is unreadable", (long long)off);
-            rc = -1;
-            break;
-        }
-        off = next;
-    }
-    free(buf);
-    if (rc == 0)
-        LOG_INFO("topics", "replayed %d metadata records: %d topics, %d partitions", count, reg->n_topics,
-                 reg->n_partitions);
+    arena_reset(&a);
     return rc;
+}
+
+/* Reads and applies the metadata log, then opens it for appending. A log
+ * that is damaged anywhere but in a torn tail stops the broker (metalog.h):
+ * read as "fewer topics", it would make their directories look unknown. */
+static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *res) {
+    char err[METALOG_ERR_MAX];
+    if (metalog_scan(dir, reg->was_clean[0], replay_record, reg, res, err, sizeof err) != 0) {
+        LOG_ERROR("topics", "the metadata log cannot be trusted: %s", err);
+        LOG_ERROR("topics",
+                  "the broker stops rather than take topics for missing; restore %s from a backup "
+                  "or see docs/operations.md (\"A damaged metadata log\")",
+                  dir);
+        return -1;
+    }
+    if (res->torn_tail)
+        LOG_WARN("topics",
+                 "the metadata log ends in a torn write at offset %lld (never acknowledged); it is cut",
+                 (long long)res->end_offset);
+    plog_config pc;
+    plog_config_default(&pc);
+    pc.retention_ms = -1;
+    pc.retention_bytes = -1;
+    pc.segment_bytes = 64 << 20;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int err_code = 0;
+        bool clean = reg->was_clean[0] && !res->torn_tail && attempt == 0;
+        reg->meta = plog_open(dir, &pc, clean, &err_code);
+        if (reg->meta == NULL) {
+            LOG_ERROR("topics", "cannot open the metadata log in %s: %s", dir, storage_strerror(err_code));
+            return -1;
+        }
+        if (plog_end_offset(reg->meta) == res->end_offset && plog_start_offset(reg->meta) == 0)
+            break;
+        /* Storage disagrees with what was read, which leaves only its derived
+         * files (indexes, checkpoint) to blame: rebuild them once. */
+        LOG_WARN("topics",
+                 "the metadata log's indexes say it ends at offset %lld, its records at %lld; "
+                 "rebuilding them",
+                 (long long)plog_end_offset(reg->meta), (long long)res->end_offset);
+        plog_close(reg->meta);
+        reg->meta = NULL;
+        if (attempt == 1 || plog_drop_derived_files(dir) != 0) {
+            LOG_ERROR("topics", "the metadata log in %s cannot be opened as it was read", dir);
+            return -1;
+        }
+    }
+    if (plog_end_offset(reg->meta) != res->end_offset) {
+        LOG_ERROR("topics", "the metadata log in %s cannot be opened as it was read", dir);
+        return -1;
+    }
+    LOG_INFO("topics", "replayed %lld metadata records: %d topics, %d partitions", (long long)res->records,
+             reg->n_topics, reg->n_partitions);
+    return 0;
+}
+
+/* The names of the entries of dir, malloc'd (so the directory can change
+ * while they are handled). NULL with *n = 0 when empty or unreadable. */
+static char **list_names(const char *dir, int *n) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return NULL;
+    char **v = NULL;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (*n == cap) {
+            int ncap = cap ? cap * 2 : 64;
+            char **nv = realloc(v, (size_t)ncap * sizeof *nv);
+            if (nv == NULL)
+                break;
+            v = nv;
+            cap = ncap;
+        }
+        if ((v[*n] = strdup(e->d_name)) != NULL)
+            (*n)++;
+    }
+    closedir(d);
+    return v;
+}
+
+static void free_names(char **v, int n) {
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool is_dir(const char *root, const char *name) {
+    char path[4400];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Partition directories under the roots (the empty-metadata check). */
+static int count_partition_dirs(topic_registry *reg, char *example, size_t examplen) {
+    int count = 0;
+    for (int r = 0; r < reg->cfg->log_dirs.n; r++) {
+        const char *root = reg->cfg->log_dirs.items[r];
+        int n;
+        char **names = list_names(root, &n);
+        for (int i = 0; i < n; i++) {
+            kstr name;
+            int32_t idx;
+            if (strcmp(names[i], META_LOG_NAME) != 0 && logdirs_parse_partition(names[i], &name, &idx) &&
+                is_dir(root, names[i]) && count++ == 0)
+                snprintf(example, examplen, "%s/%s", root, names[i]);
+        }
+        free_names(names, n);
+    }
+    return count;
+}
+
+/* Hidden directories a crash left inside logdirs_create: never a
+ * partition's yet, so they hold no data. */
+static void remove_creating_leftovers(const char *root) {
+    DIR *d = opendir(root);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[4400];
+    int n = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!logdirs_parse_creating(e->d_name))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+        if (logdirs_remove(path) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n > 0)
+        LOG_INFO("topics", "removed %d partition directories of %s whose creation a stop interrupted", n,
+                 root);
+}
+
+/* After the replay and before any partition log opens: every directory
+ * under the roots is a live partition's (left for partition_open), a
+ * set-aside one (listed and logged, at every start), or settled here:
+ * removed when the metadata log explains it, set aside otherwise. */
+static void settle_log_dirs(topic_registry *reg) {
+    const config_list *roots = &reg->cfg->log_dirs;
+    int strays_seen = 0;
+    for (int r = 0; r < roots->n; r++) {
+        remove_creating_leftovers(roots->items[r]);
+        int n;
+        char **names = list_names(roots->items[r], &n);
+        for (int i = 0; i < n; i++) {
+            const char *dn = names[i];
+            kstr name;
+            int32_t idx;
+            kuuid owner = {{0}};
+            bool known = false;
+            if (!is_dir(roots->items[r], dn))
+                continue;
+            if (strcmp(dn, META_LOG_NAME) == 0) {
+                if (r != 0)
+                    LOG_WARN("topics",
+                             "%s/%s is a metadata log, but only the first of log.dirs holds it (was "
+                             "the order of log.dirs changed?); it is left alone",
+                             roots->items[r], dn);
+                continue;
+            }
+            if (logdirs_parse_stray(dn, &owner, &known, &idx)) {
+                int64_t bytes = add_stray(reg, r, dn, known, owner, idx);
+                if (strays_seen++ < STRAYS_LOGGED)
+                    LOG_WARN("topics",
+                             "%s/%s is a set-aside log directory (%lld bytes), kept until an operator "
+                             "restores or removes it",
+                             roots->items[r], dn, (long long)bytes);
+                continue;
+            }
+            if (!logdirs_parse_partition(dn, &name, &idx)) {
+                LOG_WARN("topics", "%s/%s is not a partition directory; it is left alone", roots->items[r],
+                         dn);
+                continue;
+            }
+            topic *live = find_locked(reg, name);
+            if (live != NULL && idx < live->n_partitions) {
+                /* Only the first root holding it is the partition's. */
+                char first[4096];
+                bool exists;
+                if (partition_root(reg, live->name, idx, first, sizeof first, &exists) != r)
+                    live = NULL;
+            } else {
+                live = NULL;
+            }
+            settle_dir(reg, r, dn, live, idx);
+        }
+        free_names(names, n);
+    }
+    if (strays_seen > STRAYS_LOGGED)
+        LOG_WARN("topics",
+                 "%d set-aside log directories in all (DescribeLogDirs and `sluice log-dirs` list them)",
+                 strays_seen);
 }
 
 /* ---- meta.properties -------------------------------------------------- */
@@ -1080,27 +1326,33 @@ topic_registry *topics_open(const broker_config *cfg) {
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", roots->items[0], META_LOG_NAME);
-    plog_config pc;
-    plog_config_default(&pc);
-    pc.retention_ms = -1;
-    pc.retention_bytes = -1;
-    pc.segment_bytes = 64 << 20;
-    int err = 0;
-    reg->meta = plog_open(dir, &pc, reg->was_clean[0], &err);
-    if (reg->meta == NULL) {
-        LOG_ERROR("topics", "cannot open the metadata log in %s: %s", dir, storage_strerror(err));
+    metalog_result res;
+    if (open_meta_log(reg, dir, &res) != 0)
         goto err;
+    if (res.records == 0) {
+        /* A metadata log that is missing or empty while partitions exist
+         * was lost (or log.dirs changed): reading it as "no topics" would
+         * set every directory aside. */
+        char example[4400] = "";
+        int n = count_partition_dirs(reg, example, sizeof example);
+        if (n > 0) {
+            LOG_ERROR("topics",
+                      "the metadata log %s is %s, but %d partition directories exist (such as %s); the "
+                      "broker will not start without the record of which topics they belong to. Restore the "
+                      "metadata log, or move the directories away to start afresh (docs/operations.md)",
+                      dir, res.exists ? "empty" : "missing", n, example);
+            goto err;
+        }
     }
-    if (replay(reg) != 0)
-        goto err;
+    settle_log_dirs(reg);
+    free(reg->intents);
+    reg->intents = NULL;
+    reg->n_intents = reg->cap_intents = 0;
     for (int i = 0; i < reg->n_topics; i++) {
         topic *t = reg->topics[i];
         if (open_partitions(reg, t, 0, t->n_partitions, false) != 0)
             goto err;
     }
-    remove_leftover_dirs(reg);
-    free(reg->deleted_ids);
-    reg->deleted_ids = NULL;
     reg->opened = true;
     return reg;
 err:
@@ -1120,6 +1372,8 @@ void topics_close(topic_registry *reg) {
     }
     free(reg->topics);
     free(reg->deleted_ids);
+    free(reg->intents);
+    free(reg->strays);
     if (reg->meta && plog_close(reg->meta) != 0)
         ok = false;
     if (ok && reg->meta && reg->opened) {
@@ -1132,6 +1386,17 @@ void topics_close(topic_registry *reg) {
 }
 
 /* ---- changes ---------------------------------------------------------- */
+
+/* Records that partitions [from, to) of id are about to be created, before
+ * any of their directories exists (see the file comment). */
+static int announce_creation(topic_registry *reg, kuuid id, int32_t from, int32_t to, char *msg,
+                             size_t msgn) {
+    meta_change c = {.type = REC_CREATING, .id = id, .from = from, .partitions = to};
+    int rc = meta_append(reg, &c);
+    if (rc)
+        snprintf(msg, msgn, "cannot record the creation in the metadata log (see the broker log)");
+    return rc;
+}
 
 /* Reserved names a client asked for: Kafka answers INVALID_REQUEST for its
  * metadata topic; names with the set-aside suffix break the name rule. */
@@ -1233,6 +1498,9 @@ static int create_topic(topic_registry *reg, kstr name, int32_t partitions, int1
     t->n_overrides = n_cfg;
     t->cfg = tc;
     o = NULL;
+    rc = announce_creation(reg, t->id, 0, partitions, msg, msgn);
+    if (rc)
+        goto out;
     rc = open_partitions(reg, t, 0, partitions, true);
     if (rc) {
         snprintf(msg, msgn, "cannot create the partition logs (see the broker log)");
@@ -1314,6 +1582,7 @@ int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn) {
         snprintf(msg, msgn, "cannot record the deletion in the metadata log (see the broker log)");
         goto out;
     }
+    remember_deleted(reg, t->id);
     pthread_rwlock_wrlock(&reg->lock);
     table_remove(reg, t);
     /* Atomic: long-polling fetches read it without the lock (api_fetch.c). */
@@ -1374,6 +1643,9 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
         goto out;
     }
     memcpy(np, t->parts, (size_t)old * sizeof *np);
+    rc = announce_creation(reg, t->id, old, new_total, msg, msgn);
+    if (rc)
+        goto out;
     partition **saved = t->parts;
     t->parts = np;
     rc = open_partitions(reg, t, old, new_total, true);

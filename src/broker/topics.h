@@ -6,9 +6,12 @@
  * topic deleted) is first appended as a record to the metadata log, a
  * partition log of its own under the first log directory
  * (`__sluice_metadata-0`), and fsynced; only then is it applied in memory. On
- * start the registry replays that log and opens every partition's log. The
- * metadata log is the single source of truth, so it can later be replaced by
- * the replicated controller log without changing the registry's users.
+ * start the registry verifies and replays that log (metalog.h: damage other
+ * than a torn tail stops the broker), settles the directories under
+ * log.dirs (logdirs.h: removed only when the log explains why, set aside
+ * otherwise) and opens every partition's log. The metadata log is the single
+ * source of truth, so it can later be replaced by the replicated controller
+ * log without changing the registry's users.
  *
  * Concurrency: lookups take a read lock and return a counted reference; the
  * caller releases it with topic_release(). Creation, deletion and changes take
@@ -173,6 +176,21 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
  * topic's pinned overrides may not change (INVALID_CONFIG). */
 int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
                         int n, bool replace_all, bool validate_only, char *msg, size_t msgn);
+
+/* A directory set aside because the metadata log does not account for it
+ * (logdirs.h): reported at every start and by DescribeLogDirs. */
+typedef struct topics_stray {
+    int root;          /* index into log.dirs */
+    char name[256];    /* the directory's (new) name under that root */
+    bool owner_known;  /* partition.metadata named an id */
+    kuuid owner;       /* that id */
+    int32_t partition; /* the partition index its name says, -1 if none */
+    int64_t bytes;     /* of its files when it was found */
+} topics_stray;
+
+/* Copies up to max set-aside directories into out; returns how many were
+ * copied and sets *total to how many there are (a bounded list). */
+int topics_strays(topic_registry *reg, topics_stray *out, int max, int *total);
 
 /* Background work for every partition: roll, flush, retention. Called about
  * once a second by the broker's housekeeping thread. */

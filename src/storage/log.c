@@ -1205,3 +1205,36 @@ int plog_dir_pick(const char *const *roots, int n) {
     }
     return best;
 }
+
+/* ---------------- reading a directory without opening it ---------------- */
+
+int plog_peek(const char *dir, int64_t **bases, int *n, int64_t *recovery_point) {
+    int64_t lso;
+    *bases = NULL;
+    *n = 0;
+    int rc = list_bases(dir, bases, n);
+    if (rc != 0)
+        return rc;
+    read_checkpoint(dir, recovery_point, &lso);
+    return 0;
+}
+
+int plog_drop_derived_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -errno;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        bool derived = strcmp(e->d_name, CHECKPOINT_NAME) == 0 ||
+                       (n > 6 && strcmp(e->d_name + n - 6, ".index") == 0) ||
+                       (n > 10 && strcmp(e->d_name + n - 10, ".timeindex") == 0);
+        char p[SEG_PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (derived && unlink(p) != 0 && rc == 0)
+            rc = -errno;
+    }
+    closedir(d);
+    return rc;
+}

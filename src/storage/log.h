@@ -191,6 +191,17 @@ int plog_segment_count(plog *l);
 bool plog_is_offline(plog *l);
 const char *plog_dir(const plog *l);
 
+/* For a reader that checks a log's files before opening it (the broker's
+ * metadata log): the base offsets of dir's segments, ascending, in a malloc'd
+ * array (*bases, *n; the files are segment_filename(dir, base, ".log")), and
+ * the recovery point of its checkpoint (0 when there is none). Changes
+ * nothing but leftover temporary files. 0 or -errno. */
+int plog_peek(const char *dir, int64_t **bases, int *n, int64_t *recovery_point);
+/* Removes what a log derives from its segment files (indexes, checkpoint),
+ * for such a reader that found them inconsistent; opening the log with clean
+ * false then rebuilds them. The log must not be open. 0 or -errno. */
+int plog_drop_derived_files(const char *dir);
+
 /* Clean-shutdown marker of a log.dirs root: plog_dir_begin removes it (made
  * durable before returning) and says whether it was there; the broker calls
  * plog_dir_mark_clean after closing every log under the root. */

@@ -174,3 +174,134 @@ def test_internal_topics_are_protected(broker):
     broker.restart()
     assert len(partition_dirs(broker, "__consumer_offsets")) == 50
     assert committed(broker, "g1", "t") == 7
+
+
+# ---- item 2: storage never deletes data because the metadata disagrees with it ---------------
+
+def logs_root(b):
+    return os.path.join(b.data_dir, "logs")
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)
+               if os.path.isfile(os.path.join(path, f)))
+
+
+def topic_record_id_position(b):
+    """Byte position of the topic id in the first 'topic' record of the metadata log."""
+    seg = os.path.join(logs_root(b), "__sluice_metadata-0", "00000000000000000000.log")
+    data = open(seg, "rb").read()
+    key = data.find(b"topic")
+    assert key > 0
+    # value: varint length, then int8 version, int8 type (1), uuid
+    return seg, key + len(b"topic") + 1 + 2
+
+
+def test_flipped_bit_in_metadata_log_stops_the_broker_and_keeps_data(broker):
+    assert create(broker, "precious", 1)[0] == 0
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for i in range(4000):
+        p.produce("precious", value=b"x" * 1000, partition=0)
+        if i % 500 == 0:
+            p.flush(10)
+    assert p.flush(15) == 0
+    broker.stop()
+    part = os.path.join(logs_root(broker), "precious-0")
+    before = dir_bytes(part)
+    assert before > 4_000_000
+    # __consumer_offsets is created first: find the 'precious' topic record by its name.
+    seg = os.path.join(logs_root(broker), "__sluice_metadata-0", "00000000000000000000.log")
+    data = bytearray(open(seg, "rb").read())
+    at = data.find(b"precious")
+    assert at > 0
+    # The id is 16 bytes before the name's 2-byte length: version, type, uuid, name.
+    data[at - 2 - 8] ^= 0x04
+    open(seg, "wb").write(bytes(data))
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            broker.start()
+        log = broker.log()
+        assert "metadata log cannot be trusted" in log and "00000000000000000000.log is damaged at byte" in log
+        assert dir_bytes(part) == before
+        assert len(partition_dirs(broker, "__consumer_offsets")) == 50
+
+
+def test_mismatched_and_unknown_directories_are_set_aside_and_reported(broker):
+    import shutil
+    import subprocess
+    from conftest import BUILD
+    from test_admin import describe_log_dirs_v4
+    assert create(broker, "m", 1)[0] == 0
+    produce_some(broker, "m", n=50)
+    broker.stop()
+    root = logs_root(broker)
+    before = dir_bytes(os.path.join(root, "m-0"))
+    shutil.copytree(os.path.join(root, "m-0"), os.path.join(root, "ghost-2"))
+    with open(os.path.join(root, "m-0", "partition.metadata"), "w") as f:
+        f.write("version: 0\ntopic_id: 00112233445566778899aabbccddeeff\n")
+    for round_no in range(2):
+        broker.start()
+        names = os.listdir(root)
+        assert "m-0.00112233445566778899aabbccddeeff-stray" in names, names
+        assert any(n.startswith("ghost-2.") and n.endswith("-stray") for n in names), names
+        assert "ghost-2" not in names
+        assert dir_bytes(os.path.join(root, "m-0.00112233445566778899aabbccddeeff-stray")) == before
+        log = broker.log()
+        assert "set aside" in log or "set-aside" in log
+        (err, path, topics, _t, _u), = describe_log_dirs_v4(broker.port)
+        strays = {n: parts for n, parts in topics.items() if n.endswith("-stray")}
+        assert strays["m-0.00112233445566778899aabbccddeeff-stray"] == {0: (before, 0)}
+        assert len(strays) == 2
+        assert 0 in topics["m"]  # the live partition, fresh
+        out = subprocess.run([os.path.join(BUILD, "sluice"), "log-dirs", "--bootstrap-server", broker.bootstrap,
+                              "--describe"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert "Set aside" in out.stdout and "m-0.00112233445566778899aabbccddeeff-stray" in out.stdout
+        broker.stop()
+
+
+def test_missing_metadata_log_refuses_to_start(broker):
+    import shutil
+    assert create(broker, "keep", 2)[0] == 0
+    broker.stop()
+    shutil.rmtree(os.path.join(logs_root(broker), "__sluice_metadata-0"))
+    with pytest.raises(RuntimeError):
+        broker.start()
+    assert "metadata log" in broker.log() and "is missing" in broker.log()
+    assert len(partition_dirs(broker, "__consumer_offsets")) == 50
+    assert len(partition_dirs(broker, "keep")) == 2
+
+
+# ---- item 7: a SIGKILL during CreateTopics leaves no orphan directories -----------------------
+
+def test_sigkill_during_create_topics_leaves_no_orphans(broker):
+    import threading
+    import time
+    from test_admin import create_topics_v7
+    errors = []
+
+    def create_big():
+        try:
+            create_topics_v7(broker.port, [("big", 3000, 1, {})])
+        except Exception as e:  # the broker dies under it
+            errors.append(e)
+
+    th = threading.Thread(target=create_big)
+    th.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(partition_dirs(broker, "big")) < 200:
+        time.sleep(0.005)
+    made = len(partition_dirs(broker, "big"))
+    broker.kill9()
+    th.join(30)
+    assert 200 <= made < 3000, made
+    broker.start()
+    md = admin(broker).list_topics(timeout=10)
+    left = partition_dirs(broker, "big")
+    if "big" in md.topics:
+        assert len(left) == 3000  # the creation completed before the kill
+    else:
+        assert left == [], "%d orphan directories" % len(left)
+        assert not [n for n in os.listdir(logs_root(broker)) if n.startswith("big-")]
+        assert "left over from a creation the broker did not finish" in broker.log()
+    assert create(broker, "big", 3)[0] == 0
