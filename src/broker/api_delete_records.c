@@ -17,6 +17,8 @@
 static int16_t delete_one(topic *t, partition *p, int64_t offset, int64_t *low) {
     if (t->internal)
         return KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* as Kafka: the broker's own state */
+    if (partition_log(p) == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR; /* offline */
     if ((t->cfg.cleanup_policy & CONFIG_CLEANUP_DELETE) == 0)
         return KAFKA_ERR_POLICY_VIOLATION;
     int64_t hw = plog_end_offset(p->log);

@@ -63,7 +63,8 @@ static bool fill_topic(breq *r, md_topic *out, topic *t, const int32_t *node) {
         p->leader_id = node[0];
         if (ver >= 7)
             p->leader_epoch = pt ? pt->leader_epoch : 0;
-        if (pt != NULL && pt->log != NULL && plog_is_offline(pt->log))
+        plog *l = pt != NULL ? partition_log(pt) : NULL;
+        if (pt != NULL && (l == NULL || plog_is_offline(l)))
             p->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         p->replica_nodes = (int32_t *)node;
         p->replica_nodes_count = 1;

@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STRAY_SUFFIX      "-stray"
-#define STRAY_UNKNOWN     "unknown"
-#define STRAY_ATTEMPTS    100 /* ".<n>" suffixes tried when a set-aside name is taken */
-#define OWNER_LINE_MAX    128
-#define PATH_BUF          4400
+#define STRAY_SUFFIX   "-stray"
+#define STRAY_UNKNOWN  "unknown"
+#define STRAY_ATTEMPTS 100 /* ".<n>" suffixes tried when a set-aside name is taken */
+#define OWNER_LINE_MAX 128
+#define PATH_BUF       4400
 
 void logdirs_uuid_hex(kuuid id, char out[33]) {
     static const char digits[] = "0123456789abcdef";
@@ -199,8 +199,8 @@ int logdirs_set_aside(const char *root, const char *dname, const kuuid *owner, c
         assert(fixed < LOGDIRS_NAME_MAX);
         size_t room = LOGDIRS_NAME_MAX - fixed;
         char name[LOGDIRS_NAME_MAX + 1];
-        snprintf(name, sizeof name, "%.*s%s.%s%s%s", (int)(keep < room ? keep : room), dname, idx, tag, counter,
-                 STRAY_SUFFIX);
+        snprintf(name, sizeof name, "%.*s%s.%s%s%s", (int)(keep < room ? keep : room), dname, idx, tag,
+                 counter, STRAY_SUFFIX);
         snprintf(to, sizeof to, "%s/%s", root, name);
         struct stat st;
         if (lstat(to, &st) == 0)

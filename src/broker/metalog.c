@@ -47,15 +47,15 @@ static int deliver(const uint8_t *b, size_t size, const pos *at, metalog_record_
     batch_record rec;
     int rc = 0;
     if (batch_iter_init(&it, b, size, &a) != BATCH_OK) {
-        snprintf(err, errn, "%s: the batch at byte %" PRId64 " (offset %" PRId64 ") cannot be read: %s", at->file,
-                 at->byte, at->offset, batch_strerror(it.err));
+        snprintf(err, errn, "%s: the batch at byte %" PRId64 " (offset %" PRId64 ") cannot be read: %s",
+                 at->file, at->byte, at->offset, batch_strerror(it.err));
         rc = -1;
     }
     while (rc == 0 && batch_iter_next(&it, &rec)) {
         char why[METALOG_ERR_MAX];
         if (fn(ctx, rec.offset, rec.key, rec.value, why, sizeof why) != 0) {
-            snprintf(err, errn, "%s: record at offset %" PRId64 " (byte %" PRId64 "): %s", at->file, rec.offset,
-                     at->byte, why);
+            snprintf(err, errn, "%s: record at offset %" PRId64 " (byte %" PRId64 "): %s", at->file,
+                     rec.offset, at->byte, why);
             rc = -1;
         }
         res->records++;
@@ -90,7 +90,8 @@ static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record
             return 1;
         }
         if (total > left) {
-            snprintf(why, whyn, "a batch of %" PRId64 " bytes with only %" PRId64 " left in the file", total, left);
+            snprintf(why, whyn, "a batch of %" PRId64 " bytes with only %" PRId64 " left in the file", total,
+                     left);
             return 1;
         }
         if (read_full(fd, buf, (size_t)total, at->byte) != 0) {
@@ -117,8 +118,8 @@ static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record
     return 0;
 }
 
-int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res, char *err,
-                 size_t errn) {
+int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res,
+                 char *err, size_t errn) {
     memset(res, 0, sizeof *res);
     int64_t *bases = NULL, rp = 0;
     int n = 0, rc = plog_peek(dir, &bases, &n, &rp);
@@ -142,8 +143,9 @@ int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ct
         segment_filename(file, sizeof file, dir, bases[i], ".log");
         at.file = file;
         if (bases[i] != at.offset) {
-            snprintf(err, errn, "%s: the file starts at offset %" PRId64 " but the previous one ends at %" PRId64,
-                     file, bases[i], at.offset);
+            snprintf(err, errn,
+                     "%s: the file starts at offset %" PRId64 " but the previous one ends at %" PRId64, file,
+                     bases[i], at.offset);
             rc = -1;
             break;
         }
@@ -166,9 +168,8 @@ int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ct
                 res->torn_tail = true;
                 break;
             }
-            snprintf(err, errn,
-                     "%s is damaged at byte %" PRId64 " (offset %" PRId64 "): %s; %s", file, at.byte, at.offset,
-                     why,
+            snprintf(err, errn, "%s is damaged at byte %" PRId64 " (offset %" PRId64 "): %s; %s", file,
+                     at.byte, at.offset, why,
                      i < n - 1   ? "a later file follows it"
                      : was_clean ? "the broker had shut down cleanly, so nothing there was torn by a crash"
                                  : "it lies below the recovery point, so it had been written to disk whole");

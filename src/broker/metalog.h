@@ -46,7 +46,7 @@ typedef int (*metalog_record_fn)(void *ctx, int64_t offset, kbytes key, kbytes v
 
 /* Scans dir (absent = empty log). was_clean: the root's clean-shutdown
  * marker was present. Returns 0 with *res filled, or -1 with err filled. */
-int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res, char *err,
-                 size_t errn);
+int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res,
+                 char *err, size_t errn);
 
 #endif

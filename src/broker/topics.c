@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,15 @@ enum { REC_TOPIC = 1, REC_PARTITIONS = 2, REC_CONFIG = 3, REC_DELETE = 4, REC_CR
 #define STRAYS_MAX      10000     /* set-aside directories listed (more are counted) */
 #define STRAYS_LOGGED   20        /* at start, one line each for the first ones */
 
+/* Open files: every partition keeps its active segment open, so partitions
+ * are counted against RLIMIT_NOFILE, less a reserve for what else needs
+ * descriptors - client connections (max.connections, at most a quarter of
+ * the limit), the idle-segment cache for reads of older segments (an eighth
+ * of the limit, at most FD_CACHE_MAX) and FD_RESERVE_FIXED for listeners,
+ * epoll, the metadata log and files opened briefly. */
+#define FD_RESERVE_FIXED 256
+#define FD_CACHE_MAX     1024
+
 typedef struct retired_parts {
     struct retired_parts *next;
     partition **parts;
@@ -76,6 +86,7 @@ struct topic_registry {
      * deletions, read when a partition directory is claimed). */
     kuuid *deleted_ids;
     int n_deleted, cap_deleted;
+    bool deleted_sorted;
     intent *intents; /* unfinished creations (start-up only) */
     int n_intents, cap_intents;
     /* Set-aside directories, for DescribeLogDirs; under lock. */
@@ -86,7 +97,12 @@ struct topic_registry {
     topic **topics; /* live topics, unsorted */
     int n_topics, cap_topics;
     int n_partitions;
+    int64_t fd_partitions_max; /* partitions the open-file limit leaves room for */
+    int64_t fd_limit;          /* RLIMIT_NOFILE at start, -1 for none */
     plog *meta;
+    int64_t meta_end;         /* end of what was written and applied (change_mu) */
+    int64_t meta_retry_at_ms; /* when it is offline: the next reopen (change_mu) */
+    int32_t meta_backoff_ms;
     char cluster_id[32];
     bool was_clean[CONFIG_LIST_MAX];
 };
@@ -250,18 +266,33 @@ static int partition_delete_log(plog *l) {
     return plog_delete(l);
 }
 
-/* Frees a topic; with remove_files its partition logs are deleted too. */
-static void topic_destroy(topic_registry *reg, topic *t, bool remove_files) {
-    (void)reg;
+/* Frees a topic; with remove_files its partition logs are deleted too.
+ * When unclean is not NULL, unclean[root] is set for each root where a log
+ * did not close cleanly or (for roots not clean at start, per was_clean) a
+ * partition was never opened, hence never recovered. */
+static void topic_destroy(topic_registry *reg, topic *t, bool remove_files, bool *unclean) {
     for (int i = 0; i < t->n_partitions; i++) {
         partition *p = t->parts[i];
         if (p == NULL)
             continue;
-        if (p->log) {
-            int rc = remove_files ? partition_delete_log(p->log) : plog_close(p->log);
+        plog *l = partition_log(p);
+        if (l != NULL) {
+            int rc = remove_files ? partition_delete_log(l) : plog_close(l);
             if (rc != 0)
                 LOG_WARN("topics", "%s partition %s-%d: %s", remove_files ? "deleting" : "closing", t->name,
                          i, storage_strerror(rc));
+            if (rc != 0 && unclean)
+                unclean[p->root_index] = true;
+        } else if (remove_files) {
+            /* Offline: its directory, if it is this topic's, goes too. */
+            char dir[4400];
+            kuuid owner;
+            snprintf(dir, sizeof dir, "%s/%s-%d", p->root, t->name, i);
+            if (logdirs_read_owner(dir, &owner) == 1 && memcmp(owner.b, t->id.b, 16) == 0 &&
+                logdirs_remove(dir) != 0)
+                LOG_WARN("topics", "cannot remove %s: %s", dir, strerror(errno));
+        } else if (unclean && !reg->was_clean[p->root_index]) {
+            unclean[p->root_index] = true;
         }
         free(p);
     }
@@ -274,6 +305,7 @@ static void topic_destroy(topic_registry *reg, topic *t, bool remove_files) {
     }
     topic_free_overrides(t->overrides, t->n_overrides);
     topic_free_overrides(t->pinned, t->n_pinned);
+    free(t->cfg_error);
     free(t);
 }
 
@@ -283,7 +315,7 @@ void topic_release(topic_registry *reg, topic *t) {
     if (atomic_fetch_sub(&t->refs, 1) == 1) {
         assert(t->deleted);
         LOG_INFO("topics", "deleting the logs of topic %s", t->name);
-        topic_destroy(reg, t, true);
+        topic_destroy(reg, t, true, NULL);
     }
 }
 
@@ -298,6 +330,8 @@ partition *topic_partition(topic *t, int32_t index) {
 }
 
 int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch) {
+    if (partition_log(p) == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
     if (current_leader_epoch < 0 || current_leader_epoch == p->leader_epoch)
         return KAFKA_ERR_NONE;
     return current_leader_epoch < p->leader_epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
@@ -413,15 +447,23 @@ const char *topics_cluster_id(const topic_registry *reg) { return reg->cluster_i
  * broker stopped (REC_CREATING without the record that completes it). Any
  * other directory the live topics do not account for is set aside. */
 
+static int cmp_uuid(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* deleted_ids is kept sorted once the replay is over (sort_deleted), for
+ * lookups in O(log n) while the start-up settles every directory. */
 static bool id_was_deleted(const topic_registry *reg, kuuid id) {
-    for (int i = 0; i < reg->n_deleted; i++)
-        if (memcmp(reg->deleted_ids[i].b, id.b, 16) == 0)
-            return true;
-    return false;
+    return reg->n_deleted > 0 &&
+           bsearch(&id, reg->deleted_ids, (size_t)reg->n_deleted, sizeof id, cmp_uuid) != NULL;
+}
+
+static void sort_deleted(topic_registry *reg) {
+    if (reg->n_deleted > 1)
+        qsort(reg->deleted_ids, (size_t)reg->n_deleted, sizeof(kuuid), cmp_uuid);
+    reg->deleted_sorted = true;
 }
 
 static void remember_deleted(topic_registry *reg, kuuid id) {
-    if (id_was_deleted(reg, id))
+    if (reg->deleted_sorted && id_was_deleted(reg, id))
         return;
     if (reg->n_deleted == reg->cap_deleted) {
         int ncap = reg->cap_deleted ? reg->cap_deleted * 2 : 64;
@@ -434,7 +476,16 @@ static void remember_deleted(topic_registry *reg, kuuid id) {
         reg->deleted_ids = n;
         reg->cap_deleted = ncap;
     }
-    reg->deleted_ids[reg->n_deleted++] = id;
+    if (!reg->deleted_sorted) { /* replaying: sorted once at the end */
+        reg->deleted_ids[reg->n_deleted++] = id;
+        return;
+    }
+    int i = reg->n_deleted;
+    while (i > 0 && cmp_uuid(&reg->deleted_ids[i - 1], &id) > 0)
+        i--;
+    memmove(&reg->deleted_ids[i + 1], &reg->deleted_ids[i], (size_t)(reg->n_deleted - i) * sizeof id);
+    reg->deleted_ids[i] = id;
+    reg->n_deleted++;
 }
 
 /* The unfinished creation covering partition index of id, if any. */
@@ -555,75 +606,111 @@ static int partition_root(topic_registry *reg, const char *name, int32_t index, 
     return pick;
 }
 
-static partition *partition_open(topic_registry *reg, topic *t, int32_t index, const plog_config *pc,
-                                 int *err) {
-    char dir[4096], dname[LOGDIRS_NAME_MAX + 1];
+/* A partition of t, offline (log NULL), placed in the root that holds its
+ * directory or, for a new one, in the root picked for it; the root never
+ * changes afterwards. NULL when memory runs out. */
+static partition *partition_new(topic_registry *reg, topic *t, int32_t index) {
+    char dir[4096];
     bool exists;
     int root = partition_root(reg, t->name, index, dir, sizeof dir, &exists);
-    snprintf(dname, sizeof dname, "%s-%d", t->name, index);
-    int settled = exists ? settle_dir(reg, root, dname, t, index) : 0;
-    if (settled < 0) {
-        *err = STORAGE_KAFKA_STORAGE_ERROR; /* neither ours nor out of the way */
-        return NULL;
-    }
-    if (settled > 0) /* gone: the new partition may go to another root */
-        root = partition_root(reg, t->name, index, dir, sizeof dir, &exists);
     partition *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        *err = STORAGE_KAFKA_STORAGE_ERROR;
+    if (p == NULL)
         return NULL;
-    }
     p->topic = t;
     p->index = index;
+    p->root_index = root;
     p->root = reg->cfg->log_dirs.items[root];
-    kuuid owner;
-    bool owned = exists && logdirs_read_owner(dir, &owner) == 1;
-    if (!exists) {
-        if (logdirs_create(reg->cfg->log_dirs.items[root], dname, t->id) != 0) {
-            LOG_ERROR("topics", "cannot create %s: %s", dir, strerror(errno));
-            free(p);
-            *err = STORAGE_KAFKA_STORAGE_ERROR;
-            return NULL;
-        }
-        owned = true;
-    }
-    p->log = plog_open(dir, pc, reg->was_clean[root], err);
-    if (p->log && !owned && logdirs_write_owner(dir, t->id) != 0) {
-        LOG_ERROR("topics", "cannot write %s/%s: %s", dir, LOGDIRS_OWNER_FILE, strerror(errno));
-        plog_close(p->log);
-        p->log = NULL;
-        *err = STORAGE_KAFKA_STORAGE_ERROR;
-    }
-    if (p->log == NULL) {
-        LOG_ERROR("topics", "cannot open log of partition %s-%d in %s: %s", t->name, index, dir,
-                  storage_strerror(*err));
-        free(p);
-        return NULL;
-    }
+    atomic_init(&p->log, NULL);
     return p;
 }
 
-/* Opens partitions [from, to) of t into t->parts (already sized). On failure
- * the ones opened here are deleted again when fresh, closed otherwise. */
+/* Opens p's log in its root - settling a directory there that is not its
+ * own, creating a missing one with its owner file - and publishes it.
+ * Returns 0 or a storage error (logged). Start-up, or under change_mu. */
+static int partition_attach(topic_registry *reg, partition *p, const plog_config *pc) {
+    assert(partition_log(p) == NULL);
+    const topic *t = p->topic;
+    char dir[4400], dname[LOGDIRS_NAME_MAX + 1];
+    snprintf(dname, sizeof dname, "%s-%d", t->name, p->index);
+    snprintf(dir, sizeof dir, "%s/%s", p->root, dname);
+    struct stat st;
+    bool exists = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    int settled = exists ? settle_dir(reg, p->root_index, dname, t, p->index) : 0;
+    if (settled < 0)
+        return STORAGE_KAFKA_STORAGE_ERROR; /* neither its own nor out of the way */
+    exists = exists && settled == 0;
+    kuuid owner;
+    bool owned = exists && logdirs_read_owner(dir, &owner) == 1;
+    if (!exists) {
+        if (logdirs_create(p->root, dname, t->id) != 0) {
+            LOG_ERROR("topics", "cannot create %s: %s", dir, strerror(errno));
+            return STORAGE_KAFKA_STORAGE_ERROR;
+        }
+        owned = true;
+    }
+    int err = 0;
+    plog *l = plog_open(dir, pc, reg->was_clean[p->root_index], &err);
+    if (l && !owned && logdirs_write_owner(dir, t->id) != 0) {
+        LOG_ERROR("topics", "cannot write %s/%s: %s", dir, LOGDIRS_OWNER_FILE, strerror(errno));
+        plog_close(l);
+        l = NULL;
+        err = STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    if (l == NULL) {
+        LOG_ERROR("topics", "cannot open log of partition %s-%d in %s: %s; it stays offline", t->name,
+                  p->index, dir, storage_strerror(err));
+        return err ? err : STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    atomic_store_explicit(&p->log, l, memory_order_release);
+    return 0;
+}
+
+/* Schedules the next retry of an offline partition (housekeeping). */
+static void partition_backoff(partition *p, int64_t now_ms) {
+    int32_t b = p->retry_backoff_ms ? p->retry_backoff_ms * 2 : TOPICS_RETRY_MIN_MS;
+    p->retry_backoff_ms = b > TOPICS_RETRY_MAX_MS ? TOPICS_RETRY_MAX_MS : b;
+    p->retry_at_ms = now_ms + p->retry_backoff_ms;
+}
+
+/* Creates partitions [from, to) of t in t->parts (already sized). fresh (a
+ * creation a client asked for): all or nothing - on a failure the logs
+ * opened here are deleted again and the error returned. Otherwise (the
+ * partitions of a recorded topic, at start): a log that cannot be opened
+ * leaves its partition offline, retried later, and only running out of
+ * memory fails. A topic whose stored config is unusable (cfg_error) opens
+ * no log. */
 static int open_partitions(topic_registry *reg, topic *t, int32_t from, int32_t to, bool fresh) {
     plog_config pc;
     plog_config_from_topic(&t->cfg, &pc);
-    for (int32_t i = from; i < to; i++) {
-        int err = 0;
-        t->parts[i] = partition_open(reg, t, i, &pc, &err);
-        if (t->parts[i] == NULL) {
-            for (int32_t k = from; k < i; k++) {
-                if (fresh)
-                    partition_delete_log(t->parts[k]->log);
-                else
-                    plog_close(t->parts[k]->log);
-                free(t->parts[k]);
-                t->parts[k] = NULL;
+    int64_t now = clock_wall_ms();
+    int32_t i = from;
+    for (; i < to; i++) {
+        partition *p = partition_new(reg, t, i);
+        if (p == NULL)
+            goto fail;
+        t->parts[i] = p;
+        if (t->cfg_error != NULL)
+            continue;
+        if (partition_attach(reg, p, &pc) != 0) {
+            if (fresh) {
+                i++;
+                goto fail;
             }
-            return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            partition_backoff(p, now);
         }
     }
     return 0;
+fail:
+    for (int32_t k = from; k < i; k++) {
+        plog *l = t->parts[k] ? partition_log(t->parts[k]) : NULL;
+        if (l != NULL && fresh)
+            partition_delete_log(l);
+        else if (l != NULL)
+            plog_close(l);
+        free(t->parts[k]);
+        t->parts[k] = NULL;
+    }
+    return KAFKA_ERR_KAFKA_STORAGE_ERROR;
 }
 
 /* ---- metadata records ------------------------------------------------- */
@@ -738,6 +825,33 @@ static int decode_change(const uint8_t *p, size_t n, arena *a, meta_change *c) {
     return r.err;
 }
 
+/* Brings the metadata log back when it went offline (change_mu held). */
+static void retry_meta(topic_registry *reg, int64_t now_ms) {
+    if (!plog_is_offline(reg->meta) || now_ms < reg->meta_retry_at_ms)
+        return;
+    if (plog_reopen(reg->meta) == 0) {
+        /* A change whose append reached the disk but whose flush failed was
+         * refused to its client and never applied: it must not come back. */
+        int64_t end = plog_end_offset(reg->meta);
+        if (end > reg->meta_end &&
+            (plog_truncate(reg->meta, reg->meta_end) != 0 || plog_flush(reg->meta, now_ms) != 0)) {
+            LOG_ERROR("topics", "cannot cut refused changes from the metadata log; it stays offline");
+        } else {
+            if (end < reg->meta_end)
+                LOG_ERROR("topics",
+                          "the metadata log came back shorter (%lld records) than was written (%lld)",
+                          (long long)end, (long long)reg->meta_end);
+            reg->meta_end = plog_end_offset(reg->meta);
+            reg->meta_backoff_ms = 0;
+            LOG_INFO("topics", "the metadata log is back online");
+            return;
+        }
+    }
+    int32_t b = reg->meta_backoff_ms ? reg->meta_backoff_ms * 2 : TOPICS_RETRY_MIN_MS;
+    reg->meta_backoff_ms = b > TOPICS_RETRY_MAX_MS ? TOPICS_RETRY_MAX_MS : b;
+    reg->meta_retry_at_ms = now_ms + reg->meta_backoff_ms;
+}
+
 /* Appends one change to the metadata log and fsyncs it. */
 static int meta_append(topic_registry *reg, const meta_change *c) {
     static const char *names[] = {"", "topic", "partitions", "config", "delete", "creating"};
@@ -760,6 +874,7 @@ static int meta_append(topic_registry *reg, const meta_change *c) {
     if (batch_build(&o, &rec, 1, &a, &batch, &blen) != BATCH_OK)
         goto out;
     plog_append_info info;
+    retry_meta(reg, clock_wall_ms()); /* change_mu is held */
     int err = plog_append(reg->meta, batch, blen, 0, clock_wall_ms(), &info);
     if (err == 0)
         err = plog_flush(reg->meta, clock_wall_ms());
@@ -767,6 +882,7 @@ static int meta_append(topic_registry *reg, const meta_change *c) {
         LOG_ERROR("topics", "writing to the metadata log failed: %s", storage_strerror(err));
         goto out;
     }
+    reg->meta_end = plog_end_offset(reg->meta);
     rc = 0;
 out:
     arena_reset(&a);
@@ -857,6 +973,75 @@ static topic *topic_new(kstr name, kuuid id, int32_t partitions, int16_t rf, boo
     return t;
 }
 
+/* Merges a change into t's overrides, as both the live path and the
+ * replay apply it: replace_all starts from nothing; a NULL value deletes its
+ * key, others set it. mk/mv (room for TOPIC_CONFIGS_MAX * 2) end up pointing
+ * into t's overrides and the change. Returns the merged count. */
+static int merge_overrides(const topic *t, const char *const *keys, const char *const *values, int n,
+                           bool replace_all, const char **mk, const char **mv) {
+    const int cap = TOPIC_CONFIGS_MAX * 2;
+    int m = 0;
+    for (int i = 0; !replace_all && i < t->n_overrides && m < cap; i++) {
+        mk[m] = t->overrides[i].key;
+        mv[m++] = t->overrides[i].value;
+    }
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < m && strcmp(mk[k], keys[i]) != 0)
+            k++;
+        if (values[i] == NULL) {
+            if (k < m) {
+                mk[k] = mk[m - 1];
+                mv[k] = mv[--m];
+            }
+        } else if (k < m) {
+            mv[k] = values[i];
+        } else if (m < cap) {
+            mk[m] = keys[i];
+            mv[m++] = values[i];
+        }
+    }
+    return m;
+}
+
+/* Keeps stored overrides this version cannot use as they are (so
+ * DescribeConfigs shows them and AlterConfigs can fix them) and marks the
+ * topic's partitions offline until then (topic.cfg_error). -1 on memory. */
+static int mark_unusable(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
+                         int n, const char *why) {
+    topic_config_override *o = n > 0 ? overrides_dup(keys, values, n) : NULL;
+    char *err = strdup(why);
+    if ((n > 0 && o == NULL) || err == NULL) {
+        topic_free_overrides(o, n);
+        free(err);
+        return -1;
+    }
+    topic_free_overrides(t->overrides, t->n_overrides);
+    t->overrides = o;
+    t->n_overrides = n;
+    topic_config_init(&t->cfg, reg->cfg);
+    free(t->cfg_error);
+    t->cfg_error = err;
+    return 0;
+}
+
+/* Drops stored keys this version does not know (a later version's, or one
+ * since removed): they cannot matter to it, and must not keep a topic
+ * offline. Compacts keys/values in place; returns the new count. */
+static int drop_unknown_keys(const char *topic_name, const char **keys, const char **values, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (config_find_topic(keys[i]) == NULL) {
+            LOG_WARN("topics", "topic %s: ignoring stored config %s, which this version does not know",
+                     topic_name, keys[i]);
+            continue;
+        }
+        keys[m] = keys[i];
+        values[m++] = values[i];
+    }
+    return m;
+}
+
 /* ---- replay ----------------------------------------------------------- */
 
 static void add_intent(topic_registry *reg, kuuid id, int32_t from, int32_t to) {
@@ -934,15 +1119,15 @@ static int replay_change(topic_registry *reg, const meta_change *c, arena *a, ch
             nt->pinned = overrides_dup(keys, values, c->n_cfg);
             nt->n_pinned = nt->pinned ? c->n_cfg : 0;
         }
-        if (build_config(reg, keys, values, c->n_cfg, &nt->overrides, &nt->cfg, msg, sizeof msg) != 0) {
-            /* A key that later became invalid: keep the topic with defaults. */
-            LOG_WARN("topics", "topic %s: ignoring stored config overrides: %s", nt->name, msg);
-            topic_config_init(&nt->cfg, reg->cfg);
-        } else {
-            nt->n_overrides = c->n_cfg;
+        int nk = drop_unknown_keys(nt->name, keys, values, c->n_cfg);
+        if (build_config(reg, keys, values, nk, &nt->overrides, &nt->cfg, msg, sizeof msg) == 0) {
+            nt->n_overrides = nk;
+        } else if (mark_unusable(reg, nt, keys, values, nk, msg) != 0) {
+            topic_destroy(reg, nt, false, NULL);
+            goto nomem;
         }
         if (table_add(reg, nt) != 0) {
-            topic_destroy(reg, nt, false);
+            topic_destroy(reg, nt, false, NULL);
             goto nomem;
         }
         resolve_intents(reg, c->id, c->partitions);
@@ -966,35 +1151,18 @@ static int replay_change(topic_registry *reg, const meta_change *c, arena *a, ch
         if (t) {
             topic_config_override *o = NULL;
             topic_config tc;
-            /* Merge as the live path did, then rebuild. */
-            int n = 0;
             const char *mk[TOPIC_CONFIGS_MAX * 2], *mv[TOPIC_CONFIGS_MAX * 2];
-            if (!c->replace_all)
-                for (int i = 0; i < t->n_overrides; i++) {
-                    mk[n] = t->overrides[i].key;
-                    mv[n++] = t->overrides[i].value;
-                }
-            for (int i = 0; i < c->n_cfg; i++) {
-                int k = 0;
-                while (k < n && strcmp(mk[k], keys[i]) != 0)
-                    k++;
-                if (values[i] == NULL) {
-                    if (k < n) {
-                        mk[k] = mk[n - 1];
-                        mv[k] = mv[--n];
-                    }
-                } else if (k < n) {
-                    mv[k] = values[i];
-                } else if (n < TOPIC_CONFIGS_MAX * 2) {
-                    mk[n] = keys[i];
-                    mv[n++] = values[i];
-                }
-            }
+            int n = merge_overrides(t, keys, values, c->n_cfg, c->replace_all, mk, mv);
+            n = drop_unknown_keys(t->name, mk, mv, n);
             if (build_config(reg, mk, mv, n, &o, &tc, msg, sizeof msg) == 0) {
                 topic_free_overrides(t->overrides, t->n_overrides);
                 t->overrides = o;
                 t->n_overrides = n;
                 t->cfg = tc;
+                free(t->cfg_error);
+                t->cfg_error = NULL;
+            } else if (mark_unusable(reg, t, mk, mv, n, msg) != 0) {
+                goto nomem;
             }
         }
         break;
@@ -1086,6 +1254,7 @@ static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *r
         LOG_ERROR("topics", "the metadata log in %s cannot be opened as it was read", dir);
         return -1;
     }
+    reg->meta_end = plog_end_offset(reg->meta);
     LOG_INFO("topics", "replayed %lld metadata records: %d topics, %d partitions", (long long)res->records,
              reg->n_topics, reg->n_partitions);
     return 0;
@@ -1302,6 +1471,37 @@ static int meta_properties(topic_registry *reg, const char *root) {
 
 /* ---- open / close ----------------------------------------------------- */
 
+/* Sizes the partition budget from the open-file limit (and the segment
+ * descriptor cache with it), once at start. */
+static void size_fd_budget(topic_registry *reg) {
+    struct rlimit rl;
+    reg->fd_limit = -1;
+    reg->fd_partitions_max = INT64_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    int64_t lim = (int64_t)rl.rlim_cur;
+    int64_t cache = lim / 8 < FD_CACHE_MAX ? lim / 8 : FD_CACHE_MAX;
+    int64_t clients = lim / 4 < reg->cfg->max_connections ? lim / 4 : reg->cfg->max_connections;
+    segment_set_fd_limit((int)cache);
+    reg->fd_limit = lim;
+    reg->fd_partitions_max = lim - FD_RESERVE_FIXED - cache - clients;
+    if (reg->fd_partitions_max < 0)
+        reg->fd_partitions_max = 0;
+}
+
+/* Refuses more partitions than the open-file limit leaves room for. */
+static int check_fd_budget(const topic_registry *reg, int64_t have, int64_t adding, char *msg, size_t msgn) {
+    if (have + adding <= reg->fd_partitions_max)
+        return 0;
+    snprintf(
+        msg, msgn,
+        "%lld more partitions would not fit the broker's open-file limit: it holds %lld, and RLIMIT_NOFILE "
+        "%lld leaves room for %lld after the descriptors kept for clients and the broker itself (raise "
+        "the limit: ulimit -n, systemd LimitNOFILE=)",
+        (long long)adding, (long long)have, (long long)reg->fd_limit, (long long)reg->fd_partitions_max);
+    return KAFKA_ERR_POLICY_VIOLATION;
+}
+
 topic_registry *topics_open(const broker_config *cfg) {
     topic_registry *reg = calloc(1, sizeof *reg);
     if (reg == NULL)
@@ -1344,7 +1544,15 @@ topic_registry *topics_open(const broker_config *cfg) {
             goto err;
         }
     }
+    sort_deleted(reg);
     settle_log_dirs(reg);
+    size_fd_budget(reg);
+    if (reg->n_partitions > reg->fd_partitions_max)
+        LOG_WARN(
+            "topics",
+            "%d partitions, but the open-file limit (RLIMIT_NOFILE %lld) leaves room for %lld; some may stay "
+            "offline, and no partitions can be added until the limit is raised",
+            reg->n_partitions, (long long)reg->fd_limit, (long long)reg->fd_partitions_max);
     free(reg->intents);
     reg->intents = NULL;
     reg->n_intents = reg->cap_intents = 0;
@@ -1352,6 +1560,13 @@ topic_registry *topics_open(const broker_config *cfg) {
         topic *t = reg->topics[i];
         if (open_partitions(reg, t, 0, t->n_partitions, false) != 0)
             goto err;
+        if (t->cfg_error != NULL)
+            LOG_ERROR(
+                "topics",
+                "topic %s: its stored configuration cannot be used (%s); its %d partitions stay offline "
+                "until that key is changed with AlterConfigs (sluice configs --alter --topic %s "
+                "--add-config KEY=VALUE, or --delete-config KEY)",
+                t->name, t->cfg_error, t->n_partitions, t->name);
     }
     reg->opened = true;
     return reg;
@@ -1360,29 +1575,42 @@ err:
     return NULL;
 }
 
-void topics_close(topic_registry *reg) {
+int topics_close(topic_registry *reg) {
     if (reg == NULL)
-        return;
-    bool ok = true;
+        return 0;
+    int n_roots = reg->cfg->log_dirs.n;
+    bool unclean[CONFIG_LIST_MAX] = {false};
     for (int i = 0; i < reg->n_topics; i++) {
         topic *t = reg->topics[i];
         /* Outstanding references would be a bug at shutdown: requests are
          * finished before the registry closes. */
-        topic_destroy(reg, t, false);
+        topic_destroy(reg, t, false, unclean);
     }
     free(reg->topics);
     free(reg->deleted_ids);
     free(reg->intents);
     free(reg->strays);
-    if (reg->meta && plog_close(reg->meta) != 0)
-        ok = false;
-    if (ok && reg->meta && reg->opened) {
-        for (int i = 0; i < reg->cfg->log_dirs.n; i++)
-            plog_dir_mark_clean(reg->cfg->log_dirs.items[i]);
+    if (reg->meta && plog_close(reg->meta) != 0) {
+        LOG_WARN("topics", "the metadata log did not close cleanly");
+        unclean[0] = true;
+    }
+    int not_marked = n_roots;
+    if (reg->meta && reg->opened) {
+        not_marked = 0;
+        for (int r = 0; r < n_roots; r++) {
+            const char *root = reg->cfg->log_dirs.items[r];
+            if (unclean[r] || plog_dir_mark_clean(root) != 0) {
+                LOG_WARN("topics",
+                         "log directory %s is not marked clean: its logs are recovered at the next start",
+                         root);
+                not_marked++;
+            }
+        }
     }
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->change_mu);
     free(reg);
+    return not_marked;
 }
 
 /* ---- changes ---------------------------------------------------------- */
@@ -1479,6 +1707,8 @@ static int create_topic(topic_registry *reg, kstr name, int32_t partitions, int1
         rc = KAFKA_ERR_POLICY_VIOLATION;
         goto out;
     }
+    if ((rc = check_fd_budget(reg, total, partitions, msg, msgn)) != 0)
+        goto out;
     if (validate_only)
         goto out;
 
@@ -1540,7 +1770,7 @@ static int create_topic(topic_registry *reg, kstr name, int32_t partitions, int1
 out:
     pthread_mutex_unlock(&reg->change_mu);
     if (t)
-        topic_destroy(reg, t, false);
+        topic_destroy(reg, t, false, NULL);
     topic_free_overrides(o, n_cfg);
     return rc;
 }
@@ -1629,6 +1859,8 @@ int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool
         rc = KAFKA_ERR_INVALID_PARTITIONS;
         goto out;
     }
+    if ((rc = check_fd_budget(reg, topics_partition_count(reg), new_total - old, msg, msgn)) != 0)
+        goto out;
     if (validate_only)
         goto out;
     /* Open the new logs into a scratch topic view, then publish. */
@@ -1702,32 +1934,13 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
         rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         goto out;
     }
-    if (!replace_all)
-        for (int i = 0; i < t->n_overrides; i++) {
-            mk[m] = t->overrides[i].key;
-            mv[m++] = t->overrides[i].value;
-        }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (replace_all && values[i] == NULL) {
             snprintf(msg, msgn, "null value for config '%s'", keys[i]);
             rc = KAFKA_ERR_INVALID_CONFIG;
             goto out;
         }
-        int k = 0;
-        while (k < m && strcmp(mk[k], keys[i]) != 0)
-            k++;
-        if (values[i] == NULL) {
-            if (k < m) {
-                mk[k] = mk[m - 1];
-                mv[k] = mv[--m];
-            }
-        } else if (k < m) {
-            mv[k] = values[i];
-        } else {
-            mk[m] = keys[i];
-            mv[m++] = values[i];
-        }
-    }
+    m = merge_overrides(t, keys, values, n, replace_all, mk, mv);
     const topic_config_override *pin = pinned_broken(t, mk, mv, m);
     if (pin != NULL) {
         snprintf(msg, msgn, "%s=%s is set by the broker for internal topic '%s' and cannot be changed",
@@ -1762,11 +1975,20 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
      * at once. */
     plog_config pc;
     plog_config_from_topic(&tc, &pc);
+    bool was_unusable = t->cfg_error != NULL;
+    free(t->cfg_error);
+    t->cfg_error = NULL;
+    int64_t now = clock_wall_ms();
     for (int32_t i = 0; i < topic_partition_count(t); i++) {
         partition *p = topic_partition(t, i);
-        if (p && p->log && plog_set_config(p->log, &pc) != 0)
+        plog *l = p ? partition_log(p) : NULL;
+        if (l && plog_set_config(l, &pc) != 0)
             LOG_WARN("topics", "partition %s-%d rejected the new settings", t->name, i);
+        else if (p && l == NULL && was_unusable && partition_attach(reg, p, &pc) != 0)
+            partition_backoff(p, now);
     }
+    if (was_unusable)
+        LOG_INFO("topics", "topic %s: its configuration is usable again; its partitions are opened", t->name);
     LOG_INFO("topics", "changed the configuration of topic %s", t->name);
 out:
     topic_free_overrides(o, m);
@@ -1774,23 +1996,66 @@ out:
     return rc;
 }
 
+/* One retry of an offline partition, when its time has come. */
+static void retry_partition(topic_registry *reg, topic *t, partition *p, int64_t now_ms) {
+    plog *l = partition_log(p);
+    if (l != NULL) {
+        /* Only this thread reopens logs and touches their retry times. */
+        if (now_ms < p->retry_at_ms)
+            return;
+        int rc = plog_reopen(l);
+        if (rc != 0) {
+            partition_backoff(p, now_ms);
+            return;
+        }
+        p->retry_backoff_ms = 0;
+        LOG_INFO("topics", "partition %s-%d is back online", t->name, p->index);
+        return;
+    }
+    /* A change in progress (a large CreateTopics) must not stall the
+     * housekeeping of every other partition: try again next round. */
+    if (pthread_mutex_trylock(&reg->change_mu) != 0)
+        return;
+    if (partition_log(p) == NULL && t->cfg_error == NULL && !t->deleted && now_ms >= p->retry_at_ms) {
+        plog_config pc;
+        plog_config_from_topic(&t->cfg, &pc);
+        if (partition_attach(reg, p, &pc) != 0) {
+            partition_backoff(p, now_ms);
+        } else {
+            p->retry_backoff_ms = 0;
+            LOG_INFO("topics", "partition %s-%d is open", t->name, p->index);
+        }
+    }
+    pthread_mutex_unlock(&reg->change_mu);
+}
+
 void topics_tick(topic_registry *reg, int64_t now_ms) {
     int n = 0;
     topic **all = topics_list(reg, &n);
     for (int i = 0; i < n; i++) {
         topic *t = all[i];
-        for (int32_t p = 0; p < t->n_partitions; p++) {
-            partition *pp = t->parts[p];
-            if (pp && pp->log) {
-                int rc = plog_tick(pp->log, now_ms);
-                if (rc != 0)
-                    LOG_WARN("topics", "housekeeping of partition %s-%d failed: %s", t->name, p,
-                             storage_strerror(rc));
+        int32_t np = topic_partition_count(t);
+        for (int32_t k = 0; k < np; k++) {
+            partition *p = topic_partition(t, k);
+            plog *l = p ? partition_log(p) : NULL;
+            if (p == NULL)
+                continue;
+            if (l == NULL || plog_is_offline(l)) {
+                retry_partition(reg, t, p, now_ms);
+                continue;
             }
+            int rc = plog_tick(l, now_ms);
+            if (rc != 0)
+                LOG_WARN("topics", "housekeeping of partition %s-%d failed: %s", t->name, k,
+                         storage_strerror(rc));
         }
         topic_release(reg, t);
     }
     free(all);
+    if (reg->meta && plog_is_offline(reg->meta) && pthread_mutex_trylock(&reg->change_mu) == 0) {
+        retry_meta(reg, now_ms);
+        pthread_mutex_unlock(&reg->change_mu);
+    }
     if (reg->meta)
         plog_tick(reg->meta, now_ms);
 }

@@ -46,12 +46,28 @@ typedef struct topic topic;
 typedef struct partition {
     topic *topic;
     int32_t index;
-    plog *log;
+    /* NULL while the partition is offline because its log could not be
+     * opened (an unusable stored config, a full disk, too many open files):
+     * requests get KAFKA_STORAGE_ERROR. It is set at most once, when the
+     * log opens (start-up, a config fix, a retry of the housekeeping), and
+     * never reset while the topic lives, so a reader that saw it non-NULL
+     * may keep using it. A log that later fails goes offline inside storage
+     * (plog_is_offline) and is reopened in place. Read with partition_log. */
+    _Atomic(plog *) log;
     int32_t leader_epoch;
-    const char *root; /* the log.dirs entry holding it */
+    const char *root; /* the log.dirs entry holding it (fixed) */
+    int root_index;   /* its index in log.dirs */
+    /* Retries of an offline partition, by the housekeeping (topics_tick). */
+    int64_t retry_at_ms;
+    int32_t retry_backoff_ms;
     /* Owned by the fetch module (long-poll waiters); NULL until it sets it. */
     _Atomic(void *) fetch_state;
 } partition;
+
+/* The partition's log, or NULL while it is offline (see above). */
+static inline plog *partition_log(const partition *p) {
+    return atomic_load_explicit(&((partition *)p)->log, memory_order_acquire);
+}
 
 typedef struct topic_config_override {
     char *key;
@@ -82,6 +98,11 @@ struct topic {
     topic_config_override *overrides;
     int n_overrides;
     topic_config cfg;
+    /* Why the stored overrides cannot be used (written by an older version
+     * that accepted them), naming the key; NULL when they can. While set,
+     * cfg holds the broker defaults and the partitions stay offline, until
+     * AlterConfigs fixes the key. Guarded by the registry's change mutex. */
+    char *cfg_error;
     atomic_int refs;
     bool deleted;
 };
@@ -89,11 +110,17 @@ struct topic {
 typedef struct topic_registry topic_registry;
 
 /* Opens the registry: replays the metadata log under cfg->log_dirs, opens
- * every partition log (recovering those not shut down cleanly). Returns NULL
- * and logs why on failure. */
+ * every partition log (recovering those not shut down cleanly). A partition
+ * whose log cannot be opened stays offline (logged; retried by topics_tick
+ * with backoff, or when its config is fixed) and never stops the start.
+ * Returns NULL and logs why when the metadata log cannot be trusted or the
+ * log dirs cannot be used. */
 topic_registry *topics_open(const broker_config *cfg);
-/* Closes every log (flushing), marks the log dirs clean and frees. */
-void topics_close(topic_registry *reg);
+/* Closes every log (flushing) and frees. A log dir is marked clean only if
+ * every log under it was closed cleanly (and, if it was not clean at start,
+ * every partition in it was recovered). Returns how many log dirs were not
+ * marked clean (0 after a clean shutdown); NULL reg returns 0. */
+int topics_close(topic_registry *reg);
 
 /* The cluster id, kept in meta.properties of each log dir (22 chars). */
 const char *topics_cluster_id(const topic_registry *reg);
@@ -108,9 +135,12 @@ int32_t topic_partition_count(topic *t);
 /* Whether the topic has been deleted (it lives on while referenced); safe
  * to call from any thread holding a reference. */
 bool topic_is_deleted(topic *t);
-/* The leader-epoch check of Fetch, ListOffsets and OffsetForLeaderEpoch: a
- * client's current_leader_epoch of -1 skips it; an older epoch is
- * FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0 if fine. */
+/* The checks Fetch, ListOffsets and OffsetForLeaderEpoch make before they
+ * touch a partition's log: KAFKA_STORAGE_ERROR while the partition is
+ * offline (partition_log is NULL; once it passes, the log stays), then the
+ * leader epoch - a client's current_leader_epoch of -1 skips it; an older
+ * epoch is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0
+ * if fine. */
 int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch);
 /* Copies a referenced topic's config overrides into arena a under the
  * registry's read lock (an AlterConfigs may replace and free them at any
@@ -192,8 +222,12 @@ typedef struct topics_stray {
  * copied and sets *total to how many there are (a bounded list). */
 int topics_strays(topic_registry *reg, topics_stray *out, int max, int *total);
 
-/* Background work for every partition: roll, flush, retention. Called about
- * once a second by the broker's housekeeping thread. */
+/* Background work for every partition: roll, flush, retention; and retries
+ * of what is offline (partitions, the metadata log), each with its own
+ * backoff from TOPICS_RETRY_MIN_MS doubling to TOPICS_RETRY_MAX_MS. Called
+ * about once a second by the broker's housekeeping thread (one thread). */
+#define TOPICS_RETRY_MIN_MS 1000
+#define TOPICS_RETRY_MAX_MS 60000
 void topics_tick(topic_registry *reg, int64_t now_ms);
 
 /* Total partitions (for limits and metrics). */

@@ -1238,3 +1238,39 @@ int plog_drop_derived_files(const char *dir) {
     closedir(d);
     return rc;
 }
+
+/* ---------------- coming back online ---------------- */
+
+int plog_reopen(plog *l) {
+    pthread_mutex_lock(&l->mu);
+    bool offline = l->offline;
+    plog_config cfg = l->cfg;
+    pthread_mutex_unlock(&l->mu);
+    if (!offline)
+        return STORAGE_OK;
+    /* The offline log writes nothing, so a second one may recover the
+     * directory; its state then replaces l's under l's mutex. Readers that
+     * pinned l's old segments keep them (segments are counted). */
+    int err = 0;
+    plog *f = plog_open(l->dir, &cfg, false, &err);
+    if (f == NULL)
+        return err;
+    pthread_mutex_lock(&l->mu);
+    segment **segs = l->segs;
+    int nseg = l->nseg, cap = l->cap;
+    l->segs = f->segs;
+    l->nseg = f->nseg;
+    l->cap = f->cap;
+    l->log_start_offset = f->log_start_offset;
+    l->recovery_point = f->recovery_point;
+    l->unflushed_records = f->unflushed_records;
+    l->last_flush_ms = f->last_flush_ms;
+    l->offline = false;
+    pthread_mutex_unlock(&l->mu);
+    f->segs = segs;
+    f->nseg = nseg;
+    f->cap = cap;
+    free_log(f); /* l's old segments */
+    fprintf(stderr, "storage: partition log %s is back online\n", l->dir);
+    return STORAGE_OK;
+}

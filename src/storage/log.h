@@ -115,6 +115,12 @@ plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
  * policies apply from the next operation; index sizing applies to segments
  * created from now on. Returns 0, or -1 if cfg fails plog_config_check. */
 int plog_set_config(plog *l, const plog_config *cfg);
+/* Brings an offline log back (after a full disk or an I/O error): recovers
+ * its directory as plog_open does after a crash and, if that works, replaces
+ * the log's state with the result, so callers keep their plog pointer. A
+ * log that is not offline is left alone. At most one caller at a time per
+ * log. Returns 0 or the storage error (the log stays offline). */
+int plog_reopen(plog *l);
 /* Flushes everything (fsync), writes the checkpoint and frees the log. */
 int plog_close(plog *l);
 /* Removes every file and the directory, then frees the log. Readers holding

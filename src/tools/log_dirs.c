@@ -29,8 +29,8 @@ static const char log_dirs_help[] =
     "\n"
     "Options:\n"
     "  --describe             required (as kafka-log-dirs)\n"
-    "  --topic-list T1,T2     only these topics' partitions (set-aside directories are always shown)\n" KC_COMMON_HELP
-    "\n"
+    "  --topic-list T1,T2     only these topics' partitions (set-aside directories are always "
+    "shown)\n" KC_COMMON_HELP "\n"
     "Exit codes: 0 ok (3 when the broker is unreachable); 1 the broker refused; 2 bad flags.\n"
     "\n"
     "Examples:\n"
@@ -69,7 +69,8 @@ static void print_dir_text(const log_dirs_args *a, const ld_result *d) {
         return;
     }
     if (d->total_bytes >= 0)
-        printf(" (file system: %lld bytes, %lld usable)", (long long)d->total_bytes, (long long)d->usable_bytes);
+        printf(" (file system: %lld bytes, %lld usable)", (long long)d->total_bytes,
+               (long long)d->usable_bytes);
     putchar('\n');
     int strays = 0;
     for (int32_t t = 0; t < d->topics_count; t++) {
@@ -81,8 +82,8 @@ static void print_dir_text(const log_dirs_args *a, const ld_result *d) {
         if (!wanted(a, tp->name))
             continue;
         for (int32_t p = 0; p < tp->partitions_count; p++)
-            printf("  %.*s-%d  %lld bytes\n", (int)tp->name.len, tp->name.ptr, tp->partitions[p].partition_index,
-                   (long long)tp->partitions[p].partition_size);
+            printf("  %.*s-%d  %lld bytes\n", (int)tp->name.len, tp->name.ptr,
+                   tp->partitions[p].partition_index, (long long)tp->partitions[p].partition_size);
     }
     if (strays == 0)
         return;
@@ -111,11 +112,13 @@ static void print_dir_json(const log_dirs_args *a, const ld_result *d, bool firs
             continue;
         for (int32_t p = 0; p < tp->partitions_count; p++) {
             char part[320];
-            snprintf(part, sizeof part, "%.*s-%d", (int)tp->name.len, tp->name.ptr, tp->partitions[p].partition_index);
+            snprintf(part, sizeof part, "%.*s-%d", (int)tp->name.len, tp->name.ptr,
+                     tp->partitions[p].partition_index);
             printf("%s{\"partition\":", f ? "" : ",");
             cli_json_str(stdout, part, -1);
-            printf(",\"size\":%lld,\"offsetLag\":%lld,\"isFuture\":%s}", (long long)tp->partitions[p].partition_size,
-                   (long long)tp->partitions[p].offset_lag, tp->partitions[p].is_future_key ? "true" : "false");
+            printf(",\"size\":%lld,\"offsetLag\":%lld,\"isFuture\":%s}",
+                   (long long)tp->partitions[p].partition_size, (long long)tp->partitions[p].offset_lag,
+                   tp->partitions[p].is_future_key ? "true" : "false");
             f = false;
         }
     }
@@ -127,7 +130,8 @@ static void print_dir_json(const log_dirs_args *a, const ld_result *d, bool firs
             continue;
         printf("%s{\"dir\":", f ? "" : ",");
         cli_json_str(stdout, tp->name.ptr, tp->name.len);
-        printf(",\"size\":%lld}", (long long)(tp->partitions_count > 0 ? tp->partitions[0].partition_size : 0));
+        printf(",\"size\":%lld}",
+               (long long)(tp->partitions_count > 0 ? tp->partitions[0].partition_size : 0));
         f = false;
     }
     fputs("]}", stdout);
@@ -172,7 +176,8 @@ static int describe(log_dirs_args *a) {
         goto out;
     }
     if (resp.error_code != 0) {
-        cli_err("log-dirs", "the broker refused: %s", rd_kafka_err2name((rd_kafka_resp_err_t)resp.error_code));
+        cli_err("log-dirs", "the broker refused: %s",
+                rd_kafka_err2name((rd_kafka_resp_err_t)resp.error_code));
         rc = kc_exit_for((rd_kafka_resp_err_t)resp.error_code);
         goto out;
     }

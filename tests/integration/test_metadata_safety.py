@@ -305,3 +305,212 @@ def test_sigkill_during_create_topics_leaves_no_orphans(broker):
         assert not [n for n in os.listdir(logs_root(broker)) if n.startswith("big-")]
         assert "left over from a creation the broker did not finish" in broker.log()
     assert create(broker, "big", 3)[0] == 0
+
+
+# ---- item 3 (continued): a stored config the broker cannot use never stops it ----------------
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def zigzag(n):
+    from test_admin import uvarint
+    return uvarint((n << 1) ^ (n >> 63))
+
+
+def one_record_batch(base_offset, key, value):
+    """A magic-2 batch holding one record, as the broker's metadata log stores them."""
+    body = b"\x00" + zigzag(0) + zigzag(0) + zigzag(len(key)) + key + zigzag(len(value)) + value + zigzag(0)
+    records = zigzag(len(body)) + body
+    after_crc = (struct.pack(">hiqqqhii", 0, 0, 0, 0, -1, -1, -1, 1) + records)
+    head = struct.pack(">iib", 0, 2, 0)  # leader epoch, magic ... (placeholder, rebuilt below)
+    crc = crc32c(after_crc)
+    batch_len = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", base_offset, batch_len, 0, 2, crc) + after_crc
+
+
+def append_stored_config(b, topic_id, key, value):
+    """Appends a CONFIG record (key=value) to the stopped broker's metadata log, as a
+    version that accepted any value in range of its own rows would have written it."""
+    seg = os.path.join(logs_root(b), "__sluice_metadata-0", "00000000000000000000.log")
+    data = open(seg, "rb").read()
+    pos, next_offset = 0, 0
+    while pos + 12 <= len(data):
+        base, length = struct.unpack(">qi", data[pos:pos + 12])
+        last_delta = struct.unpack(">i", data[pos + 23:pos + 27])[0]
+        next_offset = base + last_delta + 1
+        pos += 12 + length
+    value_bytes = (b"\x00\x03" + topic_id + b"\x00" + struct.pack(">i", 1) + pstr(key) + pstr(value))
+    with open(seg, "ab") as f:
+        f.write(one_record_batch(next_offset, b"config", value_bytes))
+
+
+def test_unusable_stored_config_starts_with_the_partition_offline(broker):
+    from test_admin import metadata_v12
+    assert create(broker, "legacy")[0] == 0
+    assert create(broker, "other")[0] == 0
+    produce_some(broker, "legacy", n=20)
+    (_, _, tid, _), = metadata_v12(broker.port, [(bytes(16), "legacy")])
+    broker.stop()
+    append_stored_config(broker, tid, "segment.bytes", "14")
+    broker.start()  # an older broker could not: "cannot open log of partition ... failed to start"
+    log = broker.log()
+    assert "topic legacy: its stored configuration cannot be used" in log and "segment.bytes" in log
+    # The partition is offline; the rest of the broker works.
+    assert produce_one(broker, "legacy") == KAFKA_STORAGE_ERROR
+    produce_some(broker, "other", n=5)
+    (err, _n, configs), = describe_configs_v0(broker.port, [(TOPIC, "legacy", ["segment.bytes"])])
+    assert err == 0 and configs["segment.bytes"] == "14"
+    # The operator fixes the key; the partition comes back without a restart, data intact.
+    (err, msg, _t, _n), = incremental_alter(broker.port, [(TOPIC, "legacy", [("segment.bytes", OP_DELETE, None)])])
+    assert err == 0, msg
+    assert len(read_all(broker, "legacy", expect=20)) == 20
+    produce_some(broker, "legacy", n=5)
+    broker.restart()
+    assert "stored configuration cannot be used" not in broker.log().split("replayed")[-1]
+    assert len(read_all(broker, "legacy", expect=25)) == 25
+
+
+# ---- item 12: a full disk, and the way back ------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    import subprocess
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "sluice-test-full", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + r.stderr.strip())
+    yield str(mnt)
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def produce_one(b, topic, size=1):
+    """Produces one record; returns None or the error code."""
+    p = Producer({"bootstrap.servers": b.bootstrap, "message.timeout.ms": 2000, "retries": 0})
+    out = []
+    p.produce(topic, value=b"z" * size, partition=0, on_delivery=lambda e, m: out.append(e))
+    p.flush(5)
+    if not out:
+        return -1
+    return None if out[0] is None else out[0].code()
+
+
+def produce_until_error(b, topic, limit=400):
+    """Produces 4 kB records until one fails (bounded); returns the error code."""
+    for _ in range(limit):
+        err = produce_one(b, topic, 4000)
+        if err is not None:
+            return err
+    return None
+
+
+def fill(path):
+    """Writes a ballast file until the file system is full; returns its path."""
+    ballast = os.path.join(path, "ballast")
+    with open(ballast, "wb") as f:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def test_full_disk_recovers_when_space_returns(broker_factory, small_disk):
+    import time
+    b = broker_factory({"log.dirs": small_disk, "offsets.topic.num.partitions": "1",
+                        "log.segment.bytes": "1048576"})
+    assert create(b, "fill")[0] == 0
+    ballast = fill(small_disk)
+    # Writes fail once the disk is full: the partition goes offline ...
+    failed = produce_until_error(b, "fill")
+    assert failed == KAFKA_STORAGE_ERROR, failed
+    # ... and so does the metadata log, under changes that need space.
+    codes = []
+    for i in range(120):
+        (err, _m, _t, _n), = incremental_alter(b.port, [(TOPIC, "fill", [("retention.ms", OP_SET, str(86400000 + i))])])
+        codes.append(err)
+        if err != 0:
+            break
+    assert codes[-1] == KAFKA_STORAGE_ERROR, codes
+    assert "writing to the metadata log failed" in b.log()
+    assert create(b, "while-full")[0] == KAFKA_STORAGE_ERROR
+    # Space comes back: partitions and the metadata log follow, no restart.
+    os.unlink(ballast)
+    deadline = time.time() + 45
+    created = produced = False
+    while time.time() < deadline and not (created and produced):
+        created = created or create(b, "after-full")[0] == 0
+        produced = produced or produce_one(b, "fill") is None
+        time.sleep(0.5)
+    assert created and produced, (created, produced)
+    assert "is back online" in b.log()
+    # SIGTERM now tells the truth, and the marker agrees with it.
+    assert b.stop() == 0
+    assert "shut down cleanly (every log directory is marked clean)" in b.log()
+    assert os.path.exists(os.path.join(small_disk, ".clean-shutdown"))
+
+
+def test_shutdown_on_a_full_disk_says_the_marker_was_not_written(broker_factory, small_disk):
+    b = broker_factory({"log.dirs": small_disk, "offsets.topic.num.partitions": "1"})
+    assert create(b, "fill")[0] == 0
+    ballast = fill(small_disk)
+    assert produce_until_error(b, "fill") == KAFKA_STORAGE_ERROR
+    b.stop()
+    marker = os.path.exists(os.path.join(small_disk, ".clean-shutdown"))
+    log = b.log()
+    assert not marker
+    assert "could not be marked clean" in log and "shut down cleanly" not in log
+    os.unlink(ballast)
+    b.start()
+    assert "was not shut down cleanly" in b.log()
+    produce_some(b, "fill", n=3)
+
+
+# ---- item 10 (partitions' side): partitions are counted against the open-file limit -----------
+
+def test_partitions_are_counted_against_the_open_file_limit(broker_factory, monkeypatch):
+    import resource
+    import subprocess
+    nofile = 600
+    real_popen = subprocess.Popen
+
+    def limited(*args, **kwargs):
+        kwargs["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", limited)
+    b = broker_factory()
+    # 600 files: 256 kept for the broker itself, 150 for clients, 75 for the
+    # segment cache leave 119 partitions; __consumer_offsets holds 50.
+    err, msg = create(b, "wide", 100)
+    assert err == POLICY_VIOLATION and "open-file limit" in msg, (err, msg)
+    assert create(b, "fits", 60)[0] == 0
+    from confluent_kafka.admin import NewPartitions
+    a = admin(b)
+    with pytest.raises(KafkaException) as e:
+        a.create_partitions([NewPartitions("fits", 70)])["fits"].result(timeout=15)
+    assert e.value.args[0].code() == POLICY_VIOLATION and "RLIMIT_NOFILE" in e.value.args[0].str()
+    produce_some(b, "fits", n=5)
+    b.restart()
+    assert len(partition_dirs(b, "fits")) == 60

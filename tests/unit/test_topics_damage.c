@@ -284,7 +284,8 @@ static void test_damage_never_shrinks_data(void) {
     snprintf(idx, sizeof idx, "%s.index", meta);
     snprintf(tidx, sizeof tidx, "%s.timeindex", meta);
     snprintf(ckpt, sizeof ckpt, "__sluice_metadata-0/log.checkpoint");
-    int64_t seg_n = file_size(seg), ckpt_n = file_size(ckpt), idx_n = file_size(idx), tidx_n = file_size(tidx);
+    int64_t seg_n = file_size(seg), ckpt_n = file_size(ckpt), idx_n = file_size(idx),
+            tidx_n = file_size(tidx);
     REQUIRE(seg_n > 0);
     time_t start = time(NULL);
     tally t = {0};
@@ -311,13 +312,15 @@ static void test_damage_never_shrinks_data(void) {
         if (n > 0)
             round_at(&t, K_OWNER, rel, (int64_t)tl_below((uint64_t)n), tl_below(2) == 1);
     }
-    printf("test_damage_never_shrinks_data: %d rounds (%lld segment bytes), %d opened, %d refused, %d lost data, "
+    printf("test_damage_never_shrinks_data: %d rounds (%lld segment bytes), %d opened, %d refused, %d lost "
+           "data, "
            "%lds%s\n",
            t.rounds, (long long)seg_n, t.opened, t.refused, t.lost, (long)(time(NULL) - start),
            out_of_time ? " (stopped at the time budget)" : "");
-    printf("  opened after damage to: segment %d/%d, checkpoint %d/%d, index %d/%d, partition.metadata %d/%d\n",
-           t.opened_of[K_SEGMENT], t.rounds_of[K_SEGMENT], t.opened_of[K_CHECKPOINT], t.rounds_of[K_CHECKPOINT],
-           t.opened_of[K_INDEX], t.rounds_of[K_INDEX], t.opened_of[K_OWNER], t.rounds_of[K_OWNER]);
+    printf(
+        "  opened after damage to: segment %d/%d, checkpoint %d/%d, index %d/%d, partition.metadata %d/%d\n",
+        t.opened_of[K_SEGMENT], t.rounds_of[K_SEGMENT], t.opened_of[K_CHECKPOINT], t.rounds_of[K_CHECKPOINT],
+        t.opened_of[K_INDEX], t.rounds_of[K_INDEX], t.opened_of[K_OWNER], t.rounds_of[K_OWNER]);
     CHECK_EQ_INT(t.lost, 0);
     CHECK(t.refused > 0);
     /* Derived files are rebuilt, and a partition's damaged owner file sets
