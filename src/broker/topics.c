@@ -447,6 +447,22 @@ const char *topics_cluster_id(const topic_registry *reg) { return reg->cluster_i
  * broker stopped (REC_CREATING without the record that completes it). Any
  * other directory the live topics do not account for is set aside. */
 
+/* Makes room for one more element in a growable array (*cap doubling from
+ * 16, never past max elements). False when full or out of memory. */
+static bool grow_array(void **v, int n, int *cap, size_t elem, int max) {
+    if (n < *cap)
+        return true;
+    int ncap = *cap ? *cap * 2 : 16;
+    if (ncap > max)
+        ncap = max;
+    void *nv = ncap > n ? realloc(*v, (size_t)ncap * elem) : NULL;
+    if (nv == NULL)
+        return false;
+    *v = nv;
+    *cap = ncap;
+    return true;
+}
+
 static int cmp_uuid(const void *a, const void *b) { return memcmp(a, b, 16); }
 
 /* deleted_ids is kept sorted once the replay is over (sort_deleted), for
@@ -465,16 +481,11 @@ static void sort_deleted(topic_registry *reg) {
 static void remember_deleted(topic_registry *reg, kuuid id) {
     if (reg->deleted_sorted && id_was_deleted(reg, id))
         return;
-    if (reg->n_deleted == reg->cap_deleted) {
-        int ncap = reg->cap_deleted ? reg->cap_deleted * 2 : 64;
-        kuuid *n = ncap <= DELETED_IDS_MAX ? realloc(reg->deleted_ids, (size_t)ncap * sizeof *n) : NULL;
-        if (n == NULL) {
-            /* Forgetting is safe: its leftovers are set aside, not removed. */
-            LOG_WARN("topics", "too many deleted topics to remember; leftovers of older ones are set aside");
-            return;
-        }
-        reg->deleted_ids = n;
-        reg->cap_deleted = ncap;
+    if (!grow_array((void **)&reg->deleted_ids, reg->n_deleted, &reg->cap_deleted, sizeof(kuuid),
+                    DELETED_IDS_MAX)) {
+        /* Forgetting is safe: its leftovers are set aside, not removed. */
+        LOG_WARN("topics", "too many deleted topics to remember; leftovers of older ones are set aside");
+        return;
     }
     if (!reg->deleted_sorted) { /* replaying: sorted once at the end */
         reg->deleted_ids[reg->n_deleted++] = id;
@@ -506,15 +517,8 @@ static int64_t add_stray(topic_registry *reg, int root, const char *name, bool k
     int64_t bytes = logdirs_bytes(path);
     pthread_rwlock_wrlock(&reg->lock);
     reg->strays_total++;
-    if (reg->n_strays == reg->cap_strays && reg->cap_strays < STRAYS_MAX) {
-        int ncap = reg->cap_strays ? reg->cap_strays * 2 : 16;
-        topics_stray *n = realloc(reg->strays, (size_t)ncap * sizeof *n);
-        if (n != NULL) {
-            reg->strays = n;
-            reg->cap_strays = ncap;
-        }
-    }
-    if (reg->n_strays < reg->cap_strays) {
+    if (grow_array((void **)&reg->strays, reg->n_strays, &reg->cap_strays, sizeof(topics_stray),
+                   STRAYS_MAX)) {
         topics_stray *st = &reg->strays[reg->n_strays++];
         memset(st, 0, sizeof *st);
         st->root = root;
@@ -570,14 +574,19 @@ static int settle_dir(topic_registry *reg, int root, const char *dname, const to
     char want[33] = "none";
     if (live != NULL)
         logdirs_uuid_hex(live->id, want);
+    char what[80];
+    snprintf(what, sizeof what, "%s%s", found == 1 ? "holds topic id " : "has ",
+             found == 1   ? hex
+             : found == 0 ? "no partition.metadata"
+                          : "an unreadable partition.metadata");
     LOG_ERROR("topics",
-              "log directory %s holds topic id %s, but %s; it is set aside as %s/%s with its data "
-              "untouched (docs/operations.md says how to restore or remove it)",
-              dir,
-              found == 1   ? hex
-              : found == 0 ? "(no partition.metadata)"
-                           : "(unreadable partition.metadata)",
-              live != NULL ? "its topic has another id" : "no live partition has that name", rootp, aside);
+              "log directory %s %s, but %s; it is set aside as %s/%s with its data untouched "
+              "(docs/operations.md says how to restore or remove it)",
+              dir, what,
+              live == NULL ? "no live partition has that name"
+              : found == 1 ? "its topic has another id"
+                           : "so it cannot be shown to be its topic's",
+              rootp, aside);
     if (live != NULL)
         LOG_ERROR("topics", "topic %s (id %s) partition %d starts empty in a new directory", live->name, want,
                   index);
@@ -1045,16 +1054,10 @@ static int drop_unknown_keys(const char *topic_name, const char **keys, const ch
 /* ---- replay ----------------------------------------------------------- */
 
 static void add_intent(topic_registry *reg, kuuid id, int32_t from, int32_t to) {
-    if (reg->n_intents == reg->cap_intents) {
-        int ncap = reg->cap_intents ? reg->cap_intents * 2 : 16;
-        intent *n = ncap <= INTENTS_MAX ? realloc(reg->intents, (size_t)ncap * sizeof *n) : NULL;
-        if (n == NULL) {
-            /* Forgetting is safe: such leftovers are set aside instead. */
-            LOG_WARN("topics", "too many unfinished creations in the metadata log to track");
-            return;
-        }
-        reg->intents = n;
-        reg->cap_intents = ncap;
+    if (!grow_array((void **)&reg->intents, reg->n_intents, &reg->cap_intents, sizeof(intent), INTENTS_MAX)) {
+        /* Forgetting is safe: such leftovers are set aside instead. */
+        LOG_WARN("topics", "too many unfinished creations in the metadata log to track");
+        return;
     }
     reg->intents[reg->n_intents++] = (intent){id, from, to};
 }
@@ -1213,7 +1216,7 @@ static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *r
     if (metalog_scan(dir, reg->was_clean[0], replay_record, reg, res, err, sizeof err) != 0) {
         LOG_ERROR("topics", "the metadata log cannot be trusted: %s", err);
         LOG_ERROR("topics",
-                  "the broker stops rather than take topics for missing; restore %s from a backup "
+                  "the broker stops rather than treat topics as missing; restore %s from a backup "
                   "or see docs/operations.md (\"A damaged metadata log\")",
                   dir);
         return -1;
@@ -1273,14 +1276,8 @@ static char **list_names(const char *dir, int *n) {
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        if (*n == cap) {
-            int ncap = cap ? cap * 2 : 64;
-            char **nv = realloc(v, (size_t)ncap * sizeof *nv);
-            if (nv == NULL)
-                break;
-            v = nv;
-            cap = ncap;
-        }
+        if (!grow_array((void **)&v, *n, &cap, sizeof *v, INT32_MAX / 2))
+            break;
         if ((v[*n] = strdup(e->d_name)) != NULL)
             (*n)++;
     }
