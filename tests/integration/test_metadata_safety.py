@@ -257,7 +257,18 @@ def test_mismatched_and_unknown_directories_are_set_aside_and_reported(broker):
                               "--describe"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         assert "Set aside" in out.stdout and "m-0.00112233445566778899aabbccddeeff-stray" in out.stdout
+        out = subprocess.run([os.path.join(BUILD, "sluice"), "log-dirs", "--bootstrap-server", broker.bootstrap,
+                              "--describe", "--topic-list", "m", "--json"], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0, out.stderr
+        import json
+        (d,) = json.loads(out.stdout)["logDirs"]
+        assert [p["partition"] for p in d["partitions"]] == ["m-0"]
+        assert {"dir": "m-0.00112233445566778899aabbccddeeff-stray", "size": before} in d["setAside"]
         broker.stop()
+    usage = subprocess.run([os.path.join(BUILD, "sluice"), "log-dirs", "--bootstrap-server", broker.bootstrap],
+                           capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "--describe" in usage.stderr
 
 
 def test_missing_metadata_log_refuses_to_start(broker):
