@@ -172,8 +172,10 @@ int logdirs_create(const char *root, const char *dname, kuuid owner) {
         errno = e;
         return -1;
     }
-    return fsync_path(root);
+    return 0;
 }
+
+int logdirs_sync(const char *root) { return fsync_path(root); }
 
 int logdirs_set_aside(const char *root, const char *dname, const kuuid *owner, char *out, size_t outn) {
     char tag[40], from[PATH_BUF], to[PATH_BUF];

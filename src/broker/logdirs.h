@@ -53,8 +53,12 @@ bool logdirs_parse_stray(const char *dname, kuuid *owner, bool *known, int32_t *
 /* Creates root/dname (a partition directory name) with its owner file
  * already in it: made as a hidden ".creating-<id>-<partition>" directory,
  * the owner written and fsynced, then renamed into place, so a crash never
- * leaves a partition directory without its owner. 0, or -1 with errno. */
+ * leaves a partition directory without its owner. The rename is made
+ * durable by logdirs_sync(root), which a caller creating many partitions
+ * calls once for all of them. 0, or -1 with errno. */
 int logdirs_create(const char *root, const char *dname, kuuid owner);
+/* fsyncs the directory root (new entries in it become durable). 0 or -1. */
+int logdirs_sync(const char *root);
 /* Whether dname is such a hidden directory (left by a crash inside
  * logdirs_create: it never held a partition's data). */
 bool logdirs_parse_creating(const char *dname);

@@ -634,9 +634,11 @@ static partition *partition_new(topic_registry *reg, topic *t, int32_t index) {
 }
 
 /* Opens p's log in its root - settling a directory there that is not its
- * own, creating a missing one with its owner file - and publishes it.
- * Returns 0 or a storage error (logged). Start-up, or under change_mu. */
-static int partition_attach(topic_registry *reg, partition *p, const plog_config *pc) {
+ * own, creating a missing one with its owner file - and publishes it. A
+ * created directory is made durable at once with sync_root, else the caller
+ * syncs the roots (logdirs_sync) once for many partitions. Returns 0 or a
+ * storage error (logged). Start-up, or under change_mu. */
+static int partition_attach(topic_registry *reg, partition *p, const plog_config *pc, bool sync_root) {
     assert(partition_log(p) == NULL);
     const topic *t = p->topic;
     char dir[4400], dname[LOGDIRS_NAME_MAX + 1];
@@ -651,7 +653,7 @@ static int partition_attach(topic_registry *reg, partition *p, const plog_config
     kuuid owner;
     bool owned = exists && logdirs_read_owner(dir, &owner) == 1;
     if (!exists) {
-        if (logdirs_create(p->root, dname, t->id) != 0) {
+        if (logdirs_create(p->root, dname, t->id) != 0 || (sync_root && logdirs_sync(p->root) != 0)) {
             LOG_ERROR("topics", "cannot create %s: %s", dir, strerror(errno));
             return STORAGE_KAFKA_STORAGE_ERROR;
         }
@@ -700,7 +702,7 @@ static int open_partitions(topic_registry *reg, topic *t, int32_t from, int32_t 
         t->parts[i] = p;
         if (t->cfg_error != NULL)
             continue;
-        if (partition_attach(reg, p, &pc) != 0) {
+        if (partition_attach(reg, p, &pc, !fresh) != 0) {
             if (fresh) {
                 i++;
                 goto fail;
@@ -708,6 +710,12 @@ static int open_partitions(topic_registry *reg, topic *t, int32_t from, int32_t 
             partition_backoff(p, now);
         }
     }
+    /* New directories are durable before their topic's record is written. */
+    for (int r = 0; fresh && r < reg->cfg->log_dirs.n; r++)
+        if (logdirs_sync(reg->cfg->log_dirs.items[r]) != 0) {
+            LOG_ERROR("topics", "cannot fsync %s: %s", reg->cfg->log_dirs.items[r], strerror(errno));
+            goto fail;
+        }
     return 0;
 fail:
     for (int32_t k = from; k < i; k++) {
@@ -1981,7 +1989,7 @@ int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, 
         plog *l = p ? partition_log(p) : NULL;
         if (l && plog_set_config(l, &pc) != 0)
             LOG_WARN("topics", "partition %s-%d rejected the new settings", t->name, i);
-        else if (p && l == NULL && was_unusable && partition_attach(reg, p, &pc) != 0)
+        else if (p && l == NULL && was_unusable && partition_attach(reg, p, &pc, true) != 0)
             partition_backoff(p, now);
     }
     if (was_unusable)
@@ -2016,7 +2024,7 @@ static void retry_partition(topic_registry *reg, topic *t, partition *p, int64_t
     if (partition_log(p) == NULL && t->cfg_error == NULL && !t->deleted && now_ms >= p->retry_at_ms) {
         plog_config pc;
         plog_config_from_topic(&t->cfg, &pc);
-        if (partition_attach(reg, p, &pc) != 0) {
+        if (partition_attach(reg, p, &pc, true) != 0) {
             partition_backoff(p, now_ms);
         } else {
             p->retry_backoff_ms = 0;
