@@ -14,7 +14,11 @@
  * partition's size on disk (plog_size_bytes) and an offset lag of 0 (there
  * are no future replicas to lag). v4 adds the file system's total and usable
  * bytes from statvfs(); a directory that cannot be examined reports
- * KAFKA_STORAGE_ERROR.
+ * KAFKA_STORAGE_ERROR. A request for every topic also lists each set-aside
+ * directory of the log dir (topics_strays: data the metadata log does not
+ * account for, kept for an operator) as a "topic" named by the directory,
+ * which ends in "-stray" as no real topic's name may, with one partition:
+ * the index its name gives (-1 if none) and its size.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -73,10 +77,17 @@ typedef struct ld_sel {
     int32_t n_parts;
 } ld_sel;
 
-/* Fills one log dir's topics from the selection. Returns false on exhaustion. */
-static bool fill_dir(breq *r, ld_result *res, const char *root, const ld_sel *sel, int n_sel) {
-    ld_topic *tops = n_sel ? breq_calloc(r, (size_t)n_sel, sizeof *tops) : NULL;
-    if (n_sel && tops == NULL)
+/* Set-aside directories reported per request, at most. */
+#define LD_STRAYS_MAX 1000
+
+/* Fills one log dir's topics from the selection, then the set-aside
+ * directories of root (index root_i) among strays. Returns false on
+ * exhaustion. */
+static bool fill_dir(breq *r, ld_result *res, const char *root, int root_i, const ld_sel *sel, int n_sel,
+                     const topics_stray *strays, int n_strays) {
+    int cap = n_sel + n_strays;
+    ld_topic *tops = cap ? breq_calloc(r, (size_t)cap, sizeof *tops) : NULL;
+    if (cap && tops == NULL)
         return false;
     int32_t nt = 0;
     for (int i = 0; i < n_sel; i++) {
@@ -106,6 +117,21 @@ static bool fill_dir(breq *r, ld_result *res, const char *root, const ld_sel *se
         tops[nt].partitions_count = np;
         nt++;
     }
+    for (int i = 0; i < n_strays; i++) {
+        if (strays[i].root != root_i)
+            continue;
+        ld_part *ps = breq_calloc(r, 1, sizeof *ps);
+        if (ps == NULL)
+            return false;
+        kafka_describe_log_dirs_response_describe_log_dirs_partition_init(ps);
+        ps->partition_index = strays[i].partition;
+        ps->partition_size = strays[i].bytes;
+        kafka_describe_log_dirs_response_describe_log_dirs_topic_init(&tops[nt]);
+        tops[nt].name = api_kstr(r, strays[i].name);
+        tops[nt].partitions = ps;
+        tops[nt].partitions_count = 1;
+        nt++;
+    }
     res->topics = tops;
     res->topics_count = nt;
     return true;
@@ -121,7 +147,15 @@ breq_status api_describe_log_dirs(breq *r) {
     int n_all = 0, n_sel = 0;
     ld_sel *sel = NULL;
 
+    topics_stray *strays = NULL;
+    int n_strays = 0, strays_total = 0;
     if (req->topics_count < 0) {
+        topics_strays(b->topics, NULL, 0, &strays_total);
+        int want = strays_total < LD_STRAYS_MAX ? strays_total : LD_STRAYS_MAX;
+        strays = want ? breq_calloc(r, (size_t)want, sizeof *strays) : NULL;
+        if (want && strays == NULL)
+            goto out;
+        n_strays = want ? topics_strays(b->topics, strays, want, &strays_total) : 0;
         all = topics_list(b->topics, &n_all);
         sel = n_all ? breq_calloc(r, (size_t)n_all, sizeof *sel) : NULL;
         if (n_all && sel == NULL)
@@ -156,7 +190,7 @@ breq_status api_describe_log_dirs(breq *r) {
             res->total_bytes = (int64_t)sv.f_blocks * (int64_t)sv.f_frsize;
             res->usable_bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
         }
-        if (!fill_dir(r, res, dirs->items[d], sel, n_sel))
+        if (!fill_dir(r, res, dirs->items[d], d, sel, n_sel, strays, n_strays))
             goto out;
     }
     resp->results_count = dirs->n;

@@ -4,7 +4,8 @@
  * Per partition the new log start is the given offset, or the high watermark
  * for -1. Offsets past the high watermark (or below -1) get
  * OFFSET_OUT_OF_RANGE; a topic whose cleanup.policy lacks "delete" gets
- * POLICY_VIOLATION, as in Kafka. The answer is the resulting low watermark.
+ * POLICY_VIOLATION and an internal topic INVALID_TOPIC_EXCEPTION, as in
+ * Kafka. The answer is the resulting low watermark.
  * Segments wholly below it go with the next retention pass; reads below it
  * get OFFSET_OUT_OF_RANGE at once. Single node: nothing to wait for, so
  * timeout_ms is not used.
@@ -14,6 +15,10 @@
 #include "core/log.h"
 
 static int16_t delete_one(topic *t, partition *p, int64_t offset, int64_t *low) {
+    if (t->internal)
+        return KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* as Kafka: the broker's own state */
+    if (partition_log(p) == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR; /* offline */
     if ((t->cfg.cleanup_policy & CONFIG_CLEANUP_DELETE) == 0)
         return KAFKA_ERR_POLICY_VIOLATION;
     int64_t hw = plog_end_offset(p->log);

@@ -21,8 +21,8 @@
  * topics_create() returns), so the topic is returned ready, with its
  * partitions and no error. Clients accept both answers; this one saves them a
  * retry round. Invalid names get INVALID_TOPIC_EXCEPTION and are never created;
- * neither are __consumer_offsets and __transaction_state, which belong to
- * their coordinators.
+ * neither are the names the broker reserves (topics_name_reserved): the
+ * metadata log's, and the internal topics that belong to their coordinators.
  *
  * Memory: everything in the response is in the request's arena. Topic names
  * are copied there because the topic references are released before the
@@ -63,7 +63,8 @@ static bool fill_topic(breq *r, md_topic *out, topic *t, const int32_t *node) {
         p->leader_id = node[0];
         if (ver >= 7)
             p->leader_epoch = pt ? pt->leader_epoch : 0;
-        if (pt != NULL && pt->log != NULL && plog_is_offline(pt->log))
+        plog *l = pt != NULL ? partition_log(pt) : NULL;
+        if (pt != NULL && (l == NULL || plog_is_offline(l)))
             p->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         p->replica_nodes = (int32_t *)node;
         p->replica_nodes_count = 1;
@@ -92,13 +93,6 @@ static int cmp_kstr(const void *a, const void *b) {
     return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* The internal topics their coordinators create with their own settings
- * (offsets.topic.*, transaction.state.log.*); a Metadata request must not
- * create them with the ordinary defaults first. */
-static bool reserved_internal(kstr name) {
-    return kstr_eq_c(name, "__consumer_offsets") || kstr_eq_c(name, "__transaction_state");
-}
-
 /* Answers one topic asked for by name, creating it if allowed. */
 static bool answer_name(breq *r, md_topic *out, kstr name, bool may_create, const int32_t *node) {
     broker *b = r->b;
@@ -109,7 +103,7 @@ static bool answer_name(breq *r, md_topic *out, kstr name, bool may_create, cons
         return true;
     }
     topic *t = topics_get(b->topics, name);
-    if (t == NULL && may_create && !reserved_internal(name)) {
+    if (t == NULL && may_create && !topics_name_reserved(name)) {
         int rc = topics_create(b->topics, name, -1, -1, NULL, NULL, 0, false, &t, msg, sizeof msg);
         if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
             /* Someone else created it between our lookup and now. */

@@ -260,6 +260,8 @@ breq_status api_produce(breq *r) {
             partition *p = NULL;
             if (err == KAFKA_ERR_NONE && (p = topic_partition(t, pd->index)) == NULL)
                 err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            else if (err == KAFKA_ERR_NONE && partition_log(p) == NULL)
+                err = KAFKA_ERR_KAFKA_STORAGE_ERROR; /* offline: its log could not be opened */
             uint8_t *data = (uint8_t *)pd->records.ptr;
             size_t data_len = pd->records.len > 0 ? (size_t)pd->records.len : 0;
             const char *why = NULL;

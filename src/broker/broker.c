@@ -146,9 +146,16 @@ void broker_shutdown(broker *b) {
     /* The coordinator holds a reference on __consumer_offsets. */
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
-    topics_close(b->topics);
+    int n_dirs = b->cfg->log_dirs.n;
+    int not_marked = topics_close(b->topics);
     b->topics = NULL;
-    LOG_INFO("broker", "shut down cleanly");
+    if (not_marked == 0)
+        LOG_INFO("broker", "shut down cleanly (every log directory is marked clean)");
+    else
+        LOG_WARN("broker",
+                 "shut down, but %d of %d log directories could not be marked clean (see above): their logs "
+                 "are recovered at the next start",
+                 not_marked, n_dirs);
 }
 
 void broker_destroy(broker *b) {

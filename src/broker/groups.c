@@ -193,22 +193,44 @@ static int load_shard(groups_shard *s) {
 
 /* ---- the thread ---------------------------------------------------------- */
 
-static void *groups_main(void *arg) {
-    groups_mgr *m = arg;
+/* Loads the shards not loaded yet whose partition is online; a shard whose
+ * partition is offline (its log could not be opened) keeps answering
+ * COORDINATOR_LOAD_IN_PROGRESS and is tried again on later rounds, so its
+ * committed offsets are never served as empty. Returns how many wait. */
+static int32_t load_pending(groups_mgr *m) {
+    int32_t waiting = 0;
     for (int32_t i = 0; i < m->n; i++) {
         groups_shard *s = &m->shards[i];
+        if (s->loaded)
+            continue;
+        if (partition_log(s->part) == NULL) {
+            if (!s->offline_logged)
+                LOG_WARN("groups", "%s-%d is offline; its groups wait until it opens", GROUPS_OFFSETS_TOPIC,
+                         i);
+            s->offline_logged = true;
+            waiting++;
+            continue;
+        }
         if (load_shard(s) != 0)
             LOG_ERROR("groups", "%s-%d: loading failed part way; serving what was read", GROUPS_OFFSETS_TOPIC,
                       i);
         pthread_mutex_lock(&s->mu);
         gcoord_load_end(s->sm, groups_now_ms());
         pthread_mutex_unlock(&s->mu);
+        s->loaded = true;
         pthread_mutex_lock(&m->mu);
         bool stop = m->stopping;
         pthread_mutex_unlock(&m->mu);
         if (stop)
             break;
     }
+    return waiting;
+}
+
+static void *groups_main(void *arg) {
+    groups_mgr *m = arg;
+    int32_t waiting = load_pending(m);
+    int64_t next_load = groups_now_ms() + GROUPS_RELOAD_MS;
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
         struct timespec ts;
@@ -223,8 +245,14 @@ static void *groups_main(void *arg) {
             break;
         pthread_mutex_unlock(&m->mu);
         int64_t now = groups_now_ms();
+        if (waiting > 0 && now >= next_load) {
+            waiting = load_pending(m);
+            next_load = now + GROUPS_RELOAD_MS;
+        }
         for (int32_t i = 0; i < m->n; i++) {
             groups_shard *s = &m->shards[i];
+            if (!s->loaded)
+                continue;
             pthread_mutex_lock(&s->mu);
             if (now >= gcoord_next_deadline(s->sm))
                 gcoord_tick(s->sm, now);
@@ -252,8 +280,8 @@ static topic *offsets_topic(broker *b) {
                           "max.message.bytes"};
     const char *vals[] = {"compact", "-1", "-1", seg, "67108864"};
     char msg[TOPICS_MSG_MAX];
-    int rc = topics_create(b->topics, name, cfg->offsets_topic_num_partitions, 1, keys, vals, 5, false, &t,
-                           msg, sizeof msg);
+    int rc = topics_create_internal(b->topics, name, cfg->offsets_topic_num_partitions, keys, vals, 5, &t,
+                                    msg, sizeof msg);
     if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS)
         return topics_get(b->topics, name);
     if (rc != 0) {

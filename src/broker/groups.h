@@ -7,7 +7,9 @@
  * created at start when absent, with offsets.topic.num.partitions
  * partitions, retention off: the machines' snapshots keep it small), the
  * shards, and the groups thread. The thread first loads every shard from its
- * partition (until then the shard answers COORDINATOR_LOAD_IN_PROGRESS),
+ * partition (until then the shard answers COORDINATOR_LOAD_IN_PROGRESS; a
+ * shard whose partition is offline waits so, and is tried every
+ * GROUPS_RELOAD_MS),
  * then ticks the machines every GROUPS_TICK_MS so their deadlines (session,
  * rebalance, initial delay, retention) fire on time.
  *
@@ -33,6 +35,7 @@
 #include "group/coordinator.h"
 
 #define GROUPS_TICK_MS       50
+#define GROUPS_RELOAD_MS     1000 /* how often shards of offline partitions are tried */
 #define GROUPS_OFFSETS_TOPIC "__consumer_offsets"
 #define GROUPS_BATCH_RECORDS 1000        /* records per appended batch */
 #define GROUPS_BATCH_BYTES   (512 << 10) /* target bytes per appended batch */
@@ -45,6 +48,8 @@ typedef struct groups_shard {
     partition *part;
     groups_mgr *mgr;
     int32_t index;
+    /* The groups thread's own: loaded from the partition (which is online). */
+    bool loaded, offline_logged;
 } groups_shard;
 
 /* Creates b->groups (the topic, the shards) and starts the thread that loads

@@ -6,9 +6,12 @@
  * topic deleted) is first appended as a record to the metadata log, a
  * partition log of its own under the first log directory
  * (`__sluice_metadata-0`), and fsynced; only then is it applied in memory. On
- * start the registry replays that log and opens every partition's log. The
- * metadata log is the single source of truth, so it can later be replaced by
- * the replicated controller log without changing the registry's users.
+ * start the registry verifies and replays that log (metalog.h: damage other
+ * than a torn tail stops the broker), settles the directories under
+ * log.dirs (logdirs.h: removed only when the log explains why, set aside
+ * otherwise) and opens every partition's log. The metadata log is the single
+ * source of truth, so it can later be replaced by the replicated controller
+ * log without changing the registry's users.
  *
  * Concurrency: lookups take a read lock and return a counted reference; the
  * caller releases it with topic_release(). Creation, deletion and changes take
@@ -43,12 +46,28 @@ typedef struct topic topic;
 typedef struct partition {
     topic *topic;
     int32_t index;
-    plog *log;
+    /* NULL while the partition is offline because its log could not be
+     * opened (an unusable stored config, a full disk, too many open files):
+     * requests get KAFKA_STORAGE_ERROR. It is set at most once, when the
+     * log opens (start-up, a config fix, a retry of the housekeeping), and
+     * never reset while the topic lives, so a reader that saw it non-NULL
+     * may keep using it. A log that later fails goes offline inside storage
+     * (plog_is_offline) and is reopened in place. Read with partition_log. */
+    _Atomic(plog *) log;
     int32_t leader_epoch;
-    const char *root; /* the log.dirs entry holding it */
+    const char *root; /* the log.dirs entry holding it (fixed) */
+    int root_index;   /* its index in log.dirs */
+    /* Retries of an offline partition, by the housekeeping (topics_tick). */
+    int64_t retry_at_ms;
+    int32_t retry_backoff_ms;
     /* Owned by the fetch module (long-poll waiters); NULL until it sets it. */
     _Atomic(void *) fetch_state;
 } partition;
+
+/* The partition's log, or NULL while it is offline (see above). */
+static inline plog *partition_log(const partition *p) {
+    return atomic_load_explicit(&((partition *)p)->log, memory_order_acquire);
+}
 
 typedef struct topic_config_override {
     char *key;
@@ -65,7 +84,13 @@ struct topic {
     partition **parts;
     void *retired; /* replaced partition arrays, freed with the topic */
     int16_t replication_factor;
-    bool internal; /* __consumer_offsets and friends */
+    /* One of the broker's own topics (topics_internal_name): created only by
+     * topics_create_internal, never deleted, grown or written by clients. */
+    bool internal;
+    /* Of an internal topic: the overrides it was created with, which its
+     * coordinator depends on; AlterConfigs may not change them. Immutable. */
+    topic_config_override *pinned;
+    int n_pinned;
     /* Overrides as given (for DescribeConfigs sources) and the effective
      * values derived from them and the broker's config. Read under the
      * registry's lock or from a referenced topic (changes replace both
@@ -73,6 +98,11 @@ struct topic {
     topic_config_override *overrides;
     int n_overrides;
     topic_config cfg;
+    /* Why the stored overrides cannot be used (written by an older version
+     * that accepted them), naming the key; NULL when they can. While set,
+     * cfg holds the broker defaults and the partitions stay offline, until
+     * AlterConfigs fixes the key. Guarded by the registry's change mutex. */
+    char *cfg_error;
     atomic_int refs;
     bool deleted;
 };
@@ -80,11 +110,17 @@ struct topic {
 typedef struct topic_registry topic_registry;
 
 /* Opens the registry: replays the metadata log under cfg->log_dirs, opens
- * every partition log (recovering those not shut down cleanly). Returns NULL
- * and logs why on failure. */
+ * every partition log (recovering those not shut down cleanly). A partition
+ * whose log cannot be opened stays offline (logged; retried by topics_tick
+ * with backoff, or when its config is fixed) and never stops the start.
+ * Returns NULL and logs why when the metadata log cannot be trusted or the
+ * log dirs cannot be used. */
 topic_registry *topics_open(const broker_config *cfg);
-/* Closes every log (flushing), marks the log dirs clean and frees. */
-void topics_close(topic_registry *reg);
+/* Closes every log (flushing) and frees. A log dir is marked clean only if
+ * every log under it was closed cleanly (and, if it was not clean at start,
+ * every partition in it was recovered). Returns how many log dirs were not
+ * marked clean (0 after a clean shutdown); NULL reg returns 0. */
+int topics_close(topic_registry *reg);
 
 /* The cluster id, kept in meta.properties of each log dir (22 chars). */
 const char *topics_cluster_id(const topic_registry *reg);
@@ -99,9 +135,12 @@ int32_t topic_partition_count(topic *t);
 /* Whether the topic has been deleted (it lives on while referenced); safe
  * to call from any thread holding a reference. */
 bool topic_is_deleted(topic *t);
-/* The leader-epoch check of Fetch, ListOffsets and OffsetForLeaderEpoch: a
- * client's current_leader_epoch of -1 skips it; an older epoch is
- * FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0 if fine. */
+/* The checks Fetch, ListOffsets and OffsetForLeaderEpoch make before they
+ * touch a partition's log: KAFKA_STORAGE_ERROR while the partition is
+ * offline (partition_log is NULL; once it passes, the log stays), then the
+ * leader epoch - a client's current_leader_epoch of -1 skips it; an older
+ * epoch is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH. Returns 0
+ * if fine. */
 int16_t partition_check_leader_epoch(const partition *p, int32_t current_leader_epoch);
 /* Copies a referenced topic's config overrides into arena a under the
  * registry's read lock (an AlterConfigs may replace and free them at any
@@ -119,33 +158,76 @@ topic **topics_list(topic_registry *reg, int *n);
  * Returns 0 or KAFKA_ERR_INVALID_TOPIC_EXCEPTION with msg filled. */
 int topics_validate_name(kstr name, char *msg, size_t msgn);
 
-/* Creates a topic. partitions/replication_factor of -1 take the broker
- * defaults (num.partitions, default.replication.factor). Config overrides are
- * validated first. With validate_only nothing changes. Returns a Kafka error
- * code (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
+/* Names the broker keeps for itself.
+ *   - The metadata logs' names (`__sluice_metadata`, and `__cluster_metadata`
+ *     for the controller log to come): partition 0 of a topic so named would
+ *     be the metadata log's own directory. No topic ever has them.
+ *   - Internal topics (`__consumer_offsets`, `__transaction_state`,
+ *     `__share_group_state`): the broker creates them for its coordinators
+ *     (topics_create_internal); a client may not.
+ *   - Names ending in TOPICS_STRAY_SUFFIX, the suffix of set-aside
+ *     directories, so that a log-dirs listing is never ambiguous.
+ * Other names starting with "__" are ordinary topics, as in Kafka. */
+#define TOPICS_STRAY_SUFFIX "-stray"
+bool topics_metadata_name(kstr name);
+bool topics_internal_name(kstr name);
+/* Whether a client may not create a topic of this name (any of the above). */
+bool topics_name_reserved(kstr name);
+
+/* Creates a topic for a client. partitions/replication_factor of -1 take the
+ * broker defaults (num.partitions, default.replication.factor). Config
+ * overrides are validated first. With validate_only nothing changes. Returns
+ * a Kafka error code (TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION,
+ * INVALID_REQUEST for a reserved name, INVALID_PARTITIONS,
  * INVALID_REPLICATION_FACTOR, INVALID_CONFIG, KAFKA_STORAGE_ERROR ...) with
  * msg filled on error. On success *out (if not NULL) gets a reference. */
 int topics_create(topic_registry *reg, kstr name, int32_t partitions, int16_t replication_factor,
                   const char *const *cfg_keys, const char *const *cfg_values, int n_cfg, bool validate_only,
                   topic **out, char *msg, size_t msgn);
+/* Creates one of the broker's internal topics (name must satisfy
+ * topics_internal_name); its overrides are pinned. Same returns. */
+int topics_create_internal(topic_registry *reg, kstr name, int32_t partitions, const char *const *cfg_keys,
+                           const char *const *cfg_values, int n_cfg, topic **out, char *msg, size_t msgn);
 
 /* Deletes a topic (its logs go when the last reference is released).
  * UNKNOWN_TOPIC_OR_PARTITION if absent; TOPIC_DELETION_DISABLED if
  * delete.topic.enable is false; INVALID_TOPIC_EXCEPTION for internal topics. */
 int topics_delete(topic_registry *reg, topic *t, char *msg, size_t msgn);
 
-/* Grows a topic to new_total partitions (INVALID_PARTITIONS if not larger). */
+/* Grows a topic to new_total partitions (INVALID_PARTITIONS if not larger;
+ * INVALID_TOPIC_EXCEPTION for an internal topic, whose coordinator maps keys
+ * to partitions by their count). */
 int topics_add_partitions(topic_registry *reg, topic *t, int32_t new_total, bool validate_only, char *msg,
                           size_t msgn);
 
 /* Replaces a topic's overrides with the given set (AlterConfigs semantics when
  * replace_all; IncrementalAlterConfigs when not: values NULL delete a key,
- * others set it). Validates everything first; all or nothing. */
+ * others set it). Validates everything first; all or nothing. An internal
+ * topic's pinned overrides may not change (INVALID_CONFIG). */
 int topics_alter_config(topic_registry *reg, topic *t, const char *const *keys, const char *const *values,
                         int n, bool replace_all, bool validate_only, char *msg, size_t msgn);
 
-/* Background work for every partition: roll, flush, retention. Called about
- * once a second by the broker's housekeeping thread. */
+/* A directory set aside because the metadata log does not account for it
+ * (logdirs.h): reported at every start and by DescribeLogDirs. */
+typedef struct topics_stray {
+    int root;          /* index into log.dirs */
+    char name[256];    /* the directory's (new) name under that root */
+    bool owner_known;  /* partition.metadata named an id */
+    kuuid owner;       /* that id */
+    int32_t partition; /* the partition index its name says, -1 if none */
+    int64_t bytes;     /* of its files when it was found */
+} topics_stray;
+
+/* Copies up to max set-aside directories into out; returns how many were
+ * copied and sets *total to how many there are (a bounded list). */
+int topics_strays(topic_registry *reg, topics_stray *out, int max, int *total);
+
+/* Background work for every partition: roll, flush, retention; and retries
+ * of what is offline (partitions, the metadata log), each with its own
+ * backoff from TOPICS_RETRY_MIN_MS doubling to TOPICS_RETRY_MAX_MS. Called
+ * about once a second by the broker's housekeeping thread (one thread). */
+#define TOPICS_RETRY_MIN_MS 1000
+#define TOPICS_RETRY_MAX_MS 60000
 void topics_tick(topic_registry *reg, int64_t now_ms);
 
 /* Total partitions (for limits and metrics). */

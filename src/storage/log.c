@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,20 +94,58 @@ void plog_config_default(plog_config *c) {
     c->timestamp_after_max_ms = INT64_MAX;
 }
 
-int plog_config_check(const plog_config *c) {
-    if (c->segment_bytes < 64 || c->segment_bytes > INT32_MAX)
+#define LIMIT(k, f, lo, hi) \
+    { (k), offsetof(plog_config, f), sizeof(((plog_config *)0)->f) == 8, (lo), (hi) }
+static const plog_limit limits[] = {
+    LIMIT("segment.bytes", segment_bytes, PLOG_SEGMENT_BYTES_MIN, PLOG_SEGMENT_BYTES_MAX),
+    LIMIT("segment.ms", segment_ms, PLOG_SEGMENT_MS_MIN, INT64_MAX),
+    LIMIT("segment.index.bytes", segment_index_bytes, PLOG_SEGMENT_INDEX_BYTES_MIN, INT32_MAX),
+    LIMIT("index.interval.bytes", index_interval_bytes, PLOG_INDEX_INTERVAL_MIN, INT32_MAX),
+    LIMIT("max.message.bytes", max_message_bytes, PLOG_MAX_MESSAGE_BYTES_MIN, INT32_MAX),
+    LIMIT("flush.messages", flush_messages, PLOG_FLUSH_MESSAGES_MIN, INT64_MAX),
+    LIMIT("flush.ms", flush_ms, PLOG_FLUSH_MS_MIN, INT64_MAX),
+    LIMIT("retention.ms", retention_ms, PLOG_RETENTION_MIN, INT64_MAX),
+    LIMIT("retention.bytes", retention_bytes, PLOG_RETENTION_MIN, INT64_MAX),
+    LIMIT("message.timestamp.before.max.ms", timestamp_before_max_ms, PLOG_TIMESTAMP_DIFF_MIN, INT64_MAX),
+    LIMIT("message.timestamp.after.max.ms", timestamp_after_max_ms, PLOG_TIMESTAMP_DIFF_MIN, INT64_MAX),
+};
+#undef LIMIT
+_Static_assert(PLOG_MAX_MESSAGE_BYTES_MIN == BATCH_HEADER_SIZE, "a batch without records must fit");
+
+const plog_limit *plog_limits(int *n) {
+    *n = (int)(sizeof limits / sizeof limits[0]);
+    return limits;
+}
+
+const plog_limit *plog_limit_of(const char *key) {
+    for (size_t i = 0; key != NULL && i < sizeof limits / sizeof limits[0]; i++)
+        if (strcmp(limits[i].key, key) == 0)
+            return &limits[i];
+    return NULL;
+}
+
+int plog_config_explain(const plog_config *c, char *why, size_t whyn) {
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        const plog_limit *lim = &limits[i];
+        const char *f = (const char *)c + lim->offset;
+        int64_t v = lim->is64 ? *(const int64_t *)f : *(const int32_t *)f;
+        if (v < lim->min || v > lim->max) {
+            if (why)
+                snprintf(why, whyn, "%s is %" PRId64 "; storage accepts %" PRId64 " to %" PRId64, lim->key, v,
+                         lim->min, lim->max);
+            return -1;
+        }
+    }
+    if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME) {
+        if (why)
+            snprintf(why, whyn, "message.timestamp.type %d is neither CreateTime nor LogAppendTime",
+                     c->timestamp_type);
         return -1;
-    if (c->segment_ms < 1 || c->index_interval_bytes < 0 || c->max_message_bytes < BATCH_HEADER_SIZE)
-        return -1;
-    if (c->segment_index_bytes < 4 * OIDX_ENTRY_SIZE)
-        return -1;
-    if (c->flush_messages < 1 || c->flush_ms < 0 || c->timestamp_before_max_ms < 0 ||
-        c->timestamp_after_max_ms < 0)
-        return -1;
-    if (c->timestamp_type != PLOG_TS_CREATE_TIME && c->timestamp_type != PLOG_TS_LOG_APPEND_TIME)
-        return -1;
+    }
     return 0;
 }
+
+int plog_config_check(const plog_config *c) { return plog_config_explain(c, NULL, 0); }
 
 static uint32_t idx_max_entries(const plog_config *c) {
     return (uint32_t)c->segment_index_bytes / OIDX_ENTRY_SIZE;
@@ -1302,4 +1341,75 @@ int plog_dir_pick(const char *const *roots, int n) {
         }
     }
     return best;
+}
+
+/* ---------------- reading a directory without opening it ---------------- */
+
+int plog_peek(const char *dir, int64_t **bases, int *n, int64_t *recovery_point) {
+    int64_t lso;
+    *bases = NULL;
+    *n = 0;
+    int rc = list_bases(dir, bases, n);
+    if (rc != 0)
+        return rc;
+    read_checkpoint(dir, recovery_point, &lso);
+    return 0;
+}
+
+int plog_drop_derived_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -errno;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        bool derived = strcmp(e->d_name, CHECKPOINT_NAME) == 0 ||
+                       (n > 6 && strcmp(e->d_name + n - 6, ".index") == 0) ||
+                       (n > 10 && strcmp(e->d_name + n - 10, ".timeindex") == 0);
+        char p[SEG_PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (derived && unlink(p) != 0 && rc == 0)
+            rc = -errno;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ---------------- coming back online ---------------- */
+
+int plog_reopen(plog *l) {
+    pthread_mutex_lock(&l->mu);
+    bool offline = l->offline;
+    plog_config cfg = l->cfg;
+    pthread_mutex_unlock(&l->mu);
+    if (!offline)
+        return STORAGE_OK;
+    /* The offline log writes nothing, so a second one may recover the
+     * directory; its state then replaces l's under l's mutex. Readers that
+     * pinned l's old segments keep them (segments are counted). */
+    int err = 0;
+    plog *f = plog_open(l->dir, &cfg, false, &err);
+    if (f == NULL)
+        return err;
+    pthread_mutex_lock(&l->mu);
+    segment **segs = l->segs;
+    int nseg = l->nseg, cap = l->cap;
+    l->segs = f->segs;
+    l->nseg = f->nseg;
+    l->cap = f->cap;
+    l->log_start_offset = f->log_start_offset;
+    l->recovery_point = f->recovery_point;
+    l->unflushed_records = f->unflushed_records;
+    l->last_flush_ms = f->last_flush_ms;
+    l->flush_pending_to = f->flush_pending_to;
+    l->generation++; /* a roll flush in flight must not move the new recovery point */
+    l->offline = false;
+    pthread_mutex_unlock(&l->mu);
+    f->segs = segs;
+    f->nseg = nseg;
+    f->cap = cap;
+    free_log(f); /* l's old segments */
+    fprintf(stderr, "storage: partition log %s is back online\n", l->dir);
+    return STORAGE_OK;
 }

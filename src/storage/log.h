@@ -79,8 +79,39 @@ typedef struct plog_config {
 } plog_config;
 
 void plog_config_default(plog_config *c);
+
+/* The valid range of every numeric setting, by its Kafka topic key. This is
+ * the one table of limits: plog_config_check enforces it, and the broker's
+ * configuration rows (src/broker/config.c) take their bounds from these
+ * macros, so any value the broker accepts is one a log can be opened with
+ * (tests/unit/test_config.c checks every row against plog_limits). */
+#define PLOG_SEGMENT_BYTES_MIN       64 /* room for a batch header: a roll per batch at worst */
+#define PLOG_SEGMENT_BYTES_MAX       INT32_MAX
+#define PLOG_SEGMENT_MS_MIN          1
+#define PLOG_SEGMENT_INDEX_BYTES_MIN (4 * OIDX_ENTRY_SIZE) /* four index entries */
+#define PLOG_INDEX_INTERVAL_MIN      0
+#define PLOG_MAX_MESSAGE_BYTES_MIN   61 /* BATCH_HEADER_SIZE: a batch without records */
+#define PLOG_FLUSH_MESSAGES_MIN      1
+#define PLOG_FLUSH_MS_MIN            0
+#define PLOG_RETENTION_MIN           (-1) /* -1 = keep forever */
+#define PLOG_TIMESTAMP_DIFF_MIN      0
+
+typedef struct plog_limit {
+    const char *key; /* Kafka topic key, e.g. "segment.bytes" */
+    size_t offset;   /* of the field in plog_config */
+    bool is64;       /* int64_t field, else int32_t */
+    int64_t min, max;
+} plog_limit;
+
+/* The rows of the table, and the one for a Kafka topic key (NULL if storage
+ * has no limit for it). */
+const plog_limit *plog_limits(int *n);
+const plog_limit *plog_limit_of(const char *key);
 /* Checks ranges; returns 0 or -1. */
 int plog_config_check(const plog_config *c);
+/* The same check, with why (if not NULL) naming the first setting out of
+ * range, its value and the range storage accepts. */
+int plog_config_explain(const plog_config *c, char *why, size_t whyn);
 
 typedef struct plog plog;
 
@@ -94,6 +125,12 @@ plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
  * policies apply from the next operation; index sizing applies to segments
  * created from now on. Returns 0, or -1 if cfg fails plog_config_check. */
 int plog_set_config(plog *l, const plog_config *cfg);
+/* Brings an offline log back (after a full disk or an I/O error): recovers
+ * its directory as plog_open does after a crash and, if that works, replaces
+ * the log's state with the result, so callers keep their plog pointer. A
+ * log that is not offline is left alone. At most one caller at a time per
+ * log. Returns 0 or the storage error (the log stays offline). */
+int plog_reopen(plog *l);
 /* Flushes everything (fsync), writes the checkpoint and frees the log. */
 int plog_close(plog *l);
 /* Removes every file and the directory, then frees the log. Readers holding
@@ -189,6 +226,17 @@ int64_t plog_size_bytes(plog *l);
 int plog_segment_count(plog *l);
 bool plog_is_offline(plog *l);
 const char *plog_dir(const plog *l);
+
+/* For a reader that checks a log's files before opening it (the broker's
+ * metadata log): the base offsets of dir's segments, ascending, in a malloc'd
+ * array (*bases, *n; the files are segment_filename(dir, base, ".log")), and
+ * the recovery point of its checkpoint (0 when there is none). Changes
+ * nothing but leftover temporary files. 0 or -errno. */
+int plog_peek(const char *dir, int64_t **bases, int *n, int64_t *recovery_point);
+/* Removes what a log derives from its segment files (indexes, checkpoint),
+ * for such a reader that found them inconsistent; opening the log with clean
+ * false then rebuilds them. The log must not be open. 0 or -errno. */
+int plog_drop_derived_files(const char *dir);
 
 /* Clean-shutdown marker of a log.dirs root: plog_dir_begin removes it (made
  * durable before returning) and says whether it was there; the broker calls

@@ -84,5 +84,6 @@ int cmd_consume(int argc, char **argv);
 int cmd_groups(int argc, char **argv);
 int cmd_configs(int argc, char **argv);
 int cmd_perf(int argc, char **argv);
+int cmd_log_dirs(int argc, char **argv);
 
 #endif

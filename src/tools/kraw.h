@@ -2,7 +2,8 @@
  * kraw.h - a minimal blocking Kafka client over one plain TCP socket, built on
  * Sluice's own protocol codec (proto/gen/kafka_msgs.h, proto/header.h,
  * proto/wire.h). The `sluice` tools use it only for calls librdkafka 2.0
- * lacks (IncrementalAlterConfigs); everything else goes through librdkafka.
+ * lacks (IncrementalAlterConfigs, DescribeLogDirs); everything else goes
+ * through librdkafka.
  *
  * One request at a time: write a frame, read the matching response frame.
  * Frames read are bounded by KRAW_MAX_FRAME and every socket operation by the

@@ -15,6 +15,7 @@
 
 #include "broker/config.h"
 #include "core/log.h"
+#include "storage/log.h"
 #include "unit.h"
 
 static char tmpdir[] = "/tmp/sluice-test-config-XXXXXX";
@@ -173,7 +174,7 @@ static void test_file_syntax(void) {
                        "log.dirs=/a,\\\n"
                        "         /b , \\\n"
                        "   /c\n"
-                       "message.max.bytes=1\r\n"
+                       "message.max.bytes=100\r\n"
                        "message.max.bytes=2000\r\n"
                        "log.cleanup.policy = compact , delete\n"
                        "controller.quorum.voters=1@h\\:9093\n"
@@ -716,6 +717,41 @@ static void test_topic_config(void) {
     config_free(&c);
 }
 
+/* Every row that sets a storage setting accepts only what storage opens
+ * (log.h's table of limits): a value the broker takes must never stop a
+ * partition log from opening after a restart. */
+static void test_rows_within_storage_limits(void) {
+    int n = 0;
+    const plog_limit *lim = plog_limits(&n);
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        const config_def *syn[8];
+        size_t ns = config_synonyms(lim[i].key, true, syn, 8);
+        for (size_t k = 0; k < ns; k++) {
+            const config_def *d = syn[k];
+            int64_t unit = d->type == CONFIG_DURATION ? d->unit_ms : 1;
+            int64_t lo = d->min < 0 ? d->min : d->min * unit;
+            if (lo < lim[i].min || (unit == 1 && d->max > lim[i].max))
+                printf("row %s allows %lld..%lld, storage %s needs %lld..%lld\n", d->name, (long long)d->min,
+                       (long long)d->max, lim[i].key, (long long)lim[i].min, (long long)lim[i].max);
+            CHECK(lo >= lim[i].min);
+            CHECK(unit != 1 || d->max <= lim[i].max);
+            checked++;
+        }
+    }
+    CHECK(checked >= 15);
+    char msg[256];
+    /* The values of the issue: accepted by the rows before, refused by storage. */
+    CHECK_EQ_INT(topic_config_validate("max.message.bytes", "10", msg, sizeof msg), 40);
+    CHECK(strstr(msg, "max.message.bytes") && strstr(msg, "61"));
+    CHECK_EQ_INT(topic_config_validate("segment.bytes", "14", msg, sizeof msg), 40);
+    CHECK_EQ_INT(topic_config_validate("segment.index.bytes", "4", msg, sizeof msg), 40);
+    CHECK_EQ_INT(topic_config_validate("segment.bytes", "64", msg, sizeof msg), 0);
+    CHECK(rejects("log.segment.bytes=14\n", "log.segment.bytes", "64"));
+    CHECK(rejects("message.max.bytes=60\n", "message.max.bytes", NULL));
+    CHECK(rejects("log.index.size.max.bytes=31\n", "log.index.size.max.bytes", NULL));
+}
+
 static void test_docs_match_tables(void) {
     char *gen = NULL;
     size_t genlen = 0;
@@ -766,6 +802,7 @@ int main(void) {
     UNIT_RUN(test_file_errors);
     UNIT_RUN(test_describe_broker);
     UNIT_RUN(test_topic_config);
+    UNIT_RUN(test_rows_within_storage_limits);
     UNIT_RUN(test_docs_match_tables);
     for (int i = 1; i <= file_seq; i++) {
         char path[128];

@@ -9,6 +9,7 @@
 #include "unit.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -226,6 +227,189 @@ static void test_stale_directory(void) {
     teardown();
 }
 
+static void put_batch(topic *t, int32_t part) {
+    arena a;
+    arena_init(&a, 1 << 20);
+    uint8_t value[1000];
+    memset(value, 'd', sizeof value);
+    batch_build_record rec = {.key = KBYTES_NULL, .value = {value, (int32_t)sizeof value}, .timestamp = 1};
+    batch_build_opts o = batch_build_defaults();
+    uint8_t *batch;
+    size_t blen;
+    REQUIRE(batch_build(&o, &rec, 1, &a, &batch, &blen) == 0);
+    plog_append_info info;
+    REQUIRE(plog_append(topic_partition(t, part)->log, batch, blen, 0, 1000, &info) == 0);
+    arena_reset(&a);
+}
+
+static void write_text(const char *rel, const char *text) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", g_root, rel);
+    FILE *f = fopen(p, "w");
+    REQUIRE(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The set-aside directory of dname (NULL when there is none). */
+static const char *stray_of(const char *dname, char *out, size_t n) {
+    DIR *d = opendir(g_root);
+    REQUIRE(d != NULL);
+    struct dirent *e;
+    const char *found = NULL;
+    size_t dl = strlen(dname);
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, dname, dl) == 0 && e->d_name[dl] == '.' && strstr(e->d_name, "-stray")) {
+            snprintf(out, n, "%s", e->d_name);
+            found = out;
+        }
+    closedir(d);
+    return found;
+}
+
+/* A directory whose id is not its topic's, or that no topic explains, is
+ * set aside with its data (never removed), reported at every start, and
+ * the live partition starts afresh beside it. */
+static void test_mismatch_sets_aside(void) {
+    setup(NULL, NULL);
+    topic_registry *reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    REQUIRE(create(reg, "m", 2, 1) == 0);
+    topic *t = topics_get(reg, kstr_c("m"));
+    put_batch(t, 0);
+    put_batch(t, 1);
+    topic_release(reg, t);
+    topics_close(reg);
+    /* m-0 claims another id; ghost-3 and m-7 belong to nothing known;
+     * m-1 has an unreadable owner file. */
+    write_text("m-0/partition.metadata", "version: 0\ntopic_id: 0123456789abcdef0123456789abcdef\n");
+    write_text("m-1/partition.metadata", "version: 0\ntopic_id: zz\n");
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/m-0' '%s/ghost-3' && cp -r '%s/m-0' '%s/m-7'", g_root, g_root,
+             g_root, g_root);
+    REQUIRE(system(cmd) == 0);
+    for (int round = 0; round < 2; round++) {
+        reg = topics_open(&g_cfg);
+        REQUIRE(reg != NULL);
+        char name[300];
+        CHECK(stray_of("m-0", name, sizeof name) != NULL && strstr(name, "m-0.0123456789abcdef") == name);
+        CHECK(stray_of("m-1", name, sizeof name) != NULL && strstr(name, "m-1.unknown-stray") == name);
+        CHECK(stray_of("ghost-3", name, sizeof name) != NULL);
+        CHECK(stray_of("m-7", name, sizeof name) != NULL);
+        CHECK(!dir_exists("ghost-3") && !dir_exists("m-7"));
+        topics_stray st[8];
+        int total = 0;
+        CHECK_EQ_INT(topics_strays(reg, st, 8, &total), 4);
+        CHECK_EQ_INT(total, 4);
+        for (int i = 0; i < 4 && i < total; i++)
+            CHECK(st[i].bytes > 1000 && st[i].root == 0 && strstr(st[i].name, "-stray") != NULL);
+        t = topics_get(reg, kstr_c("m"));
+        REQUIRE(t != NULL);
+        CHECK_EQ_INT(plog_end_offset(topic_partition(t, 0)->log), 0); /* a fresh partition */
+        CHECK_EQ_INT(plog_end_offset(topic_partition(t, 1)->log), 0);
+        topic_release(reg, t);
+        topics_close(reg);
+    }
+    teardown();
+}
+
+/* The longest topic names still get a set-aside name within NAME_MAX. */
+static void test_set_aside_long_name(void) {
+    setup(NULL, NULL);
+    topic_registry *reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    char name[TOPIC_NAME_MAX + 1], dname[TOPIC_NAME_MAX + 16], rel[TOPIC_NAME_MAX + 40];
+    memset(name, 'q', TOPIC_NAME_MAX);
+    name[TOPIC_NAME_MAX] = '\0';
+    REQUIRE(create(reg, name, 1, 1) == 0);
+    topics_close(reg);
+    snprintf(dname, sizeof dname, "%s-0", name);
+    snprintf(rel, sizeof rel, "%s/partition.metadata", dname);
+    write_text(rel, "version: 0\ntopic_id: 0123456789abcdef0123456789abcdef\n");
+    reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    topics_stray st[2];
+    int total = 0;
+    CHECK_EQ_INT(topics_strays(reg, st, 2, &total), 1);
+    CHECK(strlen(st[0].name) <= 255 &&
+          strstr(st[0].name, "-0.0123456789abcdef0123456789abcdef-stray") != NULL);
+    CHECK_EQ_INT(st[0].partition, 0);
+    CHECK(dir_exists(dname)); /* the live partition, fresh */
+    topics_close(reg);
+    teardown();
+}
+
+/* A torn write at the end of the metadata log after a crash is cut (it was
+ * never acknowledged); the same bytes after a clean shutdown, or damage
+ * below the recovery point, stop the broker. */
+static void test_metadata_torn_tail(void) {
+    setup(NULL, NULL);
+    topic_registry *reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    REQUIRE(create(reg, "keep", 1, 1) == 0);
+    topics_close(reg);
+    char seg[400], marker[400];
+    snprintf(seg, sizeof seg, "%s/__sluice_metadata-0/00000000000000000000.log", g_root);
+    snprintf(marker, sizeof marker, "%s/.clean-shutdown", g_root);
+    struct stat st;
+    REQUIRE(stat(seg, &st) == 0);
+    off_t whole = st.st_size;
+    /* Half a batch appended, as a crash during a write leaves it. */
+    uint8_t half[40] = {0};
+    half[11] = 200; /* a batch length past the end */
+    half[16] = 2;
+    FILE *f = fopen(seg, "ab");
+    REQUIRE(f != NULL && fwrite(half, 1, sizeof half, f) == sizeof half);
+    fclose(f);
+    CHECK(topics_open(&g_cfg) == NULL); /* clean shutdown: this is damage */
+    REQUIRE(stat(seg, &st) == 0 && st.st_size == whole + (off_t)sizeof half);
+    unlink(marker);
+    reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    topic *t = topics_get(reg, kstr_c("keep"));
+    CHECK(t != NULL);
+    topic_release(reg, t);
+    REQUIRE(create(reg, "after", 1, 1) == 0);
+    topics_close(reg);
+    reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    t = topics_get(reg, kstr_c("after"));
+    CHECK(t != NULL);
+    topic_release(reg, t);
+    topics_close(reg);
+    /* A flipped byte inside a fsynced record, unclean or not: refused. */
+    int fd = open(seg, O_RDWR);
+    REQUIRE(fd >= 0);
+    uint8_t c;
+    REQUIRE(pread(fd, &c, 1, 70) == 1);
+    c ^= 0x10;
+    REQUIRE(pwrite(fd, &c, 1, 70) == 1);
+    close(fd);
+    CHECK(topics_open(&g_cfg) == NULL);
+    unlink(marker);
+    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(dir_exists("keep-0") && dir_exists("after-0"));
+    teardown();
+}
+
+/* A missing metadata log while partition directories exist is a lost
+ * record of the topics, not an empty broker: refuse, touch nothing. */
+static void test_missing_metadata_refuses(void) {
+    setup(NULL, NULL);
+    topic_registry *reg = topics_open(&g_cfg);
+    REQUIRE(reg != NULL);
+    REQUIRE(create(reg, "keep", 2, 1) == 0);
+    topics_close(reg);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/__sluice_metadata-0'", g_root);
+    REQUIRE(system(cmd) == 0);
+    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(dir_exists("keep-0") && dir_exists("keep-1"));
+    char name[300];
+    CHECK(stray_of("keep-0", name, sizeof name) == NULL);
+    teardown();
+}
+
 static void test_node_id_mismatch(void) {
     setup(NULL, NULL);
     topic_registry *reg = topics_open(&g_cfg);
@@ -259,6 +443,10 @@ int main(void) {
     UNIT_RUN(test_create_and_errors);
     UNIT_RUN(test_persistence_and_changes);
     UNIT_RUN(test_stale_directory);
+    UNIT_RUN(test_mismatch_sets_aside);
+    UNIT_RUN(test_set_aside_long_name);
+    UNIT_RUN(test_metadata_torn_tail);
+    UNIT_RUN(test_missing_metadata_refuses);
     UNIT_RUN(test_node_id_mismatch);
     UNIT_RUN(test_delete_disabled);
     return UNIT_END("test_topics");
