@@ -20,7 +20,7 @@ static void refill(tbucket *b, int64_t now_ms) {
             b->milli += dt * b->rate;
         b->last_ms = now_ms;
     }
-    assert(b->milli >= 0 && b->milli <= b->burst * 1000);
+    assert(b->milli >= -TBUCKET_MAX * 1000 && b->milli <= b->burst * 1000);
 }
 
 void tbucket_init(tbucket *b, int64_t rate, int64_t burst, int64_t now_ms) {
@@ -38,7 +38,7 @@ int64_t tbucket_take(tbucket *b, int64_t want, int64_t now_ms) {
         return 0;
     pthread_mutex_lock(&b->mu);
     refill(b, now_ms);
-    int64_t have = b->milli / 1000;
+    int64_t have = b->milli > 0 ? b->milli / 1000 : 0;
     int64_t got = want < have ? want : have;
     b->milli -= got * 1000;
     pthread_mutex_unlock(&b->mu);
@@ -52,6 +52,16 @@ void tbucket_give(tbucket *b, int64_t n, int64_t now_ms) {
     refill(b, now_ms);
     int64_t cap = b->burst * 1000;
     b->milli = n >= (cap - b->milli) / 1000 ? cap : b->milli + n * 1000;
+    pthread_mutex_unlock(&b->mu);
+}
+
+void tbucket_charge(tbucket *b, int64_t n, int64_t now_ms) {
+    if (n <= 0)
+        return;
+    pthread_mutex_lock(&b->mu);
+    refill(b, now_ms);
+    int64_t room = (b->milli + TBUCKET_MAX * 1000) / 1000; /* debt still allowed */
+    b->milli -= (n < room ? n : room) * 1000;
     pthread_mutex_unlock(&b->mu);
 }
 

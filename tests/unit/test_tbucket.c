@@ -1,9 +1,10 @@
 /*
  * test_tbucket.c - the token bucket (core/tbucket.c) on a driven clock:
  * grants never exceed what is there, refill is exact at millisecond steps,
- * gives are capped at the burst, waits are right, a long idle gap or a clock
- * that goes back does no harm, and concurrent takers together never get more
- * than burst + rate * T.
+ * gives are capped at the burst, charges beyond a grant put the bucket in
+ * debt that the refill pays off first, waits are right, a long idle gap or a
+ * clock that goes back does no harm, and concurrent takers together never
+ * get more than burst + rate * T.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,6 +40,21 @@ static void test_give_and_cap(void) {
     CHECK_EQ_INT(tbucket_take(&b, 1000, INT64_C(1) << 50), 100);
     /* A clock that goes back adds nothing. */
     CHECK_EQ_INT(tbucket_take(&b, 1000, 5), 0);
+    tbucket_destroy(&b);
+}
+
+static void test_charge_debt(void) {
+    tbucket b;
+    tbucket_init(&b, 1000, 1000, 0);
+    CHECK_EQ_INT(tbucket_take(&b, 1000, 0), 1000);
+    tbucket_charge(&b, 3000, 0); /* did 3000 more than granted */
+    CHECK_EQ_INT(tbucket_take(&b, 1, 0), 0);
+    CHECK_EQ_INT(tbucket_wait_ms(&b, 1, 0), 3001);
+    CHECK_EQ_INT(tbucket_take(&b, 1000, 2999), 0); /* still paying off */
+    CHECK_EQ_INT(tbucket_take(&b, 1000, 3500), 500);
+    /* Debt is capped, so a huge charge cannot overflow or block for ever. */
+    tbucket_charge(&b, INT64_MAX, 3500);
+    CHECK(tbucket_wait_ms(&b, 1, 3500) <= TBUCKET_MAX + 1);
     tbucket_destroy(&b);
 }
 
@@ -90,6 +106,7 @@ static void test_threads_bound(void) {
 int main(void) {
     UNIT_RUN(test_take_and_refill);
     UNIT_RUN(test_give_and_cap);
+    UNIT_RUN(test_charge_debt);
     UNIT_RUN(test_wait);
     UNIT_RUN(test_threads_bound);
     return UNIT_END("test_tbucket");
