@@ -10,6 +10,10 @@
  *
  * Sessions: a second mutex (smu) guards the session table; the API handler
  * holds it while it reads or updates one session (short, no I/O).
+ *
+ * The down-conversion budget is a token bucket (core/tbucket.h) with its own
+ * lock; its burst is the larger of the per-second rate and one request's
+ * grant, so a full grant is always reachable.
  */
 #include "broker/fetch.h"
 
@@ -23,6 +27,7 @@
 #include "broker/broker.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/tbucket.h"
 
 typedef struct fetch_waiter fetch_waiter;
 
@@ -59,9 +64,43 @@ struct fetch_mgr {
     int n_sessions;
     int64_t slots; /* cached partitions across sessions */
     uint64_t rng;
+
+    tbucket dconv;         /* down-conversion work, bytes */
+    int64_t dconv_request; /* one request's grant */
 };
 
 int64_t fetch_now_ms(void) { return clock_mono_ms(); }
+
+/* ---- down-conversion budget ---------------------------------------------- */
+
+static int64_t dconv_min(const fetch_mgr *m) {
+    return m->dconv_request < FETCH_DCONV_MIN_GRANT ? m->dconv_request : FETCH_DCONV_MIN_GRANT;
+}
+
+int64_t fetch_dconv_take(broker *b) {
+    fetch_mgr *m = b->fetch;
+    if (m == NULL)
+        return 0;
+    int64_t now = fetch_now_ms();
+    if (tbucket_wait_ms(&m->dconv, dconv_min(m), now) > 0)
+        return 0;
+    return tbucket_take(&m->dconv, m->dconv_request, now);
+}
+
+void fetch_dconv_settle(broker *b, int64_t granted, int64_t used) {
+    fetch_mgr *m = b->fetch;
+    if (m == NULL)
+        return;
+    if (used < granted)
+        tbucket_give(&m->dconv, granted - used, fetch_now_ms());
+    else if (used > granted)
+        tbucket_charge(&m->dconv, used - granted, fetch_now_ms());
+}
+
+int64_t fetch_dconv_wait_ms(broker *b) {
+    fetch_mgr *m = b->fetch;
+    return m == NULL ? 0 : tbucket_wait_ms(&m->dconv, dconv_min(m), fetch_now_ms());
+}
 
 /* ---- waiters ------------------------------------------------------------ */
 
@@ -156,6 +195,10 @@ int fetch_mgr_start(broker *b) {
     pthread_cond_init(&m->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&m->smu, NULL);
+    const broker_config *cfg = b->cfg;
+    m->dconv_request = cfg ? cfg->fetch_downconversion_max_bytes_per_request : (int64_t)128 << 20;
+    int64_t rate = cfg ? cfg->fetch_downconversion_max_bytes_per_second : (int64_t)256 << 20;
+    tbucket_init(&m->dconv, rate, rate > m->dconv_request ? rate : m->dconv_request, fetch_now_ms());
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     m->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)m << 17);
@@ -197,6 +240,7 @@ void fetch_mgr_destroy(broker *b) {
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->smu);
+    tbucket_destroy(&m->dconv);
     free(m);
     b->fetch = NULL;
 }

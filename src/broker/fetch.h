@@ -23,6 +23,16 @@
  * recently used session is evicted (its client gets FETCH_SESSION_ID_NOT_FOUND
  * and starts over with a full fetch, as the protocol intends).
  *
+ * Down-conversion budget. Converting batches for old consumers (Fetch v0-3)
+ * costs CPU out of all proportion to the request's size: a 1 MB gzip batch
+ * can decompress to 1 GB. So that work is metered in bytes (read, decompressed
+ * and written) against two limits: a grant per request
+ * (sluice.fetch.downconversion.max.bytes.per.request) taken from a
+ * broker-wide token bucket (...max.bytes.per.second). A request takes its
+ * grant when it starts converting and settles it when done: what it did not
+ * use goes back, and what one batch made it overrun is charged (the bucket
+ * may go into debt), so the per-second bound holds for all the work done.
+ *
  * Limits: FETCH_WAITERS_MAX waiters (beyond that a fetch answers at once),
  * FETCH_SESSIONS_MAX sessions, FETCH_SESSION_PARTITIONS_MAX partitions in one
  * session and FETCH_SESSION_SLOTS_MAX across all of them.
@@ -74,6 +84,21 @@ bool fetch_wait(broker *b, breq *r, partition *const *parts, int n, int64_t dead
 
 /* Monotonic clock in milliseconds (the waiters' deadlines). */
 int64_t fetch_now_ms(void);
+
+/* ---- down-conversion budget ---------------------------------------------- */
+
+/* The smallest grant worth converting with; below it a request is throttled. */
+#define FETCH_DCONV_MIN_GRANT (1 << 20)
+
+/* Takes one request's grant: up to the per-request maximum, from what the
+ * broker-wide bucket holds. Returns the bytes granted, or 0 (nothing taken)
+ * when less than FETCH_DCONV_MIN_GRANT is there. */
+int64_t fetch_dconv_take(broker *b);
+/* Settles a grant once the request is done: gives back what it did not use,
+ * or charges what it used beyond the grant (one batch may overrun it). */
+void fetch_dconv_settle(broker *b, int64_t granted, int64_t used);
+/* Milliseconds until a grant can be had (0: now). */
+int64_t fetch_dconv_wait_ms(broker *b);
 
 /* ---- sessions ---------------------------------------------------------- */
 
