@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "broker/apis.h"
+#include "broker/broker.h"
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
@@ -82,6 +83,10 @@ bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16
     if (hi < *max)
         *max = hi;
     return true;
+}
+
+bool breq_should_stop(const breq *r) {
+    return atomic_load_explicit(&r->b->draining, memory_order_relaxed) || clock_mono_ns() > r->deadline_ns;
 }
 
 void *breq_alloc(breq *r, size_t n) { return arena_alloc(&r->mem, n); }
@@ -272,6 +277,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
     r->b = ctx;
     r->net = nr;
     r->start_ns = clock_mono_ns();
+    int64_t work_ms = r->b->cfg ? r->b->cfg->request_work_max_ms : 5000;
+    r->deadline_ns = r->start_ns + work_ms * 1000000;
     size_t limit = BREQ_ARENA_BASE + nr->len * BREQ_ARENA_PER_BYTE;
     arena_init(&r->mem, limit > BREQ_ARENA_MAX ? BREQ_ARENA_MAX : limit);
 
