@@ -340,3 +340,91 @@ def test_sigterm_stops_long_downconversion_promptly(broker_factory):
         s.close()
     assert rc == 0
     assert took < 2.0, "shutdown took %.2f s" % took
+
+
+def list_offsets_v1(port, listings, timeout=30.0):
+    """listings: [(topic, partition, timestamp)], one topic entry each.
+    Returns [(partition, error, offset)] in request order."""
+    body = struct.pack(">i", -1) + struct.pack(">i", len(listings))
+    for topic, p, ts in listings:
+        body += kstr(topic) + struct.pack(">i", 1) + struct.pack(">iq", p, ts)
+    resp = raw(port, 2, 1, body, timeout=timeout)
+    pos, out = 4, []
+    for _ in range(struct.unpack(">i", resp[:4])[0]):
+        pos += 2 + struct.unpack(">h", resp[pos:pos + 2])[0]
+        for _ in range(struct.unpack(">i", resp[pos:pos + 4])[0]):
+            p, err, _ts, off = struct.unpack(">ihqq", resp[pos + 4:pos + 26])
+            out.append((p, err, off))
+            pos += 22
+        pos += 4
+    return out
+
+
+def test_list_offsets_duplicate_partition_is_invalid_request(broker):
+    # Kafka answers every listing of a partition listed twice with
+    # INVALID_REQUEST (and looks nothing up for it).
+    create_topic(broker, "lo", 2)
+    assert produce_v3(broker.port, "lo", {0: batch([(b"k", b"v")])}) == {0: (0, 0)}
+    got = list_offsets_v1(broker.port, [("lo", 0, -1), ("lo", 1, -1), ("lo", 0, -2)])
+    assert got == [(0, 42, -1), (1, 0, 0), (0, 42, -1)]
+
+
+def lying_batch(n_bytes, record_ts, max_ts):
+    """A gzip batch of one record of n_bytes zeros stamped record_ts whose
+    header claims maxTimestamp max_ts (CRC fixed up)."""
+    from kafka.record.util import calc_crc32c
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=GZIP, is_transactional=False, producer_id=-1,
+                                  producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    b.append(0, record_ts, None, b"\0" * n_bytes, [])
+    buf = bytearray(b.build())
+    buf[35:43] = struct.pack(">q", max_ts)  # maxTimestamp
+    buf[17:21] = struct.pack(">I", calc_crc32c(bytes(buf[21:])))
+    return bytes(buf)
+
+
+def test_list_offsets_by_time_decodes_a_bounded_number_of_batches(broker):
+    # Twenty batches that each decompress to 60 MiB and claim a maxTimestamp
+    # none of their records has. A lookup by time used to decompress every
+    # one of them looking for the record (seconds per request); now the first
+    # batch whose maxTimestamp reaches the time answers.
+    import pytest
+    create_topic(broker, "lies")
+    now = int(time.time() * 1000)
+    lie = lying_batch(60 << 20, 1000, now)
+    for i in range(20):
+        res = produce_v3(broker.port, "lies", {0: lie})
+        if res[0][0] != 0:
+            pytest.skip("the broker refuses batches whose maxTimestamp lies (error %d)" % res[0][0])
+    t0 = time.monotonic()
+    got = list_offsets_v1(broker.port, [("lies", 0, now - 1000)])
+    took = time.monotonic() - t0
+    assert got == [(0, 0, 0)]
+    assert took < 1.0, took
+
+
+def describe_log_dirs_v1(port, topics):
+    """topics: [(name, [partitions])]. Returns the number of partitions reported."""
+    body = struct.pack(">i", len(topics))
+    for name, parts in topics:
+        body += kstr(name) + struct.pack(">i", len(parts)) + b"".join(struct.pack(">i", p) for p in parts)
+    resp = raw(port, 35, 1, body)
+    n_dirs, pos, n = struct.unpack(">i", resp[4:8])[0], 8, 0
+    for _ in range(n_dirs):
+        pos += 2  # error
+        pos += 2 + struct.unpack(">h", resp[pos:pos + 2])[0]
+        nt = struct.unpack(">i", resp[pos:pos + 4])[0]
+        pos += 4
+        for _ in range(nt):
+            pos += 2 + struct.unpack(">h", resp[pos:pos + 2])[0]
+            np = struct.unpack(">i", resp[pos:pos + 4])[0]
+            pos += 4 + np * 21
+            n += np
+    return n
+
+
+def test_describe_log_dirs_empty_partition_list_names_none(broker):
+    # A topic listed with no partitions asks for none of them (as in Kafka):
+    # it used to mean all, so each 10 bytes of request named a whole topic.
+    create_topic(broker, "dirs", 50)
+    assert describe_log_dirs_v1(broker.port, [("dirs", [0, 1, 2])]) == 3
+    assert describe_log_dirs_v1(broker.port, [("dirs", [])] * 200) == 0
