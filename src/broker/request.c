@@ -268,6 +268,12 @@ static void answer_unsupported_api_versions(breq *r) {
     breq_free(r);
 }
 
+/* Requests for APIs or versions the broker does not serve: a client that
+ * keeps retrying one must not flood the log. */
+static log_ratelimit refused_api_rl = LOG_RATELIMIT_DEFAULT;
+
+static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
+
 void broker_handle_request(void *ctx, net_request *nr) {
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -294,19 +300,27 @@ void broker_handle_request(void *ctx, net_request *nr) {
     const broker_api *ba = broker_api_lookup(r->hdr.api_key);
     r->api = r->hdr.api;
     if (ba == NULL || r->api == NULL) {
-        LOG_WARN("broker", "closing connection from %s: api key %d (%s) is not served", nr->peer,
-                 r->hdr.api_key, r->api ? r->api->name : "unknown");
+        kstr cid = client_id_of(r);
+        LOG_INFO_LIMITED(
+            &refused_api_rl, "broker",
+            "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
+            r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
+            cid.ptr);
         breq_close(r, true);
         return;
     }
     int16_t ver = r->hdr.api_version;
     if (ver < ba->min_version || ver > ba->max_version || !proto_version_supported(r->hdr.api_key, ver)) {
-        if (r->hdr.api_key == KAFKA_API_API_VERSIONS) {
+        kstr cid = client_id_of(r);
+        bool av = r->hdr.api_key == KAFKA_API_API_VERSIONS;
+        LOG_INFO_LIMITED(
+            &refused_api_rl, "broker", "refused %s v%d from %s (client '%.*s'): served v%d-%d; %s",
+            r->api->name, ver, nr->peer, cid.len, cid.ptr, ba->min_version, ba->max_version,
+            av ? "answered UNSUPPORTED_VERSION with the supported ranges" : "closing the connection");
+        if (av) {
             answer_unsupported_api_versions(r);
             return;
         }
-        LOG_WARN("broker", "closing connection from %s: %s v%d is not supported (served: v%d-%d)", nr->peer,
-                 r->api->name, ver, ba->min_version, ba->max_version);
         breq_close(r, true);
         return;
     }
