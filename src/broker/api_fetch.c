@@ -45,21 +45,25 @@
  * would save bandwidth at a CPU cost; old clients are a compatibility path.
  *
  * Work: a small request can point at batches that decompress a
- * thousandfold, so conversion is metered (fetch.h): each request converts
- * within a grant of bytes (read + decompressed + written) taken from a
- * broker-wide per-second budget, and within its deadline
- * (breq_should_stop: also at shutdown). When either runs out the response
- * carries what is converted so far; the rest of the partitions come back
- * without records and without error, as a fetch that hit its byte limit
- * would. When the budget is empty the request waits (at most its max wait
- * and a second) and is answered with throttle_time_ms. Work is checked
- * between batches and a started batch is finished, so a request does at
- * most its grant plus one batch, and a batch either converts or is refused
- * for good (CORRUPT_MESSAGE: it decompresses past the cap); no request
- * begins a batch that it cannot end. Converted results are not cached:
- * with each partition converted once per request and the rate bounded,
- * repetition costs at most the budget, and old consumers are rare enough
- * that holding converted copies would cost more memory than it saves CPU.
+ * thousandfold, so conversion is metered in bytes read, decompressed and
+ * written: per request (sluice.fetch.downconversion.max.bytes.per.request,
+ * checked between batches, so a request does at most that plus one batch),
+ * per second across the broker (a token bucket, fetch.h: each compressed
+ * batch reserves the most it may decompress to before it starts, so no batch
+ * is begun that cannot be finished) and in time (breq_should_stop: the
+ * request's work deadline, and shutdown). When a limit is reached the
+ * response carries what is converted so far and the other partitions come
+ * back without records and without error, as a fetch that hit its byte
+ * limit would; a batch is either converted whole or refused for good
+ * (CORRUPT_MESSAGE: it decompresses past the cap). When the broker-wide
+ * budget is empty the request waits (its max wait, at most a second) and is
+ * answered with throttle_time_ms. The fetch thread, which answers every long
+ * poll, never converts: a v0-3 long poll it finishes comes back without
+ * records and the consumer fetches again at once, on an I/O thread.
+ * Converted results are not cached: with each partition converted once per
+ * request and the rate bounded, repetition costs at most the budget, and
+ * old consumers are rare enough that holding converted copies would cost
+ * more memory than it saves CPU.
  *
  * Single node: the high watermark and the last stable offset are the log end
  * offset, so read_committed reads the same as read_uncommitted.
@@ -111,17 +115,18 @@ typedef struct fitem {
     bool include;
 } fitem;
 
-/* One v0-3 request's down-conversion work (fetch.h): the grant it took from
- * the broker-wide budget when its first partition needed converting, and
- * what it has used. Work is checked between batches, so a request does at
- * most its grant plus one batch (whose decompression is capped at `cap`). */
+/* One v0-3 request's down-conversion work: what it has done against its
+ * limit, and what it still owes the broker-wide budget (fetch.h). Each
+ * compressed batch reserves `cap` from that budget before it decompresses,
+ * so no batch is begun that the budget cannot finish. */
 typedef struct dconv_budget {
-    bool taken;          /* the grant was asked for */
+    bool started;        /* the limits below are set */
     bool stopped;        /* out of budget or time: later partitions carry no records */
-    int64_t granted;     /* bytes of work granted */
-    int64_t used;        /* read, decompressed and written so far */
+    int64_t limit;       /* sluice.fetch.downconversion.max.bytes.per.request */
     int64_t cap;         /* most one batch may decompress to */
-    int32_t throttle_ms; /* no grant could be had: when one can */
+    int64_t used;        /* read, decompressed and written so far */
+    int64_t unsettled;   /* read and written bytes not yet charged to the budget */
+    int32_t throttle_ms; /* the budget was empty: when it can take a batch again */
 } dconv_budget;
 
 typedef struct fstate {
@@ -135,6 +140,7 @@ typedef struct fstate {
     int32_t session_id;
     int32_t session_epoch; /* the session's expected epoch after this request */
     int16_t top_err;
+    bool fetch_thread;  /* being answered by the fetch thread (a long poll) */
     dconv_budget dconv; /* v0-3 only */
 } fstate;
 
@@ -475,9 +481,11 @@ static bool fetch_ready(breq *r, void *arg) {
 
 /* The probe of a v0-3 fetch that found the down-conversion budget empty:
  * answer once it can convert again and has something to convert. */
+static int64_t dconv_cap(const breq *r);
+
 static bool fetch_ready_throttled(breq *r, void *arg) {
     fstate *fs = arg;
-    return fetch_dconv_wait_ms(r->b) == 0 && (fs->min_bytes <= 0 || fetch_ready(r, arg));
+    return fetch_dconv_wait_ms(r->b, dconv_cap(r)) == 0 && (fs->min_bytes <= 0 || fetch_ready(r, arg));
 }
 
 /* Reads one item's records into the response's file ranges. *budget is what
@@ -604,11 +612,20 @@ static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetc
     while (!full && batch_cursor_next(&c, &bp, &bsize, &h) == BATCH_OK) {
         if ((h.attributes & BATCH_ATTR_CONTROL) || h.base_offset + h.last_offset_delta < fetch_offset)
             continue;
-        /* Between batches: stop when the grant is used up or time is. Once
-         * a batch is started it is finished, so a request does at most its
-         * grant plus one batch, and every batch is converted whole or not
-         * at all (never begun again and again by requests that cannot end it). */
-        if (bud->used >= bud->granted || breq_should_stop(r)) {
+        /* Between batches: stop when the request's limit or time is used
+         * up. A batch once begun is finished, so a request does at most its
+         * limit plus one batch. */
+        if (bud->used >= bud->limit || breq_should_stop(r)) {
+            bud->stopped = true;
+            break;
+        }
+        bool compressed = batch_codec_of(&h) != BATCH_CODEC_NONE;
+        /* The broker-wide budget must cover the worst case first: then no
+         * batch is begun that cannot be finished, and at most
+         * burst / cap decompressions run at once. */
+        if (compressed && !fetch_dconv_reserve(r->b, bud->cap)) {
+            int64_t w = fetch_dconv_wait_ms(r->b, bud->cap);
+            bud->throttle_ms = w < 1 ? 1 : w > INT32_MAX ? INT32_MAX : (int32_t)w;
             bud->stopped = true;
             break;
         }
@@ -616,10 +633,13 @@ static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetc
         arena_reset(&scratch);
         zstd = zstd || batch_codec_of(&h) == BATCH_CODEC_ZSTD;
         int e = batch_iter_init(&it, bp, bsize, &scratch);
-        if (batch_codec_of(&h) != BATCH_CODEC_NONE)
+        if (compressed) {
             /* A failed decompression may have done up to the cap's worth of
              * work before it gave up (into scratch memory of its own). */
-            bud->used += e == BATCH_OK ? (int64_t)wire_remaining(&it.r) : bud->cap;
+            int64_t done = e == BATCH_OK ? (int64_t)wire_remaining(&it.r) : bud->cap;
+            fetch_dconv_settle(r->b, bud->cap, done);
+            bud->used += done;
+        }
         if (e != BATCH_OK) {
             err = e; /* BATCH_ENOMEM: it decompresses to more than bud->cap */
             break;
@@ -647,6 +667,7 @@ static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetc
             assert(w.err == WIRE_OK && w.len == need);
             o->len += need;
             bud->used += (int64_t)need;
+            bud->unsettled += (int64_t)need;
         }
         if (!full && it.err != BATCH_OK)
             err = it.err;
@@ -661,25 +682,25 @@ static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetc
     return err;
 }
 
-/* Takes the request's down-conversion grant on first use. False when there
- * is none to be had or it is used up (the partition then carries nothing). */
+/* The most one batch may decompress to for r: DOWNCONVERT_MAX_UNCOMPRESSED,
+ * or the per-request limit if that is lower. */
+static int64_t dconv_cap(const breq *r) {
+    int64_t limit = r->b->cfg ? r->b->cfg->fetch_downconversion_max_bytes_per_request : 0;
+    if (limit <= 0)
+        limit = (int64_t)128 << 20;
+    return limit < (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED ? limit : (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED;
+}
+
+/* Sets the request's limits on first use. False when its work is done. */
 static bool dconv_begin(breq *r, dconv_budget *bud) {
-    if (!bud->taken) {
-        bud->taken = true;
-        int64_t per_request = r->b->cfg ? r->b->cfg->fetch_downconversion_max_bytes_per_request : 0;
-        if (per_request <= 0)
-            per_request = (int64_t)128 << 20;
-        bud->cap = per_request < (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED
-                       ? per_request
-                       : (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED;
-        bud->granted = fetch_dconv_take(r->b);
-        if (bud->granted == 0) {
-            int64_t w = fetch_dconv_wait_ms(r->b);
-            bud->throttle_ms = w < 1 ? 1 : w > INT32_MAX ? INT32_MAX : (int32_t)w;
-            bud->stopped = true;
-        }
+    if (!bud->started) {
+        bud->started = true;
+        bud->limit = r->b->cfg ? r->b->cfg->fetch_downconversion_max_bytes_per_request : 0;
+        if (bud->limit <= 0)
+            bud->limit = (int64_t)128 << 20;
+        bud->cap = dconv_cap(r);
     }
-    if (!bud->stopped && bud->used >= bud->granted)
+    if (!bud->stopped && bud->used >= bud->limit)
         bud->stopped = true;
     return !bud->stopped;
 }
@@ -687,7 +708,8 @@ static bool dconv_begin(breq *r, dconv_budget *bud) {
 /* read_item for v0-3: the same range, down-converted into memory. Never
  * fails the response: when memory, budget or time run short the partition
  * (and the rest of the response) just carries less. */
-static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first, dconv_budget *bud) {
+static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
+    dconv_budget *bud = &fs->dconv;
     int16_t ver = r->hdr.api_version;
     it->hw = plog_end_offset(it->p->log);
     it->ls = plog_start_offset(it->p->log);
@@ -702,13 +724,24 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first, d
         return true;
     if (!dconv_begin(r, bud))
         return true;
+    /* The fetch thread answers every long poll, old and new: it never
+     * converts, so a batch to decompress cannot hold up the others. The old
+     * consumer gets no records this time and fetches again at once; that
+     * request converts on an I/O thread. */
+    if (fs->fetch_thread) {
+        int64_t w = fetch_dconv_wait_ms(r->b, bud->cap);
+        if (w > 0)
+            bud->throttle_ms = w > INT32_MAX ? INT32_MAX : (int32_t)w;
+        bud->stopped = true;
+        return true;
+    }
     if (want < 0)
         want = 0;
     /* Reading is work too: never more than the grant has left (plog_read
      * still returns a first batch whole, checked below). */
     int64_t rd = want > 0 ? want : 1;
-    if (rd > bud->granted - bud->used)
-        rd = bud->granted - bud->used;
+    if (rd > bud->limit - bud->used)
+        rd = bud->limit - bud->used;
     plog_read_result res;
     int rc = plog_read(it->p->log, it->fetch_offset, rd, -1, &res);
     it->hw = res.log_end_offset;
@@ -735,6 +768,7 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first, d
         goto out;
     }
     bud->used += (int64_t)raw_len;
+    bud->unsettled += (int64_t)raw_len;
     raw = malloc(raw_len);
     if (raw == NULL || !read_ranges(&res, raw, raw_len)) {
         LOG_WARN("fetch", "cannot read %.*s-%d for a v%d fetch from %s", it->topic.len, it->topic.ptr,
@@ -816,7 +850,7 @@ static bool build(breq *r, fstate *fs) {
             it->err = fs->by_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         bool ok = true;
         if (it->err == KAFKA_ERR_NONE)
-            ok = ver <= 3 ? read_item_legacy(r, it, &budget, &first, &fs->dconv)
+            ok = ver <= 3 ? read_item_legacy(r, fs, it, &budget, &first)
                           : read_item(r, fs, it, &budget, &first);
         if (!ok)
             return false;
@@ -824,12 +858,12 @@ static bool build(breq *r, fstate *fs) {
                       it->hw != it->sent_hw || it->hw != it->sent_lso || it->ls != it->sent_ls;
     }
 
-    if (fs->dconv.taken) {
+    if (fs->dconv.started) {
         dconv_budget *bud = &fs->dconv;
-        if (bud->stopped && bud->granted > 0)
-            LOG_DEBUG("fetch", "v%d fetch from %s stopped converting after %lld bytes of work (granted %lld)",
-                      ver, r->net->peer, (long long)bud->used, (long long)bud->granted);
-        fetch_dconv_settle(r->b, bud->granted, bud->used);
+        if (bud->stopped && !fs->fetch_thread)
+            LOG_DEBUG("fetch", "v%d fetch from %s stopped converting after %lld bytes of work%s", ver,
+                      r->net->peer, (long long)bud->used, bud->throttle_ms ? " (throttled)" : "");
+        fetch_dconv_settle(r->b, 0, bud->unsettled);
         resp->throttle_time_ms = bud->throttle_ms;
         *bud = (dconv_budget){0};
     }
@@ -891,6 +925,7 @@ static bool build(breq *r, fstate *fs) {
 static void fetch_finish(breq *r, void *arg, bool expired) {
     (void)expired;
     fstate *fs = arg;
+    fs->fetch_thread = true;
     bool ok = build(r, fs);
     release_items(r, fs);
     if (!ok) {
@@ -919,19 +954,19 @@ breq_status api_fetch(breq *r) {
         return BREQ_CLOSE;
     }
 
-    /* Old consumers wait while the down-conversion budget is empty, as a
-     * throttled Kafka client would (at most their max wait, and a second). */
-    int64_t throttle = ver <= 3 ? fetch_dconv_wait_ms(r->b) : 0;
+    /* Old consumers wait while the down-conversion budget is empty, as
+     * throttled clients of old Kafka brokers did (the response is held for
+     * the throttle time, whatever the max wait; at most a second), so a
+     * throttled consumer does not spin. */
+    int64_t throttle = ver <= 3 ? fetch_dconv_wait_ms(r->b, dconv_cap(r)) : 0;
     bool data = fs->min_bytes <= 0 || fetch_ready(r, fs);
-    if (req->max_wait_ms > 0 && (!data || throttle > 0)) {
+    if ((req->max_wait_ms > 0 && !data) || throttle > 0) {
         partition **parts = breq_calloc(r, (size_t)fs->n, sizeof *parts);
         int np = 0;
         for (int i = 0; parts != NULL && i < fs->n; i++)
             if (fs->items[i].p != NULL)
                 parts[np++] = fs->items[i].p;
-        int64_t wait = req->max_wait_ms;
-        if (data && throttle < wait)
-            wait = throttle < 1000 ? throttle : 1000;
+        int64_t wait = throttle > 0 ? (throttle < 1000 ? throttle : 1000) : req->max_wait_ms;
         int64_t deadline = fetch_now_ms() + wait;
         fetch_ready_fn ready = throttle > 0 ? fetch_ready_throttled : fetch_ready;
         if (parts != NULL && fetch_wait(r->b, r, parts, np, deadline, ready, fetch_finish, fs))

@@ -12,8 +12,9 @@
  * holds it while it reads or updates one session (short, no I/O).
  *
  * The down-conversion budget is a token bucket (core/tbucket.h) with its own
- * lock; its burst is the larger of the per-second rate and one request's
- * grant, so a full grant is always reachable.
+ * lock; its burst is the larger of the per-second rate and the per-request
+ * limit, so one batch's reservation (at most the per-request limit) is
+ * always reachable.
  */
 #include "broker/fetch.h"
 
@@ -65,41 +66,38 @@ struct fetch_mgr {
     int64_t slots; /* cached partitions across sessions */
     uint64_t rng;
 
-    tbucket dconv;         /* down-conversion work, bytes */
-    int64_t dconv_request; /* one request's grant */
+    tbucket dconv; /* down-conversion work, bytes */
 };
 
 int64_t fetch_now_ms(void) { return clock_mono_ms(); }
 
 /* ---- down-conversion budget ---------------------------------------------- */
 
-static int64_t dconv_min(const fetch_mgr *m) {
-    return m->dconv_request < FETCH_DCONV_MIN_GRANT ? m->dconv_request : FETCH_DCONV_MIN_GRANT;
-}
-
-int64_t fetch_dconv_take(broker *b) {
+bool fetch_dconv_reserve(broker *b, int64_t n) {
     fetch_mgr *m = b->fetch;
-    if (m == NULL)
-        return 0;
+    if (m == NULL || n <= 0)
+        return m == NULL ? false : true;
     int64_t now = fetch_now_ms();
-    if (tbucket_wait_ms(&m->dconv, dconv_min(m), now) > 0)
-        return 0;
-    return tbucket_take(&m->dconv, m->dconv_request, now);
+    int64_t got = tbucket_take(&m->dconv, n, now);
+    if (got == n)
+        return true;
+    tbucket_give(&m->dconv, got, now);
+    return false;
 }
 
-void fetch_dconv_settle(broker *b, int64_t granted, int64_t used) {
+void fetch_dconv_settle(broker *b, int64_t reserved, int64_t used) {
     fetch_mgr *m = b->fetch;
     if (m == NULL)
         return;
-    if (used < granted)
-        tbucket_give(&m->dconv, granted - used, fetch_now_ms());
-    else if (used > granted)
-        tbucket_charge(&m->dconv, used - granted, fetch_now_ms());
+    if (used < reserved)
+        tbucket_give(&m->dconv, reserved - used, fetch_now_ms());
+    else if (used > reserved)
+        tbucket_charge(&m->dconv, used - reserved, fetch_now_ms());
 }
 
-int64_t fetch_dconv_wait_ms(broker *b) {
+int64_t fetch_dconv_wait_ms(broker *b, int64_t n) {
     fetch_mgr *m = b->fetch;
-    return m == NULL ? 0 : tbucket_wait_ms(&m->dconv, dconv_min(m), fetch_now_ms());
+    return m == NULL ? 0 : tbucket_wait_ms(&m->dconv, n, fetch_now_ms());
 }
 
 /* ---- waiters ------------------------------------------------------------ */
@@ -196,9 +194,9 @@ int fetch_mgr_start(broker *b) {
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&m->smu, NULL);
     const broker_config *cfg = b->cfg;
-    m->dconv_request = cfg ? cfg->fetch_downconversion_max_bytes_per_request : (int64_t)128 << 20;
+    int64_t per_request = cfg ? cfg->fetch_downconversion_max_bytes_per_request : (int64_t)128 << 20;
     int64_t rate = cfg ? cfg->fetch_downconversion_max_bytes_per_second : (int64_t)256 << 20;
-    tbucket_init(&m->dconv, rate, rate > m->dconv_request ? rate : m->dconv_request, fetch_now_ms());
+    tbucket_init(&m->dconv, rate, rate > per_request ? rate : per_request, fetch_now_ms());
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     m->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)m << 17);

@@ -25,13 +25,14 @@
  *
  * Down-conversion budget. Converting batches for old consumers (Fetch v0-3)
  * costs CPU out of all proportion to the request's size: a 1 MB gzip batch
- * can decompress to 1 GB. So that work is metered in bytes (read, decompressed
- * and written) against two limits: a grant per request
- * (sluice.fetch.downconversion.max.bytes.per.request) taken from a
- * broker-wide token bucket (...max.bytes.per.second). A request takes its
- * grant when it starts converting and settles it when done: what it did not
- * use goes back, and what one batch made it overrun is charged (the bucket
- * may go into debt), so the per-second bound holds for all the work done.
+ * can decompress to 1 GB. So that work is metered in bytes (read,
+ * decompressed and written) against a broker-wide token bucket
+ * (sluice.fetch.downconversion.max.bytes.per.second). Decompressing a batch
+ * reserves the most it may produce before it starts and gives back what it
+ * did not use, so the bucket bounds how many decompressions run at once as
+ * well as how much they do; reads and written bytes are charged afterwards
+ * (which may leave the bucket in debt, paid off before the next
+ * reservation). The per-request limit is the handler's (api_fetch.c).
  *
  * Limits: FETCH_WAITERS_MAX waiters (beyond that a fetch answers at once),
  * FETCH_SESSIONS_MAX sessions, FETCH_SESSION_PARTITIONS_MAX partitions in one
@@ -87,18 +88,14 @@ int64_t fetch_now_ms(void);
 
 /* ---- down-conversion budget ---------------------------------------------- */
 
-/* The smallest grant worth converting with; below it a request is throttled. */
-#define FETCH_DCONV_MIN_GRANT (1 << 20)
-
-/* Takes one request's grant: up to the per-request maximum, from what the
- * broker-wide bucket holds. Returns the bytes granted, or 0 (nothing taken)
- * when less than FETCH_DCONV_MIN_GRANT is there. */
-int64_t fetch_dconv_take(broker *b);
-/* Settles a grant once the request is done: gives back what it did not use,
- * or charges what it used beyond the grant (one batch may overrun it). */
-void fetch_dconv_settle(broker *b, int64_t granted, int64_t used);
-/* Milliseconds until a grant can be had (0: now). */
-int64_t fetch_dconv_wait_ms(broker *b);
+/* Reserves n bytes of work (one batch's decompression). False, with nothing
+ * taken, when the budget cannot cover all of it now. */
+bool fetch_dconv_reserve(broker *b, int64_t n);
+/* Settles a reservation: gives back what was not used, or charges what was
+ * used beyond it (reserved 0: work done without a reservation). */
+void fetch_dconv_settle(broker *b, int64_t reserved, int64_t used);
+/* Milliseconds until n bytes can be reserved (0: now). */
+int64_t fetch_dconv_wait_ms(broker *b, int64_t n);
 
 /* ---- sessions ---------------------------------------------------------- */
 
