@@ -46,7 +46,7 @@
  *
  * Work: a small request can point at batches that decompress a
  * thousandfold, so conversion is metered in bytes read, decompressed and
- * written: per request (sluice.fetch.downconversion.max.bytes.per.request,
+ * written: per request (sluice.conversion.max.bytes.per.request,
  * checked between batches, so a request does at most that plus one batch),
  * per second across the broker (a token bucket, fetch.h: each compressed
  * batch reserves the most it may decompress to before it starts, so no batch
@@ -122,7 +122,7 @@ typedef struct fitem {
 typedef struct dconv_budget {
     bool started;        /* the limits below are set */
     bool stopped;        /* out of budget or time: later partitions carry no records */
-    int64_t limit;       /* sluice.fetch.downconversion.max.bytes.per.request */
+    int64_t limit;       /* sluice.conversion.max.bytes.per.request */
     int64_t cap;         /* most one batch may decompress to */
     int64_t used;        /* read, decompressed and written so far */
     int64_t unsettled;   /* read and written bytes not yet charged to the budget */
@@ -685,7 +685,7 @@ static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetc
 /* The most one batch may decompress to for r: DOWNCONVERT_MAX_UNCOMPRESSED,
  * or the per-request limit if that is lower. */
 static int64_t dconv_cap(const breq *r) {
-    int64_t limit = r->b->cfg ? r->b->cfg->fetch_downconversion_max_bytes_per_request : 0;
+    int64_t limit = r->b->cfg ? r->b->cfg->conversion_max_bytes_per_request : 0;
     if (limit <= 0)
         limit = (int64_t)128 << 20;
     return limit < (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED ? limit : (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED;
@@ -695,7 +695,7 @@ static int64_t dconv_cap(const breq *r) {
 static bool dconv_begin(breq *r, dconv_budget *bud) {
     if (!bud->started) {
         bud->started = true;
-        bud->limit = r->b->cfg ? r->b->cfg->fetch_downconversion_max_bytes_per_request : 0;
+        bud->limit = r->b->cfg ? r->b->cfg->conversion_max_bytes_per_request : 0;
         if (bud->limit <= 0)
             bud->limit = (int64_t)128 << 20;
         bud->cap = dconv_cap(r);

@@ -299,18 +299,18 @@ static const config_def broker_defs[] = {
      .doc = "Serve fetched record bytes with sendfile() from segment files (true) or by reading them into a "
             "buffer and writing that (false). Zero copy saves CPU on a real network interface; on loopback "
             "the copying path can be faster. The default may change with the fetch benchmark."},
-    LONG("sluice.fetch.downconversion.max.bytes.per.request", "134217728", 1048576, (int64_t)1 << 40,
-         B(fetch_downconversion_max_bytes_per_request), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
-         "Work one Fetch v0-3 request may cause converting batches for old consumers: bytes read, "
-         "decompressed and written. When it is used up the response carries what is converted so far; "
-         "a batch that needs more than this on its own is answered CORRUPT_MESSAGE. At least twice the "
-         "largest decompressed batch you expect old consumers to read."),
-    LONG("sluice.fetch.downconversion.max.bytes.per.second", "268435456", 1048576, (int64_t)1 << 40,
-         B(fetch_downconversion_max_bytes_per_second), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
-         "Down-conversion work (as above) the whole broker does per second, shared by all old "
-         "consumers. When it is used up, Fetch v0-3 requests wait (up to their max wait, at most a "
-         "second) and then answer without records and with throttle_time_ms, so conversion cannot take "
-         "every I/O thread."),
+    LONG("sluice.conversion.max.bytes.per.request", "134217728", 1048576, (int64_t)1 << 40,
+         B(conversion_max_bytes_per_request), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Work one Fetch v0-3 request may cause converting batches to the old message formats: bytes "
+         "read, decompressed and written. When it is used up the response carries what is converted so "
+         "far. No batch is decompressed past this (or 64 MiB): a larger one is answered CORRUPT_MESSAGE."),
+    LONG("sluice.conversion.max.bytes.per.second", "268435456", 1048576, (int64_t)1 << 40,
+         B(conversion_max_bytes_per_second), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Record-format conversion work the whole broker does per second for old clients: Fetch v0-3 "
+         "down-conversion (as above) and the decompression of Produce v0-2 message sets. When it is used "
+         "up, Fetch v0-3 requests are held (at most a second) and answered with throttle_time_ms, and "
+         "Produce v0-2 partitions that need decompressing get REQUEST_TIMED_OUT (producers retry), so "
+         "conversion cannot take every I/O thread."),
     LONG("sluice.request.work.max.ms", "5000", 1, 3600000, B(request_work_max_ms),
          CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
          "Longest a request handler keeps working on one request (Fetch down-conversion) before it "

@@ -194,8 +194,8 @@ int fetch_mgr_start(broker *b) {
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&m->smu, NULL);
     const broker_config *cfg = b->cfg;
-    int64_t per_request = cfg ? cfg->fetch_downconversion_max_bytes_per_request : (int64_t)128 << 20;
-    int64_t rate = cfg ? cfg->fetch_downconversion_max_bytes_per_second : (int64_t)256 << 20;
+    int64_t per_request = cfg ? cfg->conversion_max_bytes_per_request : (int64_t)128 << 20;
+    int64_t rate = cfg ? cfg->conversion_max_bytes_per_second : (int64_t)256 << 20;
     tbucket_init(&m->dconv, rate, rate > per_request ? rate : per_request, fetch_now_ms());
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

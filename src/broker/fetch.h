@@ -27,7 +27,7 @@
  * costs CPU out of all proportion to the request's size: a 1 MB gzip batch
  * can decompress to 1 GB. So that work is metered in bytes (read,
  * decompressed and written) against a broker-wide token bucket
- * (sluice.fetch.downconversion.max.bytes.per.second). Decompressing a batch
+ * (sluice.conversion.max.bytes.per.second). Decompressing a batch
  * reserves the most it may produce before it starts and gives back what it
  * did not use, so the bucket bounds how many decompressions run at once as
  * well as how much they do; reads and written bytes are charged afterwards

@@ -198,7 +198,7 @@ class Attackers:
 
 
 def attack_overrides(**extra):
-    o = {"sluice.fetch.downconversion.max.bytes.per.second": str(64 << 20)}
+    o = {"sluice.conversion.max.bytes.per.second": str(64 << 20)}
     o.update(extra)
     return o
 
@@ -271,7 +271,7 @@ def test_downconversion_stops_at_the_request_budget_and_resumes(broker_factory):
     # Four batches of real records, 2 MiB each when decompressed; one request
     # may do 3 MiB of work: it answers with what fits (one batch), and a
     # consumer that goes on from there reads everything.
-    b = broker_factory({"sluice.fetch.downconversion.max.bytes.per.request": str(3 << 20)})
+    b = broker_factory({"sluice.conversion.max.bytes.per.request": str(3 << 20)})
     create_topic(b, "budget")
     n_per, size = 512, 4096
     offset = 0
@@ -318,8 +318,8 @@ def test_downconversion_stops_at_the_request_deadline(broker_factory):
     # (plus the batch in progress) with the partitions it did not reach
     # empty and without error.
     big = str(1 << 40)
-    b = broker_factory({"sluice.fetch.downconversion.max.bytes.per.request": big,
-                        "sluice.fetch.downconversion.max.bytes.per.second": big,
+    b = broker_factory({"sluice.conversion.max.bytes.per.request": big,
+                        "sluice.conversion.max.bytes.per.second": big,
                         "sluice.request.work.max.ms": "300"})
     multi_bomb_topic(b, "many", 40)
     one = one_conversion_time(b, "many")
@@ -339,8 +339,8 @@ def test_sigterm_stops_long_downconversion_promptly(broker_factory):
     # must not wait for it (before the fix shutdown waited 5 s for the
     # handlers and then joined the busy one).
     big = str(1 << 40)
-    b = broker_factory({"sluice.fetch.downconversion.max.bytes.per.request": big,
-                        "sluice.fetch.downconversion.max.bytes.per.second": big,
+    b = broker_factory({"sluice.conversion.max.bytes.per.request": big,
+                        "sluice.conversion.max.bytes.per.second": big,
                         "sluice.request.work.max.ms": "600000"})
     multi_bomb_topic(b, "slow", 80)
     one = one_conversion_time(b, "slow")
@@ -451,3 +451,48 @@ def test_describe_log_dirs_empty_partition_list_names_none(broker):
     create_topic(broker, "dirs", 50)
     assert describe_log_dirs_v1(broker.port, [("dirs", [0, 1, 2])]) == 3
     assert describe_log_dirs_v1(broker.port, [("dirs", [])] * 200) == 0
+
+
+def test_legacy_produce_bomb_does_not_stall_the_broker(broker_factory):
+    # Produce v0-2 converts legacy message sets: a 60 KB gzip wrapper that
+    # decompresses to 60 MiB cost half a second of CPU each, so eight
+    # producers sending them stalled every other client. Now each wrapper
+    # reserves its worst case from the conversion budget; the rest are
+    # refused with REQUEST_TIMED_OUT (retriable) and a throttle time.
+    from kafka.record.legacy_records import LegacyRecordBatchBuilder
+    b = broker_factory(attack_overrides())
+    create_topic(b, "lp")
+    create_topic(b, "calm")
+    lb = LegacyRecordBatchBuilder(magic=1, compression_type=GZIP, batch_size=1 << 30)
+    lb.append(0, int(time.time() * 1000), None, b"\0" * (60 << 20))
+    wrapper = bytes(lb.build())
+    body = struct.pack(">hi", 1, 10000) + struct.pack(">i", 1) + kstr("lp") + struct.pack(">i", 1)
+    body += struct.pack(">ii", 0, len(wrapper)) + wrapper
+    results, lock = [], threading.Lock()
+
+    def producer():
+        with socket.create_connection(("127.0.0.1", b.port), timeout=60) as s:
+            for i in range(4):
+                resp = call(s, 0, 2, body, corr=i + 1)
+                pos = 6 + struct.unpack(">h", resp[4:6])[0]
+                _, err = struct.unpack(">ih", resp[pos + 4:pos + 10])
+                throttle = struct.unpack(">i", resp[-4:])[0]
+                with lock:
+                    results.append((err, throttle))
+
+    normal_client_round(b.port)
+    threads = [threading.Thread(target=producer, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    worst = 0.0
+    while any(t.is_alive() for t in threads):
+        worst = max([worst] + normal_client_round(b.port))
+        time.sleep(0.02)
+    for t in threads:
+        t.join(5)
+    assert worst < 1.0, "a normal request waited %.2f s during the attack" % worst
+    assert len(results) == 32
+    refused = [r for r in results if r[0] == 7]
+    assert refused and all(t > 0 for _, t in refused)
+    # 64 MiB/s with a 128 MiB burst: a couple of conversions, not 32.
+    assert len(results) - len(refused) <= 8, results
