@@ -311,18 +311,25 @@ def one_conversion_time(b, topic):
     return time.monotonic() - t0
 
 
+def bombs_without_budgets(broker_factory, topic, partitions, work_ms):
+    """A broker whose byte budgets are out of the way (only the deadline of
+    work_ms bounds a request) and a topic of bomb partitions. Returns the
+    broker and one_conversion_time()."""
+    big = str(1 << 40)
+    b = broker_factory({"sluice.conversion.max.bytes.per.request": big,
+                        "sluice.conversion.max.bytes.per.second": big,
+                        "sluice.request.work.max.ms": str(work_ms)})
+    multi_bomb_topic(b, topic, partitions)
+    return b, one_conversion_time(b, topic)
+
+
 def test_downconversion_stops_at_the_request_deadline(broker_factory):
     # Forty distinct partitions, each a 65 MiB bomb, with budgets out of the
     # way: only the deadline bounds the request. Before the fix it took
     # 40 decompressions of 64 MiB (seconds); now it answers near the deadline
     # (plus the batch in progress) with the partitions it did not reach
     # empty and without error.
-    big = str(1 << 40)
-    b = broker_factory({"sluice.conversion.max.bytes.per.request": big,
-                        "sluice.conversion.max.bytes.per.second": big,
-                        "sluice.request.work.max.ms": "300"})
-    multi_bomb_topic(b, "many", 40)
-    one = one_conversion_time(b, "many")
+    b, one = bombs_without_budgets(broker_factory, "many", 40, work_ms=300)
     t0 = time.monotonic()
     _, parts = fetch(b.port, 3, [("many", p, 0) for p in range(40)])
     took = time.monotonic() - t0
@@ -338,12 +345,7 @@ def test_sigterm_stops_long_downconversion_promptly(broker_factory):
     # A request with a long deadline and a lot of work in flight: SIGTERM
     # must not wait for it (before the fix shutdown waited 5 s for the
     # handlers and then joined the busy one).
-    big = str(1 << 40)
-    b = broker_factory({"sluice.conversion.max.bytes.per.request": big,
-                        "sluice.conversion.max.bytes.per.second": big,
-                        "sluice.request.work.max.ms": "600000"})
-    multi_bomb_topic(b, "slow", 80)
-    one = one_conversion_time(b, "slow")
+    b, one = bombs_without_budgets(broker_factory, "slow", 80, work_ms=600000)
     s = socket.create_connection(("127.0.0.1", b.port), timeout=30)
     try:
         s.sendall(frame(1, 3, fetch_body(3, [("slow", p, 0) for p in range(80)])))
