@@ -271,6 +271,8 @@ static void answer_unsupported_api_versions(breq *r) {
 /* Requests for APIs or versions the broker does not serve: a client that
  * keeps retrying one must not flood the log. */
 static log_ratelimit refused_api_rl = LOG_RATELIMIT_DEFAULT;
+/* Requests that do not parse: as easy to send in a loop. */
+static log_ratelimit malformed_rl = LOG_RATELIMIT_DEFAULT;
 
 static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
 
@@ -292,8 +294,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
     wire_reader_init(&rd, nr->frame, nr->len);
     int rc = proto_request_header_parse(&rd, &r->hdr);
     if (rc != WIRE_OK) {
-        LOG_WARN("broker", "closing connection from %s: malformed request header (%s)", nr->peer,
-                 wire_strerror(rc));
+        LOG_WARN_LIMITED(&malformed_rl, "broker", "closing connection from %s: malformed request header (%s)",
+                         nr->peer, wire_strerror(rc));
         breq_close(r, true);
         return;
     }
@@ -332,8 +334,9 @@ void broker_handle_request(void *ctx, net_request *nr) {
     }
     rc = r->api->request_decode(&rd, ver, &r->mem, r->req);
     if (rc != WIRE_OK) {
-        LOG_WARN("broker", "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
-                 nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        LOG_WARN_LIMITED(&malformed_rl, "broker",
+                         "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
+                         nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
         breq_close(r, true);
         return;
     }
