@@ -70,7 +70,8 @@ typedef kafka_describe_log_dirs_response_describe_log_dirs_result ld_result;
 typedef kafka_describe_log_dirs_response_describe_log_dirs_topic ld_topic;
 typedef kafka_describe_log_dirs_response_describe_log_dirs_partition ld_part;
 
-/* The topics (and, per topic, the partition indexes; NULL = all) to report. */
+/* The topics (and, per topic, the partition indexes; NULL = all, for a
+ * request that names no topics) to report. */
 typedef struct ld_sel {
     topic *t;
     const int32_t *parts;
@@ -169,8 +170,12 @@ breq_status api_describe_log_dirs(breq *r) {
         for (int32_t i = 0; i < req->topics_count; i++) {
             const kafka_describe_log_dirs_request_describable_log_dir_topic *q = &req->topics[i];
             topic *t = topics_get(b->topics, q->topic);
-            if (t != NULL)
-                sel[n_sel++] = (ld_sel){t, q->partitions, q->partitions_count > 0 ? q->partitions_count : 0};
+            /* An empty partition list asks for none (as in Kafka), not all:
+             * otherwise every few bytes of request would name a whole topic. */
+            if (t != NULL && q->partitions_count <= 0)
+                topic_release(b->topics, t);
+            else if (t != NULL)
+                sel[n_sel++] = (ld_sel){t, q->partitions, q->partitions_count};
         }
     }
 

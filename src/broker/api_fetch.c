@@ -4,9 +4,11 @@
  * A request is turned into a list of items (topic, partition, offset, byte
  * limit), either straight from the request (a full fetch) or from the
  * client's fetch session after applying the request's changes (an
- * incremental fetch, KIP-227; see fetch.h). Each item holds a reference to its
- * topic from then until the response is built, so a long poll can keep its
- * partitions while it waits.
+ * incremental fetch, KIP-227; see fetch.h). A partition the request lists
+ * more than once is one item, as in Kafka (first place, last limits), so its
+ * work is done once. Each item holds a reference to its topic from then until
+ * the response is built, so a long poll can keep its partitions while it
+ * waits.
  *
  * Answering: at once when max_wait_ms is 0, when some item has an error, or
  * when min_bytes are readable; otherwise the request waits in the fetch
@@ -42,6 +44,27 @@
  * messages, which stay within the response limits. Recompressing the result
  * would save bandwidth at a CPU cost; old clients are a compatibility path.
  *
+ * Work: a small request can point at batches that decompress a
+ * thousandfold, so conversion is metered in bytes read, decompressed and
+ * written: per request (sluice.conversion.max.bytes.per.request,
+ * checked between batches, so a request does at most that plus one batch),
+ * per second across the broker (a token bucket, fetch.h: each compressed
+ * batch reserves the most it may decompress to before it starts, so no batch
+ * is begun that cannot be finished) and in time (breq_should_stop: the
+ * request's work deadline, and shutdown). When a limit is reached the
+ * response carries what is converted so far and the other partitions come
+ * back without records and without error, as a fetch that hit its byte
+ * limit would; a batch is either converted whole or refused for good
+ * (CORRUPT_MESSAGE: it decompresses past the cap). When the broker-wide
+ * budget is empty the request waits (its max wait, at most a second) and is
+ * answered with throttle_time_ms. The fetch thread, which answers every long
+ * poll, never converts: a v0-3 long poll it finishes comes back without
+ * records and the consumer fetches again at once, on an I/O thread.
+ * Converted results are not cached: with each partition converted once per
+ * request and the rate bounded, repetition costs at most the budget, and
+ * old consumers are rare enough that holding converted copies would cost
+ * more memory than it saves CPU.
+ *
  * Single node: the high watermark and the last stable offset are the log end
  * offset, so read_committed reads the same as read_uncommitted.
  */
@@ -60,13 +83,18 @@
 #include "proto/compress.h"
 #include "proto/legacy.h"
 
-/* Largest decompressed batch a down-conversion handles; larger ones stop the
- * partition's conversion there. */
+/* Largest decompressed batch a down-conversion handles (lower if the
+ * per-request budget is); larger ones stop the partition's conversion there
+ * with CORRUPT_MESSAGE. */
 #define DOWNCONVERT_MAX_UNCOMPRESSED (64u << 20)
 /* Converted records live in the request's arena (64 MiB and up, request.c)
  * next to the response structs, so a v0-3 response carries at most this
  * much (clients fetch again for the rest). */
 #define DOWNCONVERT_MAX_RESPONSE (32 << 20)
+
+/* Partitions that cannot be down-converted: a client retrying them must not
+ * flood the log. */
+static log_ratelimit dconv_refused_rl = LOG_RATELIMIT_DEFAULT;
 
 typedef struct fitem {
     kstr topic; /* name; may be empty for an unknown topic id */
@@ -87,6 +115,20 @@ typedef struct fitem {
     bool include;
 } fitem;
 
+/* One v0-3 request's down-conversion work: what it has done against its
+ * limit, and what it still owes the broker-wide budget (fetch.h). Each
+ * compressed batch reserves `cap` from that budget before it decompresses,
+ * so no batch is begun that the budget cannot finish. */
+typedef struct dconv_budget {
+    bool started;        /* the limits below are set */
+    bool stopped;        /* out of budget or time: later partitions carry no records */
+    int64_t limit;       /* sluice.conversion.max.bytes.per.request */
+    int64_t cap;         /* most one batch may decompress to */
+    int64_t used;        /* read, decompressed and written so far */
+    int64_t unsettled;   /* read and written bytes not yet charged to the budget */
+    int32_t throttle_ms; /* the budget was empty: when it can take a batch again */
+} dconv_budget;
+
 typedef struct fstate {
     fitem *items;
     int n;
@@ -98,6 +140,8 @@ typedef struct fstate {
     int32_t session_id;
     int32_t session_epoch; /* the session's expected epoch after this request */
     int16_t top_err;
+    bool fetch_thread;  /* being answered by the fetch thread (a long poll) */
+    dconv_budget dconv; /* v0-3 only */
 } fstate;
 
 static void unpin_range(void *arg) { segment_unpin(arg); }
@@ -138,7 +182,87 @@ static void release_items(breq *r, fstate *fs) {
     }
 }
 
-/* The request's partitions as items (resolved). */
+/* A partition's key in a request, for finding duplicates. */
+typedef struct item_key {
+    kstr topic;
+    kuuid id;
+    int32_t partition;
+    int idx; /* position in the request */
+} item_key;
+
+static int cmp_key_tail(const item_key *x, const item_key *y) {
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_key_name(const void *a, const void *b) {
+    const item_key *x = a, *y = b;
+    int32_t lx = x->topic.len, ly = y->topic.len, m = lx < ly ? lx : ly;
+    int c = m > 0 ? memcmp(x->topic.ptr, y->topic.ptr, (size_t)m) : 0;
+    if (c != 0 || lx != ly)
+        return c != 0 ? c : lx < ly ? -1 : 1;
+    return cmp_key_tail(x, y);
+}
+
+static int cmp_key_id(const void *a, const void *b) {
+    const item_key *x = a, *y = b;
+    int c = memcmp(x->id.b, y->id.b, sizeof x->id.b);
+    return c != 0 ? c : cmp_key_tail(x, y);
+}
+
+static bool same_key(const item_key *x, const item_key *y, bool by_id) {
+    if (x->partition != y->partition)
+        return false;
+    return by_id ? memcmp(x->id.b, y->id.b, sizeof x->id.b) == 0 : kstr_eq(x->topic, y->topic);
+}
+
+/* Kafka keeps one entry per partition of a Fetch (a map keyed by topic and
+ * partition, in first-listed order): a partition listed again keeps its first
+ * place and takes the last listing's offset and limits, and the response
+ * names it once. So does this, before anything is looked up or read, so that
+ * listing one partition many times costs one read rather than one each.
+ * O(n log n). Returns the new count, or -1 when memory ran out. */
+static int dedupe_items(breq *r, fitem *items, int n, bool by_id) {
+    if (n < 2)
+        return n;
+    item_key *keys = breq_calloc(r, (size_t)n, sizeof *keys);
+    bool *drop = breq_calloc(r, (size_t)n, sizeof *drop);
+    if (keys == NULL || drop == NULL)
+        return -1;
+    for (int i = 0; i < n; i++)
+        keys[i] = (item_key){items[i].topic, items[i].topic_id, items[i].partition, i};
+    qsort(keys, (size_t)n, sizeof *keys, by_id ? cmp_key_id : cmp_key_name);
+    int dups = 0;
+    for (int a = 0; a < n;) {
+        int b = a + 1;
+        while (b < n && same_key(&keys[a], &keys[b], by_id))
+            b++;
+        if (b - a > 1) {
+            /* Sorted by position within the run: a is the first listing. */
+            fitem *keep = &items[keys[a].idx];
+            const fitem *last = &items[keys[b - 1].idx];
+            keep->fetch_offset = last->fetch_offset;
+            keep->max_bytes = last->max_bytes;
+            keep->current_leader_epoch = last->current_leader_epoch;
+            for (int k = a + 1; k < b; k++)
+                drop[keys[k].idx] = true;
+            dups += b - a - 1;
+        }
+        a = b;
+    }
+    if (dups == 0)
+        return n;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!drop[i])
+            items[k++] = items[i];
+    LOG_DEBUG("fetch", "fetch from %s listed %d partitions %d more times; answering each once", r->net->peer,
+              n - dups, dups);
+    return k;
+}
+
+/* The request's partitions as items, each partition once (resolved). */
 static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_id, fitem **out) {
     int n = 0;
     for (int32_t i = 0; i < req->topics_count; i++)
@@ -160,9 +284,11 @@ static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_i
             it->current_leader_epoch = fp->current_leader_epoch;
             it->sent_hw = it->sent_lso = it->sent_ls = -2;
             it->sess_idx = -1;
-            resolve(r, it, by_id);
         }
     }
+    n = dedupe_items(r, items, n, by_id);
+    for (int i = 0; i < n; i++)
+        resolve(r, &items[i], by_id);
     *out = items;
     return n;
 }
@@ -353,6 +479,15 @@ static bool fetch_ready(breq *r, void *arg) {
     return false;
 }
 
+/* The probe of a v0-3 fetch that found the down-conversion budget empty:
+ * answer once it can convert again and has something to convert. */
+static int64_t dconv_cap(const breq *r);
+
+static bool fetch_ready_throttled(breq *r, void *arg) {
+    fstate *fs = arg;
+    return fetch_dconv_wait_ms(r->b, dconv_cap(r)) == 0 && (fs->min_bytes <= 0 || fetch_ready(r, arg));
+}
+
 /* Reads one item's records into the response's file ranges. *budget is what
  * the response may still carry; *first says no partition has data yet.
  * Returns false if the request's memory ran out (the response is then
@@ -457,27 +592,56 @@ static bool dconv_reserve(dconv_out *o, size_t more) {
 
 /* Converts the batches in raw[0..raw_len) to legacy messages of magic from
  * fetch_offset on, at most limit bytes (or one message if min_one and none
- * fit). Returns a batch_err; what was converted before an error stays. */
-static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset, int8_t magic, size_t limit,
-                       bool min_one, dconv_out *o) {
+ * fit). Every byte decompressed or written is charged to bud, and no batch
+ * decompresses to more than bud->cap. Running out of budget, or
+ * breq_should_stop(), sets bud->stopped and ends the conversion without an
+ * error. Returns a batch_err for a batch that cannot be converted at all
+ * (corrupt, or larger than bud->cap); what was converted before it stays. */
+static int downconvert(breq *r, const uint8_t *raw, size_t raw_len, int64_t fetch_offset, int8_t magic,
+                       size_t limit, bool min_one, dconv_out *o, dconv_budget *bud) {
     batch_cursor c;
     batch_cursor_init(&c, raw, raw_len);
     const uint8_t *bp;
     size_t bsize;
     batch_header h;
     arena scratch;
-    arena_init(&scratch, DOWNCONVERT_MAX_UNCOMPRESSED);
+    arena_init(&scratch, (size_t)bud->cap);
     int err = BATCH_OK;
     bool full = false, zstd = false;
     /* Bounded by raw_len: each batch is at least 61 bytes. */
     while (!full && batch_cursor_next(&c, &bp, &bsize, &h) == BATCH_OK) {
         if ((h.attributes & BATCH_ATTR_CONTROL) || h.base_offset + h.last_offset_delta < fetch_offset)
             continue;
+        /* Between batches: stop when the request's limit or time is used
+         * up. A batch once begun is finished, so a request does at most its
+         * limit plus one batch. */
+        if (bud->used >= bud->limit || breq_should_stop(r)) {
+            bud->stopped = true;
+            break;
+        }
+        bool compressed = batch_codec_of(&h) != BATCH_CODEC_NONE;
+        /* The broker-wide budget must cover the worst case first: then no
+         * batch is begun that cannot be finished, and at most
+         * burst / cap decompressions run at once. */
+        if (compressed && !fetch_dconv_reserve(r->b, bud->cap)) {
+            int64_t w = fetch_dconv_wait_ms(r->b, bud->cap);
+            bud->throttle_ms = w < 1 ? 1 : w > INT32_MAX ? INT32_MAX : (int32_t)w;
+            bud->stopped = true;
+            break;
+        }
         batch_iter it;
         arena_reset(&scratch);
         zstd = zstd || batch_codec_of(&h) == BATCH_CODEC_ZSTD;
-        if (batch_iter_init(&it, bp, bsize, &scratch) != BATCH_OK) {
-            err = it.err;
+        int e = batch_iter_init(&it, bp, bsize, &scratch);
+        if (compressed) {
+            /* A failed decompression may have done up to the cap's worth of
+             * work before it gave up (into scratch memory of its own). */
+            int64_t done = e == BATCH_OK ? (int64_t)wire_remaining(&it.r) : bud->cap;
+            fetch_dconv_settle(r->b, bud->cap, done);
+            bud->used += done;
+        }
+        if (e != BATCH_OK) {
+            err = e; /* BATCH_ENOMEM: it decompresses to more than bud->cap */
             break;
         }
         int8_t attrs =
@@ -502,6 +666,8 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
             legacy_write_message(&w, magic, attrs, rec.offset, rec.timestamp, rec.key, rec.value);
             assert(w.err == WIRE_OK && w.len == need);
             o->len += need;
+            bud->used += (int64_t)need;
+            bud->unsettled += (int64_t)need;
         }
         if (!full && it.err != BATCH_OK)
             err = it.err;
@@ -516,24 +682,68 @@ static int downconvert(const uint8_t *raw, size_t raw_len, int64_t fetch_offset,
     return err;
 }
 
+/* The most one batch may decompress to for r: DOWNCONVERT_MAX_UNCOMPRESSED,
+ * or the per-request limit if that is lower. */
+static int64_t dconv_cap(const breq *r) {
+    int64_t limit = r->b->cfg ? r->b->cfg->conversion_max_bytes_per_request : 0;
+    if (limit <= 0)
+        limit = (int64_t)128 << 20;
+    return limit < (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED ? limit : (int64_t)DOWNCONVERT_MAX_UNCOMPRESSED;
+}
+
+/* Sets the request's limits on first use. False when its work is done. */
+static bool dconv_begin(breq *r, dconv_budget *bud) {
+    if (!bud->started) {
+        bud->started = true;
+        bud->limit = r->b->cfg ? r->b->cfg->conversion_max_bytes_per_request : 0;
+        if (bud->limit <= 0)
+            bud->limit = (int64_t)128 << 20;
+        bud->cap = dconv_cap(r);
+    }
+    if (!bud->stopped && bud->used >= bud->limit)
+        bud->stopped = true;
+    return !bud->stopped;
+}
+
 /* read_item for v0-3: the same range, down-converted into memory. Never
- * fails the response: when memory runs short the partition (and the rest of
- * the response) just carries less. */
-static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
+ * fails the response: when memory, budget or time run short the partition
+ * (and the rest of the response) just carries less. */
+static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
+    dconv_budget *bud = &fs->dconv;
     int16_t ver = r->hdr.api_version;
     it->hw = plog_end_offset(it->p->log);
     it->ls = plog_start_offset(it->p->log);
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first;
-    if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
-        if (it->fetch_offset > it->hw || it->fetch_offset < it->ls)
-            it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+    if (it->fetch_offset > it->hw || it->fetch_offset < it->ls) {
+        it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        return true;
+    }
+    /* Nothing to read (a consumer that is caught up) costs no budget. */
+    if (it->max_bytes <= 0 || (want <= 0 && !min_one) || it->fetch_offset == it->hw)
+        return true;
+    if (!dconv_begin(r, bud))
+        return true;
+    /* The fetch thread answers every long poll, old and new: it never
+     * converts, so a batch to decompress cannot hold up the others. The old
+     * consumer gets no records this time and fetches again at once; that
+     * request converts on an I/O thread. */
+    if (fs->fetch_thread) {
+        int64_t w = fetch_dconv_wait_ms(r->b, bud->cap);
+        if (w > 0)
+            bud->throttle_ms = w > INT32_MAX ? INT32_MAX : (int32_t)w;
+        bud->stopped = true;
         return true;
     }
     if (want < 0)
         want = 0;
+    /* Reading is work too: never more than the grant has left (plog_read
+     * still returns a first batch whole, checked below). */
+    int64_t rd = want > 0 ? want : 1;
+    if (rd > bud->limit - bud->used)
+        rd = bud->limit - bud->used;
     plog_read_result res;
-    int rc = plog_read(it->p->log, it->fetch_offset, want > 0 ? want : 1, -1, &res);
+    int rc = plog_read(it->p->log, it->fetch_offset, rd, -1, &res);
     it->hw = res.log_end_offset;
     it->ls = res.log_start_offset;
     if (rc != STORAGE_OK) {
@@ -542,10 +752,24 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
     }
     if (res.n == 0)
         return true;
-    /* plog_read returns at most want bytes, or the whole first batch. */
     size_t raw_len = (size_t)res.bytes;
-    uint8_t *raw = malloc(raw_len);
+    uint8_t *raw = NULL;
     dconv_out o = {0};
+    if ((int64_t)raw_len > bud->cap) {
+        /* A batch this large could never be converted: its raw bytes alone
+         * are more than one batch may decompress to. */
+        LOG_WARN_LIMITED(
+            &dconv_refused_rl, "fetch",
+            "cannot down-convert %.*s-%d at offset %lld for %s: its batch of %zu bytes is larger "
+            "than one conversion may handle (%lld)",
+            it->topic.len, it->topic.ptr, it->partition, (long long)it->fetch_offset, r->net->peer, raw_len,
+            (long long)bud->cap);
+        it->err = KAFKA_ERR_CORRUPT_MESSAGE;
+        goto out;
+    }
+    bud->used += (int64_t)raw_len;
+    bud->unsettled += (int64_t)raw_len;
+    raw = malloc(raw_len);
     if (raw == NULL || !read_ranges(&res, raw, raw_len)) {
         LOG_WARN("fetch", "cannot read %.*s-%d for a v%d fetch from %s", it->topic.len, it->topic.ptr,
                  it->partition, ver, r->net->peer);
@@ -553,10 +777,12 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
         goto out;
     }
     plog_read_release(&res);
-    int e = downconvert(raw, raw_len, it->fetch_offset, ver >= 2 ? 1 : 0, (size_t)want, min_one, &o);
+    int e = downconvert(r, raw, raw_len, it->fetch_offset, ver >= 2 ? 1 : 0, (size_t)want, min_one, &o, bud);
     if (e != BATCH_OK) {
-        LOG_WARN("fetch", "down-converting %.*s-%d at offset %lld for %s stopped: %s", it->topic.len,
-                 it->topic.ptr, it->partition, (long long)it->fetch_offset, r->net->peer, batch_strerror(e));
+        LOG_WARN_LIMITED(
+            &dconv_refused_rl, "fetch", "down-converting %.*s-%d at offset %lld for %s stopped: %s%s",
+            it->topic.len, it->topic.ptr, it->partition, (long long)it->fetch_offset, r->net->peer,
+            batch_strerror(e), e == BATCH_ENOMEM ? " (a batch decompresses to more than the limit)" : "");
         if (o.len == 0)
             it->err = KAFKA_ERR_CORRUPT_MESSAGE;
     }
@@ -624,11 +850,22 @@ static bool build(breq *r, fstate *fs) {
             it->err = fs->by_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         bool ok = true;
         if (it->err == KAFKA_ERR_NONE)
-            ok = ver <= 3 ? read_item_legacy(r, it, &budget, &first) : read_item(r, fs, it, &budget, &first);
+            ok = ver <= 3 ? read_item_legacy(r, fs, it, &budget, &first)
+                          : read_item(r, fs, it, &budget, &first);
         if (!ok)
             return false;
         it->include = !fs->incremental || it->err != KAFKA_ERR_NONE || it->records_len > 0 ||
                       it->hw != it->sent_hw || it->hw != it->sent_lso || it->ls != it->sent_ls;
+    }
+
+    if (fs->dconv.started) {
+        dconv_budget *bud = &fs->dconv;
+        if (bud->stopped && !fs->fetch_thread)
+            LOG_DEBUG("fetch", "v%d fetch from %s stopped converting after %lld bytes of work%s", ver,
+                      r->net->peer, (long long)bud->used, bud->throttle_ms ? " (throttled)" : "");
+        fetch_dconv_settle(r->b, 0, bud->unsettled);
+        resp->throttle_time_ms = bud->throttle_ms;
+        *bud = (dconv_budget){0};
     }
 
     /* Group consecutive included items of one topic into a topic entry. */
@@ -688,6 +925,7 @@ static bool build(breq *r, fstate *fs) {
 static void fetch_finish(breq *r, void *arg, bool expired) {
     (void)expired;
     fstate *fs = arg;
+    fs->fetch_thread = true;
     bool ok = build(r, fs);
     release_items(r, fs);
     if (!ok) {
@@ -716,14 +954,22 @@ breq_status api_fetch(breq *r) {
         return BREQ_CLOSE;
     }
 
-    if (req->max_wait_ms > 0 && fs->min_bytes > 0 && !fetch_ready(r, fs)) {
+    /* Old consumers wait while the down-conversion budget is empty, as
+     * throttled clients of old Kafka brokers did (the response is held for
+     * the throttle time, whatever the max wait; at most a second), so a
+     * throttled consumer does not spin. */
+    int64_t throttle = ver <= 3 ? fetch_dconv_wait_ms(r->b, dconv_cap(r)) : 0;
+    bool data = fs->min_bytes <= 0 || fetch_ready(r, fs);
+    if ((req->max_wait_ms > 0 && !data) || throttle > 0) {
         partition **parts = breq_calloc(r, (size_t)fs->n, sizeof *parts);
         int np = 0;
         for (int i = 0; parts != NULL && i < fs->n; i++)
             if (fs->items[i].p != NULL)
                 parts[np++] = fs->items[i].p;
-        int64_t deadline = fetch_now_ms() + req->max_wait_ms;
-        if (parts != NULL && fetch_wait(r->b, r, parts, np, deadline, fetch_ready, fetch_finish, fs))
+        int64_t wait = throttle > 0 ? (throttle < 1000 ? throttle : 1000) : req->max_wait_ms;
+        int64_t deadline = fetch_now_ms() + wait;
+        fetch_ready_fn ready = throttle > 0 ? fetch_ready_throttled : fetch_ready;
+        if (parts != NULL && fetch_wait(r->b, r, parts, np, deadline, ready, fetch_finish, fs))
             return BREQ_ASYNC;
     }
     bool ok = build(r, fs);

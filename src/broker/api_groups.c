@@ -66,6 +66,26 @@ static void endpoint(breq *r, const char **host, int32_t *port) {
     *port = l && l->port != 0 ? l->port : (int32_t)broker_port(r->b);
 }
 
+/* Refused coordinator lookups: a transactional producer retries them in a
+ * loop, so at most so many lines a second. */
+static log_ratelimit refused_coordinator_rl = LOG_RATELIMIT_DEFAULT;
+
+static void log_refused(breq *r, int8_t type, kstr key, int32_t n_keys) {
+    kstr cid = r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c("");
+    if (type == 1)
+        LOG_INFO_LIMITED(&refused_coordinator_rl, "groups",
+                         "refused FindCoordinator v%d for transactional id '%.*s'%s from %s (client '%.*s'): "
+                         "transactions are not supported yet; answered COORDINATOR_NOT_AVAILABLE",
+                         r->hdr.api_version, key.len > 0 ? key.len : 0, key.len > 0 ? key.ptr : "",
+                         n_keys > 1 ? " and others" : "", r->net->peer, cid.len, cid.ptr);
+    else
+        LOG_INFO_LIMITED(
+            &refused_coordinator_rl, "groups",
+            "refused FindCoordinator v%d with unknown key type %d from %s (client '%.*s'); answered "
+            "INVALID_REQUEST",
+            r->hdr.api_version, type, r->net->peer, cid.len, cid.ptr);
+}
+
 static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, kstr *host, int32_t *port) {
     *node = -1;
     *host = kstr_c("");
@@ -87,6 +107,12 @@ static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, ks
 breq_status api_find_coordinator(breq *r) {
     const kafka_find_coordinator_request *req = r->req;
     kafka_find_coordinator_response *resp = r->resp;
+    if (req->key_type != 0)
+        log_refused(r, req->key_type,
+                    r->hdr.api_version < 4            ? req->key
+                    : req->coordinator_keys_count > 0 ? req->coordinator_keys[0]
+                                                      : kstr_c(""),
+                    r->hdr.api_version < 4 ? 1 : req->coordinator_keys_count);
     if (r->hdr.api_version < 4) {
         resp->error_code =
             coordinator_for(r, req->key_type, req->key, &resp->node_id, &resp->host, &resp->port);

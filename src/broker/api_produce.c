@@ -20,6 +20,11 @@
  * exceeds max.message.bytes. Timestamps carry over (-1 for magic 0). As with
  * Kafka, below v3 the magic is not tied to the request version: magic-2
  * batches on v0-2 take the normal path, and a v0 request may carry magic 1.
+ * A compressed wrapper may decompress a thousandfold, so that work is
+ * charged to the broker-wide conversion budget (fetch.h) it shares with Fetch
+ * down-conversion; while the budget is used up (or past the request's work
+ * deadline) wrappers are refused with REQUEST_TIMED_OUT, which producers
+ * retry, and throttle_time_ms says when to.
  *
  * acks: 0 sends no response (but closes the connection if any partition
  * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
@@ -113,14 +118,24 @@ typedef struct legacy_chunk {
     size_t batch_len;
 } legacy_chunk;
 
+/* Producers whose conversions the budget refused: at most so many lines. */
+static log_ratelimit conv_refused_rl = LOG_RATELIMIT_DEFAULT;
+
 /* Converts a legacy message set into magic-2 batches in r's arena (see the
- * top of the file). Returns 0 with *out / *out_len set, or a Kafka error. */
-static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t **out, size_t *out_len) {
+ * top of the file). Returns 0 with *out / *out_len set, or a Kafka error;
+ * *throttle_ms is raised when the conversion budget refused the work. */
+static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t **out, size_t *out_len,
+                              int32_t *throttle_ms) {
     const uint8_t *buf = records.ptr;
     size_t len = (size_t)records.len;
     int64_t max_msg = t->cfg.max_message_bytes;
-    /* Decompressed bytes allowed per wrapper, as storage allows per batch. */
+    /* Decompressed bytes allowed per wrapper, as storage allows per batch,
+     * and never more than one request's conversion limit (so the broker-wide
+     * budget, whose burst is at least that, can always cover it). */
     size_t max_uncompressed = (size_t)max_msg * 64;
+    int64_t conv_limit = r->b->cfg ? r->b->cfg->conversion_max_bytes_per_request : 0;
+    if (conv_limit > 0 && (uint64_t)conv_limit < max_uncompressed)
+        max_uncompressed = (size_t)conv_limit;
     /* Every entry is at least 26 bytes, so this bounds the chunk count. */
     size_t cap = len / (LEGACY_LOG_OVERHEAD + LEGACY_MIN_MESSAGE_V0) + 1;
     legacy_chunk *chunks = breq_calloc(r, cap, sizeof *chunks);
@@ -150,8 +165,31 @@ static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t *
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         legacy_chunk *c = &chunks[i];
+        /* A wrapper of a few KB may decompress to max_uncompressed (twice:
+         * legacy_to_batch validates, then converts): it reserves that from
+         * the broker-wide conversion budget before it starts, as Fetch
+         * down-conversion does, and pays what it really did afterwards. */
+        int64_t reserved = c->codec != 0 ? (int64_t)max_uncompressed : 0;
+        if (reserved > 0 && (breq_should_stop(r) || !fetch_dconv_reserve(r->b, reserved))) {
+            int64_t wait = fetch_dconv_wait_ms(r->b, reserved);
+            if (wait < 1)
+                wait = 1;
+            if (wait > *throttle_ms)
+                *throttle_ms = wait > INT32_MAX ? INT32_MAX : (int32_t)wait;
+            LOG_INFO_LIMITED(
+                &conv_refused_rl, "produce",
+                "refused a compressed legacy message set to %s from %s: the conversion budget "
+                "(sluice.conversion.max.bytes.per.second) is used up; answered REQUEST_TIMED_OUT",
+                t->name, r->net->peer);
+            return KAFKA_ERR_REQUEST_TIMED_OUT;
+        }
+        size_t dec = 0;
         int e = legacy_to_batch(buf + c->pos, c->len, &r->mem, max_uncompressed, c->codec, false, &c->batch,
-                                &c->batch_len);
+                                &c->batch_len, &dec);
+        int64_t work = c->codec == 0 ? (int64_t)c->len
+                       : dec > 0     ? 2 * (int64_t)dec
+                                     : (int64_t)max_uncompressed;
+        fetch_dconv_settle(r->b, reserved, work);
         if (e != BATCH_OK)
             return legacy_error(e);
         total += c->batch_len;
@@ -220,6 +258,7 @@ breq_status api_produce(breq *r) {
     bool bad_acks = req->acks != 0 && req->acks != 1 && req->acks != -1;
     int64_t now = clock_wall_ms();
     int failed = 0;
+    int32_t throttle_ms = 0; /* the conversion budget refused some work */
 
     int32_t nt = req->topic_data_count > 0 ? req->topic_data_count : 0;
     resp->responses = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->responses) : NULL;
@@ -268,7 +307,7 @@ breq_status api_produce(breq *r) {
             plog_append_info info;
             info.error_record = -1;
             if (err == KAFKA_ERR_NONE && is_legacy_set(ver, pd->records))
-                err = legacy_convert(r, t, pd->records, &data, &data_len);
+                err = legacy_convert(r, t, pd->records, &data, &data_len, &throttle_ms);
             else if (err == KAFKA_ERR_NONE)
                 err = check_version_rules(ver, pd->records, &why);
             if (err == KAFKA_ERR_NONE) {
@@ -297,7 +336,7 @@ breq_status api_produce(breq *r) {
         if (t != NULL)
             topic_release(r->b->topics, t);
     }
-    resp->throttle_time_ms = 0;
+    resp->throttle_time_ms = throttle_ms;
     if (req->acks == 0) {
         if (failed) {
             LOG_INFO("produce", "closing connection from %s: %d partition(s) failed in an acks=0 produce",

@@ -127,6 +127,9 @@ int broker_start(broker *b) {
 uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
 
 void broker_shutdown(broker *b) {
+    /* Handlers in the middle of long work wrap up with what they have, so
+     * the drain below waits for them for milliseconds, not their deadline. */
+    atomic_store(&b->draining, true);
     /* Long-polling fetches are answered first, so that the network layer's
      * drain of in-flight requests does not wait out their max_wait_ms. */
     fetch_mgr_shutdown(b);

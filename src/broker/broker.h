@@ -6,12 +6,14 @@
  * Lifecycle: broker_create() validates and opens everything it needs (log
  * directories, listeners) and fails with a log line naming the problem;
  * broker_start() starts serving; broker_shutdown() stops accepting, lets
- * in-flight requests finish, flushes and closes cleanly.
+ * in-flight requests finish (long work inside them, such as down-conversion,
+ * stops at once: see `draining`), flushes and closes cleanly.
  */
 #ifndef SLUICE_BROKER_BROKER_H
 #define SLUICE_BROKER_BROKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +35,9 @@ struct broker {
     pthread_mutex_t hk_mu;
     pthread_cond_t hk_cond;
     bool stopping;
+    /* Set first thing on shutdown: handlers still working on a request
+     * (breq_should_stop) answer with what they have instead of finishing. */
+    atomic_bool draining;
 };
 
 typedef struct broker broker;

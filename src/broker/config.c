@@ -305,6 +305,22 @@ static const config_def broker_defs[] = {
      .doc = "Serve fetched record bytes with sendfile() from segment files (true) or by reading them into a "
             "buffer and writing that (false). Zero copy saves CPU on a real network interface; on loopback "
             "the copying path can be faster. The default may change with the fetch benchmark."},
+    LONG("sluice.conversion.max.bytes.per.request", "134217728", 1048576, (int64_t)1 << 40,
+         B(conversion_max_bytes_per_request), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Work one Fetch v0-3 request may cause converting batches to the old message formats: bytes "
+         "read, decompressed and written. When it is used up the response carries what is converted so "
+         "far. No batch is decompressed past this (or 64 MiB): a larger one is answered CORRUPT_MESSAGE."),
+    LONG("sluice.conversion.max.bytes.per.second", "268435456", 1048576, (int64_t)1 << 40,
+         B(conversion_max_bytes_per_second), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Record-format conversion work the whole broker does per second for old clients: Fetch v0-3 "
+         "down-conversion (as above) and the decompression of Produce v0-2 message sets. When it is used "
+         "up, Fetch v0-3 requests are held (at most a second) and answered with throttle_time_ms, and "
+         "Produce v0-2 partitions that need decompressing get REQUEST_TIMED_OUT (producers retry), so "
+         "conversion cannot take every I/O thread."),
+    LONG("sluice.request.work.max.ms", "5000", 1, 3600000, B(request_work_max_ms),
+         CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Longest a request handler keeps working on one request (Fetch down-conversion) before it "
+         "answers with what it has. Shutdown stops such work at once."),
     INT("sluice.max.inflight.requests.per.connection", "100", 1, 10000,
         B(max_inflight_requests_per_connection), CONFIG_F_SLUICE,
         "Pipelined requests read from one connection before earlier ones are answered; beyond it the "

@@ -267,6 +267,9 @@ typedef struct broker_config {
 
     /* Sluice's own */
     bool fetch_zero_copy;
+    int64_t conversion_max_bytes_per_request;
+    int64_t conversion_max_bytes_per_second;
+    int64_t request_work_max_ms;
     int32_t max_inflight_requests_per_connection;
     int64_t connection_max_buffered_bytes;
 

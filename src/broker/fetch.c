@@ -10,6 +10,11 @@
  *
  * Sessions: a second mutex (smu) guards the session table; the API handler
  * holds it while it reads or updates one session (short, no I/O).
+ *
+ * The down-conversion budget is a token bucket (core/tbucket.h) with its own
+ * lock; its burst is the larger of the per-second rate and the per-request
+ * limit, so one batch's reservation (at most the per-request limit) is
+ * always reachable.
  */
 #include "broker/fetch.h"
 
@@ -23,6 +28,7 @@
 #include "broker/broker.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/tbucket.h"
 
 typedef struct fetch_waiter fetch_waiter;
 
@@ -59,9 +65,40 @@ struct fetch_mgr {
     int n_sessions;
     int64_t slots; /* cached partitions across sessions */
     uint64_t rng;
+
+    tbucket dconv; /* down-conversion work, bytes */
 };
 
 int64_t fetch_now_ms(void) { return clock_mono_ms(); }
+
+/* ---- down-conversion budget ---------------------------------------------- */
+
+bool fetch_dconv_reserve(broker *b, int64_t n) {
+    fetch_mgr *m = b->fetch;
+    if (m == NULL || n <= 0)
+        return m == NULL ? false : true;
+    int64_t now = fetch_now_ms();
+    int64_t got = tbucket_take(&m->dconv, n, now);
+    if (got == n)
+        return true;
+    tbucket_give(&m->dconv, got, now);
+    return false;
+}
+
+void fetch_dconv_settle(broker *b, int64_t reserved, int64_t used) {
+    fetch_mgr *m = b->fetch;
+    if (m == NULL)
+        return;
+    if (used < reserved)
+        tbucket_give(&m->dconv, reserved - used, fetch_now_ms());
+    else if (used > reserved)
+        tbucket_charge(&m->dconv, used - reserved, fetch_now_ms());
+}
+
+int64_t fetch_dconv_wait_ms(broker *b, int64_t n) {
+    fetch_mgr *m = b->fetch;
+    return m == NULL ? 0 : tbucket_wait_ms(&m->dconv, n, fetch_now_ms());
+}
 
 /* ---- waiters ------------------------------------------------------------ */
 
@@ -156,6 +193,10 @@ int fetch_mgr_start(broker *b) {
     pthread_cond_init(&m->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&m->smu, NULL);
+    const broker_config *cfg = b->cfg;
+    int64_t per_request = cfg ? cfg->conversion_max_bytes_per_request : (int64_t)128 << 20;
+    int64_t rate = cfg ? cfg->conversion_max_bytes_per_second : (int64_t)256 << 20;
+    tbucket_init(&m->dconv, rate, rate > per_request ? rate : per_request, fetch_now_ms());
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     m->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)m << 17);
@@ -197,6 +238,7 @@ void fetch_mgr_destroy(broker *b) {
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->smu);
+    tbucket_destroy(&m->dconv);
     free(m);
     b->fetch = NULL;
 }

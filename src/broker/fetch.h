@@ -23,6 +23,17 @@
  * recently used session is evicted (its client gets FETCH_SESSION_ID_NOT_FOUND
  * and starts over with a full fetch, as the protocol intends).
  *
+ * Down-conversion budget. Converting batches for old consumers (Fetch v0-3)
+ * costs CPU out of all proportion to the request's size: a 1 MB gzip batch
+ * can decompress to 1 GB. So that work is metered in bytes (read,
+ * decompressed and written) against a broker-wide token bucket
+ * (sluice.conversion.max.bytes.per.second). Decompressing a batch
+ * reserves the most it may produce before it starts and gives back what it
+ * did not use, so the bucket bounds how many decompressions run at once as
+ * well as how much they do; reads and written bytes are charged afterwards
+ * (which may leave the bucket in debt, paid off before the next
+ * reservation). The per-request limit is the handler's (api_fetch.c).
+ *
  * Limits: FETCH_WAITERS_MAX waiters (beyond that a fetch answers at once),
  * FETCH_SESSIONS_MAX sessions, FETCH_SESSION_PARTITIONS_MAX partitions in one
  * session and FETCH_SESSION_SLOTS_MAX across all of them.
@@ -74,6 +85,17 @@ bool fetch_wait(broker *b, breq *r, partition *const *parts, int n, int64_t dead
 
 /* Monotonic clock in milliseconds (the waiters' deadlines). */
 int64_t fetch_now_ms(void);
+
+/* ---- down-conversion budget ---------------------------------------------- */
+
+/* Reserves n bytes of work (one batch's decompression). False, with nothing
+ * taken, when the budget cannot cover all of it now. */
+bool fetch_dconv_reserve(broker *b, int64_t n);
+/* Settles a reservation: gives back what was not used, or charges what was
+ * used beyond it (reserved 0: work done without a reservation). */
+void fetch_dconv_settle(broker *b, int64_t reserved, int64_t used);
+/* Milliseconds until n bytes can be reserved (0: now). */
+int64_t fetch_dconv_wait_ms(broker *b, int64_t n);
 
 /* ---- sessions ---------------------------------------------------------- */
 

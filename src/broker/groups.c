@@ -102,6 +102,48 @@ static int shard_append(void *ctx, const gcoord_record *recs, int n, bool snapsh
     return append_batches(s, recs, n, &first);
 }
 
+/* ---- events ---------------------------------------------------------------- */
+
+/* Rebalances are client-driven (a consumer that restarts in a loop causes
+ * one each time): a line each, at most so many a second per kind. */
+static log_ratelimit rebalance_start_rl = LOG_RATELIMIT_DEFAULT;
+static log_ratelimit rebalance_done_rl = LOG_RATELIMIT_DEFAULT;
+
+static void shard_event(void *ctx, const gcoord_event *ev) {
+    const groups_shard *s = ctx;
+    const kstr none = kstr_c("none");
+    kstr ptype = ev->protocol_type.len >= 0 ? ev->protocol_type : none;
+    switch (ev->kind) {
+    case GCOORD_EV_REBALANCE_START:
+        LOG_INFO_LIMITED(
+            &rebalance_start_rl, "groups",
+            "preparing to rebalance group '%.*s' (%s, generation %d, protocol type %.*s): %s; %d members "
+            "now; coordinator %s-%d",
+            ev->group_id.len, ev->group_id.ptr, gcoord_state_name(ev->from), ev->generation, ptype.len,
+            ptype.ptr, ev->reason, ev->n_members, GROUPS_OFFSETS_TOPIC, s->index);
+        break;
+    case GCOORD_EV_REBALANCE_DONE:
+        if (ev->n_members == 0) {
+            LOG_INFO_LIMITED(&rebalance_done_rl, "groups",
+                             "group '%.*s' is empty after its rebalance (generation %d); coordinator %s-%d",
+                             ev->group_id.len, ev->group_id.ptr, ev->generation, GROUPS_OFFSETS_TOPIC,
+                             s->index);
+            break;
+        }
+        {
+            kstr proto = ev->protocol.len >= 0 ? ev->protocol : none;
+            kstr leader = ev->leader.len >= 0 ? ev->leader : none;
+            LOG_INFO_LIMITED(
+                &rebalance_done_rl, "groups",
+                "rebalanced group '%.*s': generation %d with %d members, protocol %.*s/%.*s, leader "
+                "%.*s; coordinator %s-%d",
+                ev->group_id.len, ev->group_id.ptr, ev->generation, ev->n_members, ptype.len, ptype.ptr,
+                proto.len, proto.ptr, leader.len, leader.ptr, GROUPS_OFFSETS_TOPIC, s->index);
+        }
+        break;
+    }
+}
+
 /* ---- loading --------------------------------------------------------------- */
 
 /* Replays the shard's partition into its machine (still loading). */
@@ -324,7 +366,7 @@ int groups_mgr_start(broker *b) {
         s->index = i;
         s->part = topic_partition(m->topic, i);
         gc.id_seed = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
-        gcoord_sink sink = {s, groups_api_join_done, groups_api_sync_done, shard_append};
+        gcoord_sink sink = {s, groups_api_join_done, groups_api_sync_done, shard_append, shard_event};
         s->sm = gcoord_create(&gc, &sink);
         if (s->part == NULL || s->sm == NULL)
             return -1;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "broker/apis.h"
+#include "broker/broker.h"
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
@@ -82,6 +83,10 @@ bool broker_api_filter(const kafka_api_info *api, void *ctx, int16_t *min, int16
     if (hi < *max)
         *max = hi;
     return true;
+}
+
+bool breq_should_stop(const breq *r) {
+    return atomic_load_explicit(&r->b->draining, memory_order_relaxed) || clock_mono_ns() > r->deadline_ns;
 }
 
 void *breq_alloc(breq *r, size_t n) { return arena_alloc(&r->mem, n); }
@@ -263,6 +268,14 @@ static void answer_unsupported_api_versions(breq *r) {
     breq_free(r);
 }
 
+/* Requests for APIs or versions the broker does not serve: a client that
+ * keeps retrying one must not flood the log. */
+static log_ratelimit refused_api_rl = LOG_RATELIMIT_DEFAULT;
+/* Requests that do not parse: as easy to send in a loop. */
+static log_ratelimit malformed_rl = LOG_RATELIMIT_DEFAULT;
+
+static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
+
 void broker_handle_request(void *ctx, net_request *nr) {
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -272,6 +285,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
     r->b = ctx;
     r->net = nr;
     r->start_ns = clock_mono_ns();
+    int64_t work_ms = r->b->cfg ? r->b->cfg->request_work_max_ms : 5000;
+    r->deadline_ns = r->start_ns + work_ms * 1000000;
     size_t limit = BREQ_ARENA_BASE + nr->len * BREQ_ARENA_PER_BYTE;
     arena_init(&r->mem, limit > BREQ_ARENA_MAX ? BREQ_ARENA_MAX : limit);
 
@@ -279,27 +294,35 @@ void broker_handle_request(void *ctx, net_request *nr) {
     wire_reader_init(&rd, nr->frame, nr->len);
     int rc = proto_request_header_parse(&rd, &r->hdr);
     if (rc != WIRE_OK) {
-        LOG_WARN("broker", "closing connection from %s: malformed request header (%s)", nr->peer,
-                 wire_strerror(rc));
+        LOG_WARN_LIMITED(&malformed_rl, "broker", "closing connection from %s: malformed request header (%s)",
+                         nr->peer, wire_strerror(rc));
         breq_close(r, true);
         return;
     }
     const broker_api *ba = broker_api_lookup(r->hdr.api_key);
     r->api = r->hdr.api;
     if (ba == NULL || r->api == NULL) {
-        LOG_WARN("broker", "closing connection from %s: api key %d (%s) is not served", nr->peer,
-                 r->hdr.api_key, r->api ? r->api->name : "unknown");
+        kstr cid = client_id_of(r);
+        LOG_INFO_LIMITED(
+            &refused_api_rl, "broker",
+            "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
+            r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
+            cid.ptr);
         breq_close(r, true);
         return;
     }
     int16_t ver = r->hdr.api_version;
     if (ver < ba->min_version || ver > ba->max_version || !proto_version_supported(r->hdr.api_key, ver)) {
-        if (r->hdr.api_key == KAFKA_API_API_VERSIONS) {
+        kstr cid = client_id_of(r);
+        bool av = r->hdr.api_key == KAFKA_API_API_VERSIONS;
+        LOG_INFO_LIMITED(
+            &refused_api_rl, "broker", "refused %s v%d from %s (client '%.*s'): served v%d-%d; %s",
+            r->api->name, ver, nr->peer, cid.len, cid.ptr, ba->min_version, ba->max_version,
+            av ? "answered UNSUPPORTED_VERSION with the supported ranges" : "closing the connection");
+        if (av) {
             answer_unsupported_api_versions(r);
             return;
         }
-        LOG_WARN("broker", "closing connection from %s: %s v%d is not supported (served: v%d-%d)", nr->peer,
-                 r->api->name, ver, ba->min_version, ba->max_version);
         breq_close(r, true);
         return;
     }
@@ -311,8 +334,9 @@ void broker_handle_request(void *ctx, net_request *nr) {
     }
     rc = r->api->request_decode(&rd, ver, &r->mem, r->req);
     if (rc != WIRE_OK) {
-        LOG_WARN("broker", "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
-                 nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        LOG_WARN_LIMITED(&malformed_rl, "broker",
+                         "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
+                         nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
         breq_close(r, true);
         return;
     }

@@ -14,6 +14,12 @@
  * acks=all produces), or ask for no response (acks=0 produce) or for the
  * connection to be closed.
  *
+ * Time: every request has a work deadline (sluice.request.work.max.ms after
+ * it reached a handler). Handlers whose work is not bounded by the request's
+ * size check breq_should_stop() as they go and answer with what they have
+ * (partial answers are legal where they use it: Fetch may return fewer
+ * bytes); a broker that shuts down makes them stop at once.
+ *
  * Bad input: an unknown API key, a body that does not decode, or an
  * unsupported version of an API other than ApiVersions closes the connection
  * with a log line naming the client, as Kafka does; ApiVersions at an
@@ -55,6 +61,7 @@ typedef struct breq {
     void *req;  /* decoded request struct */
     void *resp; /* response struct, initialised to defaults */
     int64_t start_ns;
+    int64_t deadline_ns; /* start + sluice.request.work.max.ms: see breq_should_stop */
     /* file ranges to splice into the encoded response (see wire_splice_fn) */
     breq_file_range *files;
     int n_files, cap_files;
@@ -90,6 +97,12 @@ void broker_handle_request(void *ctx, net_request *nr);
 void breq_complete(breq *r);
 /* Drops an asynchronous request without answering (connection closes). */
 void breq_abort(breq *r);
+
+/* Whether a handler doing long work for r (a loop whose cost the request's
+ * size does not bound, such as down-conversion) must stop now and answer
+ * with what it has: the request's work deadline has passed or the broker is
+ * shutting down. Cheap enough to call once per batch. */
+bool breq_should_stop(const breq *r);
 
 /* Allocation from the request's arena (zeroed); NULL when the request's
  * memory limit is reached. */

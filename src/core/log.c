@@ -1,9 +1,11 @@
 /*
  * log.c - see log.h. The only shared state is the level, the output fd and
  * two counters, all atomics, so no lock is needed: each line is formatted on
- * the caller's stack and leaves in one write().
+ * the caller's stack and leaves in one write(). Rate limiters keep their own
+ * state in atomics too (see log_ratelimit_allow_at).
  */
 #include "core/log.h"
+#include "core/clock.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -173,6 +175,53 @@ void log_vwrite(log_level level, const char *module, const char *ctx, const char
 }
 
 void log_write(log_level level, const char *module, const char *ctx, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, module, ctx, fmt, ap);
+    va_end(ap);
+}
+
+/* The state word: window number in the high 40 bits, lines written in that
+ * window in the low 24 (burst is capped below 2^24). */
+#define RL_COUNT_BITS 24
+#define RL_COUNT_MASK ((UINT64_C(1) << RL_COUNT_BITS) - 1)
+
+bool log_ratelimit_allow_at(log_ratelimit *rl, int64_t now_ms, uint64_t *suppressed) {
+    assert(rl->burst >= 1 && rl->burst < RL_COUNT_MASK && rl->interval_ms >= 1);
+    uint64_t window = now_ms > 0 ? (uint64_t)now_ms / rl->interval_ms : 0;
+    window &= (UINT64_C(1) << (64 - RL_COUNT_BITS)) - 1;
+    uint64_t cur = atomic_load(&rl->state);
+    /* Bounded in practice: each retry means another thread changed the word. */
+    for (;;) {
+        uint64_t w = cur >> RL_COUNT_BITS, n = cur & RL_COUNT_MASK;
+        uint64_t next;
+        if (w != window)
+            next = window << RL_COUNT_BITS | 1;
+        else if (n < rl->burst)
+            next = cur + 1;
+        else {
+            atomic_fetch_add(&rl->suppressed, 1);
+            return false;
+        }
+        if (atomic_compare_exchange_weak(&rl->state, &cur, next))
+            break;
+    }
+    *suppressed = atomic_exchange(&rl->suppressed, 0);
+    return true;
+}
+
+bool log_ratelimit_allow(log_ratelimit *rl, uint64_t *suppressed) {
+    return log_ratelimit_allow_at(rl, clock_mono_ms(), suppressed);
+}
+
+void log_write_suppressed(log_level level, const char *module, const char *ctx, uint64_t suppressed,
+                          const char *fmt, ...) {
+    char kv[LOG_KV_MAX];
+    if (suppressed > 0) {
+        snprintf(kv, sizeof kv, "%s%ssuppressed=%llu", ctx ? ctx : "", ctx && ctx[0] ? " " : "",
+                 (unsigned long long)suppressed);
+        ctx = kv;
+    }
     va_list ap;
     va_start(ap, fmt);
     log_vwrite(level, module, ctx, fmt, ap);

@@ -20,6 +20,14 @@
  * thread at any time (the config key log.level and the environment variable
  * SLUICE_LOG_LEVEL feed it). The LOG_* macros test the level before
  * evaluating their arguments, so a disabled debug line costs one load.
+ *
+ * Rate limits. A line that a client can cause at will (a refused request, a
+ * rebalance) goes through a log_ratelimit: at most `burst` such lines per
+ * `interval_ms` window; lines beyond that are counted, not written, and the
+ * next line written carries "suppressed=N" so the reader knows how many of its
+ * kind were lost. One limiter per kind of line, usually a static next to the
+ * call (LOG_RATELIMIT_INIT); the LOG_*_LIMITED macros evaluate their
+ * arguments only for lines that are written.
  */
 #ifndef SLUICE_CORE_LOG_H
 #define SLUICE_CORE_LOG_H
@@ -85,6 +93,35 @@ char *log_kv_tpo(char buf[LOG_KV_MAX], const char *topic, int32_t partition, int
 uint64_t log_lines_written(void);
 uint64_t log_lines_truncated(void);
 
+/* ---- rate limits ----------------------------------------------------------- */
+
+/* One kind of line. The state is one atomic word (window number and the
+ * lines written in it) plus the count suppressed since the last line written,
+ * so any thread may use a limiter without a lock. */
+typedef struct log_ratelimit {
+    uint32_t burst;       /* lines per window, >= 1 */
+    uint32_t interval_ms; /* window length, >= 1 */
+    _Atomic uint64_t state;
+    _Atomic uint64_t suppressed;
+} log_ratelimit;
+
+#define LOG_RATELIMIT_INIT(burst_, interval_ms_) \
+    { .burst = (burst_), .interval_ms = (interval_ms_) }
+
+/* The limiter most client-triggered INFO lines use: 10 a second per kind. */
+#define LOG_RATELIMIT_DEFAULT LOG_RATELIMIT_INIT(10, 1000)
+
+/* Whether a line of rl's kind may be written at monotonic time now_ms. On
+ * true, *suppressed gets the lines refused since the last one allowed (and
+ * the count restarts); on false the refusal is counted. */
+bool log_ratelimit_allow_at(log_ratelimit *rl, int64_t now_ms, uint64_t *suppressed);
+/* The same on the monotonic clock. */
+bool log_ratelimit_allow(log_ratelimit *rl, uint64_t *suppressed);
+
+/* log_write with " suppressed=N" added to the context when N > 0. */
+void log_write_suppressed(log_level level, const char *module, const char *ctx, uint64_t suppressed,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* ---- macros --------------------------------------------------------------- */
 
 #define LOG_AT_(lvl, mod, ctx, ...)                      \
@@ -108,6 +145,21 @@ uint64_t log_lines_truncated(void);
 #define LOG_INFO_KV(mod, ctx, ...)  LOG_AT_(LOG_LEVEL_INFO, mod, ctx, __VA_ARGS__)
 #define LOG_DEBUG_KV(mod, ctx, ...) LOG_AT_(LOG_LEVEL_DEBUG, mod, ctx, __VA_ARGS__)
 #define LOG_TRACE_KV(mod, ctx, ...) LOG_AT_(LOG_LEVEL_TRACE, mod, ctx, __VA_ARGS__)
+
+/* Rate-limited lines, e.g.
+ *   static log_ratelimit rl = LOG_RATELIMIT_DEFAULT;
+ *   LOG_INFO_LIMITED(&rl, "broker", "refused %s from %s", name, peer);
+ * Arguments are evaluated only when the line is written. */
+#define LOG_LIMITED_(lvl, rl, mod, ctx, ...)                                  \
+    do {                                                                      \
+        uint64_t log_sup_;                                                    \
+        if (log_enabled(lvl) && log_ratelimit_allow((rl), &log_sup_))         \
+            log_write_suppressed((lvl), (mod), (ctx), log_sup_, __VA_ARGS__); \
+    } while (0)
+
+#define LOG_WARN_LIMITED(rl, mod, ...)         LOG_LIMITED_(LOG_LEVEL_WARN, rl, mod, NULL, __VA_ARGS__)
+#define LOG_INFO_LIMITED(rl, mod, ...)         LOG_LIMITED_(LOG_LEVEL_INFO, rl, mod, NULL, __VA_ARGS__)
+#define LOG_INFO_KV_LIMITED(rl, mod, ctx, ...) LOG_LIMITED_(LOG_LEVEL_INFO, rl, mod, ctx, __VA_ARGS__)
 
 /* ---- inline implementation ----------------------------------------------- */
 

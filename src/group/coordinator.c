@@ -986,7 +986,21 @@ static int32_t max_rebalance_timeout(const gcoord_group *g) {
 
 static void complete_join(gcoord *c, gcoord_group *g, int64_t now);
 
-static void prepare_rebalance(gcoord *c, gcoord_group *g, int64_t now) {
+static kstr ks_or_null(const char *s) { return s ? kstr_c(s) : KSTR_NULL; }
+
+static void emit(gcoord *c, const gcoord_event *ev) {
+    if (c->sink.event)
+        c->sink.event(c->sink.ctx, ev);
+}
+
+static void prepare_rebalance(gcoord *c, gcoord_group *g, int64_t now, const char *reason) {
+    emit(c, &(gcoord_event){.kind = GCOORD_EV_REBALANCE_START,
+                            .group_id = kstr_c(g->id),
+                            .generation = g->generation,
+                            .n_members = g->n_members,
+                            .protocol_type = ks_or_null(g->protocol_type),
+                            .reason = reason,
+                            .from = g->state});
     if (g->state == GCOORD_COMPLETING_REBALANCE) {
         /* Members waiting for the assignment must rejoin. */
         for (int i = 0; i < g->n_members; i++) {
@@ -1042,6 +1056,12 @@ static void complete_join(gcoord *c, gcoord_group *g, int64_t now) {
     g->protocol = NULL;
     if (g->n_members == 0) {
         set_state(g, GCOORD_EMPTY, now);
+        emit(c, &(gcoord_event){.kind = GCOORD_EV_REBALANCE_DONE,
+                                .group_id = kstr_c(g->id),
+                                .generation = g->generation,
+                                .protocol_type = ks_or_null(g->protocol_type),
+                                .protocol = KSTR_NULL,
+                                .leader = KSTR_NULL});
         store_group(c, g);
         return;
     }
@@ -1052,6 +1072,13 @@ static void complete_join(gcoord *c, gcoord_group *g, int64_t now) {
         g->leader = strdup(g->members[0]->member_id);
     }
     set_state(g, GCOORD_COMPLETING_REBALANCE, now);
+    emit(c, &(gcoord_event){.kind = GCOORD_EV_REBALANCE_DONE,
+                            .group_id = kstr_c(g->id),
+                            .generation = g->generation,
+                            .n_members = g->n_members,
+                            .protocol_type = ks_or_null(g->protocol_type),
+                            .protocol = ks_or_null(g->protocol),
+                            .leader = ks_or_null(g->leader)});
     g->sync_deadline = now + max_rebalance_timeout(g);
     arm(c, g->sync_deadline);
     for (int i = 0; i < g->n_members; i++) {
@@ -1149,13 +1176,13 @@ static void join_static_replace(gcoord *c, gcoord_group *g, gcoord_member *m, co
             return;
         }
         m->join_token = token;
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "static member rejoined with new protocols");
         maybe_complete_join(c, g, now);
         return;
     }
     case GCOORD_COMPLETING_REBALANCE:
         m->join_token = token;
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "static member replaced during a rebalance");
         maybe_complete_join(c, g, now);
         return;
     case GCOORD_PREPARING_REBALANCE:
@@ -1216,7 +1243,7 @@ static void join_new(gcoord *c, gcoord_group *g, const gcoord_join_req *req, voi
     m->join_token = token;
     m->hb_deadline = now + m->session_timeout_ms;
     if (g->state != GCOORD_PREPARING_REBALANCE)
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "member joined");
     else if (g->initial_delay_end > 0)
         g->new_member_added = true;
     maybe_complete_join(c, g, now);
@@ -1241,7 +1268,7 @@ static void join_known(gcoord *c, gcoord_group *g, const gcoord_join_req *req, v
         m->join_token = token;
         m->hb_deadline = now + m->session_timeout_ms;
         if (g->state != GCOORD_PREPARING_REBALANCE)
-            prepare_rebalance(c, g, now);
+            prepare_rebalance(c, g, now, "member joined");
         else if (g->initial_delay_end > 0)
             g->new_member_added = true;
         maybe_complete_join(c, g, now);
@@ -1290,7 +1317,7 @@ static void join_known(gcoord *c, gcoord_group *g, const gcoord_join_req *req, v
     }
     m->join_token = token;
     if (g->state != GCOORD_PREPARING_REBALANCE)
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "member rejoined");
     maybe_complete_join(c, g, now);
 }
 
@@ -1472,7 +1499,7 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
                 sync_answer(c, t, (int16_t)rc, g, (kbytes){NULL, 0});
             }
         }
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "group state could not be stored");
         return;
     }
     set_state(g, GCOORD_STABLE, now);
@@ -1522,11 +1549,11 @@ int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance
 }
 
 /* After a member is gone: rebalance (or finish the join phase). */
-static void after_removal(gcoord *c, gcoord_group *g, int64_t now) {
+static void after_removal(gcoord *c, gcoord_group *g, int64_t now, const char *reason) {
     switch (g->state) {
     case GCOORD_STABLE:
     case GCOORD_COMPLETING_REBALANCE:
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, reason);
         maybe_complete_join(c, g, now);
         break;
     case GCOORD_PREPARING_REBALANCE:
@@ -1564,7 +1591,7 @@ int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id,
             return KAFKA_ERR_UNKNOWN_MEMBER_ID;
     }
     drop_member(c, g, m, KAFKA_ERR_UNKNOWN_MEMBER_ID);
-    after_removal(c, g, now);
+    after_removal(c, g, now, "member left");
     maybe_snapshot(c);
     return 0;
 }
@@ -1862,7 +1889,7 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
         }
     }
     if (removed)
-        after_removal(c, g, now);
+        after_removal(c, g, now, "member session expired");
     if (g->state == GCOORD_PREPARING_REBALANCE && g->join_deadline <= now) {
         if (g->initial_delay_end > 0) {
             /* Initial delay: keep waiting while members keep arriving, but
@@ -1888,7 +1915,7 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
         for (int i = g->n_members - 1; i >= 0; i--)
             if (!g->members[i]->synced)
                 drop_member(c, g, g->members[i], KAFKA_ERR_UNKNOWN_MEMBER_ID);
-        prepare_rebalance(c, g, now);
+        prepare_rebalance(c, g, now, "the leader did not send the assignment in time");
         maybe_complete_join(c, g, now);
     }
     if (g->state == GCOORD_PREPARING_REBALANCE && g->join_deadline < *next)

@@ -14,7 +14,10 @@
  *     into the call): 0, or a Kafka error code. A snapshot append replaces
  *     everything written before it (the owner may then drop older records);
  *   - timers are deadlines kept inside: gcoord_next_deadline() says when the
- *     owner must next call gcoord_tick().
+ *     owner must next call gcoord_tick();
+ *   - event (optional) tells the owner what an operator should see: a
+ *     rebalance starting (with its reason) and ending (generation, members,
+ *     protocol, leader).
  * Other requests (Heartbeat, OffsetCommit ...) are answered by the return
  * value of their entry point.
  *
@@ -182,11 +185,32 @@ typedef struct gcoord_record {
     kbytes value; /* len -1: tombstone */
 } gcoord_record;
 
+/* What an operator wants to know about a group (the owner logs it). */
+typedef enum gcoord_event_kind {
+    GCOORD_EV_REBALANCE_START = 1, /* the group enters PreparingRebalance */
+    GCOORD_EV_REBALANCE_DONE = 2,  /* the join phase ended: a new generation (or Empty) */
+} gcoord_event_kind;
+
+typedef struct gcoord_event {
+    gcoord_event_kind kind;
+    kstr group_id;
+    int32_t generation; /* START: the one ending; DONE: the new one */
+    int n_members;      /* START: members now (the change included); DONE: of the new generation */
+    kstr protocol_type; /* may be null */
+    kstr protocol;      /* DONE: the protocol chosen; null when Empty */
+    kstr leader;        /* DONE: null when Empty */
+    const char *reason; /* START: why, e.g. "member joined" */
+    gcoord_state from;  /* START: the state before */
+} gcoord_event;
+
 typedef struct gcoord_sink {
     void *ctx;
     void (*join_done)(void *ctx, void *token, const gcoord_join_result *res);
     void (*sync_done)(void *ctx, void *token, const gcoord_sync_result *res);
     int (*append)(void *ctx, const gcoord_record *recs, int n, bool snapshot);
+    /* Optional (may be NULL). Called during the event that caused it; the
+     * event's strings are valid only during the call. */
+    void (*event)(void *ctx, const gcoord_event *ev);
 } gcoord_sink;
 
 typedef struct gcoord gcoord;

@@ -177,9 +177,11 @@ int legacy_peek_magic(const uint8_t *buf, size_t len) {
 }
 
 int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec,
-                    bool keep_offsets, uint8_t **out, size_t *out_len) {
+                    bool keep_offsets, uint8_t **out, size_t *out_len, size_t *decompressed) {
     *out = NULL;
     *out_len = 0;
+    if (decompressed)
+        *decompressed = 0;
     /* Pass one counts (and checks everything); pass two decompresses again
      * into a and collects records. Twice the codec work, but no guess at
      * an array size: legacy producers are a rare path. */
@@ -216,6 +218,8 @@ int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompr
             max_ts = m.timestamp;
         i++;
     }
+    if (decompressed)
+        *decompressed = max_uncompressed - it.max_uncompressed;
     if (it.err != BATCH_OK)
         return it.err;
     if (i != n)

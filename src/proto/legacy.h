@@ -92,9 +92,11 @@ int legacy_peek_magic(const uint8_t *buf, size_t len);
  * offsets (which must then strictly increase); otherwise base offset 0 and
  * deltas 0..n-1, as for a produce request whose offsets the broker assigns.
  * Timestamps carry over (-1 for magic 0); if the first message uses
- * LogAppendTime the batch does too. Everything comes from arena a. */
+ * LogAppendTime the batch does too. Everything comes from arena a.
+ * *decompressed (may be NULL) gets the bytes wrappers decompressed to (each
+ * is decompressed twice: once to validate, once to convert). */
 int legacy_to_batch(const uint8_t *buf, size_t len, arena *a, size_t max_uncompressed, int codec,
-                    bool keep_offsets, uint8_t **out, size_t *out_len);
+                    bool keep_offsets, uint8_t **out, size_t *out_len, size_t *decompressed);
 
 /* Appends one message (entry) to w: used to build message sets for old
  * consumers and in tests. magic 0 ignores timestamp. The CRC is computed. */

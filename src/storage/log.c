@@ -1137,9 +1137,12 @@ out:
 /* ---------------- timestamp lookup ---------------- */
 
 /* Within batch b of s: the first record with offset >= min_offset whose
- * timestamp >= ts. Returns false if there is none (the qualifying records
- * all lie below min_offset). If the records cannot be decoded the batch's
- * first offset >= min_offset stands in. */
+ * timestamp >= ts. Returns false if there is none because the qualifying
+ * records all lie below min_offset (b straddles the log start). If the
+ * records cannot be decoded, or none reaches ts although the batch's
+ * maxTimestamp says one does (a batch that lies), the batch's first offset
+ * >= min_offset stands in: so a lookup decodes at most two batches (the one
+ * straddling the log start and the next), not every lying batch after it. */
 static bool record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t min_offset, int64_t *off,
                           int64_t *ts_out) {
     int64_t base = b->base_offset > min_offset ? b->base_offset : min_offset;
@@ -1157,15 +1160,19 @@ static bool record_for_ts(segment *s, const seg_batch *b, int64_t ts, int64_t mi
         batch_iter it;
         batch_record rec;
         if (batch_iter_init(&it, buf, (size_t)b->size, &a) == BATCH_OK) {
-            found = false;
-            while (batch_iter_next(&it, &rec)) {
-                if (rec.offset >= min_offset && rec.timestamp >= ts) {
+            bool hit = false, below = false; /* below: a record reaches ts, but under min_offset */
+            while (!hit && batch_iter_next(&it, &rec)) {
+                if (rec.timestamp < ts)
+                    continue;
+                if (rec.offset >= min_offset) {
                     *off = rec.offset;
                     *ts_out = rec.timestamp;
-                    found = true;
-                    break;
+                    hit = true;
+                } else {
+                    below = true;
                 }
             }
+            found = hit || !below;
         }
     }
     arena_reset(&a);

@@ -36,7 +36,7 @@ static void check(const uint8_t *buf, size_t len) {
             uint8_t *b;
             size_t bl;
             int ce = legacy_to_batch(buf, len, &a, FUZZ_MAX_UNCOMPRESSED, keep ? BATCH_CODEC_LZ4 : 0, keep,
-                                     &b, &bl);
+                                     &b, &bl, NULL);
             if (ce == BATCH_OK) {
                 assert(batch_validate(b, bl, true, 8 * FUZZ_MAX_UNCOMPRESSED) == BATCH_OK);
                 batch_header h;

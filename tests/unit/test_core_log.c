@@ -1,11 +1,14 @@
 /*
  * test_core_log.c - the logging module (core/log.c): line format, level filtering (including
  * that disabled lines do not evaluate their arguments), key=value context,
- * visible truncation, level names, the environment variable, and that lines
- * written by concurrent threads never interleave.
+ * visible truncation, level names, the environment variable, that lines
+ * written by concurrent threads never interleave, and rate limits (windows,
+ * the suppressed count, no argument evaluation for suppressed lines, an
+ * exact bound under concurrent callers).
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -196,6 +199,72 @@ static void test_threads_do_not_interleave(void) {
     rmdir(dir);
 }
 
+static void test_ratelimit_windows(void) {
+    log_ratelimit rl = LOG_RATELIMIT_INIT(3, 1000);
+    uint64_t sup = 99;
+    /* Three lines pass in a window, the rest are counted. */
+    for (int i = 0; i < 3; i++) {
+        CHECK(log_ratelimit_allow_at(&rl, 5000 + i, &sup));
+        CHECK_EQ_INT(sup, 0);
+    }
+    for (int i = 0; i < 7; i++)
+        CHECK(!log_ratelimit_allow_at(&rl, 5500, &sup));
+    /* The next window lets lines through again; the first reports the loss. */
+    CHECK(log_ratelimit_allow_at(&rl, 6000, &sup));
+    CHECK_EQ_INT(sup, 7);
+    CHECK(log_ratelimit_allow_at(&rl, 6001, &sup));
+    CHECK_EQ_INT(sup, 0);
+    /* A long quiet gap is just a new window. */
+    CHECK(log_ratelimit_allow_at(&rl, 900000, &sup));
+    CHECK_EQ_INT(sup, 0);
+}
+
+static void test_ratelimit_lines(void) {
+    static log_ratelimit rl = LOG_RATELIMIT_INIT(2, 60000);
+    log_set_level(LOG_LEVEL_INFO);
+    evaluated = 0;
+    cap_begin();
+    for (int i = 0; i < 5; i++)
+        LOG_INFO_LIMITED(&rl, "m", "line %d", side_effect());
+    const char *s = cap_end();
+    /* Only the lines written evaluate their arguments. */
+    CHECK_EQ_INT(evaluated, 2);
+    CHECK(strstr(s, "line 1\n") != NULL && strstr(s, "line 2\n") != NULL && strstr(s, "line 3") == NULL);
+    /* The count reaches the next line written, appended to its context. */
+    uint64_t sup = 0;
+    CHECK(!log_ratelimit_allow(&rl, &sup));
+    atomic_store(&rl.state, 0); /* as if a window had passed */
+    cap_begin();
+    LOG_INFO_KV_LIMITED(&rl, "m", "group=g", "again");
+    s = cap_end();
+    CHECK(strstr(s, "INFO  [m] again group=g suppressed=4\n") != NULL);
+}
+
+#define RL_THREADS 4
+#define RL_TRIES   20000
+static log_ratelimit rl_shared = LOG_RATELIMIT_INIT(50, 1000);
+static _Atomic int rl_allowed;
+
+static void *rl_worker(void *arg) {
+    (void)arg;
+    uint64_t sup;
+    for (int i = 0; i < RL_TRIES; i++)
+        if (log_ratelimit_allow_at(&rl_shared, 123456, &sup))
+            atomic_fetch_add(&rl_allowed, 1);
+    return NULL;
+}
+
+static void test_ratelimit_threads(void) {
+    pthread_t th[RL_THREADS];
+    for (int i = 0; i < RL_THREADS; i++)
+        REQUIRE(pthread_create(&th[i], NULL, rl_worker, NULL) == 0);
+    for (int i = 0; i < RL_THREADS; i++)
+        pthread_join(th[i], NULL);
+    /* One window: exactly burst lines, every other try counted. */
+    CHECK_EQ_INT(atomic_load(&rl_allowed), 50);
+    CHECK_EQ_INT(atomic_load(&rl_shared.suppressed), RL_THREADS * RL_TRIES - 50);
+}
+
 int main(void) {
     unsetenv(LOG_ENV_LEVEL);
     UNIT_RUN(test_format);
@@ -206,5 +275,8 @@ int main(void) {
     UNIT_RUN(test_level_names);
     UNIT_RUN(test_env);
     UNIT_RUN(test_threads_do_not_interleave);
+    UNIT_RUN(test_ratelimit_windows);
+    UNIT_RUN(test_ratelimit_lines);
+    UNIT_RUN(test_ratelimit_threads);
     return UNIT_END("test_core_log");
 }

@@ -109,7 +109,37 @@ static int on_append(void *ctx, const gcoord_record *rs, int n, bool snapshot) {
     return 0;
 }
 
+/* Events the machine reported, in order. */
+typedef struct event_rec {
+    gcoord_event_kind kind;
+    int32_t generation;
+    int n_members;
+    gcoord_state from;
+    char group[64], reason[96], protocol[32], leader[128];
+} event_rec;
+#define MAX_EVENTS 64
+static event_rec events[MAX_EVENTS];
+static int n_events;
+
+static void on_event(void *ctx, const gcoord_event *ev) {
+    (void)ctx;
+    if (n_events == MAX_EVENTS)
+        return;
+    event_rec *e = &events[n_events++];
+    memset(e, 0, sizeof *e);
+    e->kind = ev->kind;
+    e->generation = ev->generation;
+    e->n_members = ev->n_members;
+    e->from = ev->from;
+    copy_k(e->group, sizeof e->group, ev->group_id);
+    copy_k(e->protocol, sizeof e->protocol, ev->protocol);
+    copy_k(e->leader, sizeof e->leader, ev->leader);
+    if (ev->reason)
+        snprintf(e->reason, sizeof e->reason, "%s", ev->reason);
+}
+
 static void reset_sink(void) {
+    n_events = 0;
     n_answers = 0;
     for (int i = 0; i < n_recs; i++) {
         free(recs[i].key);
@@ -150,7 +180,7 @@ static gcoord_config test_cfg(void) {
 
 static gcoord *make(const gcoord_config *cfg) {
     reset_sink();
-    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append, on_event};
     gcoord *c = gcoord_create(cfg, &sink);
     gcoord_load_end(c, 1000);
     return c;
@@ -248,6 +278,43 @@ static void test_single_member_v4(void) {
     CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->state, GCOORD_EMPTY);
     CHECK_EQ_INT(gcoord_find(c, kstr_c("g"))->generation, 2);
     CHECK_EQ_INT(hb(c, "g", id, 1, 12002), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+}
+
+/* The owner hears of each rebalance: why it starts, and the generation,
+ * members, protocol and leader it ends with (or that the group is empty). */
+static void test_rebalance_events(void) {
+    gcoord_config cfg = test_cfg();
+    gcoord *c = make(&cfg);
+    join(c, 1, "g", "", NULL, RANGE, 1, false, 1000);
+    REQUIRE(n_events == 2);
+    CHECK_EQ_INT(events[0].kind, GCOORD_EV_REBALANCE_START);
+    CHECK(strcmp(events[0].group, "g") == 0 && strcmp(events[0].reason, "member joined") == 0);
+    CHECK_EQ_INT(events[0].from, GCOORD_EMPTY);
+    CHECK_EQ_INT(events[0].generation, 0);
+    CHECK_EQ_INT(events[1].kind, GCOORD_EV_REBALANCE_DONE);
+    CHECK_EQ_INT(events[1].generation, 1);
+    CHECK_EQ_INT(events[1].n_members, 1);
+    CHECK(strcmp(events[1].protocol, "range") == 0);
+    char id[256];
+    strcpy(id, find_answer(1)->member_id);
+    CHECK(strcmp(events[1].leader, id) == 0);
+    const char *ids[] = {id};
+    const char *as[] = {"A0"};
+    sync(c, 2, "g", id, 1, ids, as, 1, 1001);
+    CHECK_EQ_INT(n_events, 2); /* a sync is no rebalance */
+    /* The member leaves: a rebalance that ends with the group empty. */
+    int16_t gerr = 0;
+    CHECK_EQ_INT(gcoord_leave(c, kstr_c("g"), kstr_c(id), KSTR_NULL, &gerr, 1002), 0);
+    REQUIRE(n_events == 4);
+    CHECK_EQ_INT(events[2].kind, GCOORD_EV_REBALANCE_START);
+    CHECK(strcmp(events[2].reason, "member left") == 0);
+    CHECK_EQ_INT(events[2].from, GCOORD_STABLE);
+    CHECK_EQ_INT(events[2].generation, 1);
+    CHECK_EQ_INT(events[3].kind, GCOORD_EV_REBALANCE_DONE);
+    CHECK_EQ_INT(events[3].generation, 2);
+    CHECK_EQ_INT(events[3].n_members, 0);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(c);
 }
@@ -555,7 +622,7 @@ static void test_offsets_and_reload(void) {
     CHECK_EQ_INT(perr, 0);
 
     /* Reload from the records into a fresh machine. */
-    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append, on_event};
     gcoord *d = gcoord_create(&cfg, &sink);
     join(d, 3, "cg", m, NULL, RANGE, 1, false, 2004);
     CHECK_EQ_INT(aerr(3), KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS);
@@ -611,7 +678,7 @@ static void test_snapshot(void) {
     }
     CHECK(snapshots > 0);
     CHECK(n_recs < 60);
-    gcoord_sink sink = {NULL, on_join, on_sync, on_append};
+    gcoord_sink sink = {NULL, on_join, on_sync, on_append, on_event};
     gcoord *d = gcoord_create(&cfg, &sink);
     for (int i = 0; i < n_recs; i++)
         gcoord_load_record(d, (kbytes){recs[i].key, recs[i].klen}, (kbytes){recs[i].value, recs[i].vlen});
@@ -818,6 +885,7 @@ static void test_sync_many_members_and_assignments(void) {
 int main(void) {
     UNIT_RUN(test_single_member_v4);
     UNIT_RUN(test_two_members_and_rebalance);
+    UNIT_RUN(test_rebalance_events);
     UNIT_RUN(test_rebalance_timeout);
     UNIT_RUN(test_initial_delay);
     UNIT_RUN(test_protocols);

@@ -310,7 +310,9 @@ static void test_to_batch(void) {
             arena_init(&a, 4 * MAXU);
             uint8_t *b;
             size_t bl;
-            REQUIRE(legacy_to_batch(buf, n, &a, MAXU, codec, keep, &b, &bl) == BATCH_OK);
+            size_t dec = 99;
+            REQUIRE(legacy_to_batch(buf, n, &a, MAXU, codec, keep, &b, &bl, &dec) == BATCH_OK);
+            CHECK_EQ_INT(dec, in); /* the gzip wrapper's inner set */
             CHECK_EQ_INT(batch_validate(b, bl, true, MAXU), BATCH_OK);
             batch_header h;
             REQUIRE(batch_parse_header(b, bl, &h) == BATCH_OK);
@@ -348,8 +350,8 @@ static void test_to_batch(void) {
     arena_init(&a, MAXU);
     uint8_t *b;
     size_t bl;
-    CHECK_EQ_INT(legacy_to_batch(buf, w.len, &a, MAXU, 0, true, &b, &bl), BATCH_EMALFORMED);
-    REQUIRE(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl) == BATCH_OK);
+    CHECK_EQ_INT(legacy_to_batch(buf, w.len, &a, MAXU, 0, true, &b, &bl, NULL), BATCH_EMALFORMED);
+    REQUIRE(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl, NULL) == BATCH_OK);
     CHECK_EQ_INT(batch_validate(b, bl, true, MAXU), BATCH_OK);
     batch_header h;
     REQUIRE(batch_parse_header(b, bl, &h) == BATCH_OK);
@@ -357,11 +359,11 @@ static void test_to_batch(void) {
     CHECK_EQ_INT(h.record_count, 2);
     /* Errors pass through. */
     buf[20] ^= 1;
-    CHECK_EQ_INT(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl), BATCH_ECRC);
+    CHECK_EQ_INT(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl, NULL), BATCH_ECRC);
     /* LogAppendTime carries over. */
     wire_writer_init(&w, buf, sizeof buf);
     legacy_write_message(&w, 1, LEGACY_ATTR_LOG_APPEND_TIME, 0, 4242, kb("a"), kb("b"));
-    REQUIRE(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl) == BATCH_OK);
+    REQUIRE(legacy_to_batch(buf, w.len, &a, MAXU, 0, false, &b, &bl, NULL) == BATCH_OK);
     REQUIRE(batch_parse_header(b, bl, &h) == BATCH_OK);
     CHECK(h.attributes & BATCH_ATTR_LOG_APPEND_TIME);
     CHECK_EQ_INT(h.max_timestamp, 4242);
