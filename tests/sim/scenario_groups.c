@@ -240,7 +240,7 @@ static int on_append(void *ctx, const gcoord_record *recs, int n, bool snapshot)
 static void schedule_tick(world *w);
 
 static void coord_start(world *w) {
-    gcoord_sink sink = {w, on_join, on_sync, on_append};
+    gcoord_sink sink = {w, on_join, on_sync, on_append, NULL};
     w->cfg.id_seed = sim_rand(&w->s->rng);
     w->c = gcoord_create(&w->cfg, &sink);
     if (w->c == NULL) {
