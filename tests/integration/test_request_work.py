@@ -52,9 +52,15 @@ def raw(port, api_key, version, body, timeout=30.0):
         return call(s, api_key, version, body)
 
 
-def create_topic(broker, name, partitions=1):
+# Produce decompresses every batch to validate its records, within 64 x the
+# topic's max.message.bytes; a topic that holds bombs (65 MiB each) raises it
+# so the bombs are accepted and the down-conversion path meets them.
+BOMB_TOPIC = {"max.message.bytes": str(2 << 20)}
+
+
+def create_topic(broker, name, partitions=1, config=None):
     a = AdminClient({"bootstrap.servers": broker.bootstrap})
-    a.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=10)
+    a.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(timeout=10)
 
 
 def batch(records, codec=GZIP):
@@ -230,7 +236,7 @@ def test_downconversion_bomb_does_not_stall_the_broker(broker_factory):
     # decompressed 64 MiB (the per-batch cap), so every handler thread was
     # busy for many seconds and other clients waited as long.
     b = broker_factory(attack_overrides())
-    create_topic(b, "bomb")
+    create_topic(b, "bomb", config=BOMB_TOPIC)
     create_topic(b, "calm")
     assert produce_v3(b.port, "bomb", {0: bomb()}) == {0: (0, 0)}
     body = fetch_body(3, [("bomb", 0, 0)] * 25)
@@ -297,7 +303,7 @@ def test_downconversion_stops_at_the_request_budget_and_resumes(broker_factory):
 
 
 def multi_bomb_topic(b, name, partitions):
-    create_topic(b, name, partitions)
+    create_topic(b, name, partitions, config=BOMB_TOPIC)
     res = produce_v3(b.port, name, {p: bomb() for p in range(partitions)})
     assert all(v == (0, 0) for v in res.values())
 
