@@ -62,6 +62,7 @@ struct topic_registry {
     int n_topics, cap_topics;
     int n_partitions;
     plog *meta;
+    storage_ctx *storage; /* the broker's; every log is opened with it */
     char cluster_id[32];
     bool was_clean[CONFIG_LIST_MAX];
 };
@@ -415,7 +416,7 @@ static int partition_root(topic_registry *reg, const char *name, int32_t index, 
         if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
             return i;
     }
-    int pick = plog_dir_pick(roots->items, roots->n);
+    int pick = plog_dir_pick(reg->storage, roots->items, roots->n);
     if (pick < 0)
         pick = 0;
     snprintf(dir, dirn, "%s/%s-%d", roots->items[pick], name, index);
@@ -447,7 +448,7 @@ static partition *partition_open(topic_registry *reg, topic *t, int32_t index, c
         }
         found = 0;
     }
-    p->log = plog_open(dir, pc, reg->was_clean[root], err);
+    p->log = plog_open(reg->storage, dir, pc, reg->was_clean[root], err);
     if (p->log && found != 1 && write_partition_meta(dir, t->id) != 0) {
         LOG_ERROR("topics", "cannot write %s/%s: %s", dir, PARTITION_META, strerror(errno));
         plog_close(p->log);
@@ -983,11 +984,12 @@ static int meta_properties(topic_registry *reg, const char *root) {
 
 /* ---- open / close ----------------------------------------------------- */
 
-topic_registry *topics_open(const broker_config *cfg) {
+topic_registry *topics_open(const broker_config *cfg, storage_ctx *storage) {
     topic_registry *reg = calloc(1, sizeof *reg);
     if (reg == NULL)
         return NULL;
     reg->cfg = cfg;
+    reg->storage = storage;
     pthread_rwlock_init(&reg->lock, NULL);
     pthread_mutex_init(&reg->change_mu, NULL);
     const config_list *roots = &cfg->log_dirs;
@@ -995,7 +997,7 @@ topic_registry *topics_open(const broker_config *cfg) {
         int fresh = meta_properties(reg, roots->items[i]);
         if (fresh < 0)
             goto err;
-        if (plog_dir_begin(roots->items[i], &reg->was_clean[i]) != 0) {
+        if (plog_dir_begin(reg->storage, roots->items[i], &reg->was_clean[i]) != 0) {
             LOG_ERROR("topics", "cannot prepare log directory %s", roots->items[i]);
             goto err;
         }
@@ -1013,7 +1015,7 @@ topic_registry *topics_open(const broker_config *cfg) {
     pc.retention_bytes = -1;
     pc.segment_bytes = 64 << 20;
     int err = 0;
-    reg->meta = plog_open(dir, &pc, reg->was_clean[0], &err);
+    reg->meta = plog_open(reg->storage, dir, &pc, reg->was_clean[0], &err);
     if (reg->meta == NULL) {
         LOG_ERROR("topics", "cannot open the metadata log in %s: %s", dir, storage_strerror(err));
         goto err;
@@ -1051,7 +1053,7 @@ void topics_close(topic_registry *reg) {
         ok = false;
     if (ok && reg->meta && reg->opened) {
         for (int i = 0; i < reg->cfg->log_dirs.n; i++)
-            plog_dir_mark_clean(reg->cfg->log_dirs.items[i]);
+            plog_dir_mark_clean(reg->storage, reg->cfg->log_dirs.items[i]);
     }
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->change_mu);

@@ -80,9 +80,10 @@ struct topic {
 typedef struct topic_registry topic_registry;
 
 /* Opens the registry: replays the metadata log under cfg->log_dirs, opens
- * every partition log (recovering those not shut down cleanly). Returns NULL
- * and logs why on failure. */
-topic_registry *topics_open(const broker_config *cfg);
+ * every partition log (recovering those not shut down cleanly) with storage
+ * context storage (which must outlive the registry). Returns NULL and logs
+ * why on failure. */
+topic_registry *topics_open(const broker_config *cfg, storage_ctx *storage);
 /* Closes every log (flushing), marks the log dirs clean and frees. */
 void topics_close(topic_registry *reg);
 

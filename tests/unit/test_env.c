@@ -21,9 +21,10 @@ static void make_scratch(void) {
     v->mkdir(v->ctx, scratch, 0755);
 }
 
-static int count_entry(void *ctx, const char *name) {
+static int count_entry(void *ctx, const char *name, bool is_dir) {
     (void)name;
-    (*(int *)ctx)++;
+    if (!is_dir)
+        (*(int *)ctx)++;
     return 0;
 }
 

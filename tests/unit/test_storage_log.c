@@ -21,7 +21,7 @@ static uint8_t buf[1 << 20];
 
 static plog *open_log(const plog_config *c, bool clean) {
     int err = -1;
-    plog *l = plog_open(dir, c, clean, &err);
+    plog *l = plog_open(tl_storage(), dir, c, clean, &err);
     if (l == NULL)
         fprintf(stderr, "open failed: %d\n", err);
     return l;
@@ -416,9 +416,9 @@ static void test_readers_during_retention(void) {
     CHECK(pread(r.r[0].fd, h, sizeof h, r.r[0].pos) == (ssize_t)sizeof h); /* ... but still readable */
     CHECK_EQ_INT((int64_t)wire_be64(h), 0);
     CHECK(first_len > 0);
-    int before = segment_open_fds();
+    int before = storage_open_fds(tl_storage());
     plog_read_release(&r);
-    CHECK(segment_open_fds() < before);
+    CHECK(storage_open_fds(tl_storage()) < before);
     /* DeleteRecords */
     for (int i = 0; i < 30; i++)
         append1(l, 1, 1, 100, 0);
@@ -487,15 +487,15 @@ static void test_fd_bound(void) {
     for (int i = 0; i < 60; i++)
         append1(l, 1, 1, 100, 0);
     plog_close(l);
-    segment_set_fd_limit(3);
-    int base_fds = segment_open_fds();
+    storage_set_fd_limit(tl_storage(), 3);
+    int base_fds = storage_open_fds(tl_storage());
     l = open_log(&c, true);
     REQUIRE(l);
-    CHECK_EQ_INT(segment_open_fds(), base_fds + 1); /* only the active segment */
+    CHECK_EQ_INT(storage_open_fds(tl_storage()), base_fds + 1); /* only the active segment */
     check_reads(l, 0, 60);
-    CHECK(segment_open_fds() <= base_fds + 1 + 3);
+    CHECK(storage_open_fds(tl_storage()) <= base_fds + 1 + 3);
     plog_close(l);
-    segment_set_fd_limit(1024);
+    storage_set_fd_limit(tl_storage(), 1024);
 }
 
 static void test_index_files_rebuilt(void) {
@@ -621,14 +621,14 @@ static void test_dirs(void) {
     snprintf(p, sizeof p, "%s/t-0", a);
     mkdir(p, 0755);
     const char *roots[] = {a, b};
-    CHECK_EQ_INT(plog_dir_pick(roots, 2), 1);
+    CHECK_EQ_INT(plog_dir_pick(tl_storage(), roots, 2), 1);
     bool clean = true;
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(!clean);
-    REQUIRE(plog_dir_mark_clean(a) == 0);
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_mark_clean(tl_storage(), a) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(clean);
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(!clean);
 }
 

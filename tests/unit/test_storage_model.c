@@ -36,7 +36,7 @@ static plog *reopen(plog *l, bool clean) {
     if (l)
         plog_close(l);
     int err;
-    return plog_open(dir, &cfg, clean, &err);
+    return plog_open(tl_storage(), dir, &cfg, clean, &err);
 }
 
 static int do_append(plog *l) {
@@ -198,7 +198,7 @@ static void test_model(void) {
     cfg.index_interval_bytes = (int32_t)tl_below(2000);
     cfg.segment_index_bytes = 8 * (int32_t)(8 + tl_below(100));
     cfg.retention_ms = -1;
-    segment_set_fd_limit((int)tl_below(6));
+    storage_set_fd_limit(tl_storage(), (int)tl_below(6));
     plog *l = reopen(NULL, true);
     REQUIRE(l);
     int step;
@@ -240,7 +240,7 @@ static void test_model(void) {
            l ? plog_segment_count(l) : -1);
     if (l)
         plog_close(l);
-    segment_set_fd_limit(1024);
+    storage_set_fd_limit(tl_storage(), 1024);
 }
 
 int main(void) {

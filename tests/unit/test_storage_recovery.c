@@ -32,7 +32,7 @@ static void fresh_dir(const char *name) {
 
 static plog *open_log(const plog_config *c, bool clean) {
     int err = -1;
-    return plog_open(dir, c, clean, &err);
+    return plog_open(tl_storage(), dir, c, clean, &err);
 }
 
 /* The value bytes of the batch at base offset o: a function of o, so a

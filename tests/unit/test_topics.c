@@ -15,6 +15,7 @@
 
 static char g_root[256];
 static broker_config g_cfg;
+static storage_ctx *g_storage; /* POSIX files, as the broker's */
 
 static void rm_rf(const char *path) {
     char cmd[512];
@@ -53,7 +54,7 @@ static bool dir_exists(const char *name) {
 
 static void test_create_and_errors(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK_EQ_INT(strlen(topics_cluster_id(reg)), 22);
     CHECK_EQ_INT(create(reg, "orders", 3, 1), 0);
@@ -101,7 +102,7 @@ static void test_create_and_errors(void) {
 
 static void test_persistence_and_changes(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     char cid[32];
     snprintf(cid, sizeof cid, "%s", topics_cluster_id(reg));
@@ -167,7 +168,7 @@ static void test_persistence_and_changes(void) {
     topics_close(reg);
 
     /* Reopen: everything is as it was. */
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK(strcmp(topics_cluster_id(reg), cid) == 0);
     t1 = topics_get(reg, kstr_c("t1"));
@@ -201,7 +202,7 @@ static void test_persistence_and_changes(void) {
  * taken for the data of a new topic with the same name. */
 static void test_stale_directory(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "s", 1, 1) == 0);
     topics_close(reg);
@@ -209,7 +210,7 @@ static void test_stale_directory(void) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "cp -r '%s/s-0' '%s/s-0.keep'", g_root, g_root);
     REQUIRE(system(cmd) == 0);
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topic *t = topics_get(reg, kstr_c("s"));
     char msg[TOPICS_MSG_MAX];
@@ -219,7 +220,7 @@ static void test_stale_directory(void) {
     snprintf(cmd, sizeof cmd, "mv '%s/s-0.keep' '%s/s-0'", g_root, g_root);
     REQUIRE(system(cmd) == 0);
     /* On open the leftover is recognised and removed. */
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK(!dir_exists("s-0"));
     topics_close(reg);
@@ -228,7 +229,7 @@ static void test_stale_directory(void) {
 
 static void test_node_id_mismatch(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topics_close(reg);
     config_free(&g_cfg);
@@ -237,13 +238,13 @@ static void test_node_id_mismatch(void) {
     REQUIRE(config_set(&g_cfg, "log.dirs", g_root, CONFIG_ORIGIN_OVERRIDE, err) == 0);
     REQUIRE(config_set(&g_cfg, "node.id", "7", CONFIG_ORIGIN_OVERRIDE, err) == 0);
     REQUIRE(config_finish(&g_cfg, err) == 0);
-    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(topics_open(&g_cfg, g_storage) == NULL);
     teardown();
 }
 
 static void test_delete_disabled(void) {
     setup("delete.topic.enable", "false");
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "keep", 1, 1) == 0);
     topic *t = topics_get(reg, kstr_c("keep"));
@@ -256,10 +257,12 @@ static void test_delete_disabled(void) {
 
 int main(void) {
     log_set_level(LOG_LEVEL_ERROR);
+    g_storage = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
     UNIT_RUN(test_create_and_errors);
     UNIT_RUN(test_persistence_and_changes);
     UNIT_RUN(test_stale_directory);
     UNIT_RUN(test_node_id_mismatch);
     UNIT_RUN(test_delete_disabled);
+    storage_ctx_free(g_storage);
     return UNIT_END("test_topics");
 }
