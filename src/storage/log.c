@@ -170,8 +170,11 @@ static int push_segment(plog *l, segment *s) {
 }
 
 /* Removes segs[i] from the list and deletes its files. The active segment's
- * use is dropped first. */
-static void drop_segment(plog *l, int i) {
+ * use is dropped first. Returns 0, or the error of an unlink that failed: a
+ * file of the segment may then still be on disk (harmless below the log
+ * start, which a reopen drops again; past the new end it would come back, so
+ * truncation treats it as a disk error). */
+static int drop_segment(plog *l, int i) {
     segment *s = l->segs[i];
     memmove(&l->segs[i], &l->segs[i + 1], (size_t)(l->nseg - i - 1) * sizeof *l->segs);
     l->nseg--;
@@ -179,8 +182,9 @@ static void drop_segment(plog *l, int i) {
         s->active = false;
         segment_release(s);
     }
-    segment_delete_files(s);
+    int rc = segment_delete_files(s);
     segment_unref(s);
+    return rc;
 }
 
 /* Index of the last segment whose base <= offset (0 if offset precedes all). */
@@ -337,7 +341,11 @@ static int recover_tail(plog *l) {
             return rc;
         l->recovered_segments++;
         l->recovered_bytes += s->size + cut;
-        bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset < s->next_offset;
+        /* Offsets are contiguous: the next segment starts exactly where this
+         * one ends. Overlap, or a hole (this one lost its last batches
+         * whole, or the next one is a leftover of a truncation), means the
+         * segments after this one cannot be trusted. */
+        bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset != s->next_offset;
         if (cut > 0)
             fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
                     l->dir, cut, s->path);
@@ -1179,9 +1187,13 @@ static int start_over(plog *l, int64_t offset) {
     segment *s = segment_new(l->sc, l->dir, offset, idx_max_entries(&l->cfg), l->cfg.index_interval_bytes);
     if (s == NULL)
         return -ENOMEM;
-    while (l->nseg > 0)
-        drop_segment(l, l->nseg - 1);
-    int rc = segment_create_files(s);
+    int rc = 0;
+    while (l->nseg > 0) {
+        int r = drop_segment(l, l->nseg - 1);
+        rc = rc ? rc : r;
+    }
+    if (rc == 0)
+        rc = segment_create_files(s);
     if (rc == 0 && (rc = segment_acquire(s)) != 0)
         s->active = false;
     assert(l->cap >= 1); /* the list held segments: room for one */
@@ -1237,8 +1249,14 @@ int plog_truncate(plog *l, int64_t offset) {
             goto out;
         }
     } else {
-        while (l->segs[l->nseg - 1]->base_offset >= offset)
-            drop_segment(l, l->nseg - 1);
+        /* A leftover file of a dropped segment past the new end would come
+         * back at the next open: the truncation fails (and the log goes
+         * offline) if one cannot be removed. */
+        int dropped = 0;
+        while (l->segs[l->nseg - 1]->base_offset >= offset) {
+            int d = drop_segment(l, l->nseg - 1);
+            dropped = dropped ? dropped : d;
+        }
         segment *s = active(l);
         if (!s->active) {
             /* A sealed segment becomes the active one again. */
@@ -1249,7 +1267,7 @@ int plog_truncate(plog *l, int64_t offset) {
             }
             s->active = true;
         }
-        r = segment_truncate(s, offset);
+        r = dropped ? dropped : segment_truncate(s, offset);
         data_removed(l);
         if (r != 0) {
             rc = go_offline(l, "truncate", r);
@@ -1471,6 +1489,8 @@ int plog_dir_mark_clean(storage_ctx *sc, const char *root) {
     v->close(v->ctx, fd);
     if (rc == 0)
         rc = fsync_dir(v, root);
+    if (rc != 0)
+        v->unlink(v->ctx, p); /* failed means not marked, as far as it is up to us */
     return rc;
 }
 

@@ -690,22 +690,33 @@ int segment_seal(segment *s) {
     assert(s->active && s->idx_loaded);
     if (s->max_ts >= 0 && s->last_batch_base >= 0)
         (void)tidx_maybe_append(&s->ti, s->max_ts, (int32_t)(s->last_batch_base - s->base_offset));
-    s->active = false;
-    return write_indexes(s, false, false);
+    /* Inactive only once its indexes are written: a sealed segment is
+     * trusted by its index files on a clean start. On failure it stays the
+     * active segment (in use), so its log stays consistent while it goes
+     * offline. */
+    int rc = write_indexes(s, false, false);
+    if (rc == 0)
+        s->active = false;
+    return rc;
 }
 
-void segment_delete_files(segment *s) {
+int segment_delete_files(segment *s) {
     static const char *suffixes[] = {".log", ".index", ".timeindex"};
+    int err = 0;
     for (int i = 0; i < 3; i++) {
         char p[SEG_PATH_MAX + 16];
         seg_path(s, suffixes[i], p, sizeof p);
         int rc = s->vfs->unlink(s->vfs->ctx, p);
-        if (rc != 0 && rc != -ENOENT)
+        if (rc != 0 && rc != -ENOENT) {
             fprintf(stderr, "storage: cannot delete %s: %s\n", p, strerror(-rc));
+            if (err == 0)
+                err = rc;
+        }
     }
     pthread_mutex_lock(&s->fdc->mu);
     s->dead = true;
     if (s->users == 0)
         close_idle(s);
     pthread_mutex_unlock(&s->fdc->mu);
+    return err;
 }

@@ -168,9 +168,12 @@ int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap)
 int segment_truncate(segment *s, int64_t offset);
 /* Writes pending index entries; with sync also fsyncs log and indexes. */
 int segment_flush(segment *s, bool sync);
-/* Turns the active segment inactive: final time-index entry, indexes written. */
+/* Turns the active segment inactive: final time-index entry, indexes
+ * written. On an error it stays active (and in use). */
 int segment_seal(segment *s);
-/* Unlinks the files and marks the segment dead. */
-void segment_delete_files(segment *s);
+/* Unlinks the files and marks the segment dead (in memory, whatever the
+ * unlinks did). 0, or the first error other than -ENOENT: then a file may
+ * still be on disk. */
+int segment_delete_files(segment *s);
 
 #endif
