@@ -443,7 +443,8 @@ static void test_hole_between_segments(void) {
             REQUIRE(plog_read(l, o, 1, -1, &r) == 0);
             uint8_t h[BATCH_HEADER_SIZE];
             REQUIRE(r.n > 0 && pread(r.r[0].fd, h, sizeof h, r.r[0].pos) == (ssize_t)sizeof h);
-            int64_t base = (int64_t)wire_be64(h), last = base + (int32_t)wire_be32(h + BATCH_OFF_LAST_OFFSET_DELTA);
+            int64_t base = (int64_t)wire_be64(h),
+                    last = base + (int32_t)wire_be32(h + BATCH_OFF_LAST_OFFSET_DELTA);
             CHECK(base <= o && o <= last);
             plog_read_release(&r);
         }
