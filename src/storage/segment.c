@@ -506,7 +506,12 @@ rebuild:
 int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *b, int n) {
     assert(s->active && s->users > 0 && s->idx_loaded && s->fd >= 0);
     assert(s->size + (int64_t)len <= INT32_MAX);
-    int err = sl_vfs_pwrite_full(s->vfs, s->fd, buf, len, s->size);
+    /* One write in the usual case; a short one is continued. */
+    ssize_t w = s->vfs->pwrite(s->vfs->ctx, s->fd, buf, len, s->size);
+    int err = w < 0 ? (int)w : 0;
+    if (w >= 0 && (size_t)w < len)
+        err =
+            w == 0 ? -EIO : sl_vfs_pwrite_full(s->vfs, s->fd, buf + w, len - (size_t)w, s->size + (int64_t)w);
     if (err != 0) {
         /* Leave no partial batch behind: cut back to the old end. (If that
          * fails too, the bytes past size are never served and recovery cuts
