@@ -128,12 +128,11 @@ static int write_checkpoint(plog *l) {
     return rc;
 }
 
-static void read_checkpoint(plog *l, int64_t *rp, int64_t *lso) {
-    const sl_vfs *v = l->vfs;
+static void read_checkpoint(const sl_vfs *v, const char *dir, int64_t *rp, int64_t *lso) {
     char path[SEG_PATH_MAX], body[128];
     *rp = 0;
     *lso = 0;
-    snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, l->dir);
+    snprintf(path, sizeof path, "%s/" CHECKPOINT_NAME, dir);
     int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
     if (fd < 0)
         return;
@@ -270,21 +269,22 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 typedef struct bases_acc {
-    const plog *l;
+    const sl_vfs *vfs;
+    const char *dir;
     int64_t *v;
     int n, cap;
 } bases_acc;
 
 static int collect_base(void *ctx, const char *name, bool is_dir) {
     bases_acc *a = ctx;
-    const sl_vfs *vfs = a->l->vfs;
+    const sl_vfs *vfs = a->vfs;
     int64_t base;
     size_t len = strlen(name);
     if (is_dir)
         return 0;
     if (len > 4 && strcmp(name + len - 4, ".tmp") == 0) {
         char p[SEG_PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", a->l->dir, name);
+        snprintf(p, sizeof p, "%s/%s", a->dir, name);
         vfs->unlink(vfs->ctx, p);
         return 0;
     }
@@ -304,11 +304,10 @@ static int collect_base(void *ctx, const char *name, bool is_dir) {
     return 0;
 }
 
-/* Lists segment bases in the log's directory (sorted) and removes stray
- * temporary files. */
-static int list_bases(const plog *l, int64_t **out, int *n_out) {
-    bases_acc a = {l, NULL, 0, 0};
-    int rc = l->vfs->list(l->vfs->ctx, l->dir, collect_base, &a);
+/* Lists segment bases in dir (sorted) and removes stray temporary files. */
+static int list_bases(const sl_vfs *v, const char *dir, int64_t **out, int *n_out) {
+    bases_acc a = {v, dir, NULL, 0, 0};
+    int rc = v->list(v->ctx, dir, collect_base, &a);
     if (rc != 0) {
         free(a.v);
         return rc;
@@ -395,8 +394,8 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
         what = "mkdir";
         goto err;
     }
-    read_checkpoint(l, &l->recovery_point, &l->log_start_offset);
-    rc = list_bases(l, &bases, &nb);
+    read_checkpoint(l->vfs, dir, &l->recovery_point, &l->log_start_offset);
+    rc = list_bases(l->vfs, dir, &bases, &nb);
     if (rc != 0) {
         what = "list segments";
         goto err;
