@@ -49,6 +49,7 @@
 #include "storage/log.h"
 
 static char root[512];
+static storage_ctx *sc; /* POSIX files, as the broker's */
 
 static double now_s(void) {
     struct timespec ts;
@@ -115,7 +116,7 @@ static plog *open_at(const char *name, plog_config *c, bool clean) {
     char d[700];
     snprintf(d, sizeof d, "%s/%s", root, name);
     int err;
-    plog *l = plog_open(d, c, clean, &err);
+    plog *l = plog_open(sc, d, c, clean, &err);
     if (l == NULL) {
         fprintf(stderr, "bench: cannot open %s (%d)\n", d, err);
         exit(1);
@@ -272,7 +273,7 @@ static void bench_startup(long parts) {
         logs[i] = open_at(name, &c, true);
     }
     double t = now_s() - t0;
-    int fds = segment_open_fds();
+    int fds = storage_open_fds(sc);
     for (long i = 0; i < parts; i++)
         plog_close(logs[i]);
     free(logs);
@@ -418,6 +419,7 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
+    sc = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
     long append_mb = env_long("SLUICE_BENCH_APPEND_MB", 256);
     printf("bench_storage (crc32c: %s)\n", crc32c_impl());
     bench_append(1024, append_mb);

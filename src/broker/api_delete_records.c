@@ -28,7 +28,7 @@ static int16_t delete_one(topic *t, partition *p, int64_t offset, int64_t *low) 
         return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
     int rc = plog_delete_records(p->log, offset, low);
     if (rc != STORAGE_OK)
-        return (int16_t)rc;
+        return broker_kafka_error(rc);
     LOG_INFO("broker", "records deleted below offset %lld topic=%s partition=%d", (long long)*low, t->name,
              p->index);
     return KAFKA_ERR_NONE;

@@ -507,7 +507,7 @@ static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *fir
     it->hw = res.log_end_offset;
     it->ls = res.log_start_offset;
     if (rc != STORAGE_OK) {
-        it->err = (int16_t)rc;
+        it->err = broker_kafka_error(rc);
         return true;
     }
     if (res.n == 0)
@@ -747,7 +747,7 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
     it->hw = res.log_end_offset;
     it->ls = res.log_start_offset;
     if (rc != STORAGE_OK) {
-        it->err = (int16_t)rc;
+        it->err = broker_kafka_error(rc);
         return true;
     }
     if (res.n == 0)

@@ -51,7 +51,7 @@ static void lookup(breq *r, partition *p, int64_t ts,
         break;
     }
     if (rc != STORAGE_OK) {
-        pr->error_code = (int16_t)rc;
+        pr->error_code = broker_kafka_error(rc);
         return;
     }
     pr->offset = off;

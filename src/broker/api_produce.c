@@ -311,7 +311,7 @@ breq_status api_produce(breq *r) {
             else if (err == KAFKA_ERR_NONE)
                 err = check_version_rules(ver, pd->records, &why);
             if (err == KAFKA_ERR_NONE) {
-                err = (int16_t)plog_append(p->log, data, data_len, p->leader_epoch, now, &info);
+                err = broker_kafka_error(plog_append(p->log, data, data_len, p->leader_epoch, now, &info));
                 why = info.error_msg;
             }
             if (err != KAFKA_ERR_NONE) {

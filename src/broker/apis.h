@@ -8,6 +8,7 @@
 #ifndef SLUICE_BROKER_APIS_H
 #define SLUICE_BROKER_APIS_H
 
+#include "broker/errors.h"
 #include "broker/request.h"
 
 breq_status api_versions(breq *r);

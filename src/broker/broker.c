@@ -70,7 +70,10 @@ broker *broker_create(const broker_config *cfg) {
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
             goto err;
-    b->topics = topics_open(cfg);
+    b->storage = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
+    if (b->storage == NULL)
+        goto err;
+    b->topics = topics_open(cfg, b->storage);
     if (b->topics == NULL)
         goto err;
 
@@ -178,6 +181,7 @@ void broker_destroy(broker *b) {
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->topics)
         topics_close(b->topics);
+    storage_ctx_free(b->storage);
     pthread_mutex_destroy(&b->hk_mu);
     pthread_cond_destroy(&b->hk_cond);
     free(b);

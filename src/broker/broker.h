@@ -24,6 +24,7 @@
 struct broker {
     const broker_config *cfg;
     net_server *net;
+    storage_ctx *storage; /* files and segment descriptor cache of every log */
     topic_registry *topics;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
     void *fetch;

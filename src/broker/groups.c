@@ -146,90 +146,65 @@ static void shard_event(void *ctx, const gcoord_event *ev) {
 
 /* ---- loading --------------------------------------------------------------- */
 
+typedef struct load_ctx {
+    groups_shard *s;
+    int64_t from; /* records below it were loaded already (or deleted) */
+    int64_t records;
+} load_ctx;
+
+/* One batch of the shard's partition into its machine. The lock is taken
+ * per batch, so requests meanwhile get a quick COORDINATOR_LOAD_IN_PROGRESS
+ * instead of waiting for the whole load. */
+static int load_batch(void *ctx, const uint8_t *bp, size_t bsize, const batch_header *h) {
+    load_ctx *lc = ctx;
+    if (h->attributes & BATCH_ATTR_CONTROL)
+        return 0;
+    arena a;
+    arena_init(&a, LOAD_ARENA_LIMIT);
+    batch_iter it;
+    pthread_mutex_lock(&lc->s->mu);
+    if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
+        batch_record rec;
+        while (batch_iter_next(&it, &rec)) {
+            if (rec.offset < lc->from)
+                continue;
+            if (rec.key.len >= 0 && gcoord_load_record(lc->s->sm, rec.key, rec.value) == 0)
+                lc->records++;
+        }
+    }
+    pthread_mutex_unlock(&lc->s->mu);
+    arena_reset(&a);
+    return 0;
+}
+
 /* Replays the shard's partition into its machine (still loading). */
 static int load_shard(groups_shard *s) {
     plog *l = s->part->log;
     int64_t off = plog_start_offset(l), end = plog_end_offset(l);
-    int64_t records = 0;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
+    load_ctx lc = {s, off, 0};
     int rc = 0;
     while (off < end) {
-        plog_read_result res;
-        int err = plog_read(l, off, LOAD_READ_BYTES, -1, &res);
+        int64_t next = off;
+        lc.from = off;
+        int err = plog_scan(l, off, LOAD_READ_BYTES, load_batch, &lc, &next);
         if (err == STORAGE_OFFSET_OUT_OF_RANGE) {
             off = plog_start_offset(l);
             continue;
         }
-        if (err != STORAGE_OK || res.n == 0) {
-            rc = err ? -1 : 0;
-            plog_read_release(&res);
-            break;
-        }
-        if ((size_t)res.bytes > cap) {
-            uint8_t *nb = realloc(buf, (size_t)res.bytes);
-            if (nb == NULL) {
-                plog_read_release(&res);
-                rc = -1;
-                break;
-            }
-            buf = nb;
-            cap = (size_t)res.bytes;
-        }
-        size_t got = 0;
-        for (int i = 0; i < res.n && rc == 0; i++) {
-            size_t want = (size_t)res.r[i].len, done = 0;
-            while (done < want) {
-                ssize_t k = pread(res.r[i].fd, buf + got + done, want - done, res.r[i].pos + (off_t)done);
-                if (k <= 0) {
-                    rc = -1;
-                    break;
-                }
-                done += (size_t)k;
-            }
-            got += done;
-        }
-        plog_read_release(&res);
-        if (rc != 0)
-            break;
-        batch_cursor cur;
-        batch_cursor_init(&cur, buf, got);
-        const uint8_t *bp;
-        size_t bsize;
-        batch_header h;
-        int64_t next = off;
-        /* The lock is taken per chunk, so requests meanwhile get a quick
-         * COORDINATOR_LOAD_IN_PROGRESS instead of waiting for the whole load. */
-        pthread_mutex_lock(&s->mu);
-        while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
-            next = h.base_offset + h.last_offset_delta + 1;
-            if (h.attributes & BATCH_ATTR_CONTROL)
-                continue;
-            arena a;
-            arena_init(&a, LOAD_ARENA_LIMIT);
-            batch_iter it;
-            if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
-                batch_record rec;
-                while (batch_iter_next(&it, &rec)) {
-                    if (rec.offset < off)
-                        continue;
-                    if (rec.key.len >= 0 && gcoord_load_record(s->sm, rec.key, rec.value) == 0)
-                        records++;
-                }
-            }
-            arena_reset(&a);
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (next <= off) {
+        if (err == STORAGE_CORRUPT_MESSAGE) {
             LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
-                     GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
+                     GROUPS_OFFSETS_TOPIC, s->index, (long long)next);
+            break;
+        }
+        if (err != STORAGE_OK || next <= off) {
+            rc = err ? -1 : 0; /* an error, or the log ends sooner than it did */
             break;
         }
         off = next;
     }
-    free(buf);
-    if (records > 0)
-        LOG_INFO("groups", "%s-%d: loaded %lld records", GROUPS_OFFSETS_TOPIC, s->index, (long long)records);
+    if (lc.records > 0)
+        LOG_INFO("groups", "%s-%d: loaded %lld records", GROUPS_OFFSETS_TOPIC, s->index,
+                 (long long)lc.records);
     return rc;
 }
 

@@ -17,6 +17,7 @@
 #include "proto/batch.h"
 #include "storage/log.h"
 #include "storage/segment.h"
+#include "storage/storage.h"
 
 /* Where the scan is, for messages. */
 typedef struct pos {
@@ -25,17 +26,11 @@ typedef struct pos {
     int64_t offset; /* the offset the next batch must start at */
 } pos;
 
-static int read_full(int fd, uint8_t *buf, size_t n, int64_t at) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, buf + got, n - got, (off_t)(at + (int64_t)got));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        got += (size_t)k;
-    }
-    return 0;
+static int read_full(const sl_vfs *v, int fd, uint8_t *buf, size_t n, int64_t at) {
+    int rc = sl_vfs_pread_full(v, fd, buf, n, at);
+    if (rc != 0)
+        errno = -rc;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Hands the records of one verified batch to fn. 0, or -1 with err. */
@@ -71,8 +66,8 @@ static int deliver(const uint8_t *b, size_t size, const pos *at, metalog_record_
 
 /* Scans one segment file from byte 0. Returns 0 at its clean end, 1 at a bad
  * batch (why filled, at->byte where it starts), -1 on a fatal error (err). */
-static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record_fn fn, void *ctx,
-                     metalog_result *res, char *why, size_t whyn, char *err, size_t errn) {
+static int scan_file(const sl_vfs *v, int fd, int64_t size, pos *at, uint8_t *buf, metalog_record_fn fn,
+                     void *ctx, metalog_result *res, char *why, size_t whyn, char *err, size_t errn) {
     at->byte = 0;
     while (at->byte < size) {
         int64_t left = size - at->byte;
@@ -80,7 +75,7 @@ static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record
             snprintf(why, whyn, "%" PRId64 " bytes at the end are too few for a batch", left);
             return 1;
         }
-        if (read_full(fd, buf, BATCH_HEADER_SIZE, at->byte) != 0) {
+        if (read_full(v, fd, buf, BATCH_HEADER_SIZE, at->byte) != 0) {
             snprintf(err, errn, "%s: cannot read byte %" PRId64 ": %s", at->file, at->byte, strerror(errno));
             return -1;
         }
@@ -94,7 +89,7 @@ static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record
                      left);
             return 1;
         }
-        if (read_full(fd, buf, (size_t)total, at->byte) != 0) {
+        if (read_full(v, fd, buf, (size_t)total, at->byte) != 0) {
             snprintf(err, errn, "%s: cannot read byte %" PRId64 ": %s", at->file, at->byte, strerror(errno));
             return -1;
         }
@@ -118,11 +113,12 @@ static int scan_file(int fd, int64_t size, pos *at, uint8_t *buf, metalog_record
     return 0;
 }
 
-int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res,
-                 char *err, size_t errn) {
+int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, metalog_record_fn fn, void *ctx,
+                 metalog_result *res, char *err, size_t errn) {
     memset(res, 0, sizeof *res);
+    const sl_vfs *v = storage_vfs(sc);
     int64_t *bases = NULL, rp = 0;
-    int n = 0, rc = plog_peek(dir, &bases, &n, &rp);
+    int n = 0, rc = plog_peek(sc, dir, &bases, &n, &rp);
     if (rc == -ENOENT)
         return 0;
     if (rc != 0) {
@@ -149,17 +145,17 @@ int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ct
             rc = -1;
             break;
         }
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0) {
-            snprintf(err, errn, "%s: cannot read: %s", file, strerror(errno));
+        int fd = v->open(v->ctx, file, SL_O_RDONLY, 0);
+        int64_t size = fd >= 0 ? v->fsize(v->ctx, fd) : fd;
+        if (fd < 0 || size < 0) {
+            snprintf(err, errn, "%s: cannot read: %s", file, strerror(fd < 0 ? -fd : (int)-size));
             if (fd >= 0)
-                close(fd);
+                v->close(v->ctx, fd);
             rc = -1;
             break;
         }
-        int r = scan_file(fd, (int64_t)st.st_size, &at, buf, fn, ctx, res, why, sizeof why, err, errn);
-        close(fd);
+        int r = scan_file(v, fd, size, &at, buf, fn, ctx, res, why, sizeof why, err, errn);
+        v->close(v->ctx, fd);
         if (r < 0) {
             rc = -1;
         } else if (r > 0) {

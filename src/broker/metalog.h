@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "proto/wire.h"
+#include "storage/storage.h"
 
 #define METALOG_BATCH_MAX (2 << 20) /* larger claims are damage: records are <= 1 MiB */
 #define METALOG_ERR_MAX   512
@@ -46,7 +47,7 @@ typedef int (*metalog_record_fn)(void *ctx, int64_t offset, kbytes key, kbytes v
 
 /* Scans dir (absent = empty log). was_clean: the root's clean-shutdown
  * marker was present. Returns 0 with *res filled, or -1 with err filled. */
-int metalog_scan(const char *dir, bool was_clean, metalog_record_fn fn, void *ctx, metalog_result *res,
-                 char *err, size_t errn);
+int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, metalog_record_fn fn, void *ctx,
+                 metalog_result *res, char *err, size_t errn);
 
 #endif

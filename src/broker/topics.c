@@ -103,6 +103,7 @@ struct topic_registry {
     int64_t meta_end;         /* end of what was written and applied (change_mu) */
     int64_t meta_retry_at_ms; /* when it is offline: the next reopen (change_mu) */
     int32_t meta_backoff_ms;
+    storage_ctx *storage; /* the broker's; every log is opened with it */
     char cluster_id[32];
     bool was_clean[CONFIG_LIST_MAX];
 };
@@ -610,7 +611,7 @@ static int partition_root(topic_registry *reg, const char *name, int32_t index, 
         }
     }
     *exists = false;
-    int pick = plog_dir_pick(roots->items, roots->n);
+    int pick = plog_dir_pick(reg->storage, roots->items, roots->n);
     if (pick < 0)
         pick = 0;
     snprintf(dir, dirn, "%s/%s-%d", roots->items[pick], name, index);
@@ -662,7 +663,7 @@ static int partition_attach(topic_registry *reg, partition *p, const plog_config
         owned = true;
     }
     int err = 0;
-    plog *l = plog_open(dir, pc, reg->was_clean[p->root_index], &err);
+    plog *l = plog_open(reg->storage, dir, pc, reg->was_clean[p->root_index], &err);
     if (l && !owned && logdirs_write_owner(dir, t->id) != 0) {
         LOG_ERROR("topics", "cannot write %s/%s: %s", dir, LOGDIRS_OWNER_FILE, strerror(errno));
         plog_close(l);
@@ -1223,7 +1224,7 @@ static int replay_record(void *ctx, int64_t offset, kbytes key, kbytes value, ch
  * read as "fewer topics", it would make their directories look unknown. */
 static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *res) {
     char err[METALOG_ERR_MAX];
-    if (metalog_scan(dir, reg->was_clean[0], replay_record, reg, res, err, sizeof err) != 0) {
+    if (metalog_scan(reg->storage, dir, reg->was_clean[0], replay_record, reg, res, err, sizeof err) != 0) {
         LOG_ERROR("topics", "the metadata log cannot be trusted: %s", err);
         LOG_ERROR("topics",
                   "the broker stops rather than treat topics as missing; restore %s from a backup "
@@ -1243,7 +1244,7 @@ static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *r
     for (int attempt = 0; attempt < 2; attempt++) {
         int err_code = 0;
         bool clean = reg->was_clean[0] && !res->torn_tail && attempt == 0;
-        reg->meta = plog_open(dir, &pc, clean, &err_code);
+        reg->meta = plog_open(reg->storage, dir, &pc, clean, &err_code);
         if (reg->meta == NULL) {
             LOG_ERROR("topics", "cannot open the metadata log in %s: %s", dir, storage_strerror(err_code));
             return -1;
@@ -1258,7 +1259,7 @@ static int open_meta_log(topic_registry *reg, const char *dir, metalog_result *r
                  (long long)plog_end_offset(reg->meta), (long long)res->end_offset);
         plog_close(reg->meta);
         reg->meta = NULL;
-        if (attempt == 1 || plog_drop_derived_files(dir) != 0) {
+        if (attempt == 1 || plog_drop_derived_files(reg->storage, dir) != 0) {
             LOG_ERROR("topics", "the metadata log in %s cannot be opened as it was read", dir);
             return -1;
         }
@@ -1489,7 +1490,7 @@ static void size_fd_budget(topic_registry *reg) {
     int64_t lim = (int64_t)rl.rlim_cur;
     int64_t cache = lim / 8 < FD_CACHE_MAX ? lim / 8 : FD_CACHE_MAX;
     int64_t clients = lim / 4 < reg->cfg->max_connections ? lim / 4 : reg->cfg->max_connections;
-    segment_set_fd_limit((int)cache);
+    storage_set_fd_limit(reg->storage, (int)cache);
     reg->fd_limit = lim;
     reg->fd_partitions_max = lim - FD_RESERVE_FIXED - cache - clients;
     if (reg->fd_partitions_max < 0)
@@ -1509,11 +1510,12 @@ static int check_fd_budget(const topic_registry *reg, int64_t have, int64_t addi
     return KAFKA_ERR_POLICY_VIOLATION;
 }
 
-topic_registry *topics_open(const broker_config *cfg) {
+topic_registry *topics_open(const broker_config *cfg, storage_ctx *storage) {
     topic_registry *reg = calloc(1, sizeof *reg);
     if (reg == NULL)
         return NULL;
     reg->cfg = cfg;
+    reg->storage = storage;
     pthread_rwlock_init(&reg->lock, NULL);
     pthread_mutex_init(&reg->change_mu, NULL);
     const config_list *roots = &cfg->log_dirs;
@@ -1521,7 +1523,7 @@ topic_registry *topics_open(const broker_config *cfg) {
         int fresh = meta_properties(reg, roots->items[i]);
         if (fresh < 0)
             goto err;
-        if (plog_dir_begin(roots->items[i], &reg->was_clean[i]) != 0) {
+        if (plog_dir_begin(reg->storage, roots->items[i], &reg->was_clean[i]) != 0) {
             LOG_ERROR("topics", "cannot prepare log directory %s", roots->items[i]);
             goto err;
         }
@@ -1606,7 +1608,7 @@ int topics_close(topic_registry *reg) {
         not_marked = 0;
         for (int r = 0; r < n_roots; r++) {
             const char *root = reg->cfg->log_dirs.items[r];
-            if (unclean[r] || plog_dir_mark_clean(root) != 0) {
+            if (unclean[r] || plog_dir_mark_clean(reg->storage, root) != 0) {
                 LOG_WARN("topics",
                          "log directory %s is not marked clean: its logs are recovered at the next start",
                          root);

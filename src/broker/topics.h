@@ -110,12 +110,13 @@ struct topic {
 typedef struct topic_registry topic_registry;
 
 /* Opens the registry: replays the metadata log under cfg->log_dirs, opens
- * every partition log (recovering those not shut down cleanly). A partition
- * whose log cannot be opened stays offline (logged; retried by topics_tick
- * with backoff, or when its config is fixed) and never stops the start.
- * Returns NULL and logs why when the metadata log cannot be trusted or the
- * log dirs cannot be used. */
-topic_registry *topics_open(const broker_config *cfg);
+ * every partition log (recovering those not shut down cleanly) with storage
+ * context storage (which must outlive the registry). A partition whose log
+ * cannot be opened stays offline (logged; retried by topics_tick with
+ * backoff, or when its config is fixed) and never stops the start. Returns
+ * NULL and logs why when the metadata log cannot be trusted or the log dirs
+ * cannot be used. */
+topic_registry *topics_open(const broker_config *cfg, storage_ctx *storage);
 /* Closes every log (flushing) and frees. A log dir is marked clean only if
  * every log under it was closed cleanly (and, if it was not clean at start,
  * every partition in it was recovered). Returns how many log dirs were not

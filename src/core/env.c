@@ -91,6 +91,7 @@ static int px_stat(void *ctx, const char *path, sl_stat *out) {
         return neg_errno();
     out->is_dir = S_ISDIR(st.st_mode);
     out->size = (int64_t)st.st_size;
+    out->mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     return 0;
 }
 
@@ -124,7 +125,12 @@ static int px_list(void *ctx, const char *dir, sl_vfs_list_fn fn, void *fn_ctx) 
     while (rc == 0 && (e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        rc = fn(fn_ctx, e->d_name);
+        bool is_dir = e->d_type == DT_DIR;
+        if (e->d_type == DT_UNKNOWN) { /* some file systems leave the type out */
+            struct stat st;
+            is_dir = fstatat(dirfd(d), e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        }
+        rc = fn(fn_ctx, e->d_name, is_dir);
     }
     closedir(d);
     return rc;

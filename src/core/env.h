@@ -42,11 +42,13 @@
 typedef struct sl_stat {
     bool is_dir;
     int64_t size;
+    int64_t mtime_ms; /* last modification, wall-clock milliseconds */
 } sl_stat;
 
-/* Called once per directory entry other than "." and ".."; return non-zero
- * to stop (that value is returned by list). */
-typedef int (*sl_vfs_list_fn)(void *ctx, const char *name);
+/* Called once per directory entry other than "." and ".."; is_dir says
+ * whether the entry is a directory. Return non-zero to stop (that value is
+ * returned by list). */
+typedef int (*sl_vfs_list_fn)(void *ctx, const char *name, bool is_dir);
 
 /* File operations. Results: >= 0 on success (a descriptor, a byte count or
  * 0), -errno on failure. Descriptors are the vfs's own numbers; the real vfs

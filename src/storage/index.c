@@ -6,11 +6,8 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "proto/wire.h"
 
@@ -34,83 +31,54 @@ static int grow(void **arr, uint32_t *cap, uint32_t need, uint32_t max, size_t e
 /* Reads a whole index file of entries of esize bytes, at most max entries.
  * Returns a malloc'd buffer and its entry count, or NULL. A missing file is an
  * error: the caller rebuilds. */
-static uint8_t *read_file(const char *path, size_t esize, uint32_t max, uint32_t *n_out) {
+static uint8_t *read_file(const sl_vfs *v, const char *path, size_t esize, uint32_t max, uint32_t *n_out) {
     uint8_t *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
     if (fd < 0)
         return NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < 0 || (size_t)st.st_size % esize != 0 ||
-        (uint64_t)st.st_size / esize > max)
+    int64_t size = v->fsize(v->ctx, fd);
+    if (size < 0 || (uint64_t)size % esize != 0 || (uint64_t)size / esize > max)
         goto err;
-    size_t len = (size_t)st.st_size;
+    size_t len = (size_t)size;
     buf = malloc(len ? len : 1);
-    if (buf == NULL)
+    if (buf == NULL || sl_vfs_pread_full(v, fd, buf, len, 0) != 0)
         goto err;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR)
-                continue;
-            goto err;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
+    v->close(v->ctx, fd);
     *n_out = (uint32_t)(len / esize);
     return buf;
 err:
     free(buf);
-    close(fd);
+    v->close(v->ctx, fd);
     return NULL;
-}
-
-/* Writes len bytes at off, retrying short writes. 0 or -errno. */
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off) {
-    while (len > 0) {
-        ssize_t w = pwrite(fd, p, len, off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-        off += w;
-    }
-    return 0;
 }
 
 /* Shared writer: serialises entries [from, count) with enc and writes them
  * at from*esize; rewrite truncates the file to count entries first. */
-static int write_entries(const char *path, uint32_t from, uint32_t count, size_t esize, bool rewrite,
-                         bool sync, void (*enc)(const void *ix, uint32_t i, uint8_t *out), const void *ix) {
+static int write_entries(const sl_vfs *v, const char *path, uint32_t from, uint32_t count, size_t esize,
+                         bool rewrite, bool sync, void (*enc)(const void *ix, uint32_t i, uint8_t *out),
+                         const void *ix) {
     int rc = 0;
     uint8_t chunk[IDX_WRITE_BATCH * TIDX_ENTRY_SIZE];
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = v->open(v->ctx, path, SL_O_RDWR | SL_O_CREAT, 0644);
     if (fd < 0)
-        return -errno;
-    if (rewrite && ftruncate(fd, (off_t)count * (off_t)esize) != 0) {
-        rc = -errno;
+        return fd;
+    if (rewrite && (rc = v->ftruncate(v->ctx, fd, (int64_t)count * (int64_t)esize)) != 0)
         goto out;
-    }
     uint32_t i = from;
     while (i < count) {
         uint32_t n = count - i < IDX_WRITE_BATCH ? count - i : IDX_WRITE_BATCH;
         for (uint32_t k = 0; k < n; k++)
             enc(ix, i + k, chunk + k * esize);
-        rc = pwrite_all(fd, chunk, n * esize, (off_t)i * (off_t)esize);
+        rc = sl_vfs_pwrite_full(v, fd, chunk, n * esize, (int64_t)i * (int64_t)esize);
         if (rc != 0)
             goto out;
         i += n;
     }
-    if (sync && fsync(fd) != 0)
-        rc = -errno;
-out:
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    return rc;
+    if (sync)
+        rc = v->fsync(v->ctx, fd);
+out:;
+    int c = v->close(v->ctx, fd);
+    return rc != 0 ? rc : c;
 }
 
 /* ---------------- offset index ---------------- */
@@ -126,9 +94,9 @@ void oidx_free(oidx *ix) {
     oidx_init(ix, max);
 }
 
-int oidx_load(oidx *ix, const char *path, int64_t log_size) {
+int oidx_load(const sl_vfs *v, oidx *ix, const char *path, int64_t log_size) {
     uint32_t n = 0;
-    uint8_t *buf = read_file(path, OIDX_ENTRY_SIZE, ix->max_entries, &n);
+    uint8_t *buf = read_file(v, path, OIDX_ENTRY_SIZE, ix->max_entries, &n);
     if (buf == NULL)
         return -1;
     ix->count = ix->persisted = 0;
@@ -190,10 +158,10 @@ static void oidx_enc(const void *p, uint32_t i, uint8_t *out) {
     wire_put_be32(out + 4, (uint32_t)ix->e[i].pos);
 }
 
-int oidx_write(oidx *ix, const char *path, bool rewrite, bool sync) {
+int oidx_write(const sl_vfs *v, oidx *ix, const char *path, bool rewrite, bool sync) {
     rewrite = rewrite || ix->shrunk;
     uint32_t from = rewrite ? 0 : ix->persisted;
-    int rc = write_entries(path, from, ix->count, OIDX_ENTRY_SIZE, rewrite, sync, oidx_enc, ix);
+    int rc = write_entries(v, path, from, ix->count, OIDX_ENTRY_SIZE, rewrite, sync, oidx_enc, ix);
     if (rc == 0) {
         ix->persisted = ix->count;
         ix->shrunk = false;
@@ -214,9 +182,9 @@ void tidx_free(tidx *ix) {
     tidx_init(ix, max);
 }
 
-int tidx_load(tidx *ix, const char *path) {
+int tidx_load(const sl_vfs *v, tidx *ix, const char *path) {
     uint32_t n = 0;
-    uint8_t *buf = read_file(path, TIDX_ENTRY_SIZE, ix->max_entries, &n);
+    uint8_t *buf = read_file(v, path, TIDX_ENTRY_SIZE, ix->max_entries, &n);
     if (buf == NULL)
         return -1;
     ix->count = ix->persisted = 0;
@@ -279,10 +247,10 @@ static void tidx_enc(const void *p, uint32_t i, uint8_t *out) {
     wire_put_be32(out + 8, (uint32_t)ix->e[i].rel);
 }
 
-int tidx_write(tidx *ix, const char *path, bool rewrite, bool sync) {
+int tidx_write(const sl_vfs *v, tidx *ix, const char *path, bool rewrite, bool sync) {
     rewrite = rewrite || ix->shrunk;
     uint32_t from = rewrite ? 0 : ix->persisted;
-    int rc = write_entries(path, from, ix->count, TIDX_ENTRY_SIZE, rewrite, sync, tidx_enc, ix);
+    int rc = write_entries(v, path, from, ix->count, TIDX_ENTRY_SIZE, rewrite, sync, tidx_enc, ix);
     if (rc == 0) {
         ix->persisted = ix->count;
         ix->shrunk = false;

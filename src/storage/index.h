@@ -32,6 +32,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/env.h"
+
 #define OIDX_ENTRY_SIZE 8
 #define TIDX_ENTRY_SIZE 12
 /* Pending entries written to the file once this many accumulate. */
@@ -68,10 +70,11 @@ typedef struct tidx {
 /* ---- offset index ---- */
 void oidx_init(oidx *ix, uint32_t max_entries);
 void oidx_free(oidx *ix);
-/* Reads the file at path and checks it: whole entries, strictly increasing
- * rel >= 0 and 0 <= pos < log_size. Returns 0, or -1 if the file is missing,
- * unreadable or fails a check (the caller rebuilds it from the log). */
-int oidx_load(oidx *ix, const char *path, int64_t log_size);
+/* Reads the file at path (through v) and checks it: whole entries, strictly
+ * increasing rel >= 0 and 0 <= pos < log_size. Returns 0, or -1 if the file
+ * is missing, unreadable or fails a check (the caller rebuilds it from the
+ * log). */
+int oidx_load(const sl_vfs *v, oidx *ix, const char *path, int64_t log_size);
 static inline bool oidx_full(const oidx *ix) { return ix->count >= ix->max_entries; }
 /* Adds an entry; rel and pos must exceed the last entry's. Returns -1 if full
  * or out of memory. */
@@ -82,13 +85,13 @@ int64_t oidx_floor(const oidx *ix, int32_t target_rel);
 void oidx_truncate_rel(oidx *ix, int32_t rel_limit);
 /* Writes pending entries (or the whole index when rewrite is set, which also
  * shrinks the file after a truncation); fsyncs when sync is set. 0 or -errno. */
-int oidx_write(oidx *ix, const char *path, bool rewrite, bool sync);
+int oidx_write(const sl_vfs *v, oidx *ix, const char *path, bool rewrite, bool sync);
 
 /* ---- time index ---- */
 void tidx_init(tidx *ix, uint32_t max_entries);
 void tidx_free(tidx *ix);
 /* As oidx_load: non-decreasing ts and rel, rel >= 0. */
-int tidx_load(tidx *ix, const char *path);
+int tidx_load(const sl_vfs *v, tidx *ix, const char *path);
 static inline bool tidx_full(const tidx *ix) { return ix->count >= ix->max_entries; }
 /* Adds (ts, rel) if ts is larger than the last entry's ts; a no-op otherwise.
  * Returns -1 if full or out of memory. */
@@ -96,7 +99,7 @@ int tidx_maybe_append(tidx *ix, int64_t ts, int32_t rel);
 /* Index of the last entry with ts < target, or -1 if none. */
 int64_t tidx_last_below(const tidx *ix, int64_t target_ts);
 void tidx_truncate_rel(tidx *ix, int32_t rel_limit);
-int tidx_write(tidx *ix, const char *path, bool rewrite, bool sync);
+int tidx_write(const sl_vfs *v, tidx *ix, const char *path, bool rewrite, bool sync);
 /* Largest timestamp recorded, or -1 when empty. */
 static inline int64_t tidx_max_ts(const tidx *ix) { return ix->count ? ix->e[ix->count - 1].ts : -1; }
 

@@ -2,13 +2,21 @@
  * log.h - a partition log: the ordered list of segments of one partition in
  * one directory, and the operations the broker performs on it.
  *
- * Appends validate magic-2 record batches record by record as a producer's
- * (batch_check with producer rules: nothing a consumer could not read gets
- * in), give them consecutive offsets in place (baseOffset and
- * partitionLeaderEpoch are patched; the CRC does not cover them) and write
- * them to the active segment with one write. Reads
- * return file ranges (fd, position, length) that the caller may sendfile();
- * each range pins its segment so retention can delete it meanwhile.
+ * Two appends. A leader's (plog_append) validates magic-2 record batches
+ * record by record as a producer's (batch_check with producer rules: nothing
+ * a consumer could not read gets in), gives them consecutive offsets in place
+ * (baseOffset and partitionLeaderEpoch are patched; the CRC does not cover
+ * them) and writes them to the active segment with one write. A follower's
+ * (plog_append_follower) takes batches that already carry the leader's
+ * offsets and epochs: it checks that they start at the log end offset, follow
+ * on from each other and are sound (sizes, CRC), and writes them unchanged.
+ * Reads return file ranges (fd, position, length) that the caller may
+ * sendfile(); each range pins its segment so retention can delete it
+ * meanwhile. plog_scan reads a range into memory and hands over its batches
+ * one by one.
+ *
+ * Every file operation goes through the vfs of the log's storage context
+ * (storage.h), and every time comes in as a now_ms argument.
  *
  * Directory contents:
  *   <20-digit base>.log / .index / .timeindex   one trio per segment
@@ -25,6 +33,11 @@
  * the mutex and then advances the recovery point and the checkpoint, so an
  * unclean start rescans only the segments rolled since the last tick.
  *
+ * Truncation (plog_truncate, plog_truncate_fully) is durable when it returns:
+ * the cut file is fsynced, removed segments are unlinked and the lowered
+ * recovery point checkpointed with the directory fsynced, so removed batches
+ * never reappear after a crash, which replication relies on.
+ *
  * Thread-safety: every function locks the log's mutex; a plog may be shared
  * by the network threads and a background retention/flush task. Offsets are
  * int64 everywhere.
@@ -35,23 +48,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proto/batch.h"
 #include "storage/segment.h"
-
-/* Results of storage operations: 0 or the Kafka error code to send back. */
-typedef enum storage_err {
-    STORAGE_OK = 0,
-    STORAGE_OFFSET_OUT_OF_RANGE = 1,
-    STORAGE_CORRUPT_MESSAGE = 2,
-    STORAGE_MESSAGE_TOO_LARGE = 10,
-    STORAGE_RECORD_LIST_TOO_LARGE = 18,
-    STORAGE_INVALID_TIMESTAMP = 32,
-    STORAGE_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
-    STORAGE_KAFKA_STORAGE_ERROR = 56,
-    STORAGE_UNSUPPORTED_COMPRESSION_TYPE = 76,
-    STORAGE_INVALID_RECORD = 87,
-} storage_err;
-
-const char *storage_strerror(int err);
+#include "storage/storage.h"
 
 typedef enum plog_ts_type {
     PLOG_TS_CREATE_TIME = 0,
@@ -115,12 +114,13 @@ int plog_config_explain(const plog_config *c, char *why, size_t whyn);
 
 typedef struct plog plog;
 
-/* Opens (creating if needed) the log in dir, whose parent must exist. With
- * clean false the segments from the one holding the recovery point on are
- * verified batch by batch and cut at the first torn or corrupt one; older
- * segments were fsynced before the point moved past them and are not read. Returns NULL and sets *err
- * (a storage_err) on failure. */
-plog *plog_open(const char *dir, const plog_config *cfg, bool clean, int *err);
+/* Opens (creating if needed) the log in dir, whose parent must exist, with
+ * the files and descriptor cache of storage context sc (which must outlive
+ * the log). With clean false the segments from the one holding the recovery
+ * point on are verified batch by batch and cut at the first torn or corrupt
+ * one; older segments were fsynced before the point moved past them and are
+ * not read. Returns NULL and sets *err (a storage_err) on failure. */
+plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool clean, int *err);
 /* Replaces the log's settings (a topic's config was altered). Limits and
  * policies apply from the next operation; index sizing applies to segments
  * created from now on. Returns 0, or -1 if cfg fails plog_config_check. */
@@ -163,11 +163,28 @@ typedef struct plog_append_info {
 int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
                 plog_append_info *info);
 
+/* A follower's append (replication): the batches in buf already carry their
+ * offsets and partition leader epochs, assigned by the leader, and are
+ * written exactly as they are (nothing in buf is changed). Checks, with the
+ * log unchanged on any error:
+ *   - the first batch's baseOffset is the log end offset, else
+ *     STORAGE_UNEXPECTED_OFFSET (the replica truncates or refetches);
+ *   - each next batch starts one past the previous one's last offset, else
+ *     STORAGE_CORRUPT_MESSAGE;
+ *   - each batch is sound (batch_validate, shallow: size, magic 2, CRC,
+ *     counts, known codec), at most SEG_MAX_BATCH_BYTES, and the whole at
+ *     most segment.bytes (STORAGE_RECORD_LIST_TOO_LARGE: split it).
+ * Producer rules, timestamp limits and max.message.bytes do not apply: what
+ * the leader holds, the follower must take. now_ms drives segment.ms and
+ * flush.ms as for plog_append. info (if not NULL) gets the batches' offsets;
+ * log_append_time is -1. */
+int plog_append_follower(plog *l, const uint8_t *buf, size_t len, int64_t now_ms, plog_append_info *info);
+
 #define PLOG_MAX_RANGES 16
 
 typedef struct plog_range {
     segment *seg; /* pinned; released by plog_read_release */
-    int fd;
+    int fd;       /* the storage vfs's descriptor (a kernel one with the POSIX vfs) */
     int64_t pos;
     int64_t len;
 } plog_range;
@@ -189,6 +206,27 @@ typedef struct plog_read_result {
 int plog_read(plog *l, int64_t offset, int64_t max_bytes, int64_t max_offset, plog_read_result *res);
 void plog_read_release(plog_read_result *res);
 
+/* Called by plog_scan for each whole batch read: its bytes (size bytes, CRC
+ * checked) and decoded header. The batch may start below the offset the scan
+ * was asked for (it holds that offset). Return 0 to go on; any other value
+ * stops the scan, and plog_scan returns it. The bytes are valid during the
+ * call only. No lock of the log is held: fn may call into the log. */
+typedef int (*plog_scan_fn)(void *ctx, const uint8_t *batch, size_t size, const batch_header *h);
+
+/* "Read a range and walk its batches": reads the batches from the one
+ * holding from_offset on, at most max_bytes of them (but always the first
+ * whole, however large, up to SEG_MAX_BATCH_BYTES), through the storage
+ * vfs into a buffer of that size, and calls fn for each whole batch in offset
+ * order. *next (if not NULL) gets the offset after the last batch handed to
+ * fn (from_offset if none). Returns STORAGE_OK (having handed at least one
+ * batch unless from_offset is the log end offset), fn's non-zero value,
+ * STORAGE_OFFSET_OUT_OF_RANGE for an offset outside [log start, log end],
+ * STORAGE_CORRUPT_MESSAGE at a batch whose CRC or header is bad (*next is
+ * its offset: the batches before it were handed), or
+ * STORAGE_KAFKA_STORAGE_ERROR. To scan a whole log, call it again from *next
+ * until the log end offset. */
+int plog_scan(plog *l, int64_t from_offset, int64_t max_bytes, plog_scan_fn fn, void *ctx, int64_t *next);
+
 /* Fsyncs everything appended and advances the recovery point. */
 int plog_flush(plog *l, int64_t now_ms);
 /* Starts a new segment if the active one is not empty; the sealed one is
@@ -204,9 +242,20 @@ int plog_tick(plog *l, int64_t now_ms);
 int plog_retention(plog *l, int64_t now_ms, int *deleted);
 /* DeleteRecords: moves the log start offset up to offset (<= log end). */
 int plog_delete_records(plog *l, int64_t offset, int64_t *new_start);
-/* Removes every batch whose last offset >= offset (replication). Truncating
- * below the log start offset empties the log and restarts it at offset. */
+/* Removes every batch whose last offset >= offset (replication: a follower
+ * cutting back to where it agrees with its leader), so the log end offset
+ * becomes the base of the batch holding offset (offset itself when it starts
+ * a batch). An offset at or past the log end changes nothing. Truncating to
+ * the log start offset or below (or to the first segment's base) empties the
+ * log and restarts it at offset, which becomes the log start offset. The
+ * recovery point and the log start offset come down with the end; the
+ * indexes follow. Durable on return (see above). Negative offsets give
+ * STORAGE_OFFSET_OUT_OF_RANGE. */
 int plog_truncate(plog *l, int64_t offset);
+/* Removes every batch and restarts the log empty at new_start (>= 0), which
+ * becomes its log start, end offset and recovery point: a follower whose
+ * leader's log starts past the follower's end. Durable on return. */
+int plog_truncate_fully(plog *l, int64_t new_start);
 
 #define PLOG_TS_LATEST   (-1)
 #define PLOG_TS_EARLIEST (-2)
@@ -232,19 +281,20 @@ const char *plog_dir(const plog *l);
  * array (*bases, *n; the files are segment_filename(dir, base, ".log")), and
  * the recovery point of its checkpoint (0 when there is none). Changes
  * nothing but leftover temporary files. 0 or -errno. */
-int plog_peek(const char *dir, int64_t **bases, int *n, int64_t *recovery_point);
+int plog_peek(storage_ctx *sc, const char *dir, int64_t **bases, int *n, int64_t *recovery_point);
 /* Removes what a log derives from its segment files (indexes, checkpoint),
  * for such a reader that found them inconsistent; opening the log with clean
  * false then rebuilds them. The log must not be open. 0 or -errno. */
-int plog_drop_derived_files(const char *dir);
+int plog_drop_derived_files(storage_ctx *sc, const char *dir);
 
-/* Clean-shutdown marker of a log.dirs root: plog_dir_begin removes it (made
- * durable before returning) and says whether it was there; the broker calls
- * plog_dir_mark_clean after closing every log under the root. */
-int plog_dir_begin(const char *root, bool *was_clean);
-int plog_dir_mark_clean(const char *root);
+/* Clean-shutdown marker of a log.dirs root (through sc's vfs): plog_dir_begin
+ * removes it (made durable before returning) and says whether it was there;
+ * the broker calls plog_dir_mark_clean after closing every log under the
+ * root. 0 or -errno. */
+int plog_dir_begin(storage_ctx *sc, const char *root, bool *was_clean);
+int plog_dir_mark_clean(storage_ctx *sc, const char *root);
 /* Of roots[0..n), the index of the one holding the fewest partition
  * directories (new partitions go there), or -1. */
-int plog_dir_pick(const char *const *roots, int n);
+int plog_dir_pick(storage_ctx *sc, const char *const *roots, int n);
 
 #endif

@@ -1,84 +1,86 @@
 /*
  * segment.c - one log segment: its files, batch scanning, index upkeep and
- * the process-wide cache of segment file descriptors. See segment.h.
+ * the storage context's cache of segment file descriptors. See segment.h.
  */
 #include "storage/segment.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "proto/batch.h"
 #include "proto/wire.h"
 
 /* ---------------- file descriptor cache ---------------- */
 
-static struct {
-    pthread_mutex_t mu;
-    segment *head, *tail; /* idle open segments, most recently used first */
-    int idle;             /* segments in the list */
-    int open;             /* all open segment descriptors */
-    int limit;
-} g_fdc = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 1024};
-
-void segment_set_fd_limit(int n) {
-    pthread_mutex_lock(&g_fdc.mu);
-    g_fdc.limit = n < 0 ? 0 : n;
-    pthread_mutex_unlock(&g_fdc.mu);
+void seg_fdcache_init(seg_fdcache *c, int limit) {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    c->limit = limit < 0 ? 0 : limit;
 }
 
-int segment_open_fds(void) {
-    pthread_mutex_lock(&g_fdc.mu);
-    int n = g_fdc.open;
-    pthread_mutex_unlock(&g_fdc.mu);
+void seg_fdcache_destroy(seg_fdcache *c) {
+    assert(c->open == 0 && c->idle == 0 && c->head == NULL);
+    pthread_mutex_destroy(&c->mu);
+}
+
+void seg_fdcache_set_limit(seg_fdcache *c, int n) {
+    pthread_mutex_lock(&c->mu);
+    c->limit = n < 0 ? 0 : n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int seg_fdcache_open_count(seg_fdcache *c) {
+    pthread_mutex_lock(&c->mu);
+    int n = c->open;
+    pthread_mutex_unlock(&c->mu);
     return n;
 }
 
 static void lru_remove(segment *s) {
+    seg_fdcache *c = s->fdc;
     assert(s->in_lru);
     if (s->lru_prev)
         s->lru_prev->lru_next = s->lru_next;
     else
-        g_fdc.head = s->lru_next;
+        c->head = s->lru_next;
     if (s->lru_next)
         s->lru_next->lru_prev = s->lru_prev;
     else
-        g_fdc.tail = s->lru_prev;
+        c->tail = s->lru_prev;
     s->lru_prev = s->lru_next = NULL;
     s->in_lru = false;
-    g_fdc.idle--;
+    c->idle--;
 }
 
 static void lru_push(segment *s) {
+    seg_fdcache *c = s->fdc;
     assert(!s->in_lru && s->users == 0 && s->fd >= 0);
     s->lru_prev = NULL;
-    s->lru_next = g_fdc.head;
-    if (g_fdc.head)
-        g_fdc.head->lru_prev = s;
-    g_fdc.head = s;
-    if (g_fdc.tail == NULL)
-        g_fdc.tail = s;
+    s->lru_next = c->head;
+    if (c->head)
+        c->head->lru_prev = s;
+    c->head = s;
+    if (c->tail == NULL)
+        c->tail = s;
     s->in_lru = true;
-    g_fdc.idle++;
+    c->idle++;
 }
 
-/* Closes an idle segment's fd and drops its indexes. Global mutex held. The
+/* Closes an idle segment's fd and drops its indexes. Cache mutex held. The
  * segment is not in use, so its owner cannot be touching the indexes. */
 static void close_idle(segment *s) {
     assert(s->users == 0);
     if (s->in_lru)
         lru_remove(s);
     if (s->fd >= 0) {
-        close(s->fd);
+        s->vfs->close(s->vfs->ctx, s->fd);
         s->fd = -1;
-        g_fdc.open--;
+        s->fdc->open--;
     }
     if (s->idx_loaded) {
         oidx_free(&s->oi);
@@ -89,7 +91,8 @@ static void close_idle(segment *s) {
 
 int segment_acquire(segment *s) {
     int rc = 0;
-    pthread_mutex_lock(&g_fdc.mu);
+    seg_fdcache *c = s->fdc;
+    pthread_mutex_lock(&c->mu);
     if (s->dead && s->fd < 0) {
         rc = -ENOENT;
         goto out;
@@ -97,35 +100,36 @@ int segment_acquire(segment *s) {
     if (s->fd < 0) {
         char p[SEG_PATH_MAX + 16];
         snprintf(p, sizeof p, "%s.log", s->path);
-        int fd = open(p, O_RDWR | O_CLOEXEC);
+        int fd = s->vfs->open(s->vfs->ctx, p, SL_O_RDWR, 0);
         if (fd < 0) {
-            rc = -errno;
+            rc = fd;
             goto out;
         }
         s->fd = fd;
-        g_fdc.open++;
+        c->open++;
     } else if (s->in_lru) {
         lru_remove(s);
     }
     s->users++;
 out:
-    pthread_mutex_unlock(&g_fdc.mu);
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
 void segment_release(segment *s) {
-    pthread_mutex_lock(&g_fdc.mu);
+    seg_fdcache *c = s->fdc;
+    pthread_mutex_lock(&c->mu);
     assert(s->users > 0);
     if (--s->users == 0) {
         if (s->dead) {
             close_idle(s);
         } else if (s->fd >= 0) {
             lru_push(s);
-            while (g_fdc.idle > g_fdc.limit && g_fdc.tail != NULL)
-                close_idle(g_fdc.tail);
+            while (c->idle > c->limit && c->tail != NULL)
+                close_idle(c->tail);
         }
     }
-    pthread_mutex_unlock(&g_fdc.mu);
+    pthread_mutex_unlock(&c->mu);
 }
 
 void segment_ref(segment *s) { atomic_fetch_add(&s->refs, 1); }
@@ -133,10 +137,10 @@ void segment_ref(segment *s) { atomic_fetch_add(&s->refs, 1); }
 void segment_unref(segment *s) {
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
-    pthread_mutex_lock(&g_fdc.mu);
+    pthread_mutex_lock(&s->fdc->mu);
     assert(s->users == 0);
     close_idle(s);
-    pthread_mutex_unlock(&g_fdc.mu);
+    pthread_mutex_unlock(&s->fdc->mu);
     oidx_free(&s->oi);
     tidx_free(&s->ti);
     free(s);
@@ -166,8 +170,9 @@ static void seg_path(const segment *s, const char *suffix, char *out, size_t cap
     snprintf(out, cap, "%s%s", s->path, suffix);
 }
 
-segment *segment_new(const char *dir, int64_t base, uint32_t idx_max_entries, int32_t index_interval) {
-    if (base < 0)
+segment *segment_new(storage_ctx *sc, const char *dir, int64_t base, uint32_t idx_max_entries,
+                     int32_t index_interval) {
+    if (base < 0 || sc == NULL)
         return NULL;
     segment *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -181,6 +186,8 @@ segment *segment_new(const char *dir, int64_t base, uint32_t idx_max_entries, in
     s->next_offset = base;
     s->max_ts = -1;
     s->last_batch_base = -1;
+    s->vfs = storage_vfs(sc);
+    s->fdc = storage_fdcache(sc);
     s->fd = -1;
     s->idx_max_entries = idx_max_entries;
     s->index_interval = index_interval;
@@ -195,10 +202,10 @@ int segment_create_files(segment *s) {
     for (int i = 0; i < 3; i++) {
         char p[SEG_PATH_MAX + 16];
         seg_path(s, suffixes[i], p, sizeof p);
-        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = s->vfs->open(s->vfs->ctx, p, SL_O_RDWR | SL_O_CREAT | SL_O_TRUNC, 0644);
         if (fd < 0)
-            return -errno;
-        close(fd);
+            return fd;
+        s->vfs->close(s->vfs->ctx, fd);
     }
     s->size = 0;
     s->next_offset = s->base_offset;
@@ -213,11 +220,12 @@ int segment_create_files(segment *s) {
 
 int segment_stat(segment *s) {
     char p[SEG_PATH_MAX + 16];
-    struct stat st;
+    sl_stat st;
     seg_path(s, ".log", p, sizeof p);
-    if (stat(p, &st) != 0)
-        return -errno;
-    s->size = st.st_size;
+    int rc = s->vfs->stat(s->vfs->ctx, p, &st);
+    if (rc != 0)
+        return rc;
+    s->size = st.size;
     return 0;
 }
 
@@ -226,6 +234,7 @@ int segment_stat(segment *s) {
 enum { SCAN_END = 0, SCAN_BATCH = 1, SCAN_BAD = 2 };
 
 typedef struct scanner {
+    const sl_vfs *vfs;
     int fd;
     int64_t pos; /* next batch */
     int64_t end; /* bytes of file to consider */
@@ -235,9 +244,10 @@ typedef struct scanner {
     size_t blen;
 } scanner;
 
-static int scanner_init(scanner *sc, int fd, int64_t pos, int64_t end, size_t cap) {
+static int scanner_init(scanner *sc, const segment *s, int64_t pos, int64_t end, size_t cap) {
     memset(sc, 0, sizeof *sc);
-    sc->fd = fd;
+    sc->vfs = s->vfs;
+    sc->fd = s->fd;
     sc->pos = pos;
     sc->end = end;
     sc->buf = malloc(cap);
@@ -264,12 +274,9 @@ static int scanner_fill(scanner *sc, int64_t pos, size_t need) {
         want = (size_t)(sc->end - pos);
     size_t got = 0;
     while (got < want) {
-        ssize_t r = pread(sc->fd, sc->buf + got, want - got, (off_t)(pos + (int64_t)got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
+        ssize_t r = sc->vfs->pread(sc->vfs->ctx, sc->fd, sc->buf + got, want - got, pos + (int64_t)got);
+        if (r < 0)
+            return (int)r;
         if (r == 0)
             break;
         got += (size_t)r;
@@ -353,20 +360,20 @@ static int index_batch(segment *s, const seg_batch *b) {
 static int write_indexes(segment *s, bool rewrite, bool sync) {
     char p[SEG_PATH_MAX + 16];
     seg_path(s, ".index", p, sizeof p);
-    int rc = oidx_write(&s->oi, p, rewrite, sync);
+    int rc = oidx_write(s->vfs, &s->oi, p, rewrite, sync);
     if (rc != 0)
         return rc;
     seg_path(s, ".timeindex", p, sizeof p);
-    return tidx_write(&s->ti, p, rewrite, sync);
+    return tidx_write(s->vfs, &s->ti, p, rewrite, sync);
 }
 
 int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next_offset, int64_t *cut) {
     assert(s->users > 0 && s->fd >= 0);
     scanner sc;
-    struct stat st;
-    if (fstat(s->fd, &st) != 0)
-        return -errno;
-    int rc = scanner_init(&sc, s->fd, 0, st.st_size, verify ? 1 << 20 : 64 << 10);
+    int64_t file_size = s->vfs->fsize(s->vfs->ctx, s->fd);
+    if (file_size < 0)
+        return (int)file_size;
+    int rc = scanner_init(&sc, s, 0, file_size, verify ? 1 << 20 : 64 << 10);
     if (rc != 0)
         return rc;
     oidx_free(&s->oi);
@@ -406,11 +413,9 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
     }
 out_check:
     if (cut)
-        *cut = st.st_size - s->size;
-    if (truncate_bad && s->size < st.st_size && ftruncate(s->fd, (off_t)s->size) != 0) {
-        rc = -errno;
+        *cut = file_size - s->size;
+    if (truncate_bad && s->size < file_size && (rc = s->vfs->ftruncate(s->vfs->ctx, s->fd, s->size)) != 0)
         goto out;
-    }
     rc = write_indexes(s, true, false);
 out:
     scanner_free(&sc);
@@ -423,10 +428,10 @@ int segment_load_indexes(segment *s) {
         return 0;
     char p[SEG_PATH_MAX + 16];
     seg_path(s, ".index", p, sizeof p);
-    if (oidx_load(&s->oi, p, s->size) != 0)
+    if (oidx_load(s->vfs, &s->oi, p, s->size) != 0)
         goto rebuild;
     seg_path(s, ".timeindex", p, sizeof p);
-    if (tidx_load(&s->ti, p) != 0)
+    if (tidx_load(s->vfs, &s->ti, p) != 0)
         goto rebuild;
     /* Entries of an inactive segment must lie below its end offset (a stale
      * index left by an interrupted truncation would not). */
@@ -442,7 +447,7 @@ int segment_load_indexes(segment *s) {
          * learn next_offset and the index upkeep state. */
         scanner sc;
         int64_t start = s->oi.count ? s->oi.e[s->oi.count - 1].pos : 0;
-        int rc = scanner_init(&sc, s->fd, start, s->size, 64 << 10);
+        int rc = scanner_init(&sc, s, start, s->size, 64 << 10);
         if (rc != 0)
             return rc;
         s->bytes_since_index = 0;
@@ -501,19 +506,20 @@ rebuild:
 int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *b, int n) {
     assert(s->active && s->users > 0 && s->idx_loaded && s->fd >= 0);
     assert(s->size + (int64_t)len <= INT32_MAX);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = pwrite(s->fd, buf + done, len - done, (off_t)(s->size + (int64_t)done));
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            int err = errno;
-            /* Leave no partial batch behind: cut back to the old end. */
-            if (ftruncate(s->fd, (off_t)s->size) != 0)
-                fprintf(stderr, "storage: cannot cut back %s.log: %s\n", s->path, strerror(errno));
-            return -err;
-        }
-        done += (size_t)w;
+    /* One write in the usual case; a short one is continued. */
+    ssize_t w = s->vfs->pwrite(s->vfs->ctx, s->fd, buf, len, s->size);
+    int err = w < 0 ? (int)w : 0;
+    if (w >= 0 && (size_t)w < len)
+        err =
+            w == 0 ? -EIO : sl_vfs_pwrite_full(s->vfs, s->fd, buf + w, len - (size_t)w, s->size + (int64_t)w);
+    if (err != 0) {
+        /* Leave no partial batch behind: cut back to the old end. (If that
+         * fails too, the bytes past size are never served and recovery cuts
+         * them.) */
+        int r = s->vfs->ftruncate(s->vfs->ctx, s->fd, s->size);
+        if (r != 0)
+            fprintf(stderr, "storage: cannot cut back %s.log: %s\n", s->path, strerror(-r));
+        return err;
     }
     for (int i = 0; i < n; i++) {
         seg_batch sb = b[i];
@@ -548,7 +554,7 @@ typedef struct scan_key {
 static int scan_from(segment *s, int64_t start, int64_t first_base,
                      bool (*want)(const seg_batch *, const scan_key *), const scan_key *key, seg_batch *out) {
     scanner sc;
-    int rc = scanner_init(&sc, s->fd, start, s->size, 4096);
+    int rc = scanner_init(&sc, s, start, s->size, 4096);
     if (rc != 0)
         return rc;
     for (;;) {
@@ -652,39 +658,34 @@ int segment_find_max_ts(segment *s, seg_batch *out) {
 int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap) {
     if ((uint64_t)b->size > cap)
         return -EMSGSIZE;
-    size_t got = 0;
-    while (got < (size_t)b->size) {
-        ssize_t r = pread(s->fd, buf + got, (size_t)b->size - got, (off_t)(b->pos + (int64_t)got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            return -EIO;
-        got += (size_t)r;
-    }
-    return 0;
+    return sl_vfs_pread_full(s->vfs, s->fd, buf, (size_t)b->size, b->pos);
 }
 
 /* ---------------- maintenance ---------------- */
 
 int segment_truncate(segment *s, int64_t offset) {
+    assert(s->users > 0 && s->fd >= 0);
     seg_batch b;
     int rc = segment_find(s, offset, &b);
-    if (rc <= 0)
+    if (rc < 0)
         return rc;
-    if (ftruncate(s->fd, (off_t)b.pos) != 0)
-        return -errno;
-    /* Rebuilding from the shortened file is simpler than trimming both
-     * indexes and recomputing the running maximum timestamp; truncation is
-     * rare (replica divergence) and bounded by the segment size. */
-    return segment_recover(s, false, false, 0, NULL);
+    if (rc == 1 && (rc = s->vfs->ftruncate(s->vfs->ctx, s->fd, b.pos)) != 0)
+        return rc;
+    /* Rebuilding from the (possibly shortened) file is simpler than trimming
+     * both indexes and recomputing the running maximum timestamp, and it
+     * also sets the append state (next offset, index spacing, last batch) of
+     * a sealed segment that becomes active again; truncation is rare
+     * (replica divergence) and bounded by the segment size. */
+    rc = segment_recover(s, false, false, 0, NULL);
+    if (rc == 0)
+        rc = s->vfs->fsync(s->vfs->ctx, s->fd);
+    return rc;
 }
 
 int segment_flush(segment *s, bool sync) {
-    if (sync && s->fd >= 0 && fsync(s->fd) != 0)
-        return -errno;
+    int rc;
+    if (sync && s->fd >= 0 && (rc = s->vfs->fsync(s->vfs->ctx, s->fd)) != 0)
+        return rc;
     if (!s->idx_loaded)
         return 0;
     return write_indexes(s, false, sync);
@@ -694,21 +695,33 @@ int segment_seal(segment *s) {
     assert(s->active && s->idx_loaded);
     if (s->max_ts >= 0 && s->last_batch_base >= 0)
         (void)tidx_maybe_append(&s->ti, s->max_ts, (int32_t)(s->last_batch_base - s->base_offset));
-    s->active = false;
-    return write_indexes(s, false, false);
+    /* Inactive only once its indexes are written: a sealed segment is
+     * trusted by its index files on a clean start. On failure it stays the
+     * active segment (in use), so its log stays consistent while it goes
+     * offline. */
+    int rc = write_indexes(s, false, false);
+    if (rc == 0)
+        s->active = false;
+    return rc;
 }
 
-void segment_delete_files(segment *s) {
+int segment_delete_files(segment *s) {
     static const char *suffixes[] = {".log", ".index", ".timeindex"};
+    int err = 0;
     for (int i = 0; i < 3; i++) {
         char p[SEG_PATH_MAX + 16];
         seg_path(s, suffixes[i], p, sizeof p);
-        if (unlink(p) != 0 && errno != ENOENT)
-            fprintf(stderr, "storage: cannot delete %s: %s\n", p, strerror(errno));
+        int rc = s->vfs->unlink(s->vfs->ctx, p);
+        if (rc != 0 && rc != -ENOENT) {
+            fprintf(stderr, "storage: cannot delete %s: %s\n", p, strerror(-rc));
+            if (err == 0)
+                err = rc;
+        }
     }
-    pthread_mutex_lock(&g_fdc.mu);
+    pthread_mutex_lock(&s->fdc->mu);
     s->dead = true;
     if (s->users == 0)
         close_idle(s);
-    pthread_mutex_unlock(&g_fdc.mu);
+    pthread_mutex_unlock(&s->fdc->mu);
+    return err;
 }

@@ -14,25 +14,33 @@
  * files at once - POSIX keeps open descriptors valid - and marks it dead; the
  * descriptor is closed and the memory freed when the last reference goes.
  *
- * File descriptors are opened lazily and cached process-wide: a segment whose
- * fd is open but not in use sits in a global LRU list, and when more than the
- * configured number of idle descriptors are open the least recently used is
- * closed (its in-memory indexes are dropped with it, bounding memory too).
- * "In use" means pinned by a reader or being the active segment of its log.
- * The in-memory indexes may only be touched while the segment is in use.
+ * Every file operation goes through the vfs of the segment's storage context
+ * (storage.h); descriptors are that vfs's (kernel descriptors with the POSIX
+ * vfs, so a reader may sendfile() them).
  *
- * Thread-safety: the fd cache is guarded by one global mutex; everything else
- * in a segment is guarded by the owning log's mutex.
+ * File descriptors are opened lazily and cached per storage context: a
+ * segment whose fd is open but not in use sits in the context's LRU list
+ * (seg_fdcache), and when more than the configured number of idle
+ * descriptors are open the least recently used is closed (its in-memory
+ * indexes are dropped with it, bounding memory too). "In use" means pinned
+ * by a reader or being the active segment of its log. The in-memory indexes
+ * may only be touched while the segment is in use.
+ *
+ * Thread-safety: the fd cache is guarded by its context's mutex; everything
+ * else in a segment is guarded by the owning log's mutex.
  */
 #ifndef SLUICE_STORAGE_SEGMENT_H
 #define SLUICE_STORAGE_SEGMENT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/env.h"
 #include "storage/index.h"
+#include "storage/storage.h"
 
 #define SEG_PATH_MAX 512
 /* Largest batch recovery will read into memory; anything claiming more is
@@ -52,6 +60,25 @@ typedef struct seg_batch {
 } seg_batch;
 
 typedef struct segment segment;
+
+/* The descriptor cache of one storage context: idle open segments in LRU
+ * order and the counts the bound is checked against. */
+typedef struct seg_fdcache {
+    pthread_mutex_t mu;
+    segment *head, *tail; /* idle open segments, most recently used first */
+    int idle;             /* segments in the list */
+    int open;             /* all open segment descriptors */
+    int limit;            /* most idle descriptors kept open */
+} seg_fdcache;
+
+void seg_fdcache_init(seg_fdcache *c, int limit);
+/* Asserts that no descriptor is open (every segment was freed). */
+void seg_fdcache_destroy(seg_fdcache *c);
+void seg_fdcache_set_limit(seg_fdcache *c, int n);
+int seg_fdcache_open_count(seg_fdcache *c);
+/* The context's cache (storage.c). */
+seg_fdcache *storage_fdcache(storage_ctx *sc);
+
 struct segment {
     int64_t base_offset;
     char path[SEG_PATH_MAX]; /* directory + "/" + 20-digit base, no suffix */
@@ -71,29 +98,28 @@ struct segment {
     uint32_t idx_max_entries;
     int32_t index_interval;
 
-    /* fd cache (global mutex) */
-    int fd;
-    atomic_int users; /* changed under the global mutex; atomic so owners may assert on it */
+    /* file operations and fd cache of the storage context */
+    const sl_vfs *vfs;
+    seg_fdcache *fdc;
+    int fd;           /* a descriptor of vfs, -1 when closed (fdc->mu) */
+    atomic_int users; /* changed under fdc->mu; atomic so owners may assert on it */
     bool dead;
     bool in_lru;
     segment *lru_prev, *lru_next;
     atomic_int refs;
 };
 
-/* Sets the process-wide bound on idle open segment descriptors (default 1024). */
-void segment_set_fd_limit(int n);
-/* Descriptors of segments currently open (idle or in use), for tests. */
-int segment_open_fds(void);
-
 /* Formats "<dir>/<20-digit base><suffix>". Returns -1 if it does not fit. */
 int segment_filename(char *out, size_t cap, const char *dir, int64_t base, const char *suffix);
 
-/* Allocates a segment object (no I/O); refs = 1. NULL on bad args or memory. */
-segment *segment_new(const char *dir, int64_t base, uint32_t idx_max_entries, int32_t index_interval);
+/* Allocates a segment object of context sc (no I/O); refs = 1. NULL on bad
+ * args or memory. */
+segment *segment_new(storage_ctx *sc, const char *dir, int64_t base, uint32_t idx_max_entries,
+                     int32_t index_interval);
 /* Creates fresh empty files (truncating leftovers) and marks it active.
  * 0 or -errno. The caller then acquires it. */
 int segment_create_files(segment *s);
-/* Reads the .log size with stat(). 0 or -errno. */
+/* Reads the .log size (vfs stat). 0 or -errno. */
 int segment_stat(segment *s);
 
 void segment_ref(segment *s);
@@ -136,14 +162,18 @@ int segment_find_max_ts(segment *s, seg_batch *out);
 /* Reads the whole batch b into buf (cap bytes). 0 or -errno (-EMSGSIZE). */
 int segment_read_batch(segment *s, const seg_batch *b, uint8_t *buf, size_t cap);
 
-/* Removes every batch whose last offset >= offset and rebuilds the indexes.
- * 0 or -errno. */
+/* Removes every batch whose last offset >= offset, rebuilds the indexes from
+ * the file and fsyncs the file, so the cut is durable: the removed batches
+ * never come back after a crash. 0 or -errno. */
 int segment_truncate(segment *s, int64_t offset);
 /* Writes pending index entries; with sync also fsyncs log and indexes. */
 int segment_flush(segment *s, bool sync);
-/* Turns the active segment inactive: final time-index entry, indexes written. */
+/* Turns the active segment inactive: final time-index entry, indexes
+ * written. On an error it stays active (and in use). */
 int segment_seal(segment *s);
-/* Unlinks the files and marks the segment dead. */
-void segment_delete_files(segment *s);
+/* Unlinks the files and marks the segment dead (in memory, whatever the
+ * unlinks did). 0, or the first error other than -ENOENT: then a file may
+ * still be on disk. */
+int segment_delete_files(segment *s);
 
 #endif

@@ -192,8 +192,7 @@ static void env_random(void *ctx, void *buf, size_t n) {
 
 void sim_env_init(sim_env *e, sim *s, const sl_vfs *vfs, int32_t node_id) {
     e->s = s;
-    /* A fixed, recent epoch: record timestamps look real and replay exactly. */
-    e->wall_epoch_ms = 1780000000000LL;
+    e->wall_epoch_ms = SIM_WALL_EPOCH_MS;
     e->env = (sl_env){e, env_mono_ns, env_wall_ms, env_random, vfs, node_id};
 }
 

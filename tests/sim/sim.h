@@ -101,6 +101,10 @@ void sim_fail(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3))
     } while (0)
 void sim_trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The wall clock of every simulated node at time 0: a fixed, recent epoch,
+ * so record timestamps look real and runs replay exactly. */
+#define SIM_WALL_EPOCH_MS 1780000000000LL
+
 /* An sl_env for a simulated node: the run's clock (wall = epoch + now,
  * monotonic = now) and bytes from the run's generator. vfs as given. */
 typedef struct sim_env {

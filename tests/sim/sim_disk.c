@@ -34,6 +34,7 @@ typedef struct sfile {
     int64_t len, cap;
     uint8_t *durable;
     int64_t dlen;
+    int64_t mtime_ms; /* wall clock of the last change to the content */
 } sfile;
 
 typedef struct sfd {
@@ -100,6 +101,9 @@ static void drop(sfile *f) {
 
 static bool io_error(sim_disk *d) { return sim_chance(&d->s->rng, d->eio_per_million); }
 
+/* The simulated wall clock, as sim_env gives it to the node. */
+static int64_t wall_now(const sim_disk *d) { return SIM_WALL_EPOCH_MS + d->s->now; }
+
 static sfd *fd_get(sim_disk *d, int fd) {
     if (fd < 0 || fd >= SIM_DISK_FDS_MAX || !d->fds[fd].used || d->fds[fd].epoch != d->epoch)
         return NULL;
@@ -121,8 +125,10 @@ static int dk_open(void *ctx, const char *path, int flags, int mode) {
         if (i < 0)
             return i;
     }
-    if (flags & SL_O_TRUNC)
+    if (flags & SL_O_TRUNC) {
         d->files[i].len = 0;
+        d->files[i].mtime_ms = wall_now(d);
+    }
     for (int fd = 0; fd < SIM_DISK_FDS_MAX; fd++)
         if (!d->fds[fd].used || d->fds[fd].epoch != d->epoch) {
             d->fds[fd] = (sfd){true, i, d->epoch, (flags & SL_O_APPEND) != 0};
@@ -194,6 +200,7 @@ static ssize_t dk_pwrite(void *ctx, int fd, const void *buf, size_t n, int64_t o
     memcpy(f->data + off, buf, n);
     if (off + (int64_t)n > f->len)
         f->len = off + (int64_t)n;
+    f->mtime_ms = wall_now(d);
     return (ssize_t)n;
 }
 
@@ -230,6 +237,7 @@ static int dk_ftruncate(void *ctx, int fd, int64_t len) {
     if (len > f->len)
         memset(f->data + f->len, 0, (size_t)(len - f->len));
     f->len = len;
+    f->mtime_ms = wall_now(d);
     return 0;
 }
 
@@ -242,13 +250,13 @@ static int64_t dk_fsize(void *ctx, int fd) {
 static int dk_stat(void *ctx, const char *path, sl_stat *out) {
     sim_disk *d = ctx;
     if (strcmp(path, "/") == 0) {
-        *out = (sl_stat){true, 0};
+        *out = (sl_stat){true, 0, 0};
         return 0;
     }
     int i = find(d, path);
     if (i < 0)
         return -ENOENT;
-    *out = (sl_stat){d->files[i].is_dir, d->files[i].len};
+    *out = (sl_stat){d->files[i].is_dir, d->files[i].len, d->files[i].mtime_ms};
     return 0;
 }
 
@@ -344,21 +352,28 @@ static int dk_list(void *ctx, const char *dir, sl_vfs_list_fn fn, void *fn_ctx) 
     size_t n = root ? 0 : strlen(dir);
     /* Names are collected first: the callback may create or remove entries. */
     char(*names)[SIM_PATH_MAX] = malloc(sizeof(*names) * SIM_DISK_FILES_MAX);
-    if (names == NULL)
+    bool *dirs = malloc(sizeof(*dirs) * SIM_DISK_FILES_MAX);
+    if (names == NULL || dirs == NULL) {
+        free(names);
+        free(dirs);
         return -ENOMEM;
+    }
     int k = 0;
     for (int i = 0; i < SIM_DISK_FILES_MAX; i++) {
         const sfile *f = &d->files[i];
         if (!f->used || strncmp(f->path, dir, n) != 0 || f->path[n] != '/')
             continue;
         const char *rest = f->path + n + 1;
-        if (*rest && strchr(rest, '/') == NULL)
+        if (*rest && strchr(rest, '/') == NULL) {
+            dirs[k] = f->is_dir;
             strcpy(names[k++], rest);
+        }
     }
     int rc = 0;
     for (int i = 0; i < k && rc == 0; i++)
-        rc = fn(fn_ctx, names[i]);
+        rc = fn(fn_ctx, names[i], dirs[i]);
     free(names);
+    free(dirs);
     return rc;
 }
 

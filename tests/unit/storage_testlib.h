@@ -1,7 +1,8 @@
 /*
  * storage_testlib.h - helpers shared by the storage tests: a minimal magic-2
  * batch builder (uncompressed records, null keys, no headers), temporary
- * directories under /tmp and their removal, and a seeded PRNG.
+ * directories under /tmp and their removal, a seeded PRNG, and the storage
+ * context over the POSIX vfs that the tests open their logs with.
  */
 #ifndef SLUICE_TESTS_STORAGE_TESTLIB_H
 #define SLUICE_TESTS_STORAGE_TESTLIB_H
@@ -18,6 +19,7 @@
 #include "core/crc32c.h"
 #include "proto/batch.h"
 #include "proto/wire.h"
+#include "storage/storage.h"
 
 static inline size_t tl_put_varlong(uint8_t *p, int64_t v) {
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -124,6 +126,18 @@ static inline uint64_t tl_seed(const char *test) {
     fflush(stdout);
     tl_rng_state = s;
     return s;
+}
+
+/* The test program's storage context (POSIX files, the default descriptor
+ * bound), made on first use. */
+static storage_ctx *tl_storage_ctx;
+static inline storage_ctx *tl_storage(void) {
+    if (tl_storage_ctx == NULL &&
+        (tl_storage_ctx = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT)) == NULL) {
+        perror("storage_ctx_new");
+        exit(2);
+    }
+    return tl_storage_ctx;
 }
 
 static inline char *tl_path(char *buf, size_t cap, const char *dir, const char *name) {

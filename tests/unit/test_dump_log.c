@@ -43,7 +43,7 @@ static void make_log(void) {
     plog_config_default(&c);
     c.index_interval_bytes = 128;
     int err = 0;
-    plog *l = plog_open(dir, &c, true, &err);
+    plog *l = plog_open(tl_storage(), dir, &c, true, &err);
     REQUIRE(l != NULL);
     for (int i = 0; i < 40; i++) {
         size_t n = tl_build_batch_ts(buf, sizeof buf, 3, 1000 + i * 10, 1, 20, (uint8_t)('a' + i % 26));

@@ -21,9 +21,17 @@ static void make_scratch(void) {
     v->mkdir(v->ctx, scratch, 0755);
 }
 
-static int count_entry(void *ctx, const char *name) {
+static int count_entry(void *ctx, const char *name, bool is_dir) {
     (void)name;
-    (*(int *)ctx)++;
+    if (!is_dir)
+        (*(int *)ctx)++;
+    return 0;
+}
+
+static int count_dir(void *ctx, const char *name, bool is_dir) {
+    (void)name;
+    if (is_dir)
+        (*(int *)ctx)++;
     return 0;
 }
 
@@ -52,9 +60,16 @@ static void test_posix_vfs(void) {
     CHECK(!st.is_dir);
     CHECK_EQ_INT(st.size, 5);
     CHECK_EQ_INT(v->open(v->ctx, path2, SL_O_RDWR | SL_O_CREAT | SL_O_EXCL, 0644), -EEXIST);
-    int n = 0;
+    char sub[320];
+    snprintf(sub, sizeof sub, "%s/sub", scratch);
+    CHECK_EQ_INT(v->mkdir(v->ctx, sub, 0755), 0);
+    int n = 0, dirs = 0;
     CHECK_EQ_INT(v->list(v->ctx, scratch, count_entry, &n), 0);
-    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(n, 1); /* the file; the directory is not counted */
+    CHECK_EQ_INT(v->list(v->ctx, scratch, count_dir, &dirs), 0);
+    CHECK_EQ_INT(dirs, 1);
+    CHECK(v->stat(v->ctx, path2, &st) == 0 && st.mtime_ms > 1700000000000LL);
+    CHECK_EQ_INT(v->rmdir(v->ctx, sub), 0);
     CHECK_EQ_INT(v->fsync_dir(v->ctx, scratch), 0);
     CHECK_EQ_INT(v->unlink(v->ctx, path2), 0);
     CHECK_EQ_INT(v->rmdir(v->ctx, scratch), 0);

@@ -2,7 +2,10 @@
  * test_storage_log.c - unit tests of the partition log: append and
  * validation, reads at every offset and index boundary, roll, timestamp
  * lookup, retention (with readers holding segments), DeleteRecords,
- * truncation, reopening, and the descriptor bound.
+ * truncation (inside, at the end of and before the start of the log, with
+ * the indexes and the recovery point following), the follower append,
+ * plog_scan, reopening, the descriptor bound, and storage contexts that share
+ * nothing.
  */
 #include "storage_testlib.h"
 
@@ -21,7 +24,7 @@ static uint8_t buf[1 << 20];
 
 static plog *open_log(const plog_config *c, bool clean) {
     int err = -1;
-    plog *l = plog_open(dir, c, clean, &err);
+    plog *l = plog_open(tl_storage(), dir, c, clean, &err);
     if (l == NULL)
         fprintf(stderr, "open failed: %d\n", err);
     return l;
@@ -416,9 +419,9 @@ static void test_readers_during_retention(void) {
     CHECK(pread(r.r[0].fd, h, sizeof h, r.r[0].pos) == (ssize_t)sizeof h); /* ... but still readable */
     CHECK_EQ_INT((int64_t)wire_be64(h), 0);
     CHECK(first_len > 0);
-    int before = segment_open_fds();
+    int before = storage_open_fds(tl_storage());
     plog_read_release(&r);
-    CHECK(segment_open_fds() < before);
+    CHECK(storage_open_fds(tl_storage()) < before);
     /* DeleteRecords */
     for (int i = 0; i < 30; i++)
         append1(l, 1, 1, 100, 0);
@@ -487,15 +490,15 @@ static void test_fd_bound(void) {
     for (int i = 0; i < 60; i++)
         append1(l, 1, 1, 100, 0);
     plog_close(l);
-    segment_set_fd_limit(3);
-    int base_fds = segment_open_fds();
+    storage_set_fd_limit(tl_storage(), 3);
+    int base_fds = storage_open_fds(tl_storage());
     l = open_log(&c, true);
     REQUIRE(l);
-    CHECK_EQ_INT(segment_open_fds(), base_fds + 1); /* only the active segment */
+    CHECK_EQ_INT(storage_open_fds(tl_storage()), base_fds + 1); /* only the active segment */
     check_reads(l, 0, 60);
-    CHECK(segment_open_fds() <= base_fds + 1 + 3);
+    CHECK(storage_open_fds(tl_storage()) <= base_fds + 1 + 3);
     plog_close(l);
-    segment_set_fd_limit(1024);
+    storage_set_fd_limit(tl_storage(), 1024);
 }
 
 static void test_index_files_rebuilt(void) {
@@ -621,15 +624,468 @@ static void test_dirs(void) {
     snprintf(p, sizeof p, "%s/t-0", a);
     mkdir(p, 0755);
     const char *roots[] = {a, b};
-    CHECK_EQ_INT(plog_dir_pick(roots, 2), 1);
+    CHECK_EQ_INT(plog_dir_pick(tl_storage(), roots, 2), 1);
     bool clean = true;
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(!clean);
-    REQUIRE(plog_dir_mark_clean(a) == 0);
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_mark_clean(tl_storage(), a) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(clean);
-    REQUIRE(plog_dir_begin(a, &clean) == 0);
+    REQUIRE(plog_dir_begin(tl_storage(), a, &clean) == 0);
     CHECK(!clean);
+}
+
+/* ---- follower append ------------------------------------------------------ */
+
+/* Builds a batch as a leader would have stored it: nrec records at base
+ * offset base with partition leader epoch epoch (neither is under the CRC). */
+static size_t leader_batch(uint8_t *out, size_t cap, int64_t base, int32_t epoch, int nrec, int64_t ts,
+                           int vlen) {
+    size_t n = tl_build_batch(out, cap, nrec, ts, vlen, (uint8_t)(base * 7 + 1));
+    wire_put_be64(out + BATCH_OFF_BASE_OFFSET, (uint64_t)base);
+    wire_put_be32(out + BATCH_OFF_LEADER_EPOCH, (uint32_t)epoch);
+    return n;
+}
+
+typedef struct collected {
+    int n;
+    int64_t base[4096], last[4096];
+    int32_t epoch[4096];
+    uint8_t fill[4096];
+    int stop_after; /* fn returns 99 after this many batches (0: never) */
+} collected;
+
+static int collect(void *ctx, const uint8_t *b, size_t size, const batch_header *h) {
+    collected *c = ctx;
+    if (c->stop_after > 0 && c->n == c->stop_after)
+        return 99;
+    if (c->n < 4096) {
+        c->base[c->n] = h->base_offset;
+        c->last[c->n] = h->base_offset + h->last_offset_delta;
+        c->epoch[c->n] = h->partition_leader_epoch;
+        c->fill[c->n] = b[size - 2]; /* the last value byte of the last record */
+    }
+    c->n++;
+    return 0;
+}
+
+/* Scans the whole log with chunks of max_bytes into c. */
+static int scan_all(plog *l, int64_t from, int64_t max_bytes, collected *c) {
+    int64_t off = from;
+    while (off < plog_end_offset(l)) {
+        int64_t next;
+        int rc = plog_scan(l, off, max_bytes, collect, c, &next);
+        if (rc != 0)
+            return rc;
+        if (next <= off)
+            return -1;
+        off = next;
+    }
+    return 0;
+}
+
+static void test_follower_append(void) {
+    fresh_dir("follower");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 3000;
+    c.index_interval_bytes = 150;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    /* batches with their own offsets and epochs, several per append, across rolls */
+    int64_t next = 0;
+    int32_t epoch = 4;
+    for (int i = 0; i < 60; i++) {
+        size_t len = 0;
+        int k = 1 + i % 3;
+        for (int j = 0; j < k; j++) {
+            int nrec = 1 + (i + j) % 4;
+            len += leader_batch(buf + len, sizeof buf - len, next, epoch, nrec, 1000 + next, 40);
+            next += nrec;
+        }
+        if (i % 20 == 19)
+            epoch++;
+        static uint8_t copy[1 << 16];
+        memcpy(copy, buf, len);
+        plog_append_info info;
+        REQUIRE(plog_append_follower(l, buf, len, 0, &info) == 0);
+        CHECK(memcmp(copy, buf, len) == 0); /* nothing rewritten */
+        CHECK_EQ_INT(info.last_offset, next - 1);
+        CHECK_EQ_INT(info.batches, k);
+        CHECK_EQ_INT(info.log_append_time, -1);
+    }
+    CHECK_EQ_INT(plog_end_offset(l), next);
+    CHECK(plog_segment_count(l) > 3);
+    check_reads(l, 0, next);
+    collected got = {0};
+    REQUIRE(scan_all(l, 0, 1 << 20, &got) == 0);
+    int64_t expect = 0;
+    for (int i = 0; i < got.n; i++) {
+        CHECK_EQ_INT(got.base[i], expect);
+        CHECK_EQ_INT(got.fill[i], (uint8_t)(got.base[i] * 7 + 1));
+        CHECK(got.epoch[i] >= 4 && got.epoch[i] <= 6);
+        expect = got.last[i] + 1;
+    }
+    CHECK_EQ_INT(expect, next);
+    CHECK_EQ_INT(got.epoch[0], 4);
+    CHECK_EQ_INT(got.epoch[got.n - 1], 6);
+    int64_t size0 = plog_size_bytes(l);
+
+    /* refusals leave the log as it was */
+    plog_append_info info;
+    size_t n = leader_batch(buf, sizeof buf, next + 1, 6, 2, 1, 10); /* a gap */
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, 0, &info), STORAGE_UNEXPECTED_OFFSET);
+    CHECK(strstr(info.error_msg, "log ends at") != NULL);
+    n = leader_batch(buf, sizeof buf, next - 1, 6, 2, 1, 10); /* an overlap */
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, 0, &info), STORAGE_UNEXPECTED_OFFSET);
+    size_t a = leader_batch(buf, sizeof buf, next, 6, 2, 1, 10);
+    size_t b = leader_batch(buf + a, sizeof buf - a, next + 3, 6, 2, 1, 10); /* not following on */
+    CHECK_EQ_INT(plog_append_follower(l, buf, a + b, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    CHECK_EQ_INT(info.error_batch, 1);
+    b = leader_batch(buf + a, sizeof buf - a, next + 2, 6, 2, 1, 10);
+    buf[a + b - 3] ^= 0x10; /* CRC */
+    CHECK_EQ_INT(plog_append_follower(l, buf, a + b, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    CHECK_EQ_INT(info.error_batch, 1);
+    buf[a + b - 3] ^= 0x10;
+    CHECK_EQ_INT(plog_append_follower(l, buf, a + b - 1, 0, &info), STORAGE_CORRUPT_MESSAGE); /* truncated */
+    CHECK_EQ_INT(plog_append_follower(l, buf, 0, 0, &info), STORAGE_CORRUPT_MESSAGE);
+    buf[BATCH_OFF_MAGIC] = 1;
+    CHECK(plog_append_follower(l, buf, a, 0, &info) != 0);
+    buf[BATCH_OFF_MAGIC] = 2;
+    CHECK_EQ_INT(plog_end_offset(l), next);
+    CHECK_EQ_INT(plog_size_bytes(l), size0);
+    /* ... and the good pair goes in */
+    REQUIRE(plog_append_follower(l, buf, a + b, 0, &info) == 0);
+    CHECK_EQ_INT(info.base_offset, next);
+    CHECK_EQ_INT(info.last_offset, next + 3);
+    next += 4;
+    plog_close(l);
+
+    /* reopened cleanly and uncleanly: the same offsets, epochs and bytes */
+    for (int clean = 1; clean >= 0; clean--) {
+        l = open_log(&c, clean);
+        REQUIRE(l);
+        CHECK_EQ_INT(plog_end_offset(l), next);
+        check_reads(l, 0, next);
+        collected again = {0};
+        REQUIRE(scan_all(l, 0, 5000, &again) == 0);
+        CHECK_EQ_INT(again.n, got.n + 2);
+        for (int i = 0; i < got.n && i < again.n; i++) {
+            CHECK_EQ_INT(again.base[i], got.base[i]);
+            CHECK_EQ_INT(again.epoch[i], got.epoch[i]);
+        }
+        plog_close(l);
+    }
+}
+
+/* The follower takes what its leader holds even where the produce path
+ * would refuse it: producer rules, timestamp limits, max.message.bytes. */
+static void test_follower_not_producer_rules(void) {
+    fresh_dir("follower-rules");
+    plog_config c;
+    plog_config_default(&c);
+    c.max_message_bytes = 500;
+    c.timestamp_before_max_ms = 1000;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    const int64_t now = 1000000000;
+    plog_append_info info;
+    /* an old timestamp */
+    size_t n = leader_batch(buf, sizeof buf, 0, 1, 2, 5, 10);
+    CHECK_EQ_INT(plog_append(l, buf, n, 1, now, &info), STORAGE_INVALID_TIMESTAMP);
+    n = leader_batch(buf, sizeof buf, 0, 1, 2, 5, 10);
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, now, &info), 0);
+    /* larger than max.message.bytes */
+    n = leader_batch(buf, sizeof buf, 2, 1, 1, now, 800);
+    CHECK_EQ_INT(plog_append(l, buf, n, 1, now, &info), STORAGE_MESSAGE_TOO_LARGE);
+    n = leader_batch(buf, sizeof buf, 2, 1, 1, now, 800);
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, now, &info), 0);
+    /* a batch whose offset span is wider than its records (as compaction
+     * leaves them): lastOffsetDelta 4, 2 records */
+    n = leader_batch(buf, sizeof buf, 3, 1, 2, now, 10);
+    wire_put_be32(buf + BATCH_OFF_LAST_OFFSET_DELTA, 4);
+    wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + BATCH_OFF_ATTRIBUTES, n - BATCH_OFF_ATTRIBUTES));
+    CHECK_EQ_INT(plog_append(l, buf, n, 1, now, &info), STORAGE_INVALID_RECORD);
+    n = leader_batch(buf, sizeof buf, 3, 1, 2, now, 10);
+    wire_put_be32(buf + BATCH_OFF_LAST_OFFSET_DELTA, 4);
+    wire_put_be32(buf + BATCH_OFF_CRC, crc32c(0, buf + BATCH_OFF_ATTRIBUTES, n - BATCH_OFF_ATTRIBUTES));
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, now, &info), 0);
+    CHECK_EQ_INT(plog_end_offset(l), 8);
+    /* more than a segment in one append: the caller splits */
+    c.segment_bytes = 200;
+    REQUIRE(plog_set_config(l, &c) == 0);
+    n = leader_batch(buf, sizeof buf, 8, 1, 1, now, 300);
+    CHECK_EQ_INT(plog_append_follower(l, buf, n, now, &info), STORAGE_RECORD_LIST_TOO_LARGE);
+    plog_close(l);
+    l = open_log(&c, false);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_end_offset(l), 8);
+    plog_close(l);
+}
+
+/* ---- truncation for replication ---------------------------------------------- */
+
+static void test_truncate_replication(void) {
+    fresh_dir("trunc-repl");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 1500;
+    c.index_interval_bytes = 200;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 50; i++)
+        append1(l, 2, 100 + i, 100, 0); /* batch i holds 2i, 2i+1, timestamp 100 + i */
+    REQUIRE(plog_flush(l, 0) == 0);
+    CHECK_EQ_INT(plog_recovery_point(l), 100);
+    int nseg = plog_segment_count(l);
+    REQUIRE(nseg >= 4);
+
+    /* at the end and past it: nothing changes */
+    REQUIRE(plog_truncate(l, 100) == 0);
+    REQUIRE(plog_truncate(l, 1000) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), 100);
+    CHECK_EQ_INT(plog_recovery_point(l), 100);
+    CHECK_EQ_INT(plog_segment_count(l), nseg);
+    CHECK_EQ_INT(plog_truncate(l, -1), STORAGE_OFFSET_OUT_OF_RANGE);
+
+    /* inside: the recovery point comes down with the end; reads and the
+     * time index follow */
+    REQUIRE(plog_truncate(l, 77) == 0); /* mid-batch: 76..77 goes */
+    CHECK_EQ_INT(plog_end_offset(l), 76);
+    CHECK_EQ_INT(plog_recovery_point(l), 76);
+    check_reads(l, 0, 76);
+    int64_t off, ts;
+    REQUIRE(plog_offset_for_time(l, PLOG_TS_MAX, &off, &ts) == 0);
+    CHECK_EQ_INT(ts, 137);
+    REQUIRE(plog_offset_for_time(l, 138, &off, &ts) == 0);
+    CHECK_EQ_INT(off, -1);
+    REQUIRE(plog_offset_for_time(l, 120, &off, &ts) == 0);
+    CHECK_EQ_INT(off, 40);
+
+    /* at a segment boundary: the sealed segment before it is active again */
+    int64_t boundary = -1;
+    for (int64_t o = 2; o < 76 && boundary < 0; o += 2) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, o);
+        if (access(p, F_OK) == 0)
+            boundary = o;
+    }
+    REQUIRE(boundary > 0);
+    int before = plog_segment_count(l);
+    REQUIRE(plog_truncate(l, boundary) == 0);
+    CHECK_EQ_INT(plog_end_offset(l), boundary);
+    CHECK(plog_segment_count(l) < before);
+    CHECK_EQ_INT(append1(l, 1, 500, 10, 0), boundary); /* appends go on in the old segment */
+    check_reads(l, 0, boundary + 1);
+    REQUIRE(plog_offset_for_time(l, 500, &off, &ts) == 0);
+    CHECK_EQ_INT(off, boundary);
+    /* the index files were rewritten: a clean reopen agrees */
+    plog_close(l);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_end_offset(l), boundary + 1);
+    check_reads(l, 0, boundary + 1);
+    for (int i = 0; 2 * i < boundary; i++) {
+        REQUIRE(plog_offset_for_time(l, 100 + i, &off, &ts) == 0);
+        CHECK_EQ_INT(off, 2 * i);
+    }
+
+    /* before the start: the log restarts empty at the offset */
+    int64_t end = plog_end_offset(l);
+    int64_t ns;
+    REQUIRE(plog_delete_records(l, 10, &ns) == 0);
+    REQUIRE(plog_truncate(l, 6) == 0);
+    CHECK_EQ_INT(plog_start_offset(l), 6);
+    CHECK_EQ_INT(plog_end_offset(l), 6);
+    CHECK_EQ_INT(plog_recovery_point(l), 6);
+    CHECK_EQ_INT(plog_segment_count(l), 1);
+    plog_read_result r;
+    CHECK_EQ_INT(plog_read(l, 5, 100, -1, &r), STORAGE_OFFSET_OUT_OF_RANGE);
+    size_t n = leader_batch(buf, sizeof buf, 6, 9, 3, 1, 10);
+    REQUIRE(plog_append_follower(l, buf, n, 0, NULL) == 0);
+    check_reads(l, 6, 9);
+    (void)end;
+    plog_close(l);
+    l = open_log(&c, false);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_start_offset(l), 6);
+    CHECK_EQ_INT(plog_end_offset(l), 9);
+    /* only the new segment is left on disk */
+    char p[600];
+    snprintf(p, sizeof p, "%s/00000000000000000000.log", dir);
+    CHECK(access(p, F_OK) != 0);
+
+    /* fully, past the end: a follower whose leader starts later */
+    REQUIRE(plog_truncate_fully(l, 5000) == 0);
+    CHECK_EQ_INT(plog_start_offset(l), 5000);
+    CHECK_EQ_INT(plog_end_offset(l), 5000);
+    CHECK_EQ_INT(plog_recovery_point(l), 5000);
+    CHECK_EQ_INT(plog_truncate_fully(l, -1), STORAGE_OFFSET_OUT_OF_RANGE);
+    n = leader_batch(buf, sizeof buf, 5000, 9, 2, 1, 10);
+    REQUIRE(plog_append_follower(l, buf, n, 0, NULL) == 0);
+    CHECK_EQ_INT(append1(l, 1, 1, 10, 0), 5002);
+    plog_close(l);
+    l = open_log(&c, false);
+    REQUIRE(l);
+    CHECK_EQ_INT(plog_start_offset(l), 5000);
+    CHECK_EQ_INT(plog_end_offset(l), 5003);
+    check_reads(l, 5000, 5003);
+    plog_close(l);
+}
+
+/* A roll's pending flush and a truncation below the rolled segment: the
+ * recovery point never passes the end. */
+static void test_truncate_pending_roll_flush(void) {
+    fresh_dir("trunc-roll");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 1000;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    for (int i = 0; i < 30; i++)
+        append1(l, 1, 1, 100, 0);
+    REQUIRE(plog_segment_count(l) > 3);
+    CHECK_EQ_INT(plog_recovery_point(l), 0);
+    REQUIRE(plog_truncate(l, 3) == 0);
+    REQUIRE(plog_tick(l, 10) == 0);
+    CHECK(plog_recovery_point(l) <= plog_end_offset(l));
+    CHECK_EQ_INT(plog_end_offset(l), 3);
+    for (int i = 0; i < 30; i++)
+        append1(l, 1, 1, 100, 0);
+    REQUIRE(plog_tick(l, 20) == 0);
+    CHECK(plog_recovery_point(l) > 3 && plog_recovery_point(l) <= plog_end_offset(l));
+    plog_close(l);
+}
+
+/* ---- plog_scan ------------------------------------------------------------------ */
+
+static void test_scan(void) {
+    fresh_dir("scan");
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 2500;
+    plog *l = open_log(&c, true);
+    REQUIRE(l);
+    int64_t bases[200];
+    int nb = 0;
+    for (int i = 0; i < 120; i++) {
+        size_t n = leader_batch(buf, sizeof buf, plog_end_offset(l), 2, 1 + i % 4, 1, 20 + (i * 13) % 300);
+        bases[nb++] = plog_end_offset(l);
+        REQUIRE(plog_append_follower(l, buf, n, 0, NULL) == 0);
+    }
+    int64_t end = plog_end_offset(l);
+    REQUIRE(plog_segment_count(l) > 5);
+    /* every chunk size hands every batch once, in order */
+    int64_t sizes[] = {1, 100, 700, 2500, 1 << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        collected got = {0};
+        REQUIRE(scan_all(l, 0, sizes[k], &got) == 0);
+        CHECK_EQ_INT(got.n, nb);
+        for (int i = 0; i < got.n && i < nb; i++) {
+            CHECK_EQ_INT(got.base[i], bases[i]);
+            CHECK_EQ_INT(got.fill[i], (uint8_t)(bases[i] * 7 + 1));
+        }
+    }
+    /* one byte: exactly one whole batch per call */
+    collected one = {0};
+    int64_t next;
+    REQUIRE(plog_scan(l, 0, 1, collect, &one, &next) == 0);
+    CHECK_EQ_INT(one.n, 1);
+    CHECK_EQ_INT(next, bases[1]);
+    /* from inside a batch: the batch holding it comes first */
+    collected mid = {0};
+    REQUIRE(bases[5] + 1 < bases[6]);
+    REQUIRE(plog_scan(l, bases[5] + 1, 1, collect, &mid, &next) == 0);
+    CHECK_EQ_INT(mid.base[0], bases[5]);
+    CHECK_EQ_INT(next, bases[6]);
+    /* the end: nothing, OK; past it: out of range */
+    collected none = {0};
+    CHECK_EQ_INT(plog_scan(l, end, 100, collect, &none, &next), 0);
+    CHECK_EQ_INT(none.n, 0);
+    CHECK_EQ_INT(next, end);
+    CHECK_EQ_INT(plog_scan(l, end + 1, 100, collect, &none, &next), STORAGE_OFFSET_OUT_OF_RANGE);
+    /* fn stops the scan: its value comes back, next is after the last batch it took */
+    collected stop = {.stop_after = 3};
+    CHECK_EQ_INT(plog_scan(l, 0, 1 << 20, collect, &stop, &next), 99);
+    CHECK_EQ_INT(next, bases[3]);
+    plog_close(l);
+    /* a damaged batch on disk: the ones before it are handed, then CORRUPT_MESSAGE at it */
+    char p[600];
+    snprintf(p, sizeof p, "%s/00000000000000000000.log", dir);
+    int fd = open(p, O_RDWR);
+    REQUIRE(fd >= 0);
+    uint8_t h[BATCH_HEADER_SIZE];
+    off_t pos = 0;
+    for (int i = 0; i < 2; i++) { /* to the third batch */
+        REQUIRE(pread(fd, h, sizeof h, pos) == (ssize_t)sizeof h);
+        pos += (int32_t)wire_be32(h + BATCH_OFF_LENGTH) + 12;
+    }
+    uint8_t x;
+    REQUIRE(pread(fd, &x, 1, pos + BATCH_HEADER_SIZE + 2) == 1);
+    x ^= 0xff;
+    REQUIRE(pwrite(fd, &x, 1, pos + BATCH_HEADER_SIZE + 2) == 1);
+    close(fd);
+    l = open_log(&c, true);
+    REQUIRE(l);
+    collected bad = {0};
+    CHECK_EQ_INT(plog_scan(l, 0, 1 << 20, collect, &bad, &next), STORAGE_CORRUPT_MESSAGE);
+    CHECK_EQ_INT(bad.n, 2);
+    CHECK_EQ_INT(next, bases[2]);
+    /* below the start */
+    int64_t ns;
+    REQUIRE(plog_delete_records(l, bases[10], &ns) == 0);
+    CHECK_EQ_INT(plog_scan(l, bases[9], 100, collect, &none, &next), STORAGE_OFFSET_OUT_OF_RANGE);
+    plog_close(l);
+}
+
+/* ---- storage contexts --------------------------------------------------------- */
+
+/* Two contexts (two brokers in one process) share no descriptor cache. */
+static void test_contexts_independent(void) {
+    storage_ctx *a = storage_ctx_new(sl_vfs_posix(), 2), *b = storage_ctx_new(sl_vfs_posix(), 100);
+    REQUIRE(a && b);
+    CHECK(storage_vfs(a) == sl_vfs_posix());
+    plog_config c;
+    plog_config_default(&c);
+    c.segment_bytes = 500;
+    char da[600], db[600];
+    snprintf(da, sizeof da, "%s/ctx-a", root);
+    snprintf(db, sizeof db, "%s/ctx-b", root);
+    int err;
+    plog *la = plog_open(a, da, &c, true, &err), *lb = plog_open(b, db, &c, true, &err);
+    REQUIRE(la && lb);
+    for (int i = 0; i < 30; i++) {
+        size_t n = tl_build_batch(buf, sizeof buf, 1, 1, 100, 1);
+        REQUIRE(plog_append(la, buf, n, 0, 0, NULL) == 0);
+        n = tl_build_batch(buf, sizeof buf, 1, 1, 100, 1);
+        REQUIRE(plog_append(lb, buf, n, 0, 0, NULL) == 0);
+    }
+    int global_before = storage_open_fds(tl_storage());
+    for (int64_t o = 0; o < 30; o++) {
+        plog_read_result r;
+        REQUIRE(plog_read(la, o, 1, -1, &r) == 0);
+        plog_read_release(&r);
+        REQUIRE(plog_read(lb, o, 1, -1, &r) == 0);
+        plog_read_release(&r);
+    }
+    CHECK(storage_open_fds(a) <= 1 + 2); /* the active segment and at most 2 idle */
+    CHECK(storage_open_fds(b) > 1 + 2);  /* its own, larger bound */
+    CHECK_EQ_INT(storage_open_fds(tl_storage()), global_before);
+    plog_close(la);
+    plog_close(lb);
+    CHECK_EQ_INT(storage_open_fds(a), 0);
+    CHECK_EQ_INT(storage_open_fds(b), 0);
+    storage_ctx_free(a);
+    storage_ctx_free(b);
+}
+
+/* Storage's error values are its own: none is a Kafka error code. */
+static void test_error_values(void) {
+    for (int e = STORAGE_ERR_FIRST; e <= STORAGE_ERR_LAST; e++) {
+        CHECK(e >= 1000);
+        CHECK(strcmp(storage_strerror(e), "unknown storage error") != 0);
+    }
+    CHECK(strcmp(storage_strerror(STORAGE_ERR_LAST + 1), "unknown storage error") == 0);
 }
 
 /* Threads: one appends, one runs retention and ticks, two read and check
@@ -734,6 +1190,13 @@ int main(void) {
     UNIT_RUN(test_retention);
     UNIT_RUN(test_readers_during_retention);
     UNIT_RUN(test_truncate);
+    UNIT_RUN(test_truncate_replication);
+    UNIT_RUN(test_truncate_pending_roll_flush);
+    UNIT_RUN(test_follower_append);
+    UNIT_RUN(test_follower_not_producer_rules);
+    UNIT_RUN(test_scan);
+    UNIT_RUN(test_contexts_independent);
+    UNIT_RUN(test_error_values);
     UNIT_RUN(test_fd_bound);
     UNIT_RUN(test_index_files_rebuilt);
     UNIT_RUN(test_stale_index);

@@ -4,8 +4,10 @@
  * the last batch's tail is cut at every byte position; bits are flipped in
  * it; index files are deleted or damaged before an unclean start; and a
  * 1 MiB tmpfs fills up under an appender (skipped where mounting is not
- * allowed); and a roll's background flush moves the recovery point so that a
- * corrupt byte in an older segment is never read by an unclean start. Seeds
+ * allowed); a roll's background flush moves the recovery point so that a
+ * corrupt byte in an older segment is never read by an unclean start; and a
+ * hole between segments (a sealed segment that lost its last batches whole,
+ * a leftover segment past a truncation) is cut off. Seeds
  * are printed and replayable with SLUICE_SEED.
  */
 #include "storage_testlib.h"
@@ -32,7 +34,7 @@ static void fresh_dir(const char *name) {
 
 static plog *open_log(const plog_config *c, bool clean) {
     int err = -1;
-    return plog_open(dir, c, clean, &err);
+    return plog_open(tl_storage(), dir, c, clean, &err);
 }
 
 /* The value bytes of the batch at base offset o: a function of o, so a
@@ -365,6 +367,93 @@ static void test_corrupt_middle_segment(void) {
     plog_close(l);
 }
 
+/* Offsets are contiguous across segments: a sealed segment that lost its
+ * last batches whole (a crash before the roll's flush keeping a prefix that
+ * ends on a batch boundary), or a leftover segment file past the end (a
+ * truncation whose unlink did not happen), leaves a hole before the next
+ * segment. An unclean start drops what follows the hole instead of serving
+ * a log with offsets missing in the middle. */
+static void test_hole_between_segments(void) {
+    for (int variant = 0; variant < 2; variant++) {
+        fresh_dir(variant ? "hole-leftover" : "hole-lost-tail");
+        plog_config c;
+        config_small(&c);
+        plog *l = open_log(&c, true);
+        REQUIRE(l);
+        for (int i = 0; i < 300; i++)
+            REQUIRE(append_numbered(l, 2, 100) == 0);
+        REQUIRE(plog_segment_count(l) >= 3);
+        plog_close(l);
+        /* the second and third segments */
+        char p[600], q[600];
+        int64_t second = -1, third = -1;
+        for (int64_t o = 1; o < 1000 && third < 0; o++) {
+            snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, o);
+            if (access(p, F_OK) == 0) {
+                if (second < 0)
+                    second = o;
+                else
+                    third = o;
+            }
+        }
+        REQUIRE(second > 0 && third > second + 4);
+        int64_t end_expected;
+        if (variant == 0) {
+            /* the second segment loses its last two batches, exactly */
+            snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, second);
+            int fd = open(p, O_RDWR);
+            REQUIRE(fd >= 0);
+            off_t pos = 0, keep = 0;
+            uint8_t h[BATCH_HEADER_SIZE];
+            int64_t base = second, kept_end = second;
+            off_t size = lseek(fd, 0, SEEK_END);
+            while (pos < size && pread(fd, h, sizeof h, pos) == (ssize_t)sizeof h) {
+                base = (int64_t)wire_be64(h);
+                off_t len = (int32_t)wire_be32(h + BATCH_OFF_LENGTH) + 12;
+                if (base + 4 >= third)
+                    break; /* keep the batches before the last two */
+                pos += len;
+                keep = pos;
+                kept_end = base + (int32_t)wire_be32(h + BATCH_OFF_LAST_OFFSET_DELTA) + 1;
+            }
+            REQUIRE(ftruncate(fd, keep) == 0);
+            close(fd);
+            end_expected = kept_end;
+        } else {
+            /* the third segment's files are a leftover past a truncation:
+             * cut the second segment's log at a batch boundary too and
+             * move the third one beyond a gap */
+            snprintf(p, sizeof p, "%s/%020" PRId64 ".log", dir, third);
+            snprintf(q, sizeof q, "%s/%020" PRId64 ".log", dir, third + 10);
+            REQUIRE(rename(p, q) == 0);
+            snprintf(p, sizeof p, "%s/%020" PRId64 ".index", dir, third);
+            unlink(p);
+            snprintf(p, sizeof p, "%s/%020" PRId64 ".timeindex", dir, third);
+            unlink(p);
+            end_expected = third;
+        }
+        snprintf(p, sizeof p, "%s/log.checkpoint", dir);
+        spit(p, (const uint8_t *)"sluice-log-checkpoint 1\n0 0\n", 28);
+        l = open_log(&c, false);
+        REQUIRE(l);
+        CHECK_EQ_INT(plog_end_offset(l), end_expected);
+        CHECK(verify_log(l) > 0); /* contiguous from the start to the end */
+        for (int64_t o = plog_start_offset(l); o < plog_end_offset(l); o++) {
+            plog_read_result r;
+            REQUIRE(plog_read(l, o, 1, -1, &r) == 0);
+            uint8_t h[BATCH_HEADER_SIZE];
+            REQUIRE(r.n > 0 && pread(r.r[0].fd, h, sizeof h, r.r[0].pos) == (ssize_t)sizeof h);
+            int64_t base = (int64_t)wire_be64(h),
+                    last = base + (int32_t)wire_be32(h + BATCH_OFF_LAST_OFFSET_DELTA);
+            CHECK(base <= o && o <= last);
+            plog_read_release(&r);
+        }
+        REQUIRE(append_numbered(l, 1, 10) == 0);
+        CHECK(verify_log(l) > 0);
+        plog_close(l);
+    }
+}
+
 /* ---- roll flush: the recovery point follows rolls ---- */
 
 /* Segments sealed by rolls are fsynced by plog_tick and the recovery point
@@ -497,6 +586,7 @@ int main(void) {
     UNIT_RUN(test_tail_cuts_and_flips);
     UNIT_RUN(test_unclean_index_damage);
     UNIT_RUN(test_corrupt_middle_segment);
+    UNIT_RUN(test_hole_between_segments);
     UNIT_RUN(test_roll_flush_checkpoint);
     UNIT_RUN(test_sigkill);
     UNIT_RUN(test_full_disk);

@@ -16,6 +16,7 @@
 
 static char g_root[256];
 static broker_config g_cfg;
+static storage_ctx *g_storage; /* POSIX files, as the broker's */
 
 static void rm_rf(const char *path) {
     char cmd[512];
@@ -54,7 +55,7 @@ static bool dir_exists(const char *name) {
 
 static void test_create_and_errors(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK_EQ_INT(strlen(topics_cluster_id(reg)), 22);
     CHECK_EQ_INT(create(reg, "orders", 3, 1), 0);
@@ -102,7 +103,7 @@ static void test_create_and_errors(void) {
 
 static void test_persistence_and_changes(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     char cid[32];
     snprintf(cid, sizeof cid, "%s", topics_cluster_id(reg));
@@ -168,7 +169,7 @@ static void test_persistence_and_changes(void) {
     topics_close(reg);
 
     /* Reopen: everything is as it was. */
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK(strcmp(topics_cluster_id(reg), cid) == 0);
     t1 = topics_get(reg, kstr_c("t1"));
@@ -202,7 +203,7 @@ static void test_persistence_and_changes(void) {
  * taken for the data of a new topic with the same name. */
 static void test_stale_directory(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "s", 1, 1) == 0);
     topics_close(reg);
@@ -210,7 +211,7 @@ static void test_stale_directory(void) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "cp -r '%s/s-0' '%s/s-0.keep'", g_root, g_root);
     REQUIRE(system(cmd) == 0);
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topic *t = topics_get(reg, kstr_c("s"));
     char msg[TOPICS_MSG_MAX];
@@ -220,7 +221,7 @@ static void test_stale_directory(void) {
     snprintf(cmd, sizeof cmd, "mv '%s/s-0.keep' '%s/s-0'", g_root, g_root);
     REQUIRE(system(cmd) == 0);
     /* On open the leftover is recognised and removed. */
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     CHECK(!dir_exists("s-0"));
     topics_close(reg);
@@ -272,7 +273,7 @@ static const char *stray_of(const char *dname, char *out, size_t n) {
  * the live partition starts afresh beside it. */
 static void test_mismatch_sets_aside(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "m", 2, 1) == 0);
     topic *t = topics_get(reg, kstr_c("m"));
@@ -289,7 +290,7 @@ static void test_mismatch_sets_aside(void) {
              g_root, g_root);
     REQUIRE(system(cmd) == 0);
     for (int round = 0; round < 2; round++) {
-        reg = topics_open(&g_cfg);
+        reg = topics_open(&g_cfg, g_storage);
         REQUIRE(reg != NULL);
         char name[300];
         CHECK(stray_of("m-0", name, sizeof name) != NULL && strstr(name, "m-0.0123456789abcdef") == name);
@@ -316,7 +317,7 @@ static void test_mismatch_sets_aside(void) {
 /* The longest topic names still get a set-aside name within NAME_MAX. */
 static void test_set_aside_long_name(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     char name[TOPIC_NAME_MAX + 1], dname[TOPIC_NAME_MAX + 16], rel[TOPIC_NAME_MAX + 40];
     memset(name, 'q', TOPIC_NAME_MAX);
@@ -326,7 +327,7 @@ static void test_set_aside_long_name(void) {
     snprintf(dname, sizeof dname, "%s-0", name);
     snprintf(rel, sizeof rel, "%s/partition.metadata", dname);
     write_text(rel, "version: 0\ntopic_id: 0123456789abcdef0123456789abcdef\n");
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topics_stray st[2];
     int total = 0;
@@ -344,7 +345,7 @@ static void test_set_aside_long_name(void) {
  * below the recovery point, stop the broker. */
 static void test_metadata_torn_tail(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "keep", 1, 1) == 0);
     topics_close(reg);
@@ -361,17 +362,17 @@ static void test_metadata_torn_tail(void) {
     FILE *f = fopen(seg, "ab");
     REQUIRE(f != NULL && fwrite(half, 1, sizeof half, f) == sizeof half);
     fclose(f);
-    CHECK(topics_open(&g_cfg) == NULL); /* clean shutdown: this is damage */
+    CHECK(topics_open(&g_cfg, g_storage) == NULL); /* clean shutdown: this is damage */
     REQUIRE(stat(seg, &st) == 0 && st.st_size == whole + (off_t)sizeof half);
     unlink(marker);
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topic *t = topics_get(reg, kstr_c("keep"));
     CHECK(t != NULL);
     topic_release(reg, t);
     REQUIRE(create(reg, "after", 1, 1) == 0);
     topics_close(reg);
-    reg = topics_open(&g_cfg);
+    reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     t = topics_get(reg, kstr_c("after"));
     CHECK(t != NULL);
@@ -385,9 +386,9 @@ static void test_metadata_torn_tail(void) {
     c ^= 0x10;
     REQUIRE(pwrite(fd, &c, 1, 70) == 1);
     close(fd);
-    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(topics_open(&g_cfg, g_storage) == NULL);
     unlink(marker);
-    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(topics_open(&g_cfg, g_storage) == NULL);
     CHECK(dir_exists("keep-0") && dir_exists("after-0"));
     teardown();
 }
@@ -396,14 +397,14 @@ static void test_metadata_torn_tail(void) {
  * record of the topics, not an empty broker: refuse, touch nothing. */
 static void test_missing_metadata_refuses(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "keep", 2, 1) == 0);
     topics_close(reg);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s/__sluice_metadata-0'", g_root);
     REQUIRE(system(cmd) == 0);
-    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(topics_open(&g_cfg, g_storage) == NULL);
     CHECK(dir_exists("keep-0") && dir_exists("keep-1"));
     char name[300];
     CHECK(stray_of("keep-0", name, sizeof name) == NULL);
@@ -412,7 +413,7 @@ static void test_missing_metadata_refuses(void) {
 
 static void test_node_id_mismatch(void) {
     setup(NULL, NULL);
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     topics_close(reg);
     config_free(&g_cfg);
@@ -421,13 +422,13 @@ static void test_node_id_mismatch(void) {
     REQUIRE(config_set(&g_cfg, "log.dirs", g_root, CONFIG_ORIGIN_OVERRIDE, err) == 0);
     REQUIRE(config_set(&g_cfg, "node.id", "7", CONFIG_ORIGIN_OVERRIDE, err) == 0);
     REQUIRE(config_finish(&g_cfg, err) == 0);
-    CHECK(topics_open(&g_cfg) == NULL);
+    CHECK(topics_open(&g_cfg, g_storage) == NULL);
     teardown();
 }
 
 static void test_delete_disabled(void) {
     setup("delete.topic.enable", "false");
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, g_storage);
     REQUIRE(reg != NULL);
     REQUIRE(create(reg, "keep", 1, 1) == 0);
     topic *t = topics_get(reg, kstr_c("keep"));
@@ -440,6 +441,7 @@ static void test_delete_disabled(void) {
 
 int main(void) {
     log_set_level(LOG_LEVEL_ERROR);
+    g_storage = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
     UNIT_RUN(test_create_and_errors);
     UNIT_RUN(test_persistence_and_changes);
     UNIT_RUN(test_stale_directory);
@@ -449,5 +451,6 @@ int main(void) {
     UNIT_RUN(test_missing_metadata_refuses);
     UNIT_RUN(test_node_id_mismatch);
     UNIT_RUN(test_delete_disabled);
+    storage_ctx_free(g_storage);
     return UNIT_END("test_topics");
 }

@@ -114,7 +114,7 @@ static void append_records(topic *t, int32_t part, uint8_t fill) {
 /* The state every round starts from. */
 static void build_state(void) {
     char msg[TOPICS_MSG_MAX];
-    topic_registry *reg = topics_open(&g_cfg);
+    topic_registry *reg = topics_open(&g_cfg, tl_storage());
     REQUIRE(reg != NULL);
     const char *k[] = {"retention.ms"}, *v[] = {"86400000"};
     REQUIRE(topics_create(reg, kstr_c("alpha"), 2, 1, k, v, 1, false, NULL, msg, sizeof msg) == 0);
@@ -216,7 +216,7 @@ static void round_at(tally *t, int kind, const char *rel, int64_t at, bool uncle
         unlink(marker);
     for (int pass = 0; pass < 2; pass++) {
         quiet(true);
-        topic_registry *reg = topics_open(&g_cfg);
+        topic_registry *reg = topics_open(&g_cfg, tl_storage());
         quiet(false);
         if (reg == NULL) {
             t->refused += pass == 0;
