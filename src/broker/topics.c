@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "broker/logdirs.h"
-#include "broker/metalog.h"
+#include "metadata/logscan.h"
 #include "core/arena.h"
 #include "core/log.h"
 #include "proto/batch.h"

@@ -1,5 +1,5 @@
 /*
- * metalog.h - reading the metadata log's files before storage opens them.
+ * logscan.h - reading a metadata log's files before storage opens them.
  *
  * The metadata log (`__sluice_metadata-0`, a partition log of one-record
  * batches, each fsynced before its change is applied) says which topics
@@ -21,8 +21,8 @@
  *
  * Nothing is written (beyond storage's removal of leftover .tmp files).
  */
-#ifndef SLUICE_BROKER_METALOG_H
-#define SLUICE_BROKER_METALOG_H
+#ifndef SLUICE_METADATA_LOGSCAN_H
+#define SLUICE_METADATA_LOGSCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>

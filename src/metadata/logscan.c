@@ -1,8 +1,8 @@
 /*
- * metalog.c - the metadata log's files, verified batch by batch before the
- * log is opened. See metalog.h.
+ * logscan.c - the metadata log's files, verified batch by batch before the
+ * log is opened. See logscan.h.
  */
-#include "broker/metalog.h"
+#include "metadata/logscan.h"
 
 #include <errno.h>
 #include <fcntl.h>
