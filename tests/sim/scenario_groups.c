@@ -44,7 +44,7 @@
 #define PARTITIONS   4
 #define TOKENS_MAX   4096
 #define LOG_RECS_MAX 200000
-#define ASSIGN_MAX   160
+#define ASSIGN_MAX   320
 #define GENS_TRACKED 4096
 #define ID_MAX       128
 

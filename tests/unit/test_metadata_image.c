@@ -322,7 +322,7 @@ static bool model_run(uint64_t seed) {
     int nid = 0;
     md_image *img = md_image_empty();
     int64_t offset = 0;
-    char why[256];
+    char why[512];
     bool ok = true;
     for (int batch = 0; batch < 60 && ok; batch++) {
         md_delta *d = md_delta_begin(img);
