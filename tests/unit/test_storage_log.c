@@ -1095,12 +1095,17 @@ typedef struct thr_ctx {
     _Atomic int stop;
     _Atomic int errors;
     _Atomic long reads;
+    _Atomic long ticks;
 } thr_ctx;
 
 static void *thr_append(void *p) {
     thr_ctx *c = p;
     static uint8_t b[4096];
     for (int i = 0; i < 4000; i++) {
+        /* Halfway, let the others have run at least once (bounded: 10 s), so
+         * a loaded machine cannot finish the appends before they start. */
+        for (int w = 0; i == 2000 && (c->reads == 0 || c->ticks == 0) && w < 10000; w++)
+            usleep(1000);
         size_t n = tl_build_batch(b, sizeof b, 2, i, 200, 9);
         if (plog_append(c->l, b, n, 0, 0, NULL) != 0)
             c->errors++;
@@ -1116,6 +1121,7 @@ static void *thr_retain(void *p) {
     for (int i = 0; !c->stop; i++) {
         if ((i % 2 ? plog_tick(c->l, 0) : plog_retention(c->l, 0, NULL)) != 0)
             c->errors++;
+        c->ticks++;
         usleep(200);
     }
     return NULL;
