@@ -207,11 +207,14 @@ int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool
 
 int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replica_append_result *out) {
     check_invariants(r);
+    memset(out, 0, sizeof *out);
     int16_t err = replica_check_epoch(r, -1, true);
     if (err)
         return err;
     plog_append_info info;
+    memset(&info, 0, sizeof info);
     err = r->port.append(r->port.ctx, buf, len, true, r->st.leader_epoch, now, &info);
+    out->info = info;
     if (err)
         return err;
     refresh_offsets(r);
@@ -229,12 +232,15 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
 int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t now,
                                    replica_append_result *out) {
     check_invariants(r);
+    memset(out, 0, sizeof *out);
     if (r->st.role == REPLICA_OFFLINE)
         return KAFKA_ERR_KAFKA_STORAGE_ERROR;
     if (r->st.role != REPLICA_FOLLOWER)
         return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
     plog_append_info info;
+    memset(&info, 0, sizeof info);
     int16_t err = r->port.append(r->port.ctx, buf, len, false, -1, now, &info);
+    out->info = info;
     if (err)
         return err;
     /* Each batch carries the epoch of the leader that wrote it. */

@@ -129,6 +129,9 @@ typedef struct replica_append_result {
     int64_t log_append_time;
     int64_t log_start_offset;
     int64_t hw; /* after the append */
+    /* What storage said about the append, also on a refusal: which batch
+     * and record it refused and why (plog_append_info's error fields). */
+    plog_append_info info;
 } replica_append_result;
 
 /* Produce as leader: appends (buf is modified in place, as plog_append

@@ -1,0 +1,656 @@
+/*
+ * partitions.c - the broker's replicas and their logs. See partitions.h.
+ */
+#include "broker/partitions.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/errors.h"
+#include "controller/controller.h"
+#include "core/log.h"
+#include "proto/gen/kafka_msgs.h"
+
+#define EPOCH_FILE    "leader-epoch-checkpoint"
+#define EPOCH_TEXT    (64 + REPLICA_EPOCHS_MAX * 32)
+#define BUCKETS_START 1024
+
+struct parts {
+    parts_config cfg;
+    pthread_rwlock_t lock;
+    rpart **buckets;
+    uint32_t mask;
+    int64_t n;
+};
+
+/* ---- the table ------------------------------------------------------------------- */
+
+static uint32_t key_hash(kuuid id, int32_t index) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ id.b[i]) * 16777619u;
+    h = (h ^ (uint32_t)index) * 16777619u;
+    return h ^ (h >> 15);
+}
+
+static rpart *find_locked(parts *ps, kuuid id, int32_t index) {
+    for (rpart *p = ps->buckets[key_hash(id, index) & ps->mask]; p; p = p->next)
+        if (p->index == index && memcmp(p->topic_id.b, id.b, 16) == 0)
+            return p;
+    return NULL;
+}
+
+static void grow_locked(parts *ps) {
+    uint32_t ncap = (ps->mask + 1) * 2;
+    rpart **nb = calloc(ncap, sizeof *nb);
+    if (nb == NULL)
+        return; /* longer chains; still correct */
+    for (uint32_t b = 0; b <= ps->mask; b++)
+        for (rpart *p = ps->buckets[b], *next; p; p = next) {
+            next = p->next;
+            uint32_t j = key_hash(p->topic_id, p->index) & (ncap - 1);
+            p->next = nb[j];
+            nb[j] = p;
+        }
+    free(ps->buckets);
+    ps->buckets = nb;
+    ps->mask = ncap - 1;
+}
+
+static void insert_locked(parts *ps, rpart *p) {
+    if (ps->n + 1 > (int64_t)(ps->mask + 1) * 2)
+        grow_locked(ps);
+    uint32_t b = key_hash(p->topic_id, p->index) & ps->mask;
+    p->next = ps->buckets[b];
+    ps->buckets[b] = p;
+    ps->n++;
+}
+
+static void unlink_locked(parts *ps, rpart *p) {
+    rpart **pp = &ps->buckets[key_hash(p->topic_id, p->index) & ps->mask];
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    assert(*pp == p);
+    if (*pp) {
+        *pp = p->next;
+        ps->n--;
+    }
+    p->next = NULL;
+}
+
+/* ---- config ------------------------------------------------------------------------ */
+
+void parts_plog_config(const topic_config *tc, plog_config *pc) {
+    plog_config_default(pc);
+    pc->segment_bytes = tc->segment_bytes;
+    pc->segment_ms = tc->segment_ms;
+    pc->segment_index_bytes = tc->segment_index_bytes;
+    pc->index_interval_bytes = tc->index_interval_bytes;
+    pc->max_message_bytes = tc->max_message_bytes;
+    pc->flush_messages = tc->flush_messages;
+    pc->flush_ms = tc->flush_ms;
+    pc->retention_ms = tc->retention_ms;
+    pc->retention_bytes = tc->retention_bytes;
+    pc->timestamp_type = tc->message_timestamp_type == CONFIG_TIMESTAMP_LOG_APPEND_TIME
+                             ? PLOG_TS_LOG_APPEND_TIME
+                             : PLOG_TS_CREATE_TIME;
+    pc->timestamp_before_max_ms = tc->message_timestamp_before_max_ms;
+    pc->timestamp_after_max_ms = tc->message_timestamp_after_max_ms;
+}
+
+int parts_topic_config(const broker_config *bc, const md_resource *res, topic_config *out, char *msg,
+                       size_t msgn) {
+    int n = res ? res->n : 0;
+    const char **keys = n ? calloc((size_t)n, sizeof *keys) : NULL;
+    const char **values = n ? calloc((size_t)n, sizeof *values) : NULL;
+    if (n && (!keys || !values)) {
+        free(keys);
+        free(values);
+        snprintf(msg, msgn, "out of memory");
+        return -1;
+    }
+    /* Keys this version does not know (a later version's, or one since
+     * removed) cannot matter to it and must not keep a topic offline. */
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (config_find_topic(res->items[i].key) == NULL) {
+            LOG_WARN("partitions", "topic %s: ignoring stored config %s, which this version does not know",
+                     res->name, res->items[i].key);
+            continue;
+        }
+        keys[m] = res->items[i].key;
+        values[m++] = res->items[i].value;
+    }
+    int rc = topic_config_build(out, bc, keys, values, (size_t)m, msg, msgn);
+    free(keys);
+    free(values);
+    if (rc != 0)
+        return -1;
+    plog_config pc;
+    parts_plog_config(out, &pc);
+    char why[160];
+    if (plog_config_explain(&pc, why, sizeof why) != 0) {
+        snprintf(msg, msgn, "the partition logs cannot use this configuration: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the leader-epoch checkpoint --------------------------------------------------------- */
+
+/* Reads dir/leader-epoch-checkpoint (Kafka's text layout: "0", count, then
+ * "epoch offset" lines). Returns the entries read (0 when absent or bad). */
+static int read_epochs(const sl_vfs *v, const char *dir, replica_epoch_entry *out, int max) {
+    char path[4500], text[EPOCH_TEXT];
+    snprintf(path, sizeof path, "%s/" EPOCH_FILE, dir);
+    int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
+    if (fd < 0)
+        return 0;
+    ssize_t got = v->pread(v->ctx, fd, text, sizeof text - 1, 0);
+    v->close(v->ctx, fd);
+    if (got <= 0)
+        return 0;
+    text[got] = '\0';
+    int version = -1, count = -1, n = 0, pos = 0, used;
+    if (sscanf(text, "%d\n%d\n%n", &version, &count, &used) != 2 || version != 0 || count < 0 || count > max)
+        return 0;
+    pos = used;
+    for (int i = 0; i < count; i++) {
+        int32_t e;
+        long long off;
+        if (sscanf(text + pos, "%d %lld\n%n", &e, &off, &used) != 2)
+            return 0; /* a damaged file is no cache at all (it is rebuilt) */
+        out[n++] = (replica_epoch_entry){e, (int64_t)off};
+        pos += used;
+    }
+    return n;
+}
+
+static int16_t write_epochs(void *ctx, const replica_epoch_entry *e, int n) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    if (l == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    const sl_vfs *v = storage_vfs(logmgr_storage(p->owner->cfg.lm));
+    char path[4500], tmp[4600], *text = malloc(EPOCH_TEXT);
+    if (text == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    snprintf(path, sizeof path, "%s/" EPOCH_FILE, plog_dir(l));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int len = snprintf(text, EPOCH_TEXT, "0\n%d\n", n);
+    for (int i = 0; i < n && len < EPOCH_TEXT - 32; i++)
+        len += snprintf(text + len, (size_t)(EPOCH_TEXT - len), "%d %" PRId64 "\n", e[i].epoch,
+                        e[i].start_offset);
+    int fd = v->open(v->ctx, tmp, SL_O_RDWR | SL_O_CREAT | SL_O_TRUNC, 0644);
+    int rc = fd < 0 ? fd : sl_vfs_pwrite_full(v, fd, text, (size_t)len, 0);
+    if (fd >= 0) {
+        if (rc == 0)
+            rc = v->fsync(v->ctx, fd);
+        v->close(v->ctx, fd);
+    }
+    if (rc == 0)
+        rc = v->rename(v->ctx, tmp, path);
+    free(text);
+    if (rc != 0) {
+        LOG_WARN("partitions", "cannot write %s: %s", path, strerror(-rc));
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    }
+    return 0;
+}
+
+/* ---- the port: the replica machine's view of the log ----------------------------------- */
+
+static int16_t port_append(void *ctx, uint8_t *buf, size_t len, bool as_leader, int32_t epoch, int64_t now,
+                           plog_append_info *info) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    if (l == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    int rc =
+        as_leader ? plog_append(l, buf, len, epoch, now, info) : plog_append_follower(l, buf, len, now, info);
+    return broker_kafka_error(rc);
+}
+
+static int16_t port_truncate(void *ctx, int64_t offset) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    return l ? broker_kafka_error(plog_truncate(l, offset)) : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+}
+
+static int16_t port_read(void *ctx, int64_t offset, int64_t max_bytes, int64_t max_offset,
+                         plog_read_result *res) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    if (l == NULL) {
+        memset(res, 0, sizeof *res);
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    }
+    return broker_kafka_error(plog_read(l, offset, max_bytes, max_offset, res));
+}
+
+static int16_t port_time(void *ctx, int64_t ts, int64_t *offset, int64_t *timestamp) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    return l ? broker_kafka_error(plog_offset_for_time(l, ts, offset, timestamp))
+             : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+}
+
+static int16_t port_delete(void *ctx, int64_t offset, int64_t *low) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    return l ? broker_kafka_error(plog_delete_records(l, offset, low)) : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+}
+
+static void port_offsets(void *ctx, int64_t *start, int64_t *end) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    *start = l ? plog_start_offset(l) : 0;
+    *end = l ? plog_end_offset(l) : 0;
+}
+
+static void port_changed(void *ctx, replica *r) {
+    (void)r;
+    rpart *p = ctx;
+    if (p->owner->cfg.changed)
+        p->owner->cfg.changed(p->owner->cfg.ctx, p);
+}
+
+static replica_port port_of(rpart *p) {
+    return (replica_port){p,           port_append,  port_truncate, port_read,   port_time,
+                          port_delete, port_offsets, write_epochs,  port_changed};
+}
+
+/* ---- life of a partition ------------------------------------------------------------------- */
+
+static rpart *rpart_new(parts *ps, const md_topic *t, int32_t index) {
+    rpart *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    atomic_init(&p->refs, 1); /* the table's */
+    p->owner = ps;
+    p->topic_id = t->id;
+    memcpy(p->topic, t->name, (size_t)t->name_len + 1);
+    p->index = index;
+    p->root = -1;
+    p->leader = -1;
+    p->leader_epoch = -1;
+    p->partition_epoch = -1;
+    p->internal = ctrl_internal_topic((kstr){t->name, t->name_len});
+    pthread_mutex_init(&p->mu, NULL);
+    atomic_init(&p->log, NULL);
+    atomic_init(&p->removed, false);
+    replica_port port = port_of(p);
+    p->r = replica_create(ps->cfg.node_id, &port, NULL, 0, 0);
+    if (p->r == NULL) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
+    topic_config_init(&p->cfg, ps->cfg.bc);
+    return p;
+}
+
+/* Brings the replica machine to the role the metadata gives (mu held). */
+static void apply_role(rpart *p, int64_t now) {
+    parts *ps = p->owner;
+    if (atomic_load(&p->log) == NULL) {
+        replica_go_offline(p->r);
+        return;
+    }
+    const replica_state *st = replica_get_state(p->r);
+    if (p->leader == ps->cfg.node_id) {
+        if (st->role != REPLICA_LEADER || st->leader_epoch != p->leader_epoch) {
+            int32_t isr[1] = {ps->cfg.node_id};
+            replica_become_leader(p->r, p->leader_epoch, p->partition_epoch, isr, 1, now);
+        }
+    } else if (st->role != REPLICA_FOLLOWER || st->leader_epoch != p->leader_epoch) {
+        replica_become_follower(p->r, p->leader, p->leader_epoch, p->partition_epoch, now);
+    }
+}
+
+/* Opens the partition's log (mu held). 0 or a storage error. */
+static int attach(rpart *p, bool sync, int64_t now) {
+    parts *ps = p->owner;
+    assert(atomic_load(&p->log) == NULL);
+    if (p->cfg_error != NULL)
+        return STORAGE_KAFKA_STORAGE_ERROR;
+    plog_config pc;
+    parts_plog_config(&p->cfg, &pc);
+    plog *l = NULL;
+    int root = -1;
+    int rc = logmgr_open_partition(ps->cfg.lm, p->topic, p->index, p->topic_id, &pc, sync, &l, &root);
+    if (rc != STORAGE_OK)
+        return rc;
+    /* A fresh machine over the opened log, with its epoch cache. */
+    replica_epoch_entry *epochs = malloc(REPLICA_EPOCHS_MAX * sizeof *epochs);
+    int n =
+        epochs ? read_epochs(storage_vfs(logmgr_storage(ps->cfg.lm)), plog_dir(l), epochs, REPLICA_EPOCHS_MAX)
+               : 0;
+    atomic_store(&p->log, l);
+    p->root = root;
+    replica_port port = port_of(p);
+    replica *r = replica_create(ps->cfg.node_id, &port, epochs, n, plog_end_offset(l));
+    free(epochs);
+    if (r == NULL) {
+        atomic_store(&p->log, NULL);
+        plog_close(l);
+        return STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    replica_destroy(p->r);
+    p->r = r;
+    apply_role(p, now);
+    return STORAGE_OK;
+}
+
+static void backoff(rpart *p, int64_t now) {
+    int32_t b = p->backoff_ms ? p->backoff_ms * 2 : PARTS_RETRY_MIN_MS;
+    p->backoff_ms = b > PARTS_RETRY_MAX_MS ? PARTS_RETRY_MAX_MS : b;
+    p->retry_at_ms = now + p->backoff_ms;
+}
+
+/* The last reference: the log is deleted if the partition was removed from
+ * the metadata, closed otherwise (shutdown). */
+static void rpart_free(rpart *p) {
+    plog *l = atomic_load(&p->log);
+    if (l != NULL) {
+        int rc = atomic_load(&p->removed) ? logmgr_delete_partition(p->owner->cfg.lm, l) : plog_close(l);
+        if (rc != 0)
+            LOG_WARN("partitions", "%s partition %s-%d: %s",
+                     atomic_load(&p->removed) ? "deleting" : "closing", p->topic, p->index,
+                     storage_strerror(rc));
+        else if (atomic_load(&p->removed))
+            LOG_INFO("partitions", "deleted the log of partition %s-%d", p->topic, p->index);
+    }
+    replica_destroy(p->r);
+    free(p->cfg_error);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void rpart_release(rpart *p) {
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1)
+        rpart_free(p);
+}
+
+plog *rpart_log(rpart *p) { return atomic_load(&p->log); }
+
+/* ---- the table API ------------------------------------------------------------------------ */
+
+parts *parts_create(const parts_config *cfg) {
+    parts *ps = calloc(1, sizeof *ps);
+    if (ps == NULL)
+        return NULL;
+    ps->cfg = *cfg;
+    pthread_rwlock_init(&ps->lock, NULL);
+    ps->mask = BUCKETS_START - 1;
+    ps->buckets = calloc(BUCKETS_START, sizeof *ps->buckets);
+    if (ps->buckets == NULL) {
+        free(ps);
+        return NULL;
+    }
+    return ps;
+}
+
+void parts_close(parts *ps, bool *unclean) {
+    if (ps == NULL)
+        return;
+    int n_roots = logmgr_root_count(ps->cfg.lm);
+    bool offline_unknown_root = false;
+    for (uint32_t b = 0; b <= ps->mask; b++) {
+        for (rpart *p = ps->buckets[b], *next; p; p = next) {
+            next = p->next;
+            plog *l = atomic_load(&p->log);
+            if (l != NULL) {
+                int rc = plog_close(l);
+                atomic_store(&p->log, NULL);
+                if (rc != 0 && p->root >= 0 && unclean) {
+                    LOG_WARN("partitions", "partition %s-%d did not close cleanly: %s", p->topic, p->index,
+                             storage_strerror(rc));
+                    unclean[p->root] = true;
+                }
+            } else {
+                offline_unknown_root = true;
+            }
+            /* Requests are finished before the table closes: the table holds
+             * the last reference. */
+            rpart_release(p);
+        }
+    }
+    /* A partition that never opened was never recovered: the roots that
+     * needed recovery stay unclean so the next start recovers it. */
+    for (int r = 0; offline_unknown_root && unclean && r < n_roots; r++)
+        if (!logmgr_root_was_clean(ps->cfg.lm, r))
+            unclean[r] = true;
+    free(ps->buckets);
+    pthread_rwlock_destroy(&ps->lock);
+    free(ps);
+}
+
+rpart *parts_get(parts *ps, kuuid topic_id, int32_t index) {
+    pthread_rwlock_rdlock(&ps->lock);
+    rpart *p = find_locked(ps, topic_id, index);
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ps->lock);
+    return p;
+}
+
+int64_t parts_count(parts *ps) {
+    pthread_rwlock_rdlock(&ps->lock);
+    int64_t n = ps->n;
+    pthread_rwlock_unlock(&ps->lock);
+    return n;
+}
+
+/* A referenced snapshot of the table. */
+static rpart **snapshot(parts *ps, int64_t *n) {
+    pthread_rwlock_rdlock(&ps->lock);
+    rpart **all = ps->n ? malloc((size_t)ps->n * sizeof *all) : NULL;
+    *n = 0;
+    for (uint32_t b = 0; all && b <= ps->mask; b++)
+        for (rpart *p = ps->buckets[b]; p; p = p->next) {
+            atomic_fetch_add(&p->refs, 1);
+            all[(*n)++] = p;
+        }
+    pthread_rwlock_unlock(&ps->lock);
+    return all;
+}
+
+void parts_each(parts *ps, bool (*fn)(void *ctx, rpart *p), void *ctx) {
+    int64_t n;
+    rpart **all = snapshot(ps, &n);
+    bool go = true;
+    for (int64_t i = 0; i < n; i++) {
+        if (go)
+            go = fn(ctx, all[i]);
+        rpart_release(all[i]);
+    }
+    free(all);
+}
+
+/* ---- following the image ---------------------------------------------------------------------- */
+
+static bool holds(const md_partition *mp, int32_t node) {
+    for (int32_t i = 0; i < mp->replicas.n; i++)
+        if (mp->replicas.ids[i] == node)
+            return true;
+    return false;
+}
+
+/* Drops a partition that left the metadata: out of the table at once,
+ * waiters told, its log deleted when the last request is done. */
+static void drop(parts *ps, rpart *p) {
+    pthread_rwlock_wrlock(&ps->lock);
+    unlink_locked(ps, p);
+    pthread_rwlock_unlock(&ps->lock);
+    rpart_lock(p);
+    atomic_store(&p->removed, true);
+    if (ps->cfg.changed)
+        ps->cfg.changed(ps->cfg.ctx, p);
+    rpart_unlock(p);
+    rpart_release(p);
+}
+
+/* Rebuilds p's config from the image's resource when it changed (mu held).
+ * Returns true when the partition's log should be (re)tried. */
+static bool update_config(parts *ps, rpart *p, const md_resource *res, bool was_unusable_ok) {
+    (void)was_unusable_ok;
+    if (p->cfg_seen == (const void *)res && p->cfg_seen != NULL)
+        return false;
+    bool first = p->cfg_seen == NULL && p->root < 0 && atomic_load(&p->log) == NULL && p->cfg_error == NULL;
+    p->cfg_seen = res;
+    topic_config tc;
+    char msg[512];
+    if (parts_topic_config(ps->cfg.bc, res, &tc, msg, sizeof msg) != 0) {
+        if (p->cfg_error == NULL || strcmp(p->cfg_error, msg) != 0) {
+            free(p->cfg_error);
+            p->cfg_error = strdup(msg);
+            if (p->index == 0)
+                LOG_ERROR(
+                    "partitions",
+                    "topic %s: its stored configuration cannot be used (%s); its partitions stay offline "
+                    "until "
+                    "that key is changed with AlterConfigs (sluice configs --alter --topic %s --add-config "
+                    "KEY=VALUE, or --delete-config KEY)",
+                    p->topic, msg, p->topic);
+        }
+        return false;
+    }
+    bool was_unusable = p->cfg_error != NULL;
+    free(p->cfg_error);
+    p->cfg_error = NULL;
+    p->cfg = tc;
+    plog *l = atomic_load(&p->log);
+    if (l != NULL) {
+        plog_config pc;
+        parts_plog_config(&tc, &pc);
+        if (plog_set_config(l, &pc) != 0)
+            LOG_WARN("partitions", "partition %s-%d rejected the new settings", p->topic, p->index);
+    }
+    if (was_unusable && p->index == 0)
+        LOG_INFO("partitions", "topic %s: its configuration is usable again; its partitions are opened",
+                 p->topic);
+    return was_unusable || first;
+}
+
+static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int64_t now, bool starting) {
+    const md_resource *res = md_image_resource(next, MD_RESOURCE_TOPIC, t->name);
+    for (int32_t i = 0; i < t->n_partitions; i++) {
+        const md_partition *mp = md_topic_partition(t, i);
+        if (mp == NULL || !holds(mp, ps->cfg.node_id))
+            continue;
+        rpart *p = parts_get(ps, t->id, i);
+        bool fresh = p == NULL;
+        if (fresh) {
+            if ((p = rpart_new(ps, t, i)) == NULL) {
+                LOG_ERROR("partitions", "out of memory for partition %s-%d", t->name, i);
+                continue;
+            }
+            atomic_fetch_add(&p->refs, 1); /* ours, beside the table's */
+            pthread_rwlock_wrlock(&ps->lock);
+            insert_locked(ps, p);
+            pthread_rwlock_unlock(&ps->lock);
+        }
+        rpart_lock(p);
+        p->leader = mp->leader;
+        p->leader_epoch = mp->leader_epoch;
+        p->partition_epoch = mp->partition_epoch;
+        bool retry = update_config(ps, p, res, false);
+        if (atomic_load(&p->log) == NULL && (fresh || retry) && p->cfg_error == NULL) {
+            if (attach(p, !starting, now) != STORAGE_OK)
+                backoff(p, now);
+            else if (!fresh)
+                LOG_INFO("partitions", "partition %s-%d is open", p->topic, p->index);
+        } else {
+            apply_role(p, now);
+        }
+        rpart_unlock(p);
+        rpart_release(p);
+    }
+}
+
+void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t now, bool starting) {
+    /* Topics gone, and partitions of changed topics this broker no longer
+     * holds. */
+    for (int32_t i = 0; prev && i < md_image_topic_count(prev); i++) {
+        const md_topic *pt = md_image_topic_at(prev, i);
+        const md_topic *nt = md_image_topic_by_id(next, pt->id);
+        if (nt == pt)
+            continue;
+        for (int32_t k = 0; k < pt->n_partitions; k++) {
+            const md_partition *nmp = nt ? md_topic_partition(nt, k) : NULL;
+            if (nmp != NULL && holds(nmp, ps->cfg.node_id))
+                continue;
+            rpart *p = parts_get(ps, pt->id, k);
+            if (p) {
+                drop(ps, p);
+                rpart_release(p);
+            }
+        }
+    }
+    /* New and changed topics, and topics whose config changed. */
+    for (int32_t i = 0; i < md_image_topic_count(next); i++) {
+        const md_topic *t = md_image_topic_at(next, i);
+        const md_topic *pt = prev ? md_image_topic_by_id(prev, t->id) : NULL;
+        if (pt == t && md_image_resource(prev, MD_RESOURCE_TOPIC, t->name) ==
+                           md_image_resource(next, MD_RESOURCE_TOPIC, t->name))
+            continue;
+        apply_topic(ps, next, t, now, starting);
+    }
+    if (starting)
+        logmgr_sync_roots(ps->cfg.lm);
+}
+
+/* ---- housekeeping -------------------------------------------------------------------------------- */
+
+static void retry(parts *ps, rpart *p, int64_t now) {
+    (void)ps;
+    plog *l = atomic_load(&p->log);
+    if (now < p->retry_at_ms)
+        return;
+    if (l != NULL) {
+        if (plog_reopen(l) != 0) {
+            backoff(p, now);
+            return;
+        }
+        p->backoff_ms = 0;
+        LOG_INFO("partitions", "partition %s-%d is back online", p->topic, p->index);
+        apply_role(p, now);
+        if (p->owner->cfg.changed)
+            p->owner->cfg.changed(p->owner->cfg.ctx, p);
+        return;
+    }
+    if (p->cfg_error != NULL || atomic_load(&p->removed))
+        return;
+    if (attach(p, true, now) != STORAGE_OK) {
+        backoff(p, now);
+        return;
+    }
+    p->backoff_ms = 0;
+    LOG_INFO("partitions", "partition %s-%d is open", p->topic, p->index);
+}
+
+void parts_tick(parts *ps, int64_t now) {
+    int64_t n;
+    rpart **all = snapshot(ps, &n);
+    for (int64_t i = 0; i < n; i++) {
+        rpart *p = all[i];
+        plog *l = atomic_load(&p->log);
+        if (l == NULL || plog_is_offline(l)) {
+            rpart_lock(p);
+            retry(ps, p, now);
+            rpart_unlock(p);
+        } else {
+            int rc = plog_tick(l, now);
+            if (rc != 0)
+                LOG_WARN("partitions", "housekeeping of partition %s-%d failed: %s", p->topic, p->index,
+                         storage_strerror(rc));
+        }
+        rpart_release(p);
+    }
+    free(all);
+}
