@@ -84,7 +84,8 @@ static bool parse_snapshot_name(const char *name, int64_t *end, int32_t *epoch) 
 static void snapshot_path(const char *dir, int64_t end, int32_t epoch, char *out, size_t outn) {
     char name[64];
     snprintf(name, sizeof name, "%020" PRId64 "-%010d" SNAP_SUFFIX, end, epoch);
-    int n = snprintf(out, outn, "%.*s/%s", (int)(outn > sizeof name + 2 ? outn - sizeof name - 2 : 0), dir, name);
+    int n =
+        snprintf(out, outn, "%.*s/%s", (int)(outn > sizeof name + 2 ? outn - sizeof name - 2 : 0), dir, name);
     (void)n;
 }
 

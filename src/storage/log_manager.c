@@ -16,9 +16,9 @@
 
 #include "core/log.h"
 
-#define PATH_BUF        4400
+#define PATH_BUF 4400
 /* a directory path plus a name in it */
-#define PATH_JOIN (PATH_BUF + LOGMGR_NAME_MAX + 64)
+#define PATH_JOIN       (PATH_BUF + LOGMGR_NAME_MAX + 64)
 #define META_PROPERTIES "meta.properties"
 #define CREATING_PREFIX ".creating-"
 #define STRAY_UNKNOWN   "unknown"
