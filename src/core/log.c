@@ -4,6 +4,7 @@
  * the caller's stack and leaves in one write().
  */
 #include "core/log.h"
+#include "core/clock.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -177,4 +178,16 @@ void log_write(log_level level, const char *module, const char *ctx, const char 
     va_start(ap, fmt);
     log_vwrite(level, module, ctx, fmt, ap);
     va_end(ap);
+}
+
+bool log_limiter_allow(log_limiter *l, int64_t interval_ms, uint64_t *held_back) {
+    int64_t now = clock_mono_ms();
+    int64_t next = atomic_load_explicit(&l->next_ms, memory_order_relaxed);
+    /* One caller wins the slot of an interval; the others count as held back. */
+    if (now < next || !atomic_compare_exchange_strong(&l->next_ms, &next, now + interval_ms)) {
+        atomic_fetch_add_explicit(&l->held, 1, memory_order_relaxed);
+        return false;
+    }
+    *held_back = atomic_exchange_explicit(&l->held, 0, memory_order_relaxed);
+    return true;
 }

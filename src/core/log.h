@@ -85,6 +85,28 @@ char *log_kv_tpo(char buf[LOG_KV_MAX], const char *topic, int32_t partition, int
 uint64_t log_lines_written(void);
 uint64_t log_lines_truncated(void);
 
+/* ---- rate limiting ------------------------------------------------------------ */
+
+/* A line that a client can trigger at will (a refused connection, a failed
+ * accept, a closed slow request) must not let that client fill the disk: such
+ * lines go through a limiter, which lets at most one line through per
+ * interval and counts the ones it held back, so the next line can say how
+ * many there were. Lock-free; share one limiter per kind of line.
+ *
+ *   static-or-owned log_limiter lim;   (zero-initialised)
+ *   uint64_t held;
+ *   if (log_limiter_allow(&lim, 1000, &held))
+ *       LOG_WARN("net", "refusing ... (%llu similar lines held back)", (unsigned long long)held);
+ */
+typedef struct log_limiter {
+    _Atomic int64_t next_ms; /* CLOCK_MONOTONIC ms before which lines are held back */
+    _Atomic uint64_t held;   /* lines held back since the last one let through */
+} log_limiter;
+
+/* True if a line may be written now (and then at most once per interval_ms);
+ * *held_back is set to the number of lines refused since the last true. */
+bool log_limiter_allow(log_limiter *l, int64_t interval_ms, uint64_t *held_back);
+
 /* ---- macros --------------------------------------------------------------- */
 
 #define LOG_AT_(lvl, mod, ctx, ...)                      \

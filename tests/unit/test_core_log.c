@@ -196,6 +196,20 @@ static void test_threads_do_not_interleave(void) {
     rmdir(dir);
 }
 
+/* One line per interval gets through; the next says how many were held back. */
+static void test_limiter(void) {
+    log_limiter lim = {0, 0};
+    uint64_t held = 99;
+    CHECK(log_limiter_allow(&lim, 200, &held));
+    CHECK_EQ_INT(held, 0);
+    for (int i = 0; i < 5; i++)
+        CHECK(!log_limiter_allow(&lim, 200, &held));
+    usleep(250 * 1000);
+    CHECK(log_limiter_allow(&lim, 200, &held));
+    CHECK_EQ_INT(held, 5);
+    CHECK(!log_limiter_allow(&lim, 200, &held));
+}
+
 int main(void) {
     unsetenv(LOG_ENV_LEVEL);
     UNIT_RUN(test_format);
@@ -206,5 +220,6 @@ int main(void) {
     UNIT_RUN(test_level_names);
     UNIT_RUN(test_env);
     UNIT_RUN(test_threads_do_not_interleave);
+    UNIT_RUN(test_limiter);
     return UNIT_END("test_core_log");
 }
