@@ -544,8 +544,18 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
         return true;
     /* plog_read returns at most want bytes, or the whole first batch. */
     size_t raw_len = (size_t)res.bytes;
-    uint8_t *raw = malloc(raw_len);
+    /* The converted bytes wait in memory until the client reads them: charge
+     * them to the held-response budget first, and carry no more records when
+     * it is spent (the client fetches again). */
+    size_t reserved = want > 0 ? (size_t)want : raw_len;
+    uint8_t *raw = NULL;
     dconv_out o = {0};
+    if (!breq_reserve_response(r, reserved)) {
+        reserved = 0;
+        *budget = 0;
+        goto out;
+    }
+    raw = malloc(raw_len);
     if (raw == NULL || !read_ranges(&res, raw, raw_len)) {
         LOG_WARN("fetch", "cannot read %.*s-%d for a v%d fetch from %s", it->topic.len, it->topic.ptr,
                  it->partition, ver, r->net->peer);
@@ -560,6 +570,13 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
         if (o.len == 0)
             it->err = KAFKA_ERR_CORRUPT_MESSAGE;
     }
+    if (o.len > reserved) { /* one message past the limit (min_one) */
+        if (!breq_reserve_response(r, o.len - reserved)) {
+            *budget = 0;
+            goto out;
+        }
+        reserved = o.len;
+    }
     if (o.len > 0) {
         uint8_t *copy = breq_alloc(r, o.len);
         if (copy == NULL) {
@@ -573,6 +590,7 @@ static bool read_item_legacy(breq *r, fitem *it, int64_t *budget, bool *first) {
         *first = false;
     }
 out:
+    breq_unreserve_response(r, reserved - (size_t)it->records_len);
     plog_read_release(&res);
     free(raw);
     free(o.buf);
