@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -687,16 +688,17 @@ static void conn_dispatch(net_conn *c) {
     set_interest(c, 0); /* no reading until the response is queued */
 }
 
-/* Makes room for more of the frame: the first NET_FRAME_FIRST bytes (or the
- * whole frame if smaller), then twice what the buffer holds, never more than
- * the declared size. False if a budget or malloc says no (the connection
- * then waits on the stalled list). */
-static bool conn_grow_frame(net_conn *c) {
+/* Makes room for more of the frame: first for the bytes already received
+ * (avail, at least NET_FRAME_MIN), then twice what the buffer holds, never
+ * more than the declared size. False if a budget or malloc says no (the
+ * connection then waits on the stalled list). */
+static bool conn_grow_frame(net_conn *c, size_t avail) {
     net_server *s = c->t->s;
     size_t frame = (size_t)c->frame_size;
     size_t have = c->box ? c->box->frame_cap : 0;
-    size_t want =
-        have ? (have > frame / 2 ? frame : have * 2) : (frame < NET_FRAME_FIRST ? frame : NET_FRAME_FIRST);
+    size_t want = have ? have * 2 : (avail > NET_FRAME_MIN ? avail : NET_FRAME_MIN);
+    if (want > frame || (have && have > frame / 2))
+        want = frame;
     assert(want > have && want <= frame && c->body_got == have);
     if (!frame_charge(c, have, want - have))
         return false;
@@ -763,8 +765,30 @@ static void conn_read(net_conn *c) {
             c->body_got = 0;
             assert(c->box == NULL);
         }
-        /* Memory is taken as the bytes come, never for a size only declared. */
-        if ((c->box == NULL || c->body_got == c->box->frame_cap) && !conn_grow_frame(c)) {
+        /* Memory is taken as the bytes come, never for a size only declared:
+         * the first buffer is sized by what the socket holds. */
+        size_t avail = 0;
+        if (c->box == NULL && (size_t)c->frame_size > NET_FRAME_MIN) {
+            int queued = 0;
+            if (ioctl(c->fd, FIONREAD, &queued) != 0)
+                queued = NET_FRAME_MIN;
+            if (queued <= 0) {
+                uint8_t peek;
+                ssize_t n = recv(c->fd, &peek, 1, MSG_PEEK);
+                if (n == 0) {
+                    conn_close(c, "peer closed mid-request");
+                    return;
+                }
+                if (n < 0) {
+                    if (errno != EAGAIN && errno != EINTR)
+                        conn_close(c, strerror(errno));
+                    return; /* nothing yet: EPOLLIN brings us back */
+                }
+                queued = 1;
+            }
+            avail = (size_t)queued;
+        }
+        if ((c->box == NULL || c->body_got == c->box->frame_cap) && !conn_grow_frame(c, avail)) {
             conn_stall(c);
             return;
         }

@@ -16,9 +16,10 @@
  * being read from. When the handler queue is full, frames wait on their
  * connection (which stops being read) instead of piling up.
  *
- * Request memory. A frame's buffer grows as its bytes arrive (NET_FRAME_FIRST
- * bytes first, then doubling up to the declared size), and what it holds is
- * charged to two budgets at each step: the server's (all frames being read or
+ * Request memory. A frame's buffer grows as its bytes arrive: it is first
+ * sized by the bytes the socket holds (at least NET_FRAME_MIN), then doubles
+ * up to the declared size, so it holds at most twice what was received plus
+ * NET_FRAME_MIN. What it holds is charged to two budgets at each step: the server's (all frames being read or
  * waiting for a handler, `max_request_bytes_inflight`) and its client
  * address's (at most 1/NET_IP_SHARE_DIVISOR of the server's). A declared size
  * reserves nothing, so a client holds memory only for bytes it really sent.
@@ -85,8 +86,8 @@ typedef struct net_conn net_conn;
 /* One client address may hold at most this fraction (1/N) of the request
  * budget, so one address cannot take all of it. */
 #define NET_IP_SHARE_DIVISOR 2
-/* First buffer of a frame larger than this; it doubles as bytes arrive. */
-#define NET_FRAME_FIRST (8 * 1024)
+/* Smallest first buffer of a frame (unless the frame is smaller). */
+#define NET_FRAME_MIN 512
 /* Descriptors never given to connections: stdio, the metadata log, config
  * and checkpoint files, and the like. */
 #define NET_FD_RESERVED 64
