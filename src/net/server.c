@@ -729,20 +729,37 @@ static void conn_stall(net_conn *c) {
     set_interest(c, 0);
 }
 
+/* After a read that returned n: true if bytes came; otherwise closes the
+ * connection at end of stream or on an error (not on EAGAIN or EINTR). */
+static bool read_ok(net_conn *c, ssize_t n, const char *eof_why) {
+    if (n > 0)
+        return true;
+    if (n == 0)
+        conn_close(c, eof_why);
+    else if (errno != EAGAIN && errno != EINTR)
+        conn_close(c, strerror(errno));
+    return false;
+}
+
+/* Bytes of the frame the socket holds, to size its first buffer by; 0 if
+ * none have come yet or the connection closed. */
+static size_t socket_holds(net_conn *c) {
+    int queued = 0;
+    if (ioctl(c->fd, FIONREAD, &queued) != 0)
+        return NET_FRAME_MIN;
+    if (queued > 0)
+        return (size_t)queued;
+    uint8_t peek; /* FIONREAD says 0 at end of stream too */
+    return read_ok(c, recv(c->fd, &peek, 1, MSG_PEEK), "peer closed mid-request") ? 1 : 0;
+}
+
 static void conn_read(net_conn *c) {
     net_server *s = c->t->s;
     for (int rounds = 0; rounds < 16 && !c->closed && !c->in_handler && !c->stalled; rounds++) {
         if (c->frame_size < 0) {
             ssize_t n = read(c->fd, c->size_buf + c->size_got, 4 - c->size_got);
-            if (n == 0) {
-                conn_close(c, c->size_got ? "peer closed mid-request" : "peer closed");
+            if (!read_ok(c, n, c->size_got ? "peer closed mid-request" : "peer closed"))
                 return;
-            }
-            if (n < 0) {
-                if (errno != EAGAIN && errno != EINTR)
-                    conn_close(c, strerror(errno));
-                return;
-            }
             atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
             c->last_active_ms = clock_mono_ms();
             if (c->size_got == 0)
@@ -768,41 +785,16 @@ static void conn_read(net_conn *c) {
         /* Memory is taken as the bytes come, never for a size only declared:
          * the first buffer is sized by what the socket holds. */
         size_t avail = 0;
-        if (c->box == NULL && (size_t)c->frame_size > NET_FRAME_MIN) {
-            int queued = 0;
-            if (ioctl(c->fd, FIONREAD, &queued) != 0)
-                queued = NET_FRAME_MIN;
-            if (queued <= 0) {
-                uint8_t peek;
-                ssize_t n = recv(c->fd, &peek, 1, MSG_PEEK);
-                if (n == 0) {
-                    conn_close(c, "peer closed mid-request");
-                    return;
-                }
-                if (n < 0) {
-                    if (errno != EAGAIN && errno != EINTR)
-                        conn_close(c, strerror(errno));
-                    return; /* nothing yet: EPOLLIN brings us back */
-                }
-                queued = 1;
-            }
-            avail = (size_t)queued;
-        }
+        if (c->box == NULL && (size_t)c->frame_size > NET_FRAME_MIN && (avail = socket_holds(c)) == 0)
+            return; /* nothing yet (EPOLLIN brings us back), or closed */
         if ((c->box == NULL || c->body_got == c->box->frame_cap) && !conn_grow_frame(c, avail)) {
             conn_stall(c);
             return;
         }
         size_t want = c->box->frame_cap - c->body_got;
         ssize_t n = read(c->fd, c->box->req.frame + c->body_got, want);
-        if (n == 0) {
-            conn_close(c, "peer closed mid-request");
+        if (!read_ok(c, n, "peer closed mid-request"))
             return;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                conn_close(c, strerror(errno));
-            return;
-        }
         atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
         c->last_active_ms = clock_mono_ms();
         c->body_got += (size_t)n;

@@ -13,10 +13,11 @@ import struct
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from test_api_versions import raw_request, recv_exact
+from test_api_versions import recv_exact
+from test_produce_fetch import consume_n, produce_all, producer
 from test_protocol_edges import api_versions_frame, closed_within, rss_kb
 
 
@@ -62,29 +63,10 @@ def send_for(sock, data, seconds):
 
 def produce_consume(broker, topic, n=20, timeout=10.0):
     """A real client round trip: n records produced and read back within timeout."""
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "message.timeout.ms": int(timeout * 1000)})
-    errs = []
-    for i in range(n):
-        p.produce(topic, value=b"v%d" % i, partition=0, on_delivery=lambda err, m: errs.append(err))
-    assert p.flush(timeout) == 0, "producer still had records after %.0f s" % timeout
-    assert errs == [None] * n
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "net-limits", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 100})
-    c.assign([TopicPartition(topic, 0, 0)])
-    got = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < n and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(m.error())
-            got.append(m.value())
-    finally:
-        c.close()
+    p = producer(broker, **{"message.timeout.ms": int(timeout * 1000)})
+    reports = produce_all(p, topic, [{"value": b"v%d" % i} for i in range(n)])
+    assert [err for err, _ in reports] == [None] * n
+    got = consume_n(broker, topic, n, timeout=timeout)
     assert len(got) >= n, "consumed %d of %d records within %.0f s" % (len(got), n, timeout)
 
 
