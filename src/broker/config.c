@@ -246,7 +246,7 @@ static const config_def broker_defs[] = {
          "limit. Kafka's default is -1; Sluice keeps 512 MiB so clients cannot take all of the memory."),
     INT("max.connections", INT_MAX_TEXT, 0, I32MAX, B(max_connections), CONFIG_F_ACTIVE,
         "Most client connections the broker holds at once; new ones are accepted and closed beyond it. "
-        "Kafka's default. The broker lowers it to half of the open-file limit left after 64 descriptors, "
+        "Kafka's default. The broker lowers it to a quarter of the open-file limit (RLIMIT_NOFILE), "
         "so connections never take the descriptors that partitions need (logged at start)."),
     INT("max.connections.per.ip", INT_MAX_TEXT, 0, I32MAX, B(max_connections_per_ip), CONFIG_F_ACTIVE,
         "Most connections from one IP address; new ones beyond it are accepted and closed. 0 admits only the "

@@ -313,8 +313,9 @@ int net_max_connections(const net_config *cfg) {
     long long limit = cfg->max_connections > 0 ? cfg->max_connections : 0;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        long long left = (long long)rl.rlim_cur - NET_FD_RESERVED - own_fds(cfg);
-        long long share = left / 2 > 1 ? left / 2 : 1;
+        long long share = (long long)rl.rlim_cur / NET_FD_SHARE_DIVISOR;
+        if (share < 1)
+            share = 1;
         if (share < limit)
             limit = share;
     }
@@ -1340,8 +1341,8 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         getrlimit(RLIMIT_NOFILE, &rl);
         LOG_INFO("net",
                  "accepting at most %d connections (max.connections is %d): RLIMIT_NOFILE is %llu, and "
-                 "connections may use half of what is left after %d descriptors for storage",
-                 s->max_conns, s->cfg.max_connections, (unsigned long long)rl.rlim_cur, NET_FD_RESERVED);
+                 "connections may use 1/%d of it (the rest is for partitions)",
+                 s->max_conns, s->cfg.max_connections, (unsigned long long)rl.rlim_cur, NET_FD_SHARE_DIVISOR);
     }
     s->ip_share = s->cfg.max_request_bytes_inflight / NET_IP_SHARE_DIVISOR;
     s->sweep_ms = 1000;

@@ -45,9 +45,11 @@
  *
  * Connections and descriptors. Each connection takes one descriptor. The
  * server accepts at most net_max_connections() of them: `max_connections`,
- * lowered so that connections use at most half of what RLIMIT_NOFILE leaves
- * after NET_FD_RESERVED, which keeps descriptors for storage (segments, the
- * metadata log) and for the requests of clients already connected. At most
+ * lowered so that connections use at most 1/NET_FD_SHARE_DIVISOR of
+ * RLIMIT_NOFILE. The rest is storage's (active segments, the segment
+ * descriptor cache, the metadata log, files opened briefly), so accepted
+ * clients can never take the descriptors that the partitions, and the
+ * requests of clients already connected, need. At most
  * `max_connections_per_ip` come from one address unless
  * `max_connections_per_ip_overrides` ("host:count,...") says otherwise. Over
  * a limit, a new connection is accepted and closed at once. If accept()
@@ -88,9 +90,9 @@ typedef struct net_conn net_conn;
 #define NET_IP_SHARE_DIVISOR 2
 /* Smallest first buffer of a frame (unless the frame is smaller). */
 #define NET_FRAME_MIN 512
-/* Descriptors never given to connections: stdio, the metadata log, config
- * and checkpoint files, and the like. */
-#define NET_FD_RESERVED 64
+/* Connections may hold at most 1/N of RLIMIT_NOFILE (storage counts its
+ * partitions against the rest). */
+#define NET_FD_SHARE_DIVISOR 4
 /* Most entries in max_connections_per_ip_overrides (after resolving names). */
 #define NET_IP_OVERRIDES_MAX 1024
 
@@ -114,12 +116,12 @@ typedef struct net_config {
 void net_config_defaults(net_config *c);
 
 /* The connections a server made from cfg accepts at most: max_connections,
- * lowered to half of (RLIMIT_NOFILE - NET_FD_RESERVED - the server's own
- * descriptors), at least 1. Reads the process's current limit. */
+ * lowered to RLIMIT_NOFILE / NET_FD_SHARE_DIVISOR, at least 1. Reads the
+ * process's current limit. */
 int net_max_connections(const net_config *cfg);
 /* The most descriptors such a server holds at once (connections plus its
- * listener, epoll, wake and spare descriptors). Whatever RLIMIT_NOFILE leaves
- * beyond this and NET_FD_RESERVED is storage's to use. */
+ * listener, epoll, wake and spare descriptors), for storage to count its
+ * partitions against what RLIMIT_NOFILE leaves. */
 int net_max_fds(const net_config *cfg);
 
 /* Checks the syntax of a max_connections_per_ip_overrides value without

@@ -667,7 +667,7 @@ static void test_descriptor_exhaustion_backs_off(void) {
             (unsigned long long)lines);
 }
 
-/* The connection limit leaves half of the descriptors to storage. */
+/* The connection limit leaves three quarters of the descriptors to storage. */
 static void test_connection_limit_follows_nofile(void) {
     struct rlimit old;
     REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
@@ -676,7 +676,7 @@ static void test_connection_limit_follows_nofile(void) {
     net_config cfg = base_config(); /* 2 threads: 7 descriptors of its own */
     int mc = net_max_connections(&cfg), fds = net_max_fds(&cfg);
     setrlimit(RLIMIT_NOFILE, &old);
-    CHECK_EQ_INT(mc, (300 - NET_FD_RESERVED - 7) / 2);
+    CHECK_EQ_INT(mc, 300 / NET_FD_SHARE_DIVISOR);
     CHECK_EQ_INT(fds, mc + 7);
     cfg.max_connections = 5;
     CHECK_EQ_INT(net_max_connections(&cfg), 5);
