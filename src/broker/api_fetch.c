@@ -755,6 +755,7 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
     size_t raw_len = (size_t)res.bytes;
     uint8_t *raw = NULL;
     dconv_out o = {0};
+    size_t reserved = 0;
     if ((int64_t)raw_len > bud->cap) {
         /* A batch this large could never be converted: its raw bytes alone
          * are more than one batch may decompress to. */
@@ -767,6 +768,14 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
         it->err = KAFKA_ERR_CORRUPT_MESSAGE;
         goto out;
     }
+    /* The converted bytes wait in memory until the client reads them: charge
+     * them to the held-response budget first, and carry no more records when
+     * it is spent (the client fetches again). */
+    if (!breq_reserve_response(r, want > 0 ? (size_t)want : raw_len)) {
+        *budget = 0;
+        goto out;
+    }
+    reserved = want > 0 ? (size_t)want : raw_len;
     bud->used += (int64_t)raw_len;
     bud->unsettled += (int64_t)raw_len;
     raw = malloc(raw_len);
@@ -786,6 +795,13 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
         if (o.len == 0)
             it->err = KAFKA_ERR_CORRUPT_MESSAGE;
     }
+    if (o.len > reserved) { /* one message past the limit (min_one) */
+        if (!breq_reserve_response(r, o.len - reserved)) {
+            *budget = 0;
+            goto out;
+        }
+        reserved = o.len;
+    }
     if (o.len > 0) {
         uint8_t *copy = breq_alloc(r, o.len);
         if (copy == NULL) {
@@ -799,6 +815,7 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
         *first = false;
     }
 out:
+    breq_unreserve_response(r, reserved - (size_t)it->records_len);
     plog_read_release(&res);
     free(raw);
     free(o.buf);

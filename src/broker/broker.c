@@ -5,6 +5,7 @@
 #include "core/clock.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,36 @@ static int ensure_dir(const char *path) {
 err:
     LOG_ERROR("broker", "cannot create log directory '%s': %s", tmp, strerror(errno));
     return -1;
+}
+
+const config_listener *broker_net_config(const broker_config *cfg, net_config *nc) {
+    const config_listener *l = NULL;
+    for (int i = 0; i < cfg->n_listeners; i++)
+        if (!cfg->listeners[i].controller) {
+            l = &cfg->listeners[i];
+            break;
+        }
+    net_config_defaults(nc);
+    if (l != NULL) {
+        nc->host = l->host;
+        nc->port = l->port;
+    }
+    nc->net_threads = cfg->num_network_threads;
+    nc->io_threads = cfg->num_io_threads;
+    nc->queued_max_requests = cfg->queued_max_requests;
+    nc->max_request_bytes = (size_t)cfg->socket_request_max_bytes;
+    /* -1 is "no limit"; the defaults come from net/server.h (the table prints them). */
+    nc->max_request_bytes_inflight =
+        cfg->queued_max_request_bytes < 0 ? SIZE_MAX : (size_t)cfg->queued_max_request_bytes;
+    nc->max_response_bytes_held =
+        cfg->queued_max_response_bytes < 0 ? SIZE_MAX : (size_t)cfg->queued_max_response_bytes;
+    nc->max_connections = cfg->max_connections;
+    nc->max_connections_per_ip = cfg->max_connections_per_ip;
+    nc->max_connections_per_ip_overrides = cfg->max_connections_per_ip_overrides;
+    nc->idle_timeout_ms = cfg->connections_max_idle_ms;
+    nc->request_read_timeout_ms = cfg->request_read_timeout_ms;
+    nc->zero_copy = cfg->fetch_zero_copy;
+    return l;
 }
 
 /* Rolls, flushes and applies retention about once a second. */
@@ -77,29 +108,11 @@ broker *broker_create(const broker_config *cfg) {
     if (b->topics == NULL)
         goto err;
 
-    const config_listener *l = NULL;
-    for (int i = 0; i < cfg->n_listeners; i++)
-        if (!cfg->listeners[i].controller) {
-            l = &cfg->listeners[i];
-            break;
-        }
-    if (l == NULL) {
+    net_config nc;
+    if (broker_net_config(cfg, &nc) == NULL) {
         LOG_ERROR("broker", "no client listener configured (listeners)");
         goto err;
     }
-    net_config nc;
-    net_config_defaults(&nc);
-    nc.host = l->host;
-    nc.port = l->port;
-    nc.net_threads = cfg->num_network_threads;
-    nc.io_threads = cfg->num_io_threads;
-    nc.queued_max_requests = cfg->queued_max_requests;
-    nc.max_request_bytes = (size_t)cfg->socket_request_max_bytes;
-    if (cfg->queued_max_request_bytes > 0)
-        nc.max_request_bytes_inflight = (size_t)cfg->queued_max_request_bytes;
-    nc.max_connections = cfg->max_connections;
-    nc.idle_timeout_ms = cfg->connections_max_idle_ms;
-    nc.zero_copy = cfg->fetch_zero_copy;
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;

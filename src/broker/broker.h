@@ -51,4 +51,9 @@ uint16_t broker_port(const broker *b);
 void broker_shutdown(broker *b);
 void broker_destroy(broker *b);
 
+/* The network layer's configuration for cfg's first client listener (NULL
+ * if it has none). Storage can ask net_max_fds() of it how many descriptors
+ * connections may take. The strings point into cfg. */
+const config_listener *broker_net_config(const broker_config *cfg, net_config *out);
+
 #endif

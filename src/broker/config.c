@@ -7,6 +7,7 @@
  * CONFIG_F_DEVIATES say in their doc line why Sluice differs.
  */
 #include "broker/config.h"
+#include "net/server.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -30,6 +31,11 @@
 #define HOUR_MS       3600000
 #define MINUTE_MS     60000
 
+/* Defaults owned by a lower layer are printed from its macros, so the table
+ * (and the docs generated from it) cannot drift from the code. */
+#define DFLT_(x) #x
+#define DFLT(x)  DFLT_(x)
+
 #define B(f) offsetof(broker_config, f)
 #define T(f) offsetof(topic_config, f)
 
@@ -46,6 +52,7 @@ static const char *const level_values[] = {"error", "warn", "info", "debug", "tr
 static int check_listeners(const char *v, char *why, size_t whyn);
 static int check_protocol_map(const char *v, char *why, size_t whyn);
 static int check_gzip_level(const char *v, char *why, size_t whyn);
+static int check_ip_overrides(const char *v, char *why, size_t whyn);
 
 /* Row builders: the struct is wide, most rows use few of its fields. */
 #define ROW(n, ty, d, lo, hi, fld, fl, dc)                                                               \
@@ -238,15 +245,25 @@ static const config_def broker_defs[] = {
         "Threads that execute requests, including disk I/O. At most 256."),
     INT("queued.max.requests", "500", 1, I32MAX, B(queued_max_requests), CONFIG_F_ACTIVE,
         "Requests that may wait for an I/O thread before the network threads stop reading from sockets."),
-    LONG("queued.max.request.bytes", "-1", -1, I64MAX, B(queued_max_request_bytes), CONFIG_F_ACTIVE,
-         "Bytes of requests that may wait for an I/O thread before reading stops; -1 means no byte limit."),
+    LONG("queued.max.request.bytes", DFLT(NET_DEFAULT_MAX_REQUEST_BYTES_INFLIGHT), -1, I64MAX,
+         B(queued_max_request_bytes), CONFIG_F_ACTIVE | CONFIG_F_DEVIATES,
+         "Bytes of request frames held at once, across connections, counted as the bytes arrive; reading "
+         "pauses while the limit is reached. One client address may hold at most half of it. -1 means no "
+         "limit. Kafka's default is -1; Sluice keeps 512 MiB so clients cannot take all of the memory."),
     INT("max.connections", INT_MAX_TEXT, 0, I32MAX, B(max_connections), CONFIG_F_ACTIVE,
-        "Most client connections the broker holds at once; new ones are refused beyond it. Kafka's default; "
-        "the open-file limit of the process is the practical bound."),
-    INT("max.connections.per.ip", INT_MAX_TEXT, 0, I32MAX, B(max_connections_per_ip), 0,
-        "Most connections from one IP address."),
+        "Most client connections the broker holds at once; new ones are accepted and closed beyond it. "
+        "Kafka's default. The broker lowers it to a quarter of the open-file limit (RLIMIT_NOFILE), "
+        "so connections never take the descriptors that partitions need (logged at start)."),
+    INT("max.connections.per.ip", INT_MAX_TEXT, 0, I32MAX, B(max_connections_per_ip), CONFIG_F_ACTIVE,
+        "Most connections from one IP address; new ones beyond it are accepted and closed. 0 admits only the "
+        "addresses listed in max.connections.per.ip.overrides."),
+    {.name = "max.connections.per.ip.overrides", .type = CONFIG_STRING, .dflt = "",
+     .field = B(max_connections_per_ip_overrides), .check = check_ip_overrides, .flags = CONFIG_F_ACTIVE,
+     .doc = "Per-address exceptions to max.connections.per.ip, as comma-separated host:count entries (IPv6 "
+            "addresses in brackets); host names are resolved at start."},
     LONG("connections.max.idle.ms", "600000", -1, I64MAX, B(connections_max_idle_ms), CONFIG_F_ACTIVE,
-         "Close a connection that has had no request for this long; -1 never closes idle connections."),
+         "Close a connection that has had no request, or whose pending response could not be written any "
+         "further, for this long; -1 never closes idle connections."),
     INT("fetch.max.bytes", "57671680", 1024, I32MAX, B(fetch_max_bytes), CONFIG_F_ACTIVE,
         "Upper bound on the bytes one Fetch response returns, whatever the client asks for."),
 
@@ -329,6 +346,16 @@ static const config_def broker_defs[] = {
          B(connection_max_buffered_bytes), CONFIG_F_SLUICE,
          "Response bytes queued for one connection above which no more requests are read from it, so a slow "
          "reader holds bounded memory."),
+    LONG("sluice.request.read.timeout.ms", DFLT(NET_DEFAULT_REQUEST_READ_TIMEOUT_MS), 1, I32MAX,
+         B(request_read_timeout_ms), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "A request must arrive whole within this many milliseconds of its first byte, or the connection is "
+         "closed (logged): a client that sends a frame slowly cannot hold its memory and connection for "
+         "long. The default matches clients' request.timeout.ms, after which they give up anyway."),
+    LONG("sluice.queued.max.response.bytes", DFLT(NET_DEFAULT_MAX_RESPONSE_BYTES_HELD), -1, I64MAX,
+         B(queued_max_response_bytes), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Bytes of responses held in memory until their clients read them, across connections (record bytes "
+         "sent from segment files do not count). Beyond it, Fetch v0-3 answers carry fewer down-converted "
+         "records (possibly none; the client fetches again). -1 means no limit."),
 };
 
 static const config_def topic_defs[] = {
@@ -716,6 +743,10 @@ int config_validate_value(const config_def *d, const char *value, char *why, siz
     memcpy(buf, s, n);
     buf[n] = '\0';
     return parse_value(d, buf, NULL, why, whyn);
+}
+
+static int check_ip_overrides(const char *v, char *why, size_t whyn) {
+    return net_ip_overrides_check(v, why, whyn);
 }
 
 static int check_gzip_level(const char *v, char *why, size_t whyn) {

@@ -241,6 +241,7 @@ typedef struct broker_config {
     int64_t queued_max_request_bytes;
     int32_t max_connections;
     int32_t max_connections_per_ip;
+    const char *max_connections_per_ip_overrides; /* "" if none */
     int64_t connections_max_idle_ms;
     int32_t fetch_max_bytes;
 
@@ -272,6 +273,8 @@ typedef struct broker_config {
     int64_t request_work_max_ms;
     int32_t max_inflight_requests_per_connection;
     int64_t connection_max_buffered_bytes;
+    int64_t request_read_timeout_ms;
+    int64_t queued_max_response_bytes; /* -1: no limit */
 
     /* ---- private: per-key state, indexed like the broker table ---- */
     struct config_slot {

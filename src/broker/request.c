@@ -93,6 +93,10 @@ void *breq_alloc(breq *r, size_t n) { return arena_alloc(&r->mem, n); }
 
 void *breq_calloc(breq *r, size_t count, size_t size) { return arena_calloc(&r->mem, count, size); }
 
+bool breq_reserve_response(breq *r, size_t n) { return net_request_reserve(r->net, n); }
+
+void breq_unreserve_response(breq *r, size_t n) { net_request_unreserve(r->net, n); }
+
 bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn release, void *arg) {
     if (r->n_files == r->cap_files) {
         int ncap = r->cap_files ? r->cap_files * 2 : 16;

@@ -109,6 +109,13 @@ bool breq_should_stop(const breq *r);
 void *breq_alloc(breq *r, size_t n);
 void *breq_calloc(breq *r, size_t count, size_t size);
 
+/* Reserves n bytes of the network layer's budget for responses held in
+ * memory (net_request_reserve) before building that many response bytes in
+ * memory; false when the budget is spent, and the handler then answers with
+ * less. breq_unreserve_response gives back what was not used. */
+bool breq_reserve_response(breq *r, size_t n);
+void breq_unreserve_response(breq *r, size_t n);
+
 /* Queues a file range to be sent in place of response bytes. A records field
  * that should come from files is set to (kbytes){NULL, total}: the encoder
  * then takes, in encoding order, as many queued ranges as add up to total.

@@ -1,7 +1,8 @@
 /*
  * server.c - epoll network threads, framing, the handler queue and response
  * writing. See server.h for the model (one request per connection in the
- * handler, responses in order, back-pressure instead of buffering).
+ * handler, responses in order, back-pressure instead of buffering, memory
+ * charged as bytes arrive, per-address limits, descriptor reserve).
  *
  * Threading: a connection belongs to exactly one network thread for its
  * whole life; only that thread touches its socket and its fields, with two
@@ -9,14 +10,21 @@
  * handed over by net_respond from any thread) and the connection's refcount
  * (atomic). A connection is freed when its socket is closed and no request
  * of it is in the handler any more.
+ *
+ * Shared across threads: the byte budgets (atomics, charged with
+ * compare-and-swap so a check and its charge are one step) and the table of
+ * client addresses (s->ipmu), whose entries count their open connections and
+ * live as long as a connection struct points at them.
  */
 #include "net/server.h"
 #include "core/clock.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +35,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -40,6 +50,12 @@
 #define NET_IOV_MAX        64
 #define NET_COPY_CHUNK     (256 * 1024)
 #define NET_STALL_RETRY_MS 10
+#define NET_IP_BUCKETS     1024
+/* accept() back-off after running out of descriptors or memory. */
+#define NET_ACCEPT_BACKOFF_MIN_MS 10
+#define NET_ACCEPT_BACKOFF_MAX_MS 1000
+/* At most one line per this interval for each kind of client-caused line. */
+#define NET_LOG_INTERVAL_MS 1000
 
 /* ---- responses -------------------------------------------------------- */
 
@@ -58,6 +74,9 @@ struct net_response {
     int count;
     int cap;
     size_t total;
+    size_t mem;          /* bytes of the in-memory pieces */
+    atomic_size_t *held; /* the server budget charged with held_n bytes, from net_respond() on */
+    size_t held_n;
 };
 
 net_response *net_response_new(void) { return calloc(1, sizeof(net_response)); }
@@ -73,6 +92,8 @@ static bool add_piece(net_response *r, net_piece p) {
     }
     r->pieces[r->count++] = p;
     r->total += p.len;
+    if (p.mem)
+        r->mem += p.len;
     return true;
 }
 
@@ -127,6 +148,8 @@ void net_response_free(net_response *r) {
         if (!p->mem && p->release)
             p->release(p->arg);
     }
+    if (r->held)
+        atomic_fetch_sub(r->held, r->held_n);
     free(r->pieces);
     free(r);
 }
@@ -135,13 +158,36 @@ void net_response_free(net_response *r) {
 
 typedef struct net_thread net_thread;
 
+/* A client address: 4 bytes for IPv4 (IPv4-mapped IPv6 included), 16 for IPv6. */
+typedef struct net_ip_key {
+    uint8_t len;
+    uint8_t b[16];
+} net_ip_key;
+
+/* One entry of max_connections_per_ip_overrides, names resolved. */
+typedef struct net_ip_limit {
+    net_ip_key key;
+    int limit;
+} net_ip_limit;
+
+/* A client address with open connections (s->ip_table). */
+typedef struct net_ip {
+    net_ip_key key;
+    int limit;                 /* connections allowed from it */
+    int conns;                 /* open sockets (s->ipmu) */
+    int refs;                  /* connection structs pointing here (s->ipmu) */
+    atomic_size_t frame_bytes; /* frame memory its connections hold */
+    struct net_ip *next;
+} net_ip;
+
 /* A request travels as one allocation: this header, then the frame bytes. */
 typedef struct request_box {
     net_request req;
     struct request_box *next; /* completion list / handler queue link */
     net_response *resp;
     bool close_after;
-    size_t frame_cap;
+    size_t frame_cap;     /* bytes allocated behind the header, charged to both budgets */
+    size_t resp_reserved; /* response budget reserved by the handler (net_request_reserve) */
 } request_box;
 
 struct net_conn {
@@ -149,16 +195,18 @@ struct net_conn {
     int fd;
     uint64_t id;
     char peer[64];
+    net_ip *ip;
     atomic_int refs; /* 1 while the socket is open + 1 while a request is in the handler */
 
     /* reading */
     uint8_t size_buf[4];
     size_t size_got;
-    int32_t frame_size; /* -1 while reading the size prefix */
-    request_box *box;   /* the frame being read or waiting to be dispatched */
-    size_t body_got;
-    bool stalled;    /* on t->stalled: waits for memory or queue space */
-    bool in_handler; /* a request of ours is with the handler */
+    int32_t frame_size;     /* -1 while reading the size prefix */
+    request_box *box;       /* the frame being read or waiting to be dispatched */
+    size_t body_got;        /* <= box->frame_cap <= frame_size */
+    int64_t frame_start_ms; /* first byte of the frame being read; 0 if none */
+    bool stalled;           /* on t->stalled: waits for memory or queue space */
+    bool in_handler;        /* a request of ours is with the handler */
 
     /* writing */
     net_response *out;
@@ -180,8 +228,12 @@ struct net_thread {
     int epfd;
     int listen_fd;
     int wake_fd;
+    int spare_fd; /* held for accept() to close when descriptors run out; -1 if lost */
     pthread_t tid;
     bool started;
+    bool listening;            /* listen_fd is in epfd */
+    int64_t accept_resume_ms;  /* accepting paused until then; 0 if not paused */
+    int64_t accept_backoff_ms; /* the next pause; 0 after a successful accept */
     pthread_mutex_t mu;
     request_box *done_head, *done_tail; /* completions from net_respond */
     net_conn *conns;
@@ -198,6 +250,9 @@ struct net_server {
     int listen_fd;
     net_thread *threads;
     int nthreads;
+    int max_conns;    /* effective connection limit (net_max_connections) */
+    size_t ip_share;  /* request bytes one address may hold */
+    int64_t sweep_ms; /* period of the idle and read-deadline sweep */
 
     /* handler queue */
     pthread_mutex_t qmu;
@@ -207,17 +262,27 @@ struct net_server {
     pthread_t *io;
     int nio;
 
-    atomic_bool stopping; /* no new connections */
-    atomic_bool io_stop;  /* handler threads drain the queue and exit */
-    atomic_bool net_stop; /* set once the handlers are gone: network threads exit */
-    atomic_size_t inflight_bytes;
+    /* client addresses */
+    pthread_mutex_t ipmu;
+    net_ip *ip_table[NET_IP_BUCKETS];
+    net_ip_limit *overrides;
+    int n_overrides;
+
+    atomic_bool stopping;         /* no new connections */
+    atomic_bool io_stop;          /* handler threads drain the queue and exit */
+    atomic_bool net_stop;         /* set once the handlers are gone: network threads exit */
+    atomic_size_t inflight_bytes; /* frame memory, all connections */
+    atomic_size_t resp_held;      /* response memory and reservations, all connections */
     atomic_int nconns;
     atomic_uint_fast64_t next_conn_id;
     atomic_int busy; /* requests in handlers or queued */
 
     struct {
-        atomic_uint_fast64_t accepted, rejected, requests, oversize, idle_closed, bytes_in, bytes_out;
+        atomic_uint_fast64_t accepted, rejected, rejected_per_ip, accept_errors, requests, oversize,
+            idle_closed, read_timeouts, bytes_in, bytes_out, reserve_refused;
     } st;
+    /* client-caused log lines, one limiter per kind */
+    log_ratelimit lim_refused, lim_refused_ip, lim_accept, lim_read_timeout, lim_reserve;
 };
 
 void net_config_defaults(net_config *c) {
@@ -228,10 +293,225 @@ void net_config_defaults(net_config *c) {
     c->io_threads = 4;
     c->queued_max_requests = 500;
     c->max_request_bytes = 100 * 1024 * 1024;
-    c->max_request_bytes_inflight = 512 * 1024 * 1024;
+    c->max_request_bytes_inflight = NET_DEFAULT_MAX_REQUEST_BYTES_INFLIGHT;
+    c->max_response_bytes_held = NET_DEFAULT_MAX_RESPONSE_BYTES_HELD;
     c->max_connections = 10000;
+    c->max_connections_per_ip = INT_MAX;
+    c->max_connections_per_ip_overrides = NULL;
     c->idle_timeout_ms = 600000;
+    c->request_read_timeout_ms = NET_DEFAULT_REQUEST_READ_TIMEOUT_MS;
     c->zero_copy = false;
+}
+
+/* ---- descriptors ------------------------------------------------------ */
+
+/* The server's own descriptors: the listener, and per network thread its
+ * epoll, its eventfd and its spare. */
+static int own_fds(const net_config *cfg) { return 1 + 3 * (cfg->net_threads > 0 ? cfg->net_threads : 1); }
+
+int net_max_connections(const net_config *cfg) {
+    long long limit = cfg->max_connections > 0 ? cfg->max_connections : 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        long long share = (long long)rl.rlim_cur / NET_FD_SHARE_DIVISOR;
+        if (share < 1)
+            share = 1;
+        if (share < limit)
+            limit = share;
+    }
+    return (int)limit;
+}
+
+int net_max_fds(const net_config *cfg) { return net_max_connections(cfg) + own_fds(cfg); }
+
+/* ---- client addresses ------------------------------------------------- */
+
+static void ip_key_of(const struct sockaddr_storage *ss, net_ip_key *k) {
+    memset(k, 0, sizeof *k);
+    if (ss->ss_family == AF_INET) {
+        k->len = 4;
+        memcpy(k->b, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            k->len = 4;
+            memcpy(k->b, a->s6_addr + 12, 4);
+        } else {
+            k->len = 16;
+            memcpy(k->b, a->s6_addr, 16);
+        }
+    }
+}
+
+static bool ip_key_eq(const net_ip_key *a, const net_ip_key *b) {
+    return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
+}
+
+static unsigned ip_bucket(const net_ip_key *k) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < k->len; i++)
+        h = (h ^ k->b[i]) * 16777619u;
+    return h % NET_IP_BUCKETS;
+}
+
+static int ip_limit_for(const net_server *s, const net_ip_key *k) {
+    for (int i = 0; i < s->n_overrides; i++)
+        if (ip_key_eq(&s->overrides[i].key, k))
+            return s->overrides[i].limit;
+    return s->cfg.max_connections_per_ip;
+}
+
+/* Counts a new connection from k. NULL if its address is at its limit
+ * (*over set) or memory ran out. */
+static net_ip *ip_acquire(net_server *s, const net_ip_key *k, bool *over, int *limit) {
+    *over = false;
+    unsigned h = ip_bucket(k);
+    pthread_mutex_lock(&s->ipmu);
+    net_ip *e = s->ip_table[h];
+    while (e && !ip_key_eq(&e->key, k))
+        e = e->next;
+    if (e == NULL) {
+        int lim = ip_limit_for(s, k);
+        if (lim <= 0 || (e = calloc(1, sizeof *e)) == NULL) {
+            pthread_mutex_unlock(&s->ipmu);
+            *over = lim <= 0;
+            *limit = lim;
+            return NULL;
+        }
+        e->key = *k;
+        e->limit = lim;
+        atomic_init(&e->frame_bytes, 0);
+        e->next = s->ip_table[h];
+        s->ip_table[h] = e;
+    }
+    *limit = e->limit;
+    if (e->conns >= e->limit) {
+        *over = true;
+        e = NULL;
+    } else {
+        e->conns++;
+        e->refs++;
+    }
+    pthread_mutex_unlock(&s->ipmu);
+    return e;
+}
+
+/* The connection's socket closed: its slot is free. */
+static void ip_close(net_server *s, net_ip *e) {
+    pthread_mutex_lock(&s->ipmu);
+    assert(e->conns > 0);
+    e->conns--;
+    pthread_mutex_unlock(&s->ipmu);
+}
+
+/* The connection struct is freed: the entry goes with its last one. */
+static void ip_release(net_server *s, net_ip *e) {
+    pthread_mutex_lock(&s->ipmu);
+    assert(e->refs > e->conns);
+    if (--e->refs == 0) {
+        assert(e->conns == 0 && atomic_load(&e->frame_bytes) == 0);
+        net_ip **pp = &s->ip_table[ip_bucket(&e->key)];
+        while (*pp != e)
+            pp = &(*pp)->next;
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&s->ipmu);
+}
+
+/* Parses "host:count,host:count". With out == NULL only the syntax is
+ * checked; otherwise each host is resolved and every address it has becomes
+ * an entry of out (cap entries). Returns 0, or -1 with why filled. */
+static int parse_ip_overrides(const char *text, net_ip_limit *out, int cap, int *n, char *why, size_t whyn) {
+    *n = 0;
+    const char *p = text ? text : "";
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[300];
+        while (len > 0 && isspace((unsigned char)*p))
+            p++, len--;
+        while (len > 0 && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (len == 0 || len >= sizeof item) {
+            snprintf(why, whyn, "expected host:count entries separated by commas, got an %s entry",
+                     len == 0 ? "empty" : "overlong");
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *colon = strrchr(item, ':');
+        if (colon == NULL || colon == item || colon[1] == '\0') {
+            snprintf(why, whyn, "entry '%s' is not host:count", item);
+            return -1;
+        }
+        *colon = '\0';
+        char *host = item, *num = colon + 1, *stop = NULL;
+        errno = 0;
+        long long v = strtoll(num, &stop, 10);
+        if (errno != 0 || *stop != '\0' || v < 0 || v > INT_MAX || !isdigit((unsigned char)num[0])) {
+            snprintf(why, whyn, "count '%s' of host '%s' is not a number from 0 to 2147483647", num, host);
+            return -1;
+        }
+        size_t hl = strlen(host);
+        if (host[0] == '[') {
+            if (hl < 3 || host[hl - 1] != ']') {
+                snprintf(why, whyn, "host '%s' has an unclosed bracket", host);
+                return -1;
+            }
+            host[hl - 1] = '\0';
+            host++;
+        } else if (strchr(host, ':') != NULL) {
+            snprintf(why, whyn, "IPv6 host '%s' must be written in brackets", host);
+            return -1;
+        }
+        if (out != NULL) {
+            struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+            struct addrinfo *res = NULL;
+            int rc = getaddrinfo(host, NULL, &hints, &res);
+            if (rc != 0) {
+                snprintf(why, whyn, "cannot resolve host '%s': %s", host, gai_strerror(rc));
+                return -1;
+            }
+            for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+                struct sockaddr_storage ss;
+                memset(&ss, 0, sizeof ss);
+                memcpy(&ss, ai->ai_addr, ai->ai_addrlen < sizeof ss ? ai->ai_addrlen : sizeof ss);
+                net_ip_key k;
+                ip_key_of(&ss, &k);
+                bool dup = false;
+                for (int i = 0; i < *n && !dup; i++)
+                    if (ip_key_eq(&out[i].key, &k)) {
+                        out[i].limit = (int)v; /* a later entry for the same address wins */
+                        dup = true;
+                    }
+                if (dup || k.len == 0)
+                    continue;
+                if (*n == cap) {
+                    freeaddrinfo(res);
+                    snprintf(why, whyn, "more than %d addresses", cap);
+                    return -1;
+                }
+                out[(*n)++] = (net_ip_limit){k, (int)v};
+            }
+            freeaddrinfo(res);
+        } else if (++*n > cap) {
+            snprintf(why, whyn, "more than %d entries", cap);
+            return -1;
+        }
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}
+
+int net_ip_overrides_check(const char *text, char *why, size_t whyn) {
+    int n;
+    return parse_ip_overrides(text, NULL, NET_IP_OVERRIDES_MAX, &n, why, whyn);
 }
 
 /* ---- handler queue ---------------------------------------------------- */
@@ -297,14 +577,44 @@ static void free_graveyard(net_thread *t) {
     while (t->graveyard) {
         net_conn *c = t->graveyard;
         t->graveyard = c->dead_next;
+        ip_release(t->s, c->ip);
         free(c);
     }
+}
+
+/* Charges more bytes of frame memory for c (which holds have bytes now) to
+ * its address's share and to the server's budget. Refused if either would
+ * pass its limit, unless c's frame is all that it holds. */
+static bool frame_charge(net_conn *c, size_t have, size_t more) {
+    net_server *s = c->t->s;
+    size_t cur = atomic_load(&c->ip->frame_bytes);
+    do {
+        if (cur + more > s->ip_share && cur != have)
+            return false;
+    } while (!atomic_compare_exchange_weak(&c->ip->frame_bytes, &cur, cur + more));
+    cur = atomic_load(&s->inflight_bytes);
+    do {
+        if (cur + more > s->cfg.max_request_bytes_inflight && cur != have) {
+            atomic_fetch_sub(&c->ip->frame_bytes, more);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(&s->inflight_bytes, &cur, cur + more));
+    return true;
+}
+
+static void frame_uncharge(net_server *s, net_ip *ip, size_t n) {
+    size_t was = atomic_fetch_sub(&ip->frame_bytes, n);
+    assert(was >= n);
+    was = atomic_fetch_sub(&s->inflight_bytes, n);
+    assert(was >= n);
+    (void)was;
 }
 
 static void box_free(net_server *s, request_box *b) {
     if (b == NULL)
         return;
-    atomic_fetch_sub(&s->inflight_bytes, b->frame_cap);
+    frame_uncharge(s, b->req.conn->ip, b->frame_cap);
+    assert(b->resp_reserved == 0);
     free(b);
 }
 
@@ -346,6 +656,7 @@ static void conn_close(net_conn *c, const char *why) {
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&s->nconns, 1);
+    ip_close(s, c->ip);
     conn_unref(c);
 }
 
@@ -374,33 +685,39 @@ static void conn_dispatch(net_conn *c) {
     c->frame_size = -1;
     c->size_got = 0;
     c->body_got = 0;
+    c->frame_start_ms = 0;
     set_interest(c, 0); /* no reading until the response is queued */
 }
 
-/* Allocates the frame buffer once the size is known; false if the global
- * budget is exhausted (the connection then waits on the stalled list). */
-static bool conn_alloc_frame(net_conn *c) {
+/* Makes room for more of the frame: first for the bytes already received
+ * (avail, at least NET_FRAME_MIN), then twice what the buffer holds, never
+ * more than the declared size. False if a budget or malloc says no (the
+ * connection then waits on the stalled list). */
+static bool conn_grow_frame(net_conn *c, size_t avail) {
     net_server *s = c->t->s;
-    size_t need = (size_t)c->frame_size;
-    size_t cur = atomic_load(&s->inflight_bytes);
-    do {
-        if (cur + need > s->cfg.max_request_bytes_inflight && cur != 0)
-            return false;
-    } while (!atomic_compare_exchange_weak(&s->inflight_bytes, &cur, cur + need));
-    request_box *b = malloc(sizeof *b + need);
+    size_t frame = (size_t)c->frame_size;
+    size_t have = c->box ? c->box->frame_cap : 0;
+    size_t want = have ? have * 2 : (avail > NET_FRAME_MIN ? avail : NET_FRAME_MIN);
+    if (want > frame || (have && have > frame / 2))
+        want = frame;
+    assert(want > have && want <= frame && c->body_got == have);
+    if (!frame_charge(c, have, want - have))
+        return false;
+    request_box *b = realloc(c->box, sizeof *b + want);
     if (b == NULL) {
-        atomic_fetch_sub(&s->inflight_bytes, need);
+        frame_uncharge(s, c->ip, want - have);
         return false;
     }
-    memset(b, 0, sizeof *b);
-    b->frame_cap = need;
-    b->req.conn = c;
-    b->req.conn_id = c->id;
-    b->req.peer = c->peer;
+    if (have == 0) {
+        memset(b, 0, sizeof *b);
+        b->req.conn = c;
+        b->req.conn_id = c->id;
+        b->req.peer = c->peer;
+        b->req.len = frame;
+    }
     b->req.frame = (uint8_t *)(b + 1);
-    b->req.len = need;
+    b->frame_cap = want;
     c->box = b;
-    c->body_got = 0;
     return true;
 }
 
@@ -413,22 +730,41 @@ static void conn_stall(net_conn *c) {
     set_interest(c, 0);
 }
 
+/* After a read that returned n: true if bytes came; otherwise closes the
+ * connection at end of stream or on an error (not on EAGAIN or EINTR). */
+static bool read_ok(net_conn *c, ssize_t n, const char *eof_why) {
+    if (n > 0)
+        return true;
+    if (n == 0)
+        conn_close(c, eof_why);
+    else if (errno != EAGAIN && errno != EINTR)
+        conn_close(c, strerror(errno));
+    return false;
+}
+
+/* Bytes of the frame the socket holds, to size its first buffer by; 0 if
+ * none have come yet or the connection closed. */
+static size_t socket_holds(net_conn *c) {
+    int queued = 0;
+    if (ioctl(c->fd, FIONREAD, &queued) != 0)
+        return NET_FRAME_MIN;
+    if (queued > 0)
+        return (size_t)queued;
+    uint8_t peek; /* FIONREAD says 0 at end of stream too */
+    return read_ok(c, recv(c->fd, &peek, 1, MSG_PEEK), "peer closed mid-request") ? 1 : 0;
+}
+
 static void conn_read(net_conn *c) {
     net_server *s = c->t->s;
     for (int rounds = 0; rounds < 16 && !c->closed && !c->in_handler && !c->stalled; rounds++) {
         if (c->frame_size < 0) {
             ssize_t n = read(c->fd, c->size_buf + c->size_got, 4 - c->size_got);
-            if (n == 0) {
-                conn_close(c, "peer closed");
+            if (!read_ok(c, n, c->size_got ? "peer closed mid-request" : "peer closed"))
                 return;
-            }
-            if (n < 0) {
-                if (errno != EAGAIN && errno != EINTR)
-                    conn_close(c, strerror(errno));
-                return;
-            }
             atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
             c->last_active_ms = clock_mono_ms();
+            if (c->size_got == 0)
+                c->frame_start_ms = c->last_active_ms; /* the read deadline starts */
             c->size_got += (size_t)n;
             if (c->size_got < 4)
                 continue;
@@ -444,29 +780,26 @@ static void conn_read(net_conn *c) {
                 return;
             }
             c->frame_size = size;
-            if (!conn_alloc_frame(c)) {
-                conn_stall(c);
-                return;
-            }
+            c->body_got = 0;
+            assert(c->box == NULL);
         }
-        if (c->box == NULL && !conn_alloc_frame(c)) {
+        /* Memory is taken as the bytes come, never for a size only declared:
+         * the first buffer is sized by what the socket holds. */
+        size_t avail = 0;
+        if (c->box == NULL && (size_t)c->frame_size > NET_FRAME_MIN && (avail = socket_holds(c)) == 0)
+            return; /* nothing yet (EPOLLIN brings us back), or closed */
+        if ((c->box == NULL || c->body_got == c->box->frame_cap) && !conn_grow_frame(c, avail)) {
             conn_stall(c);
             return;
         }
-        size_t want = (size_t)c->frame_size - c->body_got;
+        size_t want = c->box->frame_cap - c->body_got;
         ssize_t n = read(c->fd, c->box->req.frame + c->body_got, want);
-        if (n == 0) {
-            conn_close(c, "peer closed mid-request");
+        if (!read_ok(c, n, "peer closed mid-request"))
             return;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                conn_close(c, strerror(errno));
-            return;
-        }
         atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
         c->last_active_ms = clock_mono_ms();
         c->body_got += (size_t)n;
+        assert(c->body_got <= c->box->frame_cap);
         if (c->body_got == (size_t)c->frame_size) {
             c->box->req.received_ns = clock_mono_ns();
             conn_dispatch(c);
@@ -588,9 +921,51 @@ static void conn_complete(net_thread *t, request_box *b) {
         conn_read(c);
 }
 
+bool net_request_reserve(net_request *req, size_t n) {
+    request_box *b = (request_box *)req;
+    net_server *s = req->conn->t->s;
+    size_t cur = atomic_load(&s->resp_held);
+    do {
+        if (cur + n > s->cfg.max_response_bytes_held && cur != b->resp_reserved) {
+            atomic_fetch_add(&s->st.reserve_refused, 1);
+            uint64_t held;
+            if (log_ratelimit_allow(&s->lim_reserve, &held))
+                LOG_WARN("net",
+                         "%zu bytes of responses wait in memory for their clients (budget %zu, "
+                         "sluice.queued.max.response.bytes): the answer to %s carries less "
+                         "(%llu similar refusals held back)",
+                         cur, s->cfg.max_response_bytes_held, req->peer, (unsigned long long)held);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(&s->resp_held, &cur, cur + n));
+    b->resp_reserved += n;
+    return true;
+}
+
+void net_request_unreserve(net_request *req, size_t n) {
+    request_box *b = (request_box *)req;
+    assert(n <= b->resp_reserved);
+    b->resp_reserved -= n;
+    atomic_fetch_sub(&req->conn->t->s->resp_held, n);
+}
+
 void net_respond(net_request *req, net_response *resp, bool close_after) {
     request_box *b = (request_box *)req;
     net_thread *t = req->conn->t;
+    net_server *s = t->s;
+    /* The reservation becomes the response's exact in-memory size, held
+     * until the response is written or dropped (net_response_free). */
+    size_t mem = resp ? resp->mem : 0;
+    if (mem > b->resp_reserved)
+        atomic_fetch_add(&s->resp_held, mem - b->resp_reserved);
+    else
+        atomic_fetch_sub(&s->resp_held, b->resp_reserved - mem);
+    b->resp_reserved = 0;
+    if (resp) {
+        assert(resp->held == NULL);
+        resp->held = &s->resp_held;
+        resp->held_n = mem;
+    }
     b->resp = resp;
     b->close_after = close_after;
     b->next = NULL;
@@ -621,6 +996,72 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n) 
     snprintf(out, n, "%s:%d", host, port);
 }
 
+/* Stops accepting on t for a back-off that doubles with each failure in a
+ * row (a successful accept resets it). The listening socket stays readable
+ * while connections wait, so without the pause epoll would wake at once. */
+static void accept_pause(net_thread *t) {
+    net_server *s = t->s;
+    t->accept_backoff_ms = t->accept_backoff_ms ? t->accept_backoff_ms * 2 : NET_ACCEPT_BACKOFF_MIN_MS;
+    if (t->accept_backoff_ms > NET_ACCEPT_BACKOFF_MAX_MS)
+        t->accept_backoff_ms = NET_ACCEPT_BACKOFF_MAX_MS;
+    t->accept_resume_ms = clock_mono_ms() + t->accept_backoff_ms;
+    if (t->listening && epoll_ctl(t->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL) == 0)
+        t->listening = false;
+}
+
+static void accept_resume(net_thread *t) {
+    t->accept_resume_ms = 0;
+    if (t->listening || atomic_load(&t->s->stopping))
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &t->listen_fd};
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->listen_fd, &ev) == 0)
+        t->listening = true;
+    else
+        accept_pause(t); /* try again later */
+}
+
+/* accept() failed with err (not a transient "nothing to accept"). */
+static void accept_failed(net_thread *t, int err) {
+    net_server *s = t->s;
+    atomic_fetch_add(&s->st.accept_errors, 1);
+    int dropped = 0;
+    if ((err == EMFILE || err == ENFILE) && t->spare_fd >= 0) {
+        /* Free a descriptor to take the first waiting connection off the
+         * queue and close it: its client learns at once instead of waiting
+         * in the backlog. */
+        close(t->spare_fd);
+        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            dropped = 1;
+        }
+        t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    accept_pause(t);
+    uint64_t held;
+    if (log_ratelimit_allow(&s->lim_accept, &held)) {
+        struct rlimit rl = {0, 0};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        LOG_WARN("net",
+                 "accept failed: %s (%d connections open, RLIMIT_NOFILE %llu); %snot accepting for %lld ms "
+                 "(%llu similar lines held back)",
+                 strerror(err), atomic_load(&s->nconns), (unsigned long long)rl.rlim_cur,
+                 dropped ? "closed one waiting connection, " : "", (long long)t->accept_backoff_ms,
+                 (unsigned long long)held);
+    }
+}
+
+static void refuse(int fd, const struct sockaddr_storage *ss, log_ratelimit *lim, const char *why, int limit) {
+    close(fd);
+    uint64_t held;
+    if (log_ratelimit_allow(lim, &held)) {
+        char peer[64];
+        format_peer(ss, peer, sizeof peer);
+        LOG_WARN("net", "refusing connection from %s: %s (%d) reached (%llu similar lines held back)", peer,
+                 why, limit, (unsigned long long)held);
+    }
+}
+
 static void do_accept(net_thread *t) {
     net_server *s = t->s;
     for (int i = 0; i < NET_ACCEPT_BURST; i++) {
@@ -628,23 +1069,43 @@ static void do_accept(net_thread *t) {
         socklen_t sl = sizeof ss;
         int fd = accept4(t->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                LOG_WARN("net", "accept failed: %s", strerror(errno));
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED &&
+                errno != EPROTO)
+                accept_failed(t, errno);
             return;
         }
-        if (atomic_fetch_add(&s->nconns, 1) >= s->cfg.max_connections) {
+        t->accept_backoff_ms = 0;
+        if (t->spare_fd < 0)
+            t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (atomic_fetch_add(&s->nconns, 1) >= s->max_conns) {
             atomic_fetch_sub(&s->nconns, 1);
             atomic_fetch_add(&s->st.rejected, 1);
-            char peer[64];
-            format_peer(&ss, peer, sizeof peer);
-            LOG_WARN("net", "refusing connection from %s: max.connections (%d) reached", peer,
-                     s->cfg.max_connections);
-            close(fd);
+            refuse(fd, &ss, &s->lim_refused,
+                   s->max_conns < s->cfg.max_connections ? "the connection limit left by RLIMIT_NOFILE"
+                                                         : "max.connections",
+                   s->max_conns);
+            continue;
+        }
+        net_ip_key key;
+        ip_key_of(&ss, &key);
+        bool over;
+        int limit;
+        net_ip *ip = ip_acquire(s, &key, &over, &limit);
+        if (ip == NULL) {
+            atomic_fetch_sub(&s->nconns, 1);
+            if (over) {
+                atomic_fetch_add(&s->st.rejected_per_ip, 1);
+                refuse(fd, &ss, &s->lim_refused_ip, "max.connections.per.ip", limit);
+            } else {
+                close(fd);
+            }
             continue;
         }
         net_conn *c = calloc(1, sizeof *c);
         if (c == NULL) {
             atomic_fetch_sub(&s->nconns, 1);
+            ip_close(s, ip);
+            ip_release(s, ip);
             close(fd);
             continue;
         }
@@ -652,6 +1113,7 @@ static void do_accept(net_thread *t) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->t = t;
         c->fd = fd;
+        c->ip = ip;
         c->id = atomic_fetch_add(&s->next_conn_id, 1);
         format_peer(&ss, c->peer, sizeof c->peer);
         atomic_init(&c->refs, 1);
@@ -661,6 +1123,8 @@ static void do_accept(net_thread *t) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             atomic_fetch_sub(&s->nconns, 1);
+            ip_close(s, ip);
+            ip_release(s, ip);
             close(fd);
             free(c);
             continue;
@@ -707,16 +1171,40 @@ static void retry_stalled(net_thread *t) {
     }
 }
 
-static void sweep_idle(net_thread *t, int64_t now) {
+static bool frame_complete(const net_conn *c) {
+    return c->box != NULL && c->body_got == (size_t)c->frame_size;
+}
+
+/* Closes connections idle for idle_timeout_ms (no request, or a response
+ * that could not be written any further for that long) and connections whose
+ * frame has not arrived whole within request_read_timeout_ms of its first
+ * byte, whether the client sends slowly or the connection waits for memory. */
+static void sweep(net_thread *t, int64_t now) {
     net_server *s = t->s;
-    if (s->cfg.idle_timeout_ms <= 0)
-        return;
+    int64_t idle = s->cfg.idle_timeout_ms, deadline = s->cfg.request_read_timeout_ms;
     net_conn *c = t->conns;
     while (c) {
         net_conn *next = c->next;
-        if (!c->in_handler && c->out == NULL && now - c->last_active_ms > s->cfg.idle_timeout_ms) {
+        if (c->in_handler) {
+            c = next;
+            continue;
+        }
+        if (deadline > 0 && c->frame_start_ms != 0 && !frame_complete(c) &&
+            now - c->frame_start_ms > deadline) {
+            atomic_fetch_add(&s->st.read_timeouts, 1);
+            uint64_t held;
+            if (log_ratelimit_allow(&s->lim_read_timeout, &held))
+                LOG_WARN("net",
+                         "closing connection %llu from %s: request not received within %lld ms "
+                         "(sluice.request.read.timeout.ms), %zu of %d bytes arrived (%llu similar lines "
+                         "held back)",
+                         (unsigned long long)c->id, c->peer, (long long)deadline, c->body_got + c->size_got,
+                         c->frame_size < 0 ? 4 : c->frame_size + 4, (unsigned long long)held);
+            conn_close(c, NULL);
+        } else if (idle > 0 && now - c->last_active_ms > idle) {
             atomic_fetch_add(&s->st.idle_closed, 1);
-            conn_close(c, "idle timeout (connections.max.idle.ms)");
+            conn_close(c, c->out ? "no write progress (connections.max.idle.ms)"
+                                 : "idle timeout (connections.max.idle.ms)");
         }
         c = next;
     }
@@ -727,22 +1215,28 @@ static void *net_main(void *arg) {
     net_server *s = t->s;
     struct epoll_event evs[NET_MAX_EVENTS];
     int64_t last_sweep = clock_mono_ms();
-    bool listening = true;
     for (;;) {
         if (atomic_load(&s->stopping)) {
-            if (listening) {
+            if (t->listening) {
                 epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->listen_fd, NULL);
-                listening = false;
+                t->listening = false;
             }
+            t->accept_resume_ms = 0;
             if (atomic_load(&s->net_stop))
                 break;
         }
         int timeout = t->stalled ? NET_STALL_RETRY_MS : 200;
+        if (t->accept_resume_ms) {
+            int64_t until = t->accept_resume_ms - clock_mono_ms();
+            if (until < timeout)
+                timeout = until > 0 ? (int)until : 0;
+        }
         int n = epoll_wait(t->epfd, evs, NET_MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &t->listen_fd) {
-                do_accept(t);
+                if (t->listening)
+                    do_accept(t);
             } else if (ptr == &t->wake_fd) {
                 drain_completions(t);
             } else {
@@ -768,8 +1262,13 @@ static void *net_main(void *arg) {
         if (t->stalled)
             retry_stalled(t);
         int64_t now = clock_mono_ms();
-        if (now - last_sweep >= 1000) {
-            sweep_idle(t, now);
+        if (t->accept_resume_ms && now >= t->accept_resume_ms) {
+            accept_resume(t);
+            if (t->listening)
+                do_accept(t);
+        }
+        if (now - last_sweep >= s->sweep_ms) {
+            sweep(t, now);
             last_sweep = now;
         }
     }
@@ -825,6 +1324,11 @@ err:
 
 net_server *net_server_create(const net_config *cfg, net_handler_fn handler, void *ctx) {
     net_server *s = calloc(1, sizeof *s);
+    if (s != NULL) {
+        /* Lines a client can trigger at will: one a second per kind. */
+        const log_ratelimit one = LOG_RATELIMIT_INIT(1, NET_LOG_INTERVAL_MS);
+        s->lim_refused = s->lim_refused_ip = s->lim_accept = s->lim_read_timeout = s->lim_reserve = one;
+    }
     if (s == NULL)
         return NULL;
     s->listen_fd = -1;
@@ -835,10 +1339,41 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         s->cfg.io_threads = 1;
     if (s->cfg.queued_max_requests < 1)
         s->cfg.queued_max_requests = 1;
+    s->cfg.max_connections_per_ip_overrides = NULL; /* parsed below; the text need not outlive this call */
+    s->max_conns = net_max_connections(&s->cfg);
+    if (s->max_conns < s->cfg.max_connections) {
+        struct rlimit rl = {0, 0};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        LOG_INFO("net",
+                 "accepting at most %d connections (max.connections is %d): RLIMIT_NOFILE is %llu, and "
+                 "connections may use 1/%d of it (the rest is for partitions)",
+                 s->max_conns, s->cfg.max_connections, (unsigned long long)rl.rlim_cur, NET_FD_SHARE_DIVISOR);
+    }
+    s->ip_share = s->cfg.max_request_bytes_inflight / NET_IP_SHARE_DIVISOR;
+    s->sweep_ms = 1000;
+    if (s->cfg.idle_timeout_ms > 0 && s->cfg.idle_timeout_ms / 4 < s->sweep_ms)
+        s->sweep_ms = s->cfg.idle_timeout_ms / 4;
+    if (s->cfg.request_read_timeout_ms > 0 && s->cfg.request_read_timeout_ms / 4 < s->sweep_ms)
+        s->sweep_ms = s->cfg.request_read_timeout_ms / 4;
+    if (s->sweep_ms < 10)
+        s->sweep_ms = 10;
     s->handler = handler;
     s->ctx = ctx;
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->ipmu, NULL);
+    const char *ov = cfg->max_connections_per_ip_overrides;
+    if (ov && ov[0]) {
+        char why[256];
+        s->overrides = calloc(NET_IP_OVERRIDES_MAX, sizeof *s->overrides);
+        if (s->overrides == NULL)
+            goto err;
+        if (parse_ip_overrides(ov, s->overrides, NET_IP_OVERRIDES_MAX, &s->n_overrides, why, sizeof why) !=
+            0) {
+            LOG_ERROR("net", "invalid max.connections.per.ip.overrides '%s': %s", ov, why);
+            goto err;
+        }
+    }
     s->qcap = s->cfg.queued_max_requests;
     s->queue = calloc((size_t)s->qcap, sizeof *s->queue);
     s->nthreads = s->cfg.net_threads;
@@ -849,7 +1384,7 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         net_thread *t = &s->threads[i];
         t->s = s;
         t->index = i;
-        t->epfd = t->wake_fd = t->listen_fd = -1;
+        t->epfd = t->wake_fd = t->listen_fd = t->spare_fd = -1;
         pthread_mutex_init(&t->mu, NULL);
     }
     /* One listening socket shared by every network thread; EPOLLEXCLUSIVE
@@ -864,14 +1399,16 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         t->listen_fd = s->listen_fd;
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         t->copy_buf = malloc(NET_COPY_CHUNK);
-        if (t->epfd < 0 || t->wake_fd < 0 || !t->copy_buf)
+        if (t->epfd < 0 || t->wake_fd < 0 || t->spare_fd < 0 || !t->copy_buf)
             goto err;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &t->listen_fd};
         struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &t->wake_fd};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->listen_fd, &ev) != 0 ||
             epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->wake_fd, &wev) != 0)
             goto err;
+        t->listening = true;
     }
     s->port = port;
     atomic_init(&s->next_conn_id, 1);
@@ -936,6 +1473,8 @@ void net_server_destroy(net_server *s) {
             close(t->epfd);
         if (t->wake_fd >= 0)
             close(t->wake_fd);
+        if (t->spare_fd >= 0)
+            close(t->spare_fd);
         free(t->copy_buf);
         pthread_mutex_destroy(&t->mu);
     }
@@ -950,9 +1489,18 @@ void net_server_destroy(net_server *s) {
     }
     for (int i = 0; s->threads && i < s->nthreads; i++)
         free_graveyard(&s->threads[i]);
+    /* Once every request has come back, every connection is gone and with
+     * it every charge. (A stop that timed out may leave some behind.) */
+    if (atomic_load(&s->busy) == 0) {
+        for (int i = 0; i < NET_IP_BUCKETS; i++)
+            assert(s->ip_table[i] == NULL);
+        assert(atomic_load(&s->inflight_bytes) == 0 && atomic_load(&s->resp_held) == 0);
+    }
+    free(s->overrides);
     free(s->threads);
     free(s->queue);
     free(s->io);
+    pthread_mutex_destroy(&s->ipmu);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcond);
     free(s);
@@ -961,10 +1509,17 @@ void net_server_destroy(net_server *s) {
 void net_server_stats(net_server *s, net_stats *out) {
     out->accepted = atomic_load(&s->st.accepted);
     out->rejected = atomic_load(&s->st.rejected);
+    out->rejected_per_ip = atomic_load(&s->st.rejected_per_ip);
+    out->accept_errors = atomic_load(&s->st.accept_errors);
     out->open = (uint64_t)atomic_load(&s->nconns);
     out->requests = atomic_load(&s->st.requests);
     out->oversize_frames = atomic_load(&s->st.oversize);
     out->idle_closed = atomic_load(&s->st.idle_closed);
+    out->read_timeouts = atomic_load(&s->st.read_timeouts);
     out->bytes_in = atomic_load(&s->st.bytes_in);
     out->bytes_out = atomic_load(&s->st.bytes_out);
+    out->request_bytes_held = atomic_load(&s->inflight_bytes);
+    out->response_bytes_held = atomic_load(&s->resp_held);
+    out->response_reserve_refused = atomic_load(&s->st.reserve_refused);
+    out->max_connections = s->max_conns;
 }

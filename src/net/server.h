@@ -13,10 +13,50 @@
  * response to the previous one has been queued for writing. Responses
  * therefore go out in request order, a pipelining client is served one
  * request after another, and a client that never reads its responses stops
- * being read from: its memory stays bounded by one request plus one response.
- * When the handler queue is full, frames wait on their connection (which
- * stops being read) instead of piling up. The bytes held by frames across
- * all connections are capped by `max_request_bytes_inflight`.
+ * being read from. When the handler queue is full, frames wait on their
+ * connection (which stops being read) instead of piling up.
+ *
+ * Request memory. A frame's buffer grows as its bytes arrive: it is first
+ * sized by the bytes the socket holds (at least NET_FRAME_MIN), then doubles
+ * up to the declared size, so it holds at most twice what was received plus
+ * NET_FRAME_MIN. What it holds is charged to two budgets at each step: the server's (all frames being read or
+ * waiting for a handler, `max_request_bytes_inflight`) and its client
+ * address's (at most 1/NET_IP_SHARE_DIVISOR of the server's). A declared size
+ * reserves nothing, so a client holds memory only for bytes it really sent.
+ * A connection whose next step would pass a budget stops being read until
+ * memory is freed (it is retried every NET_STALL_RETRY_MS); the one frame of
+ * a connection whose address (or the whole server) holds nothing else is
+ * always admitted, so a budget smaller than one frame still makes progress.
+ * A frame must arrive whole within `request_read_timeout_ms` of its first
+ * byte, or the connection is closed: that bounds how long a slow or stalled
+ * sender holds its bytes and its connection. (Several large frames can fill
+ * the budget half-read and wait for each other; the deadline breaks that,
+ * oldest first. A client would have given up on such a request anyway:
+ * clients time requests out after about as long.)
+ *
+ * Response memory. A response's in-memory pieces are charged, from
+ * net_respond() until they are written or dropped, to the server's budget for
+ * held responses (`max_response_bytes_held`); file ranges cost no memory.
+ * The charge is not refused at net_respond(): handlers that can answer with
+ * less (a down-converting Fetch) ask first with net_request_reserve() and
+ * shrink their answer when it says no. A connection whose response makes no
+ * write progress for `idle_timeout_ms` is closed like an idle one, which
+ * bounds how long a client that never reads holds its response.
+ *
+ * Connections and descriptors. Each connection takes one descriptor. The
+ * server accepts at most net_max_connections() of them: `max_connections`,
+ * lowered so that connections use at most 1/NET_FD_SHARE_DIVISOR of
+ * RLIMIT_NOFILE. The rest is storage's (active segments, the segment
+ * descriptor cache, the metadata log, files opened briefly), so accepted
+ * clients can never take the descriptors that the partitions, and the
+ * requests of clients already connected, need. At most
+ * `max_connections_per_ip` come from one address unless
+ * `max_connections_per_ip_overrides` ("host:count,...") says otherwise. Over
+ * a limit, a new connection is accepted and closed at once. If accept()
+ * itself fails for lack of descriptors or memory, the thread closes its spare
+ * descriptor to accept and close one waiting connection, then stops accepting
+ * for a back-off (10 ms doubling to 1 s): never a busy loop. Log lines that
+ * clients can cause at will are rate-limited (log_ratelimit).
  *
  * Responses are an ordered list of pieces: bytes in memory (owned by the
  * response) and file ranges (fd, offset, length). File ranges go out with
@@ -39,6 +79,23 @@
 typedef struct net_server net_server;
 typedef struct net_conn net_conn;
 
+/* Defaults. The configuration table (broker/config.c) prints these as its
+ * defaults, so they must stay plain decimal literals. */
+#define NET_DEFAULT_MAX_REQUEST_BYTES_INFLIGHT 536870912 /* 512 MiB */
+#define NET_DEFAULT_MAX_RESPONSE_BYTES_HELD    268435456 /* 256 MiB */
+#define NET_DEFAULT_REQUEST_READ_TIMEOUT_MS    30000
+
+/* One client address may hold at most this fraction (1/N) of the request
+ * budget, so one address cannot take all of it. */
+#define NET_IP_SHARE_DIVISOR 2
+/* Smallest first buffer of a frame (unless the frame is smaller). */
+#define NET_FRAME_MIN 512
+/* Connections may hold at most 1/N of RLIMIT_NOFILE (storage counts its
+ * partitions against the rest). */
+#define NET_FD_SHARE_DIVISOR 4
+/* Most entries in max_connections_per_ip_overrides (after resolving names). */
+#define NET_IP_OVERRIDES_MAX 1024
+
 typedef struct net_config {
     const char *host;                  /* address to bind; "localhost" and "" allowed */
     uint16_t port;                     /* 0 picks a free port (see net_server_port) */
@@ -46,13 +103,31 @@ typedef struct net_config {
     int io_threads;                    /* num.io.threads */
     int queued_max_requests;           /* queued.max.requests */
     size_t max_request_bytes;          /* socket.request.max.bytes */
-    size_t max_request_bytes_inflight; /* all frames held at once, across connections */
-    int max_connections;               /* max.connections */
-    int64_t idle_timeout_ms;           /* connections.max.idle.ms; <= 0 disables */
-    bool zero_copy;                    /* sendfile for file ranges */
+    size_t max_request_bytes_inflight; /* frame bytes held at once, across connections; SIZE_MAX: no limit */
+    size_t max_response_bytes_held;    /* in-memory response bytes not yet written; SIZE_MAX: no limit */
+    int max_connections;               /* max.connections (before the descriptor limit) */
+    int max_connections_per_ip;        /* max.connections.per.ip */
+    const char *max_connections_per_ip_overrides; /* "host:count,..."; NULL or "" for none */
+    int64_t idle_timeout_ms;                      /* connections.max.idle.ms; <= 0 disables */
+    int64_t request_read_timeout_ms;              /* a frame arrives whole within this; <= 0 disables */
+    bool zero_copy;                               /* sendfile for file ranges */
 } net_config;
 
 void net_config_defaults(net_config *c);
+
+/* The connections a server made from cfg accepts at most: max_connections,
+ * lowered to RLIMIT_NOFILE / NET_FD_SHARE_DIVISOR, at least 1. Reads the
+ * process's current limit. */
+int net_max_connections(const net_config *cfg);
+/* The most descriptors such a server holds at once (connections plus its
+ * listener, epoll, wake and spare descriptors), for storage to count its
+ * partitions against what RLIMIT_NOFILE leaves. */
+int net_max_fds(const net_config *cfg);
+
+/* Checks the syntax of a max_connections_per_ip_overrides value without
+ * resolving host names: comma-separated host:count entries, count 0 to
+ * 2147483647, IPv6 literals in brackets. Returns 0, or -1 with why filled. */
+int net_ip_overrides_check(const char *text, char *why, size_t whyn);
 
 /* A request as the handler sees it. frame/len is the request without its
  * size prefix; it stays valid until net_respond() is called for it. */
@@ -97,6 +172,15 @@ typedef void (*net_handler_fn)(void *ctx, net_request *req);
  * req. */
 void net_respond(net_request *req, net_response *resp, bool close_after);
 
+/* Reserves n bytes of the server's budget for held responses for the
+ * response req will get. False if that would pass the budget (unless nothing
+ * but req's own reservation is held, so a budget below one answer still makes
+ * progress); the caller then answers with less. At net_respond() the
+ * reservation becomes the response's exact in-memory size. Any thread. */
+bool net_request_reserve(net_request *req, size_t n);
+/* Gives back n bytes of req's reservation (n <= what req reserved). */
+void net_request_unreserve(net_request *req, size_t n);
+
 /* Creates the server and binds its sockets. Returns NULL and logs why on
  * failure (address in use, bad host). */
 net_server *net_server_create(const net_config *cfg, net_handler_fn handler, void *ctx);
@@ -111,13 +195,20 @@ void net_server_destroy(net_server *s);
 /* Counters for metrics and tests. */
 typedef struct net_stats {
     uint64_t accepted;
-    uint64_t rejected; /* over max_connections */
+    uint64_t rejected;        /* over the connection limit */
+    uint64_t rejected_per_ip; /* over the limit of their address */
+    uint64_t accept_errors;   /* accept() failures other than "nothing to accept" (EMFILE, ...) */
     uint64_t open;
     uint64_t requests;
     uint64_t oversize_frames;
     uint64_t idle_closed;
+    uint64_t read_timeouts; /* closed: a frame did not arrive within request_read_timeout_ms */
     uint64_t bytes_in;
     uint64_t bytes_out;
+    uint64_t request_bytes_held;  /* now: frame memory charged */
+    uint64_t response_bytes_held; /* now: response memory charged (reservations included) */
+    uint64_t response_reserve_refused;
+    int max_connections; /* the effective limit (see net_max_connections) */
 } net_stats;
 
 void net_server_stats(net_server *s, net_stats *out);

@@ -7,6 +7,7 @@ PID at the end (SIGTERM, then SIGKILL after a grace period). Its stderr is kept
 in the data directory and printed when a test fails.
 """
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -41,12 +42,14 @@ def wait_port(port, proc, timeout=10.0):
 
 
 class Broker:
-    """A running sluiced. restart() keeps the data directory."""
+    """A running sluiced. restart() keeps the data directory. nofile, if set,
+    is the RLIMIT_NOFILE (soft and hard) the process starts with."""
 
-    def __init__(self, data_dir, overrides=None):
+    def __init__(self, data_dir, overrides=None, nofile=None):
         self.data_dir = str(data_dir)
         self.port = free_port()
         self.overrides = dict(overrides or {})
+        self.nofile = nofile
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "sluiced.log")
         self.log_file = None
@@ -63,7 +66,11 @@ class Broker:
         for k, v in self.overrides.items():
             args += ["--override", "%s=%s" % (k, v)]
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT)
+        preexec = None
+        if self.nofile is not None:
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=preexec)
         if not wait_port(self.port, self.proc):
             self.stop()
             raise RuntimeError("sluiced did not start; log:\n" + self.log())
@@ -108,8 +115,8 @@ class Broker:
 def broker_factory(tmp_path, request):
     started = []
 
-    def make(overrides=None, name="b0"):
-        b = Broker(tmp_path / name, overrides)
+    def make(overrides=None, name="b0", nofile=None):
+        b = Broker(tmp_path / name, overrides, nofile=nofile)
         started.append(b)
         return b.start()
 

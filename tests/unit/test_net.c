@@ -1,9 +1,13 @@
 /*
  * Unit tests for src/net/server.c over real loopback sockets: framing,
  * ordering of pipelined requests, limits (frame size, connections, idle
- * time), back-pressure on slow readers, and both file-range paths.
+ * time), back-pressure on slow readers, and both file-range paths; memory
+ * charged as frame bytes arrive, the request-read deadline, per-address
+ * connection limits, the held-response budget, and accept() when the
+ * process runs out of descriptors.
  */
 #include "net/server.h"
+#include "core/log.h"
 #include "unit.h"
 
 #include <arpa/inet.h>
@@ -13,12 +17,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Handler modes, chosen by the first byte of each request. */
-enum { ECHO = 'e', BIG = 'b', NONE = 'n', CLOSE = 'c', FILE_RANGE = 'f', SLOW = 's' };
+enum { ECHO = 'e', BIG = 'b', NONE = 'n', CLOSE = 'c', FILE_RANGE = 'f', SLOW = 's', RESERVE = 'r' };
+
+/* What a RESERVE request asks of the held-response budget. */
+#define RESERVE_BYTES (600 * 1024)
 
 static int g_file_fd = -1;
 static atomic_int g_released;
@@ -49,6 +57,13 @@ static void handler(void *ctx, net_request *req) {
         big[0] = (uint8_t)(n >> 24), big[1] = (uint8_t)(n >> 16), big[2] = (uint8_t)(n >> 8),
         big[3] = (uint8_t)n;
         net_response_append_owned(r, big, n + 4);
+        break;
+    }
+    case RESERVE: {
+        /* Answers 1 if the budget had room, then keeps the reservation until
+         * net_respond() turns it into the size of this small answer. */
+        uint8_t ans[5] = {0, 0, 0, 1, net_request_reserve(req, RESERVE_BYTES) ? 1 : 0};
+        net_response_append(r, ans, 5);
         break;
     }
     case FILE_RANGE: {
@@ -84,18 +99,27 @@ static void stop(net_server *s) {
     net_server_destroy(s);
 }
 
-static int dial(uint16_t port) {
+/* Connects to port from the loopback address 127.0.0.<host> (any of
+ * 127.0.0.0/8 reaches the listener, and each is a client address of its own). */
+static int dial_from(uint16_t port, int host) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = 0};
+    src.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)host);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
         return -1;
     }
     return fd;
 }
+
+static int dial(uint16_t port) { return dial_from(port, 1); }
 
 static bool write_all(int fd, const void *p, size_t n) {
     const uint8_t *b = p;
@@ -145,6 +169,17 @@ static bool closed_by_peer(int fd) {
     uint8_t b[64];
     ssize_t r = read(fd, b, sizeof b);
     return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* True if an ECHO request on fd is answered. */
+static bool echoes(int fd) {
+    uint8_t e[2] = {ECHO, 7}, buf[8];
+    return fd >= 0 && send_frame(fd, e, 2) && recv_frame(fd, buf, sizeof buf) == 2 && buf[1] == 7;
 }
 
 static net_config base_config(void) {
@@ -391,6 +426,262 @@ static void test_queue_backpressure(void) {
     stop(s);
 }
 
+/* A declared size reserves nothing: the frame's memory follows the bytes that
+ * arrived (first what the socket holds, at least NET_FRAME_MIN, then doubling),
+ * and goes back when it closes. */
+static void test_frame_memory_follows_bytes(void) {
+    net_config cfg = base_config();
+    cfg.max_request_bytes = 64 << 20;
+    cfg.max_request_bytes_inflight = 1 << 20; /* far less than the declared frame */
+    net_server *s = start(&cfg);
+    REQUIRE(s != NULL);
+    int only_size = dial(net_server_port(s));
+    uint8_t pre[4 + 100] = {0x03, 0x20, 0, 0}; /* 50 MiB declared */
+    REQUIRE(write_all(only_size, pre, 4));
+    sleep_ms(100);
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.request_bytes_held, 0); /* a size alone takes nothing */
+    int fd = dial(net_server_port(s));
+    REQUIRE(write_all(fd, pre, sizeof pre));
+    sleep_ms(100);
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.request_bytes_held, NET_FRAME_MIN); /* 100 bytes of body */
+    static uint8_t more[20000];
+    REQUIRE(write_all(fd, more, sizeof more));
+    sleep_ms(100);
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.request_bytes_held, 64 * NET_FRAME_MIN); /* 20100 bytes: doubled up to 32 KiB */
+    /* Others are served meanwhile. */
+    int other = dial(net_server_port(s));
+    CHECK(echoes(other));
+    close(other);
+    close(fd);
+    close(only_size);
+    for (int i = 0; i < 50 && (net_server_stats(s, &st), st.request_bytes_held != 0); i++)
+        sleep_ms(20);
+    CHECK_EQ_INT(st.request_bytes_held, 0);
+    stop(s);
+}
+
+/* A frame must arrive whole in time, however often bytes trickle in. */
+static void test_request_read_deadline(void) {
+    net_config cfg = base_config();
+    cfg.request_read_timeout_ms = 300;
+    net_server *s = start(&cfg);
+    REQUIRE(s != NULL);
+    int fd = dial(net_server_port(s));
+    uint8_t pre[5] = {0, 0, 0, 100, ECHO};
+    REQUIRE(write_all(fd, pre, sizeof pre));
+    bool closed = false;
+    for (int i = 0; i < 30 && !closed; i++) { /* one byte every 100 ms, at most 3 s */
+        uint8_t b = 0;
+        closed = write(fd, &b, 1) != 1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (!closed && poll(&p, 1, 100) > 0)
+            closed = true;
+    }
+    CHECK(closed);
+    close(fd);
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.read_timeouts, 1);
+    /* A whole frame is unaffected. */
+    fd = dial(net_server_port(s));
+    CHECK(echoes(fd));
+    close(fd);
+    stop(s);
+}
+
+static void test_connections_per_address(void) {
+    char why[256];
+    CHECK(net_ip_overrides_check("", why, sizeof why) == 0);
+    CHECK(net_ip_overrides_check("127.0.0.2:3, [::1]:0,localhost:7", why, sizeof why) == 0);
+    CHECK(net_ip_overrides_check("127.0.0.2", why, sizeof why) != 0);
+    CHECK(net_ip_overrides_check("127.0.0.2:x", why, sizeof why) != 0);
+    CHECK(net_ip_overrides_check("127.0.0.2:-1", why, sizeof why) != 0);
+    CHECK(net_ip_overrides_check("::1:3", why, sizeof why) != 0);
+    CHECK(net_ip_overrides_check("a:1,,b:2", why, sizeof why) != 0);
+    CHECK(net_ip_overrides_check("a:99999999999", why, sizeof why) != 0);
+
+    net_config cfg = base_config();
+    cfg.max_connections_per_ip = 2;
+    cfg.max_connections_per_ip_overrides = "127.0.0.2:3,127.0.0.3:0";
+    net_server *s = start(&cfg);
+    REQUIRE(s != NULL);
+    uint16_t port = net_server_port(s);
+    int fds[5];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = dial_from(port, 1);
+        CHECK(echoes(fds[i]));
+    }
+    int extra = dial_from(port, 1);
+    CHECK(closed_by_peer(extra));
+    close(extra);
+    int two[3];
+    for (int i = 0; i < 3; i++) {
+        two[i] = dial_from(port, 2);
+        CHECK(echoes(two[i]));
+    }
+    extra = dial_from(port, 2);
+    CHECK(closed_by_peer(extra));
+    close(extra);
+    extra = dial_from(port, 3); /* 0: none at all */
+    CHECK(closed_by_peer(extra));
+    close(extra);
+    /* A closed connection frees its slot. */
+    close(fds[0]);
+    bool again = false;
+    for (int i = 0; i < 50 && !again; i++) {
+        sleep_ms(20);
+        int fd = dial_from(port, 1);
+        again = echoes(fd);
+        if (fd >= 0)
+            close(fd);
+    }
+    CHECK(again);
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK(st.rejected_per_ip >= 3);
+    close(fds[1]);
+    for (int i = 0; i < 3; i++)
+        close(two[i]);
+    stop(s);
+}
+
+/* Responses waiting for a client that does not read count against the
+ * held-response budget; a handler asking to reserve is refused while they
+ * wait and served once they are written. */
+static void test_held_response_budget(void) {
+    net_config cfg = base_config();
+    cfg.max_response_bytes_held = 1 << 20;
+    net_server *s = start(&cfg);
+    REQUIRE(s != NULL);
+    uint16_t port = net_server_port(s);
+    int asker = dial(port);
+    uint8_t req = RESERVE, buf[8];
+    REQUIRE(send_frame(asker, &req, 1) && recv_frame(asker, buf, sizeof buf) == 1);
+    CHECK_EQ_INT(buf[0], 1); /* room */
+    int hog = dial(port);
+    int rcv = 256 * 1024; /* small enough to fill, big enough to drain fast */
+    setsockopt(hog, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    /* Requests for 1 MiB answers that are never read: once the socket
+     * buffers are full, one answer (1 MiB + 4 bytes) waits in memory. */
+    for (int i = 0; i < 32; i++) {
+        uint8_t big = BIG;
+        REQUIRE(send_frame(hog, &big, 1));
+    }
+    sleep_ms(300);
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.response_bytes_held, (1 << 20) + 4);
+    REQUIRE(send_frame(asker, &req, 1) && recv_frame(asker, buf, sizeof buf) == 1);
+    CHECK_EQ_INT(buf[0], 0); /* refused while the hog's response waits */
+    uint8_t *whole = malloc(1 << 20);
+    for (int i = 0; i < 32; i++)
+        REQUIRE(recv_frame(hog, whole, 1 << 20) == 1 << 20);
+    free(whole);
+    sleep_ms(50);
+    REQUIRE(send_frame(asker, &req, 1) && recv_frame(asker, buf, sizeof buf) == 1);
+    CHECK_EQ_INT(buf[0], 1);
+    close(hog);
+    close(asker);
+    sleep_ms(50);
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.response_bytes_held, 0);
+    CHECK_EQ_INT(st.response_reserve_refused, 1);
+    stop(s);
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* With no descriptor left, accept() fails with EMFILE while connections wait:
+ * the server must back off instead of spinning on the readable listener,
+ * write few log lines, and serve again once descriptors are free. */
+static void test_descriptor_exhaustion_backs_off(void) {
+    struct rlimit old;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    struct rlimit low = {256, old.rlim_max};
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    net_config cfg = base_config();
+    net_server *s = start(&cfg);
+    if (s == NULL) {
+        setrlimit(RLIMIT_NOFILE, &old);
+        REQUIRE(s != NULL);
+    }
+    uint16_t port = net_server_port(s);
+    int served = dial(port);
+    CHECK(echoes(served));
+    /* Take every free descriptor but four, then fill those with clients
+     * that wait in the listen backlog. */
+    static int fill[256];
+    int nfill = 0;
+    while (nfill < 256 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    int waiting[4], nwait = 0;
+    for (int i = 0; i < 4 && nfill > 0; i++)
+        close(fill[--nfill]);
+    for (int i = 0; i < 4; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            break;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        connect(fd, (struct sockaddr *)&a, sizeof a); /* in progress or done: the kernel queues it */
+        waiting[nwait++] = fd;
+    }
+    uint64_t lines0 = log_lines_written();
+    double cpu0 = cpu_seconds();
+    sleep_ms(1000);
+    double cpu = cpu_seconds() - cpu0;
+    uint64_t lines = log_lines_written() - lines0;
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK(st.accept_errors > 0);
+    CHECK(cpu < 0.25);     /* a spinning thread takes about 1 s of CPU here */
+    CHECK(lines <= 3);     /* rate-limited: one line per second */
+    CHECK(echoes(served)); /* connected clients are still served */
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    for (int i = 0; i < nwait; i++)
+        close(waiting[i]);
+    bool again = false;
+    for (int i = 0; i < 100 && !again; i++) { /* back-off is at most 1 s */
+        int fd = dial(port);
+        again = echoes(fd);
+        if (fd >= 0)
+            close(fd);
+        if (!again)
+            sleep_ms(30);
+    }
+    CHECK(again);
+    close(served);
+    stop(s);
+    setrlimit(RLIMIT_NOFILE, &old);
+    fprintf(stderr, "test_descriptor_exhaustion_backs_off: %.3f s CPU and %llu log lines in 1 s\n", cpu,
+            (unsigned long long)lines);
+}
+
+/* The connection limit leaves three quarters of the descriptors to storage. */
+static void test_connection_limit_follows_nofile(void) {
+    struct rlimit old;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    struct rlimit low = {300, old.rlim_max};
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    net_config cfg = base_config(); /* 2 threads: 7 descriptors of its own */
+    int mc = net_max_connections(&cfg), fds = net_max_fds(&cfg);
+    setrlimit(RLIMIT_NOFILE, &old);
+    CHECK_EQ_INT(mc, 300 / NET_FD_SHARE_DIVISOR);
+    CHECK_EQ_INT(fds, mc + 7);
+    cfg.max_connections = 5;
+    CHECK_EQ_INT(net_max_connections(&cfg), 5);
+}
+
 int main(void) {
     UNIT_RUN(test_echo_and_pipelining);
     UNIT_RUN(test_no_response_then_next);
@@ -401,5 +692,11 @@ int main(void) {
     UNIT_RUN(test_slow_reader_bounded);
     UNIT_RUN(test_file_ranges);
     UNIT_RUN(test_queue_backpressure);
+    UNIT_RUN(test_frame_memory_follows_bytes);
+    UNIT_RUN(test_request_read_deadline);
+    UNIT_RUN(test_connections_per_address);
+    UNIT_RUN(test_held_response_budget);
+    UNIT_RUN(test_descriptor_exhaustion_backs_off);
+    UNIT_RUN(test_connection_limit_follows_nofile);
     return UNIT_END("test_net");
 }
