@@ -1051,7 +1051,8 @@ static void accept_failed(net_thread *t, int err) {
     }
 }
 
-static void refuse(int fd, const struct sockaddr_storage *ss, log_ratelimit *lim, const char *why, int limit) {
+static void refuse(int fd, const struct sockaddr_storage *ss, log_ratelimit *lim, const char *why,
+                   int limit) {
     close(fd);
     uint64_t held;
     if (log_ratelimit_allow(lim, &held)) {
