@@ -57,7 +57,7 @@ static int read_small(const sl_vfs *v, const char *path, char *buf, size_t cap) 
     int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
     if (fd < 0)
         return fd;
-    ssize_t got = 0, k;
+    ssize_t got = 0, k = 0;
     while ((size_t)got < cap - 1 && (k = v->pread(v->ctx, fd, buf + got, cap - 1 - (size_t)got, got)) > 0)
         got += k;
     v->close(v->ctx, fd);
