@@ -194,7 +194,7 @@ typedef struct broker_config {
     int32_t max_inflight_requests_per_connection;
     int64_t connection_max_buffered_bytes;
 
-    /* ---- private: per-key state, indexed like the broker table ----------------------- */
+    /* ---- private: per-key state, indexed like the broker table ---- */
     struct config_slot {
         const char *text; /* current text; NULL = default (or null) */
         uint8_t origin;   /* config_origin */
