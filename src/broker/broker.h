@@ -21,15 +21,19 @@
 #include "broker/topics.h"
 #include "net/server.h"
 
+/* Opaque here: defined and owned by fetch.c and groups.c. */
+struct fetch_mgr;
+struct groups_mgr;
+
 struct broker {
     const broker_config *cfg;
     net_server *net;
     storage_ctx *storage; /* files and segment descriptor cache of every log */
     topic_registry *topics;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
-    void *fetch;
+    struct fetch_mgr *fetch;
     /* Owned by the group coordinator (groups.h); NULL until started. */
-    void *groups;
+    struct groups_mgr *groups;
     /* housekeeping thread: roll, flush, retention about once a second */
     pthread_t housekeeper;
     bool housekeeper_started;

@@ -1,13 +1,27 @@
 /*
  * config.h - the broker's configuration: what sluiced reads from a
  * server.properties file, from the environment and from --override flags,
- * and the per-topic configuration derived from it.
+ * and how it is reported (DescribeConfigs) and documented.
  *
- * The module owns two tables, one row per key (config_def): broker keys and
- * topic keys. Everything else is driven by them: parsing, validation, the
- * typed struct fields, synonym resolution, the enumeration DescribeConfigs
- * needs and docs/configuration.md (config_write_docs()). Adding a key means
- * adding a row and, if code reads it, a struct field.
+ * The module owns the broker key table, one row per key (config_def, see
+ * config/schema.h), and broker_config, the typed struct those rows fill.
+ * Everything is driven by the rows: parsing, validation, the typed fields,
+ * synonym resolution, the enumeration DescribeConfigs needs and
+ * docs/configuration.md (config_write_docs()). Adding a key means adding a
+ * row and, if code reads it, a struct field. The topic keys, the row
+ * vocabulary and the properties syntax live one layer down, in src/config
+ * (which never includes broker/), so that the controller can validate topic
+ * configuration without this loading code; this header includes them, so
+ * broker code needs only this one.
+ *
+ * The files, one concept each:
+ *   config_keys.c       the broker key table and its lookups; synonyms
+ *   config_load.c       sources (file, environment, overrides) and the
+ *                       resolution of the rows into broker_config
+ *   config_listeners.c  listeners / advertised.listeners and the protocol map
+ *   config_topic.c      the broker's defaults for topic keys (topic synonyms)
+ *   config_describe.c   DescribeConfigs: entries, sources, synonyms
+ *   config_docs.c       docs/configuration.md
  *
  * Sources and precedence, lowest first: table default < file < environment
  * (SLUICE_LOG_LEVEL for log.level only) < --override. Within one source the
@@ -31,59 +45,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config/props.h"
+#include "config/schema.h"
+#include "config/topic_config.h"
 #include "core/arena.h"
 #include "core/log.h"
 
-/* ---- limits --------------------------------------------------------------- */
+/* ---- limits ---------------------------------------------------------------------- */
 
+/* (Value, list, line and message limits: config/schema.h, config/props.h.) */
 #define CONFIG_FILE_MAX      (1u << 20) /* bytes in a properties file */
-#define CONFIG_LINE_MAX      8192       /* bytes in one logical line (after continuations) */
-#define CONFIG_VALUE_MAX     4096       /* bytes in one value */
-#define CONFIG_LIST_MAX      32         /* items in one list value */
 #define CONFIG_LISTENERS_MAX 8
 #define CONFIG_OVERRIDES_MAX 256
 #define CONFIG_KEYS_MAX      160 /* rows in the broker table (checked at compile time) */
-#define CONFIG_ERR_MAX       512 /* size of error message buffers */
 #define CONFIG_ARENA_LIMIT   (8u << 20)
-
-/* Kafka's INVALID_CONFIG error code, returned by topic config validation. */
-#define CONFIG_KAFKA_INVALID_CONFIG 40
-
-/* ---- value types ---------------------------------------------------------- */
-
-typedef enum config_type {
-    CONFIG_INT,      /* int32_t field */
-    CONFIG_LONG,     /* int64_t field */
-    CONFIG_BOOL,     /* bool field; "true"/"false", any case */
-    CONFIG_DOUBLE,   /* double field */
-    CONFIG_STRING,   /* const char * field (NULL when the value is null) */
-    CONFIG_ENUM,     /* int field: index into allowed[] */
-    CONFIG_LIST,     /* config_list field, or unsigned bitmask of allowed[] if allowed is set */
-    CONFIG_DURATION, /* int64_t field in milliseconds; the key's unit is unit_ms */
-} config_type;
-
-/* DescribeConfigs ConfigSource codes (Kafka's numbering). */
-typedef enum config_source {
-    CONFIG_SOURCE_UNKNOWN = 0,
-    CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG = 1,
-    CONFIG_SOURCE_DYNAMIC_BROKER_CONFIG = 2,
-    CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG = 3,
-    CONFIG_SOURCE_STATIC_BROKER_CONFIG = 4,
-    CONFIG_SOURCE_DEFAULT_CONFIG = 5,
-    CONFIG_SOURCE_DYNAMIC_BROKER_LOGGER_CONFIG = 6,
-} config_source;
-
-/* DescribeConfigs ConfigType codes (Kafka's numbering, v3+). */
-typedef enum config_kafka_type {
-    CONFIG_KTYPE_UNKNOWN = 0,
-    CONFIG_KTYPE_BOOLEAN = 1,
-    CONFIG_KTYPE_STRING = 2,
-    CONFIG_KTYPE_INT = 3,
-    CONFIG_KTYPE_SHORT = 4,
-    CONFIG_KTYPE_LONG = 5,
-    CONFIG_KTYPE_DOUBLE = 6,
-    CONFIG_KTYPE_LIST = 7,
-} config_kafka_type;
 
 /* Where a broker key's current text came from. All but DEFAULT are reported
  * as STATIC_BROKER_CONFIG, as Kafka does for server.properties and overrides. */
@@ -93,60 +68,6 @@ typedef enum config_origin {
     CONFIG_ORIGIN_ENV,
     CONFIG_ORIGIN_OVERRIDE,
 } config_origin;
-
-/* Row flags. */
-#define CONFIG_F_ACTIVE    0x01u /* the broker acts on this key (else: parsed and validated only) */
-#define CONFIG_F_SHORT     0x02u /* reported to clients as SHORT (replication factors) */
-#define CONFIG_F_ICASE     0x04u /* enum values match case-insensitively */
-#define CONFIG_F_NULLABLE  0x08u /* "null"/unset is a meaningful value */
-#define CONFIG_F_SENSITIVE 0x10u /* never shown in DescribeConfigs */
-#define CONFIG_F_SLUICE    0x20u /* Sluice's own key (Kafka has none) */
-#define CONFIG_F_DEVIATES  0x40u /* Sluice's default differs from Kafka's on purpose (see doc) */
-
-#define CONFIG_NO_FIELD ((size_t)-1)
-
-/* One table row. */
-typedef struct config_def {
-    const char *name;
-    config_type type;
-    const char *dflt;           /* default as a user would write it; NULL = null */
-    int64_t min, max;           /* inclusive bounds for INT, LONG, DOUBLE, DURATION (key's unit) */
-    const char *const *allowed; /* ENUM and LIST: NULL-terminated allowed values */
-    int64_t unit_ms;            /* DURATION: milliseconds per unit of this key */
-    int rank;                   /* among keys sharing a field: the highest explicitly set wins */
-    size_t field;               /* offsetof into broker_config / topic_config, or CONFIG_NO_FIELD */
-    /* Extra check beyond type and range: returns 0, or -1 with why filled. */
-    int (*check)(const char *value, char *why, size_t whyn);
-    unsigned flags;
-    const char *section; /* non-NULL on the first row of a docs section: its title */
-    const char *doc;     /* one line, for docs and DescribeConfigs documentation */
-} config_def;
-
-/* A list value; items live in the owning config's arena. */
-typedef struct config_list {
-    int n;
-    const char *items[CONFIG_LIST_MAX];
-} config_list;
-
-/* Compression codes match the record batch attribute bits 0-2; PRODUCER
- * means "keep what the producer sent". */
-typedef enum config_compression {
-    CONFIG_COMPRESSION_UNCOMPRESSED = 0,
-    CONFIG_COMPRESSION_GZIP = 1,
-    CONFIG_COMPRESSION_SNAPPY = 2,
-    CONFIG_COMPRESSION_LZ4 = 3,
-    CONFIG_COMPRESSION_ZSTD = 4,
-    CONFIG_COMPRESSION_PRODUCER = 5,
-} config_compression;
-
-typedef enum config_timestamp_type {
-    CONFIG_TIMESTAMP_CREATE_TIME = 0,
-    CONFIG_TIMESTAMP_LOG_APPEND_TIME = 1,
-} config_timestamp_type;
-
-/* Bits of cleanup.policy / log.cleanup.policy. */
-#define CONFIG_CLEANUP_DELETE  0x1u
-#define CONFIG_CLEANUP_COMPACT 0x2u
 
 /* Bits of process.roles. */
 #define CONFIG_ROLE_BROKER     0x1u
@@ -171,7 +92,7 @@ typedef struct config_listener {
     bool controller;            /* named in controller.listener.names: not for clients */
 } config_listener;
 
-/* ---- the broker configuration ------------------------------------------------ */
+/* ---- the broker configuration ---------------------------------------------------- */
 
 typedef struct broker_config {
     /* identity and listeners */
@@ -286,7 +207,7 @@ typedef struct broker_config {
     char last_warning_[256];
 } broker_config;
 
-/* ---- loading ---------------------------------------------------------------- */
+/* ---- loading (config_load.c) ----------------------------------------------------- */
 
 /* Prepares c with every key at its default. Must be paired with config_free(). */
 void config_init(broker_config *c);
@@ -320,21 +241,7 @@ int config_finish(broker_config *c, char err[CONFIG_ERR_MAX]);
 int config_warning_count(const broker_config *c);
 const char *config_last_warning(const broker_config *c);
 
-/* ---- the properties syntax ------------------------------------------------------ */
-
-/* Called once per key/value pair in file order; line is where the pair began.
- * Return non-zero to stop parsing (that value is returned). */
-typedef int (*config_props_fn)(void *ctx, const char *key, const char *value, int line);
-
-/* Parses Java-properties text: key=value, key:value or "key value"; # and !
- * comment lines; blank lines; leading whitespace and trailing whitespace of
- * values trimmed; a line ending in an odd number of backslashes continues on
- * the next line; escapes \t \n \r \f \uXXXX and \<char>. Never reads past
- * len. Returns 0, the callback's non-zero value, or -1 with err filled for a
- * logical line longer than CONFIG_LINE_MAX or a malformed \u escape. */
-int config_props_parse(const char *text, size_t len, config_props_fn fn, void *ctx, char err[CONFIG_ERR_MAX]);
-
-/* ---- listeners ------------------------------------------------------------------ */
+/* ---- listeners (config_listeners.c) ---------------------------------------------- */
 
 /* Parses a listeners value ("NAME://host:port,...") with the given
  * listener.security.protocol.map (NULL skips protocol mapping and the
@@ -343,22 +250,30 @@ int config_parse_listeners(const char *text, const char *protocol_map, config_li
                            char *why, size_t whyn);
 const char *config_protocol_name(config_protocol p);
 
-/* ---- the tables ------------------------------------------------------------------ */
+/* ---- the broker table (config_keys.c) -------------------------------------------- */
 
+/* (The topic keys: config/topic_config.h.) */
 const config_def *config_broker_defs(size_t *n);
-const config_def *config_topic_defs(size_t *n);
+/* NULL for a name that is not a broker key. */
 const config_def *config_find_broker(const char *name);
-const config_def *config_find_topic(const char *name);
-/* The type a client sees in DescribeConfigs. */
-config_kafka_type config_def_kafka_type(const config_def *d);
+
+/* ---- topic keys on this broker (config_topic.c) ---------------------------------- */
+
 /* For a topic key, the broker key that supplies its default (the most
  * precise of its synonyms, e.g. log.retention.ms for retention.ms). */
 const config_def *config_topic_broker_synonym(const config_def *topic_def);
-/* Validates text against a row's type, range, allowed values and check.
- * Returns 0, or -1 with why filled ("expected an integer between 1 and ..."). */
-int config_validate_value(const config_def *d, const char *value, char *why, size_t whyn);
 
-/* ---- enumeration (DescribeConfigs) ------------------------------------------------- */
+/* A topic's effective configuration with no overrides: the broker's values. */
+void topic_config_init(topic_config *tc, const broker_config *bc);
+
+/* topic_config_init plus every override in order, then the checks that
+ * involve several keys (min.compaction.lag.ms <= max.compaction.lag.ms):
+ * topic_config_overlay() over the broker's base.
+ * Returns 0 or CONFIG_KAFKA_INVALID_CONFIG with msg filled. */
+int topic_config_build(topic_config *tc, const broker_config *bc, const char *const *keys,
+                       const char *const *values, size_t n, char *msg, size_t msgn);
+
+/* ---- enumeration: DescribeConfigs (config_describe.c) ---------------------------- */
 
 typedef struct config_entry {
     const char *name;
@@ -379,60 +294,6 @@ void config_describe_broker(const broker_config *c, config_visit_fn fn, void *ct
 /* One broker key's entry; returns -1 if the key is unknown. */
 int config_broker_entry(const broker_config *c, const char *name, config_entry *out);
 
-/* Synonyms of a key in precedence order, the key itself first for topic keys:
- * for topic "retention.ms": retention.ms, log.retention.ms,
- * log.retention.minutes, log.retention.hours. For a broker key: the keys that
- * share its setting, most precise first. Returns the count (<= max). */
-size_t config_synonyms(const char *name, bool topic, const config_def **out, size_t max);
-
-/* ---- topic configuration ------------------------------------------------------------ */
-
-typedef struct topic_config {
-    unsigned cleanup_policy; /* CONFIG_CLEANUP_* bits */
-    int compression_type;    /* config_compression */
-    int32_t compression_gzip_level;
-    int32_t compression_lz4_level;
-    int32_t compression_zstd_level;
-    int64_t delete_retention_ms;
-    int64_t file_delete_delay_ms;
-    int64_t flush_messages;
-    int64_t flush_ms;
-    int32_t index_interval_bytes;
-    int32_t max_message_bytes;
-    int64_t max_compaction_lag_ms;
-    int64_t min_compaction_lag_ms;
-    double min_cleanable_dirty_ratio;
-    int32_t min_insync_replicas;
-    int message_timestamp_type; /* config_timestamp_type */
-    int64_t message_timestamp_before_max_ms;
-    int64_t message_timestamp_after_max_ms;
-    bool preallocate;
-    int64_t retention_bytes;
-    int64_t retention_ms;
-    int32_t segment_bytes;
-    int32_t segment_index_bytes;
-    int64_t segment_jitter_ms;
-    int64_t segment_ms;
-    bool unclean_leader_election_enable;
-} topic_config;
-
-/* A topic's effective configuration with no overrides: the broker's values. */
-void topic_config_init(topic_config *tc, const broker_config *bc);
-
-/* Validates one topic config pair as CreateTopics/AlterConfigs receive it.
- * Returns 0, or CONFIG_KAFKA_INVALID_CONFIG with msg filled (unknown key,
- * null value, bad type, out of range, value not allowed). */
-int topic_config_validate(const char *key, const char *value, char *msg, size_t msgn);
-
-/* Validates and applies one override to tc. Same return as validate. */
-int topic_config_set(topic_config *tc, const char *key, const char *value, char *msg, size_t msgn);
-
-/* topic_config_init plus every override in order, then the checks that
- * involve several keys (min.compaction.lag.ms <= max.compaction.lag.ms).
- * Returns 0 or CONFIG_KAFKA_INVALID_CONFIG with msg filled. */
-int topic_config_build(topic_config *tc, const broker_config *bc, const char *const *keys,
-                       const char *const *values, size_t n, char *msg, size_t msgn);
-
 /* Visits every topic key: an override's value (DYNAMIC_TOPIC_CONFIG), else
  * the broker synonym's explicit value converted to the topic key's unit
  * (STATIC_BROKER_CONFIG), else the default (DEFAULT_CONFIG). The value text
@@ -440,7 +301,13 @@ int topic_config_build(topic_config *tc, const broker_config *bc, const char *co
 void config_describe_topic(const broker_config *bc, const char *const *keys, const char *const *values,
                            size_t n, config_visit_fn fn, void *ctx);
 
-/* ---- documentation -------------------------------------------------------------------- */
+/* Synonyms of a key in precedence order, the key itself first for topic keys:
+ * for topic "retention.ms": retention.ms, log.retention.ms,
+ * log.retention.minutes, log.retention.hours. For a broker key: the keys that
+ * share its setting, most precise first. Returns the count (<= max). */
+size_t config_synonyms(const char *name, bool topic, const config_def **out, size_t max);
+
+/* ---- documentation (config_docs.c) ----------------------------------------------- */
 
 /* Writes docs/configuration.md's content, generated from the tables. */
 int config_write_docs(FILE *out);

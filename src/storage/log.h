@@ -81,7 +81,7 @@ void plog_config_default(plog_config *c);
 
 /* The valid range of every numeric setting, by its Kafka topic key. This is
  * the one table of limits: plog_config_check enforces it, and the broker's
- * configuration rows (src/broker/config.c) take their bounds from these
+ * configuration rows (src/config/topic_keys.c, src/broker/config_keys.c) take their bounds from these
  * macros, so any value the broker accepts is one a log can be opened with
  * (tests/unit/test_config.c checks every row against plog_limits). */
 #define PLOG_SEGMENT_BYTES_MIN       64 /* room for a batch header: a roll per batch at worst */

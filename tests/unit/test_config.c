@@ -752,6 +752,33 @@ static void test_rows_within_storage_limits(void) {
     CHECK(rejects("log.index.size.max.bytes=31\n", "log.index.size.max.bytes", NULL));
 }
 
+/* The topic rows (config/topic_keys.c) restate their broker synonym's rules
+ * so each table reads on its own: where the two keys count in the same unit
+ * they must accept exactly the same values, and where the broker key has a
+ * default, have the same one. */
+static void test_topic_rows_agree_with_synonyms(void) {
+    size_t nt;
+    const config_def *t = config_topic_defs(&nt);
+    int compared = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const config_def *b = config_topic_broker_synonym(&t[i]);
+        REQUIRE(b != NULL);
+        int64_t tu = t[i].type == CONFIG_DURATION ? t[i].unit_ms : 1;
+        int64_t bu = b->type == CONFIG_DURATION ? b->unit_ms : 1;
+        bool ints = (t[i].type == CONFIG_LONG || t[i].type == CONFIG_DURATION) &&
+                    (b->type == CONFIG_LONG || b->type == CONFIG_DURATION);
+        if (tu != bu || (t[i].type != b->type && !ints))
+            continue;
+        compared++;
+        if (t[i].min != b->min || t[i].max != b->max || t[i].allowed != b->allowed ||
+            t[i].check != b->check || (b->dflt != NULL && strcmp(t[i].dflt, b->dflt) != 0)) {
+            fprintf(stderr, "topic key %s and broker key %s disagree\n", t[i].name, b->name);
+            unit_cur_failed = 1;
+        }
+    }
+    CHECK(compared >= 20);
+}
+
 static void test_docs_match_tables(void) {
     char *gen = NULL;
     size_t genlen = 0;
@@ -803,6 +830,7 @@ int main(void) {
     UNIT_RUN(test_describe_broker);
     UNIT_RUN(test_topic_config);
     UNIT_RUN(test_rows_within_storage_limits);
+    UNIT_RUN(test_topic_rows_agree_with_synonyms);
     UNIT_RUN(test_docs_match_tables);
     for (int i = 1; i <= file_seq; i++) {
         char path[128];
