@@ -72,6 +72,11 @@ static uint32_t hash_id(kuuid id) { return hash_bytes(id.b, 16); }
 
 static bool kuuid_eq(kuuid a, kuuid b) { return memcmp(a.b, b.b, 16) == 0; }
 
+/* Every string the image keeps is C text: a NUL byte inside one would cut it
+ * short in the image and in the snapshot written from it, which then
+ * disagrees with the log. Records holding one are refused. */
+static bool text_ok(kstr s) { return s.len <= 0 || memchr(s.ptr, '\0', (size_t)s.len) == NULL; }
+
 static char *dup_kstr(kstr s) {
     size_t n = s.len > 0 ? (size_t)s.len : 0;
     char *p = malloc(n + 1);
@@ -725,6 +730,10 @@ static int apply_topic(md_delta *d, const kafka_topic_record *r, char *err, size
         seterr(err, errn, "TopicRecord: name length %d is out of range", r->name.len);
         return MD_EINVAL;
     }
+    if (!text_ok(r->name)) {
+        seterr(err, errn, "TopicRecord: the name holds a NUL byte");
+        return MD_EINVAL;
+    }
     if (kuuid_is_zero(r->topic_id)) {
         seterr(err, errn, "TopicRecord %.*s: the topic id is zero", r->name.len, r->name.ptr);
         return MD_EINVAL;
@@ -974,6 +983,10 @@ static int apply_config(md_delta *d, const kafka_config_record *r, char *err, si
         seterr(err, errn, "ConfigRecord: a name or value is empty or too long");
         return MD_EINVAL;
     }
+    if (!text_ok(r->resource_name) || !text_ok(r->name) || !text_ok(r->value)) {
+        seterr(err, errn, "ConfigRecord: a name or value holds a NUL byte");
+        return MD_EINVAL;
+    }
     md_image *w = d->work;
     char rname[1025], key[MD_CONFIG_KEY_MAX + 1];
     memcpy(rname, r->resource_name.ptr, (size_t)r->resource_name.len);
@@ -1063,6 +1076,14 @@ static int apply_register_broker(md_delta *d, const kafka_register_broker_record
     if (r->broker_id < 0 || r->end_points_count > MD_ENDPOINTS_MAX) {
         seterr(err, errn, "RegisterBrokerRecord: broker id %d or %d endpoints out of range", r->broker_id,
                r->end_points_count);
+        return MD_EINVAL;
+    }
+    bool text = text_ok(r->rack);
+    for (int32_t i = 0; i < r->end_points_count; i++)
+        text &= text_ok(r->end_points[i].name) && text_ok(r->end_points[i].host);
+    if (!text) {
+        seterr(err, errn, "RegisterBrokerRecord %d: a listener name, host or rack holds a NUL byte",
+               r->broker_id);
         return MD_EINVAL;
     }
     md_broker nb = {0};
@@ -1180,6 +1201,10 @@ static int apply_feature(md_delta *d, const kafka_feature_level_record *r, char 
     md_image *w = d->work;
     if (r->name.len <= 0 || r->name.len >= (int32_t)sizeof w->features[0].name) {
         seterr(err, errn, "FeatureLevelRecord: name length %d is out of range", r->name.len);
+        return MD_EINVAL;
+    }
+    if (!text_ok(r->name)) {
+        seterr(err, errn, "FeatureLevelRecord: the name holds a NUL byte");
         return MD_EINVAL;
     }
     for (int32_t i = 0; i < w->n_features; i++)

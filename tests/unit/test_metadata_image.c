@@ -109,6 +109,28 @@ static void test_topics_partitions_configs(void) {
     CHECK_EQ_INT(apply_partition(d, uid(1), 1, reps, 1, 1), MD_EEXISTS);
     CHECK_EQ_INT(apply_change(d, uid(1), 7, 1, NULL, 0), MD_ENOENT);
     CHECK_EQ_INT(apply_remove(d, uid(9)), MD_ENOENT);
+    /* A NUL byte inside a name or value would be cut off as C text (found by
+     * fuzz_metadata: the snapshot then disagreed with the log). */
+    {
+        kafka_config_record r;
+        kafka_config_record_init(&r);
+        r.resource_type = MD_RESOURCE_BROKER;
+        r.resource_name = kstr_c("");
+        r.name = (kstr){"\0x.retention.ms", 15};
+        r.value = kstr_c("5");
+        mdrec m = {KAFKA_MREC_CONFIG, 0, kafka_metadata_record_lookup(KAFKA_MREC_CONFIG), &r};
+        char err[256];
+        CHECK_EQ_INT(md_apply(d, &m, err, sizeof err), MD_EINVAL);
+        r.name = kstr_c("retention.ms");
+        r.value = (kstr){"10\0", 3};
+        CHECK_EQ_INT(md_apply(d, &m, err, sizeof err), MD_EINVAL);
+        kafka_topic_record tr;
+        kafka_topic_record_init(&tr);
+        tr.name = (kstr){"a\0b", 3};
+        tr.topic_id = uid(4);
+        mdrec tm = {KAFKA_MREC_TOPIC, 0, kafka_metadata_record_lookup(KAFKA_MREC_TOPIC), &tr};
+        CHECK_EQ_INT(md_apply(d, &tm, err, sizeof err), MD_EINVAL);
+    }
     CHECK_EQ_INT(md_delta_count(d), 7);
     CHECK(md_delta_topic(d, kstr_c("orders")) != NULL);
     md_image *a = md_delta_publish(d, 10, 1);
