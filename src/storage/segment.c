@@ -294,7 +294,7 @@ static bool decode_header(const uint8_t *p, int64_t pos, seg_batch *b) {
     b->pos = pos;
     b->base_offset = (int64_t)wire_be64(p + BATCH_OFF_BASE_OFFSET);
     b->size = (int64_t)len + BATCH_LOG_OVERHEAD;
-    b->last_offset = b->base_offset + delta;
+    b->last_offset = -1; /* set once the offsets are known to be in range */
     b->max_ts = (int64_t)wire_be64(p + BATCH_OFF_MAX_TIMESTAMP);
     b->attributes = (int16_t)wire_be16(p + BATCH_OFF_ATTRIBUTES);
     b->leader_epoch = (int32_t)wire_be32(p + BATCH_OFF_LEADER_EPOCH);
@@ -305,6 +305,7 @@ static bool decode_header(const uint8_t *p, int64_t pos, seg_batch *b) {
         return false;
     if (b->base_offset < 0 || delta < 0 || b->record_count < 0 || b->base_offset > INT64_MAX - delta)
         return false;
+    b->last_offset = b->base_offset + delta;
     return true;
 }
 

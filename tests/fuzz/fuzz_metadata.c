@@ -33,7 +33,8 @@ static int reload_one(void *ctx, const mdrec *rec) {
     uint8_t *buf;
     size_t len;
     mdrec back;
-    if (mdrec_encode_alloc(rec, rc->a, &buf, &len) != MDREC_OK || mdrec_decode(buf, len, rc->a, &back) != MDREC_OK ||
+    if (mdrec_encode_alloc(rec, rc->a, &buf, &len) != MDREC_OK ||
+        mdrec_decode(buf, len, rc->a, &back) != MDREC_OK ||
         md_apply(rc->d, &back, rc->err, sizeof rc->err) != MD_OK) {
         rc->failed++;
         return 1;
