@@ -373,8 +373,8 @@ static void remove_group(gcoord *c, gcoord_group *g) {
         pp = &(*pp)->next;
     *pp = g->next;
     c->n_groups--;
-    if (g->topic_epoch < c->rt_epoch)
-        c->groups_behind--;
+    if (g->topic_epoch < c->rt_epoch && c->ph != PH_LOADING)
+        c->groups_behind--; /* (while loading it is counted at the end) */
     for (int i = 0; i < g->n_members; i++)
         free_member(g->members[i]);
     free(g->members);
