@@ -56,7 +56,9 @@ static int tick_until_idle(int64_t now) {
     return n;
 }
 
-static int32_t shard_of(const char *group) { return gcoord_partition_for(kstr_c(group), groups_shard_count(&g_b)); }
+static int32_t shard_of(const char *group) {
+    return gcoord_partition_for(kstr_c(group), groups_shard_count(&g_b));
+}
 
 /* OffsetFetch of group/t-0 through the shard: the offset, or -1000 - error. */
 static int64_t fetched(const char *group, const char *topic) {
