@@ -2235,8 +2235,7 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
     gcoord_member *self = unknown ? find_static(g, req->instance_id) : find_member(g, req->member_id);
     if (!supports(g, req, self)) {
         join_error(c, token, KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL, req->member_id);
-        if (g->n_members == 0 && g->n_offsets == 0 && g->meta_value == NULL && g->n_pending == 0)
-            remove_group(c, g);
+        maybe_drop(c, g); /* the group this join created, if nothing else holds it */
         return;
     }
     if (unknown)

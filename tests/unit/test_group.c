@@ -1182,6 +1182,25 @@ static void test_async_commit(void) {
     CHECK_EQ_INT(n_dones, GCOORD_APPENDS_MAX + 1);
     CHECK_EQ_INT(fetched(c, "s", "t", 2), 100 + GCOORD_APPENDS_MAX - 1);
     CHECK_EQ_INT(gcoord_appends_outstanding(c), 0);
+    /* A join refused for its protocol does not drop a group whose first
+     * commit is still in flight. */
+    commit1(c, 20000, "x", -1, "", "t", 0, 5, 3003);
+    gcoord_join_req bad = {.group_id = kstr_c("x"),
+                           .member_id = kstr_c(""),
+                           .instance_id = KSTR_NULL,
+                           .protocol_type = kstr_c(""),
+                           .client_id = kstr_c("c"),
+                           .client_host = kstr_c("h"),
+                           .session_timeout_ms = 10000,
+                           .rebalance_timeout_ms = 10000,
+                           .protocol_names = (kstr[]){kstr_c("range")},
+                           .protocol_metadata = (kbytes[]){{NULL, 0}},
+                           .n_protocols = 1};
+    gcoord_join(c, &bad, (void *)20001, 3004);
+    CHECK_EQ_INT(aerr(20001), KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL);
+    complete_all(f, 0, 3005);
+    CHECK_EQ_INT(derr(20000), 0);
+    CHECK_EQ_INT(fetched(c, "x", "t", 0), 5);
     /* Everything acknowledged survives a reload; nothing that failed shows. */
     gcoord *d = reload(&cfg, 4000);
     CHECK_EQ_INT(fetched(d, "s", "t", 0), 21);
