@@ -6,10 +6,15 @@
  * Each handler translates the decoded request into calls on the state
  * machine of the group's shard (groups.h) under the shard's lock and copies
  * what it needs from the machine into the response (the request's arena)
- * before unlocking. JoinGroup and SyncGroup may park: the handler returns
- * BREQ_ASYNC and the machine answers through groups_api_join_done /
- * groups_api_sync_done, possibly before the handler returns.
+ * before unlocking. JoinGroup, SyncGroup, OffsetCommit, DeleteGroups and
+ * OffsetDelete may park (the last three until their records are written):
+ * the handler returns BREQ_ASYNC and the machine answers through
+ * groups_api_*_done, possibly before the handler returns, so a handler does
+ * not touch the request after handing it to the machine. DeleteGroups waits
+ * for one answer per group (from several shards, maybe on other threads):
+ * the last one completes the request.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,18 +332,55 @@ static bool partition_exists(breq *r, kstr topic_name, int32_t partition) {
     return ok;
 }
 
-breq_status api_offset_commit(breq *r) {
+/* Fills the OffsetCommit response from each entry's error (in request
+ * order; NULL: all failed). false on OOM. */
+static bool commit_respond(breq *r, const int16_t *errs) {
     const kafka_offset_commit_request *req = r->req;
     kafka_offset_commit_response *resp = r->resp;
+    int nt = req->topics_count > 0 ? req->topics_count : 0;
+    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
+    if (nt && resp->topics == NULL)
+        return false;
+    resp->topics_count = nt;
+    int k = 0;
+    for (int i = 0; i < nt; i++) {
+        const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
+        kafka_offset_commit_response_offset_commit_response_topic *rt = &resp->topics[i];
+        kafka_offset_commit_response_offset_commit_response_topic_init(rt);
+        rt->name = t->name;
+        int np = t->partitions_count > 0 ? t->partitions_count : 0;
+        rt->partitions = np ? breq_calloc(r, (size_t)np, sizeof *rt->partitions) : NULL;
+        if (np && rt->partitions == NULL)
+            return false;
+        rt->partitions_count = np;
+        for (int j = 0; j < np; j++, k++) {
+            rt->partitions[j].partition_index = t->partitions[j].partition_index;
+            rt->partitions[j].error_code = errs ? errs[k] : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        }
+    }
+    return true;
+}
+
+void groups_api_commit_done(void *ctx, void *token, const int16_t *errors, int n) {
+    (void)ctx;
+    (void)n;
+    breq *r = token;
+    if (!commit_respond(r, errors)) {
+        breq_abort(r);
+        return;
+    }
+    breq_complete(r);
+}
+
+breq_status api_offset_commit(breq *r) {
+    const kafka_offset_commit_request *req = r->req;
     int16_t ver = r->hdr.api_version;
     int nt = req->topics_count > 0 ? req->topics_count : 0, total = 0;
     for (int i = 0; i < nt; i++)
         total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
     gcoord_commit *es = total ? breq_calloc(r, (size_t)total, sizeof *es) : NULL;
-    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
-    if ((total && es == NULL) || (nt && resp->topics == NULL))
+    if (total && es == NULL)
         return BREQ_CLOSE;
-    resp->topics_count = nt;
     int k = 0;
     int64_t commit_ts = -1;
     for (int i = 0; i < nt; i++) {
@@ -363,32 +405,20 @@ breq_status api_offset_commit(breq *r) {
     }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
-        for (int i = 0; i < total; i++)
-            es[i].error = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
-    } else {
-        gcoord_commit_offsets(s->sm, req->group_id, req->generation_id_or_member_epoch,
-                              req->member_id.len < 0 ? kstr_c("") : req->member_id, req->group_instance_id,
-                              ver >= 2 && ver <= 4 ? req->retention_time_ms : -1, commit_ts, es, total,
-                              groups_now_ms());
-        groups_unlock(s);
-    }
-    k = 0;
-    for (int i = 0; i < nt; i++) {
-        const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
-        kafka_offset_commit_response_offset_commit_response_topic *rt = &resp->topics[i];
-        kafka_offset_commit_response_offset_commit_response_topic_init(rt);
-        rt->name = t->name;
-        int np = t->partitions_count > 0 ? t->partitions_count : 0;
-        rt->partitions = np ? breq_calloc(r, (size_t)np, sizeof *rt->partitions) : NULL;
-        if (np && rt->partitions == NULL)
+        int16_t *errs = total ? breq_calloc(r, (size_t)total, sizeof *errs) : NULL;
+        if (total && errs == NULL)
             return BREQ_CLOSE;
-        rt->partitions_count = np;
-        for (int j = 0; j < np; j++, k++) {
-            rt->partitions[j].partition_index = t->partitions[j].partition_index;
-            rt->partitions[j].error_code = es[k].error;
-        }
+        for (int i = 0; i < total; i++)
+            errs[i] = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return commit_respond(r, errs) ? BREQ_DONE : BREQ_CLOSE;
     }
-    return BREQ_DONE;
+    /* Answered once the offsets are written (groups_api_commit_done). */
+    gcoord_commit_offsets(s->sm, req->group_id, req->generation_id_or_member_epoch,
+                          req->member_id.len < 0 ? kstr_c("") : req->member_id, req->group_instance_id,
+                          ver >= 2 && ver <= 4 ? req->retention_time_ms : -1, commit_ts, es, total, r,
+                          groups_now_ms());
+    groups_unlock(s);
+    return BREQ_ASYNC;
 }
 
 /* ---- OffsetFetch --------------------------------------------------------------- */
@@ -807,74 +837,92 @@ breq_status api_list_groups(breq *r) {
     return BREQ_DONE;
 }
 
+/* One DeleteGroups request: its answers come from several shards. */
+typedef struct delete_groups_ctx {
+    breq *r;
+    atomic_int pending; /* answers to come, plus one for the handler */
+} delete_groups_ctx;
+
+typedef struct delete_groups_item {
+    delete_groups_ctx *ctx;
+    int index;
+} delete_groups_item;
+
+static void delete_groups_release(delete_groups_ctx *dc) {
+    if (atomic_fetch_sub(&dc->pending, 1) == 1)
+        breq_complete(dc->r);
+}
+
+void groups_api_delete_group_done(void *ctx, void *token, int16_t error) {
+    (void)ctx;
+    delete_groups_item *it = token;
+    breq *r = it->ctx->r;
+    kafka_delete_groups_response *resp = r->resp;
+    resp->results[it->index].error_code = error;
+    if (error == 0) {
+        kstr id = resp->results[it->index].group_id;
+        LOG_INFO("groups", "deleted group '%.*s' for %s", id.len, id.ptr, r->net->peer);
+    }
+    delete_groups_release(it->ctx);
+}
+
 breq_status api_delete_groups(breq *r) {
     const kafka_delete_groups_request *req = r->req;
     kafka_delete_groups_response *resp = r->resp;
     int n = req->groups_names_count > 0 ? req->groups_names_count : 0;
     resp->results = n ? breq_calloc(r, (size_t)n, sizeof *resp->results) : NULL;
-    if (n && resp->results == NULL)
+    delete_groups_ctx *dc = breq_calloc(r, 1, sizeof *dc);
+    delete_groups_item *items = n ? breq_calloc(r, (size_t)n, sizeof *items) : NULL;
+    if ((n && (resp->results == NULL || items == NULL)) || dc == NULL)
         return BREQ_CLOSE;
     resp->results_count = n;
+    dc->r = r;
+    atomic_init(&dc->pending, n + 1);
+    int64_t now = groups_now_ms();
     for (int i = 0; i < n; i++) {
         kstr id = req->groups_names[i];
         resp->results[i].group_id = id;
+        items[i] = (delete_groups_item){dc, i};
         groups_shard *s = groups_lock(r->b, id);
         if (s == NULL) {
             resp->results[i].error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+            atomic_fetch_sub(&dc->pending, 1);
             continue;
         }
-        resp->results[i].error_code = gcoord_delete_group(s->sm, id, groups_now_ms());
+        /* Answered once the tombstones are written (groups_api_delete_group_done). */
+        gcoord_delete_group(s->sm, id, &items[i], now);
         groups_unlock(s);
-        if (resp->results[i].error_code == 0)
-            LOG_INFO("groups", "deleted group '%.*s' for %s", id.len, id.ptr, r->net->peer);
     }
-    return BREQ_DONE;
+    /* The handler's own share: the last answer, here or on another thread,
+     * sends the response. */
+    if (atomic_fetch_sub(&dc->pending, 1) == 1)
+        return BREQ_DONE;
+    return BREQ_ASYNC;
 }
 
-breq_status api_offset_delete(breq *r) {
+/* An OffsetDelete in flight: which request partitions the machine saw. */
+typedef struct offset_delete_ctx {
+    breq *r;
+    bool *unknown; /* per request partition: the topic or partition does not exist */
+    int *map;      /* per request partition: its index among those the machine saw */
+    int total;
+} offset_delete_ctx;
+
+static bool offset_delete_respond(offset_delete_ctx *oc, int16_t error, const int16_t *errs) {
+    breq *r = oc->r;
     const kafka_offset_delete_request *req = r->req;
     kafka_offset_delete_response *resp = r->resp;
-    int nt = req->topics_count > 0 ? req->topics_count : 0, total = 0;
-    for (int i = 0; i < nt; i++)
-        total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
-    kstr *topics = total ? breq_calloc(r, (size_t)total, sizeof *topics) : NULL;
-    int32_t *parts = total ? breq_calloc(r, (size_t)total, sizeof *parts) : NULL;
-    int16_t *errs = total ? breq_calloc(r, (size_t)total, sizeof *errs) : NULL;
-    bool *unknown = total ? breq_calloc(r, (size_t)total, sizeof *unknown) : NULL;
-    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
-    if ((total && (topics == NULL || parts == NULL || errs == NULL || unknown == NULL)) ||
-        (nt && resp->topics == NULL))
-        return BREQ_CLOSE;
-    /* Partitions of unknown topics are answered without asking the machine. */
-    int k = 0, m = 0;
-    int *map = total ? breq_calloc(r, (size_t)total, sizeof *map) : NULL;
-    if (total && map == NULL)
-        return BREQ_CLOSE;
-    for (int i = 0; i < nt; i++)
-        for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
-             j++, k++) {
-            int32_t p = req->topics[i].partitions[j].partition_index;
-            unknown[k] = !partition_exists(r, req->topics[i].name, p);
-            if (!unknown[k]) {
-                topics[m] = req->topics[i].name;
-                parts[m] = p;
-                map[k] = m++;
-            }
-        }
-    groups_shard *s = groups_lock(r->b, req->group_id);
-    if (s == NULL) {
-        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
-    } else {
-        resp->error_code =
-            gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, errs, groups_now_ms());
-        groups_unlock(s);
-    }
-    if (resp->error_code) {
+    resp->error_code = error;
+    if (error) {
         resp->topics_count = 0;
-        return BREQ_DONE;
+        return true;
     }
+    int nt = req->topics_count > 0 ? req->topics_count : 0;
+    resp->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->topics) : NULL;
+    if (nt && resp->topics == NULL)
+        return false;
     resp->topics_count = nt;
-    k = 0;
+    int k = 0;
     for (int i = 0; i < nt; i++) {
         kafka_offset_delete_response_offset_delete_response_topic *t = &resp->topics[i];
         kafka_offset_delete_response_offset_delete_response_topic_init(t);
@@ -882,12 +930,63 @@ breq_status api_offset_delete(breq *r) {
         int np = req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
         t->partitions = np ? breq_calloc(r, (size_t)np, sizeof *t->partitions) : NULL;
         if (np && t->partitions == NULL)
-            return BREQ_CLOSE;
+            return false;
         t->partitions_count = np;
         for (int j = 0; j < np; j++, k++) {
             t->partitions[j].partition_index = req->topics[i].partitions[j].partition_index;
-            t->partitions[j].error_code = unknown[k] ? KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION : errs[map[k]];
+            t->partitions[j].error_code = oc->unknown[k] ? KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION
+                                          : errs         ? errs[oc->map[k]]
+                                                         : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
         }
     }
-    return BREQ_DONE;
+    return true;
+}
+
+void groups_api_delete_offsets_done(void *ctx, void *token, int16_t error, const int16_t *errors, int n) {
+    (void)ctx;
+    (void)n;
+    offset_delete_ctx *oc = token;
+    if (!offset_delete_respond(oc, error, errors)) {
+        breq_abort(oc->r);
+        return;
+    }
+    breq_complete(oc->r);
+}
+
+breq_status api_offset_delete(breq *r) {
+    const kafka_offset_delete_request *req = r->req;
+    int nt = req->topics_count > 0 ? req->topics_count : 0, total = 0;
+    for (int i = 0; i < nt; i++)
+        total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    kstr *topics = total ? breq_calloc(r, (size_t)total, sizeof *topics) : NULL;
+    int32_t *parts = total ? breq_calloc(r, (size_t)total, sizeof *parts) : NULL;
+    offset_delete_ctx *oc = breq_calloc(r, 1, sizeof *oc);
+    if ((total && (topics == NULL || parts == NULL)) || oc == NULL)
+        return BREQ_CLOSE;
+    oc->r = r;
+    oc->total = total;
+    oc->unknown = total ? breq_calloc(r, (size_t)total, sizeof *oc->unknown) : NULL;
+    oc->map = total ? breq_calloc(r, (size_t)total, sizeof *oc->map) : NULL;
+    if (total && (oc->unknown == NULL || oc->map == NULL))
+        return BREQ_CLOSE;
+    /* Partitions of unknown topics are answered without asking the machine. */
+    int k = 0, m = 0;
+    for (int i = 0; i < nt; i++)
+        for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
+             j++, k++) {
+            int32_t p = req->topics[i].partitions[j].partition_index;
+            oc->unknown[k] = !partition_exists(r, req->topics[i].name, p);
+            if (!oc->unknown[k]) {
+                topics[m] = req->topics[i].name;
+                parts[m] = p;
+                oc->map[k] = m++;
+            }
+        }
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL)
+        return offset_delete_respond(oc, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE, NULL) ? BREQ_DONE : BREQ_CLOSE;
+    /* Answered once the tombstones are written (groups_api_delete_offsets_done). */
+    gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, oc, groups_now_ms());
+    groups_unlock(s);
+    return BREQ_ASYNC;
 }

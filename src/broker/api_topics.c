@@ -24,6 +24,7 @@
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
+#include "broker/groups.h"
 #include "core/log.h"
 
 /* Message buffers here hold a registry message plus some context. */
@@ -279,6 +280,7 @@ static void delete_one(breq *r, topic *t, kafka_delete_topics_response_deletable
         res->error_message = api_kstr(r, msg);
     if (rc == 0) {
         LOG_INFO("admin", "deleted topic '%s' for %s", t->name, r->net->peer);
+        groups_topic_deleted(r->b, kstr_c(t->name)); /* its committed offsets go too, as in Kafka */
         /* Long polls on it answer now instead of holding it (and its log
          * files) until their deadline. */
         for (int32_t i = 0; i < topic_partition_count(t); i++)

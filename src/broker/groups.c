@@ -1,6 +1,13 @@
 /*
- * groups.c - group coordinator shards, their log appends, loading and the
- * ticking thread. See groups.h.
+ * groups.c - group coordinator shards, their log appends, leadership and
+ * loading, groups_tick and the thread that drives it. See groups.h.
+ *
+ * Locks: a shard's mutex guards its machine and its loading fields; the
+ * manager's mutex only the thread's stop flag and wake-ups. Loading reads a
+ * chunk of the partition without the shard's lock and applies it under the
+ * lock if the shard is still loading at the same epoch (a leadership change
+ * in between discards the chunk), so requests meanwhile get a quick
+ * COORDINATOR_LOAD_IN_PROGRESS instead of waiting for the whole load.
  */
 #include "broker/groups.h"
 
@@ -17,7 +24,6 @@
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define LOAD_READ_BYTES  (4 << 20)
 #define LOAD_ARENA_LIMIT (256u << 20)
 
 struct groups_mgr {
@@ -30,7 +36,11 @@ struct groups_mgr {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool stopping;
+    bool kicked; /* work arrived (a leadership change, a deleted topic): tick now */
     bool shut;
+    /* The ticking thread's read buffer for loading. */
+    uint8_t *buf;
+    size_t cap;
 };
 
 int64_t groups_now_ms(void) { return clock_wall_ms(); }
@@ -67,11 +77,14 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
                 rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
             } else {
                 plog_append_info info;
-                int err = plog_append(s->part->log, buf, len, s->part->leader_epoch, now, &info);
-                if (err != STORAGE_OK) {
+                plog *l = partition_log(s->part);
+                int err = l ? plog_append(l, buf, len, s->part->leader_epoch, now, &info) : STORAGE_OK;
+                if (l == NULL) {
+                    rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+                } else if (err != STORAGE_OK) {
                     LOG_ERROR("groups", "appending to %s-%d failed: %s", GROUPS_OFFSETS_TOPIC, s->index,
                               storage_strerror(err));
-                    rc = KAFKA_ERR_NOT_COORDINATOR;
+                    rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
                 } else if (*first < 0) {
                     *first = info.base_offset;
                 }
@@ -83,23 +96,35 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
     return rc;
 }
 
-static int shard_append(void *ctx, const gcoord_record *recs, int n, bool snapshot) {
+/* The machine's append (the shard's lock is held). A single node's log is
+ * as durable as it gets once plog_append returns, so the outcome is
+ * reported at once, inside the call; the machine completes it when its
+ * event ends. */
+static uint64_t shard_append(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err) {
     groups_shard *s = ctx;
-    int64_t first = -1;
-    if (snapshot) {
-        int64_t start = plog_end_offset(s->part->log);
-        plog_roll(s->part->log, groups_now_ms());
-        int rc = append_batches(s, recs, n, &first);
-        if (rc != 0)
-            return rc;
-        int64_t new_start;
-        /* Everything before the snapshot is now redundant. */
-        if (plog_delete_records(s->part->log, first >= 0 ? first : start, &new_start) == STORAGE_OK)
-            LOG_INFO("groups", "%s-%d: snapshot of %d records, log start now %lld", GROUPS_OFFSETS_TOPIC,
-                     s->index, n, (long long)new_start);
+    plog *l = partition_log(s->part);
+    if (l == NULL) {
+        *err = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         return 0;
     }
-    return append_batches(s, recs, n, &first);
+    int64_t first = -1;
+    int rc;
+    if (snapshot) {
+        int64_t start = plog_end_offset(l);
+        plog_roll(l, groups_now_ms());
+        rc = append_batches(s, recs, n, &first);
+        int64_t new_start;
+        /* Everything before the snapshot is now redundant (it holds the
+         * records of appends still in flight too; here there are none). */
+        if (rc == 0 && plog_delete_records(l, first >= 0 ? first : start, &new_start) == STORAGE_OK)
+            LOG_INFO("groups", "%s-%d: snapshot of %d records, log start now %lld", GROUPS_OFFSETS_TOPIC,
+                     s->index, n, (long long)new_start);
+    } else {
+        rc = append_batches(s, recs, n, &first);
+    }
+    uint64_t id = ++s->next_append_id;
+    gcoord_append_done(s->sm, id, (int16_t)rc, groups_now_ms());
+    return id;
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -146,136 +171,268 @@ static void shard_event(void *ctx, const gcoord_event *ev) {
 
 /* ---- loading --------------------------------------------------------------- */
 
-typedef struct load_ctx {
-    groups_shard *s;
-    int64_t from; /* records below it were loaded already (or deleted) */
-    int64_t records;
-} load_ctx;
+typedef struct chunk_ctx {
+    groups_mgr *m;
+    size_t len;
+} chunk_ctx;
 
-/* One batch of the shard's partition into its machine. The lock is taken
- * per batch, so requests meanwhile get a quick COORDINATOR_LOAD_IN_PROGRESS
- * instead of waiting for the whole load. */
-static int load_batch(void *ctx, const uint8_t *bp, size_t bsize, const batch_header *h) {
-    load_ctx *lc = ctx;
-    if (h->attributes & BATCH_ATTR_CONTROL)
-        return 0;
-    arena a;
-    arena_init(&a, LOAD_ARENA_LIMIT);
-    batch_iter it;
-    pthread_mutex_lock(&lc->s->mu);
-    if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
-        batch_record rec;
-        while (batch_iter_next(&it, &rec)) {
-            if (rec.offset < lc->from)
-                continue;
-            if (rec.key.len >= 0 && gcoord_load_record(lc->s->sm, rec.key, rec.value) == 0)
-                lc->records++;
-        }
+/* Copies one batch of a plog_scan into the manager's buffer. */
+static int collect_batch(void *ctx, const uint8_t *bp, size_t bsize, const batch_header *h) {
+    (void)h;
+    chunk_ctx *cc = ctx;
+    groups_mgr *m = cc->m;
+    if (cc->len + bsize > m->cap) {
+        uint8_t *nb = realloc(m->buf, cc->len + bsize);
+        if (nb == NULL)
+            return -1;
+        m->buf = nb;
+        m->cap = cc->len + bsize;
     }
-    pthread_mutex_unlock(&lc->s->mu);
-    arena_reset(&a);
+    memcpy(m->buf + cc->len, bp, bsize);
+    cc->len += bsize;
     return 0;
 }
 
-/* Replays the shard's partition into its machine (still loading). */
-static int load_shard(groups_shard *s) {
-    plog *l = s->part->log;
-    int64_t off = plog_start_offset(l), end = plog_end_offset(l);
-    load_ctx lc = {s, off, 0};
-    int rc = 0;
-    while (off < end) {
-        int64_t next = off;
-        lc.from = off;
-        int err = plog_scan(l, off, LOAD_READ_BYTES, load_batch, &lc, &next);
-        if (err == STORAGE_OFFSET_OUT_OF_RANGE) {
-            off = plog_start_offset(l);
-            continue;
-        }
-        if (err == STORAGE_CORRUPT_MESSAGE) {
-            LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
-                     GROUPS_OFFSETS_TOPIC, s->index, (long long)next);
-            break;
-        }
-        if (err != STORAGE_OK || next <= off) {
-            rc = err ? -1 : 0; /* an error, or the log ends sooner than it did */
-            break;
-        }
-        off = next;
+/* Reads up to GROUPS_LOAD_CHUNK bytes of the partition from `off` into the
+ * manager's buffer (no shard lock held: plog reads are thread-safe), through
+ * plog_scan (the storage vfs; CRCs checked). Returns the bytes read (0 at the
+ * end), -1 on an error, or -2 at an unreadable batch with nothing before it.
+ * *restart is set when `off` fell below the log start (read again from
+ * there). */
+static int64_t read_chunk(groups_mgr *m, plog *l, int64_t off, bool *restart) {
+    *restart = false;
+    chunk_ctx cc = {m, 0};
+    int err = plog_scan(l, off, GROUPS_LOAD_CHUNK, collect_batch, &cc, NULL);
+    if (err == STORAGE_OFFSET_OUT_OF_RANGE) {
+        *restart = true;
+        return 0;
     }
-    if (lc.records > 0)
-        LOG_INFO("groups", "%s-%d: loaded %lld records", GROUPS_OFFSETS_TOPIC, s->index,
-                 (long long)lc.records);
-    return rc;
+    if (err == STORAGE_CORRUPT_MESSAGE && cc.len == 0)
+        return -2;
+    if (err != STORAGE_OK && err != STORAGE_CORRUPT_MESSAGE)
+        return -1;
+    return (int64_t)cc.len; /* batches before a bad one are applied; the next step stops at it */
 }
 
-/* ---- the thread ---------------------------------------------------------- */
+/* Applies the batches of buf[0..len) from offset `off` on to the shard's
+ * machine (lock held). Returns the offset after the last batch applied. */
+static int64_t apply_chunk(groups_shard *s, const uint8_t *buf, size_t len, int64_t off) {
+    batch_cursor cur;
+    batch_cursor_init(&cur, buf, len);
+    const uint8_t *bp;
+    size_t bsize;
+    batch_header h;
+    int64_t next = off;
+    while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
+        next = h.base_offset + h.last_offset_delta + 1;
+        if (h.attributes & BATCH_ATTR_CONTROL)
+            continue;
+        arena a;
+        arena_init(&a, LOAD_ARENA_LIMIT);
+        batch_iter it;
+        if (batch_iter_init(&it, bp, bsize, &a) == BATCH_OK) {
+            batch_record rec;
+            while (batch_iter_next(&it, &rec)) {
+                if (rec.offset < off)
+                    continue;
+                if (rec.key.len >= 0 && gcoord_load_record(s->sm, rec.key, rec.value) == 0)
+                    s->load_records++;
+            }
+        }
+        arena_reset(&a);
+    }
+    return next;
+}
 
-/* Loads the shards not loaded yet whose partition is online; a shard whose
+static void finish_load(groups_shard *s, int64_t now) {
+    gcoord_load_end(s->sm, now);
+    if (s->load_records > 0)
+        LOG_INFO("groups", "%s-%d: loaded %lld records (leader epoch %d)", GROUPS_OFFSETS_TOPIC, s->index,
+                 (long long)s->load_records, gcoord_epoch(s->sm));
+    s->load_off = -1;
+    s->load_records = 0;
+}
+
+/* One bounded step of a loading shard: a chunk read and applied, or the
+ * end of the log reached (the machine starts serving). A shard whose
  * partition is offline (its log could not be opened) keeps answering
- * COORDINATOR_LOAD_IN_PROGRESS and is tried again on later rounds, so its
- * committed offsets are never served as empty. Returns how many wait. */
-static int32_t load_pending(groups_mgr *m) {
-    int32_t waiting = 0;
+ * COORDINATOR_LOAD_IN_PROGRESS and is tried again every GROUPS_RELOAD_MS, so
+ * its committed offsets are never served as empty. */
+static void load_step(groups_mgr *m, groups_shard *s, int64_t now) {
+    pthread_mutex_lock(&s->mu);
+    if (!gcoord_loading(s->sm) || now < s->next_try) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    plog *l = partition_log(s->part);
+    if (l == NULL) {
+        if (!s->offline_logged)
+            LOG_WARN("groups", "%s-%d is offline; its groups wait until it opens", GROUPS_OFFSETS_TOPIC,
+                     s->index);
+        s->offline_logged = true;
+        s->next_try = now + GROUPS_RELOAD_MS;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (s->load_off < 0) {
+        s->load_off = plog_start_offset(l);
+        s->load_records = 0;
+    }
+    int32_t epoch = gcoord_epoch(s->sm);
+    int64_t off = s->load_off;
+    pthread_mutex_unlock(&s->mu);
+
+    bool restart = false;
+    int64_t got = off < plog_end_offset(l) ? read_chunk(m, l, off, &restart) : 0;
+
+    pthread_mutex_lock(&s->mu);
+    if (!gcoord_loading(s->sm) || gcoord_epoch(s->sm) != epoch || s->load_off != off) {
+        pthread_mutex_unlock(&s->mu); /* leadership moved meanwhile: this chunk is stale */
+        return;
+    }
+    if (restart) {
+        s->load_off = plog_start_offset(l);
+    } else if (got == -2) {
+        LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
+                 GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
+        finish_load(s, now);
+    } else if (got < 0) {
+        LOG_ERROR("groups", "%s-%d: loading failed at offset %lld; serving what was read",
+                  GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
+        finish_load(s, now);
+    } else if (got == 0) {
+        finish_load(s, now);
+    } else {
+        int64_t next = apply_chunk(s, m->buf, (size_t)got, off);
+        if (next <= off) {
+            LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
+                     GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
+            finish_load(s, now);
+        } else {
+            s->load_off = next;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- leadership ------------------------------------------------------------ */
+
+static void kick(groups_mgr *m) {
+    pthread_mutex_lock(&m->mu);
+    m->kicked = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static groups_shard *shard_at(broker *b, int32_t index) {
+    groups_mgr *m = b->groups;
+    if (m == NULL || m->shards == NULL || index < 0 || index >= m->n)
+        return NULL;
+    return &m->shards[index];
+}
+
+void groups_partition_leader(broker *b, int32_t index, int32_t epoch) {
+    groups_shard *s = shard_at(b, index);
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    bool started = gcoord_load_begin(s->sm, epoch, groups_now_ms());
+    if (started) {
+        s->load_off = -1;
+        s->load_records = 0;
+        s->next_try = 0;
+        s->offline_logged = false;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (started)
+        kick(s->mgr);
+}
+
+void groups_partition_follower(broker *b, int32_t index, int32_t epoch) {
+    groups_shard *s = shard_at(b, index);
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (gcoord_unload(s->sm, epoch, groups_now_ms())) {
+        s->load_off = -1;
+        LOG_INFO("groups", "%s-%d: no longer the leader (epoch %d); its groups are unloaded",
+                 GROUPS_OFFSETS_TOPIC, index, epoch);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void groups_topic_deleted(broker *b, kstr name) {
+    groups_mgr *m = b->groups;
+    if (m == NULL || m->shards == NULL)
+        return;
+    int64_t now = groups_now_ms();
     for (int32_t i = 0; i < m->n; i++) {
         groups_shard *s = &m->shards[i];
-        if (s->loaded)
-            continue;
-        if (partition_log(s->part) == NULL) {
-            if (!s->offline_logged)
-                LOG_WARN("groups", "%s-%d is offline; its groups wait until it opens", GROUPS_OFFSETS_TOPIC,
-                         i);
-            s->offline_logged = true;
-            waiting++;
-            continue;
-        }
-        if (load_shard(s) != 0)
-            LOG_ERROR("groups", "%s-%d: loading failed part way; serving what was read", GROUPS_OFFSETS_TOPIC,
-                      i);
         pthread_mutex_lock(&s->mu);
-        gcoord_load_end(s->sm, groups_now_ms());
+        int16_t err = gcoord_remove_topic(s->sm, name, now);
         pthread_mutex_unlock(&s->mu);
-        s->loaded = true;
-        pthread_mutex_lock(&m->mu);
-        bool stop = m->stopping;
-        pthread_mutex_unlock(&m->mu);
-        if (stop)
-            break;
+        if (err && err != KAFKA_ERR_NOT_COORDINATOR)
+            LOG_WARN("groups", "%s-%d: the committed offsets of deleted topic '%.*s' stay: %s",
+                     GROUPS_OFFSETS_TOPIC, i, name.len, name.ptr, kafka_error_name(err));
     }
-    return waiting;
+    kick(m); /* the rest of the removal runs in ticks */
+}
+
+/* ---- ticking ---------------------------------------------------------------- */
+
+void groups_tick(broker *b, int64_t now) {
+    groups_mgr *m = b->groups;
+    if (m == NULL || m->shards == NULL)
+        return;
+    for (int32_t i = 0; i < m->n; i++) {
+        groups_shard *s = &m->shards[i];
+        load_step(m, s, now);
+        pthread_mutex_lock(&s->mu);
+        if (now >= gcoord_next_deadline(s->sm))
+            gcoord_tick(s->sm, now);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+int64_t groups_next_deadline(broker *b) {
+    groups_mgr *m = b->groups;
+    int64_t next = INT64_MAX;
+    if (m == NULL || m->shards == NULL)
+        return next;
+    for (int32_t i = 0; i < m->n; i++) {
+        groups_shard *s = &m->shards[i];
+        pthread_mutex_lock(&s->mu);
+        int64_t d = gcoord_loading(s->sm) ? s->next_try : gcoord_next_deadline(s->sm);
+        pthread_mutex_unlock(&s->mu);
+        if (d < next)
+            next = d;
+    }
+    return next;
 }
 
 static void *groups_main(void *arg) {
     groups_mgr *m = arg;
-    int32_t waiting = load_pending(m);
-    int64_t next_load = groups_now_ms() + GROUPS_RELOAD_MS;
+    broker *b = m->b;
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
+        m->kicked = false;
+        pthread_mutex_unlock(&m->mu);
+        int64_t now = groups_now_ms();
+        groups_tick(b, now);
+        int64_t wait = groups_next_deadline(b) - groups_now_ms();
+        if (wait > GROUPS_TICK_MS)
+            wait = GROUPS_TICK_MS;
+        pthread_mutex_lock(&m->mu);
+        if (wait <= 0 || m->kicked || m->stopping)
+            continue;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += GROUPS_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_nsec += wait * 1000000L;
+        while (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&m->cond, &m->mu, &ts);
-        if (m->stopping)
-            break;
-        pthread_mutex_unlock(&m->mu);
-        int64_t now = groups_now_ms();
-        if (waiting > 0 && now >= next_load) {
-            waiting = load_pending(m);
-            next_load = now + GROUPS_RELOAD_MS;
-        }
-        for (int32_t i = 0; i < m->n; i++) {
-            groups_shard *s = &m->shards[i];
-            if (!s->loaded)
-                continue;
-            pthread_mutex_lock(&s->mu);
-            if (now >= gcoord_next_deadline(s->sm))
-                gcoord_tick(s->sm, now);
-            pthread_mutex_unlock(&s->mu);
-        }
-        pthread_mutex_lock(&m->mu);
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
@@ -310,7 +467,7 @@ static topic *offsets_topic(broker *b) {
     return t;
 }
 
-int groups_mgr_start(broker *b) {
+int groups_mgr_init(broker *b) {
     groups_mgr *m = calloc(1, sizeof *m);
     if (m == NULL)
         return -1;
@@ -340,12 +497,31 @@ int groups_mgr_start(broker *b) {
         s->mgr = m;
         s->index = i;
         s->part = topic_partition(m->topic, i);
+        s->load_off = -1;
         gc.id_seed = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
-        gcoord_sink sink = {s, groups_api_join_done, groups_api_sync_done, shard_append, shard_event};
+        gcoord_sink sink = {s,
+                            groups_api_join_done,
+                            groups_api_sync_done,
+                            groups_api_commit_done,
+                            groups_api_delete_group_done,
+                            groups_api_delete_offsets_done,
+                            shard_append,
+                            shard_event};
         s->sm = gcoord_create(&gc, &sink);
         if (s->part == NULL || s->sm == NULL)
             return -1;
     }
+    /* A single node leads every partition (the replica manager will call
+     * these as leadership moves). */
+    for (int32_t i = 0; i < m->n; i++)
+        groups_partition_leader(b, i, m->shards[i].part->leader_epoch);
+    return 0;
+}
+
+int groups_mgr_start(broker *b) {
+    if (groups_mgr_init(b) != 0)
+        return -1;
+    groups_mgr *m = b->groups;
     if (pthread_create(&m->thread, NULL, groups_main, m) != 0) {
         LOG_ERROR("groups", "cannot start the group coordinator thread");
         return -1;
@@ -387,6 +563,7 @@ void groups_mgr_destroy(broker *b) {
         pthread_mutex_destroy(&m->shards[i].mu);
     }
     free(m->shards);
+    free(m->buf);
     if (m->topic)
         topic_release(b->topics, m->topic);
     pthread_mutex_destroy(&m->mu);

@@ -1,27 +1,44 @@
 /*
  * groups.h - the broker side of the group coordinator: one state machine
  * (group/coordinator.h) per partition of `__consumer_offsets`, each behind its
- * own mutex, wired to that partition's log and to a ticking thread.
+ * own mutex, wired to that partition's log and ticked by groups_tick().
  *
  * What it owns: the `__consumer_offsets` topic reference (the topic is
  * created at start when absent, with offsets.topic.num.partitions
  * partitions, retention off: the machines' snapshots keep it small), the
- * shards, and the groups thread. The thread first loads every shard from its
- * partition (until then the shard answers COORDINATOR_LOAD_IN_PROGRESS; a
- * shard whose partition is offline waits so, and is tried every
- * GROUPS_RELOAD_MS),
- * then ticks the machines every GROUPS_TICK_MS so their deadlines (session,
- * rebalance, initial delay, retention) fire on time.
+ * shards, and (for now) the thread that drives groups_tick.
+ *
+ * Leadership: a shard serves only while this broker leads its partition.
+ * groups_partition_leader(index, epoch) makes the shard load from the
+ * partition (until it is done the shard answers COORDINATOR_LOAD_IN_PROGRESS;
+ * a shard whose partition is offline waits so, and is tried every
+ * GROUPS_RELOAD_MS); groups_partition_follower(index, epoch) unloads it
+ * (parked requests are answered NOT_COORDINATOR, its state is dropped, later
+ * requests get NOT_COORDINATOR). Calls of an older epoch than the shard's
+ * are ignored. The replica manager will call both; on a single node
+ * groups_mgr_start makes every shard leader at its partition's epoch.
+ *
+ * Driving: groups_tick(now) does the work that is due (a bounded chunk of
+ * loading per loading shard, the machines' deadlines: session, rebalance,
+ * initial delay, retention, topic removals) and groups_next_deadline() says
+ * when it is next needed. The groups thread calls them in a loop (sleeping
+ * at most GROUPS_TICK_MS); a single driver thread can take its place.
  *
  * Appends: the machines ask for records to be appended; this module builds
  * a magic-2 batch (batch_build.h) and appends it to the shard's plog while
  * the shard's lock is held, so the log order is the order of the machine's
- * decisions. A snapshot append first rolls the log, and after the snapshot
- * is written moves the log start offset to it (plog_delete_records), so
- * retention deletes the older segments.
+ * decisions, and reports the outcome at once through gcoord_append_done
+ * (a single node's log is durable when plog_append returns; a replicated
+ * one will report it when the high watermark passes). A snapshot append
+ * first rolls the log, and after the snapshot is written moves the log
+ * start offset to it (plog_delete_records), so retention deletes the older
+ * segments.
  *
- * Shutdown: groups_mgr_shutdown() answers parked JoinGroup/SyncGroup requests
- * with NOT_COORDINATOR (clients look the coordinator up again) and stops the
+ * Deleted topics: groups_topic_deleted() tells every shard, which removes
+ * the topic's committed offsets (gcoord_remove_topic).
+ *
+ * Shutdown: groups_mgr_shutdown() answers parked requests with
+ * NOT_COORDINATOR (clients look the coordinator up again) and stops the
  * thread; call it before the network layer drains in-flight requests.
  */
 #ifndef SLUICE_BROKER_GROUPS_H
@@ -39,6 +56,7 @@
 #define GROUPS_OFFSETS_TOPIC "__consumer_offsets"
 #define GROUPS_BATCH_RECORDS 1000        /* records per appended batch */
 #define GROUPS_BATCH_BYTES   (512 << 10) /* target bytes per appended batch */
+#define GROUPS_LOAD_CHUNK    (4 << 20)   /* bytes read per loading step of a shard */
 
 typedef struct groups_mgr groups_mgr;
 
@@ -48,12 +66,19 @@ typedef struct groups_shard {
     partition *part;
     groups_mgr *mgr;
     int32_t index;
-    /* The groups thread's own: loaded from the partition (which is online). */
-    bool loaded, offline_logged;
+    /* Under mu: where loading is (the machine says whether it loads). */
+    int64_t load_off;     /* next offset to read; -1: not started */
+    int64_t load_records; /* applied so far */
+    int64_t next_try;     /* an offline partition: when to look again */
+    bool offline_logged;
+    uint64_t next_append_id;
 } groups_shard;
 
-/* Creates b->groups (the topic, the shards) and starts the thread that loads
- * and ticks them. 0, or -1 (logged). */
+/* Creates b->groups (the topic, the shards; every shard leader of its
+ * partition, so loading starts at the first tick) without a thread.
+ * 0, or -1 (logged). */
+int groups_mgr_init(broker *b);
+/* groups_mgr_init, then the thread that drives groups_tick. */
 int groups_mgr_start(broker *b);
 /* Answers parked requests, stops the thread; later requests get
  * NOT_COORDINATOR. Idempotent. */
@@ -68,10 +93,25 @@ groups_shard *groups_lock_index(broker *b, int32_t index);
 void groups_unlock(groups_shard *s);
 int32_t groups_shard_count(broker *b);
 
+/* Leadership of partition `index` of __consumer_offsets (see above). */
+void groups_partition_leader(broker *b, int32_t index, int32_t epoch);
+void groups_partition_follower(broker *b, int32_t index, int32_t epoch);
+
+/* Does what is due at `now` (wall ms); the earliest time it is needed next
+ * (<= now: at once). */
+void groups_tick(broker *b, int64_t now);
+int64_t groups_next_deadline(broker *b);
+
+/* A topic was deleted: its committed offsets go from every group. */
+void groups_topic_deleted(broker *b, kstr name);
+
 /* The machines' answers to parked requests (api_groups.c): token is the
  * breq; they fill its response and complete it. */
 void groups_api_join_done(void *ctx, void *token, const gcoord_join_result *res);
 void groups_api_sync_done(void *ctx, void *token, const gcoord_sync_result *res);
+void groups_api_commit_done(void *ctx, void *token, const int16_t *errors, int n);
+void groups_api_delete_group_done(void *ctx, void *token, int16_t error);
+void groups_api_delete_offsets_done(void *ctx, void *token, int16_t error, const int16_t *errors, int n);
 
 /* Wall clock in milliseconds (the machines' clock). */
 int64_t groups_now_ms(void);

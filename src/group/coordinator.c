@@ -1,12 +1,39 @@
 /*
  * coordinator.c - the group coordinator state machine. See coordinator.h.
  *
- * Invariants (between calls):
- *   - a group is in the table iff it is not Dead;
+ * Appends. Every write goes through issue(): the records are copied into a
+ * `pending` that joins the FIFO of appends in flight (issue order), and the
+ * sink is asked to append them. gcoord_append_done marks a pending done;
+ * drain() then completes the done ones from the head of the FIFO, in issue
+ * order, at the end of the event in progress (never in the middle of one:
+ * an outcome reported inside the sink call waits for the event to finish).
+ * Completing an append applies its records to what the machine knows is
+ * durable (offsets, the groups' last stored metadata) exactly as loading
+ * would, then does what its kind needs (answer the commit, make the group
+ * Stable, ...). So the in-memory offsets are always the replay of the
+ * successful appends, which is what a reload sees. A snapshot is built from
+ * that state plus the records of every append still in flight (it is
+ * appended after them and replaces them); an append it includes that then
+ * fails is durable after all if the snapshot succeeds, so the snapshot
+ * adopts its records and applies them when it completes.
+ *
+ * Invariants (between calls; check_invariants asserts them at entry and
+ * exit of every event, the walks in SLUICE_DEEP_CHECKS builds):
+ *   - unloaded: no groups, no appends in flight; loading: no appends;
+ *   - a group is in the table iff it is not Dead, or Dead with the append of
+ *     its tombstones in flight (n_inflight > 0);
+ *   - a group's n_inflight counts the pendings that point at it; a group is
+ *     freed only with n_inflight == 0;
  *   - members[] order is join order; leader is NULL or a member's id;
  *   - a member's join_token is set only in PreparingRebalance (or during the
  *     call that answers it); a sync_token only in CompletingRebalance;
- *   - n_offsets counts the entries of the group's offset table;
+ *     sync_store only in CompletingRebalance;
+ *   - n_offsets counts the entries of the group's offset table, and
+ *     n_offsets_total the sum;
+ *   - the FIFO's sequence numbers increase; outstanding counts its
+ *     pendings not done, at most GCOORD_APPENDS_MAX;
+ *   - groups_behind counts the groups whose topic_epoch is below rt_epoch
+ *     (topic removals not yet applied to them);
  *   - next_deadline <= every armed deadline (it may be early: tick then
  *     recomputes it exactly).
  */
@@ -23,11 +50,62 @@
 
 #define NO_DEADLINE        INT64_MAX
 #define ENCODE_ARENA_LIMIT (256u << 20)
+/* Whole-structure checks walk everything; above this size only the O(1) ones run. */
+#define DEEP_CHECK_MAX 20000
+
+typedef enum phase { PH_UNLOADED = 0, PH_LOADING, PH_ACTIVE } phase;
+
+typedef enum pend_kind {
+    PK_COMMIT = 1,     /* OffsetCommit: token, errs */
+    PK_SYNC,           /* the leader's SyncGroup stored the generation */
+    PK_STATIC_JOIN,    /* a static member's new id, stored without a rebalance: token */
+    PK_GROUP,          /* a group record no request waits for (an Empty group's generation) */
+    PK_DELETE_GROUP,   /* DeleteGroups: token */
+    PK_DELETE_OFFSETS, /* OffsetDelete: token, errs */
+    PK_EXPIRE,         /* retention tombstones (and the group's with group_too) */
+    PK_REMOVE_TOPIC,   /* tombstones of deleted topics' offsets */
+    PK_SNAPSHOT,
+} pend_kind;
+
+typedef struct pending pending;
+struct pending {
+    uint64_t id;  /* the owner's; 0 until the sink returns it */
+    uint64_t seq; /* ours, in issue order */
+    pend_kind kind;
+    bool done, in_snapshot;
+    int16_t err; /* the outcome, once done */
+    /* The records, in one allocation (none for snapshots). */
+    gcoord_record *recs;
+    int n_recs;
+    gcoord_group *g; /* counted in g->n_inflight */
+    int32_t generation;
+    gcoord_state prev_state; /* Dead groups: the state to return to if the write fails */
+    int64_t prev_state_ts;
+    void *token;
+    int16_t *errs; /* per-entry results (commits, offset deletes) */
+    int n_errs;
+    char *member_id, *old_member_id, *instance_id; /* static join */
+    bool group_too;                                /* expiry: the group goes too */
+    int64_t appended_before;                       /* snapshot: records counted when it was issued */
+    pending *adopted;                              /* snapshot: included appends that failed */
+    pending *next;                                 /* in an adopted chain */
+};
+
+/* A deleted topic whose offsets are still being removed from some groups. */
+typedef struct removed_topic {
+    struct removed_topic *next;
+    uint32_t hash;
+    uint32_t epoch; /* groups whose topic_epoch is below it still have its offsets */
+    char *name;
+} removed_topic;
+
+#define RT_BUCKETS 1024
 
 struct gcoord {
     gcoord_config cfg;
     gcoord_sink sink;
-    bool loading;
+    phase ph;
+    int32_t epoch;        /* of the last load_begin; -1 before */
     int16_t shutdown_err; /* non-zero after gcoord_shutdown */
     gcoord_group **buckets;
     int32_t n_buckets;
@@ -38,6 +116,22 @@ struct gcoord {
     int64_t next_retention_check;
     /* snapshot accounting: records appended since the last snapshot */
     int64_t appended;
+    /* appends in flight: a ring in issue order */
+    pending **fifo;
+    int fifo_cap, fifo_head, n_fifo;
+    int outstanding; /* not reported done yet */
+    uint64_t seq;
+    pending *issuing;  /* during the sink's append call */
+    pending *snapshot; /* the snapshot in flight */
+    int depth;         /* 1 while an event runs */
+    bool draining;
+    /* topic removals */
+    removed_topic **rt;
+    int n_rt;
+    uint32_t rt_epoch;
+    int groups_behind;
+    int32_t rt_cursor; /* next bucket of the groups table to visit */
+    uint64_t mark;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -225,6 +319,9 @@ static gcoord_group *add_group(gcoord *c, kstr id, int64_t now) {
     g->state = GCOORD_EMPTY;
     g->state_ts = now;
     g->join_deadline = g->sync_deadline = NO_DEADLINE;
+    /* A group loaded from the log may hold offsets of topics removed while
+     * loading (load_end counts it); one created later has none. */
+    g->topic_epoch = c->ph == PH_LOADING ? 0 : c->rt_epoch;
     uint32_t b = g->hash % (uint32_t)c->n_buckets;
     g->next = c->buckets[b];
     c->buckets[b] = g;
@@ -266,14 +363,18 @@ static void free_offsets(gcoord *c, gcoord_group *g) {
     g->n_obuckets = g->n_offsets = 0;
 }
 
-/* Unlinks and frees a group (its parked requests must be answered). */
+/* Unlinks and frees a group (its parked requests must be answered, no
+ * append in flight may point at it). */
 static void remove_group(gcoord *c, gcoord_group *g) {
+    assert(g->n_inflight == 0);
     uint32_t b = g->hash % (uint32_t)c->n_buckets;
     gcoord_group **pp = &c->buckets[b];
     while (*pp != g)
         pp = &(*pp)->next;
     *pp = g->next;
     c->n_groups--;
+    if (g->topic_epoch < c->rt_epoch && c->ph != PH_LOADING)
+        c->groups_behind--; /* (while loading it is counted at the end) */
     for (int i = 0; i < g->n_members; i++)
         free_member(g->members[i]);
     free(g->members);
@@ -287,6 +388,14 @@ static void remove_group(gcoord *c, gcoord_group *g) {
     free(g->leader);
     free(g->meta_value);
     free(g);
+}
+
+/* An Empty group with nothing left (no members, offsets, stored metadata or
+ * writes in flight) goes. */
+static void maybe_drop(gcoord *c, gcoord_group *g) {
+    if (g->state == GCOORD_EMPTY && g->n_members == 0 && g->n_pending == 0 && g->n_offsets == 0 &&
+        g->meta_value == NULL && g->n_inflight == 0)
+        remove_group(c, g);
 }
 
 /* ---- offsets table ------------------------------------------------------- */
@@ -359,35 +468,341 @@ static void delete_offset(gcoord *c, gcoord_group *g, gcoord_offset_entry *e) {
     c->n_offsets_total--;
 }
 
+/* ---- removed topics ------------------------------------------------------- */
+
+static removed_topic *find_removed(const gcoord *c, kstr topic) {
+    if (c->n_rt == 0 || topic.len < 0)
+        return NULL;
+    uint32_t h = fnv(topic.ptr, (size_t)topic.len, 2166136261u);
+    for (removed_topic *r = c->rt[h % RT_BUCKETS]; r; r = r->next)
+        if (r->hash == h && streq_k(r->name, topic))
+            return r;
+    return NULL;
+}
+
+/* Does g still hold offsets of a topic removed after its last catch-up? */
+static bool removed_for(const gcoord *c, const gcoord_group *g, kstr topic) {
+    if (g->topic_epoch >= c->rt_epoch)
+        return false;
+    const removed_topic *r = find_removed(c, topic);
+    return r != NULL && r->epoch > g->topic_epoch;
+}
+
+static void clear_removed(gcoord *c) {
+    for (int i = 0; c->rt && i < RT_BUCKETS; i++)
+        while (c->rt[i]) {
+            removed_topic *r = c->rt[i];
+            c->rt[i] = r->next;
+            free(r->name);
+            free(r);
+        }
+    c->n_rt = 0;
+}
+
+/* ---- the FIFO of appends in flight --------------------------------------- */
+
+static pending *fifo_at(const gcoord *c, int i) { return c->fifo[(c->fifo_head + i) % c->fifo_cap]; }
+
+static int fifo_push(gcoord *c, pending *p) {
+    if (c->n_fifo == c->fifo_cap) {
+        int nc = c->fifo_cap ? c->fifo_cap * 2 : 16;
+        pending **nf = malloc((size_t)nc * sizeof *nf);
+        if (nf == NULL)
+            return -1;
+        for (int i = 0; i < c->n_fifo; i++)
+            nf[i] = fifo_at(c, i);
+        free(c->fifo);
+        c->fifo = nf;
+        c->fifo_cap = nc;
+        c->fifo_head = 0;
+    }
+    c->fifo[(c->fifo_head + c->n_fifo++) % c->fifo_cap] = p;
+    return 0;
+}
+
+static pending *fifo_pop_head(gcoord *c) {
+    assert(c->n_fifo > 0);
+    pending *p = c->fifo[c->fifo_head];
+    c->fifo_head = (c->fifo_head + 1) % c->fifo_cap;
+    c->n_fifo--;
+    return p;
+}
+
+static void fifo_pop_tail(gcoord *c, pending *p) {
+    assert(c->n_fifo > 0 && fifo_at(c, c->n_fifo - 1) == p);
+    (void)p;
+    c->n_fifo--;
+}
+
+/* A pending with a copy of recs (none for snapshots: they are neither
+ * replayed nor included in a later snapshot). NULL on OOM. */
+static pending *pend_new(pend_kind kind, const gcoord_record *recs, int n) {
+    size_t bytes = 0;
+    if (kind != PK_SNAPSHOT) {
+        bytes = (size_t)n * sizeof(gcoord_record);
+        for (int i = 0; i < n; i++)
+            bytes += (size_t)recs[i].key.len + (size_t)(recs[i].value.len > 0 ? recs[i].value.len : 0);
+    }
+    pending *p = calloc(1, sizeof *p + bytes);
+    if (p == NULL)
+        return NULL;
+    p->kind = kind;
+    if (kind == PK_SNAPSHOT)
+        return p;
+    p->recs = (gcoord_record *)(p + 1);
+    p->n_recs = n;
+    uint8_t *b = (uint8_t *)(p->recs + n);
+    for (int i = 0; i < n; i++) {
+        memcpy(b, recs[i].key.ptr, (size_t)recs[i].key.len);
+        p->recs[i].key = (kbytes){b, recs[i].key.len};
+        b += recs[i].key.len;
+        if (recs[i].value.len < 0) {
+            p->recs[i].value = KBYTES_NULL;
+            continue;
+        }
+        if (recs[i].value.len > 0)
+            memcpy(b, recs[i].value.ptr, (size_t)recs[i].value.len);
+        p->recs[i].value = (kbytes){b, recs[i].value.len};
+        b += recs[i].value.len;
+    }
+    return p;
+}
+
+static void pend_free(pending *p) {
+    while (p) {
+        pending *next = p->next;
+        pend_free(p->adopted);
+        free(p->errs);
+        free(p->member_id);
+        free(p->old_member_id);
+        free(p->instance_id);
+        free(p);
+        p = next;
+    }
+}
+
+/* Kafka's mapping of an append error to what an OffsetCommit answers. */
+static int16_t commit_error(int16_t e) {
+    switch (e) {
+    case KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case KAFKA_ERR_NOT_ENOUGH_REPLICAS:
+    case KAFKA_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case KAFKA_ERR_REQUEST_TIMED_OUT:
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    case KAFKA_ERR_NOT_LEADER_OR_FOLLOWER:
+    case KAFKA_ERR_KAFKA_STORAGE_ERROR:
+        return KAFKA_ERR_NOT_COORDINATOR;
+    case KAFKA_ERR_MESSAGE_TOO_LARGE:
+    case KAFKA_ERR_RECORD_LIST_TOO_LARGE:
+    case KAFKA_ERR_INVALID_FETCH_SIZE:
+        return KAFKA_ERR_INVALID_COMMIT_OFFSET_SIZE;
+    default:
+        return e;
+    }
+}
+
+/* ... and to what a request that stored group metadata or tombstones answers. */
+static int16_t store_error(int16_t e) {
+    switch (e) {
+    case KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case KAFKA_ERR_NOT_ENOUGH_REPLICAS:
+    case KAFKA_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    case KAFKA_ERR_NOT_LEADER_OR_FOLLOWER:
+    case KAFKA_ERR_KAFKA_STORAGE_ERROR:
+        return KAFKA_ERR_NOT_COORDINATOR;
+    case KAFKA_ERR_REQUEST_TIMED_OUT:
+        return KAFKA_ERR_REBALANCE_IN_PROGRESS;
+    case KAFKA_ERR_MESSAGE_TOO_LARGE:
+    case KAFKA_ERR_RECORD_LIST_TOO_LARGE:
+    case KAFKA_ERR_INVALID_FETCH_SIZE:
+        return KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    default:
+        return e;
+    }
+}
+
+/* Hands recs to the owner. Returns the pending (in the FIFO; its outcome
+ * comes later, or has come already inside the call) or NULL with *err (the
+ * owner's error, unmapped) when nothing was written: the outstanding limit,
+ * no memory, or the owner refused. */
+static pending *issue(gcoord *c, pend_kind kind, gcoord_group *g, const gcoord_record *recs, int n,
+                      int16_t *err) {
+    assert(c->ph == PH_ACTIVE && c->issuing == NULL && c->depth == 1);
+    if (c->outstanding >= GCOORD_APPENDS_MAX) {
+        *err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return NULL;
+    }
+    pending *p = pend_new(kind, recs, n);
+    if (p == NULL || fifo_push(c, p) != 0) {
+        free(p);
+        *err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        return NULL;
+    }
+    p->seq = ++c->seq;
+    p->g = g;
+    if (g)
+        g->n_inflight++;
+    c->outstanding++;
+    c->issuing = p;
+    int16_t refused = 0;
+    uint64_t id = c->sink.append(c->sink.ctx, recs, n, kind == PK_SNAPSHOT, &refused);
+    c->issuing = NULL;
+    if (id == 0) {
+        if (!p->done)
+            c->outstanding--;
+        fifo_pop_tail(c, p);
+        if (g)
+            g->n_inflight--;
+        pend_free(p);
+        *err = refused ? refused : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        return NULL;
+    }
+    /* An outcome reported inside the call named the id it returned. */
+    assert(p->id == 0 || p->id == id);
+    p->id = id;
+    if (kind != PK_SNAPSHOT)
+        c->appended += n;
+    return p;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 gcoord *gcoord_create(const gcoord_config *cfg, const gcoord_sink *sink) {
     gcoord *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
+    c->rt = calloc(RT_BUCKETS, sizeof *c->rt);
+    if (c->rt == NULL) {
+        free(c);
+        return NULL;
+    }
     c->cfg = *cfg;
     c->sink = *sink;
-    c->loading = true;
+    c->ph = PH_UNLOADED;
+    c->epoch = -1;
     c->next_deadline = NO_DEADLINE;
     c->next_retention_check = NO_DEADLINE;
     return c;
 }
 
+static void drop_everything(gcoord *c);
+
 void gcoord_destroy(gcoord *c) {
     if (c == NULL)
         return;
-    for (int32_t i = 0; i < c->n_buckets; i++)
-        while (c->buckets[i])
-            remove_group(c, c->buckets[i]);
+    drop_everything(c);
     free(c->buckets);
+    free(c->fifo);
+    free(c->rt);
     free(c);
 }
 
-bool gcoord_loading(const gcoord *c) { return c->loading; }
+bool gcoord_loading(const gcoord *c) { return c->ph == PH_LOADING; }
+
+bool gcoord_active(const gcoord *c) { return c->ph == PH_ACTIVE && c->shutdown_err == 0; }
+
+int32_t gcoord_epoch(const gcoord *c) { return c->epoch; }
 
 int gcoord_group_count(const gcoord *c) { return c->n_groups; }
 
 int64_t gcoord_next_deadline(const gcoord *c) { return c->next_deadline; }
+
+int gcoord_appends_outstanding(const gcoord *c) { return c->outstanding; }
+
+/* ---- invariants ----------------------------------------------------------- */
+
+static void check_invariants(const gcoord *c) {
+    assert(c->ph == PH_UNLOADED || c->ph == PH_LOADING || c->ph == PH_ACTIVE);
+    assert(c->ph == PH_ACTIVE || (c->n_fifo == 0 && c->outstanding == 0 && c->snapshot == NULL));
+    assert(c->ph != PH_UNLOADED || (c->n_groups == 0 && c->n_offsets_total == 0));
+    assert(c->outstanding >= 0 && c->outstanding <= c->n_fifo && c->outstanding <= GCOORD_APPENDS_MAX);
+    assert(c->groups_behind >= 0 && c->groups_behind <= c->n_groups);
+    assert(c->n_offsets_total >= 0 && c->n_groups >= 0 && c->appended >= 0);
+    assert(c->issuing == NULL && !c->draining);
+    assert(c->n_rt > 0 || c->groups_behind == 0 || c->ph == PH_LOADING);
+#ifdef SLUICE_DEEP_CHECKS
+    if (c->n_groups + c->n_offsets_total + c->n_fifo > DEEP_CHECK_MAX)
+        return;
+    int outstanding = 0, snapshots = 0;
+    for (int i = 0; i < c->n_fifo; i++) {
+        const pending *p = fifo_at(c, i);
+        assert(p->id != 0);
+        assert(i == 0 || p->seq > fifo_at(c, i - 1)->seq);
+        outstanding += !p->done;
+        snapshots += p->kind == PK_SNAPSHOT;
+        assert(p->kind != PK_SNAPSHOT || p == c->snapshot);
+    }
+    assert(outstanding == c->outstanding);
+    assert(snapshots == (c->snapshot != NULL));
+    int groups = 0, behind = 0;
+    int64_t offsets = 0;
+    for (int32_t b = 0; b < c->n_buckets; b++)
+        for (const gcoord_group *g = c->buckets[b]; g; g = g->next) {
+            groups++;
+            assert(g->hash % (uint32_t)c->n_buckets == (uint32_t)b);
+            assert(g->state != GCOORD_DEAD || g->n_inflight > 0);
+            assert(!g->sync_store || g->state == GCOORD_COMPLETING_REBALANCE);
+            assert(g->topic_epoch <= c->rt_epoch);
+            behind += g->topic_epoch < c->rt_epoch;
+            int inflight = 0;
+            for (int i = 0; i < c->n_fifo; i++)
+                inflight += fifo_at(c, i)->g == g;
+            assert(inflight == g->n_inflight);
+            bool leader_found = g->leader == NULL;
+            for (int i = 0; i < g->n_members; i++) {
+                const gcoord_member *m = g->members[i];
+                leader_found |= g->leader && strcmp(g->leader, m->member_id) == 0;
+                assert(m->join_token == NULL || g->state == GCOORD_PREPARING_REBALANCE);
+                assert(m->sync_token == NULL || g->state == GCOORD_COMPLETING_REBALANCE);
+                if (c->ph == PH_ACTIVE && !m->join_token && !m->sync_token)
+                    assert(c->next_deadline <= m->hb_deadline);
+            }
+            assert(leader_found);
+            if (c->ph == PH_ACTIVE) {
+                if (g->state == GCOORD_PREPARING_REBALANCE)
+                    assert(c->next_deadline <= g->join_deadline);
+                if (g->state == GCOORD_COMPLETING_REBALANCE && !g->sync_store)
+                    assert(c->next_deadline <= g->sync_deadline);
+            }
+            int32_t n = 0;
+            for (int32_t ob = 0; ob < g->n_obuckets; ob++)
+                for (const gcoord_offset_entry *e = g->obuckets[ob]; e; e = e->next)
+                    n++;
+            assert(n == g->n_offsets);
+            offsets += n;
+        }
+    assert(groups == c->n_groups);
+    assert(offsets == c->n_offsets_total);
+    if (c->ph != PH_LOADING)
+        assert(behind == c->groups_behind);
+#endif
+}
+
+/* Every public event: invariants at entry; at exit the outcomes reported
+ * meanwhile are completed (drain), a snapshot taken if due, invariants again. */
+static void drain(gcoord *c, int64_t now);
+static void maybe_snapshot(gcoord *c);
+
+static void enter(gcoord *c) {
+    assert(c->depth == 0 && "a sink callback called back into the machine");
+    check_invariants(c);
+    c->depth = 1;
+}
+
+static void leave(gcoord *c, int64_t now) {
+    assert(c->depth == 1);
+    if (c->ph == PH_ACTIVE) {
+        drain(c, now);
+        maybe_snapshot(c);
+        drain(c, now);
+        /* Topic removals continue from the next tick, at once. */
+        if (c->groups_behind > 0 && c->outstanding < GCOORD_APPENDS_MAX)
+            arm(c, now);
+    }
+    c->depth = 0;
+    check_invariants(c);
+}
 
 /* ---- answering parked requests ------------------------------------------ */
 
@@ -453,16 +868,6 @@ static void join_answer(gcoord *c, gcoord_group *g, gcoord_member *m, void *toke
 
 /* ---- persistence ------------------------------------------------------------ */
 
-static void maybe_snapshot(gcoord *c);
-
-/* Appends records through the sink; counts them for snapshots. */
-static int append(gcoord *c, const gcoord_record *recs, int n) {
-    int rc = c->sink.append(c->sink.ctx, recs, n, false);
-    if (rc == 0)
-        c->appended += n;
-    return rc;
-}
-
 /* Encodes the group's metadata value as it stands now. */
 static int encode_group_value(gcoord_group *g, arena *a, kbytes *out) {
     grec_group v = {.protocol_type = ks(g->protocol_type),
@@ -491,86 +896,387 @@ static int encode_group_value(gcoord_group *g, arena *a, kbytes *out) {
     return grec_encode_group_value(a, &v, out);
 }
 
-/* Writes the group's metadata record; keeps a copy for snapshots. */
-static int store_group(gcoord *c, gcoord_group *g) {
+/* Appends the group's metadata record as it stands now; kind says who waits
+ * for it. NULL with *err (unmapped) when refused. */
+static pending *store_group(gcoord *c, gcoord_group *g, pend_kind kind, int16_t *err) {
     arena a;
     arena_init(&a, ENCODE_ARENA_LIMIT);
     gcoord_record rec;
-    int rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
-    if (grec_encode_group_key(&a, kstr_c(g->id), &rec.key) != 0 || encode_group_value(g, &a, &rec.value) != 0)
-        goto out;
-    uint8_t *copy = malloc((size_t)rec.value.len);
-    if (copy == NULL)
-        goto out;
-    memcpy(copy, rec.value.ptr, (size_t)rec.value.len);
-    rc = append(c, &rec, 1);
-    if (rc == 0) {
-        free(g->meta_value);
-        g->meta_value = copy;
-        g->meta_value_len = rec.value.len;
-    } else {
-        free(copy);
+    pending *p = NULL;
+    *err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    if (grec_encode_group_key(&a, kstr_c(g->id), &rec.key) == 0 &&
+        encode_group_value(g, &a, &rec.value) == 0) {
+        p = issue(c, kind, g, &rec, 1, err);
+        if (p)
+            p->generation = g->generation;
     }
-out:
     arena_reset(&a);
-    return rc;
+    return p;
 }
 
-/* Tombstones for the given offsets of g (all when topics is NULL) and,
- * with group_too, for the group itself. */
-static int write_tombstones(gcoord *c, gcoord_group *g, bool group_too, gcoord_offset_entry **only,
-                            int n_only) {
+/* A growing list of records encoded into an arena. */
+typedef struct recs_builder {
     arena a;
-    arena_init(&a, ENCODE_ARENA_LIMIT);
-    int n = (only ? n_only : g->n_offsets) + (group_too ? 1 : 0), k = 0;
-    int rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
-    if (n == 0) {
-        rc = 0;
-        goto out;
-    }
-    gcoord_record *recs = arena_calloc(&a, (size_t)n, sizeof *recs);
-    if (recs == NULL)
-        goto out;
-    if (only) {
-        for (int i = 0; i < n_only; i++) {
-            if (grec_encode_offset_key(&a, kstr_c(g->id), kstr_c(only[i]->topic), only[i]->partition,
-                                       &recs[k].key) != 0)
-                goto out;
-            recs[k++].value = KBYTES_NULL;
+    gcoord_record *v;
+    int n, cap;
+    bool oom;
+} recs_builder;
+
+static void rb_init(recs_builder *rb) {
+    memset(rb, 0, sizeof *rb);
+    arena_init(&rb->a, ENCODE_ARENA_LIMIT);
+}
+
+static void rb_free(recs_builder *rb) { arena_reset(&rb->a); }
+
+static gcoord_record *rb_add(recs_builder *rb) {
+    if (rb->oom)
+        return NULL;
+    if (rb->n == rb->cap) {
+        int nc = rb->cap ? rb->cap * 2 : 16;
+        gcoord_record *nv = arena_calloc(&rb->a, (size_t)nc, sizeof *nv);
+        if (nv == NULL) {
+            rb->oom = true;
+            return NULL;
         }
-    } else {
-        for (int32_t b = 0; b < g->n_obuckets; b++)
-            for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next) {
-                if (grec_encode_offset_key(&a, kstr_c(g->id), kstr_c(e->topic), e->partition, &recs[k].key) !=
-                    0)
-                    goto out;
-                recs[k++].value = KBYTES_NULL;
+        if (rb->n)
+            memcpy(nv, rb->v, (size_t)rb->n * sizeof *nv);
+        rb->v = nv;
+        rb->cap = nc;
+    }
+    return &rb->v[rb->n++];
+}
+
+static void rb_offset_tombstone(recs_builder *rb, const char *group, const char *topic, int32_t partition) {
+    gcoord_record *r = rb_add(rb);
+    if (r == NULL)
+        return;
+    if (grec_encode_offset_key(&rb->a, kstr_c(group), kstr_c(topic), partition, &r->key) != 0) {
+        rb->oom = true;
+        return;
+    }
+    r->value = KBYTES_NULL;
+}
+
+static void rb_group_tombstone(recs_builder *rb, const char *group) {
+    gcoord_record *r = rb_add(rb);
+    if (r == NULL)
+        return;
+    if (grec_encode_group_key(&rb->a, kstr_c(group), &r->key) != 0) {
+        rb->oom = true;
+        return;
+    }
+    r->value = KBYTES_NULL;
+}
+
+/* Tombstones for the offsets that commits still in flight for g write
+ * (filter: only those of removed topics), so a tombstone issued now also
+ * covers what they add when they complete. */
+static void rb_inflight_commits(const gcoord *c, recs_builder *rb, const gcoord_group *g, bool removed_only) {
+    if (g->n_inflight == 0)
+        return;
+    for (int i = 0; i < c->n_fifo; i++) {
+        const pending *p = fifo_at(c, i);
+        if (p->kind != PK_COMMIT || p->g != g || (p->done && p->err))
+            continue;
+        for (int j = 0; j < p->n_recs; j++) {
+            grec_key k;
+            if (grec_decode_key(p->recs[j].key, &k) != 0 || k.version == GREC_KEY_GROUP)
+                continue;
+            if (removed_only && !removed_for(c, g, k.topic))
+                continue;
+            gcoord_record *r = rb_add(rb);
+            if (r == NULL)
+                return;
+            r->key = p->recs[j].key; /* lives in the pending, which outlives the call */
+            r->value = KBYTES_NULL;
+        }
+    }
+}
+
+/* ---- applying durable records ------------------------------------------- */
+
+/* Applies a record of append `seq` that is now durable to what the machine
+ * knows is durable: offsets, and each group's stored metadata (members are
+ * live state, never touched here). A record older than what an entry holds
+ * (by sequence) is stale and skipped. */
+static void apply_durable(gcoord *c, kbytes key, kbytes value, uint64_t seq, int64_t now) {
+    grec_key k;
+    if (key.len < 0 || grec_decode_key(key, &k) != 0)
+        return;
+    gcoord_group *g = find_group(c, k.group);
+    if (k.version == GREC_KEY_GROUP) {
+        if (g == NULL && value.len < 0)
+            return;
+        if (g == NULL && (g = add_group(c, k.group, now)) == NULL)
+            return;
+        if (g->meta_seq > seq)
+            return;
+        uint8_t *copy = NULL;
+        if (value.len >= 0) {
+            copy = malloc(value.len > 0 ? (size_t)value.len : 1);
+            if (copy == NULL)
+                return;
+            if (value.len > 0)
+                memcpy(copy, value.ptr, (size_t)value.len);
+        }
+        free(g->meta_value);
+        g->meta_value = copy;
+        g->meta_value_len = value.len >= 0 ? value.len : 0;
+        g->meta_seq = seq;
+        return;
+    }
+    if (value.len < 0) {
+        gcoord_offset_entry *e = g ? find_offset(g, k.topic, k.partition) : NULL;
+        if (e && e->seq < seq)
+            delete_offset(c, g, e);
+        return;
+    }
+    grec_offset v;
+    if (grec_decode_offset_value(value, &v) != 0)
+        return;
+    if (g == NULL && (g = add_group(c, k.group, now)) == NULL)
+        return;
+    gcoord_offset_entry *e = find_offset(g, k.topic, k.partition);
+    if (e && e->seq > seq)
+        return;
+    char *meta = dupk(v.metadata);
+    if (meta == NULL || (e = upsert_offset(c, g, k.topic, k.partition)) == NULL) {
+        free(meta);
+        return;
+    }
+    free(e->metadata);
+    e->metadata = meta;
+    e->offset = v.offset;
+    e->leader_epoch = v.leader_epoch;
+    e->commit_ts = v.commit_ts;
+    e->expire_ts = v.expire_ts;
+    e->seq = seq;
+}
+
+static bool key_eq(kbytes a, kbytes b) {
+    return a.len >= 0 && a.len == b.len && memcmp(a.ptr, b.ptr, (size_t)a.len) == 0;
+}
+
+/* A successful append supersedes, key by key, the records of failed appends
+ * the snapshot in flight adopted (they are older). */
+static void supersede_adopted(gcoord *c, const pending *p) {
+    if (c->snapshot == NULL || c->snapshot->adopted == NULL)
+        return;
+    for (pending *a = c->snapshot->adopted; a; a = a->next)
+        for (int i = 0; i < a->n_recs; i++)
+            for (int j = 0; j < p->n_recs; j++)
+                if (key_eq(a->recs[i].key, p->recs[j].key)) {
+                    a->recs[i].key.len = -1; /* skipped when applied */
+                    break;
+                }
+}
+
+/* ---- completing appends ------------------------------------------------------ */
+
+static void prepare_rebalance(gcoord *c, gcoord_group *g, int64_t now, const char *reason);
+static gcoord_member *find_member(const gcoord_group *g, kstr id);
+static gcoord_member *find_static(const gcoord_group *g, kstr instance);
+static kbytes member_assignment(const gcoord_member *m);
+static int rename_member(gcoord_group *g, gcoord_member *m, const char *to);
+
+/* Answers the members whose SyncGroup waits in CompletingRebalance. */
+static void answer_syncs(gcoord *c, gcoord_group *g, int16_t err) {
+    for (int i = 0; i < g->n_members; i++) {
+        gcoord_member *x = g->members[i];
+        if (x->sync_token) {
+            void *t = x->sync_token;
+            x->sync_token = NULL;
+            sync_answer(c, t, err, g, err ? (kbytes){NULL, 0} : member_assignment(x));
+        }
+    }
+}
+
+static void complete_static_join(gcoord *c, pending *p, bool ok) {
+    gcoord_group *g = p->g;
+    gcoord_member *m = find_member(g, kstr_c(p->member_id));
+    if (ok) {
+        if (m) {
+            join_answer(c, g, m, p->token, true);
+        } else {
+            /* Gone meanwhile: replaced again (fenced) or expired. */
+            const gcoord_member *other = find_static(g, kstr_c(p->instance_id));
+            join_error(c, p->token, other ? KAFKA_ERR_FENCED_INSTANCE_ID : KAFKA_ERR_UNKNOWN_MEMBER_ID,
+                       kstr_c(p->member_id));
+        }
+        return;
+    }
+    /* Not stored: the member keeps the id it had, as the log does. */
+    if (m && find_member(g, kstr_c(p->old_member_id)) == NULL)
+        (void)rename_member(g, m, p->old_member_id);
+    join_error(c, p->token, store_error(p->err), kstr_c(""));
+}
+
+/* Applies and answers one append whose outcome is in, in issue order. */
+static void complete(gcoord *c, pending *p, int64_t now) {
+    bool ok = p->err == 0;
+    gcoord_group *g = p->g;
+    if (ok && p->kind != PK_SNAPSHOT) {
+        for (int i = 0; i < p->n_recs; i++)
+            apply_durable(c, p->recs[i].key, p->recs[i].value, p->seq, now);
+        supersede_adopted(c, p);
+    }
+    if (g) {
+        assert(g->n_inflight > 0);
+        g->n_inflight--;
+    }
+    switch (p->kind) {
+    case PK_COMMIT:
+        for (int i = 0; i < p->n_errs; i++)
+            if (p->errs[i] == 0 && !ok)
+                p->errs[i] = commit_error(p->err);
+        c->sink.commit_done(c->sink.ctx, p->token, p->errs, p->n_errs);
+        maybe_drop(c, g);
+        break;
+    case PK_SYNC:
+        /* Only if the group still waits for this store (a join or a leave
+         * since then started another rebalance, which answered the syncs). */
+        if (g->state == GCOORD_COMPLETING_REBALANCE && g->generation == p->generation && g->sync_store) {
+            g->sync_store = false;
+            if (ok) {
+                set_state(g, GCOORD_STABLE, now);
+                g->sync_deadline = NO_DEADLINE;
+                answer_syncs(c, g, 0);
+            } else {
+                /* Not persisted: nobody may act on it; start over. */
+                answer_syncs(c, g, store_error(p->err));
+                prepare_rebalance(c, g, now, "group state could not be stored");
             }
+        }
+        break;
+    case PK_STATIC_JOIN:
+        complete_static_join(c, p, ok);
+        break;
+    case PK_GROUP:
+    case PK_REMOVE_TOPIC:
+        break;
+    case PK_DELETE_GROUP:
+        assert(g->state == GCOORD_DEAD);
+        if (ok) {
+            c->sink.delete_group_done(c->sink.ctx, p->token, 0);
+            remove_group(c, g);
+        } else {
+            g->state = p->prev_state;
+            g->state_ts = p->prev_state_ts;
+            c->sink.delete_group_done(c->sink.ctx, p->token, store_error(p->err));
+        }
+        break;
+    case PK_DELETE_OFFSETS:
+        for (int i = 0; i < p->n_errs; i++)
+            if (p->errs[i] == 0 && !ok)
+                p->errs[i] = store_error(p->err);
+        c->sink.delete_offsets_done(c->sink.ctx, p->token, 0, p->errs, p->n_errs);
+        break;
+    case PK_EXPIRE:
+        if (p->group_too) {
+            assert(g->state == GCOORD_DEAD);
+            if (ok) {
+                remove_group(c, g);
+            } else {
+                g->state = p->prev_state;
+                g->state_ts = p->prev_state_ts;
+            }
+        }
+        break;
+    case PK_SNAPSHOT:
+        assert(c->snapshot == p);
+        c->snapshot = NULL;
+        if (ok) {
+            c->appended -= p->appended_before;
+            if (c->appended < 0)
+                c->appended = 0;
+            /* Appends it included that failed are durable after all: apply
+             * them, oldest first (the chain is newest first). */
+            pending *rev = NULL;
+            while (p->adopted) {
+                pending *a = p->adopted;
+                p->adopted = a->next;
+                a->next = rev;
+                rev = a;
+            }
+            for (pending *a = rev; a; a = a->next)
+                for (int i = 0; i < a->n_recs; i++)
+                    apply_durable(c, a->recs[i].key, a->recs[i].value, a->seq, now);
+            p->adopted = rev;
+        }
+        break;
     }
-    if (group_too) {
-        if (grec_encode_group_key(&a, kstr_c(g->id), &recs[k].key) != 0)
-            goto out;
-        recs[k++].value = KBYTES_NULL;
+    if (!ok && p->kind != PK_SNAPSHOT && p->in_snapshot && c->snapshot) {
+        /* The snapshot in flight contains these records. */
+        free(p->errs);
+        p->errs = NULL;
+        p->g = NULL;
+        p->next = c->snapshot->adopted;
+        c->snapshot->adopted = p;
+        return;
     }
-    assert(k == n);
-    rc = append(c, recs, n);
-out:
-    arena_reset(&a);
-    return rc;
+    pend_free(p);
+}
+
+/* Completes the appends whose outcome is in, from the oldest, stopping at
+ * the first still outstanding. */
+static void drain(gcoord *c, int64_t now) {
+    if (c->draining)
+        return;
+    c->draining = true;
+    while (c->ph == PH_ACTIVE && c->n_fifo > 0 && fifo_at(c, 0)->done)
+        complete(c, fifo_pop_head(c), now);
+    c->draining = false;
+}
+
+void gcoord_append_done(gcoord *c, uint64_t id, int16_t err, int64_t now) {
+    if (c->ph != PH_ACTIVE || id == 0)
+        return; /* an append of an earlier load */
+    pending *p = NULL;
+    for (int i = 0; i < c->n_fifo && p == NULL; i++)
+        if (fifo_at(c, i)->id == id)
+            p = fifo_at(c, i);
+    if (p == NULL && c->issuing && c->issuing->id == 0) {
+        p = c->issuing; /* reported inside the append call that returns this id */
+        p->id = id;
+    }
+    if (p == NULL || p->done)
+        return;
+    p->done = true;
+    p->err = err;
+    c->outstanding--;
+    if (c->depth > 0)
+        return; /* inside a sink call: the event in progress completes it */
+    enter(c);
+    leave(c, now);
 }
 
 /* A snapshot rewrites every live record so the owner can drop older ones:
  * taken when the records appended since the last one outnumber twice the
- * live ones (and at least snapshot_min_records). */
+ * live ones (and at least snapshot_min_records). It holds the durable state
+ * and, after it, the records of every append still in flight (which it
+ * follows in the log and which the owner may drop with everything before
+ * it). Not while topic removals are half done (some groups still hold
+ * offsets that are being deleted). */
 static void maybe_snapshot(gcoord *c) {
     int64_t live = c->n_offsets_total + c->n_groups;
-    if (c->loading || c->appended < c->cfg.snapshot_min_records || c->appended < 2 * live)
+    if (c->ph != PH_ACTIVE || c->snapshot || c->groups_behind > 0 ||
+        c->appended < c->cfg.snapshot_min_records || c->appended < 2 * live ||
+        c->outstanding >= GCOORD_APPENDS_MAX)
         return;
+    int64_t inflight = 0;
+    for (int i = 0; i < c->n_fifo; i++) {
+        const pending *p = fifo_at(c, i);
+        if (!(p->done && p->err))
+            inflight += p->n_recs;
+    }
     arena a;
     arena_init(&a, ENCODE_ARENA_LIMIT);
-    gcoord_record *recs = live > 0 ? arena_calloc(&a, (size_t)live, sizeof *recs) : NULL;
-    int n = 0;
-    if (live > 0 && recs == NULL)
+    int64_t cap = live + inflight;
+    gcoord_record *recs = cap > 0 ? arena_calloc(&a, (size_t)cap, sizeof *recs) : NULL;
+    pending **included = c->n_fifo > 0 ? arena_calloc(&a, (size_t)c->n_fifo, sizeof *included) : NULL;
+    int n = 0, n_inc = 0;
+    if ((cap > 0 && recs == NULL) || (c->n_fifo > 0 && included == NULL) || cap > INT32_MAX)
         goto out;
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next) {
@@ -589,11 +1295,103 @@ static void maybe_snapshot(gcoord *c) {
                     n++;
                 }
         }
+    for (int i = 0; i < c->n_fifo; i++) {
+        pending *p = fifo_at(c, i);
+        if (p->done && p->err)
+            continue; /* known not written */
+        included[n_inc++] = p;
+        for (int j = 0; j < p->n_recs; j++)
+            recs[n++] = p->recs[j];
+    }
+    assert(n <= cap);
     /* Even with nothing live, an empty snapshot lets the owner drop history. */
-    if (c->sink.append(c->sink.ctx, recs, n, true) == 0)
-        c->appended = 0;
+    int16_t err;
+    int64_t before = c->appended;
+    pending *s = issue(c, PK_SNAPSHOT, NULL, recs, n, &err);
+    if (s) {
+        s->appended_before = before;
+        c->snapshot = s;
+        for (int i = 0; i < n_inc; i++)
+            included[i]->in_snapshot = true;
+    }
 out:
     arena_reset(&a);
+}
+
+/* Answers a request waiting for an append that will never be completed. */
+static void abandon(gcoord *c, pending *p, int16_t err) {
+    switch (p->kind) {
+    case PK_COMMIT:
+        for (int i = 0; i < p->n_errs; i++)
+            if (p->errs[i] == 0)
+                p->errs[i] = err;
+        c->sink.commit_done(c->sink.ctx, p->token, p->errs, p->n_errs);
+        break;
+    case PK_STATIC_JOIN:
+        join_error(c, p->token, err, kstr_c(""));
+        break;
+    case PK_DELETE_GROUP:
+        c->sink.delete_group_done(c->sink.ctx, p->token, err);
+        break;
+    case PK_DELETE_OFFSETS:
+        c->sink.delete_offsets_done(c->sink.ctx, p->token, err, NULL, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Frees the appends in flight and every group, without answering. */
+static void drop_everything(gcoord *c) {
+    while (c->n_fifo > 0) {
+        pending *p = fifo_pop_head(c);
+        if (p->g)
+            p->g->n_inflight--;
+        pend_free(p);
+    }
+    c->outstanding = 0;
+    c->snapshot = NULL;
+    for (int32_t i = 0; i < c->n_buckets; i++)
+        while (c->buckets[i]) {
+            gcoord_group *g = c->buckets[i];
+            for (int j = 0; j < g->n_members; j++)
+                g->members[j]->join_token = g->members[j]->sync_token = NULL;
+            remove_group(c, g);
+        }
+    clear_removed(c);
+    c->groups_behind = 0;
+    c->n_offsets_total = 0;
+    c->appended = 0;
+    c->next_deadline = NO_DEADLINE;
+    c->next_retention_check = NO_DEADLINE;
+}
+
+/* Answers everything parked with err, then drops all state: unloaded. */
+static void unload(gcoord *c, int16_t err) {
+    for (int32_t b = 0; b < c->n_buckets; b++)
+        for (gcoord_group *g = c->buckets[b]; g; g = g->next)
+            for (int i = 0; i < g->n_members; i++) {
+                gcoord_member *m = g->members[i];
+                if (m->join_token) {
+                    void *t = m->join_token;
+                    m->join_token = NULL;
+                    join_error(c, t, err, ks(m->member_id));
+                }
+                if (m->sync_token) {
+                    void *t = m->sync_token;
+                    m->sync_token = NULL;
+                    sync_answer(c, t, err, g, (kbytes){NULL, 0});
+                }
+            }
+    while (c->n_fifo > 0) {
+        pending *p = fifo_pop_head(c);
+        if (p->g)
+            p->g->n_inflight--;
+        abandon(c, p, err);
+        pend_free(p);
+    }
+    drop_everything(c);
+    c->ph = PH_UNLOADED;
 }
 
 /* ---- loading ------------------------------------------------------------------ */
@@ -687,7 +1485,22 @@ out:
     return rc;
 }
 
+bool gcoord_load_begin(gcoord *c, int32_t epoch, int64_t now) {
+    (void)now;
+    if (c->shutdown_err || (c->epoch >= 0 && epoch < c->epoch) || (c->ph != PH_UNLOADED && epoch == c->epoch))
+        return false;
+    enter(c);
+    if (c->ph != PH_UNLOADED)
+        unload(c, KAFKA_ERR_NOT_COORDINATOR);
+    c->epoch = epoch;
+    c->ph = PH_LOADING;
+    leave(c, now);
+    return true;
+}
+
 int gcoord_load_record(gcoord *c, kbytes key, kbytes value) {
+    if (c->ph != PH_LOADING)
+        return -1;
     grec_key k;
     if (grec_decode_key(key, &k) != 0 || k.group.len > GCOORD_GROUP_ID_MAX)
         return -1;
@@ -736,10 +1549,15 @@ int gcoord_load_record(gcoord *c, kbytes key, kbytes value) {
     e->leader_epoch = v.leader_epoch;
     e->commit_ts = v.commit_ts;
     e->expire_ts = v.expire_ts;
+    e->seq = 0;
     return 0;
 }
 
 void gcoord_load_end(gcoord *c, int64_t now) {
+    if (c->ph != PH_LOADING)
+        return;
+    enter(c);
+    c->groups_behind = 0;
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next) {
             if (g->n_members > 0) {
@@ -757,11 +1575,36 @@ void gcoord_load_end(gcoord *c, int64_t now) {
             }
             if (g->state_ts <= 0)
                 g->state_ts = now;
+            /* Topics removed while loading still have offsets in what was read. */
+            if (c->n_rt == 0)
+                g->topic_epoch = c->rt_epoch;
+            c->groups_behind += g->topic_epoch < c->rt_epoch;
         }
-    c->loading = false;
+    if (c->groups_behind > 0)
+        arm(c, now);
+    else
+        clear_removed(c);
+    c->ph = PH_ACTIVE;
     c->next_retention_check = now + c->cfg.retention_check_interval_ms;
     arm(c, c->next_retention_check);
-    maybe_snapshot(c);
+    leave(c, now);
+}
+
+bool gcoord_unload(gcoord *c, int32_t epoch, int64_t now) {
+    if (c->ph == PH_UNLOADED || (epoch >= 0 && epoch < c->epoch))
+        return false;
+    enter(c);
+    unload(c, KAFKA_ERR_NOT_COORDINATOR);
+    leave(c, now);
+    return true;
+}
+
+void gcoord_shutdown(gcoord *c, int16_t error) {
+    enter(c);
+    if (c->ph != PH_UNLOADED)
+        unload(c, error);
+    c->shutdown_err = error;
+    leave(c, 0);
 }
 
 /* ---- members ------------------------------------------------------------------ */
@@ -1013,6 +1856,7 @@ static void prepare_rebalance(gcoord *c, gcoord_group *g, int64_t now, const cha
         }
     }
     g->sync_deadline = NO_DEADLINE;
+    g->sync_store = false; /* a store in flight no longer decides anything */
     bool initial = g->state == GCOORD_EMPTY;
     set_state(g, GCOORD_PREPARING_REBALANCE, now);
     int32_t rt = max_rebalance_timeout(g);
@@ -1062,7 +1906,8 @@ static void complete_join(gcoord *c, gcoord_group *g, int64_t now) {
                                 .protocol_type = ks_or_null(g->protocol_type),
                                 .protocol = KSTR_NULL,
                                 .leader = KSTR_NULL});
-        store_group(c, g);
+        int16_t err;
+        (void)store_group(c, g, PK_GROUP, &err); /* no one waits for it; a reload may see the older one */
         return;
     }
     g->protocol = select_protocol(g);
@@ -1097,14 +1942,23 @@ static void complete_join(gcoord *c, gcoord_group *g, int64_t now) {
 
 /* ---- JoinGroup ------------------------------------------------------------------- */
 
+/* The phase's answer to any request, 0 when loaded. */
+static int16_t phase_error(const gcoord *c) {
+    if (c->shutdown_err)
+        return c->shutdown_err;
+    if (c->ph == PH_LOADING)
+        return KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    if (c->ph == PH_UNLOADED)
+        return KAFKA_ERR_NOT_COORDINATOR;
+    return 0;
+}
+
 static int16_t check_common(const gcoord *c, kstr group_id) {
     if (c->shutdown_err)
         return c->shutdown_err;
     if (group_id.len <= 0)
         return KAFKA_ERR_INVALID_GROUP_ID;
-    if (c->loading)
-        return KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
-    return 0;
+    return phase_error(c);
 }
 
 static bool join_req_sane(const gcoord_join_req *req) {
@@ -1120,66 +1974,95 @@ static bool join_req_sane(const gcoord_join_req *req) {
     return true;
 }
 
+/* Gives member m the id `to` (the leader's id follows). -1 on OOM. */
+static int rename_member(gcoord_group *g, gcoord_member *m, const char *to) {
+    char *id = strdup(to);
+    bool leader = g->leader && strcmp(g->leader, m->member_id) == 0;
+    char *lid = leader ? strdup(to) : NULL;
+    if (id == NULL || (leader && lid == NULL)) {
+        free(id);
+        free(lid);
+        return -1;
+    }
+    free(m->member_id);
+    m->member_id = id;
+    if (leader) {
+        free(g->leader);
+        g->leader = lid;
+    }
+    return 0;
+}
+
 /* A static member rejoins with an unknown member id: it takes over the
  * instance's membership under a new id (the old id is fenced). */
 static void join_static_replace(gcoord *c, gcoord_group *g, gcoord_member *m, const gcoord_join_req *req,
                                 void *token, int64_t now) {
     char id[GCOORD_ID_MAX + 64];
     make_member_id(c, req->instance_id, id, sizeof id);
-    char *nid = strdup(id);
-    if (nid == NULL) {
+    char *new_copy = strdup(id), *old_copy = strdup(m->member_id), *inst_copy = dupk(req->instance_id);
+    if (new_copy == NULL || old_copy == NULL || inst_copy == NULL || rename_member(g, m, id) != 0) {
+        free(new_copy);
+        free(old_copy);
+        free(inst_copy);
         join_error(c, token, KAFKA_ERR_UNKNOWN_SERVER_ERROR, req->member_id);
         return;
     }
     if (m->join_token) {
         void *t = m->join_token;
         m->join_token = NULL;
-        join_error(c, t, KAFKA_ERR_FENCED_INSTANCE_ID, ks(m->member_id));
+        join_error(c, t, KAFKA_ERR_FENCED_INSTANCE_ID, kstr_c(old_copy));
     }
     if (m->sync_token) {
         void *t = m->sync_token;
         m->sync_token = NULL;
         sync_answer(c, t, KAFKA_ERR_FENCED_INSTANCE_ID, g, (kbytes){NULL, 0});
     }
-    bool was_leader = g->leader && strcmp(g->leader, m->member_id) == 0;
-    char *old_id = m->member_id;
-    m->member_id = nid;
-    if (was_leader) {
-        free(g->leader);
-        g->leader = strdup(nid);
-    }
     bool protocols_changed = !same_protocols(m, req);
     if (set_protocols(m, req) != 0) {
-        free(nid);
-        m->member_id = old_id;
+        (void)rename_member(g, m, old_copy);
+        free(new_copy);
+        free(old_copy);
+        free(inst_copy);
         join_error(c, token, KAFKA_ERR_UNKNOWN_SERVER_ERROR, req->member_id);
         return;
     }
-    free(old_id);
     m->hb_deadline = now + m->session_timeout_ms;
     arm(c, m->hb_deadline);
-    switch (g->state) {
-    case GCOORD_STABLE: {
+    if (g->state == GCOORD_STABLE) {
         char *next = select_protocol(g);
         bool same = next && g->protocol && strcmp(next, g->protocol) == 0;
         free(next);
         if (same || !protocols_changed) {
-            /* No rebalance: persist the new id and hand back the current
-             * generation (the leader learns the members but keeps the
-             * assignment it has). */
-            int rc = store_group(c, g);
-            if (rc != 0) {
-                join_error(c, token, (int16_t)rc, kstr_c(""));
+            /* No rebalance: persist the new id and, once it is stored, hand
+             * back the current generation (the leader learns the members
+             * but keeps the assignment it has). */
+            int16_t err;
+            pending *p = store_group(c, g, PK_STATIC_JOIN, &err);
+            if (p == NULL) {
+                /* Not stored: the member keeps the id the log knows. */
+                (void)rename_member(g, m, old_copy);
+                free(new_copy);
+                free(old_copy);
+                free(inst_copy);
+                join_error(c, token, store_error(err), kstr_c(""));
                 return;
             }
-            join_answer(c, g, m, token, true);
+            p->token = token;
+            p->member_id = new_copy;
+            p->old_member_id = old_copy;
+            p->instance_id = inst_copy;
             return;
         }
+    }
+    free(new_copy);
+    free(old_copy);
+    free(inst_copy);
+    switch (g->state) {
+    case GCOORD_STABLE:
         m->join_token = token;
         prepare_rebalance(c, g, now, "static member rejoined with new protocols");
         maybe_complete_join(c, g, now);
         return;
-    }
     case GCOORD_COMPLETING_REBALANCE:
         m->join_token = token;
         prepare_rebalance(c, g, now, "static member replaced during a rebalance");
@@ -1334,6 +2217,11 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
     }
     bool unknown = req->member_id.len <= 0;
     gcoord_group *g = find_group(c, req->group_id);
+    if (g && g->state == GCOORD_DEAD) {
+        /* Being deleted: the client retries and finds it gone. */
+        join_error(c, token, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE, req->member_id);
+        return;
+    }
     if (g == NULL) {
         if (!unknown) {
             join_error(c, token, KAFKA_ERR_UNKNOWN_MEMBER_ID, req->member_id);
@@ -1347,8 +2235,7 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
     gcoord_member *self = unknown ? find_static(g, req->instance_id) : find_member(g, req->member_id);
     if (!supports(g, req, self)) {
         join_error(c, token, KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL, req->member_id);
-        if (g->n_members == 0 && g->n_offsets == 0 && g->meta_value == NULL && g->n_pending == 0)
-            remove_group(c, g);
+        maybe_drop(c, g); /* the group this join created, if nothing else holds it */
         return;
     }
     if (unknown)
@@ -1357,6 +2244,7 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
         join_known(c, g, req, token, now);
 }
 
+/* ---- SyncGroup ---------------------------------------------------------------------- */
 /* ---- SyncGroup ---------------------------------------------------------------------- */
 
 static kbytes member_assignment(const gcoord_member *m) { return (kbytes){m->assignment, m->assignment_len}; }
@@ -1467,10 +2355,11 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
     m->synced = true;
     m->hb_deadline = now + m->session_timeout_ms;
     arm(c, m->hb_deadline);
-    if (g->leader == NULL || strcmp(g->leader, m->member_id) != 0)
-        return;
+    if (g->leader == NULL || strcmp(g->leader, m->member_id) != 0 || g->sync_store)
+        return; /* a follower, or the leader again while its assignment is being stored */
     /* The leader brought the assignment: take it (members it left out get
-     * an empty one), persist the generation, then answer everyone. */
+     * an empty one), persist the generation, and once that is done answer
+     * everyone. */
     assign_ref *refs = sort_assignments(req);
     for (int i = 0; i < g->n_members; i++) {
         gcoord_member *x = g->members[i];
@@ -1488,46 +2377,32 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
         x->assignment_len = (int32_t)al;
     }
     free(refs);
-    int rc = store_group(c, g);
-    if (rc != 0) {
+    int16_t serr;
+    if (store_group(c, g, PK_SYNC, &serr) == NULL) {
         /* Not persisted: nobody may act on it; start over. */
-        for (int i = 0; i < g->n_members; i++) {
-            gcoord_member *x = g->members[i];
-            if (x->sync_token) {
-                void *t = x->sync_token;
-                x->sync_token = NULL;
-                sync_answer(c, t, (int16_t)rc, g, (kbytes){NULL, 0});
-            }
-        }
+        answer_syncs(c, g, store_error(serr));
         prepare_rebalance(c, g, now, "group state could not be stored");
         return;
     }
-    set_state(g, GCOORD_STABLE, now);
-    g->sync_deadline = NO_DEADLINE;
-    for (int i = 0; i < g->n_members; i++) {
-        gcoord_member *x = g->members[i];
-        if (x->sync_token) {
-            void *t = x->sync_token;
-            x->sync_token = NULL;
-            sync_answer(c, t, 0, g, member_assignment(x));
-        }
-    }
+    g->sync_store = true; /* completed in complete() */
 }
 
 void gcoord_join(gcoord *c, const gcoord_join_req *req, void *token, int64_t now) {
+    enter(c);
     join_event(c, req, token, now);
-    maybe_snapshot(c);
+    leave(c, now);
 }
 
 void gcoord_sync(gcoord *c, const gcoord_sync_req *req, void *token, int64_t now) {
+    enter(c);
     sync_event(c, req, token, now);
-    maybe_snapshot(c);
+    leave(c, now);
 }
 
 /* ---- Heartbeat and LeaveGroup --------------------------------------------------------- */
 
-int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int32_t generation,
-                         int64_t now) {
+static int16_t heartbeat_event(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int32_t generation,
+                               int64_t now) {
     int16_t err = check_common(c, group_id);
     if (err)
         return err;
@@ -1548,6 +2423,14 @@ int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance
     return g->state == GCOORD_PREPARING_REBALANCE ? KAFKA_ERR_REBALANCE_IN_PROGRESS : 0;
 }
 
+int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int32_t generation,
+                         int64_t now) {
+    enter(c);
+    int16_t err = heartbeat_event(c, group_id, member_id, instance_id, generation, now);
+    leave(c, now);
+    return err;
+}
+
 /* After a member is gone: rebalance (or finish the join phase). */
 static void after_removal(gcoord *c, gcoord_group *g, int64_t now, const char *reason) {
     switch (g->state) {
@@ -1564,8 +2447,8 @@ static void after_removal(gcoord *c, gcoord_group *g, int64_t now, const char *r
     }
 }
 
-int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int16_t *group_err,
-                     int64_t now) {
+static int16_t leave_event(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int16_t *group_err,
+                           int64_t now) {
     *group_err = check_common(c, group_id);
     if (*group_err)
         return *group_err;
@@ -1592,19 +2475,198 @@ int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id,
     }
     drop_member(c, g, m, KAFKA_ERR_UNKNOWN_MEMBER_ID);
     after_removal(c, g, now, "member left");
-    maybe_snapshot(c);
     return 0;
+}
+
+int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int16_t *group_err,
+                     int64_t now) {
+    enter(c);
+    int16_t err = leave_event(c, group_id, member_id, instance_id, group_err, now);
+    leave(c, now);
+    return err;
 }
 
 /* ---- offsets ------------------------------------------------------------------------ */
 
-void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
-                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n,
-                           int64_t now) {
-    int16_t err = c->shutdown_err ? c->shutdown_err
-                  : c->loading    ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
-                  : group_id.len < 0 || group_id.len > GCOORD_GROUP_ID_MAX ? KAFKA_ERR_INVALID_GROUP_ID
-                                                                           : 0;
+/* ---- topic removal ----------------------------------------------------------------- */
+
+/* Drops g's offsets of topics removed since its last catch-up and adds
+ * their tombstones (and those of commits in flight for them) to rb; marks
+ * it caught up. A Dead group's own tombstones cover every offset it has, so
+ * it only drops them. Returns the offsets examined. */
+static int64_t catch_up_group(gcoord *c, gcoord_group *g, recs_builder *rb) {
+    assert(g->topic_epoch < c->rt_epoch);
+    int64_t examined = g->n_offsets;
+    if (g->state != GCOORD_DEAD)
+        rb_inflight_commits(c, rb, g, true);
+    for (int32_t b = 0; b < g->n_obuckets; b++) {
+        gcoord_offset_entry **pp = &g->obuckets[b];
+        while (*pp) {
+            gcoord_offset_entry *e = *pp;
+            if (!removed_for(c, g, kstr_c(e->topic))) {
+                pp = &e->next;
+                continue;
+            }
+            if (g->state != GCOORD_DEAD)
+                rb_offset_tombstone(rb, g->id, e->topic, e->partition);
+            *pp = e->next;
+            free(e->topic);
+            free(e->metadata);
+            free(e);
+            g->n_offsets--;
+            c->n_offsets_total--;
+        }
+    }
+    g->topic_epoch = c->rt_epoch;
+    c->groups_behind--;
+    return examined;
+}
+
+static void removal_finished(gcoord *c) {
+    if (c->groups_behind == 0 && c->ph == PH_ACTIVE)
+        clear_removed(c);
+}
+
+/* Before a write for g that must follow its removal tombstones in the log:
+ * catch it up. 0, or the (unmapped) error of a refused tombstone append. */
+static int16_t catch_up(gcoord *c, gcoord_group *g) {
+    if (g->topic_epoch >= c->rt_epoch)
+        return 0;
+    recs_builder rb;
+    rb_init(&rb);
+    /* Built without touching the group first, so a refusal leaves it as it was. */
+    int16_t err = 0;
+    rb_inflight_commits(c, &rb, g, true);
+    for (int32_t b = 0; b < g->n_obuckets && !rb.oom; b++)
+        for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next)
+            if (removed_for(c, g, kstr_c(e->topic)))
+                rb_offset_tombstone(&rb, g->id, e->topic, e->partition);
+    if (rb.oom) {
+        err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    } else if (rb.n == 0 || issue(c, PK_REMOVE_TOPIC, NULL, rb.v, rb.n, &err) != NULL) {
+        recs_builder scratch;
+        rb_init(&scratch);
+        catch_up_group(c, g, &scratch);
+        rb_free(&scratch);
+        removal_finished(c);
+    }
+    rb_free(&rb);
+    return err;
+}
+
+/* One bounded step of the pending removals: visits groups from the cursor,
+ * catches up those behind, writes their tombstones in one append. */
+static void removal_step(gcoord *c, int64_t now) {
+    if (c->ph != PH_ACTIVE || c->groups_behind == 0 || c->n_buckets == 0)
+        return;
+    if (c->outstanding >= GCOORD_APPENDS_MAX)
+        return; /* an outcome will come and re-arm */
+    recs_builder rb;
+    rb_init(&rb);
+    /* First pass: collect without changing anything. */
+    int64_t examined = 0;
+    int visited = 0;
+    int32_t b = c->rt_cursor % c->n_buckets, end = b;
+    int32_t stop = -1; /* the first bucket not handled */
+    do {
+        for (gcoord_group *g = c->buckets[b]; g; g = g->next) {
+            visited++;
+            if (g->topic_epoch >= c->rt_epoch)
+                continue;
+            examined += g->n_offsets;
+            if (g->state != GCOORD_DEAD) {
+                rb_inflight_commits(c, &rb, g, true);
+                for (int32_t ob = 0; ob < g->n_obuckets; ob++)
+                    for (gcoord_offset_entry *e = g->obuckets[ob]; e; e = e->next)
+                        if (removed_for(c, g, kstr_c(e->topic)))
+                            rb_offset_tombstone(&rb, g->id, e->topic, e->partition);
+            }
+        }
+        b = (b + 1) % c->n_buckets;
+        if (visited >= GCOORD_REMOVE_STEP_GROUPS || examined >= GCOORD_REMOVE_STEP_OFFSETS) {
+            stop = b;
+            break;
+        }
+    } while (b != end);
+    if (stop < 0)
+        stop = end;
+    int16_t err;
+    if (!rb.oom && (rb.n == 0 || issue(c, PK_REMOVE_TOPIC, NULL, rb.v, rb.n, &err) != NULL)) {
+        /* Second pass over the same buckets: drop what the append deletes. */
+        recs_builder scratch;
+        rb_init(&scratch);
+        int32_t x = c->rt_cursor % c->n_buckets;
+        do {
+            for (gcoord_group *g = c->buckets[x]; g; g = g->next)
+                if (g->topic_epoch < c->rt_epoch)
+                    catch_up_group(c, g, &scratch);
+            x = (x + 1) % c->n_buckets;
+        } while (x != stop);
+        rb_free(&scratch);
+        c->rt_cursor = stop;
+        removal_finished(c);
+    }
+    rb_free(&rb);
+    if (c->groups_behind > 0)
+        arm(c, now);
+}
+
+int16_t gcoord_remove_topic(gcoord *c, kstr topic, int64_t now) {
+    if (c->shutdown_err || c->ph == PH_UNLOADED)
+        return KAFKA_ERR_NOT_COORDINATOR;
+    if (topic.len < 0)
+        return KAFKA_ERR_INVALID_REQUEST;
+    enter(c);
+    int16_t err = 0;
+    removed_topic *r = find_removed(c, topic);
+    if (r == NULL) {
+        if (c->n_rt >= GCOORD_REMOVED_TOPICS_MAX) {
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+            goto out;
+        }
+        r = calloc(1, sizeof *r);
+        if (r == NULL || (r->name = dupk(topic)) == NULL) {
+            free(r);
+            err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            goto out;
+        }
+        r->hash = fnv(topic.ptr, (size_t)topic.len, 2166136261u);
+        r->next = c->rt[r->hash % RT_BUCKETS];
+        c->rt[r->hash % RT_BUCKETS] = r;
+        c->n_rt++;
+    }
+    /* Every group is behind this removal (a group created from now on has
+     * no offsets of the old topic). */
+    r->epoch = ++c->rt_epoch;
+    if (c->ph == PH_ACTIVE) {
+        c->groups_behind = c->n_groups;
+        removal_step(c, now);
+    }
+out:
+    leave(c, now);
+    return err;
+}
+
+/* ---- offsets ------------------------------------------------------------------------ */
+
+static int16_t *new_errs(const gcoord_commit *entries, int n) {
+    int16_t *errs = calloc(n > 0 ? (size_t)n : 1, sizeof *errs);
+    for (int i = 0; errs && i < n; i++)
+        errs[i] = entries[i].error;
+    return errs;
+}
+
+static void commit_event(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
+                         int64_t retention_ms, int64_t commit_ts, const gcoord_commit *entries, int n,
+                         void *token, int64_t now) {
+    int16_t *errs = new_errs(entries, n);
+    if (errs == NULL) {
+        c->sink.commit_done(c->sink.ctx, token, NULL, n);
+        return;
+    }
+    int16_t err = phase_error(c);
+    if (err == 0 && (group_id.len < 0 || group_id.len > GCOORD_GROUP_ID_MAX))
+        err = KAFKA_ERR_INVALID_GROUP_ID;
     gcoord_group *g = err ? NULL : find_group(c, group_id);
     bool created = false;
     if (err == 0 && g == NULL) {
@@ -1634,11 +2696,15 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
             arm(c, m->hb_deadline);
         }
     }
+    /* The group's removal tombstones go first, so they cannot delete what
+     * this commit writes for a re-created topic. */
+    if (err == 0)
+        err = commit_error(catch_up(c, g));
     if (err) {
         for (int i = 0; i < n; i++)
-            if (entries[i].error == 0)
-                entries[i].error = err;
-        return;
+            if (errs[i] == 0)
+                errs[i] = err;
+        goto answer;
     }
     if (commit_ts < 0)
         commit_ts = now;
@@ -1647,12 +2713,16 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
     arena_init(&a, ENCODE_ARENA_LIMIT);
     gcoord_record *recs = n > 0 ? arena_calloc(&a, (size_t)n, sizeof *recs) : NULL;
     int k = 0;
-    for (int i = 0; i < n && (recs || n == 0); i++) {
-        gcoord_commit *e = &entries[i];
-        if (e->error)
+    for (int i = 0; i < n; i++) {
+        const gcoord_commit *e = &entries[i];
+        if (errs[i])
             continue;
+        if (recs == NULL) {
+            errs[i] = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            continue;
+        }
         if (e->metadata.len > c->cfg.max_metadata_bytes) {
-            e->error = KAFKA_ERR_OFFSET_METADATA_TOO_LARGE;
+            errs[i] = KAFKA_ERR_OFFSET_METADATA_TOO_LARGE;
             continue;
         }
         grec_offset v = {e->offset, e->leader_epoch, e->metadata.len < 0 ? kstr_c("") : e->metadata,
@@ -1660,38 +2730,42 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
         if (e->topic.len < 0 ||
             grec_encode_offset_key(&a, group_id, e->topic, e->partition, &recs[k].key) != 0 ||
             grec_encode_offset_value(&a, &v, &recs[k].value) != 0) {
-            e->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            errs[i] = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
             continue;
         }
         k++;
     }
-    int rc = recs == NULL && n > 0 ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : k > 0 ? append(c, recs, k) : 0;
-    /* Applied only once written, so a fetch never sees an offset a crash could lose. */
-    for (int i = 0; i < n; i++) {
-        gcoord_commit *e = &entries[i];
-        if (e->error)
-            continue;
-        if (rc) {
-            e->error = (int16_t)rc;
-            continue;
-        }
-        gcoord_offset_entry *o = upsert_offset(c, g, e->topic, e->partition);
-        char *meta = o ? dupk(e->metadata.len < 0 ? kstr_c("") : e->metadata) : NULL;
-        if (meta == NULL) {
-            e->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
-            continue;
-        }
-        free(o->metadata);
-        o->metadata = meta;
-        o->offset = e->offset;
-        o->leader_epoch = e->leader_epoch;
-        o->commit_ts = commit_ts;
-        o->expire_ts = expire;
+    pending *p = NULL;
+    if (k > 0) {
+        int16_t ierr;
+        p = issue(c, PK_COMMIT, g, recs, k, &ierr);
+        if (p == NULL)
+            for (int i = 0; i < n; i++)
+                if (errs[i] == 0)
+                    errs[i] = commit_error(ierr);
     }
     arena_reset(&a);
-    if (created && g->n_offsets == 0 && g->n_members == 0)
-        remove_group(c, g);
-    maybe_snapshot(c);
+    if (p) {
+        /* Visible to OffsetFetch, and answered, once written (complete()). */
+        p->token = token;
+        p->errs = errs;
+        p->n_errs = n;
+        return;
+    }
+answer:
+    c->sink.commit_done(c->sink.ctx, token, errs, n);
+    free(errs);
+    if (g && created)
+        maybe_drop(c, g);
+}
+
+void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
+                           int64_t retention_ms, int64_t commit_ts, const gcoord_commit *entries, int n,
+                           void *token, int64_t now) {
+    enter(c);
+    commit_event(c, group_id, generation, member_id, instance_id, retention_ms, commit_ts, entries, n, token,
+                 now);
+    leave(c, now);
 }
 
 int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partition, int64_t *offset,
@@ -1699,13 +2773,12 @@ int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partit
     *offset = -1;
     *leader_epoch = -1;
     *metadata = kstr_c("");
-    if (c->shutdown_err)
-        return c->shutdown_err;
-    if (c->loading)
-        return KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    int16_t err = phase_error(c);
+    if (err)
+        return err;
     gcoord_group *g = find_group(c, group_id);
     const gcoord_offset_entry *e = g ? find_offset(g, topic, partition) : NULL;
-    if (e) {
+    if (e && !removed_for(c, g, topic)) {
         *offset = e->offset;
         *leader_epoch = e->leader_epoch;
         *metadata = kstr_c(e->metadata ? e->metadata : "");
@@ -1714,86 +2787,151 @@ int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partit
 }
 
 int16_t gcoord_each_offset(gcoord *c, kstr group_id, gcoord_offset_fn fn, void *ctx) {
-    if (c->shutdown_err)
-        return c->shutdown_err;
-    if (c->loading)
-        return KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    int16_t err = phase_error(c);
+    if (err)
+        return err;
     gcoord_group *g = find_group(c, group_id);
     if (g == NULL)
         return 0;
     for (int32_t b = 0; b < g->n_obuckets; b++)
         for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next)
-            if (!fn(ctx, e))
+            if (!removed_for(c, g, kstr_c(e->topic)) && !fn(ctx, e))
                 return 0;
     return 0;
 }
 
-/* Does the consumer-protocol subscription in metadata name topic? The
- * layout: int16 version, int32 count, then int16-length topic names. */
-static bool subscription_has(const uint8_t *meta, int32_t len, kstr topic) {
-    wire_reader r;
-    wire_reader_init(&r, meta, len > 0 ? (size_t)len : 0);
-    (void)wire_read_i16(&r);
-    int32_t n = wire_read_i32(&r);
-    for (int32_t i = 0; i < n && r.err == WIRE_OK; i++) {
-        kstr t = wire_read_string(&r, false, false);
-        if (r.err == WIRE_OK && kstr_eq(t, topic))
-            return true;
-    }
-    return false;
-}
+/* The topics a consumer group's members subscribe to (their metadata for
+ * the group's protocol: int16 version, int32 count, int16-length names), as
+ * a set built once per request: checking each partition of a request
+ * against every member's subscription would be members x partitions. */
+typedef struct topic_set {
+    kstr *v; /* open addressing; len 0 slots are free ("" is never a topic) */
+    uint32_t cap;
+} topic_set;
 
-static bool group_subscribed(const gcoord_group *g, kstr topic) {
-    if (g->state == GCOORD_EMPTY || g->protocol == NULL)
+static uint32_t kstr_hash(kstr s) { return fnv(s.ptr, s.len > 0 ? (size_t)s.len : 0, 2166136261u); }
+
+static bool topic_set_has(const topic_set *ts, kstr t) {
+    if (ts->cap == 0 || t.len <= 0)
         return false;
-    for (int i = 0; i < g->n_members; i++) {
-        const gcoord_protocol *p = member_protocol(g->members[i], g->protocol);
-        if (p && subscription_has(p->metadata, p->metadata_len, topic))
+    for (uint32_t i = kstr_hash(t) & (ts->cap - 1);; i = (i + 1) & (ts->cap - 1)) {
+        if (ts->v[i].len <= 0)
+            return false;
+        if (kstr_eq(ts->v[i], t))
             return true;
     }
-    return false;
 }
 
-int16_t gcoord_delete_offsets(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions, int n,
-                              int16_t *errs, int64_t now) {
+/* false on OOM. */
+static bool topic_set_build(topic_set *ts, const gcoord_group *g) {
+    ts->v = NULL;
+    ts->cap = 0;
+    int64_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < g->n_members; i++) {
+            const gcoord_protocol *p = member_protocol(g->members[i], g->protocol);
+            if (p == NULL)
+                continue;
+            wire_reader r;
+            wire_reader_init(&r, p->metadata, p->metadata_len > 0 ? (size_t)p->metadata_len : 0);
+            (void)wire_read_i16(&r);
+            int32_t n = wire_read_i32(&r);
+            for (int32_t j = 0; j < n && r.err == WIRE_OK; j++) {
+                kstr t = wire_read_string(&r, false, false);
+                if (r.err != WIRE_OK || t.len <= 0)
+                    break;
+                if (pass == 0) {
+                    total++;
+                    continue;
+                }
+                uint32_t k = kstr_hash(t) & (ts->cap - 1);
+                while (ts->v[k].len > 0 && !kstr_eq(ts->v[k], t))
+                    k = (k + 1) & (ts->cap - 1);
+                ts->v[k] = t;
+            }
+        }
+        if (pass == 0) {
+            if (total == 0)
+                return true;
+            uint32_t cap = 16;
+            while (cap < 2 * total)
+                cap *= 2;
+            ts->v = calloc(cap, sizeof *ts->v);
+            if (ts->v == NULL)
+                return false;
+            ts->cap = cap;
+        }
+    }
+    return true;
+}
+
+static void delete_offsets_event(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions,
+                                 int n, void *token, int64_t now) {
     (void)now;
     int16_t err = check_common(c, group_id);
-    if (err)
-        return err;
-    gcoord_group *g = find_group(c, group_id);
-    if (g == NULL)
-        return KAFKA_ERR_GROUP_ID_NOT_FOUND;
-    bool consumer = g->protocol_type && strcmp(g->protocol_type, "consumer") == 0;
-    if (!consumer && g->state != GCOORD_EMPTY)
-        return KAFKA_ERR_NON_EMPTY_GROUP;
-    gcoord_offset_entry **del = n > 0 ? calloc((size_t)n, sizeof *del) : NULL;
-    int nd = 0;
-    if (n > 0 && del == NULL)
-        return KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    gcoord_group *g = err ? NULL : find_group(c, group_id);
+    if (err == 0 && (g == NULL || g->state == GCOORD_DEAD))
+        err = KAFKA_ERR_GROUP_ID_NOT_FOUND;
+    bool consumer = g && g->protocol_type && strcmp(g->protocol_type, "consumer") == 0;
+    if (err == 0 && !consumer && g->state != GCOORD_EMPTY)
+        err = KAFKA_ERR_NON_EMPTY_GROUP;
+    if (err == 0)
+        err = store_error(catch_up(c, g));
+    if (err) {
+        c->sink.delete_offsets_done(c->sink.ctx, token, err, NULL, 0);
+        return;
+    }
+    int16_t *errs = calloc(n > 0 ? (size_t)n : 1, sizeof *errs);
+    topic_set subs = {0};
+    bool subs_ok = !consumer || g->state == GCOORD_EMPTY || topic_set_build(&subs, g);
+    if (errs == NULL || !subs_ok) {
+        free(errs);
+        free(subs.v);
+        c->sink.delete_offsets_done(c->sink.ctx, token, 0, NULL, n);
+        return;
+    }
+    /* Each partition once, however often it is listed: entries are marked
+     * with this call's stamp (linear, not a scan of those seen so far). */
+    uint64_t stamp = ++c->mark;
+    recs_builder rb;
+    rb_init(&rb);
     for (int i = 0; i < n; i++) {
-        errs[i] = 0;
-        if (consumer && group_subscribed(g, topics[i])) {
+        if (consumer && g->state != GCOORD_EMPTY && topic_set_has(&subs, topics[i])) {
             errs[i] = KAFKA_ERR_GROUP_SUBSCRIBED_TO_TOPIC;
             continue;
         }
         gcoord_offset_entry *e = find_offset(g, topics[i], partitions[i]);
-        bool dup = false;
-        for (int j = 0; j < nd && e; j++)
-            dup = dup || del[j] == e;
-        if (e && !dup)
-            del[nd++] = e;
+        if (e == NULL || e->mark == stamp)
+            continue;
+        e->mark = stamp;
+        rb_offset_tombstone(&rb, g->id, e->topic, e->partition);
     }
-    int rc = write_tombstones(c, g, false, del, nd);
-    if (rc == 0)
-        for (int i = 0; i < nd; i++)
-            delete_offset(c, g, del[i]);
-    free(del);
-    if (rc)
+    free(subs.v);
+    pending *p = NULL;
+    int16_t ierr = rb.oom ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : 0;
+    if (rb.n > 0 && !rb.oom)
+        p = issue(c, PK_DELETE_OFFSETS, g, rb.v, rb.n, &ierr);
+    rb_free(&rb);
+    if (p) {
+        /* The offsets go when the tombstones are written (complete()). */
+        p->token = token;
+        p->errs = errs;
+        p->n_errs = n;
+        return;
+    }
+    if (ierr)
         for (int i = 0; i < n; i++)
             if (errs[i] == 0)
-                errs[i] = (int16_t)rc;
-    maybe_snapshot(c);
-    return 0;
+                errs[i] = store_error(ierr);
+    c->sink.delete_offsets_done(c->sink.ctx, token, 0, errs, n);
+    free(errs);
+}
+
+void gcoord_delete_offsets(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions, int n,
+                           void *token, int64_t now) {
+    enter(c);
+    delete_offsets_event(c, group_id, topics, partitions, n, token, now);
+    leave(c, now);
 }
 
 /* ---- admin ---------------------------------------------------------------------------- */
@@ -1803,32 +2941,65 @@ const gcoord_group *gcoord_find(const gcoord *c, kstr group_id) { return find_gr
 void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx) {
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next)
-            if (!fn(ctx, g))
+            if (g->state != GCOORD_DEAD && !fn(ctx, g))
                 return;
 }
 
-int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now) {
-    (void)now;
+/* Tombstones for every offset of g (those in memory and those commits in
+ * flight will add) and, with group_too, for the group. */
+static void rb_group_tombstones(const gcoord *c, recs_builder *rb, const gcoord_group *g, bool group_too) {
+    for (int32_t b = 0; b < g->n_obuckets; b++)
+        for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next)
+            rb_offset_tombstone(rb, g->id, e->topic, e->partition);
+    rb_inflight_commits(c, rb, g, false);
+    if (group_too)
+        rb_group_tombstone(rb, g->id);
+}
+
+static void delete_group_event(gcoord *c, kstr group_id, void *token, int64_t now) {
     /* Unlike the membership APIs, Kafka takes "" as a group id here (only
      * null is invalid): a simple consumer may have committed under it. */
     int16_t err = c->shutdown_err    ? c->shutdown_err
                   : group_id.len < 0 ? KAFKA_ERR_INVALID_GROUP_ID
-                  : c->loading       ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS
-                                     : 0;
-    if (err)
-        return err;
-    gcoord_group *g = find_group(c, group_id);
-    if (g == NULL)
-        return KAFKA_ERR_GROUP_ID_NOT_FOUND;
-    if (g->state != GCOORD_EMPTY || g->n_members > 0)
-        return KAFKA_ERR_NON_EMPTY_GROUP;
-    int rc = write_tombstones(c, g, true, NULL, 0);
-    if (rc)
-        return (int16_t)rc;
-    g->state = GCOORD_DEAD;
-    remove_group(c, g);
-    maybe_snapshot(c);
-    return 0;
+                                     : phase_error(c);
+    gcoord_group *g = err ? NULL : find_group(c, group_id);
+    if (err == 0 && (g == NULL || g->state == GCOORD_DEAD))
+        err = KAFKA_ERR_GROUP_ID_NOT_FOUND;
+    if (err == 0 && (g->state != GCOORD_EMPTY || g->n_members > 0))
+        err = KAFKA_ERR_NON_EMPTY_GROUP;
+    if (err == 0 && g->topic_epoch < c->rt_epoch) {
+        recs_builder scratch; /* its tombstones cover the removed topics' offsets too */
+        rb_init(&scratch);
+        catch_up_group(c, g, &scratch);
+        rb_free(&scratch);
+        removal_finished(c);
+    }
+    pending *p = NULL;
+    if (err == 0) {
+        recs_builder rb;
+        rb_init(&rb);
+        rb_group_tombstones(c, &rb, g, true);
+        err = rb.oom ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : 0;
+        if (err == 0 && (p = issue(c, PK_DELETE_GROUP, g, rb.v, rb.n, &err)) == NULL)
+            err = store_error(err);
+        rb_free(&rb);
+    }
+    if (p == NULL) {
+        c->sink.delete_group_done(c->sink.ctx, token, err);
+        return;
+    }
+    /* Dead until the tombstones are written (complete()): requests for it
+     * are refused meanwhile, so nothing can be written after them. */
+    p->token = token;
+    p->prev_state = g->state;
+    p->prev_state_ts = g->state_ts;
+    set_state(g, GCOORD_DEAD, now);
+}
+
+void gcoord_delete_group(gcoord *c, kstr group_id, void *token, int64_t now) {
+    enter(c);
+    delete_group_event(c, group_id, token, now);
+    leave(c, now);
 }
 
 /* ---- time ------------------------------------------------------------------------------ */
@@ -1837,16 +3008,15 @@ int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now) {
  * with a protocol type loses its offsets once it has been Empty for the
  * retention period; a group of simple consumers loses each offset a
  * retention period after its commit. An Empty group left with nothing is
- * removed. */
+ * removed (Dead while its tombstones are written). */
 static void expire_offsets(gcoord *c, gcoord_group *g, int64_t now) {
     int64_t ret = c->cfg.offsets_retention_ms;
-    if (g->n_offsets == 0 && !(g->state == GCOORD_EMPTY && g->n_members == 0))
+    if (g->state == GCOORD_DEAD || (g->n_offsets == 0 && !(g->state == GCOORD_EMPTY && g->n_members == 0)))
         return;
     bool empty_long = g->state == GCOORD_EMPTY && now - g->state_ts >= ret;
-    int cap = g->n_offsets, nd = 0;
-    gcoord_offset_entry **del = cap > 0 ? calloc((size_t)cap, sizeof *del) : NULL;
-    if (cap > 0 && del == NULL)
-        return;
+    recs_builder rb;
+    rb_init(&rb);
+    int nd = 0;
     for (int32_t b = 0; b < g->n_obuckets; b++)
         for (gcoord_offset_entry *e = g->obuckets[b]; e; e = e->next) {
             bool expired;
@@ -1856,20 +3026,40 @@ static void expire_offsets(gcoord *c, gcoord_group *g, int64_t now) {
                 expired = empty_long;
             else
                 expired = g->state == GCOORD_EMPTY && now - e->commit_ts >= ret;
-            if (expired)
-                del[nd++] = e;
+            if (expired) {
+                rb_offset_tombstone(&rb, g->id, e->topic, e->partition);
+                nd++;
+            }
         }
-    bool drop_group = g->state == GCOORD_EMPTY && g->n_members == 0 && nd == g->n_offsets && empty_long;
-    if ((nd > 0 || drop_group) && write_tombstones(c, g, drop_group && g->meta_value, del, nd) == 0) {
-        for (int i = 0; i < nd; i++)
-            delete_offset(c, g, del[i]);
-        if (drop_group && g->n_pending == 0)
-            remove_group(c, g);
+    bool drop_group = g->state == GCOORD_EMPTY && g->n_members == 0 && nd == g->n_offsets && empty_long &&
+                      g->n_pending == 0 && g->n_inflight == 0;
+    if (drop_group && g->meta_value)
+        rb_group_tombstone(&rb, g->id);
+    if (rb.oom || (rb.n == 0 && !drop_group)) {
+        rb_free(&rb);
+        return;
     }
-    free(del);
+    if (rb.n == 0) {
+        /* Nothing durable to delete. */
+        rb_free(&rb);
+        remove_group(c, g);
+        return;
+    }
+    int16_t err;
+    pending *p = issue(c, PK_EXPIRE, g, rb.v, rb.n, &err);
+    rb_free(&rb);
+    if (p && drop_group) {
+        p->group_too = true;
+        p->prev_state = g->state;
+        p->prev_state_ts = g->state_ts;
+        g->state = GCOORD_DEAD; /* state_ts kept: a failed write returns to it */
+    }
+    /* Refused: tried again at the next retention check. */
 }
 
 static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
+    if (g->state == GCOORD_DEAD)
+        return; /* only its tombstones' outcome matters now */
     /* Pending (MEMBER_ID_REQUIRED) members that never came back. */
     for (int i = g->n_pending - 1; i >= 0; i--)
         if (g->pending[i].deadline <= now)
@@ -1909,7 +3099,7 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
             complete_join(c, g, now);
         }
     }
-    if (g->state == GCOORD_COMPLETING_REBALANCE && g->sync_deadline <= now) {
+    if (g->state == GCOORD_COMPLETING_REBALANCE && g->sync_deadline <= now && !g->sync_store) {
         /* The leader never sent the assignment: members that did not sync
          * are dropped and the group rebalances. */
         for (int i = g->n_members - 1; i >= 0; i--)
@@ -1920,7 +3110,7 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
     }
     if (g->state == GCOORD_PREPARING_REBALANCE && g->join_deadline < *next)
         *next = g->join_deadline;
-    if (g->state == GCOORD_COMPLETING_REBALANCE && g->sync_deadline < *next)
+    if (g->state == GCOORD_COMPLETING_REBALANCE && !g->sync_store && g->sync_deadline < *next)
         *next = g->sync_deadline;
     for (int i = 0; i < g->n_members; i++)
         if (!g->members[i]->join_token && !g->members[i]->sync_token && g->members[i]->hb_deadline < *next)
@@ -1928,10 +3118,11 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
 }
 
 void gcoord_tick(gcoord *c, int64_t now) {
-    if (c->loading || c->shutdown_err)
+    if (c->ph != PH_ACTIVE || c->shutdown_err)
         return;
     if (now < c->next_deadline)
         return;
+    enter(c);
     int64_t next = NO_DEADLINE;
     bool retention = now >= c->next_retention_check;
     if (retention)
@@ -1949,24 +3140,6 @@ void gcoord_tick(gcoord *c, int64_t now) {
     if (c->next_retention_check < next)
         next = c->next_retention_check;
     c->next_deadline = next;
-    maybe_snapshot(c);
-}
-
-void gcoord_shutdown(gcoord *c, int16_t error) {
-    c->shutdown_err = error;
-    for (int32_t b = 0; b < c->n_buckets; b++)
-        for (gcoord_group *g = c->buckets[b]; g; g = g->next)
-            for (int i = 0; i < g->n_members; i++) {
-                gcoord_member *m = g->members[i];
-                if (m->join_token) {
-                    void *t = m->join_token;
-                    m->join_token = NULL;
-                    join_error(c, t, error, ks(m->member_id));
-                }
-                if (m->sync_token) {
-                    void *t = m->sync_token;
-                    m->sync_token = NULL;
-                    sync_answer(c, t, error, g, (kbytes){NULL, 0});
-                }
-            }
+    removal_step(c, now);
+    leave(c, now);
 }

@@ -6,37 +6,75 @@
  *
  * No I/O inside. Every entry point is an event and takes the clock reading
  * `now` (wall-clock milliseconds); the machine answers through the sink:
- *   - join_done / sync_done answer a parked JoinGroup / SyncGroup, either
- *     before the entry point returns or later, from another event (a join
- *     that completes the rebalance, a timer, a leave);
- *   - append asks the owner to append records to the shard's partition and
- *     returns the outcome synchronously ("the append finished" event folded
- *     into the call): 0, or a Kafka error code. A snapshot append replaces
- *     everything written before it (the owner may then drop older records);
+ *   - join_done, sync_done, commit_done, delete_group_done and
+ *     delete_offsets_done answer a parked request, either before the entry
+ *     point returns or later, from another event (a join that completes the
+ *     rebalance, a timer, a leave, the completion of an append);
+ *   - append asks the owner to append records to the shard's partition. It
+ *     returns an append id (> 0), or 0 with *err set when the owner refuses
+ *     at once (nothing was written). The owner reports the outcome of every
+ *     accepted append exactly once with gcoord_append_done(id, err, now):
+ *     later, from its own event, or already inside the append call (a single
+ *     node that writes synchronously). Either order works: an outcome reported
+ *     inside a sink call is processed when the machine's current event ends.
+ *     Outcomes are processed in the order the appends were issued (a log
+ *     commits in order); one reported early waits for those before it.
+ *     A snapshot append replaces everything written before it (the owner may
+ *     drop older records once it is done); it includes the records of
+ *     appends still in flight, so dropping them loses nothing;
  *   - timers are deadlines kept inside: gcoord_next_deadline() says when the
  *     owner must next call gcoord_tick();
  *   - event (optional) tells the owner what an operator should see: a
  *     rebalance starting (with its reason) and ending (generation, members,
  *     protocol, leader).
- * Other requests (Heartbeat, OffsetCommit ...) are answered by the return
- * value of their entry point.
+ * Heartbeat and LeaveGroup are answered by the return value of their entry
+ * point (neither waits for a write: LeaveGroup's rebalance may write, but
+ * its answer does not depend on it, as in Kafka).
+ *
+ * What waits for a durable write (the append's outcome): OffsetCommit (the
+ * offsets become visible to OffsetFetch only then, so a fetch never shows an
+ * offset that a crash or a failed write could lose), the leader's SyncGroup
+ * (every member's SyncGroup is answered once the generation and its
+ * assignment are stored), a static member's JoinGroup that replaces its
+ * member id without a rebalance, DeleteGroups and OffsetDelete. A failed
+ * write answers with Kafka's mapping of the append error (e.g.
+ * NOT_LEADER_OR_FOLLOWER and KAFKA_STORAGE_ERROR become NOT_COORDINATOR) and
+ * leaves the in-memory state as the log has it: a failed commit stays
+ * invisible, a failed generation store sends the group back to rebalancing, a
+ * failed delete leaves the group Empty. At most GCOORD_APPENDS_MAX appends
+ * are outstanding at the owner; beyond that requests that must write are
+ * answered COORDINATOR_NOT_AVAILABLE (retriable) and timers retry later.
+ *
+ * Leadership: a machine starts unloaded (every request: NOT_COORDINATOR).
+ * gcoord_load_begin(epoch) when this broker becomes leader of the partition
+ * (requests: COORDINATOR_LOAD_IN_PROGRESS), gcoord_load_record for each
+ * record of the partition, gcoord_load_end; gcoord_unload(epoch) when it
+ * stops being leader: parked requests are answered NOT_COORDINATOR, the
+ * groups are dropped, outcomes of appends still in flight are ignored, and
+ * later requests get NOT_COORDINATOR until the next load. Events of an older
+ * leader epoch than the current one are ignored.
  *
  * Group states and transitions are Kafka's: Empty -> PreparingRebalance
  * (a member joins) -> CompletingRebalance (every member rejoined, or the
  * rebalance timeout passed; join responses sent, the leader gets the member
- * list) -> Stable (the leader's SyncGroup brought the assignment) ->
- * PreparingRebalance (join, leave, expiry, metadata change) ...; Dead when
- * deleted or expired. The first rebalance of an empty group waits
+ * list) -> Stable (the leader's SyncGroup brought the assignment and it was
+ * stored) -> PreparingRebalance (join, leave, expiry, metadata change) ...;
+ * Dead while the tombstones of a deleted or expired group are being written
+ * (requests get COORDINATOR_NOT_AVAILABLE or GROUP_ID_NOT_FOUND), then gone.
+ * The first rebalance of an empty group waits
  * group.initial.rebalance.delay.ms (extended while members keep arriving, at
  * most up to the rebalance timeout).
  *
  * Ownership: the machine owns copies of everything it keeps (ids, protocol
- * metadata, assignments, offsets); results passed to the sink point into
- * that memory or into the request and are valid only during the callback.
- * Tokens are opaque to the machine: each parked request's token is handed to
- * exactly one join_done/sync_done call, including at gcoord_shutdown().
+ * metadata, assignments, offsets, the records of appends in flight); results
+ * passed to the sink point into that memory or into the request and are
+ * valid only during the callback. Tokens are opaque to the machine: each
+ * parked request's token is handed to exactly one answer callback, including
+ * at gcoord_unload() and gcoord_shutdown().
  *
- * Not thread-safe: the owner serialises calls (one mutex per shard).
+ * Not thread-safe: the owner serialises calls (one mutex per shard). Sink
+ * callbacks must not call back into the machine, except append calling
+ * gcoord_append_done.
  */
 #ifndef SLUICE_GROUP_COORDINATOR_H
 #define SLUICE_GROUP_COORDINATOR_H
@@ -54,6 +92,14 @@
 #define GCOORD_MEMBERS_MAX   10000     /* members (and pending members) per group */
 #define GCOORD_GROUPS_MAX    1000000   /* groups per shard */
 #define GCOORD_OFFSETS_MAX   10000000  /* committed offsets per shard */
+#define GCOORD_APPENDS_MAX   1024      /* appends outstanding at the owner per shard */
+/* Removing a deleted topic's offsets: per step (one in gcoord_remove_topic,
+ * the rest in gcoord_tick) at most so many groups visited and offsets
+ * examined (a group is done whole, so one large group may exceed it); at
+ * most so many topics waiting. */
+#define GCOORD_REMOVE_STEP_GROUPS  10000
+#define GCOORD_REMOVE_STEP_OFFSETS 10000
+#define GCOORD_REMOVED_TOPICS_MAX  100000
 
 typedef enum gcoord_state {
     GCOORD_EMPTY = 0,
@@ -136,9 +182,13 @@ typedef struct gcoord_group {
     gcoord_offset_entry **obuckets;
     int32_t n_obuckets;
     int32_t n_offsets;
-    /* the last group metadata value written (for snapshots); NULL if none */
+    /* the last group metadata value known durable (for snapshots); NULL if none */
     uint8_t *meta_value;
     int32_t meta_value_len;
+    uint64_t meta_seq;    /* the append that wrote it (0: loaded) */
+    int32_t n_inflight;   /* appends in flight about this group: it stays while > 0 */
+    bool sync_store;      /* CompletingRebalance: the leader's assignment is being stored */
+    uint32_t topic_epoch; /* topic removals up to this one are applied to its offsets */
 } gcoord_group;
 
 struct gcoord_offset_entry {
@@ -151,6 +201,8 @@ struct gcoord_offset_entry {
     char *metadata;
     int64_t commit_ts;
     int64_t expire_ts; /* -1: the default retention applies */
+    uint64_t seq;      /* the append that wrote it (0: loaded) */
+    uint64_t mark;     /* scratch: duplicate detection inside one call */
 };
 
 /* ---- actions --------------------------------------------------------------- */
@@ -207,7 +259,21 @@ typedef struct gcoord_sink {
     void *ctx;
     void (*join_done)(void *ctx, void *token, const gcoord_join_result *res);
     void (*sync_done)(void *ctx, void *token, const gcoord_sync_result *res);
-    int (*append)(void *ctx, const gcoord_record *recs, int n, bool snapshot);
+    /* OffsetCommit: errors[i] is entry i's result. errors is NULL when the
+     * machine ran out of memory: every entry failed (UNKNOWN_SERVER_ERROR). */
+    void (*commit_done)(void *ctx, void *token, const int16_t *errors, int n);
+    /* DeleteGroups, for one group. */
+    void (*delete_group_done)(void *ctx, void *token, int16_t error);
+    /* OffsetDelete: a group-level error (then errors is NULL) or 0 with the
+     * per-partition results; errors NULL with error 0 as for commit_done. */
+    void (*delete_offsets_done)(void *ctx, void *token, int16_t error, const int16_t *errors, int n);
+    /* Append recs[0..n) (keys, values; value len -1 = tombstone), in this
+     * order after everything appended before. Returns an id > 0 (unique for
+     * the machine's lifetime) whose outcome the owner reports with
+     * gcoord_append_done, possibly before returning; or 0 with *err set to a
+     * Kafka error code (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR, ...)
+     * when nothing was written. */
+    uint64_t (*append)(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err);
     /* Optional (may be NULL). Called during the event that caused it; the
      * event's strings are valid only during the call. */
     void (*event)(void *ctx, const gcoord_event *ev);
@@ -215,24 +281,51 @@ typedef struct gcoord_sink {
 
 typedef struct gcoord gcoord;
 
-/* A machine in the loading state (every group request gets
- * COORDINATOR_LOAD_IN_PROGRESS until gcoord_load_end). NULL on OOM. */
+/* An unloaded machine (every group request gets NOT_COORDINATOR until
+ * gcoord_load_begin). NULL on OOM. */
 gcoord *gcoord_create(const gcoord_config *cfg, const gcoord_sink *sink);
-/* Frees everything. Parked requests must have been answered (gcoord_shutdown). */
+/* Frees everything. Parked requests must have been answered (gcoord_unload
+ * or gcoord_shutdown). */
 void gcoord_destroy(gcoord *c);
-/* Answers every parked request with `error` (e.g. NOT_COORDINATOR) and makes
- * every later request fail with it. */
+/* Unloads (answering every parked request with `error`, e.g. NOT_COORDINATOR)
+ * and makes every later request fail with it, loads included. */
 void gcoord_shutdown(gcoord *c, int16_t error);
 
-/* ---- loading ------------------------------------------------------------ */
+/* ---- appends -------------------------------------------------------------- */
 
+/* The outcome of the append `id`: 0, or the Kafka error the owner saw
+ * (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR, REQUEST_TIMED_OUT,
+ * NOT_ENOUGH_REPLICAS, MESSAGE_TOO_LARGE, ...). Unknown ids (appends of an
+ * earlier load) and repeated reports are ignored. Inside a sink call `now`
+ * is not used (the event in progress has its own). */
+void gcoord_append_done(gcoord *c, uint64_t id, int16_t err, int64_t now);
+/* Appends whose outcome the owner has not reported yet. */
+int gcoord_appends_outstanding(const gcoord *c);
+
+/* ---- leadership and loading ------------------------------------------------ */
+
+/* This broker became leader of the partition at `epoch`: the machine drops
+ * whatever it had (as gcoord_unload) and starts loading. False (nothing
+ * changes) when epoch is older than the current one, when it is already
+ * loading or loaded at this epoch, or after gcoord_shutdown. */
+bool gcoord_load_begin(gcoord *c, int32_t epoch, int64_t now);
 /* Applies one record read from the partition (key, value or tombstone).
- * Returns 0, or -1 for a record that does not parse (skipped). */
+ * Returns 0, or -1 for a record that does not parse (skipped) or when the
+ * machine is not loading. */
 int gcoord_load_record(gcoord *c, kbytes key, kbytes value);
 /* Ends loading: groups with members become Stable (members must heartbeat
  * within their session timeout), others Empty. */
 void gcoord_load_end(gcoord *c, int64_t now);
+/* This broker stopped being leader at `epoch` (-1: whatever the epoch):
+ * parked requests are answered NOT_COORDINATOR, everything is dropped, later
+ * requests get NOT_COORDINATOR. False when unloaded already or when epoch
+ * is older than the epoch of the current load. */
+bool gcoord_unload(gcoord *c, int32_t epoch, int64_t now);
 bool gcoord_loading(const gcoord *c);
+/* Loaded and serving. */
+bool gcoord_active(const gcoord *c);
+/* The epoch of the last gcoord_load_begin; -1 before the first. */
+int32_t gcoord_epoch(const gcoord *c);
 
 /* ---- the consumer group protocol ---------------------------------------- */
 
@@ -287,48 +380,71 @@ typedef struct gcoord_commit {
     int64_t offset;
     int32_t leader_epoch;
     kstr metadata; /* null = "" */
-    int16_t error; /* in: preset error (e.g. unknown topic) to skip it; out: its result */
+    int16_t error; /* preset error (e.g. unknown topic): the entry is answered with it, not written */
 } gcoord_commit;
 
 /* OffsetCommit. generation -1 and member "" commit for a group without
  * members (simple consumers). retention_ms >= 0 sets an explicit expiry
- * (v2-4); commit_ts < 0 means now. Fills each entry's error. */
+ * (v2-4); commit_ts < 0 means now. The answer (each entry's error) goes to
+ * sink->commit_done(token), once the append is done or at once; entries are
+ * read during the call only. */
 void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
-                           int64_t retention_ms, int64_t commit_ts, gcoord_commit *entries, int n,
-                           int64_t now);
+                           int64_t retention_ms, int64_t commit_ts, const gcoord_commit *entries, int n,
+                           void *token, int64_t now);
 
-/* OffsetFetch of one partition: 0 with the values (offset -1 when none) or
- * COORDINATOR_LOAD_IN_PROGRESS. metadata points into the machine. */
+/* OffsetFetch of one partition: 0 with the values (offset -1 when none),
+ * COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR. metadata points into the
+ * machine. */
 int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partition, int64_t *offset,
                             int32_t *leader_epoch, kstr *metadata);
 
 /* Every committed offset of a group, for OffsetFetch with null topics; fn
- * returns false to stop. Returns 0 or COORDINATOR_LOAD_IN_PROGRESS. */
+ * returns false to stop. Returns 0, COORDINATOR_LOAD_IN_PROGRESS or
+ * NOT_COORDINATOR. */
 typedef bool (*gcoord_offset_fn)(void *ctx, const gcoord_offset_entry *e);
 int16_t gcoord_each_offset(gcoord *c, kstr group_id, gcoord_offset_fn fn, void *ctx);
 
-/* OffsetDelete: group-level error returned; per-partition errors in errs. */
-int16_t gcoord_delete_offsets(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions, int n,
-                              int16_t *errs, int64_t now);
+/* OffsetDelete of n partitions (duplicates allowed): the answer goes to
+ * sink->delete_offsets_done(token) once the tombstones are written, or at
+ * once. O(n) plus the group's subscriptions. */
+void gcoord_delete_offsets(gcoord *c, kstr group_id, const kstr *topics, const int32_t *partitions, int n,
+                           void *token, int64_t now);
+
+/* A topic was deleted: its committed offsets go from every group of the
+ * shard, as in Kafka (a topic re-created under the name starts with none).
+ * They leave OffsetFetch at once; their tombstones are appended in bounded
+ * steps (GCOORD_REMOVE_STEP_*): one now, the rest from gcoord_tick, which
+ * the deadline asks for at once; a commit or OffsetDelete for a group not
+ * yet visited writes that group's tombstones first, so the log never
+ * deletes a later commit. A tombstone append that fails is not retried (as
+ * in Kafka): those offsets return after a reload. Returns 0,
+ * NOT_COORDINATOR when unloaded (there is nothing to remove), or
+ * COORDINATOR_NOT_AVAILABLE when GCOORD_REMOVED_TOPICS_MAX removals are
+ * waiting. */
+int16_t gcoord_remove_topic(gcoord *c, kstr topic, int64_t now);
 
 /* ---- admin --------------------------------------------------------------- */
 
-/* The group, or NULL. For DescribeGroups (copy what you need). */
+/* The group (possibly Dead: being deleted), or NULL. For DescribeGroups
+ * (copy what you need). */
 const gcoord_group *gcoord_find(const gcoord *c, kstr group_id);
-/* Visits every group (ListGroups); fn returns false to stop. */
+/* Visits every group but Dead ones (ListGroups); fn returns false to stop. */
 typedef bool (*gcoord_group_fn)(void *ctx, const gcoord_group *g);
 void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx);
 /* DeleteGroups for one group ("" is a valid id, null is INVALID_GROUP_ID):
- * 0, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP,
- * COORDINATOR_LOAD_IN_PROGRESS, or an append error. */
-int16_t gcoord_delete_group(gcoord *c, kstr group_id, int64_t now);
+ * the answer goes to sink->delete_group_done(token) once the tombstones are
+ * written, or at once: 0, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP,
+ * COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, or a mapped append error.
+ * While the tombstones are in flight the group is Dead. */
+void gcoord_delete_group(gcoord *c, kstr group_id, void *token, int64_t now);
 /* Number of live groups. */
 int gcoord_group_count(const gcoord *c);
 
 /* ---- time ------------------------------------------------------------------- */
 
 /* Fires every deadline <= now: session expiries, rebalance and initial-delay
- * timeouts, sync timeouts, offset retention. */
+ * timeouts, sync timeouts, offset retention, steps of topic removals,
+ * snapshots. */
 void gcoord_tick(gcoord *c, int64_t now);
 /* The earliest pending deadline (INT64_MAX when none). */
 int64_t gcoord_next_deadline(const gcoord *c);

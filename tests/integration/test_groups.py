@@ -521,3 +521,70 @@ def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
     finally:
         k.close()
     assert {tp.partition: om.offset for tp, om in offs.items()} == {p: N - P + p for p in range(P)}
+
+
+def consume_all(b, client, topic, group, want, timeout=30):
+    """Consumes with a fresh member of `group` until `want` records arrived,
+    commits them, closes; returns [(partition, offset, value)]."""
+    got = []
+    deadline = time.time() + timeout
+    if client == "ck":
+        c = consumer(b, group, "earliest")
+        c.subscribe([topic])
+        try:
+            while len(got) < want and time.time() < deadline:
+                m = c.poll(0.2)
+                if m and not m.error():
+                    got.append((m.partition(), m.offset(), m.value().decode()))
+            c.commit(asynchronous=False)
+        finally:
+            c.close()
+    else:
+        from kafka import KafkaConsumer
+        c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=group, enable_auto_commit=False,
+                          auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=600,
+                          metadata_max_age_ms=2000, api_version_auto_timeout_ms=5000)
+        c.subscribe([topic])
+        try:
+            while len(got) < want and time.time() < deadline:
+                for tp, msgs in c.poll(timeout_ms=200).items():
+                    got += [(m.partition, m.offset, m.value.decode()) for m in msgs]
+            c.commit()
+        finally:
+            c.close()
+    return got
+
+
+def group_offsets(b, group):
+    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    try:
+        return {(tp.topic, tp.partition): om.offset for tp, om in k.list_consumer_group_offsets(group).items()}
+    finally:
+        k.close()
+
+
+@pytest.mark.parametrize("client", ["ck", "kp"])
+def test_deleted_topic_loses_committed_offsets(gbroker, client):
+    """Commit 100 records, delete the topic, re-create it and produce 150: the
+    same group consumes the new topic from the start (Kafka drops a deleted
+    topic's offsets), instead of resuming at 100 and skipping 100 records."""
+    b = gbroker
+    topic, group, P = "recreated-" + client, "g-recreated-" + client, 2
+    create_topic(b, topic, P)
+    produce(b, topic, P, 100, "old")
+    got = consume_all(b, client, topic, group, 100)
+    assert len(got) == 100
+    assert group_offsets(b, group) == {(topic, 0): 50, (topic, 1): 50}
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.delete_topics([topic])[topic].result(timeout=10)
+    wait_for(lambda: topic not in a.list_topics(timeout=5).topics, 10, "the topic to go")
+    # The group is still there, without the deleted topic's offsets, also
+    # after a restart (their tombstones are in __consumer_offsets).
+    assert group_offsets(b, group) == {}
+    b.restart()
+    assert group_offsets(b, group) == {}
+    create_topic(b, topic, P)
+    produce(b, topic, P, 150, "new")
+    got = consume_all(b, client, topic, group, 150)
+    assert sorted(got) == sorted((i % P, i // P, "new-%d" % i) for i in range(150))
+    assert group_offsets(b, group) == {(topic, 0): 75, (topic, 1): 75}
