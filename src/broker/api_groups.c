@@ -705,8 +705,10 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
         out->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         return;
     }
-    if (gcoord_loading(s->sm)) {
-        out->error_code = KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    if (!gcoord_active(s->sm)) {
+        /* Loading, or another broker leads this group's partition. */
+        out->error_code =
+            gcoord_loading(s->sm) ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS : KAFKA_ERR_NOT_COORDINATOR;
         groups_unlock(s);
         return;
     }

@@ -1080,13 +1080,21 @@ static gcoord_member *find_static(const gcoord_group *g, kstr instance);
 static kbytes member_assignment(const gcoord_member *m);
 static int rename_member(gcoord_group *g, gcoord_member *m, const char *to);
 
+/* A member's parked request was answered: its session runs from now (it
+ * was not counted while the request was parked). */
+static void session_restarts(gcoord *c, gcoord_member *m, int64_t now) {
+    m->hb_deadline = now + m->session_timeout_ms;
+    arm(c, m->hb_deadline);
+}
+
 /* Answers the members whose SyncGroup waits in CompletingRebalance. */
-static void answer_syncs(gcoord *c, gcoord_group *g, int16_t err) {
+static void answer_syncs(gcoord *c, gcoord_group *g, int16_t err, int64_t now) {
     for (int i = 0; i < g->n_members; i++) {
         gcoord_member *x = g->members[i];
         if (x->sync_token) {
             void *t = x->sync_token;
             x->sync_token = NULL;
+            session_restarts(c, x, now);
             sync_answer(c, t, err, g, err ? (kbytes){NULL, 0} : member_assignment(x));
         }
     }
@@ -1141,10 +1149,10 @@ static void complete(gcoord *c, pending *p, int64_t now) {
             if (ok) {
                 set_state(g, GCOORD_STABLE, now);
                 g->sync_deadline = NO_DEADLINE;
-                answer_syncs(c, g, 0);
+                answer_syncs(c, g, 0, now);
             } else {
                 /* Not persisted: nobody may act on it; start over. */
-                answer_syncs(c, g, store_error(p->err));
+                answer_syncs(c, g, store_error(p->err), now);
                 prepare_rebalance(c, g, now, "group state could not be stored");
             }
         }
@@ -1851,6 +1859,7 @@ static void prepare_rebalance(gcoord *c, gcoord_group *g, int64_t now, const cha
             if (m->sync_token) {
                 void *t = m->sync_token;
                 m->sync_token = NULL;
+                session_restarts(c, m, now);
                 sync_answer(c, t, KAFKA_ERR_REBALANCE_IN_PROGRESS, g, (kbytes){NULL, 0});
             }
         }
@@ -2380,7 +2389,7 @@ static void sync_event(gcoord *c, const gcoord_sync_req *req, void *token, int64
     int16_t serr;
     if (store_group(c, g, PK_SYNC, &serr) == NULL) {
         /* Not persisted: nobody may act on it; start over. */
-        answer_syncs(c, g, store_error(serr));
+        answer_syncs(c, g, store_error(serr), now);
         prepare_rebalance(c, g, now, "group state could not be stored");
         return;
     }

@@ -705,8 +705,9 @@ static void deliver_request(void *ctx, void *arg) {
         for (int i = 0; i < n; i++) {
             ids[i] = kstr_c(m->peers[i]);
             /* generation|leader|member id|instance ("-" for a dynamic member) */
-            snprintf(text[i], ASSIGN_MAX, "%d|%s|%s|%s", m->gen, m->id, m->peers[i],
-                     m->peer_inst[i][0] ? m->peer_inst[i] : "-");
+            int k = snprintf(text[i], ASSIGN_MAX, "%d|%s|%s|%s", m->gen, m->id, m->peers[i],
+                             m->peer_inst[i][0] ? m->peer_inst[i] : "-");
+            SIM_CHECK(w->s, k < ASSIGN_MAX, "assignment text of %d bytes", k);
             asg[i] = (kbytes){(const uint8_t *)text[i], (int32_t)strlen(text[i])};
         }
         gcoord_sync_req sr = {.group_id = group,
