@@ -2650,6 +2650,7 @@ int16_t gcoord_remove_topic(gcoord *c, kstr topic, int64_t now) {
     if (c->ph == PH_ACTIVE) {
         c->groups_behind = c->n_groups;
         removal_step(c, now);
+        removal_finished(c); /* at once when there are no groups */
     }
 out:
     leave(c, now);
