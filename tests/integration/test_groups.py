@@ -483,6 +483,24 @@ def commit_frame(corr, group, topic, partition, offset):
     return struct.pack(">i", len(frame)) + frame
 
 
+def group_offsets(b, group, timeout=20):
+    """The group's committed offsets, retrying while the coordinator loads
+    (right after a restart)."""
+    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                offs = k.list_consumer_group_offsets(group)
+                return {(tp.topic, tp.partition): om.offset for tp, om in offs.items()}
+            except kerrors.CoordinatorLoadInProgressError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        k.close()
+
+
 def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
     """Over 10,000 commits make the shard write a snapshot and move the log
     start of its __consumer_offsets partition; a restart loads the snapshot
@@ -507,20 +525,7 @@ def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
     c.close()
     assert high >= N and low >= 10000, (low, high)
     b.restart()
-    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
-    try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                offs = k.list_consumer_group_offsets(group)
-                break
-            except kerrors.CoordinatorLoadInProgressError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-    finally:
-        k.close()
-    assert {tp.partition: om.offset for tp, om in offs.items()} == {p: N - P + p for p in range(P)}
+    assert group_offsets(b, group) == {(topic, p): N - P + p for p in range(P)}
 
 
 def consume_all(b, client, topic, group, want, timeout=30):
@@ -553,24 +558,6 @@ def consume_all(b, client, topic, group, want, timeout=30):
         finally:
             c.close()
     return got
-
-
-def group_offsets(b, group, timeout=20):
-    """The group's committed offsets, retrying while the coordinator loads
-    (right after a restart)."""
-    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            try:
-                offs = k.list_consumer_group_offsets(group)
-                return {(tp.topic, tp.partition): om.offset for tp, om in offs.items()}
-            except kerrors.CoordinatorLoadInProgressError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-    finally:
-        k.close()
 
 
 @pytest.mark.parametrize("client", ["ck", "kp"])
