@@ -1374,23 +1374,26 @@ static void drop_everything(gcoord *c) {
     c->next_retention_check = NO_DEADLINE;
 }
 
+/* Answers a member's parked JoinGroup and SyncGroup, if any, with err. */
+static void answer_parked(gcoord *c, gcoord_group *g, gcoord_member *m, int16_t err) {
+    if (m->join_token) {
+        void *t = m->join_token;
+        m->join_token = NULL;
+        join_error(c, t, err, ks(m->member_id));
+    }
+    if (m->sync_token) {
+        void *t = m->sync_token;
+        m->sync_token = NULL;
+        sync_answer(c, t, err, g, (kbytes){NULL, 0});
+    }
+}
+
 /* Answers everything parked with err, then drops all state: unloaded. */
 static void unload(gcoord *c, int16_t err) {
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next)
-            for (int i = 0; i < g->n_members; i++) {
-                gcoord_member *m = g->members[i];
-                if (m->join_token) {
-                    void *t = m->join_token;
-                    m->join_token = NULL;
-                    join_error(c, t, err, ks(m->member_id));
-                }
-                if (m->sync_token) {
-                    void *t = m->sync_token;
-                    m->sync_token = NULL;
-                    sync_answer(c, t, err, g, (kbytes){NULL, 0});
-                }
-            }
+            for (int i = 0; i < g->n_members; i++)
+                answer_parked(c, g, g->members[i], err);
     while (c->n_fifo > 0) {
         pending *p = fifo_pop_head(c);
         if (p->g)
@@ -1732,16 +1735,7 @@ static gcoord_member *new_member(gcoord *c, gcoord_group *g, const gcoord_join_r
 
 /* Removes member i (its parked requests answered with err if any). */
 static void drop_member(gcoord *c, gcoord_group *g, gcoord_member *m, int16_t err) {
-    if (m->join_token) {
-        void *t = m->join_token;
-        m->join_token = NULL;
-        join_error(c, t, err, ks(m->member_id));
-    }
-    if (m->sync_token) {
-        void *t = m->sync_token;
-        m->sync_token = NULL;
-        sync_answer(c, t, err, g, (kbytes){NULL, 0});
-    }
+    answer_parked(c, g, m, err);
     int i = 0;
     while (g->members[i] != m)
         i++;
@@ -2650,6 +2644,7 @@ int16_t gcoord_remove_topic(gcoord *c, kstr topic, int64_t now) {
     if (c->ph == PH_ACTIVE) {
         c->groups_behind = c->n_groups;
         removal_step(c, now);
+        removal_finished(c); /* at once when there are no groups */
     }
 out:
     leave(c, now);

@@ -483,6 +483,24 @@ def commit_frame(corr, group, topic, partition, offset):
     return struct.pack(">i", len(frame)) + frame
 
 
+def group_offsets(b, group, timeout=20):
+    """The group's committed offsets, retrying while the coordinator loads
+    (right after a restart)."""
+    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                offs = k.list_consumer_group_offsets(group)
+                return {(tp.topic, tp.partition): om.offset for tp, om in offs.items()}
+            except kerrors.CoordinatorLoadInProgressError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        k.close()
+
+
 def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
     """Over 10,000 commits make the shard write a snapshot and move the log
     start of its __consumer_offsets partition; a restart loads the snapshot
@@ -507,20 +525,7 @@ def test_snapshot_keeps_offsets_topic_small_and_survives_restart(gbroker):
     c.close()
     assert high >= N and low >= 10000, (low, high)
     b.restart()
-    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
-    try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                offs = k.list_consumer_group_offsets(group)
-                break
-            except kerrors.CoordinatorLoadInProgressError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-    finally:
-        k.close()
-    assert {tp.partition: om.offset for tp, om in offs.items()} == {p: N - P + p for p in range(P)}
+    assert group_offsets(b, group) == {(topic, p): N - P + p for p in range(P)}
 
 
 def consume_all(b, client, topic, group, want, timeout=30):
@@ -555,14 +560,6 @@ def consume_all(b, client, topic, group, want, timeout=30):
     return got
 
 
-def group_offsets(b, group):
-    k = KafkaAdminClient(bootstrap_servers=b.bootstrap)
-    try:
-        return {(tp.topic, tp.partition): om.offset for tp, om in k.list_consumer_group_offsets(group).items()}
-    finally:
-        k.close()
-
-
 @pytest.mark.parametrize("client", ["ck", "kp"])
 def test_deleted_topic_loses_committed_offsets(gbroker, client):
     """Commit 100 records, delete the topic, re-create it and produce 150: the
@@ -588,3 +585,50 @@ def test_deleted_topic_loses_committed_offsets(gbroker, client):
     got = consume_all(b, client, topic, group, 150)
     assert sorted(got) == sorted((i % P, i // P, "new-%d" % i) for i in range(150))
     assert group_offsets(b, group) == {(topic, 0): 75, (topic, 1): 75}
+
+
+def offset_delete(port, group, topics):
+    """OffsetDelete v0: topics is [(name, [partitions])]; returns (error,
+    [(name, partition, error)])."""
+    def s16(x):
+        b = x.encode()
+        return struct.pack(">h", len(b)) + b
+    body = s16(group) + struct.pack(">i", len(topics))
+    for name, parts in topics:
+        body += s16(name) + struct.pack(">i", len(parts)) + b"".join(struct.pack(">i", p) for p in parts)
+    resp = raw(port, 47, 0, body, False)
+    err, _throttle, nt = struct.unpack(">hii", resp[:10])
+    pos, out = 10, []
+    for _ in range(max(nt, 0)):
+        ln = struct.unpack(">h", resp[pos:pos + 2])[0]
+        name = resp[pos + 2:pos + 2 + ln].decode()
+        pos += 2 + ln
+        np_ = struct.unpack(">i", resp[pos:pos + 4])[0]
+        pos += 4
+        for _ in range(np_):
+            p, e = struct.unpack(">ih", resp[pos:pos + 6])
+            pos += 6
+            out.append((name, p, e))
+    return err, out
+
+
+def test_offset_delete_answers_once_written(gbroker):
+    """OffsetDelete (answered once its tombstones are in __consumer_offsets):
+    a partition listed twice is deleted once, unknown partitions get
+    UNKNOWN_TOPIC_OR_PARTITION, the rest stays, and so after a restart."""
+    b = gbroker
+    topic, group = "od", "g-od"
+    create_topic(b, topic, 3)
+    with socket.create_connection(("127.0.0.1", b.port), timeout=20) as s:
+        for p in range(3):
+            s.sendall(commit_frame(p, group, topic, p, 10 + p))
+            n = struct.unpack(">i", recv_exact(s, 4))[0]
+            assert recv_exact(s, n)[-2:] == b"\x00\x00"
+    assert group_offsets(b, group) == {(topic, 0): 10, (topic, 1): 11, (topic, 2): 12}
+    err, res = offset_delete(b.port, group, [(topic, [0, 0, 2, 7]), ("nope", [0])])
+    assert err == 0
+    assert res == [(topic, 0, 0), (topic, 0, 0), (topic, 2, 0), (topic, 7, 3), ("nope", 0, 3)]
+    assert group_offsets(b, group) == {(topic, 1): 11}
+    assert offset_delete(b.port, "g-none", [(topic, [1])]) == (69, [])  # GROUP_ID_NOT_FOUND
+    b.restart()
+    assert group_offsets(b, group) == {(topic, 1): 11}

@@ -1501,6 +1501,17 @@ static void test_remove_topic(void) {
     gcoord_destroy(e2);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(c);
+    /* A shard without groups has nothing to remove: nothing is kept waiting. */
+    gcoord *empty = make(&cfg);
+    int16_t last = 0;
+    char tn[32];
+    for (int i = 0; i <= GCOORD_REMOVED_TOPICS_MAX && last == 0; i++) {
+        snprintf(tn, sizeof tn, "topic-%d", i);
+        last = gcoord_remove_topic(empty, kstr_c(tn), 6000);
+    }
+    CHECK_EQ_INT(last, 0);
+    gcoord_shutdown(empty, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(empty);
 }
 
 static double secs_since(const struct timespec *t0) {
