@@ -181,12 +181,14 @@ static int collect_batch(void *ctx, const uint8_t *bp, size_t bsize, const batch
     (void)h;
     chunk_ctx *cc = ctx;
     groups_mgr *m = cc->m;
-    if (cc->len + bsize > m->cap) {
-        uint8_t *nb = realloc(m->buf, cc->len + bsize);
+    if (cc->len + bsize >
+        m->cap) { /* doubling: a chunk of small batches reallocates a few times, not per batch */
+        size_t ncap = m->cap * 2 > cc->len + bsize ? m->cap * 2 : cc->len + bsize;
+        uint8_t *nb = realloc(m->buf, ncap);
         if (nb == NULL)
             return -1;
         m->buf = nb;
-        m->cap = cc->len + bsize;
+        m->cap = ncap;
     }
     memcpy(m->buf + cc->len, bp, bsize);
     cc->len += bsize;
