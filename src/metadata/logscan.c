@@ -105,9 +105,15 @@ static int scan_file(const sl_vfs *v, int fd, int64_t size, pos *at, uint8_t *bu
                      at->offset);
             return 1;
         }
+        int64_t last = batch_last_offset(&h);
+        if (last < 0 || last == INT64_MAX) {
+            snprintf(why, whyn, "a batch at offset %" PRId64 " whose last offset is out of range",
+                     h.base_offset);
+            return 1;
+        }
         if (deliver(buf, (size_t)total, at, fn, ctx, res, err, errn) != 0)
             return -1;
-        at->offset = h.base_offset + h.last_offset_delta + 1;
+        at->offset = last + 1;
         at->byte += total;
     }
     return 0;

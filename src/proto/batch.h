@@ -96,6 +96,15 @@ typedef struct batch_header {
 } batch_header;
 
 static inline int batch_codec_of(const batch_header *h) { return h->attributes & BATCH_ATTR_CODEC_MASK; }
+/* The batch's last offset (base offset + last offset delta), or -1 when the
+ * header cannot name one: a negative base offset or delta, or a sum past
+ * INT64_MAX. Readers of stored or untrusted headers use this instead of the
+ * bare sum, which a damaged header would overflow. */
+static inline int64_t batch_last_offset(const batch_header *h) {
+    if (h->base_offset < 0 || h->last_offset_delta < 0 || h->base_offset > INT64_MAX - h->last_offset_delta)
+        return -1;
+    return h->base_offset + h->last_offset_delta;
+}
 /* Total bytes of the batch (batch_length + 12). */
 static inline int64_t batch_total_size(const batch_header *h) {
     return (int64_t)h->batch_length + BATCH_LOG_OVERHEAD;

@@ -245,9 +245,9 @@ static void print_batch(dl_ctx *c, const batch_header *h, int64_t pos, int64_t s
             "\"isControl\":%s,\"position\":%lld,\"timestampType\":\"%s\",\"baseTimestamp\":%lld,"
             "\"maxTimestamp\":%lld,\"size\":%lld,\"magic\":%d,\"compressCodec\":\"%s\",\"crc\":%u,"
             "\"isValid\":%s",
-            (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
-            h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
-            h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
+            (long long)h->base_offset, (long long)batch_last_offset(h), h->record_count, h->base_sequence,
+            last_seq, (long long)h->producer_id, h->producer_epoch, h->partition_leader_epoch,
+            txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
             lat ? "LogAppendTime" : "CreateTime", (long long)h->base_timestamp, (long long)h->max_timestamp,
             (long long)size, h->magic, codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
     } else {
@@ -256,9 +256,9 @@ static void print_batch(dl_ctx *c, const batch_header *h, int64_t pos, int64_t s
             "baseOffset: %lld lastOffset: %lld count: %d baseSequence: %d lastSequence: %d producerId: %lld "
             "producerEpoch: %d partitionLeaderEpoch: %d isTransactional: %s isControl: %s position: %lld "
             "%s: %lld size: %lld magic: %d compresscodec: %s crc: %u isvalid: %s\n",
-            (long long)h->base_offset, (long long)(h->base_offset + h->last_offset_delta), h->record_count,
-            h->base_sequence, last_seq, (long long)h->producer_id, h->producer_epoch,
-            h->partition_leader_epoch, txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
+            (long long)h->base_offset, (long long)batch_last_offset(h), h->record_count, h->base_sequence,
+            last_seq, (long long)h->producer_id, h->producer_epoch, h->partition_leader_epoch,
+            txn ? "true" : "false", ctl ? "true" : "false", (long long)pos,
             lat ? "LogAppendTime" : "CreateTime", (long long)h->max_timestamp, (long long)size, h->magic,
             codec_name(batch_codec_of(h)), h->crc, valid ? "true" : "false");
     }
@@ -346,6 +346,16 @@ static int walk_log(dl_ctx *c, const char *path, int64_t seg_base, bool print, d
             pos += total;
             continue;
         }
+        int64_t last = batch_last_offset(&h);
+        if (last < 0) {
+            if (print)
+                problem(
+                    c,
+                    "batch at position %lld: offsets out of range (base offset %lld, last offset delta %d)",
+                    (long long)pos, (long long)h.base_offset, h.last_offset_delta);
+            pos += total;
+            continue;
+        }
         bool valid = batch_crc_ok(buf, (size_t)total);
         if (print && !valid)
             problem(c, "batch at position %lld (offset %lld): CRC mismatch (stored %u)", (long long)pos,
@@ -359,7 +369,6 @@ static int walk_log(dl_ctx *c, const char *path, int64_t seg_base, bool print, d
                             (long long)h.base_offset, batch_strerror(verr));
             }
         }
-        int64_t last = h.base_offset + h.last_offset_delta;
         if (print && prev_last < 0 && h.base_offset < seg_base)
             problem(c, "batch at position %lld starts at offset %lld, below the segment base %lld",
                     (long long)pos, (long long)h.base_offset, (long long)seg_base);
