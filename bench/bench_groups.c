@@ -219,13 +219,13 @@ int main(int argc, char **argv) {
     if (b == NULL || broker_start(b) != 0)
         return 1;
     g_port = broker_port(b);
-    char msg[TOPICS_MSG_MAX];
-    topic *t = NULL;
-    if (topics_create(b->topics, kstr_c("bench"), 4, 1, NULL, NULL, 0, false, &t, msg, sizeof msg) != 0) {
-        fprintf(stderr, "create topic: %s\n", msg);
+    ctrl_new_topic nt = {kstr_c("bench"), 4, 1, NULL, 0, NULL, 0, false};
+    ctrl_item_result res;
+    bmeta_create_topics(b->meta, &nt, 1, false, &res);
+    if (res.error != 0) {
+        fprintf(stderr, "create topic: %s\n", res.message);
         return 1;
     }
-    topic_release(b->topics, t);
     usleep(300000); /* let the coordinator load its (empty) shards */
 
     int *fds[THREADS];

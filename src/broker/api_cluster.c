@@ -57,7 +57,7 @@ breq_status api_describe_cluster(breq *r) {
     br->host = kstr_c(host);
     br->port = port;
     br->rack = api_rack(r);
-    resp->cluster_id = kstr_c(topics_cluster_id(r->b->topics));
+    resp->cluster_id = kstr_c(bmeta_cluster_id(r->b->meta));
     resp->controller_id = r->b->cfg->node_id;
     if (resp->error_code == 0) {
         resp->brokers = br;
@@ -73,7 +73,7 @@ typedef kafka_describe_log_dirs_response_describe_log_dirs_partition ld_part;
 /* The topics (and, per topic, the partition indexes; NULL = all, for a
  * request that names no topics) to report. */
 typedef struct ld_sel {
-    topic *t;
+    const md_topic *t;
     const int32_t *parts;
     int32_t n_parts;
 } ld_sel;
@@ -85,27 +85,37 @@ typedef struct ld_sel {
  * directories of root (index root_i) among strays. Returns false on
  * exhaustion. */
 static bool fill_dir(breq *r, ld_result *res, const char *root, int root_i, const ld_sel *sel, int n_sel,
-                     const topics_stray *strays, int n_strays) {
+                     const lm_stray *strays, int n_strays) {
+    parts *all_parts = bmeta_parts(r->b->meta);
     int cap = n_sel + n_strays;
     ld_topic *tops = cap ? breq_calloc(r, (size_t)cap, sizeof *tops) : NULL;
     if (cap && tops == NULL)
         return false;
     int32_t nt = 0;
     for (int i = 0; i < n_sel; i++) {
-        topic *t = sel[i].t;
-        int32_t want = sel[i].parts ? sel[i].n_parts : topic_partition_count(t);
+        const md_topic *t = sel[i].t;
+        int32_t want = sel[i].parts ? sel[i].n_parts : t->n_partitions;
         ld_part *ps = want > 0 ? breq_calloc(r, (size_t)want, sizeof *ps) : NULL;
         if (want > 0 && ps == NULL)
             return false;
         int32_t np = 0;
         for (int32_t k = 0; k < want; k++) {
             int32_t idx = sel[i].parts ? sel[i].parts[k] : k;
-            partition *p = topic_partition(t, idx);
-            if (p == NULL || p->root == NULL || strcmp(p->root, root) != 0)
+            rpart *p = idx >= 0 && idx < t->n_partitions ? parts_get(all_parts, t->id, idx) : NULL;
+            if (p == NULL)
                 continue;
+            rpart_lock(p);
+            int in_root = p->root;
+            plog *l = rpart_log(p);
+            int64_t size = l ? plog_size_bytes(l) : 0;
+            rpart_unlock(p);
+            rpart_release(p);
+            if (in_root != root_i)
+                continue;
+            (void)root;
             kafka_describe_log_dirs_response_describe_log_dirs_partition_init(&ps[np]);
             ps[np].partition_index = idx;
-            ps[np].partition_size = p->log ? plog_size_bytes(p->log) : 0;
+            ps[np].partition_size = size;
             ps[np].offset_lag = 0;
             ps[np].is_future_key = false;
             np++;
@@ -144,37 +154,36 @@ breq_status api_describe_log_dirs(breq *r) {
     broker *b = r->b;
     const config_list *dirs = &b->cfg->log_dirs;
     breq_status st = BREQ_CLOSE;
-    topic **all = NULL;
-    int n_all = 0, n_sel = 0;
+    md_image *img = bmeta_image(b->meta);
+    logmgr *lm = bmeta_logmgr(b->meta);
+    int n_sel = 0;
     ld_sel *sel = NULL;
 
-    topics_stray *strays = NULL;
+    lm_stray *strays = NULL;
     int n_strays = 0, strays_total = 0;
     if (req->topics_count < 0) {
-        topics_strays(b->topics, NULL, 0, &strays_total);
+        logmgr_strays(lm, NULL, 0, &strays_total);
         int want = strays_total < LD_STRAYS_MAX ? strays_total : LD_STRAYS_MAX;
         strays = want ? breq_calloc(r, (size_t)want, sizeof *strays) : NULL;
         if (want && strays == NULL)
             goto out;
-        n_strays = want ? topics_strays(b->topics, strays, want, &strays_total) : 0;
-        all = topics_list(b->topics, &n_all);
+        n_strays = want ? logmgr_strays(lm, strays, want, &strays_total) : 0;
+        int32_t n_all = md_image_topic_count(img);
         sel = n_all ? breq_calloc(r, (size_t)n_all, sizeof *sel) : NULL;
         if (n_all && sel == NULL)
             goto out;
-        for (int i = 0; i < n_all; i++)
-            sel[n_sel++] = (ld_sel){all[i], NULL, 0};
+        for (int32_t i = 0; i < n_all; i++)
+            sel[n_sel++] = (ld_sel){md_image_topic_at(img, i), NULL, 0};
     } else if (req->topics_count > 0) {
         sel = breq_calloc(r, (size_t)req->topics_count, sizeof *sel);
         if (sel == NULL)
             goto out;
         for (int32_t i = 0; i < req->topics_count; i++) {
             const kafka_describe_log_dirs_request_describable_log_dir_topic *q = &req->topics[i];
-            topic *t = topics_get(b->topics, q->topic);
+            const md_topic *t = md_image_topic(img, q->topic);
             /* An empty partition list asks for none (as in Kafka), not all:
              * otherwise every few bytes of request would name a whole topic. */
-            if (t != NULL && q->partitions_count <= 0)
-                topic_release(b->topics, t);
-            else if (t != NULL)
+            if (t != NULL && q->partitions_count > 0)
                 sel[n_sel++] = (ld_sel){t, q->partitions, q->partitions_count};
         }
     }
@@ -201,14 +210,6 @@ breq_status api_describe_log_dirs(breq *r) {
     resp->results_count = dirs->n;
     st = BREQ_DONE;
 out:
-    /* References: from topics_list (all) or from topics_get (sel). */
-    if (all != NULL) {
-        for (int i = 0; i < n_all; i++)
-            topic_release(b->topics, all[i]);
-        free(all);
-    } else {
-        for (int i = 0; i < n_sel; i++)
-            topic_release(b->topics, sel[i].t);
-    }
+    md_image_unref(img);
     return st;
 }

@@ -36,21 +36,47 @@
 /* Bounds on what one resource of a request may carry. */
 #define CONFIGS_PER_RESOURCE_MAX 1024
 #define SYNONYMS_MAX             8
-#define CONFIG_MSG_MAX           (TOPICS_MSG_MAX + 128)
+#define CONFIG_MSG_MAX           (CTRL_MSG_MAX + 128)
 
 /* Incremental operation codes. */
 enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 
-/* A snapshot of a topic's overrides, copied into the request's arena under
- * the registry's lock (topics_copy_overrides). */
+/* A topic's overrides as the image holds them, copied into the request. */
 typedef struct overrides {
     const char **keys;
     const char **values;
     int n;
 } overrides;
 
-static bool copy_overrides(breq *r, topic *t, overrides *o) {
-    return topics_copy_overrides(r->b->topics, t, &r->mem, &o->keys, &o->values, &o->n) == 0;
+/* The overrides of topic t in img; false when the request's memory ran out. */
+static bool copy_overrides(breq *r, const md_image *img, const md_topic *t, overrides *o) {
+    const md_resource *res = md_image_resource(img, MD_RESOURCE_TOPIC, t->name);
+    o->n = res ? res->n : 0;
+    o->keys = o->n ? breq_calloc(r, (size_t)o->n, sizeof *o->keys) : NULL;
+    o->values = o->n ? breq_calloc(r, (size_t)o->n, sizeof *o->values) : NULL;
+    if (o->n && (o->keys == NULL || o->values == NULL))
+        return false;
+    for (int i = 0; i < o->n; i++) {
+        o->keys[i] = api_cstr(r, kstr_c(res->items[i].key));
+        o->values[i] = api_cstr(r, kstr_c(res->items[i].value));
+        if (o->keys[i] == NULL || o->values[i] == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* The topic res names in img, or NULL with rc and msg set. */
+static const md_topic *find_topic(const md_image *img, kstr name, int *rc, char *msg, size_t msgn) {
+    const md_topic *t = md_image_topic(img, name);
+    if (t != NULL)
+        return t;
+    if (ctrl_validate_topic_name(name, msg, msgn) != 0) {
+        *rc = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
+    } else {
+        snprintf(msg, msgn, "The topic '%.*s' does not exist.", name.len, name.ptr);
+        *rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    return NULL;
 }
 
 /* Parses a broker resource name: "" or this node's id. Returns 0 or
@@ -150,7 +176,7 @@ static int dc_visit(void *ctx, const config_entry *e) {
     return 0;
 }
 
-static bool describe_one(breq *r, const kafka_describe_configs_request *req,
+static bool describe_one(breq *r, const md_image *img, const kafka_describe_configs_request *req,
                          const kafka_describe_configs_request_describe_configs_resource *res,
                          kafka_describe_configs_response_describe_configs_result *out) {
     broker *b = r->b;
@@ -163,21 +189,11 @@ static bool describe_one(breq *r, const kafka_describe_configs_request *req,
     out->resource_name = res->resource_name;
     switch (res->resource_type) {
     case API_RESOURCE_TOPIC: {
-        topic *t = topics_get(b->topics, res->resource_name);
-        if (t == NULL) {
-            if (topics_validate_name(res->resource_name, msg, sizeof msg) != 0) {
-                rc = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
-            } else {
-                snprintf(msg, sizeof msg, "The topic '%.*s' does not exist.", res->resource_name.len,
-                         res->resource_name.ptr);
-                rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            }
+        const md_topic *t = find_topic(img, res->resource_name, &rc, msg, sizeof msg);
+        if (t == NULL)
             break;
-        }
         overrides ov;
-        bool ok = copy_overrides(r, t, &ov);
-        topic_release(b->topics, t);
-        if (!ok)
+        if (!copy_overrides(r, img, t, &ov))
             return false;
         config_topic_defs(&n_defs);
         c.topic = true;
@@ -224,11 +240,15 @@ breq_status api_describe_configs(breq *r) {
     resp->results = n ? breq_calloc(r, (size_t)n, sizeof *resp->results) : NULL;
     if (n && resp->results == NULL)
         return BREQ_CLOSE;
+    md_image *img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < n; i++) {
         kafka_describe_configs_response_describe_configs_result_init(&resp->results[i]);
-        if (!describe_one(r, req, &req->resources[i], &resp->results[i]))
+        if (!describe_one(r, img, req, &req->resources[i], &resp->results[i])) {
+            md_image_unref(img);
             return BREQ_CLOSE;
+        }
     }
+    md_image_unref(img);
     resp->results_count = n;
     return BREQ_DONE;
 }
@@ -331,17 +351,16 @@ static int alter_topic(breq *r, const alter_in *in, bool validate_only, char *ms
     broker *b = r->b;
     bool incremental = in->ops != NULL;
     int rc = 0;
-    topic *t = topics_get(b->topics, in->name);
+    md_image *img = bmeta_image(b->meta);
+    const md_topic *t = find_topic(img, in->name, &rc, msg, msgn);
     if (t == NULL) {
-        if (topics_validate_name(in->name, msg, msgn) != 0)
-            return KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
-        snprintf(msg, msgn, "The topic '%.*s' does not exist.", in->name.len, in->name.ptr);
-        return KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        md_image_unref(img);
+        return rc;
     }
     const char **keys = in->n ? breq_calloc(r, (size_t)in->n, sizeof *keys) : NULL;
     const char **values = in->n ? breq_calloc(r, (size_t)in->n, sizeof *values) : NULL;
     overrides ov = {0};
-    if ((in->n && (keys == NULL || values == NULL)) || (incremental && !copy_overrides(r, t, &ov))) {
+    if ((in->n && (keys == NULL || values == NULL)) || (incremental && !copy_overrides(r, img, t, &ov))) {
         rc = -1;
         goto out;
     }
@@ -414,12 +433,30 @@ static int alter_topic(breq *r, const alter_in *in, bool validate_only, char *ms
             goto out;
         }
     }
-    rc = topics_alter_config(b->topics, t, keys, values, in->n, !incremental, validate_only, msg, msgn);
+    /* The controller applies the result to its own view (so two changes
+     * in flight compose): list edits are already resolved into SETs. */
+    ctrl_alter *alters = in->n ? breq_calloc(r, (size_t)in->n, sizeof *alters) : NULL;
+    if (in->n && alters == NULL) {
+        rc = -1;
+        goto out;
+    }
+    for (int32_t i = 0; i < in->n; i++)
+        alters[i] = (ctrl_alter){kstr_c(keys[i]), values[i] ? CTRL_SET : CTRL_DELETE,
+                                 values[i] ? kstr_c(values[i]) : KSTR_NULL};
+    ctrl_resource cr = {MD_RESOURCE_TOPIC, kstr_c(t->name), alters, in->n};
+    ctrl_item_result res;
+    if (bmeta_alter_configs(b->meta, &cr, 1, incremental, validate_only, &res) != 0) {
+        rc = -1;
+        goto out;
+    }
+    rc = res.error;
+    if (rc != 0)
+        snprintf(msg, msgn, "%s", res.message);
     if (rc == 0 && !validate_only)
         LOG_INFO("admin", "configuration of topic '%s' changed (%d keys, %s) for %s", t->name, in->n,
                  incremental ? "incremental" : "replace", r->net->peer);
 out:
-    topic_release(b->topics, t);
+    md_image_unref(img);
     return rc;
 }
 

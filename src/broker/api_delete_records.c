@@ -7,31 +7,30 @@
  * POLICY_VIOLATION and an internal topic INVALID_TOPIC_EXCEPTION, as in
  * Kafka. The answer is the resulting low watermark.
  * Segments wholly below it go with the next retention pass; reads below it
- * get OFFSET_OUT_OF_RANGE at once. Single node: nothing to wait for, so
- * timeout_ms is not used.
+ * get OFFSET_OUT_OF_RANGE at once. The partition's replica machine does
+ * the move (it owns the high watermark); with an ISR of one there is
+ * nothing to wait for, so timeout_ms is not used yet.
  */
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
-static int16_t delete_one(topic *t, partition *p, int64_t offset, int64_t *low) {
-    if (t->internal)
+static int16_t delete_one(rpart *p, int64_t offset, int64_t *low) {
+    if (p->internal)
         return KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* as Kafka: the broker's own state */
-    if (partition_log(p) == NULL)
-        return KAFKA_ERR_KAFKA_STORAGE_ERROR; /* offline */
-    if ((t->cfg.cleanup_policy & CONFIG_CLEANUP_DELETE) == 0)
-        return KAFKA_ERR_POLICY_VIOLATION;
-    int64_t hw = plog_end_offset(p->log);
-    if (offset == -1)
-        offset = hw;
-    if (offset < 0 || offset > hw)
+    if (offset < -1)
         return KAFKA_ERR_OFFSET_OUT_OF_RANGE;
-    int rc = plog_delete_records(p->log, offset, low);
-    if (rc != STORAGE_OK)
-        return broker_kafka_error(rc);
-    LOG_INFO("broker", "records deleted below offset %lld topic=%s partition=%d", (long long)*low, t->name,
-             p->index);
-    return KAFKA_ERR_NONE;
+    rpart_lock(p);
+    int16_t err = 0;
+    if ((p->cfg.cleanup_policy & CONFIG_CLEANUP_DELETE) == 0 && rpart_log(p) != NULL)
+        err = KAFKA_ERR_POLICY_VIOLATION;
+    else
+        err = replica_delete_records(p->r, offset, low);
+    rpart_unlock(p);
+    if (err == 0)
+        LOG_INFO("broker", "records deleted below offset %lld topic=%s partition=%d", (long long)*low,
+                 p->topic, p->index);
+    return err;
 }
 
 breq_status api_delete_records(breq *r) {
@@ -43,6 +42,7 @@ breq_status api_delete_records(breq *r) {
     if (nt && resp->topics == NULL)
         return BREQ_CLOSE;
     resp->topics_count = nt;
+    md_image *img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < nt; i++) {
         const kafka_delete_records_request_delete_records_topic *rt = &req->topics[i];
         kafka_delete_records_response_delete_records_topic_result *tr = &resp->topics[i];
@@ -50,27 +50,30 @@ breq_status api_delete_records(breq *r) {
         tr->name = rt->name;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
         tr->partitions = np ? breq_calloc(r, (size_t)np, sizeof *tr->partitions) : NULL;
-        if (np && tr->partitions == NULL)
+        if (np && tr->partitions == NULL) {
+            md_image_unref(img);
             return BREQ_CLOSE;
+        }
         tr->partitions_count = np;
-        topic *t = topics_get(r->b->topics, rt->name);
+        const md_topic *t = md_image_topic(img, rt->name);
         for (int32_t j = 0; j < np; j++) {
             kafka_delete_records_response_delete_records_partition_result *pr = &tr->partitions[j];
             kafka_delete_records_response_delete_records_partition_result_init(pr);
             pr->partition_index = rt->partitions[j].partition_index;
             pr->low_watermark = -1;
-            partition *p = t != NULL ? topic_partition(t, pr->partition_index) : NULL;
+            int16_t err;
+            rpart *p = bmeta_partition(r->b->meta, t, pr->partition_index, &err);
             if (p == NULL) {
-                pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                pr->error_code = err;
                 continue;
             }
             int64_t low = -1;
-            pr->error_code = delete_one(t, p, rt->partitions[j].offset, &low);
+            pr->error_code = delete_one(p, rt->partitions[j].offset, &low);
+            rpart_release(p);
             if (pr->error_code == KAFKA_ERR_NONE)
                 pr->low_watermark = low;
         }
-        if (t != NULL)
-            topic_release(r->b->topics, t);
     }
+    md_image_unref(img);
     return BREQ_DONE;
 }

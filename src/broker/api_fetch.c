@@ -105,8 +105,7 @@ typedef struct fitem {
     int32_t current_leader_epoch;
     int64_t sent_hw, sent_lso, sent_ls; /* incremental: what the client knows */
     int sess_idx;                       /* index in the session, -1 if none */
-    topic *t;                           /* referenced, or NULL */
-    partition *p;
+    rpart *p;                           /* referenced, or NULL */
     int16_t err;
     /* results */
     int64_t hw, ls;
@@ -150,36 +149,64 @@ static bool same_topic(const fitem *a, const fitem *b, bool by_id) {
     return by_id ? memcmp(a->topic_id.b, b->topic_id.b, 16) == 0 : kstr_eq(a->topic, b->topic);
 }
 
-/* Looks the item's topic and partition up and checks its leader epoch. */
-static void resolve(breq *r, fitem *it, bool by_id) {
-    topic_registry *reg = r->b->topics;
+/* Looks the item's topic and partition up in img and checks its leader
+ * epoch (the replica machine answers NOT_LEADER_OR_FOLLOWER,
+ * FENCED_LEADER_EPOCH and UNKNOWN_LEADER_EPOCH). */
+static void resolve(breq *r, const md_image *img, fitem *it, bool by_id) {
     /* Before v13 an empty name is just an unknown topic: those versions
      * carry no ids, and their clients do not know UNKNOWN_TOPIC_ID. */
     bool use_id = by_id;
-    it->t = use_id ? topics_get_by_id(reg, it->topic_id) : topics_get(reg, it->topic);
-    if (it->t == NULL) {
+    const md_topic *t = use_id ? md_image_topic_by_id(img, it->topic_id) : md_image_topic(img, it->topic);
+    if (t == NULL) {
         it->err = use_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
     if (use_id && it->topic.len <= 0)
-        it->topic = api_kstr(r, it->t->name);
+        it->topic = api_kstr(r, t->name);
     if (!use_id)
-        it->topic_id = it->t->id;
-    it->p = topic_partition(it->t, it->partition);
-    if (it->p == NULL) {
-        it->err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        it->topic_id = t->id;
+    it->p = bmeta_partition(r->b->meta, t, it->partition, &it->err);
+    if (it->p == NULL)
         return;
-    }
-    it->err = partition_check_leader_epoch(it->p, it->current_leader_epoch);
+    rpart_lock(it->p);
+    it->err = replica_check_epoch(it->p->r, it->current_leader_epoch, true);
+    rpart_unlock(it->p);
+}
+
+static void resolve_all(breq *r, fitem *items, int n, bool by_id) {
+    md_image *img = bmeta_image(r->b->meta);
+    for (int i = 0; i < n; i++)
+        resolve(r, img, &items[i], by_id);
+    md_image_unref(img);
 }
 
 static void release_items(breq *r, fstate *fs) {
+    (void)r;
     for (int i = 0; i < fs->n; i++) {
-        if (fs->items[i].t != NULL)
-            topic_release(r->b->topics, fs->items[i].t);
-        fs->items[i].t = NULL;
+        rpart_release(fs->items[i].p);
         fs->items[i].p = NULL;
     }
+}
+
+/* Whether the item's partition left the metadata since it was resolved. */
+static bool item_removed(const fitem *it) { return it->p != NULL && atomic_load(&it->p->removed); }
+
+/* The item's high watermark and log start. */
+static void item_offsets(fitem *it, int64_t *hw, int64_t *ls) {
+    replica_offsets o;
+    rpart_lock(it->p);
+    replica_get_offsets(it->p->r, &o);
+    rpart_unlock(it->p);
+    *hw = o.hw;
+    *ls = o.log_start;
+}
+
+/* Reads for a consumer, up to the high watermark. */
+static int16_t item_read(const fstate *fs, fitem *it, int64_t max_bytes, plog_read_result *res) {
+    rpart_lock(it->p);
+    int16_t err = replica_read(it->p->r, it->fetch_offset, max_bytes, false, fs->isolation == 1, res);
+    rpart_unlock(it->p);
+    return err;
 }
 
 /* A partition's key in a request, for finding duplicates. */
@@ -287,8 +314,7 @@ static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_i
         }
     }
     n = dedupe_items(r, items, n, by_id);
-    for (int i = 0; i < n; i++)
-        resolve(r, &items[i], by_id);
+    resolve_all(r, items, n, by_id);
     *out = items;
     return n;
 }
@@ -296,8 +322,8 @@ static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_i
 static void part_from_item(fetch_session_part *e, const fitem *it) {
     memset(e, 0, sizeof *e);
     size_t n = it->topic.len > 0 ? (size_t)it->topic.len : 0;
-    if (n > TOPIC_NAME_MAX)
-        n = TOPIC_NAME_MAX;
+    if (n > MD_NAME_MAX)
+        n = MD_NAME_MAX;
     memcpy(e->topic, it->topic.ptr, n);
     e->topic[n] = '\0';
     e->topic_id = it->topic_id;
@@ -309,7 +335,7 @@ static void part_from_item(fetch_session_part *e, const fitem *it) {
 
 /* Whether a session can remember the item: a name longer than any topic's
  * cannot be stored whole, and a shortened one could name another topic. */
-static bool cacheable(const fitem *it, bool by_id) { return by_id || it->topic.len <= TOPIC_NAME_MAX; }
+static bool cacheable(const fitem *it, bool by_id) { return by_id || it->topic.len <= MD_NAME_MAX; }
 
 /* Sets fs->items from the request and the session rules. Returns false when
  * the request's memory ran out. */
@@ -398,8 +424,8 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     }
     for (int32_t i = 0; ok && i < req->forgotten_topics_data_count; i++) {
         const kafka_fetch_request_forgotten_topic *fg = &req->forgotten_topics_data[i];
-        char name[TOPIC_NAME_MAX + 1] = "";
-        if (!fs->by_id && fg->topic.len > TOPIC_NAME_MAX)
+        char name[MD_NAME_MAX + 1] = "";
+        if (!fs->by_id && fg->topic.len > MD_NAME_MAX)
             continue; /* never cached (see cacheable) */
         if (!fs->by_id && fg->topic.len > 0) {
             memcpy(name, fg->topic.ptr, (size_t)fg->topic.len);
@@ -445,8 +471,7 @@ static bool prepare(breq *r, const kafka_fetch_request *req, fstate *fs) {
     release_items(r, fs);
     fs->items = items;
     fs->n = n;
-    for (int i = 0; i < n; i++)
-        resolve(r, &items[i], fs->by_id);
+    resolve_all(r, items, n, fs->by_id);
     return true;
 }
 
@@ -459,9 +484,10 @@ static bool fetch_ready(breq *r, void *arg) {
     int64_t need = fs->min_bytes, got = 0;
     for (int i = 0; i < fs->n; i++) {
         fitem *it = &fs->items[i];
-        if (it->err != KAFKA_ERR_NONE || topic_is_deleted(it->t))
+        if (it->err != KAFKA_ERR_NONE || item_removed(it))
             return true;
-        int64_t leo = plog_end_offset(it->p->log), start = plog_start_offset(it->p->log);
+        int64_t leo, start;
+        item_offsets(it, &leo, &start);
         if (it->fetch_offset > leo || it->fetch_offset < start)
             return true; /* OFFSET_OUT_OF_RANGE to report */
         if (it->fetch_offset == leo || it->max_bytes <= 0)
@@ -470,10 +496,10 @@ static bool fetch_ready(breq *r, void *arg) {
             return true;
         plog_read_result res;
         int64_t want = need - got < it->max_bytes ? need - got : it->max_bytes;
-        int rc = plog_read(it->p->log, it->fetch_offset, want, -1, &res);
+        int16_t rc = item_read(fs, it, want, &res);
         got += res.bytes;
         plog_read_release(&res);
-        if (rc != STORAGE_OK || got >= need)
+        if (rc != KAFKA_ERR_NONE || got >= need)
             return true;
     }
     return false;
@@ -493,8 +519,7 @@ static bool fetch_ready_throttled(breq *r, void *arg) {
  * Returns false if the request's memory ran out (the response is then
  * unusable). */
 static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
-    it->hw = plog_end_offset(it->p->log);
-    it->ls = plog_start_offset(it->p->log);
+    item_offsets(it, &it->hw, &it->ls);
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first && r->hdr.api_version >= 3;
     if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
@@ -503,11 +528,10 @@ static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *fir
         return true;
     }
     plog_read_result res;
-    int rc = plog_read(it->p->log, it->fetch_offset, want > 0 ? want : 1, -1, &res);
-    it->hw = res.log_end_offset;
-    it->ls = res.log_start_offset;
-    if (rc != STORAGE_OK) {
-        it->err = broker_kafka_error(rc);
+    int16_t rc = item_read(fs, it, want > 0 ? want : 1, &res);
+    item_offsets(it, &it->hw, &it->ls);
+    if (rc != KAFKA_ERR_NONE) {
+        it->err = rc;
         return true;
     }
     if (res.n == 0)
@@ -711,8 +735,7 @@ static bool dconv_begin(breq *r, dconv_budget *bud) {
 static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
     dconv_budget *bud = &fs->dconv;
     int16_t ver = r->hdr.api_version;
-    it->hw = plog_end_offset(it->p->log);
-    it->ls = plog_start_offset(it->p->log);
+    item_offsets(it, &it->hw, &it->ls);
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first;
     if (it->fetch_offset > it->hw || it->fetch_offset < it->ls) {
@@ -743,11 +766,10 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
     if (rd > bud->limit - bud->used)
         rd = bud->limit - bud->used;
     plog_read_result res;
-    int rc = plog_read(it->p->log, it->fetch_offset, rd, -1, &res);
-    it->hw = res.log_end_offset;
-    it->ls = res.log_start_offset;
-    if (rc != STORAGE_OK) {
-        it->err = broker_kafka_error(rc);
+    int16_t rc = item_read(fs, it, rd, &res);
+    item_offsets(it, &it->hw, &it->ls);
+    if (rc != KAFKA_ERR_NONE) {
+        it->err = rc;
         return true;
     }
     if (res.n == 0)
@@ -863,7 +885,7 @@ static bool build(breq *r, fstate *fs) {
         fitem *it = &fs->items[i];
         it->hw = it->ls = -1;
         it->records_len = 0;
-        if (it->err == KAFKA_ERR_NONE && topic_is_deleted(it->t))
+        if (it->err == KAFKA_ERR_NONE && item_removed(it))
             it->err = fs->by_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         bool ok = true;
         if (it->err == KAFKA_ERR_NONE)
@@ -978,7 +1000,7 @@ breq_status api_fetch(breq *r) {
     int64_t throttle = ver <= 3 ? fetch_dconv_wait_ms(r->b, dconv_cap(r)) : 0;
     bool data = fs->min_bytes <= 0 || fetch_ready(r, fs);
     if ((req->max_wait_ms > 0 && !data) || throttle > 0) {
-        partition **parts = breq_calloc(r, (size_t)fs->n, sizeof *parts);
+        rpart **parts = breq_calloc(r, (size_t)fs->n, sizeof *parts);
         int np = 0;
         for (int i = 0; parts != NULL && i < fs->n; i++)
             if (fs->items[i].p != NULL)

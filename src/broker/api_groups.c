@@ -324,11 +324,10 @@ breq_status api_leave_group(breq *r) {
 
 /* Does topic/partition exist? */
 static bool partition_exists(breq *r, kstr topic_name, int32_t partition) {
-    topic *t = topics_get(r->b->topics, topic_name);
-    if (t == NULL)
-        return false;
-    bool ok = partition >= 0 && partition < topic_partition_count(t);
-    topic_release(r->b->topics, t);
+    md_image *img = bmeta_image(r->b->meta);
+    const md_topic *t = md_image_topic(img, topic_name);
+    bool ok = t != NULL && partition >= 0 && partition < t->n_partitions;
+    md_image_unref(img);
     return ok;
 }
 
@@ -385,10 +384,10 @@ breq_status api_offset_commit(breq *r) {
     int64_t commit_ts = -1;
     for (int i = 0; i < nt; i++) {
         const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
-        topic *tp = topics_get(r->b->topics, t->name);
-        int32_t nparts = tp ? topic_partition_count(tp) : 0;
-        if (tp)
-            topic_release(r->b->topics, tp);
+        md_image *img = bmeta_image(r->b->meta);
+        const md_topic *tp = md_image_topic(img, t->name);
+        int32_t nparts = tp ? tp->n_partitions : 0;
+        md_image_unref(img);
         for (int j = 0; j < (t->partitions_count > 0 ? t->partitions_count : 0); j++, k++) {
             const kafka_offset_commit_request_offset_commit_request_partition *p = &t->partitions[j];
             es[k] = (gcoord_commit){t->name,

@@ -1,9 +1,9 @@
 /*
  * api_list_offsets.c - ListOffsets (key 2): offsets by time.
  *
- * Per partition: -2 earliest (the log start offset), -1 latest (the high
- * watermark, which on a single node is the log end offset for both isolation
- * levels), -3 the record with the largest timestamp (v7+), -4 earliest local
+ * Per partition, answered by its replica machine (replica.h): -2 earliest
+ * (the log start offset), -1 latest (the high watermark, for both isolation
+ * levels until transactions exist), -3 the record with the largest timestamp (v7+), -4 earliest local
  * (v8+; no tiered storage, so the log start), -5 latest tiered (v9+; nothing
  * is tiered: no offset), and any other timestamp: the first offset whose
  * record timestamp is at or after it (-1 when none). v0 answers in its old
@@ -28,35 +28,30 @@
 
 static log_ratelimit late_rl = LOG_RATELIMIT_DEFAULT;
 
-static void lookup(breq *r, partition *p, int64_t ts,
+static void lookup(breq *r, rpart *p, int64_t ts,
                    kafka_list_offsets_response_list_offsets_partition_response *pr) {
+    (void)r;
     int64_t off = -1, when = -1;
-    int rc = STORAGE_OK;
-    switch (ts) {
-    case PLOG_TS_EARLIEST:
-    case LIST_OFFSETS_EARLIEST_LOCAL:
-        off = plog_start_offset(p->log);
-        break;
-    case PLOG_TS_LATEST:
-        off = plog_end_offset(p->log);
-        break;
-    case LIST_OFFSETS_LATEST_TIERED:
-        break;
-    default:
-        if (ts < PLOG_TS_MAX) {
-            pr->error_code = KAFKA_ERR_INVALID_REQUEST;
-            return;
-        }
-        rc = plog_offset_for_time(p->log, ts, &off, &when);
-        break;
+    int32_t epoch = -1;
+    int16_t err = 0;
+    if (ts == LIST_OFFSETS_LATEST_TIERED) {
+        /* nothing is tiered: no offset */
+    } else if (ts < PLOG_TS_MAX && ts != LIST_OFFSETS_EARLIEST_LOCAL) {
+        pr->error_code = KAFKA_ERR_INVALID_REQUEST;
+        return;
+    } else {
+        rpart_lock(p);
+        err = replica_list_offset(p->r, ts == LIST_OFFSETS_EARLIEST_LOCAL ? PLOG_TS_EARLIEST : ts, &off,
+                                  &when, &epoch);
+        rpart_unlock(p);
     }
-    if (rc != STORAGE_OK) {
-        pr->error_code = broker_kafka_error(rc);
+    if (err != 0) {
+        pr->error_code = err;
         return;
     }
     pr->offset = off;
     pr->timestamp = off >= 0 ? when : -1;
-    pr->leader_epoch = off >= 0 ? p->leader_epoch : -1;
+    pr->leader_epoch = off >= 0 ? epoch : -1;
     if (r->hdr.api_version == 0) {
         if (off >= 0) {
             pr->old_style_offsets = breq_calloc(r, 1, sizeof *pr->old_style_offsets);
@@ -138,6 +133,7 @@ breq_status api_list_offsets(breq *r) {
     if (!find_duplicates(r, req, dup))
         return BREQ_CLOSE;
     bool late = false;
+    md_image *img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < nt; i++) {
         const kafka_list_offsets_request_list_offsets_topic *rt = &req->topics[i];
         kafka_list_offsets_response_list_offsets_topic_response *tr = &resp->topics[i];
@@ -145,10 +141,12 @@ breq_status api_list_offsets(breq *r) {
         tr->name = rt->name;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
         tr->partitions = np ? breq_calloc(r, (size_t)np, sizeof *tr->partitions) : NULL;
-        if (np && tr->partitions == NULL)
+        if (np && tr->partitions == NULL) {
+            md_image_unref(img);
             return BREQ_CLOSE;
+        }
         tr->partitions_count = np;
-        topic *t = topics_get(r->b->topics, rt->name);
+        const md_topic *t = md_image_topic(img, rt->name);
         for (int32_t j = 0; j < np; j++) {
             const kafka_list_offsets_request_list_offsets_partition *rp = &rt->partitions[j];
             kafka_list_offsets_response_list_offsets_partition_response *pr = &tr->partitions[j];
@@ -164,19 +162,21 @@ breq_status api_list_offsets(breq *r) {
                 pr->error_code = KAFKA_ERR_REQUEST_TIMED_OUT;
                 continue;
             }
-            partition *p = t != NULL ? topic_partition(t, rp->partition_index) : NULL;
+            int16_t err;
+            rpart *p = bmeta_partition(r->b->meta, t, rp->partition_index, &err);
             if (p == NULL) {
-                pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                pr->error_code = err;
                 continue;
             }
-            pr->error_code = partition_check_leader_epoch(p, rp->current_leader_epoch);
-            if (pr->error_code != KAFKA_ERR_NONE)
-                continue;
-            lookup(r, p, rp->timestamp, pr);
+            rpart_lock(p);
+            pr->error_code = replica_check_epoch(p->r, rp->current_leader_epoch, true);
+            rpart_unlock(p);
+            if (pr->error_code == KAFKA_ERR_NONE)
+                lookup(r, p, rp->timestamp, pr);
+            rpart_release(p);
         }
-        if (t != NULL)
-            topic_release(r->b->topics, t);
     }
+    md_image_unref(img);
     if (late)
         LOG_INFO_LIMITED(&late_rl, "broker",
                          "ListOffsets from %s ran past its work deadline; answered the rest "

@@ -2,9 +2,10 @@
  * api_metadata.c - Metadata (key 3, v0-12): the brokers, the cluster id, the
  * controller and the topics with their partitions.
  *
- * Single node: the broker list is this node (advertised endpoint, rack), the
- * controller is this node, and every partition has this node as leader,
- * replica and in-sync replica, with no offline replicas.
+ * Topics, partitions, leaders, epochs, replicas and ISR come from one
+ * metadata image (meta.h), taken once per request. Single node: the broker
+ * list is this node (advertised endpoint, rack) and the controller is this
+ * node.
  *
  * Which topics: v0 sends an array that lists topics or, when empty, asks for
  * all of them; from v1 on a null array asks for all and an empty one for none.
@@ -16,18 +17,17 @@
  * with the broker defaults when auto.create.topics.enable is true and the
  * request allows it (allow_auto_topic_creation, v4+; older versions always
  * allow it). Kafka answers LEADER_NOT_AVAILABLE the first time because its
- * partitions are still being placed; here creation is synchronous (the topic
- * is in the metadata log and its partition logs are open before
- * topics_create() returns), so the topic is returned ready, with its
+ * partitions are still being placed; here creation is synchronous on a
+ * single node (the topic is in the metadata log and its partition logs are
+ * open when the controller answers), so the topic is returned ready, with its
  * partitions and no error. Clients accept both answers; this one saves them a
  * retry round. Invalid names get INVALID_TOPIC_EXCEPTION and are never created;
- * neither are the names the broker reserves (topics_name_reserved): the
+ * neither are the names the broker reserves (ctrl_reserved_topic_name): the
  * metadata log's, and the internal topics that belong to their coordinators.
  *
- * Memory: everything in the response is in the request's arena. Topic names
- * are copied there because the topic references are released before the
- * response is encoded. All partitions share one replica array holding the
- * node id.
+ * Memory: everything in the response is in the request's arena. Names and
+ * replica lists are copied there because the image is released before the
+ * response is encoded (lists that are just this node share one array).
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -38,47 +38,69 @@
 #include "broker/broker.h"
 #include "core/log.h"
 
-typedef kafka_metadata_response_metadata_response_topic md_topic;
+typedef kafka_metadata_response_metadata_response_topic mr_topic;
 typedef kafka_metadata_response_metadata_response_partition md_part;
 
-/* Fills one topic entry from a referenced topic. Returns false when the
+/* A replica-id list copied into the request (the image is released before
+ * the response is encoded). */
+static int32_t *copy_ids(breq *r, const md_ids *ids, const int32_t *node) {
+    if (ids->n == 1 && ids->ids[0] == node[0])
+        return (int32_t *)node; /* the common single-node case: shared */
+    int32_t *v = ids->n > 0 ? breq_alloc(r, (size_t)ids->n * sizeof *v) : NULL;
+    if (v != NULL)
+        memcpy(v, ids->ids, (size_t)ids->n * sizeof *v);
+    return v;
+}
+
+/* Fills one topic entry from the image's topic. Returns false when the
  * request's memory ran out. */
-static bool fill_topic(breq *r, md_topic *out, topic *t, const int32_t *node) {
+static bool fill_topic(breq *r, mr_topic *out, const md_topic *t, const int32_t *node) {
     int16_t ver = r->hdr.api_version;
     out->error_code = KAFKA_ERR_NONE;
     out->name = api_kstr(r, t->name);
     if (ver >= 10)
         out->topic_id = t->id;
-    out->is_internal = t->internal;
-    int32_t n = topic_partition_count(t);
+    out->is_internal = ctrl_internal_topic((kstr){t->name, t->name_len});
+    int32_t n = t->n_partitions;
     assert(n >= 0);
-    md_part *parts = n > 0 ? breq_calloc(r, (size_t)n, sizeof *parts) : NULL;
-    if (n > 0 && parts == NULL)
+    md_part *entries = n > 0 ? breq_calloc(r, (size_t)n, sizeof *entries) : NULL;
+    if (n > 0 && entries == NULL)
         return false;
+    parts *local = bmeta_parts(r->b->meta);
     for (int32_t i = 0; i < n; i++) {
-        md_part *p = &parts[i];
-        partition *pt = topic_partition(t, i);
+        md_part *p = &entries[i];
+        const md_partition *mp = md_topic_partition(t, i);
         kafka_metadata_response_metadata_response_partition_init(p);
         p->partition_index = i;
-        p->leader_id = node[0];
+        p->leader_id = mp->leader;
         if (ver >= 7)
-            p->leader_epoch = pt ? pt->leader_epoch : 0;
-        plog *l = pt != NULL ? partition_log(pt) : NULL;
-        if (pt != NULL && (l == NULL || plog_is_offline(l)))
+            p->leader_epoch = mp->leader_epoch;
+        if (mp->leader < 0)
+            p->error_code = KAFKA_ERR_LEADER_NOT_AVAILABLE;
+        rpart *rp = mp->leader == node[0] ? parts_get(local, t->id, i) : NULL;
+        if (rp != NULL) {
+            plog *l = rpart_log(rp);
+            if (l == NULL || plog_is_offline(l))
+                p->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            rpart_release(rp);
+        } else if (mp->leader == node[0]) {
             p->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
-        p->replica_nodes = (int32_t *)node;
-        p->replica_nodes_count = 1;
-        p->isr_nodes = (int32_t *)node;
-        p->isr_nodes_count = 1;
+        }
+        p->replica_nodes = copy_ids(r, &mp->replicas, node);
+        p->replica_nodes_count = mp->replicas.n;
+        p->isr_nodes = copy_ids(r, &mp->isr, node);
+        p->isr_nodes_count = mp->isr.n;
+        if ((mp->replicas.n && p->replica_nodes == NULL) || (mp->isr.n && p->isr_nodes == NULL))
+            return false;
         p->offline_replicas_count = 0;
     }
-    out->partitions = parts;
+    out->partitions = entries;
     out->partitions_count = n;
     return true;
 }
 
 /* An entry with an error and no partitions. */
-static void fill_error(breq *r, md_topic *out, kstr name, kuuid id, int16_t err) {
+static void fill_error(breq *r, mr_topic *out, kstr name, kuuid id, int16_t err) {
     out->error_code = err;
     out->name = api_kstr_dup(r, name);
     if (r->hdr.api_version >= 10)
@@ -93,37 +115,45 @@ static int cmp_kstr(const void *a, const void *b) {
     return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* Answers one topic asked for by name, creating it if allowed. */
-static bool answer_name(breq *r, md_topic *out, kstr name, bool may_create, const int32_t *node) {
+/* Answers one topic asked for by name, creating it if allowed (*img is
+ * then replaced by the image that has it). */
+static bool answer_name(breq *r, md_image **img, mr_topic *out, kstr name, bool may_create,
+                        const int32_t *node) {
     broker *b = r->b;
-    char msg[TOPICS_MSG_MAX];
+    char msg[CTRL_MSG_MAX];
     kuuid zero = {{0}};
-    if (topics_validate_name(name, msg, sizeof msg) != 0) {
+    if (ctrl_validate_topic_name(name, msg, sizeof msg) != 0) {
         fill_error(r, out, name, zero, KAFKA_ERR_INVALID_TOPIC_EXCEPTION);
         return true;
     }
-    topic *t = topics_get(b->topics, name);
-    if (t == NULL && may_create && !topics_name_reserved(name)) {
-        int rc = topics_create(b->topics, name, -1, -1, NULL, NULL, 0, false, &t, msg, sizeof msg);
-        if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
-            /* Someone else created it between our lookup and now. */
-            t = topics_get(b->topics, name);
-        } else if (rc != KAFKA_ERR_NONE) {
+    const md_topic *t = md_image_topic(*img, name);
+    if (t == NULL && may_create && !ctrl_reserved_topic_name(name)) {
+        ctrl_new_topic nt = {name, -1, -1, NULL, 0, NULL, 0, false};
+        ctrl_item_result res;
+        bmeta_create_topics(b->meta, &nt, 1, false, &res);
+        if (res.error != KAFKA_ERR_NONE && res.error != KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
             LOG_WARN("metadata", "auto-creating topic '%.*s' for %s failed: %s", name.len, name.ptr,
-                     r->net->peer, msg);
-            fill_error(r, out, name, zero, (int16_t)rc);
+                     r->net->peer, res.message);
+            fill_error(r, out, name, zero, res.error);
             return true;
-        } else {
-            LOG_INFO("metadata", "auto-created topic '%.*s' for %s", name.len, name.ptr, r->net->peer);
         }
+        if (res.error == KAFKA_ERR_NONE)
+            LOG_INFO("metadata", "auto-created topic '%.*s' for %s", name.len, name.ptr, r->net->peer);
+        /* Created (by us, or by someone else meanwhile): the newer image has it. */
+        md_image_unref(*img);
+        *img = bmeta_image(b->meta);
+        t = md_image_topic(*img, name);
     }
     if (t == NULL) {
         fill_error(r, out, name, zero, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
         return true;
     }
-    bool ok = fill_topic(r, out, t, node);
-    topic_release(b->topics, t);
-    return ok;
+    return fill_topic(r, out, t, node);
+}
+
+static int cmp_topic_ptr(const void *a, const void *b) {
+    const md_topic *x = *(const md_topic *const *)a, *y = *(const md_topic *const *)b;
+    return strcmp(x->name, y->name);
 }
 
 breq_status api_metadata(breq *r) {
@@ -131,9 +161,8 @@ breq_status api_metadata(breq *r) {
     kafka_metadata_response *resp = r->resp;
     broker *b = r->b;
     int16_t ver = r->hdr.api_version;
-    topic **all = NULL;
-    int n_all = 0;
     breq_status st = BREQ_CLOSE;
+    md_image *img = bmeta_image(b->meta);
 
     int32_t *node = breq_alloc(r, sizeof *node);
     kafka_metadata_response_metadata_response_broker *br = breq_calloc(r, 1, sizeof *br);
@@ -152,17 +181,21 @@ breq_status api_metadata(breq *r) {
     resp->brokers = br;
     resp->brokers_count = 1;
     if (ver >= 2)
-        resp->cluster_id = kstr_c(topics_cluster_id(b->topics));
+        resp->cluster_id = kstr_c(bmeta_cluster_id(b->meta));
     if (ver >= 1)
         resp->controller_id = node[0];
 
     bool want_all = req->topics_count < 0 || (ver == 0 && req->topics_count == 0);
     if (want_all) {
-        all = topics_list(b->topics, &n_all);
+        int32_t n_all = md_image_topic_count(img);
+        const md_topic **all = n_all > 0 ? breq_calloc(r, (size_t)n_all, sizeof *all) : NULL;
         resp->topics = n_all > 0 ? breq_calloc(r, (size_t)n_all, sizeof *resp->topics) : NULL;
-        if (n_all > 0 && resp->topics == NULL)
+        if (n_all > 0 && (resp->topics == NULL || all == NULL))
             goto out;
-        for (int i = 0; i < n_all; i++) {
+        for (int32_t i = 0; i < n_all; i++)
+            all[i] = md_image_topic_at(img, i);
+        qsort(all, (size_t)n_all, sizeof *all, cmp_topic_ptr);
+        for (int32_t i = 0; i < n_all; i++) {
             kafka_metadata_response_metadata_response_topic_init(&resp->topics[i]);
             if (!fill_topic(r, &resp->topics[i], all[i], node))
                 goto out;
@@ -187,16 +220,14 @@ breq_status api_metadata(breq *r) {
             continue;
         }
         /* v12+: by id. */
-        md_topic *o = &resp->topics[k++];
+        mr_topic *o = &resp->topics[k++];
         kafka_metadata_response_metadata_response_topic_init(o);
-        topic *t = kuuid_is_zero(q->topic_id) ? NULL : topics_get_by_id(b->topics, q->topic_id);
+        const md_topic *t = kuuid_is_zero(q->topic_id) ? NULL : md_image_topic_by_id(img, q->topic_id);
         if (t == NULL) {
             fill_error(r, o, KSTR_NULL, q->topic_id, KAFKA_ERR_UNKNOWN_TOPIC_ID);
             continue;
         }
-        bool ok = fill_topic(r, o, t, node);
-        topic_release(b->topics, t);
-        if (!ok)
+        if (!fill_topic(r, o, t, node))
             goto out;
     }
     if (n_names > 1)
@@ -204,17 +235,15 @@ breq_status api_metadata(breq *r) {
     for (int32_t i = 0; i < n_names; i++) {
         if (i > 0 && cmp_kstr(&names[i - 1], &names[i]) == 0)
             continue;
-        md_topic *o = &resp->topics[k++];
+        mr_topic *o = &resp->topics[k++];
         kafka_metadata_response_metadata_response_topic_init(o);
-        if (!answer_name(r, o, names[i], may_create, node))
+        if (!answer_name(r, &img, o, names[i], may_create, node))
             goto out;
     }
     resp->topics_count = k;
     st = BREQ_DONE;
 out:
-    for (int i = 0; i < n_all; i++)
-        topic_release(b->topics, all[i]);
-    free(all);
+    md_image_unref(img);
     if (st != BREQ_DONE)
         LOG_WARN("metadata",
                  "metadata v%d response for %s needs more memory than the request may use; closing", ver,

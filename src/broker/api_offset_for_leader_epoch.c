@@ -2,11 +2,12 @@
  * api_offset_for_leader_epoch.c - OffsetForLeaderEpoch (key 23): where a
  * leader epoch ends, so a client (or follower) can detect a truncated log.
  *
- * Single node: a partition has had one leader epoch (partition.leader_epoch)
- * and it is still current, so it ends at the log end offset. Asking for that
- * epoch gives (epoch, log end offset); an epoch we never had gives (-1, -1),
- * as Kafka answers for an unknown epoch. current_leader_epoch (v2+) is checked like
- * in Fetch: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+ * The answer comes from the partition's leader-epoch cache (replica.h): the
+ * largest epoch at or below the one asked for and where it ends (the next
+ * epoch's first offset, or the log end for the current one); an epoch
+ * newer than any known gives (-1, -1), as Kafka answers. current_leader_epoch
+ * (v2+) is checked as in Fetch: older is FENCED_LEADER_EPOCH, newer
+ * UNKNOWN_LEADER_EPOCH.
  */
 #include "broker/apis.h"
 #include "broker/broker.h"
@@ -21,6 +22,7 @@ breq_status api_offset_for_leader_epoch(breq *r) {
     if (nt && resp->topics == NULL)
         return BREQ_CLOSE;
     resp->topics_count = nt;
+    md_image *img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < nt; i++) {
         const kafka_offset_for_leader_epoch_request_offset_for_leader_topic *rt = &req->topics[i];
         kafka_offset_for_leader_epoch_response_offset_for_leader_topic_result *tr = &resp->topics[i];
@@ -28,30 +30,37 @@ breq_status api_offset_for_leader_epoch(breq *r) {
         tr->topic = rt->topic;
         int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
         tr->partitions = np ? breq_calloc(r, (size_t)np, sizeof *tr->partitions) : NULL;
-        if (np && tr->partitions == NULL)
+        if (np && tr->partitions == NULL) {
+            md_image_unref(img);
             return BREQ_CLOSE;
+        }
         tr->partitions_count = np;
-        topic *t = topics_get(r->b->topics, rt->topic);
+        const md_topic *t = md_image_topic(img, rt->topic);
         for (int32_t j = 0; j < np; j++) {
             const kafka_offset_for_leader_epoch_request_offset_for_leader_partition *rp = &rt->partitions[j];
             kafka_offset_for_leader_epoch_response_epoch_end_offset *pr = &tr->partitions[j];
             kafka_offset_for_leader_epoch_response_epoch_end_offset_init(pr);
             pr->partition = rp->partition;
-            partition *p = t != NULL ? topic_partition(t, rp->partition) : NULL;
+            int16_t err;
+            rpart *p = bmeta_partition(r->b->meta, t, rp->partition, &err);
             if (p == NULL) {
-                pr->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                pr->error_code = err;
                 continue;
             }
-            pr->error_code = partition_check_leader_epoch(p, rp->current_leader_epoch);
+            rpart_lock(p);
+            pr->error_code = replica_check_epoch(p->r, rp->current_leader_epoch, true);
+            int32_t e = -1;
+            int64_t end = -1;
+            if (pr->error_code == KAFKA_ERR_NONE)
+                replica_end_offset_for_epoch(p->r, rp->leader_epoch, &e, &end);
+            rpart_unlock(p);
+            rpart_release(p);
             if (pr->error_code != KAFKA_ERR_NONE)
                 continue;
-            if (rp->leader_epoch == p->leader_epoch) {
-                pr->end_offset = plog_end_offset(p->log);
-                pr->leader_epoch = ver >= 1 ? p->leader_epoch : -1;
-            }
+            pr->end_offset = end;
+            pr->leader_epoch = ver >= 1 ? e : -1;
         }
-        if (t != NULL)
-            topic_release(r->b->topics, t);
     }
+    md_image_unref(img);
     return BREQ_DONE;
 }

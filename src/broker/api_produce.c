@@ -28,20 +28,22 @@
  *
  * acks: 0 sends no response (but closes the connection if any partition
  * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
- * batch is in the log. On a single node every replica in the ISR has it at
- * that point, so -1 needs no wait. Other values get INVALID_REQUIRED_ACKS.
- * Produce never creates topics. Transactions do not exist yet, so no
- * partition is ever in one: a transactional batch (with a producer id) gets
- * INVALID_TXN_STATE, as Kafka answers for a partition not added to the
- * transaction; storage refuses one without a producer id (INVALID_RECORD).
+ * batch is in the log. With an ISR of one (a single node) the high
+ * watermark is the log end after the append, so -1 needs no wait yet; the
+ * replication issue parks acks=-1 in the purgatory until the ISR has it. Other values get
+ * INVALID_REQUIRED_ACKS. Produce never creates topics. Transactions do not exist yet, so no partition is ever
+ * in one: a transactional batch (with a producer id) gets INVALID_TXN_STATE, as Kafka answers for a partition
+ * not added to the transaction; storage refuses one without a producer id (INVALID_RECORD).
  *
  * Storage decodes every record (see plog_append); from v8 on a refusal
  * carries its reason in error_message and, when one record is at fault, in
  * record_errors (that record's index in the batch), and each refusal of the
  * bytes is logged with the topic, partition and reason.
  *
- * After each successful append the long-polling fetches of that partition
- * are woken (fetch_notify).
+ * The append goes through the partition's replica machine (replica.h),
+ * which checks leadership and moves the high watermark; its `changed`
+ * action wakes the long-polling fetches of that partition (fetch.h), so
+ * this file never does.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -52,6 +54,7 @@
 #include "core/clock.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
+#include "controller/controller.h"
 #include "core/log.h"
 #include "proto/batch.h"
 #include "proto/legacy.h"
@@ -124,11 +127,10 @@ static log_ratelimit conv_refused_rl = LOG_RATELIMIT_DEFAULT;
 /* Converts a legacy message set into magic-2 batches in r's arena (see the
  * top of the file). Returns 0 with *out / *out_len set, or a Kafka error;
  * *throttle_ms is raised when the conversion budget refused the work. */
-static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t **out, size_t *out_len,
-                              int32_t *throttle_ms) {
+static int16_t legacy_convert(breq *r, const char *topic, int64_t max_msg, kbytes records, uint8_t **out,
+                              size_t *out_len, int32_t *throttle_ms) {
     const uint8_t *buf = records.ptr;
     size_t len = (size_t)records.len;
-    int64_t max_msg = t->cfg.max_message_bytes;
     /* Decompressed bytes allowed per wrapper, as storage allows per batch,
      * and never more than one request's conversion limit (so the broker-wide
      * budget, whose burst is at least that, can always cover it). */
@@ -180,7 +182,7 @@ static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t *
                 &conv_refused_rl, "produce",
                 "refused a compressed legacy message set to %s from %s: the conversion budget "
                 "(sluice.conversion.max.bytes.per.second) is used up; answered REQUEST_TIMED_OUT",
-                t->name, r->net->peer);
+                topic, r->net->peer);
             return KAFKA_ERR_REQUEST_TIMED_OUT;
         }
         size_t dec = 0;
@@ -214,7 +216,7 @@ static int16_t legacy_convert(breq *r, const topic *t, kbytes records, uint8_t *
 
 /* Fills pr for a refused partition. why (may be NULL or empty) is the
  * specific reason; record >= 0 names the record of the batch at fault. */
-static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, const topic *t,
+static void set_error(breq *r, kafka_produce_response_partition_produce_response *pr, int64_t max_msg,
                       int16_t err, const char *why, int32_t record) {
     pr->error_code = err;
     pr->base_offset = -1;
@@ -240,9 +242,9 @@ static void set_error(breq *r, kafka_produce_response_partition_produce_response
         }
         return;
     }
-    if (err == KAFKA_ERR_MESSAGE_TOO_LARGE && t != NULL)
-        snprintf(msg, cap, "a record batch is larger than the topic's max.message.bytes (%d)",
-                 (int)t->cfg.max_message_bytes);
+    if (err == KAFKA_ERR_MESSAGE_TOO_LARGE && max_msg > 0)
+        snprintf(msg, cap, "a record batch is larger than the topic's max.message.bytes (%lld)",
+                 (long long)max_msg);
     else if (err == KAFKA_ERR_INVALID_RECORD && r->hdr.api_version >= 3)
         snprintf(msg, cap,
                  "invalid record batch (produce v3+ takes exactly one magic-2 batch per partition)");
@@ -259,6 +261,7 @@ breq_status api_produce(breq *r) {
     int64_t now = clock_wall_ms();
     int failed = 0;
     int32_t throttle_ms = 0; /* the conversion budget refused some work */
+    md_image *img = NULL;
 
     int32_t nt = req->topic_data_count > 0 ? req->topic_data_count : 0;
     resp->responses = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->responses) : NULL;
@@ -266,6 +269,7 @@ breq_status api_produce(breq *r) {
         return BREQ_CLOSE;
     resp->responses_count = nt;
 
+    img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < nt; i++) {
         kafka_produce_request_topic_produce_data *td = &req->topic_data[i];
         kafka_produce_response_topic_produce_response *tr = &resp->responses[i];
@@ -273,20 +277,22 @@ breq_status api_produce(breq *r) {
         tr->name = td->name;
         int32_t np = td->partition_data_count > 0 ? td->partition_data_count : 0;
         tr->partition_responses = np ? breq_calloc(r, (size_t)np, sizeof *tr->partition_responses) : NULL;
-        if (np && tr->partition_responses == NULL)
+        if (np && tr->partition_responses == NULL) {
+            md_image_unref(img);
             return BREQ_CLOSE;
+        }
         tr->partition_responses_count = np;
 
         int16_t terr = KAFKA_ERR_NONE;
-        topic *t = NULL;
-        char msg[TOPICS_MSG_MAX];
+        const md_topic *t = NULL;
+        char msg[CTRL_MSG_MAX];
         if (bad_acks)
             terr = KAFKA_ERR_INVALID_REQUIRED_ACKS;
-        else if (topics_validate_name(td->name, msg, sizeof msg) != 0)
+        else if (ctrl_validate_topic_name(td->name, msg, sizeof msg) != 0)
             terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
-        else if ((t = topics_get(r->b->topics, td->name)) == NULL)
+        else if ((t = md_image_topic(img, td->name)) == NULL)
             terr = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-        else if (t->internal)
+        else if (ctrl_internal_topic(td->name))
             terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* clients may not write internal topics */
 
         for (int32_t j = 0; j < np; j++) {
@@ -296,26 +302,34 @@ breq_status api_produce(breq *r) {
             pr->index = pd->index;
             pr->record_errors_count = 0;
             int16_t err = terr;
-            partition *p = NULL;
-            if (err == KAFKA_ERR_NONE && (p = topic_partition(t, pd->index)) == NULL)
-                err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-            else if (err == KAFKA_ERR_NONE && partition_log(p) == NULL)
-                err = KAFKA_ERR_KAFKA_STORAGE_ERROR; /* offline: its log could not be opened */
+            rpart *p = NULL;
+            int64_t max_msg = -1;
+            if (err == KAFKA_ERR_NONE)
+                p = bmeta_partition(r->b->meta, t, pd->index, &err);
+            if (p != NULL) {
+                rpart_lock(p);
+                max_msg = p->cfg.max_message_bytes;
+                rpart_unlock(p);
+            }
             uint8_t *data = (uint8_t *)pd->records.ptr;
             size_t data_len = pd->records.len > 0 ? (size_t)pd->records.len : 0;
             const char *why = NULL;
-            plog_append_info info;
-            info.error_record = -1;
+            replica_append_result ar;
+            memset(&ar, 0, sizeof ar);
+            ar.info.error_record = -1;
             if (err == KAFKA_ERR_NONE && is_legacy_set(ver, pd->records))
-                err = legacy_convert(r, t, pd->records, &data, &data_len, &throttle_ms);
+                err = legacy_convert(r, t->name, max_msg, pd->records, &data, &data_len, &throttle_ms);
             else if (err == KAFKA_ERR_NONE)
                 err = check_version_rules(ver, pd->records, &why);
             if (err == KAFKA_ERR_NONE) {
-                err = broker_kafka_error(plog_append(p->log, data, data_len, p->leader_epoch, now, &info));
-                why = info.error_msg;
+                rpart_lock(p);
+                err = replica_append(p->r, data, data_len, now, &ar);
+                rpart_unlock(p);
+                why = ar.info.error_msg;
             }
+            rpart_release(p);
             if (err != KAFKA_ERR_NONE) {
-                set_error(r, pr, t, err, why, info.error_record);
+                set_error(r, pr, max_msg, err, why, ar.info.error_record);
                 failed++;
                 if (why != NULL && why[0] != 0)
                     LOG_INFO("produce", "refused records from %s: %s: %s topic=%.*s partition=%d",
@@ -328,14 +342,12 @@ breq_status api_produce(breq *r) {
                 continue;
             }
             pr->error_code = KAFKA_ERR_NONE;
-            pr->base_offset = info.base_offset;
-            pr->log_append_time_ms = info.log_append_time;
-            pr->log_start_offset = info.log_start_offset;
-            fetch_notify(r->b, p);
+            pr->base_offset = ar.base_offset;
+            pr->log_append_time_ms = ar.log_append_time;
+            pr->log_start_offset = ar.log_start_offset;
         }
-        if (t != NULL)
-            topic_release(r->b->topics, t);
     }
+    md_image_unref(img);
     resp->throttle_time_ms = throttle_ms;
     if (req->acks == 0) {
         if (failed) {

@@ -23,12 +23,11 @@
 #include "broker/api_util.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
-#include "broker/fetch.h"
 #include "broker/groups.h"
 #include "core/log.h"
 
 /* Message buffers here hold a registry message plus some context. */
-#define TOPICS_API_MSG_MAX (TOPICS_MSG_MAX + 128)
+#define TOPICS_API_MSG_MAX (CTRL_MSG_MAX + 128)
 
 /* Checks a broker id list for one partition: non-empty, only this node, no
  * repeats. Returns 0 or INVALID_REPLICA_ASSIGNMENT with msg filled. */
@@ -120,7 +119,6 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
     int rc = KAFKA_ERR_NONE;
     int32_t parts = q->num_partitions;
     int32_t rf = q->replication_factor;
-    topic *t = NULL;
 
     /* Replica assignments replace num_partitions and replication_factor. */
     if (q->assignments_count > 0) {
@@ -132,9 +130,9 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
             goto done;
         }
         int32_t n = q->assignments_count;
-        if (n > TOPIC_PARTITIONS_MAX) {
+        if (n > CTRL_TOPIC_PARTITIONS_MAX) {
             snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", n,
-                     TOPIC_PARTITIONS_MAX);
+                     CTRL_TOPIC_PARTITIONS_MAX);
             rc = KAFKA_ERR_INVALID_PARTITIONS;
             goto done;
         }
@@ -177,9 +175,9 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
             rc = KAFKA_ERR_INVALID_PARTITIONS;
             goto done;
         }
-        if (parts > TOPIC_PARTITIONS_MAX) {
+        if (parts > CTRL_TOPIC_PARTITIONS_MAX) {
             snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", parts,
-                     TOPIC_PARTITIONS_MAX);
+                     CTRL_TOPIC_PARTITIONS_MAX);
             rc = KAFKA_ERR_INVALID_PARTITIONS;
             goto done;
         }
@@ -190,9 +188,9 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
 
     /* Configs as C strings. A null value is not a configuration. */
     int n_cfg = q->configs_count > 0 ? q->configs_count : 0;
-    if (n_cfg > TOPIC_CONFIGS_MAX) {
+    if (n_cfg > CTRL_TOPIC_CONFIGS_MAX) {
         snprintf(msg, sizeof msg, "%d configs given; at most %d overrides are allowed per topic.", n_cfg,
-                 TOPIC_CONFIGS_MAX);
+                 CTRL_TOPIC_CONFIGS_MAX);
         rc = KAFKA_ERR_INVALID_CONFIG;
         goto done;
     }
@@ -215,25 +213,30 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
             return false;
     }
 
-    rc = topics_create(b->topics, q->name, parts, (int16_t)rf, keys, values, n_cfg, req->validate_only,
-                       req->validate_only ? NULL : &t, msg, sizeof msg);
-    if (rc != 0)
+    ctrl_kv *kv = n_cfg ? breq_calloc(r, (size_t)n_cfg, sizeof *kv) : NULL;
+    if (n_cfg && kv == NULL)
+        return false;
+    for (int i = 0; i < n_cfg; i++)
+        kv[i] = (ctrl_kv){kstr_c(keys[i]), kstr_c(values[i])};
+    ctrl_new_topic nt = {q->name, parts, (int16_t)rf, NULL, 0, kv, n_cfg, false};
+    ctrl_item_result cr;
+    bmeta_create_topics(b->meta, &nt, 1, req->validate_only, &cr);
+    rc = cr.error;
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "%s", cr.message);
         goto done;
-    if (ver >= 5) {
-        res->num_partitions = t ? topic_partition_count(t) : (parts == -1 ? b->cfg->num_partitions : parts);
-        res->replication_factor = t ? t->replication_factor : (int16_t)(rf == -1 ? 1 : rf);
-        if (!fill_created_configs(r, res, keys, values, n_cfg)) {
-            if (t)
-                topic_release(b->topics, t);
-            return false;
-        }
     }
-    if (t != NULL) {
+    if (ver >= 5) {
+        res->num_partitions = cr.partitions;
+        res->replication_factor = cr.replication_factor;
+        if (!fill_created_configs(r, res, keys, values, n_cfg))
+            return false;
+    }
+    if (!req->validate_only) {
         if (ver >= 7)
-            res->topic_id = t->id;
-        LOG_INFO("admin", "created topic '%s' (%d partitions) for %s", t->name, topic_partition_count(t),
-                 r->net->peer);
-        topic_release(b->topics, t);
+            res->topic_id = cr.topic_id;
+        LOG_INFO("admin", "created topic '%.*s' (%d partitions) for %s", q->name.len, q->name.ptr,
+                 cr.partitions, r->net->peer);
     }
 done:
     res->error_code = (int16_t)rc;
@@ -272,19 +275,16 @@ breq_status api_create_topics(breq *r) {
 
 /* ---- DeleteTopics ------------------------------------------------------ */
 
-static void delete_one(breq *r, topic *t, kafka_delete_topics_response_deletable_topic_result *res) {
-    char msg[TOPICS_MSG_MAX] = "";
-    int rc = topics_delete(r->b->topics, t, msg, sizeof msg);
-    res->error_code = (int16_t)rc;
-    if (rc != 0 && r->hdr.api_version >= 5)
-        res->error_message = api_kstr(r, msg);
-    if (rc == 0) {
-        LOG_INFO("admin", "deleted topic '%s' for %s", t->name, r->net->peer);
-        groups_topic_deleted(r->b, kstr_c(t->name)); /* its committed offsets go too, as in Kafka */
-        /* Long polls on it answer now instead of holding it (and its log
-         * files) until their deadline. */
-        for (int32_t i = 0; i < topic_partition_count(t); i++)
-            fetch_notify(r->b, topic_partition(t, i));
+static void delete_one(breq *r, const ctrl_topic_ref *ref, kstr name,
+                       kafka_delete_topics_response_deletable_topic_result *res) {
+    ctrl_item_result cr;
+    bmeta_delete_topics(r->b->meta, ref, 1, &cr);
+    res->error_code = cr.error;
+    if (cr.error != 0 && r->hdr.api_version >= 5)
+        res->error_message = api_kstr(r, cr.message);
+    if (cr.error == 0) {
+        LOG_INFO("admin", "deleted topic '%.*s' for %s", name.len, name.ptr, r->net->peer);
+        groups_topic_deleted(r->b, name); /* its committed offsets go too, as in Kafka */
     }
 }
 
@@ -298,25 +298,35 @@ breq_status api_delete_topics(breq *r) {
     if (n < 0)
         n = 0;
     resp->responses = n ? breq_calloc(r, (size_t)n, sizeof *resp->responses) : NULL;
-    if (n && resp->responses == NULL)
+    const bool *dup = by_state ? api_dup_flags(r, req->topics, sizeof *req->topics, n)
+                               : api_dup_flags(r, req->topic_names, sizeof *req->topic_names, n);
+    if (n && (resp->responses == NULL || dup == NULL))
         return BREQ_CLOSE;
+    md_image *img = bmeta_image(b->meta);
     for (int32_t i = 0; i < n; i++) {
         kafka_delete_topics_response_deletable_topic_result *res = &resp->responses[i];
         kafka_delete_topics_response_deletable_topic_result_init(res);
         kstr name = by_state ? req->topics[i].name : req->topic_names[i];
         kuuid id = by_state ? req->topics[i].topic_id : (kuuid){{0}};
         bool by_id = name.len < 0;
-        topic *t = NULL;
+        const md_topic *t = NULL;
         res->name = name;
         if (by_id) {
             res->topic_id = id;
-            t = kuuid_is_zero(id) ? NULL : topics_get_by_id(b->topics, id);
+            t = kuuid_is_zero(id) ? NULL : md_image_topic_by_id(img, id);
             if (t == NULL) {
                 res->error_code = KAFKA_ERR_UNKNOWN_TOPIC_ID;
                 continue;
             }
             res->name = api_kstr(r, t->name);
         } else {
+            /* A name given twice is refused for every copy, as Kafka does. */
+            if (dup[i]) {
+                res->error_code = KAFKA_ERR_INVALID_REQUEST;
+                if (ver >= 5)
+                    res->error_message = api_kstr(r, "The topic is listed more than once in this request.");
+                continue;
+            }
             if (by_state && !kuuid_is_zero(id)) {
                 /* Both a name and an id: Kafka refuses the ambiguity. */
                 res->error_code = KAFKA_ERR_INVALID_REQUEST;
@@ -324,7 +334,7 @@ breq_status api_delete_topics(breq *r) {
                     res->error_message = api_kstr(r, "Give either a topic name or a topic id, not both.");
                 continue;
             }
-            t = topics_get(b->topics, name);
+            t = md_image_topic(img, name);
             if (t == NULL) {
                 res->error_code = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
@@ -332,9 +342,10 @@ breq_status api_delete_topics(breq *r) {
             if (ver >= 6)
                 res->topic_id = t->id;
         }
-        delete_one(r, t, res);
-        topic_release(b->topics, t);
+        ctrl_topic_ref ref = {KSTR_NULL, t->id};
+        delete_one(r, &ref, res->name, res);
     }
+    md_image_unref(img);
     resp->responses_count = n;
     return BREQ_DONE;
 }
@@ -347,14 +358,16 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
     broker *b = r->b;
     char msg[TOPICS_API_MSG_MAX] = "";
     int rc = 0;
-    topic *t = topics_get(b->topics, q->name);
+    md_image *img = bmeta_image(b->meta);
+    const md_topic *t = md_image_topic(img, q->name);
     if (t == NULL) {
         snprintf(msg, sizeof msg, "The topic '%.*s' does not exist.", q->name.len > 0 ? q->name.len : 0,
                  q->name.len > 0 ? q->name.ptr : "");
         rc = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
         goto done;
     }
-    int32_t have = topic_partition_count(t);
+    int32_t have = t->n_partitions;
+    int32_t topic_rf = have > 0 ? md_topic_partition(t, 0)->replicas.n : 1;
     if (q->count <= have) {
         snprintf(msg, sizeof msg, "Topic currently has %d partitions, which is higher than the requested %d.",
                  have, q->count);
@@ -363,9 +376,9 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
         rc = KAFKA_ERR_INVALID_PARTITIONS;
         goto done;
     }
-    if (q->count > TOPIC_PARTITIONS_MAX) {
+    if (q->count > CTRL_TOPIC_PARTITIONS_MAX) {
         snprintf(msg, sizeof msg, "%d partitions requested; at most %d are allowed per topic.", q->count,
-                 TOPIC_PARTITIONS_MAX);
+                 CTRL_TOPIC_PARTITIONS_MAX);
         rc = KAFKA_ERR_INVALID_PARTITIONS;
         goto done;
     }
@@ -382,11 +395,11 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
         }
         for (int32_t i = 0; i < added && rc == 0; i++) {
             const kafka_create_partitions_request_create_partitions_assignment *a = &q->assignments[i];
-            if (a->broker_ids_count != t->replication_factor && a->broker_ids_count > 0) {
+            if (a->broker_ids_count != topic_rf && a->broker_ids_count > 0) {
                 snprintf(msg, sizeof msg,
                          "The assignment of new partition %d has %d replicas; the topic's replication factor "
                          "is %d.",
-                         have + i, a->broker_ids_count, t->replication_factor);
+                         have + i, a->broker_ids_count, topic_rf);
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;
             }
@@ -395,13 +408,17 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
         if (rc != 0)
             goto done;
     }
-    rc = topics_add_partitions(b->topics, t, q->count, req->validate_only, msg, sizeof msg);
+    ctrl_new_partitions np = {q->name, q->count, NULL, -1};
+    ctrl_item_result cr;
+    bmeta_create_partitions(b->meta, &np, 1, req->validate_only, &cr);
+    rc = cr.error;
+    if (rc != 0)
+        snprintf(msg, sizeof msg, "%s", cr.message);
     if (rc == 0 && !req->validate_only)
         LOG_INFO("admin", "topic '%s' grown from %d to %d partitions for %s", t->name, have, q->count,
                  r->net->peer);
 done:
-    if (t)
-        topic_release(b->topics, t);
+    md_image_unref(img);
     res->error_code = (int16_t)rc;
     res->error_message = rc != 0 ? api_kstr(r, msg) : KSTR_NULL;
 }

@@ -84,12 +84,16 @@ static void *housekeeper_main(void *arg) {
         if (b->stopping)
             break;
         pthread_mutex_unlock(&b->hk_mu);
-        topics_tick(b->topics, clock_wall_ms());
+        bmeta_tick(b->meta, clock_wall_ms());
         pthread_mutex_lock(&b->hk_mu);
     }
     pthread_mutex_unlock(&b->hk_mu);
     return NULL;
 }
+
+/* A partition's HW, log start, role or existence changed: long polls on
+ * it may be answerable. */
+static void partition_changed(void *ctx, rpart *p) { fetch_notify(ctx, p); }
 
 broker *broker_create(const broker_config *cfg) {
     broker *b = calloc(1, sizeof *b);
@@ -104,8 +108,9 @@ broker *broker_create(const broker_config *cfg) {
     b->storage = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
     if (b->storage == NULL)
         goto err;
-    b->topics = topics_open(cfg, b->storage);
-    if (b->topics == NULL)
+    bmeta_hooks hooks = {b, partition_changed};
+    b->meta = bmeta_open(cfg, b->storage, &hooks);
+    if (b->meta == NULL)
         goto err;
 
     net_config nc;
@@ -166,8 +171,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
     int n_dirs = b->cfg->log_dirs.n;
-    int not_marked = topics_close(b->topics);
-    b->topics = NULL;
+    int not_marked = bmeta_close(b->meta);
+    b->meta = NULL;
     if (not_marked == 0)
         LOG_INFO("broker", "shut down cleanly (every log directory is marked clean)");
     else
@@ -192,8 +197,8 @@ void broker_destroy(broker *b) {
     groups_mgr_destroy(b);
     net_server_destroy(b->net);
     /* A broker that never started cleanly leaves its dirs unclean. */
-    if (b->topics)
-        topics_close(b->topics);
+    if (b->meta)
+        bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     pthread_mutex_destroy(&b->hk_mu);
     pthread_cond_destroy(&b->hk_cond);

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "broker/config.h"
-#include "broker/topics.h"
+#include "broker/meta.h"
 #include "net/server.h"
 
 /* Opaque here: defined and owned by fetch.c and groups.c. */
@@ -29,7 +29,8 @@ struct broker {
     const broker_config *cfg;
     net_server *net;
     storage_ctx *storage; /* files and segment descriptor cache of every log */
-    topic_registry *topics;
+    /* The metadata log, image, controller and partitions (meta.h). */
+    bmeta *meta;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */
     struct fetch_mgr *fetch;
     /* Owned by the group coordinator (groups.h); NULL until started. */

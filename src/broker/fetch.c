@@ -2,7 +2,7 @@
  * fetch.c - long-poll waiters and fetch sessions. See fetch.h.
  *
  * Waiters: one mutex (mu) guards the waiter array, every waiter's flags and
- * every partition's waiter list (partition.fetch_state, a singly linked list
+ * every partition's waiter list (partition.waiters, a singly linked list
  * of fetch_link). The fetch thread picks waiters that are woken or expired,
  * runs their probe without the lock (marking them busy so nobody frees them),
  * and finishes them without the lock after unlinking them. An append during a
@@ -34,7 +34,7 @@ typedef struct fetch_waiter fetch_waiter;
 
 typedef struct fetch_link {
     fetch_waiter *w;
-    partition *p;
+    rpart *p;
     struct fetch_link *next;
 } fetch_link;
 
@@ -106,7 +106,7 @@ static void unlink_waiter_locked(fetch_mgr *m, fetch_waiter *w) {
     for (int i = 0; i < w->n_links; i++) {
         fetch_link *l = &w->links[i];
         fetch_link *prev = NULL;
-        fetch_link *cur = atomic_load(&l->p->fetch_state);
+        fetch_link *cur = atomic_load(&l->p->waiters);
         while (cur != NULL && cur != l) {
             prev = cur;
             cur = cur->next;
@@ -115,7 +115,7 @@ static void unlink_waiter_locked(fetch_mgr *m, fetch_waiter *w) {
         if (cur == NULL)
             continue;
         if (prev == NULL)
-            atomic_store(&l->p->fetch_state, (void *)l->next);
+            atomic_store(&l->p->waiters, (void *)l->next);
         else
             prev->next = l->next;
     }
@@ -243,15 +243,15 @@ void fetch_mgr_destroy(broker *b) {
     b->fetch = NULL;
 }
 
-void fetch_notify(broker *b, partition *p) {
+void fetch_notify(broker *b, rpart *p) {
     fetch_mgr *m = b->fetch;
     /* The lock-free look is safe: a waiter linked after this load probes the
      * log after linking, and so sees this append (see fetch.h). */
-    if (m == NULL || atomic_load(&p->fetch_state) == NULL)
+    if (m == NULL || atomic_load(&p->waiters) == NULL)
         return;
     pthread_mutex_lock(&m->mu);
     bool any = false;
-    for (fetch_link *l = atomic_load(&p->fetch_state); l != NULL; l = l->next) {
+    for (fetch_link *l = atomic_load(&p->waiters); l != NULL; l = l->next) {
         l->w->woken = true;
         any = true;
     }
@@ -260,7 +260,7 @@ void fetch_notify(broker *b, partition *p) {
     pthread_mutex_unlock(&m->mu);
 }
 
-bool fetch_wait(broker *b, breq *r, partition *const *parts, int n, int64_t deadline_ms, fetch_ready_fn ready,
+bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline_ms, fetch_ready_fn ready,
                 fetch_finish_fn finish, void *state) {
     fetch_mgr *m = b->fetch;
     if (m == NULL || n < 0 || n > FETCH_WAITER_PARTITIONS_MAX)
@@ -279,8 +279,8 @@ bool fetch_wait(broker *b, breq *r, partition *const *parts, int n, int64_t dead
         fetch_link *l = &w->links[i];
         l->w = w;
         l->p = parts[i];
-        l->next = atomic_load(&parts[i]->fetch_state);
-        atomic_store(&parts[i]->fetch_state, (void *)l);
+        l->next = atomic_load(&parts[i]->waiters);
+        atomic_store(&parts[i]->waiters, (void *)l);
     }
     m->waiters[m->n_waiters++] = w;
     pthread_cond_signal(&m->cv);

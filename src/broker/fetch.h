@@ -4,9 +4,11 @@
  *
  * Long poll. A Fetch that finds less than min_bytes waits up to max_wait_ms.
  * Its handler registers a waiter with fetch_wait(): the waiter is linked into
- * the list of every partition it reads (partition.fetch_state is the head of
- * that list), and Produce calls fetch_notify() after each append, which marks
- * the waiters of that partition as woken. One fetch thread owns the waiters:
+ * the list of every partition it reads (rpart.waiters is the head of that
+ * list), and the partition's replica machine, through its `changed` action
+ * (partitions.h, meta.h), calls fetch_notify() when its high watermark, log
+ * start, role or existence changes, which marks the waiters of that
+ * partition as woken. One fetch thread owns the waiters:
  * it runs the waiter's ready() probe when it is woken and its finish() when
  * the probe says yes, when the deadline passes, or when the broker shuts down.
  * finish() builds the response and calls breq_complete(). The handler's state
@@ -47,7 +49,7 @@
 #include <stdint.h>
 
 #include "broker/request.h"
-#include "broker/topics.h"
+#include "broker/partitions.h"
 
 #define FETCH_WAITERS_MAX            4096
 #define FETCH_WAITER_PARTITIONS_MAX  20000
@@ -67,7 +69,7 @@ void fetch_mgr_shutdown(broker *b);
 void fetch_mgr_destroy(broker *b);
 
 /* Wakes the fetches waiting on p. Cheap when nobody waits. */
-void fetch_notify(broker *b, partition *p);
+void fetch_notify(broker *b, rpart *p);
 
 /* The probe: true when the request should be answered now. */
 typedef bool (*fetch_ready_fn)(breq *r, void *state);
@@ -80,7 +82,7 @@ typedef void (*fetch_finish_fn)(breq *r, void *state, bool expired);
  * Returns false, having taken nothing, when the broker cannot wait (too many
  * waiters, shutting down): the caller answers at once. On true, r belongs to
  * the fetch thread and the caller must not touch it. */
-bool fetch_wait(broker *b, breq *r, partition *const *parts, int n, int64_t deadline_ms, fetch_ready_fn ready,
+bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline_ms, fetch_ready_fn ready,
                 fetch_finish_fn finish, void *state);
 
 /* Monotonic clock in milliseconds (the waiters' deadlines). */
@@ -101,8 +103,8 @@ int64_t fetch_dconv_wait_ms(broker *b, int64_t n);
 
 /* What a session remembers of one partition. */
 typedef struct fetch_session_part {
-    char topic[TOPIC_NAME_MAX + 1]; /* "" when only the id is known */
-    kuuid topic_id;                 /* all zero when only the name is known */
+    char topic[MD_NAME_MAX + 1]; /* "" when only the id is known */
+    kuuid topic_id;              /* all zero when only the name is known */
     int32_t partition;
     int64_t fetch_offset;
     int32_t max_bytes;

@@ -28,7 +28,6 @@
 
 struct groups_mgr {
     broker *b;
-    topic *topic;
     int32_t n;
     groups_shard *shards;
     pthread_t thread;
@@ -76,17 +75,16 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
             if (batch_build(&o, br, k, &a, &buf, &len) != BATCH_OK) {
                 rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
             } else {
-                plog_append_info info;
-                plog *l = partition_log(s->part);
-                int err = l ? plog_append(l, buf, len, s->part->leader_epoch, now, &info) : STORAGE_OK;
-                if (l == NULL) {
-                    rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
-                } else if (err != STORAGE_OK) {
+                replica_append_result ar;
+                rpart_lock(s->part);
+                int16_t err = replica_append(s->part->r, buf, len, now, &ar);
+                rpart_unlock(s->part);
+                if (err != 0) {
                     LOG_ERROR("groups", "appending to %s-%d failed: %s", GROUPS_OFFSETS_TOPIC, s->index,
-                              storage_strerror(err));
-                    rc = KAFKA_ERR_KAFKA_STORAGE_ERROR;
+                              kafka_error_name(err));
+                    rc = err;
                 } else if (*first < 0) {
-                    *first = info.base_offset;
+                    *first = ar.base_offset;
                 }
             }
         }
@@ -102,7 +100,7 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
  * event ends. */
 static uint64_t shard_append(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err) {
     groups_shard *s = ctx;
-    plog *l = partition_log(s->part);
+    plog *l = rpart_log(s->part);
     if (l == NULL) {
         *err = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         return 0;
@@ -116,7 +114,13 @@ static uint64_t shard_append(void *ctx, const gcoord_record *recs, int n, bool s
         int64_t new_start;
         /* Everything before the snapshot is now redundant (it holds the
          * records of appends still in flight too; here there are none). */
-        if (rc == 0 && plog_delete_records(l, first >= 0 ? first : start, &new_start) == STORAGE_OK)
+        int16_t derr = -1;
+        if (rc == 0) {
+            rpart_lock(s->part);
+            derr = replica_delete_records(s->part->r, first >= 0 ? first : start, &new_start);
+            rpart_unlock(s->part);
+        }
+        if (derr == 0)
             LOG_INFO("groups", "%s-%d: snapshot of %d records, log start now %lld", GROUPS_OFFSETS_TOPIC,
                      s->index, n, (long long)new_start);
     } else {
@@ -266,7 +270,7 @@ static void load_step(groups_mgr *m, groups_shard *s, int64_t now) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    plog *l = partition_log(s->part);
+    plog *l = rpart_log(s->part);
     if (l == NULL) {
         if (!s->offline_logged)
             LOG_WARN("groups", "%s-%d is offline; its groups wait until it opens", GROUPS_OFFSETS_TOPIC,
@@ -442,31 +446,36 @@ static void *groups_main(void *arg) {
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
-static topic *offsets_topic(broker *b) {
+/* Creates __consumer_offsets when it does not exist yet. 0, or -1 (logged). */
+static int offsets_topic(broker *b) {
     const broker_config *cfg = b->cfg;
     kstr name = kstr_c(GROUPS_OFFSETS_TOPIC);
-    topic *t = topics_get(b->topics, name);
-    if (t)
-        return t;
+    md_image *img = bmeta_image(b->meta);
+    bool exists = md_image_topic(img, name) != NULL;
+    md_image_unref(img);
+    if (exists)
+        return 0;
     char seg[32];
     snprintf(seg, sizeof seg, "%d", cfg->offsets_topic_segment_bytes);
     /* Retention off (snapshots bound the size), compacted when a cleaner
-     * exists, and room for large group records. */
-    const char *keys[] = {"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes",
-                          "max.message.bytes"};
-    const char *vals[] = {"compact", "-1", "-1", seg, "67108864"};
-    char msg[TOPICS_MSG_MAX];
-    int rc = topics_create_internal(b->topics, name, cfg->offsets_topic_num_partitions, keys, vals, 5, &t,
-                                    msg, sizeof msg);
-    if (rc == KAFKA_ERR_TOPIC_ALREADY_EXISTS)
-        return topics_get(b->topics, name);
-    if (rc != 0) {
-        LOG_ERROR("groups", "cannot create %s: %s", GROUPS_OFFSETS_TOPIC, msg);
-        return NULL;
+     * exists, and room for large group records. The controller's config
+     * rules (meta.c) pin these for an internal topic. */
+    ctrl_kv kv[] = {{kstr_c("cleanup.policy"), kstr_c("compact")},
+                    {kstr_c("retention.ms"), kstr_c("-1")},
+                    {kstr_c("retention.bytes"), kstr_c("-1")},
+                    {kstr_c("segment.bytes"), kstr_c(seg)},
+                    {kstr_c("max.message.bytes"), kstr_c("67108864")}};
+    ctrl_new_topic nt = {name, cfg->offsets_topic_num_partitions, 1, NULL, 0, kv, 5, true};
+    ctrl_item_result res;
+    bmeta_create_topics(b->meta, &nt, 1, false, &res);
+    if (res.error != 0 && res.error != KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
+        LOG_ERROR("groups", "cannot create %s: %s", GROUPS_OFFSETS_TOPIC, res.message);
+        return -1;
     }
-    LOG_INFO("groups", "created %s with %d partitions", GROUPS_OFFSETS_TOPIC,
-             cfg->offsets_topic_num_partitions);
-    return t;
+    if (res.error == 0)
+        LOG_INFO("groups", "created %s with %d partitions", GROUPS_OFFSETS_TOPIC,
+                 cfg->offsets_topic_num_partitions);
+    return 0;
 }
 
 int groups_mgr_init(broker *b) {
@@ -477,10 +486,11 @@ int groups_mgr_init(broker *b) {
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cond, NULL);
     b->groups = m;
-    m->topic = offsets_topic(b);
-    if (m->topic == NULL)
+    if (offsets_topic(b) != 0)
         return -1;
-    m->n = topic_partition_count(m->topic);
+    md_image *img = bmeta_image(b->meta);
+    const md_topic *ot = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC));
+    m->n = ot ? ot->n_partitions : 0;
     m->shards = calloc((size_t)m->n, sizeof *m->shards);
     if (m->shards == NULL)
         return -1;
@@ -498,7 +508,8 @@ int groups_mgr_init(broker *b) {
         pthread_mutex_init(&s->mu, NULL);
         s->mgr = m;
         s->index = i;
-        s->part = topic_partition(m->topic, i);
+        int16_t perr;
+        s->part = bmeta_partition(b->meta, ot, i, &perr);
         s->load_off = -1;
         gc.id_seed = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
         gcoord_sink sink = {s,
@@ -510,13 +521,21 @@ int groups_mgr_init(broker *b) {
                             shard_append,
                             shard_event};
         s->sm = gcoord_create(&gc, &sink);
-        if (s->part == NULL || s->sm == NULL)
+        if (s->part == NULL || s->sm == NULL) {
+            md_image_unref(img);
             return -1;
+        }
     }
+    md_image_unref(img);
     /* A single node leads every partition (the replica manager will call
      * these as leadership moves). */
-    for (int32_t i = 0; i < m->n; i++)
-        groups_partition_leader(b, i, m->shards[i].part->leader_epoch);
+    for (int32_t i = 0; i < m->n; i++) {
+        rpart *p = m->shards[i].part;
+        rpart_lock(p);
+        int32_t epoch = p->leader_epoch;
+        rpart_unlock(p);
+        groups_partition_leader(b, i, epoch);
+    }
     return 0;
 }
 
@@ -564,10 +583,10 @@ void groups_mgr_destroy(broker *b) {
         gcoord_destroy(m->shards[i].sm);
         pthread_mutex_destroy(&m->shards[i].mu);
     }
+    for (int32_t i = 0; m->shards && i < m->n; i++)
+        rpart_release(m->shards[i].part);
     free(m->shards);
     free(m->buf);
-    if (m->topic)
-        topic_release(b->topics, m->topic);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cond);
     free(m);

@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "broker/partitions.h"
 #include "group/coordinator.h"
 
 #define GROUPS_TICK_MS       50
@@ -63,7 +64,7 @@ typedef struct groups_mgr groups_mgr;
 typedef struct groups_shard {
     pthread_mutex_t mu;
     gcoord *sm;
-    partition *part;
+    rpart *part; /* referenced; NULL when this broker holds no replica */
     groups_mgr *mgr;
     int32_t index;
     /* Under mu: where loading is (the machine says whether it loads). */

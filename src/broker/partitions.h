@@ -69,8 +69,8 @@ typedef struct rpart {
     _Atomic bool removed; /* no longer in the metadata */
     int64_t retry_at_ms;
     int32_t backoff_ms;
-    struct rpart *next; /* hash chain (table lock) */
-    void *waiters;      /* owned by the fetch module's purgatory key; opaque here */
+    struct rpart *next;      /* hash chain (table lock) */
+    _Atomic(void *) waiters; /* owned by the fetch module (long-poll waiters); opaque here */
 } rpart;
 
 typedef struct parts_config {

@@ -332,6 +332,19 @@ void replica_end_offset_for_epoch(const replica *r, int32_t epoch, int32_t *out_
     *end_offset = -1;
     if (epoch < 0)
         return;
+    /* The current epoch ends at the log end, even before a batch of it was
+     * written; an epoch newer than any this replica knows has no end (as
+     * Kafka answers: undefined). */
+    int32_t latest = r->n_epochs > 0 ? r->epochs[r->n_epochs - 1].epoch : -1;
+    if (r->st.role == REPLICA_LEADER && r->st.leader_epoch > latest)
+        latest = r->st.leader_epoch;
+    if (epoch > latest)
+        return;
+    if (epoch == latest && r->st.role != REPLICA_OFFLINE) {
+        *out_epoch = epoch;
+        *end_offset = r->st.leo;
+        return;
+    }
     int found = -1;
     for (int i = 0; i < r->n_epochs; i++)
         if (r->epochs[i].epoch <= epoch)

@@ -551,15 +551,15 @@ bool logmgr_fresh(const logmgr *m) { return m->fresh; }
 
 /* ---- start-up ----------------------------------------------------------------------------------- */
 
-int logmgr_count_partition_dirs(logmgr *m, char *example, size_t examplen) {
+int logmgr_count_partition_dirs(logmgr *m, char *example, size_t examplen, bool (*skip)(const char *name)) {
     int count = 0;
     for (int r = 0; r < m->n_roots; r++) {
         names ns = list_dir(m->v, m->roots[r]);
         for (int i = 0; i < ns.n; i++) {
             kstr name;
             int32_t idx;
-            if (ns.is_dir[i] && ns.v[i][0] != '.' && logmgr_parse_partition(ns.v[i], &name, &idx) &&
-                count++ == 0)
+            if (ns.is_dir[i] && ns.v[i][0] != '.' && !(skip && skip(ns.v[i])) &&
+                logmgr_parse_partition(ns.v[i], &name, &idx) && count++ == 0)
                 snprintf(example, examplen, "%s/%s", m->roots[r], ns.v[i]);
         }
         names_free(&ns);
@@ -726,6 +726,8 @@ int logmgr_open_partition(logmgr *m, const char *name, int32_t index, kuuid id, 
     *root_out = root;
     return STORAGE_OK;
 }
+
+int logmgr_remove_flat_dir(const sl_vfs *v, const char *dir) { return remove_dir(v, dir); }
 
 int logmgr_sync_roots(logmgr *m) {
     for (int r = 0; r < m->n_roots; r++) {

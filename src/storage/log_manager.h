@@ -96,9 +96,9 @@ typedef enum lm_verdict {
 } lm_verdict;
 typedef lm_verdict (*lm_judge_fn)(void *ctx, kstr name, int32_t index, bool owner_known, kuuid owner);
 
-/* Partition directories under the roots (for the "metadata lost" check);
- * example gets one path. */
-int logmgr_count_partition_dirs(logmgr *m, char *example, size_t examplen);
+/* Partition directories under the roots (for the "metadata lost" check),
+ * but those skip(name) names (the metadata logs); example gets one path. */
+int logmgr_count_partition_dirs(logmgr *m, char *example, size_t examplen, bool (*skip)(const char *name));
 /* Settles every directory of every root: hidden creation leftovers are
  * removed; set-aside ones listed (and logged at every start); partition
  * directories judged. skip(name) names directories to leave alone (the
@@ -115,6 +115,8 @@ void logmgr_settle(logmgr *m, lm_judge_fn judge, void *ctx, bool (*skip)(const c
  * with *out and *root, or a storage error (logged). */
 int logmgr_open_partition(logmgr *m, const char *name, int32_t index, kuuid id, const plog_config *pc,
                           bool sync, plog **out, int *root);
+/* Removes dir and the files in it (no subdirectories): 0 or -errno. */
+int logmgr_remove_flat_dir(const sl_vfs *v, const char *dir);
 /* fsyncs every root (new entries durable). 0 or a storage error. */
 int logmgr_sync_roots(logmgr *m);
 /* Deletes a partition's log and directory (the topic was deleted). */

@@ -48,13 +48,13 @@ static bool wait_for(atomic_int *flag, int64_t ms) {
 static void test_notify_wakes_waiter(void) {
     broker b = {0};
     REQUIRE(fetch_mgr_start(&b) == 0);
-    partition p1 = {0}, p2 = {0};
-    partition *parts[] = {&p1, &p2};
+    rpart p1 = {0}, p2 = {0};
+    rpart *parts[] = {&p1, &p2};
     probe_state s = {0};
     REQUIRE(fetch_wait(&b, NULL, parts, 2, fetch_now_ms() + 5000, probe, finish, &s));
     /* probed once right after linking, not ready */
     CHECK(wait_for(&s.probes, 1000));
-    CHECK(atomic_load(&p1.fetch_state) != NULL && atomic_load(&p2.fetch_state) != NULL);
+    CHECK(atomic_load(&p1.waiters) != NULL && atomic_load(&p2.waiters) != NULL);
     usleep(20000);
     CHECK_EQ_INT(atomic_load(&s.finished), 0);
     int64_t t0 = fetch_now_ms();
@@ -64,7 +64,7 @@ static void test_notify_wakes_waiter(void) {
     CHECK(s.finished_ms - t0 < 500);
     CHECK_EQ_INT(atomic_load(&s.expired), 0);
     /* unlinked from both partitions */
-    CHECK(atomic_load(&p1.fetch_state) == NULL && atomic_load(&p2.fetch_state) == NULL);
+    CHECK(atomic_load(&p1.waiters) == NULL && atomic_load(&p2.waiters) == NULL);
     /* a notify on a partition nobody waits on is harmless */
     fetch_notify(&b, &p1);
     fetch_mgr_destroy(&b);
@@ -73,8 +73,8 @@ static void test_notify_wakes_waiter(void) {
 static void test_deadline_and_shutdown(void) {
     broker b = {0};
     REQUIRE(fetch_mgr_start(&b) == 0);
-    partition p = {0};
-    partition *parts[] = {&p};
+    rpart p = {0};
+    rpart *parts[] = {&p};
     probe_state quick = {0}, slow = {0};
     int64_t t0 = fetch_now_ms();
     REQUIRE(fetch_wait(&b, NULL, parts, 1, t0 + 50, probe, finish, &quick));
@@ -88,7 +88,7 @@ static void test_deadline_and_shutdown(void) {
     CHECK_EQ_INT(atomic_load(&slow.finished), 1);
     CHECK_EQ_INT(atomic_load(&slow.expired), 1);
     CHECK(fetch_now_ms() - t0 < 5000);
-    CHECK(atomic_load(&p.fetch_state) == NULL);
+    CHECK(atomic_load(&p.waiters) == NULL);
     /* after shutdown nobody may wait */
     probe_state late = {0};
     CHECK(!fetch_wait(&b, NULL, parts, 1, t0 + 60000, probe, finish, &late));
@@ -99,8 +99,8 @@ static void test_deadline_and_shutdown(void) {
 static void test_waiter_limit(void) {
     broker b = {0};
     REQUIRE(fetch_mgr_start(&b) == 0);
-    partition p = {0};
-    partition *parts[] = {&p};
+    rpart p = {0};
+    rpart *parts[] = {&p};
     probe_state *st = calloc(FETCH_WAITERS_MAX + 1, sizeof *st);
     REQUIRE(st != NULL);
     int accepted = 0;

@@ -34,14 +34,14 @@ static void setup(void) {
     g_b.cfg = &g_cfg;
     g_b.storage = storage_ctx_new(sl_vfs_posix(), 64);
     REQUIRE(g_b.storage != NULL);
-    g_b.topics = topics_open(&g_cfg, g_b.storage);
-    REQUIRE(g_b.topics != NULL);
+    g_b.meta = bmeta_open(&g_cfg, g_b.storage, NULL);
+    REQUIRE(g_b.meta != NULL);
     REQUIRE(groups_mgr_init(&g_b) == 0);
 }
 
 static void teardown(void) {
     groups_mgr_destroy(&g_b);
-    topics_close(g_b.topics);
+    bmeta_close(g_b.meta);
     storage_ctx_free(g_b.storage);
     config_free(&g_cfg);
     char cmd[300];
@@ -81,7 +81,7 @@ static int64_t fetched(const char *group, const char *topic) {
 static void write_commit(const char *group, const char *topic, int64_t offset) {
     groups_shard *s = groups_lock(&g_b, kstr_c(group));
     REQUIRE(s != NULL);
-    plog *l = partition_log(s->part);
+    plog *l = rpart_log(s->part);
     groups_unlock(s);
     REQUIRE(l != NULL);
     arena a;

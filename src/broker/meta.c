@@ -1,0 +1,697 @@
+/*
+ * meta.c - the broker's metadata: log, image, controller, partitions. See
+ * meta.h.
+ */
+#include "broker/meta.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/log.h"
+#include "metadata/mdlog.h"
+#include "metadata/migrate.h"
+#include "proto/gen/kafka_msgs.h"
+
+#define ERR_MAX         1024
+#define MIGRATING_NAME  MDLOG_DIR_NAME ".migrating"
+#define MIGRATED_SUFFIX ".migrated"
+
+struct bmeta {
+    const broker_config *cfg;
+    storage_ctx *sc;
+    sl_env env;
+    logmgr *lm;
+    mdlog *log;
+    controller *ctrl;
+    parts *ps;
+    bmeta_hooks hooks;
+    /* Serialises changes: controller calls, appends, applies, snapshots. */
+    pthread_mutex_t mu;
+    /* Guards the image pointer only (readers take a reference). */
+    pthread_mutex_t img_mu;
+    md_image *img;
+    /* Start-up only: topic ids the replayed log (or the migrated one)
+     * records as removed, and unfinished creations of the old log, so the
+     * directories they left are removed rather than set aside. */
+    kuuid *removed;
+    int32_t n_removed, cap_removed;
+    md_migrate_intent *intents;
+    int32_t n_intents;
+    bool opened;
+    bool snapshot_failed_logged;
+};
+
+/* ---- the image ------------------------------------------------------------------------ */
+
+md_image *bmeta_image(bmeta *m) {
+    pthread_mutex_lock(&m->img_mu);
+    md_image *img = md_image_ref(m->img);
+    pthread_mutex_unlock(&m->img_mu);
+    return img;
+}
+
+/* Publishes img (the reference passes to m). */
+static void set_image(bmeta *m, md_image *img) {
+    pthread_mutex_lock(&m->img_mu);
+    md_image *old = m->img;
+    m->img = img;
+    pthread_mutex_unlock(&m->img_mu);
+    if (old)
+        md_image_unref(old);
+}
+
+const char *bmeta_cluster_id(const bmeta *m) { return logmgr_cluster_id(m->lm); }
+parts *bmeta_parts(bmeta *m) { return m->ps; }
+logmgr *bmeta_logmgr(bmeta *m) { return m->lm; }
+
+static bool holds(const md_partition *mp, int32_t node) {
+    for (int32_t i = 0; i < mp->replicas.n; i++)
+        if (mp->replicas.ids[i] == node)
+            return true;
+    return false;
+}
+
+rpart *bmeta_partition(bmeta *m, const md_topic *t, int32_t index, int16_t *err) {
+    const md_partition *mp = t ? md_topic_partition(t, index) : NULL;
+    if (mp == NULL) {
+        *err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return NULL;
+    }
+    rpart *p = parts_get(m->ps, t->id, index);
+    if (p == NULL)
+        *err = holds(mp, m->cfg->node_id) ? KAFKA_ERR_KAFKA_STORAGE_ERROR : KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    else
+        *err = 0;
+    return p;
+}
+
+/* ---- config rules for the controller ----------------------------------------------------- */
+
+/* The overrides the broker gives its internal topics, which nobody may
+ * change: the coordinators depend on them. */
+typedef struct pinned {
+    const char *key;
+    char value[32];
+} pinned;
+
+static int internal_pinned(const broker_config *bc, const char *topic, pinned *out) {
+    if (strcmp(topic, "__consumer_offsets") != 0)
+        return 0;
+    out[0] = (pinned){"cleanup.policy", "compact"};
+    out[1] = (pinned){"retention.ms", "-1"};
+    out[2] = (pinned){"retention.bytes", "-1"};
+    out[3] = (pinned){"segment.bytes", ""};
+    snprintf(out[3].value, sizeof out[3].value, "%d", bc->offsets_topic_segment_bytes);
+    out[4] = (pinned){"max.message.bytes", "67108864"};
+    return 5;
+}
+
+static int op_check(void *ctx, const char *topic, const char *const *keys, const char *const *values, int n,
+                    char *msg, size_t msgn) {
+    bmeta *m = ctx;
+    if (n > CTRL_TOPIC_CONFIGS_MAX) {
+        snprintf(msg, msgn, "at most %d config overrides per topic", CTRL_TOPIC_CONFIGS_MAX);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    for (int i = 0; i < n; i++)
+        if (keys[i] == NULL || values[i] == NULL) {
+            snprintf(msg, msgn, "config '%s' has a null value", keys[i] ? keys[i] : "(null)");
+            return KAFKA_ERR_INVALID_CONFIG;
+        }
+    pinned pin[8];
+    int np = internal_pinned(m->cfg, topic, pin);
+    for (int p = 0; p < np; p++) {
+        int k = 0;
+        while (k < n && strcmp(keys[k], pin[p].key) != 0)
+            k++;
+        if (k == n || strcmp(values[k], pin[p].value) != 0) {
+            snprintf(msg, msgn,
+                     "topic '%s' is internal: the broker relies on %s=%s, which cannot be changed or removed",
+                     topic, pin[p].key, pin[p].value);
+            return KAFKA_ERR_POLICY_VIOLATION;
+        }
+    }
+    topic_config tc;
+    if (topic_config_build(&tc, m->cfg, keys, values, (size_t)n, msg, msgn) != 0)
+        return KAFKA_ERR_INVALID_CONFIG;
+    /* The rows share storage's limits, so this holds unless a setting
+     * derived from several keys breaks one: refuse it here rather than let
+     * the partition logs refuse to open. */
+    plog_config pc;
+    parts_plog_config(&tc, &pc);
+    char why[160];
+    if (plog_config_explain(&pc, why, sizeof why) != 0) {
+        snprintf(msg, msgn, "the partition logs cannot use this configuration: %s", why);
+        return KAFKA_ERR_INVALID_CONFIG;
+    }
+    return 0;
+}
+
+static int op_key_kind(void *ctx, const char *key) {
+    (void)ctx;
+    const config_def *d = config_find_topic(key);
+    if (d == NULL)
+        return -1;
+    return d->type == CONFIG_LIST ? 1 : 0;
+}
+
+typedef struct find_value {
+    const char *key;
+    char *out;
+    size_t outn;
+    bool found;
+} find_value;
+
+static int find_visit(void *ctx, const config_entry *e) {
+    find_value *f = ctx;
+    if (strcmp(e->name, f->key) != 0)
+        return 0;
+    if (e->value != NULL) {
+        snprintf(f->out, f->outn, "%s", e->value);
+        f->found = true;
+    }
+    return 1;
+}
+
+static bool op_effective(void *ctx, const char *const *keys, const char *const *values, int n, const char *key,
+                         char *out, size_t outn) {
+    bmeta *m = ctx;
+    find_value f = {key, out, outn, false};
+    config_describe_topic(m->cfg, keys, values, (size_t)n, find_visit, &f);
+    return f.found;
+}
+
+static int op_new_partitions(void *ctx, int64_t more, char *msg, size_t msgn) {
+    bmeta *m = ctx;
+    return logmgr_check_budget(m->lm, parts_count(m->ps), more, msg, msgn) == 0 ? 0 : KAFKA_ERR_POLICY_VIOLATION;
+}
+
+/* ---- the controller's actions --------------------------------------------------------------- */
+
+/* Applies recs (appended at [first, last]) to the current image and
+ * publishes the result; the partitions follow it. mu held. Returns the new
+ * image (referenced for the caller) or NULL when a record does not apply,
+ * which would mean the controller wrote what md_apply refuses: the log and
+ * the image disagree from here on, so the broker stops changing metadata. */
+static md_image *apply_committed(bmeta *m, const mdrec *recs, int n, int64_t last) {
+    md_image *prev = bmeta_image(m);
+    md_delta *d = md_delta_begin(prev);
+    char err[ERR_MAX];
+    for (int i = 0; d && i < n; i++)
+        if (md_apply(d, &recs[i], err, sizeof err) != MD_OK) {
+            LOG_ERROR("metadata", "a record the controller wrote at offset %" PRId64 " does not apply: %s",
+                      last - n + 1 + i, err);
+            md_delta_abort(d);
+            md_image_unref(prev);
+            return NULL;
+        }
+    md_image *next = d ? md_delta_publish(d, last, 0) : NULL;
+    if (next == NULL) {
+        md_image_unref(prev);
+        return NULL;
+    }
+    parts_apply(m->ps, prev, next, sl_env_wall_ms(&m->env), false);
+    set_image(m, md_image_ref(next));
+    md_image_unref(prev);
+    return next;
+}
+
+static ctrl_append_result sink_append(void *ctx, const mdrec *recs, int n) {
+    bmeta *m = ctx;
+    int64_t now = sl_env_wall_ms(&m->env);
+    if (mdlog_offline(m->log) && mdlog_reopen(m->log) != 0)
+        return (ctrl_append_result){KAFKA_ERR_KAFKA_STORAGE_ERROR, -1};
+    int64_t first, last;
+    int rc = mdlog_append(m->log, recs, n, 0, now, &first, &last);
+    if (rc != 0) {
+        LOG_ERROR("metadata", "writing to the metadata log failed: %s; the change is refused",
+                  storage_strerror(rc));
+        return (ctrl_append_result){rc == STORAGE_RECORD_LIST_TOO_LARGE ? KAFKA_ERR_POLICY_VIOLATION
+                                                                         : KAFKA_ERR_KAFKA_STORAGE_ERROR,
+                                    -1};
+    }
+    md_image *next = apply_committed(m, recs, n, last);
+    if (next == NULL)
+        return (ctrl_append_result){KAFKA_ERR_UNKNOWN_SERVER_ERROR, -1};
+    /* Single node: written and fsynced is committed. */
+    ctrl_commit(m->ctrl, next, sl_env_mono_ms(&m->env));
+    md_image_unref(next);
+    return (ctrl_append_result){0, last};
+}
+
+typedef struct waiter {
+    ctrl_item_result *out;
+    int32_t n;
+    bool done;
+} waiter;
+
+static void sink_reply(void *ctx, void *token, const ctrl_result *res) {
+    (void)ctx;
+    waiter *w = token;
+    assert(!w->done);
+    w->done = true;
+    for (int32_t i = 0; i < w->n; i++) {
+        if (res->items != NULL && i < res->n) {
+            w->out[i] = res->items[i];
+        } else {
+            memset(&w->out[i], 0, sizeof w->out[i]);
+            w->out[i].error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            snprintf(w->out[i].message, sizeof w->out[i].message, "out of memory");
+        }
+    }
+}
+
+/* Runs one controller call and returns once it answered (a single node
+ * answers inside the call). */
+#define RUN(m, w, call)                                                                                      \
+    do {                                                                                                     \
+        pthread_mutex_lock(&(m)->mu);                                                                        \
+        call;                                                                                                \
+        pthread_mutex_unlock(&(m)->mu);                                                                      \
+    } while (0)
+
+static int finish(waiter *w) {
+    if (w->done)
+        return 0;
+    /* A single node answers inside the call; anything else is a bug. */
+    LOG_ERROR("metadata", "the controller did not answer a request; it is answered REQUEST_TIMED_OUT");
+    for (int32_t i = 0; i < w->n; i++) {
+        memset(&w->out[i], 0, sizeof w->out[i]);
+        w->out[i].error = KAFKA_ERR_REQUEST_TIMED_OUT;
+    }
+    return 0;
+}
+
+int bmeta_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                        ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUN(m, &w, ctrl_create_topics(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_delete_topics(bmeta *m, const ctrl_topic_ref *t, int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUN(m, &w, ctrl_delete_topics(m->ctrl, t, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_create_partitions(bmeta *m, const ctrl_new_partitions *t, int32_t n, bool validate_only,
+                            ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUN(m, &w, ctrl_create_partitions(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_alter_configs(bmeta *m, const ctrl_resource *r, int32_t n, bool incremental, bool validate_only,
+                        ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUN(m, &w, ctrl_alter_configs(m->ctrl, r, n, incremental, validate_only, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+/* ---- start-up ------------------------------------------------------------------------------ */
+
+static void remember_removed(bmeta *m, kuuid id) {
+    if (m->n_removed == m->cap_removed) {
+        int32_t ncap = m->cap_removed ? m->cap_removed * 2 : 64;
+        kuuid *nv = realloc(m->removed, (size_t)ncap * sizeof *nv);
+        if (nv == NULL)
+            return; /* its directories are set aside instead: safe */
+        m->removed = nv;
+        m->cap_removed = ncap;
+    }
+    m->removed[m->n_removed++] = id;
+}
+
+static bool was_removed(const bmeta *m, kuuid id) {
+    for (int32_t i = 0; i < m->n_removed; i++)
+        if (memcmp(m->removed[i].b, id.b, 16) == 0)
+            return true;
+    return false;
+}
+
+typedef struct replay {
+    bmeta *m;
+    md_delta *d;
+} replay;
+
+static int replay_apply(void *ctx, const mdrec *rec, int64_t offset, bool from_snapshot, char *err,
+                        size_t errn) {
+    replay *r = ctx;
+    if (rec->type == KAFKA_MREC_REMOVE_TOPIC)
+        remember_removed(r->m, ((const kafka_remove_topic_record *)rec->body)->topic_id);
+    int rc = md_apply(r->d, rec, err, errn);
+    if (rc != MD_OK) {
+        size_t l = strlen(err);
+        snprintf(err + l, errn - l, " (%s record at offset %" PRId64 "%s)", mdrec_type_name(rec->type), offset,
+                 from_snapshot ? ", in a snapshot" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate_apply(void *ctx, const mdrec *rec, char *err, size_t errn) {
+    replay *r = ctx;
+    return md_apply(r->d, rec, err, errn) == MD_OK ? 0 : -1;
+}
+
+static void mdlog_cfg(mdlog_config *mc) { mdlog_config_default(mc); }
+
+static bool dir_exists(const sl_vfs *v, const char *path) {
+    sl_stat st;
+    return v->stat(v->ctx, path, &st) == 0 && st.is_dir;
+}
+
+/* An old `__sluice_metadata-0` beside no new log: its state becomes the
+ * first snapshot of a new log, written under a temporary name and renamed
+ * into place, then the old directory is renamed away (never deleted). */
+static int migrate(bmeta *m, const char *root) {
+    const sl_vfs *v = storage_vfs(m->sc);
+    char old_dir[4200], new_dir[4200], tmp_dir[4200], done_dir[4300];
+    snprintf(old_dir, sizeof old_dir, "%s/%s", root, MD_MIGRATE_OLD_DIR);
+    snprintf(new_dir, sizeof new_dir, "%s/%s", root, MDLOG_DIR_NAME);
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/%s", root, MIGRATING_NAME);
+    snprintf(done_dir, sizeof done_dir, "%s%s", old_dir, MIGRATED_SUFFIX);
+    if (!dir_exists(v, old_dir))
+        return 0;
+    if (dir_exists(v, new_dir)) {
+        LOG_WARN("metadata", "%s is left alone: %s exists, which replaced it", old_dir, MDLOG_DIR_NAME);
+        return 0;
+    }
+    if (dir_exists(v, tmp_dir) && logmgr_remove_flat_dir(v, tmp_dir) != 0) {
+        LOG_ERROR("metadata", "cannot remove %s, left by an interrupted migration", tmp_dir);
+        return -1;
+    }
+    char err[ERR_MAX];
+    md_image *empty = md_image_empty();
+    replay r = {m, md_delta_begin(empty)};
+    md_migrate_result res;
+    memset(&res, 0, sizeof res);
+    if (r.d == NULL ||
+        md_migrate_read(m->sc, old_dir, logmgr_root_was_clean(m->lm, 0), m->cfg->node_id, migrate_apply, &r,
+                        &res, err, sizeof err) != 0) {
+        LOG_ERROR("metadata", "the metadata log cannot be trusted: %s", r.d ? err : "out of memory");
+        LOG_ERROR("metadata",
+                  "the broker stops rather than treat topics as missing; restore %s from a backup or see "
+                  "docs/operations.md (\"A damaged metadata log\")",
+                  old_dir);
+        if (r.d)
+            md_delta_abort(r.d);
+        md_image_unref(empty);
+        return -1;
+    }
+    /* One record in the log (the metadata version), so the snapshot can
+     * stand at offset 0 holding the migrated state. */
+    kafka_feature_level_record fl;
+    kafka_feature_level_record_init(&fl);
+    fl.name = kstr_c("metadata.version");
+    fl.feature_level = 1;
+    mdrec frec = {KAFKA_MREC_FEATURE_LEVEL, mdrec_write_version(KAFKA_MREC_FEATURE_LEVEL),
+                  kafka_metadata_record_lookup(KAFKA_MREC_FEATURE_LEVEL), &fl};
+    int rc = md_apply(r.d, &frec, err, sizeof err) == MD_OK ? 0 : -1;
+    md_image *img = rc == 0 ? md_delta_publish(r.d, 0, 0) : NULL;
+    if (rc != 0)
+        md_delta_abort(r.d);
+    md_image_unref(empty);
+    mdlog *nl = NULL;
+    mdlog_config mc;
+    mdlog_cfg(&mc);
+    mdlog_open_info info;
+    replay none = {m, NULL};
+    (void)none;
+    if (img == NULL)
+        rc = -1;
+    if (rc == 0 && v->mkdir(v->ctx, tmp_dir, 0755) != 0)
+        rc = -1;
+    md_image *scratch = md_image_empty();
+    replay rr = {m, md_delta_begin(scratch)};
+    if (rc == 0 && mdlog_open(m->sc, tmp_dir, true, &mc, replay_apply, &rr, &nl, &info, err, sizeof err) != 0)
+        rc = -1;
+    if (rr.d)
+        md_delta_abort(rr.d);
+    md_image_unref(scratch);
+    int64_t first, last;
+    if (rc == 0 && mdlog_append(nl, &frec, 1, 0, sl_env_wall_ms(&m->env), &first, &last) != 0)
+        rc = -1;
+    if (rc == 0 && mdlog_snapshot(nl, img, 0, sl_env_wall_ms(&m->env), err, sizeof err) != 0)
+        rc = -1;
+    if (nl && mdlog_close(nl) != 0)
+        rc = -1;
+    if (rc == 0 && (v->rename(v->ctx, tmp_dir, new_dir) != 0 || v->rename(v->ctx, old_dir, done_dir) != 0))
+        rc = -1;
+    if (rc == 0)
+        v->fsync_dir(v->ctx, root);
+    if (rc != 0) {
+        LOG_ERROR("metadata", "migrating %s to %s failed%s%s; nothing was changed in it", old_dir,
+                  MDLOG_DIR_NAME, err[0] ? ": " : "", err[0] ? err : "");
+        if (img)
+            md_image_unref(img);
+        md_migrate_result_free(&res);
+        return -1;
+    }
+    LOG_INFO("metadata",
+             "migrated the metadata log of an earlier version (%" PRId64 " records: %d topics, %d partitions) "
+             "into %s; the old log is kept as %s",
+             res.old_records, res.topics, res.partitions, MDLOG_DIR_NAME, done_dir);
+    for (int32_t i = 0; i < res.n_deleted; i++)
+        remember_removed(m, res.deleted[i]);
+    m->intents = res.intents;
+    m->n_intents = res.n_intents;
+    res.intents = NULL;
+    res.n_intents = 0;
+    md_migrate_result_free(&res);
+    md_image_unref(img);
+    return 0;
+}
+
+static lm_verdict judge(void *ctx, kstr name, int32_t index, bool owner_known, kuuid owner) {
+    bmeta *m = ctx;
+    const md_topic *t = md_image_topic(m->img, name);
+    if (t != NULL && index >= 0 && index < t->n_partitions && (!owner_known || memcmp(owner.b, t->id.b, 16) == 0) &&
+        holds(md_topic_partition(t, index), m->cfg->node_id))
+        return LM_KEEP;
+    if (owner_known && was_removed(m, owner))
+        return LM_REMOVE;
+    for (int32_t i = 0; owner_known && i < m->n_intents; i++)
+        if (memcmp(m->intents[i].id.b, owner.b, 16) == 0 && index >= m->intents[i].from && index < m->intents[i].to &&
+            md_image_topic_by_id(m->img, owner) == NULL)
+            return LM_REMOVE;
+    return LM_ASIDE;
+}
+
+static bool skip_dir(const char *name) {
+    size_t n = strlen(name), k = sizeof MIGRATED_SUFFIX - 1;
+    return strcmp(name, MDLOG_DIR_NAME) == 0 || strcmp(name, MD_MIGRATE_OLD_DIR) == 0 ||
+           strcmp(name, MIGRATING_NAME) == 0 || (n > k && strcmp(name + n - k, MIGRATED_SUFFIX) == 0);
+}
+
+static void env_random(void *ctx, void *buf, size_t n) { sl_env_random(ctx, buf, n); }
+
+static void parts_changed(void *ctx, rpart *p) {
+    bmeta *m = ctx;
+    if (m->hooks.changed)
+        m->hooks.changed(m->hooks.ctx, p);
+}
+
+static int open_log(bmeta *m, const char *root) {
+    char dir[4200], err[ERR_MAX] = "";
+    snprintf(dir, sizeof dir, "%s/%s", root, MDLOG_DIR_NAME);
+    md_image *empty = md_image_empty();
+    replay r = {m, md_delta_begin(empty)};
+    md_image_unref(empty);
+    if (r.d == NULL)
+        return -1;
+    mdlog_config mc;
+    mdlog_cfg(&mc);
+    mdlog_open_info info;
+    if (mdlog_open(m->sc, dir, logmgr_root_was_clean(m->lm, 0), &mc, replay_apply, &r, &m->log, &info, err,
+                   sizeof err) != 0) {
+        md_delta_abort(r.d);
+        LOG_ERROR("metadata", "the metadata log cannot be trusted: %s", err);
+        LOG_ERROR("metadata",
+                  "the broker stops rather than treat topics as missing; restore %s from a backup or see "
+                  "docs/operations.md (\"A damaged metadata log\")",
+                  dir);
+        return -1;
+    }
+    if (info.torn_tail)
+        LOG_WARN("metadata", "the metadata log ends in a torn write at offset %" PRId64 " (never acknowledged); "
+                 "it is cut", info.end_offset);
+    md_image *img = md_delta_publish(r.d, info.end_offset - 1, info.last_epoch < 0 ? 0 : info.last_epoch);
+    if (img == NULL)
+        return -1;
+    set_image(m, img);
+    LOG_INFO("metadata",
+             "replayed %" PRId64 " metadata records (%" PRId64 " from the snapshot at offset %" PRId64
+             ", %" PRId64 " from the log): %d topics, %" PRId64 " partitions",
+             info.snapshot_records + info.log_records, info.snapshot_records, info.snapshot_end,
+             info.log_records, md_image_topic_count(img), md_image_partition_count(img));
+    if (info.snapshot_records + info.log_records == 0) {
+        /* A metadata log that is missing or empty while partitions exist was
+         * lost (or log.dirs changed): reading it as "no topics" would set
+         * every directory aside. */
+        char example[4400] = "";
+        int n = logmgr_count_partition_dirs(m->lm, example, sizeof example, skip_dir);
+        if (n > 0) {
+            LOG_ERROR("metadata",
+                      "the metadata log %s is missing or empty, but %d partition directories exist (such as "
+                      "%s); the broker will not start without the record of which topics they belong to. "
+                      "Restore the metadata log, or move the directories away to start afresh "
+                      "(docs/operations.md)",
+                      dir, n, example);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Registers this node (a new broker epoch per start, as KRaft does). */
+static int register_self(bmeta *m) {
+    const config_listener *l = NULL;
+    for (int i = 0; i < m->cfg->n_listeners && l == NULL; i++)
+        if (!m->cfg->listeners[i].controller)
+            l = &m->cfg->listeners[i];
+    kuuid inc;
+    sl_env_random(&m->env, inc.b, sizeof inc.b);
+    ctrl_broker_reg reg = {m->cfg->node_id, inc,
+                           l && l->name[0] ? l->name : "PLAINTEXT",
+                           l ? l->host : "",
+                           l ? (uint16_t)l->port : 0,
+                           NULL};
+    ctrl_item_result res;
+    waiter w = {&res, 1, false};
+    RUN(m, &w, ctrl_register_broker(m->ctrl, &reg, &w, sl_env_mono_ms(&m->env)));
+    if (finish(&w) != 0 || res.error != 0) {
+        LOG_ERROR("metadata", "cannot register node %d in the metadata log: %s", m->cfg->node_id, res.message);
+        return -1;
+    }
+    return 0;
+}
+
+bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *hooks) {
+    bmeta *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->cfg = cfg;
+    m->sc = sc;
+    if (hooks)
+        m->hooks = *hooks;
+    sl_env_init_real(&m->env);
+    m->env.node_id = cfg->node_id;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->img_mu, NULL);
+    char err[ERR_MAX] = "";
+    m->lm = logmgr_open(sc, (const char *const *)cfg->log_dirs.items, cfg->log_dirs.n, cfg->node_id,
+                        cfg->max_connections, env_random, &m->env, err, sizeof err);
+    if (m->lm == NULL) {
+        LOG_ERROR("metadata", "%s", err);
+        goto fail;
+    }
+    const char *root = logmgr_root(m->lm, 0);
+    if (migrate(m, root) != 0 || open_log(m, root) != 0)
+        goto fail;
+    logmgr_settle(m->lm, judge, m, skip_dir);
+    free(m->removed);
+    m->removed = NULL;
+    m->n_removed = m->cap_removed = 0;
+    free(m->intents);
+    m->intents = NULL;
+    m->n_intents = 0;
+    int64_t budget = logmgr_partition_budget(m->lm);
+    if (md_image_partition_count(m->img) > budget)
+        LOG_WARN("metadata",
+                 "%" PRId64 " partitions, but the open-file limit leaves room for %" PRId64
+                 "; some may stay offline, and no partitions can be added until the limit is raised",
+                 md_image_partition_count(m->img), budget);
+
+    parts_config pc = {cfg, m->lm, cfg->node_id, parts_changed, m};
+    m->ps = parts_create(&pc);
+    if (m->ps == NULL)
+        goto fail;
+    parts_apply(m->ps, NULL, m->img, sl_env_wall_ms(&m->env), true);
+
+    ctrl_config cc;
+    ctrl_config_default(&cc);
+    cc.node_id = cfg->node_id;
+    cc.default_partitions = cfg->num_partitions;
+    cc.default_replication_factor = (int16_t)cfg->default_replication_factor;
+    cc.delete_topic_enable = cfg->delete_topic_enable;
+    cc.seed = sl_env_random_u64(&m->env);
+    cc.configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
+    ctrl_sink sink = {m, sink_append, sink_reply};
+    md_image *img = bmeta_image(m);
+    m->ctrl = ctrl_create(&cc, &sink, img);
+    md_image_unref(img);
+    if (m->ctrl == NULL || register_self(m) != 0)
+        goto fail;
+    m->opened = true;
+    return m;
+fail:
+    bmeta_close(m);
+    return NULL;
+}
+
+int bmeta_close(bmeta *m) {
+    if (m == NULL)
+        return 0;
+    bool unclean[LOGMGR_ROOTS_MAX] = {false};
+    if (m->ctrl)
+        ctrl_destroy(m->ctrl, KAFKA_ERR_NOT_CONTROLLER);
+    parts_close(m->ps, unclean);
+    if (m->log && mdlog_close(m->log) != 0) {
+        LOG_WARN("metadata", "the metadata log did not close cleanly");
+        unclean[0] = true;
+    }
+    int not_marked = logmgr_close(m->lm, unclean, m->opened && m->log != NULL);
+    if (m->lm == NULL)
+        not_marked = m->cfg->log_dirs.n;
+    if (m->img)
+        md_image_unref(m->img);
+    free(m->removed);
+    free(m->intents);
+    pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->img_mu);
+    free(m);
+    return not_marked;
+}
+
+/* ---- housekeeping ----------------------------------------------------------------------------- */
+
+static int snapshot_locked(bmeta *m, int64_t now) {
+    md_image *img = bmeta_image(m);
+    char err[ERR_MAX];
+    int rc = mdlog_snapshot(m->log, img, md_image_epoch(img), now, err, sizeof err);
+    md_image_unref(img);
+    if (rc != 0) {
+        if (!m->snapshot_failed_logged)
+            LOG_WARN("metadata", "cannot write a metadata snapshot (the log keeps every record): %s", err);
+        m->snapshot_failed_logged = true;
+        return -1;
+    }
+    m->snapshot_failed_logged = false;
+    return 0;
+}
+
+int bmeta_snapshot(bmeta *m) {
+    pthread_mutex_lock(&m->mu);
+    int rc = snapshot_locked(m, sl_env_wall_ms(&m->env));
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+void bmeta_tick(bmeta *m, int64_t now) {
+    parts_tick(m->ps, now);
+    pthread_mutex_lock(&m->mu);
+    if (mdlog_offline(m->log) && mdlog_reopen(m->log) == 0)
+        LOG_INFO("metadata", "the metadata log is back online");
+    mdlog_tick(m->log, now);
+    if (!mdlog_offline(m->log) && mdlog_snapshot_due(m->log, now))
+        snapshot_locked(m, now);
+    ctrl_tick(m->ctrl, sl_env_mono_ms(&m->env));
+    pthread_mutex_unlock(&m->mu);
+}

@@ -1,0 +1,92 @@
+/*
+ * meta.h - the broker's metadata: the metadata log (`__cluster_metadata-0`),
+ * the published image, the controller, and the partitions that follow the
+ * image. It is the adapter that executes the state machines' actions:
+ *
+ *   controller (controller/) --append--> mdlog_append + fsync
+ *                            <-commit--- md_apply of the same records,
+ *                                        publish, parts_apply, ctrl_commit
+ *
+ * On a single node the append, the apply and the commit happen inside the
+ * controller's call, so every admin function below returns with the
+ * answer. The Raft issue replaces the append with the quorum's and the
+ * commit with its committed-offset callback; nothing else here changes.
+ *
+ * Start (bmeta_open): the log.dirs roots are opened by the log manager
+ * (meta.properties, clean markers); an old `__sluice_metadata-0` is migrated
+ * once (written as a snapshot of a new log, then renamed `.migrated`); the
+ * metadata log is verified and replayed (latest snapshot + tail) through
+ * md_apply into the first image; the directories under log.dirs are
+ * settled against it (only deleted topics' directories are removed,
+ * unexplained ones are set aside); this node registers; the partitions
+ * open. A metadata log that is missing or empty while partition
+ * directories exist stops the start (the record of their topics was lost).
+ *
+ * Readers take a consistent image with bmeta_image() (referenced; release
+ * with md_image_unref) and use it for the whole request. Changes are
+ * serialised by one mutex; readers never wait for it.
+ *
+ * A snapshot is written from the housekeeping tick when the log grew by
+ * metadata.log.max.record.bytes.between.snapshots, so the start replays
+ * the image plus a bounded tail whatever the history.
+ */
+#ifndef SLUICE_BROKER_META_H
+#define SLUICE_BROKER_META_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/partitions.h"
+#include "controller/controller.h"
+#include "metadata/image.h"
+#include "storage/log_manager.h"
+
+typedef struct bmeta bmeta;
+
+typedef struct bmeta_hooks {
+    void *ctx;
+    /* A partition's HW, log start, role or existence changed (under the
+     * partition's mutex): wake requests waiting on it. */
+    void (*changed)(void *ctx, rpart *p);
+} bmeta_hooks;
+
+/* Opens everything described above; NULL on failure (logged, naming the
+ * file or directory and what to do). */
+bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *hooks);
+/* Closes the partitions and the metadata log, marks the roots clean.
+ * Returns how many roots were not marked clean. */
+int bmeta_close(bmeta *m);
+
+/* The current image, referenced. */
+md_image *bmeta_image(bmeta *m);
+const char *bmeta_cluster_id(const bmeta *m);
+parts *bmeta_parts(bmeta *m);
+logmgr *bmeta_logmgr(bmeta *m);
+
+/* The local partition `index` of topic t (in img), referenced, or NULL
+ * with *err: UNKNOWN_TOPIC_OR_PARTITION when the image has no such
+ * partition, NOT_LEADER_OR_FOLLOWER when this broker holds no replica. */
+rpart *bmeta_partition(bmeta *m, const md_topic *t, int32_t index, int16_t *err);
+
+/* ---- admin (answers inside the call on a single node) ----------------------------- */
+
+/* Each fills out[0..n) (one result per item, in order; out of memory makes
+ * every item UNKNOWN_SERVER_ERROR) and returns 0. */
+int bmeta_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                        ctrl_item_result *out);
+int bmeta_delete_topics(bmeta *m, const ctrl_topic_ref *t, int32_t n, ctrl_item_result *out);
+int bmeta_create_partitions(bmeta *m, const ctrl_new_partitions *t, int32_t n, bool validate_only,
+                            ctrl_item_result *out);
+int bmeta_alter_configs(bmeta *m, const ctrl_resource *r, int32_t n, bool incremental, bool validate_only,
+                        ctrl_item_result *out);
+
+/* Housekeeping, about once a second: the partitions' (roll, flush,
+ * retention, offline retries), the metadata log's, a snapshot when due, the
+ * controller's timeouts. now: wall clock ms. */
+void bmeta_tick(bmeta *m, int64_t now);
+
+/* Forces a snapshot now (tests, benchmarks). 0 or -1 (logged). */
+int bmeta_snapshot(bmeta *m);
+
+#endif
