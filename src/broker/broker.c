@@ -42,6 +42,13 @@ err:
     return -1;
 }
 
+/* A client went away while its request waits: a parked fetch is answered
+ * now (into the void) rather than holding its waiter until max_wait_ms. */
+static void request_abandoned(void *ctx, uint64_t conn_id) {
+    broker *b = ctx;
+    fetch_abandon(b, conn_id);
+}
+
 const config_listener *broker_net_config(const broker_config *cfg, net_config *nc) {
     const config_listener *l = NULL;
     for (int i = 0; i < cfg->n_listeners; i++)
@@ -69,6 +76,7 @@ const config_listener *broker_net_config(const broker_config *cfg, net_config *n
     nc->idle_timeout_ms = cfg->connections_max_idle_ms;
     nc->request_read_timeout_ms = cfg->request_read_timeout_ms;
     nc->zero_copy = cfg->fetch_zero_copy;
+    nc->abandoned = request_abandoned;
     return l;
 }
 

@@ -1,12 +1,21 @@
 /*
  * fetch.c - long-poll waiters and fetch sessions. See fetch.h.
  *
- * Waiters: one mutex (mu) guards the waiter array, every waiter's flags and
- * every partition's waiter list (partition.waiters, a singly linked list
- * of fetch_link). The fetch thread picks waiters that are woken or expired,
- * runs their probe without the lock (marking them busy so nobody frees them),
- * and finishes them without the lock after unlinking them. An append during a
- * probe sets `woken` again, so it is seen on the next round.
+ * Waiters live in one purgatory (replica/purgatory.h) keyed by partition,
+ * guarded by one mutex (mu). A waiter stays parked from fetch_wait() to
+ * its finish: the fetch thread takes the woken or expired ones, parks each
+ * again at once (same keys, same deadline) and probes it without the lock,
+ * so an append during the probe wakes it again and is never missed; a
+ * waiter whose probe says yes (or that expired, or whose client went away)
+ * is cancelled and finished without the lock. Each partition counts the
+ * waiters watching it (rpart.waiters), so fetch_notify() costs one atomic
+ * load when nobody waits, and the produce path never takes mu then.
+ *
+ * Bounds: a connection has one request in flight, so waiters are bounded
+ * by connections; the purgatory's own bound is FETCH_WAITERS_MAX. A client
+ * that disconnects while its fetch waits has it finished at once
+ * (fetch_abandon, from the network layer), so no waiter outlives its
+ * connection.
  *
  * Sessions: a second mutex (smu) guards the session table; the API handler
  * holds it while it reads or updates one session (short, no I/O).
@@ -29,25 +38,23 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/tbucket.h"
+#include "replica/purgatory.h"
 
 typedef struct fetch_waiter fetch_waiter;
 
-typedef struct fetch_link {
-    fetch_waiter *w;
-    rpart *p;
-    struct fetch_link *next;
-} fetch_link;
-
 struct fetch_waiter {
+    purg_op op; /* op.owner == the waiter */
     breq *r;
+    uint64_t conn_id;
     fetch_ready_fn ready;
     fetch_finish_fn finish;
     void *state;
     int64_t deadline_ms;
-    bool woken; /* an append happened since the last probe (or never probed) */
-    bool busy;  /* the fetch thread is probing it */
-    int n_links;
-    fetch_link links[];
+    bool busy;                 /* the fetch thread is probing it */
+    bool abandoned;            /* its client disconnected: finish at once */
+    fetch_waiter *prev, *next; /* every waiter (for abandonment) */
+    int n_keys;
+    rpart *keys[];
 };
 
 struct fetch_mgr {
@@ -57,8 +64,10 @@ struct fetch_mgr {
     pthread_t thread;
     bool thread_started;
     bool stopping; /* answer everyone now; accept no new waiters */
-    fetch_waiter *waiters[FETCH_WAITERS_MAX];
-    int n_waiters;
+    purgatory *purg;
+    fetch_waiter *all;          /* list of every waiter */
+    int n_waiters, max_waiters; /* waiters exist from fetch_wait to finish */
+    bool any_abandoned;
 
     pthread_mutex_t smu;
     fetch_session *sessions[FETCH_SESSIONS_MAX];
@@ -102,73 +111,85 @@ int64_t fetch_dconv_wait_ms(broker *b, int64_t n) {
 
 /* ---- waiters ------------------------------------------------------------ */
 
-static void unlink_waiter_locked(fetch_mgr *m, fetch_waiter *w) {
-    for (int i = 0; i < w->n_links; i++) {
-        fetch_link *l = &w->links[i];
-        fetch_link *prev = NULL;
-        fetch_link *cur = atomic_load(&l->p->waiters);
-        while (cur != NULL && cur != l) {
-            prev = cur;
-            cur = cur->next;
-        }
-        assert(cur == l);
-        if (cur == NULL)
-            continue;
-        if (prev == NULL)
-            atomic_store(&l->p->waiters, (void *)l->next);
-        else
-            prev->next = l->next;
-    }
-    for (int i = 0; i < m->n_waiters; i++) {
-        if (m->waiters[i] == w) {
-            m->waiters[i] = m->waiters[--m->n_waiters];
-            break;
-        }
-    }
+static void unlist_locked(fetch_mgr *m, fetch_waiter *w) {
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        m->all = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    m->n_waiters--;
+    for (int i = 0; i < w->n_keys; i++)
+        atomic_fetch_sub(&w->keys[i]->waiters, 1);
 }
+
+/* Finishes w (mu held on entry and exit; released around finish). */
+static void finish_locked(fetch_mgr *m, fetch_waiter *w, bool expired) {
+    purg_cancel(m->purg, &w->op);
+    unlist_locked(m, w);
+    pthread_mutex_unlock(&m->mu);
+    w->finish(w->r, w->state, expired);
+    free(w);
+    pthread_mutex_lock(&m->mu);
+}
+
+#define TAKE_BATCH 64
 
 static void *fetch_thread(void *arg) {
     fetch_mgr *m = arg;
+    purg_op *ops[TAKE_BATCH];
+    bool expired[TAKE_BATCH];
     pthread_mutex_lock(&m->mu);
     for (;;) {
         int64_t now = fetch_now_ms();
-        fetch_waiter *pick = NULL;
-        int64_t next_deadline = now + 1000;
-        for (int i = 0; i < m->n_waiters; i++) {
-            fetch_waiter *w = m->waiters[i];
-            if (w->busy)
+        if (m->any_abandoned) {
+            m->any_abandoned = false;
+            for (fetch_waiter *w = m->all, *next; w; w = next) {
+                next = w->next;
+                if (w->abandoned && !w->busy) {
+                    finish_locked(m, w, true);
+                    next = m->all; /* the list may have changed meanwhile */
+                }
+            }
+        }
+        if (m->stopping)
+            purg_notify_all(m->purg);
+        int32_t n = purg_take(m->purg, now, ops, expired, TAKE_BATCH);
+        for (int32_t i = 0; i < n; i++) {
+            fetch_waiter *w = ops[i]->owner;
+            bool exp = expired[i] || m->stopping || w->abandoned;
+            if (exp) {
+                finish_locked(m, w, true);
                 continue;
-            if (w->woken || w->deadline_ms <= now || m->stopping) {
-                pick = w;
-                break;
             }
-            if (w->deadline_ms < next_deadline)
-                next_deadline = w->deadline_ms;
-        }
-        if (pick != NULL) {
-            bool expired = pick->deadline_ms <= now || m->stopping;
-            pick->woken = false;
-            pick->busy = true;
+            /* Parked again before the probe: an append meanwhile wakes it. */
+            if (purg_park(m->purg, &w->op, (const void *const *)w->keys, w->n_keys, w->deadline_ms, now) !=
+                0) {
+                finish_locked(m, w, false);
+                continue;
+            }
+            w->busy = true;
             pthread_mutex_unlock(&m->mu);
-            bool done = expired || pick->ready(pick->r, pick->state);
+            bool done = w->ready(w->r, w->state);
             pthread_mutex_lock(&m->mu);
-            pick->busy = false;
-            if (done) {
-                unlink_waiter_locked(m, pick);
-                pthread_mutex_unlock(&m->mu);
-                pick->finish(pick->r, pick->state, expired);
-                free(pick);
-                pthread_mutex_lock(&m->mu);
-            }
-            continue;
+            w->busy = false;
+            if (done || w->abandoned || m->stopping)
+                finish_locked(m, w, !done);
         }
+        if (n > 0)
+            continue;
         if (m->stopping && m->n_waiters == 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait_ms = next_deadline - now;
+        int64_t next = purg_next_deadline(m->purg);
+        if (next == INT64_MIN || m->any_abandoned)
+            continue;
+        int64_t wait_ms = next == INT64_MAX ? 1000 : next - now;
+        if (wait_ms > 1000)
+            wait_ms = 1000;
         if (wait_ms < 1)
             wait_ms = 1;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += wait_ms / 1000;
         ts.tv_nsec += (wait_ms % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {
@@ -200,8 +221,16 @@ int fetch_mgr_start(broker *b) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     m->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)(uintptr_t)m << 17);
+    /* One request in flight per connection: no more waiters than connections. */
+    int32_t max_waiters = FETCH_WAITERS_DEFAULT;
+    if (cfg != NULL)
+        max_waiters = cfg->max_connections < FETCH_WAITERS_MAX ? cfg->max_connections : FETCH_WAITERS_MAX;
+    if (max_waiters < 1)
+        max_waiters = 1;
+    m->max_waiters = max_waiters;
+    m->purg = purg_create(max_waiters, FETCH_WAITER_PARTITIONS_MAX);
     b->fetch = m;
-    if (pthread_create(&m->thread, NULL, fetch_thread, m) != 0) {
+    if (m->purg == NULL || pthread_create(&m->thread, NULL, fetch_thread, m) != 0) {
         LOG_ERROR("fetch", "cannot start the fetch thread");
         b->fetch = NULL;
         fetch_mgr_destroy(&(broker){.fetch = m});
@@ -226,6 +255,25 @@ void fetch_mgr_shutdown(broker *b) {
     assert(m->n_waiters == 0);
 }
 
+void fetch_abandon(broker *b, uint64_t conn_id) {
+    fetch_mgr *m = b->fetch;
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    bool any = false;
+    for (fetch_waiter *w = m->all; w; w = w->next)
+        if (w->conn_id == conn_id && !w->abandoned) {
+            w->abandoned = true;
+            purg_cancel(m->purg, &w->op);
+            any = true;
+        }
+    if (any) {
+        m->any_abandoned = true;
+        pthread_cond_signal(&m->cv);
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
 void fetch_mgr_destroy(broker *b) {
     fetch_mgr *m = b->fetch;
     if (m == NULL)
@@ -238,6 +286,7 @@ void fetch_mgr_destroy(broker *b) {
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->smu);
+    purg_destroy(m->purg);
     tbucket_destroy(&m->dconv);
     free(m);
     b->fetch = NULL;
@@ -245,17 +294,13 @@ void fetch_mgr_destroy(broker *b) {
 
 void fetch_notify(broker *b, rpart *p) {
     fetch_mgr *m = b->fetch;
-    /* The lock-free look is safe: a waiter linked after this load probes the
-     * log after linking, and so sees this append (see fetch.h). */
-    if (m == NULL || atomic_load(&p->waiters) == NULL)
+    /* The lock-free look is safe: a waiter counted after this load probes
+     * the log after parking, and so sees this append (see fetch.h). */
+    if (m == NULL || atomic_load(&p->waiters) == 0)
         return;
     pthread_mutex_lock(&m->mu);
-    bool any = false;
-    for (fetch_link *l = atomic_load(&p->waiters); l != NULL; l = l->next) {
-        l->w->woken = true;
-        any = true;
-    }
-    if (any)
+    purg_notify(m->purg, p);
+    if (purg_next_deadline(m->purg) == INT64_MIN)
         pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
 }
@@ -265,24 +310,36 @@ bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline
     fetch_mgr *m = b->fetch;
     if (m == NULL || n < 0 || n > FETCH_WAITER_PARTITIONS_MAX)
         return false;
-    fetch_waiter *w = calloc(1, sizeof *w + (size_t)n * sizeof(fetch_link));
+    fetch_waiter *w = calloc(1, sizeof *w + (size_t)n * sizeof(rpart *));
     if (w == NULL)
         return false;
-    *w = (fetch_waiter){r, ready, finish, state, deadline_ms, true, false, n};
+    w->op.heap_pos = -1;
+    w->op.owner = w;
+    w->r = r;
+    w->conn_id = r && r->net ? r->net->conn_id : 0;
+    w->ready = ready;
+    w->finish = finish;
+    w->state = state;
+    w->deadline_ms = deadline_ms;
+    w->n_keys = n;
+    memcpy(w->keys, parts, (size_t)n * sizeof *parts);
     pthread_mutex_lock(&m->mu);
-    if (m->stopping || !m->thread_started || m->n_waiters == FETCH_WAITERS_MAX) {
+    /* Counted by waiters, not by parked operations: the fetch thread holds a
+     * few out of the purgatory while it probes them. */
+    if (m->stopping || !m->thread_started || m->n_waiters >= m->max_waiters ||
+        purg_park(m->purg, &w->op, (const void *const *)w->keys, n, deadline_ms, fetch_now_ms()) != 0) {
         pthread_mutex_unlock(&m->mu);
         free(w);
         return false;
     }
-    for (int i = 0; i < n; i++) {
-        fetch_link *l = &w->links[i];
-        l->w = w;
-        l->p = parts[i];
-        l->next = atomic_load(&parts[i]->waiters);
-        atomic_store(&parts[i]->waiters, (void *)l);
-    }
-    m->waiters[m->n_waiters++] = w;
+    for (int i = 0; i < n; i++)
+        atomic_fetch_add(&w->keys[i]->waiters, 1);
+    w->next = m->all;
+    if (m->all)
+        m->all->prev = w;
+    m->all = w;
+    m->n_waiters++;
+    purg_wake(m->purg, &w->op); /* probed once right after parking */
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
     return true;

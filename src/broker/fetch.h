@@ -3,10 +3,9 @@
  * waiters woken by appends, and incremental fetch sessions (KIP-227).
  *
  * Long poll. A Fetch that finds less than min_bytes waits up to max_wait_ms.
- * Its handler registers a waiter with fetch_wait(): the waiter is linked into
- * the list of every partition it reads (rpart.waiters is the head of that
- * list), and the partition's replica machine, through its `changed` action
- * (partitions.h, meta.h), calls fetch_notify() when its high watermark, log
+ * Its handler registers a waiter with fetch_wait(): the waiter is parked in
+ * the purgatory (replica/purgatory.h) under every partition it reads, and the partition's replica machine,
+ * through its `changed` action (partitions.h, meta.h), calls fetch_notify() when its high watermark, log
  * start, role or existence changes, which marks the waiters of that
  * partition as woken. One fetch thread owns the waiters:
  * it runs the waiter's ready() probe when it is woken and its finish() when
@@ -36,7 +35,9 @@
  * (which may leave the bucket in debt, paid off before the next
  * reservation). The per-request limit is the handler's (api_fetch.c).
  *
- * Limits: FETCH_WAITERS_MAX waiters (beyond that a fetch answers at once),
+ * Limits: waiters are bounded by connections (one request in flight each;
+ * a disconnect finishes its waiter at once); FETCH_WAITERS_MAX is the
+ * purgatory's own bound (beyond it a fetch answers at once),
  * FETCH_SESSIONS_MAX sessions, FETCH_SESSION_PARTITIONS_MAX partitions in one
  * session and FETCH_SESSION_SLOTS_MAX across all of them.
  *
@@ -51,7 +52,8 @@
 #include "broker/request.h"
 #include "broker/partitions.h"
 
-#define FETCH_WAITERS_MAX            4096
+#define FETCH_WAITERS_MAX            (1 << 20) /* with a config: min(max.connections, this) */
+#define FETCH_WAITERS_DEFAULT        4096      /* without one (tests) */
 #define FETCH_WAITER_PARTITIONS_MAX  20000
 #define FETCH_SESSIONS_MAX           1000
 #define FETCH_SESSION_PARTITIONS_MAX 10000
@@ -70,6 +72,10 @@ void fetch_mgr_destroy(broker *b);
 
 /* Wakes the fetches waiting on p. Cheap when nobody waits. */
 void fetch_notify(broker *b, rpart *p);
+/* The connection conn_id closed: its waiting fetch (if any) is finished at
+ * once (the answer goes nowhere) instead of holding its waiter and its
+ * partitions until its deadline. Any thread. */
+void fetch_abandon(broker *b, uint64_t conn_id);
 
 /* The probe: true when the request should be answered now. */
 typedef bool (*fetch_ready_fn)(breq *r, void *state);

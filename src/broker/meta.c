@@ -133,7 +133,7 @@ static int op_check(void *ctx, const char *topic, const char *const *keys, const
             snprintf(msg, msgn,
                      "topic '%s' is internal: the broker relies on %s=%s, which cannot be changed or removed",
                      topic, pin[p].key, pin[p].value);
-            return KAFKA_ERR_POLICY_VIOLATION;
+            return KAFKA_ERR_INVALID_CONFIG;
         }
     }
     topic_config tc;
@@ -178,8 +178,8 @@ static int find_visit(void *ctx, const config_entry *e) {
     return 1;
 }
 
-static bool op_effective(void *ctx, const char *const *keys, const char *const *values, int n, const char *key,
-                         char *out, size_t outn) {
+static bool op_effective(void *ctx, const char *const *keys, const char *const *values, int n,
+                         const char *key, char *out, size_t outn) {
     bmeta *m = ctx;
     find_value f = {key, out, outn, false};
     config_describe_topic(m->cfg, keys, values, (size_t)n, find_visit, &f);
@@ -188,7 +188,8 @@ static bool op_effective(void *ctx, const char *const *keys, const char *const *
 
 static int op_new_partitions(void *ctx, int64_t more, char *msg, size_t msgn) {
     bmeta *m = ctx;
-    return logmgr_check_budget(m->lm, parts_count(m->ps), more, msg, msgn) == 0 ? 0 : KAFKA_ERR_POLICY_VIOLATION;
+    return logmgr_check_budget(m->lm, parts_count(m->ps), more, msg, msgn) == 0 ? 0
+                                                                                : KAFKA_ERR_POLICY_VIOLATION;
 }
 
 /* ---- the controller's actions --------------------------------------------------------------- */
@@ -232,7 +233,7 @@ static ctrl_append_result sink_append(void *ctx, const mdrec *recs, int n) {
         LOG_ERROR("metadata", "writing to the metadata log failed: %s; the change is refused",
                   storage_strerror(rc));
         return (ctrl_append_result){rc == STORAGE_RECORD_LIST_TOO_LARGE ? KAFKA_ERR_POLICY_VIOLATION
-                                                                         : KAFKA_ERR_KAFKA_STORAGE_ERROR,
+                                                                        : KAFKA_ERR_KAFKA_STORAGE_ERROR,
                                     -1};
     }
     md_image *next = apply_committed(m, recs, n, last);
@@ -268,11 +269,11 @@ static void sink_reply(void *ctx, void *token, const ctrl_result *res) {
 
 /* Runs one controller call and returns once it answered (a single node
  * answers inside the call). */
-#define RUN(m, w, call)                                                                                      \
-    do {                                                                                                     \
-        pthread_mutex_lock(&(m)->mu);                                                                        \
-        call;                                                                                                \
-        pthread_mutex_unlock(&(m)->mu);                                                                      \
+#define RUN(m, w, call)                 \
+    do {                                \
+        pthread_mutex_lock(&(m)->mu);   \
+        call;                           \
+        pthread_mutex_unlock(&(m)->mu); \
     } while (0)
 
 static int finish(waiter *w) {
@@ -348,8 +349,8 @@ static int replay_apply(void *ctx, const mdrec *rec, int64_t offset, bool from_s
     int rc = md_apply(r->d, rec, err, errn);
     if (rc != MD_OK) {
         size_t l = strlen(err);
-        snprintf(err + l, errn - l, " (%s record at offset %" PRId64 "%s)", mdrec_type_name(rec->type), offset,
-                 from_snapshot ? ", in a snapshot" : "");
+        snprintf(err + l, errn - l, " (%s record at offset %" PRId64 "%s)", mdrec_type_name(rec->type),
+                 offset, from_snapshot ? ", in a snapshot" : "");
         return -1;
     }
     return 0;
@@ -392,9 +393,8 @@ static int migrate(bmeta *m, const char *root) {
     replay r = {m, md_delta_begin(empty)};
     md_migrate_result res;
     memset(&res, 0, sizeof res);
-    if (r.d == NULL ||
-        md_migrate_read(m->sc, old_dir, logmgr_root_was_clean(m->lm, 0), m->cfg->node_id, migrate_apply, &r,
-                        &res, err, sizeof err) != 0) {
+    if (r.d == NULL || md_migrate_read(m->sc, old_dir, logmgr_root_was_clean(m->lm, 0), m->cfg->node_id,
+                                       migrate_apply, &r, &res, err, sizeof err) != 0) {
         LOG_ERROR("metadata", "the metadata log cannot be trusted: %s", r.d ? err : "out of memory");
         LOG_ERROR("metadata",
                   "the broker stops rather than treat topics as missing; restore %s from a backup or see "
@@ -455,7 +455,8 @@ static int migrate(bmeta *m, const char *root) {
         return -1;
     }
     LOG_INFO("metadata",
-             "migrated the metadata log of an earlier version (%" PRId64 " records: %d topics, %d partitions) "
+             "migrated the metadata log of an earlier version (%" PRId64
+             " records: %d topics, %d partitions) "
              "into %s; the old log is kept as %s",
              res.old_records, res.topics, res.partitions, MDLOG_DIR_NAME, done_dir);
     for (int32_t i = 0; i < res.n_deleted; i++)
@@ -472,14 +473,15 @@ static int migrate(bmeta *m, const char *root) {
 static lm_verdict judge(void *ctx, kstr name, int32_t index, bool owner_known, kuuid owner) {
     bmeta *m = ctx;
     const md_topic *t = md_image_topic(m->img, name);
-    if (t != NULL && index >= 0 && index < t->n_partitions && (!owner_known || memcmp(owner.b, t->id.b, 16) == 0) &&
+    if (t != NULL && index >= 0 && index < t->n_partitions &&
+        (!owner_known || memcmp(owner.b, t->id.b, 16) == 0) &&
         holds(md_topic_partition(t, index), m->cfg->node_id))
         return LM_KEEP;
     if (owner_known && was_removed(m, owner))
         return LM_REMOVE;
     for (int32_t i = 0; owner_known && i < m->n_intents; i++)
-        if (memcmp(m->intents[i].id.b, owner.b, 16) == 0 && index >= m->intents[i].from && index < m->intents[i].to &&
-            md_image_topic_by_id(m->img, owner) == NULL)
+        if (memcmp(m->intents[i].id.b, owner.b, 16) == 0 && index >= m->intents[i].from &&
+            index < m->intents[i].to && md_image_topic_by_id(m->img, owner) == NULL)
             return LM_REMOVE;
     return LM_ASIDE;
 }
@@ -520,8 +522,10 @@ static int open_log(bmeta *m, const char *root) {
         return -1;
     }
     if (info.torn_tail)
-        LOG_WARN("metadata", "the metadata log ends in a torn write at offset %" PRId64 " (never acknowledged); "
-                 "it is cut", info.end_offset);
+        LOG_WARN("metadata",
+                 "the metadata log ends in a torn write at offset %" PRId64 " (never acknowledged); "
+                 "it is cut",
+                 info.end_offset);
     md_image *img = md_delta_publish(r.d, info.end_offset - 1, info.last_epoch < 0 ? 0 : info.last_epoch);
     if (img == NULL)
         return -1;
@@ -558,16 +562,15 @@ static int register_self(bmeta *m) {
             l = &m->cfg->listeners[i];
     kuuid inc;
     sl_env_random(&m->env, inc.b, sizeof inc.b);
-    ctrl_broker_reg reg = {m->cfg->node_id, inc,
-                           l && l->name[0] ? l->name : "PLAINTEXT",
-                           l ? l->host : "",
-                           l ? (uint16_t)l->port : 0,
-                           NULL};
+    ctrl_broker_reg reg = {
+        m->cfg->node_id,           inc, l && l->name[0] ? l->name : "PLAINTEXT", l ? l->host : "",
+        l ? (uint16_t)l->port : 0, NULL};
     ctrl_item_result res;
     waiter w = {&res, 1, false};
     RUN(m, &w, ctrl_register_broker(m->ctrl, &reg, &w, sl_env_mono_ms(&m->env)));
     if (finish(&w) != 0 || res.error != 0) {
-        LOG_ERROR("metadata", "cannot register node %d in the metadata log: %s", m->cfg->node_id, res.message);
+        LOG_ERROR("metadata", "cannot register node %d in the metadata log: %s", m->cfg->node_id,
+                  res.message);
         return -1;
     }
     return 0;

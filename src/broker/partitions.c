@@ -537,7 +537,7 @@ static bool update_config(parts *ps, rpart *p, const md_resource *res, bool was_
     return was_unusable || first;
 }
 
-static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int64_t now, bool starting) {
+static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int64_t now) {
     const md_resource *res = md_image_resource(next, MD_RESOURCE_TOPIC, t->name);
     for (int32_t i = 0; i < t->n_partitions; i++) {
         const md_partition *mp = md_topic_partition(t, i);
@@ -561,7 +561,8 @@ static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int6
         p->partition_epoch = mp->partition_epoch;
         bool retry = update_config(ps, p, res, false);
         if (atomic_load(&p->log) == NULL && (fresh || retry) && p->cfg_error == NULL) {
-            if (attach(p, !starting, now) != STORAGE_OK)
+            /* The roots are fsynced once for the whole apply (parts_apply). */
+            if (attach(p, false, now) != STORAGE_OK)
                 backoff(p, now);
             else if (!fresh)
                 LOG_INFO("partitions", "partition %s-%d is open", p->topic, p->index);
@@ -574,6 +575,7 @@ static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int6
 }
 
 void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t now, bool starting) {
+    (void)starting; /* every apply syncs the roots once at its end */
     /* Topics gone, and partitions of changed topics this broker no longer
      * holds. */
     for (int32_t i = 0; prev && i < md_image_topic_count(prev); i++) {
@@ -599,10 +601,10 @@ void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t 
         if (pt == t && md_image_resource(prev, MD_RESOURCE_TOPIC, t->name) ==
                            md_image_resource(next, MD_RESOURCE_TOPIC, t->name))
             continue;
-        apply_topic(ps, next, t, now, starting);
+        apply_topic(ps, next, t, now);
     }
-    if (starting)
-        logmgr_sync_roots(ps->cfg.lm);
+    /* New partition directories are durable before the change is answered. */
+    logmgr_sync_roots(ps->cfg.lm);
 }
 
 /* ---- housekeeping -------------------------------------------------------------------------------- */

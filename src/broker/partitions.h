@@ -69,8 +69,8 @@ typedef struct rpart {
     _Atomic bool removed; /* no longer in the metadata */
     int64_t retry_at_ms;
     int32_t backoff_ms;
-    struct rpart *next;      /* hash chain (table lock) */
-    _Atomic(void *) waiters; /* owned by the fetch module (long-poll waiters); opaque here */
+    struct rpart *next; /* hash chain (table lock) */
+    atomic_int waiters; /* long-poll waiters watching it (the fetch module counts them) */
 } rpart;
 
 typedef struct parts_config {

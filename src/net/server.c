@@ -686,7 +686,8 @@ static void conn_dispatch(net_conn *c) {
     c->size_got = 0;
     c->body_got = 0;
     c->frame_start_ms = 0;
-    set_interest(c, 0); /* no reading until the response is queued */
+    /* No reading until the response is queued, but a hang-up is seen. */
+    set_interest(c, EPOLLRDHUP);
 }
 
 /* Makes room for more of the frame: first for the bytes already received
@@ -1244,8 +1245,16 @@ static void *net_main(void *arg) {
                 net_conn *c = ptr;
                 if (c->closed)
                     continue;
+                if (c->in_handler && (evs[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))) {
+                    /* The client left while its request waits (a long poll). */
+                    uint64_t id = c->id;
+                    conn_close(c, "the client closed the connection while its request was handled");
+                    if (s->cfg.abandoned)
+                        s->cfg.abandoned(s->ctx, id);
+                    continue;
+                }
                 if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
-                    if (!(evs[i].events & EPOLLIN) || c->in_handler) {
+                    if (!(evs[i].events & EPOLLIN)) {
                         conn_close(c, "socket error or hang-up");
                         continue;
                     }

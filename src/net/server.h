@@ -68,6 +68,9 @@
  * Lifetime. net_respond() may be called from any thread, at any later time
  * (a long-polling fetch answers when data arrives). If the connection has
  * closed meanwhile, the response is dropped and its resources released.
+ * While a request is with the handler the connection is not read, but a
+ * hang-up by the client is still seen (EPOLLRDHUP): the connection closes
+ * and the `abandoned` callback tells the handler.
  */
 #ifndef SLUICE_NET_SERVER_H
 #define SLUICE_NET_SERVER_H
@@ -111,6 +114,11 @@ typedef struct net_config {
     int64_t idle_timeout_ms;                      /* connections.max.idle.ms; <= 0 disables */
     int64_t request_read_timeout_ms;              /* a frame arrives whole within this; <= 0 disables */
     bool zero_copy;                               /* sendfile for file ranges */
+    /* Called (with the handler's ctx, on a network thread) when a client
+     * closes its connection while its request is still with the handler,
+     * e.g. a long-polling fetch: the handler may answer it at once (the
+     * answer is dropped) instead of holding its resources. NULL: none. */
+    void (*abandoned)(void *ctx, uint64_t conn_id);
 } net_config;
 
 void net_config_defaults(net_config *c);

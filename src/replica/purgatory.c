@@ -269,6 +269,12 @@ void purg_notify(purgatory *p, const void *key) {
     check_invariants(p);
 }
 
+void purg_wake(purgatory *p, purg_op *op) {
+    if (op->parked)
+        wake(p, op);
+    check_invariants(p);
+}
+
 void purg_notify_all(purgatory *p) {
     for (int32_t i = 0; i < p->n_heap; i++)
         wake(p, p->heap[i]);

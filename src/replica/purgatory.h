@@ -58,6 +58,8 @@ void purg_destroy(purgatory *p);
 int purg_park(purgatory *p, purg_op *op, const void *const *keys, int32_t n, int64_t deadline, int64_t now);
 /* Wakes every op watching key. Cheap when none does. */
 void purg_notify(purgatory *p, const void *key);
+/* Wakes op itself if it is parked (a first probe right after parking). */
+void purg_wake(purgatory *p, purg_op *op);
 /* Wakes every parked op (shutdown: answer everyone now). */
 void purg_notify_all(purgatory *p);
 /* Removes op if it is parked. */

@@ -38,6 +38,11 @@ struct logmgr {
     int64_t fd_limit;          /* RLIMIT_NOFILE at start, -1 for none */
     int64_t fd_partitions_max; /* partitions the open-file limit leaves room for */
     pthread_mutex_t mu;        /* the stray list */
+    /* Partition directories per root, counted once (at the first pick
+     * with several roots) and kept up to date by creations and deletions,
+     * so placing a partition never lists a root. */
+    bool counted;
+    int64_t root_parts[LOGMGR_ROOTS_MAX];
     lm_stray *strays;
     int n_strays, cap_strays, strays_total;
 };
@@ -647,10 +652,41 @@ void logmgr_settle(logmgr *m, lm_judge_fn judge, void *ctx, bool (*skip)(const c
 
 /* ---- partitions --------------------------------------------------------------------------------- */
 
-/* The root with the fewest partition directories (plog_dir_pick). */
+/* The root with the fewest partition directories. */
 static int pick_root(logmgr *m) {
-    int pick = plog_dir_pick(m->sc, (const char *const *)m->roots, m->n_roots);
-    return pick < 0 ? 0 : pick;
+    if (m->n_roots == 1)
+        return 0;
+    pthread_mutex_lock(&m->mu);
+    if (!m->counted) {
+        for (int r = 0; r < m->n_roots; r++) {
+            names ns = list_dir(m->v, m->roots[r]);
+            m->root_parts[r] = 0;
+            for (int i = 0; i < ns.n; i++) {
+                kstr name;
+                int32_t idx;
+                if (ns.is_dir[i] && ns.v[i][0] != '.' && logmgr_parse_partition(ns.v[i], &name, &idx))
+                    m->root_parts[r]++;
+            }
+            names_free(&ns);
+        }
+        m->counted = true;
+    }
+    int pick = 0;
+    for (int r = 1; r < m->n_roots; r++)
+        if (m->root_parts[r] < m->root_parts[pick])
+            pick = r;
+    pthread_mutex_unlock(&m->mu);
+    return pick;
+}
+
+/* The root index whose directory holds dir, or -1. */
+static int root_of_dir(const logmgr *m, const char *dir) {
+    for (int r = 0; r < m->n_roots; r++) {
+        size_t n = strlen(m->roots[r]);
+        if (strncmp(dir, m->roots[r], n) == 0 && dir[n] == '/' && strchr(dir + n + 1, '/') == NULL)
+            return r;
+    }
+    return -1;
 }
 
 /* Creates root/dname with its owner file, through a hidden name. */
@@ -707,6 +743,10 @@ int logmgr_open_partition(logmgr *m, const char *name, int32_t index, kuuid id, 
             return STORAGE_KAFKA_STORAGE_ERROR;
         }
         owned = true;
+        pthread_mutex_lock(&m->mu);
+        if (m->counted)
+            m->root_parts[root]++;
+        pthread_mutex_unlock(&m->mu);
     }
     int err = 0;
     plog *l = plog_open(m->sc, dir, pc, m->was_clean[root], &err);
@@ -744,6 +784,11 @@ int logmgr_delete_partition(logmgr *m, plog *l) {
     char meta[PATH_BUF];
     snprintf(meta, sizeof meta, "%s/%s", plog_dir(l), LOGMGR_OWNER_FILE);
     m->v->unlink(m->v->ctx, meta);
+    int r = root_of_dir(m, plog_dir(l));
+    pthread_mutex_lock(&m->mu);
+    if (m->counted && r >= 0 && m->root_parts[r] > 0)
+        m->root_parts[r]--;
+    pthread_mutex_unlock(&m->mu);
     return plog_delete(l);
 }
 

@@ -71,7 +71,9 @@ class Broker:
             def preexec():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=preexec)
-        if not wait_port(self.port, self.proc):
+        # A start may finish a large creation a crash interrupted (thousands of
+        # partition directories): allow it time, as a service manager would.
+        if not wait_port(self.port, self.proc, timeout=60.0):
             self.stop()
             raise RuntimeError("sluiced did not start; log:\n" + self.log())
         return self

@@ -21,6 +21,7 @@ KAFKA_STORAGE_ERROR = 56
 INVALID_TOPIC_EXCEPTION = 17
 INVALID_REQUEST = 42
 POLICY_VIOLATION = 44
+TOPIC_ALREADY_EXISTS = 36
 
 OP_SET, OP_DELETE = 0, 1
 TOPIC = 2
@@ -210,12 +211,12 @@ def test_flipped_bit_in_metadata_log_stops_the_broker_and_keeps_data(broker):
     before = dir_bytes(part)
     assert before > 4_000_000
     # __consumer_offsets is created first: find the 'precious' topic record by its name.
-    seg = os.path.join(logs_root(broker), "__sluice_metadata-0", "00000000000000000000.log")
+    seg = os.path.join(logs_root(broker), "__cluster_metadata-0", "00000000000000000000.log")
     data = bytearray(open(seg, "rb").read())
     at = data.find(b"precious")
     assert at > 0
-    # The id is 16 bytes before the name's 2-byte length: version, type, uuid, name.
-    data[at - 2 - 8] ^= 0x04
+    # A TopicRecord: the name (compact string), then the 16-byte topic id.
+    data[at + len(b"precious") + 8] ^= 0x04
     open(seg, "wb").write(bytes(data))
     for _ in range(2):
         with pytest.raises(RuntimeError):
@@ -275,7 +276,7 @@ def test_missing_metadata_log_refuses_to_start(broker):
     import shutil
     assert create(broker, "keep", 2)[0] == 0
     broker.stop()
-    shutil.rmtree(os.path.join(logs_root(broker), "__sluice_metadata-0"))
+    shutil.rmtree(os.path.join(logs_root(broker), "__cluster_metadata-0"))
     with pytest.raises(RuntimeError):
         broker.start()
     assert "metadata log" in broker.log() and "is missing" in broker.log()
@@ -310,12 +311,16 @@ def test_sigkill_during_create_topics_leaves_no_orphans(broker):
     md = admin(broker).list_topics(timeout=10)
     left = partition_dirs(broker, "big")
     if "big" in md.topics:
-        assert len(left) == 3000  # the creation completed before the kill
+        # The topic's records were committed before its directories were made (as in
+        # KRaft), so the restart finishes the creation: every partition, no orphan.
+        assert len(left) == 3000
+        assert not [n for n in os.listdir(logs_root(broker)) if n.startswith(".creating-")]
+        assert create(broker, "big", 3)[0] == TOPIC_ALREADY_EXISTS
     else:
         assert left == [], "%d orphan directories" % len(left)
         assert not [n for n in os.listdir(logs_root(broker)) if n.startswith("big-")]
         assert "left over from a creation the broker did not finish" in broker.log()
-    assert create(broker, "big", 3)[0] == 0
+        assert create(broker, "big", 3)[0] == 0
 
 
 # ---- item 3 (continued): a stored config the broker cannot use never stops it ----------------
@@ -346,8 +351,9 @@ def zigzag(n):
 
 
 def one_record_batch(base_offset, key, value):
-    """A magic-2 batch holding one record, as the broker's metadata log stores them."""
-    body = b"\x00" + zigzag(0) + zigzag(0) + zigzag(len(key)) + key + zigzag(len(value)) + value + zigzag(0)
+    """A magic-2 batch holding one record, as the broker's metadata log stores them (key None: null)."""
+    k = zigzag(-1) if key is None else zigzag(len(key)) + key
+    body = b"\x00" + zigzag(0) + zigzag(0) + k + zigzag(len(value)) + value + zigzag(0)
     records = zigzag(len(body)) + body
     after_crc = (struct.pack(">hiqqqhii", 0, 0, 0, 0, -1, -1, -1, 1) + records)
     head = struct.pack(">iib", 0, 2, 0)  # leader epoch, magic ... (placeholder, rebuilt below)
@@ -356,10 +362,24 @@ def one_record_batch(base_offset, key, value):
     return struct.pack(">qiibI", base_offset, batch_len, 0, 2, crc) + after_crc
 
 
-def append_stored_config(b, topic_id, key, value):
-    """Appends a CONFIG record (key=value) to the stopped broker's metadata log, as a
-    version that accepted any value in range of its own rows would have written it."""
-    seg = os.path.join(logs_root(b), "__sluice_metadata-0", "00000000000000000000.log")
+def compact_str(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def uvarint(n):
+    out = b""
+    while True:
+        if n < 0x80:
+            return out + bytes([n])
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+
+
+def append_stored_config(b, topic, key, value):
+    """Appends a KRaft ConfigRecord (topic: key=value) to the stopped broker's metadata log, as
+    a version that accepted any value in range of its own rows would have written it."""
+    seg = os.path.join(logs_root(b), "__cluster_metadata-0", "00000000000000000000.log")
     data = open(seg, "rb").read()
     pos, next_offset = 0, 0
     while pos + 12 <= len(data):
@@ -367,9 +387,11 @@ def append_stored_config(b, topic_id, key, value):
         last_delta = struct.unpack(">i", data[pos + 23:pos + 27])[0]
         next_offset = base + last_delta + 1
         pos += 12 + length
-    value_bytes = (b"\x00\x03" + topic_id + b"\x00" + struct.pack(">i", 1) + pstr(key) + pstr(value))
+    # frame version 1, ConfigRecord (type 4) v0: resource type TOPIC (2), names, value, no tags
+    value_bytes = (uvarint(1) + uvarint(4) + uvarint(0) + b"\x02" + compact_str(topic) + compact_str(key) +
+                   compact_str(value) + uvarint(0))
     with open(seg, "ab") as f:
-        f.write(one_record_batch(next_offset, b"config", value_bytes))
+        f.write(one_record_batch(next_offset, None, value_bytes))
 
 
 def test_unusable_stored_config_starts_with_the_partition_offline(broker):
@@ -379,7 +401,7 @@ def test_unusable_stored_config_starts_with_the_partition_offline(broker):
     produce_some(broker, "legacy", n=20)
     (_, _, tid, _), = metadata_v12(broker.port, [(bytes(16), "legacy")])
     broker.stop()
-    append_stored_config(broker, tid, "segment.bytes", "14")
+    append_stored_config(broker, "legacy", "segment.bytes", "14")
     broker.start()  # an older broker could not: "cannot open log of partition ... failed to start"
     log = broker.log()
     assert "topic legacy: its stored configuration cannot be used" in log and "segment.bytes" in log

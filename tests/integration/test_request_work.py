@@ -504,3 +504,36 @@ def test_legacy_produce_bomb_does_not_stall_the_broker(broker_factory):
     assert refused and all(t > 0 for _, t in refused)
     # 64 MiB/s with a 128 MiB burst: a couple of conversions, not 32.
     assert len(results) - len(refused) <= 8, results
+
+
+def test_disconnected_long_polls_free_their_waiters(broker_factory):
+    """Clients that park fetches with a huge max_wait and hang up must not keep
+    waiters: waiters are bounded by connections (max.connections here), and a
+    full set of abandoned ones would otherwise turn every later long poll into
+    an immediate answer."""
+    limit = 12
+    b = broker_factory({"max.connections": str(limit), "max.connections.per.ip": str(limit)})
+    create_topic(b, "idle")
+    body = fetch_body(4, [("idle", 0, 0)], max_wait=600000, min_bytes=1)
+    for rnd in range(3):
+        socks = []
+        for i in range(limit - 1):
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+            s.sendall(frame(1, 4, body, corr=100 + i))
+            socks.append(s)
+        time.sleep(0.3)  # parked
+        for s in socks:
+            s.close()
+        # The broker sees each hang-up and finishes its fetch at once; the
+        # connection slots come back too.
+        deadline = time.time() + 10
+        waited = 0.0
+        while time.time() < deadline:
+            with socket.create_connection(("127.0.0.1", b.port), timeout=10) as s:
+                t0 = time.time()
+                call(s, 1, 4, fetch_body(4, [("idle", 0, 0)], max_wait=1500, min_bytes=1), corr=7)
+                waited = time.time() - t0
+            if waited >= 1.2:
+                break
+            time.sleep(0.2)
+        assert waited >= 1.2, "round %d: a long poll was answered after %.3f s instead of waiting" % (rnd, waited)

@@ -54,7 +54,7 @@ static void test_notify_wakes_waiter(void) {
     REQUIRE(fetch_wait(&b, NULL, parts, 2, fetch_now_ms() + 5000, probe, finish, &s));
     /* probed once right after linking, not ready */
     CHECK(wait_for(&s.probes, 1000));
-    CHECK(atomic_load(&p1.waiters) != NULL && atomic_load(&p2.waiters) != NULL);
+    CHECK(atomic_load(&p1.waiters) != 0 && atomic_load(&p2.waiters) != 0);
     usleep(20000);
     CHECK_EQ_INT(atomic_load(&s.finished), 0);
     int64_t t0 = fetch_now_ms();
@@ -64,7 +64,7 @@ static void test_notify_wakes_waiter(void) {
     CHECK(s.finished_ms - t0 < 500);
     CHECK_EQ_INT(atomic_load(&s.expired), 0);
     /* unlinked from both partitions */
-    CHECK(atomic_load(&p1.waiters) == NULL && atomic_load(&p2.waiters) == NULL);
+    CHECK(atomic_load(&p1.waiters) == 0 && atomic_load(&p2.waiters) == 0);
     /* a notify on a partition nobody waits on is harmless */
     fetch_notify(&b, &p1);
     fetch_mgr_destroy(&b);
@@ -88,7 +88,7 @@ static void test_deadline_and_shutdown(void) {
     CHECK_EQ_INT(atomic_load(&slow.finished), 1);
     CHECK_EQ_INT(atomic_load(&slow.expired), 1);
     CHECK(fetch_now_ms() - t0 < 5000);
-    CHECK(atomic_load(&p.waiters) == NULL);
+    CHECK(atomic_load(&p.waiters) == 0);
     /* after shutdown nobody may wait */
     probe_state late = {0};
     CHECK(!fetch_wait(&b, NULL, parts, 1, t0 + 60000, probe, finish, &late));
@@ -96,22 +96,45 @@ static void test_deadline_and_shutdown(void) {
     CHECK(b.fetch == NULL);
 }
 
+/* A client that disconnects takes its waiting fetch with it at once, long
+ * before the deadline; the others keep waiting. */
+static void test_abandon_finishes_at_once(void) {
+    broker b = {0};
+    REQUIRE(fetch_mgr_start(&b) == 0);
+    rpart p = {0};
+    rpart *parts[] = {&p};
+    probe_state gone = {0};
+    int64_t t0 = fetch_now_ms();
+    REQUIRE(fetch_wait(&b, NULL, parts, 1, t0 + 60000, probe, finish, &gone)); /* conn id 0 */
+    CHECK(wait_for(&gone.probes, 1000));
+    CHECK_EQ_INT(atomic_load(&p.waiters), 1);
+    fetch_abandon(&b, 12345); /* another connection: nothing happens */
+    usleep(20000);
+    CHECK_EQ_INT(atomic_load(&gone.finished), 0);
+    fetch_abandon(&b, 0);
+    CHECK(wait_for(&gone.finished, 1000));
+    CHECK_EQ_INT(atomic_load(&gone.expired), 1);
+    CHECK(fetch_now_ms() - t0 < 5000);
+    CHECK_EQ_INT(atomic_load(&p.waiters), 0);
+    fetch_mgr_destroy(&b);
+}
+
 static void test_waiter_limit(void) {
     broker b = {0};
     REQUIRE(fetch_mgr_start(&b) == 0);
     rpart p = {0};
     rpart *parts[] = {&p};
-    probe_state *st = calloc(FETCH_WAITERS_MAX + 1, sizeof *st);
+    probe_state *st = calloc(FETCH_WAITERS_DEFAULT + 1, sizeof *st);
     REQUIRE(st != NULL);
     int accepted = 0;
-    for (int i = 0; i < FETCH_WAITERS_MAX + 1; i++)
+    for (int i = 0; i < FETCH_WAITERS_DEFAULT + 1; i++)
         accepted += fetch_wait(&b, NULL, parts, 1, fetch_now_ms() + 60000, probe, finish, &st[i]);
-    CHECK_EQ_INT(accepted, FETCH_WAITERS_MAX);
+    CHECK_EQ_INT(accepted, FETCH_WAITERS_DEFAULT);
     fetch_mgr_shutdown(&b);
     int done = 0;
-    for (int i = 0; i < FETCH_WAITERS_MAX + 1; i++)
+    for (int i = 0; i < FETCH_WAITERS_DEFAULT + 1; i++)
         done += atomic_load(&st[i].finished);
-    CHECK_EQ_INT(done, FETCH_WAITERS_MAX);
+    CHECK_EQ_INT(done, FETCH_WAITERS_DEFAULT);
     fetch_mgr_destroy(&b);
     free(st);
 }
@@ -196,6 +219,7 @@ static void test_session_lru_eviction(void) {
 int main(void) {
     UNIT_RUN(test_notify_wakes_waiter);
     UNIT_RUN(test_deadline_and_shutdown);
+    UNIT_RUN(test_abandon_finishes_at_once);
     UNIT_RUN(test_waiter_limit);
     UNIT_RUN(test_session_parts);
     UNIT_RUN(test_session_lru_eviction);
