@@ -166,6 +166,11 @@ typedef struct broker_config {
     int64_t connections_max_idle_ms;
     int32_t fetch_max_bytes;
 
+    /* the metadata log */
+    int64_t metadata_snapshot_bytes;       /* metadata.log.max.record.bytes.between.snapshots */
+    int64_t metadata_snapshot_interval_ms; /* metadata.log.max.snapshot.interval.ms */
+    int32_t metadata_segment_bytes;        /* metadata.log.segment.bytes */
+
     /* consumer groups and offsets */
     int32_t offsets_topic_num_partitions;
     int32_t offsets_topic_replication_factor;

@@ -233,6 +233,16 @@ static const config_def broker_defs[] = {
         CONFIG_F_SHORT | CONFIG_F_DEVIATES,
         "Replication factor of the committed-offsets topic. Kafka's default is 3; Sluice uses 1 so a single "
         "node works out of the box."),
+    LONG("metadata.log.max.record.bytes.between.snapshots", "20971520", 1, I64MAX, B(metadata_snapshot_bytes),
+         CONFIG_F_ACTIVE,
+         "Bytes appended to the metadata log after which a snapshot of the metadata image is written and the log "
+         "before it trimmed, so a start replays the image plus a bounded tail."),
+    LONG("metadata.log.max.snapshot.interval.ms", "3600000", 0, I64MAX, B(metadata_snapshot_interval_ms),
+         CONFIG_F_ACTIVE, "Time after which a snapshot is written if any record was appended since the last one "
+                          "(0: never by time)."),
+    INT("metadata.log.segment.bytes", "67108864", 1 << 20, I32MAX, B(metadata_segment_bytes),
+        CONFIG_F_ACTIVE | CONFIG_F_DEVIATES,
+        "Segment size of the metadata log (Kafka's default is 1 GiB; Sluice's 64 MiB, as snapshots trim it)."),
     INT("offsets.topic.segment.bytes", "104857600", 1, I32MAX, B(offsets_topic_segment_bytes), CONFIG_F_ACTIVE,
         "Segment size of the committed-offsets topic, kept small for fast compaction and loading."),
     DUR("offsets.retention.minutes", "10080", 1, I32MAX, MINUTE_MS, 0, B(offsets_retention_ms), CONFIG_F_ACTIVE,

@@ -361,7 +361,12 @@ static int migrate_apply(void *ctx, const mdrec *rec, char *err, size_t errn) {
     return md_apply(r->d, rec, err, errn) == MD_OK ? 0 : -1;
 }
 
-static void mdlog_cfg(mdlog_config *mc) { mdlog_config_default(mc); }
+static void mdlog_cfg(const bmeta *m, mdlog_config *mc) {
+    mdlog_config_default(mc);
+    mc->segment_bytes = m->cfg->metadata_segment_bytes;
+    mc->snapshot_bytes = m->cfg->metadata_snapshot_bytes;
+    mc->snapshot_interval_ms = m->cfg->metadata_snapshot_interval_ms;
+}
 
 static bool dir_exists(const sl_vfs *v, const char *path) {
     sl_stat st;
@@ -420,7 +425,7 @@ static int migrate(bmeta *m, const char *root) {
     md_image_unref(empty);
     mdlog *nl = NULL;
     mdlog_config mc;
-    mdlog_cfg(&mc);
+    mdlog_cfg(m, &mc);
     mdlog_open_info info;
     replay none = {m, NULL};
     (void)none;
@@ -509,7 +514,7 @@ static int open_log(bmeta *m, const char *root) {
     if (r.d == NULL)
         return -1;
     mdlog_config mc;
-    mdlog_cfg(&mc);
+    mdlog_cfg(m, &mc);
     mdlog_open_info info;
     if (mdlog_open(m->sc, dir, logmgr_root_was_clean(m->lm, 0), &mc, replay_apply, &r, &m->log, &info, err,
                    sizeof err) != 0) {

@@ -547,3 +547,15 @@ def test_partitions_are_counted_against_the_open_file_limit(broker_factory, monk
     produce_some(b, "fits", n=5)
     b.restart()
     assert len(partition_dirs(b, "fits")) == 60
+
+
+def test_delete_topics_with_a_name_listed_twice_is_refused_for_both(broker):
+    """Kafka answers INVALID_REQUEST for every listing of a name given twice and
+    deletes nothing under that name; the other names of the request proceed."""
+    INVALID_REQUEST = 42
+    assert create(broker, "twice")[0] == 0
+    assert create(broker, "once")[0] == 0
+    out = delete_topics_v4(broker.port, ["twice", "once", "twice"])
+    assert sorted(out) == sorted([("twice", INVALID_REQUEST), ("once", 0), ("twice", INVALID_REQUEST)]), out
+    md = admin(broker).list_topics(timeout=10)
+    assert "twice" in md.topics and "once" not in md.topics
