@@ -11,11 +11,11 @@
  * DescribeLogDirs: one result per log.dirs entry, in configuration order,
  * with the partitions it holds (all of them, or those the request names;
  * names and partitions that do not exist are left out, as Kafka does), each
- * partition's size on disk (plog_size_bytes) and an offset lag of 0 (there
+ * partition's size on disk (rpart_size) and an offset lag of 0 (there
  * are no future replicas to lag). v4 adds the file system's total and usable
  * bytes from statvfs(); a directory that cannot be examined reports
  * KAFKA_STORAGE_ERROR. A request for every topic also lists each set-aside
- * directory of the log dir (topics_strays: data the metadata log does not
+ * directory of the log dir (logmgr_strays: data the metadata log does not
  * account for, kept for an operator) as a "topic" named by the directory,
  * which ends in "-stray" as no real topic's name may, with one partition:
  * the index its name gives (-1 if none) and its size.
@@ -104,11 +104,8 @@ static bool fill_dir(breq *r, ld_result *res, const char *root, int root_i, cons
             rpart *p = idx >= 0 && idx < t->n_partitions ? parts_get(all_parts, t->id, idx) : NULL;
             if (p == NULL)
                 continue;
-            rpart_lock(p);
-            int in_root = p->root;
-            plog *l = rpart_log(p);
-            int64_t size = l ? plog_size_bytes(l) : 0;
-            rpart_unlock(p);
+            int in_root;
+            int64_t size = rpart_size(p, &in_root);
             rpart_release(p);
             if (in_root != root_i)
                 continue;

@@ -65,8 +65,11 @@
  * old consumers are rare enough that holding converted copies would cost
  * more memory than it saves CPU.
  *
- * Single node: the high watermark and the last stable offset are the log end
- * offset, so read_committed reads the same as read_uncommitted.
+ * Reads go through the partition's replica machine (replica.h): consumers
+ * read up to the high watermark, and the epoch checks (FENCED_LEADER_EPOCH,
+ * UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER) are its. Until transactions
+ * exist the last stable offset is the high watermark, so read_committed
+ * reads the same as read_uncommitted.
  */
 #include <assert.h>
 #include <errno.h>

@@ -79,8 +79,7 @@ static bool fill_topic(breq *r, mr_topic *out, const md_topic *t, const int32_t 
             p->error_code = KAFKA_ERR_LEADER_NOT_AVAILABLE;
         rpart *rp = mp->leader == node[0] ? parts_get(local, t->id, i) : NULL;
         if (rp != NULL) {
-            plog *l = rpart_log(rp);
-            if (l == NULL || plog_is_offline(l))
+            if (!rpart_online(rp))
                 p->error_code = KAFKA_ERR_KAFKA_STORAGE_ERROR;
             rpart_release(rp);
         } else if (mp->leader == node[0]) {

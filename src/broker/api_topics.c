@@ -3,15 +3,18 @@
  * CreatePartitions (key 37, v0-3).
  *
  * Each topic in a request is answered on its own: one bad topic never fails
- * the others. The registry (topics.h) does the work and the durable logging;
- * this file checks what only the request can tell (duplicates within one
- * request, replica assignments, arguments that contradict each other) and
- * turns the registry's error codes and messages into response entries.
+ * the others. The controller (through meta.h) validates against the
+ * metadata, places replicas and writes the records; this file checks what
+ * only the request can tell (duplicates within one request, replica
+ * assignments, arguments that contradict each other) and turns the
+ * controller's per-item results into response entries. A name listed twice
+ * is refused for every listing (INVALID_REQUEST), as Kafka does.
  *
- * Single node: a replication factor above 1 cannot be met
- * (INVALID_REPLICATION_FACTOR), and a manual replica assignment may name only
- * this node, once per partition (INVALID_REPLICA_ASSIGNMENT otherwise).
- * timeout_ms does not matter: everything is done before the answer is sent.
+ * Replica assignments may name only registered brokers, once per
+ * partition (INVALID_REPLICA_ASSIGNMENT otherwise); with one broker a
+ * replication factor above 1 cannot be met (INVALID_REPLICATION_FACTOR).
+ * On a single node the controller answers once the records are written and
+ * applied, so timeout_ms does not matter yet.
  *
  * Error messages are copied into the request's arena because they are
  * produced in stack buffers.

@@ -1,6 +1,6 @@
 /*
- * broker.h - the broker: owns the configuration, the network server and
- * (as they land) the topic registry and partition logs, and ties them to the
+ * broker.h - the broker: owns the configuration, the network server, the
+ * metadata (meta.h: log, image, controller, partitions), and ties them to the
  * request handlers.
  *
  * Lifecycle: broker_create() validates and opens everything it needs (log

@@ -378,6 +378,20 @@ void rpart_release(rpart *p) {
 
 plog *rpart_log(rpart *p) { return atomic_load(&p->log); }
 
+bool rpart_online(rpart *p) {
+    plog *l = atomic_load(&p->log);
+    return l != NULL && !plog_is_offline(l);
+}
+
+int64_t rpart_size(rpart *p, int *root) {
+    rpart_lock(p);
+    plog *l = atomic_load(&p->log);
+    int64_t n = l ? plog_size_bytes(l) : 0;
+    *root = p->root;
+    rpart_unlock(p);
+    return n;
+}
+
 /* ---- the table API ------------------------------------------------------------------------ */
 
 parts *parts_create(const parts_config *cfg) {

@@ -104,6 +104,12 @@ static inline void rpart_unlock(rpart *p) { pthread_mutex_unlock(&p->mu); }
  * replica. */
 plog *rpart_log(rpart *p);
 
+/* Whether the partition's log is open and online (Metadata's
+ * KAFKA_STORAGE_ERROR), and its size on disk (DescribeLogDirs; 0 offline)
+ * with the log.dirs root holding it (-1 until opened). */
+bool rpart_online(rpart *p);
+int64_t rpart_size(rpart *p, int *root);
+
 /* Partitions held (for limits and metrics). */
 int64_t parts_count(parts *ps);
 /* Visits every partition (references held during the call); fn returns
