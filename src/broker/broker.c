@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "broker/driver.h"
 #include "broker/fetch.h"
 #include "broker/groups.h"
 #include "broker/request.h"
@@ -80,23 +81,12 @@ const config_listener *broker_net_config(const broker_config *cfg, net_config *n
     return l;
 }
 
-/* Rolls, flushes and applies retention about once a second. */
-static void *housekeeper_main(void *arg) {
+/* The housekeeping task: rolls, flushes, retention, offline retries and
+ * metadata snapshots, about once a second. */
+static int64_t housekeeping_step(void *arg) {
     broker *b = arg;
-    pthread_mutex_lock(&b->hk_mu);
-    while (!b->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&b->hk_cond, &b->hk_mu, &ts);
-        if (b->stopping)
-            break;
-        pthread_mutex_unlock(&b->hk_mu);
-        bmeta_tick(b->meta, clock_wall_ms());
-        pthread_mutex_lock(&b->hk_mu);
-    }
-    pthread_mutex_unlock(&b->hk_mu);
-    return NULL;
+    bmeta_tick(b->meta, clock_wall_ms());
+    return 1000;
 }
 
 /* A partition's HW, log start, role or existence changed: long polls on
@@ -108,8 +98,9 @@ broker *broker_create(const broker_config *cfg) {
     if (b == NULL)
         return NULL;
     b->cfg = cfg;
-    pthread_mutex_init(&b->hk_mu, NULL);
-    pthread_cond_init(&b->hk_cond, NULL);
+    b->driver = driver_new();
+    if (b->driver == NULL)
+        goto err;
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
             goto err;
@@ -133,6 +124,8 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     if (groups_mgr_start(b) != 0)
         goto err;
+    if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -140,11 +133,8 @@ err:
 }
 
 int broker_start(broker *b) {
-    if (pthread_create(&b->housekeeper, NULL, housekeeper_main, b) != 0) {
-        LOG_ERROR("broker", "cannot start the housekeeping thread");
+    if (driver_start(b->driver) != 0)
         return -1;
-    }
-    b->housekeeper_started = true;
     if (net_server_start(b->net) != 0) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
@@ -167,14 +157,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
-    pthread_mutex_lock(&b->hk_mu);
-    b->stopping = true;
-    pthread_cond_broadcast(&b->hk_cond);
-    pthread_mutex_unlock(&b->hk_mu);
-    if (b->housekeeper_started) {
-        pthread_join(b->housekeeper, NULL);
-        b->housekeeper_started = false;
-    }
+    /* No more timer work: every task's state is torn down below. */
+    driver_stop(b->driver);
     /* The coordinator holds a reference on __consumer_offsets. */
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
@@ -193,13 +177,7 @@ void broker_shutdown(broker *b) {
 void broker_destroy(broker *b) {
     if (b == NULL)
         return;
-    if (b->housekeeper_started) {
-        pthread_mutex_lock(&b->hk_mu);
-        b->stopping = true;
-        pthread_cond_broadcast(&b->hk_cond);
-        pthread_mutex_unlock(&b->hk_mu);
-        pthread_join(b->housekeeper, NULL);
-    }
+    driver_stop(b->driver);
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
@@ -208,7 +186,6 @@ void broker_destroy(broker *b) {
     if (b->meta)
         bmeta_close(b->meta);
     storage_ctx_free(b->storage);
-    pthread_mutex_destroy(&b->hk_mu);
-    pthread_cond_destroy(&b->hk_cond);
+    driver_free(b->driver);
     free(b);
 }

@@ -21,9 +21,10 @@
 #include "broker/meta.h"
 #include "net/server.h"
 
-/* Opaque here: defined and owned by fetch.c and groups.c. */
+/* Opaque here: defined and owned by fetch.c, groups.c and driver.c. */
 struct fetch_mgr;
 struct groups_mgr;
+struct driver;
 
 struct broker {
     const broker_config *cfg;
@@ -35,12 +36,9 @@ struct broker {
     struct fetch_mgr *fetch;
     /* Owned by the group coordinator (groups.h); NULL until started. */
     struct groups_mgr *groups;
-    /* housekeeping thread: roll, flush, retention about once a second */
-    pthread_t housekeeper;
-    bool housekeeper_started;
-    pthread_mutex_t hk_mu;
-    pthread_cond_t hk_cond;
-    bool stopping;
+    /* The one timer thread: long polls, group shards, housekeeping (roll,
+     * flush, retention, metadata snapshots) as tasks. */
+    struct driver *driver;
     /* Set first thing on shutdown: handlers still working on a request
      * (breq_should_stop) answer with what they have instead of finishing. */
     atomic_bool draining;

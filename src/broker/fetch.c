@@ -3,13 +3,12 @@
  *
  * Waiters live in one purgatory (replica/purgatory.h) keyed by partition,
  * guarded by one mutex (mu). A waiter stays parked from fetch_wait() to
- * its finish: the fetch thread takes the woken or expired ones, parks each
- * again at once (same keys, same deadline) and probes it without the lock,
- * so an append during the probe wakes it again and is never missed; a
- * waiter whose probe says yes (or that expired, or whose client went away)
- * is cancelled and finished without the lock. Each partition counts the
- * waiters watching it (rpart.waiters), so fetch_notify() costs one atomic
- * load when nobody waits, and the produce path never takes mu then.
+ * its finish: the broker's driver (driver.h) runs fetch_step, which takes the woken or expired ones, parks
+ * each again at once (same keys, same deadline) and probes it without the lock, so an append during the probe
+ * wakes it again and is never missed; a waiter whose probe says yes (or that expired, or whose client went
+ * away) is cancelled and finished without the lock. Each partition counts the waiters watching it
+ * (rpart.waiters), so fetch_notify() costs one atomic load when nobody waits, and the produce path never
+ * takes mu then.
  *
  * Bounds: a connection has one request in flight, so waiters are bounded
  * by connections; the purgatory's own bound is FETCH_WAITERS_MAX. A client
@@ -38,6 +37,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/tbucket.h"
+#include "broker/driver.h"
 #include "replica/purgatory.h"
 
 typedef struct fetch_waiter fetch_waiter;
@@ -50,7 +50,7 @@ struct fetch_waiter {
     fetch_finish_fn finish;
     void *state;
     int64_t deadline_ms;
-    bool busy;                 /* the fetch thread is probing it */
+    bool busy;                 /* being probed (by the driver or a shutdown) */
     bool abandoned;            /* its client disconnected: finish at once */
     fetch_waiter *prev, *next; /* every waiter (for abandonment) */
     int n_keys;
@@ -61,9 +61,10 @@ struct fetch_mgr {
     broker *b;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t thread;
-    bool thread_started;
-    bool stopping; /* answer everyone now; accept no new waiters */
+    driver *drv; /* runs fetch_step */
+    int task;
+    bool accepting; /* started and not shut down */
+    bool stopping;  /* answer everyone now; accept no new waiters */
     purgatory *purg;
     fetch_waiter *all;          /* list of every waiter */
     int n_waiters, max_waiters; /* waiters exist from fetch_wait to finish */
@@ -127,6 +128,8 @@ static void unlist_locked(fetch_mgr *m, fetch_waiter *w) {
 static void finish_locked(fetch_mgr *m, fetch_waiter *w, bool expired) {
     purg_cancel(m->purg, &w->op);
     unlist_locked(m, w);
+    if (m->n_waiters == 0)
+        pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->mu);
     w->finish(w->r, w->state, expired);
     free(w);
@@ -135,72 +138,63 @@ static void finish_locked(fetch_mgr *m, fetch_waiter *w, bool expired) {
 
 #define TAKE_BATCH 64
 
-static void *fetch_thread(void *arg) {
-    fetch_mgr *m = arg;
+/* One bounded step (mu held): abandoned waiters finished, then up to
+ * TAKE_BATCH woken or expired ones probed or finished. Returns whether more
+ * is due now. */
+static bool step_locked(fetch_mgr *m) {
     purg_op *ops[TAKE_BATCH];
     bool expired[TAKE_BATCH];
-    pthread_mutex_lock(&m->mu);
-    for (;;) {
-        int64_t now = fetch_now_ms();
-        if (m->any_abandoned) {
-            m->any_abandoned = false;
-            for (fetch_waiter *w = m->all, *next; w; w = next) {
-                next = w->next;
-                if (w->abandoned && !w->busy) {
-                    finish_locked(m, w, true);
-                    next = m->all; /* the list may have changed meanwhile */
-                }
-            }
-        }
-        if (m->stopping)
-            purg_notify_all(m->purg);
-        int32_t n = purg_take(m->purg, now, ops, expired, TAKE_BATCH);
-        for (int32_t i = 0; i < n; i++) {
-            fetch_waiter *w = ops[i]->owner;
-            bool exp = expired[i] || m->stopping || w->abandoned;
-            if (exp) {
+    int64_t now = fetch_now_ms();
+    if (m->any_abandoned) {
+        m->any_abandoned = false;
+        for (fetch_waiter *w = m->all, *next; w; w = next) {
+            next = w->next;
+            if (w->abandoned && !w->busy) {
                 finish_locked(m, w, true);
-                continue;
+                next = m->all; /* the list may have changed meanwhile */
             }
-            /* Parked again before the probe: an append meanwhile wakes it. */
-            if (purg_park(m->purg, &w->op, (const void *const *)w->keys, w->n_keys, w->deadline_ms, now) !=
-                0) {
-                finish_locked(m, w, false);
-                continue;
-            }
-            w->busy = true;
-            pthread_mutex_unlock(&m->mu);
-            bool done = w->ready(w->r, w->state);
-            pthread_mutex_lock(&m->mu);
-            w->busy = false;
-            if (done || w->abandoned || m->stopping)
-                finish_locked(m, w, !done);
         }
-        if (n > 0)
+    }
+    if (m->stopping)
+        purg_notify_all(m->purg);
+    int32_t n = purg_take(m->purg, now, ops, expired, TAKE_BATCH);
+    for (int32_t i = 0; i < n; i++) {
+        fetch_waiter *w = ops[i]->owner;
+        bool exp = expired[i] || m->stopping || w->abandoned;
+        if (exp) {
+            finish_locked(m, w, true);
             continue;
-        if (m->stopping && m->n_waiters == 0)
-            break;
+        }
+        /* Parked again before the probe: an append meanwhile wakes it. */
+        if (purg_park(m->purg, &w->op, (const void *const *)w->keys, w->n_keys, w->deadline_ms, now) != 0) {
+            finish_locked(m, w, false);
+            continue;
+        }
+        w->busy = true;
+        pthread_mutex_unlock(&m->mu);
+        bool done = w->ready(w->r, w->state);
+        pthread_mutex_lock(&m->mu);
+        w->busy = false;
+        if (done || w->abandoned || m->stopping)
+            finish_locked(m, w, !done);
+    }
+    return n == TAKE_BATCH || m->any_abandoned || purg_next_deadline(m->purg) <= fetch_now_ms();
+}
+
+/* The driver task (driver.h). */
+static int64_t fetch_step(void *arg) {
+    fetch_mgr *m = arg;
+    pthread_mutex_lock(&m->mu);
+    int64_t wait = 0;
+    if (!step_locked(m)) {
         int64_t next = purg_next_deadline(m->purg);
-        if (next == INT64_MIN || m->any_abandoned)
-            continue;
-        int64_t wait_ms = next == INT64_MAX ? 1000 : next - now;
-        if (wait_ms > 1000)
-            wait_ms = 1000;
-        if (wait_ms < 1)
-            wait_ms = 1;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        wait = next == INT64_MAX ? DRIVER_IDLE_MS : next - fetch_now_ms();
     }
     pthread_mutex_unlock(&m->mu);
-    return NULL;
+    return wait < 0 ? 0 : wait;
 }
+
+static void kick_locked(fetch_mgr *m) { driver_kick(m->drv, m->task); }
 
 int fetch_mgr_start(broker *b) {
     fetch_mgr *m = calloc(1, sizeof *m);
@@ -229,14 +223,16 @@ int fetch_mgr_start(broker *b) {
         max_waiters = 1;
     m->max_waiters = max_waiters;
     m->purg = purg_create(max_waiters, FETCH_WAITER_PARTITIONS_MAX);
+    m->drv = b->driver;
+    m->task = driver_add(b->driver, "fetch", fetch_step, m);
     b->fetch = m;
-    if (m->purg == NULL || pthread_create(&m->thread, NULL, fetch_thread, m) != 0) {
-        LOG_ERROR("fetch", "cannot start the fetch thread");
+    if (m->purg == NULL || m->task < 0) {
+        LOG_ERROR("fetch", "cannot set up the long-poll purgatory");
         b->fetch = NULL;
         fetch_mgr_destroy(&(broker){.fetch = m});
         return -1;
     }
-    m->thread_started = true;
+    m->accepting = true;
     return 0;
 }
 
@@ -245,14 +241,24 @@ void fetch_mgr_shutdown(broker *b) {
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->mu);
-    bool join = m->thread_started;
     m->stopping = true;
-    m->thread_started = false;
-    pthread_cond_signal(&m->cv);
+    m->accepting = false;
+    /* Answer everyone here and now (the driver may be stepping too; each
+     * waiter is finished once, by whoever takes it). */
+    while (m->n_waiters > 0) {
+        if (!step_locked(m) && m->n_waiters > 0) {
+            /* The rest are being probed by the driver: wait for them. */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += 10 * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        }
+    }
     pthread_mutex_unlock(&m->mu);
-    if (join)
-        pthread_join(m->thread, NULL);
-    assert(m->n_waiters == 0);
 }
 
 void fetch_abandon(broker *b, uint64_t conn_id) {
@@ -269,7 +275,7 @@ void fetch_abandon(broker *b, uint64_t conn_id) {
         }
     if (any) {
         m->any_abandoned = true;
-        pthread_cond_signal(&m->cv);
+        kick_locked(m);
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -301,7 +307,7 @@ void fetch_notify(broker *b, rpart *p) {
     pthread_mutex_lock(&m->mu);
     purg_notify(m->purg, p);
     if (purg_next_deadline(m->purg) == INT64_MIN)
-        pthread_cond_signal(&m->cv);
+        kick_locked(m);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -324,9 +330,9 @@ bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline
     w->n_keys = n;
     memcpy(w->keys, parts, (size_t)n * sizeof *parts);
     pthread_mutex_lock(&m->mu);
-    /* Counted by waiters, not by parked operations: the fetch thread holds a
+    /* Counted by waiters, not by parked operations: the fetch step holds a
      * few out of the purgatory while it probes them. */
-    if (m->stopping || !m->thread_started || m->n_waiters >= m->max_waiters ||
+    if (m->stopping || !m->accepting || m->n_waiters >= m->max_waiters ||
         purg_park(m->purg, &w->op, (const void *const *)w->keys, n, deadline_ms, fetch_now_ms()) != 0) {
         pthread_mutex_unlock(&m->mu);
         free(w);
@@ -340,7 +346,7 @@ bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline
     m->all = w;
     m->n_waiters++;
     purg_wake(m->purg, &w->op); /* probed once right after parking */
-    pthread_cond_signal(&m->cv);
+    kick_locked(m);
     pthread_mutex_unlock(&m->mu);
     return true;
 }

@@ -7,14 +7,15 @@
  * the purgatory (replica/purgatory.h) under every partition it reads, and the partition's replica machine,
  * through its `changed` action (partitions.h, meta.h), calls fetch_notify() when its high watermark, log
  * start, role or existence changes, which marks the waiters of that
- * partition as woken. One fetch thread owns the waiters:
- * it runs the waiter's ready() probe when it is woken and its finish() when
- * the probe says yes, when the deadline passes, or when the broker shuts down.
+ * partition as woken. The broker's driver thread (driver.h) owns the
+ * waiters through the fetch task: it runs a waiter's ready() probe when it
+ * is woken and its finish() when the probe says yes, when the deadline
+ * passes, when its client disconnects, or when the broker shuts down.
  * finish() builds the response and calls breq_complete(). The handler's state
  * (topic references included) stays alive with the request until finish().
  *
  * The registration is race-free: a waiter is probed once right after it is
- * linked, and an append that lands after the link wakes it again, so an
+ * parked, and an append that lands after that wakes it again, so an
  * append is never missed between the handler's first look and the wait.
  *
  * Sessions. A session remembers the partitions a client fetches and what it
@@ -61,7 +62,8 @@
 
 typedef struct fetch_mgr fetch_mgr;
 
-/* Creates b->fetch and starts the fetch thread. 0, or -1 (logged). */
+/* Creates b->fetch and registers its task with b->driver (before the
+ * driver starts). 0, or -1 (logged). */
 int fetch_mgr_start(broker *b);
 /* Answers every waiting fetch now (each gets what is there) and stops the
  * thread; fetches that arrive later are answered at once. Call before the
@@ -87,7 +89,7 @@ typedef void (*fetch_finish_fn)(breq *r, void *state, bool expired);
  * appends wake it; they must stay valid until finish() (hold topic refs).
  * Returns false, having taken nothing, when the broker cannot wait (too many
  * waiters, shutting down): the caller answers at once. On true, r belongs to
- * the fetch thread and the caller must not touch it. */
+ * the driver and the caller must not touch it. */
 bool fetch_wait(broker *b, breq *r, rpart *const *parts, int n, int64_t deadline_ms, fetch_ready_fn ready,
                 fetch_finish_fn finish, void *state);
 

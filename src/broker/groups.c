@@ -1,9 +1,10 @@
 /*
  * groups.c - group coordinator shards, their log appends, leadership and
- * loading, groups_tick and the thread that drives it. See groups.h.
+ * loading, groups_tick and the driver task that runs it. See groups.h.
  *
  * Locks: a shard's mutex guards its machine and its loading fields; the
- * manager's mutex only the thread's stop flag and wake-ups. Loading reads a
+ * manager's mutex the stop flag, and is held by each driver step (so a
+ * shutdown waits for the step in progress); order: manager, then shard. Loading reads a
  * chunk of the partition without the shard's lock and applies it under the
  * lock if the shard is still loading at the same epoch (a leadership change
  * in between discards the chunk), so requests meanwhile get a quick
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/driver.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "proto/batch.h"
@@ -30,14 +32,11 @@ struct groups_mgr {
     broker *b;
     int32_t n;
     groups_shard *shards;
-    pthread_t thread;
-    bool thread_started;
+    int task; /* the driver task running groups_step, -1 when none */
     pthread_mutex_t mu;
-    pthread_cond_t cond;
     bool stopping;
-    bool kicked; /* work arrived (a leadership change, a deleted topic): tick now */
     bool shut;
-    /* The ticking thread's read buffer for loading. */
+    /* The ticking step's read buffer for loading (one step at a time). */
     uint8_t *buf;
     size_t cap;
 };
@@ -323,12 +322,8 @@ static void load_step(groups_mgr *m, groups_shard *s, int64_t now) {
 
 /* ---- leadership ------------------------------------------------------------ */
 
-static void kick(groups_mgr *m) {
-    pthread_mutex_lock(&m->mu);
-    m->kicked = true;
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->mu);
-}
+/* Work arrived (a leadership change, a deleted topic): tick now. */
+static void kick(groups_mgr *m) { driver_kick(m->b->driver, m->task); }
 
 static groups_shard *shard_at(broker *b, int32_t index) {
     groups_mgr *m = b->groups;
@@ -416,32 +411,20 @@ int64_t groups_next_deadline(broker *b) {
     return next;
 }
 
-static void *groups_main(void *arg) {
+/* The driver task (driver.h): one tick of every shard. */
+static int64_t groups_step(void *arg) {
     groups_mgr *m = arg;
-    broker *b = m->b;
+    /* Held for the step, so a shutdown waits for a step in progress and no
+     * step runs after it. */
     pthread_mutex_lock(&m->mu);
-    while (!m->stopping) {
-        m->kicked = false;
+    if (m->stopping) {
         pthread_mutex_unlock(&m->mu);
-        int64_t now = groups_now_ms();
-        groups_tick(b, now);
-        int64_t wait = groups_next_deadline(b) - groups_now_ms();
-        if (wait > GROUPS_TICK_MS)
-            wait = GROUPS_TICK_MS;
-        pthread_mutex_lock(&m->mu);
-        if (wait <= 0 || m->kicked || m->stopping)
-            continue;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += wait * 1000000L;
-        while (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&m->cond, &m->mu, &ts);
+        return DRIVER_IDLE_MS;
     }
+    groups_tick(m->b, groups_now_ms());
+    int64_t wait = groups_next_deadline(m->b) - groups_now_ms();
     pthread_mutex_unlock(&m->mu);
-    return NULL;
+    return wait > GROUPS_TICK_MS ? GROUPS_TICK_MS : wait < 0 ? 0 : wait;
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
@@ -483,8 +466,8 @@ int groups_mgr_init(broker *b) {
     if (m == NULL)
         return -1;
     m->b = b;
+    m->task = -1;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cond, NULL);
     b->groups = m;
     if (offsets_topic(b) != 0)
         return -1;
@@ -543,11 +526,11 @@ int groups_mgr_start(broker *b) {
     if (groups_mgr_init(b) != 0)
         return -1;
     groups_mgr *m = b->groups;
-    if (pthread_create(&m->thread, NULL, groups_main, m) != 0) {
-        LOG_ERROR("groups", "cannot start the group coordinator thread");
+    m->task = driver_add(b->driver, "groups", groups_step, m);
+    if (m->task < 0) {
+        LOG_ERROR("groups", "cannot register the group coordinator with the driver");
         return -1;
     }
-    m->thread_started = true;
     return 0;
 }
 
@@ -555,14 +538,9 @@ void groups_mgr_shutdown(broker *b) {
     groups_mgr *m = b->groups;
     if (m == NULL || m->shut)
         return;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->mu); /* waits for a step in progress */
     m->stopping = true;
-    pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->mu);
-    if (m->thread_started) {
-        pthread_join(m->thread, NULL);
-        m->thread_started = false;
-    }
     for (int32_t i = 0; m->shards && i < m->n; i++) {
         groups_shard *s = &m->shards[i];
         if (s->sm == NULL)
@@ -588,7 +566,6 @@ void groups_mgr_destroy(broker *b) {
     free(m->shards);
     free(m->buf);
     pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cond);
     free(m);
     b->groups = NULL;
 }

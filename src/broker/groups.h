@@ -3,10 +3,11 @@
  * (group/coordinator.h) per partition of `__consumer_offsets`, each behind its
  * own mutex, wired to that partition's log and ticked by groups_tick().
  *
- * What it owns: the `__consumer_offsets` topic reference (the topic is
- * created at start when absent, with offsets.topic.num.partitions
- * partitions, retention off: the machines' snapshots keep it small), the
- * shards, and (for now) the thread that drives groups_tick.
+ * What it owns: references to the `__consumer_offsets` partitions (the
+ * topic is created at start when absent, through the controller, with
+ * offsets.topic.num.partitions partitions, retention off: the machines'
+ * snapshots keep it small), the shards, and the driver task (driver.h) that
+ * runs groups_tick.
  *
  * Leadership: a shard serves only while this broker leads its partition.
  * groups_partition_leader(index, epoch) makes the shard load from the
@@ -21,25 +22,25 @@
  * Driving: groups_tick(now) does the work that is due (a bounded chunk of
  * loading per loading shard, the machines' deadlines: session, rebalance,
  * initial delay, retention, topic removals) and groups_next_deadline() says
- * when it is next needed. The groups thread calls them in a loop (sleeping
- * at most GROUPS_TICK_MS); a single driver thread can take its place.
+ * when it is next needed. The broker's driver thread runs them as a task
+ * (sleeping at most GROUPS_TICK_MS), kicked when work arrives.
  *
  * Appends: the machines ask for records to be appended; this module builds
- * a magic-2 batch (batch_build.h) and appends it to the shard's plog while
- * the shard's lock is held, so the log order is the order of the machine's
+ * a magic-2 batch (batch_build.h) and appends it through the partition's
+ * replica (replica_append) while the shard's lock is held, so the log order is the order of the machine's
  * decisions, and reports the outcome at once through gcoord_append_done
  * (a single node's log is durable when plog_append returns; a replicated
  * one will report it when the high watermark passes). A snapshot append
  * first rolls the log, and after the snapshot is written moves the log
- * start offset to it (plog_delete_records), so retention deletes the older
- * segments.
+ * start offset to it (replica_delete_records), so retention deletes the
+ * older segments.
  *
  * Deleted topics: groups_topic_deleted() tells every shard, which removes
  * the topic's committed offsets (gcoord_remove_topic).
  *
  * Shutdown: groups_mgr_shutdown() answers parked requests with
  * NOT_COORDINATOR (clients look the coordinator up again) and stops the
- * thread; call it before the network layer drains in-flight requests.
+ * task; call it before the network layer drains in-flight requests.
  */
 #ifndef SLUICE_BROKER_GROUPS_H
 #define SLUICE_BROKER_GROUPS_H
@@ -76,12 +77,12 @@ typedef struct groups_shard {
 } groups_shard;
 
 /* Creates b->groups (the topic, the shards; every shard leader of its
- * partition, so loading starts at the first tick) without a thread.
+ * partition, so loading starts at the first tick) without a driver task.
  * 0, or -1 (logged). */
 int groups_mgr_init(broker *b);
-/* groups_mgr_init, then the thread that drives groups_tick. */
+/* groups_mgr_init, then the driver task (b->driver) that runs groups_tick. */
 int groups_mgr_start(broker *b);
-/* Answers parked requests, stops the thread; later requests get
+/* Answers parked requests, stops the task; later requests get
  * NOT_COORDINATOR. Idempotent. */
 void groups_mgr_shutdown(broker *b);
 /* Frees b->groups (after groups_mgr_shutdown; releases the topic). */

@@ -10,8 +10,24 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/driver.h"
 #include "broker/fetch.h"
 #include "unit.h"
+
+/* The fetch module's task runs on a driver, as in the broker. */
+static void start(broker *b) {
+    b->driver = driver_new();
+    REQUIRE(b->driver != NULL);
+    REQUIRE(fetch_mgr_start(b) == 0);
+    REQUIRE(driver_start(b->driver) == 0);
+}
+
+static void stop(broker *b) {
+    driver_stop(b->driver);
+    fetch_mgr_destroy(b);
+    driver_free(b->driver);
+    b->driver = NULL;
+}
 
 typedef struct probe_state {
     atomic_int ready;    /* what the probe answers */
@@ -47,7 +63,7 @@ static bool wait_for(atomic_int *flag, int64_t ms) {
 
 static void test_notify_wakes_waiter(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     rpart p1 = {0}, p2 = {0};
     rpart *parts[] = {&p1, &p2};
     probe_state s = {0};
@@ -67,12 +83,12 @@ static void test_notify_wakes_waiter(void) {
     CHECK(atomic_load(&p1.waiters) == 0 && atomic_load(&p2.waiters) == 0);
     /* a notify on a partition nobody waits on is harmless */
     fetch_notify(&b, &p1);
-    fetch_mgr_destroy(&b);
+    stop(&b);
 }
 
 static void test_deadline_and_shutdown(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     rpart p = {0};
     rpart *parts[] = {&p};
     probe_state quick = {0}, slow = {0};
@@ -92,7 +108,7 @@ static void test_deadline_and_shutdown(void) {
     /* after shutdown nobody may wait */
     probe_state late = {0};
     CHECK(!fetch_wait(&b, NULL, parts, 1, t0 + 60000, probe, finish, &late));
-    fetch_mgr_destroy(&b);
+    stop(&b);
     CHECK(b.fetch == NULL);
 }
 
@@ -100,7 +116,7 @@ static void test_deadline_and_shutdown(void) {
  * before the deadline; the others keep waiting. */
 static void test_abandon_finishes_at_once(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     rpart p = {0};
     rpart *parts[] = {&p};
     probe_state gone = {0};
@@ -116,12 +132,12 @@ static void test_abandon_finishes_at_once(void) {
     CHECK_EQ_INT(atomic_load(&gone.expired), 1);
     CHECK(fetch_now_ms() - t0 < 5000);
     CHECK_EQ_INT(atomic_load(&p.waiters), 0);
-    fetch_mgr_destroy(&b);
+    stop(&b);
 }
 
 static void test_waiter_limit(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     rpart p = {0};
     rpart *parts[] = {&p};
     probe_state *st = calloc(FETCH_WAITERS_DEFAULT + 1, sizeof *st);
@@ -135,7 +151,7 @@ static void test_waiter_limit(void) {
     for (int i = 0; i < FETCH_WAITERS_DEFAULT + 1; i++)
         done += atomic_load(&st[i].finished);
     CHECK_EQ_INT(done, FETCH_WAITERS_DEFAULT);
-    fetch_mgr_destroy(&b);
+    stop(&b);
     free(st);
 }
 
@@ -150,7 +166,7 @@ static fetch_session_part key(const char *topic, int32_t partition) {
 
 static void test_session_parts(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     fetch_sessions_lock(&b);
     fetch_session *s = fetch_session_new(&b, 3);
     REQUIRE(s != NULL);
@@ -182,12 +198,12 @@ static void test_session_parts(void) {
     fetch_sessions_unlock(&b);
     CHECK_EQ_INT(fetch_next_epoch(1), 2);
     CHECK_EQ_INT(fetch_next_epoch(INT32_MAX), 1);
-    fetch_mgr_destroy(&b);
+    stop(&b);
 }
 
 static void test_session_lru_eviction(void) {
     broker b = {0};
-    REQUIRE(fetch_mgr_start(&b) == 0);
+    start(&b);
     fetch_sessions_lock(&b);
     int32_t ids[FETCH_SESSIONS_MAX];
     for (int i = 0; i < FETCH_SESSIONS_MAX; i++) {
@@ -213,7 +229,7 @@ static void test_session_lru_eviction(void) {
     fetch_session_part k = key("t", FETCH_SESSION_PARTITIONS_MAX);
     CHECK(fetch_session_upsert(&b, big, &k, false) == NULL); /* per-session limit */
     fetch_sessions_unlock(&b);
-    fetch_mgr_destroy(&b);
+    stop(&b);
 }
 
 int main(void) {
