@@ -89,6 +89,12 @@ static int64_t housekeeping_step(void *arg) {
     return 1000;
 }
 
+/* First thing on each network and handler thread. */
+static void bind_env(void *ctx) {
+    broker *b = ctx;
+    sl_env_bind(&b->env);
+}
+
 /* A partition's HW, log start, role or existence changed: long polls on
  * it may be answerable. */
 static void partition_changed(void *ctx, rpart *p) { fetch_notify(ctx, p); }
@@ -98,16 +104,19 @@ broker *broker_create(const broker_config *cfg) {
     if (b == NULL)
         return NULL;
     b->cfg = cfg;
-    b->driver = driver_new();
+    sl_env_init_real(&b->env);
+    b->env.node_id = cfg->node_id;
+    sl_env_bind(&b->env); /* the creating thread logs for this broker too */
+    b->driver = driver_new(&b->env);
     if (b->driver == NULL)
         goto err;
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
             goto err;
-    b->storage = storage_ctx_new(sl_vfs_posix(), STORAGE_FD_LIMIT_DEFAULT);
+    b->storage = storage_ctx_new(b->env.vfs, STORAGE_FD_LIMIT_DEFAULT);
     if (b->storage == NULL)
         goto err;
-    bmeta_hooks hooks = {b, partition_changed};
+    bmeta_hooks hooks = {&b->env, b, partition_changed};
     b->meta = bmeta_open(cfg, b->storage, &hooks);
     if (b->meta == NULL)
         goto err;
@@ -117,6 +126,7 @@ broker *broker_create(const broker_config *cfg) {
         LOG_ERROR("broker", "no client listener configured (listeners)");
         goto err;
     }
+    nc.thread_init = bind_env;
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;
@@ -187,5 +197,7 @@ void broker_destroy(broker *b) {
         bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
+    if (sl_env_bound() == &b->env)
+        sl_env_bind(NULL);
     free(b);
 }

@@ -19,6 +19,7 @@
 
 #include "broker/config.h"
 #include "broker/meta.h"
+#include "core/env.h"
 #include "net/server.h"
 
 /* Opaque here: defined and owned by fetch.c, groups.c and driver.c. */
@@ -28,6 +29,9 @@ struct driver;
 
 struct broker {
     const broker_config *cfg;
+    /* Clocks, random source, file operations and node id of this broker;
+     * bound to every thread it starts, so log lines carry its node. */
+    sl_env env;
     net_server *net;
     storage_ctx *storage; /* files and segment descriptor cache of every log */
     /* The metadata log, image, controller and partitions (meta.h). */

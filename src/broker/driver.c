@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/env.h"
 #include "core/log.h"
 
 typedef struct task {
@@ -29,12 +30,14 @@ struct driver {
     bool started, stopping;
     task tasks[DRIVER_TASKS_MAX];
     int n;
+    const sl_env *env;
 };
 
-driver *driver_new(void) {
+driver *driver_new(const sl_env *env) {
     driver *d = calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
+    d->env = env;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -53,6 +56,7 @@ int driver_add(driver *d, const char *name, driver_step_fn step, void *ctx) {
 
 static void *driver_main(void *arg) {
     driver *d = arg;
+    sl_env_bind(d->env);
     pthread_mutex_lock(&d->mu);
     while (!d->stopping) {
         int64_t now = clock_mono_ms();

@@ -31,7 +31,9 @@ typedef struct driver driver;
 /* Does what is due; returns milliseconds until the next step (>= 0). */
 typedef int64_t (*driver_step_fn)(void *ctx);
 
-driver *driver_new(void);
+/* env (may be NULL) is bound to the driver thread (log lines carry its node). */
+struct sl_env;
+driver *driver_new(const struct sl_env *env);
 /* Registers a task before driver_start(); returns its id, or -1 when full. */
 int driver_add(driver *d, const char *name, driver_step_fn step, void *ctx);
 int driver_start(driver *d);

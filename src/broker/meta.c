@@ -589,8 +589,12 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
     m->sc = sc;
     if (hooks)
         m->hooks = *hooks;
-    sl_env_init_real(&m->env);
-    m->env.node_id = cfg->node_id;
+    if (hooks && hooks->env) {
+        m->env = *hooks->env;
+    } else {
+        sl_env_init_real(&m->env);
+        m->env.node_id = cfg->node_id;
+    }
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->img_mu, NULL);
     char err[ERR_MAX] = "";

@@ -39,12 +39,15 @@
 #include "broker/config.h"
 #include "broker/partitions.h"
 #include "controller/controller.h"
+#include "core/env.h"
 #include "metadata/image.h"
 #include "storage/log_manager.h"
 
 typedef struct bmeta bmeta;
 
 typedef struct bmeta_hooks {
+    /* The broker's environment (clocks, random source); NULL: the real one. */
+    const sl_env *env;
     void *ctx;
     /* A partition's HW, log start, role or existence changed (under the
      * partition's mutex): wake requests waiting on it. */

@@ -6,6 +6,7 @@
  */
 #include "core/log.h"
 #include "core/clock.h"
+#include "core/env.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -158,6 +159,14 @@ void log_vwrite(log_level level, const char *module, const char *ctx, const char
     if (whole && ctx != NULL && ctx[0] != '\0') {
         whole = put_bytes(line, &n, cap, " ", 1);
         whole = whole && put_bytes(line, &n, cap, ctx, strlen(ctx));
+    }
+    /* The node of the broker this thread works for (sl_env_bind), so lines
+     * of several brokers in one process (the simulation) tell them apart. */
+    const sl_env *env = sl_env_bound();
+    if (whole && env != NULL && env->node_id >= 0) {
+        char node[24];
+        int k = snprintf(node, sizeof node, " node=%d", (int)env->node_id);
+        whole = k > 0 && put_bytes(line, &n, cap, node, (size_t)k);
     }
     /* A message must stay one line: newlines inside it would split an event. */
     for (size_t i = 0; i < n; i++)

@@ -14,7 +14,8 @@
  *
  * i.e. ISO-8601 UTC timestamp with milliseconds, level padded to five
  * columns, module tag in brackets, the message, then optional key=value
- * context separated by one space.
+ * context separated by one space, and `node=N` when the calling thread is
+ * bound to a broker's environment (core/env.h: sl_env_bind).
  *
  * The level is a process-wide atomic: log_set_level() may be called from any
  * thread at any time (the config key log.level and the environment variable

@@ -530,6 +530,8 @@ static bool queue_try_push(net_server *s, request_box *b) {
 
 static void *io_main(void *arg) {
     net_server *s = arg;
+    if (s->cfg.thread_init)
+        s->cfg.thread_init(s->ctx);
     for (;;) {
         pthread_mutex_lock(&s->qmu);
         while (s->qlen == 0 && !atomic_load(&s->io_stop))
@@ -1214,6 +1216,8 @@ static void sweep(net_thread *t, int64_t now) {
 
 static void *net_main(void *arg) {
     net_thread *t = arg;
+    if (t->s->cfg.thread_init)
+        t->s->cfg.thread_init(t->s->ctx);
     net_server *s = t->s;
     struct epoll_event evs[NET_MAX_EVENTS];
     int64_t last_sweep = clock_mono_ms();

@@ -119,6 +119,9 @@ typedef struct net_config {
      * e.g. a long-polling fetch: the handler may answer it at once (the
      * answer is dropped) instead of holding its resources. NULL: none. */
     void (*abandoned)(void *ctx, uint64_t conn_id);
+    /* Called (with the handler's ctx) first thing on every network and
+     * handler thread, e.g. to bind the broker's environment. NULL: none. */
+    void (*thread_init)(void *ctx);
 } net_config;
 
 void net_config_defaults(net_config *c);

@@ -16,7 +16,7 @@
 
 /* The fetch module's task runs on a driver, as in the broker. */
 static void start(broker *b) {
-    b->driver = driver_new();
+    b->driver = driver_new(NULL);
     REQUIRE(b->driver != NULL);
     REQUIRE(fetch_mgr_start(b) == 0);
     REQUIRE(driver_start(b->driver) == 0);
