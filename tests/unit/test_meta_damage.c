@@ -1,22 +1,27 @@
 /*
- * Model test for the topic registry's promise that storage never deletes
- * data because the metadata disagrees with it (src/broker/logdirs.h,
- * metalog.h): a small broker state (topics created, grown, altered and
- * deleted, with records in every partition, and enough history for the
- * metadata log to have index entries) is damaged one byte at a time -
- * every byte of the metadata log's segment and checkpoint, a sample of its
- * index bytes, and a sample of the partitions' partition.metadata files -
- * after a clean or an unclean shutdown, and opened twice. After each round:
+ * Model test for the promise that storage never deletes data because the
+ * metadata disagrees with it (src/storage/log_manager.h, src/broker/meta.h,
+ * src/metadata/mdlog.h): a small broker state (topics created, grown,
+ * altered and deleted, with records in every partition, enough history for
+ * the metadata log `__cluster_metadata-0` to have index entries, and a
+ * snapshot of the image with changes after it) is damaged one byte at a
+ * time - every byte of the metadata log's segment, its checkpoint and its
+ * snapshot, a sample of its index bytes, and a sample of the partitions'
+ * partition.metadata and leader-epoch-checkpoint files - after a clean or an
+ * unclean shutdown, and opened twice with bmeta_open. After each round:
  *
  *   - no partition directory lost a byte: its data is where it was, or in a
  *     set-aside copy (<dir>.<id>-stray) next to it;
  *   - an open either refused (damage the broker will not guess around) or
- *     found exactly the topics that were recorded.
+ *     found exactly the topics, ids, partitions and configs that were
+ *     recorded.
  *
  * The samples come from a seed, printed and replayable with SLUICE_SEED; the
  * whole run is bounded by DAMAGE_BUDGET_S seconds.
  */
-#include "broker/topics.h"
+#include "broker/meta.h"
+#include "core/log.h"
+#include "metadata/mdlog.h"
 #include "storage_testlib.h"
 #include "unit.h"
 
@@ -27,6 +32,7 @@
 #define DAMAGE_BUDGET_S   120
 #define INDEX_SAMPLES     48
 #define OWNER_SAMPLES     48
+#define EPOCH_SAMPLES     48
 #define PARTITION_DIRS    4
 #define BATCHES_PER_PART  8
 #define RECORDS_PER_BATCH 10
@@ -99,50 +105,101 @@ static void copy_root(const char *from, const char *to) {
     closedir(d);
 }
 
-static void append_records(topic *t, int32_t part, uint8_t fill) {
-    partition *p = topic_partition(t, part);
-    REQUIRE(p != NULL && p->log != NULL);
+static void append_records(bmeta *m, const char *topic, int32_t index, uint8_t fill) {
+    md_image *img = bmeta_image(m);
+    int16_t err = 0;
+    rpart *p = bmeta_partition(m, md_image_topic(img, kstr_c(topic)), index, &err);
+    md_image_unref(img);
+    REQUIRE(p != NULL && rpart_log(p) != NULL);
     static uint8_t buf[1 << 16];
     for (int i = 0; i < BATCHES_PER_PART; i++) {
         size_t n = tl_build_batch(buf, sizeof buf, RECORDS_PER_BATCH, 1700000000000LL, 100, fill);
         REQUIRE(n > 0);
         plog_append_info info;
-        REQUIRE(plog_append(p->log, buf, n, 0, 1700000000000LL, &info) == 0);
+        REQUIRE(plog_append(rpart_log(p), buf, n, 0, 1700000000000LL, &info) == 0);
     }
+    rpart_release(p);
 }
 
-/* The state every round starts from. */
+static void create(bmeta *m, const char *name, int32_t parts, const char *key, const char *value) {
+    ctrl_kv kv = {kstr_c(key ? key : ""), kstr_c(value ? value : "")};
+    ctrl_new_topic t = {.name = kstr_c(name),
+                        .partitions = parts,
+                        .replication_factor = 1,
+                        .configs = &kv,
+                        .n_configs = key ? 1 : 0};
+    ctrl_item_result r;
+    REQUIRE(bmeta_create_topics(m, &t, 1, false, &r) == 0);
+    REQUIRE(r.error == 0);
+}
+
+static void delete_topic(bmeta *m, const char *name) {
+    ctrl_topic_ref ref = {.name = kstr_c(name)};
+    ctrl_item_result r;
+    REQUIRE(bmeta_delete_topics(m, &ref, 1, &r) == 0);
+    REQUIRE(r.error == 0);
+}
+
+/* What build_state recorded, to compare every open with. */
+static kuuid g_alpha_id, g_beta_id;
+
+/* Exactly the recorded state: alpha (2 partitions, two overrides) and beta
+ * (2 partitions, none), with their ids; nothing else. */
+static bool recorded_state(bmeta *m, char *why, size_t whyn) {
+    md_image *img = bmeta_image(m);
+    const md_topic *a = md_image_topic(img, kstr_c("alpha")), *b = md_image_topic(img, kstr_c("beta"));
+    const md_resource *ra = md_image_resource(img, MD_RESOURCE_TOPIC, "alpha"),
+                      *rb = md_image_resource(img, MD_RESOURCE_TOPIC, "beta");
+    const char *ret = md_image_config(img, MD_RESOURCE_TOPIC, "alpha", "retention.ms"),
+               *pol = md_image_config(img, MD_RESOURCE_TOPIC, "alpha", "cleanup.policy");
+    bool same = md_image_topic_count(img) == 2 && a != NULL && b != NULL && a->n_partitions == 2 &&
+                b->n_partitions == 2 && memcmp(a->id.b, g_alpha_id.b, 16) == 0 &&
+                memcmp(b->id.b, g_beta_id.b, 16) == 0 && ra != NULL && ra->n == 2 && ret != NULL &&
+                strcmp(ret, "86400000") == 0 && pol != NULL && strcmp(pol, "compact") == 0 &&
+                (rb == NULL || rb->n == 0);
+    if (!same)
+        snprintf(why, whyn, "%d topics, alpha %d partitions, beta %d partitions, alpha %d overrides",
+                 (int)md_image_topic_count(img), a ? (int)a->n_partitions : -1, b ? (int)b->n_partitions : -1,
+                 ra ? (int)ra->n : -1);
+    md_image_unref(img);
+    return same;
+}
+
+/* The state every round starts from. The snapshot comes after the history
+ * and before the last changes, so an open loads the snapshot and replays a
+ * tail that changes it. */
 static void build_state(void) {
-    char msg[TOPICS_MSG_MAX];
-    topic_registry *reg = topics_open(&g_cfg, tl_storage());
-    REQUIRE(reg != NULL);
-    const char *k[] = {"retention.ms"}, *v[] = {"86400000"};
-    REQUIRE(topics_create(reg, kstr_c("alpha"), 2, 1, k, v, 1, false, NULL, msg, sizeof msg) == 0);
-    REQUIRE(topics_create(reg, kstr_c("beta"), 1, 1, NULL, NULL, 0, false, NULL, msg, sizeof msg) == 0);
-    REQUIRE(topics_create(reg, kstr_c("gamma"), 1, 1, NULL, NULL, 0, false, NULL, msg, sizeof msg) == 0);
-    topic *g = topics_get(reg, kstr_c("gamma"));
-    REQUIRE(topics_delete(reg, g, msg, sizeof msg) == 0);
-    topic_release(reg, g);
+    bmeta *m = bmeta_open(&g_cfg, tl_storage(), NULL);
+    REQUIRE(m != NULL);
+    create(m, "alpha", 2, "retention.ms", "86400000");
+    create(m, "beta", 1, NULL, NULL);
+    create(m, "gamma", 1, NULL, NULL);
+    delete_topic(m, "gamma");
     /* Enough history for the metadata log to have index entries. */
     for (int i = 0; i < HISTORY_TOPICS; i++) {
         char name[16];
         snprintf(name, sizeof name, "t%02d", i);
-        REQUIRE(topics_create(reg, kstr_c(name), 1, 1, k, v, 1, false, &g, msg, sizeof msg) == 0);
-        REQUIRE(topics_delete(reg, g, msg, sizeof msg) == 0);
-        topic_release(reg, g);
+        create(m, name, 1, "retention.ms", "86400000");
+        delete_topic(m, name);
     }
-    topic *b = topics_get(reg, kstr_c("beta"));
-    REQUIRE(topics_add_partitions(reg, b, 2, false, msg, sizeof msg) == 0);
-    topic *a = topics_get(reg, kstr_c("alpha"));
-    const char *ck[] = {"cleanup.policy"}, *cv[] = {"compact"};
-    REQUIRE(topics_alter_config(reg, a, ck, cv, 1, false, false, msg, sizeof msg) == 0);
-    append_records(a, 0, 'a');
-    append_records(a, 1, 'b');
-    append_records(b, 0, 'c');
-    append_records(b, 1, 'd');
-    topic_release(reg, a);
-    topic_release(reg, b);
-    topics_close(reg);
+    REQUIRE(bmeta_snapshot(m) == 0);
+    ctrl_new_partitions np = {.name = kstr_c("beta"), .count = 2, .n_assignments = -1};
+    ctrl_item_result r;
+    REQUIRE(bmeta_create_partitions(m, &np, 1, false, &r) == 0 && r.error == 0);
+    ctrl_alter al = {kstr_c("cleanup.policy"), CTRL_SET, kstr_c("compact")};
+    ctrl_resource res = {MD_RESOURCE_TOPIC, kstr_c("alpha"), &al, 1};
+    REQUIRE(bmeta_alter_configs(m, &res, 1, true, false, &r) == 0 && r.error == 0);
+    append_records(m, "alpha", 0, 'a');
+    append_records(m, "alpha", 1, 'b');
+    append_records(m, "beta", 0, 'c');
+    append_records(m, "beta", 1, 'd');
+    md_image *img = bmeta_image(m);
+    g_alpha_id = md_image_topic(img, kstr_c("alpha"))->id;
+    g_beta_id = md_image_topic(img, kstr_c("beta"))->id;
+    md_image_unref(img);
+    char why[200];
+    REQUIRE(recorded_state(m, why, sizeof why));
+    REQUIRE(bmeta_close(m) == 0);
 }
 
 /* Bytes of dname under the root, counting set-aside copies of it. */
@@ -197,7 +254,7 @@ static void quiet(bool on) {
     }
 }
 
-enum { K_SEGMENT, K_CHECKPOINT, K_INDEX, K_OWNER, K_KINDS };
+enum { K_SEGMENT, K_CHECKPOINT, K_SNAPSHOT, K_INDEX, K_OWNER, K_EPOCHS, K_KINDS };
 
 typedef struct tally {
     int rounds, opened, refused, lost;
@@ -216,27 +273,23 @@ static void round_at(tally *t, int kind, const char *rel, int64_t at, bool uncle
         unlink(marker);
     for (int pass = 0; pass < 2; pass++) {
         quiet(true);
-        topic_registry *reg = topics_open(&g_cfg, tl_storage());
+        bmeta *m = bmeta_open(&g_cfg, tl_storage(), NULL);
         quiet(false);
-        if (reg == NULL) {
+        if (m == NULL) {
             t->refused += pass == 0;
             break;
         }
         t->opened += pass == 0;
         t->opened_of[kind] += pass == 0;
         /* Opened: exactly what was recorded, nothing taken for missing. */
-        int n = 0;
-        topic **all = topics_list(reg, &n);
-        bool same = n == 2 && strcmp(all[0]->name, "alpha") == 0 && topic_partition_count(all[0]) == 2 &&
-                    strcmp(all[1]->name, "beta") == 0 && topic_partition_count(all[1]) == 2;
+        char why[200] = "";
+        bool same = recorded_state(m, why, sizeof why);
         if (!same)
-            printf("damage to %s at byte %lld: opened with %d topics\n", rel, (long long)at, n);
+            printf("damage to %s at byte %lld (%s), open %d: %s\n", rel, (long long)at,
+                   unclean ? "unclean" : "clean", pass + 1, why);
         CHECK(same);
-        for (int i = 0; i < n; i++)
-            topic_release(reg, all[i]);
-        free(all);
         quiet(true);
-        topics_close(reg);
+        bmeta_close(m);
         quiet(false);
     }
     for (int i = 0; i < PARTITION_DIRS; i++) {
@@ -259,6 +312,26 @@ static int64_t file_size(const char *rel) {
     return stat(p, &st) == 0 ? st.st_size : -1;
 }
 
+/* The snapshot file in the pristine metadata log directory (there is one). */
+static void snapshot_name(char *out, size_t n) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/" MDLOG_DIR_NAME, g_pristine);
+    DIR *d = opendir(dir);
+    REQUIRE(d != NULL);
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l > 11 && e->d_name[0] >= '0' && e->d_name[0] <= '9' &&
+            strcmp(e->d_name + l - 11, ".checkpoint") == 0) {
+            snprintf(out, n, MDLOG_DIR_NAME "/%s", e->d_name);
+            found++;
+        }
+    }
+    closedir(d);
+    REQUIRE(found == 1);
+}
+
 static void test_damage_never_shrinks_data(void) {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(g_root, sizeof g_root, "%s/sluice-damage-XXXXXX", base);
@@ -278,33 +351,40 @@ static void test_damage_never_shrinks_data(void) {
     copy_root(g_root, g_pristine);
     tl_seed("test_damage_never_shrinks_data");
 
-    const char *meta = "__sluice_metadata-0/00000000000000000000";
-    char seg[200], idx[200], tidx[200], ckpt[200];
+    const char *meta = MDLOG_DIR_NAME "/00000000000000000000";
+    char seg[200], idx[200], tidx[200], ckpt[200], snap[300];
     snprintf(seg, sizeof seg, "%s.log", meta);
     snprintf(idx, sizeof idx, "%s.index", meta);
     snprintf(tidx, sizeof tidx, "%s.timeindex", meta);
-    snprintf(ckpt, sizeof ckpt, "__sluice_metadata-0/log.checkpoint");
-    int64_t seg_n = file_size(seg), ckpt_n = file_size(ckpt), idx_n = file_size(idx),
-            tidx_n = file_size(tidx);
-    REQUIRE(seg_n > 0);
+    snprintf(ckpt, sizeof ckpt, MDLOG_DIR_NAME "/log.checkpoint");
+    snapshot_name(snap, sizeof snap);
+    int64_t seg_n = file_size(seg), ckpt_n = file_size(ckpt), snap_n = file_size(snap),
+            idx_n = file_size(idx), tidx_n = file_size(tidx);
+    REQUIRE(seg_n > 0 && snap_n > 0);
+    REQUIRE(idx_n > 0); /* the history gave the log index entries */
     time_t start = time(NULL);
     tally t = {0};
     bool out_of_time = false;
-    /* Every byte of the segment and the checkpoint, after a clean and an
-     * unclean shutdown alternately. */
+    /* Every byte of the segment, the checkpoint and the snapshot, after a
+     * clean and an unclean shutdown alternately. */
     for (int64_t at = 0; at < seg_n && !out_of_time; at++) {
         round_at(&t, K_SEGMENT, seg, at, at % 2 == 1);
         out_of_time = time(NULL) - start > DAMAGE_BUDGET_S;
     }
     for (int64_t at = 0; at < ckpt_n && !out_of_time; at++)
         round_at(&t, K_CHECKPOINT, ckpt, at, at % 2 == 0);
+    for (int64_t at = 0; at < snap_n && !out_of_time; at++) {
+        round_at(&t, K_SNAPSHOT, snap, at, at % 2 == 1);
+        out_of_time = time(NULL) - start > DAMAGE_BUDGET_S;
+    }
     for (int i = 0; i < INDEX_SAMPLES && !out_of_time; i++) {
         bool time_index = i % 2 == 1 && tidx_n > 0;
         int64_t n = time_index ? tidx_n : idx_n;
         if (n > 0)
             round_at(&t, K_INDEX, time_index ? tidx : idx, (int64_t)tl_below((uint64_t)n), tl_below(2) == 1);
     }
-    /* A partition's owner file: the partition must never lose its data. */
+    /* A partition's owner file and its leader-epoch cache: the partition
+     * must never lose its data. */
     for (int i = 0; i < OWNER_SAMPLES && !out_of_time; i++) {
         char rel[200];
         snprintf(rel, sizeof rel, "%s/partition.metadata", g_dirs[tl_below(PARTITION_DIRS)]);
@@ -312,21 +392,31 @@ static void test_damage_never_shrinks_data(void) {
         if (n > 0)
             round_at(&t, K_OWNER, rel, (int64_t)tl_below((uint64_t)n), tl_below(2) == 1);
     }
-    printf("test_damage_never_shrinks_data: %d rounds (%lld segment bytes), %d opened, %d refused, %d lost "
-           "data, "
-           "%lds%s\n",
-           t.rounds, (long long)seg_n, t.opened, t.refused, t.lost, (long)(time(NULL) - start),
-           out_of_time ? " (stopped at the time budget)" : "");
-    printf(
-        "  opened after damage to: segment %d/%d, checkpoint %d/%d, index %d/%d, partition.metadata %d/%d\n",
-        t.opened_of[K_SEGMENT], t.rounds_of[K_SEGMENT], t.opened_of[K_CHECKPOINT], t.rounds_of[K_CHECKPOINT],
-        t.opened_of[K_INDEX], t.rounds_of[K_INDEX], t.opened_of[K_OWNER], t.rounds_of[K_OWNER]);
+    for (int i = 0; i < EPOCH_SAMPLES && !out_of_time; i++) {
+        char rel[200];
+        snprintf(rel, sizeof rel, "%s/leader-epoch-checkpoint", g_dirs[tl_below(PARTITION_DIRS)]);
+        int64_t n = file_size(rel);
+        if (n > 0)
+            round_at(&t, K_EPOCHS, rel, (int64_t)tl_below((uint64_t)n), tl_below(2) == 1);
+    }
+    printf("test_damage_never_shrinks_data: %d rounds (%lld segment bytes, %lld snapshot bytes), %d opened, "
+           "%d refused, %d lost data, %lds%s\n",
+           t.rounds, (long long)seg_n, (long long)snap_n, t.opened, t.refused, t.lost,
+           (long)(time(NULL) - start), out_of_time ? " (stopped at the time budget)" : "");
+    printf("  opened after damage to: segment %d/%d, checkpoint %d/%d, snapshot %d/%d, index %d/%d, "
+           "partition.metadata %d/%d, leader-epoch-checkpoint %d/%d\n",
+           t.opened_of[K_SEGMENT], t.rounds_of[K_SEGMENT], t.opened_of[K_CHECKPOINT],
+           t.rounds_of[K_CHECKPOINT], t.opened_of[K_SNAPSHOT], t.rounds_of[K_SNAPSHOT], t.opened_of[K_INDEX],
+           t.rounds_of[K_INDEX], t.opened_of[K_OWNER], t.rounds_of[K_OWNER], t.opened_of[K_EPOCHS],
+           t.rounds_of[K_EPOCHS]);
     CHECK_EQ_INT(t.lost, 0);
     CHECK(t.refused > 0);
+    CHECK(!out_of_time);
     /* Derived files are rebuilt, and a partition's damaged owner file sets
      * that partition aside: neither may stop the broker. */
     CHECK_EQ_INT(t.opened_of[K_INDEX], t.rounds_of[K_INDEX]);
     CHECK_EQ_INT(t.opened_of[K_OWNER], t.rounds_of[K_OWNER]);
+    CHECK_EQ_INT(t.opened_of[K_EPOCHS], t.rounds_of[K_EPOCHS]);
     tl_rmrf(g_root);
     tl_rmrf(g_pristine);
     config_free(&g_cfg);
@@ -335,5 +425,5 @@ static void test_damage_never_shrinks_data(void) {
 int main(void) {
     log_set_level(LOG_LEVEL_ERROR);
     UNIT_RUN(test_damage_never_shrinks_data);
-    return UNIT_END("test_topics_damage");
+    return UNIT_END("test_meta_damage");
 }
