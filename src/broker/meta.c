@@ -479,7 +479,7 @@ static lm_verdict judge(void *ctx, kstr name, int32_t index, bool owner_known, k
         return LM_REMOVE;
     for (int32_t i = 0; owner_known && i < m->n_intents; i++)
         if (memcmp(m->intents[i].id.b, owner.b, 16) == 0 && index >= m->intents[i].from && index < m->intents[i].to &&
-            md_image_topic_by_id(m->img, owner) == NULL)
+            index >= (md_image_topic_by_id(m->img, owner) ? md_image_topic_by_id(m->img, owner)->n_partitions : 0))
             return LM_REMOVE;
     return LM_ASIDE;
 }
