@@ -546,8 +546,8 @@ static void test_missing_metadata_refuses(void) {
     CHECK(dir_exists("keep-0") && dir_exists("keep-1"));
     char name[300];
     CHECK(stray_of("keep-0", name, sizeof name) == NULL);
-    /* The refused start made an empty log directory, perhaps: the next one
-     * refuses as well. */
+    /* A refused start may leave an empty metadata log directory behind: the
+     * next start refuses as well. */
     CHECK(open_meta() == NULL);
     CHECK(dir_exists("keep-0") && dir_exists("keep-1"));
     CHECK(stray_of("keep-0", name, sizeof name) == NULL && stray_of("keep-1", name, sizeof name) == NULL);
@@ -994,7 +994,9 @@ static void test_migrate_old_metadata_log(void) {
     setup(NULL, NULL);
     build_old_root();
     /* Copies to compare with: the old log and the data segments. */
-    REQUIRE(mkdir(strcat(strcpy((char[300]){0}, g_root), "/.orig"), 0755) == 0);
+    char orig[300];
+    snprintf(orig, sizeof orig, "%s/.orig", g_root);
+    REQUIRE(mkdir(orig, 0755) == 0);
     copy_tree(MD_MIGRATE_OLD_DIR, ".orig/old");
     for (int i = 0; i < N_DATA_DIRS; i++) {
         char to[100];
