@@ -484,9 +484,12 @@ static lm_verdict judge(void *ctx, kstr name, int32_t index, bool owner_known, k
         return LM_KEEP;
     if (owner_known && was_removed(m, owner))
         return LM_REMOVE;
+    /* An unfinished creation of the old log: only partitions the image does
+     * not have (a live topic's own partitions are never removed). */
+    const md_topic *live = owner_known ? md_image_topic_by_id(m->img, owner) : NULL;
     for (int32_t i = 0; owner_known && i < m->n_intents; i++)
         if (memcmp(m->intents[i].id.b, owner.b, 16) == 0 && index >= m->intents[i].from &&
-            index < m->intents[i].to && md_image_topic_by_id(m->img, owner) == NULL)
+            index < m->intents[i].to && index >= (live ? live->n_partitions : 0))
             return LM_REMOVE;
     return LM_ASIDE;
 }

@@ -202,6 +202,15 @@ static int16_t write_epochs(void *ctx, const replica_epoch_entry *e, int n) {
     return 0;
 }
 
+/* A deleted partition's checkpoint goes before its log, so the log's
+ * removal can take the directory with it. */
+static void remove_epochs(rpart *p, plog *l) {
+    const sl_vfs *v = storage_vfs(logmgr_storage(p->owner->cfg.lm));
+    char path[4500];
+    snprintf(path, sizeof path, "%s/" EPOCH_FILE, plog_dir(l));
+    v->unlink(v->ctx, path);
+}
+
 /* ---- the port: the replica machine's view of the log ----------------------------------- */
 
 static int16_t port_append(void *ctx, uint8_t *buf, size_t len, bool as_leader, int32_t epoch, int64_t now,
@@ -357,6 +366,8 @@ static void backoff(rpart *p, int64_t now) {
 static void rpart_free(rpart *p) {
     plog *l = atomic_load(&p->log);
     if (l != NULL) {
+        if (atomic_load(&p->removed))
+            remove_epochs(p, l);
         int rc = atomic_load(&p->removed) ? logmgr_delete_partition(p->owner->cfg.lm, l) : plog_close(l);
         if (rc != 0)
             LOG_WARN("partitions", "%s partition %s-%d: %s",

@@ -6,7 +6,7 @@
  * Besides the partitions and their sizes, it shows the directories the
  * broker set aside because its metadata log does not account for them: the
  * broker reports each as a "topic" whose name ends in "-stray", which no
- * real topic's name may (src/broker/logdirs.h). They are listed apart, so an
+ * real topic's name may (src/storage/log_manager.h). They are listed apart, so an
  * operator sees data that is kept but not served.
  */
 #include <getopt.h>
