@@ -119,8 +119,8 @@ static int scan_file(const sl_vfs *v, int fd, int64_t size, pos *at, uint8_t *bu
     return 0;
 }
 
-int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, metalog_record_fn fn, void *ctx,
-                 metalog_result *res, char *err, size_t errn) {
+int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, int64_t skip_below, metalog_record_fn fn,
+                 void *ctx, metalog_result *res, char *err, size_t errn) {
     memset(res, 0, sizeof *res);
     const sl_vfs *v = storage_vfs(sc);
     int64_t *bases = NULL, rp = 0;
@@ -150,6 +150,12 @@ int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, metalog_recor
                      bases[i], at.offset);
             rc = -1;
             break;
+        }
+        if (i + 1 < n && bases[i + 1] <= skip_below) {
+            /* Wholly below what the caller needs (a snapshot covers it). */
+            at.offset = bases[i + 1];
+            at.byte = 0;
+            continue;
         }
         int fd = v->open(v->ctx, file, SL_O_RDONLY, 0);
         int64_t size = fd >= 0 ? v->fsize(v->ctx, fd) : fd;

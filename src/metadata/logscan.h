@@ -46,8 +46,11 @@ typedef struct metalog_result {
 typedef int (*metalog_record_fn)(void *ctx, int64_t offset, kbytes key, kbytes value, char *err, size_t errn);
 
 /* Scans dir (absent = empty log). was_clean: the root's clean-shutdown
- * marker was present. Returns 0 with *res filled, or -1 with err filled. */
-int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, metalog_record_fn fn, void *ctx,
-                 metalog_result *res, char *err, size_t errn);
+ * marker was present. Segment files wholly below skip_below (the next file
+ * starts at or before it: a snapshot covers them) are neither read nor
+ * verified, so a start reads the log only from its snapshot on; 0 reads
+ * everything. Returns 0 with *res filled, or -1 with err filled. */
+int metalog_scan(storage_ctx *sc, const char *dir, bool was_clean, int64_t skip_below, metalog_record_fn fn,
+                 void *ctx, metalog_result *res, char *err, size_t errn);
 
 #endif

@@ -443,8 +443,14 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
     m->bytes_since_snapshot = 0;
     m->records_since_snapshot = 0;
     m->last_snapshot_ms = now_ms;
+    /* A new segment starts at the snapshot's end, so the next start reads
+     * (and verifies) only the segments from there on; the older ones stay
+     * until the previous snapshot's end passes them (one damaged snapshot
+     * must not leave none to start from). */
     int64_t new_start;
-    plog_delete_records(m->log, end, &new_start);
+    plog_roll(m->log, now_ms);
+    if (prev > 0)
+        plog_delete_records(m->log, prev, &new_start);
     rm_ctx r = {v, m->dir, prev > 0 ? prev : end};
     v->list(v->ctx, m->dir, remove_old, &r);
     return 0;
@@ -545,7 +551,7 @@ int mdlog_open(storage_ctx *sc, const char *dir, bool was_clean, const mdlog_con
     replay_ctx rc = {fn, ctx, from, 0, -1};
     metalog_result res;
     char scan_err[1024];
-    if (metalog_scan(sc, dir, was_clean, replay_record, &rc, &res, scan_err, sizeof scan_err) != 0) {
+    if (metalog_scan(sc, dir, was_clean, from, replay_record, &rc, &res, scan_err, sizeof scan_err) != 0) {
         seterr(err, errn, "%s", scan_err);
         return -1;
     }

@@ -22,11 +22,14 @@
  * shutdown, a gap, or a record that does not apply stops the open with a
  * message naming the file and offset — metadata is never read as "less".
  *
- * Trimming: after a snapshot at end E is durable, the log start moves to E
- * (whole segments below it go with the log's retention) and snapshots older
- * than the previous one are removed, so start time depends on the size of
- * the image plus the records since the last snapshot, not on history.
- *
+ * Trimming: a snapshot at end E rolls the log (a segment starts at E), and
+ * the log start moves to the previous snapshot's end, so whole segments
+ * below it go with the log's retention and snapshots older than the
+ * previous one are removed: the previous snapshot plus the log still
+ * replay if the newest one is damaged. A start reads and verifies only the
+ * segments from the chosen snapshot's end on (metalog_scan's skip_below),
+ * so start time depends on the size of the image plus the records since
+ * the last snapshot, not on history.
  * Thread-safety: one owner serialises every call (the broker's metadata
  * manager holds a mutex around appends and snapshots).
  */

@@ -252,7 +252,7 @@ int md_migrate_read(storage_ctx *sc, const char *old_dir, bool was_clean, int32_
     memset(res, 0, sizeof *res);
     mstate m = {0};
     metalog_result mr;
-    int rc = metalog_scan(sc, old_dir, was_clean, old_record, &m, &mr, err, errn);
+    int rc = metalog_scan(sc, old_dir, was_clean, 0, old_record, &m, &mr, err, errn);
     for (int32_t i = 0; rc == 0 && i < m.n; i++) {
         old_topic *t = &m.topics[i];
         if (!t->live)
