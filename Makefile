@@ -11,6 +11,10 @@
 #   make gen          regenerate src/proto/gen from ../shared/kafka-protocol
 #   make check-gen    fail if regeneration would change the committed code
 #   make format       clang-format the hand-written sources; format-check only checks
+#   make install      sluiced, sluice and Kafka's tool names into $(DESTDIR)$(PREFIX)/bin
+#   make deb          a Debian package dist/sluice_<version>_<arch>.deb (docs/packaging.md)
+#   make test-deb     build the package, install it into a scratch root and run it as systemd would
+#   make test-aarch64 cross-build for arm64 and run the unit tests and a smoke test under qemu
 
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD     ?= build/release
@@ -25,11 +29,16 @@ SIM_SECS  ?= 1800
 # SIM_FIRST=N to repeat a campaign.
 SIM_FIRST ?= $(shell date +%s)
 SPEC      ?= ../shared/kafka-protocol/messages
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+VERSION_STR = $(shell sh scripts/version.sh)
+# Kafka's tool names: links to bin/sluice-kafka-tool, which dispatches on its name.
+KAFKA_TOOLS = $(notdir $(wildcard bin/kafka-*.sh))
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
 .PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
-        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean
+        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean install
 
 all: build
 
@@ -123,6 +132,17 @@ gen:
 check-gen: gen
 	@git diff --exit-code --stat -- src/proto/gen tests/unit/gen \
 	    || { echo "check-gen: generated code is stale; run 'make gen' and commit"; exit 1; }
+
+# Installs what $(BUILD) holds (run `make build` first); PREFIX=/usr DESTDIR=root
+# stages a tree for packaging. The kafka-*.sh names link to one dispatcher in
+# $(PREFIX)/lib/sluice, which finds sluice and sluiced beside the link.
+install:
+	@test -x $(BUILD)/sluiced -a -x $(BUILD)/sluice || { echo "install: build first (make build)"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/sluice
+	install -m 0755 $(BUILD)/sluiced $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 bin/sluice-kafka-tool $(DESTDIR)$(PREFIX)/lib/sluice/kafka-tool
+	@for t in $(KAFKA_TOOLS); do ln -sfn ../lib/sluice/kafka-tool $(DESTDIR)$(PREFIX)/bin/$$t; done
+	@echo "install: sluiced, sluice and $(words $(KAFKA_TOOLS)) kafka-*.sh tools in $(DESTDIR)$(PREFIX)/bin"
 
 format:
 	clang-format -i $(FORMAT_FILES)

@@ -2,7 +2,7 @@
  * main_sluiced.c - the broker daemon.
  *
  *   sluiced [server.properties] [--override key=value]...
- *           [--daemon [--pid-file F] [--log-file F]] [--version]
+ *           [--daemon [--pid-file F] [--log-file F]] [--check-config] [--version]
  *
  * With no file it runs a single-node broker with the built-in defaults
  * (localhost:9092, data in ./data). SIGTERM or SIGINT shuts down cleanly; a
@@ -52,7 +52,8 @@ static void on_signal(int sig) {
 
 static void usage(FILE *out) {
     fprintf(out, "usage: sluiced [server.properties] [--override key=value]...\n"
-                 "               [--daemon [--pid-file FILE] [--log-file FILE]] [--version]\n"
+                 "               [--daemon [--pid-file FILE] [--log-file FILE]] [--check-config]\n"
+                 "               [--version]\n"
                  "\n"
                  "Starts a Sluice broker. Keys are Kafka's server.properties names; see\n"
                  "docs/configuration.md. Without a file, a single-node broker listens on\n"
@@ -61,6 +62,7 @@ static void usage(FILE *out) {
                  "  --daemon         run in the background; return once the broker serves\n"
                  "  --pid-file FILE  write the broker's pid here while it runs\n"
                  "  --log-file FILE  with --daemon, append the log here (default /dev/null)\n"
+                 "  --check-config   check the configuration, print what it serves, and exit\n"
                  "  --version        print the version and exit\n"
                  "\n"
                  "examples:\n"
@@ -170,7 +172,7 @@ static int daemonize(const char *log_file, int *ready_fd) {
 int main(int argc, char **argv) {
     const char *path = NULL;
     const char *pid_file = NULL, *log_file = NULL;
-    bool daemon_mode = false;
+    bool daemon_mode = false, check_only = false;
     const char *overrides[CONFIG_OVERRIDES_MAX];
     size_t n_over = 0;
     for (int i = 1; i < argc; i++) {
@@ -180,6 +182,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("sluiced %s\n", sluice_version());
             return 0;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = true;
         } else if (strcmp(argv[i], "--daemon") == 0) {
             daemon_mode = true;
         } else if (strcmp(argv[i], "--pid-file") == 0 || strcmp(argv[i], "--log-file") == 0) {
@@ -230,6 +234,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sluiced: invalid configuration: %s\n", err);
         config_free(&cfg);
         return 2;
+    }
+    if (check_only) {
+        /* What kafka-storage.sh format/info show: the node, where it listens
+         * and keeps its data. Nothing is created or changed. */
+        printf("configuration OK: node.id=%d\n", cfg.node_id);
+        for (int i = 0; i < cfg.n_listeners; i++)
+            printf("listener: %s://%s:%u\n", cfg.listeners[i].name, cfg.listeners[i].host,
+                   cfg.listeners[i].port);
+        for (int i = 0; i < cfg.log_dirs.n; i++)
+            printf("log.dir: %s\n", cfg.log_dirs.items[i]);
+        config_free(&cfg);
+        return 0;
     }
 
     /* Each partition keeps its active segment open: allow as many files as

@@ -21,7 +21,8 @@ int sdnotify_send(const char *state) {
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     /* Only absolute paths and abstract names are valid addresses. */
-    if ((path[0] != '/' && path[0] != '@') || plen >= sizeof sa.sun_path || slen == 0 || slen > SDNOTIFY_MAX) {
+    if ((path[0] != '/' && path[0] != '@') || plen >= sizeof sa.sun_path || slen == 0 ||
+        slen > SDNOTIFY_MAX) {
         errno = EINVAL;
         return -1;
     }
