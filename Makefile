@@ -34,11 +34,13 @@ DESTDIR   ?=
 VERSION_STR = $(shell sh scripts/version.sh)
 # Kafka's tool names: links to bin/sluice-kafka-tool, which dispatches on its name.
 KAFKA_TOOLS = $(notdir $(wildcard bin/kafka-*.sh))
+DEB_ARCH  ?= $(shell dpkg --print-architecture 2>/dev/null)
+DEB       = dist/sluice_$(VERSION_STR)_$(DEB_ARCH).deb
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
 .PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
-        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean install
+        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean install deb test-deb
 
 all: build
 
@@ -143,6 +145,18 @@ install:
 	install -m 0755 bin/sluice-kafka-tool $(DESTDIR)$(PREFIX)/lib/sluice/kafka-tool
 	@for t in $(KAFKA_TOOLS); do ln -sfn ../lib/sluice/kafka-tool $(DESTDIR)$(PREFIX)/bin/$$t; done
 	@echo "install: sluiced, sluice and $(words $(KAFKA_TOOLS)) kafka-*.sh tools in $(DESTDIR)$(PREFIX)/bin"
+
+# The Debian package of $(BUILD)'s binaries (docs/packaging.md); lintian runs
+# on it when installed (its findings and overrides are explained there).
+deb: build
+	scripts/build-deb.sh $(BUILD) $(DEB_ARCH) dist
+	@if command -v lintian >/dev/null; then lintian --fail-on error,warning $(DEB); fi
+
+# Installs the package on THIS machine with dpkg -i (root), runs the broker as
+# the unit does, then purges it. It changes the machine while it runs (a
+# 'sluice' user, /var/lib/sluice), so `make test` does not include it.
+test-deb: deps-test deb
+	SLUICE_DEB=$(DEB) $(PYTHON) -m pytest -q tests/package
 
 format:
 	clang-format -i $(FORMAT_FILES)
