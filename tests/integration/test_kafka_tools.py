@@ -133,8 +133,20 @@ def test_perf_tools_and_storage(tmp_path):
         r = run("kafka-consumer-perf-test.sh", "--bootstrap-server", bs, "--topic", "perf", "--messages", "200",
                 "--timeout", "10000", "--show-detailed-stats", env=env)
         assert r.returncode == 0, r.stdout + r.stderr
-        r = run("kafka-consumer-groups.sh", "--bootstrap-server", bs, "--list", env=env)
+        r = run("kafka-console-consumer.sh", "--bootstrap-server", bs, "--topic", "perf", "--group", "grp",
+                "--from-beginning", "--max-messages", "10", env=env)
         assert r.returncode == 0, r.stderr
+        r = run("kafka-consumer-groups.sh", "--bootstrap-server", bs, "--list", env=env)
+        assert r.returncode == 0 and "grp" in r.stdout.split(), r.stdout + r.stderr
+        r = run("kafka-consumer-groups.sh", "--bootstrap-server", bs, "--describe", "--group", "grp", "--state",
+                env=env)
+        assert r.returncode == 0, r.stderr
+        head, row = r.stdout.strip().splitlines()
+        assert head.split()[:3] == ["GROUP", "COORDINATOR", "(ID)"] and "#MEMBERS" in head, r.stdout
+        assert row.split()[0] == "grp" and row.split()[-2:] == ["Empty", "0"], r.stdout
+        r = run("kafka-consumer-groups.sh", "--bootstrap-server", bs, "--describe", "--group", "grp", "--offsets",
+                "--verbose", env=env)
+        assert r.returncode == 0 and "CURRENT-OFFSET" in r.stdout, r.stdout + r.stderr
         r = run("kafka-configs.sh", "--bootstrap-server", bs, "--describe", "--entity-type", "topics",
                 "--entity-name", "perf", env=env)
         assert r.returncode == 0, r.stderr
