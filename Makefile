@@ -146,6 +146,10 @@ install:
 	install -m 0755 $(BUILD)/sluiced $(BUILD)/sluice $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 bin/sluice-kafka-tool $(DESTDIR)$(PREFIX)/lib/sluice/kafka-tool
 	@for t in $(KAFKA_TOOLS); do ln -sfn ../lib/sluice/kafka-tool $(DESTDIR)$(PREFIX)/bin/$$t; done
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 packaging/man/sluice.1 packaging/man/sluice-kafka-tools.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 packaging/man/sluiced.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	@for t in $(KAFKA_TOOLS); do ln -sfn sluice-kafka-tools.1 $(DESTDIR)$(PREFIX)/share/man/man1/$$t.1; done
 	@echo "install: sluiced, sluice and $(words $(KAFKA_TOOLS)) kafka-*.sh tools in $(DESTDIR)$(PREFIX)/bin"
 
 # The Debian package of $(BUILD)'s binaries (docs/packaging.md); lintian runs

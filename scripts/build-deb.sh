@@ -61,7 +61,18 @@ sluice ($version) unstable; urgency=medium
 CHANGES
 gzip -9n < "$work/changelog" > "$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"
-install -D -m 0644 "$pkg/lintian-overrides" "$root/usr/share/lintian/overrides/sluice"
+# Manual pages compressed, as Debian wants them; the aliases become links
+# to the compressed page.
+man="$root/usr/share/man"
+for page in "$man"/man1/*.1 "$man"/man8/*.8; do
+    if [ -L "$page" ]; then
+        target=$(readlink "$page")
+        rm "$page"
+        ln -s "$target.gz" "$page.gz"
+    else
+        gzip -9n "$page"
+    fi
+done
 
 # Library dependencies as dpkg-shlibdeps finds them (it wants a debian/control).
 mkdir -p "$work/shlibs/debian"

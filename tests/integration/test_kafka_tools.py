@@ -247,6 +247,9 @@ def test_make_install_tree_runs_without_the_source_tree(tmp_path):
               "kafka-storage.sh", "kafka-metadata-quorum.sh", "kafka-acls.sh", "kafka-transactions.sh",
               "kafka-reassign-partitions.sh", "kafka-leader-election.sh", "sluice", "sluiced"):
         assert t in names
+    man = root / "usr" / "share" / "man"
+    assert (man / "man8" / "sluiced.8").exists() and (man / "man1" / "sluice.1").exists()
+    assert os.path.realpath(man / "man1" / "kafka-topics.sh.1") == str(man / "man1" / "sluice-kafka-tools.1")
     env = dict(os.environ)
     env.pop("SLUICE_BIN_DIR", None)
     env["PATH"] = "/usr/bin:/bin"  # no sluice on PATH: the tools must find the installed one
