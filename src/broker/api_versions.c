@@ -18,15 +18,18 @@
 #include "broker/apis.h"
 #include "core/log.h"
 
+static bool ascii_alnum(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 /* KIP-511's pattern [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])? */
 static bool software_field_valid(kstr s) {
     if (s.ptr == NULL || s.len <= 0)
         return false;
     for (int32_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
         bool edge = i == 0 || i == s.len - 1;
-        if (!alnum && (edge || (c != '.' && c != '-')))
+        if (!ascii_alnum(c) && (edge || (c != '.' && c != '-')))
             return false;
     }
     return true;
@@ -39,9 +42,7 @@ static const char *shown(kstr s, char out[65]) {
     int32_t n = s.ptr == NULL || s.len < 0 ? 0 : (s.len > 64 ? 64 : s.len);
     for (int32_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '-';
-        out[i] = ok ? (char)c : '?';
+        out[i] = ascii_alnum(c) || c == '.' || c == '-' ? (char)c : '?';
     }
     out[n] = '\0';
     return out;
