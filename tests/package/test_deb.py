@@ -109,6 +109,12 @@ def test_install_serve_and_stop_cleanly(installed, tmp_path):
 
     svc = unit_service_section()
     assert svc["Type"] == "notify" and svc["User"] == "sluice" and svc["Restart"] == "on-failure"
+    assert svc["RestartPreventExitStatus"] == "2"
+    # ... because exit 2 is what a bad configuration gives, before anything is opened.
+    bad = tmp_path / "bad.properties"
+    bad.write_text("num.partitions=zero\n")
+    r = sh("/usr/bin/sluiced", str(bad), check=False)
+    assert r.returncode == 2 and "num.partitions" in r.stderr
     assert int(svc["LimitNOFILE"]) >= 65536
     stop_timeout = int(svc["TimeoutStopSec"])
 
