@@ -104,6 +104,10 @@ def test_install_serve_and_stop_cleanly(installed, tmp_path):
     assert "/etc/sluice/server.properties" in sh("dpkg-query", "--control-show", "sluice", "conffiles").stdout
     for t in ("kafka-server-start.sh", "kafka-topics.sh", "kafka-console-producer.sh", "kafka-console-consumer.sh"):
         assert os.access(f"/usr/bin/{t}", os.X_OK)
+    # Installing again (dpkg's upgrade path: postinst configure <old version>)
+    # keeps the user and the data directory as they are.
+    sh("dpkg", "-i", DEB)
+    assert pwd.getpwnam("sluice").pw_uid == user.pw_uid and os.stat(DATA).st_uid == user.pw_uid
     r = sh("systemd-analyze", "verify", UNIT, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
