@@ -36,6 +36,8 @@ static const char groups_help[] =
     "Options:\n"
     "  --group G              group id (repeatable); --all-groups for every group\n"
     "  --members              describe: list members instead of offsets\n"
+    "  --state                describe: coordinator, assignment strategy, state, member count\n"
+    "  --offsets, --verbose   accepted as kafka-consumer-groups takes them (offsets: the default)\n"
     "  --topic T[:P,P...]     reset: topic, optionally only some partitions (repeatable)\n"
     "  --all-topics           reset: every topic the group has offsets for\n"
     "  --to-earliest | --to-latest | --to-current | --to-offset N | --shift-by N\n"
@@ -65,6 +67,7 @@ typedef struct groups_args {
     const char *groups[GROUPS_MAX];
     int ngroups;
     bool all_groups, members, all_topics, execute, dry_run, json;
+    bool state; /* describe --state: one line per group, as kafka-consumer-groups */
     const char *topics[64];
     int ntopics;
     int reset, nresets;
@@ -213,6 +216,19 @@ static int describe_one(groups_args *a, rd_kafka_t *rk, const rd_kafka_ConsumerG
         return CLI_ENOTFOUND;
     }
     qsort(offs->elems, (size_t)offs->cnt, sizeof offs->elems[0], cmp_tp);
+    if (a->state && !a->json) {
+        const rd_kafka_Node_t *c = rd_kafka_ConsumerGroupDescription_coordinator(d);
+        const char *assignor = rd_kafka_ConsumerGroupDescription_partition_assignor(d);
+        char coord[320] = "-";
+        if (c != NULL)
+            snprintf(coord, sizeof coord, "%s:%u (%d)", rd_kafka_Node_host(c), rd_kafka_Node_port(c),
+                     rd_kafka_Node_id(c));
+        printf("\n%-30s %-30s %-20s %-16s %s\n%-30s %-30s %-20s %-16s %zu\n", "GROUP", "COORDINATOR (ID)",
+               "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS", g, coord, assignor && *assignor ? assignor : "-",
+               state_name(st), nm);
+        rd_kafka_topic_partition_list_destroy(offs);
+        return CLI_OK;
+    }
     if (a->json) {
         fputs(first ? "{\"group\":" : ",{\"group\":", stdout);
         cli_json_str(stdout, g, -1);
@@ -713,7 +729,9 @@ int cmd_groups(int argc, char **argv) {
         O_DATETIME,
         O_DURATION,
         O_DRYRUN,
-        O_EXECUTE
+        O_EXECUTE,
+        O_STATE,
+        O_NOOP
     };
     static const struct option opts[] = {
         {"list", no_argument, NULL, O_LIST},
@@ -723,6 +741,9 @@ int cmd_groups(int argc, char **argv) {
         {"group", required_argument, NULL, O_GROUP},
         {"all-groups", no_argument, NULL, O_ALLGROUPS},
         {"members", no_argument, NULL, O_MEMBERS},
+        {"state", no_argument, NULL, O_STATE},
+        {"offsets", no_argument, NULL, O_NOOP},
+        {"verbose", no_argument, NULL, O_NOOP},
         {"topic", required_argument, NULL, O_TOPIC},
         {"all-topics", no_argument, NULL, O_ALLTOPICS},
         {"to-earliest", no_argument, NULL, O_EARLIEST},
@@ -770,6 +791,11 @@ int cmd_groups(int argc, char **argv) {
             break;
         case O_MEMBERS:
             a.members = true;
+            break;
+        case O_STATE:
+            a.state = true;
+            break;
+        case O_NOOP:
             break;
         case O_TOPIC:
             if (a.ntopics >= 64)

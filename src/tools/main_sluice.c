@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/version.h"
 #include "tools/cli.h"
 
 typedef struct subcommand {
@@ -53,7 +54,7 @@ int main(int argc, char **argv) {
         return CLI_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        puts("sluice 0.1.0");
+        printf("sluice %s\n", sluice_version());
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

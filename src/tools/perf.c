@@ -46,7 +46,11 @@ static const char perf_help[] =
     "  --consumer-props 'k=v ...' consume/e2e: librdkafka consumer settings (repeatable)\n"
     "  --idle-timeout-ms N        consume/e2e: give up after N ms without a record (default 10000)\n"
     "  --reporting-interval MS    periodic report interval (default 5000; 0 = final line "
-    "only)\n" KC_COMMON_HELP "\n"
+    "only)\n"
+    "Also accepted as Kafka's perf tools spell them: --producer.config/--consumer.config FILE\n"
+    "(= --command-config), --timeout MS (= --idle-timeout-ms), --broker-list (= --bootstrap-server),\n"
+    "bootstrap.servers=H:P in the props (= --bootstrap-server); --print-metrics,\n"
+    "--show-detailed-stats and --hide-header have no effect.\n" KC_COMMON_HELP "\n"
     "Exit codes: 0 done; 1 records failed or were missing; 2 bad flags; 3 broker unreachable;\n"
     "4 topic does not exist; 130 interrupted.\n"
     "\n"
@@ -572,7 +576,10 @@ int cmd_perf(int argc, char **argv) {
         O_GROUP,
         O_CPROPS,
         O_IDLE,
-        O_REPORT
+        O_REPORT,
+        O_CONFFILE,
+        O_BROKERS,
+        O_IGNORED
     };
     static const struct option opts[] = {
         {"topic", required_argument, NULL, O_TOPIC},
@@ -586,6 +593,14 @@ int cmd_perf(int argc, char **argv) {
         {"consumer-props", required_argument, NULL, O_CPROPS},
         {"idle-timeout-ms", required_argument, NULL, O_IDLE},
         {"reporting-interval", required_argument, NULL, O_REPORT},
+        /* As kafka-producer-perf-test and kafka-consumer-perf-test spell them. */
+        {"producer.config", required_argument, NULL, O_CONFFILE},
+        {"consumer.config", required_argument, NULL, O_CONFFILE},
+        {"timeout", required_argument, NULL, O_IDLE},
+        {"broker-list", required_argument, NULL, O_BROKERS},
+        {"print-metrics", no_argument, NULL, O_IGNORED},
+        {"show-detailed-stats", no_argument, NULL, O_IGNORED},
+        {"hide-header", no_argument, NULL, O_IGNORED},
         KC_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -665,6 +680,14 @@ int cmd_perf(int argc, char **argv) {
             if (!cli_parse_i64(optarg, 0, 3600000, &a.report_ms))
                 return cli_usage_err("perf", "--reporting-interval: expected 0..3600000, got '%s'", optarg);
             break;
+        case O_CONFFILE:
+            a.k.config_file = optarg;
+            break;
+        case O_BROKERS:
+            a.k.bootstrap = optarg;
+            break;
+        case O_IGNORED:
+            break;
         case 'h':
             fputs(perf_help, stdout);
             return CLI_OK;
@@ -687,6 +710,13 @@ int cmd_perf(int argc, char **argv) {
     if (a.mode[0] == 'e' && a.size < 8)
         return cli_usage_err("perf",
                              "e2e needs --record-size of at least 8 (the send time rides in the value)");
+    /* kafka-producer-perf-test takes the brokers as --producer-props
+     * bootstrap.servers=H:P: the same as --bootstrap-server. */
+    for (int i = 0; a.k.bootstrap == NULL && i < a.k.nprops + a.kc.nprops; i++) {
+        const char *p = i < a.k.nprops ? a.k.props[i] : a.kc.props[i - a.k.nprops];
+        if (strncmp(p, "bootstrap.servers=", 18) == 0)
+            a.k.bootstrap = p + 18;
+    }
     /* The consumer shares the connection flags. */
     a.kc.bootstrap = a.k.bootstrap;
     a.kc.config_file = a.k.config_file;

@@ -39,7 +39,12 @@ static const char produce_help[] =
     "        parse.headers=true headers.delimiter=<TAB> headers.separator=, headers.key.separator=:\n"
     "        null.marker=S       a key or value equal to S is sent as null\n"
     "  --producer-property k=v   any librdkafka producer setting (repeatable)\n"
-    "  --producer.config FILE    librdkafka settings file (same as --command-config)\n" KC_COMMON_HELP "\n"
+    "  --producer.config FILE    librdkafka settings file (same as --command-config)\n"
+    "Also accepted as kafka-console-producer spells them: --broker-list (= --bootstrap-server),\n"
+    "--command-property (= --producer-property), --timeout MS (= --linger-ms),\n"
+    "--message-send-max-retries, --retry-backoff-ms, --request-timeout-ms, --metadata-expiry-ms,\n"
+    "--socket-buffer-size, --max-partition-memory-bytes, --max-memory-bytes (librdkafka's\n"
+    "settings of the same meaning) and --max-block-ms (no effect: sends never block).\n" KC_COMMON_HELP "\n"
     "Exit codes: 0 every record acknowledged; 1 a record was refused; 2 bad flags or input line;\n"
     "3 broker unreachable or acknowledgement timed out; 4 topic or partition does not exist.\n"
     "\n"
@@ -175,6 +180,20 @@ static const char *parse_line(const line_format *lf, char *line, size_t len, par
     return NULL;
 }
 
+/* kafka-console-producer flags that are plain client settings: each sets the
+ * librdkafka property of the same meaning to its value. */
+static const struct {
+    const char *flag, *prop;
+} kafka_prop_flags[] = {
+    {"message-send-max-retries", "message.send.max.retries"},
+    {"retry-backoff-ms", "retry.backoff.ms"},
+    {"request-timeout-ms", "request.timeout.ms"},
+    {"metadata-expiry-ms", "metadata.max.age.ms"},
+    {"socket-buffer-size", "socket.send.buffer.bytes"},
+    {"max-partition-memory-bytes", "batch.size"},
+};
+#define N_KAFKA_PROP_FLAGS (sizeof kafka_prop_flags / sizeof kafka_prop_flags[0])
+
 int cmd_produce(int argc, char **argv) {
     enum {
         O_TOPIC = 1,
@@ -188,7 +207,11 @@ int cmd_produce(int argc, char **argv) {
         O_SYNC,
         O_PROP,
         O_PPROP,
-        O_PCONF
+        O_PCONF,
+        O_BROKERS,
+        O_MAXMEM,
+        O_MAXBLOCK,
+        O_KPROP /* O_KPROP + i: kafka_prop_flags[i] */
     };
     static const struct option opts[] = {
         {"topic", required_argument, NULL, O_TOPIC},
@@ -204,6 +227,17 @@ int cmd_produce(int argc, char **argv) {
         {"property", required_argument, NULL, O_PROP},
         {"producer-property", required_argument, NULL, O_PPROP},
         {"producer.config", required_argument, NULL, O_PCONF},
+        {"command-property", required_argument, NULL, O_PPROP},
+        {"broker-list", required_argument, NULL, O_BROKERS},
+        {"timeout", required_argument, NULL, O_LINGER},
+        {"max-memory-bytes", required_argument, NULL, O_MAXMEM},
+        {"max-block-ms", required_argument, NULL, O_MAXBLOCK},
+        {"message-send-max-retries", required_argument, NULL, O_KPROP + 0},
+        {"retry-backoff-ms", required_argument, NULL, O_KPROP + 1},
+        {"request-timeout-ms", required_argument, NULL, O_KPROP + 2},
+        {"metadata-expiry-ms", required_argument, NULL, O_KPROP + 3},
+        {"socket-buffer-size", required_argument, NULL, O_KPROP + 4},
+        {"max-partition-memory-bytes", required_argument, NULL, O_KPROP + 5},
         KC_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -217,6 +251,7 @@ int cmd_produce(int argc, char **argv) {
     int64_t partition = RD_KAFKA_PARTITION_UA, batch = -1, linger = 5, maxrec = 1024 * 1024;
     bool sync = false, json = false;
     char numbuf[3][32];
+    static char kprops[N_KAFKA_PROP_FLAGS + 1][128];
     int ch;
     optind = 1;
     opterr = 0;
@@ -278,12 +313,46 @@ int cmd_produce(int argc, char **argv) {
         case O_PCONF:
             k.config_file = optarg;
             break;
+        case O_BROKERS:
+            k.bootstrap = optarg;
+            break;
+        case O_MAXBLOCK: {
+            int64_t v;
+            if (!cli_parse_i64(optarg, 0, INT64_MAX, &v))
+                return cli_usage_err("produce", "--max-block-ms: expected a number of ms, got '%s'", optarg);
+            break;
+        }
+        case O_MAXMEM: {
+            /* librdkafka counts its queue in KiB. */
+            int64_t v;
+            if (!cli_parse_i64(optarg, 1, (int64_t)INT32_MAX * 1024, &v))
+                return cli_usage_err("produce", "--max-memory-bytes: expected a positive number, got '%s'",
+                                     optarg);
+            snprintf(kprops[N_KAFKA_PROP_FLAGS], sizeof kprops[0], "queue.buffering.max.kbytes=%lld",
+                     (long long)((v + 1023) / 1024));
+            int rc = kc_add_prop(&k, kprops[N_KAFKA_PROP_FLAGS]);
+            if (rc != CLI_OK)
+                return rc;
+            break;
+        }
         case 'h':
             fputs(produce_help, stdout);
             return CLI_OK;
         case ':':
             return cli_usage_err("produce", "option '%s' needs a value", argv[optind - 1]);
         default:
+            if (ch >= O_KPROP && ch < O_KPROP + (int)N_KAFKA_PROP_FLAGS) {
+                size_t i = (size_t)(ch - O_KPROP);
+                int64_t v;
+                if (!cli_parse_i64(optarg, 0, INT32_MAX, &v))
+                    return cli_usage_err("produce", "--%s: expected a number, got '%s'",
+                                         kafka_prop_flags[i].flag, optarg);
+                snprintf(kprops[i], sizeof kprops[i], "%s=%lld", kafka_prop_flags[i].prop, (long long)v);
+                int rc = kc_add_prop(&k, kprops[i]);
+                if (rc != CLI_OK)
+                    return rc;
+                break;
+            }
             return cli_usage_err("produce", "unknown option '%s'", argv[optind - 1]);
         }
     }
