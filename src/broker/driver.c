@@ -84,6 +84,11 @@ static void *driver_main(void *arg) {
             if (t->due < next)
                 next = t->due;
         }
+        /* A kick during a step (the lock was released) made its task due:
+         * look again under the lock, or its signal would be lost. */
+        for (int i = 0; i < d->n; i++)
+            if (d->tasks[i].due < next)
+                next = d->tasks[i].due;
         now = clock_mono_ms();
         if (next <= now || d->stopping)
             continue;
