@@ -226,8 +226,8 @@ static int apply_setting(mirror_settings *s, const char *k, const char *v) {
         else if (strcmp(cls, "IdentityReplicationPolicy") == 0 || strcmp(v, "identity") == 0)
             s->policy.identity = true;
         else
-            return cli_usage_err("mirror", "%s: expected DefaultReplicationPolicy or IdentityReplicationPolicy",
-                                 k);
+            return cli_usage_err("mirror",
+                                 "%s: expected DefaultReplicationPolicy or IdentityReplicationPolicy", k);
         return CLI_OK;
     }
     if (strcmp(k, "offset-syncs.topic.location") == 0) {
@@ -444,7 +444,8 @@ static void describe_configs(mirror *m, rd_kafka_t *rk, rd_kafka_queue_t *q, con
             const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rr[j], &en);
             for (size_t e = 0; e < en && out[i].n < MIRROR_MAX_CONFIGS; e++) {
                 const char *k = rd_kafka_ConfigEntry_name(es[e]), *v = rd_kafka_ConfigEntry_value(es[e]);
-                if (rd_kafka_ConfigEntry_source(es[e]) != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG || v == NULL)
+                if (rd_kafka_ConfigEntry_source(es[e]) != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG ||
+                    v == NULL)
                     continue;
                 if (!all && matches(&m->config_ex, k))
                     continue;
@@ -484,9 +485,11 @@ static bool create_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, const kc_opts *o, 
         rd_kafka_resp_err_t e = n == 1 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
         ok = e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
         if (!ok)
-            cli_err("mirror", "cannot create topic '%s' (%d partitions) on %s: %s", name, nparts, o->bootstrap,
-                    n == 1 && rd_kafka_topic_result_error_string(tr[0]) ? rd_kafka_topic_result_error_string(tr[0])
-                                                                        : rd_kafka_err2str(e));
+            cli_err("mirror", "cannot create topic '%s' (%d partitions) on %s: %s", name, nparts,
+                    o->bootstrap,
+                    n == 1 && rd_kafka_topic_result_error_string(tr[0])
+                        ? rd_kafka_topic_result_error_string(tr[0])
+                        : rd_kafka_err2str(e));
         else if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             fprintf(stderr, "sluice mirror: created topic '%s' on %s (%d partitions, %d configs)\n", name,
                     o->bootstrap, nparts, c ? c->n : 0);
@@ -497,7 +500,8 @@ static bool create_topic(rd_kafka_t *rk, rd_kafka_queue_t *q, const kc_opts *o, 
     return ok;
 }
 
-static bool add_partitions(rd_kafka_t *rk, rd_kafka_queue_t *q, const kc_opts *o, const char *name, int total) {
+static bool add_partitions(rd_kafka_t *rk, rd_kafka_queue_t *q, const kc_opts *o, const char *name,
+                           int total) {
     char err[256];
     rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(name, (size_t)total, err, sizeof err);
     if (np == NULL)
@@ -547,8 +551,9 @@ static bool alter_configs(mirror *m, const char *name, const mconfs *c, const mc
         ok = n == 1 && rd_kafka_ConfigResource_error(rr[0]) == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (!ok)
             cli_err("mirror", "cannot sync configs of '%s': %s", name,
-                    n == 1 && rd_kafka_ConfigResource_error_string(rr[0]) ? rd_kafka_ConfigResource_error_string(rr[0])
-                                                                          : "no result");
+                    n == 1 && rd_kafka_ConfigResource_error_string(rr[0])
+                        ? rd_kafka_ConfigResource_error_string(rr[0])
+                        : "no result");
         else
             fprintf(stderr, "sluice mirror: synced %d configs of '%s'\n", c->n, name);
         rd_kafka_event_destroy(ev);
@@ -635,7 +640,8 @@ static bool refresh_topics(mirror *m, bool configs) {
         mtopic *t = find_topic(m, st->topic);
         if (t == NULL) {
             if (m->ntopics == MIRROR_MAX_TOPICS) {
-                cli_err("mirror", "more than %d topics match; '%s' is not mirrored", MIRROR_MAX_TOPICS, st->topic);
+                cli_err("mirror", "more than %d topics match; '%s' is not mirrored", MIRROR_MAX_TOPICS,
+                        st->topic);
                 continue;
             }
             t = &m->topics_v[m->ntopics];
@@ -672,7 +678,8 @@ static bool refresh_topics(mirror *m, bool configs) {
                 describe_configs(m, m->cons, m->sq, &m->so, &name, 1, &c, false);
             ok = create_topic(m->prod, m->tq, &m->to, t->dst, t->nparts, (int)m->s.replication_factor, &c);
             if (!ok && c.n > 0) /* the target may refuse a config; the config sync reports which */
-                ok = create_topic(m->prod, m->tq, &m->to, t->dst, t->nparts, (int)m->s.replication_factor, NULL);
+                ok = create_topic(m->prod, m->tq, &m->to, t->dst, t->nparts, (int)m->s.replication_factor,
+                                  NULL);
             mconfs_free(&c);
         } else if (tt->partition_cnt < t->nparts) {
             ok = add_partitions(m->prod, m->tq, &m->to, t->dst, t->nparts);
@@ -720,9 +727,9 @@ static bool assign(mirror *m) {
 
 static void produce_internal(mirror *m, rd_kafka_t *rk, const char *topic, const uint8_t *k, size_t kl,
                              const uint8_t *v, size_t vl) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(k, kl),
-                                              RD_KAFKA_V_VALUE((void *)v, vl), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(k, kl), RD_KAFKA_V_VALUE((void *)v, vl), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
     if (e)
         m->internal_errors++;
 }
@@ -796,7 +803,8 @@ static void commit(mirror *m) {
         break;
     }
     if (e)
-        cli_err("mirror", "committing the mirror's progress failed (retried next cycle): %s", rd_kafka_err2str(e));
+        cli_err("mirror", "committing the mirror's progress failed (retried next cycle): %s",
+                rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -854,10 +862,11 @@ static int cycle(mirror *m) {
         rd_kafka_resp_err_t e;
         int64_t deadline = cli_now_us() + m->s.flush_timeout_ms * 1000;
         for (;;) {
-            e = rd_kafka_producev(m->prod, RD_KAFKA_V_TOPIC(p->t->dst), RD_KAFKA_V_PARTITION(p->partition),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(msg->key, msg->key_len),
-                                  RD_KAFKA_V_VALUE(msg->payload, msg->len), RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0),
-                                  RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_OPAQUE(sl), RD_KAFKA_V_END);
+            e = rd_kafka_producev(
+                m->prod, RD_KAFKA_V_TOPIC(p->t->dst), RD_KAFKA_V_PARTITION(p->partition),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(msg->key, msg->key_len),
+                RD_KAFKA_V_VALUE(msg->payload, msg->len), RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0),
+                RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_OPAQUE(sl), RD_KAFKA_V_END);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || cli_now_us() > deadline)
                 break;
             rd_kafka_poll(m->prod, 50);
@@ -882,8 +891,9 @@ static int cycle(mirror *m) {
     for (int i = 0; i < n; i++) {
         if (!m->slots[i].done || m->slots[i].err) {
             mslot *sl = &m->slots[i];
-            cli_err("mirror", "target did not take the copy of '%s' partition %d offset %lld: %s", sl->p->t->src,
-                    sl->p->partition, (long long)sl->up, sl->done ? rd_kafka_err2str(sl->err) : "no report");
+            cli_err("mirror", "target did not take the copy of '%s' partition %d offset %lld: %s",
+                    sl->p->t->src, sl->p->partition, (long long)sl->up,
+                    sl->done ? rd_kafka_err2str(sl->err) : "no report");
             return CLI_EFAIL;
         }
     }
@@ -923,8 +933,8 @@ static rd_kafka_topic_partition_list_t *group_offsets(rd_kafka_t *rk, rd_kafka_q
     rd_kafka_event_t *ev = kc_wait(o, q, RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT, &rc);
     if (ev) {
         size_t n;
-        const rd_kafka_group_result_t **gr =
-            rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+        const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
+            rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
         if (n == 1 && rd_kafka_group_result_error(gr[0]) == NULL && rd_kafka_group_result_partitions(gr[0]))
             out = rd_kafka_topic_partition_list_copy(rd_kafka_group_result_partitions(gr[0]));
         rd_kafka_event_destroy(ev);
@@ -945,14 +955,15 @@ static bool target_group_idle(mirror *m, const char *group) {
     rd_kafka_event_t *ev = kc_wait(&m->to, m->tq, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT, &rc);
     if (ev) {
         size_t n;
-        const rd_kafka_ConsumerGroupDescription_t **ds =
-            rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
+        const rd_kafka_ConsumerGroupDescription_t **ds = rd_kafka_DescribeConsumerGroups_result_groups(
+            rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
         if (n == 1) {
             const rd_kafka_error_t *err = rd_kafka_ConsumerGroupDescription_error(ds[0]);
             rd_kafka_consumer_group_state_t st = rd_kafka_ConsumerGroupDescription_state(ds[0]);
             idle = (err && rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) ||
-                   (!err && (st == RD_KAFKA_CONSUMER_GROUP_STATE_EMPTY || st == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD ||
-                             rd_kafka_ConsumerGroupDescription_member_count(ds[0]) == 0));
+                   (!err &&
+                    (st == RD_KAFKA_CONSUMER_GROUP_STATE_EMPTY || st == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD ||
+                     rd_kafka_ConsumerGroupDescription_member_count(ds[0]) == 0));
         }
         rd_kafka_event_destroy(ev);
     }
@@ -979,7 +990,8 @@ static void commit_target_group(mirror *m, const char *group, const rd_kafka_top
         rd_kafka_topic_partition_list_destroy(plan);
         return;
     }
-    rd_kafka_AdminOptions_t *ao = kc_admin_options(&m->to, m->prod, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS);
+    rd_kafka_AdminOptions_t *ao =
+        kc_admin_options(&m->to, m->prod, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS);
     rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, plan);
     rd_kafka_AlterConsumerGroupOffsets(m->prod, &req, 1, ao, m->tq);
     int rc;
@@ -1039,7 +1051,8 @@ static void groups_pass(mirror *m, bool emit, bool sync) {
             if (emit) {
                 uint8_t k[2 * CLI_ARG_MAX], v[CLI_ARG_MAX];
                 size_t kl = mm2_checkpoint_key(k, sizeof k, names[gi], t->dst, u->partition);
-                size_t vl = mm2_checkpoint_value(v, sizeof v, u->offset, d, u->metadata ? (const char *)u->metadata : "");
+                size_t vl = mm2_checkpoint_value(v, sizeof v, u->offset, d,
+                                                 u->metadata ? (const char *)u->metadata : "");
                 if (kl && vl) {
                     produce_internal(m, m->prod, m->ckpt_topic, k, kl, v, vl);
                     m->checkpoints++;
@@ -1075,7 +1088,8 @@ static void status(mirror *m, bool force) {
             int64_t lo = -1, hi = -1;
             nparts++;
             if (m->cons == NULL ||
-                rd_kafka_get_watermark_offsets(m->cons, t->src, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+                rd_kafka_get_watermark_offsets(m->cons, t->src, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi < 0)
                 continue;
             int64_t pos = t->parts[p].acked >= 0 ? t->parts[p].acked : (lo >= 0 ? lo : 0);
             int64_t l = hi > pos ? hi - pos : 0;
@@ -1090,11 +1104,12 @@ static void status(mirror *m, bool force) {
     double rps = secs > 0 ? (double)(m->copied - m->last_copied) / secs : 0;
     double mbs = secs > 0 ? (double)(m->copied_bytes - m->last_bytes) / secs / 1e6 : 0;
     char line[512];
-    snprintf(line, sizeof line,
-             "%lld records copied, %.0f rec/s, %.2f MB/s, lag %lld (max %lld on %s-%d), %d topics, %d partitions, "
-             "%lld checkpoints, %lld restarts",
-             (long long)m->copied, rps, mbs, (long long)lag, (long long)maxlag, maxt, maxp, m->ntopics, nparts,
-             (long long)m->checkpoints, (long long)m->restarts);
+    snprintf(
+        line, sizeof line,
+        "%lld records copied, %.0f rec/s, %.2f MB/s, lag %lld (max %lld on %s-%d), %d topics, %d partitions, "
+        "%lld checkpoints, %lld restarts",
+        (long long)m->copied, rps, mbs, (long long)lag, (long long)maxlag, maxt, maxp, m->ntopics, nparts,
+        (long long)m->checkpoints, (long long)m->restarts);
     if (tty)
         cli_progress(true, "%s", line);
     else
@@ -1122,7 +1137,7 @@ static rd_kafka_t *new_client(mirror *m, const kc_opts *o, const char *file, rd_
         {"batch.size", "1000000"},
         {"message.timeout.ms", "30000"},
         {"queue.buffering.max.messages", "1000000"},
-        {"queue.buffering.max.kbytes", "1048576"},
+        {"queue.buffering.max.kbytes", "262144"},
         {"message.max.bytes", "16777216"},
     };
     const char *cons[][2] = {
@@ -1133,6 +1148,14 @@ static rd_kafka_t *new_client(mirror *m, const kc_opts *o, const char *file, rd_
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
         {"fetch.max.bytes", "52428800"},
+        /* librdkafka 2.0 stops fetching when its prefetch queue holds
+         * queued.min.messages (default 100000, fewer than one cycle) and
+         * looks again only about a second later, which would idle a mirror
+         * catching up for most of the time. The prefetch stays bounded by
+         * queued.max.messages.kbytes. */
+        {"queued.min.messages", "2000000"},
+        {"queued.max.messages.kbytes", "65536"},
+        {"fetch.error.backoff.ms", "10"},
     };
     const char *(*tab)[2] = type == RD_KAFKA_PRODUCER ? prod : cons;
     size_t nt = type == RD_KAFKA_PRODUCER ? sizeof prod / sizeof prod[0] : sizeof cons / sizeof cons[0];
@@ -1198,8 +1221,8 @@ static void load_offset_syncs(mirror *m) {
     if (!any_empty)
         return;
     const kc_opts *o = m->s.syncs_on_target ? &m->to : &m->so;
-    rd_kafka_t *rk = new_client(m, o, m->s.syncs_on_target ? m->s.target_file : m->s.source_file,
-                                RD_KAFKA_CONSUMER);
+    rd_kafka_t *rk =
+        new_client(m, o, m->s.syncs_on_target ? m->s.target_file : m->s.source_file, RD_KAFKA_CONSUMER);
     if (rk == NULL)
         return;
     rd_kafka_poll_set_consumer(rk);
@@ -1230,8 +1253,8 @@ static void load_offset_syncs(mirror *m) {
         mm2_offset_sync os;
         if (msg->err == 0) {
             next = msg->offset + 1;
-            if (mm2_offset_sync_decode(msg->key, msg->key_len, msg->payload, msg->len, &os) && os.topic.len > 0 &&
-                os.topic.len <= MM2_NAME_MAX && os.upstream >= 0 && os.downstream >= 0) {
+            if (mm2_offset_sync_decode(msg->key, msg->key_len, msg->payload, msg->len, &os) &&
+                os.topic.len > 0 && os.topic.len <= MM2_NAME_MAX && os.upstream >= 0 && os.downstream >= 0) {
                 char name[MM2_NAME_MAX + 1];
                 memcpy(name, os.topic.ptr, (size_t)os.topic.len);
                 name[os.topic.len] = '\0';
@@ -1382,8 +1405,8 @@ static int print_internal(const char *topic, const rd_kafka_message_t *msg, cons
         json_kstr(c.group);
         fputs(",\"topic\":", stdout);
         json_kstr(c.topic);
-        printf(",\"topicPartition\":%d,\"upstreamOffset\":%lld,\"downstreamOffset\":%lld,\"metadata\":", c.partition,
-               (long long)c.upstream, (long long)c.downstream);
+        printf(",\"topicPartition\":%d,\"upstreamOffset\":%lld,\"downstreamOffset\":%lld,\"metadata\":",
+               c.partition, (long long)c.upstream, (long long)c.downstream);
         json_kstr(c.metadata);
     } else if (sync) {
         mm2_offset_sync s;
@@ -1480,7 +1503,8 @@ static int cmd_mirror_dump(int argc, char **argv) {
         int64_t lo, hi;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000);
         if (e) {
-            cli_err("mirror dump", "cannot read the offsets of '%s' partition %d: %s", topic, p, rd_kafka_err2str(e));
+            cli_err("mirror dump", "cannot read the offsets of '%s' partition %d: %s", topic, p,
+                    rd_kafka_err2str(e));
             rc = kc_exit_for(e);
             break;
         }
@@ -1606,7 +1630,8 @@ int cmd_mirror(int argc, char **argv) {
             break;
         case O_STATUS:
             if (!cli_parse_i64(optarg, 100, 3600000, &v))
-                return cli_usage_err("mirror", "--status-interval-ms: expected 100..3600000, got '%s'", optarg);
+                return cli_usage_err("mirror", "--status-interval-ms: expected 100..3600000, got '%s'",
+                                     optarg);
             m.s.status_ms = v;
             break;
         case O_TIMEOUT:
@@ -1629,7 +1654,8 @@ int cmd_mirror(int argc, char **argv) {
         return cli_usage_err("mirror", "unexpected argument '%s'", argv[optind]);
     if (m.s.source_file == NULL || m.s.target_file == NULL)
         return cli_usage_err("mirror", "--source and --target are required");
-    if (m.s.source_alias[0] == '\0' || m.s.target_alias[0] == '\0' || strcmp(m.s.source_alias, m.s.target_alias) == 0)
+    if (m.s.source_alias[0] == '\0' || m.s.target_alias[0] == '\0' ||
+        strcmp(m.s.source_alias, m.s.target_alias) == 0)
         return cli_usage_err("mirror", "the source and target aliases must be non-empty and differ");
     if (!m.s.policy.identity && m.s.policy.separator[0] == '\0')
         return cli_usage_err("mirror", "replication.policy.separator must not be empty");
@@ -1670,7 +1696,8 @@ int cmd_mirror(int argc, char **argv) {
         m.restarts++;
         cli_progress_done();
         fprintf(stderr, "sluice mirror: session ended (%s); retrying in %lld ms\n",
-                rc == CLI_EUNREACH ? "a cluster is unreachable" : "a copy or commit failed", (long long)backoff);
+                rc == CLI_EUNREACH ? "a cluster is unreachable" : "a copy or commit failed",
+                (long long)backoff);
         for (int64_t slept = 0; slept < backoff && !cli_stop; slept += 100)
             usleep(100000);
         backoff = backoff * 2 > MIRROR_BACKOFF_MAX_MS ? MIRROR_BACKOFF_MAX_MS : backoff * 2;

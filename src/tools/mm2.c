@@ -71,7 +71,8 @@ size_t mm2_heartbeat_value(uint8_t *buf, size_t cap, int64_t timestamp_ms) {
     return done(&w);
 }
 
-bool mm2_offset_sync_decode(const void *key, size_t klen, const void *val, size_t vlen, mm2_offset_sync *out) {
+bool mm2_offset_sync_decode(const void *key, size_t klen, const void *val, size_t vlen,
+                            mm2_offset_sync *out) {
     wire_reader k, v;
     wire_reader_init(&k, key, key ? klen : 0);
     wire_reader_init(&v, val, val ? vlen : 0);
@@ -127,7 +128,8 @@ bool mm2_is_heartbeats(const mm2_policy *p, const char *topic) {
     return ends_with(topic, suffix);
 }
 
-bool mm2_remote_topic(const mm2_policy *p, const char *source_alias, const char *topic, char *out, size_t cap) {
+bool mm2_remote_topic(const mm2_policy *p, const char *source_alias, const char *topic, char *out,
+                      size_t cap) {
     size_t cap_eff = cap < MM2_NAME_MAX + 1 ? cap : MM2_NAME_MAX + 1;
     int n;
     if (p->identity && !mm2_is_heartbeats(p, topic))

@@ -77,7 +77,8 @@ typedef struct mm2_policy {
  * way under both policies, as MM2 does, so heartbeats of several sources do
  * not collide). Writes into out (cap bytes); false if the result is longer
  * than MM2_NAME_MAX or cap. */
-bool mm2_remote_topic(const mm2_policy *p, const char *source_alias, const char *topic, char *out, size_t cap);
+bool mm2_remote_topic(const mm2_policy *p, const char *source_alias, const char *topic, char *out,
+                      size_t cap);
 
 /* The cluster alias a topic name says it came from ("A" for "A.orders"), or
  * false if the name is not a remote topic under the policy (identity: only

@@ -108,8 +108,8 @@ static uint64_t rnd(uint64_t *seed) {
  * yield every source record at or after U that was copied. */
 static void test_translation_never_skips(void) {
     enum { N = 3000, CAP = 20000 };
-    static int64_t src[N];       /* record index -> source offset */
-    static int target_rec[CAP];  /* target offset -> record index */
+    static int64_t src[N];      /* record index -> source offset */
+    static int target_rec[CAP]; /* target offset -> record index */
     static char seen[N];
     uint64_t seed = 12345;
     for (int round = 0; round < 20; round++) {
@@ -144,8 +144,8 @@ static void test_translation_never_skips(void) {
                 seen[target_rec[t]] = 1;
             for (int i = 0; i < copied; i++) {
                 if (src[i] >= U && !seen[i]) {
-                    fprintf(stderr, "round %d: U=%lld -> %lld skips source offset %lld\n", round, (long long)U,
-                            (long long)d, (long long)src[i]);
+                    fprintf(stderr, "round %d: U=%lld -> %lld skips source offset %lld\n", round,
+                            (long long)U, (long long)d, (long long)src[i]);
                     REQUIRE(0);
                 }
             }
