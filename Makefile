@@ -8,6 +8,7 @@
 #   make fuzz-ci      build the libFuzzer targets and run each briefly from its seed corpus
 #   make bench        build and run the benchmarks (ratios against same-run baselines)
 #   make sim          a long deterministic-simulation campaign (make test runs a bounded one)
+#   make soak         longer real-process campaigns (the mirror under ten SIGKILLs)
 #   make gen          regenerate src/proto/gen from ../shared/kafka-protocol
 #   make check-gen    fail if regeneration would change the committed code
 #   make format       clang-format the hand-written sources; format-check only checks
@@ -29,7 +30,7 @@ SPEC      ?= ../shared/kafka-protocol/messages
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
 .PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
-        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean
+        fuzz-build fuzz-ci bench soak sim gen check-gen format format-check clean
 
 all: build
 
@@ -112,6 +113,10 @@ bench: deps-test build
 	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
 	$(PYTHON) bench/bench_rss.py --build $(BUILD)
 	$(PYTHON) bench/run --build $(BUILD)
+
+# Longer campaigns than make test can afford: the mirror killed ten times.
+soak: deps-test build
+	SLUICE_MIRROR_KILLS=10 SLUICE_BUILD=$(BUILD) $(PYTHON) -m pytest -q -s tests/integration/test_mirror.py
 
 # Every scenario of tests/sim for up to SIM_SEEDS seeds or SIM_SECS seconds.
 sim: build
