@@ -632,7 +632,8 @@ static bool refresh_topics(mirror *m, bool configs) {
         rd_kafka_metadata_destroy(smd);
         return false;
     }
-    int *created = calloc((size_t)MIRROR_MAX_TOPICS, sizeof *created), ncreated = 0;
+    /* Topics found on the target already: their configs are checked at once. */
+    int *existing = calloc((size_t)MIRROR_MAX_TOPICS, sizeof *existing), nexisting = 0;
     for (int i = 0; i < smd->topic_cnt; i++) {
         const rd_kafka_metadata_topic_t *st = &smd->topics[i];
         if (st->err || st->partition_cnt <= 0 || !topic_selected(m, st->topic))
@@ -685,7 +686,7 @@ static bool refresh_topics(mirror *m, bool configs) {
             ok = add_partitions(m->prod, m->tq, &m->to, t->dst, t->nparts);
         } else {
             ok = true;
-            created[ncreated++] = (int)(t - m->topics_v);
+            existing[nexisting++] = (int)(t - m->topics_v);
         }
         if (ok) {
             t->ready = true;
@@ -696,9 +697,9 @@ static bool refresh_topics(mirror *m, bool configs) {
     rd_kafka_metadata_destroy(tmd);
     /* Topics that existed on the target already get their configs checked
      * at once (a restart must not wait sync.topic.configs.interval). */
-    if (configs && m->s.sync_configs && ncreated > 0)
-        sync_configs(m, created, ncreated);
-    free(created);
+    if (configs && m->s.sync_configs && nexisting > 0)
+        sync_configs(m, existing, nexisting);
+    free(existing);
     return true;
 }
 
@@ -1103,13 +1104,14 @@ static void status(mirror *m, bool force) {
     }
     double rps = secs > 0 ? (double)(m->copied - m->last_copied) / secs : 0;
     double mbs = secs > 0 ? (double)(m->copied_bytes - m->last_bytes) / secs / 1e6 : 0;
-    char line[512];
-    snprintf(
-        line, sizeof line,
-        "%lld records copied, %.0f rec/s, %.2f MB/s, lag %lld (max %lld on %s-%d), %d topics, %d partitions, "
-        "%lld checkpoints, %lld restarts",
-        (long long)m->copied, rps, mbs, (long long)lag, (long long)maxlag, maxt, maxp, m->ntopics, nparts,
-        (long long)m->checkpoints, (long long)m->restarts);
+    char line[512], worst[MM2_NAME_MAX + 64] = "";
+    if (maxlag > 0)
+        snprintf(worst, sizeof worst, " (max %lld on %s-%d)", (long long)maxlag, maxt, maxp);
+    snprintf(line, sizeof line,
+             "%lld records copied, %.0f rec/s, %.2f MB/s, lag %lld%s, %d topics, %d partitions, "
+             "%lld checkpoints, %lld restarts",
+             (long long)m->copied, rps, mbs, (long long)lag, worst, m->ntopics, nparts,
+             (long long)m->checkpoints, (long long)m->restarts);
     if (tty)
         cli_progress(true, "%s", line);
     else

@@ -36,16 +36,18 @@ KILLS = int(os.environ.get("SLUICE_MIRROR_KILLS", "3"))
 class Mirror:
     """A `sluice mirror` process; output kept in a file, stopped by PID."""
 
-    def __init__(self, tmp_path, src, dst, extra=()):
-        self.src_props = os.path.join(str(tmp_path), "source.properties")
-        self.dst_props = os.path.join(str(tmp_path), "target.properties")
+    def __init__(self, tmp_path, src, dst, extra=(), aliases=("A", "B")):
+        tmp_path = os.path.join(str(tmp_path), "%s-%s" % aliases)
+        os.makedirs(tmp_path, exist_ok=True)
+        self.src_props = os.path.join(tmp_path, "source.properties")
+        self.dst_props = os.path.join(tmp_path, "target.properties")
         with open(self.src_props, "w") as f:
             f.write("# source cluster\nbootstrap.servers=%s\n" % src.bootstrap)
         with open(self.dst_props, "w") as f:
             f.write("bootstrap.servers = %s\n" % dst.bootstrap)
-        self.log_path = os.path.join(str(tmp_path), "mirror.log")
+        self.log_path = os.path.join(tmp_path, "mirror.log")
         self.args = [SLUICE, "mirror", "--source", self.src_props, "--target", self.dst_props,
-                     "--source-alias", "A", "--target-alias", "B", "--status-interval-ms", "1000",
+                     "--source-alias", aliases[0], "--target-alias", aliases[1], "--status-interval-ms", "1000",
                      "--timeout-ms", "5000"] + list(extra)
         self.proc = None
         self.starts = 0
@@ -436,6 +438,42 @@ def test_mirror_killed_while_target_frozen_loses_nothing(two_brokers, tmp_path):
         rc = mirror.stop()
     compare(src, dst, "t", "A.t", 3)
     assert rc == 0
+
+
+def test_active_active_pair_does_not_loop(two_brokers, tmp_path):
+    """A->B and B->A at once: each side's own topics reach the other under
+    the other's alias, and nothing comes back (no B.A.x, no A.B.y, no
+    A.B.heartbeats)."""
+    a, b = two_brokers
+    create_topics(a, [("x", 2)])
+    create_topics(b, [("y", 2)])
+    for broker, topic in ((a, "x"), (b, "y")):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for i in range(500):
+            p.produce(topic, value=b"%s-%d" % (topic.encode(), i), partition=i % 2)
+        p.flush(30)
+    opts = ["--set", "refresh.topics.interval.seconds=1", "--set", "emit.checkpoints.enabled=false"]
+    ab = Mirror(tmp_path, a, b, opts, aliases=("A", "B"))
+    ba = Mirror(tmp_path, b, a, opts, aliases=("B", "A"))
+    ab.start()
+    ba.start()
+    try:
+        def both_there():
+            return partitions_of(b, "A.x") == 2 and partitions_of(a, "B.y") == 2 and \
+                partitions_of(b, "A.heartbeats") == 1 and partitions_of(a, "B.heartbeats") == 1
+        wait_for(both_there, 30, "each side's topics on the other")
+        time.sleep(4)  # several refreshes: a loop would have created its topics by now
+    finally:
+        rc1, rc2 = ab.stop(), ba.stop()
+    assert rc1 == 0 and rc2 == 0
+    names_a = set(admin(a).list_topics(timeout=10).topics)
+    names_b = set(admin(b).list_topics(timeout=10).topics)
+    mirrored_a = {t for t in names_a if not t.startswith("__") and not t.endswith(".internal")}
+    mirrored_b = {t for t in names_b if not t.startswith("__") and not t.endswith(".internal")}
+    assert mirrored_a == {"x", "heartbeats", "B.y", "B.heartbeats"}, mirrored_a
+    assert mirrored_b == {"y", "heartbeats", "A.x", "A.heartbeats"}, mirrored_b
+    compare(a, b, "x", "A.x", 2)
+    compare(b, a, "y", "B.y", 2)
 
 
 def test_mirror_usage_errors(tmp_path):
