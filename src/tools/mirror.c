@@ -691,6 +691,15 @@ static bool refresh_topics(mirror *m, bool configs) {
         if (ok) {
             t->ready = true;
             m->assign_needed = true;
+            /* Teach the producer the new topic's leaders now: otherwise the
+             * first cycle waits about a second for librdkafka to look the
+             * topic up on its own. */
+            rd_kafka_topic_t *rkt = rd_kafka_topic_new(m->prod, t->dst, NULL);
+            const struct rd_kafka_metadata *md = NULL;
+            if (rkt && rd_kafka_metadata(m->prod, 0, rkt, &md, m->timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                rd_kafka_metadata_destroy(md);
+            if (rkt)
+                rd_kafka_topic_destroy(rkt);
         }
     }
     rd_kafka_metadata_destroy(smd);

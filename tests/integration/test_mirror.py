@@ -253,6 +253,9 @@ def test_mirror_under_live_producer_with_kills(two_brokers, tmp_path):
         for f in a.create_partitions([NewPartitions("payments", 3)]).values():
             f.result(15)
         targets.append(("payments", 2))
+        # A config changed on the source while running reaches the target.
+        for f in a.alter_configs([ConfigResource("topic", "events", set_config={"retention.ms": "555555"})]).values():
+            f.result(15)
         # SIGKILL the mirror at random moments while records flow; restart.
         for _ in range(KILLS):
             time.sleep(rnd.uniform(0.2, 1.5))
@@ -300,6 +303,8 @@ def test_mirror_under_live_producer_with_kills(two_brokers, tmp_path):
     res = a.describe_configs([ConfigResource("topic", "A.orders")])
     cfg = list(res.values())[0].result(10)
     assert cfg["retention.ms"].value == "123456789"
+    cfg = list(a.describe_configs([ConfigResource("topic", "A.events")]).values())[0].result(10)
+    assert cfg["retention.ms"].value == "555555"
 
     dups = 0
     for t, n in final.items():
