@@ -374,38 +374,47 @@ def test_mirror_under_live_producer_with_kills(two_brokers, tmp_path):
     assert hb[-1]["sourceClusterAlias"] == "A" and hb[-1]["targetClusterAlias"] == "B"
 
 
-def test_mirror_survives_target_outage(two_brokers, tmp_path):
-    """The target goes down mid-copy: the mirror backs off and retries, and
-    after the target is back every record arrives; nothing is lost."""
+@pytest.mark.parametrize("side", ["target", "source"])
+def test_mirror_survives_outage(two_brokers, tmp_path, side):
+    """One side goes down mid-copy: the mirror keeps running (backing off
+    and retrying), and once that side is back every record arrives."""
     src, dst = two_brokers
     create_topics(src, [("t", 2)])
-    p = Producer({"bootstrap.servers": src.bootstrap, "linger.ms": 5})
-    for i in range(4000):
-        p.produce("t", value=b"v%d" % i, partition=i % 2)
-    p.flush(30)
+
+    def produce(lo, hi):
+        p = Producer({"bootstrap.servers": src.bootstrap, "linger.ms": 5})
+        for i in range(lo, hi):
+            p.produce("t", value=b"v%d" % i, partition=i % 2)
+        p.flush(30)
+    produce(0, 4000)
     mirror = Mirror(tmp_path, src, dst, ["--set", "flush.timeout.ms=3000",
                                          "--set", "emit.checkpoints.enabled=false"])
     mirror.start()
     try:
         wait_for(lambda: partitions_of(dst, "A.t") == 2, 20, "the target topic")
-        dst.stop()
-        for i in range(4000, 8000):
-            p.produce("t", value=b"v%d" % i, partition=i % 2)
-        p.flush(30)
-        time.sleep(4)
-        assert mirror.proc.poll() is None, "the mirror exited while the target was down"
-        dst.start()
+        if side == "target":
+            dst.stop()
+            produce(4000, 8000)
+            time.sleep(4)
+            assert mirror.proc.poll() is None, "the mirror exited while the target was down"
+            dst.start()
+        else:
+            src.stop()
+            time.sleep(4)
+            assert mirror.proc.poll() is None, "the mirror exited while the source was down"
+            src.start()
+            produce(4000, 8000)
 
         def done():
             ends = [hi for lo, hi in watermarks(src, "t", 2)]
             c = committed(src, "sluice-mirror-A-B", "t", 2)
             return all(c.get(q, -1) >= ends[q] for q in range(2))
-        wait_for(done, 60, "the mirror to catch up after the outage")
+        wait_for(done, 60, lambda: "the mirror to catch up after the outage:\n" + mirror.output()[-2000:])
     finally:
         rc = mirror.stop()
     assert rc == 0
-    out = mirror.output()
-    assert "retrying in" in out, out[-2000:]
+    if side == "target":
+        assert "retrying in" in mirror.output(), mirror.output()[-2000:]
     compare(src, dst, "t", "A.t", 2)
 
 
