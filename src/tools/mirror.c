@@ -3,7 +3,9 @@
  * target cluster the way MirrorMaker 2 does, with MM2's names and internal
  * topics (tools/mm2.h), so MM2 tooling understands the result.
  *
- * One process, one thread, one flow (source alias -> target alias). The
+ * One process, one thread, one flow (source alias -> target alias).
+ * librdkafka's delivery reports run in this thread too (from rd_kafka_poll
+ * and rd_kafka_flush), so the cycle's slots need no locking. The
  * main loop runs *cycles*: poll up to MIRROR_CYCLE_RECORDS records (or
  * MIRROR_CYCLE_BYTES, or MIRROR_CYCLE_MS) from the source consumer, produce
  * each to the same partition number of the target topic, wait until the

@@ -490,6 +490,29 @@ def test_active_active_pair_does_not_loop(two_brokers, tmp_path):
     compare(b, a, "y", "B.y", 2)
 
 
+def test_identity_policy_keeps_names(two_brokers, tmp_path):
+    """IdentityReplicationPolicy: topics keep their names on the target
+    (heartbeats excepted, which are still prefixed)."""
+    src, dst = two_brokers
+    create_topics(src, [("same", 3)])
+    p = Producer({"bootstrap.servers": src.bootstrap, "linger.ms": 5})
+    for i in range(900):
+        p.produce("same", value=b"v%d" % i, key=b"k%d" % i, partition=i % 3, headers=[("h", b"%d" % i)])
+    p.flush(30)
+    mirror = Mirror(tmp_path, src, dst, ["--replication-policy", "identity", "--topics", "same,heartbeats"])
+    mirror.start()
+    try:
+        def done():
+            c = committed(src, "sluice-mirror-A-B", "same", 3)
+            return sum(v for v in c.values() if v > 0) >= 900
+        wait_for(done, 30, lambda: "the copy; output:\n" + mirror.output()[-2000:])
+    finally:
+        rc = mirror.stop()
+    assert rc == 0
+    assert partitions_of(dst, "A.same") is None
+    compare(src, dst, "same", "same", 3)
+
+
 def test_mirror_usage_errors(tmp_path):
     def run(*a):
         return subprocess.run([SLUICE, "mirror"] + list(a), capture_output=True, text=True, timeout=30)
