@@ -108,11 +108,13 @@ fuzz-ci: fuzz-build
 	done
 
 # Micro-benchmarks (bench_*.c), broker memory, then the end-to-end suite
-# (bench/run: sluice perf against a fresh broker, CSV + SVG in bench/results).
+# (bench/run: sluice perf against a fresh broker, CSV + SVG in bench/results),
+# then bench/mirror (sluice mirror between two fresh brokers).
 bench: deps-test build
 	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
 	$(PYTHON) bench/bench_rss.py --build $(BUILD)
 	$(PYTHON) bench/run --build $(BUILD)
+	$(PYTHON) bench/mirror --build $(BUILD)
 
 # Longer campaigns than make test can afford: the mirror killed ten times.
 soak: deps-test build
