@@ -14,7 +14,8 @@
 /* ---- consumer groups -------------------------------------------------- */
 
 bool mirror_group_selected(const mirror *m, const char *g) {
-    return strcmp(g, m->s.mirror_group) != 0 && mirror_matches(&m->groups, g) && !mirror_matches(&m->groups_ex, g);
+    return strcmp(g, m->s.mirror_group) != 0 && mirror_matches(&m->groups, g) &&
+           !mirror_matches(&m->groups_ex, g);
 }
 
 static rd_kafka_topic_partition_list_t *group_offsets(rd_kafka_t *rk, rd_kafka_queue_t *q, const kc_opts *o,
