@@ -8,6 +8,7 @@
 #   make fuzz-ci      build the libFuzzer targets and run each briefly from its seed corpus
 #   make bench        build and run the benchmarks (ratios against same-run baselines)
 #   make sim          a long deterministic-simulation campaign (make test runs a bounded one)
+#   make soak         longer real-process campaigns (the mirror under ten SIGKILLs)
 #   make gen          regenerate src/proto/gen from ../shared/kafka-protocol
 #   make check-gen    fail if regeneration would change the committed code
 #   make format       clang-format the hand-written sources; format-check only checks
@@ -42,7 +43,7 @@ DEB       = dist/sluice_$(VERSION_STR)_$(DEB_ARCH).deb
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
 .PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
-        fuzz-build fuzz-ci bench sim gen check-gen format format-check clean install deb test-deb test-aarch64
+        fuzz-build fuzz-ci bench soak sim gen check-gen format format-check clean install deb test-deb test-aarch64
 
 all: build
 
@@ -88,8 +89,8 @@ test-asan: deps-test build-asan
 	    SLUICE_BUILD=$(ASAN) $(PYTHON) -m pytest -q tests/integration; fi
 
 # ThreadSanitizer: any data race makes sluiced exit with 66, which fails the
-# test that stopped it. The sluice CLI's tests are left out (librdkafka is not
-# instrumented, and TSan cannot run it), and so are the memory-growth tests
+# test that stopped it. The sluice CLI's tests (test_cli, test_mirror) are left
+# out (librdkafka is not instrumented, and TSan cannot run it), and so are the memory-growth tests
 # (TSan's shadow memory counts as growth).
 test-tsan: deps-test
 	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
@@ -97,7 +98,7 @@ test-tsan: deps-test
 	cmake --build $(TSAN) -j$(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 	TSAN_OPTIONS=halt_on_error=0:exitcode=66 SLUICE_BUILD=$(TSAN) $(PYTHON) -m pytest -q tests/integration \
-	    --ignore tests/integration/test_cli.py \
+	    --ignore tests/integration/test_cli.py --ignore tests/integration/test_mirror.py \
 	    --deselect tests/integration/test_protocol_edges.py::test_slow_reader_memory_is_bounded \
 	    --deselect tests/integration/test_net_limits.py::test_unread_old_format_fetch_responses_are_bounded
 
@@ -120,11 +121,17 @@ fuzz-ci: fuzz-build
 	done
 
 # Micro-benchmarks (bench_*.c), broker memory, then the end-to-end suite
-# (bench/run: sluice perf against a fresh broker, CSV + SVG in bench/results).
+# (bench/run: sluice perf against a fresh broker, CSV + SVG in bench/results),
+# then bench/mirror (sluice mirror between two fresh brokers).
 bench: deps-test build
 	@for b in $(BUILD)/bench_*; do [ -x "$$b" ] && { echo "== $$(basename $$b)"; $$b; }; done
 	$(PYTHON) bench/bench_rss.py --build $(BUILD)
 	$(PYTHON) bench/run --build $(BUILD)
+	$(PYTHON) bench/mirror --build $(BUILD)
+
+# Longer campaigns than make test can afford: the mirror killed ten times.
+soak: deps-test build
+	SLUICE_MIRROR_KILLS=10 SLUICE_BUILD=$(BUILD) $(PYTHON) -m pytest -q -s tests/integration/test_mirror.py
 
 # Every scenario of tests/sim for up to SIM_SEEDS seeds or SIM_SECS seconds.
 sim: build

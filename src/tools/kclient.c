@@ -159,40 +159,40 @@ static bool set_kv(const kc_opts *o, rd_kafka_conf_t *conf, const char *kv) {
     return set(o, conf, k, v);
 }
 
+bool kc_conf_apply_file(const kc_opts *o, rd_kafka_conf_t *conf, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        cli_err(o->cmd, "%s: %s", path, strerror(errno));
+        return false;
+    }
+    char line[KC_MAX_LINE];
+    bool ok = true;
+    for (int n = 0; ok && n < 10000 && fgets(line, sizeof line, f); n++) {
+        line[strcspn(line, "\r\n")] = '\0';
+        const char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#' || *p == '!')
+            continue;
+        ok = set_kv(o, conf, p);
+    }
+    fclose(f);
+    return ok;
+}
+
 rd_kafka_conf_t *kc_conf(const kc_opts *o) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    FILE *f = NULL;
     if (!set(o, conf, "bootstrap.servers", o->bootstrap) || !set(o, conf, "client.id", "sluice-cli"))
         goto err;
     rd_kafka_conf_set_log_cb(conf, log_cb);
-    if (o->config_file) {
-        f = fopen(o->config_file, "r");
-        if (f == NULL) {
-            cli_err(o->cmd, "--command-config %s: %s", o->config_file, strerror(errno));
-            goto err;
-        }
-        char line[KC_MAX_LINE];
-        for (int n = 0; n < 10000 && fgets(line, sizeof line, f); n++) {
-            line[strcspn(line, "\r\n")] = '\0';
-            const char *p = line;
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (*p == '\0' || *p == '#' || *p == '!')
-                continue;
-            if (!set_kv(o, conf, p))
-                goto err;
-        }
-        fclose(f);
-        f = NULL;
-    }
+    if (o->config_file && !kc_conf_apply_file(o, conf, o->config_file))
+        goto err;
     for (int i = 0; i < o->nprops; i++) {
         if (!set_kv(o, conf, o->props[i]))
             goto err;
     }
     return conf;
 err:
-    if (f)
-        fclose(f);
     rd_kafka_conf_destroy(conf);
     return NULL;
 }

@@ -48,6 +48,10 @@ int kc_probe(const kc_opts *o);
  * (Java-style properties: key=value, # comments) and the props, in that
  * order. NULL (after a message) on a bad setting. */
 rd_kafka_conf_t *kc_conf(const kc_opts *o);
+/* Applies a Java-style properties file (key=value lines; blank lines and
+ * lines starting # or ! skipped; at most 10000 lines) to conf. False after a
+ * message naming the file or the bad setting. */
+bool kc_conf_apply_file(const kc_opts *o, rd_kafka_conf_t *conf, const char *path);
 
 /* Creates a client of the given type from conf (conf is consumed, even on
  * failure). NULL after a message. */

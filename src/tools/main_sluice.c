@@ -2,7 +2,8 @@
  * main_sluice.c - the `sluice` command line: one program whose subcommands
  * stand in for Kafka's operator tools (kafka-topics, kafka-console-producer,
  * kafka-console-consumer, kafka-consumer-groups, kafka-configs, the perf-test
- * tools, kafka-log-dirs and kafka-dump-log). This file only dispatches; each subcommand lives
+ * tools, kafka-log-dirs, kafka-dump-log and
+ * MirrorMaker 2). This file only dispatches; each subcommand lives
  * in its own module under src/tools/ and returns a cli_exit code.
  */
 #include <stdio.h>
@@ -25,6 +26,7 @@ static const subcommand commands[] = {
     {"configs", cmd_configs, "describe and alter topic and broker configs (kafka-configs)"},
     {"perf", cmd_perf, "producer and consumer load tests (kafka-*-perf-test)"},
     {"log-dirs", cmd_log_dirs, "partitions and set-aside directories per log directory (kafka-log-dirs)"},
+    {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},
     {"dump-log", cmd_dump_log, "decode and check segment and index files offline (kafka-dump-log)"},
 };
 

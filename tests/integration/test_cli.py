@@ -76,7 +76,7 @@ def create_topic(broker, topic, partitions=1):
 
 # ---- usage and connection errors (no broker APIs needed) ----
 
-@pytest.mark.parametrize("cmd", ["topics", "produce", "consume", "groups", "configs", "perf", "dump-log"])
+@pytest.mark.parametrize("cmd", ["topics", "produce", "consume", "groups", "configs", "perf", "mirror", "dump-log"])
 def test_help_has_examples(cmd):
     rc, out, err = run(cmd, "--help")
     assert rc == 0
