@@ -53,9 +53,11 @@ static void describe_configs(mirror *m, rd_kafka_t *rk, rd_kafka_queue_t *q, con
                              int n, mconfs *out, bool all) {
     for (int i = 0; i < n; i++)
         out[i] = (mconfs){0};
-    if (n == 0)
+    if (n <= 0)
         return;
     rd_kafka_ConfigResource_t **res = calloc((size_t)n, sizeof *res);
+    if (res == NULL)
+        return;
     for (int i = 0; i < n; i++)
         res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
     rd_kafka_AdminOptions_t *ao = kc_admin_options(o, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
