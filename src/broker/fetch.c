@@ -68,6 +68,7 @@ struct fetch_mgr {
     purgatory *purg;
     fetch_waiter *all;          /* list of every waiter */
     int n_waiters, max_waiters; /* waiters exist from fetch_wait to finish */
+    int finishing;              /* finish() calls running (without mu) */
     bool any_abandoned;
 
     pthread_mutex_t smu;
@@ -128,12 +129,14 @@ static void unlist_locked(fetch_mgr *m, fetch_waiter *w) {
 static void finish_locked(fetch_mgr *m, fetch_waiter *w, bool expired) {
     purg_cancel(m->purg, &w->op);
     unlist_locked(m, w);
-    if (m->n_waiters == 0)
-        pthread_cond_broadcast(&m->cv);
+    m->finishing++;
     pthread_mutex_unlock(&m->mu);
     w->finish(w->r, w->state, expired);
     free(w);
     pthread_mutex_lock(&m->mu);
+    /* A shutdown returns only once every answer is out (finish() done). */
+    if (--m->finishing == 0 && m->n_waiters == 0)
+        pthread_cond_broadcast(&m->cv);
 }
 
 #define TAKE_BATCH 64
@@ -245,9 +248,10 @@ void fetch_mgr_shutdown(broker *b) {
     m->accepting = false;
     /* Answer everyone here and now (the driver may be stepping too; each
      * waiter is finished once, by whoever takes it). */
-    while (m->n_waiters > 0) {
-        if (!step_locked(m) && m->n_waiters > 0) {
-            /* The rest are being probed by the driver: wait for them. */
+    while (m->n_waiters > 0 || m->finishing > 0) {
+        bool more = m->n_waiters > 0 && step_locked(m);
+        if (!more && (m->n_waiters > 0 || m->finishing > 0)) {
+            /* The rest are being probed or answered by the driver: wait. */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += 10 * 1000000;
