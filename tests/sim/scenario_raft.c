@@ -110,6 +110,8 @@ struct world {
     bool quiet, ending;
     int64_t quiet_at, end, stable_at;
     raft_config base;
+    uint32_t persist_crash_ppm;
+    int64_t fault_gap_max;
     uint64_t proposals, accepted, crashes, elections, snapshots, loads, truncations, resigns;
 };
 
@@ -309,8 +311,15 @@ static void on_truncate(void *ctx, int64_t offset) {
     nd->fsync_inflight = false;
 }
 
+static void crash_soon(void *ctx, void *arg);
+
 static void on_persist(void *ctx, const raft_quorum_state *qs) {
     node *nd = ctx;
+    world *w = nd->w;
+    /* Crashes right after a durable write (a vote, a candidacy) are the
+     * ones that test what the write must hold. */
+    if (!w->quiet && sim_chance(&w->s->rng, w->persist_crash_ppm))
+        sim_after(w->s, sim_range(&w->s->rng, 0, 20), crash_soon, w, nd);
     SIM_CHECK(nd->w->s, !nd->has_qs || qs->leader_epoch >= nd->qs.leader_epoch,
               "node %d persists epoch %d after %d", nd->id, qs->leader_epoch, nd->qs.leader_epoch);
     nd->qs = *qs;
@@ -540,13 +549,22 @@ static void crash(world *w, node *nd) {
               nd->qs.leader_epoch, nd->qs.voted_id);
 }
 
+static void crash_soon(void *ctx, void *arg) {
+    world *w = ctx;
+    node *nd = arg;
+    if (w->quiet || !nd->up)
+        return;
+    crash(w, nd);
+    sim_after(w->s, sim_range(&w->s->rng, 10, 200), restart, w, nd);
+}
+
 /* ---- clients and faults --------------------------------------------------------------------------- */
 
 static void client(void *ctx, void *arg) {
     world *w = ctx;
     (void)arg;
     sim *s = w->s;
-    if (s->now < w->end - DRAIN_MS) {
+    if (s->now < w->end - DRAIN_MS && !w->ending) {
         node *nd = &w->nodes[w->hint];
         if (nd->up) {
             int n = (int)sim_range(&s->rng, 1, 3);
@@ -579,7 +597,7 @@ static void fault(void *ctx, void *arg) {
     world *w = ctx;
     (void)arg;
     sim *s = w->s;
-    if (w->quiet)
+    if (w->quiet || w->ending)
         return;
     int kind = (int)sim_below(&s->rng, 10);
     node *nd = &w->nodes[sim_below(&s->rng, (uint64_t)w->n)];
@@ -610,7 +628,9 @@ static void fault(void *ctx, void *arg) {
     case 6:
         if (nd->up) {
             crash(w, nd);
-            sim_after(s, sim_range(&s->rng, 100, 5000), restart, w, nd);
+            sim_after(
+                s, sim_chance(&s->rng, 500000) ? sim_range(&s->rng, 10, 300) : sim_range(&s->rng, 300, 5000),
+                restart, w, nd);
         }
         break;
     case 7: /* the owner snapshots its committed prefix */
@@ -636,12 +656,14 @@ static void fault(void *ctx, void *arg) {
     default:
         break;
     }
-    sim_after(s, sim_range(&s->rng, 200, 4000), fault, w, NULL);
+    sim_after(s, sim_range(&s->rng, 50, w->fault_gap_max), fault, w, NULL);
 }
 
 static void go_quiet(void *ctx, void *arg) {
     world *w = ctx;
     (void)arg;
+    if (w->ending)
+        return;
     w->quiet = true;
     sim_net_heal(&w->net);
     w->net.f.drop_per_million = 0;
@@ -716,6 +738,9 @@ static bool run(sim *s) {
     w->base.request_timeout_ms = (int32_t)sim_range(&s->rng, 300, 2000);
     w->base.fetch_max_wait_ms = (int32_t)sim_range(&s->rng, 50, 500);
     w->base.fetch_max_bytes = (int32_t)sim_range(&s->rng, 1024, 8192);
+    static const uint32_t persist_crash[] = {0, 20000, 100000, 500000};
+    w->persist_crash_ppm = persist_crash[sim_below(&s->rng, 4)];
+    w->fault_gap_max = sim_chance(&s->rng, 500000) ? 1000 : 4000;
     static const int64_t delays[] = {10, 50, 200, 600};
     sim_net_faults f = {(uint32_t)sim_range(&s->rng, 0, 200000), (uint32_t)sim_range(&s->rng, 0, 100000),
                         sim_range(&s->rng, 0, 5), delays[sim_below(&s->rng, 4)]};
