@@ -47,8 +47,8 @@ struct raft {
     int32_t epoch, leader_id, voted_id;
     int64_t log_start, log_end, flushed, hw;
     int32_t snapshot_epoch;
-    raft_epoch_entry epochs[RAFT_EPOCHS_MAX];
-    int n_epochs;
+    raft_epoch_entry *epochs; /* grows by doubling: once per leader epoch at most */
+    int n_epochs, cap_epochs;
     voter v[RAFT_VOTERS_MAX];
     int n, self;
     uint64_t rng;
@@ -162,11 +162,15 @@ static void cache_add(raft *r, int32_t epoch, int64_t start) {
     if (r->n_epochs > 0 && r->epochs[r->n_epochs - 1].epoch == epoch)
         return;
     assert(epoch > last_epoch(r) || (r->n_epochs == 0 && epoch >= r->snapshot_epoch));
-    if (r->n_epochs == RAFT_EPOCHS_MAX) {
-        /* Only a log with this many leader epochs and no snapshot gets here:
-         * forget the oldest epoch (its records answer as the next one's). */
-        memmove(r->epochs, r->epochs + 1, (size_t)(RAFT_EPOCHS_MAX - 1) * sizeof r->epochs[0]);
-        r->n_epochs--;
+    if (r->n_epochs == r->cap_epochs) {
+        /* Not a hot path (a new leader epoch), and bounded: a log holds at
+         * most RAFT_EPOCHS_MAX epochs between snapshots. */
+        assert(r->cap_epochs < RAFT_EPOCHS_MAX);
+        int ncap = r->cap_epochs * 2 < RAFT_EPOCHS_MAX ? r->cap_epochs * 2 : RAFT_EPOCHS_MAX;
+        raft_epoch_entry *ne = realloc(r->epochs, (size_t)ncap * sizeof *ne);
+        assert(ne != NULL); /* a voter that cannot track its log cannot go on */
+        r->epochs = ne;
+        r->cap_epochs = ncap;
     }
     r->epochs[r->n_epochs++] = (raft_epoch_entry){epoch, start};
 }
@@ -182,7 +186,7 @@ static void check(const raft *r) {
     assert(r->log_start <= r->hw && r->hw <= r->log_end);
     assert(r->flushed >= r->log_start && r->flushed <= r->log_end);
     assert(r->epoch >= 0 && last_epoch(r) <= r->epoch);
-    assert(r->n_epochs >= 0 && r->n_epochs <= RAFT_EPOCHS_MAX);
+    assert(r->n_epochs >= 0 && r->n_epochs <= r->cap_epochs && r->cap_epochs <= RAFT_EPOCHS_MAX);
     switch (r->role) {
     case RAFT_LEADER:
         assert(r->leader_id == r->cfg.node_id && r->voted_id == r->cfg.node_id);
@@ -1016,6 +1020,12 @@ raft *raft_create(const raft_config *cfg, const raft_sink *sink, const raft_quor
     r->log_start = log->log_start;
     r->log_end = r->flushed = log->log_end;
     r->snapshot_epoch = log->snapshot_epoch;
+    r->cap_epochs = 64;
+    while (r->cap_epochs < log->n_epochs + 1 && r->cap_epochs < RAFT_EPOCHS_MAX)
+        r->cap_epochs *= 2;
+    r->epochs = malloc((size_t)r->cap_epochs * sizeof *r->epochs);
+    if (r->epochs == NULL)
+        goto bad;
     for (int i = 0; i < log->n_epochs; i++) {
         const raft_epoch_entry *e = &log->epochs[i];
         if (e->start_offset < r->log_start || e->start_offset > r->log_end ||
@@ -1053,11 +1063,17 @@ raft *raft_create(const raft_config *cfg, const raft_sink *sink, const raft_quor
     check(r);
     return r;
 bad:
+    free(r->epochs);
     free(r);
     return NULL;
 }
 
-void raft_destroy(raft *r) { free(r); }
+void raft_destroy(raft *r) {
+    if (r == NULL)
+        return;
+    free(r->epochs);
+    free(r);
+}
 
 void raft_receive(raft *r, int32_t from, const raft_msg *m, int64_t now) {
     check(r);

@@ -90,6 +90,10 @@
  * fetch but do not vote), dynamic voters (KIP-853), the FetchSnapshot
  * transfer itself, DescribeQuorum's view (raft_get_state has the numbers).
  *
+ * Memory: the machine allocates at raft_create and when its epoch cache
+ * grows (by doubling, at a new leader epoch), never per message; it aborts
+ * if that growth fails or passes RAFT_EPOCHS_MAX epochs between snapshots.
+ *
  * Not thread-safe: the owner serialises calls. Sink callbacks must not call
  * back into the machine, except that append may report raft_log_flushed()
  * (a synchronous log), which the machine processes when the current event
@@ -104,9 +108,9 @@
 #include "proto/wire.h"
 
 /* Limits. */
-#define RAFT_VOTERS_MAX 16   /* controller.quorum.voters */
-#define RAFT_EPOCHS_MAX 4096 /* epoch cache entries; the oldest go once a snapshot passes them */
-#define RAFT_RETRY_MS   50   /* backoff after an error answer to a Fetch */
+#define RAFT_VOTERS_MAX 16        /* controller.quorum.voters */
+#define RAFT_EPOCHS_MAX (1 << 20) /* leader epochs in the log between snapshots (the epoch cache) */
+#define RAFT_RETRY_MS   50        /* backoff after an error answer to a Fetch */
 
 typedef enum raft_role {
     RAFT_UNATTACHED = 0, /* an epoch without a known leader (maybe with a vote cast) */
