@@ -1137,6 +1137,8 @@ int16_t raft_propose(raft *r, kbytes records, int32_t n_records, int64_t now, in
 }
 
 void raft_log_flushed(raft *r, int64_t end_offset, int64_t now) {
+    if (!r->in_event)
+        check(r);
     if (end_offset > r->log_end)
         end_offset = r->log_end;
     if (end_offset > r->flushed)
