@@ -282,7 +282,8 @@ typedef struct raft raft;
 /* A voter starting from its quorum state and recovered log (qs NULL: a
  * fresh node, epoch 0). A node that was leader starts resigned; one that
  * knew a leader follows it; otherwise it is unattached (keeping its vote).
- * Sends nothing until the first raft_tick. NULL on OOM or a bad config
+ * Sends nothing until the first raft_tick, and reports no role: the
+ * starting one is in raft_get_state. NULL on OOM or a bad config
  * (node not among the voters, more than RAFT_VOTERS_MAX, timeouts <= 0). */
 raft *raft_create(const raft_config *cfg, const raft_sink *sink, const raft_quorum_state *qs,
                   const raft_log_info *log, int64_t now);
