@@ -24,8 +24,9 @@ typedef struct voter {
     /* leader: the voter's flushed position (-1 unknown) and its last valid Fetch */
     int64_t match;
     int64_t last_fetch;
-    int64_t hw_sent;    /* the high watermark of the last answer */
-    bool begin_pending; /* leader: BeginQuorumEpoch not yet acknowledged (nor a Fetch seen) */
+    int64_t hw_sent;       /* the high watermark of the last answer */
+    bool begin_pending;    /* leader: BeginQuorumEpoch not yet acknowledged (nor a Fetch seen) */
+    int64_t begin_sent_at; /* leader: the last BeginQuorumEpoch (also the heartbeat) */
     /* the request outstanding to this voter (one at most) */
     bool req_pending;
     raft_msg_kind req_kind;
@@ -383,7 +384,25 @@ static void become_candidate(raft *r, int64_t now) {
 static void send_begin(raft *r, voter *v, int64_t now) {
     raft_msg m = {.kind = RAFT_BEGIN_QUORUM_EPOCH_REQUEST};
     m.u.begin_req = (raft_begin_quorum_epoch_request){v->id, r->cfg.node_id, r->epoch};
+    v->begin_sent_at = now;
     send_request(r, v, &m, now);
+}
+
+/* Leader: when voter v next needs a BeginQuorumEpoch. Until it has
+ * acknowledged the epoch, whenever no request to it is pending; after,
+ * as a heartbeat once it has not fetched for half the fetch timeout: a
+ * voter that lost track of the leader (e.g. it went to a newer epoch as a
+ * candidate that no one followed) learns of it, or answers with its newer
+ * epoch so that the leader steps down, instead of asking for pre-votes
+ * that the leader's followers refuse forever. */
+static int64_t begin_due(const raft *r, const voter *v) {
+    if (v->req_pending)
+        return v->req_deadline;
+    if (v->begin_pending)
+        return 0;
+    int64_t hb = r->cfg.fetch_timeout_ms / 2;
+    int64_t last = v->last_fetch > v->begin_sent_at ? v->last_fetch : v->begin_sent_at;
+    return last + hb;
 }
 
 static void wake_parked(raft *r, int64_t now);
@@ -820,6 +839,7 @@ static void on_begin_request(raft *r, int32_t from, const raft_msg *m, int64_t n
             r->leader_id = -1;
         become_follower(r, q->leader_epoch, q->leader_id, true, now);
     }
+    r->last_leader_contact = now; /* the leader's heartbeat */
     epoch_answer(r, RAFT_BEGIN_QUORUM_EPOCH_RESPONSE, from, m->correlation_id, 0);
 }
 
@@ -918,8 +938,8 @@ int64_t raft_next_deadline(const raft *r) {
             const voter *v = &r->v[i];
             if (v->parked)
                 d = min64(d, v->parked_deadline);
-            if (v->begin_pending)
-                d = min64(d, v->req_pending ? v->req_deadline : 0);
+            if (i != r->self)
+                d = min64(d, begin_due(r, v));
         }
         break;
     }
@@ -966,7 +986,7 @@ static void fire_timers(raft *r, int64_t now) {
         wake_parked(r, now);
         for (int i = 0; i < r->n; i++) {
             voter *v = &r->v[i];
-            if (v->begin_pending && (!v->req_pending || now >= v->req_deadline))
+            if (i != r->self && now >= begin_due(r, v))
                 send_begin(r, v, now);
         }
         break;

@@ -59,7 +59,10 @@
  * out) to a candidate whose (last epoch, end offset) is at least its own.
  * A majority makes the candidate leader: it persists, appends a
  * LeaderChangeMessage in its epoch and sends BeginQuorumEpoch to the others
- * (resent every request_timeout_ms until each has fetched).
+ * (resent every request_timeout_ms until each has acknowledged it, and as
+ * a heartbeat to a voter that has not fetched for half the fetch timeout,
+ * so a voter lost at a newer epoch answers with it and the leader steps
+ * down rather than that voter asking for refused pre-votes forever).
  *
  * Replication (pull, as KRaft). Followers send Fetch(FetchOffset,
  * LastFetchedEpoch) to the leader, one at a time, the next only once

@@ -445,6 +445,7 @@ static void snapshot_transfer(void *ctx, void *arg) {
                     log_push(nd, w->model[o].epoch, w->model[o].value);
                 nd->fsync_gen++;
                 nd->fsync_inflight = false;
+                nd->durable = q->end; /* the old log is gone, the snapshot is durable */
             }
             nd->log_start = q->end;
             nd->snapshot_epoch = q->epoch;

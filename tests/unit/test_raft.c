@@ -395,6 +395,42 @@ static void test_check_quorum(void) {
     raft_destroy(r);
 }
 
+/* The leader heartbeats a voter that stopped fetching with
+ * BeginQuorumEpoch; an answer from a newer epoch makes it step down. */
+static void test_begin_heartbeat(void) {
+    fake f;
+    raft *r = make(&f, 1, NULL, NULL, 0, 0, 0, 0);
+    int64_t now;
+    elect(r, &f, &now);
+    raft_state st;
+    raft_get_state(r, &st);
+    int32_t epoch = st.epoch;
+    const sent *b = last_to(&f, 2, RAFT_BEGIN_QUORUM_EPOCH_REQUEST);
+    REQUIRE(b);
+    raft_msg a = {.kind = RAFT_BEGIN_QUORUM_EPOCH_RESPONSE, .correlation_id = b->m.correlation_id};
+    a.u.epoch_resp = (raft_quorum_epoch_response){0, 1, epoch};
+    raft_receive(r, 2, &a, ++now);
+    int64_t t = now;
+    fetch(r, &f, 2, 0, 0, t);
+    int before = f.n_msgs;
+    raft_tick(r, t + 999); /* fetched 0.999 s ago: no heartbeat yet */
+    b = last_to(&f, 2, RAFT_BEGIN_QUORUM_EPOCH_REQUEST);
+    CHECK(b == NULL || b->seq <= f.msgs[before > 0 ? before - 1 : 0].seq);
+    CHECK(raft_next_deadline(r) <= t + 1000);
+    raft_tick(r, t + 1000);
+    b = last_to(&f, 2, RAFT_BEGIN_QUORUM_EPOCH_REQUEST);
+    REQUIRE(b && f.n_msgs > before);
+    CHECK(b->seq > f.msgs[before - 1].seq);
+    a.correlation_id = b->m.correlation_id;
+    a.u.epoch_resp = (raft_quorum_epoch_response){KAFKA_ERR_FENCED_LEADER_EPOCH, -1, epoch + 1};
+    raft_receive(r, 2, &a, t + 1001);
+    raft_get_state(r, &st);
+    CHECK_EQ_INT(st.role, RAFT_UNATTACHED);
+    CHECK_EQ_INT(st.epoch, epoch + 1);
+    CHECK_EQ_INT(f.qs.leader_epoch, epoch + 1);
+    raft_destroy(r);
+}
+
 /* A follower that cannot fetch becomes prospective, at the same epoch. */
 static void test_fetch_timeout(void) {
     fake f;
@@ -431,6 +467,7 @@ int main(void) {
     UNIT_RUN(test_follower_truncates);
     UNIT_RUN(test_hw_rule);
     UNIT_RUN(test_check_quorum);
+    UNIT_RUN(test_begin_heartbeat);
     UNIT_RUN(test_fetch_timeout);
     return UNIT_END("test_raft");
 }
