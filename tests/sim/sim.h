@@ -178,5 +178,6 @@ typedef struct sim_scenario {
 extern const sim_scenario sim_scenario_groups;
 extern const sim_scenario sim_scenario_controller;
 extern const sim_scenario sim_scenario_replica;
+extern const sim_scenario sim_scenario_raft;
 
 #endif
