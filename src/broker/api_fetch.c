@@ -204,11 +204,16 @@ static void item_offsets(fitem *it, int64_t *hw, int64_t *ls) {
     *ls = o.log_start;
 }
 
-/* Reads for a consumer, up to the high watermark. */
+/* Reads for a consumer, up to the high watermark; it->hw and it->ls are
+ * the offsets as of the read (one lock for both). */
 static int16_t item_read(const fstate *fs, fitem *it, int64_t max_bytes, plog_read_result *res) {
+    replica_offsets o;
     rpart_lock(it->p);
     int16_t err = replica_read(it->p->r, it->fetch_offset, max_bytes, false, fs->isolation == 1, res);
+    replica_get_offsets(it->p->r, &o);
     rpart_unlock(it->p);
+    it->hw = o.hw;
+    it->ls = o.log_start;
     return err;
 }
 
@@ -532,7 +537,6 @@ static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *fir
     }
     plog_read_result res;
     int16_t rc = item_read(fs, it, want > 0 ? want : 1, &res);
-    item_offsets(it, &it->hw, &it->ls);
     if (rc != KAFKA_ERR_NONE) {
         it->err = rc;
         return true;
@@ -770,7 +774,6 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
         rd = bud->limit - bud->used;
     plog_read_result res;
     int16_t rc = item_read(fs, it, rd, &res);
-    item_offsets(it, &it->hw, &it->ls);
     if (rc != KAFKA_ERR_NONE) {
         it->err = rc;
         return true;

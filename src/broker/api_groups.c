@@ -322,15 +322,6 @@ breq_status api_leave_group(breq *r) {
 
 /* ---- OffsetCommit ------------------------------------------------------------ */
 
-/* Does topic/partition exist? */
-static bool partition_exists(breq *r, kstr topic_name, int32_t partition) {
-    md_image *img = bmeta_image(r->b->meta);
-    const md_topic *t = md_image_topic(img, topic_name);
-    bool ok = t != NULL && partition >= 0 && partition < t->n_partitions;
-    md_image_unref(img);
-    return ok;
-}
-
 /* Fills the OffsetCommit response from each entry's error (in request
  * order; NULL: all failed). false on OOM. */
 static bool commit_respond(breq *r, const int16_t *errs) {
@@ -972,17 +963,21 @@ breq_status api_offset_delete(breq *r) {
         return BREQ_CLOSE;
     /* Partitions of unknown topics are answered without asking the machine. */
     int k = 0, m = 0;
-    for (int i = 0; i < nt; i++)
+    md_image *img = bmeta_image(r->b->meta); /* one view for the whole request */
+    for (int i = 0; i < nt; i++) {
+        const md_topic *tp = md_image_topic(img, req->topics[i].name);
         for (int j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
              j++, k++) {
             int32_t p = req->topics[i].partitions[j].partition_index;
-            oc->unknown[k] = !partition_exists(r, req->topics[i].name, p);
+            oc->unknown[k] = tp == NULL || p < 0 || p >= tp->n_partitions;
             if (!oc->unknown[k]) {
                 topics[m] = req->topics[i].name;
                 parts[m] = p;
                 oc->map[k] = m++;
             }
         }
+    }
+    md_image_unref(img);
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL)
         return offset_delete_respond(oc, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE, NULL) ? BREQ_DONE : BREQ_CLOSE;

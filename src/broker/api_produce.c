@@ -303,14 +303,8 @@ breq_status api_produce(breq *r) {
             pr->record_errors_count = 0;
             int16_t err = terr;
             rpart *p = NULL;
-            int64_t max_msg = -1;
             if (err == KAFKA_ERR_NONE)
                 p = bmeta_partition(r->b->meta, t, pd->index, &err);
-            if (p != NULL) {
-                rpart_lock(p);
-                max_msg = p->cfg.max_message_bytes;
-                rpart_unlock(p);
-            }
             uint8_t *data = (uint8_t *)pd->records.ptr;
             size_t data_len = pd->records.len > 0 ? (size_t)pd->records.len : 0;
             const char *why = NULL;
@@ -318,7 +312,8 @@ breq_status api_produce(breq *r) {
             memset(&ar, 0, sizeof ar);
             ar.info.error_record = -1;
             if (err == KAFKA_ERR_NONE && is_legacy_set(ver, pd->records))
-                err = legacy_convert(r, t->name, max_msg, pd->records, &data, &data_len, &throttle_ms);
+                err = legacy_convert(r, t->name, rpart_max_message_bytes(p), pd->records, &data, &data_len,
+                                     &throttle_ms);
             else if (err == KAFKA_ERR_NONE)
                 err = check_version_rules(ver, pd->records, &why);
             if (err == KAFKA_ERR_NONE) {
@@ -327,9 +322,9 @@ breq_status api_produce(breq *r) {
                 rpart_unlock(p);
                 why = ar.info.error_msg;
             }
-            rpart_release(p);
             if (err != KAFKA_ERR_NONE) {
-                set_error(r, pr, max_msg, err, why, ar.info.error_record);
+                set_error(r, pr, p ? rpart_max_message_bytes(p) : -1, err, why, ar.info.error_record);
+                rpart_release(p);
                 failed++;
                 if (why != NULL && why[0] != 0)
                     LOG_INFO("produce", "refused records from %s: %s: %s topic=%.*s partition=%d",
@@ -341,6 +336,7 @@ breq_status api_produce(breq *r) {
                               td->name.len > 0 ? td->name.ptr : "", pd->index);
                 continue;
             }
+            rpart_release(p);
             pr->error_code = KAFKA_ERR_NONE;
             pr->base_offset = ar.base_offset;
             pr->log_append_time_ms = ar.log_append_time;

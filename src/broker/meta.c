@@ -194,51 +194,56 @@ static int op_new_partitions(void *ctx, int64_t more, char *msg, size_t msgn) {
 
 /* ---- the controller's actions --------------------------------------------------------------- */
 
-/* Applies recs (appended at [first, last]) to the current image and
- * publishes the result; the partitions follow it. mu held. Returns the new
- * image (referenced for the caller) or NULL when a record does not apply,
- * which would mean the controller wrote what md_apply refuses: the log and
- * the image disagree from here on, so the broker stops changing metadata. */
-static md_image *apply_committed(bmeta *m, const mdrec *recs, int n, int64_t last) {
+/* The controller's append: recs are applied to a delta of the current
+ * image first, so a record md_apply refuses is never written (the log must
+ * always replay); then written and fsynced; then the delta is published at
+ * the offsets they got, the partitions follow it, and (a single node:
+ * written is committed) the controller is told. mu held. */
+static ctrl_append_result sink_append(void *ctx, const mdrec *recs, int n) {
+    bmeta *m = ctx;
+    int64_t now = sl_env_wall_ms(&m->env);
     md_image *prev = bmeta_image(m);
     md_delta *d = md_delta_begin(prev);
     char err[ERR_MAX];
     for (int i = 0; d && i < n; i++)
         if (md_apply(d, &recs[i], err, sizeof err) != MD_OK) {
-            LOG_ERROR("metadata", "a record the controller wrote at offset %" PRId64 " does not apply: %s",
-                      last - n + 1 + i, err);
+            LOG_ERROR(
+                "metadata",
+                "the controller proposed a %s record that does not apply (%s); the change is refused and "
+                "nothing was written",
+                mdrec_type_name(recs[i].type), err);
             md_delta_abort(d);
-            md_image_unref(prev);
-            return NULL;
+            d = NULL;
+            n = -1;
         }
-    md_image *next = d ? md_delta_publish(d, last, 0) : NULL;
-    if (next == NULL) {
+    if (d == NULL) {
         md_image_unref(prev);
-        return NULL;
+        return (ctrl_append_result){KAFKA_ERR_UNKNOWN_SERVER_ERROR, -1};
     }
-    parts_apply(m->ps, prev, next, sl_env_wall_ms(&m->env), false);
-    set_image(m, md_image_ref(next));
-    md_image_unref(prev);
-    return next;
-}
-
-static ctrl_append_result sink_append(void *ctx, const mdrec *recs, int n) {
-    bmeta *m = ctx;
-    int64_t now = sl_env_wall_ms(&m->env);
-    if (mdlog_offline(m->log) && mdlog_reopen(m->log) != 0)
-        return (ctrl_append_result){KAFKA_ERR_KAFKA_STORAGE_ERROR, -1};
     int64_t first, last;
-    int rc = mdlog_append(m->log, recs, n, 0, now, &first, &last);
+    int rc = STORAGE_KAFKA_STORAGE_ERROR;
+    if (!mdlog_offline(m->log) || mdlog_reopen(m->log) == 0)
+        rc = mdlog_append(m->log, recs, n, 0, now, &first, &last);
     if (rc != 0) {
         LOG_ERROR("metadata", "writing to the metadata log failed: %s; the change is refused",
                   storage_strerror(rc));
+        md_delta_abort(d);
+        md_image_unref(prev);
         return (ctrl_append_result){rc == STORAGE_RECORD_LIST_TOO_LARGE ? KAFKA_ERR_POLICY_VIOLATION
                                                                         : KAFKA_ERR_KAFKA_STORAGE_ERROR,
                                     -1};
     }
-    md_image *next = apply_committed(m, recs, n, last);
-    if (next == NULL)
+    md_image *next = md_delta_publish(d, last, 0);
+    if (next == NULL) {
+        /* Written but not published: the next start replays it. */
+        LOG_ERROR("metadata", "out of memory publishing metadata offset %" PRId64 "; restart the broker",
+                  last);
+        md_image_unref(prev);
         return (ctrl_append_result){KAFKA_ERR_UNKNOWN_SERVER_ERROR, -1};
+    }
+    parts_apply(m->ps, prev, next, now, false);
+    set_image(m, md_image_ref(next));
+    md_image_unref(prev);
     /* Single node: written and fsynced is committed. */
     ctrl_commit(m->ctrl, next, sl_env_mono_ms(&m->env));
     md_image_unref(next);

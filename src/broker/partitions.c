@@ -394,6 +394,13 @@ bool rpart_online(rpart *p) {
     return l != NULL && !plog_is_offline(l);
 }
 
+int64_t rpart_max_message_bytes(rpart *p) {
+    rpart_lock(p);
+    int64_t n = p->cfg.max_message_bytes;
+    rpart_unlock(p);
+    return n;
+}
+
 int64_t rpart_size(rpart *p, int *root) {
     rpart_lock(p);
     plog *l = atomic_load(&p->log);

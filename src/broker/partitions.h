@@ -108,6 +108,8 @@ plog *rpart_log(rpart *p);
  * KAFKA_STORAGE_ERROR), and its size on disk (DescribeLogDirs; 0 offline)
  * with the log.dirs root holding it (-1 until opened). */
 bool rpart_online(rpart *p);
+/* The topic's max.message.bytes as the partition uses it now. */
+int64_t rpart_max_message_bytes(rpart *p);
 int64_t rpart_size(rpart *p, int *root);
 
 /* Partitions held (for limits and metrics). */
