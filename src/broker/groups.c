@@ -469,6 +469,11 @@ int groups_mgr_init(broker *b) {
     m->task = -1;
     pthread_mutex_init(&m->mu, NULL);
     b->groups = m;
+    if (bmeta_is_quorum_member(b->meta)) {
+        /* A quorum member: the topic and its shards come with the quorum
+         * (groups_step), not before it has a leader. */
+        return 0;
+    }
     if (offsets_topic(b) != 0)
         return -1;
     md_image *img = bmeta_image(b->meta);
