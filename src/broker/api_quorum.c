@@ -37,11 +37,12 @@ breq_status api_broker_registration(breq *r) {
     }
     const char *cid = bmeta_cluster_id(m);
     if (req->cluster_id.len != (int32_t)strlen(cid) || memcmp(req->cluster_id.ptr, cid, strlen(cid)) != 0) {
-        LOG_WARN_LIMITED(&no_quorum_rl, "metadata",
-                         "node %d from %s asked to register with cluster id '%.*s', but this cluster is '%s'; "
-                         "answered INCONSISTENT_CLUSTER_ID (format its log.dirs with this cluster's id)",
-                         req->broker_id, r->net->peer, req->cluster_id.len > 0 ? req->cluster_id.len : 0,
-                         req->cluster_id.len > 0 ? req->cluster_id.ptr : "", cid);
+        LOG_WARN_LIMITED(
+            &no_quorum_rl, "metadata",
+            "node %d from %s asked to register with cluster id '%.*s', but this cluster is '%s'; "
+            "answered INCONSISTENT_CLUSTER_ID (format its log.dirs with this cluster's id)",
+            req->broker_id, r->net->peer, req->cluster_id.len > 0 ? req->cluster_id.len : 0,
+            req->cluster_id.len > 0 ? req->cluster_id.ptr : "", cid);
         resp->error_code = KAFKA_ERR_INCONSISTENT_CLUSTER_ID;
         return BREQ_DONE;
     }
@@ -49,8 +50,10 @@ breq_status api_broker_registration(breq *r) {
     uint16_t port = 0;
     for (int32_t i = 0; i < req->listeners_count && i < 1; i++) {
         const kafka_broker_registration_request_listener *l = &req->listeners[i];
-        snprintf(host, sizeof host, "%.*s", l->host.len > 0 ? l->host.len : 0, l->host.ptr ? l->host.ptr : "");
-        snprintf(name, sizeof name, "%.*s", l->name.len > 0 ? l->name.len : 0, l->name.ptr ? l->name.ptr : "");
+        snprintf(host, sizeof host, "%.*s", l->host.len > 0 ? l->host.len : 0,
+                 l->host.ptr ? l->host.ptr : "");
+        snprintf(name, sizeof name, "%.*s", l->name.len > 0 ? l->name.len : 0,
+                 l->name.ptr ? l->name.ptr : "");
         port = l->port;
     }
     if (req->rack.len > 0)
@@ -66,5 +69,16 @@ breq_status api_broker_registration(breq *r) {
         resp->broker_epoch = b ? b->epoch : -1;
         md_image_unref(img);
     }
+    return BREQ_DONE;
+}
+
+breq_status api_broker_heartbeat(breq *r) {
+    const kafka_broker_heartbeat_request *req = r->req;
+    kafka_broker_heartbeat_response *resp = r->resp;
+    bool fenced = true;
+    resp->error_code = bmeta_broker_heartbeat(r->b->meta, req->broker_id, req->broker_epoch, &fenced);
+    resp->is_fenced = fenced;
+    resp->is_caught_up = resp->error_code == 0;
+    resp->should_shut_down = false;
     return BREQ_DONE;
 }

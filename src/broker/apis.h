@@ -42,5 +42,6 @@ breq_status api_offset_delete(breq *r);
 /* the KRaft quorum (api_quorum.c): Vote, BeginQuorumEpoch, EndQuorumEpoch, DescribeQuorum */
 breq_status api_quorum(breq *r);
 breq_status api_broker_registration(breq *r);
+breq_status api_broker_heartbeat(breq *r);
 
 #endif

@@ -85,6 +85,12 @@ static const config_def broker_defs[] = {
         CONFIG_F_ACTIVE, "Longest random back-off before a failed candidate tries again."),
     INT("controller.quorum.request.timeout.ms", "2000", 1, I32MAX, B(quorum_request_timeout_ms), CONFIG_F_ACTIVE,
         "How long a quorum RPC (and a request forwarded to the active controller) may take."),
+    INT("broker.heartbeat.interval.ms", "2000", 1, I32MAX, B(broker_heartbeat_interval_ms), CONFIG_F_ACTIVE,
+        "How often a broker that is not the active controller sends it a heartbeat (the broker's "
+        "housekeeping runs about once a second, so shorter values act as one second)."),
+    INT("broker.session.timeout.ms", "9000", 1, I32MAX, B(broker_session_timeout_ms), CONFIG_F_ACTIVE,
+        "A broker whose heartbeats stop for this long is fenced by the active controller: it leaves client "
+        "metadata and the partitions it leads get another leader from their ISR, or none."),
 
     /* ---- topics and logs ---- */
     {.name = "log.dirs", .type = CONFIG_LIST, .dflt = NULL, .rank = 1, .field = B(log_dirs),

@@ -425,6 +425,7 @@ static void activate(bmeta *m) {
     cc.default_replication_factor = (int16_t)m->cfg->default_replication_factor;
     cc.delete_topic_enable = m->cfg->delete_topic_enable;
     cc.seed = sl_env_random_u64(&m->env);
+    cc.broker_session_timeout_ms = m->cfg->broker_session_timeout_ms;
     cc.configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
     ctrl_sink sink = {m, sink_append, sink_reply};
     md_image *img = bmeta_image(m);
@@ -880,6 +881,51 @@ bool bmeta_is_active_controller(bmeta *m) {
 }
 bquorum *bmeta_quorum(bmeta *m) { return m->q; }
 
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced) {
+    pthread_mutex_lock(&m->mu);
+    int16_t e = KAFKA_ERR_NOT_CONTROLLER;
+    *fenced = true;
+    if (m->q != NULL && m->active && m->ctrl != NULL)
+        e = ctrl_broker_heartbeat(m->ctrl, id, epoch, sl_env_mono_ms(&m->env), fenced);
+    pthread_mutex_unlock(&m->mu);
+    return e;
+}
+
+/* BrokerHeartbeat to the active controller every broker.heartbeat.interval.ms. */
+static void heartbeat(bmeta *m, int64_t epoch, int32_t id, const char *host, uint16_t port) {
+    static int64_t last;
+    static int32_t corr;
+    int64_t now = sl_env_mono_ms(&m->env);
+    if (now - last < m->cfg->broker_heartbeat_interval_ms)
+        return;
+    last = now;
+    kafka_broker_heartbeat_request req;
+    kafka_broker_heartbeat_request_init(&req);
+    req.broker_id = m->cfg->node_id;
+    req.broker_epoch = epoch;
+    pthread_mutex_lock(&m->mu);
+    req.current_metadata_offset = m->applied - 1;
+    pthread_mutex_unlock(&m->mu);
+    req.offline_log_dirs_count = 0;
+    net_client c;
+    net_client_init(&c, host, port);
+    arena a;
+    arena_init(&a, 16 << 10);
+    void *resp = NULL;
+    int rc = brpc_call(&c, KAFKA_API_BROKER_HEARTBEAT, 0, ++corr, "sluice-broker", &req, &a, &resp,
+                       m->cfg->quorum_request_timeout_ms);
+    static int16_t last_err;
+    if (rc == 0) {
+        const kafka_broker_heartbeat_response *r = resp;
+        if (r->error_code != last_err && r->error_code != 0)
+            LOG_INFO("metadata", "heartbeat to the active controller (node %d) answered %s", id,
+                     kafka_error_name(r->error_code));
+        last_err = r->error_code;
+    }
+    net_client_free(&c);
+    arena_reset(&a);
+}
+
 /* A node that is not the active controller registers through it, until
  * the committed image lists it with this start's incarnation. */
 static void register_with_controller(bmeta *m) {
@@ -892,14 +938,17 @@ static void register_with_controller(bmeta *m) {
     md_image *img = bmeta_image(m);
     const md_broker *b = md_image_broker(img, m->cfg->node_id);
     bool done = b != NULL && memcmp(b->incarnation.b, incarnation.b, 16) == 0;
+    int64_t epoch = b ? b->epoch : -1;
     md_image_unref(img);
-    if (done)
-        return;
     int32_t id;
     char host[256];
     uint16_t port;
     if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
         return;
+    if (done) {
+        heartbeat(m, epoch, id, host, port);
+        return;
+    }
     const config_listener *l = NULL;
     for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
         if (!m->cfg->advertised[i].controller)

@@ -99,6 +99,8 @@ int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result
  * node is the active controller, or while none is elected. */
 bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
 bool bmeta_is_quorum_member(const bmeta *m);
+/* BrokerHeartbeat reaching the active controller; NOT_CONTROLLER elsewhere. */
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced);
 bool bmeta_is_active_controller(bmeta *m);
 struct bquorum;
 struct bquorum *bmeta_quorum(bmeta *m);

@@ -20,13 +20,13 @@
 #include "proto/batch_build.h"
 #include "raft/codec.h"
 
-#define STATE_FILE      "quorum-state"
-#define STATE_MAX       4096
-#define TICK_MAX_MS     100  /* the timer thread wakes at least this often */
-#define HW_PERSIST_MS   1000 /* how often a moved committed offset is recorded */
-#define CHAN_FETCH      0
-#define CHAN_CONTROL    1
-#define CHANS           2
+#define STATE_FILE    "quorum-state"
+#define STATE_MAX     4096
+#define TICK_MAX_MS   100  /* the timer thread wakes at least this often */
+#define HW_PERSIST_MS 1000 /* how often a moved committed offset is recorded */
+#define CHAN_FETCH    0
+#define CHAN_CONTROL  1
+#define CHANS         2
 
 typedef struct pending {
     int32_t corr;
@@ -79,10 +79,11 @@ static int64_t now_ms(const bquorum *q) { return sl_env_mono_ms(q->cfg.env); }
 
 static void fatal(bquorum *q, const char *what) {
     if (!q->fatal)
-        LOG_ERROR("quorum",
-                  "%s; this node stops (a voter that cannot record its log or its vote cannot take part). Fix "
-                  "the disk and restart it",
-                  what);
+        LOG_ERROR(
+            "quorum",
+            "%s; this node stops (a voter that cannot record its log or its vote cannot take part). Fix "
+            "the disk and restart it",
+            what);
     q->fatal = true;
     kill(getpid(), SIGTERM);
 }
@@ -93,12 +94,14 @@ static int write_state(bquorum *q, const raft_quorum_state *qs, int64_t hw) {
     char path[4200], tmp[4300], text[STATE_MAX];
     snprintf(path, sizeof path, "%s/%s", q->cfg.dir, STATE_FILE);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int n = snprintf(text, sizeof text,
-                     "{\"clusterId\":\"%s\",\"leaderId\":%d,\"leaderEpoch\":%d,\"votedId\":%d,\"appliedOffset\":%" PRId64
-                     ",\"currentVoters\":[",
-                     q->cfg.cluster_id ? q->cfg.cluster_id : "", qs->leader_id, qs->leader_epoch, qs->voted_id, hw);
+    int n = snprintf(
+        text, sizeof text,
+        "{\"clusterId\":\"%s\",\"leaderId\":%d,\"leaderEpoch\":%d,\"votedId\":%d,\"appliedOffset\":%" PRId64
+        ",\"currentVoters\":[",
+        q->cfg.cluster_id ? q->cfg.cluster_id : "", qs->leader_id, qs->leader_epoch, qs->voted_id, hw);
     for (int i = 0; i < q->cfg.n_voters && n < (int)sizeof text - 64; i++)
-        n += snprintf(text + n, sizeof text - (size_t)n, "%s{\"voterId\":%d}", i ? "," : "", q->cfg.voters[i].id);
+        n += snprintf(text + n, sizeof text - (size_t)n, "%s{\"voterId\":%d}", i ? "," : "",
+                      q->cfg.voters[i].id);
     n += snprintf(text + n, sizeof text - (size_t)n, "],\"data_version\":0}\n");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -146,8 +149,9 @@ static int read_state(const char *dir, raft_quorum_state *qs, int64_t *hw, char 
         return -1;
     text[n] = '\0';
     int64_t lid, ep, vid, app = 0;
-    if (!json_int(text, "leaderId", &lid) || !json_int(text, "leaderEpoch", &ep) || !json_int(text, "votedId", &vid) ||
-        ep < 0 || ep > INT32_MAX || lid < -1 || lid > INT32_MAX || vid < -1 || vid > INT32_MAX)
+    if (!json_int(text, "leaderId", &lid) || !json_int(text, "leaderEpoch", &ep) ||
+        !json_int(text, "votedId", &vid) || ep < 0 || ep > INT32_MAX || lid < -1 || lid > INT32_MAX ||
+        vid < -1 || vid > INT32_MAX)
         return -1;
     json_int(text, "appliedOffset", &app);
     qs->leader_id = (int32_t)lid;
@@ -202,9 +206,7 @@ static pending *find_pending(bquorum *q, int32_t corr) {
     return NULL;
 }
 
-static void drop_pending(bquorum *q, pending *p) {
-    *p = q->pend[--q->n_pend];
-}
+static void drop_pending(bquorum *q, pending *p) { *p = q->pend[--q->n_pend]; }
 
 static void answer(bquorum *q, pending *p, const raft_msg *m) {
     breq *r = p->r;
@@ -259,7 +261,8 @@ static void sink_append(void *ctx, const raft_append *a) {
         for (int i = 0; i < q->cfg.n_voters; i++)
             ids[i] = q->cfg.voters[i].id;
         int64_t off = 0;
-        rc = mdlog_append_leader_change(q->cfg.log, a->epoch, q->cfg.node_id, ids, q->cfg.n_voters, wall, &off);
+        rc = mdlog_append_leader_change(q->cfg.log, a->epoch, q->cfg.node_id, ids, q->cfg.n_voters, wall,
+                                        &off);
         end = off + 1;
     } else {
         rc = mdlog_append_raw(q->cfg.log, a->records.ptr, (size_t)a->records.len, wall, &end);
@@ -268,7 +271,8 @@ static void sink_append(void *ctx, const raft_append *a) {
         char why[256];
         snprintf(why, sizeof why,
                  "writing the metadata log at offset %" PRId64 " failed: %s (the log ends at %" PRId64 ")",
-                 a->base_offset, rc ? storage_strerror(rc) : "the batch ends elsewhere", mdlog_end_offset(q->cfg.log));
+                 a->base_offset, rc ? storage_strerror(rc) : "the batch ends elsewhere",
+                 mdlog_end_offset(q->cfg.log));
         fatal(q, why);
         return;
     }
@@ -277,8 +281,9 @@ static void sink_append(void *ctx, const raft_append *a) {
 
 static void sink_truncate(void *ctx, int64_t offset) {
     bquorum *q = ctx;
-    LOG_INFO("quorum", "the metadata log diverged from the leader's: cut at offset %" PRId64 " (was %" PRId64 ")", offset,
-             mdlog_end_offset(q->cfg.log));
+    LOG_INFO("quorum",
+             "the metadata log diverged from the leader's: cut at offset %" PRId64 " (was %" PRId64 ")",
+             offset, mdlog_end_offset(q->cfg.log));
     if (mdlog_truncate(q->cfg.log, offset) != STORAGE_OK)
         fatal(q, "truncating the metadata log failed");
 }
@@ -330,11 +335,12 @@ static void sink_snapshot_needed(void *ctx, int32_t leader_id, int64_t end_offse
     (void)ctx;
     static log_ratelimit rl = LOG_RATELIMIT_DEFAULT;
     (void)epoch;
-    LOG_WARN_LIMITED(&rl, "quorum",
-                        "the leader (node %d) no longer has the metadata log below its snapshot at offset %" PRId64
-                        "; this node cannot catch up until it fetches the snapshot (FetchSnapshot is not "
-                        "implemented yet): copy the leader's __cluster_metadata-0 snapshot here and restart",
-                        leader_id, end_offset);
+    LOG_WARN_LIMITED(
+        &rl, "quorum",
+        "the leader (node %d) no longer has the metadata log below its snapshot at offset %" PRId64
+        "; this node cannot catch up until it fetches the snapshot (FetchSnapshot is not "
+        "implemented yet): copy the leader's __cluster_metadata-0 snapshot here and restart",
+        leader_id, end_offset);
 }
 
 /* ---- the connection threads ------------------------------------------------------------ */
@@ -362,7 +368,8 @@ static void *chan_main(void *arg) {
         arena_init(&c->a, 64 << 10);
         void *req = NULL, *resp = NULL;
         int rc = raft_codec_request(&m, q->cfg.cluster_id, &c->a, &req);
-        int timeout = q->cfg.request_timeout_ms + (m.kind == RAFT_FETCH_REQUEST ? m.u.fetch_req.max_wait_ms : 0);
+        int timeout =
+            q->cfg.request_timeout_ms + (m.kind == RAFT_FETCH_REQUEST ? m.u.fetch_req.max_wait_ms : 0);
         if (rc == RAFT_CODEC_OK)
             rc = brpc_call(&c->conn, key, ver, ++c->next_corr, q->client_id, req, &c->a, &resp, timeout);
         if (rc != 0) {
@@ -504,14 +511,15 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     char cluster[128] = "";
     int sr = read_state(cfg->dir, &qs, &hw, cluster, sizeof cluster);
     if (sr < 0) {
-        snprintf(err, errn, "%s/%s cannot be read; restore it or remove it (the node then starts with no vote)",
+        snprintf(err, errn,
+                 "%s/%s cannot be read; restore it or remove it (the node then starts with no vote)",
                  cfg->dir, STATE_FILE);
         free(q);
         return NULL;
     }
     if (sr == 1 && cluster[0] && cfg->cluster_id && strcmp(cluster, cfg->cluster_id) != 0) {
-        snprintf(err, errn, "%s/%s belongs to cluster %s, not to this node's cluster %s", cfg->dir, STATE_FILE,
-                 cluster, cfg->cluster_id);
+        snprintf(err, errn, "%s/%s belongs to cluster %s, not to this node's cluster %s", cfg->dir,
+                 STATE_FILE, cluster, cfg->cluster_id);
         free(q);
         return NULL;
     }
@@ -521,7 +529,9 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     int br = mdlog_batches(cfg->log, start, scan_epoch, &es);
     if (br != 0) {
         snprintf(err, errn, "the metadata log's leader epochs cannot be read (%s)",
-                 br == 1 ? "they go down" : br == 2 ? "out of memory" : storage_strerror(br));
+                 br == 1   ? "they go down"
+                 : br == 2 ? "out of memory"
+                           : storage_strerror(br));
         free(es.e);
         free(q);
         return NULL;
@@ -545,7 +555,8 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     q->r = raft_create(&q->rc, &sink, sr == 1 ? &qs : NULL, &li, now_ms(q));
     free(es.e);
     if (q->r == NULL) {
-        snprintf(err, errn, "the quorum cannot start: node.id %d must be one of controller.quorum.voters (at most %d)",
+        snprintf(err, errn,
+                 "the quorum cannot start: node.id %d must be one of controller.quorum.voters (at most %d)",
                  cfg->node_id, RAFT_VOTERS_MAX);
         free(q);
         return NULL;
@@ -568,7 +579,8 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     raft_state st;
     raft_get_state(q->r, &st);
     LOG_INFO("quorum",
-             "node %d of %d voters: epoch %d, %s, log [%" PRId64 ", %" PRId64 "), committed %" PRId64 " (recorded)",
+             "node %d of %d voters: epoch %d, %s, log [%" PRId64 ", %" PRId64 "), committed %" PRId64
+             " (recorded)",
              cfg->node_id, cfg->n_voters, st.epoch, raft_role_name(st.role), st.log_start, st.log_end, hw);
     return q;
 }
@@ -679,8 +691,8 @@ static breq_status describe_quorum(bquorum *q, breq *r) {
     for (int i = 0; i < q->cfg.n_voters; i++) {
         kafka_describe_quorum_response_replica_state_init(&vs[i]);
         vs[i].replica_id = q->cfg.voters[i].id;
-        vs[i].log_end_offset = q->cfg.voters[i].id == q->cfg.node_id ? st.flushed
-                                                                       : raft_voter_offset(q->r, q->cfg.voters[i].id);
+        vs[i].log_end_offset =
+            q->cfg.voters[i].id == q->cfg.node_id ? st.flushed : raft_voter_offset(q->r, q->cfg.voters[i].id);
         kafka_describe_quorum_response_node_init(&nodes[i]);
         nodes[i].node_id = q->cfg.voters[i].id;
         kafka_describe_quorum_response_listener_init(&ls[i]);
@@ -727,7 +739,7 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
     if (rc == RAFT_CODEC_ECLUSTER) {
         static log_ratelimit rl = LOG_RATELIMIT_DEFAULT;
         LOG_WARN_LIMITED(&rl, "quorum", "%s from %s names another cluster; answered INCONSISTENT_CLUSTER_ID",
-                            r->api->name, r->net->peer);
+                         r->api->name, r->net->peer);
         top_error(r, KAFKA_ERR_INCONSISTENT_CLUSTER_ID);
         return BREQ_DONE;
     }
@@ -746,7 +758,8 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
     int wait = r->hdr.api_key == KAFKA_API_FETCH ? m.u.fetch_req.max_wait_ms : 0;
     if (wait < 0 || wait > 60000)
         wait = 60000;
-    q->pend[q->n_pend++] = (pending){m.correlation_id, r->hdr.api_key, r, now + wait + q->cfg.request_timeout_ms};
+    q->pend[q->n_pend++] =
+        (pending){m.correlation_id, r->hdr.api_key, r, now + wait + q->cfg.request_timeout_ms};
     raft_receive(q->r, from, &m, now);
     pthread_mutex_unlock(q->cfg.mu);
     bquorum_kick(q);

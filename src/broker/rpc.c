@@ -10,8 +10,8 @@
 #include "proto/gen/kafka_msgs.h"
 #include "proto/header.h"
 
-int brpc_call(net_client *c, int16_t api_key, int16_t version, int32_t corr, const char *client_id, const void *req,
-              arena *a, void **resp, int timeout_ms) {
+int brpc_call(net_client *c, int16_t api_key, int16_t version, int32_t corr, const char *client_id,
+              const void *req, arena *a, void **resp, int timeout_ms) {
     const kafka_api_info *api = kafka_api_lookup(api_key);
     if (api == NULL)
         return -EINVAL;

@@ -20,8 +20,8 @@
  * reads the response and decodes it from a into *resp (the response
  * struct, allocated from a). 0, or -errno (transport) / -EPROTO (a response
  * that does not decode or answers another correlation id). */
-int brpc_call(net_client *c, int16_t api_key, int16_t version, int32_t corr, const char *client_id, const void *req,
-              arena *a, void **resp, int timeout_ms);
+int brpc_call(net_client *c, int16_t api_key, int16_t version, int32_t corr, const char *client_id,
+              const void *req, arena *a, void **resp, int timeout_ms);
 
 /* Sends an already framed request body (header + body, as a client sent
  * it) and reads the response frame into c->buf/c->len. 0 or -errno. */

@@ -287,8 +287,8 @@ bool raft_codec_is_metadata_fetch(const kafka_fetch_request *req) {
     return is_metadata_id(t->topic_id) || is_metadata_name(t->topic);
 }
 
-#define ONE(q, tf, tc, pf, pc)                                                                           \
-    ((q)->tc == 1 && is_metadata_name((q)->tf[0].topic_name) && (q)->tf[0].pc == 1 &&                   \
+#define ONE(q, tf, tc, pf, pc)                                                        \
+    ((q)->tc == 1 && is_metadata_name((q)->tf[0].topic_name) && (q)->tf[0].pc == 1 && \
      (q)->tf[0].pf[0].partition_index == 0)
 
 int raft_codec_parse_request(int16_t api_key, const void *req, const char *cluster_id, raft_msg *out,
