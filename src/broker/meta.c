@@ -346,8 +346,13 @@ static int finish(waiter *w) {
     return 0;
 }
 
+static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                                 ctrl_item_result *out);
+
 int bmeta_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
                         ctrl_item_result *out) {
+    if (m->q != NULL && !bmeta_is_active_controller(m))
+        return forward_create_topics(m, t, n, validate_only, out);
     waiter w = {out, n, false};
     RUNQ(m, &w, ctrl_create_topics(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
@@ -924,6 +929,85 @@ static void heartbeat(bmeta *m, int64_t epoch, int32_t id, const char *host, uin
     }
     net_client_free(&c);
     arena_reset(&a);
+}
+
+/* Topics this broker creates itself (auto-creation, __consumer_offsets)
+ * while another node is the active controller: CreateTopics to its
+ * controller listener. */
+static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                                 ctrl_item_result *out) {
+    for (int32_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].error = KAFKA_ERR_NOT_CONTROLLER;
+        snprintf(out[i].message, sizeof out[i].message, "no active controller could be reached");
+    }
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
+        return 0;
+    arena a;
+    arena_init(&a, 1 << 20);
+    kafka_create_topics_request req;
+    kafka_create_topics_request_init(&req);
+    kafka_create_topics_request_creatable_topic *ts = arena_calloc(&a, (size_t)(n > 0 ? n : 1), sizeof *ts);
+    if (ts == NULL) {
+        arena_reset(&a);
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        kafka_create_topics_request_creatable_topic_init(&ts[i]);
+        ts[i].name = t[i].name;
+        ts[i].num_partitions = t[i].partitions;
+        ts[i].replication_factor = t[i].replication_factor;
+        ts[i].assignments_count = 0;
+        kafka_create_topics_request_creatable_topic_config *cs =
+            t[i].n_configs > 0 ? arena_calloc(&a, (size_t)t[i].n_configs, sizeof *cs) : NULL;
+        for (int32_t k = 0; cs && k < t[i].n_configs; k++) {
+            kafka_create_topics_request_creatable_topic_config_init(&cs[k]);
+            cs[k].name = t[i].configs[k].key;
+            cs[k].value = t[i].configs[k].value;
+        }
+        ts[i].configs = cs;
+        ts[i].configs_count = cs ? t[i].n_configs : 0;
+    }
+    req.topics = ts;
+    req.topics_count = n;
+    req.timeout_ms = m->cfg->quorum_request_timeout_ms;
+    req.validate_only = validate_only;
+    net_client c;
+    net_client_init(&c, host, port);
+    void *resp = NULL;
+    static int32_t corr;
+    int rc = brpc_call(&c, KAFKA_API_CREATE_TOPICS, 7, ++corr, "sluice-broker", &req, &a, &resp,
+                       m->cfg->quorum_request_timeout_ms + 30000);
+    net_client_free(&c);
+    if (rc == 0) {
+        const kafka_create_topics_response *r = resp;
+        for (int32_t i = 0; i < n && i < r->topics_count; i++) {
+            const kafka_create_topics_response_creatable_topic_result *x = &r->topics[i];
+            out[i].error = x->error_code;
+            out[i].topic_id = x->topic_id;
+            out[i].partitions = x->num_partitions;
+            out[i].replication_factor = x->replication_factor;
+            snprintf(out[i].message, sizeof out[i].message, "%.*s",
+                     x->error_message.len > 0 ? x->error_message.len : 0,
+                     x->error_message.len > 0 ? x->error_message.ptr : "");
+        }
+    }
+    arena_reset(&a);
+    /* The caller reads the image next: wait (briefly) for the commit to reach it. */
+    for (int spin = 0; rc == 0 && spin < 200; spin++) {
+        md_image *img = bmeta_image(m);
+        bool all = true;
+        for (int32_t i = 0; i < n && all; i++)
+            all = out[i].error != 0 || md_image_topic(img, t[i].name) != NULL;
+        md_image_unref(img);
+        if (all)
+            break;
+        usleep(10000);
+    }
+    return 0;
 }
 
 /* A node that is not the active controller registers through it, until
