@@ -134,12 +134,10 @@ static int format(int argc, char **argv) {
     const char *overrides[OVERRIDES_MAX];
     size_t n_over = 0;
     bool ignore = false;
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"cluster-id", required_argument, NULL, 't'},
-                                         {"override", required_argument, NULL, 'o'},
-                                         {"ignore-formatted", no_argument, NULL, 'g'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"cluster-id", required_argument, NULL, 't'},
+        {"override", required_argument, NULL, 'o'}, {"ignore-formatted", no_argument, NULL, 'g'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "c:t:gh", opts, NULL)) != -1) {
@@ -208,8 +206,8 @@ static int format(int argc, char **argv) {
             if (ignore && same) {
                 printf("%s is already formatted for cluster %s, node %d\n", dir, cid, node);
             } else {
-                fprintf(stderr, "sluice storage format: %s is already formatted (cluster %s, node %d)%s\n", dir,
-                        have, node, same ? "; use --ignore-formatted to accept it" : "");
+                fprintf(stderr, "sluice storage format: %s is already formatted (cluster %s, node %d)%s\n",
+                        dir, have, node, same ? "; use --ignore-formatted to accept it" : "");
                 rc = CLI_EFAIL;
             }
         } else if ((e = write_meta(dir, path, cid, c.node_id)) != 0) {
