@@ -811,7 +811,7 @@ static int open_log(bmeta *m, const char *root) {
              ", %" PRId64 " from the log): %d topics, %" PRId64 " partitions",
              info.snapshot_records + info.log_records, info.snapshot_records, info.snapshot_end,
              info.log_records, md_image_topic_count(img), md_image_partition_count(img));
-    if (info.snapshot_records + info.log_records == 0) {
+    if (info.snapshot_records + info.log_records == 0 && m->applied >= info.end_offset) {
         /* A metadata log that is missing or empty while partitions exist was
          * lost (or log.dirs changed): reading it as "no topics" would set
          * every directory aside. */
