@@ -302,3 +302,43 @@ def test_node_of_another_cluster_is_refused(cluster, tmp_path):
         time.sleep(0.2)
     assert "INCONSISTENT_CLUSTER_ID" in nodes[0].log() + nodes[1].log()
     assert topic_view(odd, "still") is None
+
+
+def test_cluster_describe_cli(cluster):
+    import json
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    create(nodes[0], "cli", 2)
+
+    def described():
+        out = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", nodes[2].bootstrap, "--json"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        d = json.loads(out.stdout)
+        q = d["quorum"]
+        return d if q and all(v["lag"] == 0 for v in q["voters"]) else None
+    d = wait_for("every voter caught up", described)
+    assert [b["id"] for b in d["brokers"]] == [1, 2, 3]
+    assert d["controllerId"] == controller == d["quorum"]["leaderId"]
+    assert sorted(v["id"] for v in d["quorum"]["voters"]) == [1, 2, 3]
+    assert d["quorum"]["highWatermark"] > 0
+    text = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", nodes[0].bootstrap],
+                          capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0 and "Metadata quorum" in text.stdout, text.stdout + text.stderr
+
+
+def test_storage_format_refuses_another_cluster(tmp_path):
+    cfg = tmp_path / "node.properties"
+    cfg.write_text("node.id=4\nlog.dirs=%s\n" % (tmp_path / "d"))
+    ok = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", CLUSTER_ID], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    again = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", CLUSTER_ID, "--ignore-formatted"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    other = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", "AnotherClusterId00000Z",
+                            "--ignore-formatted"], capture_output=True, text=True)
+    assert other.returncode == 1 and "already formatted" in other.stderr
+    bad = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", "short"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    rid = subprocess.run([SLUICE, "storage", "random-uuid"], capture_output=True, text=True)
+    assert rid.returncode == 0 and len(rid.stdout.strip()) == 22
