@@ -113,7 +113,8 @@ static int quorum(const cluster_args *a, const cluster_view *dc, kraw *first, bo
             return rc;
         if ((rc = call(other, &o, KAFKA_API_DESCRIBE_QUORUM, v, &req, out)) != CLI_OK)
             return rc;
-        pd = out->topics_count == 1 && out->topics[0].partitions_count == 1 ? &out->topics[0].partitions[0] : NULL;
+        pd = out->topics_count == 1 && out->topics[0].partitions_count == 1 ? &out->topics[0].partitions[0]
+                                                                            : NULL;
         *have = pd && pd->error_code == 0;
         return CLI_OK;
     }
@@ -204,8 +205,8 @@ static int describe(cluster_args *a) {
         printf("Active controller: %d\n", cv.controller);
         printf("Brokers (unfenced):\n");
         for (int i = 0; i < cv.n; i++)
-            printf("  %-4d %s:%d%s%s\n", cv.b[i].id, cv.b[i].host, cv.b[i].port, cv.b[i].has_rack ? "  rack " : "",
-                   cv.b[i].rack);
+            printf("  %-4d %s:%d%s%s\n", cv.b[i].id, cv.b[i].host, cv.b[i].port,
+                   cv.b[i].has_rack ? "  rack " : "", cv.b[i].rack);
         if (pd) {
             printf("Metadata quorum (__cluster_metadata-0):\n");
             printf("  leader %d, epoch %d, high watermark %lld\n", pd->leader_id, pd->leader_epoch,
