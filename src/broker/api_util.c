@@ -95,8 +95,9 @@ int32_t api_brokers(breq *r, const md_image *img, api_broker **out) {
         const md_broker *mb = md_image_broker_at(img, i);
         if (mb->id == b->cfg->node_id || mb->fenced || mb->n_endpoints == 0)
             continue;
-        v[k++] = (api_broker){mb->id, kstr_c(mb->endpoints[0].host), mb->endpoints[0].port,
-                              mb->rack ? kstr_c(mb->rack) : KSTR_NULL};
+        /* copies: the image may be released before the answer is encoded */
+        v[k++] = (api_broker){mb->id, api_kstr(r, mb->endpoints[0].host), mb->endpoints[0].port,
+                              mb->rack ? api_kstr(r, mb->rack) : KSTR_NULL};
     }
     *out = v;
     return k;
@@ -109,9 +110,15 @@ int32_t api_controller_id(const breq *r) {
     bmeta *m = r->b->meta;
     if (!bmeta_is_quorum_member(m))
         return r->b->cfg->node_id;
-    if (bmeta_controller_address(m, &id, host, sizeof host, &port))
-        return id;
-    return bmeta_is_active_controller(m) ? r->b->cfg->node_id : -1;
+    if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
+        return bmeta_is_active_controller(m) ? r->b->cfg->node_id : -1;
+    /* A controller-only node is no broker clients can reach: name this one
+     * instead (as Kafka does), which forwards their admin requests. */
+    md_image *img = bmeta_image(m);
+    const md_broker *mb = md_image_broker(img, id);
+    bool reachable = mb != NULL && !mb->fenced;
+    md_image_unref(img);
+    return reachable ? id : r->b->cfg->node_id;
 }
 
 kstr api_rack(const breq *r) {

@@ -41,7 +41,8 @@ bool *api_dup_flags(breq *r, const void *base, size_t stride, int32_t n);
  * client listener, with the bound port when the configured one is 0. */
 void api_endpoint(const breq *r, const char **host, int32_t *port);
 /* The brokers clients are told about: on a quorum member every registered
- * broker of img that is not fenced (this one with api_endpoint's address),
+ * broker of img that is not fenced (this one with api_endpoint's address; the
+ * strings are copies in the arena, so img may be released first),
  * on a single node this one. *out from the request's arena; the count, or
  * -1 when memory ran out. */
 typedef struct api_broker {

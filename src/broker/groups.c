@@ -365,10 +365,11 @@ void groups_partition_follower(broker *b, int32_t index, int32_t epoch) {
 
 void groups_topic_deleted(broker *b, kstr name) {
     groups_mgr *m = b->groups;
-    if (m == NULL || m->shards == NULL)
+    int32_t n = m ? __atomic_load_n(&m->n, __ATOMIC_ACQUIRE) : 0;
+    if (n == 0)
         return;
     int64_t now = groups_now_ms();
-    for (int32_t i = 0; i < m->n; i++) {
+    for (int32_t i = 0; i < n; i++) {
         groups_shard *s = &m->shards[i];
         pthread_mutex_lock(&s->mu);
         int16_t err = gcoord_remove_topic(s->sm, name, now);

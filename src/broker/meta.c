@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ struct bmeta {
     md_image *proposed;     /* the active controller's view: img + its uncommitted proposals */
     md_image *tail;         /* start-up only: img + the log's uncommitted tail, for judge() */
     pthread_cond_t done_cv; /* a controller request was answered */
+    kuuid incarnation;      /* this process's broker registration */
     ctrl_item_result self_reg_res;
 };
 
@@ -528,10 +530,14 @@ static void quorum_role(void *ctx, raft_role role, int32_t epoch, int32_t leader
  * and per election, as a KRaft broker re-registers); other nodes register
  * through it (bmeta_tick). */
 static void self_registered(bmeta *m) {
-    const md_broker *b = NULL;
+    if (!(m->cfg->process_roles & CONFIG_ROLE_BROKER))
+        return; /* a controller-only node is not a broker */
+    /* Registered already by this process and not fenced (an active
+     * controller does not heartbeat itself: one fenced while another led
+     * registers again, which unfences it). */
     md_image *img = bmeta_image(m);
-    b = md_image_broker(img, m->cfg->node_id);
-    bool have = b != NULL;
+    const md_broker *b = md_image_broker(img, m->cfg->node_id);
+    bool have = b != NULL && !b->fenced && memcmp(b->incarnation.b, m->incarnation.b, 16) == 0;
     md_image_unref(img);
     if (have)
         return;
@@ -539,8 +545,7 @@ static void self_registered(bmeta *m) {
     for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
         if (!m->cfg->advertised[i].controller)
             l = &m->cfg->advertised[i];
-    kuuid inc;
-    sl_env_random(&m->env, inc.b, sizeof inc.b);
+    kuuid inc = m->incarnation;
     ctrl_broker_reg reg = {m->cfg->node_id,
                            inc,
                            l && l->name[0] ? l->name : "PLAINTEXT",
@@ -978,9 +983,9 @@ static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, b
     net_client c;
     net_client_init(&c, host, port);
     void *resp = NULL;
-    static int32_t corr;
-    int rc = brpc_call(&c, KAFKA_API_CREATE_TOPICS, 7, ++corr, "sluice-broker", &req, &a, &resp,
-                       m->cfg->quorum_request_timeout_ms + 30000);
+    static atomic_int corr;
+    int rc = brpc_call(&c, KAFKA_API_CREATE_TOPICS, 7, atomic_fetch_add(&corr, 1) + 1, "sluice-broker", &req,
+                       &a, &resp, m->cfg->quorum_request_timeout_ms + 30000);
     net_client_free(&c);
     if (rc == 0) {
         const kafka_create_topics_response *r = resp;
@@ -1013,12 +1018,7 @@ static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, b
 /* A node that is not the active controller registers through it, until
  * the committed image lists it with this start's incarnation. */
 static void register_with_controller(bmeta *m) {
-    static kuuid incarnation;
-    static bool have_inc;
-    if (!have_inc) {
-        sl_env_random(&m->env, incarnation.b, sizeof incarnation.b);
-        have_inc = true;
-    }
+    kuuid incarnation = m->incarnation;
     md_image *img = bmeta_image(m);
     const md_broker *b = md_image_broker(img, m->cfg->node_id);
     bool done = b != NULL && memcmp(b->incarnation.b, incarnation.b, 16) == 0;
@@ -1125,11 +1125,21 @@ static int open_quorum(bmeta *m) {
         self = self || qc.voters[i].id == cfg->node_id;
     }
     qc.n_voters = cfg->controller_quorum_voters.n;
-    if (!self || !(cfg->process_roles & CONFIG_ROLE_CONTROLLER)) {
-        LOG_ERROR("metadata",
-                  "node %d is not a voter of controller.quorum.voters (or process.roles lacks controller); "
-                  "broker-only nodes (observers) are not supported yet",
-                  cfg->node_id);
+    bool controller = (cfg->process_roles & CONFIG_ROLE_CONTROLLER) != 0;
+    if (controller && !self) {
+        LOG_ERROR(
+            "metadata",
+            "node %d has process.roles controller but is not among controller.quorum.voters; add it there "
+            "(every controller is a voter) or make it a broker only",
+            cfg->node_id);
+        return -1;
+    }
+    if (!controller && self) {
+        LOG_ERROR(
+            "metadata",
+            "node %d is among controller.quorum.voters but process.roles lacks controller; a voter must "
+            "be a controller",
+            cfg->node_id);
         return -1;
     }
     qc.election_timeout_ms = cfg->quorum_election_timeout_ms;
@@ -1174,6 +1184,7 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->img_mu, NULL);
     pthread_cond_init(&m->done_cv, NULL);
+    sl_env_random(&m->env, m->incarnation.b, sizeof m->incarnation.b);
     char err[ERR_MAX] = "";
     m->lm = logmgr_open(sc, (const char *const *)cfg->log_dirs.items, cfg->log_dirs.n, cfg->node_id,
                         cfg->max_connections, env_random, &m->env, err, sizeof err);
@@ -1303,7 +1314,7 @@ void bmeta_tick(bmeta *m, int64_t now) {
         snapshot_locked(m, now);
     if (m->ctrl)
         ctrl_tick(m->ctrl, sl_env_mono_ms(&m->env));
-    bool register_remote = m->q != NULL && !m->active;
+    bool register_remote = m->q != NULL && !m->active && (m->cfg->process_roles & CONFIG_ROLE_BROKER);
     pthread_mutex_unlock(&m->mu);
     if (register_remote)
         register_with_controller(m);

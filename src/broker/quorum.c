@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "core/log.h"
 #include "proto/batch_build.h"
 #include "raft/codec.h"
+#include "raft/observer.h"
 
 #define STATE_FILE    "quorum-state"
 #define STATE_MAX     4096
@@ -54,7 +56,8 @@ typedef struct chan {
 struct bquorum {
     bquorum_config cfg;
     bquorum_hooks hooks;
-    raft *r;
+    raft *r;   /* a voter's machine, or */
+    robs *obs; /* an observer's (node.id not among the voters) */
     raft_config rc;
     /* Guarded by cfg.mu: */
     pending pend[BQUORUM_PENDING_MAX];
@@ -69,11 +72,41 @@ struct bquorum {
     bool timer_started;
     pthread_mutex_t tmu;
     pthread_cond_t tcv;
-    bool stop, kicked;
+    atomic_bool stop;
+    bool kicked;
     chan chans[RAFT_VOTERS_MAX][CHANS];
     int n_chans;
     char client_id[64];
 };
+
+/* The node's machine, voter or observer. */
+static void m_receive(bquorum *q, int32_t from, const raft_msg *m, int64_t now) {
+    if (q->obs)
+        robs_receive(q->obs, from, m, now);
+    else
+        raft_receive(q->r, from, m, now);
+}
+static void m_tick(bquorum *q, int64_t now) {
+    if (q->obs)
+        robs_tick(q->obs, now);
+    else
+        raft_tick(q->r, now);
+}
+static int64_t m_deadline(const bquorum *q) {
+    return q->obs ? robs_next_deadline(q->obs) : raft_next_deadline(q->r);
+}
+static void m_flushed(bquorum *q, int64_t end, int64_t now) {
+    if (q->obs)
+        robs_log_flushed(q->obs, end, now);
+    else
+        raft_log_flushed(q->r, end, now);
+}
+static void m_state(const bquorum *q, raft_state *st) {
+    if (q->obs)
+        robs_get_state(q->obs, st);
+    else
+        raft_get_state(q->r, st);
+}
 
 static int64_t now_ms(const bquorum *q) { return sl_env_mono_ms(q->cfg.env); }
 
@@ -276,7 +309,7 @@ static void sink_append(void *ctx, const raft_append *a) {
         fatal(q, why);
         return;
     }
-    raft_log_flushed(q->r, end, now_ms(q));
+    m_flushed(q, end, now_ms(q));
 }
 
 static void sink_truncate(void *ctx, int64_t offset) {
@@ -393,7 +426,7 @@ static void *chan_main(void *arg) {
         }
         pthread_mutex_lock(q->cfg.mu);
         if (!q->stop && !q->fatal)
-            raft_receive(q->r, c->peer->id, &out, now_ms(q));
+            m_receive(q, c->peer->id, &out, now_ms(q));
         pthread_mutex_unlock(q->cfg.mu);
         bquorum_kick(q);
     }
@@ -425,14 +458,14 @@ static void *timer_main(void *arg) {
         int64_t now = now_ms(q);
         int64_t next = now + TICK_MAX_MS;
         if (!q->fatal) {
-            raft_tick(q->r, now);
+            m_tick(q, now);
             expire_pending(q, now);
             if (q->hw > q->hw_recorded && now - q->hw_recorded_at >= HW_PERSIST_MS) {
                 if (write_state(q, &q->qs, q->hw) == 0)
                     q->hw_recorded = q->hw;
                 q->hw_recorded_at = now;
             }
-            int64_t d = raft_next_deadline(q->r);
+            int64_t d = m_deadline(q);
             if (d < next)
                 next = d;
         }
@@ -552,11 +585,16 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     raft_log_info li = {start, start > 0 ? mdlog_snapshot_epoch(cfg->log) : 0, end, es.e, es.n, hw};
     raft_sink sink = {q,         sink_send,      sink_append, sink_truncate,       sink_persist,
                       sink_read, sink_committed, sink_role,   sink_snapshot_needed};
-    q->r = raft_create(&q->rc, &sink, sr == 1 ? &qs : NULL, &li, now_ms(q));
+    bool voter = false;
+    for (int i = 0; i < cfg->n_voters; i++)
+        voter = voter || cfg->voters[i].id == cfg->node_id;
+    if (voter)
+        q->r = raft_create(&q->rc, &sink, sr == 1 ? &qs : NULL, &li, now_ms(q));
+    else
+        q->obs = robs_create(&q->rc, &sink, &li, now_ms(q));
     free(es.e);
-    if (q->r == NULL) {
-        snprintf(err, errn,
-                 "the quorum cannot start: node.id %d must be one of controller.quorum.voters (at most %d)",
+    if (q->r == NULL && q->obs == NULL) {
+        snprintf(err, errn, "the quorum cannot start for node %d (at most %d voters; out of memory?)",
                  cfg->node_id, RAFT_VOTERS_MAX);
         free(q);
         return NULL;
@@ -577,11 +615,18 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
         q->n_chans++;
     }
     raft_state st;
-    raft_get_state(q->r, &st);
-    LOG_INFO("quorum",
-             "node %d of %d voters: epoch %d, %s, log [%" PRId64 ", %" PRId64 "), committed %" PRId64
-             " (recorded)",
-             cfg->node_id, cfg->n_voters, st.epoch, raft_role_name(st.role), st.log_start, st.log_end, hw);
+    m_state(q, &st);
+    if (q->obs)
+        LOG_INFO("quorum",
+                 "node %d observes the quorum of %d voters (broker only): log [%" PRId64 ", %" PRId64
+                 "), committed %" PRId64 " (recorded)",
+                 cfg->node_id, cfg->n_voters, st.log_start, st.log_end, hw);
+    else
+        LOG_INFO("quorum",
+                 "node %d of %d voters: epoch %d, %s, log [%" PRId64 ", %" PRId64 "), committed %" PRId64
+                 " (recorded)",
+                 cfg->node_id, cfg->n_voters, st.epoch, raft_role_name(st.role), st.log_start, st.log_end,
+                 hw);
     return q;
 }
 
@@ -603,7 +648,7 @@ void bquorum_close(bquorum *q) {
     if (q == NULL)
         return;
     pthread_mutex_lock(q->cfg.mu);
-    if (!q->fatal)
+    if (!q->fatal && q->r)
         raft_resign(q->r, now_ms(q));
     pthread_mutex_unlock(q->cfg.mu);
     /* give the EndQuorumEpoch a moment to leave */
@@ -629,9 +674,7 @@ void bquorum_close(bquorum *q) {
             pthread_mutex_lock(&c->mu);
             pthread_cond_broadcast(&c->cv);
             pthread_mutex_unlock(&c->mu);
-            if (c->conn.fd >= 0)
-                shutdown(c->conn.fd, SHUT_RDWR);
-        }
+        } /* a call in progress ends within its timeout (a Fetch: within the leader's wait) */
     for (int i = 0; i < q->n_chans; i++)
         for (int k = 0; k < CHANS; k++) {
             chan *c = &q->chans[i][k];
@@ -654,6 +697,7 @@ void bquorum_close(bquorum *q) {
         write_state(q, &q->qs, q->hw);
     pthread_mutex_unlock(q->cfg.mu);
     raft_destroy(q->r);
+    robs_destroy(q->obs);
     free(q->read_buf);
     pthread_mutex_destroy(&q->tmu);
     pthread_cond_destroy(&q->tcv);
@@ -680,7 +724,19 @@ static breq_status describe_quorum(bquorum *q, breq *r) {
     t->partitions_count = 1;
     pthread_mutex_lock(q->cfg.mu);
     raft_state st;
-    raft_get_state(q->r, &st);
+    m_state(q, &st);
+    int32_t oid[64];
+    int64_t ooff[64];
+    int n_obs = q->r && st.role == RAFT_LEADER ? raft_observers(q->r, oid, ooff, 64) : 0;
+    kafka_describe_quorum_response_replica_state *os =
+        n_obs > 0 ? breq_calloc(r, (size_t)n_obs, sizeof *os) : NULL;
+    if (n_obs > 0 && os == NULL)
+        n_obs = 0;
+    for (int i = 0; i < n_obs; i++) {
+        kafka_describe_quorum_response_replica_state_init(&os[i]);
+        os[i].replica_id = oid[i];
+        os[i].log_end_offset = ooff[i];
+    }
     if (st.role != RAFT_LEADER) {
         p->error_code = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
         p->error_message = kstr_c("this node is not the quorum's leader");
@@ -691,8 +747,9 @@ static breq_status describe_quorum(bquorum *q, breq *r) {
     for (int i = 0; i < q->cfg.n_voters; i++) {
         kafka_describe_quorum_response_replica_state_init(&vs[i]);
         vs[i].replica_id = q->cfg.voters[i].id;
-        vs[i].log_end_offset =
-            q->cfg.voters[i].id == q->cfg.node_id ? st.flushed : raft_voter_offset(q->r, q->cfg.voters[i].id);
+        vs[i].log_end_offset = q->cfg.voters[i].id == q->cfg.node_id ? st.flushed
+                               : q->r != NULL ? raft_voter_offset(q->r, q->cfg.voters[i].id)
+                                              : -1;
         kafka_describe_quorum_response_node_init(&nodes[i]);
         nodes[i].node_id = q->cfg.voters[i].id;
         kafka_describe_quorum_response_listener_init(&ls[i]);
@@ -705,7 +762,8 @@ static breq_status describe_quorum(bquorum *q, breq *r) {
     pthread_mutex_unlock(q->cfg.mu);
     p->current_voters = vs;
     p->current_voters_count = q->cfg.n_voters;
-    p->observers_count = 0;
+    p->observers = os;
+    p->observers_count = n_obs;
     resp->nodes = nodes;
     resp->nodes_count = q->cfg.n_voters;
     return BREQ_DONE;
@@ -747,6 +805,11 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
         top_error(r, KAFKA_ERR_INVALID_REQUEST);
         return BREQ_DONE;
     }
+    if (q->obs != NULL) {
+        /* Nobody asks an observer anything: it has no vote and no log to serve. */
+        top_error(r, KAFKA_ERR_NOT_LEADER_OR_FOLLOWER);
+        return BREQ_DONE;
+    }
     pthread_mutex_lock(q->cfg.mu);
     if (q->n_pend == BQUORUM_PENDING_MAX || q->fatal) {
         pthread_mutex_unlock(q->cfg.mu);
@@ -770,8 +833,8 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
 
 int16_t bquorum_propose(bquorum *q, const mdrec *recs, int n, int64_t now_wall_ms, int64_t *last) {
     raft_state st;
-    raft_get_state(q->r, &st);
-    if (st.role != RAFT_LEADER || q->fatal)
+    m_state(q, &st);
+    if (q->r == NULL || st.role != RAFT_LEADER || q->fatal)
         return KAFKA_ERR_NOT_CONTROLLER;
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
@@ -811,7 +874,8 @@ int16_t bquorum_propose(bquorum *q, const mdrec *recs, int n, int64_t now_wall_m
     return 0;
 }
 
-void bquorum_state(bquorum *q, raft_state *out) { raft_get_state(q->r, out); }
+void bquorum_state(bquorum *q, raft_state *out) { m_state(q, out); }
+bool bquorum_is_observer(const bquorum *q) { return q->obs != NULL; }
 
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id) {
     for (int i = 0; i < q->cfg.n_voters; i++)

@@ -21,6 +21,9 @@
  * (cfg.mu) held, so the metadata layer sees commits and role changes in
  * the same order as its own proposals.
  *
+ * A node whose node.id is not among the voters observes (raft/observer.h):
+ * it fetches the log from the leader, votes never and serves no one.
+ *
  * A write to the log or the quorum-state file that fails stops the node
  * (SIGTERM to itself, after a log line naming the file): a voter that
  * cannot record its vote or its log cannot take part, as in Kafka.
@@ -94,6 +97,8 @@ breq_status bquorum_handle(bquorum *q, breq *r);
 int16_t bquorum_propose(bquorum *q, const mdrec *recs, int n, int64_t now_wall_ms, int64_t *last);
 /* mu held. */
 void bquorum_state(bquorum *q, raft_state *out);
+/* A broker-only node following the log without a vote (raft/observer.h). */
+bool bquorum_is_observer(const bquorum *q);
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id);
 /* Wakes the timer thread (after a proposal: the machine may send). */
 void bquorum_kick(bquorum *q);

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "broker/api_util.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
@@ -298,6 +300,8 @@ static bool forwarded_api(int16_t key) {
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
 
+static int32_t created_topics(breq *r, const uint8_t *frame, size_t len, kstr **out);
+
 /* A quorum member that is not the active controller sends a client's admin
  * request, as the client framed it, to the active controller's controller
  * listener and relays the answer (Kafka 4 forwards them too). True when
@@ -322,6 +326,13 @@ static bool forward(breq *r) {
         net_client_free(&c);
         return false;
     }
+    /* The topics a forwarded CreateTopics created (copied: the answer's
+     * bytes go to the client). */
+    kstr *made = NULL;
+    int32_t n_made = 0;
+    if (r->hdr.api_key == KAFKA_API_CREATE_TOPICS &&
+        !((const kafka_create_topics_request *)r->req)->validate_only)
+        n_made = created_topics(r, c.buf, c.len, &made);
     net_response *out = net_response_new();
     uint8_t sz[4];
     wire_put_be32(sz, (uint32_t)c.len);
@@ -332,9 +343,50 @@ static bool forward(breq *r) {
         net_response_free(out);
         return false;
     }
+    /* A created topic is in this node's next Metadata answer, as when it is
+     * created here: wait (briefly) for the commit to reach this node. */
+    for (int spin = 0; n_made > 0 && spin < 200; spin++) {
+        md_image *img = bmeta_image(r->b->meta);
+        bool all = true;
+        for (int32_t i = 0; i < n_made && all; i++)
+            all = md_image_topic(img, made[i]) != NULL;
+        md_image_unref(img);
+        if (all)
+            break;
+        usleep(10000);
+    }
     net_respond(r->net, out, false);
     breq_free(r);
     return true;
+}
+
+/* The names a CreateTopics answer (frame after the size prefix) reports
+ * created, copied into r's arena; their count (0 when none or undecodable). */
+static int32_t created_topics(breq *r, const uint8_t *frame, size_t len, kstr **out) {
+    wire_reader rd;
+    wire_reader_init(&rd, frame, len);
+    (void)wire_read_i32(&rd);
+    if (proto_response_header_version(r->hdr.api_key, r->hdr.api_version) >= 1) {
+        uint32_t tags = wire_read_uvarint(&rd);
+        for (uint32_t i = 0; i < tags && rd.err == WIRE_OK; i++) {
+            (void)wire_read_uvarint(&rd);
+            wire_skip(&rd, wire_read_uvarint(&rd));
+        }
+    }
+    kafka_create_topics_response *cr = breq_alloc(r, sizeof *cr);
+    if (cr == NULL || rd.err != WIRE_OK)
+        return 0;
+    kafka_create_topics_response_init(cr);
+    if (kafka_create_topics_response_decode(&rd, r->hdr.api_version, &r->mem, cr) != WIRE_OK ||
+        cr->topics_count <= 0)
+        return 0;
+    kstr *v = breq_calloc(r, (size_t)cr->topics_count, sizeof *v);
+    int32_t n = 0;
+    for (int32_t i = 0; v && i < cr->topics_count; i++)
+        if (cr->topics[i].error_code == 0)
+            v[n++] = api_kstr_dup(r, cr->topics[i].name);
+    *out = v;
+    return v ? n : 0;
 }
 
 static void handle(broker *b, net_request *nr, bool controller_listener);

@@ -100,8 +100,29 @@ static int quorum(const cluster_args *a, const cluster_view *dc, kraw *first, bo
         *have = true;
         return CLI_OK;
     }
-    /* Ask the leader itself, through its client listener. */
+    /* Ask the leader itself: through its client listener, or (a
+     * controller-only node) the controller listener the answer names. */
     int32_t leader = pd ? pd->leader_id : -1;
+    char ctl_boot[300] = "";
+    for (int32_t i = 0; leader >= 0 && i < out->nodes_count; i++)
+        if (out->nodes[i].node_id == leader && out->nodes[i].listeners_count > 0)
+            snprintf(ctl_boot, sizeof ctl_boot, "%.*s:%u", out->nodes[i].listeners[0].host.len,
+                     out->nodes[i].listeners[0].host.ptr, out->nodes[i].listeners[0].port);
+    bool is_broker = false;
+    for (int32_t i = 0; i < dc->n; i++)
+        is_broker = is_broker || dc->b[i].id == leader;
+    if (leader >= 0 && !is_broker && ctl_boot[0]) {
+        kc_opts o = a->k;
+        o.bootstrap = ctl_boot;
+        if ((rc = kraw_open(other, &o)) != CLI_OK)
+            return rc;
+        if ((rc = call(other, &o, KAFKA_API_DESCRIBE_QUORUM, v, &req, out)) != CLI_OK)
+            return rc;
+        pd = out->topics_count == 1 && out->topics[0].partitions_count == 1 ? &out->topics[0].partitions[0]
+                                                                            : NULL;
+        *have = pd && pd->error_code == 0;
+        return CLI_OK;
+    }
     for (int32_t i = 0; leader >= 0 && i < dc->n; i++) {
         if (dc->b[i].id != leader)
             continue;
@@ -195,6 +216,13 @@ static int describe(cluster_args *a) {
                        (long long)r->log_end_offset,
                        (long long)(r->log_end_offset >= 0 ? lead_end - r->log_end_offset : -1));
             }
+            fputs("],\"observers\":[", stdout);
+            for (int32_t i = 0; i < pd->observers_count; i++) {
+                const kafka_describe_quorum_response_replica_state *r = &pd->observers[i];
+                printf("%s{\"id\":%d,\"logEndOffset\":%lld,\"lag\":%lld}", i ? "," : "", r->replica_id,
+                       (long long)r->log_end_offset,
+                       (long long)(r->log_end_offset >= 0 ? lead_end - r->log_end_offset : -1));
+            }
             fputs("]}", stdout);
         } else {
             fputs("null", stdout);
@@ -215,14 +243,19 @@ static int describe(cluster_args *a) {
             for (int32_t i = 0; i < pd->current_voters_count; i++)
                 if (pd->current_voters[i].replica_id == pd->leader_id)
                     lead_end = pd->current_voters[i].log_end_offset;
-            printf("  %-6s %-14s %s\n", "voter", "log end", "lag");
+            printf("  %-8s %-6s %-14s %s\n", "", "node", "log end", "lag");
             for (int32_t i = 0; i < pd->current_voters_count; i++) {
                 const kafka_describe_quorum_response_replica_state *r = &pd->current_voters[i];
                 if (r->log_end_offset >= 0)
-                    printf("  %-6d %-14lld %lld\n", r->replica_id, (long long)r->log_end_offset,
+                    printf("  %-8s %-6d %-14lld %lld\n", "voter", r->replica_id, (long long)r->log_end_offset,
                            (long long)(lead_end - r->log_end_offset));
                 else
-                    printf("  %-6d %-14s %s\n", r->replica_id, "unknown", "-");
+                    printf("  %-8s %-6d %-14s %s\n", "voter", r->replica_id, "unknown", "-");
+            }
+            for (int32_t i = 0; i < pd->observers_count; i++) {
+                const kafka_describe_quorum_response_replica_state *r = &pd->observers[i];
+                printf("  %-8s %-6d %-14lld %lld\n", "observer", r->replica_id, (long long)r->log_end_offset,
+                       (long long)(r->log_end_offset >= 0 ? lead_end - r->log_end_offset : -1));
             }
         } else {
             printf("Metadata quorum: none (a single node without controller.quorum.voters)\n");
