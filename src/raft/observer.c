@@ -94,8 +94,9 @@ static bool is_voter(const robs *o, int32_t id) {
 }
 
 robs *robs_create(const raft_config *cfg, const raft_sink *sink, const raft_log_info *log, int64_t now) {
-    if (cfg->n_voters <= 0 || cfg->n_voters > RAFT_VOTERS_MAX || is_voter(&(robs){.cfg = *cfg}, cfg->node_id) ||
-        cfg->fetch_timeout_ms <= 0 || cfg->request_timeout_ms <= 0)
+    if (cfg->n_voters <= 0 || cfg->n_voters > RAFT_VOTERS_MAX ||
+        is_voter(&(robs){.cfg = *cfg}, cfg->node_id) || cfg->fetch_timeout_ms <= 0 ||
+        cfg->request_timeout_ms <= 0)
         return NULL;
     robs *o = calloc(1, sizeof *o);
     if (o == NULL)
@@ -136,8 +137,9 @@ static void maybe_fetch(robs *o, int64_t now) {
     m.correlation_id = o->next_corr++;
     if (o->next_corr == INT32_MAX)
         o->next_corr = 1;
-    m.u.fetch_req = (raft_fetch_request){o->cfg.node_id, o->cfg.fetch_max_wait_ms, o->epoch, o->log_end, last_epoch(o),
-                                         o->log_start,   o->cfg.fetch_max_bytes};
+    m.u.fetch_req =
+        (raft_fetch_request){o->cfg.node_id, o->cfg.fetch_max_wait_ms, o->epoch, o->log_end, last_epoch(o),
+                             o->log_start,   o->cfg.fetch_max_bytes};
     o->pending = true;
     o->pending_to = to;
     o->pending_corr = m.correlation_id;
@@ -178,8 +180,8 @@ void robs_receive(robs *o, int32_t from, const raft_msg *m, int64_t now) {
     o->in_event++;
     const raft_fetch_response *f = &m->u.fetch_resp;
     if (f->error_code != 0) {
-        if (f->current_leader_id >= 0 && f->current_leader_id != o->cfg.node_id && is_voter(o, f->current_leader_id) &&
-            f->current_leader_epoch >= o->epoch) {
+        if (f->current_leader_id >= 0 && f->current_leader_id != o->cfg.node_id &&
+            is_voter(o, f->current_leader_id) && f->current_leader_epoch >= o->epoch) {
             set_leader(o, f->current_leader_epoch, f->current_leader_id, now);
             o->next_fetch_at = now;
         } else {
@@ -264,23 +266,43 @@ void robs_log_flushed(robs *o, int64_t end_offset, int64_t now) {
         maybe_fetch(o, now);
 }
 
+static int32_t epoch_at(const robs *o, int64_t off) {
+    for (int i = o->n_epochs - 1; i >= 0; i--)
+        if (o->epochs[i].start_offset <= off)
+            return o->epochs[i].epoch;
+    return o->snapshot_epoch;
+}
+
 void robs_snapshot_loaded(robs *o, int64_t end_offset, int32_t epoch, int64_t now) {
     check(o);
+    if (end_offset <= o->log_start)
+        return;
+    if (end_offset <= o->log_end && epoch_at(o, end_offset - 1) == epoch) {
+        /* The owner's own snapshot: the log before it is gone. */
+        int k = 0;
+        for (int i = 0; i < o->n_epochs; i++) {
+            bool covers = i + 1 < o->n_epochs ? o->epochs[i + 1].start_offset > end_offset : true;
+            if (o->epochs[i].start_offset >= end_offset || covers)
+                o->epochs[k++] = o->epochs[i];
+        }
+        o->n_epochs = k;
+        if (o->n_epochs > 0 && o->epochs[0].start_offset < end_offset)
+            o->epochs[0].start_offset = end_offset;
+        if (end_offset == o->log_end)
+            o->n_epochs = 0;
+    } else {
+        /* A snapshot fetched from the leader replaced the log. */
+        o->n_epochs = 0;
+        o->log_end = end_offset;
+        o->flushed = end_offset;
+    }
     o->log_start = end_offset;
     o->snapshot_epoch = epoch;
-    if (o->log_end < end_offset)
-        o->log_end = end_offset;
     if (o->flushed < end_offset)
         o->flushed = end_offset;
-    if (o->hw < end_offset)
-        o->hw = end_offset;
-    int k = 0;
-    for (int i = 0; i < o->n_epochs; i++)
-        if (o->epochs[i].start_offset >= end_offset || (i + 1 < o->n_epochs && o->epochs[i + 1].start_offset > end_offset))
-            o->epochs[k++] = o->epochs[i];
-    o->n_epochs = k;
-    if (o->n_epochs > 0 && o->epochs[0].start_offset < end_offset)
-        o->epochs[0].start_offset = end_offset;
+    o->in_event++;
+    advance_hw(o, end_offset);
+    o->in_event--;
     o->next_fetch_at = now;
     maybe_fetch(o, now);
     check(o);

@@ -35,15 +35,27 @@ FAST = {
 
 
 class Node(Broker):
-    def __init__(self, data_dir, node_id, ctl_port, voters, overrides):
+    """roles: "broker,controller" (combined), "controller" or "broker"."""
+
+    def __init__(self, data_dir, node_id, ctl_port, voters, overrides, roles="broker,controller"):
         super().__init__(data_dir, overrides)
         self.node_id = node_id
         self.ctl_port = ctl_port
         self.voters = voters
+        self.roles = roles
+
+    def listeners(self):
+        ls = []
+        if "broker" in self.roles:
+            ls.append("PLAINTEXT://127.0.0.1:%d" % self.port)
+        if "controller" in self.roles:
+            ls.append("CONTROLLER://127.0.0.1:%d" % self.ctl_port)
+        return ",".join(ls)
 
     def config_args(self):
         args = ["--override", "node.id=%d" % self.node_id,
-                "--override", "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d" % (self.port, self.ctl_port),
+                "--override", "process.roles=%s" % self.roles,
+                "--override", "listeners=%s" % self.listeners(),
                 "--override", "controller.listener.names=CONTROLLER",
                 "--override", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "--override", "controller.quorum.voters=%s" % self.voters,
@@ -64,7 +76,8 @@ class Node(Broker):
         self.log_file = open(self.log_path, "ab")
         from conftest import SLUICED
         self.proc = subprocess.Popen([SLUICED] + self.config_args(), stdout=self.log_file, stderr=subprocess.STDOUT)
-        if not wait_port(self.port, self.proc, timeout=60.0):
+        port = self.port if "broker" in self.roles else self.ctl_port
+        if not wait_port(port, self.proc, timeout=60.0):
             self.stop()
             raise RuntimeError("sluiced did not start; log:\n" + self.log())
         return self
@@ -74,13 +87,21 @@ class Node(Broker):
 def cluster(tmp_path, request):
     nodes = []
 
-    def make(n=3, overrides=None):
-        ctl = [free_port() for _ in range(n)]
-        voters = ",".join("%d@127.0.0.1:%d" % (i + 1, ctl[i]) for i in range(n))
+    def make(n=3, overrides=None, controllers=None, brokers=0):
+        """n combined nodes, or (controllers=k) k controller-only voters plus
+        `brokers` broker-only observers."""
+        k = controllers or n
+        ctl = [free_port() for _ in range(k)]
+        voters = ",".join("%d@127.0.0.1:%d" % (i + 1, ctl[i]) for i in range(k))
         ov = dict(FAST)
         ov.update(overrides or {})
-        for i in range(n):
-            nodes.append(Node(tmp_path / ("node-%d" % (i + 1)), i + 1, ctl[i], voters, ov))
+        roles = "controller" if controllers else "broker,controller"
+        for i in range(k):
+            nodes.append(Node(tmp_path / ("node-%d" % (i + 1)), i + 1, ctl[i], voters, ov, roles))
+        for j in range(brokers):
+            nodes.append(Node(tmp_path / ("node-%d" % (k + j + 1)), k + j + 1, 0, voters, ov, "broker"))
+        make.voters = voters
+        make.overrides = ov
         for nd in nodes:
             nd.format()
         for nd in nodes:
@@ -342,3 +363,49 @@ def test_storage_format_refuses_another_cluster(tmp_path):
     assert bad.returncode == 2
     rid = subprocess.run([SLUICE, "storage", "random-uuid"], capture_output=True, text=True)
     assert rid.returncode == 0 and len(rid.stdout.strip()) == 22
+
+
+def test_dedicated_controllers_and_brokers(cluster):
+    """Three controller-only voters and two broker-only observers."""
+    nodes = cluster(controllers=3, brokers=2)
+    brokers = nodes[3:]
+    for b in brokers:
+        wait_for("node %d to see brokers 4 and 5" % b.node_id, lambda b=b: brokers_seen(b)[0] == [4, 5])
+    create(brokers[0], "split", 4)
+    views = [wait_for("split on %d" % b.node_id, lambda b=b: topic_view(b, "split")) for b in brokers]
+    assert views[0] == views[1]
+    assert {leader for _, leader in views[0]} == {4, 5}  # only brokers hold partitions
+    # Clients are never sent to a controller-only node.
+    assert all(brokers_seen(b)[1] in (4, 5) for b in brokers)
+    produce(brokers[1], "split", 200, 4)
+    assert len(consume_all(brokers[0], "split", 4, 200)) == 200
+    out = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", brokers[0].bootstrap, "--json"],
+                         capture_output=True, text=True, timeout=30)
+    import json
+    q = json.loads(out.stdout)["quorum"]
+    assert sorted(v["id"] for v in q["voters"]) == [1, 2, 3]
+    assert sorted(o["id"] for o in q["observers"]) == [4, 5]
+    # The active controller goes; the brokers follow the next one.
+    leader = q["leaderId"]
+    next(n for n in nodes if n.node_id == leader).kill9()
+    create(brokers[1], "after-failover", 2)
+    for b in brokers:
+        wait_for("after-failover on %d" % b.node_id, lambda b=b: topic_view(b, "after-failover"))
+
+
+def test_broker_only_node_joins(cluster, tmp_path):
+    nodes = cluster(3)
+    wait_formed(nodes)
+    create(nodes[0], "old", 3)
+    extra = Node(tmp_path / "node-4", 4, 0, cluster.voters, cluster.overrides, "broker")
+    nodes.append(extra)
+    extra.format()
+    extra.start()
+    wait_for("node 4 registered", lambda: brokers_seen(nodes[0])[0] == [1, 2, 3, 4])
+    # It learnt the existing metadata from the log, and gets new partitions.
+    assert topic_view(extra, "old") == topic_view(nodes[0], "old")
+    create(extra, "new", 8)
+    view = wait_for("new on node 4", lambda: topic_view(extra, "new"))
+    assert 4 in {leader for _, leader in view}
+    produce(extra, "new", 80, 8)
+    assert len(consume_all(nodes[1], "new", 8, 80)) == 80
