@@ -184,6 +184,10 @@ void broker_shutdown(broker *b) {
     /* Handlers in the middle of long work wrap up with what they have, so
      * the drain below waits for them for milliseconds, not their deadline. */
     atomic_store(&b->draining, true);
+    /* A quorum member leaves the cluster's metadata first (fenced), so
+     * clients are sent elsewhere while it finishes. */
+    if (b->meta)
+        bmeta_controlled_shutdown(b->meta);
     /* Long-polling fetches are answered first, so that the network layer's
      * drain of in-flight requests does not wait out their max_wait_ms. */
     fetch_mgr_shutdown(b);
