@@ -35,7 +35,8 @@ _Static_assert(sizeof(map_slot) == CLEANER_MAP_SLOT_BYTES, "slot size");
 struct cleaner {
     cleaner_opts o;
     map_slot *slots;
-    size_t nslots, used, limit;
+    size_t max_slots;           /* what dedupe_buffer_bytes holds */
+    size_t nslots, used, limit; /* this pass's map */
     uint8_t *rbuf;
     size_t rcap;
 };
@@ -82,9 +83,19 @@ void cleaner_key_hash(const uint8_t *key, size_t len, uint64_t out[2]) {
     out[1] = hash64(key, len, 0x13198a2e03707344ULL);
 }
 
-static void map_clear(cleaner *c) {
-    memset(c->slots, 0, c->nslots * sizeof *c->slots);
+/* A zeroed map for a pass over dirty_bytes of batches: no more slots than
+ * those bytes can hold records (7 bytes the smallest record) nor than the
+ * buffer allows. calloc hands large maps zero pages from the kernel, so an
+ * idle or small pass costs no resident memory. */
+static int map_alloc(cleaner *c, int64_t dirty_bytes) {
+    free(c->slots);
+    size_t want = (size_t)(dirty_bytes / 7 / CLEANER_MAP_LOAD) + 1024;
+    c->nslots = want < c->max_slots ? want : c->max_slots;
+    c->limit = (size_t)((double)c->nslots * CLEANER_MAP_LOAD);
     c->used = 0;
+    assert(c->limit < c->nslots);
+    c->slots = calloc(c->nslots, sizeof *c->slots);
+    return c->slots ? 0 : -ENOMEM;
 }
 
 static map_slot *map_find(cleaner *c, const uint64_t h[2]) {
@@ -123,9 +134,7 @@ cleaner *cleaner_new(const cleaner_opts *o) {
     if (c == NULL)
         return NULL;
     c->o = *o;
-    c->nslots = (size_t)(o->dedupe_buffer_bytes / CLEANER_MAP_SLOT_BYTES);
-    c->limit = (size_t)((double)c->nslots * CLEANER_MAP_LOAD);
-    assert(c->limit < c->nslots);
+    c->max_slots = (size_t)(o->dedupe_buffer_bytes / CLEANER_MAP_SLOT_BYTES);
     return c;
 }
 
@@ -137,9 +146,9 @@ void cleaner_free(cleaner *c) {
     free(c);
 }
 
-static void throttle(cleaner *c, int64_t bytes) {
-    if (c->o.throttle != NULL && bytes > 0)
-        c->o.throttle(c->o.throttle_ctx, bytes);
+/* false: the caller abandons the pass. */
+static bool throttle(cleaner *c, int64_t bytes) {
+    return c->o.throttle == NULL || bytes <= 0 || c->o.throttle(c->o.throttle_ctx, bytes);
 }
 
 /* ---------------- reading a segment batch by batch ---------------- */
@@ -176,7 +185,10 @@ static int for_each_batch(cleaner *c, plog *l, const plog_clean_seg *cs, batch_f
             rc = STORAGE_KAFKA_STORAGE_ERROR;
             break;
         }
-        throttle(c, (int64_t)want);
+        if (!throttle(c, (int64_t)want)) {
+            rc = PLOG_CLEAN_STALE;
+            break;
+        }
         batch_cursor cur;
         batch_cursor_init(&cur, c->rbuf, want);
         for (;;) {
@@ -191,9 +203,10 @@ static int for_each_batch(cleaner *c, plog *l, const plog_clean_seg *cs, batch_f
                 if (batch_cursor_consumed(&cur) > 0)
                     break; /* read on from this batch */
                 /* One batch larger than the buffer: grow it to fit. */
-                int64_t claimed = want >= BATCH_HEADER_SIZE
-                                      ? (int64_t)(int32_t)wire_be32(c->rbuf + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD
-                                      : -1;
+                int64_t claimed =
+                    want >= BATCH_HEADER_SIZE
+                        ? (int64_t)(int32_t)wire_be32(c->rbuf + BATCH_OFF_LENGTH) + BATCH_LOG_OVERHEAD
+                        : -1;
                 if (claimed <= (int64_t)want || claimed > SEG_MAX_BATCH_BYTES || claimed > cs->size - pos) {
                     rc = corrupt(l, cs, at, "torn batch");
                     break;
@@ -252,7 +265,8 @@ static void measure_view(const plog_clean_view *v, const cleaner_log_config *cfg
      * and all after them, are not cleanable yet. */
     while (sp->upto < v->n) {
         const plog_clean_seg *s = &v->segs[sp->upto];
-        if (cfg->min_compaction_lag_ms > 0 && s->max_ts >= 0 && now_ms - s->max_ts < cfg->min_compaction_lag_ms)
+        if (cfg->min_compaction_lag_ms > 0 && s->max_ts >= 0 &&
+            now_ms - s->max_ts < cfg->min_compaction_lag_ms)
             break;
         sp->upto++;
     }
@@ -350,7 +364,8 @@ static int writer_flush(cleaner *c, writer *w) {
     int rc = segment_append(s, w->buf, w->len, w->b, w->nb);
     if (rc != 0)
         return rc;
-    throttle(c, (int64_t)w->len);
+    if (!throttle(c, (int64_t)w->len))
+        return PLOG_CLEAN_STALE;
     w->len = 0;
     w->nb = 0;
     return 0;
@@ -587,18 +602,14 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
     st->map_end = sp.first_dirty;
     if (sp.upto == 0 || (!st->due && !force))
         goto out;
-    if (c->slots == NULL) {
-        c->slots = malloc(c->nslots * sizeof *c->slots);
+    if (c->rbuf == NULL) {
         c->rbuf = malloc(READ_CHUNK);
         c->rcap = READ_CHUNK;
-        if (c->slots == NULL || c->rbuf == NULL) {
-            free(c->slots);
-            c->slots = NULL;
-            rc = STORAGE_KAFKA_STORAGE_ERROR;
-            goto out;
-        }
     }
-    map_clear(c);
+    if (c->rbuf == NULL || map_alloc(c, st->dirty_bytes) != 0) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
     /* Decoded records of one batch, its rebuilt copy and the record table. */
     arena a;
     arena_init(&a, (size_t)v.cfg.max_message_bytes * 64 * 3 + ((size_t)SEG_MAX_BATCH_BYTES * 2));
@@ -612,6 +623,10 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
         rc = for_each_batch(c, l, &v.segs[i], map_batch, &m);
         if (rc == STOP_MAP_FULL)
             break;
+        if (rc == PLOG_CLEAN_STALE) {
+            rc = STORAGE_OK; /* the log changed, or the pass was abandoned */
+            goto done;
+        }
         if (rc != 0)
             goto done;
         m.map_end = v.segs[i].end; /* the whole segment, gaps included */
@@ -664,7 +679,8 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
             continue;
         }
         if (rc == GROUP_TOO_BIG) {
-            fprintf(stderr, "cleaner: %s: the cleaned segment %020" PRId64 " does not fit its index; not cleaned\n",
+            fprintf(stderr,
+                    "cleaner: %s: the cleaned segment %020" PRId64 " does not fit its index; not cleaned\n",
                     plog_dir(l), v.segs[g0].base);
             rc = STORAGE_RECORD_LIST_TOO_LARGE;
         }
@@ -682,6 +698,8 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
     rc = plog_clean_state_set(l, &cs);
 done:
     arena_reset(&a);
+    free(c->slots); /* the map's memory is held only during a pass */
+    c->slots = NULL;
 out:
     plog_clean_view_release(&v);
     return rc;

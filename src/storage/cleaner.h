@@ -69,8 +69,10 @@
 typedef struct cleaner_opts {
     int64_t dedupe_buffer_bytes; /* this cleaner's share of log.cleaner.dedupe.buffer.size */
     /* Called after each read or write step with its bytes (NULL: none);
-     * may sleep to hold log.cleaner.io.max.bytes.per.second. */
-    void (*throttle)(void *ctx, int64_t bytes);
+     * may sleep to hold log.cleaner.io.max.bytes.per.second. Returning
+     * false abandons the pass (shutdown): nothing of the group being
+     * written is kept, and the pass returns STORAGE_OK. */
+    bool (*throttle)(void *ctx, int64_t bytes);
     void *throttle_ctx;
 } cleaner_opts;
 
@@ -101,7 +103,8 @@ typedef struct cleaner_stats {
 
 typedef struct cleaner cleaner;
 
-/* A cleaner with its own offset map (allocated at the first pass). NULL on
+/* A cleaner with its own offset map (allocated for each pass, at most
+ * dedupe_buffer_bytes, and no more than the dirty section can fill). NULL on
  * bad options (dedupe_buffer_bytes < CLEANER_MAP_MIN_BYTES) or memory. */
 cleaner *cleaner_new(const cleaner_opts *o);
 void cleaner_free(cleaner *c);

@@ -197,8 +197,8 @@ static void check_log_x(plog *l, int64_t dedup_below, bool tombstones_gone, bool
     int bad = 0;
     for (int i = 0; i < g.n; i++) {
         int k = model_at(g.r[i].offset);
-        if (k < 0 || model[k].key != g.r[i].key || model[k].value != g.r[i].value || model[k].ts != g.r[i].ts ||
-            model[k].hdr != g.r[i].hdr) {
+        if (k < 0 || model[k].key != g.r[i].key || model[k].value != g.r[i].value ||
+            model[k].ts != g.r[i].ts || model[k].hdr != g.r[i].hdr) {
             if (bad++ < 5)
                 fprintf(stderr, "record at %" PRId64 " differs from the model\n", g.r[i].offset);
         }
@@ -222,11 +222,11 @@ static void check_log_x(plog *l, int64_t dedup_below, bool tombstones_gone, bool
         while (gi < g.n && g.r[gi].offset < model[i].offset)
             gi++;
         bool there = gi < g.n && g.r[gi].offset == model[i].offset;
-        bool may_be_gone =
-            (tombstones_gone || tombstones_may_go) && model[i].value < 0 && (dedup_below < 0 || model[i].offset < dedup_below);
+        bool may_be_gone = (tombstones_gone || tombstones_may_go) && model[i].value < 0 &&
+                           (dedup_below < 0 || model[i].offset < dedup_below);
         if (!there && !may_be_gone && missing++ < 5)
-            fprintf(stderr, "latest record of key %d (offset %" PRId64 ", value %d) is missing\n", model[i].key,
-                    model[i].offset, model[i].value);
+            fprintf(stderr, "latest record of key %d (offset %" PRId64 ", value %d) is missing\n",
+                    model[i].key, model[i].offset, model[i].value);
     }
     CHECK_EQ_INT(missing, 0);
     /* 3. Deduplicated below dedup_below. */
@@ -440,7 +440,8 @@ static void test_multi_pass(void) {
         for (int b = 0; b < 100; b++) {
             for (int i = 0; i < 100; i++)
                 keys[i] = b * 100 + i; /* 10,000 distinct keys a round */
-            REQUIRE(append_batch(l, 100, keys, tomb, round == 1 ? BATCH_CODEC_ZSTD : BATCH_CODEC_NONE, 0) == 0);
+            REQUIRE(append_batch(l, 100, keys, tomb, round == 1 ? BATCH_CODEC_ZSTD : BATCH_CODEC_NONE, 0) ==
+                    0);
         }
     }
     REQUIRE(plog_roll(l, 0) == 0);
@@ -589,8 +590,8 @@ static int cv_fsync_dir(void *ctx, const char *d) {
 static void crashvfs_init(crashvfs *c) {
     memset(c, 0, sizeof *c);
     c->under = sl_vfs_posix();
-    c->v = (sl_vfs){c,         cv_open,  cv_close,  cv_pread,  cv_pwrite, cv_fsync,  cv_ftruncate, cv_fsize,
-                    cv_stat,   cv_rename, cv_unlink, cv_mkdir, cv_rmdir,  cv_list,   cv_fsync_dir};
+    c->v = (sl_vfs){c,       cv_open,   cv_close,  cv_pread, cv_pwrite, cv_fsync, cv_ftruncate, cv_fsize,
+                    cv_stat, cv_rename, cv_unlink, cv_mkdir, cv_rmdir,  cv_list,  cv_fsync_dir};
 }
 
 /* Builds the same log every time (seeded), cleans it with `budget` mutating
