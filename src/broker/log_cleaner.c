@@ -144,7 +144,8 @@ static void *cleaner_main(void *arg) {
                          " of %" PRId64 " records kept, %" PRId64 " bytes read, %" PRId64
                          " written, dirty ratio was %.2f, %.3f s",
                          pk.best->topic, pk.best->index, st.map_end, st.segments_in, st.segments_out,
-                         st.records_kept, st.records_read, st.bytes_read, st.bytes_written, st.dirty_ratio, secs);
+                         st.records_kept, st.records_read, st.bytes_read, st.bytes_written, st.dirty_ratio,
+                         secs);
             pthread_mutex_lock(&cs->mu);
             cs->busy[me] = NULL;
             pthread_mutex_unlock(&cs->mu);
@@ -185,8 +186,10 @@ cleaners *cleaners_start(const broker_config *bc, parts *ps, const sl_env *env) 
     pthread_cond_init(&cs->cv, NULL);
     int64_t share = bc->log_cleaner_dedupe_buffer_size / cs->n;
     if (share < CLEANER_MAP_MIN_BYTES) {
-        LOG_WARN("cleaner", "log.cleaner.dedupe.buffer.size gives each of %d thread(s) %" PRId64
-                 " bytes; using the smallest map, %d bytes", cs->n, share, CLEANER_MAP_MIN_BYTES);
+        LOG_WARN("cleaner",
+                 "log.cleaner.dedupe.buffer.size gives each of %d thread(s) %" PRId64
+                 " bytes; using the smallest map, %d bytes",
+                 cs->n, share, CLEANER_MAP_MIN_BYTES);
         share = CLEANER_MAP_MIN_BYTES;
     }
     cleaner_opts o = {.dedupe_buffer_bytes = share, .throttle = io_throttle, .throttle_ctx = cs};
