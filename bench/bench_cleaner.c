@@ -72,7 +72,8 @@ static uint8_t *make_batch(arena *a, long nkeys, size_t *len) {
         value[i] = (uint8_t)next_rand();
     for (int i = 0; i < RECS; i++) {
         int kl = snprintf(keys[i], sizeof keys[i], "key-%07ld", (long)(next_rand() % (uint64_t)nkeys));
-        r[i] = (batch_build_record){.key = {(const uint8_t *)keys[i], kl}, .value = {value, VLEN}, .timestamp = 1000};
+        r[i] = (batch_build_record){
+            .key = {(const uint8_t *)keys[i], kl}, .value = {value, VLEN}, .timestamp = 1000};
     }
     batch_build_opts o = batch_build_defaults();
     uint8_t *out;
@@ -209,12 +210,14 @@ int main(void) {
     double log_mbs = (double)size0 / (1 << 20) / t;
     printf("cleaner: %ld MiB log, %ld keys: a pass read %.0f MiB and wrote %.1f MiB in %.2f s (%" PRId64
            " of %" PRId64 " records kept, log %.0f -> %.1f MiB)\n",
-           mb, nkeys, (double)st.bytes_read / (1 << 20), (double)st.bytes_written / (1 << 20), t, st.records_kept,
-           st.records_read, (double)size0 / (1 << 20), (double)plog_size_bytes(l) / (1 << 20));
-    printf("cleaner throughput %.0f MiB/s read (%.0f MiB/s of log cleaned); raw write %.0f MiB/s, raw read %.0f "
-           "MiB/s (page cache, as the cleaner's reads were): ratio %.2fx of raw write, %.2fx of raw read "
-           "(log rate %.2fx of raw write)\n",
-           c_mbs, log_mbs, w_mbs, r_mbs, c_mbs / w_mbs, c_mbs / r_mbs, log_mbs / w_mbs);
+           mb, nkeys, (double)st.bytes_read / (1 << 20), (double)st.bytes_written / (1 << 20), t,
+           st.records_kept, st.records_read, (double)size0 / (1 << 20),
+           (double)plog_size_bytes(l) / (1 << 20));
+    printf(
+        "cleaner throughput %.0f MiB/s read (%.0f MiB/s of log cleaned); raw write %.0f MiB/s, raw read %.0f "
+        "MiB/s (page cache, as the cleaner's reads were): ratio %.2fx of raw write, %.2fx of raw read "
+        "(log rate %.2fx of raw write)\n",
+        c_mbs, log_mbs, w_mbs, r_mbs, c_mbs / w_mbs, c_mbs / r_mbs, log_mbs / w_mbs);
 
     /* 2. Appends with the cleaner idle, then with it running passes. */
     long app = bytes / 2;
@@ -225,9 +228,10 @@ int main(void) {
     double busy = append_rate(l, app, nkeys);
     atomic_store(&g.stop, true);
     pthread_join(th, NULL);
-    printf("append %ld MiB of 50 x 1 KiB batches to the compacted log: idle cleaner %.0f MiB/s, cleaner running "
-           "(%d passes meanwhile) %.0f MiB/s: ratio %.2fx\n",
-           app >> 20, idle, g.passes, busy, busy / idle);
+    printf(
+        "append %ld MiB of 50 x 1 KiB batches to the compacted log: idle cleaner %.0f MiB/s, cleaner running "
+        "(%d passes meanwhile) %.0f MiB/s: ratio %.2fx\n",
+        app >> 20, idle, g.passes, busy, busy / idle);
 
     plog_close(l);
     cleaner_free(c);

@@ -401,6 +401,7 @@ typedef struct clean_ctx {
     writer *w;
     int64_t now_ms;
     int64_t map_end;
+    int64_t group_end;       /* the group's last segment's end offset */
     int64_t next_horizon_ms; /* earliest horizon of a kept tombstone */
     bool changed;            /* the output differs from the input */
     cleaner_stats *st;
@@ -484,7 +485,27 @@ static int clean_batch(void *ctx, const uint8_t *bp, size_t size, const batch_he
     x->st->records_kept += n;
     if (n == 0) {
         x->changed = true;
-        return 0; /* the whole batch goes */
+        if (batch_last_offset(h) != x->group_end - 1)
+            return 0; /* the whole batch goes */
+        /* The group's last batch stays, empty, so the cleaned segment still
+         * ends where it did: a reader or follower at the log end never
+         * waits at a gap no batch covers. */
+        batch_build_opts o = batch_build_defaults();
+        o.base_offset = h->base_offset;
+        o.leader_epoch = h->partition_leader_epoch;
+        o.extra_attributes = (int16_t)(h->attributes & BATCH_ATTR_LOG_APPEND_TIME);
+        o.producer_id = h->producer_id;
+        o.producer_epoch = h->producer_epoch;
+        o.base_sequence = h->base_sequence;
+        o.last_offset_delta = h->last_offset_delta;
+        o.log_append_time = h->max_timestamp;
+        uint8_t *out;
+        size_t out_len;
+        batch_header nh;
+        if (batch_build(&o, NULL, 0, x->a, &out, &out_len) != BATCH_OK ||
+            batch_parse_header(out, out_len, &nh) != BATCH_OK)
+            return corrupt(x->l, x->seg, -1, "cannot build an empty batch");
+        return copy_batch(x, out, out_len, &nh);
     }
     if (kept_tombstone) {
         if (!has_horizon)
@@ -544,6 +565,7 @@ static int clean_group(cleaner *c, plog *l, const plog_clean_view *v, int g0, in
     out->compacted = true;
     x->w = &w;
     x->changed = g1 - g0 > 1;
+    x->group_end = v->segs[g1 - 1].end;
     for (int i = g0; i < g1 && rc == 0; i++) {
         x->seg = &v->segs[i];
         x->st->bytes_read += v->segs[i].size;

@@ -694,12 +694,68 @@ static void test_corrupt(void) {
     done();
 }
 
+typedef struct batch_list {
+    int64_t base[64], last[64];
+    int32_t count[64];
+    int n;
+} batch_list;
+
+static int list_batch(void *ctx, const uint8_t *b, size_t size, const batch_header *h) {
+    (void)b;
+    (void)size;
+    batch_list *bl = ctx;
+    if (bl->n < 64) {
+        bl->base[bl->n] = h->base_offset;
+        bl->last[bl->n] = batch_last_offset(h);
+        bl->count[bl->n++] = h->record_count;
+    }
+    return 0;
+}
+
+/* A segment whose records all go keeps its last batch, empty, so its end
+ * offset stays (readers and followers never wait at a gap at its end). */
+static void test_empty_last_batch(void) {
+    fresh("cleaner-empty", 150); /* one batch a segment */
+    plog *l = open_log(tl_storage(), true);
+    REQUIRE(l != NULL);
+    int k[2] = {1, 2};
+    bool live[2] = {false, false};
+    for (int i = 0; i < 4; i++)
+        REQUIRE(append_batch(l, 2, k, live, BATCH_CODEC_NONE, 0) == 0);
+    REQUIRE(plog_roll(l, 0) == 0);
+    REQUIRE(plog_flush(l, 0) == 0);
+    REQUIRE(plog_segment_count(l) >= 4);
+    cleaner *c = new_cleaner(CLEANER_MAP_MIN_BYTES);
+    cleaner_log_config lc;
+    cleaner_log_config_default(&lc);
+    cleaner_stats st;
+    REQUIRE(cleaner_clean(c, l, &lc, 0, true, &st) == STORAGE_OK);
+    check_log_x(l, plog_end_offset(l), false, false);
+    batch_list bl = {.n = 0};
+    int64_t next;
+    REQUIRE(plog_scan(l, 0, 1 << 20, list_batch, &bl, &next) == 0);
+    int64_t off = next;
+    while (off < plog_end_offset(l) && plog_scan(l, off, 1 << 20, list_batch, &bl, &next) == 0 && next > off)
+        off = next;
+    /* batches 0..2 are empty and keep their offsets; the last one is whole */
+    REQUIRE(bl.n == 4);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(bl.base[i], 2 * i);
+        CHECK_EQ_INT(bl.last[i], 2 * i + 1);
+        CHECK_EQ_INT(bl.count[i], i < 3 ? 0 : 2);
+    }
+    plog_close(l);
+    cleaner_free(c);
+    done();
+}
+
 int main(void) {
     UNIT_RUN(test_basic);
     UNIT_RUN(test_tombstones);
     UNIT_RUN(test_multi_pass);
     UNIT_RUN(test_random_model);
     UNIT_RUN(test_corrupt);
+    UNIT_RUN(test_empty_last_batch);
     UNIT_RUN(test_crash_points);
     return UNIT_END("test_cleaner");
 }
