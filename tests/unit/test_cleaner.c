@@ -18,6 +18,8 @@
  * log as after a kill and checks the same properties.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -749,12 +751,141 @@ static void test_empty_last_batch(void) {
     done();
 }
 
+/* Appends, reads and cleaning at once (as the broker runs them: a writer,
+ * fetches, the housekeeper's tick and a cleaner thread). Readers must see
+ * strictly increasing offsets and whole batches throughout; at the end the
+ * log holds what the model says. */
+typedef struct conc {
+    plog *l;
+    atomic_bool stop;
+    atomic_int passes, cleaned, reads, bad;
+} conc;
+
+static void *conc_clean(void *arg) {
+    conc *x = arg;
+    cleaner *c = new_cleaner(CLEANER_MAP_MIN_BYTES);
+    cleaner_log_config lc;
+    cleaner_log_config_default(&lc);
+    lc.min_cleanable_ratio = 0.1;
+    while (!atomic_load(&x->stop)) {
+        cleaner_stats st;
+        if (cleaner_clean(c, x->l, &lc, 0, false, &st) != STORAGE_OK)
+            atomic_fetch_add(&x->bad, 1);
+        atomic_fetch_add(&x->passes, 1);
+        if (st.segments_out > 0)
+            atomic_fetch_add(&x->cleaned, 1);
+        else
+            usleep(1000);
+    }
+    cleaner_free(c);
+    return NULL;
+}
+
+static void *conc_read(void *arg) {
+    conc *x = arg;
+    while (!atomic_load(&x->stop)) {
+        got g = read_all(x->l);
+        if (g.bad)
+            atomic_fetch_add(&x->bad, 1);
+        free(g.r);
+        atomic_fetch_add(&x->reads, 1);
+    }
+    return NULL;
+}
+
+static void test_concurrent(void) {
+    fresh("cleaner-conc", 4096);
+    tl_rng_state = 77;
+    plog *l = open_log(tl_storage(), true);
+    REQUIRE(l != NULL);
+    conc x = {.l = l};
+    pthread_t tc, tr;
+    pthread_create(&tc, NULL, conc_clean, &x);
+    pthread_create(&tr, NULL, conc_read, &x);
+    for (int i = 0; i < 3000; i++) {
+        produce(l, 1, 100, 10, i % 2 == 0, 0);
+        if (i % 50 == 0)
+            plog_tick(l, 0); /* the roll flush moves the recovery point */
+    }
+    plog_roll(l, 0);
+    plog_tick(l, 0);
+    for (int i = 0; i < 300 && atomic_load(&x.cleaned) < 3; i++)
+        usleep(10000);
+    atomic_store(&x.stop, true);
+    pthread_join(tc, NULL);
+    pthread_join(tr, NULL);
+    CHECK_EQ_INT(atomic_load(&x.bad), 0);
+    CHECK(atomic_load(&x.cleaned) > 2 && atomic_load(&x.reads) > 0);
+    check_log(l, -1, false);
+    printf(
+        "test_cleaner: concurrent: %d passes (%d cleaned something) and %d full reads during 3000 appends\n",
+        atomic_load(&x.passes), atomic_load(&x.cleaned), atomic_load(&x.reads));
+    plog_close(l);
+    done();
+}
+
+/* The throttle hook sees the bytes, and abandoning a pass (shutdown) keeps
+ * the log as it was, without leftover files. */
+typedef struct thr {
+    int64_t bytes;
+    int64_t allow; /* bytes after which the hook says stop */
+} thr;
+
+static bool count_bytes(void *ctx, int64_t bytes) {
+    thr *t = ctx;
+    t->bytes += bytes;
+    return t->bytes <= t->allow;
+}
+
+static int count_tagged(void *ctx, const char *name, bool is_dir) {
+    (void)is_dir;
+    if (strstr(name, ".cleaned") || strstr(name, ".swap"))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_throttle_abandon(void) {
+    fresh("cleaner-throttle", 2048);
+    tl_rng_state = 3;
+    plog *l = open_log(tl_storage(), true);
+    REQUIRE(l != NULL);
+    produce(l, 100, 30, 6, false, 0);
+    REQUIRE(plog_roll(l, 0) == 0);
+    REQUIRE(plog_flush(l, 0) == 0);
+    int64_t size = plog_size_bytes(l);
+    thr t = {0, size}; /* the map's reads pass, the rewrite stops */
+    cleaner_opts o = {
+        .dedupe_buffer_bytes = CLEANER_MAP_MIN_BYTES, .throttle = count_bytes, .throttle_ctx = &t};
+    cleaner *c = cleaner_new(&o);
+    cleaner_log_config lc;
+    cleaner_log_config_default(&lc);
+    cleaner_stats st;
+    CHECK_EQ_INT(cleaner_clean(c, l, &lc, 0, true, &st), STORAGE_OK);
+    CHECK(t.bytes > size);
+    int left = 0;
+    REQUIRE(sl_vfs_posix()->list(NULL, dir, count_tagged, &left) == 0);
+    CHECK_EQ_INT(left, 0);
+    check_log_x(l, -1, false, false);
+    /* Allowed to go on, the same cleaner finishes. */
+    t.allow = INT64_MAX;
+    t.bytes = 0;
+    CHECK_EQ_INT(cleaner_clean(c, l, &lc, 0, true, &st), STORAGE_OK);
+    CHECK(plog_size_bytes(l) < size);
+    CHECK(t.bytes >= st.bytes_written);
+    check_log_x(l, plog_end_offset(l), false, false);
+    plog_close(l);
+    cleaner_free(c);
+    done();
+}
+
 int main(void) {
     UNIT_RUN(test_basic);
     UNIT_RUN(test_tombstones);
     UNIT_RUN(test_multi_pass);
     UNIT_RUN(test_random_model);
     UNIT_RUN(test_corrupt);
+    UNIT_RUN(test_throttle_abandon);
+    UNIT_RUN(test_concurrent);
     UNIT_RUN(test_empty_last_batch);
     UNIT_RUN(test_crash_points);
     return UNIT_END("test_cleaner");
