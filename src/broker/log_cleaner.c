@@ -16,6 +16,9 @@
 #include "core/log.h"
 #include "storage/cleaner.h"
 
+#define SKIP_MAX    64
+#define SKIP_MIN_MS 60000 /* a failed log waits at least this, or 20 back-offs */
+
 typedef struct cthread {
     cleaners *owner;
     cleaner *c;
@@ -33,6 +36,13 @@ struct cleaners {
     plog *busy[CLEANERS_MAX]; /* the log each thread is cleaning (mu) */
     int n;
     cthread t[CLEANERS_MAX];
+    /* Logs a pass failed on (a corrupt batch, a disk error), left alone
+     * until `until` (wall ms) so a thread does not retry them in a loop
+     * (mu). */
+    struct {
+        plog *l;
+        int64_t until;
+    } skip[SKIP_MAX];
     /* The shared I/O budget (mu): bytes allowed since io_start_ns. */
     double io_rate;
     int64_t io_start_ns, io_bytes;
@@ -73,11 +83,32 @@ typedef struct pick {
     int64_t now;
 } pick;
 
-static bool busy_locked(cleaners *cs, plog *l) {
+static bool busy_locked(cleaners *cs, plog *l, int64_t now) {
     for (int i = 0; i < cs->n; i++)
         if (cs->busy[i] == l)
             return true;
+    for (int i = 0; i < SKIP_MAX; i++)
+        if (cs->skip[i].l == l && now < cs->skip[i].until)
+            return true;
     return false;
+}
+
+static void skip_for_a_while(cleaners *cs, plog *l, int64_t now) {
+    int64_t wait = cs->bc->log_cleaner_backoff_ms * 20;
+    if (wait < SKIP_MIN_MS)
+        wait = SKIP_MIN_MS;
+    pthread_mutex_lock(&cs->mu);
+    int slot = 0;
+    for (int i = 0; i < SKIP_MAX; i++) {
+        if (cs->skip[i].l == l || cs->skip[i].until < cs->skip[slot].until) {
+            slot = i;
+            if (cs->skip[i].l == l)
+                break;
+        }
+    }
+    cs->skip[slot].l = l;
+    cs->skip[slot].until = now + wait;
+    pthread_mutex_unlock(&cs->mu);
 }
 
 static bool consider(void *ctx, rpart *p) {
@@ -94,7 +125,7 @@ static bool consider(void *ctx, rpart *p) {
     if (!compact || l == NULL || plog_is_offline(l) || atomic_load(&p->removed))
         return !atomic_load(&pk->cs->stop);
     pthread_mutex_lock(&pk->cs->mu);
-    bool busy = busy_locked(pk->cs, l);
+    bool busy = busy_locked(pk->cs, l, pk->now);
     pthread_mutex_unlock(&pk->cs->mu);
     cleaner_stats st;
     if (busy || cleaner_measure(l, &lc, pk->now, &st) != STORAGE_OK || !st.due)
@@ -124,7 +155,7 @@ static void *cleaner_main(void *arg) {
         bool mine = false;
         if (l != NULL) {
             pthread_mutex_lock(&cs->mu);
-            if (!busy_locked(cs, l)) {
+            if (!busy_locked(cs, l, pk.now)) {
                 cs->busy[me] = l;
                 mine = true;
             }
@@ -135,10 +166,11 @@ static void *cleaner_main(void *arg) {
             int64_t t0 = clock_mono_ns();
             int rc = cleaner_clean(t->c, l, &pk.best_cfg, pk.now, false, &st);
             double secs = (double)(clock_mono_ns() - t0) / 1e9;
-            if (rc != STORAGE_OK)
-                LOG_WARN("cleaner", "partition %s-%d: not cleaned: %s", pk.best->topic, pk.best->index,
-                         storage_strerror(rc));
-            else if (st.segments_out > 0)
+            if (rc != STORAGE_OK) {
+                LOG_WARN("cleaner", "partition %s-%d: not cleaned: %s; left alone for a while",
+                         pk.best->topic, pk.best->index, storage_strerror(rc));
+                skip_for_a_while(cs, l, pk.now);
+            } else if (st.segments_out > 0)
                 LOG_INFO("cleaner",
                          "partition %s-%d: cleaned up to offset %" PRId64 ": %d segment(s) into %d, %" PRId64
                          " of %" PRId64 " records kept, %" PRId64 " bytes read, %" PRId64
