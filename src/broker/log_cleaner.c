@@ -58,8 +58,10 @@ static bool io_throttle(void *ctx, int64_t bytes) {
         return true;
     pthread_mutex_lock(&cs->mu);
     int64_t now = clock_mono_ns();
-    if (now - cs->io_start_ns > 10LL * 1000000000) { /* a fresh window now and then */
-        cs->io_start_ns = now;
+    /* Budget left unused while idle carries over for 100 ms at most. */
+    int64_t spent_until = cs->io_start_ns + (int64_t)((double)cs->io_bytes / cs->io_rate * 1e9);
+    if (now - spent_until > 100000000) {
+        cs->io_start_ns = now - 100000000;
         cs->io_bytes = 0;
     }
     cs->io_bytes += bytes;

@@ -643,6 +643,12 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
                 what = "recover";
                 goto err;
             }
+            /* The verified sealed segments are fsynced by the next plog_tick
+             * (the roll flush), which moves the recovery point past them:
+             * until then the cleaner, which works below it, would leave a
+             * log that takes no new appends uncleaned. */
+            if (l->nseg > 1)
+                l->flush_pending_to = l->segs[l->nseg - 1]->base_offset;
         }
         segment *a = active(l);
         a->active = true;
