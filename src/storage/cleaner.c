@@ -606,6 +606,10 @@ static int clean_group(cleaner *c, plog *l, const plog_clean_view *v, int g0, in
         segment_delete_files(out);
     segment_unref(out);
     free(w.buf);
+    if (rc < 0 && rc != GROUP_TOO_BIG) {
+        fprintf(stderr, "cleaner: %s: cannot write a cleaned segment: %s\n", plog_dir(l), strerror(-rc));
+        rc = STORAGE_KAFKA_STORAGE_ERROR; /* an errno from the files */
+    }
     return rc;
 }
 
