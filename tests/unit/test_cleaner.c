@@ -878,10 +878,64 @@ static void test_throttle_abandon(void) {
     done();
 }
 
+/* min.compaction.lag.ms holds young segments back; max.compaction.lag.ms
+ * makes an old dirty section due whatever the dirty ratio. Record
+ * timestamps are 1,000,000 + their number. */
+static void test_lags(void) {
+    fresh("cleaner-lags", 2048);
+    tl_rng_state = 11;
+    plog *l = open_log(tl_storage(), true);
+    REQUIRE(l != NULL);
+    produce(l, 100, 20, 5, false, 0);
+    REQUIRE(plog_roll(l, 0) == 0);
+    REQUIRE(plog_flush(l, 0) == 0);
+    int64_t newest = 1000000 + next_value - 1;
+    cleaner *c = new_cleaner(CLEANER_MAP_MIN_BYTES);
+    cleaner_log_config lc;
+    cleaner_log_config_default(&lc);
+    lc.min_compaction_lag_ms = 10000;
+    cleaner_stats st;
+    /* Everything younger than the lag: nothing cleanable. */
+    REQUIRE(cleaner_measure(l, &lc, newest + 5000 - 300, &st) == STORAGE_OK);
+    CHECK(!st.due);
+    int64_t size = plog_size_bytes(l);
+    REQUIRE(cleaner_clean(c, l, &lc, 1000000 + 100, true, &st) == STORAGE_OK);
+    CHECK_EQ_INT(plog_size_bytes(l), size);
+    /* Old enough: due, and cleaned. */
+    REQUIRE(cleaner_measure(l, &lc, newest + 10001, &st) == STORAGE_OK);
+    CHECK(st.due);
+    REQUIRE(cleaner_clean(c, l, &lc, newest + 10001, false, &st) == STORAGE_OK);
+    CHECK(plog_size_bytes(l) < size);
+    check_log_x(l, plog_end_offset(l), false, false);
+    /* A little more dirt: under a high ratio threshold it waits ... */
+    produce(l, 10, 20, 5, false, 0);
+    REQUIRE(plog_roll(l, 0) == 0);
+    REQUIRE(plog_flush(l, 0) == 0);
+    newest = 1000000 + next_value - 1;
+    lc.min_compaction_lag_ms = 0;
+    lc.min_cleanable_ratio = 0.99;
+    REQUIRE(cleaner_measure(l, &lc, newest + 1, &st) == STORAGE_OK);
+    CHECK(!st.due);
+    CHECK(st.dirty_ratio > 0 && st.dirty_ratio < 0.99);
+    /* ... until its records are older than max.compaction.lag.ms. */
+    lc.max_compaction_lag_ms = 60000;
+    REQUIRE(cleaner_measure(l, &lc, newest + 30000, &st) == STORAGE_OK);
+    CHECK(!st.due);
+    REQUIRE(cleaner_measure(l, &lc, newest + 60001, &st) == STORAGE_OK);
+    CHECK(st.due);
+    REQUIRE(cleaner_clean(c, l, &lc, newest + 60001, false, &st) == STORAGE_OK);
+    CHECK(st.segments_out > 0);
+    check_log_x(l, plog_end_offset(l), false, false);
+    plog_close(l);
+    cleaner_free(c);
+    done();
+}
+
 int main(void) {
     UNIT_RUN(test_basic);
     UNIT_RUN(test_tombstones);
     UNIT_RUN(test_multi_pass);
+    UNIT_RUN(test_lags);
     UNIT_RUN(test_random_model);
     UNIT_RUN(test_corrupt);
     UNIT_RUN(test_throttle_abandon);
