@@ -249,3 +249,38 @@ def test_compaction_survives_sigkill_mid_pass(broker_factory):
     b.overrides.pop("log.cleaner.io.max.bytes.per.second")
     b.restart()
     wait_compacted(b, "ck", latest, tombstones_gone=True)
+
+
+def test_consumer_offsets_compacted(broker_factory):
+    """__consumer_offsets is a compacted topic: with small segments the
+    cleaner compacts a group's many commits, and the last commit is what the
+    group reads back after a restart."""
+    b = broker_factory(dict(OVERRIDES, **{"offsets.topic.segment.bytes": "4096",
+                                          "offsets.topic.num.partitions": "1"}))
+    create_topic(b, "co", {})
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(10):
+        p.produce("co", value=b"x")
+    assert p.flush(15) == 0
+    from kafka.structs import OffsetAndMetadata
+    tp = KTP("co", 0)
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id="g-many", enable_auto_commit=False)
+    c.assign([tp])
+    for i in range(400):
+        c.commit({tp: OffsetAndMetadata(i % 10, "commit-%d" % i)})
+    c.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and "partition __consumer_offsets-0: cleaned" not in b.log():
+        time.sleep(0.3)
+    assert "partition __consumer_offsets-0: cleaned" in b.log(), b.log()[-3000:]
+    b.restart()
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id="g-many", enable_auto_commit=False)
+    deadline = time.time() + 20
+    committed = None
+    while time.time() < deadline and committed is None:
+        try:
+            committed = c.committed(tp, metadata=True)
+        except Exception:
+            time.sleep(0.3)
+    c.close()
+    assert committed is not None and committed.offset == 399 % 10 and committed.metadata == "commit-399"
