@@ -39,5 +39,9 @@ breq_status api_describe_groups(breq *r);
 breq_status api_list_groups(breq *r);
 breq_status api_delete_groups(breq *r);
 breq_status api_offset_delete(breq *r);
+/* the KRaft quorum (api_quorum.c): Vote, BeginQuorumEpoch, EndQuorumEpoch, DescribeQuorum */
+breq_status api_quorum(breq *r);
+breq_status api_broker_registration(breq *r);
+breq_status api_broker_heartbeat(breq *r);
 
 #endif

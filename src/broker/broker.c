@@ -131,6 +131,26 @@ broker *broker_create(const broker_config *cfg) {
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;
+    /* A quorum member also serves its controller listener: the quorum's
+     * RPCs, registrations and forwarded admin requests. */
+    const config_listener *cl = NULL;
+    for (int i = 0; i < cfg->n_listeners && cl == NULL; i++)
+        if (cfg->listeners[i].controller)
+            cl = &cfg->listeners[i];
+    if (cfg->controller_quorum_voters.n > 0) {
+        if (cl == NULL) {
+            LOG_ERROR(
+                "broker",
+                "controller.quorum.voters is set, but no listener is named in controller.listener.names");
+            goto err;
+        }
+        net_config cc = nc;
+        cc.host = cl->host;
+        cc.port = (uint16_t)cl->port;
+        b->ctl_net = net_server_create(&cc, broker_handle_controller_request, b);
+        if (b->ctl_net == NULL)
+            goto err;
+    }
     if (fetch_mgr_start(b) != 0)
         goto err;
     if (groups_mgr_start(b) != 0)
@@ -147,7 +167,7 @@ int broker_start(broker *b) {
     if (driver_start(b->driver) != 0)
         return -1;
     b->cleaners = cleaners_start(b->cfg, bmeta_parts(b->meta), &b->env);
-    if (net_server_start(b->net) != 0) {
+    if (net_server_start(b->net) != 0 || (b->ctl_net && net_server_start(b->ctl_net) != 0)) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
     }
@@ -169,6 +189,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
+    if (b->ctl_net)
+        net_server_stop(b->ctl_net, 5000);
     /* No more timer work: every task's state is torn down below. */
     driver_stop(b->driver);
     /* Passes in progress are abandoned before the logs close. */
@@ -199,6 +221,8 @@ void broker_destroy(broker *b) {
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
     net_server_destroy(b->net);
+    if (b->ctl_net)
+        net_server_destroy(b->ctl_net);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->meta)
         bmeta_close(b->meta);

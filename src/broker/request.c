@@ -13,6 +13,8 @@
 
 #include "broker/apis.h"
 #include "broker/broker.h"
+#include "broker/meta.h"
+#include "broker/rpc.h"
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
@@ -54,6 +56,12 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups},
     {KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups},
     {KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete},
+    {KAFKA_API_VOTE, 0, 2, api_quorum},
+    {KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_quorum},
+    {KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_quorum},
+    {KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_quorum},
+    {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
+    {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -280,13 +288,68 @@ static log_ratelimit malformed_rl = LOG_RATELIMIT_DEFAULT;
 
 static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
 
-void broker_handle_request(void *ctx, net_request *nr) {
+/* ---- forwarding to the active controller -------------------------------------------- */
+
+static bool forwarded_api(int16_t key) {
+    return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
+           key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
+           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS;
+}
+
+static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
+
+/* A quorum member that is not the active controller sends a client's admin
+ * request, as the client framed it, to the active controller's controller
+ * listener and relays the answer (Kafka 4 forwards them too). True when
+ * answered; false to answer here (NOT_CONTROLLER while none is elected or
+ * the controller cannot be reached: clients retry it). */
+static bool forward(breq *r) {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    if (!bmeta_controller_address(r->b->meta, &id, host, sizeof host, &port))
+        return false;
+    net_client c;
+    net_client_init(&c, host, port);
+    int timeout = r->b->cfg->quorum_request_timeout_ms + 30000;
+    int rc = brpc_call_raw(&c, r->net->frame, r->net->len, timeout);
+    if (rc != 0) {
+        LOG_WARN_LIMITED(
+            &forward_rl, "broker",
+            "forwarding %s from %s to the active controller (node %d at %s:%u) failed: %s; answered "
+            "here",
+            r->api->name, r->net->peer, id, host, port, strerror(-rc));
+        net_client_free(&c);
+        return false;
+    }
+    net_response *out = net_response_new();
+    uint8_t sz[4];
+    wire_put_be32(sz, (uint32_t)c.len);
+    bool ok = out && net_response_append(out, sz, 4) && net_response_append_owned(out, c.buf, c.len);
+    c.buf = NULL;
+    net_client_free(&c);
+    if (!ok) {
+        net_response_free(out);
+        return false;
+    }
+    net_respond(r->net, out, false);
+    breq_free(r);
+    return true;
+}
+
+static void handle(broker *b, net_request *nr, bool controller_listener);
+
+void broker_handle_request(void *ctx, net_request *nr) { handle(ctx, nr, false); }
+void broker_handle_controller_request(void *ctx, net_request *nr) { handle(ctx, nr, true); }
+
+static void handle(broker *b, net_request *nr, bool controller_listener) {
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
         net_respond(nr, NULL, true);
         return;
     }
-    r->b = ctx;
+    r->b = b;
+    r->controller_listener = controller_listener;
     r->net = nr;
     r->start_ns = clock_mono_ns();
     int64_t work_ms = r->b->cfg ? r->b->cfg->request_work_max_ms : 5000;
@@ -345,6 +408,9 @@ void broker_handle_request(void *ctx, net_request *nr) {
         return;
     }
     r->api->response_init(r->resp);
+    if (!r->controller_listener && forwarded_api(r->hdr.api_key) && r->b->meta &&
+        bmeta_is_quorum_member(r->b->meta) && forward(r))
+        return;
 
     switch (ba->fn(r)) {
     case BREQ_DONE:

@@ -332,7 +332,10 @@ static void observe_epoch(raft *r, int32_t epoch, int32_t leader, int64_t now) {
 static void send_votes(raft *r, bool pre_vote, int64_t now) {
     for (int i = 0; i < r->n; i++) {
         voter *v = &r->v[i];
-        if (i == r->self || v->vote != 0)
+        /* Not to a voter whose answer is still awaited: a resend would make
+         * that answer stale (answers match the latest request), and a
+         * voter slower than the owner's ticks would never count. */
+        if (i == r->self || v->vote != 0 || (v->req_pending && v->req_kind == RAFT_VOTE_REQUEST))
             continue;
         raft_msg m = {.kind = RAFT_VOTE_REQUEST};
         m.u.vote_req = (raft_vote_request){

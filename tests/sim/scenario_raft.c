@@ -112,6 +112,10 @@ struct world {
     raft_config base;
     uint32_t persist_crash_ppm;
     int64_t fault_gap_max;
+    /* > 0: the owner also ticks every node at random moments up to this
+     * many ms apart, as a real owner does when other work wakes it (the
+     * machine must not act differently for a tick before its deadline). */
+    int64_t spurious_max;
     uint64_t proposals, accepted, crashes, elections, snapshots, loads, truncations, resigns;
 };
 
@@ -492,6 +496,8 @@ static void schedule_wake(node *nd) {
 static const raft_sink SINK = {NULL,    on_send,      on_append, on_truncate,       on_persist,
                                on_read, on_committed, on_role,   on_snapshot_needed};
 
+static void spurious_tick(void *ctx, void *arg);
+
 static void start_node(world *w, node *nd) {
     raft_config c = w->base;
     c.node_id = nd->id;
@@ -520,6 +526,24 @@ static void start_node(world *w, node *nd) {
     nd->up = true;
     nd->scheduled = NEVER;
     schedule_wake(nd);
+    if (w->spurious_max > 0)
+        sim_after(w->s, sim_range(&w->s->rng, 1, w->spurious_max), spurious_tick, nd,
+                  (void *)(uintptr_t)nd->incarnation);
+}
+
+/* A tick the machine did not ask for. */
+static void spurious_tick(void *ctx, void *arg) {
+    node *nd = ctx;
+    world *w = nd->w;
+    if (w->ending || w->s->failed)
+        return;
+    if (nd->up && (uint32_t)(uintptr_t)arg == nd->incarnation) {
+        raft_tick(nd->r, w->s->now);
+        schedule_wake(nd);
+    }
+    if (nd->up)
+        sim_after(w->s, sim_range(&w->s->rng, 1, w->spurious_max), spurious_tick, nd,
+                  (void *)(uintptr_t)nd->incarnation);
 }
 
 static void restart(void *ctx, void *arg) {
@@ -736,6 +760,8 @@ static bool run(sim *s) {
     w->base.election_timeout_ms = (int32_t)sim_range(&s->rng, 200, 1000);
     w->base.fetch_timeout_ms = w->base.election_timeout_ms * 2;
     w->base.election_backoff_max_ms = (int32_t)sim_range(&s->rng, 100, 1000);
+    if (sim_chance(&s->rng, 500000))
+        w->spurious_max = sim_range(&s->rng, 5, 60);
     w->base.request_timeout_ms = (int32_t)sim_range(&s->rng, 300, 2000);
     w->base.fetch_max_wait_ms = (int32_t)sim_range(&s->rng, 50, 500);
     w->base.fetch_max_bytes = (int32_t)sim_range(&s->rng, 1024, 8192);
