@@ -931,11 +931,79 @@ static void test_lags(void) {
     done();
 }
 
+/* Transactional and control batches are copied unchanged and never shadow
+ * an earlier value (no transaction state tells aborted from committed);
+ * LogAppendTime timestamps survive re-encoding. */
+static int append_raw(plog *l, int key, int16_t attrs, int64_t pid, int64_t now) {
+    arena a;
+    arena_init(&a, 1 << 20);
+    char kb[16], vb[24];
+    int v = next_value++;
+    int kl = snprintf(kb, sizeof kb, "key-%d", key), vl = snprintf(vb, sizeof vb, "value-%d", v);
+    batch_build_record r = {
+        .key = {(const uint8_t *)kb, kl}, .value = {(const uint8_t *)vb, vl}, .timestamp = 1000000 + v};
+    batch_build_opts o = batch_build_defaults();
+    o.extra_attributes = attrs;
+    o.producer_id = pid;
+    o.producer_epoch = pid >= 0 ? 0 : -1;
+    o.base_sequence = pid >= 0 ? 0 : -1;
+    uint8_t *out;
+    size_t len;
+    int rc = batch_build(&o, &r, 1, &a, &out, &len);
+    if (rc == 0)
+        rc = plog_append(l, out, len, 1, now, NULL);
+    arena_reset(&a);
+    return rc;
+}
+
+static void test_transactional_and_log_append_time(void) {
+    fresh("cleaner-txn", 1024);
+    cfg.timestamp_type = PLOG_TS_LOG_APPEND_TIME;
+    plog *l = open_log(tl_storage(), true);
+    REQUIRE(l != NULL);
+    for (int i = 0; i < 30; i++)
+        REQUIRE(append_raw(l, i % 3, 0, -1, 5000 + i) == 0);           /* offsets 0..29 */
+    REQUIRE(append_raw(l, 0, BATCH_ATTR_TRANSACTIONAL, 7, 9000) == 0); /* 30: key 0, in a transaction */
+    int k4[4] = {5, 6, 5, 7};
+    bool f4[4] = {false, false, false, false};
+    REQUIRE(append_batch(l, 4, k4, f4, BATCH_CODEC_GZIP, 9500) == 0); /* 31..34: 31 goes, re-encoded */
+    REQUIRE(plog_roll(l, 9000) == 0);
+    REQUIRE(plog_flush(l, 9000) == 0);
+    got before = read_all(l);
+    cleaner *c = new_cleaner(CLEANER_MAP_MIN_BYTES);
+    cleaner_log_config lc;
+    cleaner_log_config_default(&lc);
+    cleaner_stats st;
+    REQUIRE(cleaner_clean(c, l, &lc, 10000, true, &st) == STORAGE_OK);
+    got after = read_all(l);
+    /* keys 1 and 2: their last values; key 0: its last plain value (27)
+     * and the transactional one (30) */
+    REQUIRE(after.n == 7);
+    static const int64_t want[7] = {27, 28, 29, 30, 32, 33, 34};
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ_INT(after.r[i].offset, want[i]);
+    for (int i = 0; i < after.n; i++) {
+        int k = 0;
+        while (k < before.n && before.r[k].offset != after.r[i].offset)
+            k++;
+        REQUIRE(k < before.n);
+        CHECK_EQ_INT(after.r[i].ts, before.r[k].ts); /* the append time, not the create time */
+        CHECK(after.r[i].ts >= 5000 && after.r[i].ts <= 9500);
+        CHECK_EQ_INT(after.r[i].value, before.r[k].value);
+    }
+    free(before.r);
+    free(after.r);
+    plog_close(l);
+    cleaner_free(c);
+    done();
+}
+
 int main(void) {
     UNIT_RUN(test_basic);
     UNIT_RUN(test_tombstones);
     UNIT_RUN(test_multi_pass);
     UNIT_RUN(test_lags);
+    UNIT_RUN(test_transactional_and_log_append_time);
     UNIT_RUN(test_random_model);
     UNIT_RUN(test_corrupt);
     UNIT_RUN(test_throttle_abandon);
