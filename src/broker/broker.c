@@ -15,6 +15,7 @@
 #include "broker/driver.h"
 #include "broker/fetch.h"
 #include "broker/groups.h"
+#include "broker/log_cleaner.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -166,6 +167,7 @@ err:
 int broker_start(broker *b) {
     if (driver_start(b->driver) != 0)
         return -1;
+    b->cleaners = cleaners_start(b->cfg, bmeta_parts(b->meta), &b->env);
     if ((b->net && net_server_start(b->net) != 0) || (b->ctl_net && net_server_start(b->ctl_net) != 0)) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
@@ -200,6 +202,9 @@ void broker_shutdown(broker *b) {
         net_server_stop(b->ctl_net, 5000);
     /* No more timer work: every task's state is torn down below. */
     driver_stop(b->driver);
+    /* Passes in progress are abandoned before the logs close. */
+    cleaners_stop(b->cleaners);
+    b->cleaners = NULL;
     /* The coordinator holds a reference on __consumer_offsets. */
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
@@ -219,6 +224,8 @@ void broker_destroy(broker *b) {
     if (b == NULL)
         return;
     driver_stop(b->driver);
+    cleaners_stop(b->cleaners);
+    b->cleaners = NULL;
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
