@@ -517,6 +517,49 @@ static void quorum_committed(void *ctx, int64_t hw) {
     md_image_unref(next);
 }
 
+static int snap_apply(void *ctx, const mdrec *rec, int64_t offset, bool from_snapshot, char *err,
+                      size_t errn) {
+    (void)from_snapshot;
+    return commit_apply(ctx, rec, offset, false, err, errn);
+}
+
+/* A snapshot fetched from the leader replaces the log and the image. */
+static int quorum_install(void *ctx, const char *tmp_path, int64_t end, int32_t epoch) {
+    bmeta *m = ctx;
+    char err[ERR_MAX] = "";
+    if (mdlog_install_snapshot(m->log, tmp_path, end, epoch, err, sizeof err) != 0) {
+        LOG_ERROR("metadata", "%s", err);
+        return -1;
+    }
+    char path[4300];
+    mdlog_snapshot_file(m->log, end, epoch, path, sizeof path);
+    md_image *empty = md_image_empty();
+    md_delta *d = md_delta_begin(empty);
+    md_image_unref(empty);
+    int64_t records = 0;
+    if (d == NULL || mdlog_read_snapshot(m->sc, path, snap_apply, d, &records, err, sizeof err) != 0) {
+        if (d)
+            md_delta_abort(d);
+        LOG_ERROR(
+            "metadata",
+            "the installed snapshot %s does not apply (%s); this node stops rather than serve another view",
+            path, d ? err : "out of memory");
+        kill(getpid(), SIGTERM);
+        return -1;
+    }
+    md_image *next = md_delta_publish(d, end - 1, epoch);
+    if (next == NULL)
+        return -1;
+    md_image *prev = bmeta_image(m);
+    m->applied = end;
+    parts_apply(m->ps, prev, next, sl_env_wall_ms(&m->env), false);
+    set_image(m, next);
+    md_image_unref(prev);
+    LOG_INFO("metadata", "installed the leader's snapshot at offset %" PRId64 ": %" PRId64 " records", end,
+             records);
+    return 0;
+}
+
 static void quorum_role(void *ctx, raft_role role, int32_t epoch, int32_t leader_id) {
     bmeta *m = ctx;
     (void)leader_id;
@@ -613,7 +656,6 @@ static void mdlog_cfg(const bmeta *m, mdlog_config *mc) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/%s", logmgr_root(m->lm, 0), MDLOG_DIR_NAME);
         mc->replay_below = bquorum_recorded_commit(dir);
-        mc->keep_log = true;
     }
 }
 
@@ -1224,7 +1266,7 @@ static int open_quorum(bmeta *m) {
     qc.log = m->log;
     qc.mu = &m->mu;
     qc.env = &m->env;
-    bquorum_hooks qh = {m, quorum_committed, quorum_role};
+    bquorum_hooks qh = {m, quorum_committed, quorum_role, quorum_install};
     char err[ERR_MAX] = "";
     m->q = bquorum_open(&qc, &qh, err, sizeof err);
     if (m->q == NULL) {
@@ -1355,8 +1397,19 @@ int bmeta_close(bmeta *m) {
 static int snapshot_locked(bmeta *m, int64_t now) {
     md_image *img = bmeta_image(m);
     char err[ERR_MAX];
-    int rc = mdlog_snapshot(m->log, img, md_image_epoch(img), now, err, sizeof err);
+    int32_t epoch = md_image_epoch(img);
+    if (m->q) {
+        /* Named after the epoch of its last record (the log's last, as
+         * a quorum member snapshots only what it has applied). */
+        raft_state st;
+        bquorum_state(m->q, &st);
+        epoch = st.last_epoch;
+    }
+    int rc = mdlog_snapshot(m->log, img, epoch, now, err, sizeof err);
     md_image_unref(img);
+    /* The log below the previous snapshot went: the machine's log starts there. */
+    if (rc == 0 && m->q)
+        bquorum_log_trimmed(m->q, mdlog_start_offset(m->log), mdlog_start_epoch(m->log));
     if (rc != 0) {
         if (!m->snapshot_failed_logged)
             LOG_WARN("metadata", "cannot write a metadata snapshot (the log keeps every record): %s", err);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -77,6 +78,11 @@ struct bquorum {
     chan chans[RAFT_VOTERS_MAX][CHANS];
     int n_chans;
     char client_id[64];
+    /* FetchSnapshot (guarded by tmu; the transfer runs on snap_th). */
+    pthread_t snap_th;
+    bool snap_started, snap_want;
+    int32_t snap_leader, snap_epoch;
+    int64_t snap_end;
 };
 
 /* The node's machine, voter or observer. */
@@ -365,15 +371,20 @@ static void sink_role(void *ctx, raft_role role, int32_t epoch, int32_t leader_i
 }
 
 static void sink_snapshot_needed(void *ctx, int32_t leader_id, int64_t end_offset, int32_t epoch) {
-    (void)ctx;
-    static log_ratelimit rl = LOG_RATELIMIT_DEFAULT;
-    (void)epoch;
-    LOG_WARN_LIMITED(
-        &rl, "quorum",
-        "the leader (node %d) no longer has the metadata log below its snapshot at offset %" PRId64
-        "; this node cannot catch up until it fetches the snapshot (FetchSnapshot is not "
-        "implemented yet): copy the leader's __cluster_metadata-0 snapshot here and restart",
-        leader_id, end_offset);
+    bquorum *q = ctx;
+    pthread_mutex_lock(&q->tmu);
+    if (!q->snap_want) {
+        LOG_INFO("quorum",
+                 "the leader (node %d) has the metadata log only from its snapshot at offset %" PRId64
+                 " (epoch %d) on: fetching the snapshot",
+                 leader_id, end_offset, epoch);
+        q->snap_want = true;
+        q->snap_leader = leader_id;
+        q->snap_end = end_offset;
+        q->snap_epoch = epoch;
+        pthread_cond_broadcast(&q->tcv);
+    }
+    pthread_mutex_unlock(&q->tmu);
 }
 
 /* ---- the connection threads ------------------------------------------------------------ */
@@ -433,6 +444,160 @@ static void *chan_main(void *arg) {
     net_client_free(&c->conn);
     arena_reset(&c->a);
     return NULL;
+}
+
+/* ---- FetchSnapshot: the fetching side ------------------------------------------------------ */
+
+/* Fetches snapshot (end, epoch) from the leader into tmp. 0 or -1 (logged). */
+static int fetch_snapshot(bquorum *q, int32_t leader, int64_t end, int32_t epoch, const char *tmp) {
+    const bquorum_voter *v = bquorum_voter_of(q, leader);
+    if (v == NULL)
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        LOG_WARN("quorum", "cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    net_client c;
+    net_client_init(&c, v->host, v->port);
+    int64_t pos = 0, size = -1;
+    int rc = 0;
+    int32_t corr = 0;
+    while (rc == 0 && (size < 0 || pos < size) && !atomic_load(&q->stop)) {
+        arena a;
+        arena_init(&a, BQUORUM_SNAPSHOT_CHUNK * 2 + (64 << 10));
+        kafka_fetch_snapshot_request req;
+        kafka_fetch_snapshot_request_topic_snapshot t;
+        kafka_fetch_snapshot_request_partition_snapshot p;
+        kafka_fetch_snapshot_request_init(&req);
+        kafka_fetch_snapshot_request_topic_snapshot_init(&t);
+        kafka_fetch_snapshot_request_partition_snapshot_init(&p);
+        req.cluster_id = q->cfg.cluster_id ? kstr_c(q->cfg.cluster_id) : (kstr){NULL, -1};
+        req.replica_id = q->cfg.node_id;
+        req.max_bytes = BQUORUM_SNAPSHOT_CHUNK;
+        req.topics = &t;
+        req.topics_count = 1;
+        t.name = kstr_c(RAFT_METADATA_TOPIC);
+        t.partitions = &p;
+        t.partitions_count = 1;
+        p.partition = 0;
+        pthread_mutex_lock(q->cfg.mu);
+        raft_state st;
+        m_state(q, &st);
+        pthread_mutex_unlock(q->cfg.mu);
+        p.current_leader_epoch = st.epoch;
+        p.snapshot_id.end_offset = end;
+        p.snapshot_id.epoch = epoch;
+        p.position = pos;
+        void *resp = NULL;
+        rc = brpc_call(&c, KAFKA_API_FETCH_SNAPSHOT, 0, ++corr, q->client_id, &req, &a, &resp,
+                       q->cfg.request_timeout_ms);
+        const kafka_fetch_snapshot_response_partition_snapshot *ps = NULL;
+        if (rc == 0) {
+            const kafka_fetch_snapshot_response *r = resp;
+            if (r->error_code == 0 && r->topics_count == 1 && r->topics[0].partitions_count == 1)
+                ps = &r->topics[0].partitions[0];
+            if (ps == NULL || ps->error_code != 0 || ps->position != pos || ps->size < 0 ||
+                ps->size > BQUORUM_SNAPSHOT_MAX || (size >= 0 && ps->size != size) ||
+                ps->unaligned_records.len < 0 || pos + ps->unaligned_records.len > ps->size ||
+                (ps->unaligned_records.len == 0 && pos < ps->size)) {
+                LOG_WARN("quorum", "FetchSnapshot from node %d at position %" PRId64 " answered %s", leader,
+                         pos, kafka_error_name(ps ? ps->error_code : r->error_code));
+                rc = -1;
+            }
+        }
+        if (rc == 0) {
+            size = ps->size;
+            if (ps->unaligned_records.len > 0 &&
+                write(fd, ps->unaligned_records.ptr, (size_t)ps->unaligned_records.len) !=
+                    ps->unaligned_records.len)
+                rc = -1;
+            pos += ps->unaligned_records.len;
+        }
+        arena_reset(&a);
+    }
+    net_client_free(&c);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -1;
+    close(fd);
+    if (rc != 0)
+        unlink(tmp);
+    return rc == 0 && size >= 0 && pos == size ? 0 : -1;
+}
+
+static void *snap_main(void *arg) {
+    bquorum *q = arg;
+    sl_env_bind(q->cfg.env);
+    for (;;) {
+        pthread_mutex_lock(&q->tmu);
+        while (!q->snap_want && !atomic_load(&q->stop))
+            pthread_cond_wait(&q->tcv, &q->tmu);
+        bool stop = atomic_load(&q->stop);
+        int32_t leader = q->snap_leader, epoch = q->snap_epoch;
+        int64_t end = q->snap_end;
+        pthread_mutex_unlock(&q->tmu);
+        if (stop)
+            break;
+        /* Under its own name (verification reads it) in a directory of
+         * its own, so a crash mid-transfer leaves nothing the log opens. */
+        char tmpdir[4300], name[4400], tmp[8800];
+        snprintf(tmpdir, sizeof tmpdir, "%s/snapshot-fetch", q->cfg.dir);
+        mkdir(tmpdir, 0755);
+        mdlog_snapshot_file(q->cfg.log, end, epoch, name, sizeof name);
+        const char *base = strrchr(name, '/');
+        snprintf(tmp, sizeof tmp, "%s/%s", tmpdir, base ? base + 1 : name);
+        int rc = fetch_snapshot(q, leader, end, epoch, tmp);
+        if (rc == 0) {
+            pthread_mutex_lock(q->cfg.mu);
+            rc = q->hooks.install ? q->hooks.install(q->hooks.ctx, tmp, end, epoch) : -1;
+            if (rc == 0) {
+                if (q->obs)
+                    robs_snapshot_loaded(q->obs, end, epoch, now_ms(q));
+                else
+                    raft_snapshot_loaded(q->r, end, epoch, now_ms(q));
+                LOG_INFO("quorum", "loaded the leader's snapshot at offset %" PRId64 " (epoch %d)", end,
+                         epoch);
+            }
+            pthread_mutex_unlock(q->cfg.mu);
+            unlink(tmp);
+            rmdir(tmpdir);
+        }
+        pthread_mutex_lock(&q->tmu);
+        q->snap_want = false; /* the machine asks again if it still needs it */
+        pthread_mutex_unlock(&q->tmu);
+        if (rc != 0)
+            usleep(200000);
+        bquorum_kick(q);
+    }
+    return NULL;
+}
+
+void bquorum_log_trimmed(bquorum *q, int64_t start, int32_t epoch) {
+    raft_state st;
+    m_state(q, &st);
+    /* An observer serves no reads: its own start does not matter. */
+    if (q->r == NULL || start <= st.log_start || start > st.hw) {
+        LOG_DEBUG("quorum", "log start %" PRId64 " not passed on (machine's [%" PRId64 ", hw %" PRId64 "))",
+                  start, st.log_start, st.hw);
+        return;
+    }
+    /* The record before start must be of `epoch` in the machine's log too,
+     * or the machine would take this for a fetched snapshot replacing it. */
+    int32_t e, e0;
+    int64_t end, end0;
+    raft_end_offset_for_epoch(q->r, epoch, &e, &end);
+    raft_end_offset_for_epoch(q->r, epoch - 1, &e0, &end0);
+    if (e != epoch || end < start || (epoch > 0 && end0 > start - 1 && e0 != epoch)) {
+        LOG_WARN("quorum",
+                 "the metadata log now starts at %" PRId64
+                 " but its epochs do not say the record before is of "
+                 "epoch %d; followers that fall that far behind fetch the next snapshot",
+                 start, epoch);
+        return;
+    }
+    raft_snapshot_loaded(q->r, start, epoch, now_ms(q));
+    LOG_INFO("quorum", "the metadata log starts at offset %" PRId64 " (a snapshot holds what came before)",
+             start);
 }
 
 /* ---- the timer thread -------------------------------------------------------------------- */
@@ -582,7 +747,7 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
     q->rc.election_backoff_max_ms = cfg->election_backoff_max_ms;
     q->rc.request_timeout_ms = cfg->request_timeout_ms;
     q->rc.seed = sl_env_random_u64(cfg->env);
-    raft_log_info li = {start, start > 0 ? mdlog_snapshot_epoch(cfg->log) : 0, end, es.e, es.n, hw};
+    raft_log_info li = {start, mdlog_start_epoch(cfg->log), end, es.e, es.n, hw};
     raft_sink sink = {q,         sink_send,      sink_append, sink_truncate,       sink_persist,
                       sink_read, sink_committed, sink_role,   sink_snapshot_needed};
     bool voter = false;
@@ -641,6 +806,9 @@ int bquorum_start(bquorum *q) {
     if (pthread_create(&q->timer, NULL, timer_main, q) != 0)
         return -1;
     q->timer_started = true;
+    if (pthread_create(&q->snap_th, NULL, snap_main, q) != 0)
+        return -1;
+    q->snap_started = true;
     return 0;
 }
 
@@ -687,6 +855,8 @@ void bquorum_close(bquorum *q) {
         }
     if (q->timer_started)
         pthread_join(q->timer, NULL);
+    if (q->snap_started)
+        pthread_join(q->snap_th, NULL);
     pthread_mutex_lock(q->cfg.mu);
     while (q->n_pend > 0) {
         breq *r = q->pend[0].r;
@@ -788,7 +958,82 @@ static void top_error(breq *r, int16_t err) {
     }
 }
 
+/* FetchSnapshot: the leader serves its snapshot files in chunks. */
+static breq_status serve_snapshot(bquorum *q, breq *r) {
+    const kafka_fetch_snapshot_request *req = r->req;
+    kafka_fetch_snapshot_response *resp = r->resp;
+    if (req->topics_count != 1 || req->topics[0].partitions_count != 1 ||
+        !kstr_eq_c(req->topics[0].name, RAFT_METADATA_TOPIC) || req->topics[0].partitions[0].partition != 0) {
+        resp->error_code = KAFKA_ERR_INVALID_REQUEST;
+        return BREQ_DONE;
+    }
+    const kafka_fetch_snapshot_request_partition_snapshot *p = &req->topics[0].partitions[0];
+    kafka_fetch_snapshot_response_topic_snapshot *t = breq_calloc(r, 1, sizeof *t);
+    kafka_fetch_snapshot_response_partition_snapshot *o = breq_calloc(r, 1, sizeof *o);
+    if (!t || !o)
+        return BREQ_CLOSE;
+    kafka_fetch_snapshot_response_topic_snapshot_init(t);
+    kafka_fetch_snapshot_response_partition_snapshot_init(o);
+    resp->topics = t;
+    resp->topics_count = 1;
+    resp->node_endpoints_count = 0;
+    t->name = kstr_c(RAFT_METADATA_TOPIC);
+    t->partitions = o;
+    t->partitions_count = 1;
+    o->snapshot_id.end_offset = p->snapshot_id.end_offset;
+    o->snapshot_id.epoch = p->snapshot_id.epoch;
+    o->position = p->position;
+    o->unaligned_records = (kbytes){NULL, 0};
+    pthread_mutex_lock(q->cfg.mu);
+    raft_state st;
+    m_state(q, &st);
+    pthread_mutex_unlock(q->cfg.mu);
+    o->current_leader.leader_id = st.role == RAFT_LEADER || st.role == RAFT_FOLLOWER ? st.leader_id : -1;
+    o->current_leader.leader_epoch = st.epoch;
+    if (q->r == NULL || st.role != RAFT_LEADER) {
+        o->error_code = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+        return BREQ_DONE;
+    }
+    if (p->current_leader_epoch != st.epoch) {
+        o->error_code = p->current_leader_epoch < st.epoch ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                                                           : KAFKA_ERR_UNKNOWN_LEADER_EPOCH;
+        return BREQ_DONE;
+    }
+    char path[4300];
+    mdlog_snapshot_file(q->cfg.log, p->snapshot_id.end_offset, p->snapshot_id.epoch, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        if (fd >= 0)
+            close(fd);
+        o->error_code = KAFKA_ERR_SNAPSHOT_NOT_FOUND;
+        return BREQ_DONE;
+    }
+    o->size = sb.st_size;
+    if (p->position < 0 || p->position > sb.st_size) {
+        close(fd);
+        o->error_code = KAFKA_ERR_POSITION_OUT_OF_RANGE;
+        return BREQ_DONE;
+    }
+    int64_t n = sb.st_size - p->position;
+    int64_t cap = req->max_bytes > 0 && req->max_bytes < BQUORUM_SNAPSHOT_CHUNK ? req->max_bytes
+                                                                                : BQUORUM_SNAPSHOT_CHUNK;
+    if (n > cap)
+        n = cap;
+    uint8_t *buf = n > 0 ? breq_alloc(r, (size_t)n) : NULL;
+    if (n > 0 && (buf == NULL || pread(fd, buf, (size_t)n, p->position) != n)) {
+        close(fd);
+        o->error_code = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        return BREQ_DONE;
+    }
+    close(fd);
+    o->unaligned_records = (kbytes){buf, (int32_t)n};
+    return BREQ_DONE;
+}
+
 breq_status bquorum_handle(bquorum *q, breq *r) {
+    if (r->hdr.api_key == KAFKA_API_FETCH_SNAPSHOT)
+        return serve_snapshot(q, r);
     if (r->hdr.api_key == KAFKA_API_DESCRIBE_QUORUM)
         return describe_quorum(q, r);
     raft_msg m;

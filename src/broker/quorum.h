@@ -70,6 +70,10 @@ typedef struct bquorum_hooks {
     void (*committed)(void *ctx, int64_t hw);
     /* The node's role changed (mu held). */
     void (*role)(void *ctx, raft_role role, int32_t epoch, int32_t leader_id);
+    /* A snapshot fetched from the leader is in tmp_path: install it (the
+     * log restarts empty at end, the image is the snapshot's). 0 or -1
+     * (logged). mu held. */
+    int (*install)(void *ctx, const char *tmp_path, int64_t end, int32_t epoch);
 } bquorum_hooks;
 
 typedef struct bquorum bquorum;
@@ -102,5 +106,11 @@ bool bquorum_is_observer(const bquorum *q);
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id);
 /* Wakes the timer thread (after a proposal: the machine may send). */
 void bquorum_kick(bquorum *q);
+/* mu held: the owner's own snapshot moved the log start to start (the
+ * record before it has epoch). */
+void bquorum_log_trimmed(bquorum *q, int64_t start, int32_t epoch);
+
+#define BQUORUM_SNAPSHOT_MAX   (1LL << 30) /* bytes of a snapshot fetched from the leader */
+#define BQUORUM_SNAPSHOT_CHUNK (1 << 20)   /* bytes per FetchSnapshot answer */
 
 #endif

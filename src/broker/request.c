@@ -62,6 +62,7 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_quorum},
     {KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_quorum},
     {KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_quorum},
+    {KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_quorum},
     {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
 };

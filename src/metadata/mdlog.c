@@ -41,6 +41,8 @@ struct mdlog {
      * applied (the log went offline): cut back to it when the log returns. */
     int64_t cut_to;
     int32_t snapshot_epoch;
+    int32_t last_snapshot_epoch; /* of last_snapshot_end's snapshot */
+    int32_t start_epoch;         /* of the snapshot ending at the log start (0: the log starts at 0) */
 };
 
 void mdlog_config_default(mdlog_config *c) {
@@ -443,7 +445,11 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
     /* The snapshot is durable: the log below it is history now. Keep the
      * previous snapshot too (one bad file must not leave none). */
     int64_t prev = m->last_snapshot_end;
+    int32_t prev_epoch = m->last_snapshot_epoch;
     m->last_snapshot_end = end;
+    m->last_snapshot_epoch = epoch;
+    if (prev > 0 && !m->cfg.keep_log)
+        m->start_epoch = prev_epoch; /* the log now starts at prev (below) */
     m->bytes_since_snapshot = 0;
     m->records_since_snapshot = 0;
     m->last_snapshot_ms = now_ms;
@@ -578,6 +584,7 @@ int mdlog_open(storage_ctx *sc, const char *dir, bool was_clean, const mdlog_con
     m->cfg = *cfg;
     m->last_snapshot_end = from > 0 ? from : -1;
     m->snapshot_epoch = chosen >= 0 ? snaps.epoch[chosen] : 0;
+    m->last_snapshot_epoch = m->snapshot_epoch;
     plog_config pc;
     plog_config_default(&pc);
     pc.retention_ms = -1;
@@ -619,6 +626,9 @@ int mdlog_open(storage_ctx *sc, const char *dir, bool was_clean, const mdlog_con
         return -1;
     }
     info->end_offset = plog_end_offset(m->log);
+    for (int i = 0; i < snaps.n; i++)
+        if (snaps.end[i] == plog_start_offset(m->log))
+            m->start_epoch = snaps.epoch[i];
     *out = m;
     return 0;
 }
@@ -943,5 +953,46 @@ int mdlog_replay(mdlog *m, int64_t from, int64_t to, mdlog_apply_fn fn, void *ct
             break;
         at = next;
     }
+    return 0;
+}
+
+int32_t mdlog_start_epoch(const mdlog *m) { return plog_start_offset(m->log) > 0 ? m->start_epoch : 0; }
+
+void mdlog_snapshot_file(const mdlog *m, int64_t end, int32_t epoch, char *out, size_t outn) {
+    snapshot_path(m->dir, end, epoch, out, outn);
+}
+
+int mdlog_install_snapshot(mdlog *m, const char *tmp_path, int64_t end, int32_t epoch, char *err,
+                           size_t errn) {
+    int64_t records = 0;
+    char why[1024];
+    if (mdlog_read_snapshot(m->sc, tmp_path, NULL, NULL, &records, why, sizeof why) != 0) {
+        seterr(err, errn, "the fetched snapshot does not verify: %s", why);
+        return -1;
+    }
+    char path[SNAP_PATH_MAX];
+    snapshot_path(m->dir, end, epoch, path, sizeof path);
+    const sl_vfs *v = m->vfs;
+    int rc = v->rename(v->ctx, tmp_path, path);
+    if (rc == 0)
+        rc = v->fsync_dir(v->ctx, m->dir);
+    if (rc != 0) {
+        seterr(err, errn, "installing snapshot %s failed: %s", path, strerror(-rc));
+        return -1;
+    }
+    /* The log is replaced: it continues empty from the snapshot's end. */
+    rc = plog_truncate_fully(m->log, end);
+    if (rc != STORAGE_OK) {
+        seterr(err, errn, "cannot restart the metadata log at %" PRId64 ": %s", end, storage_strerror(rc));
+        return -1;
+    }
+    m->last_snapshot_end = end;
+    m->last_snapshot_epoch = epoch;
+    m->snapshot_epoch = epoch;
+    m->start_epoch = epoch;
+    m->bytes_since_snapshot = 0;
+    m->records_since_snapshot = 0;
+    rm_ctx r = {v, m->dir, end};
+    v->list(v->ctx, m->dir, remove_old, &r);
     return 0;
 }

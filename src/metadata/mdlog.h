@@ -147,6 +147,18 @@ int mdlog_batches(mdlog *m, int64_t from, mdlog_batch_fn fn, void *ctx);
 int mdlog_replay(mdlog *m, int64_t from, int64_t to, mdlog_apply_fn fn, void *ctx, char *err, size_t errn);
 /* The epoch of the newest snapshot this log continues from (0: none). */
 int32_t mdlog_snapshot_epoch(const mdlog *m);
+/* The epoch of the record before the log start (the snapshot ending there;
+ * 0 when the log starts at 0). */
+int32_t mdlog_start_epoch(const mdlog *m);
+/* The path of the snapshot file (end, epoch) in the log's directory. */
+void mdlog_snapshot_file(const mdlog *m, int64_t end, int32_t epoch, char *out, size_t outn);
+/* A snapshot fetched from the leader (FetchSnapshot), written to tmp_path
+ * in the log's directory: verified, renamed into place, and the log
+ * restarted empty at its end. 0, or -1 with err (nothing changed but a
+ * verified file may be left under its final name: the next open uses it
+ * only if the log still covers it). */
+int mdlog_install_snapshot(mdlog *m, const char *tmp_path, int64_t end, int32_t epoch, char *err,
+                           size_t errn);
 
 /* Reads a snapshot file on its own (for tools and tests): every record in
  * order through fn (from_snapshot true). 0, or -1 with err. */

@@ -266,9 +266,12 @@ def test_whole_cluster_restart_keeps_what_was_committed(cluster):
     for n in nodes:
         n.start()
     wait_formed(nodes)
+    # Every partition is back with its leader (brokers stopped in a controlled
+    # way were fenced, so their partitions had none until they returned).
     for n in nodes:
         for name, view in views.items():
-            assert wait_for("%s on node %d" % (name, n.node_id), lambda n=n, name=name: topic_view(n, name)) == view
+            wait_for("%s as before on node %d" % (name, n.node_id),
+                     lambda n=n, name=name, view=view: topic_view(n, name) == view)
     assert len(consume_all(nodes[2], "keep-0", 3, 300)) == 300
 
 
@@ -430,3 +433,33 @@ def test_controlled_shutdown_leaves_metadata_at_once(cluster):
         assert "controlled shutdown: fenced" in victim.log()
         victim.start()
         wait_formed(nodes)
+
+
+def test_lagging_voter_catches_up_from_a_snapshot(cluster):
+    """Snapshots trim the metadata log; a voter that was away while the
+    leader trimmed past its position fetches the snapshot (FetchSnapshot)."""
+    nodes = cluster(3, overrides={"metadata.log.max.record.bytes.between.snapshots": "2000"})
+    controller = wait_formed(nodes)
+    away = next(n for n in nodes if n.node_id != controller)
+    rest = [n for n in nodes if n is not away]
+    away.stop()
+    # Enough changes for several snapshots (one per housekeeping second at most).
+    leader_dir = os.path.join(next(n for n in rest if n.node_id == controller).data_dir, "logs",
+                              "__cluster_metadata-0")
+    import re
+
+    def snapshots():
+        return [f for f in os.listdir(leader_dir) if re.match(r"^[0-9]{20}-[0-9]{10}\.checkpoint$", f)]
+    made = 0
+    deadline = time.time() + 60
+    # Until the leader has written two snapshots (the log start moves to the older one's end).
+    while len(snapshots()) < 2 and time.time() < deadline:
+        create(rest[made % 2], "snap-%d" % made, 2)
+        made += 1
+        time.sleep(0.1)
+    assert len(snapshots()) >= 2
+    away.start()
+    for i in range(made):
+        wait_for("snap-%d on the returning node" % i, lambda i=i: topic_view(away, "snap-%d" % i), timeout=30)
+    assert "loaded the leader's snapshot" in away.log()
+    wait_formed(nodes)
