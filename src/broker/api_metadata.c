@@ -197,7 +197,8 @@ breq_status api_metadata(breq *r) {
             goto out;
         for (int32_t i = 0; i < n_all; i++)
             all[i] = md_image_topic_at(img, i);
-        qsort(all, (size_t)n_all, sizeof *all, cmp_topic_ptr);
+        if (n_all > 1)
+            qsort(all, (size_t)n_all, sizeof *all, cmp_topic_ptr);
         for (int32_t i = 0; i < n_all; i++) {
             kafka_metadata_response_metadata_response_topic_init(&resp->topics[i]);
             if (!fill_topic(r, &resp->topics[i], all[i], node))

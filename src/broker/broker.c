@@ -196,6 +196,8 @@ void broker_shutdown(broker *b) {
     /* Parked JoinGroup/SyncGroup requests are answered first, so that the
      * network layer's drain does not wait for rebalances. */
     groups_mgr_shutdown(b);
+    if (b->meta)
+        bmeta_quiesce(b->meta);
     if (b->net)
         net_server_stop(b->net, 5000);
     if (b->ctl_net)

@@ -60,6 +60,8 @@ struct bmeta {
     md_image *tail;         /* start-up only: img + the log's uncommitted tail, for judge() */
     pthread_cond_t done_cv; /* a controller request was answered */
     kuuid incarnation;      /* this process's broker registration */
+    bool stopping;          /* bmeta_quiesce: never the active controller again */
+    atomic_bool cancel;     /* bmeta_quiesce: requests to other nodes give up */
     ctrl_item_result self_reg_res;
 };
 
@@ -506,7 +508,7 @@ static void quorum_committed(void *ctx, int64_t hw) {
         md_image_unref(m->proposed);
         m->proposed = NULL;
     }
-    if (m->role == RAFT_LEADER && !m->active) {
+    if (m->role == RAFT_LEADER && !m->active && !m->stopping) {
         raft_state st;
         bquorum_state(m->q, &st);
         if (hw > st.epoch_start_offset)
@@ -964,6 +966,7 @@ static void heartbeat(bmeta *m, int64_t epoch, int32_t id, const char *host, uin
     req.offline_log_dirs_count = 0;
     net_client c;
     net_client_init(&c, host, port);
+    c.cancel = &m->cancel;
     arena a;
     arena_init(&a, 16 << 10);
     void *resp = NULL;
@@ -996,6 +999,7 @@ static bool ask_shut_down(bmeta *m, int64_t epoch, const char *host, uint16_t po
     req.offline_log_dirs_count = 0;
     net_client c;
     net_client_init(&c, host, port);
+    c.cancel = &m->cancel;
     arena a;
     arena_init(&a, 16 << 10);
     void *resp = NULL;
@@ -1049,6 +1053,17 @@ void bmeta_controlled_shutdown(bmeta *m) {
                  "when its session (broker.session.timeout.ms) expires");
 }
 
+void bmeta_quiesce(bmeta *m) {
+    if (m->q == NULL)
+        return;
+    atomic_store(&m->cancel, true);
+    pthread_mutex_lock(&m->mu);
+    m->stopping = true;
+    deactivate(m);
+    pthread_mutex_unlock(&m->mu);
+    bquorum_quiesce(m->q);
+}
+
 /* Topics this broker creates itself (auto-creation, __consumer_offsets)
  * while another node is the active controller: CreateTopics to its
  * controller listener. */
@@ -1095,6 +1110,7 @@ static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, b
     req.validate_only = validate_only;
     net_client c;
     net_client_init(&c, host, port);
+    c.cancel = &m->cancel;
     void *resp = NULL;
     static atomic_int corr;
     int rc = brpc_call(&c, KAFKA_API_CREATE_TOPICS, 7, atomic_fetch_add(&corr, 1) + 1, "sluice-broker", &req,
@@ -1168,6 +1184,7 @@ static void register_with_controller(bmeta *m) {
     req.log_dirs_count = 0;
     net_client c;
     net_client_init(&c, host, port);
+    c.cancel = &m->cancel;
     arena a;
     arena_init(&a, 64 << 10);
     void *resp = NULL;

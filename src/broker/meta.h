@@ -107,6 +107,9 @@ int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool want_sh
  * it now, so clients and leaderships leave it at once rather than after
  * broker.session.timeout.ms; waits at most a few seconds for the commit. */
 void bmeta_controlled_shutdown(bmeta *m);
+/* Then, before the listeners drain: the controller stops (waiting requests
+ * are answered NOT_CONTROLLER) and the quorum refuses requests. */
+void bmeta_quiesce(bmeta *m);
 bool bmeta_is_active_controller(bmeta *m);
 struct bquorum;
 struct bquorum *bmeta_quorum(bmeta *m);

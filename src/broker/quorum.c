@@ -68,6 +68,7 @@ struct bquorum {
     raft_quorum_state qs;
     int64_t hw, hw_recorded, hw_recorded_at;
     bool fatal;
+    bool quiesced; /* shutting down: requests from others are refused */
     /* The timer thread. */
     pthread_t timer;
     bool timer_started;
@@ -658,6 +659,17 @@ static void *timer_main(void *arg) {
     return NULL;
 }
 
+void bquorum_quiesce(bquorum *q) {
+    pthread_mutex_lock(q->cfg.mu);
+    q->quiesced = true;
+    while (q->n_pend > 0) {
+        breq *r = q->pend[0].r;
+        drop_pending(q, &q->pend[0]);
+        breq_abort(r);
+    }
+    pthread_mutex_unlock(q->cfg.mu);
+}
+
 void bquorum_kick(bquorum *q) {
     pthread_mutex_lock(&q->tmu);
     q->kicked = true;
@@ -1048,6 +1060,13 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
     }
     if (rc != RAFT_CODEC_OK) {
         top_error(r, KAFKA_ERR_INVALID_REQUEST);
+        return BREQ_DONE;
+    }
+    pthread_mutex_lock(q->cfg.mu);
+    bool quiesced = q->quiesced;
+    pthread_mutex_unlock(q->cfg.mu);
+    if (quiesced) {
+        top_error(r, KAFKA_ERR_NOT_LEADER_OR_FOLLOWER);
         return BREQ_DONE;
     }
     if (q->obs != NULL) {

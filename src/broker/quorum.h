@@ -104,6 +104,11 @@ void bquorum_state(bquorum *q, raft_state *out);
 /* A broker-only node following the log without a vote (raft/observer.h). */
 bool bquorum_is_observer(const bquorum *q);
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id);
+/* Shutdown, before the listeners drain: requests the machine holds are
+ * dropped (their connections close) and new ones are refused, so the drain
+ * does not wait for them. */
+void bquorum_quiesce(bquorum *q);
+
 /* Wakes the timer thread (after a proposal: the machine may send). */
 void bquorum_kick(bquorum *q);
 /* mu held: the owner's own snapshot moved the log start to start (the

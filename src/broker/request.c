@@ -316,6 +316,7 @@ static bool forward(breq *r) {
         return false;
     net_client c;
     net_client_init(&c, host, port);
+    c.cancel = &r->b->draining; /* a shutdown does not wait for the controller */
     int timeout = r->b->cfg->quorum_request_timeout_ms + 30000;
     int rc = brpc_call_raw(&c, r->net->frame, r->net->len, timeout);
     if (rc != 0) {

@@ -50,7 +50,6 @@ void mdlog_config_default(mdlog_config *c) {
     c->snapshot_bytes = 20 << 20; /* Kafka's default */
     c->snapshot_interval_ms = 3600 * 1000;
     c->replay_below = INT64_MAX;
-    c->keep_log = false;
 }
 
 static void seterr(char *err, size_t errn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -448,7 +447,7 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
     int32_t prev_epoch = m->last_snapshot_epoch;
     m->last_snapshot_end = end;
     m->last_snapshot_epoch = epoch;
-    if (prev > 0 && !m->cfg.keep_log)
+    if (prev > 0)
         m->start_epoch = prev_epoch; /* the log now starts at prev (below) */
     m->bytes_since_snapshot = 0;
     m->records_since_snapshot = 0;
@@ -459,7 +458,7 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
      * must not leave none to start from). */
     int64_t new_start;
     plog_roll(m->log, now_ms);
-    if (prev > 0 && !m->cfg.keep_log)
+    if (prev > 0)
         plog_delete_records(m->log, prev, &new_start);
     rm_ctx r = {v, m->dir, prev > 0 ? prev : end};
     v->list(v->ctx, m->dir, remove_old, &r);

@@ -59,9 +59,6 @@ typedef struct mdlog_config {
      * (a quorum member applies only what it knows to be committed; the
      * rest follows as the high watermark moves). INT64_MAX: all. */
     int64_t replay_below;
-    /* A snapshot does not move the log start (a quorum member keeps the
-     * whole log until snapshots can be fetched by lagging voters). */
-    bool keep_log;
 } mdlog_config;
 
 void mdlog_config_default(mdlog_config *c);

@@ -42,13 +42,19 @@ void net_client_free(net_client *c) {
     c->cap = c->len = 0;
 }
 
-static int wait_fd(int fd, short ev, int64_t deadline) {
+static int wait_fd(int fd, short ev, int64_t deadline, const atomic_bool *cancel) {
     for (;;) {
         int64_t left = deadline - mono_ms();
         if (left <= 0)
             return -ETIMEDOUT;
+        if (cancel && atomic_load(cancel))
+            return -ECANCELED;
+        if (left > 100)
+            left = 100;
         struct pollfd p = {fd, ev, 0};
         int n = poll(&p, 1, (int)left);
+        if (n == 0)
+            continue;
         if (n > 0)
             return (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & ev) ? -EIO : 0;
         if (n < 0 && errno != EINTR)
@@ -81,7 +87,7 @@ int net_client_connect(net_client *c, int timeout_ms) {
             close(fd);
             continue;
         }
-        rc = wait_fd(fd, POLLOUT, deadline);
+        rc = wait_fd(fd, POLLOUT, deadline, c->cancel);
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr != 0)
@@ -109,7 +115,7 @@ static int write_all(net_client *c, const uint8_t *p, size_t n, int64_t deadline
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(c->fd, POLLOUT, deadline);
+            int rc = wait_fd(c->fd, POLLOUT, deadline, c->cancel);
             if (rc != 0)
                 return rc;
             continue;
@@ -132,7 +138,7 @@ static int read_all(net_client *c, uint8_t *p, size_t n, int64_t deadline) {
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = wait_fd(c->fd, POLLIN, deadline);
+            int rc = wait_fd(c->fd, POLLIN, deadline, c->cancel);
             if (rc != 0)
                 return rc;
             continue;

@@ -10,6 +10,7 @@
 #ifndef SLUICE_NET_CLIENT_H
 #define SLUICE_NET_CLIENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ typedef struct net_client {
     uint16_t port;
     uint8_t *buf; /* the last frame read (without its size prefix) */
     size_t cap, len;
+    /* Optional: when it becomes true, a wait in progress ends within 100 ms
+     * with -ECANCELED (a broker that shuts down). */
+    const atomic_bool *cancel;
 } net_client;
 
 void net_client_init(net_client *c, const char *host, uint16_t port);
