@@ -15,8 +15,10 @@
 #include "broker/driver.h"
 #include "broker/fetch.h"
 #include "broker/groups.h"
+#include "broker/observe.h"
 #include "broker/request.h"
 #include "core/log.h"
+#include "obs/metrics.h"
 
 /* mkdir -p for a log directory; logs and returns -1 on failure. */
 static int ensure_dir(const char *path) {
@@ -85,7 +87,9 @@ const config_listener *broker_net_config(const broker_config *cfg, net_config *n
  * metadata snapshots, about once a second. */
 static int64_t housekeeping_step(void *arg) {
     broker *b = arg;
-    bmeta_tick(b->meta, clock_wall_ms());
+    int64_t now = clock_wall_ms();
+    bmeta_tick(b->meta, now);
+    observe_sample(b, now);
     return 1000;
 }
 
@@ -109,6 +113,9 @@ broker *broker_create(const broker_config *cfg) {
     sl_env_bind(&b->env); /* the creating thread logs for this broker too */
     b->driver = driver_new(&b->env);
     if (b->driver == NULL)
+        goto err;
+    b->metrics = obs_metrics_create(cfg->metrics_enable, cfg->metrics_topics_max);
+    if (b->metrics == NULL || observe_create(b) != 0)
         goto err;
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
@@ -150,15 +157,22 @@ int broker_start(broker *b) {
         return -1;
     }
     LOG_INFO("broker", "node %d serving on port %u", b->cfg->node_id, net_server_port(b->net));
+    /* Last: the pages read the state everything above set up. */
+    if (observe_start(b) != 0)
+        return -1;
     return 0;
 }
 
 uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
 
+uint16_t broker_http_port(const broker *b) { return observe_port(b); }
+
 void broker_shutdown(broker *b) {
     /* Handlers in the middle of long work wrap up with what they have, so
      * the drain below waits for them for milliseconds, not their deadline. */
     atomic_store(&b->draining, true);
+    /* No page reads the state torn down below. */
+    observe_stop(b);
     /* Long-polling fetches are answered first, so that the network layer's
      * drain of in-flight requests does not wait out their max_wait_ms. */
     fetch_mgr_shutdown(b);
@@ -188,6 +202,7 @@ void broker_destroy(broker *b) {
     if (b == NULL)
         return;
     driver_stop(b->driver);
+    observe_stop(b);
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
@@ -197,6 +212,8 @@ void broker_destroy(broker *b) {
         bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
+    observe_destroy(b);
+    obs_metrics_destroy(b->metrics);
     if (sl_env_bound() == &b->env)
         sl_env_bind(NULL);
     free(b);

@@ -14,6 +14,7 @@
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "core/log.h"
+#include "obs/metrics.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
  * small multiple of the bytes that describe them, and the base covers
@@ -232,9 +233,23 @@ err:
     return NULL;
 }
 
+void breq_parked(breq *r) { r->local_end_ns = clock_mono_ns(); }
+
+/* Counts a request answered (or closed) now in the latency metrics. */
+static void account(breq *r, int64_t now, bool closed) {
+    /* -1: answered by the handler itself (local until now, encoding
+     * included); 0: parked without breq_parked (all remote). */
+    int64_t local_end = r->local_end_ns < 0 ? now : r->local_end_ns ? r->local_end_ns : r->start_ns;
+    int64_t received = r->net->received_ns ? r->net->received_ns : r->start_ns;
+    obs_request_done(r->b->metrics, r->hdr.api_key, r->start_ns - received, local_end - r->start_ns,
+                     now - local_end, now - received, closed);
+}
+
 void breq_complete(breq *r) {
     net_response *out = encode_response(r);
-    int64_t us = (clock_mono_ns() - r->start_ns) / 1000;
+    int64_t now = clock_mono_ns();
+    account(r, now, out == NULL);
+    int64_t us = (now - r->start_ns) / 1000;
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
@@ -300,6 +315,7 @@ void broker_handle_request(void *ctx, net_request *nr) {
     if (rc != WIRE_OK) {
         LOG_WARN_LIMITED(&malformed_rl, "broker", "closing connection from %s: malformed request header (%s)",
                          nr->peer, wire_strerror(rc));
+        obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;
     }
@@ -312,6 +328,7 @@ void broker_handle_request(void *ctx, net_request *nr) {
             "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
             r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
             cid.ptr);
+        obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;
     }
@@ -323,6 +340,8 @@ void broker_handle_request(void *ctx, net_request *nr) {
             &refused_api_rl, "broker", "refused %s v%d from %s (client '%.*s'): served v%d-%d; %s",
             r->api->name, ver, nr->peer, cid.len, cid.ptr, ba->min_version, ba->max_version,
             av ? "answered UNSUPPORTED_VERSION with the supported ranges" : "closing the connection");
+        r->local_end_ns = -1;
+        account(r, clock_mono_ns(), !av);
         if (av) {
             answer_unsupported_api_versions(r);
             return;
@@ -341,12 +360,24 @@ void broker_handle_request(void *ctx, net_request *nr) {
         LOG_WARN_LIMITED(&malformed_rl, "broker",
                          "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
                          nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        r->local_end_ns = -1;
+        account(r, clock_mono_ns(), true);
         breq_close(r, true);
         return;
     }
     r->api->response_init(r->resp);
 
-    switch (ba->fn(r)) {
+    /* An asynchronous request may be completed (and freed) by another
+     * thread before fn returns: r is not touched after BREQ_ASYNC. Until
+     * the handler calls breq_parked, its time counts as remote. */
+    r->local_end_ns = 0;
+    breq_status st = ba->fn(r);
+    if (st != BREQ_ASYNC) {
+        r->local_end_ns = -1;
+        if (st != BREQ_DONE)
+            account(r, clock_mono_ns(), st == BREQ_CLOSE);
+    }
+    switch (st) {
     case BREQ_DONE:
         breq_complete(r);
         break;

@@ -220,6 +220,11 @@ typedef struct net_stats {
     uint64_t response_bytes_held; /* now: response memory charged (reservations included) */
     uint64_t response_reserve_refused;
     int max_connections; /* the effective limit (see net_max_connections) */
+    /* Time the network threads spent in epoll_wait and the handler threads
+     * waiting for a request, summed over the threads (idle ratios). */
+    uint64_t net_idle_ns, io_idle_ns;
+    int net_threads, io_threads;
+    int queued; /* requests waiting for a handler thread now */
 } net_stats;
 
 void net_server_stats(net_server *s, net_stats *out);
