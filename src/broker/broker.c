@@ -143,6 +143,10 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
         goto err;
+    /* Last, and before clients are served: the pages read the state set up
+     * above, and an HTTP address that cannot be bound stops the start. */
+    if (observe_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -157,9 +161,6 @@ int broker_start(broker *b) {
         return -1;
     }
     LOG_INFO("broker", "node %d serving on port %u", b->cfg->node_id, net_server_port(b->net));
-    /* Last: the pages read the state everything above set up. */
-    if (observe_start(b) != 0)
-        return -1;
     return 0;
 }
 

@@ -91,6 +91,7 @@ typedef struct pinfo {
     const char *topic; /* points into the image */
     int32_t index;
     const md_partition *mp; /* in the image; NULL if the image no longer has it */
+    bool internal;          /* __consumer_offsets and the like: listed after the others */
     bool online;
     int role; /* replica_role */
     int64_t hw, leo, log_start, size;
@@ -133,6 +134,7 @@ static bool walk_part(void *ctx, rpart *p) {
     memset(e, 0, sizeof *e);
     e->topic = t->name;
     e->index = p->index;
+    e->internal = p->internal;
     e->mp = md_topic_partition(t, p->index);
     rpart_lock(p);
     const replica_state *st = replica_get_state(p->r);
@@ -153,12 +155,15 @@ static bool walk_part(void *ctx, rpart *p) {
 
 static int cmp_pinfo(const void *a, const void *b) {
     const pinfo *x = a, *y = b;
+    if (x->internal != y->internal)
+        return x->internal ? 1 : -1;
     int c = strcmp(x->topic, y->topic);
     return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
 /* The partitions this broker holds (at most max), sorted by topic and
- * index; w->img is referenced (release with walk_done). */
+ * index, internal topics last (so a series cap shows the users' topics
+ * first); w->img is referenced (release with walk_done). */
 static void walk_parts(broker *b, pwalk *w, int max, const char *only_topic) {
     memset(w, 0, sizeof *w);
     w->img = bmeta_image(b->meta);
@@ -885,11 +890,14 @@ static void api_topics(broker *b, obs_buf *o) {
             else if (t->partitions[j].isr.n < t->partitions[j].replicas.n)
                 under++;
         }
-        /* w.v is sorted by name: find this topic's run by binary search. */
+        /* w.v is sorted as cmp_pinfo says: find this topic's run by
+         * binary search. */
+        pinfo key = {
+            .topic = t->name, .index = -1, .internal = ctrl_internal_topic((kstr){t->name, t->name_len})};
         int lo = 0, hi = w.n;
         while (lo < hi) {
             int mid = (lo + hi) / 2;
-            if (strcmp(w.v[mid].topic, t->name) < 0)
+            if (cmp_pinfo(&w.v[mid], &key) < 0)
                 lo = mid + 1;
             else
                 hi = mid;
