@@ -213,6 +213,7 @@ typedef struct broker_config {
     int32_t metrics_topics_max;
     int32_t metrics_partition_series_max;
     int32_t metrics_group_lag_series_max;
+    int64_t request_slow_log_ms; /* 0: off */
 
     /* ---- private: per-key state, indexed like the broker table ---- */
     struct config_slot {

@@ -365,6 +365,10 @@ static const config_def broker_defs[] = {
         CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
         "Partitions whose per-partition series (log size, segments, offsets) /metrics writes; 0 turns them "
         "off. Beyond it partitions are left out and counted in sluice_metrics_series_dropped."),
+    LONG("sluice.request.slow.log.ms", "1000", 0, 3600000, B(request_slow_log_ms), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Log a line (rate-limited) for a request the broker itself spent longer than this on: time waiting "
+         "for a handler plus handler time, not a long poll's wait. The line names the API, version, client, "
+         "address and the time in each stage. 0 turns it off."),
     INT("sluice.metrics.group.lag.series.max", "10000", 0, I32MAX, B(metrics_group_lag_series_max),
         CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
         "Committed offsets whose consumer lag /metrics writes (one series each); 0 turns them off."),

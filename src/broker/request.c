@@ -235,14 +235,31 @@ err:
 
 void breq_parked(breq *r) { r->local_end_ns = clock_mono_ns(); }
 
-/* Counts a request answered (or closed) now in the latency metrics. */
+static kstr client_id_of(const breq *r);
+
+/* Slow requests: a client can cause them at will (huge requests), so the
+ * lines are rate-limited. */
+static log_ratelimit slow_rl = LOG_RATELIMIT_DEFAULT;
+
+/* Counts a request answered (or closed) now in the latency metrics, and
+ * logs it when the broker's own time on it passed sluice.request.slow.log.ms. */
 static void account(breq *r, int64_t now, bool closed) {
     /* -1: answered by the handler itself (local until now, encoding
      * included); 0: parked without breq_parked (all remote). */
     int64_t local_end = r->local_end_ns < 0 ? now : r->local_end_ns ? r->local_end_ns : r->start_ns;
     int64_t received = r->net->received_ns ? r->net->received_ns : r->start_ns;
-    obs_request_done(r->b->metrics, r->hdr.api_key, r->start_ns - received, local_end - r->start_ns,
-                     now - local_end, now - received, closed);
+    int64_t queue = r->start_ns - received, local = local_end - r->start_ns, remote = now - local_end;
+    obs_request_done(r->b->metrics, r->hdr.api_key, queue, local, remote, now - received, closed);
+    int64_t slow_ms = r->b->cfg ? r->b->cfg->request_slow_log_ms : 0;
+    if (slow_ms > 0 && queue + local > slow_ms * 1000000) {
+        kstr cid = client_id_of(r);
+        LOG_WARN_LIMITED(&slow_rl, "broker",
+                         "slow request: %s v%d from %s (client '%.*s', correlation %d) took %.1f ms: queue "
+                         "%.1f ms, local %.1f ms, remote %.1f ms%s",
+                         r->api ? r->api->name : "?", r->hdr.api_version, r->net->peer, cid.len, cid.ptr,
+                         r->hdr.correlation_id, (double)(now - received) / 1e6, (double)queue / 1e6,
+                         (double)local / 1e6, (double)remote / 1e6, closed ? "; connection closed" : "");
+    }
 }
 
 void breq_complete(breq *r) {

@@ -8,6 +8,7 @@ cardinality caps; metrics switched off.
 Each broker gets its own free HTTP port (sluice.http.listeners)."""
 import http.client
 import json
+import re
 import socket
 import time
 import urllib.error
@@ -353,3 +354,21 @@ def test_bad_listener_value_refused(broker_factory):
     with pytest.raises(RuntimeError) as e:
         broker_factory({"sluice.http.listeners": "https://127.0.0.1:1"}, name="bad")
     assert "sluice.http.listeners" in str(e.value)
+
+
+def test_slow_request_is_logged(broker_factory):
+    # Creating 300 partition directories takes the handler well over 1 ms.
+    b = http_broker(broker_factory, **{"sluice.request.slow.log.ms": "1"})
+    create_topic(b, "many", 300)
+    assert wait_log(b, "slow request: CreateTopics v"), b.log()[-3000:]
+    line = [l for l in b.log().splitlines() if "slow request: CreateTopics" in l][0]
+    assert "queue " in line and "local " in line and "client '" in line
+    # A long poll's wait is remote time: a fetch waiting 500 ms is not slow.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "lp", "fetch.wait.max.ms": 500})
+    c.assign([TopicPartition("many", 0, 0)])
+    c.poll(2.0)
+    c.close()
+    # (A loaded machine may make a fetch's own work pass 1 ms, never 400.)
+    for l in b.log().splitlines():
+        m = re.search(r"slow request: Fetch .* queue ([0-9.]+) ms, local ([0-9.]+) ms", l)
+        assert m is None or float(m.group(1)) + float(m.group(2)) < 400, l

@@ -259,8 +259,12 @@ static int roundtrip(uint16_t port, const char *req, char *buf, size_t n) {
 
 static void test_http(void) {
     int calls = 0;
-    obs_http_config cfg = {.host = "127.0.0.1", .port = 0, .max_connections = 8, .max_per_ip = 8,
-                           .max_request_bytes = 8192, .timeout_s = 5};
+    obs_http_config cfg = {.host = "127.0.0.1",
+                           .port = 0,
+                           .max_connections = 8,
+                           .max_per_ip = 8,
+                           .max_request_bytes = 8192,
+                           .timeout_s = 5};
     obs_http *h = obs_http_start(&cfg, handler, &calls);
     REQUIRE(h != NULL);
     uint16_t port = obs_http_port(h);
