@@ -894,7 +894,7 @@ static void account_fetch(breq *r, const fstate *fs) {
             if (p == NULL)
                 p = fs->items[j].p;
         }
-        obs_fetched(m, p ? obs_topic_get(m, p->topic, strlen(p->topic)) : NULL, bytes, failed);
+        obs_fetched(m, p ? obs_topic_of(m, p->topic, strlen(p->topic)) : NULL, bytes, failed);
         i = j;
     }
 }

@@ -349,7 +349,7 @@ breq_status api_produce(breq *r) {
             m_msgs += (uint64_t)ar.info.records;
             m_bytes += data_len;
         }
-        obs_produced(r->b->metrics, t ? obs_topic_get(r->b->metrics, t->name, (size_t)t->name_len) : NULL,
+        obs_produced(r->b->metrics, t ? obs_topic_of(r->b->metrics, t->name, (size_t)t->name_len) : NULL,
                      m_msgs, m_bytes, m_failed);
     }
     md_image_unref(img);

@@ -908,7 +908,7 @@ static void api_topics(broker *b, obs_buf *o) {
             start += w.v[k].log_start;
         }
         obs_counters c = {0};
-        obs_topic *ot = obs_topic_get(b->metrics, t->name, (size_t)t->name_len);
+        obs_topic *ot = obs_topic_find(b->metrics, t->name, (size_t)t->name_len);
         if (ot)
             obs_topic_counters(ot, &c);
         obs_buf_puts(o, shown++ ? ",{\"name\":" : "{\"name\":");

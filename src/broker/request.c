@@ -244,13 +244,16 @@ static log_ratelimit slow_rl = LOG_RATELIMIT_DEFAULT;
 /* Counts a request answered (or closed) now in the latency metrics, and
  * logs it when the broker's own time on it passed sluice.request.slow.log.ms. */
 static void account(breq *r, int64_t now, bool closed) {
+    const obs_metrics *m = r->b->metrics;
+    int64_t slow_ms = r->b->cfg ? r->b->cfg->request_slow_log_ms : 0;
+    if ((m == NULL || !m->enabled) && slow_ms <= 0)
+        return;
     /* -1: answered by the handler itself (local until now, encoding
      * included); 0: parked without breq_parked (all remote). */
     int64_t local_end = r->local_end_ns < 0 ? now : r->local_end_ns ? r->local_end_ns : r->start_ns;
     int64_t received = r->net->received_ns ? r->net->received_ns : r->start_ns;
     int64_t queue = r->start_ns - received, local = local_end - r->start_ns, remote = now - local_end;
     obs_request_done(r->b->metrics, r->hdr.api_key, queue, local, remote, now - received, closed);
-    int64_t slow_ms = r->b->cfg ? r->b->cfg->request_slow_log_ms : 0;
     if (slow_ms > 0 && queue + local > slow_ms * 1000000) {
         kstr cid = client_id_of(r);
         LOG_WARN_LIMITED(&slow_rl, "broker",

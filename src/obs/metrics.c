@@ -112,6 +112,13 @@ obs_topic *obs_topic_get(obs_metrics *m, const char *name, size_t len) {
     return t;
 }
 
+obs_topic *obs_topic_find(obs_metrics *m, const char *name, size_t len) {
+    if (m == NULL || m->cap == 0 || len >= sizeof(((obs_topic *)0)->name))
+        return NULL;
+    size_t slot;
+    return probe(m, name, len, name_hash(name, len), &slot);
+}
+
 static uint64_t ld(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
 void obs_totals(obs_metrics *m, obs_counters *out, uint64_t *malformed) {

@@ -164,8 +164,13 @@ static inline void obs_malformed(obs_metrics *m) {
 }
 
 /* The entry of a topic, created on first use; NULL when disabled or the
- * table is full. */
+ * table is full. obs_topic_of checks that inline first. */
 obs_topic *obs_topic_get(obs_metrics *m, const char *name, size_t len);
+/* The entry of a topic if it has one (never creates it). */
+obs_topic *obs_topic_find(obs_metrics *m, const char *name, size_t len);
+static inline obs_topic *obs_topic_of(obs_metrics *m, const char *name, size_t len) {
+    return m != NULL && m->cap != 0 ? obs_topic_get(m, name, len) : NULL;
+}
 
 /* Produce to one topic: `partitions` partition entries, `failed` of them
  * refused; messages and bytes appended. t may be NULL (not tracked). */

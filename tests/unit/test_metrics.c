@@ -126,10 +126,14 @@ static void test_topic_table(void) {
     CHECK_EQ_INT(atomic_load(&shared->n_topics), 100);
     /* Bumps that found an entry plus refused look-ups are all of them. */
     CHECK_EQ_INT(sum[0] + atomic_load(&shared->topics_dropped), 8 * 200);
-    /* The same name always gives the same entry. */
+    /* The same name always gives the same entry; find never creates. */
     obs_topic *a = obs_topic_get(shared, "t7", 2);
-    if (a != NULL)
+    if (a != NULL) {
         CHECK(obs_topic_get(shared, "t7", 2) == a);
+        CHECK(obs_topic_find(shared, "t7", 2) == a);
+    }
+    CHECK(obs_topic_find(shared, "never", 5) == NULL);
+    CHECK_EQ_INT(atomic_load(&shared->n_topics), 100);
     /* Names too long for an entry are not tracked. */
     char longname[300];
     memset(longname, 'x', sizeof longname);
