@@ -713,9 +713,14 @@ static void write_partition_metrics(broker *b, obs_buf *o, int64_t *dropped) {
 }
 
 static void write_group_metrics(broker *b, obs_buf *o, int64_t *dropped) {
+    /* Every offset (up to OBSERVE_OFFSETS_MAX) counts in the groups' lag
+     * sums; only the first `cap` get series of their own. */
+    int cap = b->cfg->metrics_group_lag_series_max;
     gwalk w;
-    walk_groups(b, &w, b->cfg->metrics_group_lag_series_max);
+    walk_groups(b, &w, OBSERVE_OFFSETS_MAX > cap ? OBSERVE_OFFSETS_MAX : cap);
     *dropped += w.dropped;
+    int shown = w.no < cap ? w.no : cap;
+    *dropped += w.no - shown;
     obs_prom_family(o, "kafka_consumergroup_members", "gauge", "Members of a consumer group.");
     for (int i = 0; i < w.n && !o->full; i++) {
         obs_buf_puts(o, "kafka_consumergroup_members{consumergroup=\"");
@@ -728,7 +733,7 @@ static void write_group_metrics(broker *b, obs_buf *o, int64_t *dropped) {
         "Records between a group's committed offset and the partition's high watermark."};
     for (int m = 0; m < 2; m++) {
         obs_prom_family(o, names[m], "gauge", helps[m]);
-        for (int i = 0; i < w.no && !o->full; i++) {
+        for (int i = 0; i < shown && !o->full; i++) {
             goff *x = &w.o[i];
             if (x->topic == NULL || (m == 1 && x->end < 0))
                 continue;
@@ -974,7 +979,7 @@ static bool api_topic(broker *b, const char *name, obs_buf *o) {
 
 static void api_groups(broker *b, obs_buf *o) {
     gwalk w;
-    walk_groups(b, &w, OBSERVE_LIST_MAX * 10);
+    walk_groups(b, &w, OBSERVE_OFFSETS_MAX);
     obs_buf_puts(o, "[");
     for (int i = 0; i < w.n && !o->full; i++) {
         ginfo *g = &w.g[i];

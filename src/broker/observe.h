@@ -17,7 +17,8 @@
  *
  * Bounds: per-partition series stop at sluice.metrics.partition.series.max
  * and lag series at sluice.metrics.group.lag.series.max (both counted in
- * sluice_metrics_series_dropped); every answer stops at
+ * sluice_metrics_series_dropped; the groups' lag sums cover up to
+ * OBSERVE_OFFSETS_MAX offsets whatever the cap); every answer stops at
  * sluice.http.response.max.bytes (sluice_metrics_truncated says so); the
  * console's lists stop at OBSERVE_LIST_MAX entries.
  *
@@ -38,6 +39,8 @@ typedef struct broker broker;
 #define OBSERVE_SAMPLE_MS 10000
 #define OBSERVE_RING      360
 #define OBSERVE_LIST_MAX  10000
+/* Committed offsets one page reads (lag sums, the console's groups). */
+#define OBSERVE_OFFSETS_MAX 100000
 
 /* Creates b->observe (the history ring, the listener's state); 0 or -1. */
 int observe_create(broker *b);
