@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,8 @@ struct observe {
     sample ring[OBSERVE_RING];
     int ring_head, ring_len;
     int64_t next_sample_ms;
-    idle_mark idle; /* the HTTP thread only */
+    idle_mark idle;                /* the HTTP thread only */
+    atomic_uint_fast64_t requests; /* pages asked for */
     int64_t start_mono_ns;
 };
 
@@ -798,8 +800,9 @@ void observe_write_metrics(broker *b, obs_buf *o) {
           "Series this scrape left out (sluice.metrics.partition.series.max, "
           "sluice.metrics.group.lag.series.max).",
           (double)dropped);
-    counter(o, "sluice_http_requests_total", "HTTP requests served by this listener.",
-            obs_http_requests(b->observe->http));
+    counter(o, "sluice_http_requests_total",
+            "HTTP requests served by this listener (refused methods not counted).",
+            atomic_load(&b->observe->requests));
     gauge(o, "sluice_metrics_scrape_seconds", "Time this scrape took to build.",
           (double)(clock_mono_ns() - t0) / 1e9);
     /* Last: whether the answer is whole. If the buffer is full this line is
@@ -1073,6 +1076,7 @@ static void reply_buf(obs_http_reply *out, obs_buf *o, const char *ctype) {
 static void handle(void *ctx, const char *path, const char *query, obs_http_reply *out) {
     broker *b = ctx;
     sl_env_bind(&b->env);
+    atomic_fetch_add_explicit(&b->observe->requests, 1, memory_order_relaxed);
     obs_buf o;
     obs_buf_init(&o, (size_t)b->cfg->http_response_max_bytes);
     const char *json = "application/json; charset=utf-8";

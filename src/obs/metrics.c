@@ -13,7 +13,9 @@ _Thread_local int obs_tls_shard = -1;
 static atomic_uint next_shard;
 
 int obs_pick_shard(void) {
-    unsigned i = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % OBS_SHARDS;
+    unsigned i = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed);
+    if (i >= OBS_SHARDS)
+        i = OBS_SHARDS; /* the shared shard, for good */
     obs_tls_shard = (int)i;
     return (int)i;
 }
@@ -24,6 +26,7 @@ obs_metrics *obs_metrics_create(bool enabled, int max_topics) {
         return NULL;
     memset(m, 0, sizeof *m);
     m->enabled = enabled;
+    m->shard[OBS_SHARDS].shared = true;
     if (max_topics < 0)
         max_topics = 0;
     if (max_topics > OBS_TOPICS_MAX)
@@ -97,8 +100,9 @@ obs_topic *obs_topic_get(obs_metrics *m, const char *name, size_t len) {
     /* Another thread may have inserted it meanwhile. */
     t = probe(m, name, len, h, &slot);
     if (t == NULL && slot < m->cap && atomic_load(&m->n_topics) < m->max_topics) {
-        t = calloc(1, sizeof *t);
+        t = aligned_alloc(64, sizeof *t);
         if (t != NULL) {
+            memset(t, 0, sizeof *t);
             t->hash = h;
             t->len = (uint32_t)len;
             memcpy(t->name, name, len);
@@ -124,7 +128,7 @@ static uint64_t ld(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_
 void obs_totals(obs_metrics *m, obs_counters *out, uint64_t *malformed) {
     memset(out, 0, sizeof *out);
     uint64_t bad = 0;
-    for (int i = 0; i < OBS_SHARDS; i++) {
+    for (int i = 0; i <= OBS_SHARDS; i++) {
         obs_shard *s = &m->shard[i];
         out->messages_in += ld(&s->messages_in);
         out->bytes_in += ld(&s->bytes_in);
@@ -140,19 +144,23 @@ void obs_totals(obs_metrics *m, obs_counters *out, uint64_t *malformed) {
 }
 
 void obs_topic_counters(obs_topic *t, obs_counters *out) {
-    out->messages_in = ld(&t->messages_in);
-    out->bytes_in = ld(&t->bytes_in);
-    out->bytes_out = ld(&t->bytes_out);
-    out->produce_requests = ld(&t->produce_requests);
-    out->produce_failed = ld(&t->produce_failed);
-    out->fetch_requests = ld(&t->fetch_requests);
-    out->fetch_failed = ld(&t->fetch_failed);
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < OBS_TOPIC_STRIPES; i++) {
+        obs_topic_stripe *st = &t->stripe[i];
+        out->messages_in += ld(&st->messages_in);
+        out->bytes_in += ld(&st->bytes_in);
+        out->bytes_out += ld(&st->bytes_out);
+        out->produce_requests += ld(&st->produce_requests);
+        out->produce_failed += ld(&st->produce_failed);
+        out->fetch_requests += ld(&st->fetch_requests);
+        out->fetch_failed += ld(&st->fetch_failed);
+    }
 }
 
 void obs_api_counts(obs_metrics *m, int key, uint64_t *requests, uint64_t *closed) {
     int k = obs_api_slot(key);
     uint64_t r = 0, c = 0;
-    for (int i = 0; i < OBS_SHARDS; i++) {
+    for (int i = 0; i <= OBS_SHARDS; i++) {
         r += ld(&m->shard[i].requests[k]);
         c += ld(&m->shard[i].closed[k]);
     }
@@ -164,7 +172,7 @@ void obs_api_hist(obs_metrics *m, int key, obs_stage stage, obs_hist_snap *out) 
     assert(stage >= 0 && stage < OBS_STAGES);
     int k = obs_api_slot(key);
     memset(out, 0, sizeof *out);
-    for (int i = 0; i < OBS_SHARDS; i++) {
+    for (int i = 0; i <= OBS_SHARDS; i++) {
         obs_hist *h = &m->shard[i].lat[k][stage];
         for (int b = 0; b < OBS_HIST_BUCKETS; b++)
             out->bucket[b] += ld(&h->bucket[b]);

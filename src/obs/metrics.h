@@ -12,14 +12,16 @@
  * time, so they cost nothing between scrapes.
  *
  * Cost on the hot path. No lock is taken to count. Broker-wide counters and
- * histograms live in OBS_SHARDS cache-line aligned shards; a thread picks
- * its shard once (a thread-local index, round robin), so threads do not
- * share cache lines unless there are more threads than shards, and every
- * bump is one relaxed atomic add (correct even when two threads share a
- * shard). A scrape sums the shards. Per-topic counters are one relaxed
- * atomic add on the topic's entry; finding the entry is a hash and a
- * lock-free probe (entries are published with release stores and never
- * removed). Only the first sight of a topic takes the table's mutex.
+ * histograms live in cache-line aligned shards; each of the first
+ * OBS_SHARDS threads that counts owns one (a thread-local index handed out
+ * once), so a bump is a relaxed load and store, no locked instruction;
+ * threads beyond them share one more shard with relaxed atomic adds. A
+ * scrape sums the shards. Per-topic counters are split in
+ * OBS_TOPIC_STRIPES cache-line stripes picked by the thread's index, each
+ * bumped with a relaxed atomic add, so threads writing one hot topic mostly
+ * use different lines; finding the entry is a hash and a lock-free probe
+ * (entries are published with release stores and never removed). Only the
+ * first sight of a topic takes the table's mutex.
  *
  * Limits. At most `max_topics` topic entries (a topic beyond it is counted
  * in the broker-wide totals only, and in obs_topics_dropped). A topic keeps
@@ -39,9 +41,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OBS_SHARDS 16
-/* API keys with their own series; keys at or above it share the last slot. */
-#define OBS_API_KEYS 96
+/* Shards owned by one thread each; threads beyond them share one more
+ * shard, bumped with atomic adds. */
+#define OBS_SHARDS 32
+/* API keys with their own series; keys at or above it share the last slot
+ * (the broker serves none of them). */
+#define OBS_API_KEYS 64
+/* Stripes of a topic's counters: threads bump the stripe of their shard
+ * index, so threads on one hot topic rarely share a cache line. */
+#define OBS_TOPIC_STRIPES 8
 /* Latency buckets: upper bounds 2^(i-3) ms for i < OBS_HIST_FINITE (0.125 ms
  * to 32768 ms), then +Inf. */
 #define OBS_HIST_FINITE  19
@@ -74,6 +82,7 @@ typedef struct obs_counters {
 } obs_counters;
 
 typedef struct obs_shard {
+    bool shared; /* the overflow shard: more than one thread bumps it */
     _Atomic uint64_t requests[OBS_API_KEYS];
     _Atomic uint64_t closed[OBS_API_KEYS]; /* answered by closing the connection */
     obs_hist lat[OBS_API_KEYS][OBS_STAGES];
@@ -82,17 +91,21 @@ typedef struct obs_shard {
     _Atomic uint64_t malformed; /* frames whose header did not parse or whose API is not served */
 } __attribute__((aligned(64))) obs_shard;
 
+typedef struct obs_topic_stripe {
+    _Atomic uint64_t messages_in, bytes_in, bytes_out;
+    _Atomic uint64_t produce_requests, produce_failed, fetch_requests, fetch_failed;
+} __attribute__((aligned(64))) obs_topic_stripe;
+
 typedef struct obs_topic {
     uint32_t hash;
     uint32_t len;
     char name[256];
-    _Atomic uint64_t messages_in, bytes_in, bytes_out;
-    _Atomic uint64_t produce_requests, produce_failed, fetch_requests, fetch_failed;
-} obs_topic;
+    obs_topic_stripe stripe[OBS_TOPIC_STRIPES];
+} __attribute__((aligned(64))) obs_topic;
 
 typedef struct obs_metrics {
     bool enabled;
-    obs_shard shard[OBS_SHARDS];
+    obs_shard shard[OBS_SHARDS + 1]; /* the last: shared by threads beyond OBS_SHARDS */
     /* topic table: open addressing, cap a power of two >= 2 * max_topics */
     _Atomic(obs_topic *) *slots;
     size_t cap;
@@ -112,15 +125,24 @@ void obs_metrics_destroy(obs_metrics *m);
 /* The calling thread's shard. */
 extern _Thread_local int obs_tls_shard;
 int obs_pick_shard(void);
-static inline obs_shard *obs_my_shard(obs_metrics *m) {
+static inline int obs_my_index(void) {
     int i = obs_tls_shard;
-    if (i < 0)
-        i = obs_pick_shard();
-    return &m->shard[i];
+    return i >= 0 ? i : obs_pick_shard();
 }
+static inline obs_shard *obs_my_shard(obs_metrics *m) { return &m->shard[obs_my_index()]; }
 
 static inline void obs_add(_Atomic uint64_t *c, uint64_t n) {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* A bump of a shard's counter: the owner alone writes an owned shard, so a
+ * relaxed load and store do (no locked instruction); readers see the old
+ * or the new value. The shared shard takes atomic adds. */
+static inline void obs_bump(obs_shard *s, _Atomic uint64_t *c, uint64_t n) {
+    if (__builtin_expect(s->shared, 0))
+        obs_add(c, n);
+    else
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 /* Bucket of a duration: the first i with ns <= 2^(i-3) ms. */
@@ -132,11 +154,11 @@ static inline int obs_bucket_of(int64_t ns) {
     return b < OBS_HIST_FINITE ? b : OBS_HIST_FINITE;
 }
 
-static inline void obs_hist_add(obs_hist *h, int64_t ns) {
+static inline void obs_hist_add(obs_shard *s, obs_hist *h, int64_t ns) {
     if (ns < 0)
         ns = 0;
-    obs_add(&h->bucket[obs_bucket_of(ns)], 1);
-    obs_add(&h->sum_ns, (uint64_t)ns);
+    obs_bump(s, &h->bucket[obs_bucket_of(ns)], 1);
+    obs_bump(s, &h->sum_ns, (uint64_t)ns);
 }
 
 static inline int obs_api_slot(int key) { return key >= 0 && key < OBS_API_KEYS ? key : OBS_API_KEYS - 1; }
@@ -149,18 +171,20 @@ static inline void obs_request_done(obs_metrics *m, int key, int64_t queue, int6
         return;
     obs_shard *s = obs_my_shard(m);
     int k = obs_api_slot(key);
-    obs_add(&s->requests[k], 1);
+    obs_bump(s, &s->requests[k], 1);
     if (closed)
-        obs_add(&s->closed[k], 1);
-    obs_hist_add(&s->lat[k][OBS_STAGE_QUEUE], queue);
-    obs_hist_add(&s->lat[k][OBS_STAGE_LOCAL], local);
-    obs_hist_add(&s->lat[k][OBS_STAGE_REMOTE], remote);
-    obs_hist_add(&s->lat[k][OBS_STAGE_TOTAL], total);
+        obs_bump(s, &s->closed[k], 1);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_QUEUE], queue);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_LOCAL], local);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_REMOTE], remote);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_TOTAL], total);
 }
 
 static inline void obs_malformed(obs_metrics *m) {
-    if (m != NULL && m->enabled)
-        obs_add(&obs_my_shard(m)->malformed, 1);
+    if (m != NULL && m->enabled) {
+        obs_shard *s = obs_my_shard(m);
+        obs_bump(s, &s->malformed, 1);
+    }
 }
 
 /* The entry of a topic, created on first use; NULL when disabled or the
@@ -178,20 +202,22 @@ static inline void obs_produced(obs_metrics *m, obs_topic *t, uint64_t messages,
                                 bool failed) {
     if (m == NULL || !m->enabled)
         return;
-    obs_shard *s = obs_my_shard(m);
-    obs_add(&s->produce_requests, 1);
+    int i = obs_my_index();
+    obs_shard *s = &m->shard[i];
+    obs_bump(s, &s->produce_requests, 1);
     if (failed)
-        obs_add(&s->produce_failed, 1);
-    obs_add(&s->messages_in, messages);
-    obs_add(&s->bytes_in, bytes);
+        obs_bump(s, &s->produce_failed, 1);
+    obs_bump(s, &s->messages_in, messages);
+    obs_bump(s, &s->bytes_in, bytes);
     if (t != NULL) {
-        obs_add(&t->produce_requests, 1);
+        obs_topic_stripe *st = &t->stripe[i % OBS_TOPIC_STRIPES];
+        obs_add(&st->produce_requests, 1);
         if (failed)
-            obs_add(&t->produce_failed, 1);
+            obs_add(&st->produce_failed, 1);
         if (messages)
-            obs_add(&t->messages_in, messages);
+            obs_add(&st->messages_in, messages);
         if (bytes)
-            obs_add(&t->bytes_in, bytes);
+            obs_add(&st->bytes_in, bytes);
     }
 }
 
@@ -200,17 +226,19 @@ static inline void obs_produced(obs_metrics *m, obs_topic *t, uint64_t messages,
 static inline void obs_fetched(obs_metrics *m, obs_topic *t, uint64_t bytes, bool failed) {
     if (m == NULL || !m->enabled)
         return;
-    obs_shard *s = obs_my_shard(m);
-    obs_add(&s->fetch_requests, 1);
+    int i = obs_my_index();
+    obs_shard *s = &m->shard[i];
+    obs_bump(s, &s->fetch_requests, 1);
     if (failed)
-        obs_add(&s->fetch_failed, 1);
-    obs_add(&s->bytes_out, bytes);
+        obs_bump(s, &s->fetch_failed, 1);
+    obs_bump(s, &s->bytes_out, bytes);
     if (t != NULL) {
-        obs_add(&t->fetch_requests, 1);
+        obs_topic_stripe *st = &t->stripe[i % OBS_TOPIC_STRIPES];
+        obs_add(&st->fetch_requests, 1);
         if (failed)
-            obs_add(&t->fetch_failed, 1);
+            obs_add(&st->fetch_failed, 1);
         if (bytes)
-            obs_add(&t->bytes_out, bytes);
+            obs_add(&st->bytes_out, bytes);
     }
 }
 
