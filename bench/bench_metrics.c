@@ -77,15 +77,16 @@ int main(int argc, char **argv) {
 
     double one = run_threads(1, ITERS);
     double four = run_threads(4, ITERS / 4);
-    printf("metric hooks per produce request: %.1f ns on 1 thread, %.1f ns on 4 threads sharing a topic\n", one,
-           four);
+    printf("metric hooks per produce request: %.1f ns on 1 thread, %.1f ns on 4 threads sharing a topic\n",
+           one, four);
     printf("baselines: mutex lock+unlock %.1f ns, clock read %.1f ns\n", lock_ns, clock_ns);
     printf("ratio hooks/mutex: %.2f (1 thread), %.2f (4 threads); hooks/clock read: %.2f\n", one / lock_ns,
            four / lock_ns, one / clock_ns);
     uint64_t n, closed;
     obs_api_counts(m, 0, &n, &closed);
     if (n != (uint64_t)ITERS * 2) {
-        fprintf(stderr, "bench_metrics: counted %llu requests, expected %d\n", (unsigned long long)n, ITERS * 2);
+        fprintf(stderr, "bench_metrics: counted %llu requests, expected %d\n", (unsigned long long)n,
+                ITERS * 2);
         return 1;
     }
     obs_metrics_destroy(m);
