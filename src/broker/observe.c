@@ -805,13 +805,18 @@ void observe_write_metrics(broker *b, obs_buf *o) {
             atomic_load(&b->observe->requests));
     gauge(o, "sluice_metrics_scrape_seconds", "Time this scrape took to build.",
           (double)(clock_mono_ns() - t0) / 1e9);
-    /* Last: whether the answer is whole. If the buffer is full this line is
-     * lost too, which the missing line says as clearly. */
+    /* Last: whether the answer is whole. A full buffer may end inside a
+     * line (a series is written in pieces): cut back to the last whole
+     * line, then make room for the marker (the limit applies to the
+     * series, not to it). */
     bool full = o->full;
     if (full) {
-        /* Make room: the limit applies to the series, not this marker. */
+        while (o->len > 0 && o->p[o->len - 1] != '\n')
+            o->len--;
+        if (o->p != NULL)
+            o->p[o->len] = 0;
         o->full = false;
-        o->max += 256;
+        o->max = o->len + 512;
     }
     gauge(o, "sluice_metrics_truncated", "1 when this answer passed sluice.http.response.max.bytes.",
           full ? 1 : 0);
@@ -1073,6 +1078,8 @@ static void reply_buf(obs_http_reply *out, obs_buf *o, const char *ctype) {
     }
 }
 
+static log_ratelimit cut_rl = LOG_RATELIMIT_DEFAULT;
+
 static void handle(void *ctx, const char *path, const char *query, obs_http_reply *out) {
     broker *b = ctx;
     sl_env_bind(&b->env);
@@ -1132,9 +1139,17 @@ static void handle(void *ctx, const char *path, const char *query, obs_http_repl
         out->static_body = "not found: try /metrics, /health, /ready or / (the console)\n";
         out->len = strlen(out->static_body);
     }
-    if (out->body != NULL && o.full && out->content_type == json)
-        LOG_WARN("http", "%s answer cut at sluice.http.response.max.bytes=%lld", path,
-                 (long long)b->cfg->http_response_max_bytes);
+    if (out->body != NULL && o.full && out->content_type == json) {
+        /* Cut JSON does not parse: say why instead. */
+        LOG_WARN_LIMITED(&cut_rl, "http",
+                         "%s answer passed sluice.http.response.max.bytes=%lld; answered 503", path,
+                         (long long)b->cfg->http_response_max_bytes);
+        free(out->body);
+        out->body = NULL;
+        out->status = 503;
+        out->static_body = "{\"error\":\"the answer is larger than sluice.http.response.max.bytes\"}";
+        out->len = strlen(out->static_body);
+    }
     obs_buf_free(&o);
 }
 

@@ -372,3 +372,22 @@ def test_slow_request_is_logged(broker_factory):
     for l in b.log().splitlines():
         m = re.search(r"slow request: Fetch .* queue ([0-9.]+) ms, local ([0-9.]+) ms", l)
         assert m is None or float(m.group(1)) + float(m.group(2)) < 400, l
+
+
+def test_answers_over_the_size_limit(broker_factory):
+    b = http_broker(broker_factory, **{"sluice.http.response.max.bytes": "65536"})
+    create_topic(b, "big", 600)
+    status, headers, body = get(b, "/metrics")
+    assert len(body) <= 65536 + 512
+    # Cut at a whole line: it still parses, and says it was cut.
+    samples = {}
+    for fam in text_string_to_metric_families(body.decode("utf-8")):
+        for s in fam.samples:
+            samples[s.name] = s.value
+    assert samples["sluice_metrics_truncated"] == 1
+    # JSON that would be cut is refused whole, with the reason.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        get(b, "/api/topic?name=big")
+    assert e.value.code == 503
+    assert b"sluice.http.response.max.bytes" in e.value.read()
+    assert get(b, "/api/cluster")[0] == 200
