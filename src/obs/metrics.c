@@ -278,16 +278,49 @@ void obs_prom_family(obs_buf *b, const char *name, const char *type, const char 
     obs_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
+ * (overlong forms, surrogates and values past U+10FFFF included). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if (c == 0xE0 && s[1] < 0xA0)
+        return 0; /* overlong */
+    if (c == 0xED && s[1] >= 0xA0)
+        return 0; /* surrogate */
+    if (c == 0xF0 && s[1] < 0x90)
+        return 0; /* overlong */
+    if (c == 0xF4 && s[1] >= 0x90)
+        return 0; /* past U+10FFFF */
+    return len;
+}
+
+/* Names chosen by clients (group ids) may hold any bytes, and one invalid
+ * UTF-8 label would make Prometheus refuse the whole scrape: bytes that are
+ * not UTF-8 are written as U+FFFD. */
+static const char replacement[] = "\xEF\xBF\xBD";
+
 void obs_prom_escape(obs_buf *b, const char *s, size_t n) {
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        unsigned char c = u[i];
         const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
-        if (esc == NULL)
+        size_t len = esc ? 1 : utf8_len(u + i, n - i);
+        if (esc == NULL && len > 0) {
+            i += len;
             continue;
+        }
         obs_buf_put(b, s + run, i - run);
-        obs_buf_puts(b, esc);
-        run = i + 1;
+        obs_buf_puts(b, esc ? esc : replacement);
+        i++;
+        run = i;
     }
     obs_buf_put(b, s + run, n - run);
 }
@@ -307,20 +340,27 @@ void obs_prom_hist(obs_buf *b, const char *name, const char *labels, const obs_h
 }
 
 void obs_json_str(obs_buf *b, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
     obs_buf_put(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+    size_t run = 0, i = 0;
+    while (i < n) {
+        unsigned char c = u[i];
+        size_t len = c >= 0x20 && c != '"' && c != '\\' ? utf8_len(u + i, n - i) : 0;
+        if (len > 0) {
+            i += len;
             continue;
+        }
         obs_buf_put(b, s + run, i - run);
         if (c == '"')
             obs_buf_puts(b, "\\\"");
         else if (c == '\\')
             obs_buf_puts(b, "\\\\");
-        else
+        else if (c < 0x20)
             obs_buf_printf(b, "\\u%04x", c);
-        run = i + 1;
+        else
+            obs_buf_puts(b, replacement);
+        i++;
+        run = i;
     }
     obs_buf_put(b, s + run, n - run);
     obs_buf_put(b, "\"", 1);

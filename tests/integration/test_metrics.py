@@ -391,3 +391,19 @@ def test_answers_over_the_size_limit(broker_factory):
     assert e.value.code == 503
     assert b"sluice.http.response.max.bytes" in e.value.read()
     assert get(b, "/api/cluster")[0] == 200
+
+
+def test_group_ids_are_escaped(broker_factory):
+    # Group ids are any string a client picks: quotes, backslashes, newlines
+    # and non-ASCII text must come out as valid exposition and JSON.
+    b = http_broker(broker_factory)
+    create_topic(b, "esc", 1)
+    produce(b, "esc", 5, 1)
+    weird = 'we"ird\\gr\noup-\u00e9\u20ac'
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": weird, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("esc", 0, 2)], asynchronous=False)
+    c.close()
+    s, _ = scrape(b)
+    assert val(s, "kafka_consumergroup_lag", consumergroup=weird, topic="esc", partition="0") == 3
+    groups = {g["group"]: g for g in json.loads(get(b, "/api/groups")[2])}
+    assert groups[weird]["lag"] == 3

@@ -195,6 +195,19 @@ static void test_buffer_and_escaping(void) {
     CHECK(strcmp(b.p, "\"q\\\"\\\\\\u0001z\"") == 0);
     obs_buf_free(&b);
 
+    /* Bytes that are not UTF-8 become U+FFFD; valid sequences stay. */
+    obs_buf_init(&b, 1 << 20);
+    obs_prom_escape(&b, "a\xff\xc3\xa9\xed\xa0\x80z", 8);
+    CHECK(strcmp(b.p, "a\xEF\xBF\xBD\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz") == 0);
+    obs_buf_free(&b);
+    obs_buf_init(&b, 1 << 20);
+    obs_json_str(&b, "\xe2\x82\xac\xc0\xaf\xf4\x90\x80\x80", 9);
+    CHECK(
+        strcmp(b.p,
+               "\"\xe2\x82\xac\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"") ==
+        0);
+    obs_buf_free(&b);
+
     obs_hist_snap h = {0};
     h.bucket[0] = 1;
     h.bucket[3] = 2;
