@@ -93,6 +93,12 @@ static int64_t housekeeping_step(void *arg) {
     return 1000;
 }
 
+/* A tagged response (its API key) was written whole. */
+static void response_sent(void *ctx, int tag, int64_t queue_ns, int64_t send_ns) {
+    broker *b = ctx;
+    obs_response_sent(b->metrics, tag, queue_ns, send_ns);
+}
+
 /* First thing on each network and handler thread. */
 static void bind_env(void *ctx) {
     broker *b = ctx;
@@ -134,6 +140,8 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     }
     nc.thread_init = bind_env;
+    if (cfg->metrics_enable)
+        nc.sent = response_sent;
     b->net = net_server_create(&nc, broker_handle_request, b);
     if (b->net == NULL)
         goto err;

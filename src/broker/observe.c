@@ -499,14 +499,19 @@ static void write_request_metrics(broker *b, obs_buf *o) {
         obs_buf_printf(o, "sluice_network_requests_closed_total{request=\"%s\"} %llu\n", api->name,
                        (unsigned long long)closed);
     }
-    static const char *const stage_names[OBS_STAGES] = {
-        "kafka_network_requestmetrics_requestqueuetimems", "kafka_network_requestmetrics_localtimems",
-        "kafka_network_requestmetrics_remotetimems", "kafka_network_requestmetrics_totaltimems"};
+    static const char *const stage_names[OBS_STAGES] = {"kafka_network_requestmetrics_requestqueuetimems",
+                                                        "kafka_network_requestmetrics_localtimems",
+                                                        "kafka_network_requestmetrics_remotetimems",
+                                                        "kafka_network_requestmetrics_totaltimems",
+                                                        "kafka_network_requestmetrics_responsequeuetimems",
+                                                        "kafka_network_requestmetrics_responsesendtimems"};
     static const char *const stage_help[OBS_STAGES] = {
         "Milliseconds a request waited for a handler thread (histogram).",
         "Milliseconds a handler worked on a request (histogram).",
         "Milliseconds a request was parked: long-poll fetch, rebalance (histogram).",
-        "Milliseconds from a request's last byte to its response being queued for sending (histogram)."};
+        "Milliseconds from a request's last byte to its response being queued for sending (histogram).",
+        "Milliseconds a response waited for its network thread to take it (histogram).",
+        "Milliseconds writing a response to its client took (histogram; a slow reader shows here)."};
     for (int s = 0; s < OBS_STAGES; s++) {
         obs_prom_family(o, stage_names[s], "histogram", stage_help[s]);
         for (int k = 0; k < OBS_API_KEYS - 1; k++) {

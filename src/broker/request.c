@@ -268,6 +268,8 @@ static void account(breq *r, int64_t now, bool closed) {
 void breq_complete(breq *r) {
     net_response *out = encode_response(r);
     int64_t now = clock_mono_ns();
+    if (r->b->metrics != NULL && r->b->metrics->enabled)
+        net_response_set_tag(out, r->hdr.api_key);
     account(r, now, out == NULL);
     int64_t us = (now - r->start_ns) / 1000;
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,

@@ -77,9 +77,22 @@ struct net_response {
     size_t mem;          /* bytes of the in-memory pieces */
     atomic_size_t *held; /* the server budget charged with held_n bytes, from net_respond() on */
     size_t held_n;
+    /* For the `sent` callback (net_response_set_tag): -1 when untagged. */
+    int tag;
+    int64_t queued_ns, start_ns; /* handed over by net_respond; taken by the network thread */
 };
 
-net_response *net_response_new(void) { return calloc(1, sizeof(net_response)); }
+net_response *net_response_new(void) {
+    net_response *r = calloc(1, sizeof(net_response));
+    if (r != NULL)
+        r->tag = -1;
+    return r;
+}
+
+void net_response_set_tag(net_response *r, int tag) {
+    if (r != NULL)
+        r->tag = tag;
+}
 
 static bool add_piece(net_response *r, net_piece p) {
     if (r->count == r->cap) {
@@ -900,6 +913,8 @@ static bool conn_write(net_conn *c) {
         }
     }
     /* Response complete. */
+    if (r->tag >= 0 && s->cfg.sent != NULL)
+        s->cfg.sent(s->ctx, r->tag, r->start_ns - r->queued_ns, clock_mono_ns() - r->start_ns);
     net_response_free(r);
     c->out = NULL;
     c->out_piece = 0;
@@ -940,6 +955,8 @@ static void conn_complete(net_thread *t, request_box *b) {
     c->out = resp;
     c->out_piece = 0;
     c->out_off = 0;
+    if (resp->tag >= 0)
+        resp->start_ns = clock_mono_ns();
     if (conn_write(c) && c->out == NULL)
         conn_read(c);
 }
@@ -988,6 +1005,8 @@ void net_respond(net_request *req, net_response *resp, bool close_after) {
         assert(resp->held == NULL);
         resp->held = &s->resp_held;
         resp->held_n = mem;
+        if (resp->tag >= 0)
+            resp->queued_ns = clock_mono_ns();
     }
     b->resp = resp;
     b->close_after = close_after;

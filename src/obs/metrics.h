@@ -57,10 +57,12 @@
 #define OBS_TOPICS_MAX   1000000 /* most topic entries whatever the config says */
 
 typedef enum obs_stage {
-    OBS_STAGE_QUEUE = 0, /* frame complete -> a handler thread took it */
-    OBS_STAGE_LOCAL,     /* the handler working on it */
-    OBS_STAGE_REMOTE,    /* parked: waiting for data, a rebalance, replicas */
-    OBS_STAGE_TOTAL,     /* frame complete -> response handed to the network layer */
+    OBS_STAGE_QUEUE = 0,      /* frame complete -> a handler thread took it */
+    OBS_STAGE_LOCAL,          /* the handler working on it */
+    OBS_STAGE_REMOTE,         /* parked: waiting for data, a rebalance, replicas */
+    OBS_STAGE_TOTAL,          /* frame complete -> response handed to the network layer */
+    OBS_STAGE_RESPONSE_QUEUE, /* handed over -> a network thread took it */
+    OBS_STAGE_SEND,           /* a network thread took it -> written whole */
     OBS_STAGES
 } obs_stage;
 
@@ -178,6 +180,17 @@ static inline void obs_request_done(obs_metrics *m, int key, int64_t queue, int6
     obs_hist_add(s, &s->lat[k][OBS_STAGE_LOCAL], local);
     obs_hist_add(s, &s->lat[k][OBS_STAGE_REMOTE], remote);
     obs_hist_add(s, &s->lat[k][OBS_STAGE_TOTAL], total);
+}
+
+/* A response of API `key` was written: its time in the response queue and
+ * sending it (on a network thread). */
+static inline void obs_response_sent(obs_metrics *m, int key, int64_t queue, int64_t send) {
+    if (m == NULL || !m->enabled)
+        return;
+    obs_shard *s = obs_my_shard(m);
+    int k = obs_api_slot(key);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_RESPONSE_QUEUE], queue);
+    obs_hist_add(s, &s->lat[k][OBS_STAGE_SEND], send);
 }
 
 static inline void obs_malformed(obs_metrics *m) {

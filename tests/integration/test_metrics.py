@@ -112,6 +112,11 @@ def test_counters_follow_produce_and_consume(broker_factory):
     assert n_prod >= 1
     assert val(s1, "kafka_network_requestmetrics_totaltimems_count", request="Produce") == n_prod
     assert val(s1, "kafka_network_requestmetrics_localtimems_count", request="Produce") == n_prod
+    # Response queue and send times are recorded once a response is written
+    # (a response still being written at the scrape may be missing).
+    sent = val(s1, "kafka_network_requestmetrics_responsesendtimems_count", request="Produce")
+    assert n_prod - 1 <= sent <= n_prod
+    assert val(s1, "kafka_network_requestmetrics_responsequeuetimems_count", request="Produce") == sent
     les = sorted((float(dict(k[1])["le"]), v) for k, v in s1.items()
                  if k[0] == "kafka_network_requestmetrics_totaltimems_bucket" and dict(k[1]).get("request") == "Produce")
     assert les[-1] == (float("inf"), n_prod)
