@@ -22,6 +22,10 @@
  * sluice.http.response.max.bytes (sluice_metrics_truncated says so); the
  * console's lists stop at OBSERVE_LIST_MAX entries.
  *
+ * Files: observe.c (lifecycle, routing, health), observe_state.c (copying
+ * state out), observe_prom.c (/metrics), observe_json.c (the console's
+ * JSON); what they share is in observe_internal.h.
+ *
  * Throughput history: observe_sample() (from the housekeeping task, about
  * once a second) records the broker-wide counters every
  * OBSERVE_SAMPLE_MS into a ring of OBSERVE_RING samples (an hour), which
