@@ -78,6 +78,7 @@
 #include <unistd.h>
 
 #include "broker/api_util.h"
+#include "obs/metrics.h"
 #include "broker/apis.h"
 #include "broker/meta.h"
 #include "raft/codec.h"
@@ -875,6 +876,31 @@ static void session_record_sent(breq *r, fstate *fs) {
 }
 
 /* Builds the response from the items. False when memory ran out. */
+/* Metrics: one fetch request per topic, with the record bytes it returns
+ * and whether any of its partitions failed. Items keep the request's order,
+ * where clients list a topic's partitions together; a topic listed in two
+ * places counts twice. */
+static void account_fetch(breq *r, const fstate *fs) {
+    obs_metrics *m = r->b->metrics;
+    if (m == NULL || !m->enabled)
+        return;
+    for (int i = 0; i < fs->n;) {
+        const fitem *it = &fs->items[i];
+        uint64_t bytes = 0;
+        bool failed = false;
+        const rpart *p = NULL;
+        int j = i;
+        for (; j < fs->n && same_topic(it, &fs->items[j], fs->by_id); j++) {
+            bytes += fs->items[j].records_len > 0 ? (uint64_t)fs->items[j].records_len : 0;
+            failed |= fs->items[j].err != KAFKA_ERR_NONE;
+            if (p == NULL)
+                p = fs->items[j].p;
+        }
+        obs_fetched(m, p ? obs_topic_of(m, p->topic, strlen(p->topic)) : NULL, bytes, failed);
+        i = j;
+    }
+}
+
 static bool build(breq *r, fstate *fs) {
     kafka_fetch_response *resp = r->resp;
     int16_t ver = r->hdr.api_version;
@@ -966,6 +992,7 @@ static bool build(breq *r, fstate *fs) {
     }
     resp->responses_count = ntop;
     session_record_sent(r, fs);
+    account_fetch(r, fs);
     return true;
 }
 
@@ -1019,6 +1046,7 @@ breq_status api_fetch(breq *r) {
         int64_t wait = throttle > 0 ? (throttle < 1000 ? throttle : 1000) : req->max_wait_ms;
         int64_t deadline = fetch_now_ms() + wait;
         fetch_ready_fn ready = throttle > 0 ? fetch_ready_throttled : fetch_ready;
+        breq_parked(r);
         if (parts != NULL && fetch_wait(r->b, r, parts, np, deadline, ready, fetch_finish, fs))
             return BREQ_ASYNC;
     }

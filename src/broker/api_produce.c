@@ -56,6 +56,7 @@
 #include "broker/fetch.h"
 #include "controller/controller.h"
 #include "core/log.h"
+#include "obs/metrics.h"
 #include "proto/batch.h"
 #include "proto/legacy.h"
 
@@ -295,6 +296,9 @@ breq_status api_produce(breq *r) {
         else if (ctrl_internal_topic(td->name))
             terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION; /* clients may not write internal topics */
 
+        /* Metrics: one produce request per topic entry, as Kafka counts. */
+        uint64_t m_msgs = 0, m_bytes = 0;
+        bool m_failed = np == 0 && terr != KAFKA_ERR_NONE;
         for (int32_t j = 0; j < np; j++) {
             kafka_produce_request_partition_produce_data *pd = &td->partition_data[j];
             kafka_produce_response_partition_produce_response *pr = &tr->partition_responses[j];
@@ -326,6 +330,7 @@ breq_status api_produce(breq *r) {
                 set_error(r, pr, p ? rpart_max_message_bytes(p) : -1, err, why, ar.info.error_record);
                 rpart_release(p);
                 failed++;
+                m_failed = true;
                 if (why != NULL && why[0] != 0)
                     LOG_INFO("produce", "refused records from %s: %s: %s topic=%.*s partition=%d",
                              r->net->peer, kafka_error_name(err), why, td->name.len > 0 ? td->name.len : 0,
@@ -341,7 +346,11 @@ breq_status api_produce(breq *r) {
             pr->base_offset = ar.base_offset;
             pr->log_append_time_ms = ar.log_append_time;
             pr->log_start_offset = ar.log_start_offset;
+            m_msgs += (uint64_t)ar.info.records;
+            m_bytes += data_len;
         }
+        obs_produced(r->b->metrics, t ? obs_topic_of(r->b->metrics, t->name, (size_t)t->name_len) : NULL,
+                     m_msgs, m_bytes, m_failed);
     }
     md_image_unref(img);
     resp->throttle_time_ms = throttle_ms;

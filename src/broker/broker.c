@@ -16,8 +16,10 @@
 #include "broker/fetch.h"
 #include "broker/groups.h"
 #include "broker/log_cleaner.h"
+#include "broker/observe.h"
 #include "broker/request.h"
 #include "core/log.h"
+#include "obs/metrics.h"
 
 /* mkdir -p for a log directory; logs and returns -1 on failure. */
 static int ensure_dir(const char *path) {
@@ -86,8 +88,16 @@ const config_listener *broker_net_config(const broker_config *cfg, net_config *n
  * metadata snapshots, about once a second. */
 static int64_t housekeeping_step(void *arg) {
     broker *b = arg;
-    bmeta_tick(b->meta, clock_wall_ms());
+    int64_t now = clock_wall_ms();
+    bmeta_tick(b->meta, now);
+    observe_sample(b, now);
     return 1000;
+}
+
+/* A tagged response (its API key) was written whole. */
+static void response_sent(void *ctx, int tag, int64_t queue_ns, int64_t send_ns) {
+    broker *b = ctx;
+    obs_response_sent(b->metrics, tag, queue_ns, send_ns);
 }
 
 /* First thing on each network and handler thread. */
@@ -111,6 +121,9 @@ broker *broker_create(const broker_config *cfg) {
     b->driver = driver_new(&b->env);
     if (b->driver == NULL)
         goto err;
+    b->metrics = obs_metrics_create(cfg->metrics_enable, cfg->metrics_topics_max);
+    if (b->metrics == NULL || observe_create(b) != 0)
+        goto err;
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
             goto err;
@@ -130,6 +143,8 @@ broker *broker_create(const broker_config *cfg) {
     }
     nc.thread_init = bind_env;
     /* A controller-only node serves its controller listener alone. */
+    if (cfg->metrics_enable)
+        nc.sent = response_sent;
     if (is_broker && (b->net = net_server_create(&nc, broker_handle_request, b)) == NULL)
         goto err;
     /* A quorum member also serves its controller listener: the quorum's
@@ -158,6 +173,10 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
         goto err;
+    /* Last, and before clients are served: the pages read the state set up
+     * above, and an HTTP address that cannot be bound stops the start. */
+    if (observe_start(b) != 0)
+        goto err;
     return b;
 err:
     broker_destroy(b);
@@ -182,10 +201,14 @@ int broker_start(broker *b) {
 
 uint16_t broker_port(const broker *b) { return net_server_port(b->net ? b->net : b->ctl_net); }
 
+uint16_t broker_http_port(const broker *b) { return observe_port(b); }
+
 void broker_shutdown(broker *b) {
     /* Handlers in the middle of long work wrap up with what they have, so
      * the drain below waits for them for milliseconds, not their deadline. */
     atomic_store(&b->draining, true);
+    /* No page reads the state torn down below. */
+    observe_stop(b);
     /* A quorum member leaves the cluster's metadata first (fenced), so
      * clients are sent elsewhere while it finishes. */
     if (b->meta)
@@ -228,6 +251,7 @@ void broker_destroy(broker *b) {
     driver_stop(b->driver);
     cleaners_stop(b->cleaners);
     b->cleaners = NULL;
+    observe_stop(b);
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
@@ -240,6 +264,8 @@ void broker_destroy(broker *b) {
         bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
+    observe_destroy(b);
+    obs_metrics_destroy(b->metrics);
     if (sl_env_bound() == &b->env)
         sl_env_bind(NULL);
     free(b);

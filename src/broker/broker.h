@@ -26,6 +26,8 @@
 struct fetch_mgr;
 struct groups_mgr;
 struct driver;
+struct obs_metrics;
+struct observe;
 
 struct broker {
     const broker_config *cfg;
@@ -49,6 +51,10 @@ struct broker {
     /* Set first thing on shutdown: handlers still working on a request
      * (breq_should_stop) answer with what they have instead of finishing. */
     atomic_bool draining;
+    /* Counters and latency histograms the request path bumps (obs/metrics.h). */
+    struct obs_metrics *metrics;
+    /* The HTTP listener, the history ring (observe.h); NULL until created. */
+    struct observe *observe;
 };
 
 typedef struct broker broker;
@@ -56,6 +62,8 @@ typedef struct broker broker;
 /* Creates a broker for cfg (which must outlive it). NULL on failure, logged. */
 broker *broker_create(const broker_config *cfg);
 int broker_start(broker *b);
+/* The port of the HTTP listener (metrics, console); 0 when there is none. */
+uint16_t broker_http_port(const broker *b);
 /* The port the first client listener is bound to (useful with port 0). */
 uint16_t broker_port(const broker *b);
 void broker_shutdown(broker *b);

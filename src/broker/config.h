@@ -209,6 +209,19 @@ typedef struct broker_config {
     int64_t request_read_timeout_ms;
     int64_t queued_max_response_bytes; /* -1: no limit */
 
+    /* metrics and the console */
+    const char *http_listeners; /* "" disables */
+    int32_t http_max_connections;
+    int32_t http_max_connections_per_ip;
+    int32_t http_request_max_bytes;
+    int32_t http_connection_timeout_ms;
+    int64_t http_response_max_bytes;
+    bool metrics_enable;
+    int32_t metrics_topics_max;
+    int32_t metrics_partition_series_max;
+    int32_t metrics_group_lag_series_max;
+    int64_t request_slow_log_ms; /* 0: off */
+
     /* ---- private: per-key state, indexed like the broker table ---- */
     struct config_slot {
         const char *text; /* current text; NULL = default (or null) */

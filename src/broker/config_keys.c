@@ -18,6 +18,7 @@
 #include "broker/config_internal.h"
 #include "config/rows.h"
 #include "net/server.h"
+#include "obs/http.h"
 #include "storage/log.h"
 
 #define B(f) offsetof(broker_config, f)
@@ -36,6 +37,14 @@ static const char *const level_values[] = {"error", "warn", "info", "debug", "tr
 
 static int check_ip_overrides(const char *v, char *why, size_t whyn) {
     return net_ip_overrides_check(v, why, whyn);
+}
+
+static int config_check_http_listener(const char *v, char *why, size_t whyn) {
+    char host[256];
+    uint16_t port;
+    if (v == NULL || v[0] == 0)
+        return 0;
+    return obs_http_parse_url(v, host, sizeof host, &port, why, whyn);
 }
 
 /* clang-format off */
@@ -343,6 +352,45 @@ static const config_def broker_defs[] = {
          "Bytes of responses held in memory until their clients read them, across connections (record bytes "
          "sent from segment files do not count). Beyond it, Fetch v0-3 answers carry fewer down-converted "
          "records (possibly none; the client fetches again). -1 means no limit."),
+
+    /* ---- metrics and the console (broker/observe.c) ---- */
+    {.name = "sluice.http.listeners", .type = CONFIG_STRING, .dflt = "http://127.0.0.1:9644",
+     .field = B(http_listeners), .check = config_check_http_listener, .valid = "http://host:port, or empty",
+     .flags = CONFIG_F_SLUICE | CONFIG_F_ACTIVE, .section = "Metrics and console",
+     .doc = "Address of the HTTP listener serving /metrics (Prometheus), /health, /ready and the web console; "
+            "empty disables it. Binds localhost by default. If the default port is taken the broker starts "
+            "without it (logged); an address set explicitly that cannot be bound stops the start."},
+    INT("sluice.http.max.connections", "64", 1, 10000, B(http_max_connections), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "Most HTTP connections held at once; more are refused."),
+    INT("sluice.http.max.connections.per.ip", "16", 1, 10000, B(http_max_connections_per_ip),
+        CONFIG_F_SLUICE | CONFIG_F_ACTIVE, "Most HTTP connections from one address."),
+    INT("sluice.http.request.max.bytes", "16384", 4096, 1048576, B(http_request_max_bytes),
+        CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "Memory one HTTP connection may use for its request line, headers and body; a larger request is "
+        "refused."),
+    INT("sluice.http.connection.timeout.ms", "30000", 1000, 3600000, B(http_connection_timeout_ms),
+        CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "An HTTP connection with no traffic for this long is closed (rounded up to whole seconds)."),
+    LONG("sluice.http.response.max.bytes", "67108864", 65536, (int64_t)1 << 32, B(http_response_max_bytes),
+         CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Largest /metrics or JSON answer; series beyond it are left out and sluice_metrics_truncated is 1."),
+    BOOL("sluice.metrics.enable", "true", B(metrics_enable), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Count requests, latencies and per-topic traffic. false leaves only the gauges read at scrape time "
+         "(the overhead benchmark compares the two)."),
+    INT("sluice.metrics.topics.max", "10000", 0, 1000000, B(metrics_topics_max), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "Topics with their own traffic counters; traffic of further topics is counted only in the broker-wide "
+        "totals."),
+    INT("sluice.metrics.partition.series.max", "10000", 0, I32MAX, B(metrics_partition_series_max),
+        CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "Partitions whose per-partition series (log size, segments, offsets) /metrics writes; 0 turns them "
+        "off. Beyond it partitions are left out and counted in sluice_metrics_series_dropped."),
+    LONG("sluice.request.slow.log.ms", "1000", 0, 3600000, B(request_slow_log_ms), CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+         "Log a line (rate-limited) for a request the broker itself spent longer than this on: time waiting "
+         "for a handler plus handler time, not a long poll's wait. The line names the API, version, client, "
+         "address and the time in each stage. 0 turns it off."),
+    INT("sluice.metrics.group.lag.series.max", "10000", 0, I32MAX, B(metrics_group_lag_series_max),
+        CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "Committed offsets whose consumer lag /metrics writes (one series each); 0 turns them off."),
 };
 /* clang-format on */
 

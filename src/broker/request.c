@@ -18,6 +18,7 @@
 #include "broker/meta.h"
 #include "broker/rpc.h"
 #include "core/log.h"
+#include "obs/metrics.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
  * small multiple of the bytes that describe them, and the base covers
@@ -243,9 +244,45 @@ err:
     return NULL;
 }
 
+void breq_parked(breq *r) { r->local_end_ns = clock_mono_ns(); }
+
+static kstr client_id_of(const breq *r);
+
+/* Slow requests: a client can cause them at will (huge requests), so the
+ * lines are rate-limited. */
+static log_ratelimit slow_rl = LOG_RATELIMIT_DEFAULT;
+
+/* Counts a request answered (or closed) now in the latency metrics, and
+ * logs it when the broker's own time on it passed sluice.request.slow.log.ms. */
+static void account(breq *r, int64_t now, bool closed) {
+    const obs_metrics *m = r->b->metrics;
+    int64_t slow_ms = r->b->cfg ? r->b->cfg->request_slow_log_ms : 0;
+    if ((m == NULL || !m->enabled) && slow_ms <= 0)
+        return;
+    /* -1: answered by the handler itself (local until now, encoding
+     * included); 0: parked without breq_parked (all remote). */
+    int64_t local_end = r->local_end_ns < 0 ? now : r->local_end_ns ? r->local_end_ns : r->start_ns;
+    int64_t received = r->net->received_ns ? r->net->received_ns : r->start_ns;
+    int64_t queue = r->start_ns - received, local = local_end - r->start_ns, remote = now - local_end;
+    obs_request_done(r->b->metrics, r->hdr.api_key, queue, local, remote, now - received, closed);
+    if (slow_ms > 0 && queue + local > slow_ms * 1000000) {
+        kstr cid = client_id_of(r);
+        LOG_WARN_LIMITED(&slow_rl, "broker",
+                         "slow request: %s v%d from %s (client '%.*s', correlation %d) took %.1f ms: queue "
+                         "%.1f ms, local %.1f ms, remote %.1f ms%s",
+                         r->api ? r->api->name : "?", r->hdr.api_version, r->net->peer, cid.len, cid.ptr,
+                         r->hdr.correlation_id, (double)(now - received) / 1e6, (double)queue / 1e6,
+                         (double)local / 1e6, (double)remote / 1e6, closed ? "; connection closed" : "");
+    }
+}
+
 void breq_complete(breq *r) {
     net_response *out = encode_response(r);
-    int64_t us = (clock_mono_ns() - r->start_ns) / 1000;
+    int64_t now = clock_mono_ns();
+    if (r->b->metrics != NULL && r->b->metrics->enabled)
+        net_response_set_tag(out, r->hdr.api_key);
+    account(r, now, out == NULL);
+    int64_t us = (now - r->start_ns) / 1000;
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
@@ -417,6 +454,7 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
     if (rc != WIRE_OK) {
         LOG_WARN_LIMITED(&malformed_rl, "broker", "closing connection from %s: malformed request header (%s)",
                          nr->peer, wire_strerror(rc));
+        obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;
     }
@@ -429,6 +467,7 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
             "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
             r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
             cid.ptr);
+        obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;
     }
@@ -440,6 +479,8 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
             &refused_api_rl, "broker", "refused %s v%d from %s (client '%.*s'): served v%d-%d; %s",
             r->api->name, ver, nr->peer, cid.len, cid.ptr, ba->min_version, ba->max_version,
             av ? "answered UNSUPPORTED_VERSION with the supported ranges" : "closing the connection");
+        r->local_end_ns = -1;
+        account(r, clock_mono_ns(), !av);
         if (av) {
             answer_unsupported_api_versions(r);
             return;
@@ -458,6 +499,8 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
         LOG_WARN_LIMITED(&malformed_rl, "broker",
                          "closing connection from %s: cannot decode %s v%d request (correlation %d): %s",
                          nr->peer, r->api->name, ver, r->hdr.correlation_id, wire_strerror(rc));
+        r->local_end_ns = -1;
+        account(r, clock_mono_ns(), true);
         breq_close(r, true);
         return;
     }
@@ -466,7 +509,17 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
         bmeta_is_quorum_member(r->b->meta) && forward(r))
         return;
 
-    switch (ba->fn(r)) {
+    /* An asynchronous request may be completed (and freed) by another
+     * thread before fn returns: r is not touched after BREQ_ASYNC. Until
+     * the handler calls breq_parked, its time counts as remote. */
+    r->local_end_ns = 0;
+    breq_status st = ba->fn(r);
+    if (st != BREQ_ASYNC) {
+        r->local_end_ns = -1;
+        if (st != BREQ_DONE)
+            account(r, clock_mono_ns(), st == BREQ_CLOSE);
+    }
+    switch (st) {
     case BREQ_DONE:
         breq_complete(r);
         break;

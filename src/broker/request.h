@@ -62,6 +62,9 @@ typedef struct breq {
     void *resp; /* response struct, initialised to defaults */
     int64_t start_ns;
     int64_t deadline_ns; /* start + sluice.request.work.max.ms: see breq_should_stop */
+    /* For the latency metrics: when the handler parked the request
+     * (breq_parked); -1 once the handler answered it itself; 0 until then. */
+    int64_t local_end_ns;
     /* file ranges to splice into the encoded response (see wire_splice_fn) */
     breq_file_range *files;
     int n_files, cap_files;
@@ -100,6 +103,11 @@ void broker_handle_controller_request(void *ctx, net_request *nr);
 void breq_complete(breq *r);
 /* Drops an asynchronous request without answering (connection closes). */
 void breq_abort(breq *r);
+/* Marks the end of a handler's own work on r just before it parks r to be
+ * answered later (a long poll): the time until breq_complete() counts as
+ * the request's remote time in the latency metrics. A request parked
+ * without it counts all its time after the queue as remote. */
+void breq_parked(breq *r);
 
 /* Whether a handler doing long work for r (a loop whose cost the request's
  * size does not bound, such as down-conversion) must stop now and answer

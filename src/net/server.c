@@ -77,9 +77,22 @@ struct net_response {
     size_t mem;          /* bytes of the in-memory pieces */
     atomic_size_t *held; /* the server budget charged with held_n bytes, from net_respond() on */
     size_t held_n;
+    /* For the `sent` callback (net_response_set_tag): -1 when untagged. */
+    int tag;
+    int64_t queued_ns, start_ns; /* handed over by net_respond; taken by the network thread */
 };
 
-net_response *net_response_new(void) { return calloc(1, sizeof(net_response)); }
+net_response *net_response_new(void) {
+    net_response *r = calloc(1, sizeof(net_response));
+    if (r != NULL)
+        r->tag = -1;
+    return r;
+}
+
+void net_response_set_tag(net_response *r, int tag) {
+    if (r != NULL)
+        r->tag = tag;
+}
 
 static bool add_piece(net_response *r, net_piece p) {
     if (r->count == r->cap) {
@@ -280,7 +293,13 @@ struct net_server {
     struct {
         atomic_uint_fast64_t accepted, rejected, rejected_per_ip, accept_errors, requests, oversize,
             idle_closed, read_timeouts, bytes_in, bytes_out, reserve_refused;
+        /* time the threads spent waiting for work (metrics: idle ratios) */
+        atomic_uint_fast64_t net_idle_ns, io_idle_ns;
     } st;
+    /* Per handler thread: since when it waits for a request (0: busy), so
+     * that a scrape counts the idle time of a thread still asleep. */
+    _Atomic int64_t *io_idle_since;
+    atomic_int io_seq;
     /* client-caused log lines, one limiter per kind */
     log_ratelimit lim_refused, lim_refused_ip, lim_accept, lim_read_timeout, lim_reserve;
 };
@@ -532,10 +551,24 @@ static void *io_main(void *arg) {
     net_server *s = arg;
     if (s->cfg.thread_init)
         s->cfg.thread_init(s->ctx);
+    int me = atomic_fetch_add(&s->io_seq, 1);
+    _Atomic int64_t *since = s->io_idle_since && me < s->cfg.io_threads ? &s->io_idle_since[me] : NULL;
     for (;;) {
         pthread_mutex_lock(&s->qmu);
-        while (s->qlen == 0 && !atomic_load(&s->io_stop))
-            pthread_cond_wait(&s->qcond, &s->qmu);
+        if (s->qlen == 0 && !atomic_load(&s->io_stop)) {
+            /* Two clock reads only when the thread is about to sleep. The
+             * idle time is added under qmu, where net_server_stats reads
+             * it with `since`, so a scrape never counts it twice. */
+            int64_t idle_from = clock_mono_ns();
+            if (since)
+                atomic_store_explicit(since, idle_from, memory_order_relaxed);
+            while (s->qlen == 0 && !atomic_load(&s->io_stop))
+                pthread_cond_wait(&s->qcond, &s->qmu);
+            atomic_fetch_add_explicit(&s->st.io_idle_ns, (uint64_t)(clock_mono_ns() - idle_from),
+                                      memory_order_relaxed);
+            if (since)
+                atomic_store_explicit(since, 0, memory_order_relaxed);
+        }
         if (s->qlen == 0) {
             pthread_mutex_unlock(&s->qmu);
             return NULL;
@@ -880,6 +913,8 @@ static bool conn_write(net_conn *c) {
         }
     }
     /* Response complete. */
+    if (r->tag >= 0 && s->cfg.sent != NULL)
+        s->cfg.sent(s->ctx, r->tag, r->start_ns - r->queued_ns, clock_mono_ns() - r->start_ns);
     net_response_free(r);
     c->out = NULL;
     c->out_piece = 0;
@@ -920,6 +955,8 @@ static void conn_complete(net_thread *t, request_box *b) {
     c->out = resp;
     c->out_piece = 0;
     c->out_off = 0;
+    if (resp->tag >= 0)
+        resp->start_ns = clock_mono_ns();
     if (conn_write(c) && c->out == NULL)
         conn_read(c);
 }
@@ -968,6 +1005,8 @@ void net_respond(net_request *req, net_response *resp, bool close_after) {
         assert(resp->held == NULL);
         resp->held = &s->resp_held;
         resp->held_n = mem;
+        if (resp->tag >= 0)
+            resp->queued_ns = clock_mono_ns();
     }
     b->resp = resp;
     b->close_after = close_after;
@@ -1237,7 +1276,10 @@ static void *net_main(void *arg) {
             if (until < timeout)
                 timeout = until > 0 ? (int)until : 0;
         }
+        int64_t idle_from = clock_mono_ns();
         int n = epoll_wait(t->epfd, evs, NET_MAX_EVENTS, timeout);
+        atomic_fetch_add_explicit(&s->st.net_idle_ns, (uint64_t)(clock_mono_ns() - idle_from),
+                                  memory_order_relaxed);
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &t->listen_fd) {
@@ -1437,7 +1479,8 @@ uint16_t net_server_port(const net_server *s) { return s->port; }
 int net_server_start(net_server *s) {
     s->nio = s->cfg.io_threads;
     s->io = calloc((size_t)s->nio, sizeof *s->io);
-    if (s->io == NULL)
+    s->io_idle_since = calloc((size_t)s->nio, sizeof *s->io_idle_since);
+    if (s->io == NULL || s->io_idle_since == NULL)
         return -1;
     for (int i = 0; i < s->nio; i++)
         if (pthread_create(&s->io[i], NULL, io_main, s) != 0) {
@@ -1514,6 +1557,7 @@ void net_server_destroy(net_server *s) {
     free(s->threads);
     free(s->queue);
     free(s->io);
+    free(s->io_idle_since);
     pthread_mutex_destroy(&s->ipmu);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcond);
@@ -1536,4 +1580,19 @@ void net_server_stats(net_server *s, net_stats *out) {
     out->response_bytes_held = atomic_load(&s->resp_held);
     out->response_reserve_refused = atomic_load(&s->st.reserve_refused);
     out->max_connections = s->max_conns;
+    out->net_idle_ns = atomic_load(&s->st.net_idle_ns);
+    out->io_idle_ns = atomic_load(&s->st.io_idle_ns);
+    out->net_threads = s->nthreads;
+    out->io_threads = s->cfg.io_threads;
+    pthread_mutex_lock(&s->qmu);
+    out->queued = s->qlen;
+    /* Threads asleep now: their idle time so far. */
+    int64_t now = clock_mono_ns();
+    out->io_idle_ns = atomic_load(&s->st.io_idle_ns);
+    for (int i = 0; s->io_idle_since != NULL && i < s->cfg.io_threads; i++) {
+        int64_t since = atomic_load_explicit(&s->io_idle_since[i], memory_order_relaxed);
+        if (since > 0 && now > since)
+            out->io_idle_ns += (uint64_t)(now - since);
+    }
+    pthread_mutex_unlock(&s->qmu);
 }

@@ -122,6 +122,12 @@ typedef struct net_config {
     /* Called (with the handler's ctx) first thing on every network and
      * handler thread, e.g. to bind the broker's environment. NULL: none. */
     void (*thread_init)(void *ctx);
+    /* Called (with the handler's ctx, on the network thread) when a tagged
+     * response (net_response_set_tag) has been written whole: how long it
+     * waited between net_respond() and the network thread taking it
+     * (queue_ns), and how long writing it took (send_ns). Not called for
+     * responses dropped with their connection. NULL: none. */
+    void (*sent)(void *ctx, int tag, int64_t queue_ns, int64_t send_ns);
 } net_config;
 
 void net_config_defaults(net_config *c);
@@ -171,6 +177,8 @@ bool net_response_append_owned(net_response *r, void *p, size_t n);
 bool net_response_append_file(net_response *r, int fd, int64_t off, size_t len, net_release_fn release,
                               void *arg);
 size_t net_response_length(const net_response *r);
+/* Tags r for the `sent` callback (e.g. with its API key); tag >= 0. */
+void net_response_set_tag(net_response *r, int tag);
 void net_response_free(net_response *r);
 
 /* The handler: called on an I/O thread for each frame. It must eventually
@@ -220,6 +228,11 @@ typedef struct net_stats {
     uint64_t response_bytes_held; /* now: response memory charged (reservations included) */
     uint64_t response_reserve_refused;
     int max_connections; /* the effective limit (see net_max_connections) */
+    /* Time the network threads spent in epoll_wait and the handler threads
+     * waiting for a request, summed over the threads (idle ratios). */
+    uint64_t net_idle_ns, io_idle_ns;
+    int net_threads, io_threads;
+    int queued; /* requests waiting for a handler thread now */
 } net_stats;
 
 void net_server_stats(net_server *s, net_stats *out);
