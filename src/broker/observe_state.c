@@ -90,12 +90,6 @@ void observe_walk_done(pwalk *w) {
     md_image_unref(w->img);
 }
 
-
-
-
-
-
-
 static char *dupn(const char *s) { return s ? strdup(s) : NULL; }
 
 static bool walk_group(void *ctx, const gcoord_group *g) {
@@ -210,8 +204,6 @@ void observe_walk_groups_done(gwalk *w) {
     free(w->o);
     free(w->g);
 }
-
-
 
 void observe_read_proc(procinfo *pi) {
     memset(pi, 0, sizeof *pi);

@@ -76,6 +76,8 @@ static void end_for_epoch(const robs *o, int32_t epoch, int32_t *out_epoch, int6
     *end = o->log_start;
 }
 
+static int32_t epoch_at(const robs *o, int64_t off);
+
 static void set_leader(robs *o, int32_t epoch, int32_t leader, int64_t now) {
     bool changed = epoch != o->epoch || leader != o->leader_id;
     o->epoch = epoch;
@@ -208,6 +210,17 @@ void robs_receive(robs *o, int32_t from, const raft_msg *m, int64_t now) {
         goto out;
     }
     if (f->snapshot_id_end_offset >= 0) {
+        int64_t end = f->snapshot_id_end_offset;
+        if (end >= o->log_start && end >= o->hw && end <= o->log_end &&
+            (end == o->log_start ? o->snapshot_epoch : epoch_at(o, end - 1)) == f->snapshot_id_epoch) {
+            /* Our log reaches the snapshot in its epoch: it agrees up to
+             * there and parts after, so cut it there instead (as raft.c). */
+            if (end < o->log_end)
+                truncate_to(o, end);
+            else
+                o->next_fetch_at = now + RAFT_RETRY_MS;
+            goto out;
+        }
         if (o->sink.snapshot_needed)
             o->sink.snapshot_needed(o->sink.ctx, from, f->snapshot_id_end_offset, f->snapshot_id_epoch);
         o->next_fetch_at = now + o->cfg.request_timeout_ms;
