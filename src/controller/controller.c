@@ -636,10 +636,12 @@ static void liveness(controller *c, int64_t now) {
             changes++;
         }
     }
+    bool sent = true;
     if (rb.n > 0)
-        rb_send(c, &rb);
+        sent = rb_send(c, &rb).error == 0;
     rb_free(&rb);
-    c->scan_again = changes >= CTRL_ELECTIONS_PER_TICK;
+    /* A refused append (disk full, no longer the leader) is retried. */
+    c->scan_again = !sent || changes >= CTRL_ELECTIONS_PER_TICK;
     c->scanned_sig = sig;
 }
 
@@ -921,6 +923,8 @@ static kuuid new_topic_id(controller *c) {
     }
 }
 
+static bool usable(const md_image *img, int32_t id);
+
 /* Emits the PartitionRecords for partitions [first, first + n) of topic id. */
 static void emit_partitions(controller *c, rbatch *b, kuuid id, int32_t first, int32_t n, int32_t rf,
                             const int32_t *replicas) {
@@ -937,7 +941,12 @@ static void emit_partitions(controller *c, rbatch *b, kuuid id, int32_t first, i
         r.isr_count = rf;
         r.removing_replicas_count = 0;
         r.adding_replicas_count = 0;
-        r.leader = r.replicas[0];
+        /* The first replica on a live broker (a manual assignment may name
+         * a fenced one), or none until one returns (the liveness scan). */
+        r.leader = -1;
+        for (int32_t k = 0; k < rf && r.leader < 0; k++)
+            if (usable(c->committed, r.replicas[k]))
+                r.leader = r.replicas[k];
         r.leader_epoch = 0;
         r.partition_epoch = 0;
         r.directories = dirs;
