@@ -39,5 +39,7 @@ breq_status api_describe_groups(breq *r);
 breq_status api_list_groups(breq *r);
 breq_status api_delete_groups(breq *r);
 breq_status api_offset_delete(breq *r);
+breq_status api_consumer_group_heartbeat(breq *r);
+breq_status api_consumer_group_describe(breq *r);
 
 #endif

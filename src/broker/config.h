@@ -180,6 +180,10 @@ typedef struct broker_config {
     int32_t group_min_session_timeout_ms;
     int32_t group_max_session_timeout_ms;
     int32_t group_max_size;
+    int32_t group_consumer_session_timeout_ms;
+    int32_t group_consumer_heartbeat_interval_ms;
+    int32_t group_consumer_max_size;
+    config_list group_consumer_assignors;
 
     /* transactions and idempotence */
     int32_t transaction_state_log_replication_factor;
