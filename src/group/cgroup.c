@@ -261,7 +261,11 @@ static void remove_member(cgroup *g, cg_member *m) {
     free_member(m);
 }
 
+/* One event moves the epoch at most once, whatever it changed. */
 static void bump_epoch(cgroup *g) {
+    if (g->bumped)
+        return;
+    g->bumped = true;
     g->epoch++;
     g->dirty_epoch = true;
 }
@@ -462,7 +466,9 @@ static asg_kind pick_assignor(const cgroup *g, const cg_config *cfg) {
     return cfg->n_assignors > 0 ? cfg->assignors[best] : ASG_UNIFORM;
 }
 
-const char *cg_assignor_name(const cgroup *g, const cg_config *cfg) { return asg_name(pick_assignor(g, cfg)); }
+const char *cg_assignor_name(const cgroup *g, const cg_config *cfg) {
+    return asg_name(pick_assignor(g, cfg));
+}
 
 static int compute_target(cgroup *g, const cg_config *cfg) {
     int nm = g->n_members, nt = g->n_topics, rc = -1;
@@ -478,8 +484,8 @@ static int compute_target(cgroup *g, const cg_config *cfg) {
     for (int j = 0; j < nm; j++) {
         for (int i = 0; i < nt; i++)
             subs[(size_t)j * (size_t)nt + (size_t)i] = member_subscribes(g->members[j], g->topics[i].name);
-        am[j] = (asg_member){g->members[j]->id, nt ? subs + (size_t)j * (size_t)nt : &none, &g->members[j]->target,
-                             {0}};
+        am[j] = (asg_member){
+            g->members[j]->id, nt ? subs + (size_t)j * (size_t)nt : &none, &g->members[j]->target, {0}};
     }
     if (asg_assign(pick_assignor(g, cfg), am, nm, at, nt) != 0)
         goto out;
@@ -742,6 +748,7 @@ void cg_heartbeat(cgroup *g, const cg_config *cfg, const cg_heartbeat_req *req, 
                   int64_t now, cg_heartbeat_res *res) {
     *res = (cg_heartbeat_res){0};
     res->member_epoch = req->member_epoch;
+    g->bumped = false;
     int32_t e = req->member_epoch;
     cg_member *m = NULL;
     if (e == 0) {
@@ -750,7 +757,8 @@ void cg_heartbeat(cgroup *g, const cg_config *cfg, const cg_heartbeat_req *req, 
         cg_member *st = find_static(g, req->instance_id);
         if (st && st != m) {
             if (!st->left) {
-                fail(res, KAFKA_ERR_UNRELEASED_INSTANCE_ID, "Static member with this instance id is still active.");
+                fail(res, KAFKA_ERR_UNRELEASED_INSTANCE_ID,
+                     "Static member with this instance id is still active.");
                 goto out;
             }
             /* The static member comes back under a new id: it takes over
@@ -784,7 +792,8 @@ void cg_heartbeat(cgroup *g, const cg_config *cfg, const cg_heartbeat_req *req, 
             m = nm;
         } else if (m == NULL) {
             if (g->n_members >= cfg->max_size) {
-                fail(res, KAFKA_ERR_GROUP_MAX_SIZE_REACHED, "The consumer group has reached its maximum size.");
+                fail(res, KAFKA_ERR_GROUP_MAX_SIZE_REACHED,
+                     "The consumer group has reached its maximum size.");
                 goto out;
             }
             if ((m = add_member(g, id)) == NULL) {
@@ -839,8 +848,8 @@ void cg_heartbeat(cgroup *g, const cg_config *cfg, const cg_heartbeat_req *req, 
     }
     int32_t epoch_before = m->epoch;
     asg_parts before = {0};
-    if (asg_parts_copy(&before, &m->assigned) != 0 || update_member(g, m, req) != 0 || settle(g, cfg, tv) != 0 ||
-        reconcile(g, m, req->owned, now) != 0) {
+    if (asg_parts_copy(&before, &m->assigned) != 0 || update_member(g, m, req) != 0 ||
+        settle(g, cfg, tv) != 0 || reconcile(g, m, req->owned, now) != 0) {
         asg_parts_free(&before);
         fail(res, KAFKA_ERR_UNKNOWN_SERVER_ERROR, NULL);
         goto out;
@@ -872,6 +881,7 @@ int64_t cg_next_deadline(const cgroup *g) {
 
 bool cg_tick(cgroup *g, const cg_config *cfg, int64_t now, int64_t *next) {
     bool changed = false;
+    g->bumped = false;
     for (int i = g->n_members - 1; i >= 0; i--) {
         cg_member *m = g->members[i];
         if (m->session_deadline <= now || (m->state == CG_UNREVOKED && m->revoke_deadline <= now)) {
@@ -906,32 +916,32 @@ int16_t cg_check_commit(const cgroup *g, kstr member_id, int32_t epoch) {
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-#define CODEC(name, type, prefix)                                                                        \
-    static int enc_##name(arena *a, int16_t ver, const type *m, kbytes *out) {                          \
-        size_t n = 2 + prefix##_size(ver, m);                                                            \
-        uint8_t *buf = n <= INT32_MAX ? arena_alloc(a, n) : NULL;                                        \
-        if (buf == NULL)                                                                                 \
-            return -1;                                                                                   \
-        wire_writer w;                                                                                   \
-        wire_writer_init(&w, buf, n);                                                                    \
-        wire_write_i16(&w, ver);                                                                         \
-        if (prefix##_encode(&w, ver, m) != 0 || w.err != WIRE_OK || w.len != n)                          \
-            return -1;                                                                                   \
-        *out = (kbytes){buf, (int32_t)n};                                                                \
-        return 0;                                                                                        \
-    }                                                                                                    \
-    static int dec_##name(kbytes in, arena *a, type *m) {                                                \
-        if (in.len < 2)                                                                                  \
-            return -1;                                                                                   \
-        wire_reader r;                                                                                   \
-        wire_reader_init(&r, in.ptr, (size_t)in.len);                                                    \
-        int16_t ver = wire_read_i16(&r);                                                                 \
-        if (ver != 0)                                                                                    \
-            return -1;                                                                                   \
-        prefix##_init(m);                                                                                \
-        if (prefix##_decode(&r, ver, a, m) != 0 || r.err != WIRE_OK)                                     \
-            return -1;                                                                                   \
-        return 0;                                                                                        \
+#define CODEC(name, type, prefix)                                               \
+    static int enc_##name(arena *a, int16_t ver, const type *m, kbytes *out) {  \
+        size_t n = 2 + prefix##_size(ver, m);                                   \
+        uint8_t *buf = n <= INT32_MAX ? arena_alloc(a, n) : NULL;               \
+        if (buf == NULL)                                                        \
+            return -1;                                                          \
+        wire_writer w;                                                          \
+        wire_writer_init(&w, buf, n);                                           \
+        wire_write_i16(&w, ver);                                                \
+        if (prefix##_encode(&w, ver, m) != 0 || w.err != WIRE_OK || w.len != n) \
+            return -1;                                                          \
+        *out = (kbytes){buf, (int32_t)n};                                       \
+        return 0;                                                               \
+    }                                                                           \
+    static int dec_##name(kbytes in, arena *a, type *m) {                       \
+        if (in.len < 2)                                                         \
+            return -1;                                                          \
+        wire_reader r;                                                          \
+        wire_reader_init(&r, in.ptr, (size_t)in.len);                           \
+        int16_t ver = wire_read_i16(&r);                                        \
+        if (ver != 0)                                                           \
+            return -1;                                                          \
+        prefix##_init(m);                                                       \
+        if (prefix##_decode(&r, ver, a, m) != 0 || r.err != WIRE_OK)            \
+            return -1;                                                          \
+        return 0;                                                               \
     }
 
 CODEC(meta, kafka_consumer_group_metadata_value, kafka_consumer_group_metadata_value)
@@ -1011,17 +1021,17 @@ static int split_topics(arena *a, const asg_parts *s, by_topic *bt) {
 
 /* Per-topic arrays of the three record/response shapes have one layout:
  * fill them from a by_topic. */
-#define FILL_TOPICS(arr, cnt, type, bt, a)                                                               \
-    do {                                                                                                 \
-        (arr) = (bt).n ? arena_calloc((a), (size_t)(bt).n, sizeof(type)) : NULL;                         \
-        if ((bt).n && (arr) == NULL)                                                                     \
-            return -1;                                                                                   \
-        (cnt) = (bt).n;                                                                                  \
-        for (int32_t t_ = 0; t_ < (bt).n; t_++) {                                                        \
-            (arr)[t_].topic_id = (bt).ids[t_];                                                           \
-            (arr)[t_].partitions = (bt).parts[t_];                                                       \
-            (arr)[t_].partitions_count = (bt).counts[t_];                                                \
-        }                                                                                                \
+#define FILL_TOPICS(arr, cnt, type, bt, a)                                       \
+    do {                                                                         \
+        (arr) = (bt).n ? arena_calloc((a), (size_t)(bt).n, sizeof(type)) : NULL; \
+        if ((bt).n && (arr) == NULL)                                             \
+            return -1;                                                           \
+        (cnt) = (bt).n;                                                          \
+        for (int32_t t_ = 0; t_ < (bt).n; t_++) {                                \
+            (arr)[t_].topic_id = (bt).ids[t_];                                   \
+            (arr)[t_].partitions = (bt).parts[t_];                               \
+            (arr)[t_].partitions_count = (bt).counts[t_];                        \
+        }                                                                        \
     } while (0)
 
 static int parts_from(arena *a, const void *arr, size_t stride, int32_t n, asg_parts *out) {
@@ -1092,8 +1102,9 @@ static int emit_member(rec_list *rl, kstr group, const cg_member *m) {
     v.rebalance_timeout_ms = m->rebalance_timeout_ms;
     v.server_assignor = ks(m->assignor);
     cg_rec_out *r = rl_add(rl);
-    return r == NULL || enc_key(rl->a, CG_KEY_MEMBER, group, m->id, &r->key) != 0 ? -1
-                                                                                   : enc_member(rl->a, 0, &v, &r->value);
+    return r == NULL || enc_key(rl->a, CG_KEY_MEMBER, group, m->id, &r->key) != 0
+               ? -1
+               : enc_member(rl->a, 0, &v, &r->value);
 }
 
 static int emit_target(rec_list *rl, kstr group, const cg_member *m) {
@@ -1209,7 +1220,8 @@ int cg_tombstones(const cgroup *g, arena *a, cg_rec_out **out, int *n) {
         for (int32_t i = 0; i < g->n_store; i++) {
             const cg_store_rec *s = &g->store[i];
             int16_t ver = (int16_t)((s->key[0] << 8) | s->key[1]);
-            bool member = ver == CG_KEY_MEMBER || ver == CG_KEY_TARGET_MEMBER || ver == CG_KEY_CURRENT_ASSIGNMNT;
+            bool member =
+                ver == CG_KEY_MEMBER || ver == CG_KEY_TARGET_MEMBER || ver == CG_KEY_CURRENT_ASSIGNMNT;
             if (member != (pass == 0))
                 continue;
             (*out)[k].key = (kbytes){s->key, s->klen};
@@ -1308,7 +1320,8 @@ static int rebuild_member(cgroup *g, kstr id, const kafka_consumer_group_member_
     cg_member *m = add_member(g, id);
     if (m == NULL || replace_str(&m->instance_id, v->instance_id) != 0 ||
         replace_str(&m->rack_id, v->rack_id) != 0 || replace_str(&m->client_id, v->client_id) != 0 ||
-        replace_str(&m->client_host, v->client_host) != 0 || replace_str(&m->assignor, v->server_assignor) != 0 ||
+        replace_str(&m->client_host, v->client_host) != 0 ||
+        replace_str(&m->assignor, v->server_assignor) != 0 ||
         set_subs(m, v->subscribed_topic_names,
                  v->subscribed_topic_names_count > 0 ? v->subscribed_topic_names_count : 0) < 0)
         return -1;
@@ -1358,7 +1371,8 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
                     if (dec_pmeta(val, &a, &v) != 0)
                         continue;
                     for (int32_t t = 0; t < v.topics_count && rc == 0; t++) {
-                        cg_topic_info ti = {v.topics[t].topic_name, v.topics[t].topic_id, v.topics[t].num_partitions};
+                        cg_topic_info ti = {v.topics[t].topic_name, v.topics[t].topic_id,
+                                            v.topics[t].num_partitions};
                         int cap = g->n_topics;
                         rc = push_topic(&g->topics, &g->n_topics, &cap, &ti);
                     }
@@ -1374,8 +1388,8 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
                 kafka_consumer_group_target_assignment_member_value v;
                 if (dec_tmember(val, &a, &v) == 0) {
                     asg_parts_free(&m->target);
-                    rc = parts_from(&a, v.topic_partitions, sizeof *v.topic_partitions, v.topic_partitions_count,
-                                    &m->target);
+                    rc = parts_from(&a, v.topic_partitions, sizeof *v.topic_partitions,
+                                    v.topic_partitions_count, &m->target);
                 }
             } else if (ver == CG_KEY_CURRENT_ASSIGNMNT) {
                 kafka_consumer_group_current_member_assignment_value v;
@@ -1391,7 +1405,8 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
                     rc = parts_from(&a, v.assigned_partitions, sizeof *v.assigned_partitions,
                                     v.assigned_partitions_count, &m->assigned);
                     if (rc == 0)
-                        rc = parts_from(&a, v.partitions_pending_revocation, sizeof *v.partitions_pending_revocation,
+                        rc = parts_from(&a, v.partitions_pending_revocation,
+                                        sizeof *v.partitions_pending_revocation,
                                         v.partitions_pending_revocation_count, &m->revoking);
                 }
             }
@@ -1410,8 +1425,9 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
         else if (m->state == CG_UNREVOKED)
             m->state = CG_STABLE;
         m->session_deadline = now + cfg->session_timeout_ms;
-        m->revoke_deadline = m->state == CG_UNREVOKED ? now + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0)
-                                                      : CG_NO_DEADLINE;
+        m->revoke_deadline = m->state == CG_UNREVOKED
+                                 ? now + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0)
+                                 : CG_NO_DEADLINE;
         for (int k = 0; k < nk; k++)
             if (old[k].id && strcmp(old[k].id, m->id) == 0) {
                 m->session_deadline = old[k].session;

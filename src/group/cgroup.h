@@ -135,6 +135,7 @@ typedef struct cgroup {
     bool topics_known; /* topics_version means something */
     bool subs_changed; /* the subscribed topics must be recomputed from a view */
     bool dirty_epoch, dirty_topics, dirty_target_epoch;
+    bool bumped;    /* the epoch moved during the event in progress (once per event) */
     char **removed; /* members gone whose tombstones are not emitted yet */
     int n_removed, cap_removed;
     /* durable records */
@@ -163,19 +164,19 @@ typedef struct cg_heartbeat_req {
     kstr rack_id;     /* nullable */
     int32_t rebalance_timeout_ms;
     const kstr *sub_names;
-    int32_t n_sub_names; /* -1: not sent (unchanged) */
-    kstr regex;          /* nullable: unchanged */
-    kstr assignor;       /* nullable: unchanged */
+    int32_t n_sub_names;    /* -1: not sent (unchanged) */
+    kstr regex;             /* nullable: unchanged */
+    kstr assignor;          /* nullable: unchanged */
     const asg_parts *owned; /* NULL: not sent */
     kstr client_id;
     kstr client_host;
-    int16_t version;   /* ConsumerGroupHeartbeat version (v1: the client makes member ids) */
+    int16_t version;    /* ConsumerGroupHeartbeat version (v1: the client makes member ids) */
     kstr new_member_id; /* v0 at epoch 0 without an id: the id to give */
 } cg_heartbeat_req;
 
 typedef struct cg_heartbeat_res {
     int16_t error;
-    const char *message; /* static text, or NULL */
+    const char *message;   /* static text, or NULL */
     const char *member_id; /* valid until the next call on the group */
     int32_t member_epoch;
     bool has_assignment;

@@ -398,7 +398,8 @@ int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id,
  * to sink->cg_heartbeat_done(token) once the records the heartbeat caused
  * are written (at once when it caused none). topics (the cluster's topics,
  * read during the call only) resolves subscriptions and regexes; the
- * heartbeat's strings are read during the call only. */
+ * heartbeat's strings are read during the call only. token must not be
+ * NULL. */
 void gcoord_cg_heartbeat(gcoord *c, kstr group_id, const cg_heartbeat_req *req, const cg_topics *topics,
                          void *token, int64_t now);
 
