@@ -219,7 +219,7 @@ int asg_assign(asg_kind kind, asg_member *m, int nm, const asg_topic *t, int nt)
         return -1;
     for (int i = 0; i < nt; i++)
         total += t[i].n_partitions > 0 ? t[i].n_partitions : 0;
-    if (total > INT32_MAX)
+    if (total > ASG_PARTITIONS_MAX)
         goto out;
     for (int j = 0; j < nm; j++) {
         m[j].out.v = NULL;

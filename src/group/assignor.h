@@ -28,6 +28,8 @@
 #include "proto/wire.h"
 
 #define ASG_PASSES 32
+/* Partitions one assignment may cover (all subscribed topics together). */
+#define ASG_PARTITIONS_MAX 1000000
 
 /* One partition of a topic (by id). Arrays of them are kept sorted by
  * (topic id bytes, partition) and free of duplicates. */
@@ -59,7 +61,8 @@ typedef enum asg_kind { ASG_UNIFORM = 0, ASG_RANGE = 1 } asg_kind;
 int asg_parse(kstr name);
 const char *asg_name(asg_kind k);
 
-/* Computes every member's out. 0, or -1 on OOM (every out freed). */
+/* Computes every member's out. 0, or -1 on OOM or beyond
+ * ASG_PARTITIONS_MAX (every out freed). */
 int asg_assign(asg_kind kind, asg_member *members, int n_members, const asg_topic *topics, int n_topics);
 
 /* Helpers on sorted part arrays. */

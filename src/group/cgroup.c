@@ -791,7 +791,7 @@ void cg_heartbeat(cgroup *g, const cg_config *cfg, const cg_heartbeat_req *req, 
             remove_member(g, st);
             m = nm;
         } else if (m == NULL) {
-            if (g->n_members >= cfg->max_size) {
+            if (g->n_members >= cfg->max_size || g->n_members >= CG_MEMBERS_MAX) {
                 fail(res, KAFKA_ERR_GROUP_MAX_SIZE_REACHED,
                      "The consumer group has reached its maximum size.");
                 goto out;
@@ -1317,6 +1317,8 @@ typedef struct kept {
 } kept;
 
 static int rebuild_member(cgroup *g, kstr id, const kafka_consumer_group_member_metadata_value *v) {
+    if (g->n_members >= CG_MEMBERS_MAX || id.len <= 0) /* (ids are unique: they are in the keys) */
+        return 0;                                      /* not from a log we wrote: skipped */
     cg_member *m = add_member(g, id);
     if (m == NULL || replace_str(&m->instance_id, v->instance_id) != 0 ||
         replace_str(&m->rack_id, v->rack_id) != 0 || replace_str(&m->client_id, v->client_id) != 0 ||
@@ -1371,6 +1373,8 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
                     if (dec_pmeta(val, &a, &v) != 0)
                         continue;
                     for (int32_t t = 0; t < v.topics_count && rc == 0; t++) {
+                        if (v.topics[t].num_partitions < 0 || v.topics[t].num_partitions > ASG_PARTITIONS_MAX)
+                            continue; /* not from a real topic; the next heartbeat looks again */
                         cg_topic_info ti = {v.topics[t].topic_name, v.topics[t].topic_id,
                                             v.topics[t].num_partitions};
                         int cap = g->n_topics;
@@ -1439,7 +1443,7 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
         free(old[k].id);
     free(old);
     /* A damaged log may give one partition to two members: the first keeps it. */
-    for (int i = 1; i < g->n_members; i++)
+    for (int i = 0; i < g->n_members; i++)
         for (int pass = 0; pass < 2; pass++) {
             asg_parts *s = pass == 0 ? &g->members[i]->assigned : &g->members[i]->revoking;
             int32_t k = 0;

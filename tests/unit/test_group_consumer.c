@@ -196,7 +196,9 @@ static const hb_answer *hb(const char *id, int32_t epoch, const hb_opts *o, int6
                           .n_sub_names = -1,
                           .regex = o && o->regex ? kstr_c(o->regex) : KSTR_NULL,
                           .assignor = o && o->assignor ? kstr_c(o->assignor) : KSTR_NULL,
-                          .owned = o && o->no_owned ? NULL : o && o->owned ? o->owned : &k_none,
+                          .owned = o && o->no_owned ? NULL
+                                   : o && o->owned  ? o->owned
+                                                    : &k_none,
                           .client_id = kstr_c("cli"),
                           .client_host = kstr_c("/127.0.0.1"),
                           .version = 1,
