@@ -96,6 +96,7 @@ static void on_join(void *ctx, void *token, const gcoord_join_result *res) {
 }
 
 static gcoord_cg_result dummy;
+static int64_t g_load_now; /* when make() loads */
 
 static gcoord *make(const gcoord_config *cfg) {
     gcoord_sink sink = {.ctx = NULL,
@@ -110,7 +111,7 @@ static gcoord *make(const gcoord_config *cfg) {
     REQUIRE(gcoord_load_begin(c, 1, 0));
     for (int i = 0; i < g_nlog; i++)
         gcoord_load_record(c, (kbytes){g_log[i].key, g_log[i].klen}, (kbytes){g_log[i].value, g_log[i].vlen});
-    gcoord_load_end(c, 0);
+    gcoord_load_end(c, g_load_now);
     return c;
 }
 
@@ -644,6 +645,177 @@ static void test_classic_boundary(void) {
     gcoord_destroy(c);
 }
 
+/* ---- a seeded model: clients, failures, reloads ---------------------------------- */
+
+/* Clients behave as the protocol asks: a response's assignment is what
+ * they own from then on (revoking first is the broker's job); an error that
+ * fences them drops everything and they join again later. After every
+ * step no partition is owned by two live clients. With the failures
+ * stopped, heartbeats alone must bring every partition to exactly one
+ * client, balanced within one. SLUICE_SEED=<n> replays one seed. */
+#define MC 6
+typedef struct mclient {
+    char id[16];
+    bool joined, dead;
+    int32_t epoch;
+    asg_parts owned;
+    int64_t last_hb;
+} mclient;
+
+static uint64_t rng_state;
+static uint32_t rnd(uint32_t n) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+static bool m_hb(mclient *k, int64_t now, bool leave) {
+    hb_opts o = {.owned = &k->owned};
+    const hb_answer *a = hb(k->id, leave ? -1 : k->joined ? k->epoch : 0, k->joined ? &o : NULL, now);
+    k->last_hb = now;
+    if (leave || a->error == KAFKA_ERR_UNKNOWN_MEMBER_ID || a->error == KAFKA_ERR_FENCED_MEMBER_EPOCH) {
+        asg_parts_free(&k->owned);
+        k->joined = false;
+        return a->error == 0;
+    }
+    if (a->error != 0)
+        return false; /* e.g. a failed write: try again later */
+    k->joined = true;
+    k->epoch = a->epoch;
+    if (a->has_assignment) {
+        asg_parts_free(&k->owned);
+        REQUIRE(asg_parts_copy(&k->owned, &a->assignment) == 0);
+    }
+    return true;
+}
+
+/* A client the broker no longer counts as a member (its session ended, it
+ * was fenced) may still believe it owns partitions until its next
+ * heartbeat tells it: Kafka fences its commits, and so the check covers the
+ * members the broker has. */
+static bool is_member(const mclient *k) {
+    const gcoord_group *g = gcoord_find(g_c, kstr_c("g"));
+    return !k->dead && g && g->cg && cg_find_member(g->cg, kstr_c(k->id)) != NULL;
+}
+
+static bool disjoint(const mclient *k) {
+    for (int i = 0; i < MC; i++)
+        for (int j = i + 1; j < MC; j++) {
+            if (!is_member(&k[i]) || !is_member(&k[j]))
+                continue;
+            for (int32_t x = 0; x < k[i].owned.n; x++)
+                if (asg_parts_has(&k[j].owned, k[i].owned.v[x].topic, k[i].owned.v[x].partition))
+                    return false;
+        }
+    return true;
+}
+
+static int model_run(uint64_t seed) {
+    reset();
+    g_load_now = 0;
+    rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
+    add_topic("t", 6);
+    gcoord_config cfg = cfg_default();
+    cfg.snapshot_min_records = 40;
+    cfg.cg.session_timeout_ms = 30000;
+    gcoord *c = make(&cfg);
+    mclient k[MC];
+    memset(k, 0, sizeof k);
+    for (int i = 0; i < MC; i++)
+        snprintf(k[i].id, sizeof k[i].id, "c%d", i);
+    int64_t now = 0;
+    int bad = 0;
+    for (int step = 0; step < 400 && !bad; step++) {
+        mclient *x = &k[rnd(MC)];
+        uint32_t what = rnd(100);
+        now += rnd(3000);
+        if (what < 60) {
+            if (!x->dead) {
+                g_append_error = rnd(20) == 0 ? KAFKA_ERR_KAFKA_STORAGE_ERROR : 0;
+                m_hb(x, now, false);
+                g_append_error = 0;
+            }
+        } else if (what < 68) {
+            if (x->joined && !x->dead)
+                m_hb(x, now, true);
+        } else if (what < 74) {
+            x->dead = !x->dead; /* stops (or resumes) heartbeating; a dead one owns nothing */
+            asg_parts_free(&x->owned);
+            x->joined = false;
+        } else if (what < 90) {
+            now += rnd(20000);
+            gcoord_tick(c, now);
+        } else if (what < 95) {
+            gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+            gcoord_destroy(c);
+            g_load_now = now;
+            c = make(&cfg); /* sessions restart from the load */
+        } else if (g_topics[0].parts < 12) {
+            g_topics[0].parts++;
+            g_version++;
+        }
+        if (!disjoint(k)) {
+            fprintf(stderr, "seed %llu step %d: a partition owned by two clients\n", (unsigned long long)seed,
+                    step);
+            bad = 1;
+        }
+    }
+    /* Quiet: the dead ones' sessions end; every live client heartbeats
+     * until the group settles. */
+    now += cfg.cg.session_timeout_ms + 1;
+    gcoord_tick(c, now);
+    int live = 0;
+    for (int i = 0; i < MC; i++)
+        live += !k[i].dead;
+    for (int round = 0; round < 30 && !bad; round++) {
+        now += 100;
+        for (int i = 0; i < MC; i++)
+            if (!k[i].dead)
+                m_hb(&k[i], now, false);
+        gcoord_tick(c, now);
+        if (!disjoint(k))
+            bad = 2;
+    }
+    if (!bad && live > 0) {
+        int total = 0, lo = 1 << 30, hi = 0;
+        for (int i = 0; i < MC; i++)
+            if (!k[i].dead) {
+                total += k[i].owned.n;
+                lo = k[i].owned.n < lo ? k[i].owned.n : lo;
+                hi = k[i].owned.n > hi ? k[i].owned.n : hi;
+            }
+        if (total != g_topics[0].parts || hi - lo > 1) {
+            fprintf(stderr, "seed %llu: settled to %d partitions of %d, counts %d..%d\n",
+                    (unsigned long long)seed, total, g_topics[0].parts, lo, hi);
+            bad = 3;
+        }
+        if (strcmp(cg_state_name(group()), "Stable") != 0)
+            bad = 4;
+    }
+    for (int i = 0; i < MC; i++)
+        asg_parts_free(&k[i].owned);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+    return bad;
+}
+
+static void test_model(void) {
+    const char *one = getenv("SLUICE_SEED");
+    if (one) {
+        CHECK_EQ_INT(model_run(strtoull(one, NULL, 10)), 0);
+        return;
+    }
+    int failed = 0;
+    for (uint64_t seed = 1; seed <= 200 && failed < 3; seed++)
+        if (model_run(seed) != 0) {
+            fprintf(stderr, "model: seed %llu failed (SLUICE_SEED=%llu replays it)\n",
+                    (unsigned long long)seed, (unsigned long long)seed);
+            failed++;
+        }
+    CHECK_EQ_INT(failed, 0);
+}
+
 int main(void) {
     UNIT_RUN(test_join_revoke_assign);
     UNIT_RUN(test_revocation_timeout);
@@ -655,6 +827,7 @@ int main(void) {
     UNIT_RUN(test_delete);
     UNIT_RUN(test_failed_write);
     UNIT_RUN(test_classic_boundary);
+    UNIT_RUN(test_model);
     reset();
     return UNIT_END("test_group_consumer");
 }
