@@ -462,12 +462,16 @@ static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
 
 /* Fetches one group's offsets: the listed partitions (topics != NULL) or all
  * (topics == NULL). names/parts/counts describe the request's topics. */
-static int16_t fetch_group(breq *r, kstr group, int nt, const kstr *names, int32_t *const *parts,
-                           const int32_t *counts, bool all, fetch_list *fl) {
+static int16_t fetch_group(breq *r, kstr group, kstr member, int32_t epoch, int nt, const kstr *names,
+                           int32_t *const *parts, const int32_t *counts, bool all, fetch_list *fl) {
     groups_shard *s = groups_lock(r->b, group);
     if (s == NULL)
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
-    int16_t err = 0;
+    int16_t err = gcoord_check_fetch(s->sm, group, member, epoch);
+    if (err) {
+        groups_unlock(s);
+        return err;
+    }
     if (all) {
         err = gcoord_each_offset(s->sm, group, fl_all, fl);
     } else {
@@ -568,7 +572,7 @@ breq_status api_offset_fetch(breq *r) {
                 req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        int16_t err = fetch_group(r, req->group_id, nt, names, parts, counts, all, &fl);
+        int16_t err = fetch_group(r, req->group_id, KSTR_NULL, -1, nt, names, parts, counts, all, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (err) {
@@ -640,7 +644,9 @@ breq_status api_offset_fetch(breq *r) {
             counts[i] = rg->topics[i].partition_indexes_count > 0 ? rg->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        og->error_code = fetch_group(r, rg->group_id, nt, names, parts, counts, all, &fl);
+        og->error_code =
+            fetch_group(r, rg->group_id, r->hdr.api_version >= 9 ? rg->member_id : KSTR_NULL,
+                        r->hdr.api_version >= 9 ? rg->member_epoch : -1, nt, names, parts, counts, all, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (og->error_code)

@@ -914,6 +914,15 @@ int16_t cg_check_commit(const cgroup *g, kstr member_id, int32_t epoch) {
     return 0;
 }
 
+int16_t cg_check_fetch(const cgroup *g, kstr member_id, int32_t epoch) {
+    if (member_id.len < 0 && epoch < 0)
+        return 0;
+    const cg_member *m = cg_find_member(g, member_id);
+    if (m == NULL)
+        return KAFKA_ERR_UNKNOWN_MEMBER_ID;
+    return epoch == m->epoch ? 0 : KAFKA_ERR_STALE_MEMBER_EPOCH;
+}
+
 /* ---- records ------------------------------------------------------------------------------ */
 
 #define CODEC(name, type, prefix)                                               \

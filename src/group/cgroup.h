@@ -208,6 +208,10 @@ int64_t cg_next_deadline(const cgroup *g);
  * group without members). */
 int16_t cg_check_commit(const cgroup *g, kstr member_id, int32_t epoch);
 
+/* OffsetFetch v9+ by a member: 0 (no member named, epoch < 0: an admin
+ * fetch), UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH (any other epoch). */
+int16_t cg_check_fetch(const cgroup *g, kstr member_id, int32_t epoch);
+
 /* ---- records ------------------------------------------------------------------- */
 
 typedef struct cg_rec_out {

@@ -3092,6 +3092,11 @@ int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partit
     return 0;
 }
 
+int16_t gcoord_check_fetch(const gcoord *c, kstr group_id, kstr member_id, int32_t member_epoch) {
+    const gcoord_group *g = c->ph == PH_ACTIVE ? find_group(c, group_id) : NULL;
+    return g && g->cg && g->state != GCOORD_DEAD ? cg_check_fetch(g->cg, member_id, member_epoch) : 0;
+}
+
 int16_t gcoord_each_offset(gcoord *c, kstr group_id, gcoord_offset_fn fn, void *ctx) {
     int16_t err = phase_error(c);
     if (err)

@@ -429,6 +429,10 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
 int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partition, int64_t *offset,
                             int32_t *leader_epoch, kstr *metadata);
 
+/* OffsetFetch v9+ names a member of a consumer group: its epoch is checked
+ * (cg_check_fetch); 0 for classic groups and groups not found. */
+int16_t gcoord_check_fetch(const gcoord *c, kstr group_id, kstr member_id, int32_t member_epoch);
+
 /* Every committed offset of a group, for OffsetFetch with null topics; fn
  * returns false to stop. Returns 0, COORDINATOR_LOAD_IN_PROGRESS or
  * NOT_COORDINATOR. */

@@ -80,8 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         kbytes val = tomb ? KBYTES_NULL : (kbytes){data + i + kl, (int32_t)vl};
         int16_t ver;
         kstr gid, mid;
-        if (!named && cg_decode_key(key, &ver, &gid, &mid) == 0 && gid.len > 0 && gid.len < 64 && mid.len > 0 &&
-            mid.len < 64) {
+        if (!named && cg_decode_key(key, &ver, &gid, &mid) == 0 && gid.len > 0 && gid.len < 64 &&
+            mid.len > 0 && mid.len < 64) {
             memcpy(first_group, gid.ptr, (size_t)gid.len);
             first_group[gid.len] = '\0';
             memcpy(first_member, mid.ptr, (size_t)mid.len);

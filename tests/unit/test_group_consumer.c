@@ -327,6 +327,11 @@ static void test_join_revoke_assign(void) {
     CHECK_EQ_INT(cerr, KAFKA_ERR_UNKNOWN_MEMBER_ID);
     gcoord_commit_offsets(c, kstr_c("g"), 3, kstr_c("m1"), KSTR_NULL, -1, -1, &e, 1, &cerr, 90);
     CHECK_EQ_INT(cerr, 0);
+    /* OffsetFetch v9 by a member: its epoch must be the current one. */
+    CHECK_EQ_INT(gcoord_check_fetch(c, kstr_c("g"), kstr_c("m1"), 3), 0);
+    CHECK_EQ_INT(gcoord_check_fetch(c, kstr_c("g"), kstr_c("m1"), 2), KAFKA_ERR_STALE_MEMBER_EPOCH);
+    CHECK_EQ_INT(gcoord_check_fetch(c, kstr_c("g"), kstr_c("zz"), 3), KAFKA_ERR_UNKNOWN_MEMBER_ID);
+    CHECK_EQ_INT(gcoord_check_fetch(c, kstr_c("g"), KSTR_NULL, -1), 0);
 
     /* A classic JoinGroup cannot enter a consumer group. */
     int16_t jerr = -2;
