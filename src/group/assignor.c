@@ -173,8 +173,11 @@ static int uniform_assign(asg_member *m, int nm, const asg_topic *t, int nt, int
                 count[best]++;
             }
         }
-    /* Balance: move to a subscriber holding at least two fewer. */
-    for (int pass = 0; pass < ASG_PASSES; pass++) {
+    /* Balance: move to a subscriber holding at least two fewer (passes
+     * limited so one assignment stays within ASG_WORK_MAX steps). */
+    int64_t work = total * (int64_t)(nm > 0 ? nm : 1);
+    int passes = work > 0 && ASG_WORK_MAX / work < ASG_PASSES ? (int)(ASG_WORK_MAX / work) : ASG_PASSES;
+    for (int pass = 0; pass < passes; pass++) {
         bool moved = false;
         for (int i = 0; i < nt; i++)
             for (int64_t p = base[i]; p < base[i + 1]; p++) {
@@ -210,6 +213,76 @@ out:
     return rc;
 }
 
+/* Every member subscribed to every topic (the usual case): quotas of
+ * total/nm (the first total%nm members to reach it may hold one more),
+ * previous partitions kept up to the quota, the rest handed out in order.
+ * O(partitions + members). */
+static int uniform_equal(asg_member *m, int nm, const asg_topic *t, int nt, int64_t total) {
+    int64_t *base = calloc((size_t)nt + 1, sizeof *base);
+    int *owner = total ? malloc((size_t)total * sizeof *owner) : NULL;
+    int32_t *count = nm ? calloc((size_t)nm, sizeof *count) : NULL;
+    topic_ref *byid = nt ? malloc((size_t)nt * sizeof *byid) : NULL;
+    int rc = -1;
+    if (base == NULL || (total && owner == NULL) || (nm && count == NULL) || (nt && byid == NULL))
+        goto out;
+    for (int i = 0; i < nt; i++) {
+        base[i + 1] = base[i] + (t[i].n_partitions > 0 ? t[i].n_partitions : 0);
+        byid[i] = (topic_ref){t[i].id, i};
+    }
+    if (nt)
+        qsort(byid, (size_t)nt, sizeof *byid, cmp_topic_ref);
+    for (int64_t p = 0; p < total; p++)
+        owner[p] = -1;
+    int32_t q = (int32_t)(total / nm), r = (int32_t)(total % nm), at_top = 0;
+    for (int j = 0; j < nm; j++) {
+        const asg_parts *b = m[j].before;
+        for (int32_t k = 0; b && k < b->n; k++) {
+            topic_ref key = {b->v[k].topic, 0};
+            const topic_ref *tr = nt ? bsearch(&key, byid, (size_t)nt, sizeof key, cmp_topic_ref) : NULL;
+            if (tr == NULL || b->v[k].partition < 0 || b->v[k].partition >= t[tr->idx].n_partitions)
+                continue;
+            int64_t p = base[tr->idx] + b->v[k].partition;
+            int32_t limit = q + (at_top < r ? 1 : 0);
+            if (owner[p] >= 0 || count[j] >= limit)
+                continue;
+            owner[p] = j;
+            if (++count[j] == q + 1)
+                at_top++;
+        }
+    }
+    assert(at_top <= r);
+    int j = 0, j2 = 0;
+    for (int64_t p = 0; p < total; p++) {
+        if (owner[p] >= 0)
+            continue;
+        while (j < nm && count[j] >= q)
+            j++;
+        int to = j;
+        if (to == nm) {
+            /* Everyone has its quota: one more for members not above it. */
+            while (j2 < nm && count[j2] != q)
+                j2++;
+            assert(j2 < nm && at_top < r);
+            to = j2++;
+            at_top++;
+        }
+        owner[p] = to;
+        count[to]++;
+    }
+    for (int i = 0; i < nt; i++)
+        for (int64_t p = base[i]; p < base[i + 1]; p++) {
+            asg_member *x = &m[owner[p]];
+            x->out.v[x->out.n++] = (asg_part){t[i].id, (int32_t)(p - base[i])};
+        }
+    rc = 0;
+out:
+    free(base);
+    free(owner);
+    free(count);
+    free(byid);
+    return rc;
+}
+
 int asg_assign(asg_kind kind, asg_member *m, int nm, const asg_topic *t, int nt) {
     /* Each member's array is sized by the partitions it subscribes to. */
     int32_t *cap = nm ? calloc((size_t)nm, sizeof *cap) : NULL;
@@ -231,7 +304,16 @@ int asg_assign(asg_kind kind, asg_member *m, int nm, const asg_topic *t, int nt)
     for (int j = 0; j < nm; j++)
         if (cap[j] > 0 && (m[j].out.v = malloc((size_t)cap[j] * sizeof *m[j].out.v)) == NULL)
             goto out;
-    rc = kind == ASG_RANGE ? range_assign(m, nm, t, nt, cap) : uniform_assign(m, nm, t, nt, total);
+    bool equal = nm > 0;
+    for (int j = 0; j < nm && equal; j++)
+        for (int i = 0; i < nt && equal; i++)
+            equal = m[j].subscribed[i] || t[i].n_partitions <= 0;
+    if (kind == ASG_RANGE)
+        rc = range_assign(m, nm, t, nt, cap);
+    else if (equal)
+        rc = uniform_equal(m, nm, t, nt, total);
+    else
+        rc = uniform_assign(m, nm, t, nt, total);
     if (rc == 0)
         for (int j = 0; j < nm; j++)
             asg_parts_sort(&m[j].out);

@@ -16,8 +16,10 @@
  *
  * Pure functions: no I/O, no clock, deterministic for a given input (member
  * order is the caller's; ties are broken by it). The output arrays are
- * malloc'd and owned by the caller (asg_parts_free). Work is
- * O(partitions x members) per balancing pass, at most ASG_PASSES passes.
+ * malloc'd and owned by the caller (asg_parts_free). Work: range and
+ * uniform with equal subscriptions O(partitions + members); uniform with
+ * heterogeneous ones O(partitions x members) for the first hand-out, then
+ * balancing passes within ASG_WORK_MAX steps in all.
  */
 #ifndef SLUICE_GROUP_ASSIGNOR_H
 #define SLUICE_GROUP_ASSIGNOR_H
@@ -30,6 +32,9 @@
 #define ASG_PASSES 32
 /* Partitions one assignment may cover (all subscribed topics together). */
 #define ASG_PARTITIONS_MAX 1000000
+/* Steps (partition x member) the balancing passes of one heterogeneous
+ * uniform assignment may take. */
+#define ASG_WORK_MAX 50000000
 
 /* One partition of a topic (by id). Arrays of them are kept sorted by
  * (topic id bytes, partition) and free of duplicates. */

@@ -365,17 +365,36 @@ static bool topics_equal(const cg_topic *a, int na, const cg_topic *b, int nb) {
     return true;
 }
 
+/* Sorts by name and drops repeats. */
+static void dedup_topics(cg_topic *v, int *n) {
+    if (*n > 1)
+        qsort(v, (size_t)*n, sizeof *v, cmp_topic_name);
+    int k = 0;
+    for (int i = 0; i < *n; i++) {
+        if (k > 0 && strcmp(v[k - 1].name, v[i].name) == 0)
+            free(v[i].name);
+        else
+            v[k++] = v[i];
+    }
+    *n = k;
+}
+
+/* Appends a topic (repeats are dropped when the array is full, and by the
+ * caller's final dedup_topics: O(n log n) overall). At most CG_TOPICS_MAX
+ * distinct topics; more are ignored. */
 static int push_topic(cg_topic **v, int *n, int *cap, const cg_topic_info *ti) {
-    for (int i = 0; i < *n; i++)
-        if (streq_k((*v)[i].name, ti->name))
-            return 0;
     if (*n == *cap) {
-        int nc = *cap ? *cap * 2 : 8;
-        cg_topic *nv = realloc(*v, (size_t)nc * sizeof *nv);
-        if (nv == NULL)
-            return -1;
-        *v = nv;
-        *cap = nc;
+        dedup_topics(*v, n);
+        if (*n >= CG_TOPICS_MAX)
+            return 0;
+        if (*cap == 0 || *n * 2 > *cap) {
+            int nc = *cap ? *cap * 2 : 8;
+            cg_topic *nv = realloc(*v, (size_t)nc * sizeof *nv);
+            if (nv == NULL)
+                return -1;
+            *v = nv;
+            *cap = nc;
+        }
     }
     char *name = dupk(ti->name);
     if (name == NULL)
@@ -385,9 +404,9 @@ static int push_topic(cg_topic **v, int *n, int *cap, const cg_topic_info *ti) {
 }
 
 /* Recomputes the subscribed topics from the view; true when they differ from
- * the stored ones (then replaced). On OOM keeps the old ones. The linear
- * duplicate check makes this O(topics^2) in the worst case; the names are
- * those the members subscribe to. */
+ * the stored ones (then replaced). On OOM keeps the old ones. O(names log
+ * names) for the members' names plus O(topics x regex members) for
+ * regexes. */
 static bool refresh_topics(cgroup *g, const cg_topics *tv) {
     cg_topic *v = NULL;
     int n = 0, cap = 0;
@@ -420,8 +439,7 @@ static bool refresh_topics(cgroup *g, const cg_topics *tv) {
                 }
         }
     }
-    if (n > 1)
-        qsort(v, (size_t)n, sizeof *v, cmp_topic_name);
+    dedup_topics(v, &n);
     g->topics_version = tv->version;
     g->topics_known = true;
     g->subs_changed = false;
@@ -1381,16 +1399,15 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
                     kafka_consumer_group_partition_metadata_value v;
                     if (dec_pmeta(val, &a, &v) != 0)
                         continue;
+                    int cap = 0;
                     for (int32_t t = 0; t < v.topics_count && rc == 0; t++) {
                         if (v.topics[t].num_partitions < 0 || v.topics[t].num_partitions > ASG_PARTITIONS_MAX)
                             continue; /* not from a real topic; the next heartbeat looks again */
                         cg_topic_info ti = {v.topics[t].topic_name, v.topics[t].topic_id,
                                             v.topics[t].num_partitions};
-                        int cap = g->n_topics;
                         rc = push_topic(&g->topics, &g->n_topics, &cap, &ti);
                     }
-                    if (g->n_topics > 1)
-                        qsort(g->topics, (size_t)g->n_topics, sizeof *g->topics, cmp_topic_name);
+                    dedup_topics(g->topics, &g->n_topics);
                 }
                 continue;
             }

@@ -46,6 +46,7 @@
 #define CG_SUBS_MAX      10000
 #define CG_MEMBERS_MAX   10000 /* members of one group, whatever group.consumer.max.size says */
 #define CG_REGEX_MAX     1024
+#define CG_TOPICS_MAX    100000 /* distinct subscribed topics of one group */
 #define CG_ASSIGNORS_MAX 8
 #define CG_NO_DEADLINE   INT64_MAX
 

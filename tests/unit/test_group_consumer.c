@@ -501,6 +501,29 @@ static void test_assignors(void) {
         asg_parts_free(&s[k].out);
     asg_parts_free(&before0);
     asg_parts_free(&before1);
+    /* Equal subscriptions (the quota path): 7 partitions, 2 then 3 members. */
+    bool one[1] = {true};
+    asg_topic t7[1] = {{tid(0), 7}};
+    asg_member e2[2] = {{"a", one, NULL, {0}}, {"b", one, NULL, {0}}};
+    REQUIRE(asg_assign(ASG_UNIFORM, e2, 2, t7, 1) == 0);
+    CHECK_EQ_INT(e2[0].out.n + e2[1].out.n, 7);
+    CHECK(e2[0].out.n >= 3 && e2[1].out.n >= 3);
+    asg_member e3[3] = {{"a", one, &e2[0].out, {0}}, {"b", one, &e2[1].out, {0}}, {"c", one, NULL, {0}}};
+    REQUIRE(asg_assign(ASG_UNIFORM, e3, 3, t7, 1) == 0);
+    int hi = 0;
+    for (int k = 0; k < 3; k++) {
+        CHECK(e3[k].out.n == 2 || e3[k].out.n == 3);
+        hi += e3[k].out.n == 3;
+    }
+    CHECK_EQ_INT(hi, 1);
+    CHECK_EQ_INT(e3[0].out.n + e3[1].out.n + e3[2].out.n, 7);
+    for (int k = 0; k < 2; k++)
+        for (int32_t i = 0; i < e3[k].out.n; i++)
+            CHECK(asg_parts_has(&e2[k].out, e3[k].out.v[i].topic, e3[k].out.v[i].partition));
+    for (int k = 0; k < 3; k++)
+        asg_parts_free(&e3[k].out);
+    asg_parts_free(&e2[0].out);
+    asg_parts_free(&e2[1].out);
     CHECK_EQ_INT(asg_parse(kstr_c("range")), ASG_RANGE);
     CHECK_EQ_INT(asg_parse(kstr_c("sticky")), -1);
 }
