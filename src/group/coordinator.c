@@ -1627,6 +1627,12 @@ static int load_group_value(gcoord_group *g, kbytes value) {
     g->meta_value_len = value.len;
     rc = 0;
 out:
+    /* A leader the members do not include (a damaged or partly read
+     * record) is no leader. */
+    if (g->leader && find_member(g, kstr_c(g->leader)) == NULL) {
+        free(g->leader);
+        g->leader = NULL;
+    }
     arena_reset(&a);
     return rc;
 }
