@@ -1176,10 +1176,12 @@ static void cg_sync_state(gcoord *c, gcoord_group *g, int64_t now) {
 
 /* Back to what the log holds, once no write of the group is in flight. */
 static void cg_maybe_rebuild(gcoord *c, gcoord_group *g, int64_t now) {
-    if (g->cg == NULL || !g->cg_stale || g->n_inflight > 0)
+    if (g->cg == NULL || !g->cg_stale || g->n_inflight > 0 || g->cg_wait_snapshot)
         return;
-    if (cg_rebuild(g->cg, &c->cfg.cg, now) == 0)
+    if (cg_rebuild(g->cg, &c->cfg.cg, now) == 0) {
         g->cg_stale = false;
+        g->cg_poison = 0;
+    }
     cg_sync_state(c, g, now);
 }
 
@@ -1221,16 +1223,30 @@ out:
     return err;
 }
 
+/* A write after one that failed was computed from state the log does not
+ * have: its heartbeat is answered with the first failure's error even if
+ * it was written (the client does not act on it; the group is rebuilt from
+ * what was written once no write is in flight). */
 static void cg_complete(gcoord *c, pending *p, bool ok, int64_t now) {
     gcoord_group *g = p->g;
-    if (!ok)
+    int16_t err = ok ? 0 : store_error(p->err);
+    if (!ok) {
+        if (!g->cg_poison)
+            g->cg_poison = err;
         g->cg_stale = true;
+        /* The snapshot in flight holds these records: whether they are in
+         * the log is known only when it is done (complete() adopts them). */
+        if (p->in_snapshot && c->snapshot)
+            g->cg_wait_snapshot = true;
+    } else if (g->cg_poison) {
+        err = g->cg_poison;
+    }
     if (p->token) {
-        gcoord_cg_result r = {.error = ok ? 0 : store_error(p->err),
-                              .member_id = ok ? ks(p->member_id) : KSTR_NULL,
-                              .member_epoch = ok ? p->cg_epoch : -1,
+        gcoord_cg_result r = {.error = err,
+                              .member_id = err ? KSTR_NULL : ks(p->member_id),
+                              .member_epoch = err ? -1 : p->cg_epoch,
                               .heartbeat_interval_ms = c->cfg.cg.heartbeat_interval_ms,
-                              .has_assignment = ok && p->cg_has_assignment,
+                              .has_assignment = !err && p->cg_has_assignment,
                               .assignment = &p->cg_assignment};
         c->sink.cg_heartbeat_done(c->sink.ctx, p->token, &r);
         p->token = NULL;
@@ -1333,6 +1349,14 @@ static void complete(gcoord *c, pending *p, int64_t now) {
                     apply_durable(c, a->recs[i].key, a->recs[i].value, a->seq, now);
             p->adopted = rev;
         }
+        /* Consumer groups that waited for it: the store now says whether
+         * their failed writes are in the log; the live state follows. */
+        for (int32_t b = 0; b < c->n_buckets; b++)
+            for (gcoord_group *x = c->buckets[b]; x; x = x->next)
+                if (x->cg_wait_snapshot) {
+                    x->cg_wait_snapshot = false;
+                    cg_maybe_rebuild(c, x, now);
+                }
         break;
     }
     if (!ok && p->kind != PK_SNAPSHOT && p->in_snapshot && c->snapshot) {
@@ -2859,6 +2883,13 @@ static void cg_heartbeat_event(gcoord *c, kstr group_id, const cg_heartbeat_req 
     arena_init(&ta, 1u << 16);
     if (err == 0 && g && g->state == GCOORD_DEAD)
         err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    if (err == 0 && g && g->cg_stale) {
+        cg_maybe_rebuild(c, g, now);
+        if (g->cg_stale) {
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE; /* until its writes in flight are done */
+            msg = "The group's state is being restored after a failed write.";
+        }
+    }
     if (err == 0 && g && g->cg == NULL) {
         if (g->n_members > 0 || g->n_pending > 0 || g->state != GCOORD_EMPTY || g->n_inflight > 0) {
             err = KAFKA_ERR_GROUP_ID_NOT_FOUND;
@@ -3383,7 +3414,7 @@ static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
     if (g->cg) {
         int64_t nx = NO_DEADLINE;
         cg_maybe_rebuild(c, g, now);
-        if (cg_tick(g->cg, &c->cfg.cg, now, &nx)) {
+        if (!g->cg_stale && cg_tick(g->cg, &c->cfg.cg, now, &nx)) {
             pending *p;
             (void)cg_write(c, g, NULL, 0, &p, now); /* refused: rebuilt from the store, fenced again later */
             cg_sync_state(c, g, now);

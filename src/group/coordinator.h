@@ -187,12 +187,14 @@ typedef struct gcoord_group {
     /* the last group metadata value known durable (for snapshots); NULL if none */
     uint8_t *meta_value;
     int32_t meta_value_len;
-    uint64_t meta_seq;    /* the append that wrote it (0: loaded) */
-    int32_t n_inflight;   /* appends in flight about this group: it stays while > 0 */
-    bool sync_store;      /* CompletingRebalance: the leader's assignment is being stored */
-    uint32_t topic_epoch; /* topic removals up to this one are applied to its offsets */
-    cgroup *cg;           /* a consumer group of the KIP-848 protocol; NULL: classic */
-    bool cg_stale;        /* a write of cg's records failed: rebuild it from the store */
+    uint64_t meta_seq;     /* the append that wrote it (0: loaded) */
+    int32_t n_inflight;    /* appends in flight about this group: it stays while > 0 */
+    bool sync_store;       /* CompletingRebalance: the leader's assignment is being stored */
+    uint32_t topic_epoch;  /* topic removals up to this one are applied to its offsets */
+    cgroup *cg;            /* a consumer group of the KIP-848 protocol; NULL: classic */
+    bool cg_stale;         /* a write of cg's records failed: rebuild it from the store */
+    int16_t cg_poison;     /* while stale: the error later writes of cg are answered with */
+    bool cg_wait_snapshot; /* a failed write of cg is in the snapshot in flight: durable if it is */
 } gcoord_group;
 
 struct gcoord_offset_entry {

@@ -41,9 +41,8 @@ typedef struct hb_answer {
 static hb_answer g_ans;
 static int g_answers;
 
-static uint64_t on_append(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err) {
-    (void)ctx;
-    (void)err;
+/* Writes recs to the log (a snapshot replaces it). */
+static void log_write(const gcoord_record *recs, int n, bool snapshot) {
     if (snapshot) {
         for (int i = 0; i < g_nlog; i++) {
             free(g_log[i].key);
@@ -51,25 +50,113 @@ static uint64_t on_append(void *ctx, const gcoord_record *recs, int n, bool snap
         }
         g_nlog = 0;
     }
-    if (g_append_error == 0)
-        for (int i = 0; i < n && g_nlog < LOG_MAX; i++) {
-            logrec *l = &g_log[g_nlog++];
-            l->klen = recs[i].key.len;
-            l->key = malloc((size_t)l->klen);
-            memcpy(l->key, recs[i].key.ptr, (size_t)l->klen);
-            l->vlen = recs[i].value.len;
-            l->value = l->vlen > 0 ? malloc((size_t)l->vlen) : NULL;
-            if (l->vlen > 0)
-                memcpy(l->value, recs[i].value.ptr, (size_t)l->vlen);
-        }
+    for (int i = 0; i < n; i++) {
+        REQUIRE(g_nlog < LOG_MAX);
+        logrec *l = &g_log[g_nlog++];
+        l->klen = recs[i].key.len;
+        l->key = malloc((size_t)l->klen);
+        memcpy(l->key, recs[i].key.ptr, (size_t)l->klen);
+        l->vlen = recs[i].value.len;
+        l->value = l->vlen > 0 ? malloc((size_t)l->vlen) : NULL;
+        if (l->vlen > 0)
+            memcpy(l->value, recs[i].value.ptr, (size_t)l->vlen);
+    }
+}
+
+/* Asynchronous mode (a replicated log): appends queue in issue order and
+ * are reported later, in any order; the log gets an append's records once
+ * it and every one before it are resolved. */
+#define QMAX 1100
+typedef struct qappend {
+    uint64_t id;
+    bool snapshot, reported;
+    int16_t err;
+    gcoord_record *recs;
+    int n;
+} qappend;
+static bool g_async;
+static qappend g_q[QMAX];
+static int g_nq;
+
+static void q_free(qappend *a) {
+    for (int i = 0; i < a->n; i++) {
+        free((void *)a->recs[i].key.ptr);
+        free((void *)a->recs[i].value.ptr);
+    }
+    free(a->recs);
+}
+
+/* Writes the resolved prefix of the queue. */
+static void q_flush(void) {
+    int k = 0;
+    while (k < g_nq && g_q[k].reported) {
+        if (g_q[k].err == 0)
+            log_write(g_q[k].recs, g_q[k].n, g_q[k].snapshot);
+        q_free(&g_q[k]);
+        k++;
+    }
+    memmove(g_q, g_q + k, (size_t)(g_nq - k) * sizeof *g_q);
+    g_nq -= k;
+}
+
+static uint64_t on_append(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err) {
+    (void)ctx;
     uint64_t id = ++g_next_id;
-    gcoord_append_done(g_c, id, g_append_error, 0);
+    if (!g_async) {
+        if (g_append_error == 0)
+            log_write(recs, n, snapshot);
+        gcoord_append_done(g_c, id, g_append_error, 0);
+        return id;
+    }
+    if (g_nq == QMAX) {
+        *err = KAFKA_ERR_NOT_ENOUGH_REPLICAS;
+        return 0;
+    }
+    qappend *a = &g_q[g_nq++];
+    *a = (qappend){id, snapshot, false, 0, n ? calloc((size_t)n, sizeof *a->recs) : NULL, n};
+    for (int i = 0; i < n; i++) {
+        uint8_t *k = malloc((size_t)recs[i].key.len);
+        memcpy(k, recs[i].key.ptr, (size_t)recs[i].key.len);
+        uint8_t *v = recs[i].value.len > 0 ? malloc((size_t)recs[i].value.len) : NULL;
+        if (v)
+            memcpy(v, recs[i].value.ptr, (size_t)recs[i].value.len);
+        a->recs[i] = (gcoord_record){{k, recs[i].key.len}, {v, recs[i].value.len}};
+    }
     return id;
 }
 
+/* Reports one queued append (index i) with err. */
+static void q_report(int i, int16_t err, int64_t now) {
+    g_q[i].reported = true;
+    g_q[i].err = err;
+    gcoord_append_done(g_c, g_q[i].id, err, now);
+    q_flush();
+}
+
+/* A crash: what the log has is every append up to the last one reported
+ * (the unreported ones before it as if written); the rest is lost. */
+static void q_crash(void) {
+    int last = -1;
+    for (int i = 0; i < g_nq; i++)
+        if (g_q[i].reported)
+            last = i;
+    for (int i = 0; i <= last; i++)
+        g_q[i].reported = true;
+    q_flush();
+    for (int i = 0; i < g_nq; i++)
+        q_free(&g_q[i]);
+    g_nq = 0;
+}
+
+typedef struct mclient mclient;
+static void m_answer(mclient *k, const gcoord_cg_result *res);
+
 static void on_hb(void *ctx, void *token, const gcoord_cg_result *res) {
     (void)ctx;
-    (void)token;
+    if (token != &g_ans) {
+        m_answer(token, res);
+        return;
+    }
     asg_parts_free(&g_ans.assignment);
     memset(&g_ans, 0, sizeof g_ans);
     g_ans.error = res->error;
@@ -682,13 +769,13 @@ static void test_classic_boundary(void) {
  * stopped, heartbeats alone must bring every partition to exactly one
  * client, balanced within one. SLUICE_SEED=<n> replays one seed. */
 #define MC 6
-typedef struct mclient {
+struct mclient {
     char id[16];
-    bool joined, dead;
+    bool joined, dead, in_flight, leaving;
     int32_t epoch;
     asg_parts owned;
     int64_t last_hb;
-} mclient;
+};
 
 static uint64_t rng_state;
 static uint32_t rnd(uint32_t n) {
@@ -698,24 +785,54 @@ static uint32_t rnd(uint32_t n) {
     return (uint32_t)(rng_state % n);
 }
 
-static bool m_hb(mclient *k, int64_t now, bool leave) {
-    hb_opts o = {.owned = &k->owned};
-    const hb_answer *a = hb(k->id, leave ? -1 : k->joined ? k->epoch : 0, k->joined ? &o : NULL, now);
-    k->last_hb = now;
-    if (leave || a->error == KAFKA_ERR_UNKNOWN_MEMBER_ID || a->error == KAFKA_ERR_FENCED_MEMBER_EPOCH) {
+/* The answer to client k's heartbeat (now or, with an asynchronous log,
+ * once written). */
+static void m_answer(mclient *k, const gcoord_cg_result *res) {
+    k->in_flight = false;
+    if (k->dead)
+        return;
+    if (k->leaving || res->error == KAFKA_ERR_UNKNOWN_MEMBER_ID ||
+        res->error == KAFKA_ERR_FENCED_MEMBER_EPOCH) {
         asg_parts_free(&k->owned);
         k->joined = false;
-        return a->error == 0;
+        k->leaving = false;
+        return;
     }
-    if (a->error != 0)
-        return false; /* e.g. a failed write: try again later */
+    if (res->error != 0)
+        return; /* e.g. a failed write: try again later */
     k->joined = true;
-    k->epoch = a->epoch;
-    if (a->has_assignment) {
+    k->epoch = res->member_epoch;
+    if (res->has_assignment) {
         asg_parts_free(&k->owned);
-        REQUIRE(asg_parts_copy(&k->owned, &a->assignment) == 0);
+        REQUIRE(asg_parts_copy(&k->owned, res->assignment) == 0);
     }
-    return true;
+}
+
+static void m_hb(mclient *k, int64_t now, bool leave) {
+    if (k->in_flight)
+        return;
+    kstr names[1] = {kstr_c("t")};
+    cg_heartbeat_req r = {.member_id = kstr_c(k->id),
+                          .member_epoch = leave       ? -1
+                                          : k->joined ? k->epoch
+                                                      : 0,
+                          .instance_id = KSTR_NULL,
+                          .rack_id = KSTR_NULL,
+                          .rebalance_timeout_ms = 30000,
+                          .sub_names = names,
+                          .n_sub_names = k->joined ? -1 : 1,
+                          .regex = KSTR_NULL,
+                          .assignor = KSTR_NULL,
+                          .owned = k->joined ? &k->owned : &k_none,
+                          .client_id = kstr_c("cli"),
+                          .client_host = kstr_c("/127.0.0.1"),
+                          .version = 1,
+                          .new_member_id = KSTR_NULL};
+    cg_topics tv = {NULL, g_version, v_by_name, v_count, v_at};
+    k->in_flight = true;
+    k->leaving = leave;
+    k->last_hb = now;
+    gcoord_cg_heartbeat(g_c, kstr_c("g"), &r, &tv, k, now);
 }
 
 /* A client the broker no longer counts as a member (its session ended, it
@@ -739,9 +856,12 @@ static bool disjoint(const mclient *k) {
     return true;
 }
 
+/* Odd seeds: the log completes appends inside the call; even seeds: later,
+ * in any order, some failing. */
 static int model_run(uint64_t seed) {
     reset();
     g_load_now = 0;
+    g_async = seed % 2 == 0;
     rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
     add_topic("t", 6);
     gcoord_config cfg = cfg_default();
@@ -758,25 +878,34 @@ static int model_run(uint64_t seed) {
         mclient *x = &k[rnd(MC)];
         uint32_t what = rnd(100);
         now += rnd(3000);
-        if (what < 60) {
+        if (what < 50) {
             if (!x->dead) {
                 g_append_error = rnd(20) == 0 ? KAFKA_ERR_KAFKA_STORAGE_ERROR : 0;
                 m_hb(x, now, false);
                 g_append_error = 0;
             }
-        } else if (what < 68) {
+        } else if (what < 60) {
+            /* The log reports appends: a random one, or all in a random order. */
+            int rounds = rnd(3) == 0 ? g_nq : 1;
+            for (int r = 0; r < rounds && g_nq > 0; r++) {
+                int i = (int)rnd((uint32_t)g_nq);
+                if (!g_q[i].reported)
+                    q_report(i, rnd(15) == 0 ? KAFKA_ERR_NOT_ENOUGH_REPLICAS : 0, now);
+            }
+        } else if (what < 66) {
             if (x->joined && !x->dead)
                 m_hb(x, now, true);
-        } else if (what < 74) {
+        } else if (what < 72) {
             x->dead = !x->dead; /* stops (or resumes) heartbeating; a dead one owns nothing */
             asg_parts_free(&x->owned);
             x->joined = false;
-        } else if (what < 90) {
+        } else if (what < 88) {
             now += rnd(20000);
             gcoord_tick(c, now);
-        } else if (what < 95) {
-            gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+        } else if (what < 94) {
+            gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR); /* answers what is parked */
             gcoord_destroy(c);
+            q_crash();
             g_load_now = now;
             c = make(&cfg); /* sessions restart from the load */
         } else if (g_topics[0].parts < 12) {
@@ -789,18 +918,26 @@ static int model_run(uint64_t seed) {
             bad = 1;
         }
     }
-    /* Quiet: the dead ones' sessions end; every live client heartbeats
+    /* Quiet for two sessions: the dead ones' sessions end (a write that
+     * failed late may have brought one back with a fresh session); every
+     * live client heartbeats each second (and the log reports everything)
      * until the group settles. */
-    now += cfg.cg.session_timeout_ms + 1;
-    gcoord_tick(c, now);
     int live = 0;
     for (int i = 0; i < MC; i++)
         live += !k[i].dead;
-    for (int round = 0; round < 30 && !bad; round++) {
-        now += 100;
+    for (int round = 0; round < 2 * cfg.cg.session_timeout_ms / 1000 + 10 && !bad; round++) {
+        now += 1000;
         for (int i = 0; i < MC; i++)
             if (!k[i].dead)
                 m_hb(&k[i], now, false);
+        while (g_nq > 0) {
+            int i = 0;
+            while (i < g_nq && g_q[i].reported)
+                i++;
+            if (i == g_nq)
+                break;
+            q_report(i, 0, now);
+        }
         gcoord_tick(c, now);
         if (!disjoint(k))
             bad = 2;
@@ -818,13 +955,17 @@ static int model_run(uint64_t seed) {
                     (unsigned long long)seed, total, g_topics[0].parts, lo, hi);
             bad = 3;
         }
-        if (strcmp(cg_state_name(group()), "Stable") != 0)
+        if (strcmp(cg_state_name(group()), "Stable") != 0) {
+            fprintf(stderr, "seed %llu: the group is %s\n", (unsigned long long)seed, cg_state_name(group()));
             bad = 4;
+        }
     }
-    for (int i = 0; i < MC; i++)
-        asg_parts_free(&k[i].owned);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(c);
+    q_crash();
+    for (int i = 0; i < MC; i++)
+        asg_parts_free(&k[i].owned);
+    g_async = false;
     return bad;
 }
 
