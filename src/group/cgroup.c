@@ -1310,6 +1310,7 @@ int cg_store_put(cgroup *g, kbytes key, kbytes value) {
         free(g->store[i].value);
         g->store[i].value = v;
         g->store[i].vlen = value.len;
+        g->store[i].seq = ++g->store_seq;
         return 0;
     }
     if (g->n_store == g->cap_store) {
@@ -1328,13 +1329,30 @@ int cg_store_put(cgroup *g, kbytes key, kbytes value) {
         return -1;
     }
     memcpy(k, key.ptr, (size_t)key.len);
-    g->store[g->n_store++] = (cg_store_rec){k, key.len, v, value.len, h, -1};
+    g->store[g->n_store++] = (cg_store_rec){k, key.len, v, value.len, h, -1, ++g->store_seq};
     if (g->n_store > g->n_buckets)
         return store_reindex(g, g->n_buckets ? g->n_buckets * 2 : 16);
     uint32_t b = h % (uint32_t)g->n_buckets;
     g->store[g->n_store - 1].next = g->buckets[b];
     g->buckets[b] = g->n_store - 1;
     return 0;
+}
+
+typedef struct held {
+    asg_part p;
+    int pos; /* 2 x position in seq order + (0 assigned, 1 revoking) */
+    int32_t *slot;
+} held;
+
+static int cmp_held(const void *a, const void *b) {
+    const held *x = a, *y = b;
+    int c = asg_part_cmp(&x->p, &y->p);
+    return c != 0 ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int cmp_cur_seq(const void *a, const void *b) {
+    const cg_member *x = *(cg_member *const *)a, *y = *(cg_member *const *)b;
+    return (x->cur_seq > y->cur_seq) - (x->cur_seq < y->cur_seq);
 }
 
 /* Deadlines of the members before a rebuild, by id. */
@@ -1424,6 +1442,7 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
             } else if (ver == CG_KEY_CURRENT_ASSIGNMNT) {
                 kafka_consumer_group_current_member_assignment_value v;
                 if (dec_current(val, &a, &v) == 0) {
+                    m->cur_seq = s->seq;
                     m->epoch = v.member_epoch;
                     m->left = v.member_epoch == -2;
                     if (m->left)
@@ -1468,23 +1487,53 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
     for (int k = 0; k < nk; k++)
         free(old[k].id);
     free(old);
-    /* A damaged log may give one partition to two members: the first keeps it. */
-    for (int i = 0; i < g->n_members; i++)
+    /* One partition in two members' assignments: the log lacks a write
+     * (one that failed while later ones landed, or a damaged log). The
+     * member whose assignment was written first keeps it: the later one was
+     * computed from state the log does not have, and its heartbeat was never
+     * answered with it (writes after a failed one are answered with its
+     * error). */
+    cg_member **order = g->n_members ? malloc((size_t)g->n_members * sizeof *order) : NULL;
+    if (g->n_members && order == NULL)
+        rc = -1;
+    for (int i = 0; order && i < g->n_members; i++) {
+        order[i] = g->members[i];
+        if (order[i]->cur_seq == 0)
+            order[i]->cur_seq = UINT64_MAX;
+    }
+    if (order && g->n_members > 1)
+        qsort(order, (size_t)g->n_members, sizeof *order, cmp_cur_seq);
+    /* Every (partition, position, set) sorted: the first of each partition
+     * keeps it. O(p log p) for p partitions in all. */
+    int64_t np = 0;
+    for (int i = 0; order && i < g->n_members; i++)
+        np += order[i]->assigned.n + order[i]->revoking.n;
+    held *hv = np ? malloc((size_t)np * sizeof *hv) : NULL;
+    if (np && hv == NULL)
+        rc = -1;
+    int64_t h = 0;
+    for (int i = 0; hv && i < g->n_members; i++)
         for (int pass = 0; pass < 2; pass++) {
-            asg_parts *s = pass == 0 ? &g->members[i]->assigned : &g->members[i]->revoking;
-            int32_t k = 0;
-            for (int32_t x = 0; x < s->n; x++) {
-                bool taken = false;
-                for (int j = 0; j < i && !taken; j++)
-                    taken = asg_parts_has(&g->members[j]->assigned, s->v[x].topic, s->v[x].partition) ||
-                            asg_parts_has(&g->members[j]->revoking, s->v[x].topic, s->v[x].partition);
-                if (pass == 1)
-                    taken |= asg_parts_has(&g->members[i]->assigned, s->v[x].topic, s->v[x].partition);
-                if (!taken)
-                    s->v[k++] = s->v[x];
-            }
-            s->n = k;
+            asg_parts *ps = pass == 0 ? &order[i]->assigned : &order[i]->revoking;
+            for (int32_t x = 0; x < ps->n; x++)
+                hv[h++] = (held){ps->v[x], i * 2 + pass, &ps->v[x].partition};
         }
+    if (hv && np > 1)
+        qsort(hv, (size_t)np, sizeof *hv, cmp_held);
+    for (int64_t x = 1; hv && x < np; x++)
+        if (asg_part_cmp(&hv[x].p, &hv[x - 1].p) == 0)
+            *hv[x].slot = -1; /* dropped below */
+    free(hv);
+    for (int i = 0; order && i < g->n_members; i++)
+        for (int pass = 0; pass < 2; pass++) {
+            asg_parts *ps = pass == 0 ? &order[i]->assigned : &order[i]->revoking;
+            int32_t k = 0;
+            for (int32_t x = 0; x < ps->n; x++)
+                if (ps->v[x].partition >= 0)
+                    ps->v[k++] = ps->v[x];
+            ps->n = k;
+        }
+    free(order);
     for (int i = 0; i < g->n_members; i++)
         if (g->members[i]->revoking.n == 0 && g->members[i]->state == CG_UNREVOKED)
             g->members[i]->state = CG_STABLE;

@@ -109,6 +109,7 @@ typedef struct cg_member {
     int64_t revoke_deadline; /* UNREVOKED: when it is fenced */
     bool left;               /* a static member that left with epoch -2 */
     bool dirty_meta, dirty_target, dirty_current;
+    uint64_t cur_seq; /* rebuild's scratch: the store seq of its current assignment */
 } cg_member;
 
 typedef struct cg_topic {
@@ -124,6 +125,7 @@ typedef struct cg_store_rec {
     int32_t vlen;
     uint32_t hash;
     int32_t next; /* chain in the bucket, -1 ends */
+    uint64_t seq; /* when it was last put: log order */
 } cg_store_rec;
 
 typedef struct cgroup {
@@ -145,6 +147,7 @@ typedef struct cgroup {
     int32_t n_store, cap_store;
     int32_t *buckets;
     int32_t n_buckets;
+    uint64_t store_seq;
 } cgroup;
 
 cgroup *cg_create(void);
