@@ -5,7 +5,8 @@
  *   - members[] holds distinct ids; removed[] names members no longer there;
  *   - a member's arrays are sorted and duplicate-free; revoking is empty
  *     unless the member is UNREVOKED, and disjoint from assigned;
- *   - no partition is in two members' assigned-or-revoking sets;
+ *   - no partition is in one member's assigned set and another's assigned or
+ *     revoking set (two may both be revoking one after a rebuild);
  *   - assignment_epoch <= epoch, and every member's epoch <= assignment_epoch
  *     (a member never runs ahead of the target it reconciles to).
  */
@@ -207,8 +208,8 @@ static void cg_check(const cgroup *g) {
         for (int32_t k = 0; k < m->revoking.n; k++)
             for (int j = i + 1; j < g->n_members; j++) {
                 const cg_member *o = g->members[j];
+                /* (two members may both be giving one up: see cg_rebuild) */
                 assert(!asg_parts_has(&o->assigned, m->revoking.v[k].topic, m->revoking.v[k].partition));
-                assert(!asg_parts_has(&o->revoking, m->revoking.v[k].topic, m->revoking.v[k].partition));
                 (void)o;
             }
         for (int j = i + 1; j < g->n_members; j++)
@@ -1350,11 +1351,6 @@ static int cmp_held(const void *a, const void *b) {
     return c != 0 ? c : (x->pos > y->pos) - (x->pos < y->pos);
 }
 
-static int cmp_cur_seq(const void *a, const void *b) {
-    const cg_member *x = *(cg_member *const *)a, *y = *(cg_member *const *)b;
-    return (x->cur_seq > y->cur_seq) - (x->cur_seq < y->cur_seq);
-}
-
 /* Deadlines of the members before a rebuild, by id. */
 typedef struct kept {
     char *id;
@@ -1442,7 +1438,6 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
             } else if (ver == CG_KEY_CURRENT_ASSIGNMNT) {
                 kafka_consumer_group_current_member_assignment_value v;
                 if (dec_current(val, &a, &v) == 0) {
-                    m->cur_seq = s->seq;
                     m->epoch = v.member_epoch;
                     m->left = v.member_epoch == -2;
                     if (m->left)
@@ -1488,52 +1483,63 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
         free(old[k].id);
     free(old);
     /* One partition in two members' assignments: the log lacks a write
-     * (one that failed while later ones landed, or a damaged log). The
-     * member whose assignment was written first keeps it: the later one was
-     * computed from state the log does not have, and its heartbeat was never
-     * answered with it (writes after a failed one are answered with its
-     * error). */
-    cg_member **order = g->n_members ? malloc((size_t)g->n_members * sizeof *order) : NULL;
-    if (g->n_members && order == NULL)
-        rc = -1;
-    for (int i = 0; order && i < g->n_members; i++) {
-        order[i] = g->members[i];
-        if (order[i]->cur_seq == 0)
-            order[i]->cur_seq = UINT64_MAX;
-    }
-    if (order && g->n_members > 1)
-        qsort(order, (size_t)g->n_members, sizeof *order, cmp_cur_seq);
-    /* Every (partition, position, set) sorted: the first of each partition
-     * keeps it. O(p log p) for p partitions in all. */
+     * (one that failed while later ones landed, or a damaged log), and
+     * either member's client may hold it. Every claimant must give it up:
+     * it goes to their partitions pending revocation, and nobody gets it
+     * until each has shown it let go (or was fenced). Every (partition,
+     * member, set) sorted: O(p log p) for p partitions in all. */
     int64_t np = 0;
-    for (int i = 0; order && i < g->n_members; i++)
-        np += order[i]->assigned.n + order[i]->revoking.n;
+    for (int i = 0; i < g->n_members; i++)
+        np += g->members[i]->assigned.n + g->members[i]->revoking.n;
     held *hv = np ? malloc((size_t)np * sizeof *hv) : NULL;
     if (np && hv == NULL)
         rc = -1;
     int64_t h = 0;
     for (int i = 0; hv && i < g->n_members; i++)
         for (int pass = 0; pass < 2; pass++) {
-            asg_parts *ps = pass == 0 ? &order[i]->assigned : &order[i]->revoking;
+            asg_parts *ps = pass == 0 ? &g->members[i]->assigned : &g->members[i]->revoking;
             for (int32_t x = 0; x < ps->n; x++)
-                hv[h++] = (held){ps->v[x], i * 2 + pass, &ps->v[x].partition};
+                hv[h++] = (held){ps->v[x], i * 2 + pass, NULL};
         }
     if (hv && np > 1)
         qsort(hv, (size_t)np, sizeof *hv, cmp_held);
-    for (int64_t x = 1; hv && x < np; x++)
-        if (asg_part_cmp(&hv[x].p, &hv[x - 1].p) == 0)
-            *hv[x].slot = -1; /* dropped below */
-    free(hv);
-    for (int i = 0; order && i < g->n_members; i++)
-        for (int pass = 0; pass < 2; pass++) {
-            asg_parts *ps = pass == 0 ? &order[i]->assigned : &order[i]->revoking;
-            int32_t k = 0;
-            for (int32_t x = 0; x < ps->n; x++)
-                if (ps->v[x].partition >= 0)
-                    ps->v[k++] = ps->v[x];
-            ps->n = k;
+    for (int64_t x = 0; hv && x < np;) {
+        int64_t y = x + 1;
+        bool contested = false;
+        while (y < np && asg_part_cmp(&hv[y].p, &hv[x].p) == 0) {
+            contested |= hv[y].pos / 2 != hv[x].pos / 2;
+            y++;
         }
-    free(order);
+        for (int64_t z = x; contested && z < y; z++) {
+            cg_member *m = g->members[hv[z].pos / 2];
+            asg_parts *rv = &m->revoking;
+            if (!asg_parts_has(rv, hv[z].p.topic, hv[z].p.partition)) {
+                asg_part *nv = realloc(rv->v, (size_t)(rv->n + 1) * sizeof *nv);
+                if (nv == NULL) {
+                    rc = -1;
+                    break;
+                }
+                rv->v = nv;
+                rv->v[rv->n++] = hv[z].p;
+                asg_parts_sort(rv);
+            }
+        }
+        x = y;
+    }
+    free(hv);
+    /* Nothing pending revocation stays assigned. */
+    for (int i = 0; i < g->n_members; i++) {
+        cg_member *m = g->members[i];
+        int32_t k = 0;
+        for (int32_t x = 0; x < m->assigned.n; x++)
+            if (!asg_parts_has(&m->revoking, m->assigned.v[x].topic, m->assigned.v[x].partition))
+                m->assigned.v[k++] = m->assigned.v[x];
+        m->assigned.n = k;
+        if (m->revoking.n > 0 && m->state != CG_UNREVOKED) {
+            m->state = CG_UNREVOKED;
+            m->revoke_deadline = now + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+        }
+    }
     for (int i = 0; i < g->n_members; i++)
         if (g->members[i]->revoking.n == 0 && g->members[i]->state == CG_UNREVOKED)
             g->members[i]->state = CG_STABLE;

@@ -109,7 +109,6 @@ typedef struct cg_member {
     int64_t revoke_deadline; /* UNREVOKED: when it is fenced */
     bool left;               /* a static member that left with epoch -2 */
     bool dirty_meta, dirty_target, dirty_current;
-    uint64_t cur_seq; /* rebuild's scratch: the store seq of its current assignment */
 } cg_member;
 
 typedef struct cg_topic {
