@@ -155,6 +155,7 @@ static void clear_live(cgroup *g) {
     g->epoch = g->assignment_epoch = 0;
     g->topics_known = false;
     g->subs_changed = true;
+    g->check_target = false;
     g->dirty_epoch = g->dirty_topics = g->dirty_target_epoch = false;
 }
 
@@ -758,6 +759,24 @@ static int settle(cgroup *g, const cg_config *cfg, const cg_topics *tv) {
     if (tv && (g->subs_changed || !g->topics_known || g->topics_version != tv->version))
         if (refresh_topics(g, tv))
             bump_epoch(g);
+    if (g->check_target && g->epoch == g->assignment_epoch && g->n_members > 0) {
+        /* The target the records hold may not be this group's any more. */
+        g->check_target = false;
+        bool was = g->dirty_target_epoch;
+        if (compute_target(g, cfg) != 0)
+            return -1;
+        bool changed = false;
+        for (int i = 0; i < g->n_members; i++)
+            changed |= g->members[i]->dirty_target;
+        if (changed) {
+            g->epoch++;
+            g->bumped = g->dirty_epoch = true;
+            g->assignment_epoch = g->epoch;
+        } else {
+            g->dirty_target_epoch = was;
+        }
+    }
+    g->check_target = false;
     if (g->epoch > g->assignment_epoch)
         return compute_target(g, cfg);
     return 0;
@@ -1544,6 +1563,7 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
         if (g->members[i]->revoking.n == 0 && g->members[i]->state == CG_UNREVOKED)
             g->members[i]->state = CG_STABLE;
     g->subs_changed = true;
+    g->check_target = true;
     if (rc != 0)
         clear_live(g);
     return rc;

@@ -138,8 +138,10 @@ typedef struct cgroup {
     bool topics_known; /* topics_version means something */
     bool subs_changed; /* the subscribed topics must be recomputed from a view */
     bool dirty_epoch, dirty_topics, dirty_target_epoch;
-    bool bumped;    /* the epoch moved during the event in progress (once per event) */
-    char **removed; /* members gone whose tombstones are not emitted yet */
+    bool bumped;       /* the epoch moved during the event in progress (once per event) */
+    bool check_target; /* after a rebuild: the next event recomputes the target and
+                        * moves the epoch if it differs from what the log says */
+    char **removed;    /* members gone whose tombstones are not emitted yet */
     int n_removed, cap_removed;
     /* durable records */
     cg_store_rec *store;
@@ -237,8 +239,12 @@ int cg_decode_key(kbytes key, int16_t *version, kstr *group, kstr *member);
 /* Durable records: puts (or with value len < 0 removes) one. 0 or -1 (OOM). */
 int cg_store_put(cgroup *g, kbytes key, kbytes value);
 /* The live state from the store (members that stay keep their deadlines;
- * new ones get now + session timeout). 0, or -1 on OOM (the group is then
- * left empty of members). */
+ * new ones get now + session timeout). When the records contradict each
+ * other (a partition in two members' assignments: both must give it up),
+ * or the log lacks writes, the target may not be what its records say: the
+ * next event recomputes it and moves the epoch if it differs
+ * (check_target). 0, or -1 on OOM (the group is then left empty of
+ * members). */
 int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now);
 
 #endif
