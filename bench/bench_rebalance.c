@@ -389,11 +389,13 @@ static result run_classic(void) {
     }
     if (getenv("BENCH_DEBUG")) {
         const gcoord_group *g = gcoord_find(g_c, kstr_c("bench"));
-        fprintf(stderr, "classic: state %s gen %d members %d owned %d\n", g ? gcoord_state_name(g->state) : "-",
-                g ? g->generation : -1, g ? g->n_members : -1, k_owned_total());
+        fprintf(stderr, "classic: state %s gen %d members %d owned %d\n",
+                g ? gcoord_state_name(g->state) : "-", g ? g->generation : -1, g ? g->n_members : -1,
+                k_owned_total());
         for (int i = 0; i < g_km; i++)
-            fprintf(stderr, "  %d: in_join %d join_done %d in_sync %d synced %d owned %d err %d\n", i, g_kc[i].in_join,
-                    g_kc[i].join_done, g_kc[i].in_sync, g_kc[i].synced, g_kc[i].owned, g_kc[i].join_err);
+            fprintf(stderr, "  %d: in_join %d join_done %d in_sync %d synced %d owned %d err %d\n", i,
+                    g_kc[i].in_join, g_kc[i].join_done, g_kc[i].in_sync, g_kc[i].synced, g_kc[i].owned,
+                    g_kc[i].join_err);
     }
     gcoord_shutdown(g_c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(g_c);
@@ -415,13 +417,14 @@ int main(int argc, char **argv) {
     result c = run_consumer();
     double c2 = cpu_s();
     if (getenv("BENCH_DEBUG"))
-        fprintf(stderr, "classic done %d ms %lld; consumer done %d ms %lld\n", k.done, (long long)k.ms, c.done,
-                (long long)c.ms);
+        fprintf(stderr, "classic done %d ms %lld; consumer done %d ms %lld\n", k.done, (long long)k.ms,
+                c.done, (long long)c.ms);
     if (!k.done || !c.done) {
         fprintf(stderr, "bench_rebalance: a protocol did not settle within 120 simulated seconds\n");
         return 1;
     }
-    printf("one member joins a stable group of %d members, %d partitions (simulated time)\n", g_members, g_parts);
+    printf("one member joins a stable group of %d members, %d partitions (simulated time)\n", g_members,
+           g_parts);
     printf("  classic  : stable after %6lld ms, %8.1f partition-s unconsumed, %4ld requests, cpu %.3f s\n",
            (long long)k.ms, k.paused_ps, k.requests, c1 - c0);
     printf("  consumer : stable after %6lld ms, %8.1f partition-s unconsumed, %4ld requests, cpu %.3f s\n",
