@@ -1330,7 +1330,6 @@ int cg_store_put(cgroup *g, kbytes key, kbytes value) {
         free(g->store[i].value);
         g->store[i].value = v;
         g->store[i].vlen = value.len;
-        g->store[i].seq = ++g->store_seq;
         return 0;
     }
     if (g->n_store == g->cap_store) {
@@ -1349,7 +1348,7 @@ int cg_store_put(cgroup *g, kbytes key, kbytes value) {
         return -1;
     }
     memcpy(k, key.ptr, (size_t)key.len);
-    g->store[g->n_store++] = (cg_store_rec){k, key.len, v, value.len, h, -1, ++g->store_seq};
+    g->store[g->n_store++] = (cg_store_rec){k, key.len, v, value.len, h, -1};
     if (g->n_store > g->n_buckets)
         return store_reindex(g, g->n_buckets ? g->n_buckets * 2 : 16);
     uint32_t b = h % (uint32_t)g->n_buckets;
@@ -1360,8 +1359,7 @@ int cg_store_put(cgroup *g, kbytes key, kbytes value) {
 
 typedef struct held {
     asg_part p;
-    int pos; /* 2 x position in seq order + (0 assigned, 1 revoking) */
-    int32_t *slot;
+    int pos; /* 2 x member index + (0 assigned, 1 revoking) */
 } held;
 
 static int cmp_held(const void *a, const void *b) {
@@ -1518,7 +1516,7 @@ int cg_rebuild(cgroup *g, const cg_config *cfg, int64_t now) {
         for (int pass = 0; pass < 2; pass++) {
             asg_parts *ps = pass == 0 ? &g->members[i]->assigned : &g->members[i]->revoking;
             for (int32_t x = 0; x < ps->n; x++)
-                hv[h++] = (held){ps->v[x], i * 2 + pass, NULL};
+                hv[h++] = (held){ps->v[x], i * 2 + pass};
         }
     if (hv && np > 1)
         qsort(hv, (size_t)np, sizeof *hv, cmp_held);

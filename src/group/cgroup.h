@@ -124,7 +124,6 @@ typedef struct cg_store_rec {
     int32_t vlen;
     uint32_t hash;
     int32_t next; /* chain in the bucket, -1 ends */
-    uint64_t seq; /* when it was last put: log order */
 } cg_store_rec;
 
 typedef struct cgroup {
@@ -148,7 +147,6 @@ typedef struct cgroup {
     int32_t n_store, cap_store;
     int32_t *buckets;
     int32_t n_buckets;
-    uint64_t store_seq;
 } cgroup;
 
 cgroup *cg_create(void);
