@@ -684,6 +684,71 @@ breq_status api_offset_fetch(breq *r) {
 
 /* ---- DescribeGroups / ListGroups / DeleteGroups / OffsetDelete ------------------ */
 
+/* ConsumerProtocol Subscription v0: int16 version, [string topic], bytes
+ * user data (null). The regex's topics are not listed. */
+static kbytes consumer_subscription(breq *r, const cg_member *m) {
+    size_t n = 2 + 4 + 4;
+    for (int i = 0; i < m->n_subs; i++)
+        n += wire_string_size(kstr_c(m->subs[i]), false);
+    uint8_t *buf = breq_alloc(r, n);
+    if (buf == NULL)
+        return (kbytes){NULL, 0};
+    wire_writer w;
+    wire_writer_init(&w, buf, n);
+    wire_write_i16(&w, 0);
+    wire_write_i32(&w, m->n_subs);
+    for (int i = 0; i < m->n_subs; i++)
+        wire_write_string(&w, kstr_c(m->subs[i]), false, false);
+    wire_write_i32(&w, -1);
+    return w.err == WIRE_OK ? (kbytes){buf, (int32_t)w.len} : (kbytes){NULL, 0};
+}
+
+/* ConsumerProtocol Assignment v0: int16 version, [string topic, [int32
+ * partition]], bytes user data (null). Topics by name from the group's
+ * metadata; partitions of a topic it no longer knows are left out. */
+static kbytes consumer_assignment(breq *r, const cgroup *cg, const cg_member *m) {
+    const asg_parts *a = &m->assigned;
+    size_t n = 2 + 4 + 4;
+    int32_t nt = 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        bool first = i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0;
+        const char *name = NULL;
+        for (int t = 0; first && t < cg->n_topics && !name; t++)
+            if (memcmp(cg->topics[t].id.b, a->v[i].topic.b, 16) == 0)
+                name = cg->topics[t].name;
+        if (first && name) {
+            nt++;
+            n += wire_string_size(kstr_c(name), false) + 4;
+        }
+        n += 4;
+    }
+    uint8_t *buf = breq_alloc(r, n);
+    if (buf == NULL)
+        return (kbytes){NULL, 0};
+    wire_writer w;
+    wire_writer_init(&w, buf, n);
+    wire_write_i16(&w, 0);
+    wire_write_i32(&w, nt);
+    for (int32_t i = 0; i < a->n;) {
+        int32_t j = i;
+        while (j < a->n && memcmp(a->v[j].topic.b, a->v[i].topic.b, 16) == 0)
+            j++;
+        const char *name = NULL;
+        for (int t = 0; t < cg->n_topics && !name; t++)
+            if (memcmp(cg->topics[t].id.b, a->v[i].topic.b, 16) == 0)
+                name = cg->topics[t].name;
+        if (name) {
+            wire_write_string(&w, kstr_c(name), false, false);
+            wire_write_i32(&w, j - i);
+            for (int32_t k = i; k < j; k++)
+                wire_write_i32(&w, a->v[k].partition);
+        }
+        i = j;
+    }
+    wire_write_i32(&w, -1);
+    return w.err == WIRE_OK ? (kbytes){buf, (int32_t)w.len} : (kbytes){NULL, 0};
+}
+
 static void describe_one(breq *r, kstr id, kafka_describe_groups_response_described_group *out) {
     int16_t ver = r->hdr.api_version;
     kafka_describe_groups_response_described_group_init(out);
@@ -727,8 +792,10 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
                 dm->group_instance_id = copy_str(r, kstr_c(m->instance_id));
             dm->client_id = copy_str(r, kstr_c(m->client_id ? m->client_id : ""));
             dm->client_host = copy_str(r, kstr_c(m->client_host ? m->client_host : ""));
-            dm->member_metadata = (kbytes){NULL, 0};
-            dm->member_assignment = (kbytes){NULL, 0};
+            /* In the classic consumer protocol's layouts, so tools that
+             * read them (kafka-consumer-groups --members) show partitions. */
+            dm->member_metadata = consumer_subscription(r, m);
+            dm->member_assignment = consumer_assignment(r, cg, m);
         }
     } else if (g) {
         bool stable = g->state == GCOORD_STABLE;

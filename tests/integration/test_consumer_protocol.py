@@ -344,3 +344,30 @@ def test_platformatic_consumer_group(broker_factory, tmp_path, assignor):
     assert ("pk-g", "consumer") in [(g[0], g[3]) for g in groups]
     g = describe(b.port, ["pk-g"])[0]
     assert g["error"] == 0 and g["state"] == "Empty"
+
+
+def test_classic_tools_describe_a_consumer_group(broker):
+    """DescribeGroups carries the consumer protocol's subscription and
+    assignment layouts for a consumer group, so tools written for classic
+    groups show its members' partitions: kafka-python's admin client and
+    `sluice groups` (librdkafka's)."""
+    from kafka.admin import KafkaAdminClient
+    from conftest import BUILD
+    create_topic(broker, "tool-t", 3)
+    assert heartbeat(broker.port, "tool-g", "m1", 0, topics=["tool-t"], owned=[])["error"] == 0
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        (info,) = a.describe_consumer_groups(["tool-g"])
+    finally:
+        a.close()
+    assert info.protocol_type == "consumer" and info.state == "Stable"
+    (m,) = info.members
+    assert m.member_id == "m1"
+    assert list(m.member_metadata.subscription) == ["tool-t"]
+    assert [(t, sorted(p)) for t, p in m.member_assignment.assignment] == [("tool-t", [0, 1, 2])]
+    out = subprocess.run([os.path.join(BUILD, "sluice"), "groups", "--bootstrap-server", broker.bootstrap,
+                          "--describe", "--group", "tool-g", "--members"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    row = [l.split() for l in out.stdout.splitlines() if l.startswith("m1")]
+    assert row and row[0][-1] == "3", out.stdout
