@@ -1205,6 +1205,12 @@ breq_status api_consumer_group_heartbeat(breq *r) {
                            .client_host = client_host(r),
                            .version = r->hdr.api_version,
                            .new_member_id = KSTR_NULL};
+    if (!(r->b->cfg->group_coordinator_rebalance_protocols & CONFIG_GROUP_PROTOCOL_CONSUMER)) {
+        resp->error_code = KAFKA_ERR_UNSUPPORTED_VERSION;
+        resp->error_message = kstr_c("The consumer group protocol is not enabled "
+                                     "(group.coordinator.rebalance.protocols).");
+        return BREQ_DONE;
+    }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;

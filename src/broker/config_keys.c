@@ -31,6 +31,7 @@
 #define DFLT(x)  DFLT_(x)
 
 static const char *const roles_values[] = {"broker", "controller", NULL};
+static const char *const group_protocol_values[] = {"classic", "consumer", "share", "streams", NULL};
 /* Order matches log_level. */
 static const char *const level_values[] = {"error", "warn", "info", "debug", "trace", NULL};
 
@@ -263,6 +264,10 @@ static const config_def broker_defs[] = {
         CONFIG_F_ACTIVE, "How often members of consumer-protocol groups are told to heartbeat."),
     INT("group.consumer.max.size", INT_MAX_TEXT, 1, I32MAX, B(group_consumer_max_size), CONFIG_F_ACTIVE,
         "Most members one consumer-protocol group may have."),
+    LIST("group.coordinator.rebalance.protocols", "classic,consumer", group_protocol_values,
+         B(group_coordinator_rebalance_protocols), CONFIG_F_ACTIVE,
+         "Group protocols the coordinator serves: without consumer, ConsumerGroupHeartbeat is answered "
+         "UNSUPPORTED_VERSION. classic is always served; share and streams are accepted and not served yet."),
     LIST("group.consumer.assignors", "uniform,range", NULL, B(group_consumer_assignors), CONFIG_F_ACTIVE,
          "Server-side assignors of consumer-protocol groups, the default first: uniform, range (or Kafka's "
          "class names for them)."),

@@ -371,3 +371,9 @@ def test_classic_tools_describe_a_consumer_group(broker):
     assert out.returncode == 0, out.stderr
     row = [l.split() for l in out.stdout.splitlines() if l.startswith("m1")]
     assert row and row[0][-1] == "3", out.stdout
+
+
+def test_protocol_can_be_disabled(broker_factory):
+    b = broker_factory({"group.coordinator.rebalance.protocols": "classic"})
+    a = heartbeat(b.port, "off-g", "m1", 0, topics=["x"], owned=[])
+    assert a["error"] == 35 and "group.coordinator.rebalance.protocols" in a["message"]  # UNSUPPORTED_VERSION
