@@ -1230,7 +1230,9 @@ out:
 static void cg_complete(gcoord *c, pending *p, bool ok, int64_t now) {
     gcoord_group *g = p->g;
     int16_t err = ok ? 0 : store_error(p->err);
-    if (!ok) {
+    if (g->cg == NULL) {
+        /* (it became a classic group meanwhile) */
+    } else if (!ok) {
         if (!g->cg_poison)
             g->cg_poison = err;
         g->cg_stale = true;
@@ -1765,6 +1767,13 @@ void gcoord_load_end(gcoord *c, int64_t now) {
             }
             if (g->cg && cg_rebuild(g->cg, &c->cfg.cg, now) != 0)
                 g->cg_stale = true;
+            if (g->cg && g->cg->n_members == 0 && g->n_members > 0) {
+                /* Classic members after the consumer group's end (its
+                 * tombstones did not all land): the group is classic. */
+                cg_destroy(g->cg);
+                g->cg = NULL;
+                g->cg_stale = false;
+            }
         }
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next) {
@@ -2407,6 +2416,26 @@ static void join_known(gcoord *c, gcoord_group *g, const gcoord_join_req *req, v
     maybe_complete_join(c, g, now);
 }
 
+/* Writes tombstones for every record of g's (memberless) consumer group and
+ * makes it a classic group. 0 or a mapped error (nothing changed). */
+static int16_t cg_to_classic(gcoord *c, gcoord_group *g) {
+    recs_builder rb;
+    rb_init(&rb);
+    rb_cg_tombstones(&rb, g);
+    int16_t err = rb.oom ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : 0;
+    if (err == 0 && rb.n > 0 && issue(c, PK_GROUP, g, rb.v, rb.n, &err) == NULL)
+        err = store_error(err);
+    rb_free(&rb);
+    if (err == 0) {
+        cg_destroy(g->cg);
+        g->cg = NULL;
+        g->cg_stale = false;
+        g->cg_poison = 0;
+        g->cg_wait_snapshot = false;
+    }
+    return err;
+}
+
 static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64_t now) {
     int16_t err = check_common(c, req->group_id);
     if (err == 0 && !join_req_sane(req))
@@ -2432,6 +2461,15 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
         }
         if ((g = add_group(c, req->group_id, now)) == NULL) {
             join_error(c, token, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE, req->member_id);
+            return;
+        }
+    }
+    if (g->cg && g->cg->n_members == 0 && !g->cg_stale && unknown) {
+        /* An Empty consumer group becomes a classic group (its records get
+         * tombstones; committed offsets stay). */
+        int16_t err = cg_to_classic(c, g);
+        if (err) {
+            join_error(c, token, err, req->member_id);
             return;
         }
     }

@@ -443,6 +443,18 @@ static void test_join_revoke_assign(void) {
     gcoord_tick(c, 80 + cfg.cg.session_timeout_ms);
     CHECK(member("m1") == NULL);
     CHECK(strcmp(cg_state_name(group()), "Empty") == 0);
+    /* Empty, it becomes a classic group for a classic JoinGroup (its
+     * records get tombstones); the offsets stay, and a reload agrees. */
+    jerr = -2;
+    jr.require_known_member_id = true;
+    gcoord_join(c, &jr, &jerr, 90 + cfg.cg.session_timeout_ms);
+    CHECK_EQ_INT(jerr, KAFKA_ERR_MEMBER_ID_REQUIRED);
+    CHECK(group() == NULL && gcoord_find(c, kstr_c("g")) != NULL);
+    gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
+    gcoord_destroy(c);
+    c = make(&cfg);
+    const gcoord_group *cl = gcoord_find(c, kstr_c("g"));
+    CHECK(cl != NULL && cl->cg == NULL && cl->n_offsets == 1);
     gcoord_shutdown(c, KAFKA_ERR_NOT_COORDINATOR);
     gcoord_destroy(c);
 }
