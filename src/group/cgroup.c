@@ -405,10 +405,13 @@ static int push_topic(cg_topic **v, int *n, int *cap, const cg_topic_info *ti) {
     return 0;
 }
 
+static int cmp_member_regex(const void *a, const void *b) {
+    return strcmp((*(const cg_member *const *)a)->regex, (*(const cg_member *const *)b)->regex);
+}
+
 /* Recomputes the subscribed topics from the view; true when they differ from
  * the stored ones (then replaced). On OOM keeps the old ones. O(names log
- * names) for the members' names plus O(topics x regex members) for
- * regexes. */
+ * names) for the members' names plus O(topics x distinct regexes). */
 static bool refresh_topics(cgroup *g, const cg_topics *tv) {
     cg_topic *v = NULL;
     int n = 0, cap = 0;
@@ -422,6 +425,22 @@ static bool refresh_topics(cgroup *g, const cg_topics *tv) {
                 goto oom;
         }
     }
+    /* Each distinct regex once: members usually share one. */
+    const cg_member **rx = any_regex ? malloc((size_t)g->n_members * sizeof *rx) : NULL;
+    int nrx = 0;
+    if (any_regex && rx == NULL)
+        goto oom;
+    for (int i = 0; rx && i < g->n_members; i++)
+        if (g->members[i]->re_ok)
+            rx[nrx++] = g->members[i];
+    if (nrx > 1) {
+        qsort(rx, (size_t)nrx, sizeof *rx, cmp_member_regex);
+        int k = 1;
+        for (int i = 1; i < nrx; i++)
+            if (strcmp(rx[i]->regex, rx[k - 1]->regex) != 0)
+                rx[k++] = rx[i];
+        nrx = k;
+    }
     if (any_regex) {
         int32_t nt = tv->count(tv->ctx);
         for (int32_t t = 0; t < nt; t++) {
@@ -433,14 +452,17 @@ static bool refresh_topics(cgroup *g, const cg_topics *tv) {
             name[ti.name.len] = '\0';
             if (name[0] == '_' && name[1] == '_')
                 continue; /* internal topics never match a pattern */
-            for (int i = 0; i < g->n_members; i++)
-                if (g->members[i]->re_ok && regexec(&g->members[i]->re, name, 0, NULL, 0) == 0) {
-                    if (push_topic(&v, &n, &cap, &ti) != 0)
+            for (int i = 0; i < nrx; i++)
+                if (regexec(&rx[i]->re, name, 0, NULL, 0) == 0) {
+                    if (push_topic(&v, &n, &cap, &ti) != 0) {
+                        free(rx);
                         goto oom;
+                    }
                     break;
                 }
         }
     }
+    free(rx);
     dedup_topics(v, &n);
     g->topics_version = tv->version;
     g->topics_known = true;
