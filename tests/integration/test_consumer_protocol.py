@@ -377,3 +377,66 @@ def test_protocol_can_be_disabled(broker_factory):
     b = broker_factory({"group.coordinator.rebalance.protocols": "classic"})
     a = heartbeat(b.port, "off-g", "m1", 0, topics=["x"], owned=[])
     assert a["error"] == 35 and "group.coordinator.rebalance.protocols" in a["message"]  # UNSUPPORTED_VERSION
+
+
+def test_platformatic_member_takes_over_after_a_silent_member(broker_factory):
+    """A raw-protocol member holds half the partitions and falls silent (no
+    leave, as if killed): after group.consumer.session.timeout.ms the
+    @platformatic/kafka member owns them all, not before the session ended;
+    while both were members their partitions were disjoint."""
+    import threading
+    d = node_client_dir()
+    session_ms = 3000
+    b = broker_factory({"group.consumer.session.timeout.ms": str(session_ms),
+                        "group.consumer.heartbeat.interval.ms": "500"})
+    create_topic(b, "to-t", 4)
+    tid = topic_id(b, "to-t")
+    first = heartbeat(b.port, "to-g", "zombie", 0, topics=["to-t"], owned=[])
+    state = {"epoch": first["epoch"], "owned": first["assignment"][0][1], "history": []}
+    stop = threading.Event()
+
+    def zombie():
+        while not stop.wait(0.3):
+            r = heartbeat(b.port, "to-g", "zombie", state["epoch"], owned=[(tid, state["owned"])])
+            if r["error"]:
+                continue
+            state["epoch"] = r["epoch"]
+            if r["assignment"] is not None:
+                state["owned"] = r["assignment"][0][1] if r["assignment"] else []
+                state["history"].append((time.time(), list(state["owned"])))
+
+    t = threading.Thread(target=zombie, daemon=True)
+    t.start()
+    script = os.path.join(d, "consumer_takeover-%s.mjs" % uuid.uuid4().hex[:8])
+    shutil.copy(os.path.join(HERE, "node", "consumer_takeover.mjs"), script)
+    p = subprocess.Popen(["node", script, b.bootstrap, "to-t", "to-g", "4"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        seen, stopped_at = [], None
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            ev = json.loads(line)
+            seen.append((time.time(), ev["owned"]))
+            if stopped_at is None and len(ev["owned"]) == 2:
+                # Split: the other member falls silent now.
+                stop.set()
+                t.join(timeout=5)
+                stopped_at = time.time()
+                assert sorted(ev["owned"] + state["owned"]) == [0, 1, 2, 3]
+            if len(ev["owned"]) == 4 and stopped_at is not None:
+                break
+        rc = p.wait(timeout=30)
+    finally:
+        stop.set()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.unlink(script)
+    assert rc == 0, "node: %s" % p.stderr.read()[-3000:]
+    assert stopped_at is not None, seen
+    took = seen[-1][0] - stopped_at
+    assert seen[-1][1] == [0, 1, 2, 3]
+    assert session_ms / 1000.0 * 0.8 <= took <= session_ms / 1000.0 + 10, took
