@@ -440,3 +440,40 @@ def test_platformatic_member_takes_over_after_a_silent_member(broker_factory):
     took = seen[-1][0] - stopped_at
     assert seen[-1][1] == [0, 1, 2, 3]
     assert session_ms / 1000.0 * 0.8 <= took <= session_ms / 1000.0 + 10, took
+
+
+def test_classic_group_moves_to_the_consumer_protocol(broker):
+    """A classic group (kafka-python) commits and leaves; the same group id
+    with the consumer protocol (@platformatic/kafka) goes on from the
+    committed offsets: the Empty classic group became a consumer group."""
+    from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+    d = node_client_dir()
+    create_topic(broker, "mig-t", 1)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(20):
+        p.send("mig-t", b"v%d" % i, partition=0)
+    p.flush()
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="mig-g", auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=15000)
+    c.subscribe(["mig-t"])
+    got = 0
+    for m in c:
+        got += 1
+        if got == 10:
+            c.commit({TopicPartition("mig-t", 0): OffsetAndMetadata(m.offset + 1, None)})
+            break
+    c.close()
+    assert got == 10
+    script = os.path.join(d, "consume_committed-%s.mjs" % uuid.uuid4().hex[:8])
+    shutil.copy(os.path.join(HERE, "node", "consume_committed.mjs"), script)
+    try:
+        r = subprocess.run(["node", script, broker.bootstrap, "mig-t", "mig-g", "10"], capture_output=True,
+                           text=True, timeout=90)
+    finally:
+        os.unlink(script)
+    assert r.returncode == 0, r.stderr[-3000:]
+    values = json.loads(r.stdout.strip().splitlines()[-1])
+    assert values == ["v%d" % i for i in range(10, 20)]
+    err, groups = list_groups(broker.port)
+    assert ("mig-g", "consumer") in [(g[0], g[3]) for g in groups]
