@@ -42,7 +42,7 @@ DEB       = dist/sluice_$(VERSION_STR)_$(DEB_ARCH).deb
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^src/proto/gen/' | grep -v '^tests/unit/gen/')
 
-.PHONY: all deps deps-test build build-asan run test test-unit test-integration test-asan test-tsan \
+.PHONY: all deps deps-test build build-asan run run-cluster test test-unit test-integration test-asan test-tsan \
         fuzz-build fuzz-ci bench soak sim gen check-gen format format-check clean install deb test-deb test-aarch64
 
 all: build
@@ -66,6 +66,10 @@ build-asan: deps
 run: build
 	@mkdir -p data
 	$(BUILD)/sluiced --override log.dirs=./data
+
+# A local cluster of three combined nodes (scripts/run-cluster.sh; N=5 for five).
+run-cluster: build
+	scripts/run-cluster.sh $(or $(N),3)
 
 test: deps-test build
 	$(MAKE) --no-print-directory test-unit test-integration

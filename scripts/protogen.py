@@ -1314,9 +1314,13 @@ def main(argv):
     if len(argv) > 2 and argv[1] == "--spec":
         spec = argv[2]
     files = sorted(x for x in os.listdir(spec) if x.endswith(".json"))
+    overlay = os.path.join(ROOT, "src", "proto", "schema")
     reqs, resps = {}, {}
     for fn in files:
-        js = load_message(os.path.join(spec, fn))
+        # The project's overlay replaces a shared schema of the same name
+        # (newer protocol versions than the shared set: see its README).
+        path = os.path.join(overlay, fn)
+        js = load_message(path if os.path.exists(path) else os.path.join(spec, fn))
         if js.get("type") == "request":
             reqs[js["apiKey"]] = js
         elif js.get("type") == "response":

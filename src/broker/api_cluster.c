@@ -46,22 +46,26 @@ breq_status api_describe_cluster(breq *r) {
             api_kstr(r, ctl ? "This is a broker endpoint; controllers are not described here."
                             : "Unknown endpoint type.");
     }
-    kafka_describe_cluster_response_describe_cluster_broker *br = breq_calloc(r, 1, sizeof *br);
+    md_image *img = bmeta_image(r->b->meta);
+    api_broker *ab = NULL;
+    int32_t nb = api_brokers(r, img, &ab);
+    md_image_unref(img);
+    kafka_describe_cluster_response_describe_cluster_broker *br =
+        nb > 0 ? breq_calloc(r, (size_t)nb, sizeof *br) : NULL;
     if (br == NULL)
         return BREQ_CLOSE;
-    kafka_describe_cluster_response_describe_cluster_broker_init(br);
-    const char *host;
-    int32_t port;
-    api_endpoint(r, &host, &port);
-    br->broker_id = r->b->cfg->node_id;
-    br->host = kstr_c(host);
-    br->port = port;
-    br->rack = api_rack(r);
+    for (int32_t i = 0; i < nb; i++) {
+        kafka_describe_cluster_response_describe_cluster_broker_init(&br[i]);
+        br[i].broker_id = ab[i].id;
+        br[i].host = ab[i].host;
+        br[i].port = ab[i].port;
+        br[i].rack = ab[i].rack;
+    }
     resp->cluster_id = kstr_c(bmeta_cluster_id(r->b->meta));
-    resp->controller_id = r->b->cfg->node_id;
+    resp->controller_id = api_controller_id(r);
     if (resp->error_code == 0) {
         resp->brokers = br;
-        resp->brokers_count = 1;
+        resp->brokers_count = nb;
     }
     return BREQ_DONE;
 }

@@ -79,6 +79,8 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/meta.h"
+#include "raft/codec.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
 #include "core/log.h"
@@ -984,6 +986,9 @@ static void fetch_finish(breq *r, void *arg, bool expired) {
 breq_status api_fetch(breq *r) {
     kafka_fetch_request *req = r->req;
     int16_t ver = r->hdr.api_version;
+    /* A voter fetching the metadata log: the quorum answers it. */
+    if (raft_codec_is_metadata_fetch(req) && bmeta_quorum(r->b->meta) != NULL)
+        return api_quorum(r);
     fstate *fs = breq_calloc(r, 1, sizeof *fs);
     if (fs == NULL)
         return BREQ_CLOSE;

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/meta.h"
 #include "broker/broker.h"
 #include "broker/groups.h"
 #include "core/log.h"
@@ -91,6 +93,39 @@ static void log_refused(breq *r, int8_t type, kstr key, int32_t n_keys) {
             r->hdr.api_version, type, r->net->peer, cid.len, cid.ptr);
 }
 
+/* A quorum member: the group's coordinator is the leader of its
+ * __consumer_offsets partition, wherever it is; the topic is created
+ * (through the active controller) on the first request that needs it. */
+static int16_t cluster_coordinator(breq *r, kstr key, int32_t *node, kstr *host, int32_t *port) {
+    md_image *img = bmeta_image(r->b->meta);
+    const md_topic *ot = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC));
+    if (ot == NULL || ot->n_partitions <= 0) {
+        md_image_unref(img);
+        groups_ensure_offsets_topic(r->b);
+        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    const md_partition *mp = md_topic_partition(ot, gcoord_partition_for(key, ot->n_partitions));
+    int32_t leader = mp->leader;
+    int16_t err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    if (leader == r->b->cfg->node_id) {
+        const char *h;
+        endpoint(r, &h, port);
+        *host = kstr_c(h);
+        *node = leader;
+        err = 0;
+    } else if (leader >= 0) {
+        const md_broker *mb = md_image_broker(img, leader);
+        if (mb != NULL && !mb->fenced && mb->n_endpoints > 0) {
+            *host = api_kstr(r, mb->endpoints[0].host);
+            *port = mb->endpoints[0].port;
+            *node = leader;
+            err = host->len >= 0 ? 0 : KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        }
+    }
+    md_image_unref(img);
+    return err;
+}
+
 static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, kstr *host, int32_t *port) {
     *node = -1;
     *host = kstr_c("");
@@ -99,7 +134,8 @@ static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, ks
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE; /* transactions: not yet */
     if (type != 0)
         return KAFKA_ERR_INVALID_REQUEST;
-    (void)key;
+    if (bmeta_is_quorum_member(r->b->meta))
+        return cluster_coordinator(r, key, node, host, port);
     if (groups_shard_count(r->b) == 0)
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
     const char *h;

@@ -164,25 +164,29 @@ breq_status api_metadata(breq *r) {
     md_image *img = bmeta_image(b->meta);
 
     int32_t *node = breq_alloc(r, sizeof *node);
-    kafka_metadata_response_metadata_response_broker *br = breq_calloc(r, 1, sizeof *br);
-    if (node == NULL || br == NULL)
+    if (node == NULL)
         goto out;
     node[0] = b->cfg->node_id;
-    kafka_metadata_response_metadata_response_broker_init(br);
-    const char *host;
-    int32_t port;
-    api_endpoint(r, &host, &port);
-    br->node_id = node[0];
-    br->host = kstr_c(host);
-    br->port = port;
-    if (ver >= 1)
-        br->rack = api_rack(r);
+    api_broker *ab = NULL;
+    int32_t nb = api_brokers(r, img, &ab);
+    kafka_metadata_response_metadata_response_broker *br =
+        nb > 0 ? breq_calloc(r, (size_t)nb, sizeof *br) : NULL;
+    if (br == NULL)
+        goto out;
+    for (int32_t i = 0; i < nb; i++) {
+        kafka_metadata_response_metadata_response_broker_init(&br[i]);
+        br[i].node_id = ab[i].id;
+        br[i].host = ab[i].host;
+        br[i].port = ab[i].port;
+        if (ver >= 1)
+            br[i].rack = ab[i].rack;
+    }
     resp->brokers = br;
-    resp->brokers_count = 1;
+    resp->brokers_count = nb;
     if (ver >= 2)
         resp->cluster_id = kstr_c(bmeta_cluster_id(b->meta));
     if (ver >= 1)
-        resp->controller_id = node[0];
+        resp->controller_id = api_controller_id(r);
 
     bool want_all = req->topics_count < 0 || (ver == 0 && req->topics_count == 0);
     if (want_all) {

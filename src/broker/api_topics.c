@@ -221,7 +221,10 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
         return false;
     for (int i = 0; i < n_cfg; i++)
         kv[i] = (ctrl_kv){kstr_c(keys[i]), kstr_c(values[i])};
-    ctrl_new_topic nt = {q->name, parts, (int16_t)rf, NULL, 0, kv, n_cfg, false};
+    /* A broker of this cluster creating an internal topic through the
+     * active controller (the controller listener is for cluster members). */
+    bool internal = r->controller_listener && ctrl_internal_topic(q->name);
+    ctrl_new_topic nt = {q->name, parts, (int16_t)rf, NULL, 0, kv, n_cfg, internal};
     ctrl_item_result cr;
     bmeta_create_topics(b->meta, &nt, 1, req->validate_only, &cr);
     rc = cr.error;

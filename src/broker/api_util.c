@@ -2,6 +2,7 @@
  * api_util.c - helpers for the admin API handlers. See api_util.h.
  */
 #include "broker/api_util.h"
+#include "broker/meta.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,47 @@ void api_endpoint(const breq *r, const char **host, int32_t *port) {
     /* config_finish guarantees a client listener; fall back defensively. */
     *host = l ? l->host : "localhost";
     *port = l && l->port != 0 ? l->port : (int32_t)broker_port(r->b);
+}
+
+int32_t api_brokers(breq *r, const md_image *img, api_broker **out) {
+    broker *b = r->b;
+    int32_t n = bmeta_is_quorum_member(b->meta) ? md_image_broker_count(img) : 0;
+    api_broker *v = breq_calloc(r, (size_t)(n + 1), sizeof *v);
+    if (v == NULL)
+        return -1;
+    const char *host;
+    int32_t port;
+    api_endpoint(r, &host, &port);
+    int32_t k = 0;
+    v[k++] = (api_broker){b->cfg->node_id, kstr_c(host), port, api_rack(r)};
+    for (int32_t i = 0; i < n; i++) {
+        const md_broker *mb = md_image_broker_at(img, i);
+        if (mb->id == b->cfg->node_id || mb->fenced || mb->n_endpoints == 0)
+            continue;
+        /* copies: the image may be released before the answer is encoded */
+        v[k++] = (api_broker){mb->id, api_kstr(r, mb->endpoints[0].host), mb->endpoints[0].port,
+                              mb->rack ? api_kstr(r, mb->rack) : KSTR_NULL};
+    }
+    *out = v;
+    return k;
+}
+
+int32_t api_controller_id(const breq *r) {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    bmeta *m = r->b->meta;
+    if (!bmeta_is_quorum_member(m))
+        return r->b->cfg->node_id;
+    if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
+        return bmeta_is_active_controller(m) ? r->b->cfg->node_id : -1;
+    /* A controller-only node is no broker clients can reach: name this one
+     * instead (as Kafka does), which forwards their admin requests. */
+    md_image *img = bmeta_image(m);
+    const md_broker *mb = md_image_broker(img, id);
+    bool reachable = mb != NULL && !mb->fenced;
+    md_image_unref(img);
+    return reachable ? id : r->b->cfg->node_id;
 }
 
 kstr api_rack(const breq *r) {

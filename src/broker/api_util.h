@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "broker/request.h"
+#include "metadata/image.h"
 
 /* Kafka's ConfigResource types (DescribeConfigs, AlterConfigs, ...). */
 #define API_RESOURCE_TOPIC         2
@@ -39,6 +40,22 @@ bool *api_dup_flags(breq *r, const void *base, size_t stride, int32_t n);
 /* The endpoint clients should use for this broker: the first advertised
  * client listener, with the bound port when the configured one is 0. */
 void api_endpoint(const breq *r, const char **host, int32_t *port);
+/* The brokers clients are told about: on a quorum member every registered
+ * broker of img that is not fenced (this one with api_endpoint's address; the
+ * strings are copies in the arena, so img may be released first),
+ * on a single node this one. *out from the request's arena; the count, or
+ * -1 when memory ran out. */
+typedef struct api_broker {
+    int32_t id;
+    kstr host;
+    int32_t port;
+    kstr rack;
+} api_broker;
+int32_t api_brokers(breq *r, const md_image *img, api_broker **out);
+/* The active controller's id as clients see it (this node on a single
+ * node; -1 while a quorum has no leader). */
+int32_t api_controller_id(const breq *r);
+
 /* broker.rack as a kstr (null when unset). */
 kstr api_rack(const breq *r);
 

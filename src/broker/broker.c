@@ -122,14 +122,35 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
 
     net_config nc;
-    if (broker_net_config(cfg, &nc) == NULL) {
+    bool is_broker = (cfg->process_roles & CONFIG_ROLE_BROKER) != 0;
+    if (broker_net_config(cfg, &nc) == NULL && is_broker) {
         LOG_ERROR("broker", "no client listener configured (listeners)");
         goto err;
     }
     nc.thread_init = bind_env;
-    b->net = net_server_create(&nc, broker_handle_request, b);
-    if (b->net == NULL)
+    /* A controller-only node serves its controller listener alone. */
+    if (is_broker && (b->net = net_server_create(&nc, broker_handle_request, b)) == NULL)
         goto err;
+    /* A quorum member also serves its controller listener: the quorum's
+     * RPCs, registrations and forwarded admin requests. */
+    const config_listener *cl = NULL;
+    for (int i = 0; i < cfg->n_listeners && cl == NULL; i++)
+        if (cfg->listeners[i].controller)
+            cl = &cfg->listeners[i];
+    if (cfg->controller_quorum_voters.n > 0 && (cfg->process_roles & CONFIG_ROLE_CONTROLLER)) {
+        if (cl == NULL) {
+            LOG_ERROR(
+                "broker",
+                "controller.quorum.voters is set, but no listener is named in controller.listener.names");
+            goto err;
+        }
+        net_config cc = nc;
+        cc.host = cl->host;
+        cc.port = (uint16_t)cl->port;
+        b->ctl_net = net_server_create(&cc, broker_handle_controller_request, b);
+        if (b->ctl_net == NULL)
+            goto err;
+    }
     if (fetch_mgr_start(b) != 0)
         goto err;
     if (groups_mgr_start(b) != 0)
@@ -145,15 +166,19 @@ err:
 int broker_start(broker *b) {
     if (driver_start(b->driver) != 0)
         return -1;
-    if (net_server_start(b->net) != 0) {
+    if ((b->net && net_server_start(b->net) != 0) || (b->ctl_net && net_server_start(b->ctl_net) != 0)) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
     }
-    LOG_INFO("broker", "node %d serving on port %u", b->cfg->node_id, net_server_port(b->net));
+    if (b->net)
+        LOG_INFO("broker", "node %d serving on port %u", b->cfg->node_id, net_server_port(b->net));
+    else
+        LOG_INFO("broker", "node %d (controller only) serving the quorum on port %u", b->cfg->node_id,
+                 net_server_port(b->ctl_net));
     return 0;
 }
 
-uint16_t broker_port(const broker *b) { return net_server_port(b->net); }
+uint16_t broker_port(const broker *b) { return net_server_port(b->net ? b->net : b->ctl_net); }
 
 void broker_shutdown(broker *b) {
     /* Handlers in the middle of long work wrap up with what they have, so
@@ -167,6 +192,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_shutdown(b);
     if (b->net)
         net_server_stop(b->net, 5000);
+    if (b->ctl_net)
+        net_server_stop(b->ctl_net, 5000);
     /* No more timer work: every task's state is torn down below. */
     driver_stop(b->driver);
     /* The coordinator holds a reference on __consumer_offsets. */
@@ -191,7 +218,10 @@ void broker_destroy(broker *b) {
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);
-    net_server_destroy(b->net);
+    if (b->net)
+        net_server_destroy(b->net);
+    if (b->ctl_net)
+        net_server_destroy(b->ctl_net);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->meta)
         bmeta_close(b->meta);

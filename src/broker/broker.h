@@ -33,6 +33,7 @@ struct broker {
      * bound to every thread it starts, so log lines carry its node. */
     sl_env env;
     net_server *net;
+    net_server *ctl_net;  /* the controller listener of a quorum member; NULL otherwise */
     storage_ctx *storage; /* files and segment descriptor cache of every log */
     /* The metadata log, image, controller and partitions (meta.h). */
     bmeta *meta;

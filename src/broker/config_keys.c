@@ -76,6 +76,22 @@ static const config_def broker_defs[] = {
          "Static controller quorum as id@host:port entries."),
     LIST("controller.quorum.bootstrap.servers", "", NULL, B(controller_quorum_bootstrap_servers), 0,
          "host:port addresses used to discover the controller quorum."),
+    INT("controller.quorum.election.timeout.ms", "1000", 1, I32MAX, B(quorum_election_timeout_ms), CONFIG_F_ACTIVE,
+        "How long a voter without a leader waits (plus a random part as long again) before it asks for "
+        "pre-votes to become a candidate."),
+    INT("controller.quorum.fetch.timeout.ms", "2000", 1, I32MAX, B(quorum_fetch_timeout_ms), CONFIG_F_ACTIVE,
+        "A follower that has not fetched from its leader for this long starts an election; a leader that "
+        "has not heard from a majority for this long resigns."),
+    INT("controller.quorum.election.backoff.max.ms", "1000", 1, I32MAX, B(quorum_election_backoff_max_ms),
+        CONFIG_F_ACTIVE, "Longest random back-off before a failed candidate tries again."),
+    INT("controller.quorum.request.timeout.ms", "2000", 1, I32MAX, B(quorum_request_timeout_ms), CONFIG_F_ACTIVE,
+        "How long a quorum RPC (and a request forwarded to the active controller) may take."),
+    INT("broker.heartbeat.interval.ms", "2000", 1, I32MAX, B(broker_heartbeat_interval_ms), CONFIG_F_ACTIVE,
+        "How often a broker that is not the active controller sends it a heartbeat (the broker's "
+        "housekeeping runs about once a second, so shorter values act as one second)."),
+    INT("broker.session.timeout.ms", "9000", 1, I32MAX, B(broker_session_timeout_ms), CONFIG_F_ACTIVE,
+        "A broker whose heartbeats stop for this long is fenced by the active controller: it leaves client "
+        "metadata and the partitions it leads get another leader from their ISR, or none."),
 
     /* ---- topics and logs ---- */
     {.name = "log.dirs", .type = CONFIG_LIST, .dflt = NULL, .rank = 1, .field = B(log_dirs),

@@ -32,7 +32,8 @@ struct groups_mgr {
     broker *b;
     int32_t n;
     groups_shard *shards;
-    int task; /* the driver task running groups_step, -1 when none */
+    int task;            /* the driver task running groups_step, -1 when none */
+    int64_t next_follow; /* a quorum member: when follow_leaders looks at the image next */
     pthread_mutex_t mu;
     bool stopping;
     bool shut;
@@ -327,7 +328,7 @@ static void kick(groups_mgr *m) { driver_kick(m->b->driver, m->task); }
 
 static groups_shard *shard_at(broker *b, int32_t index) {
     groups_mgr *m = b->groups;
-    if (m == NULL || m->shards == NULL || index < 0 || index >= m->n)
+    if (m == NULL || index < 0 || index >= __atomic_load_n(&m->n, __ATOMIC_ACQUIRE))
         return NULL;
     return &m->shards[index];
 }
@@ -364,10 +365,11 @@ void groups_partition_follower(broker *b, int32_t index, int32_t epoch) {
 
 void groups_topic_deleted(broker *b, kstr name) {
     groups_mgr *m = b->groups;
-    if (m == NULL || m->shards == NULL)
+    int32_t n = m ? __atomic_load_n(&m->n, __ATOMIC_ACQUIRE) : 0;
+    if (n == 0)
         return;
     int64_t now = groups_now_ms();
-    for (int32_t i = 0; i < m->n; i++) {
+    for (int32_t i = 0; i < n; i++) {
         groups_shard *s = &m->shards[i];
         pthread_mutex_lock(&s->mu);
         int16_t err = gcoord_remove_topic(s->sm, name, now);
@@ -411,6 +413,46 @@ int64_t groups_next_deadline(broker *b) {
     return next;
 }
 
+static int init_shards(groups_mgr *m);
+static int offsets_topic(broker *b);
+
+/* A quorum member: makes the shards once __consumer_offsets exists, then
+ * loads a shard when the image says this node leads its partition and
+ * unloads it when another does (or none), about once a second. */
+static void follow_leaders(groups_mgr *m, int64_t now) {
+    if (now < m->next_follow)
+        return;
+    m->next_follow = now + 1000;
+    broker *b = m->b;
+    if (m->n == 0) {
+        md_image *img = bmeta_image(b->meta);
+        bool exists = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC)) != NULL;
+        md_image_unref(img);
+        if (!exists || init_shards(m) != 0)
+            return;
+        LOG_INFO("groups", "%s has %d partitions; this node coordinates the groups of those it leads",
+                 GROUPS_OFFSETS_TOPIC, m->n);
+    }
+    md_image *img = bmeta_image(b->meta);
+    const md_topic *ot = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC));
+    for (int32_t i = 0; ot && i < m->n && i < ot->n_partitions; i++) {
+        groups_shard *s = &m->shards[i];
+        const md_partition *mp = md_topic_partition(ot, i);
+        bool lead = mp->leader == b->cfg->node_id && s->part != NULL;
+        pthread_mutex_lock(&s->mu);
+        bool serving = gcoord_loading(s->sm) || gcoord_active(s->sm);
+        int32_t epoch = gcoord_epoch(s->sm);
+        pthread_mutex_unlock(&s->mu);
+        if (lead && (!serving || epoch != mp->leader_epoch))
+            groups_partition_leader(b, i, mp->leader_epoch);
+        else if (!lead && serving)
+            groups_partition_follower(b, i, -1);
+    }
+    md_image_unref(img);
+}
+
+int groups_ensure_offsets_topic(broker *b) { return offsets_topic(b); }
+
 /* The driver task (driver.h): one tick of every shard. */
 static int64_t groups_step(void *arg) {
     groups_mgr *m = arg;
@@ -421,6 +463,8 @@ static int64_t groups_step(void *arg) {
         pthread_mutex_unlock(&m->mu);
         return DRIVER_IDLE_MS;
     }
+    if (bmeta_is_quorum_member(m->b->meta))
+        follow_leaders(m, groups_now_ms());
     groups_tick(m->b, groups_now_ms());
     int64_t wait = groups_next_deadline(m->b) - groups_now_ms();
     pthread_mutex_unlock(&m->mu);
@@ -469,14 +513,32 @@ int groups_mgr_init(broker *b) {
     m->task = -1;
     pthread_mutex_init(&m->mu, NULL);
     b->groups = m;
+    if (bmeta_is_quorum_member(b->meta)) {
+        /* A quorum member: the topic is created through the active
+         * controller on the first FindCoordinator, and the shards come
+         * when it appears (groups_step). */
+        return 0;
+    }
     if (offsets_topic(b) != 0)
         return -1;
+    return init_shards(m);
+}
+
+/* Makes one shard per partition of __consumer_offsets (which must exist);
+ * a shard whose partition is not here stays unloaded (NOT_COORDINATOR). On
+ * a single node every shard starts loading at once; a quorum member's
+ * shards load as the image says this node leads them (follow_leaders). */
+static int init_shards(groups_mgr *m) {
+    broker *b = m->b;
     md_image *img = bmeta_image(b->meta);
     const md_topic *ot = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC));
-    m->n = ot ? ot->n_partitions : 0;
-    m->shards = calloc((size_t)m->n, sizeof *m->shards);
-    if (m->shards == NULL)
+    int32_t n = ot ? ot->n_partitions : 0;
+    bool cluster = bmeta_is_quorum_member(b->meta);
+    m->shards = n > 0 ? calloc((size_t)n, sizeof *m->shards) : NULL;
+    if (m->shards == NULL) {
+        md_image_unref(img);
         return -1;
+    }
     gcoord_config gc;
     gcoord_config_default(&gc);
     const broker_config *cfg = b->cfg;
@@ -509,7 +571,7 @@ int groups_mgr_init(broker *b) {
         gc.cg.n_assignors = 2;
     }
     uint64_t seed = (uint64_t)groups_now_ms() * 0x100000001b3ULL ^ (uint64_t)getpid();
-    for (int32_t i = 0; i < m->n; i++) {
+    for (int32_t i = 0; i < n; i++) {
         groups_shard *s = &m->shards[i];
         pthread_mutex_init(&s->mu, NULL);
         s->mgr = m;
@@ -528,14 +590,17 @@ int groups_mgr_init(broker *b) {
                             shard_event,
                             groups_api_cg_heartbeat_done};
         s->sm = gcoord_create(&gc, &sink);
-        if (s->part == NULL || s->sm == NULL) {
+        if ((s->part == NULL && !cluster) || s->sm == NULL) {
             md_image_unref(img);
             return -1;
         }
     }
     md_image_unref(img);
-    /* A single node leads every partition (the replica manager will call
-     * these as leadership moves). */
+    /* Published last: request threads read n first (groups_lock). */
+    __atomic_store_n(&m->n, n, __ATOMIC_RELEASE);
+    if (cluster)
+        return 0;
+    /* A single node leads every partition. */
     for (int32_t i = 0; i < m->n; i++) {
         rpart *p = m->shards[i].part;
         rpart_lock(p);
@@ -596,7 +661,7 @@ void groups_mgr_destroy(broker *b) {
 
 groups_shard *groups_lock_index(broker *b, int32_t index) {
     groups_mgr *m = b->groups;
-    if (m == NULL || m->shards == NULL || index < 0 || index >= m->n)
+    if (m == NULL || index < 0 || index >= __atomic_load_n(&m->n, __ATOMIC_ACQUIRE))
         return NULL;
     groups_shard *s = &m->shards[index];
     pthread_mutex_lock(&s->mu);
@@ -605,14 +670,15 @@ groups_shard *groups_lock_index(broker *b, int32_t index) {
 
 groups_shard *groups_lock(broker *b, kstr group_id) {
     groups_mgr *m = b->groups;
-    if (m == NULL || m->n <= 0)
+    int32_t n = m ? __atomic_load_n(&m->n, __ATOMIC_ACQUIRE) : 0;
+    if (n <= 0)
         return NULL;
-    return groups_lock_index(b, gcoord_partition_for(group_id, m->n));
+    return groups_lock_index(b, gcoord_partition_for(group_id, n));
 }
 
 void groups_unlock(groups_shard *s) { pthread_mutex_unlock(&s->mu); }
 
 int32_t groups_shard_count(broker *b) {
     groups_mgr *m = b->groups;
-    return m ? m->n : 0;
+    return m ? __atomic_load_n(&m->n, __ATOMIC_ACQUIRE) : 0;
 }

@@ -94,6 +94,9 @@ groups_shard *groups_lock(broker *b, kstr group_id);
 groups_shard *groups_lock_index(broker *b, int32_t index);
 void groups_unlock(groups_shard *s);
 int32_t groups_shard_count(broker *b);
+/* Creates __consumer_offsets if it does not exist (through the active
+ * controller on a quorum member). 0, or -1 (logged). */
+int groups_ensure_offsets_topic(broker *b);
 
 /* Leadership of partition `index` of __consumer_offsets (see above). */
 void groups_partition_leader(broker *b, int32_t index, int32_t epoch);

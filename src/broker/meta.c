@@ -6,10 +6,15 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "broker/quorum.h"
+#include "broker/rpc.h"
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/log.h"
@@ -44,6 +49,18 @@ struct bmeta {
     int32_t n_intents;
     bool opened;
     bool snapshot_failed_logged;
+    /* A quorum member (controller.quorum.voters set); NULL on a single
+     * node. Everything below is guarded by mu. */
+    bquorum *q;
+    bool active; /* the active controller (leader, its epoch's first record committed) */
+    raft_role role;
+    int32_t leader_epoch;
+    int64_t applied;        /* records below are in img */
+    md_image *proposed;     /* the active controller's view: img + its uncommitted proposals */
+    md_image *tail;         /* start-up only: img + the log's uncommitted tail, for judge() */
+    pthread_cond_t done_cv; /* a controller request was answered */
+    kuuid incarnation;      /* this process's broker registration */
+    ctrl_item_result self_reg_res;
 };
 
 /* ---- the image ------------------------------------------------------------------------ */
@@ -199,8 +216,12 @@ static int op_new_partitions(void *ctx, int64_t more, char *msg, size_t msgn) {
  * always replay); then written and fsynced; then the delta is published at
  * the offsets they got, the partitions follow it, and (a single node:
  * written is committed) the controller is told. mu held. */
+static ctrl_append_result quorum_append(bmeta *m, const mdrec *recs, int n);
+
 static ctrl_append_result sink_append(void *ctx, const mdrec *recs, int n) {
     bmeta *m = ctx;
+    if (m->q != NULL)
+        return quorum_append(m, recs, n);
     int64_t now = sl_env_wall_ms(&m->env);
     md_image *prev = bmeta_image(m);
     md_delta *d = md_delta_begin(prev);
@@ -257,8 +278,9 @@ typedef struct waiter {
 } waiter;
 
 static void sink_reply(void *ctx, void *token, const ctrl_result *res) {
-    (void)ctx;
+    bmeta *m = ctx;
     waiter *w = token;
+    pthread_cond_broadcast(&m->done_cv);
     assert(!w->done);
     w->done = true;
     for (int32_t i = 0; i < w->n; i++) {
@@ -281,6 +303,39 @@ static void sink_reply(void *ctx, void *token, const ctrl_result *res) {
         pthread_mutex_unlock(&(m)->mu); \
     } while (0)
 
+/* A quorum member: the answer comes when the records commit, from the
+ * thread that learns it; the controller answers every request (at the
+ * latest with REQUEST_TIMED_OUT from its tick, or NOT_CONTROLLER when it
+ * stops), so the wait ends. A node that is not the active controller
+ * answers NOT_CONTROLLER at once (the request path forwards clients'
+ * requests to the active one). */
+#define RUNQ(m, w, call)                                    \
+    do {                                                    \
+        pthread_mutex_lock(&(m)->mu);                       \
+        if ((m)->q != NULL && !(m)->active) {               \
+            not_controller(m, w);                           \
+        } else {                                            \
+            call;                                           \
+            while ((m)->q != NULL && !(w)->done)            \
+                pthread_cond_wait(&(m)->done_cv, &(m)->mu); \
+        }                                                   \
+        pthread_mutex_unlock(&(m)->mu);                     \
+    } while (0)
+
+static void not_controller(bmeta *m, waiter *w) {
+    raft_state st;
+    bquorum_state(m->q, &st);
+    for (int32_t i = 0; i < w->n; i++) {
+        memset(&w->out[i], 0, sizeof w->out[i]);
+        w->out[i].error = KAFKA_ERR_NOT_CONTROLLER;
+        snprintf(w->out[i].message, sizeof w->out[i].message,
+                 st.leader_id >= 0 ? "node %d is not the active controller (node %d is)"
+                                   : "node %d is not the active controller (none is elected yet)",
+                 m->cfg->node_id, st.leader_id);
+    }
+    w->done = true;
+}
+
 static int finish(waiter *w) {
     if (w->done)
         return 0;
@@ -293,31 +348,214 @@ static int finish(waiter *w) {
     return 0;
 }
 
+static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                                 ctrl_item_result *out);
+
 int bmeta_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
                         ctrl_item_result *out) {
+    if (m->q != NULL && !bmeta_is_active_controller(m))
+        return forward_create_topics(m, t, n, validate_only, out);
     waiter w = {out, n, false};
-    RUN(m, &w, ctrl_create_topics(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
+    RUNQ(m, &w, ctrl_create_topics(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }
 
 int bmeta_delete_topics(bmeta *m, const ctrl_topic_ref *t, int32_t n, ctrl_item_result *out) {
     waiter w = {out, n, false};
-    RUN(m, &w, ctrl_delete_topics(m->ctrl, t, n, &w, sl_env_mono_ms(&m->env)));
+    RUNQ(m, &w, ctrl_delete_topics(m->ctrl, t, n, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }
 
 int bmeta_create_partitions(bmeta *m, const ctrl_new_partitions *t, int32_t n, bool validate_only,
                             ctrl_item_result *out) {
     waiter w = {out, n, false};
-    RUN(m, &w, ctrl_create_partitions(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
+    RUNQ(m, &w, ctrl_create_partitions(m->ctrl, t, n, validate_only, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }
 
 int bmeta_alter_configs(bmeta *m, const ctrl_resource *r, int32_t n, bool incremental, bool validate_only,
                         ctrl_item_result *out) {
     waiter w = {out, n, false};
-    RUN(m, &w, ctrl_alter_configs(m->ctrl, r, n, incremental, validate_only, &w, sl_env_mono_ms(&m->env)));
+    RUNQ(m, &w, ctrl_alter_configs(m->ctrl, r, n, incremental, validate_only, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
+}
+
+/* ---- a quorum member (mu held in all of these) ------------------------------------------ */
+
+/* The active controller's append: checked against its view (img plus its
+ * uncommitted proposals), then proposed to the quorum; the commit comes
+ * later through quorum_committed. */
+static ctrl_append_result quorum_append(bmeta *m, const mdrec *recs, int n) {
+    md_image *base = m->proposed ? md_image_ref(m->proposed) : bmeta_image(m);
+    md_delta *d = md_delta_begin(base);
+    char err[ERR_MAX];
+    for (int i = 0; d && i < n; i++)
+        if (md_apply(d, &recs[i], err, sizeof err) != MD_OK) {
+            LOG_ERROR("metadata",
+                      "the controller proposed a %s record that does not apply (%s); the change is refused",
+                      mdrec_type_name(recs[i].type), err);
+            md_delta_abort(d);
+            d = NULL;
+        }
+    if (d == NULL) {
+        md_image_unref(base);
+        return (ctrl_append_result){KAFKA_ERR_UNKNOWN_SERVER_ERROR, -1};
+    }
+    int64_t last = -1;
+    int16_t e = bquorum_propose(m->q, recs, n, sl_env_wall_ms(&m->env), &last);
+    if (e != 0) {
+        md_delta_abort(d);
+        md_image_unref(base);
+        return (ctrl_append_result){e, -1};
+    }
+    md_image *next = md_delta_publish(d, last, m->leader_epoch);
+    md_image_unref(base);
+    if (m->proposed)
+        md_image_unref(m->proposed);
+    m->proposed = next; /* NULL on OOM: the next proposal checks against img */
+    bquorum_kick(m->q);
+    return (ctrl_append_result){0, last};
+}
+
+static void self_registered(bmeta *m);
+
+static void activate(bmeta *m) {
+    /* A fresh controller over the committed image: what an earlier one had
+     * in flight was answered NOT_CONTROLLER when it stopped. */
+    if (m->ctrl)
+        ctrl_destroy(m->ctrl, KAFKA_ERR_NOT_CONTROLLER);
+    m->ctrl = NULL;
+    ctrl_config cc;
+    ctrl_config_default(&cc);
+    cc.node_id = m->cfg->node_id;
+    cc.default_partitions = m->cfg->num_partitions;
+    cc.default_replication_factor = (int16_t)m->cfg->default_replication_factor;
+    cc.delete_topic_enable = m->cfg->delete_topic_enable;
+    cc.seed = sl_env_random_u64(&m->env);
+    cc.broker_session_timeout_ms = m->cfg->broker_session_timeout_ms;
+    cc.configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
+    ctrl_sink sink = {m, sink_append, sink_reply};
+    md_image *img = bmeta_image(m);
+    m->ctrl = ctrl_create(&cc, &sink, img);
+    md_image_unref(img);
+    if (m->ctrl == NULL) {
+        LOG_ERROR("metadata", "out of memory starting the controller; this node stays inactive");
+        return;
+    }
+    m->active = true;
+    LOG_INFO("metadata", "node %d is the active controller (epoch %d)", m->cfg->node_id, m->leader_epoch);
+    self_registered(m);
+}
+
+static void deactivate(bmeta *m) {
+    if (!m->active)
+        return;
+    m->active = false;
+    if (m->proposed)
+        md_image_unref(m->proposed);
+    m->proposed = NULL;
+    if (m->ctrl)
+        ctrl_destroy(m->ctrl, KAFKA_ERR_NOT_CONTROLLER);
+    m->ctrl = NULL;
+    pthread_cond_broadcast(&m->done_cv);
+    LOG_INFO("metadata", "node %d is no longer the active controller", m->cfg->node_id);
+}
+
+static int commit_apply(void *ctx, const mdrec *rec, int64_t offset, bool from_snapshot, char *err,
+                        size_t errn) {
+    (void)from_snapshot;
+    md_delta *d = ctx;
+    if (md_apply(d, rec, err, errn) != MD_OK) {
+        size_t l = strlen(err);
+        snprintf(err + l, errn - l, " (%s record at offset %" PRId64 ")", mdrec_type_name(rec->type), offset);
+        return -1;
+    }
+    return 0;
+}
+
+static void quorum_committed(void *ctx, int64_t hw) {
+    bmeta *m = ctx;
+    if (hw <= m->applied)
+        return;
+    md_image *prev = bmeta_image(m);
+    md_delta *d = md_delta_begin(prev);
+    char err[ERR_MAX] = "";
+    if (d == NULL || mdlog_replay(m->log, m->applied, hw, commit_apply, d, err, sizeof err) != 0) {
+        if (d)
+            md_delta_abort(d);
+        md_image_unref(prev);
+        LOG_ERROR("metadata",
+                  "a committed metadata record cannot be applied: %s; this node stops rather than serve a "
+                  "different view than the rest of the cluster",
+                  d ? err : "out of memory");
+        kill(getpid(), SIGTERM);
+        return;
+    }
+    md_image *next = md_delta_publish(d, hw - 1, m->leader_epoch);
+    if (next == NULL) {
+        md_image_unref(prev);
+        LOG_ERROR("metadata", "out of memory publishing metadata offset %" PRId64 "; restart the broker",
+                  hw - 1);
+        return;
+    }
+    m->applied = hw;
+    parts_apply(m->ps, prev, next, sl_env_wall_ms(&m->env), false);
+    set_image(m, md_image_ref(next));
+    md_image_unref(prev);
+    if (m->proposed && md_image_offset(m->proposed) <= hw - 1) {
+        md_image_unref(m->proposed);
+        m->proposed = NULL;
+    }
+    if (m->role == RAFT_LEADER && !m->active) {
+        raft_state st;
+        bquorum_state(m->q, &st);
+        if (hw > st.epoch_start_offset)
+            activate(m);
+    } else if (m->active) {
+        ctrl_commit(m->ctrl, next, sl_env_mono_ms(&m->env));
+    }
+    md_image_unref(next);
+}
+
+static void quorum_role(void *ctx, raft_role role, int32_t epoch, int32_t leader_id) {
+    bmeta *m = ctx;
+    (void)leader_id;
+    m->role = role;
+    m->leader_epoch = epoch;
+    if (role != RAFT_LEADER)
+        deactivate(m);
+}
+
+/* The active controller registers itself (a new broker epoch per start
+ * and per election, as a KRaft broker re-registers); other nodes register
+ * through it (bmeta_tick). */
+static void self_registered(bmeta *m) {
+    if (!(m->cfg->process_roles & CONFIG_ROLE_BROKER))
+        return; /* a controller-only node is not a broker */
+    /* Registered already by this process and not fenced (an active
+     * controller does not heartbeat itself: one fenced while another led
+     * registers again, which unfences it). */
+    md_image *img = bmeta_image(m);
+    const md_broker *b = md_image_broker(img, m->cfg->node_id);
+    bool have = b != NULL && !b->fenced && memcmp(b->incarnation.b, m->incarnation.b, 16) == 0;
+    md_image_unref(img);
+    if (have)
+        return;
+    const config_listener *l = NULL;
+    for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
+        if (!m->cfg->advertised[i].controller)
+            l = &m->cfg->advertised[i];
+    kuuid inc = m->incarnation;
+    ctrl_broker_reg reg = {m->cfg->node_id,
+                           inc,
+                           l && l->name[0] ? l->name : "PLAINTEXT",
+                           l ? l->host : "",
+                           l ? (uint16_t)l->port : 0,
+                           m->cfg->broker_rack};
+    static waiter
+        w; /* answered on commit, after this call returns (one bmeta per process is a quorum member) */
+    w = (waiter){&m->self_reg_res, 1, false};
+    ctrl_register_broker(m->ctrl, &reg, &w, sl_env_mono_ms(&m->env));
 }
 
 /* ---- start-up ------------------------------------------------------------------------------ */
@@ -371,6 +609,12 @@ static void mdlog_cfg(const bmeta *m, mdlog_config *mc) {
     mc->segment_bytes = m->cfg->metadata_segment_bytes;
     mc->snapshot_bytes = m->cfg->metadata_snapshot_bytes;
     mc->snapshot_interval_ms = m->cfg->metadata_snapshot_interval_ms;
+    if (m->cfg->controller_quorum_voters.n > 0) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/%s", logmgr_root(m->lm, 0), MDLOG_DIR_NAME);
+        mc->replay_below = bquorum_recorded_commit(dir);
+        mc->keep_log = true;
+    }
 }
 
 static bool dir_exists(const sl_vfs *v, const char *path) {
@@ -480,12 +724,18 @@ static int migrate(bmeta *m, const char *root) {
     return 0;
 }
 
+static bool explains(const bmeta *m, const md_image *img, kstr name, int32_t index, bool owner_known,
+                     kuuid owner) {
+    const md_topic *t = img ? md_image_topic(img, name) : NULL;
+    return t != NULL && index >= 0 && index < t->n_partitions &&
+           (!owner_known || memcmp(owner.b, t->id.b, 16) == 0) &&
+           holds(md_topic_partition(t, index), m->cfg->node_id);
+}
+
 static lm_verdict judge(void *ctx, kstr name, int32_t index, bool owner_known, kuuid owner) {
     bmeta *m = ctx;
-    const md_topic *t = md_image_topic(m->img, name);
-    if (t != NULL && index >= 0 && index < t->n_partitions &&
-        (!owner_known || memcmp(owner.b, t->id.b, 16) == 0) &&
-        holds(md_topic_partition(t, index), m->cfg->node_id))
+    if (explains(m, m->img, name, index, owner_known, owner) ||
+        explains(m, m->tail, name, index, owner_known, owner))
         return LM_KEEP;
     if (owner_known && was_removed(m, owner))
         return LM_REMOVE;
@@ -539,16 +789,34 @@ static int open_log(bmeta *m, const char *root) {
                  "the metadata log ends in a torn write at offset %" PRId64 " (never acknowledged); "
                  "it is cut",
                  info.end_offset);
-    md_image *img = md_delta_publish(r.d, info.end_offset - 1, info.last_epoch < 0 ? 0 : info.last_epoch);
+    int64_t applied = info.end_offset < mc.replay_below ? info.end_offset : mc.replay_below;
+    if (applied < info.snapshot_end)
+        applied = info.snapshot_end;
+    md_image *img = md_delta_publish(r.d, applied - 1, info.last_epoch < 0 ? 0 : info.last_epoch);
     if (img == NULL)
         return -1;
     set_image(m, img);
+    m->applied = applied;
+    if (applied < info.end_offset) {
+        /* A quorum member applies the rest once it is known to be committed;
+         * until then its directories are explained by it too (judge). */
+        md_delta *td = md_delta_begin(img);
+        char terr[ERR_MAX] = "";
+        if (td && mdlog_replay(m->log, applied, info.end_offset, commit_apply, td, terr, sizeof terr) == 0)
+            m->tail = md_delta_publish(td, info.end_offset - 1, 0);
+        else if (td)
+            md_delta_abort(td);
+        LOG_INFO("metadata",
+                 "%" PRId64 " records of the metadata log (from offset %" PRId64
+                 ") are applied once the quorum says they are committed",
+                 info.end_offset - applied, applied);
+    }
     LOG_INFO("metadata",
              "replayed %" PRId64 " metadata records (%" PRId64 " from the snapshot at offset %" PRId64
              ", %" PRId64 " from the log): %d topics, %" PRId64 " partitions",
              info.snapshot_records + info.log_records, info.snapshot_records, info.snapshot_end,
              info.log_records, md_image_topic_count(img), md_image_partition_count(img));
-    if (info.snapshot_records + info.log_records == 0) {
+    if (info.snapshot_records + info.log_records == 0 && m->applied >= info.end_offset) {
         /* A metadata log that is missing or empty while partitions exist was
          * lost (or log.dirs changed): reading it as "no topics" would set
          * every directory aside. */
@@ -589,6 +857,316 @@ static int register_self(bmeta *m) {
     return 0;
 }
 
+/* ---- registration and forwarding (a quorum member) ----------------------------------------- */
+
+int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result *out) {
+    waiter w = {out, 1, false};
+    RUNQ(m, &w, ctrl_register_broker(m->ctrl, reg, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port) {
+    if (m->q == NULL)
+        return false;
+    pthread_mutex_lock(&m->mu);
+    raft_state st;
+    bquorum_state(m->q, &st);
+    bool self = m->active;
+    pthread_mutex_unlock(&m->mu);
+    const bquorum_voter *v = st.leader_id >= 0 ? bquorum_voter_of(m->q, st.leader_id) : NULL;
+    if (v == NULL || self || st.leader_id == m->cfg->node_id)
+        return false;
+    *id = v->id;
+    snprintf(host, hostn, "%s", v->host);
+    *port = v->port;
+    return true;
+}
+
+bool bmeta_is_quorum_member(const bmeta *m) { return m->q != NULL; }
+bool bmeta_is_active_controller(bmeta *m) {
+    pthread_mutex_lock(&m->mu);
+    bool a = m->q == NULL || m->active;
+    pthread_mutex_unlock(&m->mu);
+    return a;
+}
+bquorum *bmeta_quorum(bmeta *m) { return m->q; }
+
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced) {
+    pthread_mutex_lock(&m->mu);
+    int16_t e = KAFKA_ERR_NOT_CONTROLLER;
+    *fenced = true;
+    if (m->q != NULL && m->active && m->ctrl != NULL)
+        e = ctrl_broker_heartbeat(m->ctrl, id, epoch, sl_env_mono_ms(&m->env), fenced);
+    pthread_mutex_unlock(&m->mu);
+    return e;
+}
+
+/* BrokerHeartbeat to the active controller every broker.heartbeat.interval.ms. */
+static void heartbeat(bmeta *m, int64_t epoch, int32_t id, const char *host, uint16_t port) {
+    static int64_t last;
+    static int32_t corr;
+    int64_t now = sl_env_mono_ms(&m->env);
+    if (now - last < m->cfg->broker_heartbeat_interval_ms)
+        return;
+    last = now;
+    kafka_broker_heartbeat_request req;
+    kafka_broker_heartbeat_request_init(&req);
+    req.broker_id = m->cfg->node_id;
+    req.broker_epoch = epoch;
+    pthread_mutex_lock(&m->mu);
+    req.current_metadata_offset = m->applied - 1;
+    pthread_mutex_unlock(&m->mu);
+    req.offline_log_dirs_count = 0;
+    net_client c;
+    net_client_init(&c, host, port);
+    arena a;
+    arena_init(&a, 16 << 10);
+    void *resp = NULL;
+    int rc = brpc_call(&c, KAFKA_API_BROKER_HEARTBEAT, 0, ++corr, "sluice-broker", &req, &a, &resp,
+                       m->cfg->quorum_request_timeout_ms);
+    static int16_t last_err;
+    if (rc == 0) {
+        const kafka_broker_heartbeat_response *r = resp;
+        if (r->error_code != last_err && r->error_code != 0)
+            LOG_INFO("metadata", "heartbeat to the active controller (node %d) answered %s", id,
+                     kafka_error_name(r->error_code));
+        last_err = r->error_code;
+    }
+    net_client_free(&c);
+    arena_reset(&a);
+}
+
+/* Topics this broker creates itself (auto-creation, __consumer_offsets)
+ * while another node is the active controller: CreateTopics to its
+ * controller listener. */
+static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, bool validate_only,
+                                 ctrl_item_result *out) {
+    for (int32_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].error = KAFKA_ERR_NOT_CONTROLLER;
+        snprintf(out[i].message, sizeof out[i].message, "no active controller could be reached");
+    }
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
+        return 0;
+    arena a;
+    arena_init(&a, 1 << 20);
+    kafka_create_topics_request req;
+    kafka_create_topics_request_init(&req);
+    kafka_create_topics_request_creatable_topic *ts = arena_calloc(&a, (size_t)(n > 0 ? n : 1), sizeof *ts);
+    if (ts == NULL) {
+        arena_reset(&a);
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        kafka_create_topics_request_creatable_topic_init(&ts[i]);
+        ts[i].name = t[i].name;
+        ts[i].num_partitions = t[i].partitions;
+        ts[i].replication_factor = t[i].replication_factor;
+        ts[i].assignments_count = 0;
+        kafka_create_topics_request_creatable_topic_config *cs =
+            t[i].n_configs > 0 ? arena_calloc(&a, (size_t)t[i].n_configs, sizeof *cs) : NULL;
+        for (int32_t k = 0; cs && k < t[i].n_configs; k++) {
+            kafka_create_topics_request_creatable_topic_config_init(&cs[k]);
+            cs[k].name = t[i].configs[k].key;
+            cs[k].value = t[i].configs[k].value;
+        }
+        ts[i].configs = cs;
+        ts[i].configs_count = cs ? t[i].n_configs : 0;
+    }
+    req.topics = ts;
+    req.topics_count = n;
+    req.timeout_ms = m->cfg->quorum_request_timeout_ms;
+    req.validate_only = validate_only;
+    net_client c;
+    net_client_init(&c, host, port);
+    void *resp = NULL;
+    static atomic_int corr;
+    int rc = brpc_call(&c, KAFKA_API_CREATE_TOPICS, 7, atomic_fetch_add(&corr, 1) + 1, "sluice-broker", &req,
+                       &a, &resp, m->cfg->quorum_request_timeout_ms + 30000);
+    net_client_free(&c);
+    if (rc == 0) {
+        const kafka_create_topics_response *r = resp;
+        for (int32_t i = 0; i < n && i < r->topics_count; i++) {
+            const kafka_create_topics_response_creatable_topic_result *x = &r->topics[i];
+            out[i].error = x->error_code;
+            out[i].topic_id = x->topic_id;
+            out[i].partitions = x->num_partitions;
+            out[i].replication_factor = x->replication_factor;
+            snprintf(out[i].message, sizeof out[i].message, "%.*s",
+                     x->error_message.len > 0 ? x->error_message.len : 0,
+                     x->error_message.len > 0 ? x->error_message.ptr : "");
+        }
+    }
+    arena_reset(&a);
+    /* The caller reads the image next: wait (briefly) for the commit to reach it. */
+    for (int spin = 0; rc == 0 && spin < 200; spin++) {
+        md_image *img = bmeta_image(m);
+        bool all = true;
+        for (int32_t i = 0; i < n && all; i++)
+            all = out[i].error != 0 || md_image_topic(img, t[i].name) != NULL;
+        md_image_unref(img);
+        if (all)
+            break;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* A node that is not the active controller registers through it, until
+ * the committed image lists it with this start's incarnation. */
+static void register_with_controller(bmeta *m) {
+    kuuid incarnation = m->incarnation;
+    md_image *img = bmeta_image(m);
+    const md_broker *b = md_image_broker(img, m->cfg->node_id);
+    bool done = b != NULL && memcmp(b->incarnation.b, incarnation.b, 16) == 0;
+    int64_t epoch = b ? b->epoch : -1;
+    md_image_unref(img);
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    if (!bmeta_controller_address(m, &id, host, sizeof host, &port))
+        return;
+    if (done) {
+        heartbeat(m, epoch, id, host, port);
+        return;
+    }
+    const config_listener *l = NULL;
+    for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
+        if (!m->cfg->advertised[i].controller)
+            l = &m->cfg->advertised[i];
+    kafka_broker_registration_request req;
+    kafka_broker_registration_request_init(&req);
+    kafka_broker_registration_request_listener lst;
+    kafka_broker_registration_request_listener_init(&lst);
+    lst.name = kstr_c(l && l->name[0] ? l->name : "PLAINTEXT");
+    lst.host = kstr_c(l ? l->host : "");
+    lst.port = l ? (uint16_t)l->port : 0;
+    lst.security_protocol = 0;
+    req.broker_id = m->cfg->node_id;
+    req.cluster_id = kstr_c(logmgr_cluster_id(m->lm));
+    req.incarnation_id = incarnation;
+    req.listeners = &lst;
+    req.listeners_count = 1;
+    req.features_count = 0;
+    req.rack = m->cfg->broker_rack ? kstr_c(m->cfg->broker_rack) : (kstr){NULL, -1};
+    req.log_dirs_count = 0;
+    net_client c;
+    net_client_init(&c, host, port);
+    arena a;
+    arena_init(&a, 64 << 10);
+    void *resp = NULL;
+    static int32_t corr;
+    int rc = brpc_call(&c, KAFKA_API_BROKER_REGISTRATION, 0, ++corr, "sluice-broker", &req, &a, &resp,
+                       m->cfg->quorum_request_timeout_ms);
+    if (rc == 0) {
+        kafka_broker_registration_response *r = resp;
+        if (r->error_code != 0)
+            LOG_INFO("metadata", "registration with the controller (node %d) answered %s; retried", id,
+                     kafka_error_name(r->error_code));
+        else
+            LOG_INFO("metadata", "registered with the active controller (node %d), broker epoch %" PRId64, id,
+                     r->broker_epoch);
+    }
+    net_client_free(&c);
+    arena_reset(&a);
+}
+
+/* "id@host:port" */
+static int parse_voter(const char *text, bquorum_voter *v) {
+    char host[256];
+    int id, port, used = 0;
+    const char *at = strchr(text, '@');
+    const char *colon = strrchr(text, ':');
+    if (at == NULL || colon == NULL || colon < at || (size_t)(colon - at - 1) >= sizeof host)
+        return -1;
+    if (sscanf(text, "%d@%n", &id, &used) != 1 || id < 0)
+        return -1;
+    memcpy(host, at + 1, (size_t)(colon - at - 1));
+    host[colon - at - 1] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || p <= 0 || p > 65535)
+        return -1;
+    port = (int)p;
+    v->id = id;
+    snprintf(v->host, sizeof v->host, "%s", host);
+    v->port = (uint16_t)port;
+    return 0;
+}
+
+static int open_quorum(bmeta *m) {
+    const broker_config *cfg = m->cfg;
+    bquorum_config qc;
+    memset(&qc, 0, sizeof qc);
+    qc.node_id = cfg->node_id;
+    if (cfg->controller_quorum_voters.n > RAFT_VOTERS_MAX) {
+        LOG_ERROR("metadata", "controller.quorum.voters: at most %d voters", RAFT_VOTERS_MAX);
+        return -1;
+    }
+    bool self = false;
+    for (int i = 0; i < cfg->controller_quorum_voters.n; i++) {
+        if (parse_voter(cfg->controller_quorum_voters.items[i], &qc.voters[i]) != 0) {
+            LOG_ERROR("metadata", "controller.quorum.voters: '%s' is not id@host:port",
+                      cfg->controller_quorum_voters.items[i]);
+            return -1;
+        }
+        for (int k = 0; k < i; k++)
+            if (qc.voters[k].id == qc.voters[i].id) {
+                LOG_ERROR("metadata", "controller.quorum.voters names node %d twice", qc.voters[i].id);
+                return -1;
+            }
+        self = self || qc.voters[i].id == cfg->node_id;
+    }
+    qc.n_voters = cfg->controller_quorum_voters.n;
+    bool controller = (cfg->process_roles & CONFIG_ROLE_CONTROLLER) != 0;
+    if (controller && !self) {
+        LOG_ERROR(
+            "metadata",
+            "node %d has process.roles controller but is not among controller.quorum.voters; add it there "
+            "(every controller is a voter) or make it a broker only",
+            cfg->node_id);
+        return -1;
+    }
+    if (!controller && self) {
+        LOG_ERROR(
+            "metadata",
+            "node %d is among controller.quorum.voters but process.roles lacks controller; a voter must "
+            "be a controller",
+            cfg->node_id);
+        return -1;
+    }
+    qc.election_timeout_ms = cfg->quorum_election_timeout_ms;
+    qc.fetch_timeout_ms = cfg->quorum_fetch_timeout_ms;
+    qc.election_backoff_max_ms = cfg->quorum_election_backoff_max_ms;
+    qc.request_timeout_ms = cfg->quorum_request_timeout_ms;
+    qc.cluster_id = logmgr_cluster_id(m->lm);
+    static char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", logmgr_root(m->lm, 0), MDLOG_DIR_NAME);
+    qc.dir = dir;
+    qc.log = m->log;
+    qc.mu = &m->mu;
+    qc.env = &m->env;
+    bquorum_hooks qh = {m, quorum_committed, quorum_role};
+    char err[ERR_MAX] = "";
+    m->q = bquorum_open(&qc, &qh, err, sizeof err);
+    if (m->q == NULL) {
+        LOG_ERROR("metadata", "%s", err);
+        return -1;
+    }
+    if (bquorum_start(m->q) != 0) {
+        LOG_ERROR("metadata", "cannot start the quorum's threads");
+        return -1;
+    }
+    return 0;
+}
+
 bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *hooks) {
     bmeta *m = calloc(1, sizeof *m);
     if (m == NULL)
@@ -605,6 +1183,8 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
     }
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->img_mu, NULL);
+    pthread_cond_init(&m->done_cv, NULL);
+    sl_env_random(&m->env, m->incarnation.b, sizeof m->incarnation.b);
     char err[ERR_MAX] = "";
     m->lm = logmgr_open(sc, (const char *const *)cfg->log_dirs.items, cfg->log_dirs.n, cfg->node_id,
                         cfg->max_connections, env_random, &m->env, err, sizeof err);
@@ -635,6 +1215,16 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
         goto fail;
     parts_apply(m->ps, NULL, m->img, sl_env_wall_ms(&m->env), true);
 
+    if (m->tail) {
+        md_image_unref(m->tail);
+        m->tail = NULL;
+    }
+    if (cfg->controller_quorum_voters.n > 0) {
+        if (open_quorum(m) != 0)
+            goto fail;
+        m->opened = true;
+        return m;
+    }
     ctrl_config cc;
     ctrl_config_default(&cc);
     cc.node_id = cfg->node_id;
@@ -660,8 +1250,16 @@ int bmeta_close(bmeta *m) {
     if (m == NULL)
         return 0;
     bool unclean[LOGMGR_ROOTS_MAX] = {false};
+    if (m->q) {
+        bquorum_close(m->q);
+        m->q = NULL;
+    }
     if (m->ctrl)
         ctrl_destroy(m->ctrl, KAFKA_ERR_NOT_CONTROLLER);
+    if (m->proposed)
+        md_image_unref(m->proposed);
+    if (m->tail)
+        md_image_unref(m->tail);
     parts_close(m->ps, unclean);
     if (m->log && mdlog_close(m->log) != 0) {
         LOG_WARN("metadata", "the metadata log did not close cleanly");
@@ -676,6 +1274,7 @@ int bmeta_close(bmeta *m) {
     free(m->intents);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->img_mu);
+    pthread_cond_destroy(&m->done_cv);
     free(m);
     return not_marked;
 }
@@ -710,8 +1309,13 @@ void bmeta_tick(bmeta *m, int64_t now) {
     if (mdlog_offline(m->log) && mdlog_reopen(m->log) == 0)
         LOG_INFO("metadata", "the metadata log is back online");
     mdlog_tick(m->log, now);
-    if (!mdlog_offline(m->log) && mdlog_snapshot_due(m->log, now))
+    if (!mdlog_offline(m->log) && mdlog_snapshot_due(m->log, now) &&
+        (m->q == NULL || m->applied == mdlog_end_offset(m->log)))
         snapshot_locked(m, now);
-    ctrl_tick(m->ctrl, sl_env_mono_ms(&m->env));
+    if (m->ctrl)
+        ctrl_tick(m->ctrl, sl_env_mono_ms(&m->env));
+    bool register_remote = m->q != NULL && !m->active && (m->cfg->process_roles & CONFIG_ROLE_BROKER);
     pthread_mutex_unlock(&m->mu);
+    if (register_remote)
+        register_with_controller(m);
 }

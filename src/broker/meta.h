@@ -89,6 +89,22 @@ int bmeta_alter_configs(bmeta *m, const ctrl_resource *r, int32_t n, bool increm
  * controller's timeouts. now: wall clock ms. */
 void bmeta_tick(bmeta *m, int64_t now);
 
+/* ---- a quorum member ------------------------------------------------------------ */
+
+/* A broker's registration (BrokerRegistration reaching the active
+ * controller): answered when committed. */
+int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result *out);
+/* The active controller's controller listener, when it is another node:
+ * where admin requests are forwarded. False on a single node, when this
+ * node is the active controller, or while none is elected. */
+bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
+bool bmeta_is_quorum_member(const bmeta *m);
+/* BrokerHeartbeat reaching the active controller; NOT_CONTROLLER elsewhere. */
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced);
+bool bmeta_is_active_controller(bmeta *m);
+struct bquorum;
+struct bquorum *bmeta_quorum(bmeta *m);
+
 /* Forces a snapshot now (tests, benchmarks). 0 or -1 (logged). */
 int bmeta_snapshot(bmeta *m);
 

@@ -10,9 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "broker/api_util.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
+#include "broker/meta.h"
+#include "broker/rpc.h"
 #include "core/log.h"
 
 /* Memory a request may use beyond its frame: decoded arrays are at most a
@@ -56,6 +60,12 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete},
     {KAFKA_API_CONSUMER_GROUP_HEARTBEAT, 0, 1, api_consumer_group_heartbeat},
     {KAFKA_API_CONSUMER_GROUP_DESCRIBE, 0, 0, api_consumer_group_describe},
+    {KAFKA_API_VOTE, 0, 2, api_quorum},
+    {KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_quorum},
+    {KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_quorum},
+    {KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_quorum},
+    {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
+    {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -282,13 +292,118 @@ static log_ratelimit malformed_rl = LOG_RATELIMIT_DEFAULT;
 
 static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
 
-void broker_handle_request(void *ctx, net_request *nr) {
+/* ---- forwarding to the active controller -------------------------------------------- */
+
+static bool forwarded_api(int16_t key) {
+    return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
+           key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
+           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS;
+}
+
+static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
+
+static int32_t created_topics(breq *r, const uint8_t *frame, size_t len, kstr **out);
+
+/* A quorum member that is not the active controller sends a client's admin
+ * request, as the client framed it, to the active controller's controller
+ * listener and relays the answer (Kafka 4 forwards them too). True when
+ * answered; false to answer here (NOT_CONTROLLER while none is elected or
+ * the controller cannot be reached: clients retry it). */
+static bool forward(breq *r) {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    if (!bmeta_controller_address(r->b->meta, &id, host, sizeof host, &port))
+        return false;
+    net_client c;
+    net_client_init(&c, host, port);
+    int timeout = r->b->cfg->quorum_request_timeout_ms + 30000;
+    int rc = brpc_call_raw(&c, r->net->frame, r->net->len, timeout);
+    if (rc != 0) {
+        LOG_WARN_LIMITED(
+            &forward_rl, "broker",
+            "forwarding %s from %s to the active controller (node %d at %s:%u) failed: %s; answered "
+            "here",
+            r->api->name, r->net->peer, id, host, port, strerror(-rc));
+        net_client_free(&c);
+        return false;
+    }
+    /* The topics a forwarded CreateTopics created (copied: the answer's
+     * bytes go to the client). */
+    kstr *made = NULL;
+    int32_t n_made = 0;
+    if (r->hdr.api_key == KAFKA_API_CREATE_TOPICS &&
+        !((const kafka_create_topics_request *)r->req)->validate_only)
+        n_made = created_topics(r, c.buf, c.len, &made);
+    net_response *out = net_response_new();
+    uint8_t sz[4];
+    wire_put_be32(sz, (uint32_t)c.len);
+    bool ok = out && net_response_append(out, sz, 4) && net_response_append_owned(out, c.buf, c.len);
+    c.buf = NULL;
+    net_client_free(&c);
+    if (!ok) {
+        net_response_free(out);
+        return false;
+    }
+    /* A created topic is in this node's next Metadata answer, as when it is
+     * created here: wait (briefly) for the commit to reach this node. */
+    for (int spin = 0; n_made > 0 && spin < 200; spin++) {
+        md_image *img = bmeta_image(r->b->meta);
+        bool all = true;
+        for (int32_t i = 0; i < n_made && all; i++)
+            all = md_image_topic(img, made[i]) != NULL;
+        md_image_unref(img);
+        if (all)
+            break;
+        usleep(10000);
+    }
+    net_respond(r->net, out, false);
+    breq_free(r);
+    return true;
+}
+
+/* The names a CreateTopics answer (frame after the size prefix) reports
+ * created, copied into r's arena; their count (0 when none or undecodable). */
+static int32_t created_topics(breq *r, const uint8_t *frame, size_t len, kstr **out) {
+    wire_reader rd;
+    wire_reader_init(&rd, frame, len);
+    (void)wire_read_i32(&rd);
+    if (proto_response_header_version(r->hdr.api_key, r->hdr.api_version) >= 1) {
+        uint32_t tags = wire_read_uvarint(&rd);
+        for (uint32_t i = 0; i < tags && rd.err == WIRE_OK; i++) {
+            (void)wire_read_uvarint(&rd);
+            wire_skip(&rd, wire_read_uvarint(&rd));
+        }
+    }
+    kafka_create_topics_response *cr = breq_alloc(r, sizeof *cr);
+    if (cr == NULL || rd.err != WIRE_OK)
+        return 0;
+    kafka_create_topics_response_init(cr);
+    if (kafka_create_topics_response_decode(&rd, r->hdr.api_version, &r->mem, cr) != WIRE_OK ||
+        cr->topics_count <= 0)
+        return 0;
+    kstr *v = breq_calloc(r, (size_t)cr->topics_count, sizeof *v);
+    int32_t n = 0;
+    for (int32_t i = 0; v && i < cr->topics_count; i++)
+        if (cr->topics[i].error_code == 0)
+            v[n++] = api_kstr_dup(r, cr->topics[i].name);
+    *out = v;
+    return v ? n : 0;
+}
+
+static void handle(broker *b, net_request *nr, bool controller_listener);
+
+void broker_handle_request(void *ctx, net_request *nr) { handle(ctx, nr, false); }
+void broker_handle_controller_request(void *ctx, net_request *nr) { handle(ctx, nr, true); }
+
+static void handle(broker *b, net_request *nr, bool controller_listener) {
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
         net_respond(nr, NULL, true);
         return;
     }
-    r->b = ctx;
+    r->b = b;
+    r->controller_listener = controller_listener;
     r->net = nr;
     r->start_ns = clock_mono_ns();
     int64_t work_ms = r->b->cfg ? r->b->cfg->request_work_max_ms : 5000;
@@ -347,6 +462,9 @@ void broker_handle_request(void *ctx, net_request *nr) {
         return;
     }
     r->api->response_init(r->resp);
+    if (!r->controller_listener && forwarded_api(r->hdr.api_key) && r->b->meta &&
+        bmeta_is_quorum_member(r->b->meta) && forward(r))
+        return;
 
     switch (ba->fn(r)) {
     case BREQ_DONE:

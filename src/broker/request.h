@@ -65,6 +65,7 @@ typedef struct breq {
     /* file ranges to splice into the encoded response (see wire_splice_fn) */
     breq_file_range *files;
     int n_files, cap_files;
+    bool controller_listener; /* arrived on a controller listener (never forwarded again) */
 } breq;
 
 typedef enum breq_status {
@@ -92,6 +93,8 @@ bool broker_api_range(int16_t key, int16_t *min, int16_t *max);
 
 /* The network layer's handler: ctx is the broker. */
 void broker_handle_request(void *ctx, net_request *nr);
+/* The same for a controller listener (controller.listener.names). */
+void broker_handle_controller_request(void *ctx, net_request *nr);
 
 /* Finishes an asynchronous request: encodes r->resp and sends it, then frees r. */
 void breq_complete(breq *r);

@@ -67,6 +67,15 @@ struct controller {
     int32_t n_wait;
     int64_t view_parts; /* partitions in the view */
     uint64_t rng;
+    /* Broker liveness: last heartbeat per broker id (soft state: a new
+     * active controller gives every broker a full session). */
+    struct live {
+        int32_t id;
+        int64_t last;
+    } * live;
+    int32_t n_live, cap_live;
+    uint64_t scanned_sig; /* the broker states the last leader scan saw */
+    bool scan_again;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -420,6 +429,7 @@ void ctrl_config_default(ctrl_config *c) {
     c->request_timeout_ms = 30000;
     c->partitions_max = CTRL_PARTITIONS_MAX;
     c->seed = 1;
+    c->broker_session_timeout_ms = 9000;
 }
 
 controller *ctrl_create(const ctrl_config *cfg, const ctrl_sink *sink, md_image *committed) {
@@ -453,6 +463,7 @@ void ctrl_destroy(controller *c, int16_t error) {
     for (int32_t i = 0; i < c->n_props; i++)
         props_free_one(&c->props[i]);
     free(c->props);
+    free(c->live);
     md_delta_abort(c->view);
     collide_free(&c->collide);
     md_image_unref(c->committed);
@@ -489,7 +500,133 @@ void ctrl_commit(controller *c, md_image *image, int64_t now) {
     check_invariants(c);
 }
 
+/* ---- broker liveness and leaders ------------------------------------------------------- */
+
+static struct live *live_of(controller *c, int32_t id, int64_t now) {
+    for (int32_t i = 0; i < c->n_live; i++)
+        if (c->live[i].id == id)
+            return &c->live[i];
+    if (c->n_live == c->cap_live) {
+        int32_t ncap = c->cap_live ? c->cap_live * 2 : 16;
+        struct live *nl = realloc(c->live, (size_t)ncap * sizeof *nl);
+        if (nl == NULL)
+            return NULL;
+        c->live = nl;
+        c->cap_live = ncap;
+    }
+    c->live[c->n_live] = (struct live){id, now};
+    return &c->live[c->n_live++];
+}
+
+int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, int64_t now, bool *fenced) {
+    check_invariants(c);
+    *fenced = true;
+    const md_broker *b = md_image_broker(c->committed, id);
+    if (b == NULL)
+        return KAFKA_ERR_BROKER_ID_NOT_REGISTERED;
+    if (b->epoch != broker_epoch)
+        return KAFKA_ERR_STALE_BROKER_EPOCH;
+    struct live *l = live_of(c, id, now);
+    if (l)
+        l->last = now;
+    *fenced = b->fenced;
+    if (b->fenced && c->n_props == 0) {
+        rbatch rb;
+        rb_init(&rb);
+        kafka_unfence_broker_record r;
+        kafka_unfence_broker_record_init(&r);
+        r.id = id;
+        r.epoch = broker_epoch;
+        rb_add(c, &rb, KAFKA_MREC_UNFENCE_BROKER, &r);
+        rb_send(c, &rb);
+        rb_free(&rb);
+    }
+    check_invariants(c);
+    return 0;
+}
+
+static bool usable(const md_image *img, int32_t id) {
+    const md_broker *b = md_image_broker(img, id);
+    return b != NULL && !b->fenced;
+}
+
+static uint64_t broker_sig(const md_image *img) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int32_t i = 0; i < md_image_broker_count(img); i++) {
+        const md_broker *b = md_image_broker_at(img, i);
+        h = (h ^ (uint64_t)(uint32_t)b->id) * 1099511628211ULL;
+        h = (h ^ (uint64_t)b->epoch) * 1099511628211ULL;
+        h = (h ^ (uint64_t)b->fenced) * 1099511628211ULL;
+    }
+    return h;
+}
+
+#define CTRL_ELECTIONS_PER_TICK 10000
+
+/* Fences brokers whose session expired, then moves leadership off fenced
+ * or unregistered leaders and onto leaderless partitions with a live ISR
+ * member. One batch per tick at most. */
+static void liveness(controller *c, int64_t now) {
+    if (c->n_props > 0)
+        return;
+    const md_image *img = c->committed;
+    rbatch rb;
+    rb_init(&rb);
+    for (int32_t i = 0; i < md_image_broker_count(img); i++) {
+        const md_broker *b = md_image_broker_at(img, i);
+        if (b->id == c->cfg.node_id || b->fenced)
+            continue;
+        struct live *l = live_of(c, b->id, now);
+        if (l && now - l->last > c->cfg.broker_session_timeout_ms) {
+            kafka_fence_broker_record r;
+            kafka_fence_broker_record_init(&r);
+            r.id = b->id;
+            r.epoch = b->epoch;
+            rb_add(c, &rb, KAFKA_MREC_FENCE_BROKER, &r);
+        }
+    }
+    if (rb.n > 0) {
+        rb_send(c, &rb);
+        rb_free(&rb);
+        c->scan_again = true;
+        return; /* elections follow once the fencing is committed */
+    }
+    uint64_t sig = broker_sig(img);
+    if (sig == c->scanned_sig && !c->scan_again) {
+        rb_free(&rb);
+        return;
+    }
+    int32_t changes = 0;
+    for (int32_t t = 0; t < md_image_topic_count(img) && changes < CTRL_ELECTIONS_PER_TICK; t++) {
+        const md_topic *tp = md_image_topic_at(img, t);
+        for (int32_t p = 0; p < tp->n_partitions && changes < CTRL_ELECTIONS_PER_TICK; p++) {
+            const md_partition *mp = md_topic_partition(tp, p);
+            if (mp->leader >= 0 && usable(img, mp->leader))
+                continue;
+            int32_t next = -1;
+            for (int32_t k = 0; k < mp->isr.n && next < 0; k++)
+                if (usable(img, mp->isr.ids[k]))
+                    next = mp->isr.ids[k];
+            if (next == mp->leader)
+                continue; /* leaderless and nobody to elect: stays so */
+            kafka_partition_change_record r;
+            kafka_partition_change_record_init(&r);
+            r.topic_id = tp->id;
+            r.partition_id = p;
+            r.leader = next;
+            rb_add(c, &rb, KAFKA_MREC_PARTITION_CHANGE, &r);
+            changes++;
+        }
+    }
+    if (rb.n > 0)
+        rb_send(c, &rb);
+    rb_free(&rb);
+    c->scan_again = changes >= CTRL_ELECTIONS_PER_TICK;
+    c->scanned_sig = sig;
+}
+
 void ctrl_tick(controller *c, int64_t now) {
+    liveness(c, now);
     int32_t j = 0;
     for (int32_t i = 0; i < c->n_wait; i++) {
         waiting w = c->wait[i];

@@ -86,6 +86,10 @@ typedef struct ctrl_config {
     int64_t request_timeout_ms;         /* a commit that takes longer times the request out */
     int64_t partitions_max;             /* in the cluster (<= CTRL_PARTITIONS_MAX): owner's budget */
     uint64_t seed;                      /* topic ids, placement */
+    /* broker.session.timeout.ms: a registered broker (other than this
+     * node) that has not heartbeaten for this long is fenced, and the
+     * partitions it leads get a new leader from their ISR (or none). */
+    int64_t broker_session_timeout_ms;
     ctrl_config_ops configs;
 } ctrl_config;
 
@@ -223,11 +227,21 @@ typedef struct ctrl_broker_reg {
 } ctrl_broker_reg;
 void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token, int64_t now);
 
+/* A broker's heartbeat (BrokerHeartbeat). Fills *fenced with its
+ * committed state; a fenced broker that heartbeats with its current epoch
+ * is unfenced (an UnfenceBrokerRecord is proposed). Returns 0,
+ * BROKER_ID_NOT_REGISTERED or STALE_BROKER_EPOCH. */
+int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, int64_t now, bool *fenced);
+
 /* Records up to `offset` are committed and `image` (referenced by the
  * controller from now on) is the image with them applied. Answers the
  * requests they complete. */
 void ctrl_commit(controller *c, md_image *image, int64_t now);
 
+/* Request timeouts; brokers whose session expired are fenced; partitions
+ * whose leader is fenced or gone, or that have none, get one from their
+ * ISR's live brokers (only while no proposal of this controller is in
+ * flight, so decisions are taken on the committed image). */
 void ctrl_tick(controller *c, int64_t now);
 int64_t ctrl_next_deadline(const controller *c);
 

@@ -46,8 +46,14 @@ static int deliver(const uint8_t *b, size_t size, const pos *at, metalog_record_
                  at->file, at->byte, at->offset, batch_strerror(it.err));
         rc = -1;
     }
+    /* Control batches (a Raft leader's LeaderChangeMessage) are verified
+     * like the others but carry no metadata record. */
+    batch_header h;
+    bool control = batch_parse_header(b, size, &h) == BATCH_OK && (h.attributes & BATCH_ATTR_CONTROL);
     while (rc == 0 && batch_iter_next(&it, &rec)) {
         char why[METALOG_ERR_MAX];
+        if (control)
+            continue;
         if (fn(ctx, rec.offset, rec.key, rec.value, why, sizeof why) != 0) {
             snprintf(err, errn, "%s: record at offset %" PRId64 " (byte %" PRId64 "): %s", at->file,
                      rec.offset, at->byte, why);

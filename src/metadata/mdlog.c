@@ -18,13 +18,14 @@
 #include "proto/gen/kafka_records.h"
 #include "storage/log.h"
 
-#define SNAP_SUFFIX         ".checkpoint"
-#define SNAP_BATCH_RECORDS  1024
-#define SNAP_BATCH_BYTES    (1 << 20)
-#define SNAP_PATH_MAX       4200
-#define CONTROL_SNAP_HEADER 3
-#define CONTROL_SNAP_FOOTER 4
-#define SNAP_READ_BATCH_MAX (MDLOG_BATCH_MAX + 4096)
+#define SNAP_SUFFIX           ".checkpoint"
+#define SNAP_BATCH_RECORDS    1024
+#define SNAP_BATCH_BYTES      (1 << 20)
+#define SNAP_PATH_MAX         4200
+#define CONTROL_SNAP_HEADER   3
+#define CONTROL_SNAP_FOOTER   4
+#define CONTROL_LEADER_CHANGE 2
+#define SNAP_READ_BATCH_MAX   (MDLOG_BATCH_MAX + 4096)
 
 struct mdlog {
     storage_ctx *sc;
@@ -39,12 +40,15 @@ struct mdlog {
     /* > 0: a batch was written past this offset but never made durable nor
      * applied (the log went offline): cut back to it when the log returns. */
     int64_t cut_to;
+    int32_t snapshot_epoch;
 };
 
 void mdlog_config_default(mdlog_config *c) {
     c->segment_bytes = 64 << 20;
     c->snapshot_bytes = 20 << 20; /* Kafka's default */
     c->snapshot_interval_ms = 3600 * 1000;
+    c->replay_below = INT64_MAX;
+    c->keep_log = false;
 }
 
 static void seterr(char *err, size_t errn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -449,7 +453,7 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
      * must not leave none to start from). */
     int64_t new_start;
     plog_roll(m->log, now_ms);
-    if (prev > 0)
+    if (prev > 0 && !m->cfg.keep_log)
         plog_delete_records(m->log, prev, &new_start);
     rm_ctx r = {v, m->dir, prev > 0 ? prev : end};
     v->list(v->ctx, m->dir, remove_old, &r);
@@ -461,7 +465,8 @@ int mdlog_snapshot(mdlog *m, const md_image *img, int32_t epoch, int64_t now_ms,
 typedef struct replay_ctx {
     mdlog_apply_fn fn;
     void *ctx;
-    int64_t from; /* records below come from the snapshot */
+    int64_t from;  /* records below come from the snapshot */
+    int64_t below; /* records at or past are not applied */
     int64_t records;
     int32_t last_epoch;
 } replay_ctx;
@@ -469,7 +474,7 @@ typedef struct replay_ctx {
 static int replay_record(void *ctx, int64_t offset, kbytes key, kbytes value, char *err, size_t errn) {
     replay_ctx *rc = ctx;
     (void)key;
-    if (offset < rc->from)
+    if (offset < rc->from || offset >= rc->below)
         return 0;
     arena a;
     arena_init(&a, (size_t)(value.len > 0 ? value.len : 0) * 8 + (64 << 10));
@@ -548,7 +553,7 @@ int mdlog_open(storage_ctx *sc, const char *dir, bool was_clean, const mdlog_con
                     first_err, from);
     }
     /* The log from the snapshot's end on, verified before storage opens it. */
-    replay_ctx rc = {fn, ctx, from, 0, -1};
+    replay_ctx rc = {fn, ctx, from, cfg->replay_below, 0, -1};
     metalog_result res;
     char scan_err[1024];
     if (metalog_scan(sc, dir, was_clean, from, replay_record, &rc, &res, scan_err, sizeof scan_err) != 0) {
@@ -572,6 +577,7 @@ int mdlog_open(storage_ctx *sc, const char *dir, bool was_clean, const mdlog_con
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     m->cfg = *cfg;
     m->last_snapshot_end = from > 0 ? from : -1;
+    m->snapshot_epoch = chosen >= 0 ? snaps.epoch[chosen] : 0;
     plog_config pc;
     plog_config_default(&pc);
     pc.retention_ms = -1;
@@ -701,3 +707,241 @@ bool mdlog_snapshot_due(const mdlog *m, int64_t now_ms) {
 }
 
 void mdlog_tick(mdlog *m, int64_t now_ms) { plog_tick(m->log, now_ms); }
+
+/* ---- the Raft log ------------------------------------------------------------------------ */
+
+int64_t mdlog_start_offset(const mdlog *m) { return plog_start_offset(m->log); }
+int32_t mdlog_snapshot_epoch(const mdlog *m) { return m->snapshot_epoch; }
+
+int mdlog_append_raw(mdlog *m, const uint8_t *buf, size_t len, int64_t now_ms, int64_t *end_offset) {
+    plog_append_info info;
+    int64_t before = plog_end_offset(m->log);
+    int rc = plog_append_follower(m->log, buf, len, now_ms, &info);
+    if (rc == STORAGE_OK && (rc = plog_flush(m->log, now_ms)) != STORAGE_OK) {
+        if (plog_is_offline(m->log) || plog_truncate(m->log, before) != STORAGE_OK)
+            m->cut_to = before;
+    }
+    if (rc != STORAGE_OK)
+        return rc;
+    *end_offset = plog_end_offset(m->log);
+    m->bytes_since_snapshot += (int64_t)len;
+    m->records_since_snapshot += *end_offset - before;
+    if (m->last_snapshot_ms == 0)
+        m->last_snapshot_ms = now_ms;
+    return STORAGE_OK;
+}
+
+int mdlog_append_leader_change(mdlog *m, int32_t epoch, int32_t leader_id, const int32_t *voters,
+                               int n_voters, int64_t now_ms, int64_t *offset) {
+    const kafka_record_info *ri = record_info("LeaderChangeMessage");
+    if (ri == NULL || n_voters < 0 || n_voters > 64)
+        return STORAGE_INVALID_RECORD;
+    kafka_leader_change_message lc;
+    kafka_leader_change_message_voter vs[64];
+    kafka_leader_change_message_init(&lc);
+    for (int i = 0; i < n_voters; i++) {
+        kafka_leader_change_message_voter_init(&vs[i]);
+        vs[i].voter_id = voters[i];
+    }
+    lc.version = 0;
+    lc.leader_id = leader_id;
+    lc.voters = vs;
+    lc.voters_count = n_voters;
+    lc.granting_voters = vs;
+    lc.granting_voters_count = n_voters;
+    arena a;
+    arena_init(&a, 64 << 10);
+    size_t n = ri->size(0, &lc);
+    uint8_t key[4] = {0, 0, 0, CONTROL_LEADER_CHANGE};
+    uint8_t *val = arena_alloc(&a, n ? n : 1);
+    int rc = val ? STORAGE_OK : STORAGE_KAFKA_STORAGE_ERROR;
+    wire_writer wr;
+    if (rc == STORAGE_OK) {
+        wire_writer_init(&wr, val, n);
+        if (ri->encode(&wr, 0, &lc) != WIRE_OK)
+            rc = STORAGE_INVALID_RECORD;
+    }
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    if (rc == STORAGE_OK) {
+        batch_build_record r = {{key, 4}, {val, (int32_t)n}, now_ms, 0, NULL, 0};
+        batch_build_opts o = batch_build_defaults();
+        o.base_offset = plog_end_offset(m->log);
+        o.leader_epoch = epoch;
+        o.extra_attributes = BATCH_ATTR_CONTROL;
+        if (batch_build(&o, &r, 1, &a, &buf, &blen) != BATCH_OK)
+            rc = STORAGE_KAFKA_STORAGE_ERROR;
+    }
+    int64_t end = 0;
+    if (rc == STORAGE_OK)
+        rc = mdlog_append_raw(m, buf, blen, now_ms, &end);
+    arena_reset(&a);
+    if (rc == STORAGE_OK)
+        *offset = end - 1;
+    return rc;
+}
+
+int mdlog_truncate(mdlog *m, int64_t offset) {
+    if (offset >= plog_end_offset(m->log))
+        return STORAGE_OK;
+    int rc = plog_truncate(m->log, offset);
+    if (rc == STORAGE_OK)
+        rc = plog_flush(m->log, 0);
+    return rc;
+}
+
+typedef struct read_ctx {
+    int64_t max_offset;
+    int32_t max_bytes;
+    uint8_t *buf;
+    size_t len, cap;
+    int64_t end;
+    int err;
+} read_ctx;
+
+static int read_batch(void *ctx, const uint8_t *batch, size_t size, const batch_header *h) {
+    read_ctx *r = ctx;
+    if (h->base_offset >= r->max_offset || (r->len > 0 && r->len + size > (size_t)r->max_bytes))
+        return 1;
+    if (r->len + size > r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64 << 10;
+        while (ncap < r->len + size)
+            ncap *= 2;
+        uint8_t *nb = realloc(r->buf, ncap);
+        if (nb == NULL) {
+            r->err = STORAGE_KAFKA_STORAGE_ERROR;
+            return 2;
+        }
+        r->buf = nb;
+        r->cap = ncap;
+    }
+    memcpy(r->buf + r->len, batch, size);
+    r->len += size;
+    r->end = batch_last_offset(h) + 1;
+    return 0;
+}
+
+int mdlog_read(mdlog *m, int64_t offset, int64_t max_offset, int32_t max_bytes, uint8_t **buf, size_t *len,
+               int64_t *end) {
+    read_ctx r = {max_offset, max_bytes > 0 ? max_bytes : 1, NULL, 0, 0, offset, 0};
+    int64_t at = offset, next = offset;
+    while (at < max_offset && r.len < (size_t)r.max_bytes) {
+        int rc = plog_scan(m->log, at, r.max_bytes, read_batch, &r, &next);
+        if (rc == 2 || r.err) {
+            free(r.buf);
+            return r.err ? r.err : STORAGE_KAFKA_STORAGE_ERROR;
+        }
+        if (rc != STORAGE_OK && rc != 1) {
+            free(r.buf);
+            return rc;
+        }
+        if (rc == 1 || next <= at)
+            break;
+        at = next;
+    }
+    if (r.len == 0) {
+        free(r.buf);
+        return STORAGE_OFFSET_OUT_OF_RANGE;
+    }
+    *buf = r.buf;
+    *len = r.len;
+    *end = r.end;
+    return STORAGE_OK;
+}
+
+typedef struct batches_ctx {
+    mdlog_batch_fn fn;
+    void *ctx;
+    int stop;
+} batches_ctx;
+
+static int each_batch(void *ctx, const uint8_t *batch, size_t size, const batch_header *h) {
+    (void)batch;
+    (void)size;
+    batches_ctx *b = ctx;
+    b->stop = b->fn(b->ctx, h->base_offset, batch_last_offset(h), h->partition_leader_epoch,
+                    (h->attributes & BATCH_ATTR_CONTROL) != 0);
+    return b->stop;
+}
+
+int mdlog_batches(mdlog *m, int64_t from, mdlog_batch_fn fn, void *ctx) {
+    batches_ctx b = {fn, ctx, 0};
+    int64_t at = from < plog_start_offset(m->log) ? plog_start_offset(m->log) : from, next = at;
+    while (at < plog_end_offset(m->log)) {
+        int rc = plog_scan(m->log, at, 1 << 20, each_batch, &b, &next);
+        if (b.stop)
+            return b.stop;
+        if (rc != STORAGE_OK)
+            return rc;
+        if (next <= at)
+            break;
+        at = next;
+    }
+    return 0;
+}
+
+typedef struct replay_range {
+    int64_t from, to;
+    mdlog_apply_fn fn;
+    void *ctx;
+    char *err;
+    size_t errn;
+    int failed;
+} replay_range;
+
+static int replay_batch(void *ctx, const uint8_t *batch, size_t size, const batch_header *h) {
+    replay_range *rr = ctx;
+    if (h->base_offset >= rr->to)
+        return 1;
+    if (h->attributes & BATCH_ATTR_CONTROL)
+        return 0;
+    arena a;
+    arena_init(&a, size * 8 + (256 << 10));
+    batch_iter it;
+    batch_record rec;
+    int rc = 0;
+    if (batch_iter_init(&it, batch, size, &a) != BATCH_OK) {
+        seterr(rr->err, rr->errn, "the batch at offset %" PRId64 " cannot be read", h->base_offset);
+        rc = -1;
+    }
+    while (rc == 0 && batch_iter_next(&it, &rec)) {
+        if (rec.offset < rr->from || rec.offset >= rr->to)
+            continue;
+        mdrec md;
+        int dr =
+            rec.value.len >= 0 ? mdrec_decode(rec.value.ptr, (size_t)rec.value.len, &a, &md) : MDREC_EFRAME;
+        if (dr != MDREC_OK) {
+            seterr(rr->err, rr->errn, "the metadata record at offset %" PRId64 " does not decode: %s",
+                   rec.offset, mdrec_strerror(dr));
+            rc = -1;
+        } else if (rr->fn(rr->ctx, &md, rec.offset, false, rr->err, rr->errn) != 0) {
+            rc = -1;
+        }
+    }
+    arena_reset(&a);
+    if (rc != 0)
+        rr->failed = 1;
+    return rc != 0 ? 2 : 0;
+}
+
+int mdlog_replay(mdlog *m, int64_t from, int64_t to, mdlog_apply_fn fn, void *ctx, char *err, size_t errn) {
+    replay_range rr = {from, to, fn, ctx, err, errn, 0};
+    int64_t at = from, next = from;
+    if (to > plog_end_offset(m->log))
+        to = rr.to = plog_end_offset(m->log);
+    while (at < to) {
+        int rc = plog_scan(m->log, at, 1 << 20, replay_batch, &rr, &next);
+        if (rr.failed)
+            return -1;
+        if (rc == 1)
+            break;
+        if (rc != STORAGE_OK) {
+            seterr(err, errn, "reading the metadata log at %" PRId64 " failed: %s", at, storage_strerror(rc));
+            return -1;
+        }
+        if (next <= at)
+            break;
+        at = next;
+    }
+    return 0;
+}

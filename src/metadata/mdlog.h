@@ -55,6 +55,13 @@ typedef struct mdlog_config {
     /* metadata.log.max.snapshot.interval.ms: ... or this long passed with
      * at least one record appended (0: never by time). */
     int64_t snapshot_interval_ms;
+    /* Records at or past this offset are verified but not applied at open
+     * (a quorum member applies only what it knows to be committed; the
+     * rest follows as the high watermark moves). INT64_MAX: all. */
+    int64_t replay_below;
+    /* A snapshot does not move the log start (a quorum member keeps the
+     * whole log until snapshots can be fetched by lagging voters). */
+    bool keep_log;
 } mdlog_config;
 
 void mdlog_config_default(mdlog_config *c);
@@ -108,6 +115,38 @@ int64_t mdlog_last_snapshot_end(const mdlog *m);
 /* Background work of the log's storage (segment roll flushes, retention of
  * trimmed segments). */
 void mdlog_tick(mdlog *m, int64_t now_ms);
+
+/* ---- the Raft log (a quorum member's use) -----------------------------------------------------
+ * The log is then the replicated log of Raft: the leader appends its own
+ * changes with mdlog_append at its epoch (and a LeaderChangeMessage control
+ * batch when its epoch starts), followers append the leader's batches as
+ * they are, a diverging follower truncates, and the leader reads batches to
+ * answer Fetch. Records are applied only once committed (mdlog_replay). */
+
+/* A follower's append: whole batches that carry their offsets and epochs
+ * (the first at the log end), written as they are and fsynced. */
+int mdlog_append_raw(mdlog *m, const uint8_t *buf, size_t len, int64_t now_ms, int64_t *end_offset);
+/* Appends a control batch with one LeaderChangeMessage (leader, voters) at
+ * epoch and fsyncs it. */
+int mdlog_append_leader_change(mdlog *m, int32_t epoch, int32_t leader_id, const int32_t *voters,
+                               int n_voters, int64_t now_ms, int64_t *offset);
+/* Removes every record at or past offset (never below the log start). */
+int mdlog_truncate(mdlog *m, int64_t offset);
+int64_t mdlog_start_offset(const mdlog *m);
+/* Whole batches from offset (which must start a batch) below max_offset, at
+ * most max_bytes of them but at least one: *buf (malloc'd, the caller frees)
+ * and *end (one past the last offset). 0, or a storage error. */
+int mdlog_read(mdlog *m, int64_t offset, int64_t max_offset, int32_t max_bytes, uint8_t **buf, size_t *len,
+               int64_t *end);
+/* Every batch from offset on: fn(ctx, base offset, last offset, epoch,
+ * control). 0, fn's non-zero value, or a storage error. */
+typedef int (*mdlog_batch_fn)(void *ctx, int64_t base, int64_t last, int32_t epoch, bool control);
+int mdlog_batches(mdlog *m, int64_t from, mdlog_batch_fn fn, void *ctx);
+/* The metadata records of [from, to) in order through fn (from_snapshot
+ * false); control batches are skipped. 0, or -1 with err. */
+int mdlog_replay(mdlog *m, int64_t from, int64_t to, mdlog_apply_fn fn, void *ctx, char *err, size_t errn);
+/* The epoch of the newest snapshot this log continues from (0: none). */
+int32_t mdlog_snapshot_epoch(const mdlog *m);
 
 /* Reads a snapshot file on its own (for tools and tests): every record in
  * order through fn (from_snapshot true). 0, or -1 with err. */

@@ -52,6 +52,10 @@ struct raft {
     int n_epochs, cap_epochs;
     voter v[RAFT_VOTERS_MAX];
     int n, self;
+    /* leader: observers (brokers that fetch without voting), by first Fetch;
+     * their positions never count toward the high watermark. */
+    voter obs[RAFT_OBSERVERS_MAX];
+    int n_obs;
     uint64_t rng;
     int32_t next_corr;
     int64_t election_deadline;   /* unattached, resigned, prospective, candidate; follower when leader_gone */
@@ -262,6 +266,7 @@ static void persist(raft *r) {
 static void notify_role(raft *r) { r->sink.role(r->sink.ctx, r->role, r->epoch, r->leader_id); }
 
 static void reset_voters(raft *r) {
+    r->n_obs = 0; /* a parked observer Fetch is dropped: it times out and comes again */
     for (int i = 0; i < r->n; i++) {
         voter *v = &r->v[i];
         v->req_pending = false;
@@ -332,7 +337,10 @@ static void observe_epoch(raft *r, int32_t epoch, int32_t leader, int64_t now) {
 static void send_votes(raft *r, bool pre_vote, int64_t now) {
     for (int i = 0; i < r->n; i++) {
         voter *v = &r->v[i];
-        if (i == r->self || v->vote != 0)
+        /* Not to a voter whose answer is still awaited: a resend would make
+         * that answer stale (answers match the latest request), and a
+         * voter slower than the owner's ticks would never count. */
+        if (i == r->self || v->vote != 0 || (v->req_pending && v->req_kind == RAFT_VOTE_REQUEST))
             continue;
         raft_msg m = {.kind = RAFT_VOTE_REQUEST};
         m.u.vote_req = (raft_vote_request){
@@ -553,7 +561,8 @@ static void serve_fetch(raft *r, voter *v, const raft_fetch_request *q, int32_t 
             assert(q->fetch_offset <= r->log_end);
             if (q->fetch_offset > v->match) {
                 v->match = q->fetch_offset;
-                leader_update_hw(r, now);
+                if (v < r->obs || v >= r->obs + RAFT_OBSERVERS_MAX)
+                    leader_update_hw(r, now); /* a voter's position; an observer's never counts */
             }
             if (q->fetch_offset == r->log_end && r->hw == v->hw_sent && may_park) {
                 v->parked = true;
@@ -589,8 +598,8 @@ static void serve_fetch(raft *r, voter *v, const raft_fetch_request *q, int32_t 
 static void wake_parked(raft *r, int64_t now) {
     if (r->role != RAFT_LEADER)
         return;
-    for (int i = 0; i < r->n; i++) {
-        voter *v = &r->v[i];
+    for (int i = 0; i < r->n + r->n_obs; i++) {
+        voter *v = i < r->n ? &r->v[i] : &r->obs[i - r->n];
         if (!v->parked)
             continue;
         if (v->parked_req.fetch_offset < r->log_end || r->hw != v->hw_sent || now >= v->parked_deadline) {
@@ -601,9 +610,37 @@ static void wake_parked(raft *r, int64_t now) {
     }
 }
 
+/* The leader's slot for an observer (a new one at its first Fetch); NULL
+ * when RAFT_OBSERVERS_MAX are known already. */
+static voter *observer_slot(raft *r, int32_t id) {
+    for (int i = 0; i < r->n_obs; i++)
+        if (r->obs[i].id == id)
+            return &r->obs[i];
+    if (r->n_obs == RAFT_OBSERVERS_MAX)
+        return NULL;
+    voter *v = &r->obs[r->n_obs++];
+    memset(v, 0, sizeof *v);
+    v->id = id;
+    v->match = -1;
+    v->hw_sent = -1;
+    return v;
+}
+
 static void on_fetch_request(raft *r, int32_t from, const raft_msg *m, int64_t now) {
     const raft_fetch_request *q = &m->u.fetch_req;
     voter *v = find_voter(r, from);
+    if (v == NULL && from >= 0 && q->replica_id == from && r->role == RAFT_LEADER &&
+        q->current_leader_epoch == r->epoch)
+        v = observer_slot(r, from);
+    if (v == NULL && from >= 0 && q->replica_id == from && from != r->cfg.node_id &&
+        (r->role != RAFT_LEADER || q->current_leader_epoch != r->epoch)) {
+        /* An observer asking the wrong node or epoch: tell it who leads. */
+        fetch_error(r, from, m->correlation_id,
+                    q->current_leader_epoch < r->epoch   ? KAFKA_ERR_FENCED_LEADER_EPOCH
+                    : q->current_leader_epoch > r->epoch ? KAFKA_ERR_UNKNOWN_LEADER_EPOCH
+                                                         : KAFKA_ERR_NOT_LEADER_OR_FOLLOWER);
+        return;
+    }
     if (v == NULL || q->replica_id != from || from == r->cfg.node_id) {
         fetch_error(r, from, m->correlation_id, KAFKA_ERR_INCONSISTENT_VOTER_SET);
         return;
@@ -941,6 +978,9 @@ int64_t raft_next_deadline(const raft *r) {
             if (i != r->self)
                 d = min64(d, begin_due(r, v));
         }
+        for (int i = 0; i < r->n_obs; i++)
+            if (r->obs[i].parked)
+                d = min64(d, r->obs[i].parked_deadline);
         break;
     }
     return d;
@@ -1230,4 +1270,13 @@ int64_t raft_voter_offset(const raft *r, int32_t id) {
         if (r->v[i].id == id)
             return i == r->self ? r->flushed : r->v[i].match;
     return -1;
+}
+
+int raft_observers(const raft *r, int32_t *ids, int64_t *offsets, int max) {
+    int n = 0;
+    for (int i = 0; r->role == RAFT_LEADER && i < r->n_obs && n < max; i++, n++) {
+        ids[n] = r->obs[i].id;
+        offsets[n] = r->obs[i].match;
+    }
+    return n;
 }

@@ -89,9 +89,13 @@
  * start offset lies in its log; followers' positions never exceed the
  * leader's log end.
  *
- * Not done here (the wiring's and later issues'): observers (brokers that
- * fetch but do not vote), dynamic voters (KIP-853), the FetchSnapshot
- * transfer itself, DescribeQuorum's view (raft_get_state has the numbers).
+ * Observers (brokers that fetch but do not vote: raft/observer.h) are
+ * served by the leader like voters, at most RAFT_OBSERVERS_MAX per epoch,
+ * and never count toward the high watermark; a non-leader answers their
+ * Fetch with the leader it knows.
+ *
+ * Not done here: dynamic voters (KIP-853), the FetchSnapshot transfer
+ * itself.
  *
  * Memory: the machine allocates at raft_create and when its epoch cache
  * grows (by doubling, at a new leader epoch), never per message; it aborts
@@ -111,9 +115,10 @@
 #include "proto/wire.h"
 
 /* Limits. */
-#define RAFT_VOTERS_MAX 16        /* controller.quorum.voters */
-#define RAFT_EPOCHS_MAX (1 << 20) /* leader epochs in the log between snapshots (the epoch cache) */
-#define RAFT_RETRY_MS   50        /* backoff after an error answer to a Fetch */
+#define RAFT_VOTERS_MAX    16        /* controller.quorum.voters */
+#define RAFT_OBSERVERS_MAX 256       /* brokers fetching the log without voting, per leader epoch */
+#define RAFT_EPOCHS_MAX    (1 << 20) /* leader epochs in the log between snapshots (the epoch cache) */
+#define RAFT_RETRY_MS      50        /* backoff after an error answer to a Fetch */
 
 typedef enum raft_role {
     RAFT_UNATTACHED = 0, /* an epoch without a known leader (maybe with a vote cast) */
@@ -339,5 +344,7 @@ void raft_get_state(const raft *r, raft_state *out);
 void raft_end_offset_for_epoch(const raft *r, int32_t epoch, int32_t *out_epoch, int64_t *end_offset);
 /* A leader's view of voter `id`'s flushed position (-1 unknown). */
 int64_t raft_voter_offset(const raft *r, int32_t id);
+/* A leader's observers this epoch (ids and fetch positions), at most max. */
+int raft_observers(const raft *r, int32_t *ids, int64_t *offsets, int max);
 
 #endif

@@ -28,6 +28,8 @@ static const subcommand commands[] = {
     {"log-dirs", cmd_log_dirs, "partitions and set-aside directories per log directory (kafka-log-dirs)"},
     {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},
     {"dump-log", cmd_dump_log, "decode and check segment and index files offline (kafka-dump-log)"},
+    {"cluster", cmd_cluster, "brokers, active controller and metadata quorum (kafka-metadata-quorum)"},
+    {"storage", cmd_storage, "format log directories for a cluster; new cluster ids (kafka-storage)"},
 };
 
 static void usage(FILE *f) {

@@ -22,7 +22,10 @@
  *     CreateTopics success reports is in a committed TopicRecord);
  *   - the committed image is sane: no two topics whose names collide, every
  *     partition 0..n-1 present, replicas distinct and registered, the leader
- *     the first replica, at most the partition limit;
+ *     the first replica while that broker is unfenced, otherwise none or an
+ *     unfenced ISR member (some seeds silence one broker's heartbeats, so
+ *     the controller fences it and moves its leaderships), at most the
+ *     partition limit;
  *   - replaying the log from empty gives an image equal to the committed
  *     one, and so does reloading the image's snapshot records;
  *   - on a single node, a request that could not conflict with anything in
@@ -72,6 +75,8 @@ typedef struct world {
     bool ending;
     int incarnation;
     int brokers;
+    int silent; /* a broker (id) that stops heartbeating at silent_at; 0: none */
+    int64_t silent_at;
     const char *racks[4];
     token tok[TOKENS_MAX];
     int64_t request_timeout;
@@ -259,8 +264,18 @@ static void check_image(world *w, const md_image *img) {
             SIM_CHECK(w->s, pp != NULL, "topic %s lacks partition %d", t->name, p);
             if (pp == NULL)
                 return;
-            SIM_CHECK(w->s, pp->replicas.n > 0 && pp->leader == pp->replicas.ids[0],
-                      "%s-%d: leader %d is not the first replica", t->name, p, pp->leader);
+            const md_broker *first = pp->replicas.n > 0 ? md_image_broker(img, pp->replicas.ids[0]) : NULL;
+            if (first != NULL && !first->fenced) {
+                SIM_CHECK(w->s, pp->leader == pp->replicas.ids[0],
+                          "%s-%d: leader %d is not the first replica", t->name, p, pp->leader);
+            } else if (pp->leader >= 0) {
+                const md_broker *lb = md_image_broker(img, pp->leader);
+                bool in_isr = false;
+                for (int32_t k = 0; k < pp->isr.n; k++)
+                    in_isr = in_isr || pp->isr.ids[k] == pp->leader;
+                SIM_CHECK(w->s, lb != NULL && in_isr, "%s-%d: leader %d is not an ISR member", t->name, p,
+                          pp->leader);
+            }
             for (int32_t a = 0; a < pp->replicas.n; a++) {
                 SIM_CHECK(w->s, md_image_broker(img, pp->replicas.ids[a]) != NULL,
                           "%s-%d: replica %d not registered", t->name, p, pp->replicas.ids[a]);
@@ -384,10 +399,23 @@ static void crash_restart(void *ctx, void *arg) {
     start_controller(w);
 }
 
+/* Every broker but a silenced one heartbeats with its committed epoch. */
+static void heartbeats(world *w, int64_t now) {
+    for (int b = 1; b <= w->brokers; b++) {
+        if (b == w->silent && now >= w->silent_at)
+            continue;
+        const md_broker *mb = md_image_broker(w->img, b);
+        bool fenced;
+        if (mb != NULL)
+            ctrl_broker_heartbeat(w->c, b, mb->epoch, now, &fenced);
+    }
+}
+
 static void tick(void *ctx, void *arg) {
     world *w = ctx;
     if (w->ending || (int)(intptr_t)arg != w->incarnation)
         return;
+    heartbeats(w, w->s->now);
     ctrl_tick(w->c, w->s->now);
     schedule_tick(w);
 }
@@ -465,7 +493,8 @@ static void client_create(world *w) {
                 w->tok[tk].expect[i] = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
             else if (!reserved && md_image_topic(w->img, t[i].name) != NULL)
                 w->tok[tk].expect[i] = KAFKA_ERR_TOPIC_ALREADY_EXISTS;
-            else if (!reserved && t[i].partitions != 0 && rf >= 1 && rf <= md_image_broker_count(w->img)) {
+            else if (!reserved && t[i].partitions != 0 && rf >= 1 && rf <= md_image_broker_count(w->img) &&
+                     !(w->silent && w->s->now >= w->silent_at)) {
                 bool collides = false;
                 for (int32_t x = 0; x < md_image_topic_count(w->img); x++) {
                     const md_topic *u = md_image_topic_at(w->img, x);
@@ -580,6 +609,10 @@ static bool run(sim *s) {
     w->brokers = (int)sim_range(&s->rng, 1, 4);
     w->request_timeout = sim_range(&s->rng, 2000, 30000);
     w->partitions_max = sim_range(&s->rng, 20, 200);
+    if (w->brokers > 1 && sim_chance(&s->rng, 300000)) {
+        w->silent = (int)sim_range(&s->rng, 1, w->brokers);
+        w->silent_at = sim_range(&s->rng, 1000, 40000);
+    }
     s->check = check;
     s->check_ctx = w;
     start_controller(w);
@@ -607,7 +640,23 @@ static bool run(sim *s) {
         /* Let everything in flight commit, then compare replay and snapshot. */
         if (!w->sync)
             commit_upto(w, w->n_log);
-        ctrl_tick(w->c, s->now + 10 * w->request_timeout);
+        /* Twice: fencing first, then the elections it causes; committed. */
+        for (int round = 0; round < 3; round++) {
+            heartbeats(w, s->now + 10 * w->request_timeout);
+            ctrl_tick(w->c, s->now + 10 * w->request_timeout);
+            if (!w->sync)
+                commit_upto(w, w->n_log);
+        }
+        /* No partition is left led by a fenced broker. */
+        for (int32_t i = 0; i < md_image_topic_count(w->img) && !s->failed; i++) {
+            const md_topic *t = md_image_topic_at(w->img, i);
+            for (int32_t p = 0; p < t->n_partitions; p++) {
+                const md_partition *pp = md_topic_partition(t, p);
+                const md_broker *lb = pp->leader >= 0 ? md_image_broker(w->img, pp->leader) : NULL;
+                SIM_CHECK(s, lb == NULL || !lb->fenced, "%s-%d: still led by fenced broker %d", t->name, p,
+                          pp->leader);
+            }
+        }
         md_image *back = replay(w, w->n_committed);
         char why[256];
         SIM_CHECK(s, md_image_equal(w->img, back, why, sizeof why), "replayed image differs: %s", why);

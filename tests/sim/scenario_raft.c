@@ -43,10 +43,11 @@
 #include <string.h>
 
 #include "proto/gen/kafka_msgs.h"
+#include "raft/observer.h"
 #include "raft/raft.h"
 #include "sim.h"
 
-#define NODES_MAX   5
+#define NODES_MAX   7 /* 3 or 5 voters, up to 2 observers */
 #define LIVENESS_MS 25000
 #define DRAIN_MS    10000
 #define NEVER       INT64_MAX
@@ -64,6 +65,8 @@ typedef struct node {
     int idx;
     int32_t id;
     raft *r;
+    robs *o; /* an observer (a broker-only node) instead of a voter */
+    bool observer;
     bool up;
     uint32_t incarnation;
     entry *log;
@@ -96,7 +99,8 @@ typedef struct slot {
 struct world {
     sim *s;
     sim_net net;
-    int n;
+    int n;     /* voters: nodes[0..n) */
+    int n_obs; /* observers: nodes[n..n+n_obs) */
     node nodes[NODES_MAX];
     int32_t *epoch_leader;
     int cap_epochs;
@@ -112,6 +116,10 @@ struct world {
     raft_config base;
     uint32_t persist_crash_ppm;
     int64_t fault_gap_max;
+    /* > 0: the owner also ticks every node at random moments up to this
+     * many ms apart, as a real owner does when other work wakes it (the
+     * machine must not act differently for a tick before its deadline). */
+    int64_t spurious_max;
     uint64_t proposals, accepted, crashes, elections, snapshots, loads, truncations, resigns;
 };
 
@@ -139,6 +147,48 @@ static void *grow(void *p, int64_t *cap, int64_t need, size_t size) {
     memset((char *)q + (size_t)*cap * size, 0, (size_t)(ncap - *cap) * size);
     *cap = ncap;
     return q;
+}
+
+/* ---- a node's machine: a voter's or an observer's ------------------------------------ */
+
+static void m_flushed(node *nd, int64_t end, int64_t now) {
+    if (nd->observer)
+        robs_log_flushed(nd->o, end, now);
+    else
+        raft_log_flushed(nd->r, end, now);
+}
+static void m_receive(node *nd, int32_t from, const raft_msg *m, int64_t now) {
+    if (nd->observer)
+        robs_receive(nd->o, from, m, now);
+    else
+        raft_receive(nd->r, from, m, now);
+}
+static void m_tick(node *nd, int64_t now) {
+    if (nd->observer)
+        robs_tick(nd->o, now);
+    else
+        raft_tick(nd->r, now);
+}
+static int64_t m_deadline(const node *nd) {
+    return nd->observer ? robs_next_deadline(nd->o) : raft_next_deadline(nd->r);
+}
+static void m_snapshot_loaded(node *nd, int64_t end, int32_t epoch, int64_t now) {
+    if (nd->observer)
+        robs_snapshot_loaded(nd->o, end, epoch, now);
+    else
+        raft_snapshot_loaded(nd->r, end, epoch, now);
+}
+static void m_state(const node *nd, raft_state *st) {
+    if (nd->observer)
+        robs_get_state(nd->o, st);
+    else
+        raft_get_state(nd->r, st);
+}
+static void m_destroy(node *nd) {
+    raft_destroy(nd->r);
+    robs_destroy(nd->o);
+    nd->r = NULL;
+    nd->o = NULL;
 }
 
 /* ---- the registry of (offset, epoch) -> prefix hash -------------------------------- */
@@ -203,7 +253,7 @@ static void fsync_done(void *ctx, void *arg) {
         return;
     nd->fsync_inflight = false;
     nd->durable = nd->n_log;
-    raft_log_flushed(nd->r, nd->durable, nd->w->s->now);
+    m_flushed(nd, nd->durable, nd->w->s->now);
     schedule_wake(nd);
 }
 
@@ -223,7 +273,7 @@ static void on_send(void *ctx, int32_t to, const raft_msg *m) {
     node *nd = ctx;
     world *w = nd->w;
     int dst = to - 1;
-    assert(dst >= 0 && dst < w->n && dst != nd->idx);
+    assert(dst >= 0 && dst < w->n + w->n_obs && dst != nd->idx);
     size_t rl = m->kind == RAFT_FETCH_RESPONSE && m->u.fetch_resp.records.len > 0
                     ? (size_t)m->u.fetch_resp.records.len
                     : 0;
@@ -263,7 +313,7 @@ static void on_deliver(void *ctx, int from, int to, const uint8_t *msg, size_t l
         else
             sim_trace(w->s, "%d -> %d msg %d", from + 1, nd->id, wm.m.kind);
     }
-    raft_receive(nd->r, from + 1, &wm.m, w->s->now);
+    m_receive(nd, from + 1, &wm.m, w->s->now);
     schedule_wake(nd);
 }
 
@@ -288,7 +338,7 @@ static void on_append(void *ctx, const raft_append *a) {
     }
     if (nd->fsync_max == 0) {
         nd->durable = nd->n_log;
-        raft_log_flushed(nd->r, nd->durable, w->s->now); /* inside the event */
+        m_flushed(nd, nd->durable, w->s->now); /* inside the event */
     } else {
         start_fsync(nd);
     }
@@ -356,6 +406,11 @@ static void on_committed(void *ctx, int64_t hw) {
     world *w = nd->w;
     SIM_CHECK(w->s, hw > nd->hw && hw <= nd->n_log, "node %d: high watermark %lld after %lld (log end %lld)",
               nd->id, (long long)hw, (long long)nd->hw, (long long)nd->n_log);
+    /* An observer learns of commits from the leader, which applied them
+     * first: it never commits past what a voter committed. */
+    SIM_CHECK(w->s, !nd->observer || hw <= w->n_model,
+              "observer %d commits to %lld, past the %lld the voters committed", nd->id, (long long)hw,
+              (long long)w->n_model);
     for (int64_t o = nd->hw; o < hw && !w->s->failed; o++) {
         const entry *e = &nd->log[o];
         if (o < w->n_model) {
@@ -451,7 +506,7 @@ static void snapshot_transfer(void *ctx, void *arg) {
             nd->snapshot_epoch = q->epoch;
             if (nd->durable < q->end)
                 nd->durable = q->end;
-            raft_snapshot_loaded(nd->r, q->end, q->epoch, w->s->now);
+            m_snapshot_loaded(nd, q->end, q->epoch, w->s->now);
             start_fsync(nd);
             schedule_wake(nd);
         }
@@ -473,14 +528,14 @@ static void wake(void *ctx, void *arg) {
         nd->busy_at = w->s->now;
         nd->busy = 0;
     }
-    raft_tick(nd->r, w->s->now);
+    m_tick(nd, w->s->now);
     schedule_wake(nd);
 }
 
 static void schedule_wake(node *nd) {
     if (!nd->up || nd->w->s->failed)
         return;
-    int64_t d = raft_next_deadline(nd->r);
+    int64_t d = m_deadline(nd);
     if (d == NEVER || d >= nd->scheduled)
         return;
     if (d < nd->w->s->now)
@@ -491,6 +546,8 @@ static void schedule_wake(node *nd) {
 
 static const raft_sink SINK = {NULL,    on_send,      on_append, on_truncate,       on_persist,
                                on_read, on_committed, on_role,   on_snapshot_needed};
+
+static void spurious_tick(void *ctx, void *arg);
 
 static void start_node(world *w, node *nd) {
     raft_config c = w->base;
@@ -504,13 +561,16 @@ static void start_node(world *w, node *nd) {
     raft_log_info li = {nd->log_start, nd->snapshot_epoch, nd->n_log, ep, ne, nd->hw_kept};
     raft_sink sk = SINK;
     sk.ctx = nd;
-    nd->r = raft_create(&c, &sk, nd->has_qs ? &nd->qs : NULL, &li, w->s->now);
+    if (nd->observer)
+        nd->o = robs_create(&c, &sk, &li, w->s->now);
+    else
+        nd->r = raft_create(&c, &sk, nd->has_qs ? &nd->qs : NULL, &li, w->s->now);
     free(ep);
-    SIM_CHECK(w->s, nd->r != NULL, "node %d does not start from its files", nd->id);
-    if (nd->r == NULL)
+    SIM_CHECK(w->s, nd->r != NULL || nd->o != NULL, "node %d does not start from its files", nd->id);
+    if (nd->r == NULL && nd->o == NULL)
         return;
     raft_state st;
-    raft_get_state(nd->r, &st);
+    m_state(nd, &st);
     int64_t floor = nd->hw_kept < nd->n_log ? nd->hw_kept : nd->n_log;
     SIM_CHECK(w->s, st.hw >= floor, "node %d restarts with high watermark %lld below the %lld it kept",
               nd->id, (long long)st.hw, (long long)floor);
@@ -520,6 +580,24 @@ static void start_node(world *w, node *nd) {
     nd->up = true;
     nd->scheduled = NEVER;
     schedule_wake(nd);
+    if (w->spurious_max > 0)
+        sim_after(w->s, sim_range(&w->s->rng, 1, w->spurious_max), spurious_tick, nd,
+                  (void *)(uintptr_t)nd->incarnation);
+}
+
+/* A tick the machine did not ask for. */
+static void spurious_tick(void *ctx, void *arg) {
+    node *nd = ctx;
+    world *w = nd->w;
+    if (w->ending || w->s->failed)
+        return;
+    if (nd->up && (uint32_t)(uintptr_t)arg == nd->incarnation) {
+        m_tick(nd, w->s->now);
+        schedule_wake(nd);
+    }
+    if (nd->up)
+        sim_after(w->s, sim_range(&w->s->rng, 1, w->spurious_max), spurious_tick, nd,
+                  (void *)(uintptr_t)nd->incarnation);
 }
 
 static void restart(void *ctx, void *arg) {
@@ -533,8 +611,7 @@ static void crash(world *w, node *nd) {
     if (!nd->up)
         return;
     w->crashes++;
-    raft_destroy(nd->r);
-    nd->r = NULL;
+    m_destroy(nd);
     nd->up = false;
     nd->incarnation++;
     nd->fsync_gen++;
@@ -601,7 +678,8 @@ static void fault(void *ctx, void *arg) {
     if (w->quiet || w->ending)
         return;
     int kind = (int)sim_below(&s->rng, 10);
-    node *nd = &w->nodes[sim_below(&s->rng, (uint64_t)w->n)];
+    int all = w->n + w->n_obs;
+    node *nd = &w->nodes[sim_below(&s->rng, (uint64_t)all)];
     switch (kind) {
     case 0:
     case 1:
@@ -609,19 +687,19 @@ static void fault(void *ctx, void *arg) {
         break;
     case 2: { /* a full partition */
         bool side[NODES_MAX];
-        for (int i = 0; i < w->n; i++)
+        for (int i = 0; i < all; i++)
             side[i] = sim_chance(&s->rng, 500000);
-        sim_net_partition(&w->net, w->n, side);
+        sim_net_partition(&w->net, all, side);
         break;
     }
     case 3: { /* one-way */
-        int a = (int)sim_below(&s->rng, (uint64_t)w->n), b = (int)sim_below(&s->rng, (uint64_t)w->n);
+        int a = (int)sim_below(&s->rng, (uint64_t)all), b = (int)sim_below(&s->rng, (uint64_t)all);
         if (a != b)
             sim_net_block(&w->net, a, b, true);
         break;
     }
     case 4: /* isolate one node */
-        for (int i = 0; i < w->n; i++)
+        for (int i = 0; i < all; i++)
             if (i != nd->idx)
                 sim_net_block_pair(&w->net, i, nd->idx, true);
         break;
@@ -642,7 +720,7 @@ static void fault(void *ctx, void *arg) {
             nd->snapshot_epoch = nd->log[at - 1].epoch;
             if (nd->durable < at)
                 nd->durable = at;
-            raft_snapshot_loaded(nd->r, at, nd->snapshot_epoch, s->now);
+            m_snapshot_loaded(nd, at, nd->snapshot_epoch, s->now);
             schedule_wake(nd);
         }
         break;
@@ -671,7 +749,7 @@ static void go_quiet(void *ctx, void *arg) {
     w->net.f.dup_per_million = 0;
     w->net.f.min_delay_ms = 1;
     w->net.f.max_delay_ms = 10;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n + w->n_obs; i++)
         if (!w->nodes[i].up)
             start_node(w, &w->nodes[i]);
     sim_trace(w->s, "quiet");
@@ -701,12 +779,12 @@ static node *stable_leader(world *w) {
 
 static void check(sim *s, void *ctx) {
     world *w = ctx;
-    for (int i = 0; i < w->n; i++) {
+    for (int i = 0; i < w->n + w->n_obs; i++) {
         node *nd = &w->nodes[i];
         if (!nd->up)
             continue;
         raft_state st;
-        raft_get_state(nd->r, &st);
+        m_state(nd, &st);
         SIM_CHECK(s, st.log_end == nd->n_log && st.hw == nd->hw && st.log_start == nd->log_start,
                   "node %d: the machine has log [%lld, %lld) hw %lld, the log [%lld, %lld) hw %lld", nd->id,
                   (long long)st.log_start, (long long)st.log_end, (long long)st.hw, (long long)nd->log_start,
@@ -736,6 +814,8 @@ static bool run(sim *s) {
     w->base.election_timeout_ms = (int32_t)sim_range(&s->rng, 200, 1000);
     w->base.fetch_timeout_ms = w->base.election_timeout_ms * 2;
     w->base.election_backoff_max_ms = (int32_t)sim_range(&s->rng, 100, 1000);
+    if (sim_chance(&s->rng, 500000))
+        w->spurious_max = sim_range(&s->rng, 5, 60);
     w->base.request_timeout_ms = (int32_t)sim_range(&s->rng, 300, 2000);
     w->base.fetch_max_wait_ms = (int32_t)sim_range(&s->rng, 50, 500);
     w->base.fetch_max_bytes = (int32_t)sim_range(&s->rng, 1024, 8192);
@@ -750,11 +830,13 @@ static bool run(sim *s) {
     w->cap_values = 0;
     w->stable_at = -1;
     static const int64_t fsyncs[] = {0, 5, 50, 800};
-    for (int i = 0; i < w->n; i++) {
+    w->n_obs = (int)sim_below(&s->rng, 3);
+    for (int i = 0; i < w->n + w->n_obs; i++) {
         node *nd = &w->nodes[i];
         nd->w = w;
         nd->idx = i;
         nd->id = i + 1;
+        nd->observer = i >= w->n;
         nd->hw_kept = 0;
         /* A disk slower than the fetch timeout would time its own
          * follower out: at most a third of it. */
@@ -765,7 +847,7 @@ static bool run(sim *s) {
     }
     s->check = check;
     s->check_ctx = w;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n + w->n_obs; i++)
         start_node(w, &w->nodes[i]);
     w->quiet_at = sim_range(&s->rng, 10000, 40000);
     w->end = w->quiet_at + LIVENESS_MS + DRAIN_MS;
@@ -777,7 +859,7 @@ static bool run(sim *s) {
         node *l = stable_leader(w);
         SIM_CHECK(s, l != NULL, "no stable leader at the end");
         if (l) {
-            for (int i = 0; i < w->n; i++)
+            for (int i = 0; i < w->n + w->n_obs; i++)
                 SIM_CHECK(
                     s, w->nodes[i].hw == l->n_log,
                     "node %d has committed %lld of the leader's %lld records %d ms after the clients stopped",
@@ -786,27 +868,27 @@ static bool run(sim *s) {
         SIM_CHECK(s, w->n_model > 0, "nothing was ever committed");
         ok = !s->failed;
     }
-    sim_trace(
-        s,
-        "voters=%d proposals=%llu accepted=%llu committed=%lld elections=%llu crashes=%llu snapshots=%llu "
-        "loads=%llu truncations=%llu resigns=%llu stable_at=%lld",
-        w->n, (unsigned long long)w->proposals, (unsigned long long)w->accepted, (long long)w->n_model,
-        (unsigned long long)w->elections, (unsigned long long)w->crashes, (unsigned long long)w->snapshots,
-        (unsigned long long)w->loads, (unsigned long long)w->truncations, (unsigned long long)w->resigns,
-        (long long)w->stable_at);
+    sim_trace(s,
+              "voters=%d observers=%d proposals=%llu accepted=%llu committed=%lld elections=%llu "
+              "crashes=%llu snapshots=%llu "
+              "loads=%llu truncations=%llu resigns=%llu stable_at=%lld",
+              w->n, w->n_obs, (unsigned long long)w->proposals, (unsigned long long)w->accepted,
+              (long long)w->n_model, (unsigned long long)w->elections, (unsigned long long)w->crashes,
+              (unsigned long long)w->snapshots, (unsigned long long)w->loads,
+              (unsigned long long)w->truncations, (unsigned long long)w->resigns, (long long)w->stable_at);
     /* Drain the queue (messages, timers) without the checks. */
     s->check = NULL;
     w->ending = true;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n + w->n_obs; i++)
         if (w->nodes[i].up) {
-            raft_destroy(w->nodes[i].r);
+            m_destroy(&w->nodes[i]);
             w->nodes[i].up = false;
         }
     bool failed = s->failed;
     s->failed = false;
     sim_run(s, INT64_MAX);
     s->failed = failed;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n + w->n_obs; i++)
         free(w->nodes[i].log);
     for (int64_t o = 0; o < w->cap_reg; o++)
         free(w->reg[o].v);

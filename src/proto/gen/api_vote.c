@@ -32,6 +32,9 @@ static void kafka_vote_request_partition_data_decode_(wire_reader *r, int16_t ve
     }
     m->last_offset_epoch = wire_read_i32(r);
     m->last_offset = wire_read_i64(r);
+    if (version >= 2) {
+        m->pre_vote = wire_read_bool(r);
+    }
     if (flex) {
         gen_skip_tags(r);
     }
@@ -52,6 +55,11 @@ static void kafka_vote_request_partition_data_encode_(wire_writer *w, int16_t ve
     }
     wire_write_i32(w, m->last_offset_epoch);
     wire_write_i64(w, m->last_offset);
+    if (version >= 2) {
+        wire_write_bool(w, m->pre_vote);
+    }
+    if (!(version >= 2) && m->pre_vote != false)
+        gen_wfail(w, WIRE_EVERSION);
     if (flex) {
         wire_write_uvarint(w, 0);
     }
@@ -73,6 +81,9 @@ static size_t kafka_vote_request_partition_data_size_(int16_t version, const kaf
     }
     n_ += 4;
     n_ += 8;
+    if (version >= 2) {
+        n_ += 1;
+    }
     if (flex) {
         n_ += 1;
     }
@@ -205,14 +216,14 @@ static size_t kafka_vote_request_size_(int16_t version, const kafka_vote_request
 }
 
 int kafka_vote_request_decode(wire_reader *r, int16_t version, arena *a, kafka_vote_request *out) {
-    if (version < 0 || version > 1)
+    if (version < 0 || version > 2)
         return WIRE_EVERSION;
     kafka_vote_request_decode_(r, version, a, out);
     return r->err;
 }
 
 int kafka_vote_request_encode(wire_writer *w, int16_t version, const kafka_vote_request *m) {
-    if (version < 0 || version > 1) {
+    if (version < 0 || version > 2) {
         gen_wfail(w, WIRE_EVERSION);
         return w->err;
     }
@@ -497,14 +508,14 @@ static size_t kafka_vote_response_size_(int16_t version, const kafka_vote_respon
 }
 
 int kafka_vote_response_decode(wire_reader *r, int16_t version, arena *a, kafka_vote_response *out) {
-    if (version < 0 || version > 1)
+    if (version < 0 || version > 2)
         return WIRE_EVERSION;
     kafka_vote_response_decode_(r, version, a, out);
     return r->err;
 }
 
 int kafka_vote_response_encode(wire_writer *w, int16_t version, const kafka_vote_response *m) {
-    if (version < 0 || version > 1) {
+    if (version < 0 || version > 2) {
         gen_wfail(w, WIRE_EVERSION);
         return w->err;
     }

@@ -1171,7 +1171,7 @@ static const kafka_api_info apis[KAFKA_API_MAX_KEY + 1] = {
     [51] = {51, "AlterUserScramCredentials", 0, 0, 0, true, true, false,
            sizeof(kafka_alter_user_scram_credentials_request), req_51_init, req_51_decode, req_51_encode, req_51_size,
            sizeof(kafka_alter_user_scram_credentials_response), resp_51_init, resp_51_decode, resp_51_encode, resp_51_size},
-    [52] = {52, "Vote", 0, 1, 0, false, true, false,
+    [52] = {52, "Vote", 0, 2, 0, false, true, false,
            sizeof(kafka_vote_request), req_52_init, req_52_decode, req_52_encode, req_52_size,
            sizeof(kafka_vote_response), resp_52_init, resp_52_decode, resp_52_encode, resp_52_size},
     [53] = {53, "BeginQuorumEpoch", 0, 1, 1, false, true, false,

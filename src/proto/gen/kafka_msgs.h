@@ -2761,7 +2761,7 @@ int kafka_alter_user_scram_credentials_response_decode(wire_reader *r, int16_t v
 int kafka_alter_user_scram_credentials_response_encode(wire_writer *w, int16_t version, const kafka_alter_user_scram_credentials_response *m);
 size_t kafka_alter_user_scram_credentials_response_size(int16_t version, const kafka_alter_user_scram_credentials_response *m);
 
-/* ---- VoteRequest (api key 52, v0-1, flexible v0+) ---- */
+/* ---- VoteRequest (api key 52, v0-2, flexible v0+) ---- */
 
 typedef struct kafka_vote_request_partition_data {
     int32_t partition_index; /* v0+ */
@@ -2771,6 +2771,7 @@ typedef struct kafka_vote_request_partition_data {
     kuuid voter_directory_id; /* v1+ */
     int32_t last_offset_epoch; /* v0+ */
     int64_t last_offset; /* v0+ */
+    bool pre_vote; /* v2+ */
 } kafka_vote_request_partition_data;
 
 typedef struct kafka_vote_request_topic_data {
@@ -2793,7 +2794,7 @@ int kafka_vote_request_decode(wire_reader *r, int16_t version, arena *a, kafka_v
 int kafka_vote_request_encode(wire_writer *w, int16_t version, const kafka_vote_request *m);
 size_t kafka_vote_request_size(int16_t version, const kafka_vote_request *m);
 
-/* ---- VoteResponse (api key 52, v0-1, flexible v0+) ---- */
+/* ---- VoteResponse (api key 52, v0-2, flexible v0+) ---- */
 
 typedef struct kafka_vote_response_partition_data {
     int32_t partition_index; /* v0+ */

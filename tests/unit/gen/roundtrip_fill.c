@@ -4218,6 +4218,9 @@ static void fill_kafka_vote_request_partition_data(fill_ctx *c, int16_t version,
     }
     m->last_offset_epoch = (int32_t)fill_u64(c);
     m->last_offset = (int64_t)fill_u64(c);
+    if (version >= 2) {
+        m->pre_vote = fill_coin(c);
+    }
 }
 
 static void fill_kafka_vote_request_topic_data(fill_ctx *c, int16_t version, kafka_vote_request_topic_data *m) {

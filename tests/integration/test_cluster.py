@@ -1,0 +1,411 @@
+"""A KRaft cluster of real sluiced processes on loopback ports.
+
+Three combined (broker + controller) nodes, each with a client listener and a
+controller listener, formatted with one cluster id by `sluice storage
+format`. Driven with confluent-kafka (librdkafka) and kafka-python: topics
+created through any node appear on all, records go to the partition leaders
+on every node, the active controller can be killed -9 and another takes
+over, a whole-cluster restart keeps everything committed, consumer groups are
+coordinated by the leaders of __consumer_offsets.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import BUILD, Broker, free_port, wait_port
+
+SLUICE = os.path.join(BUILD, "sluice")
+CLUSTER_ID = "SluiceClusterTest0001A"
+
+FAST = {
+    "controller.quorum.election.timeout.ms": "300",
+    "controller.quorum.fetch.timeout.ms": "1000",
+    "controller.quorum.request.timeout.ms": "1000",
+    "controller.quorum.election.backoff.max.ms": "300",
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
+    "offsets.topic.num.partitions": "6",
+    "group.initial.rebalance.delay.ms": "0",
+}
+
+
+class Node(Broker):
+    """roles: "broker,controller" (combined), "controller" or "broker"."""
+
+    def __init__(self, data_dir, node_id, ctl_port, voters, overrides, roles="broker,controller"):
+        super().__init__(data_dir, overrides)
+        self.node_id = node_id
+        self.ctl_port = ctl_port
+        self.voters = voters
+        self.roles = roles
+
+    def listeners(self):
+        ls = []
+        if "broker" in self.roles:
+            ls.append("PLAINTEXT://127.0.0.1:%d" % self.port)
+        if "controller" in self.roles:
+            ls.append("CONTROLLER://127.0.0.1:%d" % self.ctl_port)
+        return ",".join(ls)
+
+    def config_args(self):
+        args = ["--override", "node.id=%d" % self.node_id,
+                "--override", "process.roles=%s" % self.roles,
+                "--override", "listeners=%s" % self.listeners(),
+                "--override", "controller.listener.names=CONTROLLER",
+                "--override", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "--override", "controller.quorum.voters=%s" % self.voters,
+                "--override", "log.dirs=%s" % os.path.join(self.data_dir, "logs")]
+        for k, v in self.overrides.items():
+            args += ["--override", "%s=%s" % (k, v)]
+        return args
+
+    def format(self, cluster_id=CLUSTER_ID):
+        os.makedirs(self.data_dir, exist_ok=True)
+        out = subprocess.run([SLUICE, "storage", "format", "--cluster-id", cluster_id] + self.config_args(),
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    def start(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.log_file = open(self.log_path, "ab")
+        from conftest import SLUICED
+        self.proc = subprocess.Popen([SLUICED] + self.config_args(), stdout=self.log_file, stderr=subprocess.STDOUT)
+        port = self.port if "broker" in self.roles else self.ctl_port
+        if not wait_port(port, self.proc, timeout=60.0):
+            self.stop()
+            raise RuntimeError("sluiced did not start; log:\n" + self.log())
+        return self
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    nodes = []
+
+    def make(n=3, overrides=None, controllers=None, brokers=0):
+        """n combined nodes, or (controllers=k) k controller-only voters plus
+        `brokers` broker-only observers."""
+        k = controllers or n
+        ctl = [free_port() for _ in range(k)]
+        voters = ",".join("%d@127.0.0.1:%d" % (i + 1, ctl[i]) for i in range(k))
+        ov = dict(FAST)
+        ov.update(overrides or {})
+        roles = "controller" if controllers else "broker,controller"
+        for i in range(k):
+            nodes.append(Node(tmp_path / ("node-%d" % (i + 1)), i + 1, ctl[i], voters, ov, roles))
+        for j in range(brokers):
+            nodes.append(Node(tmp_path / ("node-%d" % (k + j + 1)), k + j + 1, 0, voters, ov, "broker"))
+        make.voters = voters
+        make.overrides = ov
+        for nd in nodes:
+            nd.format()
+        for nd in nodes:
+            nd.start()
+        return nodes
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for nd in nodes:
+        if failed:
+            print("---- node %d log ----\n%s" % (nd.node_id, nd.log()[-15000:]))
+        rc = nd.stop()
+        assert rc in (0, None, -signal.SIGKILL), "node %d exited with %r; log:\n%s" % (nd.node_id, rc, nd.log()[-5000:])
+
+
+def admin(node):
+    return AdminClient({"bootstrap.servers": node.bootstrap, "socket.timeout.ms": 5000})
+
+
+def wait_for(what, fn, timeout=30.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # a node that is restarting refuses connections
+            last = e
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def brokers_seen(node):
+    md = admin(node).list_topics(timeout=5)
+    return sorted(md.brokers), md.controller_id
+
+
+def wait_formed(nodes, alive=None):
+    alive = alive or nodes
+    want = sorted(n.node_id for n in alive)
+    for nd in alive:
+        wait_for("node %d to see brokers %s" % (nd.node_id, want),
+                 lambda nd=nd: brokers_seen(nd)[0] == want and brokers_seen(nd)[1] in want)
+    return brokers_seen(alive[0])[1]
+
+
+def create(node, name, partitions, timeout=20.0):
+    def attempt():
+        a = admin(node)  # kept alive until the future completes
+        fs = a.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10)
+        try:
+            fs[name].result(15)
+        except Exception as e:
+            if "already exists" in str(e).lower() or "TOPIC_ALREADY_EXISTS" in str(e):
+                return True
+            raise
+        return True
+    wait_for("creating %s through node %d" % (name, node.node_id), attempt, timeout)
+
+
+def topic_view(node, name):
+    md = admin(node).list_topics(timeout=5)
+    t = md.topics.get(name)
+    if t is None or t.error is not None:
+        return None
+    return sorted((p.id, p.leader) for p in t.partitions.values())
+
+
+def produce(node, topic, n, partitions):
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all", "linger.ms": 5})
+    errors = []
+    for i in range(n):
+        p.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % partitions,
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+    left = p.flush(30)
+    assert left == 0 and not errors, (left, errors[:3])
+
+
+def consume_all(node, topic, partitions, expect, timeout=30.0):
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "reader-%d" % time.time_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = set()
+    deadline = time.time() + timeout
+    while len(got) < expect and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value())
+    c.close()
+    return got
+
+
+def test_three_nodes_form_one_cluster(cluster):
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    assert controller in (1, 2, 3)
+    # Every node names the same active controller.
+    assert all(brokers_seen(n)[1] == controller for n in nodes)
+    create(nodes[1], "orders", 6)
+    views = [wait_for("orders on node %d" % n.node_id, lambda n=n: topic_view(n, "orders")) for n in nodes]
+    assert views[0] == views[1] == views[2]
+    leaders = {leader for _, leader in views[0]}
+    assert leaders == {1, 2, 3}, views[0]  # spread over the brokers
+    produce(nodes[0], "orders", 600, 6)
+    got = consume_all(nodes[2], "orders", 6, 600)
+    assert len(got) == 600
+
+
+def test_kafka_python_admin_through_a_follower(cluster):
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    follower = next(n for n in nodes if n.node_id != controller)
+    a = KafkaAdminClient(bootstrap_servers=follower.bootstrap, request_timeout_ms=15000)
+    try:
+        a.create_topics([KNewTopic("kp", 3, 1)])
+        assert "kp" in a.list_topics()
+        desc = a.describe_cluster()
+        assert sorted(b["node_id"] for b in desc["brokers"]) == [1, 2, 3]
+        a.delete_topics(["kp"])
+    finally:
+        a.close()
+    for n in nodes:
+        wait_for("kp gone on node %d" % n.node_id, lambda n=n: topic_view(n, "kp") is None)
+
+
+def test_active_controller_killed(cluster):
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    create(nodes[0], "before", 3)
+    victim = next(n for n in nodes if n.node_id == controller)
+    rest = [n for n in nodes if n is not victim]
+    t0 = time.time()
+    victim.kill9()
+    # Another node takes over; admin calls through either survivor work.
+    new = wait_for("a new active controller", lambda: (lambda c: c if c in [n.node_id for n in rest] else None)(
+        brokers_seen(rest[0])[1]))
+    assert new != controller
+    create(rest[1], "after", 3)
+    failover = time.time() - t0
+    for n in rest:
+        wait_for("after on node %d" % n.node_id, lambda n=n: topic_view(n, "after"))
+    # The killed broker is fenced: clients are not sent to it.
+    wait_for("node %d fenced" % controller, lambda: controller not in brokers_seen(rest[0])[0])
+    # It comes back, catches up and is unfenced.
+    victim.start()
+    wait_formed(nodes)
+    assert topic_view(victim, "after") is not None
+    print("failover to a committed CreateTopics took %.2f s" % failover)
+
+
+def test_whole_cluster_restart_keeps_what_was_committed(cluster):
+    nodes = cluster(3)
+    wait_formed(nodes)
+    for i in range(4):
+        create(nodes[i % 3], "keep-%d" % i, 3)
+    produce(nodes[1], "keep-0", 300, 3)
+    views = {("keep-%d" % i): topic_view(nodes[0], "keep-%d" % i) for i in range(4)}
+    for n in nodes:
+        assert n.stop() == 0
+    for n in nodes:
+        n.start()
+    wait_formed(nodes)
+    for n in nodes:
+        for name, view in views.items():
+            assert wait_for("%s on node %d" % (name, n.node_id), lambda n=n, name=name: topic_view(n, name)) == view
+    assert len(consume_all(nodes[2], "keep-0", 3, 300)) == 300
+
+
+def test_consumer_group_across_nodes(cluster):
+    nodes = cluster(3)
+    wait_formed(nodes)
+    create(nodes[0], "work", 3)
+    produce(nodes[0], "work", 90, 3)
+    conf = {"bootstrap.servers": nodes[2].bootstrap, "group.id": "g1", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
+    c = Consumer(conf)
+    c.subscribe(["work"])
+    got = []
+    deadline = time.time() + 40
+    while len(got) < 50 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m)
+    assert len(got) >= 50
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition("work", p) for p in range(3)], timeout=10)
+    c.close()
+    total = sum(tp.offset for tp in committed if tp.offset >= 0)
+    assert total >= 50
+    # Another member of the group, through another node, resumes where it stopped.
+    conf["bootstrap.servers"] = nodes[0].bootstrap
+    c = Consumer(conf)
+    c.subscribe(["work"])
+    rest = 0
+    deadline = time.time() + 40
+    while total + rest < 90 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            rest += 1
+    c.close()
+    assert total + rest == 90
+
+
+def test_node_of_another_cluster_is_refused(cluster, tmp_path):
+    nodes = cluster(3)
+    wait_formed(nodes)
+    odd = nodes[2]
+    odd.stop()
+    # Reformat node 3 for another cluster: the others refuse it, and go on.
+    import shutil
+    shutil.rmtree(odd.data_dir)
+    odd.format(cluster_id="AnotherClusterId00000Z")
+    odd.start()
+    create(nodes[0], "still", 2)
+    deadline = time.time() + 10
+    while time.time() < deadline and "INCONSISTENT_CLUSTER_ID" not in (nodes[0].log() + nodes[1].log()):
+        time.sleep(0.2)
+    assert "INCONSISTENT_CLUSTER_ID" in nodes[0].log() + nodes[1].log()
+    assert topic_view(odd, "still") is None
+
+
+def test_cluster_describe_cli(cluster):
+    import json
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    create(nodes[0], "cli", 2)
+
+    def described():
+        out = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", nodes[2].bootstrap, "--json"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        d = json.loads(out.stdout)
+        q = d["quorum"]
+        return d if q and all(v["lag"] == 0 for v in q["voters"]) else None
+    d = wait_for("every voter caught up", described)
+    assert [b["id"] for b in d["brokers"]] == [1, 2, 3]
+    assert d["controllerId"] == controller == d["quorum"]["leaderId"]
+    assert sorted(v["id"] for v in d["quorum"]["voters"]) == [1, 2, 3]
+    assert d["quorum"]["highWatermark"] > 0
+    text = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", nodes[0].bootstrap],
+                          capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0 and "Metadata quorum" in text.stdout, text.stdout + text.stderr
+
+
+def test_storage_format_refuses_another_cluster(tmp_path):
+    cfg = tmp_path / "node.properties"
+    cfg.write_text("node.id=4\nlog.dirs=%s\n" % (tmp_path / "d"))
+    ok = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", CLUSTER_ID], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    again = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", CLUSTER_ID, "--ignore-formatted"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    other = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", "AnotherClusterId00000Z",
+                            "--ignore-formatted"], capture_output=True, text=True)
+    assert other.returncode == 1 and "already formatted" in other.stderr
+    bad = subprocess.run([SLUICE, "storage", "format", "-c", str(cfg), "-t", "short"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    rid = subprocess.run([SLUICE, "storage", "random-uuid"], capture_output=True, text=True)
+    assert rid.returncode == 0 and len(rid.stdout.strip()) == 22
+
+
+def test_dedicated_controllers_and_brokers(cluster):
+    """Three controller-only voters and two broker-only observers."""
+    nodes = cluster(controllers=3, brokers=2)
+    brokers = nodes[3:]
+    for b in brokers:
+        wait_for("node %d to see brokers 4 and 5" % b.node_id, lambda b=b: brokers_seen(b)[0] == [4, 5])
+    create(brokers[0], "split", 4)
+    views = [wait_for("split on %d" % b.node_id, lambda b=b: topic_view(b, "split")) for b in brokers]
+    assert views[0] == views[1]
+    assert {leader for _, leader in views[0]} == {4, 5}  # only brokers hold partitions
+    # Clients are never sent to a controller-only node.
+    assert all(brokers_seen(b)[1] in (4, 5) for b in brokers)
+    produce(brokers[1], "split", 200, 4)
+    assert len(consume_all(brokers[0], "split", 4, 200)) == 200
+    out = subprocess.run([SLUICE, "cluster", "describe", "--bootstrap-server", brokers[0].bootstrap, "--json"],
+                         capture_output=True, text=True, timeout=30)
+    import json
+    q = json.loads(out.stdout)["quorum"]
+    assert sorted(v["id"] for v in q["voters"]) == [1, 2, 3]
+    assert sorted(o["id"] for o in q["observers"]) == [4, 5]
+    # The active controller goes; the brokers follow the next one.
+    leader = q["leaderId"]
+    next(n for n in nodes if n.node_id == leader).kill9()
+    create(brokers[1], "after-failover", 2)
+    for b in brokers:
+        wait_for("after-failover on %d" % b.node_id, lambda b=b: topic_view(b, "after-failover"))
+
+
+def test_broker_only_node_joins(cluster, tmp_path):
+    nodes = cluster(3)
+    wait_formed(nodes)
+    create(nodes[0], "old", 3)
+    extra = Node(tmp_path / "node-4", 4, 0, cluster.voters, cluster.overrides, "broker")
+    nodes.append(extra)
+    extra.format()
+    extra.start()
+    wait_for("node 4 registered", lambda: brokers_seen(nodes[0])[0] == [1, 2, 3, 4])
+    # It learnt the existing metadata from the log, and gets new partitions.
+    assert topic_view(extra, "old") == topic_view(nodes[0], "old")
+    create(extra, "new", 8)
+    view = wait_for("new on node 4", lambda: topic_view(extra, "new"))
+    assert 4 in {leader for _, leader in view}
+    produce(extra, "new", 80, 8)
+    assert len(consume_all(nodes[1], "new", 8, 80)) == 80
