@@ -75,10 +75,11 @@ breq_status api_broker_registration(breq *r) {
 breq_status api_broker_heartbeat(breq *r) {
     const kafka_broker_heartbeat_request *req = r->req;
     kafka_broker_heartbeat_response *resp = r->resp;
-    bool fenced = true;
-    resp->error_code = bmeta_broker_heartbeat(r->b->meta, req->broker_id, req->broker_epoch, &fenced);
+    bool fenced = true, shut = false;
+    resp->error_code = bmeta_broker_heartbeat(r->b->meta, req->broker_id, req->broker_epoch,
+                                              req->want_shut_down, &fenced, &shut);
     resp->is_fenced = fenced;
     resp->is_caught_up = resp->error_code == 0;
-    resp->should_shut_down = false;
+    resp->should_shut_down = shut;
     return BREQ_DONE;
 }

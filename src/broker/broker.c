@@ -15,6 +15,7 @@
 #include "broker/driver.h"
 #include "broker/fetch.h"
 #include "broker/groups.h"
+#include "broker/log_cleaner.h"
 #include "broker/request.h"
 #include "core/log.h"
 
@@ -166,6 +167,7 @@ err:
 int broker_start(broker *b) {
     if (driver_start(b->driver) != 0)
         return -1;
+    b->cleaners = cleaners_start(b->cfg, bmeta_parts(b->meta), &b->env);
     if ((b->net && net_server_start(b->net) != 0) || (b->ctl_net && net_server_start(b->ctl_net) != 0)) {
         LOG_ERROR("broker", "cannot start network threads");
         return -1;
@@ -184,6 +186,10 @@ void broker_shutdown(broker *b) {
     /* Handlers in the middle of long work wrap up with what they have, so
      * the drain below waits for them for milliseconds, not their deadline. */
     atomic_store(&b->draining, true);
+    /* A quorum member leaves the cluster's metadata first (fenced), so
+     * clients are sent elsewhere while it finishes. */
+    if (b->meta)
+        bmeta_controlled_shutdown(b->meta);
     /* Long-polling fetches are answered first, so that the network layer's
      * drain of in-flight requests does not wait out their max_wait_ms. */
     fetch_mgr_shutdown(b);
@@ -196,6 +202,9 @@ void broker_shutdown(broker *b) {
         net_server_stop(b->ctl_net, 5000);
     /* No more timer work: every task's state is torn down below. */
     driver_stop(b->driver);
+    /* Passes in progress are abandoned before the logs close. */
+    cleaners_stop(b->cleaners);
+    b->cleaners = NULL;
     /* The coordinator holds a reference on __consumer_offsets. */
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
@@ -215,6 +224,8 @@ void broker_destroy(broker *b) {
     if (b == NULL)
         return;
     driver_stop(b->driver);
+    cleaners_stop(b->cleaners);
+    b->cleaners = NULL;
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
     groups_mgr_destroy(b);

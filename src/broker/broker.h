@@ -44,6 +44,8 @@ struct broker {
     /* The one timer thread: long polls, group shards, housekeeping (roll,
      * flush, retention, metadata snapshots) as tasks. */
     struct driver *driver;
+    /* The log cleaner threads (log_cleaner.h); NULL when disabled. */
+    struct cleaners *cleaners;
     /* Set first thing on shutdown: handlers still working on a request
      * (breq_should_stop) answer with what they have instead of finishing. */
     atomic_bool draining;

@@ -152,6 +152,7 @@ typedef struct broker_config {
     int64_t log_cleaner_max_compaction_lag_ms;
     int64_t log_cleaner_backoff_ms;
     int64_t log_cleaner_dedupe_buffer_size;
+    double log_cleaner_io_max_bytes_per_second;
     int compression_type; /* config_compression */
     int32_t compression_gzip_level;
     int32_t compression_lz4_level;

@@ -891,12 +891,15 @@ bool bmeta_is_active_controller(bmeta *m) {
 }
 bquorum *bmeta_quorum(bmeta *m) { return m->q; }
 
-int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced) {
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool want_shut_down, bool *fenced,
+                               bool *shut_down) {
     pthread_mutex_lock(&m->mu);
     int16_t e = KAFKA_ERR_NOT_CONTROLLER;
     *fenced = true;
+    *shut_down = false;
     if (m->q != NULL && m->active && m->ctrl != NULL)
-        e = ctrl_broker_heartbeat(m->ctrl, id, epoch, sl_env_mono_ms(&m->env), fenced);
+        e = ctrl_broker_heartbeat(m->ctrl, id, epoch, want_shut_down, sl_env_mono_ms(&m->env), fenced,
+                                  shut_down);
     pthread_mutex_unlock(&m->mu);
     return e;
 }
@@ -934,6 +937,74 @@ static void heartbeat(bmeta *m, int64_t epoch, int32_t id, const char *host, uin
     }
     net_client_free(&c);
     arena_reset(&a);
+}
+
+/* One BrokerHeartbeat asking to shut down; true once the controller says
+ * this broker is fenced. */
+static bool ask_shut_down(bmeta *m, int64_t epoch, const char *host, uint16_t port) {
+    kafka_broker_heartbeat_request req;
+    kafka_broker_heartbeat_request_init(&req);
+    req.broker_id = m->cfg->node_id;
+    req.broker_epoch = epoch;
+    req.want_shut_down = true;
+    req.want_fence = true;
+    pthread_mutex_lock(&m->mu);
+    req.current_metadata_offset = m->applied - 1;
+    pthread_mutex_unlock(&m->mu);
+    req.offline_log_dirs_count = 0;
+    net_client c;
+    net_client_init(&c, host, port);
+    arena a;
+    arena_init(&a, 16 << 10);
+    void *resp = NULL;
+    bool done = brpc_call(&c, KAFKA_API_BROKER_HEARTBEAT, 0, 1, "sluice-broker", &req, &a, &resp,
+                          m->cfg->quorum_request_timeout_ms) == 0 &&
+                ((const kafka_broker_heartbeat_response *)resp)->should_shut_down;
+    net_client_free(&c);
+    arena_reset(&a);
+    return done;
+}
+
+void bmeta_controlled_shutdown(bmeta *m) {
+    if (m->q == NULL || !(m->cfg->process_roles & CONFIG_ROLE_BROKER))
+        return;
+    int64_t start = sl_env_mono_ms(&m->env), deadline = start + 5000;
+    bool done = false;
+    while (!done && sl_env_mono_ms(&m->env) < deadline) {
+        md_image *img = bmeta_image(m);
+        const md_broker *b = md_image_broker(img, m->cfg->node_id);
+        int64_t epoch = b ? b->epoch : -1;
+        bool fenced = b == NULL || b->fenced;
+        md_image_unref(img);
+        if (fenced) {
+            done = true;
+            break;
+        }
+        int32_t id;
+        char host[256];
+        uint16_t port;
+        if (bmeta_controller_address(m, &id, host, sizeof host, &port)) {
+            done = ask_shut_down(m, epoch, host, port);
+        } else {
+            bool f, s;
+            pthread_mutex_lock(&m->mu);
+            bool active = m->active && m->ctrl != NULL;
+            if (active)
+                ctrl_broker_heartbeat(m->ctrl, m->cfg->node_id, epoch, true, sl_env_mono_ms(&m->env), &f, &s);
+            pthread_mutex_unlock(&m->mu);
+            if (!active)
+                break; /* no controller to ask */
+        }
+        if (!done)
+            usleep(50000);
+    }
+    if (done)
+        LOG_INFO("metadata", "controlled shutdown: fenced by the active controller after %lld ms",
+                 (long long)(sl_env_mono_ms(&m->env) - start));
+    else
+        LOG_INFO("metadata",
+                 "controlled shutdown: no active controller fenced this broker in time; it is fenced "
+                 "when its session (broker.session.timeout.ms) expires");
 }
 
 /* Topics this broker creates itself (auto-creation, __consumer_offsets)

@@ -100,7 +100,13 @@ int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result
 bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
 bool bmeta_is_quorum_member(const bmeta *m);
 /* BrokerHeartbeat reaching the active controller; NOT_CONTROLLER elsewhere. */
-int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool *fenced);
+int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool want_shut_down, bool *fenced,
+                               bool *shut_down);
+/* A quorum member's controlled shutdown, before the broker stops serving:
+ * it asks the active controller (itself, or over BrokerHeartbeat) to fence
+ * it now, so clients and leaderships leave it at once rather than after
+ * broker.session.timeout.ms; waits at most a few seconds for the commit. */
+void bmeta_controlled_shutdown(bmeta *m);
 bool bmeta_is_active_controller(bmeta *m);
 struct bquorum;
 struct bquorum *bmeta_quorum(bmeta *m);

@@ -93,8 +93,11 @@ void parts_plog_config(const topic_config *tc, plog_config *pc) {
     pc->max_message_bytes = tc->max_message_bytes;
     pc->flush_messages = tc->flush_messages;
     pc->flush_ms = tc->flush_ms;
-    pc->retention_ms = tc->retention_ms;
-    pc->retention_bytes = tc->retention_bytes;
+    /* Retention deletes segments only under the delete policy (a topic with
+     * compact alone keeps every key's latest record for ever). */
+    bool del = (tc->cleanup_policy & CONFIG_CLEANUP_DELETE) != 0;
+    pc->retention_ms = del ? tc->retention_ms : -1;
+    pc->retention_bytes = del ? tc->retention_bytes : -1;
     pc->timestamp_type = tc->message_timestamp_type == CONFIG_TIMESTAMP_LOG_APPEND_TIME
                              ? PLOG_TS_LOG_APPEND_TIME
                              : PLOG_TS_CREATE_TIME;

@@ -518,9 +518,11 @@ static struct live *live_of(controller *c, int32_t id, int64_t now) {
     return &c->live[c->n_live++];
 }
 
-int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, int64_t now, bool *fenced) {
+int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, bool want_shut_down,
+                              int64_t now, bool *fenced, bool *shut_down) {
     check_invariants(c);
     *fenced = true;
+    *shut_down = false;
     const md_broker *b = md_image_broker(c->committed, id);
     if (b == NULL)
         return KAFKA_ERR_BROKER_ID_NOT_REGISTERED;
@@ -530,6 +532,22 @@ int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, i
     if (l)
         l->last = now;
     *fenced = b->fenced;
+    if (want_shut_down) {
+        *shut_down = b->fenced;
+        if (!b->fenced && c->n_props == 0) {
+            rbatch rb;
+            rb_init(&rb);
+            kafka_fence_broker_record r;
+            kafka_fence_broker_record_init(&r);
+            r.id = id;
+            r.epoch = broker_epoch;
+            rb_add(c, &rb, KAFKA_MREC_FENCE_BROKER, &r);
+            rb_send(c, &rb);
+            rb_free(&rb);
+        }
+        check_invariants(c);
+        return 0;
+    }
     if (b->fenced && c->n_props == 0) {
         rbatch rb;
         rb_init(&rb);

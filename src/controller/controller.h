@@ -229,9 +229,13 @@ void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token
 
 /* A broker's heartbeat (BrokerHeartbeat). Fills *fenced with its
  * committed state; a fenced broker that heartbeats with its current epoch
- * is unfenced (an UnfenceBrokerRecord is proposed). Returns 0,
+ * is unfenced (an UnfenceBrokerRecord is proposed). want_shut_down is the
+ * controlled shutdown of a broker that is stopping: it is fenced at once
+ * (its leaderships move on the next tick) instead of after its session,
+ * and *shut_down says once that is committed. Returns 0,
  * BROKER_ID_NOT_REGISTERED or STALE_BROKER_EPOCH. */
-int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, int64_t now, bool *fenced);
+int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, bool want_shut_down,
+                              int64_t now, bool *fenced, bool *shut_down);
 
 /* Records up to `offset` are committed and `image` (referenced by the
  * controller from now on) is the image with them applied. Answers the

@@ -85,6 +85,8 @@ int batch_build(const batch_build_opts *o, const batch_build_record *recs, int32
         return BATCH_ECODEC;
 
     int64_t base_ts = n > 0 ? recs[0].timestamp : -1;
+    if (o->extra_attributes & BATCH_ATTR_DELETE_HORIZON)
+        base_ts = o->delete_horizon_ms;
     int64_t max_ts = -1;
     int32_t prev = -1;
     size_t records_size = 0;

@@ -48,6 +48,10 @@ typedef struct batch_build_opts {
     int32_t last_offset_delta;
     /* With BATCH_ATTR_LOG_APPEND_TIME: the maxTimestamp to record. */
     int64_t log_append_time;
+    /* With BATCH_ATTR_DELETE_HORIZON (the log cleaner): baseTimestamp holds
+     * the delete horizon instead of the first record's timestamp, and the
+     * records' timestamp deltas are taken from it. */
+    int64_t delete_horizon_ms;
 } batch_build_opts;
 
 /* Options for a plain, non-idempotent batch at offset 0 without a codec. */

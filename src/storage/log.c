@@ -24,6 +24,9 @@
 #define PLOG_MAX_BATCHES_PER_APPEND 16384
 #define CHECKPOINT_NAME             "log.checkpoint"
 #define CLEAN_MARKER                ".clean-shutdown"
+#define CLEANER_CHECKPOINT_NAME     "cleaner-offset-checkpoint"
+#define CLEANED_TAG                 ".cleaned"
+#define SWAP_TAG                    ".swap"
 
 struct plog {
     pthread_mutex_t mu;
@@ -48,6 +51,8 @@ struct plog {
     int recovered_segments;
     int64_t recovered_bytes;
     bool offline;
+    /* The cleaner's state (cleaner-offset-checkpoint): see plog_clean_state. */
+    plog_clean_state clean;
 };
 
 void plog_config_default(plog_config *c) {
@@ -186,6 +191,58 @@ static void read_checkpoint(const sl_vfs *v, const char *dir, int64_t *rp, int64
         *lso = b;
     } else {
         fprintf(stderr, "storage: ignoring unreadable %s\n", path);
+    }
+}
+
+/* The cleaner's checkpoint: "sluice-cleaner-checkpoint 1\n<first dirty>
+ * <gaps below> <next horizon>\n", written as the log checkpoint is (tmp,
+ * fsync, rename). Missing or unreadable: nothing cleaned yet. */
+static void clean_state_default(plog_clean_state *c) {
+    c->first_dirty = 0;
+    c->gaps_below = 0;
+    c->next_horizon_ms = INT64_MAX;
+}
+
+static int write_clean_state(const sl_vfs *v, const char *dir, const plog_clean_state *c) {
+    char path[SEG_PATH_MAX], tmp[SEG_PATH_MAX + 8], body[128];
+    snprintf(path, sizeof path, "%s/" CLEANER_CHECKPOINT_NAME, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int n = snprintf(body, sizeof body, "sluice-cleaner-checkpoint 1\n%" PRId64 " %" PRId64 " %" PRId64 "\n",
+                     c->first_dirty, c->gaps_below, c->next_horizon_ms);
+    int fd = v->open(v->ctx, tmp, SL_O_RDWR | SL_O_CREAT | SL_O_TRUNC, 0644);
+    if (fd < 0)
+        return fd;
+    int rc = sl_vfs_pwrite_full(v, fd, body, (size_t)n, 0);
+    if (rc == 0)
+        rc = v->fsync(v->ctx, fd);
+    v->close(v->ctx, fd);
+    if (rc == 0)
+        rc = v->rename(v->ctx, tmp, path);
+    return rc;
+}
+
+static void read_clean_state(const sl_vfs *v, const char *dir, plog_clean_state *c) {
+    char path[SEG_PATH_MAX], body[160];
+    clean_state_default(c);
+    snprintf(path, sizeof path, "%s/" CLEANER_CHECKPOINT_NAME, dir);
+    int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
+    if (fd < 0)
+        return;
+    ssize_t n = v->pread(v->ctx, fd, body, sizeof body - 1, 0);
+    v->close(v->ctx, fd);
+    if (n <= 0)
+        return;
+    body[n] = 0;
+    long long a, b, h;
+    if (sscanf(body, "sluice-cleaner-checkpoint 1\n%lld %lld %lld", &a, &b, &h) == 3 && a >= 0 && b >= 0) {
+        c->first_dirty = a;
+        c->gaps_below = b;
+        c->next_horizon_ms = h;
+    } else {
+        /* Unknown gaps: every segment is taken as compacted (a gap is then
+         * never mistaken for damage; a step backwards still is). */
+        fprintf(stderr, "storage: ignoring unreadable %s\n", path);
+        c->gaps_below = INT64_MAX;
     }
 }
 
@@ -383,7 +440,8 @@ static int recover_tail(plog *l) {
          * one ends. Overlap, or a hole (this one lost its last batches
          * whole, or the next one is a leftover of a truncation), means the
          * segments after this one cannot be trusted. */
-        bool gap = i + 1 < l->nseg && l->segs[i + 1]->base_offset != s->next_offset;
+        bool gap = i + 1 < l->nseg && (s->compacted ? l->segs[i + 1]->base_offset < s->next_offset
+                                                    : l->segs[i + 1]->base_offset != s->next_offset);
         if (cut > 0)
             fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
                     l->dir, cut, s->path);
@@ -397,6 +455,115 @@ static int recover_tail(plog *l) {
         min_next = s->next_offset;
     }
     return 0;
+}
+
+/* ---------------- cleaner leftovers at open ---------------- */
+
+typedef struct swap_acc {
+    const sl_vfs *vfs;
+    const char *dir;
+    int64_t *v;
+    int n, cap;
+    int rc;
+} swap_acc;
+
+static bool ends_with(const char *name, const char *suffix) {
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* Removes "*.cleaned" files (a clean that never committed) and collects the
+ * bases of "<base>.log.swap" files (a clean that committed). */
+static int collect_swap(void *ctx, const char *name, bool is_dir) {
+    swap_acc *a = ctx;
+    int64_t base;
+    if (is_dir)
+        return 0;
+    if (ends_with(name, CLEANED_TAG)) {
+        char p[SEG_PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", a->dir, name);
+        int rc = a->vfs->unlink(a->vfs->ctx, p);
+        if (rc != 0 && rc != -ENOENT && a->rc == 0)
+            a->rc = rc;
+        return 0;
+    }
+    if (!parse_base(name, ".log" SWAP_TAG, &base))
+        return 0;
+    if (a->n == a->cap) {
+        if (a->cap >= PLOG_MAX_SEGMENTS)
+            return -E2BIG;
+        int cap = a->cap ? a->cap * 2 : 4;
+        int64_t *nv = realloc(a->v, (size_t)cap * sizeof *nv);
+        if (nv == NULL)
+            return -ENOMEM;
+        a->v = nv;
+        a->cap = cap;
+    }
+    a->v[a->n++] = base;
+    return 0;
+}
+
+/* Finishes one committed swap: <base>.log.swap holds the cleaned batches of
+ * the segments from base on; every segment whose base lies in (base, last
+ * offset of the swap] was one of them and goes, then the swap files take
+ * the base's names. */
+static int finish_swap(storage_ctx *sc, const char *dir, const plog_config *cfg, int64_t base,
+                       const int64_t *bases, int nb) {
+    segment *s = segment_new(sc, dir, base, idx_max_entries(cfg), cfg->index_interval_bytes);
+    if (s == NULL)
+        return -ENOMEM;
+    s->compacted = true;
+    int rc = segment_set_tag(s, SWAP_TAG) == 0 ? segment_stat(s) : -ENAMETOOLONG;
+    if (rc == 0)
+        rc = segment_acquire(s);
+    if (rc != 0) {
+        segment_unref(s);
+        return rc;
+    }
+    s->active = false;
+    rc = segment_recover(s, true, false, 0, NULL); /* learns the last offset; writes .swap indexes */
+    int64_t last = s->next_offset - 1;
+    for (int i = 0; rc == 0 && i < nb; i++) {
+        if (bases[i] <= base || bases[i] > last)
+            continue;
+        segment *old = segment_new(sc, dir, bases[i], 1, 0);
+        if (old == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = segment_delete_files(old);
+        segment_unref(old);
+    }
+    if (rc == 0)
+        rc = segment_rename_tag(s, "");
+    segment_release(s);
+    segment_unref(s);
+    if (rc == 0)
+        rc = storage_vfs(sc)->fsync_dir(storage_vfs(sc)->ctx, dir);
+    if (rc == 0)
+        fprintf(stderr, "storage: %s: finished the swap of a cleaned segment at base offset %" PRId64 "\n",
+                dir, base);
+    return rc;
+}
+
+static int recover_cleaner_files(storage_ctx *sc, const char *dir, const plog_config *cfg) {
+    const sl_vfs *v = storage_vfs(sc);
+    swap_acc a = {v, dir, NULL, 0, 0, 0};
+    int rc = v->list(v->ctx, dir, collect_swap, &a);
+    if (rc == 0)
+        rc = a.rc;
+    if (rc == 0 && a.n > 0) {
+        int64_t *bases = NULL;
+        int nb = 0;
+        rc = list_bases(v, dir, &bases, &nb);
+        if (a.n > 1)
+            qsort(a.v, (size_t)a.n, sizeof *a.v, cmp_i64);
+        for (int i = 0; rc == 0 && i < a.n; i++)
+            rc = finish_swap(sc, dir, cfg, a.v[i], bases, nb);
+        free(bases);
+    }
+    free(a.v);
+    return rc;
 }
 
 int plog_set_config(plog *l, const plog_config *cfg) {
@@ -434,6 +601,12 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
         goto err;
     }
     read_checkpoint(l->vfs, dir, &l->recovery_point, &l->log_start_offset);
+    read_clean_state(l->vfs, dir, &l->clean);
+    rc = recover_cleaner_files(sc, dir, cfg);
+    if (rc != 0) {
+        what = "finish an interrupted clean";
+        goto err;
+    }
     rc = list_bases(l->vfs, dir, &bases, &nb);
     if (rc != 0) {
         what = "list segments";
@@ -453,6 +626,7 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
         /* An inactive segment ends where the next begins. */
         if (i > 0)
             l->segs[i - 1]->next_offset = s->base_offset;
+        s->compacted = s->base_offset < l->clean.gaps_below;
         s->created_ms = -1; /* unknown: the segment.ms clock starts at the next append */
     }
     if (l->nseg == 0) {
@@ -469,6 +643,12 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
                 what = "recover";
                 goto err;
             }
+            /* The verified sealed segments are fsynced by the next plog_tick
+             * (the roll flush), which moves the recovery point past them:
+             * until then the cleaner, which works below it, would leave a
+             * log that takes no new appends uncleaned. */
+            if (l->nseg > 1)
+                l->flush_pending_to = l->segs[l->nseg - 1]->base_offset;
         }
         segment *a = active(l);
         a->active = true;
@@ -572,6 +752,8 @@ int plog_delete(plog *l) {
         drop_segment(l, l->nseg - 1);
     char p[SEG_PATH_MAX];
     snprintf(p, sizeof p, "%s/" CHECKPOINT_NAME, l->dir);
+    l->vfs->unlink(l->vfs->ctx, p);
+    snprintf(p, sizeof p, "%s/" CLEANER_CHECKPOINT_NAME, l->dir);
     l->vfs->unlink(l->vfs->ctx, p);
     int rc = STORAGE_OK;
     int r = l->vfs->rmdir(l->vfs->ctx, l->dir);
@@ -1260,6 +1442,8 @@ static int truncation_durable(plog *l) {
  * the pending flush covers at most the new end. */
 static void data_removed(plog *l) {
     l->generation++;
+    if (l->clean.first_dirty > leo(l))
+        l->clean.first_dirty = leo(l); /* what comes next is dirty (the file catches up at the next clean) */
     if (l->flush_pending_to > leo(l))
         l->flush_pending_to = leo(l);
     if (l->recovery_point > leo(l))
@@ -1642,4 +1826,146 @@ int plog_reopen(plog *l) {
     free_log(f); /* l's old segments */
     fprintf(stderr, "storage: partition log %s is back online\n", l->dir);
     return STORAGE_OK;
+}
+
+/* ---------------- the cleaner's view and swap ---------------- */
+
+storage_ctx *plog_storage(plog *l) { return l->sc; }
+
+void plog_clean_view_release(plog_clean_view *v) {
+    for (int i = 0; i < v->n; i++)
+        segment_unref(v->segs[i].seg);
+    free(v->segs);
+    v->segs = NULL;
+    v->n = 0;
+}
+
+int plog_clean_view_take(plog *l, int max_segs, bool need_ts, plog_clean_view *v) {
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    v->log_start_offset = l->log_start_offset;
+    v->log_end_offset = leo(l);
+    v->state = l->clean;
+    v->cfg = l->cfg;
+    for (int i = 0; i < l->nseg; i++)
+        v->total_bytes += l->segs[i]->size;
+    int from = seg_for(l, l->log_start_offset);
+    int cap = 0;
+    for (int i = from; i < l->nseg && !l->segs[i]->active && cap < max_segs; i++)
+        if (l->segs[i]->next_offset <= l->recovery_point)
+            cap++;
+    if (cap == 0)
+        goto out;
+    v->segs = calloc((size_t)cap, sizeof *v->segs);
+    if (v->segs == NULL) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    for (int i = from; i < l->nseg && v->n < cap; i++) {
+        segment *s = l->segs[i];
+        if (s->active || s->next_offset > l->recovery_point)
+            break;
+        if (need_ts && (rc = ensure_max_ts(l, s)) != 0)
+            break;
+        segment_ref(s);
+        v->segs[v->n++] = (plog_clean_seg){s, s->base_offset, s->next_offset, s->size, s->max_ts};
+    }
+out:
+    pthread_mutex_unlock(&l->mu);
+    if (rc != STORAGE_OK)
+        plog_clean_view_release(v);
+    return rc;
+}
+
+int plog_clean_state_set(plog *l, const plog_clean_state *st) {
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    plog_clean_state next = *st;
+    /* A truncation since the clean started lowered the first dirty offset:
+     * keep it lowered. gaps_below only grows. */
+    if (next.first_dirty > leo(l))
+        next.first_dirty = leo(l);
+    if (next.gaps_below < l->clean.gaps_below)
+        next.gaps_below = l->clean.gaps_below;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+    } else {
+        int r = write_clean_state(l->vfs, l->dir, &next);
+        if (r != 0)
+            rc = go_offline(l, "write cleaner checkpoint", r);
+        else
+            l->clean = next;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+/* Index in the list of the segment s, or -1. */
+static int index_of(const plog *l, const segment *s) {
+    int i = seg_for(l, s->base_offset);
+    return i < l->nseg && l->segs[i] == s ? i : -1;
+}
+
+int plog_clean_swap(plog *l, segment *const *olds, int n, segment *cleaned) {
+    assert(n > 0 && cleaned != NULL && !cleaned->active && cleaned->base_offset == olds[0]->base_offset);
+    pthread_mutex_lock(&l->mu);
+    int rc = STORAGE_OK;
+    if (l->offline) {
+        rc = STORAGE_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    /* The segments must still be the log's, consecutive, sealed and below
+     * the recovery point (retention, DeleteRecords, truncation or a reopen
+     * may have changed the list meanwhile: then the work is dropped). */
+    int first = index_of(l, olds[0]);
+    bool same = first >= 0 && first + n <= l->nseg;
+    for (int k = 0; same && k < n; k++) {
+        segment *s = l->segs[first + k];
+        same = s == olds[k] && !s->active && !s->dead && s->next_offset <= l->recovery_point;
+    }
+    if (!same || olds[0]->base_offset < l->segs[seg_for(l, l->log_start_offset)]->base_offset) {
+        rc = PLOG_CLEAN_STALE;
+        goto out;
+    }
+    const sl_vfs *v = l->vfs;
+    /* Commit: the cleaned files, already durable under ".cleaned", become
+     * ".swap"; from the directory fsync on, a crash finishes the swap at the
+     * next open (plog_open) instead of dropping it. */
+    int r = segment_rename_tag(cleaned, SWAP_TAG);
+    if (r == 0)
+        r = fsync_dir(v, l->dir);
+    if (r != 0) {
+        rc = go_offline(l, "commit cleaned segment", r);
+        goto out;
+    }
+    /* The replaced segments go (readers holding ranges keep their
+     * descriptors), then the swap takes the first one's names. */
+    for (int k = 0; k < n && r == 0; k++)
+        r = segment_delete_files(olds[k]);
+    if (r == 0)
+        r = segment_rename_tag(cleaned, "");
+    if (r == 0)
+        r = fsync_dir(v, l->dir);
+    /* The list follows the files even when a step failed: the old segments
+     * are dead (marked by segment_delete_files), and the reopen that brings
+     * the log back online finishes the swap from the files. */
+    cleaned->next_offset = olds[n - 1]->next_offset;
+    cleaned->compacted = true;
+    cleaned->max_ts_known = true;
+    segment_ref(cleaned);
+    l->segs[first] = cleaned;
+    memmove(&l->segs[first + 1], &l->segs[first + n], (size_t)(l->nseg - first - n) * sizeof *l->segs);
+    l->nseg -= n - 1;
+    for (int k = 0; k < n; k++)
+        segment_unref(olds[k]);
+    if (r != 0)
+        rc = go_offline(l, "swap cleaned segment", r);
+out:
+    pthread_mutex_unlock(&l->mu);
+    return rc;
 }

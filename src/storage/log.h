@@ -297,4 +297,53 @@ int plog_dir_mark_clean(storage_ctx *sc, const char *root);
  * directories (new partitions go there), or -1. */
 int plog_dir_pick(storage_ctx *sc, const char *const *roots, int n);
 
+/* ---------------- for the cleaner (storage/cleaner.h) ----------------
+ *
+ * The cleaner reads sealed segments through a view (references, not pins:
+ * it pins one segment at a time while reading it), writes a cleaned
+ * segment under temporary names and swaps it in with plog_clean_swap,
+ * which holds the log's mutex only for the renames, unlinks and two
+ * directory fsyncs of the swap itself. */
+
+/* What cleaner-offset-checkpoint in the log's directory holds. */
+typedef struct plog_clean_state {
+    int64_t first_dirty;     /* the dirty section starts here: offsets below were cleaned */
+    int64_t gaps_below;      /* segments with a base below may have offset gaps (raised before a swap) */
+    int64_t next_horizon_ms; /* earliest delete horizon of a kept tombstone; INT64_MAX: none */
+} plog_clean_state;
+
+typedef struct plog_clean_seg {
+    segment *seg;            /* referenced by the view */
+    int64_t base, end, size; /* end: the next segment's base */
+    int64_t max_ts;          /* -1 when unknown or not asked for */
+} plog_clean_seg;
+
+typedef struct plog_clean_view {
+    plog_clean_seg *segs; /* sealed segments wholly below the recovery point, oldest first */
+    int n;
+    int64_t log_start_offset, log_end_offset;
+    int64_t total_bytes; /* of every segment, the active one included */
+    plog_clean_state state;
+    plog_config cfg;
+} plog_clean_view;
+
+/* Takes the view (at most max_segs segments; with need_ts their largest
+ * timestamps, loading time indexes). STORAGE_OK or an error. */
+int plog_clean_view_take(plog *l, int max_segs, bool need_ts, plog_clean_view *v);
+void plog_clean_view_release(plog_clean_view *v);
+/* Writes the cleaner checkpoint durably (first_dirty is held at or below
+ * the log end offset; gaps_below never comes down). */
+int plog_clean_state_set(plog *l, const plog_clean_state *st);
+
+/* plog_clean_swap's answer when the segments are no longer the log's. */
+#define PLOG_CLEAN_STALE 1
+/* Replaces olds[0..n) (consecutive sealed segments of the view) with
+ * cleaned: a sealed segment at olds[0]'s base written under the tag
+ * ".cleaned" and fsynced (files and directory) by the caller, who keeps its
+ * own reference. STORAGE_OK (the log holds a reference to cleaned now),
+ * PLOG_CLEAN_STALE (nothing changed; the caller removes the files), or a
+ * storage error (the log is offline; plog_reopen finishes the swap). */
+int plog_clean_swap(plog *l, segment *const *olds, int n, segment *cleaned);
+storage_ctx *plog_storage(plog *l);
+
 #endif

@@ -15,6 +15,8 @@
 #include "proto/batch.h"
 #include "proto/wire.h"
 
+static void seg_path(const segment *s, const char *suffix, char *out, size_t cap);
+
 /* ---------------- file descriptor cache ---------------- */
 
 void seg_fdcache_init(seg_fdcache *c, int limit) {
@@ -98,8 +100,8 @@ int segment_acquire(segment *s) {
         goto out;
     }
     if (s->fd < 0) {
-        char p[SEG_PATH_MAX + 16];
-        snprintf(p, sizeof p, "%s.log", s->path);
+        char p[SEG_PATH_MAX + 32];
+        seg_path(s, ".log", p, sizeof p);
         int fd = s->vfs->open(s->vfs->ctx, p, SL_O_RDWR, 0);
         if (fd < 0) {
             rc = fd;
@@ -167,7 +169,32 @@ int segment_filename(char *out, size_t cap, const char *dir, int64_t base, const
 }
 
 static void seg_path(const segment *s, const char *suffix, char *out, size_t cap) {
-    snprintf(out, cap, "%s%s", s->path, suffix);
+    snprintf(out, cap, "%s%s%s", s->path, suffix, s->tag);
+}
+
+int segment_set_tag(segment *s, const char *tag) {
+    if (strlen(tag) >= sizeof s->tag)
+        return -1;
+    snprintf(s->tag, sizeof s->tag, "%s", tag);
+    return 0;
+}
+
+int segment_rename_tag(segment *s, const char *tag) {
+    static const char *suffixes[] = {".index", ".timeindex", ".log"};
+    if (strlen(tag) >= sizeof s->tag)
+        return -ENAMETOOLONG;
+    for (int i = 0; i < 3; i++) {
+        char from[SEG_PATH_MAX + 32], to[SEG_PATH_MAX + 32];
+        seg_path(s, suffixes[i], from, sizeof from);
+        snprintf(to, sizeof to, "%s%s%s", s->path, suffixes[i], tag);
+        int rc = s->vfs->rename(s->vfs->ctx, from, to);
+        if (rc == -ENOENT && i < 2)
+            continue; /* indexes are rebuilt when missing */
+        if (rc != 0)
+            return rc;
+    }
+    snprintf(s->tag, sizeof s->tag, "%s", tag);
+    return 0;
 }
 
 segment *segment_new(storage_ctx *sc, const char *dir, int64_t base, uint32_t idx_max_entries,
@@ -200,7 +227,7 @@ segment *segment_new(storage_ctx *sc, const char *dir, int64_t base, uint32_t id
 int segment_create_files(segment *s) {
     static const char *suffixes[] = {".log", ".index", ".timeindex"};
     for (int i = 0; i < 3; i++) {
-        char p[SEG_PATH_MAX + 16];
+        char p[SEG_PATH_MAX + 32];
         seg_path(s, suffixes[i], p, sizeof p);
         int fd = s->vfs->open(s->vfs->ctx, p, SL_O_RDWR | SL_O_CREAT | SL_O_TRUNC, 0644);
         if (fd < 0)
@@ -219,7 +246,7 @@ int segment_create_files(segment *s) {
 }
 
 int segment_stat(segment *s) {
-    char p[SEG_PATH_MAX + 16];
+    char p[SEG_PATH_MAX + 32];
     sl_stat st;
     seg_path(s, ".log", p, sizeof p);
     int rc = s->vfs->stat(s->vfs->ctx, p, &st);
@@ -359,7 +386,7 @@ static int index_batch(segment *s, const seg_batch *b) {
 }
 
 static int write_indexes(segment *s, bool rewrite, bool sync) {
-    char p[SEG_PATH_MAX + 16];
+    char p[SEG_PATH_MAX + 32];
     seg_path(s, ".index", p, sizeof p);
     int rc = oidx_write(s->vfs, &s->oi, p, rewrite, sync);
     if (rc != 0)
@@ -386,10 +413,12 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
     s->max_ts_known = true;
     s->last_batch_base = -1;
     s->bytes_since_index = 0;
-    /* Offsets are contiguous in a Sluice log (no compaction yet): the first
-     * batch starts at the segment base and each next one where the previous
-     * ended. This also catches corruption of baseOffset, which the CRC does
-     * not cover. */
+    /* Offsets are contiguous in a Sluice log except in the segments the
+     * cleaner wrote: the first batch starts at the segment base and each
+     * next one where the previous ended. This also catches corruption of
+     * baseOffset, which the CRC does not cover. In a compacted segment a
+     * batch may start anywhere after the previous one's end (removed
+     * records leave gaps), so only a step backwards is corruption there. */
     int64_t expect = s->base_offset;
     if (min_next_offset > s->base_offset)
         goto out_check; /* the previous segment overlaps this one */
@@ -402,7 +431,8 @@ int segment_recover(segment *s, bool verify, bool truncate_bad, int64_t min_next
         }
         if (r == SCAN_END || r == SCAN_BAD)
             break;
-        if (b.base_offset != expect || b.last_offset - s->base_offset > INT32_MAX) {
+        bool misplaced = s->compacted ? b.base_offset < expect : b.base_offset != expect;
+        if (misplaced || b.last_offset - s->base_offset > INT32_MAX) {
             sc.pos = b.pos;
             break;
         }
@@ -427,7 +457,7 @@ int segment_load_indexes(segment *s) {
     assert(s->users > 0);
     if (s->idx_loaded)
         return 0;
-    char p[SEG_PATH_MAX + 16];
+    char p[SEG_PATH_MAX + 32];
     seg_path(s, ".index", p, sizeof p);
     if (oidx_load(s->vfs, &s->oi, p, s->size) != 0)
         goto rebuild;
@@ -456,7 +486,7 @@ int segment_load_indexes(segment *s) {
         for (;;) {
             seg_batch b;
             int r = scanner_next(&sc, true, &b, NULL);
-            if (r == SCAN_BATCH && b.base_offset != expect) {
+            if (r == SCAN_BATCH && (s->compacted ? b.base_offset < expect : b.base_offset != expect)) {
                 sc.pos = b.pos;
                 r = SCAN_BAD;
             }
@@ -710,7 +740,7 @@ int segment_delete_files(segment *s) {
     static const char *suffixes[] = {".log", ".index", ".timeindex"};
     int err = 0;
     for (int i = 0; i < 3; i++) {
-        char p[SEG_PATH_MAX + 16];
+        char p[SEG_PATH_MAX + 32];
         seg_path(s, suffixes[i], p, sizeof p);
         int rc = s->vfs->unlink(s->vfs->ctx, p);
         if (rc != 0 && rc != -ENOENT) {

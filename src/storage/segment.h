@@ -90,6 +90,14 @@ struct segment {
     int64_t bytes_since_index; /* log bytes appended since the last offset-index entry */
     int64_t last_batch_base;   /* base offset of the last batch, -1 when empty */
     bool active;
+    /* Written by the cleaner (storage/cleaner.h): batches may leave gaps in
+     * the offsets (removed records), and the first may start past the base.
+     * Recovery then accepts a batch starting anywhere after the previous
+     * one's end instead of exactly there. */
+    bool compacted;
+    /* Appended to every file name after its suffix (".log.cleaned"): the
+     * cleaner builds a segment under a temporary name; "" otherwise. */
+    char tag[16];
 
     /* indexes: valid only while in use and idx_loaded */
     bool idx_loaded;
@@ -119,6 +127,15 @@ segment *segment_new(storage_ctx *sc, const char *dir, int64_t base, uint32_t id
 /* Creates fresh empty files (truncating leftovers) and marks it active.
  * 0 or -errno. The caller then acquires it. */
 int segment_create_files(segment *s);
+/* Sets the tag of a segment whose files do not exist yet (segment_new then
+ * segment_set_tag then segment_create_files). -1 if it is too long. */
+int segment_set_tag(segment *s, const char *tag);
+/* Renames the segment's files from its tag to tag (.index and .timeindex
+ * first, .log last: a .log under the new name means the indexes moved
+ * too), replacing files of that name. A missing index file is skipped.
+ * The caller makes the renames durable (fsync_dir). 0 or -errno (then
+ * some files may have moved: s->tag is left as it was). */
+int segment_rename_tag(segment *s, const char *tag);
 /* Reads the .log size (vfs stat). 0 or -errno. */
 int segment_stat(segment *s);
 

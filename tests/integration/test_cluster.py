@@ -409,3 +409,24 @@ def test_broker_only_node_joins(cluster, tmp_path):
     assert 4 in {leader for _, leader in view}
     produce(extra, "new", 80, 8)
     assert len(consume_all(nodes[1], "new", 8, 80)) == 80
+
+
+def test_controlled_shutdown_leaves_metadata_at_once(cluster):
+    # A session far longer than the test: only the controlled shutdown can
+    # take a stopping broker out of client metadata this quickly.
+    nodes = cluster(3, overrides={"broker.session.timeout.ms": "60000"})
+    controller = wait_formed(nodes)
+    create(nodes[0], "moving", 6)
+    for victim in [n for n in nodes if n.node_id != controller][:1] + [n for n in nodes if n.node_id == controller]:
+        rest = [n for n in nodes if n is not victim and n.alive()]
+        t0 = time.time()
+        assert victim.stop() == 0
+        wait_for("node %d out of metadata" % victim.node_id,
+                 lambda: victim.node_id not in brokers_seen(rest[0])[0], timeout=10)
+        assert time.time() - t0 < 10
+        # Its partitions lose their leader (replication factor 1: nobody else has them).
+        wait_for("node %d leads nothing" % victim.node_id,
+                 lambda: victim.node_id not in {leader for _, leader in topic_view(rest[0], "moving")}, timeout=10)
+        assert "controlled shutdown: fenced" in victim.log()
+        victim.start()
+        wait_formed(nodes)

@@ -405,9 +405,9 @@ static void heartbeats(world *w, int64_t now) {
         if (b == w->silent && now >= w->silent_at)
             continue;
         const md_broker *mb = md_image_broker(w->img, b);
-        bool fenced;
+        bool fenced, shut;
         if (mb != NULL)
-            ctrl_broker_heartbeat(w->c, b, mb->epoch, now, &fenced);
+            ctrl_broker_heartbeat(w->c, b, mb->epoch, false, now, &fenced, &shut);
     }
 }
 
