@@ -16,6 +16,9 @@ const c = new Consumer({
 })
 const got = []
 const stream = await c.consume({ topics: [topic], mode: 'committed', fallbackMode: 'earliest' })
+stream.on('error', e => {
+  if (!String(e?.message).includes('Client is closed')) console.error(String(e))
+})
 stream.on('data', m => got.push(m.value))
 const end = Date.now() + 30000
 while (Date.now() < end && got.length < n) await new Promise(resolve => setTimeout(resolve, 100))

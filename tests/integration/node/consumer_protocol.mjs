@@ -59,6 +59,11 @@ function collect (stream, name) {
   stream.on('data', m => {
     received.set(m.key, (received.get(m.key) ?? []).concat([name]))
   })
+  // A fetch in flight when its consumer closes fails with "Client is
+  // closed"; anything else is worth seeing.
+  stream.on('error', e => {
+    if (!String(e?.message).includes('Client is closed')) console.error(name + ': ' + e)
+  })
 }
 
 const a = consumer('a')

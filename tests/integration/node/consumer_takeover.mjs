@@ -16,6 +16,9 @@ const c = new Consumer({
   deserializers: stringDeserializers
 })
 const stream = await c.consume({ topics: [topic], mode: 'earliest' })
+stream.on('error', e => {
+  if (!String(e?.message).includes('Client is closed')) console.error(String(e))
+})
 stream.on('data', () => {})
 let last = ''
 let sawFewer = false
