@@ -52,6 +52,12 @@ deps:
 
 deps-test:
 	@scripts/install-deps.sh --test
+	@# The KIP-848 client (@platformatic/kafka) from npm, at the pinned version;
+	@# its tests say how to install it and skip when this could not.
+	@if [ ! -d tests/integration/node/node_modules ] && command -v npm >/dev/null 2>&1; then \
+	    npm ci --prefix tests/integration/node --no-audit --no-fund >/dev/null 2>&1 \
+	        || echo "deps-test: npm ci in tests/integration/node failed; the consumer-protocol client tests will skip"; \
+	fi
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release

@@ -498,12 +498,16 @@ static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
 
 /* Fetches one group's offsets: the listed partitions (topics != NULL) or all
  * (topics == NULL). names/parts/counts describe the request's topics. */
-static int16_t fetch_group(breq *r, kstr group, int nt, const kstr *names, int32_t *const *parts,
-                           const int32_t *counts, bool all, fetch_list *fl) {
+static int16_t fetch_group(breq *r, kstr group, kstr member, int32_t epoch, int nt, const kstr *names,
+                           int32_t *const *parts, const int32_t *counts, bool all, fetch_list *fl) {
     groups_shard *s = groups_lock(r->b, group);
     if (s == NULL)
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
-    int16_t err = 0;
+    int16_t err = gcoord_check_fetch(s->sm, group, member, epoch);
+    if (err) {
+        groups_unlock(s);
+        return err;
+    }
     if (all) {
         err = gcoord_each_offset(s->sm, group, fl_all, fl);
     } else {
@@ -604,7 +608,7 @@ breq_status api_offset_fetch(breq *r) {
                 req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        int16_t err = fetch_group(r, req->group_id, nt, names, parts, counts, all, &fl);
+        int16_t err = fetch_group(r, req->group_id, KSTR_NULL, -1, nt, names, parts, counts, all, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (err) {
@@ -676,7 +680,9 @@ breq_status api_offset_fetch(breq *r) {
             counts[i] = rg->topics[i].partition_indexes_count > 0 ? rg->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        og->error_code = fetch_group(r, rg->group_id, nt, names, parts, counts, all, &fl);
+        og->error_code =
+            fetch_group(r, rg->group_id, r->hdr.api_version >= 9 ? rg->member_id : KSTR_NULL,
+                        r->hdr.api_version >= 9 ? rg->member_epoch : -1, nt, names, parts, counts, all, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (og->error_code)
@@ -714,6 +720,71 @@ breq_status api_offset_fetch(breq *r) {
 
 /* ---- DescribeGroups / ListGroups / DeleteGroups / OffsetDelete ------------------ */
 
+/* ConsumerProtocol Subscription v0: int16 version, [string topic], bytes
+ * user data (null). The regex's topics are not listed. */
+static kbytes consumer_subscription(breq *r, const cg_member *m) {
+    size_t n = 2 + 4 + 4;
+    for (int i = 0; i < m->n_subs; i++)
+        n += wire_string_size(kstr_c(m->subs[i]), false);
+    uint8_t *buf = breq_alloc(r, n);
+    if (buf == NULL)
+        return (kbytes){NULL, 0};
+    wire_writer w;
+    wire_writer_init(&w, buf, n);
+    wire_write_i16(&w, 0);
+    wire_write_i32(&w, m->n_subs);
+    for (int i = 0; i < m->n_subs; i++)
+        wire_write_string(&w, kstr_c(m->subs[i]), false, false);
+    wire_write_i32(&w, -1);
+    return w.err == WIRE_OK ? (kbytes){buf, (int32_t)w.len} : (kbytes){NULL, 0};
+}
+
+/* ConsumerProtocol Assignment v0: int16 version, [string topic, [int32
+ * partition]], bytes user data (null). Topics by name from the group's
+ * metadata; partitions of a topic it no longer knows are left out. */
+static kbytes consumer_assignment(breq *r, const cgroup *cg, const cg_member *m) {
+    const asg_parts *a = &m->assigned;
+    size_t n = 2 + 4 + 4;
+    int32_t nt = 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        bool first = i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0;
+        const char *name = NULL;
+        for (int t = 0; first && t < cg->n_topics && !name; t++)
+            if (memcmp(cg->topics[t].id.b, a->v[i].topic.b, 16) == 0)
+                name = cg->topics[t].name;
+        if (first && name) {
+            nt++;
+            n += wire_string_size(kstr_c(name), false) + 4;
+        }
+        n += 4;
+    }
+    uint8_t *buf = breq_alloc(r, n);
+    if (buf == NULL)
+        return (kbytes){NULL, 0};
+    wire_writer w;
+    wire_writer_init(&w, buf, n);
+    wire_write_i16(&w, 0);
+    wire_write_i32(&w, nt);
+    for (int32_t i = 0; i < a->n;) {
+        int32_t j = i;
+        while (j < a->n && memcmp(a->v[j].topic.b, a->v[i].topic.b, 16) == 0)
+            j++;
+        const char *name = NULL;
+        for (int t = 0; t < cg->n_topics && !name; t++)
+            if (memcmp(cg->topics[t].id.b, a->v[i].topic.b, 16) == 0)
+                name = cg->topics[t].name;
+        if (name) {
+            wire_write_string(&w, kstr_c(name), false, false);
+            wire_write_i32(&w, j - i);
+            for (int32_t k = i; k < j; k++)
+                wire_write_i32(&w, a->v[k].partition);
+        }
+        i = j;
+    }
+    wire_write_i32(&w, -1);
+    return w.err == WIRE_OK ? (kbytes){buf, (int32_t)w.len} : (kbytes){NULL, 0};
+}
+
 static void describe_one(breq *r, kstr id, kafka_describe_groups_response_described_group *out) {
     int16_t ver = r->hdr.api_version;
     kafka_describe_groups_response_described_group_init(out);
@@ -739,7 +810,30 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
         return;
     }
     const gcoord_group *g = gcoord_find(s->sm, id);
-    if (g) {
+    if (g && g->cg && g->state != GCOORD_DEAD) {
+        /* A consumer-protocol group: its type, state and members (their
+         * assignments are ConsumerGroupDescribe's). */
+        const cgroup *cg = g->cg;
+        out->group_state = kstr_c(cg_state_name(cg));
+        out->protocol_type = kstr_c("consumer");
+        out->protocol_data = kstr_c("");
+        out->members = cg->n_members ? breq_calloc(r, (size_t)cg->n_members, sizeof *out->members) : NULL;
+        out->members_count = out->members ? cg->n_members : 0;
+        for (int i = 0; i < out->members_count; i++) {
+            const cg_member *m = cg->members[i];
+            kafka_describe_groups_response_described_group_member *dm = &out->members[i];
+            kafka_describe_groups_response_described_group_member_init(dm);
+            dm->member_id = copy_str(r, kstr_c(m->id));
+            if (ver >= 4 && m->instance_id)
+                dm->group_instance_id = copy_str(r, kstr_c(m->instance_id));
+            dm->client_id = copy_str(r, kstr_c(m->client_id ? m->client_id : ""));
+            dm->client_host = copy_str(r, kstr_c(m->client_host ? m->client_host : ""));
+            /* In the classic consumer protocol's layouts, so tools that
+             * read them (kafka-consumer-groups --members) show partitions. */
+            dm->member_metadata = consumer_subscription(r, m);
+            dm->member_assignment = consumer_assignment(r, cg, m);
+        }
+    } else if (g) {
         bool stable = g->state == GCOORD_STABLE;
         out->group_state = kstr_c(gcoord_state_name(g->state));
         out->protocol_type = copy_str(r, kstr_c(g->protocol_type ? g->protocol_type : ""));
@@ -793,20 +887,30 @@ typedef struct list_ctx {
     /* The filters, parsed once: a client may repeat entries a million
      * times, and they are checked against every group. */
     bool by_state, by_type;
-    unsigned states; /* bit s: state s is wanted */
-    bool classic;    /* the type filter names "classic" */
+    unsigned states;  /* bit s: state s is wanted */
+    bool classic;     /* the type filter names "classic" */
+    bool consumer;    /* the type filter names "consumer" */
+    unsigned cstates; /* bit i: consumer group state i of cstate_names wanted */
     kafka_list_groups_response_listed_group *v;
     int n, cap;
     bool oom;
 } list_ctx;
 
+static const char *const cstate_names[] = {"Empty", "Assigning", "Reconciling", "Stable", NULL};
+
 static bool list_one(void *ctx, const gcoord_group *g) {
     list_ctx *lc = ctx;
-    const char *state = gcoord_state_name(g->state);
-    if (lc->by_state && !(lc->states & (1u << g->state)))
+    const char *state = g->cg ? cg_state_name(g->cg) : gcoord_state_name(g->state);
+    if (g->cg) {
+        unsigned bit = 0;
+        for (int i = 0; cstate_names[i]; i++)
+            if (strcmp(cstate_names[i], state) == 0)
+                bit = 1u << i;
+        if ((lc->by_state && !(lc->cstates & bit)) || (lc->by_type && !lc->consumer))
+            return true;
+    } else if ((lc->by_state && !(lc->states & (1u << g->state))) || (lc->by_type && !lc->classic)) {
         return true;
-    if (lc->by_type && !lc->classic)
-        return true;
+    }
     if (lc->n == lc->cap) {
         int nc = lc->cap ? lc->cap * 2 : 32;
         kafka_list_groups_response_listed_group *nv = breq_calloc(lc->r, (size_t)nc, sizeof *nv);
@@ -822,11 +926,11 @@ static bool list_one(void *ctx, const gcoord_group *g) {
     kafka_list_groups_response_listed_group *o = &lc->v[lc->n++];
     kafka_list_groups_response_listed_group_init(o);
     o->group_id = copy_str(lc->r, kstr_c(g->id));
-    o->protocol_type = copy_str(lc->r, kstr_c(g->protocol_type ? g->protocol_type : ""));
+    o->protocol_type = copy_str(lc->r, kstr_c(g->cg ? "consumer" : g->protocol_type ? g->protocol_type : ""));
     if (lc->r->hdr.api_version >= 4)
         o->group_state = kstr_c(state);
     if (lc->r->hdr.api_version >= 5)
-        o->group_type = kstr_c("classic");
+        o->group_type = kstr_c(g->cg ? "consumer" : "classic");
     return true;
 }
 
@@ -839,11 +943,16 @@ breq_status api_list_groups(breq *r) {
         int st = gcoord_state_parse(req->states_filter[i]);
         if (st >= 0 && st < 32)
             lc.states |= 1u << st;
+        for (int k = 0; cstate_names[k]; k++)
+            if (req->states_filter[i].len == (int32_t)strlen(cstate_names[k]) &&
+                strncasecmp(req->states_filter[i].ptr, cstate_names[k], strlen(cstate_names[k])) == 0)
+                lc.cstates |= 1u << k;
     }
     lc.by_type = req->types_filter_count > 0;
-    for (int32_t i = 0; i < req->types_filter_count && !lc.classic; i++) {
+    for (int32_t i = 0; i < req->types_filter_count && !(lc.classic && lc.consumer); i++) {
         kstr t = req->types_filter[i];
-        lc.classic = t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
+        lc.classic |= t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
+        lc.consumer |= t.len == 8 && strncasecmp(t.ptr, "consumer", 8) == 0;
     }
     int32_t n = groups_shard_count(r->b);
     if (n == 0)
@@ -1021,4 +1130,249 @@ breq_status api_offset_delete(breq *r) {
     gcoord_delete_offsets(s->sm, req->group_id, topics, parts, m, oc, groups_now_ms());
     groups_unlock(s);
     return BREQ_ASYNC;
+}
+
+/* ---- ConsumerGroupHeartbeat / ConsumerGroupDescribe (KIP-848) ------------------- */
+
+/* The machine's view of the topics: the metadata image of the request. */
+static bool view_by_name(void *ctx, kstr name, cg_topic_info *out) {
+    const md_topic *t = md_image_topic(ctx, name);
+    if (t == NULL)
+        return false;
+    *out = (cg_topic_info){{t->name, t->name_len}, t->id, t->n_partitions};
+    return true;
+}
+
+static int32_t view_count(void *ctx) { return md_image_topic_count(ctx); }
+
+static bool view_at(void *ctx, int32_t i, cg_topic_info *out) {
+    const md_topic *t = md_image_topic_at(ctx, i);
+    if (t == NULL)
+        return false;
+    *out = (cg_topic_info){{t->name, t->name_len}, t->id, t->n_partitions};
+    return true;
+}
+
+/* Splits a sorted assignment by topic into the response's shape. */
+static bool hb_assignment(breq *r, const asg_parts *a,
+                          kafka_consumer_group_heartbeat_response_assignment *out) {
+    int32_t nt = 0;
+    for (int32_t i = 0; i < a->n; i++)
+        nt += i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0;
+    out->topic_partitions = nt ? breq_calloc(r, (size_t)nt, sizeof *out->topic_partitions) : NULL;
+    int32_t *pool = a->n ? breq_calloc(r, (size_t)a->n, sizeof *pool) : NULL;
+    if ((nt && out->topic_partitions == NULL) || (a->n && pool == NULL))
+        return false;
+    out->topic_partitions_count = nt;
+    int32_t t = -1;
+    for (int32_t i = 0; i < a->n; i++) {
+        if (i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0) {
+            t++;
+            kafka_consumer_group_heartbeat_response_topic_partitions_init(&out->topic_partitions[t]);
+            out->topic_partitions[t].topic_id = a->v[i].topic;
+            out->topic_partitions[t].partitions = pool + i;
+            out->topic_partitions[t].partitions_count = 0;
+        }
+        kafka_consumer_group_heartbeat_response_topic_partitions *tp = &out->topic_partitions[t];
+        tp->partitions[tp->partitions_count++] = a->v[i].partition;
+    }
+    return true;
+}
+
+static log_ratelimit cg_refused_rl = LOG_RATELIMIT_DEFAULT;
+
+void groups_api_cg_heartbeat_done(void *ctx, void *token, const gcoord_cg_result *res) {
+    (void)ctx;
+    breq *r = token;
+    const kafka_consumer_group_heartbeat_request *req = r->req;
+    kafka_consumer_group_heartbeat_response *resp = r->resp;
+    resp->error_code = res->error;
+    resp->error_message = res->message ? kstr_c(res->message) : KSTR_NULL;
+    resp->member_id = copy_str(r, res->member_id);
+    resp->member_epoch = res->member_epoch;
+    resp->heartbeat_interval_ms = res->heartbeat_interval_ms;
+    if (res->error == 0 && res->has_assignment) {
+        resp->has_assignment = true;
+        if (!hb_assignment(r, res->assignment, &resp->assignment)) {
+            breq_abort(r);
+            return;
+        }
+    }
+    if (res->error && res->error != KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS &&
+        res->error != KAFKA_ERR_NOT_COORDINATOR)
+        LOG_INFO_LIMITED(
+            &cg_refused_rl, "groups",
+            "ConsumerGroupHeartbeat of group '%.*s' member '%.*s' epoch %d from %s: %s%s%s",
+            req->group_id.len > 0 ? req->group_id.len : 0, req->group_id.len > 0 ? req->group_id.ptr : "",
+            req->member_id.len > 0 ? req->member_id.len : 0, req->member_id.len > 0 ? req->member_id.ptr : "",
+            req->member_epoch, r->net->peer, kafka_error_name(res->error), res->message ? ": " : "",
+            res->message ? res->message : "");
+    breq_complete(r);
+}
+
+breq_status api_consumer_group_heartbeat(breq *r) {
+    const kafka_consumer_group_heartbeat_request *req = r->req;
+    kafka_consumer_group_heartbeat_response *resp = r->resp;
+    asg_parts owned = {NULL, 0};
+    int64_t total = 0;
+    for (int32_t i = 0; i < req->topic_partitions_count; i++)
+        total +=
+            req->topic_partitions[i].partitions_count > 0 ? req->topic_partitions[i].partitions_count : 0;
+    if (total > INT32_MAX)
+        return BREQ_CLOSE;
+    if (total && (owned.v = breq_calloc(r, (size_t)total, sizeof *owned.v)) == NULL)
+        return BREQ_CLOSE;
+    for (int32_t i = 0; i < req->topic_partitions_count; i++)
+        for (int32_t k = 0; k < req->topic_partitions[i].partitions_count; k++)
+            owned.v[owned.n++] =
+                (asg_part){req->topic_partitions[i].topic_id, req->topic_partitions[i].partitions[k]};
+    asg_parts_sort(&owned);
+    cg_heartbeat_req hr = {.member_id = req->member_id.len < 0 ? kstr_c("") : req->member_id,
+                           .member_epoch = req->member_epoch,
+                           .instance_id = req->instance_id,
+                           .rack_id = req->rack_id,
+                           .rebalance_timeout_ms = req->rebalance_timeout_ms,
+                           .sub_names = req->subscribed_topic_names,
+                           .n_sub_names = req->subscribed_topic_names_count,
+                           .regex = r->hdr.api_version >= 1 ? req->subscribed_topic_regex : KSTR_NULL,
+                           .assignor = req->server_assignor,
+                           .owned = req->topic_partitions_count >= 0 ? &owned : NULL,
+                           .client_id = r->hdr.client_id.len < 0 ? kstr_c("") : r->hdr.client_id,
+                           .client_host = client_host(r),
+                           .version = r->hdr.api_version,
+                           .new_member_id = KSTR_NULL};
+    if (!(r->b->cfg->group_coordinator_rebalance_protocols & CONFIG_GROUP_PROTOCOL_CONSUMER)) {
+        resp->error_code = KAFKA_ERR_UNSUPPORTED_VERSION;
+        resp->error_message = kstr_c("The consumer group protocol is not enabled "
+                                     "(group.coordinator.rebalance.protocols).");
+        return BREQ_DONE;
+    }
+    groups_shard *s = groups_lock(r->b, req->group_id);
+    if (s == NULL) {
+        resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return BREQ_DONE;
+    }
+    md_image *img = bmeta_image(r->b->meta);
+    cg_topics tv = {img, (uint64_t)md_image_offset(img), view_by_name, view_count, view_at};
+    /* From here on r belongs to the machine (it may be answered at once). */
+    gcoord_cg_heartbeat(s->sm, req->group_id, &hr, &tv, r, groups_now_ms());
+    groups_unlock(s);
+    md_image_unref(img);
+    return BREQ_ASYNC;
+}
+
+/* A topic's name for ConsumerGroupDescribe: the group's metadata, else the image. */
+static kstr topic_name(breq *r, const cgroup *cg, const md_image *img, kuuid id) {
+    for (int i = 0; i < cg->n_topics; i++)
+        if (memcmp(cg->topics[i].id.b, id.b, 16) == 0)
+            return copy_str(r, kstr_c(cg->topics[i].name));
+    const md_topic *t = md_image_topic_by_id(img, id);
+    return t ? copy_str(r, (kstr){t->name, t->name_len}) : kstr_c("");
+}
+
+static bool describe_assignment(breq *r, const cgroup *cg, const md_image *img, const asg_parts *a,
+                                kafka_consumer_group_describe_response_assignment *out) {
+    int32_t nt = 0;
+    for (int32_t i = 0; i < a->n; i++)
+        nt += i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0;
+    out->topic_partitions = nt ? breq_calloc(r, (size_t)nt, sizeof *out->topic_partitions) : NULL;
+    int32_t *pool = a->n ? breq_calloc(r, (size_t)a->n, sizeof *pool) : NULL;
+    if ((nt && out->topic_partitions == NULL) || (a->n && pool == NULL))
+        return false;
+    out->topic_partitions_count = nt;
+    int32_t t = -1;
+    for (int32_t i = 0; i < a->n; i++) {
+        if (i == 0 || memcmp(a->v[i].topic.b, a->v[i - 1].topic.b, 16) != 0) {
+            t++;
+            kafka_consumer_group_describe_response_topic_partitions *tp = &out->topic_partitions[t];
+            kafka_consumer_group_describe_response_topic_partitions_init(tp);
+            tp->topic_id = a->v[i].topic;
+            tp->topic_name = topic_name(r, cg, img, a->v[i].topic);
+            tp->partitions = pool + i;
+            tp->partitions_count = 0;
+        }
+        out->topic_partitions[t].partitions[out->topic_partitions[t].partitions_count++] = a->v[i].partition;
+    }
+    return true;
+}
+
+static bool cg_describe_one(breq *r, kstr id, const md_image *img,
+                            kafka_consumer_group_describe_response_described_group *out) {
+    kafka_consumer_group_describe_response_described_group_init(out);
+    out->group_id = id;
+    out->group_state = kstr_c("Dead");
+    out->assignor_name = kstr_c("");
+    if (id.len <= 0) {
+        out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
+        return true;
+    }
+    groups_shard *s = groups_lock(r->b, id);
+    if (s == NULL) {
+        out->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return true;
+    }
+    if (!gcoord_active(s->sm)) {
+        out->error_code =
+            gcoord_loading(s->sm) ? KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS : KAFKA_ERR_NOT_COORDINATOR;
+        groups_unlock(s);
+        return true;
+    }
+    const gcoord_group *g = gcoord_find(s->sm, id);
+    if (g == NULL || g->state == GCOORD_DEAD || g->cg == NULL) {
+        out->error_code = KAFKA_ERR_GROUP_ID_NOT_FOUND;
+        out->error_message =
+            kstr_c(g && g->cg == NULL && g->state != GCOORD_DEAD ? "The group is not a consumer group."
+                                                                 : "The group does not exist.");
+        groups_unlock(s);
+        return true;
+    }
+    const cgroup *cg = g->cg;
+    out->group_state = kstr_c(cg_state_name(cg));
+    out->group_epoch = cg->epoch;
+    out->assignment_epoch = cg->assignment_epoch;
+    out->assignor_name = kstr_c(cg_assignor_name(cg, &gcoord_get_config(s->sm)->cg));
+    bool ok = true;
+    out->members = cg->n_members ? breq_calloc(r, (size_t)cg->n_members, sizeof *out->members) : NULL;
+    ok = cg->n_members == 0 || out->members != NULL;
+    out->members_count = ok ? cg->n_members : 0;
+    for (int i = 0; ok && i < out->members_count; i++) {
+        const cg_member *m = cg->members[i];
+        kafka_consumer_group_describe_response_member *dm = &out->members[i];
+        kafka_consumer_group_describe_response_member_init(dm);
+        dm->member_id = copy_str(r, kstr_c(m->id));
+        dm->instance_id = m->instance_id ? copy_str(r, kstr_c(m->instance_id)) : KSTR_NULL;
+        dm->rack_id = m->rack_id ? copy_str(r, kstr_c(m->rack_id)) : KSTR_NULL;
+        dm->member_epoch = m->left ? -2 : m->epoch;
+        dm->client_id = copy_str(r, kstr_c(m->client_id ? m->client_id : ""));
+        dm->client_host = copy_str(r, kstr_c(m->client_host ? m->client_host : ""));
+        dm->subscribed_topic_names = m->n_subs ? breq_calloc(r, (size_t)m->n_subs, sizeof(kstr)) : NULL;
+        ok = m->n_subs == 0 || dm->subscribed_topic_names != NULL;
+        dm->subscribed_topic_names_count = ok ? m->n_subs : 0;
+        for (int k = 0; ok && k < m->n_subs; k++)
+            dm->subscribed_topic_names[k] = copy_str(r, kstr_c(m->subs[k]));
+        dm->subscribed_topic_regex = m->regex ? copy_str(r, kstr_c(m->regex)) : KSTR_NULL;
+        ok = ok && describe_assignment(r, cg, img, &m->assigned, &dm->assignment) &&
+             describe_assignment(r, cg, img, &m->target, &dm->target_assignment);
+    }
+    groups_unlock(s);
+    return ok;
+}
+
+breq_status api_consumer_group_describe(breq *r) {
+    const kafka_consumer_group_describe_request *req = r->req;
+    kafka_consumer_group_describe_response *resp = r->resp;
+    int n = req->group_ids_count > 0 ? req->group_ids_count : 0;
+    resp->groups = n ? breq_calloc(r, (size_t)n, sizeof *resp->groups) : NULL;
+    if (n && resp->groups == NULL)
+        return BREQ_CLOSE;
+    resp->groups_count = n;
+    md_image *img = bmeta_image(r->b->meta);
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        ok = cg_describe_one(r, req->group_ids[i], img, &resp->groups[i]);
+        if (req->include_authorized_operations)
+            resp->groups[i].authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+    }
+    md_image_unref(img);
+    return ok ? BREQ_DONE : BREQ_CLOSE;
 }

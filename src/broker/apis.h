@@ -39,6 +39,8 @@ breq_status api_describe_groups(breq *r);
 breq_status api_list_groups(breq *r);
 breq_status api_delete_groups(breq *r);
 breq_status api_offset_delete(breq *r);
+breq_status api_consumer_group_heartbeat(breq *r);
+breq_status api_consumer_group_describe(breq *r);
 /* the KRaft quorum (api_quorum.c): Vote, BeginQuorumEpoch, EndQuorumEpoch, DescribeQuorum */
 breq_status api_quorum(breq *r);
 breq_status api_broker_registration(breq *r);

@@ -70,8 +70,11 @@ typedef enum config_origin {
 } config_origin;
 
 /* Bits of process.roles. */
-#define CONFIG_ROLE_BROKER     0x1u
-#define CONFIG_ROLE_CONTROLLER 0x2u
+#define CONFIG_ROLE_BROKER 0x1u
+/* group.coordinator.rebalance.protocols bits. */
+#define CONFIG_GROUP_PROTOCOL_CLASSIC  0x1u
+#define CONFIG_GROUP_PROTOCOL_CONSUMER 0x2u
+#define CONFIG_ROLE_CONTROLLER         0x2u
 
 typedef enum config_protocol {
     CONFIG_PROTOCOL_PLAINTEXT = 0,
@@ -187,6 +190,11 @@ typedef struct broker_config {
     int32_t group_min_session_timeout_ms;
     int32_t group_max_session_timeout_ms;
     int32_t group_max_size;
+    int32_t group_consumer_session_timeout_ms;
+    int32_t group_consumer_heartbeat_interval_ms;
+    int32_t group_consumer_max_size;
+    config_list group_consumer_assignors;
+    unsigned group_coordinator_rebalance_protocols; /* bits of group_protocol_values */
 
     /* transactions and idempotence */
     int32_t transaction_state_log_replication_factor;

@@ -32,6 +32,7 @@
 #define DFLT(x)  DFLT_(x)
 
 static const char *const roles_values[] = {"broker", "controller", NULL};
+static const char *const group_protocol_values[] = {"classic", "consumer", "share", "streams", NULL};
 /* Order matches log_level. */
 static const char *const level_values[] = {"error", "warn", "info", "debug", "trace", NULL};
 
@@ -283,6 +284,21 @@ static const config_def broker_defs[] = {
         "Largest session timeout a group member may ask for; at least group.min.session.timeout.ms."),
     INT("group.max.size", INT_MAX_TEXT, 1, I32MAX, B(group_max_size), CONFIG_F_ACTIVE,
         "Most members one consumer group may have."),
+    INT("group.consumer.session.timeout.ms", "45000", 1, I32MAX, B(group_consumer_session_timeout_ms),
+        CONFIG_F_ACTIVE,
+        "Session timeout of members of consumer-protocol groups (KIP-848): a member that does not heartbeat "
+        "for this long leaves the group."),
+    INT("group.consumer.heartbeat.interval.ms", "5000", 1, I32MAX, B(group_consumer_heartbeat_interval_ms),
+        CONFIG_F_ACTIVE, "How often members of consumer-protocol groups are told to heartbeat."),
+    INT("group.consumer.max.size", INT_MAX_TEXT, 1, I32MAX, B(group_consumer_max_size), CONFIG_F_ACTIVE,
+        "Most members one consumer-protocol group may have."),
+    LIST("group.coordinator.rebalance.protocols", "classic,consumer", group_protocol_values,
+         B(group_coordinator_rebalance_protocols), CONFIG_F_ACTIVE,
+         "Group protocols the coordinator serves: without consumer, ConsumerGroupHeartbeat is answered "
+         "UNSUPPORTED_VERSION. classic is always served; share and streams are accepted and not served yet."),
+    LIST("group.consumer.assignors", "uniform,range", NULL, B(group_consumer_assignors), CONFIG_F_ACTIVE,
+         "Server-side assignors of consumer-protocol groups, the default first: uniform, range (or Kafka's "
+         "class names for them)."),
     INT("share.coordinator.state.topic.replication.factor", "1", 1, 32767, CONFIG_NO_FIELD,
         CONFIG_F_SHORT | CONFIG_F_DEVIATES,
         "Replication factor of the internal share-group state topic. Accepted so Kafka 4.0 files load; Kafka's "

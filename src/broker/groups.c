@@ -547,6 +547,29 @@ static int init_shards(groups_mgr *m) {
     gc.max_session_timeout_ms = cfg->group_max_session_timeout_ms;
     gc.max_size = cfg->group_max_size;
     gc.offsets_retention_ms = cfg->offsets_retention_ms;
+    gc.cg.session_timeout_ms = cfg->group_consumer_session_timeout_ms;
+    gc.cg.heartbeat_interval_ms = cfg->group_consumer_heartbeat_interval_ms;
+    gc.cg.max_size = cfg->group_consumer_max_size;
+    gc.cg.n_assignors = 0;
+    for (int i = 0; i < cfg->group_consumer_assignors.n && gc.cg.n_assignors < CG_ASSIGNORS_MAX; i++) {
+        const char *name = cfg->group_consumer_assignors.items[i];
+        int k = asg_parse(kstr_c(name));
+        if (k < 0 && strstr(name, "UniformAssignor"))
+            k = ASG_UNIFORM;
+        if (k < 0 && strstr(name, "RangeAssignor"))
+            k = ASG_RANGE;
+        if (k < 0) {
+            LOG_WARN("groups",
+                     "group.consumer.assignors: unknown assignor '%s' ignored (known: uniform, range)", name);
+            continue;
+        }
+        gc.cg.assignors[gc.cg.n_assignors++] = (asg_kind)k;
+    }
+    if (gc.cg.n_assignors == 0) {
+        gc.cg.assignors[0] = ASG_UNIFORM;
+        gc.cg.assignors[1] = ASG_RANGE;
+        gc.cg.n_assignors = 2;
+    }
     uint64_t seed = (uint64_t)groups_now_ms() * 0x100000001b3ULL ^ (uint64_t)getpid();
     for (int32_t i = 0; i < n; i++) {
         groups_shard *s = &m->shards[i];
@@ -564,7 +587,8 @@ static int init_shards(groups_mgr *m) {
                             groups_api_delete_group_done,
                             groups_api_delete_offsets_done,
                             shard_append,
-                            shard_event};
+                            shard_event,
+                            groups_api_cg_heartbeat_done};
         s->sm = gcoord_create(&gc, &sink);
         if ((s->part == NULL && !cluster) || s->sm == NULL) {
             md_image_unref(img);

@@ -117,6 +117,7 @@ void groups_api_sync_done(void *ctx, void *token, const gcoord_sync_result *res)
 void groups_api_commit_done(void *ctx, void *token, const int16_t *errors, int n);
 void groups_api_delete_group_done(void *ctx, void *token, int16_t error);
 void groups_api_delete_offsets_done(void *ctx, void *token, int16_t error, const int16_t *errors, int n);
+void groups_api_cg_heartbeat_done(void *ctx, void *token, const gcoord_cg_result *res);
 
 /* Wall clock in milliseconds (the machines' clock). */
 int64_t groups_now_ms(void);

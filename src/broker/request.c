@@ -59,6 +59,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups},
     {KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups},
     {KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete},
+    {KAFKA_API_CONSUMER_GROUP_HEARTBEAT, 0, 1, api_consumer_group_heartbeat},
+    {KAFKA_API_CONSUMER_GROUP_DESCRIBE, 0, 0, api_consumer_group_describe},
     {KAFKA_API_VOTE, 0, 2, api_quorum},
     {KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_quorum},
     {KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_quorum},

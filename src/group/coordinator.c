@@ -65,6 +65,7 @@ typedef enum pend_kind {
     PK_EXPIRE,         /* retention tombstones (and the group's with group_too) */
     PK_REMOVE_TOPIC,   /* tombstones of deleted topics' offsets */
     PK_SNAPSHOT,
+    PK_CG, /* a consumer group's records: a ConsumerGroupHeartbeat's (token) or a timer's */
 } pend_kind;
 
 typedef struct pending pending;
@@ -89,6 +90,10 @@ struct pending {
     int64_t appended_before;                       /* snapshot: records counted when it was issued */
     pending *adopted;                              /* snapshot: included appends that failed */
     pending *next;                                 /* in an adopted chain */
+    /* PK_CG with a token: the heartbeat's answer once written */
+    int32_t cg_epoch;
+    bool cg_has_assignment;
+    asg_parts cg_assignment;
 };
 
 /* A deleted topic whose offsets are still being removed from some groups. */
@@ -172,6 +177,11 @@ void gcoord_config_default(gcoord_config *c) {
         .max_metadata_bytes = 4096,
         .snapshot_min_records = 10000,
         .id_seed = 0x5eed,
+        .cg = {.session_timeout_ms = 45000,
+               .heartbeat_interval_ms = 5000,
+               .max_size = INT32_MAX,
+               .n_assignors = 2,
+               .assignors = {ASG_UNIFORM, ASG_RANGE}},
     };
 }
 
@@ -387,6 +397,7 @@ static void remove_group(gcoord *c, gcoord_group *g) {
     free(g->protocol);
     free(g->leader);
     free(g->meta_value);
+    cg_destroy(g->cg);
     free(g);
 }
 
@@ -394,7 +405,7 @@ static void remove_group(gcoord *c, gcoord_group *g) {
  * writes in flight) goes. */
 static void maybe_drop(gcoord *c, gcoord_group *g) {
     if (g->state == GCOORD_EMPTY && g->n_members == 0 && g->n_pending == 0 && g->n_offsets == 0 &&
-        g->meta_value == NULL && g->n_inflight == 0)
+        g->meta_value == NULL && g->n_inflight == 0 && (g->cg == NULL || g->cg->n_store == 0))
         remove_group(c, g);
 }
 
@@ -576,6 +587,7 @@ static void pend_free(pending *p) {
         free(p->member_id);
         free(p->old_member_id);
         free(p->instance_id);
+        asg_parts_free(&p->cg_assignment);
         free(p);
         p = next;
     }
@@ -705,6 +717,8 @@ bool gcoord_active(const gcoord *c) { return c->ph == PH_ACTIVE && c->shutdown_e
 int32_t gcoord_epoch(const gcoord *c) { return c->epoch; }
 
 int gcoord_group_count(const gcoord *c) { return c->n_groups; }
+
+const gcoord_config *gcoord_get_config(const gcoord *c) { return &c->cfg; }
 
 int64_t gcoord_next_deadline(const gcoord *c) { return c->next_deadline; }
 
@@ -969,6 +983,24 @@ static void rb_group_tombstone(recs_builder *rb, const char *group) {
     r->value = KBYTES_NULL;
 }
 
+/* Tombstones for every record key of g's consumer group. */
+static void rb_cg_tombstones(recs_builder *rb, const gcoord_group *g) {
+    if (g->cg == NULL)
+        return;
+    cg_rec_out *v;
+    int n;
+    if (cg_tombstones(g->cg, &rb->a, &v, &n) != 0) {
+        rb->oom = true;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        gcoord_record *r = rb_add(rb);
+        if (r == NULL)
+            return;
+        *r = (gcoord_record){v[i].key, KBYTES_NULL};
+    }
+}
+
 /* Tombstones for the offsets that commits still in flight for g write
  * (filter: only those of removed topics), so a tombstone issued now also
  * covers what they add when they complete. */
@@ -1001,6 +1033,15 @@ static void rb_inflight_commits(const gcoord *c, recs_builder *rb, const gcoord_
  * live state, never touched here). A record older than what an entry holds
  * (by sequence) is stale and skipped. */
 static void apply_durable(gcoord *c, kbytes key, kbytes value, uint64_t seq, int64_t now) {
+    int16_t cv;
+    kstr cgid, cmember;
+    if (key.len >= 0 && cg_decode_key(key, &cv, &cgid, &cmember) == 0) {
+        /* A consumer group's record: its store is the durable state. */
+        gcoord_group *cgg = find_group(c, cgid);
+        if (cgg && cgg->cg && cg_store_put(cgg->cg, key, value) != 0)
+            cgg->cg_stale = true;
+        return;
+    }
     grec_key k;
     if (key.len < 0 || grec_decode_key(key, &k) != 0)
         return;
@@ -1120,6 +1161,101 @@ static void complete_static_join(gcoord *c, pending *p, bool ok) {
     join_error(c, p->token, store_error(p->err), kstr_c(""));
 }
 
+/* ---- consumer groups: state and writes ------------------------------------ */
+
+/* A consumer group is Empty without members, else Stable for the classic
+ * machinery (retention, deletion); its own state name is cgroup's. */
+static void cg_sync_state(gcoord *c, gcoord_group *g, int64_t now) {
+    if (g->state == GCOORD_DEAD || g->cg == NULL)
+        return;
+    gcoord_state st = g->cg->n_members > 0 ? GCOORD_STABLE : GCOORD_EMPTY;
+    if (g->state != st)
+        set_state(g, st, now);
+    arm(c, cg_next_deadline(g->cg));
+}
+
+/* Back to what the log holds, once no write of the group is in flight. */
+static void cg_maybe_rebuild(gcoord *c, gcoord_group *g, int64_t now) {
+    if (g->cg == NULL || !g->cg_stale || g->n_inflight > 0 || g->cg_wait_snapshot)
+        return;
+    if (cg_rebuild(g->cg, &c->cfg.cg, now) == 0) {
+        g->cg_stale = false;
+        g->cg_poison = 0;
+    }
+    cg_sync_state(c, g, now);
+}
+
+/* Writes the records of what changed in g's consumer group (extra first,
+ * e.g. the tombstone of the classic metadata it replaces). 0 with *out NULL
+ * when nothing changed; an error (mapped) when the write was refused: the
+ * live state then goes back to the store's. */
+static int16_t cg_write(gcoord *c, gcoord_group *g, const gcoord_record *extra, int n_extra, pending **out,
+                        int64_t now) {
+    *out = NULL;
+    arena a;
+    arena_init(&a, ENCODE_ARENA_LIMIT);
+    cg_rec_out *ro = NULL;
+    int n = 0;
+    int16_t err = 0;
+    gcoord_record *recs = NULL;
+    if (cg_emit(g->cg, kstr_c(g->id), &a, &ro, &n) != 0) {
+        err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        goto out;
+    }
+    if (n + n_extra == 0)
+        goto out;
+    if ((recs = arena_calloc(&a, (size_t)(n + n_extra), sizeof *recs)) == NULL) {
+        err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        goto out;
+    }
+    for (int i = 0; i < n_extra; i++)
+        recs[i] = extra[i];
+    for (int i = 0; i < n; i++)
+        recs[n_extra + i] = (gcoord_record){ro[i].key, ro[i].value};
+    if ((*out = issue(c, PK_CG, g, recs, n + n_extra, &err)) == NULL)
+        err = store_error(err);
+out:
+    arena_reset(&a);
+    if (err) {
+        g->cg_stale = true;
+        cg_maybe_rebuild(c, g, now);
+    }
+    return err;
+}
+
+/* A write after one that failed was computed from state the log does not
+ * have: its heartbeat is answered with the first failure's error even if
+ * it was written (the client does not act on it; the group is rebuilt from
+ * what was written once no write is in flight). */
+static void cg_complete(gcoord *c, pending *p, bool ok, int64_t now) {
+    gcoord_group *g = p->g;
+    int16_t err = ok ? 0 : store_error(p->err);
+    if (g->cg == NULL) {
+        /* (it became a classic group meanwhile) */
+    } else if (!ok) {
+        if (!g->cg_poison)
+            g->cg_poison = err;
+        g->cg_stale = true;
+        /* The snapshot in flight holds these records: whether they are in
+         * the log is known only when it is done (complete() adopts them). */
+        if (p->in_snapshot && c->snapshot)
+            g->cg_wait_snapshot = true;
+    } else if (g->cg_poison) {
+        err = g->cg_poison;
+    }
+    if (p->token) {
+        gcoord_cg_result r = {.error = err,
+                              .member_id = err ? KSTR_NULL : ks(p->member_id),
+                              .member_epoch = err ? -1 : p->cg_epoch,
+                              .heartbeat_interval_ms = c->cfg.cg.heartbeat_interval_ms,
+                              .has_assignment = !err && p->cg_has_assignment,
+                              .assignment = &p->cg_assignment};
+        c->sink.cg_heartbeat_done(c->sink.ctx, p->token, &r);
+        p->token = NULL;
+    }
+    cg_maybe_rebuild(c, g, now);
+}
+
 /* Applies and answers one append whose outcome is in, in issue order. */
 static void complete(gcoord *c, pending *p, int64_t now) {
     bool ok = p->err == 0;
@@ -1162,6 +1298,9 @@ static void complete(gcoord *c, pending *p, int64_t now) {
         break;
     case PK_GROUP:
     case PK_REMOVE_TOPIC:
+        break;
+    case PK_CG:
+        cg_complete(c, p, ok, now);
         break;
     case PK_DELETE_GROUP:
         assert(g->state == GCOORD_DEAD);
@@ -1212,6 +1351,14 @@ static void complete(gcoord *c, pending *p, int64_t now) {
                     apply_durable(c, a->recs[i].key, a->recs[i].value, a->seq, now);
             p->adopted = rev;
         }
+        /* Consumer groups that waited for it: the store now says whether
+         * their failed writes are in the log; the live state follows. */
+        for (int32_t b = 0; b < c->n_buckets; b++)
+            for (gcoord_group *x = c->buckets[b]; x; x = x->next)
+                if (x->cg_wait_snapshot) {
+                    x->cg_wait_snapshot = false;
+                    cg_maybe_rebuild(c, x, now);
+                }
         break;
     }
     if (!ok && p->kind != PK_SNAPSHOT && p->in_snapshot && c->snapshot) {
@@ -1272,6 +1419,10 @@ static void maybe_snapshot(gcoord *c) {
         c->appended < c->cfg.snapshot_min_records || c->appended < 2 * live ||
         c->outstanding >= GCOORD_APPENDS_MAX)
         return;
+    /* Consumer groups' records count too (walked only once a snapshot is due). */
+    for (int32_t b = 0; b < c->n_buckets; b++)
+        for (gcoord_group *g = c->buckets[b]; g; g = g->next)
+            live += g->cg ? g->cg->n_store : 0;
     int64_t inflight = 0;
     for (int i = 0; i < c->n_fifo; i++) {
         const pending *p = fifo_at(c, i);
@@ -1292,6 +1443,10 @@ static void maybe_snapshot(gcoord *c) {
                 if (grec_encode_group_key(&a, kstr_c(g->id), &recs[n].key) != 0)
                     goto out;
                 recs[n++].value = (kbytes){g->meta_value, g->meta_value_len};
+            }
+            for (int32_t k = 0; g->cg && k < g->cg->n_store; k++) {
+                const cg_store_rec *sr = &g->cg->store[k];
+                recs[n++] = (gcoord_record){{sr->key, sr->klen}, {sr->value, sr->vlen}};
             }
             for (int32_t ob = 0; ob < g->n_obuckets; ob++)
                 for (gcoord_offset_entry *e = g->obuckets[ob]; e; e = e->next) {
@@ -1343,6 +1498,12 @@ static void abandon(gcoord *c, pending *p, int16_t err) {
         break;
     case PK_DELETE_OFFSETS:
         c->sink.delete_offsets_done(c->sink.ctx, p->token, err, NULL, 0);
+        break;
+    case PK_CG:
+        if (p->token) {
+            gcoord_cg_result r = {.error = err, .member_id = KSTR_NULL, .member_epoch = -1};
+            c->sink.cg_heartbeat_done(c->sink.ctx, p->token, &r);
+        }
         break;
     default:
         break;
@@ -1492,6 +1653,12 @@ static int load_group_value(gcoord_group *g, kbytes value) {
     g->meta_value_len = value.len;
     rc = 0;
 out:
+    /* A leader the members do not include (a damaged or partly read
+     * record) is no leader. */
+    if (g->leader && find_member(g, kstr_c(g->leader)) == NULL) {
+        free(g->leader);
+        g->leader = NULL;
+    }
     arena_reset(&a);
     return rc;
 }
@@ -1512,6 +1679,22 @@ bool gcoord_load_begin(gcoord *c, int32_t epoch, int64_t now) {
 int gcoord_load_record(gcoord *c, kbytes key, kbytes value) {
     if (c->ph != PH_LOADING)
         return -1;
+    int16_t cv;
+    kstr cgid, cmember;
+    if (cg_decode_key(key, &cv, &cgid, &cmember) == 0) {
+        /* A consumer group's record: kept in its store, replayed at the end. */
+        if (cgid.len > GCOORD_GROUP_ID_MAX || cmember.len > GCOORD_ID_MAX)
+            return -1;
+        c->appended++;
+        gcoord_group *cg = find_group(c, cgid);
+        if (cg == NULL && value.len < 0)
+            return 0;
+        if (cg == NULL && (cg = add_group(c, cgid, 0)) == NULL)
+            return -1;
+        if (cg->cg == NULL && (cg->cg = cg_create()) == NULL)
+            return -1;
+        return cg_store_put(cg->cg, key, value);
+    }
     grec_key k;
     if (grec_decode_key(key, &k) != 0 || k.group.len > GCOORD_GROUP_ID_MAX)
         return -1;
@@ -1525,7 +1708,7 @@ int gcoord_load_record(gcoord *c, kbytes key, kbytes value) {
                 clear_members(g);
                 free(g->meta_value);
                 g->meta_value = NULL;
-                if (g->n_offsets == 0)
+                if (g->n_offsets == 0 && (g->cg == NULL || g->cg->n_store == 0))
                     remove_group(c, g);
             }
             return 0;
@@ -1538,7 +1721,7 @@ int gcoord_load_record(gcoord *c, kbytes key, kbytes value) {
         gcoord_offset_entry *e = g ? find_offset(g, k.topic, k.partition) : NULL;
         if (e) {
             delete_offset(c, g, e);
-            if (g->n_offsets == 0 && g->meta_value == NULL)
+            if (g->n_offsets == 0 && g->meta_value == NULL && (g->cg == NULL || g->cg->n_store == 0))
                 remove_group(c, g);
         }
         return 0;
@@ -1569,9 +1752,35 @@ void gcoord_load_end(gcoord *c, int64_t now) {
         return;
     enter(c);
     c->groups_behind = 0;
+    /* Consumer groups: the live state from their records; one whose records
+     * were all deleted is a consumer group no more. */
+    for (int32_t b = 0; b < c->n_buckets; b++)
+        for (gcoord_group *g = c->buckets[b], *next; g; g = next) {
+            next = g->next;
+            if (g->cg && g->cg->n_store == 0) {
+                cg_destroy(g->cg);
+                g->cg = NULL;
+                if (g->n_offsets == 0 && g->meta_value == NULL && g->n_members == 0) {
+                    remove_group(c, g);
+                    continue;
+                }
+            }
+            if (g->cg && cg_rebuild(g->cg, &c->cfg.cg, now) != 0)
+                g->cg_stale = true;
+            if (g->cg && g->cg->n_members == 0 && g->n_members > 0) {
+                /* Classic members after the consumer group's end (its
+                 * tombstones did not all land): the group is classic. */
+                cg_destroy(g->cg);
+                g->cg = NULL;
+                g->cg_stale = false;
+            }
+        }
     for (int32_t b = 0; b < c->n_buckets; b++)
         for (gcoord_group *g = c->buckets[b]; g; g = g->next) {
-            if (g->n_members > 0) {
+            if (g->cg) {
+                g->state = g->cg->n_members > 0 ? GCOORD_STABLE : GCOORD_EMPTY;
+                arm(c, cg_next_deadline(g->cg));
+            } else if (g->n_members > 0) {
                 g->state = GCOORD_STABLE;
                 for (int i = 0; i < g->n_members; i++) {
                     g->members[i]->hb_deadline = now + g->members[i]->session_timeout_ms;
@@ -2207,6 +2416,26 @@ static void join_known(gcoord *c, gcoord_group *g, const gcoord_join_req *req, v
     maybe_complete_join(c, g, now);
 }
 
+/* Writes tombstones for every record of g's (memberless) consumer group and
+ * makes it a classic group. 0 or a mapped error (nothing changed). */
+static int16_t cg_to_classic(gcoord *c, gcoord_group *g) {
+    recs_builder rb;
+    rb_init(&rb);
+    rb_cg_tombstones(&rb, g);
+    int16_t err = rb.oom ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : 0;
+    if (err == 0 && rb.n > 0 && issue(c, PK_GROUP, g, rb.v, rb.n, &err) == NULL)
+        err = store_error(err);
+    rb_free(&rb);
+    if (err == 0) {
+        cg_destroy(g->cg);
+        g->cg = NULL;
+        g->cg_stale = false;
+        g->cg_poison = 0;
+        g->cg_wait_snapshot = false;
+    }
+    return err;
+}
+
 static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64_t now) {
     int16_t err = check_common(c, req->group_id);
     if (err == 0 && !join_req_sane(req))
@@ -2235,8 +2464,17 @@ static void join_event(gcoord *c, const gcoord_join_req *req, void *token, int64
             return;
         }
     }
+    if (g->cg && g->cg->n_members == 0 && !g->cg_stale && unknown) {
+        /* An Empty consumer group becomes a classic group (its records get
+         * tombstones; committed offsets stay). */
+        int16_t err = cg_to_classic(c, g);
+        if (err) {
+            join_error(c, token, err, req->member_id);
+            return;
+        }
+    }
     gcoord_member *self = unknown ? find_static(g, req->instance_id) : find_member(g, req->member_id);
-    if (!supports(g, req, self)) {
+    if (g->cg || !supports(g, req, self)) {
         join_error(c, token, KAFKA_ERR_INCONSISTENT_GROUP_PROTOCOL, req->member_id);
         maybe_drop(c, g); /* the group this join created, if nothing else holds it */
         return;
@@ -2653,6 +2891,143 @@ out:
 
 /* ---- offsets ------------------------------------------------------------------------ */
 
+/* ---- ConsumerGroupHeartbeat ------------------------------------------------------------ */
+
+static void cg_answer(gcoord *c, void *token, int16_t err, const char *msg) {
+    gcoord_cg_result r = {.error = err,
+                          .message = msg,
+                          .member_id = KSTR_NULL,
+                          .member_epoch = -1,
+                          .heartbeat_interval_ms = c->cfg.cg.heartbeat_interval_ms};
+    c->sink.cg_heartbeat_done(c->sink.ctx, token, &r);
+}
+
+static void cg_heartbeat_event(gcoord *c, kstr group_id, const cg_heartbeat_req *req, const cg_topics *tv,
+                               void *token, int64_t now) {
+    const char *msg = NULL;
+    int16_t err = check_common(c, group_id);
+    if (err == KAFKA_ERR_INVALID_GROUP_ID) {
+        err = KAFKA_ERR_INVALID_REQUEST;
+        msg = "GroupId can't be empty.";
+    }
+    if (err == 0 && group_id.len > GCOORD_GROUP_ID_MAX)
+        err = KAFKA_ERR_INVALID_GROUP_ID;
+    if (err == 0)
+        err = cg_check_request(&c->cfg.cg, req, &msg);
+    gcoord_group *g = err ? NULL : find_group(c, group_id);
+    gcoord_record tomb = {{NULL, 0}, KBYTES_NULL};
+    int n_tomb = 0;
+    arena ta;
+    arena_init(&ta, 1u << 16);
+    if (err == 0 && g && g->state == GCOORD_DEAD)
+        err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    if (err == 0 && g && g->cg_stale) {
+        cg_maybe_rebuild(c, g, now);
+        if (g->cg_stale) {
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE; /* until its writes in flight are done */
+            msg = "The group's state is being restored after a failed write.";
+        }
+    }
+    if (err == 0 && g && g->cg == NULL) {
+        if (g->n_members > 0 || g->n_pending > 0 || g->state != GCOORD_EMPTY || g->n_inflight > 0) {
+            err = KAFKA_ERR_GROUP_ID_NOT_FOUND;
+            msg = "The group is a classic group with members.";
+        } else if (req->member_epoch != 0) {
+            err = KAFKA_ERR_UNKNOWN_MEMBER_ID;
+        } else if (g->meta_value && grec_encode_group_key(&ta, kstr_c(g->id), &tomb.key) != 0) {
+            err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        } else if ((g->cg = cg_create()) == NULL) {
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        } else {
+            /* An Empty classic group becomes a consumer group: its classic
+             * metadata goes (offsets stay). */
+            n_tomb = g->meta_value != NULL;
+            free(g->protocol_type);
+            g->protocol_type = NULL;
+            free(g->protocol);
+            g->protocol = NULL;
+            free(g->leader);
+            g->leader = NULL;
+        }
+    }
+    if (err == 0 && g == NULL) {
+        if (req->member_epoch != 0)
+            err = KAFKA_ERR_UNKNOWN_MEMBER_ID;
+        else if ((g = add_group(c, group_id, now)) == NULL || (g->cg = cg_create()) == NULL)
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    }
+    if (err) {
+        if (err == KAFKA_ERR_UNKNOWN_MEMBER_ID && msg == NULL)
+            msg = "The member is not in the group.";
+        cg_answer(c, token, err, msg);
+        if (g)
+            maybe_drop(c, g);
+        arena_reset(&ta);
+        return;
+    }
+    char idbuf[64];
+    cg_heartbeat_req r = *req;
+    if (req->member_epoch == 0 && req->member_id.len <= 0) {
+        make_member_id(c, kstr_c("consumer"), idbuf, sizeof idbuf);
+        r.new_member_id = kstr_c(idbuf);
+    }
+    cg_heartbeat_res hr;
+    cg_heartbeat(g->cg, &c->cfg.cg, &r, tv, now, &hr);
+    if (hr.error) {
+        cg_answer(c, token, hr.error, hr.message);
+        if (hr.error == KAFKA_ERR_UNKNOWN_SERVER_ERROR) {
+            g->cg_stale = true;
+            cg_maybe_rebuild(c, g, now);
+        }
+        cg_sync_state(c, g, now);
+        maybe_drop(c, g);
+        arena_reset(&ta);
+        return;
+    }
+    gcoord_cg_result res = {.member_id = ks(hr.member_id),
+                            .member_epoch = hr.member_epoch,
+                            .heartbeat_interval_ms = c->cfg.cg.heartbeat_interval_ms,
+                            .has_assignment = hr.has_assignment,
+                            .assignment = hr.assignment};
+    char *mid = hr.member_id ? strdup(hr.member_id) : NULL;
+    asg_parts asg = {0};
+    if ((hr.member_id && mid == NULL) || (hr.has_assignment && asg_parts_copy(&asg, hr.assignment) != 0)) {
+        free(mid);
+        cg_answer(c, token, KAFKA_ERR_UNKNOWN_SERVER_ERROR, NULL);
+        g->cg_stale = true;
+        cg_maybe_rebuild(c, g, now);
+        arena_reset(&ta);
+        return;
+    }
+    pending *p = NULL;
+    err = cg_write(c, g, &tomb, n_tomb, &p, now);
+    arena_reset(&ta);
+    if (err) {
+        free(mid);
+        asg_parts_free(&asg);
+        cg_answer(c, token, err, NULL);
+    } else if (p == NULL) {
+        c->sink.cg_heartbeat_done(c->sink.ctx, token, &res);
+        free(mid);
+        asg_parts_free(&asg);
+    } else {
+        /* Answered once written (cg_complete). */
+        p->token = token;
+        p->member_id = mid;
+        p->cg_epoch = hr.member_epoch;
+        p->cg_has_assignment = hr.has_assignment;
+        p->cg_assignment = asg;
+    }
+    cg_sync_state(c, g, now);
+}
+
+void gcoord_cg_heartbeat(gcoord *c, kstr group_id, const cg_heartbeat_req *req, const cg_topics *topics,
+                         void *token, int64_t now) {
+    enter(c);
+    cg_heartbeat_event(c, group_id, req, topics, token, now);
+    leave(c, now);
+}
+
 static int16_t *new_errs(const gcoord_commit *entries, int n) {
     int16_t *errs = calloc(n > 0 ? (size_t)n : 1, sizeof *errs);
     for (int i = 0; errs && i < n; i++)
@@ -2685,6 +3060,8 @@ static void commit_event(gcoord *c, kstr group_id, int32_t generation, kstr memb
         gcoord_member *m = NULL;
         if (g->state == GCOORD_DEAD)
             err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        else if (g->cg)
+            err = cg_check_commit(g->cg, member_id, generation);
         else if (fenced(g, member_id, instance_id))
             err = KAFKA_ERR_FENCED_INSTANCE_ID;
         else if (generation < 0 && g->state == GCOORD_EMPTY)
@@ -2788,6 +3165,11 @@ int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partit
         *metadata = kstr_c(e->metadata ? e->metadata : "");
     }
     return 0;
+}
+
+int16_t gcoord_check_fetch(const gcoord *c, kstr group_id, kstr member_id, int32_t member_epoch) {
+    const gcoord_group *g = c->ph == PH_ACTIVE ? find_group(c, group_id) : NULL;
+    return g && g->cg && g->state != GCOORD_DEAD ? cg_check_fetch(g->cg, member_id, member_epoch) : 0;
 }
 
 int16_t gcoord_each_offset(gcoord *c, kstr group_id, gcoord_offset_fn fn, void *ctx) {
@@ -2983,6 +3365,7 @@ static void delete_group_event(gcoord *c, kstr group_id, void *token, int64_t no
         recs_builder rb;
         rb_init(&rb);
         rb_group_tombstones(c, &rb, g, true);
+        rb_cg_tombstones(&rb, g);
         err = rb.oom ? KAFKA_ERR_UNKNOWN_SERVER_ERROR : 0;
         if (err == 0 && (p = issue(c, PK_DELETE_GROUP, g, rb.v, rb.n, &err)) == NULL)
             err = store_error(err);
@@ -3026,7 +3409,7 @@ static void expire_offsets(gcoord *c, gcoord_group *g, int64_t now) {
             bool expired;
             if (e->expire_ts >= 0)
                 expired = e->expire_ts <= now;
-            else if (g->protocol_type)
+            else if (g->protocol_type || g->cg)
                 expired = empty_long;
             else
                 expired = g->state == GCOORD_EMPTY && now - e->commit_ts >= ret;
@@ -3039,6 +3422,8 @@ static void expire_offsets(gcoord *c, gcoord_group *g, int64_t now) {
                       g->n_pending == 0 && g->n_inflight == 0;
     if (drop_group && g->meta_value)
         rb_group_tombstone(&rb, g->id);
+    if (drop_group)
+        rb_cg_tombstones(&rb, g);
     if (rb.oom || (rb.n == 0 && !drop_group)) {
         rb_free(&rb);
         return;
@@ -3064,6 +3449,20 @@ static void expire_offsets(gcoord *c, gcoord_group *g, int64_t now) {
 static void tick_group(gcoord *c, gcoord_group *g, int64_t now, int64_t *next) {
     if (g->state == GCOORD_DEAD)
         return; /* only its tombstones' outcome matters now */
+    if (g->cg) {
+        int64_t nx = NO_DEADLINE;
+        cg_maybe_rebuild(c, g, now);
+        if (!g->cg_stale && cg_tick(g->cg, &c->cfg.cg, now, &nx)) {
+            pending *p;
+            (void)cg_write(c, g, NULL, 0, &p, now); /* refused: rebuilt from the store, fenced again later */
+            cg_sync_state(c, g, now);
+            int64_t d = cg_next_deadline(g->cg);
+            nx = d < nx ? d : nx;
+        }
+        if (nx < *next)
+            *next = nx;
+        return;
+    }
     /* Pending (MEMBER_ID_REQUIRED) members that never came back. */
     for (int i = g->n_pending - 1; i >= 0; i--)
         if (g->pending[i].deadline <= now)

@@ -82,6 +82,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "group/cgroup.h"
 #include "proto/wire.h"
 
 /* Limits. */
@@ -124,6 +125,7 @@ typedef struct gcoord_config {
     int32_t max_metadata_bytes;   /* offset.metadata.max.bytes */
     int32_t snapshot_min_records; /* appended records before a snapshot is considered */
     uint64_t id_seed;             /* member ids are client id + '-' + hex from this */
+    cg_config cg;                 /* consumer groups of the KIP-848 protocol */
 } gcoord_config;
 
 void gcoord_config_default(gcoord_config *c);
@@ -185,10 +187,14 @@ typedef struct gcoord_group {
     /* the last group metadata value known durable (for snapshots); NULL if none */
     uint8_t *meta_value;
     int32_t meta_value_len;
-    uint64_t meta_seq;    /* the append that wrote it (0: loaded) */
-    int32_t n_inflight;   /* appends in flight about this group: it stays while > 0 */
-    bool sync_store;      /* CompletingRebalance: the leader's assignment is being stored */
-    uint32_t topic_epoch; /* topic removals up to this one are applied to its offsets */
+    uint64_t meta_seq;     /* the append that wrote it (0: loaded) */
+    int32_t n_inflight;    /* appends in flight about this group: it stays while > 0 */
+    bool sync_store;       /* CompletingRebalance: the leader's assignment is being stored */
+    uint32_t topic_epoch;  /* topic removals up to this one are applied to its offsets */
+    cgroup *cg;            /* a consumer group of the KIP-848 protocol; NULL: classic */
+    bool cg_stale;         /* a write of cg's records failed: rebuild it from the store */
+    int16_t cg_poison;     /* while stale: the error later writes of cg are answered with */
+    bool cg_wait_snapshot; /* a failed write of cg is in the snapshot in flight: durable if it is */
 } gcoord_group;
 
 struct gcoord_offset_entry {
@@ -231,6 +237,17 @@ typedef struct gcoord_sync_result {
     kstr protocol_name; /* may be null */
     kbytes assignment;
 } gcoord_sync_result;
+
+/* ConsumerGroupHeartbeat's answer. */
+typedef struct gcoord_cg_result {
+    int16_t error;
+    const char *message; /* may be NULL */
+    kstr member_id;      /* may be null */
+    int32_t member_epoch;
+    int32_t heartbeat_interval_ms;
+    bool has_assignment;
+    const asg_parts *assignment; /* when has_assignment */
+} gcoord_cg_result;
 
 typedef struct gcoord_record {
     kbytes key;
@@ -277,6 +294,8 @@ typedef struct gcoord_sink {
     /* Optional (may be NULL). Called during the event that caused it; the
      * event's strings are valid only during the call. */
     void (*event)(void *ctx, const gcoord_event *ev);
+    /* ConsumerGroupHeartbeat, answered once its records are written. */
+    void (*cg_heartbeat_done)(void *ctx, void *token, const gcoord_cg_result *res);
 } gcoord_sink;
 
 typedef struct gcoord gcoord;
@@ -372,6 +391,20 @@ int16_t gcoord_heartbeat(gcoord *c, kstr group_id, kstr member_id, kstr instance
 int16_t gcoord_leave(gcoord *c, kstr group_id, kstr member_id, kstr instance_id, int16_t *group_err,
                      int64_t now);
 
+/* ---- the consumer group protocol of KIP-848 ----------------------------- */
+
+/* ConsumerGroupHeartbeat (group/cgroup.h has the rules). The first
+ * heartbeat of a new member creates the group; an Empty classic group
+ * becomes a consumer group (its classic metadata gets a tombstone), a
+ * classic group with members answers GROUP_ID_NOT_FOUND. The answer goes
+ * to sink->cg_heartbeat_done(token) once the records the heartbeat caused
+ * are written (at once when it caused none). topics (the cluster's topics,
+ * read during the call only) resolves subscriptions and regexes; the
+ * heartbeat's strings are read during the call only. token must not be
+ * NULL. */
+void gcoord_cg_heartbeat(gcoord *c, kstr group_id, const cg_heartbeat_req *req, const cg_topics *topics,
+                         void *token, int64_t now);
+
 /* ---- offsets ------------------------------------------------------------ */
 
 typedef struct gcoord_commit {
@@ -397,6 +430,10 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
  * machine. */
 int16_t gcoord_fetch_offset(gcoord *c, kstr group_id, kstr topic, int32_t partition, int64_t *offset,
                             int32_t *leader_epoch, kstr *metadata);
+
+/* OffsetFetch v9+ names a member of a consumer group: its epoch is checked
+ * (cg_check_fetch); 0 for classic groups and groups not found. */
+int16_t gcoord_check_fetch(const gcoord *c, kstr group_id, kstr member_id, int32_t member_epoch);
 
 /* Every committed offset of a group, for OffsetFetch with null topics; fn
  * returns false to stop. Returns 0, COORDINATOR_LOAD_IN_PROGRESS or
@@ -437,6 +474,8 @@ void gcoord_each_group(const gcoord *c, gcoord_group_fn fn, void *ctx);
  * COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, or a mapped append error.
  * While the tombstones are in flight the group is Dead. */
 void gcoord_delete_group(gcoord *c, kstr group_id, void *token, int64_t now);
+/* The configuration the machine was made with. */
+const gcoord_config *gcoord_get_config(const gcoord *c);
 /* Number of live groups. */
 int gcoord_group_count(const gcoord *c);
 

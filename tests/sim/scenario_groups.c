@@ -525,7 +525,8 @@ static void load_begin(world *w) {
 }
 
 static void coord_start(world *w) {
-    gcoord_sink sink = {w, on_join, on_sync, on_commit, on_delete_group, on_delete_offsets, on_append, NULL};
+    gcoord_sink sink = {w,         on_join, on_sync, on_commit, on_delete_group, on_delete_offsets,
+                        on_append, NULL,    NULL};
     w->cfg.id_seed = sim_rand(&w->s->rng);
     w->c = gcoord_create(&w->cfg, &sink);
     if (w->c == NULL) {

@@ -337,8 +337,8 @@ static gcoord_config test_cfg(void) {
 static gcoord *create(const gcoord_config *cfg) {
     fake *f = &fakes[n_fakes++ % 4];
     memset(f, 0, sizeof *f);
-    gcoord_sink sink = {f,         on_join, on_sync, on_commit, on_delete_group, on_delete_offsets,
-                        on_append, on_event};
+    gcoord_sink sink = {f,         on_join,  on_sync, on_commit, on_delete_group, on_delete_offsets,
+                        on_append, on_event, NULL};
     f->c = gcoord_create(cfg, &sink);
     return f->c;
 }
