@@ -88,6 +88,14 @@ const char *bmeta_cluster_id(const bmeta *m) { return logmgr_cluster_id(m->lm); 
 parts *bmeta_parts(bmeta *m) { return m->ps; }
 logmgr *bmeta_logmgr(bmeta *m) { return m->lm; }
 
+/* The first advertised listener for clients (the broker's registration). */
+static const config_listener *advertised_client(const broker_config *cfg) {
+    for (int i = 0; i < cfg->n_advertised; i++)
+        if (!cfg->advertised[i].controller)
+            return &cfg->advertised[i];
+    return NULL;
+}
+
 static bool holds(const md_partition *mp, int32_t node) {
     for (int32_t i = 0; i < mp->replicas.n; i++)
         if (mp->replicas.ids[i] == node)
@@ -586,10 +594,7 @@ static void self_registered(bmeta *m) {
     md_image_unref(img);
     if (have)
         return;
-    const config_listener *l = NULL;
-    for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
-        if (!m->cfg->advertised[i].controller)
-            l = &m->cfg->advertised[i];
+    const config_listener *l = advertised_client(m->cfg);
     kuuid inc = m->incarnation;
     ctrl_broker_reg reg = {m->cfg->node_id,
                            inc,
@@ -1131,17 +1136,26 @@ static int forward_create_topics(bmeta *m, const ctrl_new_topic *t, int32_t n, b
     }
     arena_reset(&a);
     /* The caller reads the image next: wait (briefly) for the commit to reach it. */
-    for (int spin = 0; rc == 0 && spin < 200; spin++) {
+    kstr made[64];
+    int32_t n_made = 0;
+    for (int32_t i = 0; rc == 0 && i < n && n_made < 64; i++)
+        if (out[i].error == 0)
+            made[n_made++] = t[i].name;
+    bmeta_wait_topics(m, made, n_made);
+    return 0;
+}
+
+void bmeta_wait_topics(bmeta *m, const kstr *names, int32_t n) {
+    for (int spin = 0; n > 0 && spin < 200; spin++) {
         md_image *img = bmeta_image(m);
         bool all = true;
         for (int32_t i = 0; i < n && all; i++)
-            all = out[i].error != 0 || md_image_topic(img, t[i].name) != NULL;
+            all = md_image_topic(img, names[i]) != NULL;
         md_image_unref(img);
         if (all)
-            break;
+            return;
         usleep(10000);
     }
-    return 0;
 }
 
 /* A node that is not the active controller registers through it, until
@@ -1162,10 +1176,7 @@ static void register_with_controller(bmeta *m) {
         heartbeat(m, epoch, id, host, port);
         return;
     }
-    const config_listener *l = NULL;
-    for (int i = 0; i < m->cfg->n_advertised && l == NULL; i++)
-        if (!m->cfg->advertised[i].controller)
-            l = &m->cfg->advertised[i];
+    const config_listener *l = advertised_client(m->cfg);
     kafka_broker_registration_request req;
     kafka_broker_registration_request_init(&req);
     kafka_broker_registration_request_listener lst;

@@ -99,6 +99,9 @@ int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result
  * node is the active controller, or while none is elected. */
 bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
 bool bmeta_is_quorum_member(const bmeta *m);
+/* Waits (at most 2 s) until the image holds every named topic: a creation
+ * committed elsewhere reaches this node's image a moment later. */
+void bmeta_wait_topics(bmeta *m, const kstr *names, int32_t n);
 /* BrokerHeartbeat reaching the active controller; NOT_CONTROLLER elsewhere. */
 int16_t bmeta_broker_heartbeat(bmeta *m, int32_t id, int64_t epoch, bool want_shut_down, bool *fenced,
                                bool *shut_down);

@@ -33,7 +33,6 @@
 
 typedef struct pending {
     int32_t corr;
-    int16_t api_key;
     breq *r;
     int64_t deadline;
 } pending;
@@ -41,7 +40,6 @@ typedef struct pending {
 typedef struct chan {
     struct bquorum *q;
     const bquorum_voter *peer;
-    int kind;
     pthread_t th;
     bool started;
     pthread_mutex_t mu;
@@ -783,7 +781,6 @@ bquorum *bquorum_open(const bquorum_config *cfg, const bquorum_hooks *hooks, cha
             chan *c = &q->chans[q->n_chans][k];
             c->q = q;
             c->peer = &q->cfg.voters[i];
-            c->kind = k;
             pthread_mutex_init(&c->mu, NULL);
             pthread_cond_init(&c->cv, NULL);
             net_client_init(&c->conn, c->peer->host, c->peer->port);
@@ -1085,8 +1082,7 @@ breq_status bquorum_handle(bquorum *q, breq *r) {
     int wait = r->hdr.api_key == KAFKA_API_FETCH ? m.u.fetch_req.max_wait_ms : 0;
     if (wait < 0 || wait > 60000)
         wait = 60000;
-    q->pend[q->n_pend++] =
-        (pending){m.correlation_id, r->hdr.api_key, r, now + wait + q->cfg.request_timeout_ms};
+    q->pend[q->n_pend++] = (pending){m.correlation_id, r, now + wait + q->cfg.request_timeout_ms};
     raft_receive(q->r, from, &m, now);
     pthread_mutex_unlock(q->cfg.mu);
     bquorum_kick(q);
@@ -1139,7 +1135,6 @@ int16_t bquorum_propose(bquorum *q, const mdrec *recs, int n, int64_t now_wall_m
 }
 
 void bquorum_state(bquorum *q, raft_state *out) { m_state(q, out); }
-bool bquorum_is_observer(const bquorum *q) { return q->obs != NULL; }
 
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id) {
     for (int i = 0; i < q->cfg.n_voters; i++)

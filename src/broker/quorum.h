@@ -101,8 +101,7 @@ breq_status bquorum_handle(bquorum *q, breq *r);
 int16_t bquorum_propose(bquorum *q, const mdrec *recs, int n, int64_t now_wall_ms, int64_t *last);
 /* mu held. */
 void bquorum_state(bquorum *q, raft_state *out);
-/* A broker-only node following the log without a vote (raft/observer.h). */
-bool bquorum_is_observer(const bquorum *q);
+
 const bquorum_voter *bquorum_voter_of(const bquorum *q, int32_t id);
 /* Shutdown, before the listeners drain: requests the machine holds are
  * dropped (their connections close) and new ones are refused, so the drain

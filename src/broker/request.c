@@ -385,17 +385,8 @@ static bool forward(breq *r) {
         return false;
     }
     /* A created topic is in this node's next Metadata answer, as when it is
-     * created here: wait (briefly) for the commit to reach this node. */
-    for (int spin = 0; n_made > 0 && spin < 200; spin++) {
-        md_image *img = bmeta_image(r->b->meta);
-        bool all = true;
-        for (int32_t i = 0; i < n_made && all; i++)
-            all = md_image_topic(img, made[i]) != NULL;
-        md_image_unref(img);
-        if (all)
-            break;
-        usleep(10000);
-    }
+     * created here. */
+    bmeta_wait_topics(r->b->meta, made, n_made);
     net_respond(r->net, out, false);
     breq_free(r);
     return true;

@@ -25,11 +25,10 @@
 #include "proto/gen/kafka_msgs.h"
 #include "raft/raft.h"
 
-#define RAFT_METADATA_TOPIC    "__cluster_metadata"
-#define RAFT_VOTE_VERSION      2
-#define RAFT_QUORUM_VERSION    1 /* Begin/EndQuorumEpoch */
-#define RAFT_FETCH_VERSION     17
-#define RAFT_DESCRIBE_QUORUM_V 2
+#define RAFT_METADATA_TOPIC "__cluster_metadata"
+#define RAFT_VOTE_VERSION   2
+#define RAFT_QUORUM_VERSION 1 /* Begin/EndQuorumEpoch */
+#define RAFT_FETCH_VERSION  17
 
 enum {
     RAFT_CODEC_OK = 0,
