@@ -38,7 +38,8 @@ static bool wants_election(const md_image *img, const md_partition *p, int8_t ty
 }
 
 /* Runs the election over refs[0..n) in calls the controller accepts. */
-static void elect_all(breq *r, int8_t type, const ctrl_partition_ref *refs, int32_t n, ctrl_item_result *out) {
+static void elect_all(breq *r, int8_t type, const ctrl_partition_ref *refs, int32_t n,
+                      ctrl_item_result *out) {
     for (int32_t at = 0; at < n; at += CTRL_REQUEST_ITEMS_MAX) {
         int32_t k = n - at < CTRL_REQUEST_ITEMS_MAX ? n - at : CTRL_REQUEST_ITEMS_MAX;
         bmeta_elect_leaders(r->b->meta, type, refs + at, k, out + at);
@@ -61,7 +62,8 @@ breq_status api_elect_leaders(breq *r) {
     if (req->topic_partitions_count >= 0) {
         int64_t total = 0;
         for (int32_t i = 0; i < req->topic_partitions_count; i++)
-            total += req->topic_partitions[i].partitions_count > 0 ? req->topic_partitions[i].partitions_count : 0;
+            total +=
+                req->topic_partitions[i].partitions_count > 0 ? req->topic_partitions[i].partitions_count : 0;
         if (total > CTRL_REQUEST_ITEMS_MAX) {
             resp->error_code = KAFKA_ERR_INVALID_REQUEST;
             LOG_WARN("broker", "ElectLeaders from %s names %lld partitions; at most %d are taken per request",
@@ -70,14 +72,15 @@ breq_status api_elect_leaders(breq *r) {
         }
         ctrl_partition_ref *refs = breq_calloc(r, (size_t)(total ? total : 1), sizeof *refs);
         ctrl_item_result *out = breq_calloc(r, (size_t)(total ? total : 1), sizeof *out);
-        elect_topic *ts = breq_calloc(r, (size_t)(req->topic_partitions_count ? req->topic_partitions_count : 1),
-                                      sizeof *ts);
+        elect_topic *ts = breq_calloc(
+            r, (size_t)(req->topic_partitions_count ? req->topic_partitions_count : 1), sizeof *ts);
         if (refs == NULL || out == NULL || ts == NULL)
             return BREQ_CLOSE;
         int32_t k = 0;
         for (int32_t i = 0; i < req->topic_partitions_count; i++)
             for (int32_t j = 0; j < req->topic_partitions[i].partitions_count; j++)
-                refs[k++] = (ctrl_partition_ref){req->topic_partitions[i].topic, req->topic_partitions[i].partitions[j]};
+                refs[k++] = (ctrl_partition_ref){req->topic_partitions[i].topic,
+                                                 req->topic_partitions[i].partitions[j]};
         elect_all(r, type, refs, k, out);
         k = 0;
         for (int32_t i = 0; i < req->topic_partitions_count; i++) {
