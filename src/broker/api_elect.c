@@ -1,7 +1,14 @@
 /*
- * api_elect.c - ElectLeaders (key 43, v0-2) and UnregisterBroker (key 64,
- * v0): cluster administration that the active controller decides (a quorum
- * member that is not the active one forwards them, see request.c).
+ * api_elect.c - ElectLeaders (key 43, v0-2), UnregisterBroker (key 64, v0)
+ * and AlterPartition (key 56, v0-3): partition leadership and ISR changes
+ * that the active controller decides (a quorum member that is not the
+ * active one forwards the first two, see request.c; partition leaders send
+ * AlterPartition to the active controller's listener themselves).
+ *
+ * AlterPartition answers each partition with its error and its committed
+ * state after the change (leader, leader epoch, ISR, recovery state,
+ * partition epoch), read from this node's image once the change is
+ * committed; a stale broker epoch is the top-level error.
  *
  * ElectLeaders: v0 is a preferred election; v1+ names the type (0
  * preferred, 1 unclean). Named partitions get one result each, in request
@@ -164,5 +171,123 @@ breq_status api_unregister_broker(breq *r) {
     resp->error_message = out.message[0] ? api_kstr(r, out.message) : KSTR_NULL;
     if (out.error == 0)
         LOG_INFO("broker", "broker %d unregistered at the request of %s", req->broker_id, r->net->peer);
+    return BREQ_DONE;
+}
+
+breq_status api_alter_partition(breq *r) {
+    const kafka_alter_partition_request *req = r->req;
+    kafka_alter_partition_response *resp = r->resp;
+    int16_t ver = r->hdr.api_version;
+    int64_t total = 0;
+    for (int32_t i = 0; i < req->topics_count; i++)
+        total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
+    if (total > CTRL_REQUEST_ITEMS_MAX) {
+        resp->error_code = KAFKA_ERR_INVALID_REQUEST;
+        return BREQ_DONE;
+    }
+    md_image *img = bmeta_image(r->b->meta);
+    ctrl_isr_change *ch = breq_calloc(r, (size_t)(total ? total : 1), sizeof *ch);
+    ctrl_item_result *out = breq_calloc(r, (size_t)(total ? total : 1), sizeof *out);
+    if (ch == NULL || out == NULL) {
+        md_image_unref(img);
+        return BREQ_CLOSE;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i < req->topics_count; i++) {
+        const kafka_alter_partition_request_topic_data *t = &req->topics[i];
+        kuuid id = t->topic_id;
+        if (ver < 2) {
+            const md_topic *mt = md_image_topic(img, t->topic_name);
+            memset(&id, 0, sizeof id);
+            if (mt)
+                id = mt->id;
+        }
+        for (int32_t j = 0; j < t->partitions_count; j++, k++) {
+            const kafka_alter_partition_request_partition_data *p = &t->partitions[j];
+            ctrl_isr_change *c = &ch[k];
+            c->topic_id = id;
+            c->partition = p->partition_index;
+            c->leader_epoch = p->leader_epoch;
+            c->partition_epoch = p->partition_epoch;
+            c->leader_recovery_state = ver >= 1 ? p->leader_recovery_state : 0;
+            if (ver >= 3) {
+                int32_t n = p->new_isr_with_epochs_count > 0 ? p->new_isr_with_epochs_count : 0;
+                int32_t *ids = breq_calloc(r, (size_t)(n ? n : 1), sizeof *ids);
+                int64_t *eps = breq_calloc(r, (size_t)(n ? n : 1), sizeof *eps);
+                if (ids == NULL || eps == NULL) {
+                    md_image_unref(img);
+                    return BREQ_CLOSE;
+                }
+                for (int32_t q = 0; q < n; q++) {
+                    ids[q] = p->new_isr_with_epochs[q].broker_id;
+                    eps[q] = p->new_isr_with_epochs[q].broker_epoch;
+                }
+                c->isr = ids;
+                c->broker_epochs = eps;
+                c->n_isr = n;
+            } else {
+                c->isr = p->new_isr;
+                c->n_isr = p->new_isr_count > 0 ? p->new_isr_count : 0;
+            }
+        }
+    }
+    md_image_unref(img);
+    bmeta_alter_partition(r->b->meta, req->broker_id, req->broker_epoch, ch, k, out);
+    if (k > 0 && out[0].error == KAFKA_ERR_STALE_BROKER_EPOCH) {
+        resp->error_code = KAFKA_ERR_STALE_BROKER_EPOCH;
+        return BREQ_DONE;
+    }
+    if (k > 0 && out[0].error == KAFKA_ERR_NOT_CONTROLLER) {
+        resp->error_code = KAFKA_ERR_NOT_CONTROLLER;
+        return BREQ_DONE;
+    }
+    /* The committed state, from the image that holds the change. */
+    img = bmeta_image(r->b->meta);
+    kafka_alter_partition_response_topic_data *ts =
+        breq_calloc(r, (size_t)(req->topics_count > 0 ? req->topics_count : 1), sizeof *ts);
+    if (ts == NULL) {
+        md_image_unref(img);
+        return BREQ_CLOSE;
+    }
+    k = 0;
+    for (int32_t i = 0; i < req->topics_count; i++) {
+        const kafka_alter_partition_request_topic_data *t = &req->topics[i];
+        kafka_alter_partition_response_topic_data_init(&ts[i]);
+        ts[i].topic_name = t->topic_name;
+        ts[i].topic_id = t->topic_id;
+        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        ts[i].partitions = breq_calloc(r, (size_t)(np ? np : 1), sizeof *ts[i].partitions);
+        if (ts[i].partitions == NULL) {
+            md_image_unref(img);
+            return BREQ_CLOSE;
+        }
+        ts[i].partitions_count = np;
+        for (int32_t j = 0; j < np; j++, k++) {
+            kafka_alter_partition_response_partition_data *pd = &ts[i].partitions[j];
+            kafka_alter_partition_response_partition_data_init(pd);
+            pd->partition_index = t->partitions[j].partition_index;
+            pd->error_code = out[k].error;
+            const md_topic *mt = md_image_topic_by_id(img, ch[k].topic_id);
+            const md_partition *mp = mt ? md_topic_partition(mt, ch[k].partition) : NULL;
+            if (pd->error_code == 0 && mp != NULL) {
+                pd->leader_id = mp->leader;
+                pd->leader_epoch = mp->leader_epoch;
+                pd->partition_epoch = mp->partition_epoch;
+                pd->leader_recovery_state = mp->leader_recovery_state;
+                pd->isr = breq_calloc(r, (size_t)(mp->isr.n ? mp->isr.n : 1), sizeof *pd->isr);
+                if (pd->isr == NULL) {
+                    md_image_unref(img);
+                    return BREQ_CLOSE;
+                }
+                memcpy(pd->isr, mp->isr.ids, (size_t)mp->isr.n * sizeof *pd->isr);
+                pd->isr_count = mp->isr.n;
+            } else {
+                pd->isr_count = 0;
+            }
+        }
+    }
+    md_image_unref(img);
+    resp->topics = ts;
+    resp->topics_count = req->topics_count;
     return BREQ_DONE;
 }

@@ -14,6 +14,7 @@
 
 #include "broker/driver.h"
 #include "broker/fetch.h"
+#include "broker/replication.h"
 #include "broker/groups.h"
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
@@ -173,6 +174,8 @@ broker *broker_create(const broker_config *cfg) {
     }
     if (groups_mgr_start(b) != 0)
         goto err;
+    if (brepl_start(b) != 0)
+        goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
         goto err;
     /* Last, and before clients are served: the pages read the state set up
@@ -223,6 +226,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_shutdown(b);
     if (b->meta)
         bmeta_quiesce(b->meta);
+    /* Followers stop appending before the logs close. */
+    brepl_stop(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     if (b->ctl_net)
@@ -254,6 +259,7 @@ void broker_destroy(broker *b) {
     cleaners_stop(b->cleaners);
     b->cleaners = NULL;
     observe_stop(b);
+    brepl_stop(b);
     groups_mgr_destroy(b);
     /* A broker that never started cleanly leaves its dirs unclean. Its
      * quorum threads end here, before the fetch manager they notify. */

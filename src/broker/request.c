@@ -70,6 +70,7 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_quorum},
     {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
+    {KAFKA_API_ALTER_PARTITION, 0, 3, api_alter_partition},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {

@@ -1966,3 +1966,149 @@ void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now)
     finish(c, token, CTRL_UNREGISTER_BROKER, items, 1, ar, sent, now);
     check_invariants(c);
 }
+
+/* ---- AlterPartition ------------------------------------------------------------------------ */
+
+static int16_t check_isr_change(controller *c, int32_t broker_id, const ctrl_isr_change *q, const md_topic *t,
+                                ctrl_item_result *it) {
+    const md_image *img = c->committed;
+    const md_partition *mp = t ? md_topic_partition(t, q->partition) : NULL;
+    if (t == NULL) {
+        msgf(it, "no topic has this id");
+        return KAFKA_ERR_UNKNOWN_TOPIC_ID;
+    }
+    if (mp == NULL) {
+        msgf(it, "topic '%s' has no partition %d", t->name, q->partition);
+        return KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    if (mp->leader != broker_id) {
+        msgf(it, "broker %d does not lead %s-%d (the leader is %d)", broker_id, t->name, q->partition,
+             mp->leader);
+        return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    }
+    if (q->leader_epoch != mp->leader_epoch) {
+        msgf(it, "leader epoch %d is not the partition's %d", q->leader_epoch, mp->leader_epoch);
+        return KAFKA_ERR_FENCED_LEADER_EPOCH;
+    }
+    if (q->partition_epoch != mp->partition_epoch) {
+        msgf(it, "partition epoch %d is not the partition's %d", q->partition_epoch, mp->partition_epoch);
+        return KAFKA_ERR_INVALID_UPDATE_VERSION;
+    }
+    if (q->leader_recovery_state != 0 && q->leader_recovery_state != 1) {
+        msgf(it, "leader recovery state %d is not 0 or 1", q->leader_recovery_state);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (q->leader_recovery_state == 1 && mp->leader_recovery_state == 0) {
+        msgf(it, "a recovered partition cannot go back to recovering");
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (q->n_isr <= 0 || q->n_isr > mp->replicas.n) {
+        msgf(it, "an ISR of %d for %d replicas", q->n_isr, mp->replicas.n);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    bool leader_in = false;
+    for (int32_t i = 0; i < q->n_isr; i++) {
+        int32_t id = q->isr[i];
+        leader_in = leader_in || id == broker_id;
+        for (int32_t j = 0; j < i; j++)
+            if (q->isr[j] == id) {
+                msgf(it, "the ISR lists broker %d twice", id);
+                return KAFKA_ERR_INVALID_REQUEST;
+            }
+        bool replica = false;
+        for (int32_t k = 0; k < mp->replicas.n; k++)
+            replica = replica || mp->replicas.ids[k] == id;
+        if (!replica) {
+            msgf(it, "broker %d is not a replica of %s-%d", id, t->name, q->partition);
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+        const md_broker *b = md_image_broker(img, id);
+        if (b == NULL || b->fenced || (b->in_controlled_shutdown && id != broker_id)) {
+            msgf(it, "broker %d is %s", id,
+                 b == NULL   ? "not registered"
+                 : b->fenced ? "fenced"
+                             : "in controlled shutdown");
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+        if (q->broker_epochs && q->broker_epochs[i] >= 0 && q->broker_epochs[i] != b->epoch) {
+            msgf(it, "broker %d's epoch is %lld, not %lld", id, (long long)b->epoch,
+                 (long long)q->broker_epochs[i]);
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+    }
+    if (!leader_in) {
+        msgf(it, "the ISR must hold its leader (broker %d)", broker_id);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    return 0;
+}
+
+void ctrl_alter_partition(controller *c, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ALTER_PARTITION, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ALTER_PARTITION, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    const md_broker *self = md_image_broker(c->committed, broker_id);
+    bool stale = self == NULL || self->epoch != broker_epoch;
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        ctrl_item_result *it = &items[i];
+        const ctrl_isr_change *q = &ch[i];
+        it->topic_id = q->topic_id;
+        if (stale) {
+            it->error = KAFKA_ERR_STALE_BROKER_EPOCH;
+            msgf(it, "broker %d's registered epoch is %lld, not %lld", broker_id,
+                 self ? (long long)self->epoch : -1LL, (long long)broker_epoch);
+            continue;
+        }
+        /* Decided on the committed image: the leader's epochs are those it
+         * saw committed, and a change of ours in flight bumps the partition
+         * epoch, so a second one for the same partition waits for it. */
+        const md_topic *t = md_image_topic_by_id(c->committed, q->topic_id);
+        const md_topic *vt = md_delta_topic_by_id(c->view, q->topic_id);
+        const md_partition *vp = vt ? md_topic_partition(vt, q->partition) : NULL;
+        const md_partition *mp = t ? md_topic_partition(t, q->partition) : NULL;
+        if ((it->error = check_isr_change(c, broker_id, q, t, it)) != 0)
+            continue;
+        if (vp == NULL || vp->partition_epoch != mp->partition_epoch) {
+            it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+            msgf(it, "another change of the partition is being committed");
+            continue;
+        }
+        bool same = mp->isr.n == q->n_isr && (int8_t)mp->leader_recovery_state == q->leader_recovery_state;
+        for (int32_t k = 0; same && k < q->n_isr; k++) {
+            bool found = false;
+            for (int32_t j = 0; j < mp->isr.n; j++)
+                found = found || mp->isr.ids[j] == q->isr[k];
+            same = found;
+        }
+        if (same)
+            continue;
+        kafka_partition_change_record r;
+        kafka_partition_change_record_init(&r);
+        r.topic_id = q->topic_id;
+        r.partition_id = q->partition;
+        r.isr = (int32_t *)q->isr;
+        r.isr_count = q->n_isr;
+        if ((int8_t)mp->leader_recovery_state != q->leader_recovery_state)
+            r.leader_recovery_state = q->leader_recovery_state;
+        rb_add(c, &b, KAFKA_MREC_PARTITION_CHANGE, &r);
+        if (b.oom)
+            it->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    }
+    bool sent = b.n > 0;
+    ctrl_append_result ar = {0, -1};
+    if (sent)
+        ar = rb_send(c, &b);
+    rb_free(&b);
+    finish(c, token, CTRL_ALTER_PARTITION, items, n, ar, sent, now);
+    check_invariants(c);
+}

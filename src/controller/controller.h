@@ -172,6 +172,7 @@ typedef enum ctrl_kind {
     CTRL_REGISTER_BROKER,
     CTRL_ELECT_LEADERS,
     CTRL_UNREGISTER_BROKER,
+    CTRL_ALTER_PARTITION,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -263,6 +264,30 @@ void ctrl_elect_leaders(controller *c, int8_t type, const ctrl_partition_ref *pa
  * node cannot unregister itself (INVALID_REQUEST). A broker that is still
  * running registers again at its next heartbeat. */
 void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now);
+
+/* AlterPartition from a partition leader: ISR changes (Kafka's checks:
+ * STALE_BROKER_EPOCH for every item when broker_epoch is not the broker's
+ * registered one; per item UNKNOWN_TOPIC_ID / UNKNOWN_TOPIC_OR_PARTITION,
+ * NOT_LEADER_OR_FOLLOWER when broker_id does not lead it, FENCED_LEADER_EPOCH
+ * for another leader epoch, INVALID_UPDATE_VERSION for another partition
+ * epoch, INVALID_REQUEST for an ISR without the leader, with repeats or
+ * beyond the replicas, INELIGIBLE_REPLICA for a member that is fenced, in
+ * controlled shutdown, unregistered, or (broker_epochs given, v3) of
+ * another broker epoch). An accepted change writes a PartitionChangeRecord
+ * (a new partition epoch) unless the ISR is already the one asked for; the
+ * owner answers with the partition's committed state. */
+typedef struct ctrl_isr_change {
+    kuuid topic_id;
+    int32_t partition;
+    int32_t leader_epoch;
+    int32_t partition_epoch;
+    const int32_t *isr;
+    const int64_t *broker_epochs; /* NULL, or per member (-1: unchecked) */
+    int32_t n_isr;
+    int8_t leader_recovery_state; /* 0 recovered, 1 recovering */
+} ctrl_isr_change;
+void ctrl_alter_partition(controller *c, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, void *token, int64_t now);
 
 /* Records up to `offset` are committed and `image` (referenced by the
  * controller from now on) is the image with them applied. Answers the

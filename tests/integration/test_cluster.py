@@ -571,3 +571,80 @@ def test_unregister_broker(cluster):
     # A broker that comes back registers again.
     victim.start()
     wait_formed(nodes)
+
+
+def log_bytes(node, topic, part):
+    d = os.path.join(node.data_dir, "logs", "%s-%d" % (topic, part))
+    out = b""
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".log"):
+            with open(os.path.join(d, f), "rb") as fh:
+                out += fh.read()
+    return out
+
+
+def test_replication_acks_all_survives_the_leader(cluster):
+    """Followers fetch from their leader and join the ISR; acks=all waits for
+    the ISR; when the leader is killed, a follower from the ISR leads with
+    every acknowledged record, and the replicas' logs are identical."""
+    nodes = cluster(3, overrides={"replica.lag.time.max.ms": "3000", "replica.fetch.wait.max.ms": "200"})
+    wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("repl", 3, 3, config={"min.insync.replicas": "2"})],
+                    operation_timeout=10)["repl"].result(20)
+    wait_for("the ISRs to fill up", lambda: all(len(isr) == 3 for _, _, isr in
+                                                  partition_state(nodes[0], "repl").values()), timeout=30)
+    p = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in nodes), "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 60000})
+    acked, errs = [], []
+
+    def cb(err, msg):
+        (errs if err else acked).append((msg.partition(), msg.value()) if not err else err)
+
+    for i in range(3000):
+        p.produce("repl", value=b"v%05d" % i, partition=i % 3, on_delivery=cb)
+        if i % 500 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0 and not errs, errs[:3]
+    assert len(acked) == 3000
+    st = partition_state(nodes[0], "repl")
+    # The followers have everything (the HW is theirs too): identical logs.
+    for part, (leader, replicas, isr) in st.items():
+        want = log_bytes(next(n for n in nodes if n.node_id == leader), "repl", part)
+        for r in replicas:
+            node = next(n for n in nodes if n.node_id == r)
+            wait_for("replica %d of repl-%d to match its leader" % (r, part),
+                     lambda: log_bytes(node, "repl", part) == want, timeout=20)
+    # Kill the leader of partition 0: a follower from the ISR takes over.
+    leader0 = st[0][0]
+    victim = next(n for n in nodes if n.node_id == leader0)
+    rest = [n for n in nodes if n is not victim]
+    victim.kill9()
+    wait_for("a new leader for repl-0", lambda: partition_state(rest[0], "repl")[0][0] not in (-1, leader0),
+             timeout=30)
+    # More acks=all writes go on with two in-sync replicas.
+    p2 = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in rest), "acks": "all",
+                   "message.timeout.ms": 60000})
+    more = []
+    for i in range(300):
+        p2.produce("repl", value=b"w%05d" % i, partition=i % 3,
+                   on_delivery=lambda e, m: more.append(e))
+    assert p2.flush(60) == 0 and all(e is None for e in more), [e for e in more if e][:3]
+    # Every acknowledged record is there, once.
+    c = Consumer({"bootstrap.servers": rest[0].bootstrap, "group.id": "check-%d" % time.time_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("repl", q, 0) for q in range(3)])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < 3300 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.partition(), m.value()))
+    c.close()
+    missing = set(acked) - set(got)
+    assert not missing, "lost %d acknowledged records, e.g. %r" % (len(missing), sorted(missing)[:5])
+    assert len(got) == len(set(got)) == 3300
+    # The killed broker returns, catches up from the new leader and rejoins.
+    victim.start()
+    wait_for("the ISRs to fill up again", lambda: all(len(isr) == 3 for _, _, isr in
+                                                        partition_state(rest[0], "repl").values()), timeout=60)
