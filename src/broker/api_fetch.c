@@ -247,17 +247,8 @@ static void follower_positions(breq *r, fstate *fs) {
             rpart_unlock(it->p);
             continue;
         }
-        it->diverged = false;
-        if (it->last_fetched_epoch >= 0) {
-            int32_t e;
-            int64_t end;
-            replica_end_offset_for_epoch(it->p->r, it->last_fetched_epoch, &e, &end);
-            if (end < it->fetch_offset || e < it->last_fetched_epoch) {
-                it->diverged = true;
-                it->div_epoch = e;
-                it->div_end = end;
-            }
-        }
+        it->diverged = replica_diverging(it->p->r, it->last_fetched_epoch, it->fetch_offset, &it->div_epoch,
+                                         &it->div_end);
         if (!it->diverged)
             it->err = replica_follower_fetch(it->p->r, fs->replica_id, it->fetch_offset, now, &join);
         rpart_unlock(it->p);

@@ -1370,7 +1370,7 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
                  "; some may stay offline, and no partitions can be added until the limit is raised",
                  md_image_partition_count(m->img), budget);
 
-    parts_config pc = {cfg, m->lm, cfg->node_id, parts_changed, m};
+    parts_config pc = {cfg, m->lm, cfg->node_id, parts_changed, m, m->incarnation};
     m->ps = parts_create(&pc);
     if (m->ps == NULL)
         goto fail;

@@ -21,6 +21,7 @@
 
 struct parts {
     parts_config cfg;
+    bool registered; /* the image holds this start's registration (apply thread only) */
     pthread_rwlock_t lock;
     rpart **buckets;
     uint32_t mask;
@@ -314,6 +315,13 @@ static void apply_role(rpart *p, int64_t now) {
         return;
     }
     const replica_state *st = replica_get_state(p->r);
+    if (p->leader == ps->cfg.node_id && p->n_replicas > 1 && !ps->registered) {
+        /* Not before this start's registration is committed (see
+         * parts_config): until then nobody leads it here. */
+        if (st->role != REPLICA_FOLLOWER || st->leader_id != -1 || st->leader_epoch != p->leader_epoch)
+            replica_become_follower(p->r, -1, p->leader_epoch, p->partition_epoch, now);
+        return;
+    }
     if (p->leader == ps->cfg.node_id) {
         if (st->role != REPLICA_LEADER || st->leader_epoch != p->leader_epoch ||
             st->partition_epoch != p->partition_epoch) {
@@ -643,6 +651,10 @@ static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int6
 
 void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t now, bool starting) {
     (void)starting; /* every apply syncs the roots once at its end */
+    const md_broker *self = md_image_broker(next, ps->cfg.node_id);
+    bool was = ps->registered;
+    ps->registered = self != NULL && memcmp(self->incarnation.b, ps->cfg.incarnation.b, 16) == 0;
+    bool all = ps->registered != was; /* every partition's role is looked at again */
     /* Topics gone, and partitions of changed topics this broker no longer
      * holds. */
     for (int32_t i = 0; prev && i < md_image_topic_count(prev); i++) {
@@ -665,8 +677,9 @@ void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t 
     for (int32_t i = 0; i < md_image_topic_count(next); i++) {
         const md_topic *t = md_image_topic_at(next, i);
         const md_topic *pt = prev ? md_image_topic_by_id(prev, t->id) : NULL;
-        if (pt == t && md_image_resource(prev, MD_RESOURCE_TOPIC, t->name) ==
-                           md_image_resource(next, MD_RESOURCE_TOPIC, t->name))
+        if (!all && pt == t &&
+            md_image_resource(prev, MD_RESOURCE_TOPIC, t->name) ==
+                md_image_resource(next, MD_RESOURCE_TOPIC, t->name))
             continue;
         apply_topic(ps, next, t, now);
     }

@@ -86,6 +86,11 @@ typedef struct parts_config {
      * went away. */
     void (*changed)(void *ctx, rpart *p);
     void *ctx;
+    /* This process's broker registration: a partition with several
+     * replicas is led here only once the image holds this registration
+     * (the controller then has moved or re-epoched what this broker led
+     * before it restarted; see ctrl_register_broker). */
+    kuuid incarnation;
 } parts_config;
 
 parts *parts_create(const parts_config *cfg);

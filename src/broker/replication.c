@@ -74,7 +74,8 @@ static void nap(brepl *rp, int64_t ms) {
 }
 
 /* The client address of broker id and this broker's registered epoch. */
-static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port, int64_t *self_epoch) {
+static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port,
+                           int64_t *self_epoch) {
     md_image *img = bmeta_image(b->meta);
     const md_broker *mb = md_image_broker(img, id);
     const md_broker *me = md_image_broker(img, b->cfg->node_id);
@@ -114,18 +115,6 @@ static bool collect(void *ctx, rpart *p) {
     return true;
 }
 
-/* Where a follower's log agrees with its leader's, from the diverging
- * epoch the leader answered: the leader's end of that epoch, or this log's
- * own end of it when smaller. */
-static int64_t agree_offset(replica *r, int32_t epoch, int64_t leader_end) {
-    int32_t e;
-    int64_t end;
-    replica_end_offset_for_epoch(r, epoch, &e, &end);
-    if (e == epoch && end >= 0 && end < leader_end)
-        return end;
-    return leader_end;
-}
-
 static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_partition_data *pd) {
     broker *b = f->owner->b;
     int64_t now = clock_wall_ms();
@@ -138,17 +127,20 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
     }
     int16_t err = pd->error_code;
     if (err == KAFKA_ERR_NONE && pd->diverging_epoch.end_offset >= 0) {
-        int64_t at = agree_offset(r, pd->diverging_epoch.epoch, pd->diverging_epoch.end_offset);
-        if (at < st->leo) {
+        int64_t at = replica_agreed_offset(r, pd->diverging_epoch.epoch, pd->diverging_epoch.end_offset);
+        if (at < st->leo)
             LOG_INFO("replication",
                      "%s-%d: the log diverges from leader %d's after offset %lld (epoch %d): truncating from "
                      "%lld",
-                     p->topic, p->index, f->leader, (long long)at, pd->diverging_epoch.epoch, (long long)st->leo);
-            int16_t e = replica_truncate(r, at);
-            if (e != 0)
-                LOG_WARN("replication", "%s-%d: truncation to %lld failed: %s", p->topic, p->index, (long long)at,
-                         kafka_error_name(e));
-        }
+                     p->topic, p->index, f->leader, (long long)at, pd->diverging_epoch.epoch,
+                     (long long)st->leo);
+        /* Also at the log end: the epoch cache drops the epochs the leader
+         * does not have (one this broker led without writing), or the next
+         * fetch would name it again. */
+        int16_t e = replica_truncate(r, at);
+        if (e != 0)
+            LOG_WARN("replication", "%s-%d: truncation to %lld failed: %s", p->topic, p->index, (long long)at,
+                     kafka_error_name(e));
         rpart_unlock(p);
         return;
     }
@@ -168,8 +160,8 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
     }
     if (err != KAFKA_ERR_NONE) {
         rpart_unlock(p);
-        LOG_INFO_LIMITED(&fetch_rl, "replication", "%s-%d: leader %d answered %s", p->topic, p->index, f->leader,
-                         kafka_error_name(err));
+        LOG_INFO_LIMITED(&fetch_rl, "replication", "%s-%d: leader %d answered %s", p->topic, p->index,
+                         f->leader, kafka_error_name(err));
         return;
     }
     if (pd->records.len > 0) {
@@ -186,8 +178,9 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
             replica_append_result ar;
             int16_t e = replica_append_as_follower(r, (uint8_t *)pd->records.ptr, whole, now, &ar);
             if (e != 0)
-                LOG_WARN_LIMITED(&fetch_rl, "replication", "%s-%d: appending %zu bytes from leader %d failed: %s%s%s",
-                                 p->topic, p->index, whole, f->leader, kafka_error_name(e),
+                LOG_WARN_LIMITED(&fetch_rl, "replication",
+                                 "%s-%d: appending %zu bytes from leader %d failed: %s%s%s", p->topic,
+                                 p->index, whole, f->leader, kafka_error_name(e),
                                  ar.info.error_msg[0] ? ": " : "", ar.info.error_msg);
         }
     }
@@ -292,7 +285,8 @@ static bool fetch_round(fetcher *f) {
                     rpart *p = NULL;
                     for (int32_t s = 0; s < fs.n && p == NULL; s++) {
                         rpart *q = fs.parts[(cursor + s) % fs.n];
-                        if (q->index == pd->partition_index && memcmp(q->topic_id.b, tr->topic_id.b, 16) == 0) {
+                        if (q->index == pd->partition_index &&
+                            memcmp(q->topic_id.b, tr->topic_id.b, 16) == 0) {
                             p = q;
                             cursor = (cursor + s + 1) % fs.n;
                         }
@@ -306,8 +300,8 @@ static bool fetch_round(fetcher *f) {
     } else if (ok) {
         int64_t t = mono_ms();
         if (t - f->last_error_log > 30000) {
-            LOG_INFO("replication", "fetching from leader %d at %s:%u failed: %s (retried every %d ms)", f->leader,
-                     host, port, strerror(-rc), cfg->replica_fetch_backoff_ms);
+            LOG_INFO("replication", "fetching from leader %d at %s:%u failed: %s (retried every %d ms)",
+                     f->leader, host, port, strerror(-rc), cfg->replica_fetch_backoff_ms);
             f->last_error_log = t;
         }
     }
@@ -404,9 +398,25 @@ static bool propose_locked(proposals *ps, rpart *p, int32_t joiner) {
     if (st->role != REPLICA_LEADER || ps->n == BREPL_PROPOSALS_MAX)
         return false;
     if (st->n_pending > 0) {
+        /* Undecided (the answer was lost, or the metadata is late): the same
+         * proposal again after a while; never a new one on top. */
         if (ps->now - p->isr_pending_ms < BREPL_PENDING_TIMEOUT_MS)
             return false;
-        replica_set_pending_isr(p->r, NULL, 0); /* undecided too long: propose again */
+        proposal *q = &ps->v[ps->n];
+        const int32_t *pend;
+        q->n = replica_pending_isr(p->r, &pend);
+        memcpy(q->isr, pend, (size_t)q->n * sizeof *pend);
+        for (int32_t i = 0; i < q->n; i++) {
+            const md_broker *mb = md_image_broker(ps->img, q->isr[i]);
+            q->epochs[i] = mb ? mb->epoch : -1;
+        }
+        q->leader_epoch = st->leader_epoch;
+        q->partition_epoch = st->partition_epoch;
+        p->isr_pending_ms = ps->now;
+        atomic_fetch_add(&p->refs, 1);
+        q->p = p;
+        ps->n++;
+        return true;
     }
     int32_t lag[REPLICA_ISR_MAX];
     int32_t nl = replica_lagging(p->r, ps->now, ps->lag_max, lag, REPLICA_ISR_MAX);
@@ -436,10 +446,12 @@ static bool propose_locked(proposals *ps, rpart *p, int32_t joiner) {
     q->p = p;
     ps->n++;
     if (nl > 0)
-        LOG_INFO("replication", "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
+        LOG_INFO("replication",
+                 "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
                  p->topic, p->index, nl, (long long)ps->lag_max, lag[0], q->n);
     else
-        LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index, joiner);
+        LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index,
+                 joiner);
     return true;
 }
 
@@ -460,6 +472,16 @@ static void withdraw(proposal *q) {
     rpart_unlock(q->p);
 }
 
+/* Whether a proposal's answer proves the controller did not and will not
+ * commit it: only then may the HW stop counting it. Anything else (no
+ * answer, a stale partition or leader epoch: the metadata is on its way)
+ * keeps it pending until the metadata decides or it is sent again. */
+static bool refused_for_good(int16_t e) {
+    return e == -2 || e == KAFKA_ERR_INELIGIBLE_REPLICA || e == KAFKA_ERR_INVALID_REQUEST ||
+           e == KAFKA_ERR_NOT_CONTROLLER || e == KAFKA_ERR_UNKNOWN_TOPIC_ID ||
+           e == KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+}
+
 static void send_proposals(brepl *rp, proposals *ps) {
     broker *b = rp->b;
     if (ps->n == 0)
@@ -471,20 +493,21 @@ static void send_proposals(brepl *rp, proposals *ps) {
         const md_broker *me = md_image_broker(ps->img, ps->self);
         self_epoch = me ? me->epoch : -1;
     }
-    bool sent = false;
+    bool sent = false, attempted = false;
     if (ch && out) {
         for (int32_t i = 0; i < ps->n; i++) {
             proposal *q = &ps->v[i];
-            ch[i] = (ctrl_isr_change){q->p->topic_id, q->p->index, q->leader_epoch, q->partition_epoch,
-                                      q->isr,        q->epochs,   q->n,           0};
+            ch[i] = (ctrl_isr_change){
+                q->p->topic_id, q->p->index, q->leader_epoch, q->partition_epoch, q->isr, q->epochs, q->n, 0};
         }
         int32_t cid;
         char host[256];
         uint16_t port;
         if (bmeta_is_active_controller(b->meta)) {
             bmeta_alter_partition(b->meta, ps->self, self_epoch, ch, ps->n, out);
-            sent = true;
+            sent = attempted = true;
         } else if (bmeta_controller_address(b->meta, &cid, host, sizeof host, &port)) {
+            attempted = true;
             if (cid != rp->ctl_id || strcmp(rp->ctl.host, host) != 0 || rp->ctl.port != port) {
                 net_client_free(&rp->ctl);
                 net_client_init(&rp->ctl, host, port);
@@ -524,8 +547,8 @@ static void send_proposals(brepl *rp, proposals *ps) {
                 req.topics = td;
                 req.topics_count = ps->n;
                 void *resp = NULL;
-                int rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a, &resp,
-                                   b->cfg->quorum_request_timeout_ms + 30000);
+                int rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a,
+                                   &resp, b->cfg->quorum_request_timeout_ms + 30000);
                 if (rc == 0) {
                     const kafka_alter_partition_response *ar = resp;
                     sent = true;
@@ -535,8 +558,9 @@ static void send_proposals(brepl *rp, proposals *ps) {
                         if (ar->topics[t].partitions_count == 1)
                             out[t].error = ar->topics[t].partitions[0].error_code;
                 } else {
-                    LOG_INFO_LIMITED(&isr_rl, "replication", "AlterPartition to the controller (node %d) failed: %s",
-                                     cid, strerror(-rc));
+                    LOG_INFO_LIMITED(&isr_rl, "replication",
+                                     "AlterPartition to the controller (node %d) failed: %s", cid,
+                                     strerror(-rc));
                 }
             }
             arena_reset(&a);
@@ -544,13 +568,15 @@ static void send_proposals(brepl *rp, proposals *ps) {
     }
     for (int32_t i = 0; i < ps->n; i++) {
         proposal *q = &ps->v[i];
-        int16_t e = sent && out ? out[i].error : KAFKA_ERR_NOT_CONTROLLER;
-        if (e != 0) {
+        /* -1: sent, no answer (unknown outcome); -2: never sent. */
+        int16_t e = sent && out ? out[i].error : attempted ? -1 : -2;
+        if (e != 0)
+            LOG_INFO_LIMITED(
+                &isr_rl, "replication", "%s-%d: the ISR change was %s: %s%s%s", q->p->topic, q->p->index,
+                e < 0 ? "not sent or not answered" : "refused", e < 0 ? "no answer" : kafka_error_name(e),
+                out && e > 0 && out[i].message[0] ? ": " : "", out && e > 0 ? out[i].message : "");
+        if (refused_for_good(e))
             withdraw(q);
-            LOG_INFO_LIMITED(&isr_rl, "replication", "%s-%d: the ISR change was refused: %s%s%s", q->p->topic,
-                             q->p->index, kafka_error_name(e), out && out[i].message[0] ? ": " : "",
-                             out ? out[i].message : "");
-        }
         rpart_release(q->p);
     }
     free(ch);

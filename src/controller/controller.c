@@ -1801,6 +1801,9 @@ void ctrl_alter_configs(controller *c, const ctrl_resource *resources, int32_t n
 
 /* ---- broker registration ----------------------------------------------------------------- */
 
+static void restarted_partitions(controller *c, rbatch *b, int32_t id);
+static bool ids_have(const md_ids *l, int32_t id);
+
 void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token, int64_t now) {
     check_invariants(c);
     ctrl_item_result *items = items_new(c, CTRL_REGISTER_BROKER, 1, token);
@@ -1830,10 +1833,53 @@ void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token
     r.fenced = false; /* a single node is caught up by construction */
     r.in_controlled_shutdown = false;
     rb_add(c, &b, KAFKA_MREC_REGISTER_BROKER, &r);
+    /* A new incarnation (a restart) may have lost what it had not flushed,
+     * and its replica machines start afresh: it leaves the ISRs where
+     * another live member remains, and where it led, another ISR member
+     * leads, or (alone in sync) it leads again in a new leader epoch, so
+     * that its followers must catch up with its log end before they count
+     * as in sync. Partitions with one replica need none of this. */
+    if (old == NULL || memcmp(old->incarnation.b, reg->incarnation.b, 16) != 0)
+        restarted_partitions(c, &b, reg->id);
     ctrl_append_result ar = rb_send(c, &b);
     rb_free(&b);
     finish(c, token, CTRL_REGISTER_BROKER, items, 1, ar, true, now);
     check_invariants(c);
+}
+
+static void restarted_partitions(controller *c, rbatch *b, int32_t id) {
+    const md_image *img = c->committed;
+    for (int32_t t = 0; t < md_image_topic_count(img) && !b->oom; t++) {
+        const md_topic *tp = md_image_topic_at(img, t);
+        for (int32_t p = 0; p < tp->n_partitions && !b->oom; p++) {
+            const md_partition *mp = md_topic_partition(tp, p);
+            if (mp->replicas.n < 2 || !ids_have(&mp->replicas, id))
+                continue;
+            int32_t keep[MD_REPLICAS_MAX];
+            int32_t nk = 0;
+            for (int32_t k = 0; k < mp->isr.n; k++)
+                if (mp->isr.ids[k] != id && usable(img, mp->isr.ids[k]) && nk < MD_REPLICAS_MAX)
+                    keep[nk++] = mp->isr.ids[k];
+            bool member = ids_have(&mp->isr, id);
+            if (!member && mp->leader != id)
+                continue;
+            kafka_partition_change_record r;
+            kafka_partition_change_record_init(&r);
+            r.topic_id = tp->id;
+            r.partition_id = p;
+            if (member && nk > 0) {
+                r.isr = keep;
+                r.isr_count = nk;
+                if (mp->leader == id || mp->leader < 0 || !usable(img, mp->leader))
+                    r.leader = keep[0];
+            } else if (mp->leader == id) {
+                r.leader = id; /* alone in sync: the same leader, a new epoch */
+            } else {
+                continue;
+            }
+            rb_add(c, b, KAFKA_MREC_PARTITION_CHANGE, &r);
+        }
+    }
 }
 
 /* ---- ElectLeaders and UnregisterBroker -------------------------------------------------------- */

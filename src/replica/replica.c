@@ -533,6 +533,11 @@ void replica_set_pending_isr(replica *r, const int32_t *isr, int32_t n) {
     r->st.n_pending = n;
 }
 
+int32_t replica_pending_isr(const replica *r, const int32_t **isr) {
+    *isr = r->pending;
+    return r->st.n_pending;
+}
+
 void replica_follower_hw(replica *r, int64_t leader_hw) {
     check_invariants(r);
     if (r->st.role != REPLICA_FOLLOWER)
@@ -546,4 +551,33 @@ void replica_follower_hw(replica *r, int64_t leader_hw) {
         notify(r);
     }
     check_invariants(r);
+}
+
+bool replica_diverging(const replica *r, int32_t last_fetched_epoch, int64_t fetch_offset, int32_t *epoch,
+                       int64_t *end_offset) {
+    if (last_fetched_epoch < 0)
+        return false;
+    int32_t e;
+    int64_t end;
+    replica_end_offset_for_epoch(r, last_fetched_epoch, &e, &end);
+    if (end >= fetch_offset && e >= last_fetched_epoch)
+        return false;
+    if (e < 0 || end < 0) {
+        /* This log knows nothing of that epoch or before it: the follower
+         * keeps nothing past this log's start. */
+        e = -1;
+        end = r->st.log_start;
+    }
+    *epoch = e;
+    *end_offset = end;
+    return true;
+}
+
+int64_t replica_agreed_offset(const replica *r, int32_t epoch, int64_t leader_end) {
+    int32_t e;
+    int64_t end;
+    replica_end_offset_for_epoch(r, epoch, &e, &end);
+    if (epoch >= 0 && e == epoch && end >= 0 && end < leader_end)
+        return end;
+    return leader_end;
 }

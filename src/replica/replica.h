@@ -189,6 +189,18 @@ typedef struct replica_follower {
     int64_t prev_fetch_leader_leo;
 } replica_follower;
 
+/* The leader's check of a follower's fetch (KIP-595's rule): with the
+ * epoch of the follower's last batch, whether its log diverges from this
+ * one at fetch_offset, and if so the (epoch, end offset) to answer, where
+ * the logs last agree. False (nothing to report) when the follower's
+ * position is consistent with this log, or it sent no epoch (-1). */
+bool replica_diverging(const replica *r, int32_t last_fetched_epoch, int64_t fetch_offset, int32_t *epoch,
+                       int64_t *end_offset);
+/* The follower's side: where to truncate given the leader's diverging
+ * (epoch, end offset): the leader's end, or this log's own end of that
+ * epoch when smaller. */
+int64_t replica_agreed_offset(const replica *r, int32_t epoch, int64_t leader_end);
+
 /* A fetch from follower `id` (a replica of the partition: the owner checks
  * against the metadata) at fetch_offset: its position moves there (it has
  * every record below it), the HW may advance, and *join says that it is
@@ -207,8 +219,14 @@ int32_t replica_lagging(const replica *r, int64_t now, int64_t lag_max_ms, int32
  * is computed over both the committed ISR and the proposed one (Kafka's
  * "maximal ISR"): a member being added counts before it is committed, so no
  * record is committed without it, and a member being removed counts until
- * its removal is committed. */
+ * its removal is committed. A new partition epoch or leadership clears it;
+ * the owner clears it only when the controller refused the proposal for
+ * good (never when the outcome is unknown: a lost answer may hide a
+ * committed change, and dropping the proposed member from the HW before the
+ * metadata arrives could commit records it lacks). */
 void replica_set_pending_isr(replica *r, const int32_t *isr, int32_t n);
+/* The proposed ISR (its count; 0 when none). */
+int32_t replica_pending_isr(const replica *r, const int32_t **isr);
 bool replica_in_isr(const replica *r, int32_t id);
 
 /* ---- replication (follower side) ------------------------------------------------------ */

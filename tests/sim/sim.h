@@ -179,5 +179,6 @@ extern const sim_scenario sim_scenario_groups;
 extern const sim_scenario sim_scenario_controller;
 extern const sim_scenario sim_scenario_replica;
 extern const sim_scenario sim_scenario_raft;
+extern const sim_scenario sim_scenario_replication;
 
 #endif
