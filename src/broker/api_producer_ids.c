@@ -52,8 +52,8 @@ breq_status api_init_producer_id(breq *r) {
             resp->producer_id = req->producer_id;
             resp->producer_epoch = (int16_t)(req->producer_epoch + 1);
             resp->error_code = KAFKA_ERR_NONE;
-            LOG_DEBUG("producer-ids", "producer %lld from %s: epoch bumped to %d", (long long)req->producer_id,
-                      r->net->peer, resp->producer_epoch);
+            LOG_DEBUG("producer-ids", "producer %lld from %s: epoch bumped to %d",
+                      (long long)req->producer_id, r->net->peer, resp->producer_epoch);
             return BREQ_DONE;
         }
     }

@@ -59,8 +59,8 @@ static int16_t ask_controller(broker *b, int64_t *start, int32_t *len) {
     arena_init(&a, 16 << 10);
     void *resp = NULL;
     static atomic_int corr;
-    int rc = brpc_call(&c, KAFKA_API_ALLOCATE_PRODUCER_IDS, 0, atomic_fetch_add(&corr, 1) + 1, "sluice-broker",
-                       &req, &a, &resp, b->cfg->quorum_request_timeout_ms + 5000);
+    int rc = brpc_call(&c, KAFKA_API_ALLOCATE_PRODUCER_IDS, 0, atomic_fetch_add(&corr, 1) + 1,
+                       "sluice-broker", &req, &a, &resp, b->cfg->quorum_request_timeout_ms + 5000);
     net_client_free(&c);
     int16_t err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
     if (rc == 0) {

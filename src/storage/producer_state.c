@@ -356,12 +356,14 @@ int pstate_snapshot_decode(pstate *s, const uint8_t *buf, size_t len, int64_t no
         int32_t delta = (int32_t)wire_be32(p + 22);
         int64_t ts = (int64_t)wire_be64(p + 26);
         if (pid < 0 || epoch < 0 || last_seq < 0 || delta < 0 || last_off < delta) {
-            snprintf(why, whyn, "entry %d is impossible (producer %lld epoch %d sequence %d offset %lld delta %d)",
-                     k, (long long)pid, epoch, last_seq, (long long)last_off, delta);
+            snprintf(why, whyn,
+                     "entry %d is impossible (producer %lld epoch %d sequence %d offset %lld delta %d)", k,
+                     (long long)pid, epoch, last_seq, (long long)last_off, delta);
             pstate_clear(s);
             return -1;
         }
-        int32_t first_seq = last_seq - delta >= 0 ? last_seq - delta : (int32_t)((int64_t)last_seq - delta + INT32_MAX + 1);
+        int32_t first_seq =
+            last_seq - delta >= 0 ? last_seq - delta : (int32_t)((int64_t)last_seq - delta + INT32_MAX + 1);
         pstate_batch b = {first_seq, last_seq, last_off - delta, last_off, ts};
         if (pstate_get(s, pid) != NULL) {
             snprintf(why, whyn, "producer %lld appears twice", (long long)pid);

@@ -62,7 +62,7 @@ typedef struct pstate_entry {
     int32_t n;    /* batches held, newest last: b[(head + n - 1) % PSTATE_BATCHES] */
     int32_t head; /* the oldest */
     pstate_batch b[PSTATE_BATCHES];
-    int64_t touched_ms; /* broker time of its last batch (expiration, LRU) */
+    int64_t touched_ms;          /* broker time of its last batch (expiration, LRU) */
     int32_t hnext, lprev, lnext; /* hash chain and LRU list (indices, -1: none) */
 } pstate_entry;
 

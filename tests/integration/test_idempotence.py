@@ -107,3 +107,199 @@ def test_confluent_idempotent_producer_exactly_once_in_order(broker):
     for part in range(4):
         err, prods = describe_producers(broker.port, "idem", part)
         assert err == 0 and len(prods) == 1 and prods[0][2] == n // 4 - 1, prods
+
+
+def test_kcat_idempotent_producer(broker):
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if kcat is None:
+        pytest.skip("kcat is not installed")
+    create_topic(broker, "kc", partitions=2)
+    lines = b"".join(b"line-%d\n" % i for i in range(500))
+    subprocess.run([kcat, "-P", "-b", broker.bootstrap, "-t", "kc", "-p", "1", "-X", "enable.idempotence=true"],
+                   input=lines, check=True, timeout=60)
+    msgs = consume_n(broker, "kc", 500, partition=1)
+    assert [m.value() for m in msgs] == [b"line-%d" % i for i in range(500)]
+    err, prods = describe_producers(broker.port, "kc", 1)
+    assert err == 0 and len(prods) == 1 and prods[0][2] == 499
+
+
+def test_kafka_python_idempotent_producer(broker):
+    import kafka
+    from kafka import KafkaProducer
+    import inspect
+    if "enable_idempotence" not in KafkaProducer.DEFAULT_CONFIG:
+        pytest.skip("kafka-python %s has no enable_idempotence" % kafka.__version__)
+    create_topic(broker, "kp")
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all")
+    for i in range(300):
+        p.send("kp", value=b"%d" % i, partition=0)
+    p.flush(30)
+    p.close()
+    assert [int(m.value()) for m in consume_n(broker, "kp", 300)] == list(range(300))
+    err, prods = describe_producers(broker.port, "kp", 0)
+    assert err == 0 and len(prods) == 1 and prods[0][2] == 299
+    del inspect
+
+
+# ---- raw protocol -------------------------------------------------------------------
+
+def test_init_producer_id_distinct_and_never_reused_after_restart(broker):
+    seen = set()
+    for v in (0, 1, 2, 3, 4, 5):
+        err, pid, epoch = init_producer_id(broker.port, version=v)
+        assert err == 0 and epoch == 0 and pid >= 0
+        assert pid not in seen
+        seen.add(pid)
+    # KIP-360: naming the current id and epoch bumps the epoch.
+    err, pid, epoch = init_producer_id(broker.port, version=3, pid=max(seen), epoch=0)
+    assert (err, pid, epoch) == (0, max(seen), 1)
+    # An id never handed out gets a fresh one.
+    err, pid2, epoch2 = init_producer_id(broker.port, version=4, pid=10 ** 12, epoch=3)
+    assert err == 0 and epoch2 == 0 and pid2 not in seen
+    seen.add(pid2)
+    for restart in (broker.restart, broker.kill9):
+        restart()
+        if not broker.alive():
+            broker.start()
+        err, pid, epoch = init_producer_id(broker.port)
+        assert err == 0 and epoch == 0
+        assert pid > max(seen), "id %d handed out again after a restart (seen up to %d)" % (pid, max(seen))
+        seen.add(pid)
+    assert "producer id block" in broker.log()
+
+
+def test_transactional_init_is_refused_clearly(broker):
+    for v in (1, 4):
+        err, pid, _ = init_producer_id(broker.port, version=v, txn_id="tx-1")
+        assert err == INVALID_TXN_STATE and pid == -1
+    assert "transactional.id 'tx-1'" in broker.log()
+
+
+def test_duplicate_gap_and_fencing(broker):
+    create_topic(broker, "raw")
+    err, pid, epoch = init_producer_id(broker.port)
+    assert err == 0
+    b0 = idem_batch([b"a", b"b"], pid, epoch, 0)
+    a = produce_v8(broker.port, "raw", b0)
+    assert a.code == 0 and a.base_offset == 0
+    a = produce_v8(broker.port, "raw", idem_batch([b"c"], pid, epoch, 2))
+    assert a.code == 0 and a.base_offset == 2
+    assert log_end(broker, "raw") == 3
+    # The same batches again: their original offsets, nothing appended.
+    a = produce_v8(broker.port, "raw", idem_batch([b"a", b"b"], pid, epoch, 0))
+    assert a.code == 0 and a.base_offset == 0
+    a = produce_v8(broker.port, "raw", idem_batch([b"c"], pid, epoch, 2))
+    assert a.code == 0 and a.base_offset == 2
+    assert log_end(broker, "raw") == 3
+    # A gap.
+    a = produce_v8(broker.port, "raw", idem_batch([b"x"], pid, epoch, 5))
+    assert a.code == OUT_OF_ORDER_SEQUENCE_NUMBER, a
+    assert "does not follow" in (a.message or "")
+    # A batch overlapping but not equal to a retained one is out of order too.
+    a = produce_v8(broker.port, "raw", idem_batch([b"b", b"c"], pid, epoch, 1))
+    assert a.code == OUT_OF_ORDER_SEQUENCE_NUMBER, a
+    # Bump the epoch (KIP-360): the new epoch starts at 0, the old one is fenced.
+    err, pid1, epoch1 = init_producer_id(broker.port, version=3, pid=pid, epoch=epoch)
+    assert (err, pid1, epoch1) == (0, pid, epoch + 1)
+    a = produce_v8(broker.port, "raw", idem_batch([b"y"], pid, epoch1, 7))
+    assert a.code == OUT_OF_ORDER_SEQUENCE_NUMBER, a
+    a = produce_v8(broker.port, "raw", idem_batch([b"y"], pid, epoch1, 0))
+    assert a.code == 0 and a.base_offset == 3
+    a = produce_v8(broker.port, "raw", idem_batch([b"old"], pid, epoch, 3))
+    assert a.code == INVALID_PRODUCER_EPOCH, a
+    # An unknown producer that does not start at 0.
+    a = produce_v8(broker.port, "raw", idem_batch([b"z"], pid + 500, 0, 9))
+    assert a.code == UNKNOWN_PRODUCER_ID, a
+    assert log_end(broker, "raw") == 4
+    msgs = consume_n(broker, "raw", 4)
+    assert [m.value() for m in msgs] == [b"a", b"b", b"c", b"y"]
+    err, prods = describe_producers(broker.port, "raw")
+    assert err == 0 and [(p[0], p[1], p[2]) for p in prods] == [(pid, epoch1, 0)]
+    # Unknown partition.
+    err, _ = describe_producers(broker.port, "raw", 7)
+    assert err == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_state_survives_sigkill_and_clean_restart(broker):
+    create_topic(broker, "dur", partitions=2)
+    err, pid, epoch = init_producer_id(broker.port)
+    seq = 0
+    for i in range(20):
+        a = produce_v8(broker.port, "dur", idem_batch([b"m%d" % i], pid, epoch, seq), partition=1)
+        assert a.code == 0 and a.base_offset == i
+        seq += 1
+    last = idem_batch([b"m19"], pid, epoch, 19)
+    for how in ("kill9", "restart", "kill9"):
+        getattr(broker, how)()
+        if not broker.alive():
+            broker.start()
+        a = produce_v8(broker.port, "dur", last, partition=1)
+        assert a.code == 0 and a.base_offset == 19, (how, a)
+        assert log_end(broker, "dur", 1) == 20
+        a = produce_v8(broker.port, "dur", idem_batch([b"gap"], pid, epoch, 25), partition=1)
+        assert a.code == OUT_OF_ORDER_SEQUENCE_NUMBER, (how, a)
+    a = produce_v8(broker.port, "dur", idem_batch([b"m20"], pid, epoch, 20), partition=1)
+    assert a.code == 0 and a.base_offset == 20
+    # A clean shutdown leaves a snapshot file at the log end.
+    broker.stop()
+    d = os.path.join(broker.data_dir, "logs", "dur-1")
+    snaps = sorted(f for f in os.listdir(d) if f.endswith(".snapshot"))
+    assert snaps and snaps[-1] == "%020d.snapshot" % 21, snaps
+    broker.start()
+    a = produce_v8(broker.port, "dur", idem_batch([b"m20"], pid, epoch, 20), partition=1)
+    assert a.code == 0 and a.base_offset == 20
+
+
+def test_corrupt_snapshot_is_ignored_and_rebuilt(broker):
+    create_topic(broker, "cs")
+    err, pid, epoch = init_producer_id(broker.port)
+    for i in range(5):
+        assert produce_v8(broker.port, "cs", idem_batch([b"%d" % i], pid, epoch, i)).code == 0
+    broker.stop()
+    d = os.path.join(broker.data_dir, "logs", "cs-0")
+    snaps = [f for f in os.listdir(d) if f.endswith(".snapshot")]
+    assert snaps
+    path = os.path.join(d, sorted(snaps)[-1])
+    data = bytearray(open(path, "rb").read())
+    data[-1] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    broker.start()
+    assert "is unusable" in broker.log()
+    a = produce_v8(broker.port, "cs", idem_batch([b"4"], pid, epoch, 4))
+    assert a.code == 0 and a.base_offset == 4
+    assert log_end(broker, "cs") == 5
+
+
+def test_snapshots_at_roll_and_recovery_from_tail(broker_factory):
+    b = broker_factory({"log.segment.bytes": "4096"})
+    create_topic(b, "roll")
+    err, pid, epoch = init_producer_id(b.port)
+    for i in range(60):
+        a = produce_v8(b.port, "roll", idem_batch([b"x" * 200], pid, epoch, i))
+        assert a.code == 0 and a.base_offset == i
+    d = os.path.join(b.data_dir, "logs", "roll-0")
+    deadline = time.time() + 10
+    while time.time() < deadline and not [f for f in os.listdir(d) if f.endswith(".snapshot")]:
+        time.sleep(0.2)
+    snaps = [f for f in os.listdir(d) if f.endswith(".snapshot")]
+    assert 1 <= len(snaps) <= 2, snaps
+    b.kill9()
+    b.start()
+    a = produce_v8(b.port, "roll", idem_batch([b"x" * 200], pid, epoch, 59))
+    assert a.code == 0 and a.base_offset == 59
+    a = produce_v8(b.port, "roll", idem_batch([b"x" * 200], pid, epoch, 60))
+    assert a.code == 0 and a.base_offset == 60
+
+
+def test_producer_expiration(broker_factory):
+    b = broker_factory({"producer.id.expiration.ms": "1500"})
+    create_topic(b, "exp")
+    err, pid, epoch = init_producer_id(b.port)
+    assert produce_v8(b.port, "exp", idem_batch([b"a"], pid, epoch, 0)).code == 0
+    assert len(describe_producers(b.port, "exp")[1]) == 1
+    deadline = time.time() + 15
+    while time.time() < deadline and describe_producers(b.port, "exp")[1]:
+        time.sleep(0.3)
+    assert describe_producers(b.port, "exp")[1] == []
+    a = produce_v8(b.port, "exp", idem_batch([b"b"], pid, epoch, 1))
+    assert a.code == UNKNOWN_PRODUCER_ID, a
