@@ -73,7 +73,8 @@ static uint8_t *read_file(const sl_vfs *v, const char *path, size_t *len) {
     return buf;
 }
 
-int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t log_end, pstate *s, int64_t now) {
+int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t log_end, pstate *s,
+                    int64_t now) {
     listing l;
     list_snapshots(v, dir, &l);
     char path[4200];
@@ -93,8 +94,9 @@ int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t 
             return l.offs[i];
         }
         free(buf);
-        LOG_WARN("producer-state", "%s: snapshot %s is unusable (%s); removed, the state is rebuilt from the log",
-                 what, path, why);
+        LOG_WARN("producer-state",
+                 "%s: snapshot %s is unusable (%s); removed, the state is rebuilt from the log", what, path,
+                 why);
         v->unlink(v->ctx, path);
     }
     pstate_clear(s);
@@ -113,7 +115,7 @@ void pfiles_remove_above(const sl_vfs *v, const char *dir, int64_t above) {
 }
 
 int pfiles_write(const sl_vfs *v, const char *dir, const char *what, int64_t offset, const uint8_t *buf,
-                size_t len) {
+                 size_t len) {
     char path[4200], tmp[4200];
     path_of(path, sizeof path, dir, offset, "");
     path_of(tmp, sizeof tmp, dir, offset, ".tmp");

@@ -27,12 +27,13 @@
 /* Loads the newest usable snapshot at or below log_end into s (what names
  * the partition in log lines). Returns its offset, or -1 with s empty when
  * there is none. */
-int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t log_end, pstate *s, int64_t now);
+int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t log_end, pstate *s,
+                    int64_t now);
 /* Writes buf (pstate_snapshot_encode's, taken under the partition's
  * serialisation; the write needs none) as dir/<offset>.snapshot and
  * removes all but the newest PFILES_KEEP. 0 or -errno (logged). */
 int pfiles_write(const sl_vfs *v, const char *dir, const char *what, int64_t offset, const uint8_t *buf,
-                size_t len);
+                 size_t len);
 /* Removes the snapshots with an offset above `above` (-1: every one). */
 void pfiles_remove_above(const sl_vfs *v, const char *dir, int64_t above);
 
