@@ -303,3 +303,66 @@ def test_producer_expiration(broker_factory):
     assert describe_producers(b.port, "exp")[1] == []
     a = produce_v8(b.port, "exp", idem_batch([b"b"], pid, epoch, 1))
     assert a.code == UNKNOWN_PRODUCER_ID, a
+
+
+# ---- a cluster: blocks from the active controller ------------------------------------
+
+from test_cluster import cluster, create, wait_formed, brokers_seen, wait_for  # noqa: E402,F401
+
+
+def test_cluster_producer_id_blocks_and_idempotent_produce(cluster):
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    seen = []
+    for nd in nodes:
+        err, pid, epoch = wait_for("InitProducerId on node %d" % nd.node_id,
+                                   lambda nd=nd: (lambda a: a if a[0] == 0 else None)(init_producer_id(nd.port)))
+        seen.append(pid)
+    assert len(set(seen)) == 3
+    # Each node has a block of its own: ids from different nodes are a block apart.
+    assert len(set(p // 1000 for p in seen)) == 3, seen
+    others = [n for n in nodes if n.node_id != controller]
+    active = next(n for n in nodes if n.node_id == controller)
+    # The other nodes asked the active controller (AllocateProducerIds).
+    for o in others:
+        assert "producer id block %d..%d for broker %d" % (seen[o.node_id - 1], seen[o.node_id - 1] + 999,
+                                                           o.node_id) in active.log()
+    # Idempotent producer across the cluster.
+    create(nodes[0], "cidem", 3)
+    for nd in nodes:
+        wait_for("cidem on node %d" % nd.node_id, lambda nd=nd: "cidem" in
+                 __import__("confluent_kafka.admin", fromlist=["AdminClient"]).AdminClient(
+                     {"bootstrap.servers": nd.bootstrap}).list_topics(timeout=5).topics)
+    boot = ",".join(n.bootstrap for n in nodes)
+    p = Producer({"bootstrap.servers": boot, "enable.idempotence": True, "linger.ms": 5})
+    errors = []
+    n = 1500
+    for i in range(n):
+        p.produce("cidem", value=b"%d" % i, partition=i % 3,
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert p.flush(30) == 0 and errors == []
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": boot, "group.id": "cidem", "enable.auto.commit": False})
+    c.assign([TopicPartition("cidem", part, 0) for part in range(3)])
+    got = {0: [], 1: [], 2: []}
+    deadline = time.time() + 30
+    while sum(len(v) for v in got.values()) < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got[m.partition()].append(int(m.value()))
+    c.close()
+    for part in range(3):
+        assert got[part] == list(range(part, n, 3))
+    # The active controller goes; a node that uses up its block gets the next
+    # one from the new controller, and no id repeats.
+    active.kill9()
+    survivor = others[0]
+    wait_for("a new active controller", lambda: brokers_seen(survivor)[1] in [o.node_id for o in others])
+    ids = set(seen)
+    for _ in range(1001):
+        err, pid, _ = wait_for("InitProducerId", lambda: (lambda a: a if a[0] == 0 else None)(
+            init_producer_id(survivor.port)))
+        assert pid not in ids
+        ids.add(pid)
+    assert survivor.log().count("(recorded in the metadata log)") >= 2
+    active.start()

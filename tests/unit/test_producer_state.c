@@ -11,13 +11,15 @@
 #include "storage/producer_state.h"
 #include "unit.h"
 
-static pstate_verdict check(pstate *s, int64_t pid, int16_t epoch, int32_t first, int32_t count, pstate_batch *dup) {
+static pstate_verdict check(pstate *s, int64_t pid, int16_t epoch, int32_t first, int32_t count,
+                            pstate_batch *dup) {
     int16_t cur;
     return pstate_check(s, pid, epoch, first, pstate_last_seq(first, count), dup, &cur);
 }
 
 /* Appends (as the leader would after PSTATE_APPEND) at *leo. */
-static void append(pstate *s, int64_t pid, int16_t epoch, int32_t first, int32_t count, int64_t *leo, int64_t now) {
+static void append(pstate *s, int64_t pid, int16_t epoch, int32_t first, int32_t count, int64_t *leo,
+                   int64_t now) {
     pstate_batch b = {first, pstate_last_seq(first, count), *leo, *leo + count - 1, now};
     CHECK_EQ_INT(pstate_update(s, pid, epoch, &b, now), 0);
     *leo += count;
@@ -188,7 +190,8 @@ static uint64_t rnd(uint64_t *x) {
     return *x;
 }
 
-static pstate_verdict model_check(const mprod *m, int16_t epoch, int32_t first, int32_t last, pstate_batch *dup) {
+static pstate_verdict model_check(const mprod *m, int16_t epoch, int32_t first, int32_t last,
+                                  pstate_batch *dup) {
     if (!m->live)
         return first == 0 ? PSTATE_APPEND : PSTATE_UNKNOWN_PRODUCER;
     if (epoch < m->epoch)
