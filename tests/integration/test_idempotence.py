@@ -245,6 +245,17 @@ def test_state_survives_sigkill_and_clean_restart(broker):
     d = os.path.join(broker.data_dir, "logs", "dur-1")
     snaps = sorted(f for f in os.listdir(d) if f.endswith(".snapshot"))
     assert snaps and snaps[-1] == "%020d.snapshot" % 21, snaps
+    # sluice dump-log reads it, and shows the producer in the log's batches.
+    from conftest import BUILD
+    sluice = os.path.join(BUILD, "sluice")
+    out = subprocess.run([sluice, "dump-log", os.path.join(d, snaps[-1])], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "producerId: %d producerEpoch: %d" % (pid, epoch) in out.stdout
+    assert "firstSequence: 20 lastSequence: 20 lastOffset: 20" in out.stdout
+    out = subprocess.run([sluice, "dump-log", os.path.join(d, "%020d.log" % 0)], capture_output=True, text=True,
+                         timeout=30)
+    assert "baseSequence: 19 lastSequence: 19 producerId: %d producerEpoch: %d" % (pid, epoch) in out.stdout
     broker.start()
     a = produce_v8(broker.port, "dur", idem_batch([b"m20"], pid, epoch, 20), partition=1)
     assert a.code == 0 and a.base_offset == 20
@@ -263,6 +274,10 @@ def test_corrupt_snapshot_is_ignored_and_rebuilt(broker):
     data = bytearray(open(path, "rb").read())
     data[-1] ^= 0xFF
     open(path, "wb").write(bytes(data))
+    from conftest import BUILD
+    out = subprocess.run([os.path.join(BUILD, "sluice"), "dump-log", path], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode != 0 and "not a usable producer snapshot: crc" in out.stdout + out.stderr
     broker.start()
     assert "is unusable" in broker.log()
     a = produce_v8(broker.port, "cs", idem_batch([b"4"], pid, epoch, 4))
