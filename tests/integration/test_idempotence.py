@@ -381,3 +381,16 @@ def test_cluster_producer_id_blocks_and_idempotent_produce(cluster):
         ids.add(pid)
     assert survivor.log().count("(recorded in the metadata log)") >= 2
     active.start()
+
+
+def test_broker_only_nodes_get_blocks_from_dedicated_controllers(cluster):
+    nodes = cluster(controllers=1, brokers=2)
+    brokers = [n for n in nodes if n.roles == "broker"]
+    ids = []
+    for nd in brokers:
+        for _ in range(3):
+            err, pid, epoch = wait_for("InitProducerId on node %d" % nd.node_id, lambda nd=nd: (
+                lambda a: a if a[0] == 0 else None)(init_producer_id(nd.port)), timeout=60)
+            ids.append(pid)
+    assert len(set(ids)) == 6
+    assert len(set(p // 1000 for p in ids)) == 2, ids
