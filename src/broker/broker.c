@@ -133,6 +133,10 @@ broker *broker_create(const broker_config *cfg) {
     b->storage = storage_ctx_new(b->env.vfs, STORAGE_FD_LIMIT_DEFAULT);
     if (b->storage == NULL)
         goto err;
+    /* Before the metadata opens: its quorum threads apply records from
+     * the start, and each applied change wakes long polls through it. */
+    if (fetch_mgr_start(b) != 0)
+        goto err;
     bmeta_hooks hooks = {&b->env, b, partition_changed};
     b->meta = bmeta_open(cfg, b->storage, &hooks);
     if (b->meta == NULL)
@@ -170,8 +174,6 @@ broker *broker_create(const broker_config *cfg) {
         if (b->ctl_net == NULL)
             goto err;
     }
-    if (fetch_mgr_start(b) != 0)
-        goto err;
     if (groups_mgr_start(b) != 0)
         goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
@@ -255,16 +257,18 @@ void broker_destroy(broker *b) {
     cleaners_stop(b->cleaners);
     b->cleaners = NULL;
     observe_stop(b);
+    groups_mgr_destroy(b);
+    /* A broker that never started cleanly leaves its dirs unclean. Its
+     * quorum threads end here, before the fetch manager they notify. */
+    if (b->meta)
+        bmeta_close(b->meta);
+    b->meta = NULL;
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
-    groups_mgr_destroy(b);
     if (b->net)
         net_server_destroy(b->net);
     if (b->ctl_net)
         net_server_destroy(b->ctl_net);
-    /* A broker that never started cleanly leaves its dirs unclean. */
-    if (b->meta)
-        bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
     observe_destroy(b);

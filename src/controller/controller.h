@@ -173,6 +173,8 @@ typedef enum ctrl_kind {
     CTRL_ALTER_CONFIGS,
     CTRL_REGISTER_BROKER,
     CTRL_ALLOCATE_PRODUCER_IDS,
+    CTRL_ELECT_LEADERS,
+    CTRL_UNREGISTER_BROKER,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -249,15 +251,47 @@ void ctrl_allocate_producer_ids(controller *c, int32_t broker_id, int64_t broker
 int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, bool want_shut_down,
                               int64_t now, bool *fenced, bool *shut_down);
 
+/* ElectLeaders (Kafka's election types). PREFERRED moves leadership to a
+ * partition's first replica when it is live and in the ISR
+ * (ELECTION_NOT_NEEDED when it leads already, PREFERRED_LEADER_NOT_AVAILABLE
+ * otherwise). UNCLEAN gives a leaderless partition (or one led by a fenced
+ * broker) a leader: from the ISR if a member is live, else any live replica,
+ * which becomes the whole ISR (records past its log end are lost: that is
+ * what unclean means); ELECTION_NOT_NEEDED when a live leader exists,
+ * ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live. One result per
+ * item, in order. */
+#define CTRL_ELECT_PREFERRED 0
+#define CTRL_ELECT_UNCLEAN   1
+typedef struct ctrl_partition_ref {
+    kstr topic;
+    int32_t partition;
+} ctrl_partition_ref;
+void ctrl_elect_leaders(controller *c, int8_t type, const ctrl_partition_ref *parts, int32_t n, void *token,
+                        int64_t now);
+
+/* UnregisterBroker: the broker's registration is removed (an
+ * UnregisterBrokerRecord); the partitions it led get new leaders from their
+ * ISR on the next tick. BROKER_ID_NOT_REGISTERED when it has none; this
+ * node cannot unregister itself (INVALID_REQUEST). A broker that is still
+ * running registers again at its next heartbeat. */
+void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now);
+
 /* Records up to `offset` are committed and `image` (referenced by the
  * controller from now on) is the image with them applied. Answers the
  * requests they complete. */
 void ctrl_commit(controller *c, md_image *image, int64_t now);
 
-/* Request timeouts; brokers whose session expired are fenced; partitions
- * whose leader is fenced or gone, or that have none, get one from their
- * ISR's live brokers (only while no proposal of this controller is in
- * flight, so decisions are taken on the committed image). */
+/* Request timeouts; brokers whose session expired are fenced; fenced or
+ * unregistered brokers leave the ISRs they are in (unless no member would
+ * be left live: then the ISR stays as it was, each member holding every
+ * committed record); partitions whose leader is fenced or gone, or that
+ * have none, get one from their ISR's live brokers, or, when the topic's
+ * unclean.leader.election.enable is true and no ISR member is live, any
+ * live replica as the whole ISR (only while no proposal of this controller
+ * is in flight, so decisions are taken on the committed image).
+ *
+ * Until followers replicate (the replication work), a new partition's ISR
+ * is its leader alone: no other replica holds its records. */
 void ctrl_tick(controller *c, int64_t now);
 int64_t ctrl_next_deadline(const controller *c);
 

@@ -674,6 +674,7 @@ const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id) {
 const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name) {
     return md_image_resource(d->work, type, name);
 }
+const md_broker *md_delta_broker(const md_delta *d, int32_t id) { return md_image_broker(d->work, id); }
 
 md_image *md_delta_publish(md_delta *d, int64_t offset, int32_t epoch) {
     md_image *w = d->work;
