@@ -16,6 +16,8 @@ typedef struct producer_batch {
     int16_t epoch;
     int32_t first_seq, last_seq;
     int64_t max_ts;
+    const uint8_t *at; /* the batch's bytes */
+    size_t size;
 } producer_batch;
 
 struct replica {
@@ -306,6 +308,8 @@ static int16_t producer_check(replica *r, const uint8_t *buf, size_t len, produc
             pb->first_seq = h.base_sequence;
             pb->last_seq = pstate_last_seq(h.base_sequence, h.record_count > 0 ? h.record_count : 1);
             pb->max_ts = h.max_timestamp;
+            pb->at = bp;
+            pb->size = bsize;
         }
     }
     if (pb->pid < 0)
@@ -326,6 +330,14 @@ static int16_t producer_check(replica *r, const uint8_t *buf, size_t len, produc
     int16_t cur_epoch;
     pstate_verdict v =
         pstate_check(r->producers, pb->pid, pb->epoch, pb->first_seq, pb->last_seq, &dup, &cur_epoch);
+    /* A damaged batch is storage's to refuse (CORRUPT_MESSAGE), not a
+     * retry or a sequence error: its producer fields cannot be trusted. The
+     * CRC is checked here only off the append path (storage checks it
+     * there), so in-order batches pay nothing. */
+    if (v != PSTATE_APPEND && !batch_crc_ok(pb->at, pb->size)) {
+        pb->pid = -1;
+        return 0;
+    }
     const pstate_entry *e = pstate_get(r->producers, pb->pid);
     const pstate_batch *nb = e ? pstate_newest(e) : NULL;
     char *msg = out->info.error_msg;
@@ -379,7 +391,7 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
     plog_append_info info;
     memset(&info, 0, sizeof info);
     info.error_record = -1;
-    producer_batch pb = {-1, -1, -1, -1, -1};
+    producer_batch pb = {-1, -1, -1, -1, -1, NULL, 0};
     err = producer_check(r, buf, len, &pb, out);
     if (err || out->duplicate)
         return err;

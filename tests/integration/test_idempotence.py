@@ -191,6 +191,11 @@ def test_duplicate_gap_and_fencing(broker):
     a = produce_v8(broker.port, "raw", idem_batch([b"c"], pid, epoch, 2))
     assert a.code == 0 and a.base_offset == 2
     assert log_end(broker, "raw") == 3
+    # A damaged copy of a retained batch is no retry: storage refuses it.
+    bad = bytearray(idem_batch([b"a", b"b"], pid, epoch, 0))
+    bad[-1] ^= 0x01
+    a = produce_v8(broker.port, "raw", bytes(bad))
+    assert a.code == 2, a  # CORRUPT_MESSAGE
     # A gap.
     a = produce_v8(broker.port, "raw", idem_batch([b"x"], pid, epoch, 5))
     assert a.code == OUT_OF_ORDER_SEQUENCE_NUMBER, a
