@@ -399,3 +399,51 @@ def test_broker_only_nodes_get_blocks_from_dedicated_controllers(cluster):
             ids.append(pid)
     assert len(set(ids)) == 6
     assert len(set(p // 1000 for p in ids)) == 2, ids
+
+
+def test_confluent_producer_across_broker_sigkill_no_duplicates(broker_factory):
+    """The broker is SIGKILLed (four times) while an idempotent producer has
+    requests in flight; it restarts on the same port and the producer's
+    retries of batches that were already written are answered as duplicates:
+    the log holds every record exactly once, in order. (Whether a kill lands
+    between a write and its answer is timing; the count is printed.)"""
+    broker = broker_factory({"log.level": "debug"})
+    create_topic(broker, "crash", partitions=2)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                  "batch.num.messages": 20, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
+                  "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
+    acked = [0]
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked[0] += 1
+
+    n = 20000
+    kills = {3000, 8000, 13000, 18000}
+    for i in range(n):
+        while True:
+            try:
+                p.produce("crash", value=b"%d" % i, partition=i % 2, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if i in kills:
+            # Requests in flight (some written, not yet answered): kill the
+            # broker under them.
+            time.sleep(0.003)
+            broker.kill9()
+            broker.start()
+    assert p.flush(60) == 0
+    assert errors == [], errors[:3]
+    assert acked[0] == n
+    print("retries answered as duplicates: %d" % broker.log().count("duplicate batch from"))
+    for part in range(2):
+        assert log_end(broker, "crash", part) == n // 2
+        msgs = consume_n(broker, "crash", n // 2, partition=part, timeout=20)
+        values = [int(m.value()) for m in msgs]
+        assert values == list(range(part, n, 2)), "partition %d: %d records, first bad at %r" % (
+            part, len(values), next((k for k, (x, y) in enumerate(zip(values, range(part, n, 2))) if x != y), None))
