@@ -92,9 +92,10 @@ pstate_verdict pstate_check(const pstate *s, int64_t producer_id, int16_t epoch,
                             int32_t last_seq, pstate_batch *dup, int16_t *cur_epoch);
 
 /* Records an appended batch. A newer epoch replaces the producer's
- * batches. Returns 0, or -1 out of memory (the batch is not remembered:
- * its retry is then refused, never appended twice... unless the entry was
- * evicted; logged by the owner). */
+ * batches. Returns 0, or -1 out of memory: the batch is not remembered (a
+ * retry of it is then judged against the older batches, usually
+ * OUT_OF_ORDER_SEQUENCE_NUMBER; a new producer's next batch
+ * UNKNOWN_PRODUCER_ID). */
 int pstate_update(pstate *s, int64_t producer_id, int16_t epoch, const pstate_batch *b, int64_t now);
 
 /* The log was cut at offset: batches at or past it are forgotten (and
