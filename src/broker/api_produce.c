@@ -41,6 +41,13 @@
  * in one: a transactional batch (with a producer id) gets INVALID_TXN_STATE, as Kafka answers for a partition
  * not added to the transaction; storage refuses one without a producer id (INVALID_RECORD).
  *
+ * Idempotent batches (a producer id, not transactional) are held to the
+ * producer rules by the replica (replica.h, storage/producer_state.h): a
+ * retry of one of the producer's last five batches is answered with its
+ * original offsets and appends nothing; sequence gaps, fenced epochs and
+ * unknown producers get their Kafka errors (UNKNOWN_PRODUCER_ID is
+ * OUT_OF_ORDER_SEQUENCE_NUMBER below v5, which predates it).
+ *
  * Storage decodes every record (see plog_append); from v8 on a refusal
  * carries its reason in error_message and, when one record is at fault, in
  * record_errors (that record's index in the batch), and each refusal of the
@@ -409,6 +416,15 @@ breq_status api_produce(breq *r) {
                 }
                 rpart_unlock(p);
                 why = ar.info.error_msg;
+                /* UNKNOWN_PRODUCER_ID came with produce v5's log start
+                 * offset; older producers know only the sequence error. */
+                if (err == KAFKA_ERR_UNKNOWN_PRODUCER_ID && ver < 5)
+                    err = KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+                if (err == KAFKA_ERR_NONE && ar.duplicate)
+                    LOG_DEBUG("produce",
+                              "duplicate batch from %s answered with its original offset %lld topic=%s "
+                              "partition=%d",
+                              r->net->peer, (long long)ar.base_offset, t->name, pd->index);
             }
             if (err != KAFKA_ERR_NONE) {
                 set_error(r, pr, p ? rpart_max_message_bytes(p) : -1, err, why, ar.info.error_record);

@@ -48,5 +48,9 @@ breq_status api_consumer_group_describe(breq *r);
 breq_status api_quorum(breq *r);
 breq_status api_broker_registration(breq *r);
 breq_status api_broker_heartbeat(breq *r);
+/* idempotent producers (api_producer_ids.c, api_describe_producers.c) */
+breq_status api_init_producer_id(breq *r);
+breq_status api_allocate_producer_ids(breq *r);
+breq_status api_describe_producers(breq *r);
 
 #endif

@@ -2,6 +2,7 @@
  * broker.c - broker lifecycle. See broker.h.
  */
 #include "broker/broker.h"
+#include "broker/producer_ids.h"
 #include "core/clock.h"
 
 #include <errno.h>
@@ -124,6 +125,8 @@ broker *broker_create(const broker_config *cfg) {
         goto err;
     b->metrics = obs_metrics_create(cfg->metrics_enable, cfg->metrics_topics_max);
     if (b->metrics == NULL || observe_create(b) != 0)
+        goto err;
+    if ((b->pids = producer_ids_create()) == NULL)
         goto err;
     for (int i = 0; i < cfg->log_dirs.n; i++)
         if (ensure_dir(cfg->log_dirs.items[i]) != 0)
@@ -276,6 +279,7 @@ void broker_destroy(broker *b) {
     driver_free(b->driver);
     observe_destroy(b);
     obs_metrics_destroy(b->metrics);
+    producer_ids_destroy(b->pids);
     if (sl_env_bound() == &b->env)
         sl_env_bind(NULL);
     free(b);

@@ -57,6 +57,8 @@ struct broker {
     struct obs_metrics *metrics;
     /* The HTTP listener, the history ring (observe.h); NULL until created. */
     struct observe *observe;
+    /* The producer id block InitProducerId hands ids from (producer_ids.h). */
+    struct producer_ids *pids;
 };
 
 typedef struct broker broker;

@@ -335,8 +335,9 @@ static const config_def broker_defs[] = {
         "A transactional id with no transaction for this long is forgotten."),
     INT("transaction.max.timeout.ms", "900000", 1, I32MAX, B(transaction_max_timeout_ms), 0,
         "Largest transaction timeout a producer may ask for."),
-    INT("producer.id.expiration.ms", "86400000", 1, I32MAX, B(producer_id_expiration_ms), 0,
-        "A producer id that has not written for this long is forgotten, with its sequence state."),
+    INT("producer.id.expiration.ms", "86400000", 1, I32MAX, B(producer_id_expiration_ms), CONFIG_F_ACTIVE,
+        "A producer id that has not written to a partition for this long is forgotten there, with its "
+        "sequence state (checked about once a second)."),
 
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,

@@ -390,6 +390,15 @@ int bmeta_alter_configs(bmeta *m, const ctrl_resource *r, int32_t n, bool increm
     return finish(&w);
 }
 
+int16_t bmeta_allocate_producer_ids(bmeta *m, int32_t broker_id, int64_t broker_epoch, int64_t *start) {
+    ctrl_item_result out;
+    waiter w = {&out, 1, false};
+    RUNQ(m, &w, ctrl_allocate_producer_ids(m->ctrl, broker_id, broker_epoch, &w, sl_env_mono_ms(&m->env)));
+    finish(&w);
+    *start = out.producer_id_start;
+    return out.error;
+}
+
 /* ---- a quorum member (mu held in all of these) ------------------------------------------ */
 
 /* The active controller's append: checked against its view (img plus its

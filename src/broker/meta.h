@@ -126,6 +126,12 @@ bool bmeta_is_active_controller(bmeta *m);
 struct bquorum;
 struct bquorum *bmeta_quorum(bmeta *m);
 
+/* AllocateProducerIds on this node's controller (a single node, or the
+ * active controller): a block of CTRL_PRODUCER_ID_BLOCK ids recorded in the
+ * metadata log; *start its first id. broker_epoch -1 for this node itself.
+ * Returns 0 or a Kafka error (NOT_CONTROLLER elsewhere). */
+int16_t bmeta_allocate_producer_ids(bmeta *m, int32_t broker_id, int64_t broker_epoch, int64_t *start);
+
 /* Forces a snapshot now (tests, benchmarks). 0 or -1 (logged). */
 int bmeta_snapshot(bmeta *m);
 

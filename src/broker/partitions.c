@@ -11,13 +11,20 @@
 #include <string.h>
 
 #include "broker/errors.h"
+#include "broker/producer_files.h"
 #include "controller/controller.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "proto/gen/kafka_msgs.h"
 
 #define EPOCH_FILE    "leader-epoch-checkpoint"
 #define EPOCH_TEXT    (64 + REPLICA_EPOCHS_MAX * 32)
 #define BUCKETS_START 1024
+/* Rebuilding producer state from the log tail at open: at most this long
+ * (the tail is at most what was appended since the last segment roll, as
+ * a snapshot is written at each roll and at shutdown). */
+#define PRODUCER_REBUILD_MAX_MS 10000
+#define PRODUCER_REBUILD_CHUNK  (1 << 20)
 
 struct parts {
     parts_config cfg;
@@ -231,7 +238,16 @@ static int16_t port_append(void *ctx, uint8_t *buf, size_t len, bool as_leader, 
 static int16_t port_truncate(void *ctx, int64_t offset) {
     rpart *p = ctx;
     plog *l = atomic_load(&p->log);
-    return l ? broker_kafka_error(plog_truncate(l, offset)) : KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    if (l == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    int16_t err = broker_kafka_error(plog_truncate(l, offset));
+    if (err == 0) {
+        /* Producer snapshots past the cut describe batches that are gone. */
+        pfiles_remove_above(storage_vfs(logmgr_storage(p->owner->cfg.lm)), plog_dir(l), offset);
+        if (p->snap_offset > offset)
+            p->snap_offset = -1;
+    }
+    return err;
 }
 
 static int16_t port_read(void *ctx, int64_t offset, int64_t max_bytes, int64_t max_offset,
@@ -277,6 +293,101 @@ static replica_port port_of(rpart *p) {
                           port_delete, port_offsets, write_epochs,  port_changed};
 }
 
+/* ---- producer state (storage/producer_state.h, producer_files.h) ----------------------------- */
+
+typedef struct learn_ctx {
+    replica *r;
+    int64_t from, now, batches;
+} learn_ctx;
+
+static int learn(void *ctx, const uint8_t *batch, size_t size, const batch_header *h) {
+    (void)batch;
+    (void)size;
+    learn_ctx *c = ctx;
+    if (batch_last_offset(h) >= c->from) {
+        replica_learn_batch(c->r, h, c->now);
+        c->batches++;
+    }
+    return 0;
+}
+
+/* At open (mu held): the newest usable snapshot, then the log after it -
+ * or, with none, the active segment - replayed into r's producer state,
+ * within PRODUCER_REBUILD_MAX_MS. */
+static void load_producers(rpart *p, plog *l, replica *r, int64_t now) {
+    const sl_vfs *v = storage_vfs(logmgr_storage(p->owner->cfg.lm));
+    pstate *s = replica_producers(r);
+    pstate_set_limits(s, 0, p->owner->cfg.bc ? p->owner->cfg.bc->producer_id_expiration_ms : 0);
+    char what[300];
+    snprintf(what, sizeof what, "partition %s-%d", p->topic, p->index);
+    int64_t end = plog_end_offset(l), start = plog_start_offset(l);
+    int64_t snap = pfiles_load(v, plog_dir(l), what, end, s, now);
+    p->snap_offset = snap;
+    int64_t from = snap >= 0 ? snap : plog_active_base(l);
+    if (from < start)
+        from = start;
+    learn_ctx lc = {r, from, now, 0};
+    int64_t deadline = clock_mono_ns() + (int64_t)PRODUCER_REBUILD_MAX_MS * 1000000;
+    while (from < end) {
+        int64_t next = from;
+        int rc = plog_scan(l, from, PRODUCER_REBUILD_CHUNK, learn, &lc, &next);
+        if (rc != STORAGE_OK || next <= from) {
+            LOG_WARN("producer-state",
+                     "%s: reading the log at offset %" PRId64 " to rebuild producer state: %s", what, from,
+                     rc != STORAGE_OK ? storage_strerror(rc) : "no progress");
+            break;
+        }
+        from = next;
+        if (from < end && clock_mono_ns() > deadline) {
+            LOG_WARN("producer-state",
+                     "%s: rebuilding producer state took over %d ms; stopped at offset %" PRId64
+                     " of %" PRId64 " (producers of later batches may see UNKNOWN_PRODUCER_ID once)",
+                     what, PRODUCER_REBUILD_MAX_MS, from, end);
+            break;
+        }
+    }
+    if (pstate_count(s) > 0 || snap >= 0)
+        LOG_INFO("producer-state",
+                 "%s: %d producer(s) from the snapshot at offset %" PRId64 " (-1: none) and %" PRId64
+                 " batch(es) of the log after it",
+                 what, pstate_count(s), snap, lc.batches);
+}
+
+/* A snapshot of the producer state at the log end (mu held), encoded
+ * under the lock; *buf (malloc'd) is written by write_producers without it.
+ * False when there is nothing to write. */
+static bool take_producers(rpart *p, plog *l, uint8_t **buf, size_t *len, int64_t *offset) {
+    const pstate *s = replica_producers(p->r);
+    *offset = plog_end_offset(l);
+    /* A partition that never had a producer needs no file; one that had
+     * gets a new (maybe empty) one, so the start never reads back from an
+     * old snapshot. */
+    if (*offset == p->snap_offset || (pstate_count(s) == 0 && p->snap_offset < 0))
+        return false;
+    size_t need = pstate_snapshot_size(s);
+    if ((*buf = malloc(need)) == NULL)
+        return false;
+    *len = pstate_snapshot_encode(s, *buf, need);
+    p->snap_offset = *offset;
+    return true;
+}
+
+static void write_producers(rpart *p, plog *l, uint8_t *buf, size_t len, int64_t offset) {
+    char what[300];
+    snprintf(what, sizeof what, "partition %s-%d", p->topic, p->index);
+    pfiles_write(storage_vfs(logmgr_storage(p->owner->cfg.lm)), plog_dir(l), what, offset, buf, len);
+    free(buf);
+}
+
+/* Clean close: the snapshot at the log end, so the next start reads no log. */
+static void snapshot_at_close(rpart *p, plog *l) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int64_t off;
+    if (!plog_is_offline(l) && take_producers(p, l, &buf, &len, &off))
+        write_producers(p, l, buf, len, off);
+}
+
 /* ---- life of a partition ------------------------------------------------------------------- */
 
 static rpart *rpart_new(parts *ps, const md_topic *t, int32_t index) {
@@ -289,6 +400,7 @@ static rpart *rpart_new(parts *ps, const md_topic *t, int32_t index) {
     memcpy(p->topic, t->name, (size_t)t->name_len + 1);
     p->index = index;
     p->root = -1;
+    p->snap_offset = -1;
     p->leader = -1;
     p->leader_epoch = -1;
     p->partition_epoch = -1;
@@ -366,6 +478,7 @@ static int attach(rpart *p, bool sync, int64_t now) {
         plog_close(l);
         return STORAGE_KAFKA_STORAGE_ERROR;
     }
+    load_producers(p, l, r, now);
     replica_destroy(p->r);
     p->r = r;
     apply_role(p, now);
@@ -383,8 +496,12 @@ static void backoff(rpart *p, int64_t now) {
 static void rpart_free(rpart *p) {
     plog *l = atomic_load(&p->log);
     if (l != NULL) {
-        if (atomic_load(&p->removed))
+        if (atomic_load(&p->removed)) {
             remove_epochs(p, l);
+            pfiles_remove_above(storage_vfs(logmgr_storage(p->owner->cfg.lm)), plog_dir(l), -1);
+        } else {
+            snapshot_at_close(p, l);
+        }
         int rc = atomic_load(&p->removed) ? logmgr_delete_partition(p->owner->cfg.lm, l) : plog_close(l);
         if (rc != 0)
             LOG_WARN("partitions", "%s partition %s-%d: %s",
@@ -456,6 +573,7 @@ void parts_close(parts *ps, bool *unclean) {
             next = p->next;
             plog *l = atomic_load(&p->log);
             if (l != NULL) {
+                snapshot_at_close(p, l);
                 int rc = plog_close(l);
                 atomic_store(&p->log, NULL);
                 if (rc != 0 && p->root >= 0 && unclean) {
@@ -731,6 +849,21 @@ void parts_tick(parts *ps, int64_t now) {
             if (rc != 0)
                 LOG_WARN("partitions", "housekeeping of partition %s-%d failed: %s", p->topic, p->index,
                          storage_strerror(rc));
+            /* Producer state: expiry, and a snapshot after each roll. */
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            int64_t off = -1;
+            bool snap = false;
+            rpart_lock(p);
+            pstate *s = replica_producers(p->r);
+            if (p->owner->cfg.bc)
+                pstate_set_limits(s, 0, p->owner->cfg.bc->producer_id_expiration_ms);
+            pstate_expire(s, now);
+            if (atomic_load(&p->log) == l && plog_active_base(l) > p->snap_offset)
+                snap = take_producers(p, l, &buf, &len, &off);
+            rpart_unlock(p);
+            if (snap)
+                write_producers(p, l, buf, len, off);
         }
         rpart_release(p);
     }

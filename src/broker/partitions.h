@@ -73,8 +73,9 @@ typedef struct rpart {
     _Atomic bool removed; /* no longer in the metadata */
     int64_t retry_at_ms;
     int32_t backoff_ms;
-    struct rpart *next; /* hash chain (table lock) */
-    atomic_int waiters; /* long-poll waiters watching it (the fetch module counts them) */
+    int64_t snap_offset; /* of the newest producer-state snapshot, -1 none (mu) */
+    struct rpart *next;  /* hash chain (table lock) */
+    atomic_int waiters;  /* long-poll waiters watching it (the fetch module counts them) */
 } rpart;
 
 typedef struct parts_config {

@@ -71,6 +71,9 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
     {KAFKA_API_ALTER_PARTITION, 0, 3, api_alter_partition},
+    {KAFKA_API_INIT_PRODUCER_ID, 0, 5, api_init_producer_id},
+    {KAFKA_API_DESCRIBE_PRODUCERS, 0, 0, api_describe_producers},
+    {KAFKA_API_ALLOCATE_PRODUCER_IDS, 0, 0, api_allocate_producer_ids},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {

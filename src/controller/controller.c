@@ -1882,6 +1882,52 @@ static void restarted_partitions(controller *c, rbatch *b, int32_t id) {
     }
 }
 
+/* ---- producer id blocks ------------------------------------------------------------------------ */
+
+void ctrl_allocate_producer_ids(controller *c, int32_t broker_id, int64_t broker_epoch, void *token,
+                                int64_t now) {
+    check_invariants(c);
+    ctrl_item_result *items = items_new(c, CTRL_ALLOCATE_PRODUCER_IDS, 1, token);
+    if (items == NULL)
+        return;
+    const md_broker *br = md_image_broker(c->committed, broker_id);
+    if (broker_epoch >= 0 && br == NULL) {
+        items[0].error = KAFKA_ERR_BROKER_ID_NOT_REGISTERED;
+        msgf(&items[0], "broker %d is not registered", broker_id);
+        finish(c, token, CTRL_ALLOCATE_PRODUCER_IDS, items, 1, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    if (broker_epoch >= 0 && br->epoch != broker_epoch) {
+        items[0].error = KAFKA_ERR_STALE_BROKER_EPOCH;
+        msgf(&items[0], "broker %d has epoch %lld, not %lld", broker_id, (long long)br->epoch,
+             (long long)broker_epoch);
+        finish(c, token, CTRL_ALLOCATE_PRODUCER_IDS, items, 1, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    /* The view includes blocks proposed and not yet committed, so two
+     * requests in flight get different blocks. */
+    int64_t start = md_delta_next_producer_id(c->view);
+    if (start > INT64_MAX - CTRL_PRODUCER_ID_BLOCK) {
+        items[0].error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+        msgf(&items[0], "the producer id space is used up");
+        finish(c, token, CTRL_ALLOCATE_PRODUCER_IDS, items, 1, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    rbatch b;
+    rb_init(&b);
+    kafka_producer_ids_record r;
+    kafka_producer_ids_record_init(&r);
+    r.broker_id = broker_id;
+    r.broker_epoch = broker_epoch >= 0 ? broker_epoch : (br ? br->epoch : -1);
+    r.next_producer_id = start + CTRL_PRODUCER_ID_BLOCK;
+    rb_add(c, &b, KAFKA_MREC_PRODUCER_IDS, &r);
+    items[0].producer_id_start = start;
+    ctrl_append_result ar = rb_send(c, &b);
+    rb_free(&b);
+    finish(c, token, CTRL_ALLOCATE_PRODUCER_IDS, items, 1, ar, true, now);
+    check_invariants(c);
+}
+
 /* ---- ElectLeaders and UnregisterBroker -------------------------------------------------------- */
 
 static bool ids_have(const md_ids *l, int32_t id) {

@@ -55,6 +55,7 @@
 #define CTRL_PENDING_MAX          1024   /* requests waiting for their commit */
 #define CTRL_MSG_MAX              512    /* per-item error messages */
 #define CTRL_NAME_MAX             249
+#define CTRL_PRODUCER_ID_BLOCK    1000 /* producer ids per AllocateProducerIds */
 
 /* What the controller needs to know about config keys, supplied by the
  * owner (who holds the config tables): the controller never parses values
@@ -162,6 +163,7 @@ typedef struct ctrl_item_result {
     int32_t partitions;         /* CreateTopics: the count it has (or would have) */
     int16_t replication_factor;
     char name[CTRL_NAME_MAX + 1]; /* DeleteTopics by id: the name it had */
+    int64_t producer_id_start;    /* AllocateProducerIds: the block's first id */
 } ctrl_item_result;
 
 typedef enum ctrl_kind {
@@ -170,6 +172,7 @@ typedef enum ctrl_kind {
     CTRL_CREATE_PARTITIONS,
     CTRL_ALTER_CONFIGS,
     CTRL_REGISTER_BROKER,
+    CTRL_ALLOCATE_PRODUCER_IDS,
     CTRL_ELECT_LEADERS,
     CTRL_UNREGISTER_BROKER,
     CTRL_ALTER_PARTITION,
@@ -229,6 +232,15 @@ typedef struct ctrl_broker_reg {
     const char *rack; /* NULL: none */
 } ctrl_broker_reg;
 void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token, int64_t now);
+
+/* AllocateProducerIds: a block of CTRL_PRODUCER_ID_BLOCK producer ids for
+ * a broker, recorded with a ProducerIdsRecord so that no id is handed out
+ * twice, across restarts and controller changes; answered on commit with
+ * the block's first id in items[0].producer_id_start. broker_epoch -1 (the
+ * local node) skips the epoch check; otherwise a broker that is not
+ * registered gets BROKER_ID_NOT_REGISTERED, a stale epoch STALE_BROKER_EPOCH. */
+void ctrl_allocate_producer_ids(controller *c, int32_t broker_id, int64_t broker_epoch, void *token,
+                                int64_t now);
 
 /* A broker's heartbeat (BrokerHeartbeat). Fills *fenced with its
  * committed state; a fenced broker that heartbeats with its current epoch

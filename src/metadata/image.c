@@ -529,6 +529,7 @@ const md_feature *md_image_feature_at(const md_image *img, int32_t i) {
 }
 
 int64_t md_image_next_producer_id(const md_image *img) { return img->next_producer_id; }
+int64_t md_delta_next_producer_id(const md_delta *d) { return d->work->next_producer_id; }
 int64_t md_image_ignored_records(const md_image *img) { return img->ignored; }
 
 /* ---- deltas ----------------------------------------------------------------------- */

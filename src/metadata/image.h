@@ -208,6 +208,8 @@ void md_delta_abort(md_delta *d);
 const md_topic *md_delta_topic(const md_delta *d, kstr name);
 const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id);
 const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name);
+/* The first producer id the delta's image would hand out next. */
+int64_t md_delta_next_producer_id(const md_delta *d);
 const md_broker *md_delta_broker(const md_delta *d, int32_t id);
 
 /* ---- snapshots and comparison -------------------------------------------- */

@@ -4,17 +4,28 @@
 #include "replica/replica.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/batch.h"
 #include "proto/gen/kafka_msgs.h"
 
+typedef struct producer_batch {
+    int64_t pid;
+    int16_t epoch;
+    int32_t first_seq, last_seq;
+    int64_t max_ts;
+    const uint8_t *at; /* the batch's bytes */
+    size_t size;
+} producer_batch;
+
 struct replica {
     replica_state st;
     replica_port port;
     replica_epoch_entry *epochs;
     int n_epochs;
+    pstate *producers;
     /* Leader: the followers that fetched in this leadership (allocated on
      * the first one; at most REPLICA_ISR_MAX), and a proposed ISR. */
     replica_follower *fol;
@@ -115,7 +126,10 @@ replica *replica_create(int32_t node_id, const replica_port *port, const replica
     r->st.leader_epoch = -1;
     r->st.partition_epoch = -1;
     r->epochs = calloc(REPLICA_EPOCHS_MAX, sizeof *r->epochs);
-    if (r->epochs == NULL) {
+    r->producers = pstate_create(0, 0);
+    if (r->epochs == NULL || r->producers == NULL) {
+        free(r->epochs);
+        pstate_destroy(r->producers);
         free(r);
         return NULL;
     }
@@ -139,10 +153,13 @@ void replica_destroy(replica *r) {
     if (r == NULL)
         return;
     free(r->epochs);
+    pstate_destroy(r->producers);
     free(r->fol);
     free(r->pending);
     free(r);
 }
+
+pstate *replica_producers(replica *r) { return r->producers; }
 
 const replica_state *replica_get_state(const replica *r) { return &r->st; }
 
@@ -255,6 +272,116 @@ int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool
     return 0;
 }
 
+/* ---- idempotent producers ---------------------------------------------------------------- */
+
+void replica_learn_batch(replica *r, const batch_header *h, int64_t now) {
+    if (h->producer_id < 0 || h->base_sequence < 0 || (h->attributes & BATCH_ATTR_CONTROL))
+        return;
+    int64_t last = batch_last_offset(h);
+    if (last < 0)
+        return;
+    pstate_batch b = {h->base_sequence, pstate_last_seq(h->base_sequence, h->record_count), h->base_offset,
+                      last, h->max_timestamp};
+    pstate_update(r->producers, h->producer_id, h->producer_epoch, &b, now);
+}
+
+/* The producer rules for a leader's append (producer_state.h). pb->pid is
+ * the producer of the one idempotent batch (-1: none). A duplicate is
+ * answered in out (out->duplicate, with the original offsets). Storage
+ * validates everything else about the bytes afterwards. */
+static int16_t producer_check(replica *r, const uint8_t *buf, size_t len, producer_batch *pb,
+                              replica_append_result *out) {
+    pb->pid = -1;
+    out->info.error_record = -1;
+    batch_cursor cur;
+    batch_cursor_init(&cur, buf, len);
+    const uint8_t *bp;
+    size_t bsize;
+    batch_header h;
+    int n = 0, idem = 0;
+    /* Bounded by len: a batch is at least the header's size. */
+    while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
+        n++;
+        if (h.producer_id >= 0 && h.base_sequence >= 0 && idem++ == 0) {
+            pb->pid = h.producer_id;
+            pb->epoch = h.producer_epoch;
+            pb->first_seq = h.base_sequence;
+            pb->last_seq = pstate_last_seq(h.base_sequence, h.record_count > 0 ? h.record_count : 1);
+            pb->max_ts = h.max_timestamp;
+            pb->at = bp;
+            pb->size = bsize;
+        }
+    }
+    if (pb->pid < 0)
+        return 0; /* no producer rules; malformed bytes are storage's to name */
+    if (n > 1) {
+        snprintf(out->info.error_msg, sizeof out->info.error_msg,
+                 "an idempotent batch (producer %lld) must be the only batch of its partition",
+                 (long long)pb->pid);
+        out->info.error_record = -1;
+        return KAFKA_ERR_INVALID_RECORD;
+    }
+    if (pb->epoch < 0) {
+        snprintf(out->info.error_msg, sizeof out->info.error_msg, "producer %lld has epoch %d",
+                 (long long)pb->pid, pb->epoch);
+        return KAFKA_ERR_INVALID_RECORD;
+    }
+    pstate_batch dup;
+    int16_t cur_epoch;
+    pstate_verdict v =
+        pstate_check(r->producers, pb->pid, pb->epoch, pb->first_seq, pb->last_seq, &dup, &cur_epoch);
+    /* A damaged batch is storage's to refuse (CORRUPT_MESSAGE), not a
+     * retry or a sequence error: its producer fields cannot be trusted. The
+     * CRC is checked here only off the append path (storage checks it
+     * there), so in-order batches pay nothing. */
+    if (v != PSTATE_APPEND && !batch_crc_ok(pb->at, pb->size)) {
+        pb->pid = -1;
+        return 0;
+    }
+    const pstate_entry *e = pstate_get(r->producers, pb->pid);
+    const pstate_batch *nb = e ? pstate_newest(e) : NULL;
+    char *msg = out->info.error_msg;
+    size_t msgn = sizeof out->info.error_msg;
+    switch (v) {
+    case PSTATE_APPEND:
+        return 0;
+    case PSTATE_DUPLICATE: {
+        replica_offsets o;
+        replica_get_offsets(r, &o);
+        out->duplicate = true;
+        out->base_offset = dup.first_offset;
+        out->last_offset = dup.last_offset;
+        out->log_append_time = -1;
+        out->log_start_offset = o.log_start;
+        out->hw = o.hw;
+        out->info.base_offset = dup.first_offset;
+        out->info.last_offset = dup.last_offset;
+        out->info.log_append_time = -1;
+        out->info.log_start_offset = o.log_start;
+        out->info.batches = 0;
+        out->info.records = 0;
+        return 0;
+    }
+    case PSTATE_FENCED:
+        snprintf(msg, msgn, "producer %lld: epoch %d is older than the current epoch %d", (long long)pb->pid,
+                 pb->epoch, cur_epoch);
+        return KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    case PSTATE_OUT_OF_ORDER:
+        if (pb->epoch > cur_epoch)
+            snprintf(msg, msgn, "producer %lld: new epoch %d must start at sequence 0, not %d",
+                     (long long)pb->pid, pb->epoch, pb->first_seq);
+        else
+            snprintf(msg, msgn, "producer %lld epoch %d: sequence %d does not follow %d", (long long)pb->pid,
+                     pb->epoch, pb->first_seq, nb ? nb->last_seq : -1);
+        return KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case PSTATE_UNKNOWN_PRODUCER:
+        snprintf(msg, msgn, "producer %lld is unknown to this partition and its batch starts at sequence %d",
+                 (long long)pb->pid, pb->first_seq);
+        return KAFKA_ERR_UNKNOWN_PRODUCER_ID;
+    }
+    return 0;
+}
+
 int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replica_append_result *out) {
     check_invariants(r);
     memset(out, 0, sizeof *out);
@@ -263,10 +390,19 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
         return err;
     plog_append_info info;
     memset(&info, 0, sizeof info);
+    info.error_record = -1;
+    producer_batch pb = {-1, -1, -1, -1, -1, NULL, 0};
+    err = producer_check(r, buf, len, &pb, out);
+    if (err || out->duplicate)
+        return err;
     err = r->port.append(r->port.ctx, buf, len, true, r->st.leader_epoch, now, &info);
     out->info = info;
     if (err)
         return err;
+    if (pb.pid >= 0) {
+        pstate_batch b = {pb.first_seq, pb.last_seq, info.base_offset, info.last_offset, pb.max_ts};
+        pstate_update(r->producers, pb.pid, pb.epoch, &b, now);
+    }
     refresh_offsets(r);
     epochs_assign(r, r->st.leader_epoch, info.base_offset);
     int64_t hw_before = r->st.hw;
@@ -303,8 +439,10 @@ int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t
     const uint8_t *bp;
     size_t bsize;
     batch_header h;
-    while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK)
+    while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
         epochs_assign(r, h.partition_leader_epoch, h.base_offset);
+        replica_learn_batch(r, &h, now);
+    }
     refresh_offsets(r);
     out->base_offset = info.base_offset;
     out->last_offset = info.last_offset;
@@ -442,6 +580,7 @@ int16_t replica_truncate(replica *r, int64_t offset) {
     if (err)
         return err;
     epochs_truncate(r, offset);
+    pstate_truncate(r->producers, offset);
     refresh_offsets(r);
     notify(r);
     check_invariants(r);

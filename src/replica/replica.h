@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "storage/log.h"
+#include "storage/producer_state.h"
 
 #define REPLICA_EPOCHS_MAX 1024 /* leader-epoch cache entries; the oldest go first */
 #define REPLICA_ISR_MAX    512
@@ -130,13 +131,23 @@ typedef struct replica_append_result {
     int64_t log_append_time;
     int64_t log_start_offset;
     int64_t hw; /* after the append */
+    /* A retry of one of the producer's last batches: nothing was
+     * appended, the offsets are the original's. */
+    bool duplicate;
     /* What storage said about the append, also on a refusal: which batch
      * and record it refused and why (plog_append_info's error fields). */
     plog_append_info info;
 } replica_append_result;
 
 /* Produce as leader: appends (buf is modified in place, as plog_append
- * does) and moves LEO, the epoch cache and, with an ISR of one, the HW. */
+ * does) and moves LEO, the epoch cache and, with an ISR of one, the HW.
+ * A batch with a producer id is held to the producer rules first
+ * (storage/producer_state.h): a retry of a recent batch is answered as a
+ * success with its original offsets (out->duplicate) and appends nothing;
+ * an older epoch gets INVALID_PRODUCER_EPOCH, a sequence gap or a new epoch
+ * not starting at 0 OUT_OF_ORDER_SEQUENCE_NUMBER, an unknown producer whose
+ * batch does not start at 0 UNKNOWN_PRODUCER_ID (info.error_msg says why).
+ * An idempotent batch must be the only one of its append. */
 int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replica_append_result *out);
 
 /* Follower append of batches fetched from the leader (offsets as given). */
@@ -174,6 +185,12 @@ int16_t replica_delete_records(replica *r, int64_t offset, int64_t *low);
  * cache are cut there; the HW is capped. */
 int16_t replica_truncate(replica *r, int64_t offset);
 
+/* The partition's producer state (owned by the replica; the owner loads
+ * and snapshots it, under the same serialisation as every other call). */
+pstate *replica_producers(replica *r);
+/* Records a batch already in the log (recovery from the log tail;
+ * follower appends call it for each batch). */
+void replica_learn_batch(replica *r, const batch_header *h, int64_t now);
 /* ---- replication (leader side) ------------------------------------------------------ */
 
 /* A follower's position as its leader tracks it. leo is the follower's log

@@ -1672,6 +1672,7 @@ out:
 
 LOCKED_GET(int64_t, plog_start_offset, l->log_start_offset)
 LOCKED_GET(int64_t, plog_end_offset, leo(l))
+LOCKED_GET(int64_t, plog_active_base, active(l)->base_offset)
 LOCKED_GET(int64_t, plog_recovery_point, l->recovery_point)
 LOCKED_GET(int, plog_segment_count, l->nseg)
 LOCKED_GET(bool, plog_is_offline, l->offline)

@@ -270,6 +270,8 @@ void plog_recovery_stats(plog *l, int *segments, int64_t *bytes);
 
 int64_t plog_start_offset(plog *l);
 int64_t plog_end_offset(plog *l);
+/* The base offset of the active (last) segment: it moves at every roll. */
+int64_t plog_active_base(plog *l);
 int64_t plog_recovery_point(plog *l);
 int64_t plog_size_bytes(plog *l);
 int plog_segment_count(plog *l);

@@ -21,6 +21,7 @@
 #include "proto/batch.h"
 #include "proto/wire.h"
 #include "storage/index.h"
+#include "storage/producer_state.h"
 #include "storage/segment.h"
 #include "tools/cli.h"
 
@@ -559,6 +560,51 @@ static void dump_time_index(dl_ctx *c, int64_t base) {
     free(buf);
 }
 
+/* A producer-state snapshot (<offset>.snapshot): its producers, as
+ * Kafka's DumpLogSegments prints them. A file that does not decode is one
+ * problem naming why. */
+static void dump_producer_snapshot(dl_ctx *c) {
+    size_t len = 0;
+    uint8_t *buf = slurp(c->path, &len);
+    if (buf == NULL) {
+        problem(c, "cannot read the file (or larger than %d bytes)", DL_MAX_INDEX_BYTES);
+        return;
+    }
+    pstate *s = pstate_create((int32_t)(len / PSTATE_SNAPSHOT_ENTRY + 1), 0);
+    char why[256];
+    if (s == NULL) {
+        problem(c, "out of memory");
+    } else if (pstate_snapshot_decode(s, buf, len, 0, why, sizeof why) != 0) {
+        problem(c, "not a usable producer snapshot: %s", why);
+    } else {
+        for (int32_t i = 0; i < pstate_count(s); i++) {
+            const pstate_entry *e = pstate_at(s, i);
+            const pstate_batch *b = pstate_newest(e);
+            if (b == NULL || !want_print(c))
+                continue;
+            if (c->o->json) {
+                json_sep(c);
+                fprintf(c->out,
+                        "{\"producerId\":%lld,\"producerEpoch\":%d,\"firstSequence\":%d,\"lastSequence\":%d,"
+                        "\"lastOffset\":%lld,\"offsetDelta\":%lld,\"lastTimestamp\":%lld}",
+                        (long long)e->producer_id, e->epoch, b->first_seq, b->last_seq,
+                        (long long)b->last_offset, (long long)(b->last_offset - b->first_offset),
+                        (long long)b->timestamp);
+            } else {
+                fprintf(
+                    c->out,
+                    "producerId: %lld producerEpoch: %d coordinatorEpoch: -1 currentTxnFirstOffset: None "
+                    "lastTimestamp: %lld firstSequence: %d lastSequence: %d lastOffset: %lld offsetDelta: "
+                    "%lld\n",
+                    (long long)e->producer_id, e->epoch, (long long)b->timestamp, b->first_seq, b->last_seq,
+                    (long long)b->last_offset, (long long)(b->last_offset - b->first_offset));
+            }
+        }
+    }
+    pstate_destroy(s);
+    free(buf);
+}
+
 void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result *res) {
     static dl_ctx ctx; /* large (kept problems); one file at a time */
     dl_ctx *c = &ctx;
@@ -573,6 +619,7 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
     const char *kind = has_suffix(path, ".log")         ? "log"
                        : has_suffix(path, ".index")     ? "index"
                        : has_suffix(path, ".timeindex") ? "timeindex"
+                       : has_suffix(path, ".snapshot")  ? "snapshot"
                                                         : NULL;
     struct stat st;
     bool exists = stat(path, &st) == 0;
@@ -584,7 +631,7 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
         fprintf(out, "Dumping %s\n", path);
     }
     if (!exists || kind == NULL) {
-        const char *why = !exists ? strerror(errno) : "not a .log, .index or .timeindex file";
+        const char *why = !exists ? strerror(errno) : "not a .log, .index, .timeindex or .snapshot file";
         res->exit_code = !exists ? CLI_ENOTFOUND : CLI_EUSAGE;
         if (o->json) {
             fputs(",\"error\":", out);
@@ -594,7 +641,10 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
         cli_err("dump-log", "%s: %s", path, why);
         return;
     }
-    const char *suffix = kind[0] == 'l' ? ".log" : kind[0] == 'i' ? ".index" : ".timeindex";
+    const char *suffix = kind[0] == 'l'   ? ".log"
+                         : kind[0] == 'i' ? ".index"
+                         : kind[0] == 's' ? ".snapshot"
+                                          : ".timeindex";
     int64_t base = base_from_name(path, suffix);
     if (base < 0) {
         warning(c, "file name is not a 20-digit base offset; assuming base offset 0");
@@ -602,13 +652,19 @@ void dump_log_file(const char *path, const dump_opts *o, FILE *out, dump_result 
     }
     if (o->json)
         fprintf(out, ",\"baseOffset\":%lld,\"%s\":[", (long long)base,
-                kind[0] == 'l' ? "batches" : "entries");
+                kind[0] == 'l'   ? "batches"
+                : kind[0] == 's' ? "producers"
+                                 : "entries");
     else if (kind[0] == 'l')
         fprintf(out, "Log starting offset: %lld\n", (long long)base);
+    else if (kind[0] == 's')
+        fprintf(out, "Producer state up to offset: %lld\n", (long long)base);
 
     if (kind[0] == 'l') {
         if (walk_log(c, path, base, true, NULL) != 0)
             problem(c, "cannot read the file: %s", strerror(errno));
+    } else if (kind[0] == 's') {
+        dump_producer_snapshot(c);
     } else if (kind[0] == 'i') {
         dump_offset_index(c, base);
     } else {
@@ -641,6 +697,7 @@ static const char dump_help[] =
     "  <base>.log        record batches: header, CRC-32C, offsets, torn tail\n"
     "  <base>.index      offset index entries against the batches in <base>.log\n"
     "  <base>.timeindex  time index entries against the batches in <base>.log\n"
+    "  <offset>.snapshot producer state (id, epoch, sequences, last offset) below that offset\n"
     "\n"
     "Options:\n"
     "  --print-data-log      print every record (key, value, headers); implies --deep-iteration\n"

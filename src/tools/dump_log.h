@@ -1,6 +1,7 @@
 /*
  * dump_log.h - `sluice dump-log`: offline decoding and checking of a
- * partition directory's files (<base>.log, <base>.index, <base>.timeindex).
+ * partition directory's files (<base>.log, <base>.index, <base>.timeindex,
+ * and the producer-state snapshots <offset>.snapshot).
  *
  * Reads files only; never writes or repairs them, and needs no broker. Every
  * size read from a file is bounded (a batch by SEG_MAX_BATCH_BYTES, an index
@@ -19,6 +20,8 @@
  *              each entry's offset starts a batch in the sibling .log and its
  *              timestamp is not larger than the largest batch timestamp the
  *              log holds up to that batch.
+ *   .snapshot  version, CRC-32C, sizes and every entry (storage/producer_state.h);
+ *              prints each producer's id, epoch, sequences and last offset.
  */
 #ifndef SLUICE_TOOLS_DUMP_LOG_H
 #define SLUICE_TOOLS_DUMP_LOG_H

@@ -93,13 +93,14 @@ def test_refused_transactional_find_coordinator_line_and_flood_limit(broker):
 
 
 def test_refused_api_lines(broker):
-    # An API the broker does not serve (InitProducerId): closed, logged with
-    # the client and peer.
-    frame = struct.pack(">hhih", 22, 0, 5, 4) + b"prod" + struct.pack(">h", -1) + struct.pack(">i", 1000)
+    # An API the broker does not serve (EndTxn: no transactions yet): closed,
+    # logged with the client and peer.
+    frame = (struct.pack(">hhih", 26, 0, 5, 4) + b"prod" + struct.pack(">h", 2) + b"tx"
+             + struct.pack(">qhb", 1, 0, 1))
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
         s.sendall(struct.pack(">i", len(frame)) + frame)
         assert s.recv(10) == b""
-    wait_log(broker, r"INFO  \[broker\] refused api key 22 \(InitProducerId\) v0 from 127\.0\.0\.1:\d+ "
+    wait_log(broker, r"INFO  \[broker\] refused api key 26 \(EndTxn\) v0 from 127\.0\.0\.1:\d+ "
                      r"\(client 'prod'\): not served")
     # ApiVersions at a version it does not serve: answered, and logged.
     resp = raw_request(broker.port, 18, 9, b"\x00", client_id=b"newer", flexible=True)

@@ -174,7 +174,8 @@ static int16_t p_truncate(void *ctx, int64_t offset) {
     return 0;
 }
 
-static int16_t p_read(void *ctx, int64_t offset, int64_t max_bytes, int64_t max_offset, plog_read_result *res) {
+static int16_t p_read(void *ctx, int64_t offset, int64_t max_bytes, int64_t max_offset,
+                      plog_read_result *res) {
     (void)max_bytes;
     node *nd = ctx;
     memset(res, 0, sizeof *res);
@@ -300,8 +301,8 @@ static void ctrl_tick(void *ctx, void *arg) {
                 m->n_isr = nk;
             }
             m->partition_epoch++;
-            sim_trace(w->s, "ctrl: leader %d epoch %d isr n=%d [%d %d %d]", m->leader, m->leader_epoch, m->n_isr,
-                      m->isr[0], m->n_isr > 1 ? m->isr[1] : 0, m->n_isr > 2 ? m->isr[2] : 0);
+            sim_trace(w->s, "ctrl: leader %d epoch %d isr n=%d [%d %d %d]", m->leader, m->leader_epoch,
+                      m->n_isr, m->isr[0], m->n_isr > 1 ? m->isr[1] : 0, m->n_isr > 2 ? m->isr[2] : 0);
             publish(w);
         }
     }
@@ -339,15 +340,17 @@ static void proposal_arrives(void *ctx, void *arg) {
         free(p);
         return;
     }
-    bool fresh = p->from == m->leader && p->leader_epoch == m->leader_epoch && p->partition_epoch == m->partition_epoch;
+    bool fresh = p->from == m->leader && p->leader_epoch == m->leader_epoch &&
+                 p->partition_epoch == m->partition_epoch;
     bool eligible = false;
     for (int32_t i = 0; i < p->n; i++)
         eligible = eligible || p->isr[i] == p->from;
     for (int32_t i = 0; i < p->n; i++)
         eligible = eligible && !w->nodes[p->isr[i] - 1].fenced;
     p->verdict = !fresh ? 1 : !eligible ? 2 : 0;
-    sim_trace(w->s, "proposal from %d (le %d pe %d) isr n=%d [%d %d %d]: verdict %d", p->from, p->leader_epoch,
-              p->partition_epoch, p->n, p->isr[0], p->n > 1 ? p->isr[1] : 0, p->n > 2 ? p->isr[2] : 0, p->verdict);
+    sim_trace(w->s, "proposal from %d (le %d pe %d) isr n=%d [%d %d %d]: verdict %d", p->from,
+              p->leader_epoch, p->partition_epoch, p->n, p->isr[0], p->n > 1 ? p->isr[1] : 0,
+              p->n > 2 ? p->isr[2] : 0, p->verdict);
     if (p->verdict == 0) {
         memcpy(m->isr, p->isr, (size_t)p->n * sizeof *p->isr);
         m->n_isr = p->n;
@@ -433,9 +436,10 @@ static void follower_takes(void *ctx, void *arg) {
     node *nd = &w->nodes[f->from - 1];
     if (!w->ending && nd->alive && nd->incarnation == f->from_inc) {
         const replica_state *st = replica_get_state(nd->r);
-        sim_trace(w->s, "node %d takes answer from %d: err=%d div=%d (%d,%lld) off=%lld leo=%lld len=%zu hw=%lld", nd->id,
-                  f->to, f->err, f->diverged, f->div_epoch, (long long)f->div_end, (long long)f->offset,
-                  (long long)st->leo, f->len, (long long)f->hw);
+        sim_trace(w->s,
+                  "node %d takes answer from %d: err=%d div=%d (%d,%lld) off=%lld leo=%lld len=%zu hw=%lld",
+                  nd->id, f->to, f->err, f->diverged, f->div_epoch, (long long)f->div_end,
+                  (long long)f->offset, (long long)st->leo, f->len, (long long)f->hw);
         if (st->role == REPLICA_FOLLOWER && st->leader_id == f->to && f->err == 0) {
             if (f->diverged) {
                 int64_t at = replica_agreed_offset(nd->r, f->div_epoch, f->div_end);
@@ -443,7 +447,8 @@ static void follower_takes(void *ctx, void *arg) {
                  * leader's log does not have (an epoch this node led without
                  * writing), or the next fetch would name one again. */
                 if (at < st->leo) {
-                    sim_trace(w->s, "node %d truncates %lld -> %lld", nd->id, (long long)st->leo, (long long)at);
+                    sim_trace(w->s, "node %d truncates %lld -> %lld", nd->id, (long long)st->leo,
+                              (long long)at);
                     w->truncations++;
                 }
                 replica_truncate(nd->r, at);
@@ -595,8 +600,8 @@ static void ack_check(void *ctx, void *arg) {
         return;
     }
     if (st->hw > p->last) {
-        sim_trace(w->s, "acked %lld-%lld by leader %d epoch %d (hw %lld)", (long long)p->base, (long long)p->last,
-                  nd->id, p->epoch, (long long)st->hw);
+        sim_trace(w->s, "acked %lld-%lld by leader %d epoch %d (hw %lld)", (long long)p->base,
+                  (long long)p->last, nd->id, p->epoch, (long long)st->hw);
         for (int64_t o = p->base; o <= p->last && w->n_acks < ACKED_MAX; o++)
             w->acks[w->n_acks++] = (acked){o, p->id0 + (o - p->base)};
         free(p);
@@ -631,7 +636,8 @@ static void produce(void *ctx, void *arg) {
             replica_append_result ar;
             if (replica_append(nd->r, buf, len, w->s->now, &ar) == 0) {
                 pending_ack *p = calloc(1, sizeof *p);
-                *p = (pending_ack){nd->id, nd->incarnation, st->leader_epoch, ar.base_offset, ar.last_offset, id0};
+                *p = (pending_ack){nd->id,         nd->incarnation, st->leader_epoch,
+                                   ar.base_offset, ar.last_offset,  id0};
                 sim_after(w->s, 1, ack_check, w, p);
             }
         }
@@ -672,7 +678,8 @@ static void registers(void *ctx, void *arg) {
         m->leader_epoch++;
     }
     m->partition_epoch++;
-    sim_trace(w->s, "node %d registers: leader %d epoch %d isr n=%d", nd->id, m->leader, m->leader_epoch, m->n_isr);
+    sim_trace(w->s, "node %d registers: leader %d epoch %d isr n=%d", nd->id, m->leader, m->leader_epoch,
+              m->n_isr);
     publish(w);
 }
 
@@ -757,8 +764,8 @@ static void check_matching(world *w) {
                 } else {
                     if (p->epoch == q->epoch)
                         SIM_CHECK(w->s, p->last == q->last && first_id(p) == first_id(q),
-                                  "nodes %d and %d hold different batches of epoch %d at offset %lld", x->id, y->id,
-                                  p->epoch, (long long)p->base);
+                                  "nodes %d and %d hold different batches of epoch %d at offset %lld", x->id,
+                                  y->id, p->epoch, (long long)p->base);
                     i++;
                     j++;
                 }
@@ -854,16 +861,19 @@ static bool run(sim *s) {
         for (int i = 0; i < NODES && !converged(w); i++) {
             const node *nd = &w->nodes[i];
             const replica_state *st = nd->alive ? replica_get_state(nd->r) : NULL;
-            fprintf(stderr, "node %d alive=%d fenced=%d role=%d leader=%d epoch=%d pe=%d leo=%lld hw=%lld isr=%d pending=%d proposing=%d\n",
-                    nd->id, nd->alive, nd->fenced, st ? (int)st->role : -1, st ? st->leader_id : -1, st ? st->leader_epoch : -1,
-                    st ? st->partition_epoch : -1, (long long)nd->end, st ? (long long)st->hw : -1LL, st ? st->n_isr : -1,
-                    st ? st->n_pending : -1, nd->proposing);
+            fprintf(stderr,
+                    "node %d alive=%d fenced=%d role=%d leader=%d epoch=%d pe=%d leo=%lld hw=%lld isr=%d "
+                    "pending=%d proposing=%d\n",
+                    nd->id, nd->alive, nd->fenced, st ? (int)st->role : -1, st ? st->leader_id : -1,
+                    st ? st->leader_epoch : -1, st ? st->partition_epoch : -1, (long long)nd->end,
+                    st ? (long long)st->hw : -1LL, st ? st->n_isr : -1, st ? st->n_pending : -1,
+                    nd->proposing);
         }
         if (!converged(w))
             fprintf(stderr, "ctrl leader=%d epoch=%d pe=%d isr=%d\n", w->ctrl.leader, w->ctrl.leader_epoch,
                     w->ctrl.partition_epoch, w->ctrl.n_isr);
-        SIM_CHECK(s, converged(w), "not healed 10 s after the faults stopped (ISR of %d, leader %d)", w->ctrl.n_isr,
-                  w->ctrl.leader);
+        SIM_CHECK(s, converged(w), "not healed 10 s after the faults stopped (ISR of %d, leader %d)",
+                  w->ctrl.n_isr, w->ctrl.leader);
         SIM_CHECK(s, w->n_acks > 0, "no record was ever acknowledged");
     }
     ok = !s->failed;
@@ -871,8 +881,9 @@ static bool run(sim *s) {
               "acked=%d fetches=%llu appended=%llu truncations=%llu joins=%llu shrinks=%llu elections=%llu "
               "crashes=%llu refused=%llu",
               w->n_acks, (unsigned long long)w->fetches, (unsigned long long)w->appended,
-              (unsigned long long)w->truncations, (unsigned long long)w->joins, (unsigned long long)w->shrinks,
-              (unsigned long long)w->elections, (unsigned long long)w->crashes, (unsigned long long)w->refused);
+              (unsigned long long)w->truncations, (unsigned long long)w->joins,
+              (unsigned long long)w->shrinks, (unsigned long long)w->elections,
+              (unsigned long long)w->crashes, (unsigned long long)w->refused);
     s->check = NULL;
     w->ending = true;
     s->failed = false;
@@ -890,7 +901,8 @@ static bool run(sim *s) {
 
 const sim_scenario sim_scenario_replication = {
     "replication",
-    "one partition on 3 replicas: follower fetches, ISR joins and shrinks through a model controller, acks=all "
+    "one partition on 3 replicas: follower fetches, ISR joins and shrinks through a model controller, "
+    "acks=all "
     "producers, crashes, lost messages",
     run,
 };

@@ -143,7 +143,88 @@ static uint8_t *make_batch(arena *a, int n, int64_t base, int32_t epoch, size_t 
     return out;
 }
 
+/* An idempotent batch of n records from producer pid/epoch at seq. */
+static uint8_t *make_idem(arena *a, int n, int64_t pid, int16_t pepoch, int32_t seq, int64_t base,
+                          size_t *len) {
+    batch_build_record recs[16];
+    for (int i = 0; i < n; i++)
+        recs[i] =
+            (batch_build_record){{(const uint8_t *)"k", 1}, {(const uint8_t *)"v", 1}, 1000 + i, 0, NULL, 0};
+    batch_build_opts o = batch_build_defaults();
+    o.base_offset = base;
+    o.producer_id = pid;
+    o.producer_epoch = pepoch;
+    o.base_sequence = seq;
+    uint8_t *out;
+    if (batch_build(&o, recs, n, a, &out, len) != BATCH_OK)
+        return NULL;
+    return out;
+}
+
 /* ---- replica cases -------------------------------------------------------------- */
+
+/* The producer rules on the leader's path (storage/producer_state.h): a
+ * retry is answered with its offsets and never reaches the log; errors
+ * leave the log alone; a follower learns producers from what it appends and
+ * forgets what a truncation cuts. */
+static void test_idempotent_producers(void) {
+    flog f = {0};
+    replica_port port = port_for(&f);
+    replica *r = replica_create(1, &port, NULL, 0, 0);
+    REQUIRE(r);
+    arena a;
+    arena_init(&a, 1 << 20);
+    int32_t isr[] = {1};
+    CHECK_EQ_INT(replica_become_leader(r, 0, 0, isr, 1, 0), 0);
+    size_t len;
+    replica_append_result ar;
+    uint8_t *b = make_idem(&a, 3, 42, 0, 0, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
+    CHECK(!ar.duplicate && ar.base_offset == 0);
+    b = make_idem(&a, 2, 42, 0, 3, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
+    CHECK_EQ_INT(ar.base_offset, 3);
+    CHECK_EQ_INT(f.end, 5);
+    b = make_idem(&a, 3, 42, 0, 0, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
+    CHECK(ar.duplicate && ar.base_offset == 0 && ar.last_offset == 2);
+    CHECK_EQ_INT(f.end, 5); /* nothing appended */
+    b = make_idem(&a, 1, 42, 0, 9, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    CHECK(strstr(ar.info.error_msg, "does not follow 4") != NULL);
+    b = make_idem(&a, 1, 42, 1, 0, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
+    b = make_idem(&a, 1, 42, 0, 5, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), KAFKA_ERR_INVALID_PRODUCER_EPOCH);
+    b = make_idem(&a, 1, 43, 0, 5, 0, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), KAFKA_ERR_UNKNOWN_PRODUCER_ID);
+    CHECK_EQ_INT(f.end, 6);
+    const pstate_entry *e = pstate_get(replica_producers(r), 42);
+    REQUIRE(e != NULL);
+    CHECK_EQ_INT(e->epoch, 1);
+    replica_destroy(r);
+
+    /* A follower: state from replicated batches, cut by truncation. */
+    flog g = {0};
+    port = port_for(&g);
+    r = replica_create(2, &port, NULL, 0, 0);
+    REQUIRE(r);
+    CHECK_EQ_INT(replica_become_follower(r, 1, 0, 0, 0), 0);
+    b = make_idem(&a, 2, 7, 0, 0, 0, &len);
+    CHECK_EQ_INT(replica_append_as_follower(r, b, len, 0, &ar), 0);
+    b = make_idem(&a, 2, 7, 0, 2, 2, &len);
+    CHECK_EQ_INT(replica_append_as_follower(r, b, len, 0, &ar), 0);
+    e = pstate_get(replica_producers(r), 7);
+    REQUIRE(e != NULL);
+    CHECK_EQ_INT(pstate_newest(e)->last_seq, 3);
+    CHECK_EQ_INT(pstate_newest(e)->first_offset, 2);
+    CHECK_EQ_INT(replica_truncate(r, 2), 0);
+    e = pstate_get(replica_producers(r), 7);
+    REQUIRE(e != NULL);
+    CHECK_EQ_INT(pstate_newest(e)->last_seq, 1);
+    replica_destroy(r);
+    arena_reset(&a);
+}
 
 static void test_leader_appends_and_epochs(void) {
     flog f = {0};
@@ -522,6 +603,7 @@ static void test_purgatory_model(void) {
 
 int main(void) {
     UNIT_RUN(test_leader_appends_and_epochs);
+    UNIT_RUN(test_idempotent_producers);
     UNIT_RUN(test_follower_and_truncate);
     UNIT_RUN(test_hw_bounds_reads);
     UNIT_RUN(test_followers);
