@@ -17,6 +17,7 @@
 
 #include "broker/config_internal.h"
 #include "config/rows.h"
+#include "config/text.h"
 #include "net/server.h"
 #include "obs/http.h"
 #include "storage/log.h"
@@ -35,6 +36,29 @@ static const char *const roles_values[] = {"broker", "controller", NULL};
 static const char *const group_protocol_values[] = {"classic", "consumer", "share", "streams", NULL};
 /* Order matches log_level. */
 static const char *const level_values[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+static const char *const pem_values[] = {"PEM", NULL};
+static const char *const client_auth_values[] = {"none", "requested", "required", NULL};
+
+/* ssl.enabled.protocols: TLS versions OpenSSL can be limited to. */
+static int check_tls_protocols(const char *v, char *why, size_t whyn) {
+    config_span items[CONFIG_LIST_MAX];
+    int n = config_split_list(v, items, CONFIG_LIST_MAX, why, whyn);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (!config_span_eq(items[i], "TLSv1.2", true) && !config_span_eq(items[i], "TLSv1.3", true)) {
+            config_fmt(why, whyn, "unknown or unsupported protocol '%.*s' (expected TLSv1.2, TLSv1.3)",
+                       (int)(items[i].n > 32 ? 32 : items[i].n), items[i].p);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        config_fmt(why, whyn, "at least one protocol is required");
+        return -1;
+    }
+    return 0;
+}
 
 static int check_ip_overrides(const char *v, char *why, size_t whyn) {
     return net_ip_overrides_check(v, why, whyn);
@@ -321,6 +345,45 @@ static const config_def broker_defs[] = {
         "Largest transaction timeout a producer may ask for."),
     INT("producer.id.expiration.ms", "86400000", 1, I32MAX, B(producer_id_expiration_ms), 0,
         "A producer id that has not written for this long is forgotten, with its sequence state."),
+
+    /* ---- security: TLS ---- */
+    {.name = "ssl.keystore.type", .type = CONFIG_ENUM, .dflt = "PEM", .allowed = pem_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE | CONFIG_F_DEVIATES, .section = "Security",
+     .doc = "Format of the key store of SSL listeners. Sluice reads PEM only (Kafka's default is JKS); convert a "
+            "JKS or PKCS12 store with keytool and openssl. Like every ssl.* key it may be set for one listener "
+            "as listener.name.<name>.ssl.keystore.type."},
+    STR("ssl.keystore.location", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "PEM file holding the listener's private key and its certificate chain (leaf first). Checked for "
+        "changes every sluice.ssl.reload.check.ms: new connections use the new key and certificate."),
+    STR("ssl.keystore.certificate.chain", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "The certificate chain in PEM, inline (line breaks may be lost, as in a one-line properties value); "
+        "used with ssl.keystore.key when ssl.keystore.location is unset."),
+    STR("ssl.keystore.key", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "The private key in PEM (PKCS#8, encrypted or not), inline."),
+    STR("ssl.key.password", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "Password of an encrypted private key."),
+    {.name = "ssl.truststore.type", .type = CONFIG_ENUM, .dflt = "PEM", .allowed = pem_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE | CONFIG_F_DEVIATES,
+     .doc = "Format of the trust store. Sluice reads PEM only (Kafka's default is JKS)."},
+    STR("ssl.truststore.location", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "PEM file of the CA certificates that client certificates are checked against (ssl.client.auth). "
+        "Reloaded like the key store."),
+    STR("ssl.truststore.certificates", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "The trusted CA certificates in PEM, inline; used when ssl.truststore.location is unset."),
+    {.name = "ssl.client.auth", .type = CONFIG_ENUM, .dflt = "none", .allowed = client_auth_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE,
+     .doc = "Client certificates on SSL listeners: none (not asked for), requested (checked if sent), "
+            "required (a client without a valid one is refused in the handshake)."},
+    {.name = "ssl.enabled.protocols", .type = CONFIG_STRING, .dflt = "TLSv1.2,TLSv1.3", .field = CONFIG_NO_FIELD,
+     .check = check_tls_protocols, .valid = "TLSv1.2, TLSv1.3", .flags = CONFIG_F_ACTIVE,
+     .doc = "TLS versions SSL listeners accept."},
+    STR("ssl.cipher.suites", "", CONFIG_NO_FIELD, CONFIG_F_ACTIVE,
+        "Comma-separated cipher suites, by IANA name (as Kafka takes them, e.g. "
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) or OpenSSL's; empty: OpenSSL's defaults. TLS 1.3 suites "
+        "(TLS_AES_...) and older ones narrow their own protocol version only."),
+    INT("sluice.ssl.reload.check.ms", "1000", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "How often the key and trust store files of SSL listeners are checked for changes (mtime, size), at "
+        "the next accepted connection; 0 never reloads. Kafka reloads through a dynamic config update instead."),
 
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,

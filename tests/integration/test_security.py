@@ -1,0 +1,394 @@
+"""Security: TLS listeners (and, where built, SASL) with real clients.
+
+Every test makes throwaway certificates with the openssl command line in its
+tmp_path: a CA, a server certificate for 127.0.0.1, a client certificate from
+the same CA and one from a CA the broker does not trust. Brokers are real
+sluiced processes (conftest's Broker) whose only client listener is SSL, or
+PLAINTEXT for the mismatch tests. Clients: confluent_kafka and kcat
+(librdkafka) and kafka-python. Every wait is bounded.
+"""
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker
+
+
+# ---- certificates --------------------------------------------------------------
+
+def sh(*args, cwd=None):
+    subprocess.run(list(args), check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   timeout=60)
+
+
+def make_ca(d, name):
+    key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+       "-days", "2", "-subj", "/CN=%s" % name)
+    return key, crt
+
+
+def make_cert(d, name, ca_key, ca_crt, cn, server=False, key_pass=None):
+    """A key and a certificate signed by the CA. Returns (key, crt)."""
+    key, csr, crt = (os.path.join(d, name + ext) for ext in (".key", ".csr", ".crt"))
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        if server:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        else:
+            f.write("extendedKeyUsage=clientAuth\n")
+    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % cn)
+    sh("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+       "-days", "2", "-extfile", ext)
+    if key_pass is not None:
+        enc = os.path.join(d, name + ".enc.key")
+        sh("openssl", "pkcs8", "-topk8", "-in", key, "-out", enc, "-passout", "pass:" + key_pass)
+        key = enc
+    return key, crt
+
+
+class Pki:
+    def __init__(self, d):
+        self.dir = str(d)
+        os.makedirs(self.dir, exist_ok=True)
+        self.ca_key, self.ca = make_ca(self.dir, "ca")
+        self.server_key, self.server_crt = make_cert(self.dir, "server", self.ca_key, self.ca, "sluice-test",
+                                                     server=True)
+        self.client_key, self.client_crt = make_cert(self.dir, "client", self.ca_key, self.ca, "alice")
+        rogue_ca_key, self.rogue_ca = make_ca(self.dir, "rogue-ca")
+        self.rogue_key, self.rogue_crt = make_cert(self.dir, "rogue", rogue_ca_key, self.rogue_ca, "mallory")
+        # Kafka's ssl.keystore.location for PEM: the key and the chain in one file.
+        self.keystore = os.path.join(self.dir, "keystore.pem")
+        self.write_keystore(self.server_key, self.server_crt)
+
+    def write_keystore(self, key, crt, path=None):
+        path = path or self.keystore
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(open(key).read() + open(crt).read())
+        os.replace(tmp, path)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def start_broker(tmp_path, request):
+    started = []
+
+    def make(protocol="SSL", overrides=None, name="b0"):
+        b = Broker(tmp_path / name, overrides)
+        b.overrides["listeners"] = "%s://127.0.0.1:%d" % (protocol, b.port)
+        started.append(b)
+        return b.start()
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for b in started:
+        if failed:
+            print("---- sluiced log (%s) ----\n%s" % (b.data_dir, b.log()[-20000:]))
+        rc = b.stop()
+        assert rc in (0, None), "sluiced exited with %r; log:\n%s" % (rc, b.log()[-5000:])
+
+
+def ssl_broker_config(pki, **extra):
+    c = {"ssl.keystore.type": "PEM", "ssl.keystore.location": pki.keystore}
+    c.update(extra)
+    return c
+
+
+def rdk_ssl(pki, client_cert=True, rogue=False):
+    c = {"security.protocol": "SSL", "ssl.ca.location": pki.ca}
+    if client_cert:
+        c["ssl.certificate.location"] = pki.rogue_crt if rogue else pki.client_crt
+        c["ssl.key.location"] = pki.rogue_key if rogue else pki.client_key
+    return c
+
+
+# ---- client helpers ------------------------------------------------------------
+
+def create_topic(b, name, conf, partitions=1):
+    admin = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **conf))
+    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], request_timeout=15)
+    fs[name].result(timeout=15)
+
+
+def produce(b, topic, values, conf):
+    p = Producer(dict({"bootstrap.servers": b.bootstrap, "linger.ms": 5, "message.timeout.ms": 15000}, **conf))
+    errors = []
+    for v in values:
+        p.produce(topic, v, on_delivery=lambda err, msg: errors.append(err) if err else None)
+    left = p.flush(20)
+    assert left == 0 and not errors, (left, errors)
+
+
+def consume(b, topic, n, conf, timeout=20.0):
+    c = Consumer(dict({"bootstrap.servers": b.bootstrap, "group.id": "g", "enable.auto.commit": False,
+                       "fetch.wait.max.ms": 100}, **conf))
+    c.assign([TopicPartition(topic, 0, 0)])
+    out, deadline = [], time.time() + timeout
+    try:
+        while len(out) < n and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF):
+                continue
+            assert not m.error(), m.error()
+            out.append(m.value())
+    finally:
+        c.close()
+    return out
+
+
+def metadata_error(b, conf, timeout=8.0):
+    """Lists topics; returns None on success, else the error text."""
+    admin = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **conf))
+    try:
+        admin.list_topics(timeout=timeout)
+        return None
+    except Exception as e:  # KafkaException: transport / SSL failure
+        return str(e)
+
+
+def wait_log(b, text, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in b.log():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def tls_handshake(port, pki, cert=None, key=None, timeout=5.0):
+    """A raw TLS handshake with Python's ssl module: returns the server
+    certificate's serial (DER bytes) or raises."""
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True)
+
+
+# ---- TLS -------------------------------------------------------------------------
+
+def test_ssl_produce_consume_confluent_and_kcat(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki))
+    conf = rdk_ssl(pki, client_cert=False)
+    create_topic(b, "tls-t", conf)
+    values = [("m%d" % i).encode() * 50 for i in range(500)]
+    produce(b, "tls-t", values, conf)
+    got = consume(b, "tls-t", len(values), conf)
+    assert got == values
+    # kcat: produce over TLS, then read everything back.
+    kc = ["kcat", "-b", b.bootstrap, "-X", "security.protocol=SSL", "-X", "ssl.ca.location=" + pki.ca]
+    subprocess.run(kc + ["-P", "-t", "tls-t"], input=b"k1\nk2\nk3\n", check=True, timeout=30)
+    out = subprocess.run(kc + ["-C", "-t", "tls-t", "-o", "beginning", "-e", "-q"], check=True, timeout=30,
+                         stdout=subprocess.PIPE).stdout.split(b"\n")
+    out = [x for x in out if x]
+    assert len(out) == len(values) + 3 and out[-3:] == [b"k1", b"k2", b"k3"]
+    assert out[0] == values[0]
+
+
+def test_large_fetch_over_tls(pki, start_broker):
+    """Fetch responses come from segment files (sendfile on plaintext): over
+    TLS they take the copying path, in chunks, and must arrive intact."""
+    b = start_broker("SSL", ssl_broker_config(pki, **{"sluice.fetch.zero.copy": "true"}))
+    conf = rdk_ssl(pki, client_cert=False)
+    create_topic(b, "big", conf)
+    values = [os.urandom(1000) + b"%06d" % i for i in range(3000)]  # ~3 MB
+    produce(b, "big", values, conf)
+    got = consume(b, "big", len(values), dict(conf, **{"fetch.max.bytes": 5000000}), timeout=40)
+    assert got == values
+
+
+def test_kafka_python_over_ssl(pki, start_broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    b = start_broker("SSL", ssl_broker_config(pki))
+    conf = rdk_ssl(pki, client_cert=False)
+    create_topic(b, "kp", conf)
+    kw = dict(bootstrap_servers=b.bootstrap, security_protocol="SSL", ssl_cafile=pki.ca,
+              ssl_certfile=pki.client_crt, ssl_keyfile=pki.client_key)
+    p = KafkaProducer(request_timeout_ms=15000, **kw)
+    for i in range(50):
+        p.send("kp", b"v%d" % i)
+    p.flush(20)
+    p.close(5)
+    c = KafkaConsumer(consumer_timeout_ms=8000, **kw)
+    c.assign([KTP("kp", 0)])
+    c.seek_to_beginning()
+    got = []
+    deadline = time.time() + 20
+    while len(got) < 50 and time.time() < deadline:
+        for recs in c.poll(timeout_ms=500).values():
+            got.extend(r.value for r in recs)
+    c.close()
+    assert got == [b"v%d" % i for i in range(50)]
+
+
+def test_client_auth_required(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki, **{"ssl.client.auth": "required",
+                                                      "ssl.truststore.type": "PEM",
+                                                      "ssl.truststore.location": pki.ca}))
+    # With a certificate from the trusted CA: served.
+    ok = rdk_ssl(pki, client_cert=True)
+    create_topic(b, "mtls", ok)
+    produce(b, "mtls", [b"a", b"b"], ok)
+    assert consume(b, "mtls", 2, ok) == [b"a", b"b"]
+    # Without one: refused in the handshake, and the broker says why.
+    err = metadata_error(b, rdk_ssl(pki, client_cert=False), timeout=5)
+    assert err is not None
+    assert wait_log(b, "TLS handshake with 127.0.0.1:"), b.log()[-3000:]
+    assert "peer did not return a certificate" in b.log()
+    # With one from a CA the broker does not trust: refused too.
+    err = metadata_error(b, rdk_ssl(pki, client_cert=True, rogue=True), timeout=5)
+    assert err is not None
+    assert wait_log(b, "certificate verify failed") or wait_log(b, "unable to get local issuer"), b.log()[-3000:]
+    # The broker still serves the good client.
+    assert metadata_error(b, ok) is None
+
+
+def test_client_auth_requested(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki, **{"ssl.client.auth": "requested",
+                                                      "ssl.truststore.location": pki.ca}))
+    # Both with and without a certificate are served.
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False)) is None
+    assert metadata_error(b, rdk_ssl(pki, client_cert=True)) is None
+
+
+def test_inline_pem_and_encrypted_key(pki, start_broker, tmp_path):
+    """ssl.keystore.certificate.chain + ssl.keystore.key inline, written on
+    one line as a properties file would carry them, with an encrypted
+    PKCS#8 key and ssl.key.password; the trust store inline too; one
+    listener's keys given as listener.name.<name>.ssl.*."""
+    key, crt = make_cert(str(tmp_path), "inline", pki.ca_key, pki.ca, "inline", server=True, key_pass="s3cret")
+    one_line = lambda path: " ".join(open(path).read().split("\n")).strip()
+    b = start_broker("SSL", {
+        "listener.name.ssl.ssl.keystore.certificate.chain": one_line(crt),
+        "listener.name.ssl.ssl.keystore.key": one_line(key),
+        "listener.name.ssl.ssl.key.password": "s3cret",
+        "listener.name.ssl.ssl.client.auth": "required",
+        "ssl.truststore.certificates": one_line(pki.ca),
+    })
+    assert metadata_error(b, rdk_ssl(pki, client_cert=True)) is None
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False), timeout=5) is not None
+
+
+def test_bad_keystore_refuses_to_start(pki, tmp_path):
+    # A key that does not match the certificate: sluiced says so and exits.
+    other_key, _ = make_cert(str(tmp_path), "other", pki.ca_key, pki.ca, "other")
+    bad = str(tmp_path / "bad.pem")
+    pki.write_keystore(other_key, pki.server_crt, path=bad)
+    b = Broker(tmp_path / "bad", {"ssl.keystore.location": bad})
+    b.overrides["listeners"] = "SSL://127.0.0.1:%d" % b.port
+    with pytest.raises(RuntimeError):
+        b.start()
+    assert "does not match the certificate" in b.log()
+    b.stop()
+
+
+def test_protocols_and_cipher_suites(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki, **{
+        "ssl.enabled.protocols": "TLSv1.2",
+        "ssl.cipher.suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}))
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.version() == "TLSv1.2"
+            assert s.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"
+    # A client that insists on TLS 1.3 is refused.
+    ctx13 = ssl.create_default_context(cafile=pki.ca)
+    ctx13.minimum_version = ssl.TLSVersion.TLSv1_3
+    with pytest.raises(ssl.SSLError):
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as raw:
+            ctx13.wrap_socket(raw, server_hostname="127.0.0.1").close()
+    assert wait_log(b, "unsupported protocol"), b.log()[-3000:]
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False)) is None
+
+
+def test_plaintext_client_on_tls_port(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki))
+    err = metadata_error(b, {}, timeout=4)
+    assert err is not None
+    assert wait_log(b, "plaintext Kafka request, not a TLS ClientHello"), b.log()[-3000:]
+    # Garbage that is not TLS either.
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.settimeout(5)
+        try:
+            assert s.recv(100) == b""  # closed
+        except ConnectionResetError:
+            pass  # closed with the request unread
+    assert wait_log(b, "first bytes are not a TLS ClientHello")
+    # A client that connects and sends nothing is closed after the handshake
+    # deadline; meanwhile TLS clients are served.
+    idle = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False)) is None
+    idle.close()
+    assert b.alive()
+
+
+def test_tls_client_on_plaintext_port(pki, start_broker):
+    b = start_broker("PLAINTEXT")
+    err = metadata_error(b, rdk_ssl(pki, client_cert=False), timeout=4)
+    assert err is not None
+    assert wait_log(b, "opened a TLS handshake on the plaintext listener PLAINTEXT"), b.log()[-3000:]
+    assert metadata_error(b, {}) is None
+
+
+def test_handshake_failures_are_rate_limited(pki, start_broker):
+    b = start_broker("SSL", ssl_broker_config(pki))
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+            s.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)
+            s.settimeout(5)
+            try:
+                s.recv(10)
+            except OSError:
+                pass
+    time.sleep(0.3)
+    lines = [l for l in b.log().splitlines() if "TLS handshake with" in l]
+    assert 1 <= len(lines) <= 10, len(lines)
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False)) is None
+
+
+def test_certificate_reload(pki, start_broker, tmp_path):
+    """A rewritten keystore file is picked up by new connections within the
+    check interval; connections made before keep working."""
+    ks = str(tmp_path / "reload.pem")
+    pki.write_keystore(pki.server_key, pki.server_crt, path=ks)
+    b = start_broker("SSL", {"ssl.keystore.location": ks, "sluice.ssl.reload.check.ms": "200"})
+    first = tls_handshake(b.port, pki)
+    conf = rdk_ssl(pki, client_cert=False)
+    create_topic(b, "rl", conf)
+    p = Producer(dict({"bootstrap.servers": b.bootstrap, "linger.ms": 0}, **conf))
+    p.produce("rl", b"before")
+    assert p.flush(15) == 0
+    # A new server certificate from the same CA.
+    key2, crt2 = make_cert(str(tmp_path), "server2", pki.ca_key, pki.ca, "sluice-test-2", server=True)
+    pki.write_keystore(key2, crt2, path=ks)
+    deadline = time.time() + 10
+    second = first
+    while second == first and time.time() < deadline:
+        time.sleep(0.3)
+        second = tls_handshake(b.port, pki)
+    assert second != first, "the new certificate was not served"
+    assert wait_log(b, "reloaded the key and trust stores")
+    # The producer's connection from before still works.
+    p.produce("rl", b"after")
+    assert p.flush(15) == 0
+    # A broken rewrite keeps the working certificate, with one warning.
+    with open(ks, "w") as f:
+        f.write("not a pem\n")
+    time.sleep(0.5)
+    assert tls_handshake(b.port, pki) == second
+    assert wait_log(b, "is not usable, new connections keep the previous one")
+    assert consume(b, "rl", 2, conf) == [b"before", b"after"]
