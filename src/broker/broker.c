@@ -19,6 +19,7 @@
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
 #include "broker/request.h"
+#include "broker/sasl.h"
 #include "core/log.h"
 #include "net/tls.h"
 #include "obs/metrics.h"
@@ -182,10 +183,17 @@ broker *broker_create(const broker_config *cfg) {
     /* A controller-only node serves its controller listener alone. */
     if (cfg->metrics_enable)
         nc.sent = response_sent;
-    if (is_broker && client_l != NULL && client_l->protocol == CONFIG_PROTOCOL_SSL) {
+    config_protocol proto = client_l ? client_l->protocol : CONFIG_PROTOCOL_PLAINTEXT;
+    if (is_broker && (proto == CONFIG_PROTOCOL_SSL || proto == CONFIG_PROTOCOL_SASL_SSL)) {
         if ((b->tls = listener_tls(cfg, client_l)) == NULL)
             goto err;
         nc.tls = b->tls;
+    }
+    if (is_broker && (proto == CONFIG_PROTOCOL_SASL_PLAINTEXT || proto == CONFIG_PROTOCOL_SASL_SSL)) {
+        if ((b->sasl = bsasl_create(cfg, client_l)) == NULL)
+            goto err;
+        nc.sasl = true;
+        nc.session_free = bsasl_session_free;
     }
     nc.listener = client_l ? client_l->name : NULL;
     if (is_broker && (b->net = net_server_create(&nc, broker_handle_request, b)) == NULL)
@@ -207,6 +215,8 @@ broker *broker_create(const broker_config *cfg) {
         cc.host = cl->host;
         cc.port = (uint16_t)cl->port;
         cc.tls = NULL; /* controller listeners are PLAINTEXT (config_listeners.c) */
+        cc.sasl = false;
+        cc.session_free = NULL;
         cc.listener = cl->name;
         b->ctl_net = net_server_create(&cc, broker_handle_controller_request, b);
         if (b->ctl_net == NULL)
@@ -305,6 +315,7 @@ void broker_destroy(broker *b) {
     if (b->ctl_net)
         net_server_destroy(b->ctl_net);
     tls_server_destroy(b->tls); /* after the servers that used it */
+    bsasl_destroy(b->sasl);
     /* A broker that never started cleanly leaves its dirs unclean. */
     if (b->meta)
         bmeta_close(b->meta);

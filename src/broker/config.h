@@ -241,6 +241,7 @@ typedef struct broker_config {
      * listener alone (config_listener_value). */
     struct config_listener_key {
         char listener[CONFIG_LISTENER_NAME_MAX]; /* upper-cased */
+        char mech[16];                           /* lower-cased SASL mechanism, "" for none */
         int index;                               /* of the key in the broker table */
         const char *text;
     } lkeys_[CONFIG_LISTENER_KEYS_MAX];
@@ -295,6 +296,11 @@ const char *config_protocol_name(config_protocol p);
 /* The text of a broker key for one listener: its listener.name.<listener>.<key>
  * value if set, else the key's own (NULL for null). key must be a broker key. */
 const char *config_listener_value(const broker_config *c, const char *listener, const char *key);
+/* The same for keys Kafka sets per listener and SASL mechanism,
+ * listener.name.<listener>.<mechanism>.<key> (sasl.jaas.config); NULL if
+ * unset. mech in any case ("PLAIN", "scram-sha-256"). */
+const char *config_listener_mech_value(const broker_config *c, const char *listener, const char *mech,
+                                       const char *key);
 
 /* ---- the broker table (config_keys.c) -------------------------------------------- */
 

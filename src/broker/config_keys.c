@@ -60,6 +60,24 @@ static int check_tls_protocols(const char *v, char *why, size_t whyn) {
     return 0;
 }
 
+/* sasl.enabled.mechanisms: the mechanisms Sluice has. */
+static int check_sasl_mechanisms(const char *v, char *why, size_t whyn) {
+    config_span items[CONFIG_LIST_MAX];
+    int n = config_split_list(v, items, CONFIG_LIST_MAX, why, whyn);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (!config_span_eq(items[i], "PLAIN", false) && !config_span_eq(items[i], "SCRAM-SHA-256", false) &&
+            !config_span_eq(items[i], "SCRAM-SHA-512", false)) {
+            config_fmt(why, whyn,
+                       "unsupported mechanism '%.*s' (expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
+                       (int)(items[i].n > 32 ? 32 : items[i].n), items[i].p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int check_ip_overrides(const char *v, char *why, size_t whyn) {
     return net_ip_overrides_check(v, why, whyn);
 }
@@ -384,6 +402,22 @@ static const config_def broker_defs[] = {
     INT("sluice.ssl.reload.check.ms", "1000", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
         "How often the key and trust store files of SSL listeners are checked for changes (mtime, size), at "
         "the next accepted connection; 0 never reloads. Kafka reloads through a dynamic config update instead."),
+
+    /* ---- security: SASL ---- */
+    {.name = "sasl.enabled.mechanisms", .type = CONFIG_STRING, .dflt = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+     .field = CONFIG_NO_FIELD, .check = check_sasl_mechanisms, .valid = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+     .flags = CONFIG_F_ACTIVE | CONFIG_F_DEVIATES,
+     .doc = "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners offer (per listener: "
+            "listener.name.<name>.sasl.enabled.mechanisms). Kafka's default is GSSAPI, which Sluice does not "
+            "have."},
+    STR("sasl.jaas.config", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "JAAS configuration of a SASL mechanism, set per listener and mechanism as Kafka has it: "
+        "listener.name.<name>.plain.sasl.jaas.config='org.apache.kafka.common.security.plain.PlainLoginModule "
+        "required user_<user>=\"<password>\" ...;' gives PLAIN its users. SCRAM users live in the metadata "
+        "log (AlterUserScramCredentials)."),
+    INT("connections.max.reauth.ms", "0", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_ACTIVE,
+        "Lifetime of a SASL session (KIP-368), told to clients in SaslAuthenticate v1+; a client must "
+        "re-authenticate before it ends or its next request closes the connection. 0: no limit."),
 
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,

@@ -5,9 +5,9 @@
  * is finished (which listeners are for controllers, what is advertised to
  * clients, and the checks that involve several keys).
  *
- * PLAINTEXT and SSL are served so far: a listener mapped to a SASL protocol
- * is an error that says so, and so is an SSL controller or inter-broker
- * listener (the broker's own client connections speak plaintext only). A wildcard or empty advertised host is
+ * Every protocol is served to clients, but a controller or inter-broker
+ * listener must be PLAINTEXT (the broker's own client connections speak
+ * plaintext only): anything else is an error that says so. A wildcard or empty advertised host is
  * replaced by this machine's host name (gethostname), since no client can connect to it.
  */
 #include "broker/config.h"
@@ -211,12 +211,6 @@ int config_parse_listeners(const char *text, const char *map, config_listener *o
             if (map_lookup(map, l->name, &l->protocol, why, whyn) != 0) {
                 config_fmt(why, whyn, "listener name %s has no entry in listener.security.protocol.map",
                            l->name);
-                return -1;
-            }
-            if (l->protocol != CONFIG_PROTOCOL_PLAINTEXT && l->protocol != CONFIG_PROTOCOL_SSL) {
-                config_fmt(why, whyn,
-                           "listener %s uses %s, which Sluice does not support yet (only PLAINTEXT and SSL)",
-                           l->name, config_protocol_name(l->protocol));
                 return -1;
             }
         }

@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "broker/rpc.h"
+#include "broker/sasl.h"
 #include "core/log.h"
 #include "obs/metrics.h"
 
@@ -68,6 +69,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_quorum},
     {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
+    {KAFKA_API_SASL_HANDSHAKE, 0, 1, api_sasl_handshake},
+    {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -288,7 +291,7 @@ void breq_complete(breq *r) {
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
-    net_respond(r->net, out, out == NULL);
+    net_respond(r->net, out, out == NULL || r->close_after_response);
     breq_free(r);
 }
 
@@ -427,6 +430,9 @@ void broker_handle_request(void *ctx, net_request *nr) { handle(ctx, nr, false);
 void broker_handle_controller_request(void *ctx, net_request *nr) { handle(ctx, nr, true); }
 
 static void handle(broker *b, net_request *nr, bool controller_listener) {
+    /* A raw SASL token (SaslHandshake v0 framing) is not a request. */
+    if (nr->sasl && bsasl_intercept(b, nr))
+        return;
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
         net_respond(nr, NULL, true);
@@ -460,6 +466,11 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
             "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
             r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
             cid.ptr);
+        obs_malformed(r->b->metrics);
+        breq_close(r, true);
+        return;
+    }
+    if (!bsasl_gate(r)) {
         obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;

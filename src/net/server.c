@@ -211,6 +211,8 @@ struct net_conn {
     char peer[64];
     net_ip *ip;
     tls_conn *tls;        /* NULL on a plaintext listener, and before the ClientHello came */
+    char *tls_subject;    /* the client certificate's subject, once the handshake is done; NULL: none */
+    void *session;        /* the handler's (net_request_session) */
     bool tls_handshaking; /* a TLS listener's connection whose handshake is not done */
     int64_t accepted_ms;
     atomic_int refs; /* 1 while the socket is open + 1 while a request is in the handler */
@@ -617,6 +619,9 @@ static void free_graveyard(net_thread *t) {
         net_conn *c = t->graveyard;
         t->graveyard = c->dead_next;
         ip_release(t->s, c->ip);
+        if (c->session != NULL && t->s->cfg.session_free != NULL)
+            t->s->cfg.session_free(t->s->ctx, c->session);
+        free(c->tls_subject);
         free(c);
     }
 }
@@ -756,6 +761,9 @@ static bool conn_grow_frame(net_conn *c, size_t avail) {
         b->req.conn_id = c->id;
         b->req.peer = c->peer;
         b->req.len = frame;
+        b->req.sasl = s->cfg.sasl;
+        b->req.tls = c->tls != NULL;
+        b->req.tls_subject = c->tls_subject;
     }
     b->req.frame = (uint8_t *)(b + 1);
     b->frame_cap = want;
@@ -848,10 +856,13 @@ static bool conn_handshake(net_conn *c) {
     }
     c->tls_handshaking = false;
     c->last_active_ms = clock_mono_ms();
+    char subject[512];
+    tls_conn_peer_subject(c->tls, subject, sizeof subject);
+    if (subject[0] != '\0')
+        c->tls_subject = strdup(subject); /* NULL on failure: treated as no certificate */
     if (log_enabled(LOG_LEVEL_DEBUG)) {
-        char desc[128], subject[256];
+        char desc[128];
         tls_conn_describe(c->tls, desc, sizeof desc);
-        tls_conn_peer_subject(c->tls, subject, sizeof subject);
         LOG_DEBUG("net", "connection %llu from %s: TLS established (%s), client certificate '%s'",
                   (unsigned long long)c->id, c->peer, desc, subject);
     }
@@ -1114,6 +1125,8 @@ static void conn_complete(net_thread *t, request_box *b) {
     if (conn_write(c) && c->out == NULL)
         conn_read(c);
 }
+
+void **net_request_session(net_request *req) { return &req->conn->session; }
 
 bool net_request_reserve(net_request *req, size_t n) {
     request_box *b = (request_box *)req;

@@ -133,6 +133,14 @@ typedef struct net_config {
      * the copying path for file ranges, never sendfile. */
     struct tls_server *tls;
     const char *listener; /* listener name for log lines ("PLAINTEXT", "SSL"); NULL: none */
+    /* The listener authenticates with SASL: the handler sees it on every
+     * request (net_request.sasl) and keeps its state in the connection's
+     * session (net_request_session). */
+    bool sasl;
+    /* Frees a connection's session (with the handler's ctx) once the
+     * connection is gone and none of its requests is with the handler.
+     * NULL: sessions are not used. */
+    void (*session_free)(void *ctx, void *session);
     /* Called (with the handler's ctx, on a network thread) when a client
      * closes its connection while its request is still with the handler,
      * e.g. a long-polling fetch: the handler may answer it at once (the
@@ -174,7 +182,18 @@ typedef struct net_request {
     uint8_t *frame;
     size_t len;
     int64_t received_ns; /* CLOCK_MONOTONIC when the frame was complete */
+    bool sasl;           /* the listener's `sasl` */
+    bool tls;            /* the connection is TLS */
+    /* The client certificate's subject (RFC 2253) on a TLS connection that
+     * presented one, else NULL. Lives as long as the connection. */
+    const char *tls_subject;
 } net_request;
+
+/* The connection's session slot for the handler: NULL until the handler
+ * stores something there, freed with session_free. Only the handler of the
+ * connection's current request touches it (a connection has one request in
+ * the handler at a time), so it needs no lock. */
+void **net_request_session(net_request *req);
 
 typedef void (*net_release_fn)(void *arg);
 

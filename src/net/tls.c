@@ -38,7 +38,7 @@ struct tls_server {
     SSL_CTX *ctx; /* current context (mu) */
     uint64_t generation;
     int64_t last_check_ms;
-    file_stamp key_stamp, trust_stamp; /* of the files ctx was built from */
+    file_stamp key_stamp, trust_stamp;   /* of the files ctx was built from */
     file_stamp failed_key, failed_trust; /* of files that failed: logged once */
     bool has_failed;
     /* copies of the configuration */
@@ -85,11 +85,11 @@ static bool is_b64(int ch) { return isalnum(ch) || ch == '+' || ch == '/' || ch 
 long tls_pem_normalize(const char *in, size_t n, char *out, size_t outn) {
     static const char begin[] = "-----BEGIN ", dashes[] = "-----";
     size_t o = 0, i = 0;
-#define PUT(ch)                  \
-    do {                         \
-        if (o + 1 >= outn)       \
-            return -1;           \
-        out[o++] = (char)(ch);   \
+#define PUT(ch)                \
+    do {                       \
+        if (o + 1 >= outn)     \
+            return -1;         \
+        out[o++] = (char)(ch); \
     } while (0)
     for (;;) {
         /* the next BEGIN line */
@@ -353,7 +353,9 @@ static int proto_version(const char *name, size_t n) {
     static const struct {
         const char *name;
         int v;
-    } t[] = {{"TLSv1.3", TLS1_3_VERSION}, {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.1", TLS1_1_VERSION},
+    } t[] = {{"TLSv1.3", TLS1_3_VERSION},
+             {"TLSv1.2", TLS1_2_VERSION},
+             {"TLSv1.1", TLS1_1_VERSION},
              {"TLSv1", TLS1_VERSION}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strlen(t[i].name) == n && strncasecmp(t[i].name, name, n) == 0)
@@ -461,11 +463,13 @@ static SSL_CTX *build_ctx(const tls_server *s, char *err, size_t errn) {
         if ((ca.tls12[0] && SSL_CTX_set_cipher_list(ctx, ca.tls12) != 1) ||
             (ca.tls13[0] && SSL_CTX_set_ciphersuites(ctx, ca.tls13) != 1) || (!ca.tls12[0] && !ca.tls13[0])) {
             ERR_clear_error();
-            fmt(err, errn, "ssl.cipher.suites: no cipher suite of '%.200s' is known to OpenSSL", s->cipher_suites);
+            fmt(err, errn, "ssl.cipher.suites: no cipher suite of '%.200s' is known to OpenSSL",
+                s->cipher_suites);
             goto err;
         }
     }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char sid[] = "sluice";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
@@ -477,8 +481,9 @@ static SSL_CTX *build_ctx(const tls_server *s, char *err, size_t errn) {
     else if (s->client_auth == TLS_CLIENT_AUTH_REQUIRED)
         mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     if (mode != SSL_VERIFY_NONE && s->truststore_location == NULL && s->truststore_certificates == NULL) {
-        fmt(err, errn, "ssl.client.auth=%s needs a trust store (ssl.truststore.location or "
-                       "ssl.truststore.certificates) to check client certificates against",
+        fmt(err, errn,
+            "ssl.client.auth=%s needs a trust store (ssl.truststore.location or "
+            "ssl.truststore.certificates) to check client certificates against",
             s->client_auth == TLS_CLIENT_AUTH_REQUIRED ? "required" : "requested");
         goto err;
     }
@@ -509,10 +514,12 @@ static bool stamp_eq(file_stamp a, file_stamp b) {
 
 tls_server *tls_server_create(const tls_config *cfg, char *err, size_t errn) {
     if (cfg->keystore_type != NULL && cfg->keystore_type[0] && strcasecmp(cfg->keystore_type, "PEM") != 0) {
-        fmt(err, errn, "ssl.keystore.type=%s is not supported: Sluice reads PEM key stores only", cfg->keystore_type);
+        fmt(err, errn, "ssl.keystore.type=%s is not supported: Sluice reads PEM key stores only",
+            cfg->keystore_type);
         return NULL;
     }
-    if (cfg->truststore_type != NULL && cfg->truststore_type[0] && strcasecmp(cfg->truststore_type, "PEM") != 0) {
+    if (cfg->truststore_type != NULL && cfg->truststore_type[0] &&
+        strcasecmp(cfg->truststore_type, "PEM") != 0) {
         fmt(err, errn, "ssl.truststore.type=%s is not supported: Sluice reads PEM trust stores only",
             cfg->truststore_type);
         return NULL;
@@ -582,8 +589,9 @@ static int reload_locked(tls_server *s, int64_t now_ms) {
         s->has_failed = true;
         s->failed_key = k;
         s->failed_trust = t;
-        LOG_WARN("tls", "listener %s: the changed key or trust store is not usable, new connections keep the "
-                        "previous one: %s",
+        LOG_WARN("tls",
+                 "listener %s: the changed key or trust store is not usable, new connections keep the "
+                 "previous one: %s",
                  s->listener, err);
         return -1;
     }
@@ -593,7 +601,8 @@ static int reload_locked(tls_server *s, int64_t now_ms) {
     s->trust_stamp = t;
     s->has_failed = false;
     s->generation++;
-    LOG_INFO("tls", "listener %s: reloaded the key and trust stores (generation %llu); new connections use them",
+    LOG_INFO("tls",
+             "listener %s: reloaded the key and trust stores (generation %llu); new connections use them",
              s->listener, (unsigned long long)s->generation);
     return 1;
 }

@@ -95,8 +95,10 @@ int sasl_jaas_users(const char *text, sasl_jaas_user *out, int max, int *n, char
         e = word_end(p);
         size_t fl = (size_t)(e - p);
         if (!((fl == 8 && strncmp(p, "required", 8) == 0) || (fl == 9 && strncmp(p, "requisite", 9) == 0) ||
-              (fl == 10 && strncmp(p, "sufficient", 10) == 0) || (fl == 8 && strncmp(p, "optional", 8) == 0))) {
-            fmt(why, whyn, "expected required, requisite, sufficient or optional after the login module at offset %d",
+              (fl == 10 && strncmp(p, "sufficient", 10) == 0) ||
+              (fl == 8 && strncmp(p, "optional", 8) == 0))) {
+            fmt(why, whyn,
+                "expected required, requisite, sufficient or optional after the login module at offset %d",
                 (int)(p - text));
             return -1;
         }
@@ -125,8 +127,8 @@ int sasl_jaas_users(const char *text, sasl_jaas_user *out, int max, int *n, char
                     if (ch == '\\' && *p)
                         ch = *p++;
                     if (vn == SASL_NAME_MAX) {
-                        fmt(why, whyn, "the value of option '%.*s' is longer than %d bytes", (int)(kn > 64 ? 64 : kn),
-                            k, SASL_NAME_MAX);
+                        fmt(why, whyn, "the value of option '%.*s' is longer than %d bytes",
+                            (int)(kn > 64 ? 64 : kn), k, SASL_NAME_MAX);
                         return -1;
                     }
                     val[vn++] = ch;
@@ -284,8 +286,8 @@ static bool hash(int mech, const uint8_t *in, size_t n, uint8_t *out) {
     return EVP_Digest(in, n, out, &len, md_of(mech), NULL) == 1 && len == sasl_scram_hash_len(mech);
 }
 
-int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, const uint8_t *salt, size_t salt_n,
-                           int32_t iterations, sasl_scram_cred *out) {
+int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, const uint8_t *salt,
+                           size_t salt_n, int32_t iterations, sasl_scram_cred *out) {
     size_t hl = sasl_scram_hash_len(mech);
     uint8_t client_key[SASL_SCRAM_HASH_MAX];
     if (hl == 0 || salted_n != hl || salt_n == 0 || salt_n > SASL_SCRAM_SALT_MAX ||
@@ -295,7 +297,8 @@ int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, con
     memcpy(out->salt, salt, salt_n);
     out->salt_n = salt_n;
     out->iterations = iterations;
-    bool ok = hmac(mech, salted, hl, "Client Key", 10, client_key) && hash(mech, client_key, hl, out->stored_key) &&
+    bool ok = hmac(mech, salted, hl, "Client Key", 10, client_key) &&
+              hash(mech, client_key, hl, out->stored_key) &&
               hmac(mech, salted, hl, "Server Key", 10, out->server_key);
     OPENSSL_cleanse(client_key, sizeof client_key);
     return ok ? 0 : -1;
@@ -308,7 +311,8 @@ int sasl_scram_derive(int mech, const char *pass, size_t pass_n, const uint8_t *
     if (hl == 0 || salt_n == 0 || salt_n > SASL_SCRAM_SALT_MAX || iterations < SASL_SCRAM_ITER_MIN ||
         iterations > SASL_SCRAM_ITER_MAX)
         return -1;
-    if (PKCS5_PBKDF2_HMAC(pass, (int)pass_n, salt, (int)salt_n, iterations, md_of(mech), (int)hl, salted) != 1)
+    if (PKCS5_PBKDF2_HMAC(pass, (int)pass_n, salt, (int)salt_n, iterations, md_of(mech), (int)hl, salted) !=
+        1)
         return -1;
     int rc = sasl_scram_from_salted(mech, salted, hl, salt, salt_n, iterations, out);
     OPENSSL_cleanse(salted, sizeof salted);
@@ -423,7 +427,8 @@ int sasl_scram_parse_first(const uint8_t *msg, size_t n, sasl_scram_first *out, 
             fmt(why, whyn, "invalid SCRAM client-first message: bad extension");
             return -1;
         }
-        if (eq - p == 9 && memcmp(p, "tokenauth", 9) == 0 && xe - eq - 1 == 4 && memcmp(eq + 1, "true", 4) == 0)
+        if (eq - p == 9 && memcmp(p, "tokenauth", 9) == 0 && xe - eq - 1 == 4 &&
+            memcmp(eq + 1, "true", 4) == 0)
             out->tokenauth = true;
         p = xe;
     }
@@ -517,7 +522,8 @@ int sasl_scram_server_first(sasl_scram_server *s, const sasl_scram_cred *cred, c
         fmt(why, whyn, "bad salt");
         return -1;
     }
-    int n = snprintf(s->server_first, sizeof s->server_first, "r=%s,s=%s,i=%d", s->nonce, salt, (int)cred->iterations);
+    int n = snprintf(s->server_first, sizeof s->server_first, "r=%s,s=%s,i=%d", s->nonce, salt,
+                     (int)cred->iterations);
     if (n <= 0 || (size_t)n >= sizeof s->server_first) {
         s->state = SASL_SCRAM_FAILED;
         fmt(why, whyn, "server-first message too long");

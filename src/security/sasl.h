@@ -23,14 +23,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SASL_NAME_MAX         255
-#define SASL_JAAS_USERS_MAX   1024
-#define SASL_SCRAM_NONCE_MAX  255
-#define SASL_SCRAM_SALT_MAX   128
-#define SASL_SCRAM_HASH_MAX   64 /* SHA-512 */
-#define SASL_SCRAM_ITER_MIN   4096
-#define SASL_SCRAM_ITER_MAX   16384
-#define SASL_SCRAM_MSG_MAX    1024 /* most bytes of one SCRAM message */
+#define SASL_NAME_MAX        255
+#define SASL_JAAS_USERS_MAX  1024
+#define SASL_SCRAM_NONCE_MAX 255
+#define SASL_SCRAM_SALT_MAX  128
+#define SASL_SCRAM_HASH_MAX  64 /* SHA-512 */
+#define SASL_SCRAM_ITER_MIN  4096
+#define SASL_SCRAM_ITER_MAX  16384
+#define SASL_SCRAM_MSG_MAX   1024 /* most bytes of one SCRAM message */
 
 /* ---- PLAIN ------------------------------------------------------------------- */
 
@@ -84,8 +84,8 @@ typedef struct sasl_scram_cred {
 int sasl_scram_derive(int mech, const char *pass, size_t pass_n, const uint8_t *salt, size_t salt_n,
                       int32_t iterations, sasl_scram_cred *out);
 /* From the SaltedPassword Kafka's AlterUserScramCredentials carries. */
-int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, const uint8_t *salt, size_t salt_n,
-                           int32_t iterations, sasl_scram_cred *out);
+int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, const uint8_t *salt,
+                           size_t salt_n, int32_t iterations, sasl_scram_cred *out);
 
 /* client-first-message, parsed: gs2 header "n,," (channel binding is not
  * offered; "y,," is accepted, "p=" refused; an authzid must equal the user),

@@ -8,6 +8,7 @@ PLAINTEXT for the mismatch tests. Clients: confluent_kafka and kcat
 (librdkafka) and kafka-python. Every wait is bounded.
 """
 import os
+import struct
 import socket
 import ssl
 import subprocess
@@ -392,3 +393,217 @@ def test_certificate_reload(pki, start_broker, tmp_path):
     assert tls_handshake(b.port, pki) == second
     assert wait_log(b, "is not usable, new connections keep the previous one")
     assert consume(b, "rl", 2, conf) == [b"before", b"after"]
+
+
+# ---- SASL ------------------------------------------------------------------------
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+        'password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+
+
+def sasl_broker_config(listener="SASL_PLAINTEXT", mechanisms=None, **extra):
+    c = {"listener.name.%s.plain.sasl.jaas.config" % listener.lower(): JAAS}
+    if mechanisms:
+        c["listener.name.%s.sasl.enabled.mechanisms" % listener.lower()] = mechanisms
+    c.update(extra)
+    return c
+
+
+def rdk_sasl(user, password, mechanism="PLAIN", protocol="SASL_PLAINTEXT", pki=None):
+    c = {"security.protocol": protocol, "sasl.mechanisms": mechanism, "sasl.username": user,
+         "sasl.password": password}
+    if pki is not None:
+        c["ssl.ca.location"] = pki.ca
+    return c
+
+
+def frame(api_key, version, corr, body, client_id=b"t"):
+    hdr = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id
+    if version_is_flexible(api_key, version):
+        hdr += b"\x00"  # empty tagged fields
+    msg = hdr + body
+    return struct.pack(">i", len(msg)) + msg
+
+
+def version_is_flexible(api_key, version):
+    return (api_key == 36 and version >= 2) or (api_key == 18 and version >= 3)
+
+
+def recv_frame(s, timeout=5.0):
+    s.settimeout(timeout)
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    (n,) = struct.unpack(">i", head)
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def closed(s, timeout=5.0):
+    s.settimeout(timeout)
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def kstring(v):
+    return struct.pack(">h", len(v)) + v
+
+
+def client_errors(b, conf, timeout=8.0):
+    """Errors a librdkafka client reports (error_cb) while it tries to connect."""
+    errs = []
+    p = Producer(dict({"bootstrap.servers": b.bootstrap, "error_cb": lambda e: errs.append(e)}, **conf))
+    deadline = time.time() + timeout
+    while not errs and time.time() < deadline:
+        p.poll(0.2)
+    return errs
+
+
+def test_sasl_plain_confluent_and_kcat(start_broker):
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config())
+    conf = rdk_sasl("alice", "alice-secret")
+    create_topic(b, "sp", conf)
+    produce(b, "sp", [b"x%d" % i for i in range(100)], conf)
+    assert consume(b, "sp", 100, conf) == [b"x%d" % i for i in range(100)]
+    kc = ["kcat", "-b", b.bootstrap, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+          "-X", "sasl.username=admin", "-X", "sasl.password=admin-secret"]
+    out = subprocess.run(kc + ["-C", "-t", "sp", "-o", "beginning", "-e", "-q"], check=True, timeout=30,
+                         stdout=subprocess.PIPE).stdout.split(b"\n")
+    assert len([x for x in out if x]) == 100
+    # A wrong password: refused with the authentication error, logged with
+    # the user but never the password.
+    errs = client_errors(b, rdk_sasl("alice", "wrong-password"))
+    assert errs and errs[0].code() == KafkaError._AUTHENTICATION, errs
+    assert "Invalid username or password" in errs[0].str()
+    assert wait_log(b, "SASL authentication of user 'alice' from 127.0.0.1:"), b.log()[-3000:]
+    assert "invalid user name or password" in b.log()
+    assert "wrong-password" not in b.log() and "alice-secret" not in b.log()
+    err = metadata_error(b, rdk_sasl("nobody", "x"), timeout=5)
+    assert err is not None
+    assert wait_log(b, "user 'nobody'")
+    assert metadata_error(b, conf) is None
+
+
+def test_sasl_authenticate_error_code(start_broker):
+    """SaslHandshake v1 + SaslAuthenticate by hand: the error code and
+    message of a wrong password, and the connection closed after it."""
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config())
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+        resp = recv_frame(s)
+        corr, err = struct.unpack(">ih", resp[:6])
+        assert (corr, err) == (1, 0)
+        token = b"\x00alice\x00nope"
+        s.sendall(frame(36, 1, 2, struct.pack(">i", len(token)) + token))
+        resp = recv_frame(s)
+        corr, err, mlen = struct.unpack(">ihh", resp[:8])
+        assert (corr, err) == (2, 58)  # SASL_AUTHENTICATION_FAILED
+        assert b"Authentication failed" in resp[8:8 + mlen]
+        assert closed(s)
+    # The right one, with a v1 session lifetime of 0 (no re-authentication).
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+        recv_frame(s)
+        token = b"\x00alice\x00alice-secret"
+        s.sendall(frame(36, 1, 2, struct.pack(">i", len(token)) + token))
+        resp = recv_frame(s)
+        corr, err, mlen = struct.unpack(">ihh", resp[:8])
+        assert (corr, err) == (2, 0)
+        # Now a Metadata request is served.
+        s.sendall(frame(3, 1, 3, struct.pack(">i", -1)))
+        resp = recv_frame(s)
+        assert resp is not None and struct.unpack(">i", resp[:4])[0] == 3
+
+
+def test_sasl_gate_and_mechanisms(start_broker):
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config(mechanisms="PLAIN"))
+    # ApiVersions is served before authentication and lists the SASL APIs.
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(18, 0, 1, b""))
+        resp = recv_frame(s)
+        corr, err, n = struct.unpack(">ihi", resp[:10])
+        keys = [struct.unpack(">hhh", resp[10 + 6 * i:16 + 6 * i])[0] for i in range(n)]
+        assert err == 0 and 17 in keys and 36 in keys
+        # Anything else before authentication closes the connection.
+        s.sendall(frame(3, 1, 2, struct.pack(">i", -1)))
+        assert closed(s)
+    assert wait_log(b, "Metadata request before SASL authentication"), b.log()[-3000:]
+    # A mechanism the listener does not offer: UNSUPPORTED_SASL_MECHANISM
+    # with the offered list.
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(17, 1, 1, kstring(b"SCRAM-SHA-256")))
+        resp = recv_frame(s)
+        corr, err, n = struct.unpack(">ihi", resp[:10])
+        assert (corr, err, n) == (1, 33, 1)
+        assert resp[10:17] == struct.pack(">h", 5) + b"PLAIN"
+        assert closed(s)
+    # SaslAuthenticate without a handshake: ILLEGAL_SASL_STATE.
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(36, 0, 1, struct.pack(">i", 0)))
+        resp = recv_frame(s)
+        assert struct.unpack(">ih", resp[:6]) == (1, 34)
+        assert closed(s)
+
+
+def test_sasl_handshake_on_plaintext_listener(start_broker):
+    b = start_broker("PLAINTEXT")
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+        resp = recv_frame(s)
+        assert struct.unpack(">ih", resp[:6]) == (1, 34)  # ILLEGAL_SASL_STATE
+
+
+def test_sasl_plain_kafka_python_v0_framing(start_broker):
+    """kafka-python 2.0 speaks SaslHandshake v0 and then raw tokens."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    from kafka.errors import KafkaError as KPError
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config())
+    create_topic(b, "kv0", rdk_sasl("admin", "admin-secret"))
+    kw = dict(bootstrap_servers=b.bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+              sasl_plain_username="alice", sasl_plain_password="alice-secret")
+    p = KafkaProducer(request_timeout_ms=15000, **kw)
+    for i in range(20):
+        p.send("kv0", b"k%d" % i)
+    p.flush(20)
+    p.close(5)
+    c = KafkaConsumer(**kw)
+    c.assign([KTP("kv0", 0)])
+    c.seek_to_beginning()
+    got, deadline = [], time.time() + 20
+    while len(got) < 20 and time.time() < deadline:
+        for recs in c.poll(timeout_ms=500).values():
+            got.extend(r.value for r in recs)
+    c.close()
+    assert got == [b"k%d" % i for i in range(20)]
+    bad = dict(kw, sasl_plain_password="wrong")
+    with pytest.raises(KPError):
+        KafkaProducer(request_timeout_ms=5000, max_block_ms=5000, api_version=(2, 0), **bad).send("kv0", b"z").get(5)
+    assert wait_log(b, "SASL authentication of user 'alice'")
+
+
+def test_sasl_ssl_plain(pki, start_broker):
+    b = start_broker("SASL_SSL", dict(ssl_broker_config(pki), **sasl_broker_config("SASL_SSL")))
+    conf = rdk_sasl("alice", "alice-secret", protocol="SASL_SSL", pki=pki)
+    create_topic(b, "ss", conf)
+    produce(b, "ss", [b"s%d" % i for i in range(50)], conf)
+    assert consume(b, "ss", 50, conf) == [b"s%d" % i for i in range(50)]
+    kc = ["kcat", "-b", b.bootstrap, "-X", "security.protocol=SASL_SSL", "-X", "ssl.ca.location=" + pki.ca,
+          "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    out = subprocess.run(kc + ["-C", "-t", "ss", "-o", "beginning", "-e", "-q"], check=True, timeout=30,
+                         stdout=subprocess.PIPE).stdout.split(b"\n")
+    assert len([x for x in out if x]) == 50
+    assert metadata_error(b, rdk_sasl("alice", "bad", protocol="SASL_SSL", pki=pki), timeout=5) is not None
+    # Plain SASL (no TLS) on the SASL_SSL port: the TLS layer refuses it.
+    assert metadata_error(b, rdk_sasl("alice", "alice-secret"), timeout=4) is not None
+    assert wait_log(b, "not a TLS ClientHello")

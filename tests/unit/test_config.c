@@ -469,7 +469,19 @@ static void test_listeners(void) {
     CHECK(rejects("listeners=PLAINTEXT://localhost:70000\n", "listeners", "65535"));
     CHECK(rejects("listeners=PLAINTEXT://localhost:-1\n", "listeners", NULL));
     CHECK(rejects("listeners=localhost:9092\n", "listeners", "NAME://host:port"));
-    CHECK(rejects("listeners=SASL_PLAINTEXT://localhost:9093\n", "SASL_PLAINTEXT", "not support"));
+    REQUIRE(load(&c,
+                 "listeners=SASL_PLAINTEXT://localhost:9093\n"
+                 "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN\n"
+                 "listener.name.sasl_plaintext.plain.sasl.jaas.config=M required user_a=\"b\";\n",
+                 0) == 0);
+    CHECK(c.listeners[0].protocol == CONFIG_PROTOCOL_SASL_PLAINTEXT);
+    CHECK(strcmp(config_listener_value(&c, "SASL_PLAINTEXT", "sasl.enabled.mechanisms"), "PLAIN") == 0);
+    CHECK(strcmp(config_listener_mech_value(&c, "SASL_PLAINTEXT", "PLAIN", "sasl.jaas.config"),
+                 "M required user_a=\"b\";") == 0);
+    CHECK(config_listener_mech_value(&c, "SASL_PLAINTEXT", "scram-sha-256", "sasl.jaas.config") == NULL);
+    CHECK(config_warning_count(&c) == 0);
+    config_free(&c);
+    CHECK(rejects("listeners=SASL_SSL://localhost:9093\nsasl.enabled.mechanisms=GSSAPI\n", "GSSAPI", NULL));
     /* SSL listeners, with per-listener ssl.* keys; controllers stay PLAINTEXT. */
     REQUIRE(load(&c,
                  "listeners=SSL://localhost:9093\nssl.client.auth=requested\n"

@@ -87,10 +87,11 @@ static void test_scram_rfc7677(void) {
     CHECK(strcmp(s.first.user, "user") == 0);
     REQUIRE(sasl_scram_server_first(&s, &cred, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", why, sizeof why) == 0);
     CHECK(strcmp(s.server_first,
-                 "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096") == 0);
+                 "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096") ==
+          0);
     char out[256];
     size_t on = 0;
-    REQUIRE(sasl_scram_server_final(&s, (const uint8_t *)final, sizeof final - 1, out, sizeof out, &on, why,
+    REQUIRE(sasl_scram_server_final(&s, (const uint8_t *) final, sizeof final - 1, out, sizeof out, &on, why,
                                     sizeof why) == 0);
     CHECK(strcmp(out, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=") == 0);
     CHECK(s.state == SASL_SCRAM_DONE);
@@ -100,12 +101,12 @@ static void test_scram_rfc7677(void) {
     sasl_scram_server_init(&s, SASL_SCRAM_SHA_256);
     REQUIRE(sasl_scram_parse_first((const uint8_t *)first, sizeof first - 1, &s.first, why, sizeof why) == 0);
     REQUIRE(sasl_scram_server_first(&s, &cred, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", why, sizeof why) == 0);
-    CHECK(sasl_scram_server_final(&s, (const uint8_t *)final, sizeof final - 1, out, sizeof out, &on, why,
+    CHECK(sasl_scram_server_final(&s, (const uint8_t *) final, sizeof final - 1, out, sizeof out, &on, why,
                                   sizeof why) != 0);
     CHECK(strstr(why, "invalid credentials") != NULL);
     CHECK(s.state == SASL_SCRAM_FAILED);
     /* A replayed final after failure stays refused. */
-    CHECK(sasl_scram_server_final(&s, (const uint8_t *)final, sizeof final - 1, out, sizeof out, &on, why,
+    CHECK(sasl_scram_server_final(&s, (const uint8_t *) final, sizeof final - 1, out, sizeof out, &on, why,
                                   sizeof why) != 0);
 }
 
@@ -122,15 +123,17 @@ static void test_scram_parse_errors(void) {
                                "x,,n=user,r=abc",
                                NULL};
     for (int i = 0; bad_first[i]; i++)
-        CHECK(sasl_scram_parse_first((const uint8_t *)bad_first[i], strlen(bad_first[i]), &f, why, sizeof why) != 0);
+        CHECK(sasl_scram_parse_first((const uint8_t *)bad_first[i], strlen(bad_first[i]), &f, why,
+                                     sizeof why) != 0);
     const char *enc = "n,a=u=2Cx,n=u=2Cx,r=abc,tokenauth=true";
     REQUIRE(sasl_scram_parse_first((const uint8_t *)enc, strlen(enc), &f, why, sizeof why) == 0);
     CHECK(strcmp(f.user, "u,x") == 0 && f.tokenauth && f.gs2_n == 10);
     sasl_scram_final fin;
-    const char *bad_final[] = {"", "c=biws", "c=biws,r=abc", "c=b!ws,r=abc,p=AAAA", "c=biws,r=abc,p=", "r=abc,p=AAAA",
-                               NULL};
+    const char *bad_final[] = {
+        "", "c=biws", "c=biws,r=abc", "c=b!ws,r=abc,p=AAAA", "c=biws,r=abc,p=", "r=abc,p=AAAA", NULL};
     for (int i = 0; bad_final[i]; i++)
-        CHECK(sasl_scram_parse_final((const uint8_t *)bad_final[i], strlen(bad_final[i]), &fin, why, sizeof why) != 0);
+        CHECK(sasl_scram_parse_final((const uint8_t *)bad_final[i], strlen(bad_final[i]), &fin, why,
+                                     sizeof why) != 0);
 }
 
 static void test_scram_sha512_roundtrip(void) {
@@ -154,8 +157,8 @@ static void test_scram_sha512_roundtrip(void) {
     const char *wrong = "c=biws,r=clientnonceXXX,p=AAAA";
     char out[256];
     size_t on;
-    CHECK(sasl_scram_server_final(&s, (const uint8_t *)wrong, strlen(wrong), out, sizeof out, &on, why, sizeof why) !=
-          0);
+    CHECK(sasl_scram_server_final(&s, (const uint8_t *)wrong, strlen(wrong), out, sizeof out, &on, why,
+                                  sizeof why) != 0);
     CHECK(strstr(why, "nonce") != NULL);
 }
 
@@ -168,8 +171,12 @@ static void test_pem_normalize(void) {
     const char *cont = "junk -----BEGIN PRIVATE KEY-----\\\n  QUJD\\\n -----END PRIVATE KEY-----";
     CHECK(tls_pem_normalize(cont, strlen(cont), out, sizeof out) > 0);
     CHECK(strcmp(out, "-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n") == 0);
-    const char *bad[] = {"", "no pem", "-----BEGIN X----- QUJD", "-----BEGIN X----- QU!D -----END X-----",
-                         "-----BEGIN X----- QUJD -----END Y-----", NULL};
+    const char *bad[] = {"",
+                         "no pem",
+                         "-----BEGIN X----- QUJD",
+                         "-----BEGIN X----- QU!D -----END X-----",
+                         "-----BEGIN X----- QUJD -----END Y-----",
+                         NULL};
     for (int i = 0; bad[i]; i++)
         CHECK(tls_pem_normalize(bad[i], strlen(bad[i]), out, sizeof out) < 0);
     CHECK(tls_pem_normalize(one_line, strlen(one_line), out, 10) < 0);
