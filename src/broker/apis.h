@@ -45,5 +45,8 @@ breq_status api_consumer_group_describe(breq *r);
 breq_status api_quorum(breq *r);
 breq_status api_broker_registration(breq *r);
 breq_status api_broker_heartbeat(breq *r);
+/* SCRAM users (api_scram.c); SaslHandshake and SaslAuthenticate are in sasl.h */
+breq_status api_alter_user_scram_credentials(breq *r);
+breq_status api_describe_user_scram_credentials(breq *r);
 
 #endif

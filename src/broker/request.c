@@ -71,6 +71,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
     {KAFKA_API_SASL_HANDSHAKE, 0, 1, api_sasl_handshake},
     {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
+    {KAFKA_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, api_describe_user_scram_credentials},
+    {KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, api_alter_user_scram_credentials},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -338,7 +340,7 @@ static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->h
 static bool forwarded_api(int16_t key) {
     return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
-           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS;
+           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;

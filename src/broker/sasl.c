@@ -29,8 +29,8 @@ struct bsasl {
 };
 
 typedef enum session_state {
-    SESS_START = 0,   /* nothing yet, or authenticated and free to re-authenticate */
-    SESS_RAW,         /* after SaslHandshake v0: raw tokens follow */
+    SESS_START = 0,    /* nothing yet, or authenticated and free to re-authenticate */
+    SESS_RAW,          /* after SaslHandshake v0: raw tokens follow */
     SESS_AUTHENTICATE, /* after SaslHandshake v1: SaslAuthenticate follows */
 } session_state;
 
@@ -58,7 +58,10 @@ static unsigned mech_bit(const char *name, size_t n) {
 }
 
 static const char *mech_name(unsigned bit) {
-    return bit == MECH_PLAIN ? "PLAIN" : bit == MECH_S256 ? "SCRAM-SHA-256" : bit == MECH_S512 ? "SCRAM-SHA-512" : "?";
+    return bit == MECH_PLAIN  ? "PLAIN"
+           : bit == MECH_S256 ? "SCRAM-SHA-256"
+           : bit == MECH_S512 ? "SCRAM-SHA-512"
+                              : "?";
 }
 
 bsasl *bsasl_create(const broker_config *cfg, const config_listener *l) {
@@ -84,15 +87,18 @@ bsasl *bsasl_create(const broker_config *cfg, const config_listener *l) {
     if (jaas != NULL) {
         char why[256];
         s->plain = calloc(SASL_JAAS_USERS_MAX, sizeof *s->plain);
-        if (s->plain == NULL || sasl_jaas_users(jaas, s->plain, SASL_JAAS_USERS_MAX, &s->n_plain, why, sizeof why) != 0) {
-            LOG_ERROR("broker", "listener.name.%s.plain.sasl.jaas.config: %s", l->name, s->plain ? why : "out of memory");
+        if (s->plain == NULL ||
+            sasl_jaas_users(jaas, s->plain, SASL_JAAS_USERS_MAX, &s->n_plain, why, sizeof why) != 0) {
+            LOG_ERROR("broker", "listener.name.%s.plain.sasl.jaas.config: %s", l->name,
+                      s->plain ? why : "out of memory");
             goto err;
         }
     } else if (s->mechs & MECH_PLAIN) {
-        LOG_WARN("broker",
-                 "listener %s offers PLAIN but has no listener.name.%s.plain.sasl.jaas.config: no PLAIN user can "
-                 "log in",
-                 l->name, l->name);
+        LOG_WARN(
+            "broker",
+            "listener %s offers PLAIN but has no listener.name.%s.plain.sasl.jaas.config: no PLAIN user can "
+            "log in",
+            l->name, l->name);
     }
     const char *reauth = config_listener_value(cfg, l->name, "connections.max.reauth.ms");
     s->reauth_ms = reauth ? strtoll(reauth, NULL, 10) : 0;
@@ -139,22 +145,24 @@ static void printable(const char *in, size_t n, char *out, size_t outn) {
     out[o] = '\0';
 }
 
-static void log_failure(broker *b, net_request *nr, const bsasl_session *s, const char *user, const char *why) {
+static void log_failure(broker *b, net_request *nr, const bsasl_session *s, const char *user,
+                        const char *why) {
     (void)b;
     uint64_t held;
     if (log_ratelimit_allow(&fail_rl, &held))
-        LOG_WARN("broker",
-                 "SASL authentication of user '%s' from %s (%s) failed: %s; closing the connection (%llu similar "
-                 "lines held back)",
-                 user[0] ? user : "?", nr->peer, mech_name(s->mech), why, (unsigned long long)held);
+        LOG_WARN(
+            "broker",
+            "SASL authentication of user '%s' from %s (%s) failed: %s; closing the connection (%llu similar "
+            "lines held back)",
+            user[0] ? user : "?", nr->peer, mech_name(s->mech), why, (unsigned long long)held);
 }
 
 typedef enum step_result { STEP_CONTINUE, STEP_DONE, STEP_FAIL } step_result;
 
 /* One client token of the exchange under way. out receives the server's
  * token (out_n bytes). */
-static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint8_t *in, size_t n, uint8_t *out,
-                        size_t outn, size_t *out_n) {
+static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint8_t *in, size_t n,
+                        uint8_t *out, size_t outn, size_t *out_n) {
     char why[256] = "", user[SASL_NAME_MAX + 1] = "";
     *out_n = 0;
     if (s->mech == MECH_PLAIN) {
@@ -194,7 +202,8 @@ static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint
         sasl_scram_cred cred;
         uint8_t rnd[18];
         char nonce[32];
-        bool found = b->meta != NULL && bmeta_scram_credential(b->meta, s->scram.first.user, mech, &cred) == 0;
+        bool found =
+            b->meta != NULL && bmeta_scram_credential(b->meta, s->scram.first.user, mech, &cred) == 0;
         if (RAND_bytes(rnd, sizeof rnd) != 1 || sasl_b64_encode(rnd, sizeof rnd, nonce, sizeof nonce) < 0) {
             snprintf(why, sizeof why, "no random bytes for the nonce");
             goto fail;
@@ -283,7 +292,8 @@ bool bsasl_gate(breq *r) {
     bsasl_session *s = session_of(nr);
     if (s == NULL)
         return false;
-    if (key == KAFKA_API_API_VERSIONS || key == KAFKA_API_SASL_HANDSHAKE || key == KAFKA_API_SASL_AUTHENTICATE)
+    if (key == KAFKA_API_API_VERSIONS || key == KAFKA_API_SASL_HANDSHAKE ||
+        key == KAFKA_API_SASL_AUTHENTICATE)
         return true;
     const char *why = NULL;
     if (!s->authenticated)
@@ -296,8 +306,8 @@ bool bsasl_gate(breq *r) {
         return true;
     uint64_t held;
     if (log_ratelimit_allow(&gate_rl, &held))
-        LOG_INFO("broker", "closing connection from %s: %s request %s (%llu similar lines held back)", nr->peer,
-                 r->api ? r->api->name : "unknown", why, (unsigned long long)held);
+        LOG_INFO("broker", "closing connection from %s: %s request %s (%llu similar lines held back)",
+                 nr->peer, r->api ? r->api->name : "unknown", why, (unsigned long long)held);
     return false;
 }
 
@@ -332,15 +342,17 @@ breq_status api_sasl_handshake(breq *r) {
         r->close_after_response = true;
         return BREQ_DONE;
     }
-    unsigned bit = mech_bit(req->mechanism.ptr ? req->mechanism.ptr : "", (size_t)(req->mechanism.len > 0 ? req->mechanism.len : 0));
+    unsigned bit = mech_bit(req->mechanism.ptr ? req->mechanism.ptr : "",
+                            (size_t)(req->mechanism.len > 0 ? req->mechanism.len : 0));
     if ((bit & cfg->mechs) == 0) {
         char shown[64];
-        printable(req->mechanism.ptr ? req->mechanism.ptr : "", (size_t)(req->mechanism.len > 0 ? req->mechanism.len : 0),
-                  shown, sizeof shown);
+        printable(req->mechanism.ptr ? req->mechanism.ptr : "",
+                  (size_t)(req->mechanism.len > 0 ? req->mechanism.len : 0), shown, sizeof shown);
         uint64_t held;
         if (log_ratelimit_allow(&fail_rl, &held))
-            LOG_WARN("broker", "SASL handshake from %s asked for mechanism '%s', which listener %s does not offer; "
-                               "closing the connection (%llu similar lines held back)",
+            LOG_WARN("broker",
+                     "SASL handshake from %s asked for mechanism '%s', which listener %s does not offer; "
+                     "closing the connection (%llu similar lines held back)",
                      r->net->peer, shown, cfg->listener, (unsigned long long)held);
         resp->error_code = KAFKA_ERR_UNSUPPORTED_SASL_MECHANISM;
         r->close_after_response = true;
@@ -371,10 +383,10 @@ breq_status api_sasl_authenticate(breq *r) {
     step_result st = step(r->b, r->net, s, in, in_n, out, SASL_SCRAM_MSG_MAX, &out_n);
     if (st == STEP_FAIL) {
         resp->error_code = KAFKA_ERR_SASL_AUTHENTICATION_FAILED;
-        resp->error_message = kstr_c(s->mech == MECH_PLAIN
-                                         ? "Authentication failed: Invalid username or password"
-                                         : "Authentication failed during authentication due to invalid credentials "
-                                           "with SASL mechanism SCRAM");
+        resp->error_message = kstr_c(
+            s->mech == MECH_PLAIN ? "Authentication failed: Invalid username or password"
+                                  : "Authentication failed during authentication due to invalid credentials "
+                                    "with SASL mechanism SCRAM");
         r->close_after_response = true;
         return BREQ_DONE;
     }

@@ -304,6 +304,20 @@ int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, con
     return ok ? 0 : -1;
 }
 
+int sasl_scram_from_keys(int mech, const uint8_t *salt, size_t salt_n, const uint8_t *stored_key,
+                         const uint8_t *server_key, size_t key_n, int32_t iterations, sasl_scram_cred *out) {
+    if (key_n == 0 || key_n != sasl_scram_hash_len(mech) || salt_n == 0 || salt_n > SASL_SCRAM_SALT_MAX ||
+        iterations <= 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    memcpy(out->salt, salt, salt_n);
+    out->salt_n = salt_n;
+    memcpy(out->stored_key, stored_key, key_n);
+    memcpy(out->server_key, server_key, key_n);
+    out->iterations = iterations;
+    return 0;
+}
+
 int sasl_scram_derive(int mech, const char *pass, size_t pass_n, const uint8_t *salt, size_t salt_n,
                       int32_t iterations, sasl_scram_cred *out) {
     size_t hl = sasl_scram_hash_len(mech);
@@ -388,10 +402,10 @@ int sasl_scram_parse_first(const uint8_t *msg, size_t n, sasl_scram_first *out, 
         return -1;
     }
     memcpy(out->gs2, m, out->gs2_n);
-    out->bare = c2 + 1;
     out->bare_n = n - out->gs2_n;
+    memcpy(out->bare, c2 + 1, out->bare_n);
     /* n=user,r=nonce[,ext=...] */
-    const char *p = out->bare, *end = m + n;
+    const char *p = c2 + 1, *end = m + n;
     if (end - p < 2 || p[0] != 'n' || p[1] != '=') {
         fmt(why, whyn, "invalid SCRAM client-first message: expected n=<user>");
         return -1;
@@ -546,7 +560,10 @@ int sasl_scram_server_final(sasl_scram_server *s, const uint8_t *msg, size_t n, 
     s->state = SASL_SCRAM_FAILED; /* until proven otherwise */
     if (sasl_scram_parse_final(msg, n, &f, why, whyn) != 0)
         return -1;
-    if (strcmp(f.nonce, s->nonce) != 0) {
+    /* The nonce must end with ours, as Kafka checks it (librdkafka 2.0
+     * sends its own nonce in front of the combined one). */
+    size_t fn = strlen(f.nonce), sn = strlen(s->nonce);
+    if (fn < sn || memcmp(f.nonce + fn - sn, s->nonce, sn) != 0) {
         fmt(why, whyn, "the SCRAM nonce does not match");
         return -1;
     }

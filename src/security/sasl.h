@@ -87,13 +87,18 @@ int sasl_scram_derive(int mech, const char *pass, size_t pass_n, const uint8_t *
 int sasl_scram_from_salted(int mech, const uint8_t *salted, size_t salted_n, const uint8_t *salt,
                            size_t salt_n, int32_t iterations, sasl_scram_cred *out);
 
+/* From stored keys (the metadata log's UserScramCredentialRecord); any
+ * positive iteration count is accepted here. 0, or -1 on bad lengths. */
+int sasl_scram_from_keys(int mech, const uint8_t *salt, size_t salt_n, const uint8_t *stored_key,
+                         const uint8_t *server_key, size_t key_n, int32_t iterations, sasl_scram_cred *out);
+
 /* client-first-message, parsed: gs2 header "n,," (channel binding is not
  * offered; "y,," is accepted, "p=" refused; an authzid must equal the user),
  * then n=<user>,r=<nonce>[,extensions]. The user is decoded (=2C, =3D). */
 typedef struct sasl_scram_first {
     char user[SASL_NAME_MAX + 1];
     char nonce[SASL_SCRAM_NONCE_MAX + 1];
-    const char *bare; /* client-first-message-bare, within the message */
+    char bare[SASL_SCRAM_MSG_MAX]; /* client-first-message-bare (a copy: AuthMessage needs it later) */
     size_t bare_n;
     char gs2[SASL_NAME_MAX + 16]; /* the gs2 header, echoed in c= of the final message */
     size_t gs2_n;
@@ -102,7 +107,9 @@ typedef struct sasl_scram_first {
 
 int sasl_scram_parse_first(const uint8_t *msg, size_t n, sasl_scram_first *out, char *why, size_t whyn);
 
-/* client-final-message, parsed: c=<base64 gs2 header>,r=<nonce>[,...],p=<base64 proof>. */
+/* client-final-message, parsed: c=<base64 gs2 header>,r=<nonce>[,...],p=<base64 proof>.
+ * The server accepts a nonce that ends with the combined nonce, as Kafka
+ * does (librdkafka 2.0 repeats its own nonce in front). */
 typedef struct sasl_scram_final {
     uint8_t channel[SASL_NAME_MAX + 16];
     size_t channel_n;

@@ -426,7 +426,7 @@ def frame(api_key, version, corr, body, client_id=b"t"):
 
 
 def version_is_flexible(api_key, version):
-    return (api_key == 36 and version >= 2) or (api_key == 18 and version >= 3)
+    return (api_key == 36 and version >= 2) or (api_key == 18 and version >= 3) or api_key in (50, 51)
 
 
 def recv_frame(s, timeout=5.0):
@@ -607,3 +607,191 @@ def test_sasl_ssl_plain(pki, start_broker):
     # Plain SASL (no TLS) on the SASL_SSL port: the TLS layer refuses it.
     assert metadata_error(b, rdk_sasl("alice", "alice-secret"), timeout=4) is not None
     assert wait_log(b, "not a TLS ClientHello")
+
+
+# ---- SCRAM -----------------------------------------------------------------------
+
+def uvarint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def read_uvarint(buf, pos):
+    shift = value = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def cstr(v):
+    return uvarint(len(v) + 1) + v
+
+
+def read_cstr(buf, pos):
+    n, pos = read_uvarint(buf, pos)
+    if n == 0:
+        return None, pos
+    return buf[pos:pos + n - 1], pos + n - 1
+
+
+MECH = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
+
+
+def admin_connection(b):
+    """A raw connection authenticated with PLAIN as admin."""
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+    s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+    assert struct.unpack(">ih", recv_frame(s)[:6]) == (1, 0)
+    token = b"\x00admin\x00admin-secret"
+    s.sendall(frame(36, 0, 2, struct.pack(">i", len(token)) + token))
+    assert struct.unpack(">ih", recv_frame(s)[:6]) == (2, 0)
+    return s
+
+
+def alter_scram(s, upserts=(), deletes=(), iterations=4096, corr=10):
+    """AlterUserScramCredentials v0; returns [(user, error, message)]."""
+    import hashlib
+    body = uvarint(len(deletes) + 1)
+    for user, mech in deletes:
+        body += cstr(user.encode()) + struct.pack(">b", MECH[mech][0]) + b"\x00"
+    body += uvarint(len(upserts) + 1)
+    for user, mech, password in upserts:
+        salt = os.urandom(16)
+        salted = hashlib.pbkdf2_hmac(MECH[mech][1], password.encode(), salt, iterations)
+        body += (cstr(user.encode()) + struct.pack(">bi", MECH[mech][0], iterations) + cstr(salt) + cstr(salted) +
+                 b"\x00")
+    body += b"\x00"
+    s.sendall(frame(51, 0, corr, body))
+    resp = recv_frame(s)
+    assert resp is not None
+    (rcorr,) = struct.unpack(">i", resp[:4])
+    assert rcorr == corr
+    pos = 5  # correlation id, empty tagged fields
+    pos += 4  # throttle
+    n, pos = read_uvarint(resp, pos)
+    out = []
+    for _ in range(n - 1):
+        user, pos = read_cstr(resp, pos)
+        (err,) = struct.unpack(">h", resp[pos:pos + 2])
+        pos += 2
+        msg, pos = read_cstr(resp, pos)
+        _, pos = read_uvarint(resp, pos)  # tags
+        out.append((user.decode(), err, msg.decode() if msg else None))
+    return out
+
+
+def describe_scram(s, users=None, corr=20):
+    body = uvarint(0) if users is None else uvarint(len(users) + 1) + b"".join(cstr(u.encode()) + b"\x00"
+                                                                               for u in users)
+    body += b"\x00"
+    s.sendall(frame(50, 0, corr, body))
+    resp = recv_frame(s)
+    pos = 5 + 4
+    (top_err,) = struct.unpack(">h", resp[pos:pos + 2])
+    pos += 2
+    _, pos = read_cstr(resp, pos)
+    n, pos = read_uvarint(resp, pos)
+    out = {}
+    for _ in range(n - 1):
+        user, pos = read_cstr(resp, pos)
+        (err,) = struct.unpack(">h", resp[pos:pos + 2])
+        pos += 2
+        _, pos = read_cstr(resp, pos)
+        k, pos = read_uvarint(resp, pos)
+        infos = []
+        for _ in range(k - 1):
+            mech, iters = struct.unpack(">bi", resp[pos:pos + 5])
+            pos += 5
+            _, pos = read_uvarint(resp, pos)
+            infos.append((mech, iters))
+        _, pos = read_uvarint(resp, pos)
+        out[user.decode()] = (err, infos)
+    return top_err, out
+
+
+def test_scram_users_and_logins(start_broker):
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config())
+    with admin_connection(b) as s:
+        res = alter_scram(s, upserts=[("carol", "SCRAM-SHA-256", "carol-pw"), ("dave", "SCRAM-SHA-512", "dave-pw"),
+                                      ("dave", "SCRAM-SHA-256", "dave-pw256")])
+        assert sorted(res) == [("carol", 0, None), ("dave", 0, None)], res
+        # Kafka's checks: too few iterations, a mechanism named twice, an
+        # unknown credential deleted.
+        res = alter_scram(s, upserts=[("erin", "SCRAM-SHA-256", "x")], iterations=100)
+        assert res == [("erin", 93, "Too few iterations")]
+        res = alter_scram(s, upserts=[("carol", "SCRAM-SHA-256", "a")], deletes=[("carol", "SCRAM-SHA-256")])
+        assert res[0][0] == "carol" and res[0][1] == 92
+        res = alter_scram(s, deletes=[("nobody", "SCRAM-SHA-512")])
+        assert res[0][1] == 91
+        top, users = describe_scram(s)
+        assert top == 0
+        assert users == {"carol": (0, [(1, 4096)]), "dave": (0, [(1, 4096), (2, 4096)])}, users
+        top, users = describe_scram(s, ["carol", "zed"])
+        assert users["carol"][0] == 0 and users["zed"][0] == 91
+    # librdkafka logs in with each mechanism, and produces and consumes.
+    c256 = rdk_sasl("carol", "carol-pw", mechanism="SCRAM-SHA-256")
+    c512 = rdk_sasl("dave", "dave-pw", mechanism="SCRAM-SHA-512")
+    create_topic(b, "scram", c256)
+    produce(b, "scram", [b"a", b"b"], c256)
+    produce(b, "scram", [b"c"], c512)
+    assert consume(b, "scram", 3, c512) == [b"a", b"b", b"c"]
+    assert metadata_error(b, rdk_sasl("dave", "dave-pw256", mechanism="SCRAM-SHA-256")) is None
+    # A wrong password, and a user without a credential for the mechanism.
+    errs = client_errors(b, rdk_sasl("carol", "wrong", mechanism="SCRAM-SHA-256"))
+    assert errs and errs[0].code() == KafkaError._AUTHENTICATION, errs
+    assert wait_log(b, "SASL authentication of user 'carol'") and "invalid credentials" in b.log()
+    errs = client_errors(b, rdk_sasl("carol", "carol-pw", mechanism="SCRAM-SHA-512"))
+    assert errs and errs[0].code() == KafkaError._AUTHENTICATION, errs
+    assert wait_log(b, "no SCRAM-SHA-512 credential for this user")
+    assert "carol-pw" not in b.log() and "wrong" not in b.log().replace("wrong length", "")
+    # kafka-python (SaslHandshake v0, raw SCRAM tokens).
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    kc = KafkaConsumer(bootstrap_servers=b.bootstrap, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="dave", sasl_plain_password="dave-pw")
+    kc.assign([KTP("scram", 0)])
+    kc.seek_to_beginning()
+    got, deadline = [], time.time() + 20
+    while len(got) < 3 and time.time() < deadline:
+        for recs in kc.poll(timeout_ms=500).values():
+            got.extend(r.value for r in recs)
+    kc.close()
+    assert got == [b"a", b"b", b"c"]
+    # Credentials live in the metadata log: a restart keeps them; a deletion
+    # takes them away.
+    b.restart()
+    assert metadata_error(b, c256) is None
+    with admin_connection(b) as s:
+        assert alter_scram(s, deletes=[("carol", "SCRAM-SHA-256")]) == [("carol", 0, None)]
+    errs = client_errors(b, c256)
+    assert errs and errs[0].code() == KafkaError._AUTHENTICATION, errs
+    assert metadata_error(b, c512) is None
+
+
+def test_scram_over_sasl_ssl(pki, start_broker):
+    b = start_broker("SASL_SSL", dict(ssl_broker_config(pki), **sasl_broker_config("SASL_SSL")))
+    # The raw admin connection needs TLS here.
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    raw = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+    recv_frame(s)
+    token = b"\x00admin\x00admin-secret"
+    s.sendall(frame(36, 0, 2, struct.pack(">i", len(token)) + token))
+    assert struct.unpack(">ih", recv_frame(s)[:6]) == (2, 0)
+    assert alter_scram(s, upserts=[("frank", "SCRAM-SHA-256", "frank-pw")]) == [("frank", 0, None)]
+    s.close()
+    conf = rdk_sasl("frank", "frank-pw", mechanism="SCRAM-SHA-256", protocol="SASL_SSL", pki=pki)
+    create_topic(b, "sslscram", conf)
+    produce(b, "sslscram", [b"q"], conf)
+    assert consume(b, "sslscram", 1, conf) == [b"q"]
