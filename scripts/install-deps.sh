@@ -11,7 +11,7 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config clang clang-format python3
             zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libssl-dev librdkafka-dev libmicrohttpd-dev)
-TEST_PKGS=(kcat python3-confluent-kafka python3-kafka python3-pytest libclang-rt-14-dev
+TEST_PKGS=(kcat openssl python3-confluent-kafka python3-kafka python3-pytest libclang-rt-14-dev
            python3-snappy python3-lz4 python3-zstandard python3-prometheus-client chromium
            prometheus nodejs)
 

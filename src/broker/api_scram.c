@@ -29,7 +29,8 @@ typedef struct user_slot {
 
 static int find_user(user_slot *u, int32_t n, kstr name) {
     for (int32_t i = 0; i < n; i++)
-        if (u[i].name.len == name.len && (name.len <= 0 || memcmp(u[i].name.ptr, name.ptr, (size_t)name.len) == 0))
+        if (u[i].name.len == name.len &&
+            (name.len <= 0 || memcmp(u[i].name.ptr, name.ptr, (size_t)name.len) == 0))
             return i;
     return -1;
 }
@@ -83,7 +84,8 @@ breq_status api_alter_user_scram_credentials(breq *r) {
         }
         if (del)
             continue;
-        const kafka_alter_user_scram_credentials_request_scram_credential_upsertion *up = &req->upsertions[i - nd];
+        const kafka_alter_user_scram_credentials_request_scram_credential_upsertion *up =
+            &req->upsertions[i - nd];
         sasl_scram_cred cred;
         if (up->iterations < SASL_SCRAM_ITER_MIN || up->iterations > SASL_SCRAM_ITER_MAX) {
             refuse(&users[u], KAFKA_ERR_UNACCEPTABLE_CREDENTIAL,
@@ -91,8 +93,8 @@ breq_status api_alter_user_scram_credentials(breq *r) {
             continue;
         }
         if (up->salted_password.len <= 0 || up->salt.len <= 0 ||
-            sasl_scram_from_salted(mech, up->salted_password.ptr, (size_t)up->salted_password.len, up->salt.ptr,
-                                   (size_t)up->salt.len, up->iterations, &cred) != 0) {
+            sasl_scram_from_salted(mech, up->salted_password.ptr, (size_t)up->salted_password.len,
+                                   up->salt.ptr, (size_t)up->salt.len, up->iterations, &cred) != 0) {
             refuse(&users[u], KAFKA_ERR_UNACCEPTABLE_CREDENTIAL,
                    "The salt or the salted password is empty or has the wrong length");
             continue;
@@ -136,13 +138,14 @@ breq_status api_alter_user_scram_credentials(breq *r) {
         return BREQ_CLOSE;
     resp->results_count = n_users;
     for (int32_t i = 0; i < n_users; i++) {
-        kafka_alter_user_scram_credentials_response_alter_user_scram_credentials_result_init(&resp->results[i]);
+        kafka_alter_user_scram_credentials_response_alter_user_scram_credentials_result_init(
+            &resp->results[i]);
         resp->results[i].user = users[i].name;
         resp->results[i].error_code = users[i].error;
         resp->results[i].error_message = users[i].message ? kstr_c(users[i].message) : KSTR_NULL;
     }
-    LOG_INFO("broker", "AlterUserScramCredentials from %s (%s): %d deletions, %d upsertions for %d users", r->net->peer,
-             bsasl_principal(r), nd, nu, n_users);
+    LOG_INFO("broker", "AlterUserScramCredentials from %s (%s): %d deletions, %d upsertions for %d users",
+             r->net->peer, bsasl_principal(r), nd, nu, n_users);
     return BREQ_DONE;
 }
 
@@ -168,7 +171,8 @@ breq_status api_describe_user_scram_credentials(breq *r) {
                 char *name = breq_alloc(r, strlen(c->name) + 1);
                 if (name == NULL)
                     break;
-                kafka_describe_user_scram_credentials_response_describe_user_scram_credentials_result_init(&out[n]);
+                kafka_describe_user_scram_credentials_response_describe_user_scram_credentials_result_init(
+                    &out[n]);
                 out[n].user = kstr_c(strcpy(name, c->name));
                 out[n].credential_infos = breq_calloc(r, 2, sizeof *out[n].credential_infos);
                 out[n].credential_infos_count = 0;
@@ -194,7 +198,8 @@ breq_status api_describe_user_scram_credentials(breq *r) {
                       (name.len <= 0 || memcmp(req->users[k].name.ptr, name.ptr, (size_t)name.len) == 0);
             if (dup) {
                 u->error_code = KAFKA_ERR_DUPLICATE_RESOURCE;
-                u->error_message = kstr_c("Cannot describe SCRAM credentials for the same user twice in a single request");
+                u->error_message =
+                    kstr_c("Cannot describe SCRAM credentials for the same user twice in a single request");
                 continue;
             }
             char cname[MD_SCRAM_NAME_MAX + 1] = "";

@@ -108,8 +108,9 @@ static const config_def broker_defs[] = {
      .field = CONFIG_NO_FIELD, .check = config_check_listeners, .valid = "NAME://host:port, ...",
      .flags = CONFIG_F_DEVIATES | CONFIG_F_ACTIVE,
      .doc = "Comma-separated NAME://host:port addresses to accept connections on; an empty host binds every "
-            "interface, IPv6 hosts go in brackets. Only PLAINTEXT is supported so far. Kafka's default binds "
-            "every interface; Sluice binds localhost unless told otherwise."},
+            "interface, IPv6 hosts go in brackets. Clients are served on the first listener that is not a "
+            "controller listener, with its protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; see "
+            "docs/security.md). Kafka's default binds every interface; Sluice binds localhost unless told otherwise."},
     {.name = "advertised.listeners", .type = CONFIG_STRING, .dflt = NULL, .field = CONFIG_NO_FIELD,
      .check = config_check_listeners, .valid = "NAME://host:port, ...", .flags = CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
      .doc = "Addresses given to clients in metadata, same syntax as listeners. When unset, the listeners "

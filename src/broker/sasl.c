@@ -316,6 +316,17 @@ const char *bsasl_principal(breq *r) {
         bsasl_session *s = *net_request_session(r->net);
         return s && s->authenticated ? s->principal : "User:ANONYMOUS";
     }
+    /* An SSL client with a certificate is its subject, as Kafka's default
+     * principal builder has it (ssl.principal.mapping.rules=DEFAULT). */
+    if (r->net->tls_subject != NULL) {
+        size_t n = strlen(r->net->tls_subject);
+        char *p = breq_alloc(r, n + 6);
+        if (p != NULL) {
+            memcpy(p, "User:", 5);
+            memcpy(p + 5, r->net->tls_subject, n + 1);
+            return p;
+        }
+    }
     return "User:ANONYMOUS";
 }
 

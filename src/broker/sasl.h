@@ -45,8 +45,9 @@ bool bsasl_intercept(broker *b, net_request *nr);
 /* After the header is parsed: false if the request may not be served now
  * (the caller closes the connection; the reason is logged). */
 bool bsasl_gate(breq *r);
-/* The authenticated principal of r's connection ("User:alice"), or
- * "User:ANONYMOUS" on a listener without SASL. */
+/* The authenticated principal of r's connection: "User:alice" after SASL,
+ * "User:<certificate subject>" for an SSL client with a certificate,
+ * "User:ANONYMOUS" otherwise. Lives as long as r. */
 const char *bsasl_principal(breq *r);
 
 breq_status api_sasl_handshake(breq *r);
