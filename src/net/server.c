@@ -259,6 +259,7 @@ struct net_thread {
     net_conn *stalled;
     net_conn *graveyard; /* closed and unreferenced; freed after each epoll batch */
     uint8_t *copy_buf;   /* for the copying file path */
+    bool tls_ready;      /* a stalled TLS connection has bytes buffered: retry without waiting */
 };
 
 struct net_server {
@@ -874,13 +875,18 @@ static bool conn_handshake(net_conn *c) {
  * none have come yet or the connection closed. */
 static size_t socket_holds(net_conn *c) {
     if (c->tls) {
+        /* Decrypted bytes plus what the socket holds (ciphertext: a few
+         * percent more than the plaintext it carries). */
         size_t p = tls_conn_pending(c->tls);
-        if (p > 0)
-            return p;
-        uint8_t peek; /* decrypts the next record, if one is whole */
-        if (!read_ok(c, tls_conn_peek(c->tls, &peek, 1), "peer closed mid-request"))
-            return 0;
-        p = tls_conn_pending(c->tls);
+        if (p == 0) {
+            uint8_t peek; /* decrypts the next record, if one is whole */
+            if (!read_ok(c, tls_conn_peek(c->tls, &peek, 1), "peer closed mid-request"))
+                return 0;
+            p = tls_conn_pending(c->tls);
+        }
+        int raw = 0;
+        if (ioctl(c->fd, FIONREAD, &raw) == 0 && raw > 0)
+            p += (size_t)raw;
         return p > 0 ? p : 1;
     }
     int queued = 0;
@@ -896,7 +902,9 @@ static void conn_read(net_conn *c) {
     net_server *s = c->t->s;
     if (c->tls_handshaking && (c->closed || !conn_handshake(c)))
         return;
-    for (int rounds = 0; rounds < 16 && !c->closed && !c->in_handler && !c->stalled; rounds++) {
+    /* TLS hands over one record (at most 16 KiB) per read: more rounds. */
+    int max_rounds = c->tls ? 64 : 16;
+    for (int rounds = 0; rounds < max_rounds && !c->closed && !c->in_handler && !c->stalled; rounds++) {
         if (c->frame_size < 0) {
             ssize_t n = conn_recv(c, c->size_buf + c->size_got, 4 - c->size_got);
             if (!read_ok(c, n, c->size_got ? "peer closed mid-request" : "peer closed"))
@@ -963,8 +971,10 @@ static void conn_read(net_conn *c) {
     }
     /* Out of rounds with decrypted bytes left: the socket may never become
      * readable for them, so the connection is retried after this batch. */
-    if (c->tls && !c->closed && !c->in_handler && !c->stalled && tls_conn_pending(c->tls) > 0)
+    if (c->tls && !c->closed && !c->in_handler && !c->stalled && tls_conn_has_pending(c->tls)) {
         conn_stall(c);
+        c->t->tls_ready = true;
+    }
 }
 
 /* Copies up to cap bytes of c's response from its current position into
@@ -1365,6 +1375,7 @@ static void drain_completions(net_thread *t) {
 }
 
 static void retry_stalled(net_thread *t) {
+    t->tls_ready = false;
     net_conn *list = t->stalled;
     t->stalled = NULL;
     while (list) {
@@ -1443,7 +1454,9 @@ static void *net_main(void *arg) {
             if (atomic_load(&s->net_stop))
                 break;
         }
-        int timeout = t->stalled ? NET_STALL_RETRY_MS : 200;
+        if (t->stalled == NULL)
+            t->tls_ready = false; /* its connection closed meanwhile */
+        int timeout = t->tls_ready ? 0 : t->stalled ? NET_STALL_RETRY_MS : 200;
         if (t->accept_resume_ms) {
             int64_t until = t->accept_resume_ms - clock_mono_ms();
             if (until < timeout)

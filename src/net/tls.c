@@ -471,6 +471,9 @@ static SSL_CTX *build_ctx(const tls_server *s, char *err, size_t errn) {
     SSL_CTX_set_options(ctx,
                         SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* Read several records per read(2); the buffer goes when it is empty. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
     static const unsigned char sid[] = "sluice";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     if (load_keystore(s, ctx, err, errn) != 0 || load_truststore(s, ctx, err, errn) != 0)
@@ -736,6 +739,8 @@ size_t tls_conn_pending(const tls_conn *c) {
     int p = SSL_pending(c->ssl);
     return p > 0 ? (size_t)p : 0;
 }
+
+bool tls_conn_has_pending(const tls_conn *c) { return SSL_has_pending(c->ssl) == 1; }
 
 void tls_conn_describe(const tls_conn *c, char *out, size_t n) {
     fmt(out, n, "%s %s", SSL_get_version(c->ssl), SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));

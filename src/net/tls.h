@@ -63,6 +63,10 @@ typedef struct tls_config {
 typedef struct tls_server tls_server;
 typedef struct tls_conn tls_conn;
 
+/* OpenSSL's read buffer per connection while it holds data: records are
+ * read ahead, several per read(2). */
+#define TLS_READ_BUFFER (64 * 1024)
+
 /* Most bytes of a PEM text (a file or an inline value) read. */
 #define TLS_PEM_MAX (1u << 20)
 
@@ -93,6 +97,10 @@ ssize_t tls_conn_peek(tls_conn *c, void *buf, size_t n);
 ssize_t tls_conn_write(tls_conn *c, const void *buf, size_t n);
 /* Decrypted bytes waiting in the connection (readable without the socket). */
 size_t tls_conn_pending(const tls_conn *c);
+/* Whether bytes (decrypted, or records read ahead from the socket) wait in
+ * the connection: then a read may succeed without the socket turning
+ * readable. */
+bool tls_conn_has_pending(const tls_conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" after the handshake, for logs. */
 void tls_conn_describe(const tls_conn *c, char *out, size_t n);
 /* The client certificate's subject as an RFC 2253 distinguished name
