@@ -795,3 +795,53 @@ def test_scram_over_sasl_ssl(pki, start_broker):
     create_topic(b, "sslscram", conf)
     produce(b, "sslscram", [b"q"], conf)
     assert consume(b, "sslscram", 1, conf) == [b"q"]
+
+
+def test_reauthentication_lifetime(start_broker):
+    """connections.max.reauth.ms (KIP-368): SaslAuthenticate v1 carries the
+    session lifetime; after it a request closes the connection unless the
+    client authenticated again on it."""
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config(**{"connections.max.reauth.ms": "1500"}))
+
+    def authenticate(s, corr):
+        s.sendall(frame(17, 1, corr, kstring(b"PLAIN")))
+        assert struct.unpack(">ih", recv_frame(s)[:6]) == (corr, 0)
+        token = b"\x00alice\x00alice-secret"
+        s.sendall(frame(36, 1, corr + 1, struct.pack(">i", len(token)) + token))
+        resp = recv_frame(s)
+        corr_back, err, mlen = struct.unpack(">ihh", resp[:8])
+        pos = 8 + max(mlen, 0)
+        (blen,) = struct.unpack(">i", resp[pos:pos + 4])
+        (lifetime,) = struct.unpack(">q", resp[pos + 4 + blen:pos + 12 + blen])
+        assert (corr_back, err) == (corr + 1, 0)
+        return lifetime
+
+    def metadata(s, corr):
+        s.sendall(frame(3, 1, corr, struct.pack(">i", -1)))
+        return recv_frame(s)
+
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        assert authenticate(s, 1) == 1500
+        assert metadata(s, 3) is not None
+        time.sleep(1.0)
+        assert authenticate(s, 4) == 1500  # re-authenticated in time
+        time.sleep(1.0)
+        assert metadata(s, 6) is not None  # 2 s after the first login: the new session holds
+        time.sleep(1.8)
+        s.sendall(frame(3, 1, 7, struct.pack(">i", -1)))
+        assert closed(s)
+    assert wait_log(b, "after its SASL session expired")
+
+
+def test_stalled_handshake_is_closed(pki, start_broker):
+    """A client that opens a TLS handshake and stops is closed when the
+    handshake deadline (10 s) passes, with a line; others are served."""
+    b = start_broker("SSL", ssl_broker_config(pki))
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+    s.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, never finished
+    assert metadata_error(b, rdk_ssl(pki, client_cert=False)) is None
+    t0 = time.time()
+    assert closed(s, timeout=20)
+    assert 5 < time.time() - t0 < 15
+    s.close()
+    assert wait_log(b, "the handshake did not finish within 10000 ms")
