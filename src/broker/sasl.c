@@ -159,6 +159,11 @@ static void log_failure(broker *b, net_request *nr, const bsasl_session *s, cons
 
 typedef enum step_result { STEP_CONTINUE, STEP_DONE, STEP_FAIL } step_result;
 
+/* A re-authentication (KIP-368) must keep the principal. */
+static bool same_user(const bsasl_session *s, const char *user, size_t n) {
+    return !s->authenticated || (strlen(s->user) == n && memcmp(s->user, user, n) == 0);
+}
+
 /* One client token of the exchange under way. out receives the server's
  * token (out_n bytes). */
 static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint8_t *in, size_t n,
@@ -183,6 +188,10 @@ static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint
         }
         if (!ok) {
             snprintf(why, sizeof why, "invalid user name or password");
+            goto fail;
+        }
+        if (!same_user(s, t.user, t.user_n)) {
+            snprintf(why, sizeof why, "re-authentication as another user is not allowed");
             goto fail;
         }
         memcpy(s->user, t.user, t.user_n);
@@ -226,6 +235,10 @@ static step_result step(broker *b, net_request *nr, bsasl_session *s, const uint
     printable(s->scram.first.user, strlen(s->scram.first.user), user, sizeof user);
     if (sasl_scram_server_final(&s->scram, in, n, (char *)out, outn, out_n, why, sizeof why) != 0)
         goto fail;
+    if (!same_user(s, s->scram.first.user, strlen(s->scram.first.user))) {
+        snprintf(why, sizeof why, "re-authentication as another user is not allowed");
+        goto fail;
+    }
     snprintf(s->user, sizeof s->user, "%s", s->scram.first.user);
     return STEP_DONE;
 fail:
@@ -366,6 +379,12 @@ breq_status api_sasl_handshake(breq *r) {
                      "closing the connection (%llu similar lines held back)",
                      r->net->peer, shown, cfg->listener, (unsigned long long)held);
         resp->error_code = KAFKA_ERR_UNSUPPORTED_SASL_MECHANISM;
+        r->close_after_response = true;
+        return BREQ_DONE;
+    }
+    if (s->authenticated && (bit != s->mech || r->hdr.api_version == 0)) {
+        /* KIP-368: a re-authentication keeps the mechanism, with v1 framing. */
+        resp->error_code = KAFKA_ERR_ILLEGAL_SASL_STATE;
         r->close_after_response = true;
         return BREQ_DONE;
     }

@@ -474,6 +474,8 @@ static SSL_CTX *build_ctx(const tls_server *s, char *err, size_t errn) {
     /* Read several records per read(2); the buffer goes when it is empty. */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
+    /* Bounds what a client's certificate chain may make us hold. */
+    SSL_CTX_set_max_cert_list(ctx, TLS_PEER_CHAIN_MAX);
     static const unsigned char sid[] = "sluice";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     if (load_keystore(s, ctx, err, errn) != 0 || load_truststore(s, ctx, err, errn) != 0)

@@ -67,6 +67,9 @@ typedef struct tls_conn tls_conn;
  * read ahead, several per read(2). */
 #define TLS_READ_BUFFER (64 * 1024)
 
+/* Most bytes of a client's certificate chain (OpenSSL's default is 100 KiB). */
+#define TLS_PEER_CHAIN_MAX (64 * 1024)
+
 /* Most bytes of a PEM text (a file or an inline value) read. */
 #define TLS_PEM_MAX (1u << 20)
 

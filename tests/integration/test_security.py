@@ -845,3 +845,21 @@ def test_stalled_handshake_is_closed(pki, start_broker):
     assert 5 < time.time() - t0 < 15
     s.close()
     assert wait_log(b, "the handshake did not finish within 10000 ms")
+
+
+def test_reauthentication_keeps_the_principal(start_broker):
+    b = start_broker("SASL_PLAINTEXT", sasl_broker_config(**{"connections.max.reauth.ms": "60000"}))
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+        s.sendall(frame(17, 1, 1, kstring(b"PLAIN")))
+        recv_frame(s)
+        token = b"\x00alice\x00alice-secret"
+        s.sendall(frame(36, 1, 2, struct.pack(">i", len(token)) + token))
+        assert struct.unpack(">ih", recv_frame(s)[:6]) == (2, 0)
+        # The same connection, now as admin: refused and closed.
+        s.sendall(frame(17, 1, 3, kstring(b"PLAIN")))
+        assert struct.unpack(">ih", recv_frame(s)[:6]) == (3, 0)
+        token = b"\x00admin\x00admin-secret"
+        s.sendall(frame(36, 1, 4, struct.pack(">i", len(token)) + token))
+        assert struct.unpack(">ih", recv_frame(s)[:6]) == (4, 58)
+        assert closed(s)
+    assert wait_log(b, "re-authentication as another user is not allowed")
