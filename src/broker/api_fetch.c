@@ -84,6 +84,7 @@
 #include "raft/codec.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
+#include "broker/replication.h"
 #include "core/log.h"
 #include "proto/batch.h"
 #include "proto/compress.h"
@@ -109,6 +110,10 @@ typedef struct fitem {
     int64_t fetch_offset;
     int32_t max_bytes;
     int32_t current_leader_epoch;
+    int32_t last_fetched_epoch; /* a follower's (v12+), -1 if none */
+    bool diverged;              /* a follower's log diverges: report where */
+    int32_t div_epoch;
+    int64_t div_end;
     int64_t sent_hw, sent_lso, sent_ls; /* incremental: what the client knows */
     int sess_idx;                       /* index in the session, -1 if none */
     rpart *p;                           /* referenced, or NULL */
@@ -146,6 +151,7 @@ typedef struct fstate {
     int32_t session_epoch; /* the session's expected epoch after this request */
     int16_t top_err;
     bool fetch_thread;  /* being answered by the fetch thread (a long poll) */
+    int32_t replica_id; /* a follower's fetch (replication) when >= 0 */
     dconv_budget dconv; /* v0-3 only */
 } fstate;
 
@@ -197,27 +203,67 @@ static void release_items(breq *r, fstate *fs) {
 /* Whether the item's partition left the metadata since it was resolved. */
 static bool item_removed(const fitem *it) { return it->p != NULL && atomic_load(&it->p->removed); }
 
-/* The item's high watermark and log start. */
-static void item_offsets(fitem *it, int64_t *hw, int64_t *ls) {
+/* How far the item may be read (the high watermark for a consumer, the
+ * log end for a follower) and its log start. */
+static void item_offsets(const fstate *fs, fitem *it, int64_t *bound, int64_t *ls) {
     replica_offsets o;
     rpart_lock(it->p);
     replica_get_offsets(it->p->r, &o);
     rpart_unlock(it->p);
-    *hw = o.hw;
+    *bound = fs->replica_id >= 0 ? o.leo : o.hw;
     *ls = o.log_start;
 }
 
-/* Reads for a consumer, up to the high watermark; it->hw and it->ls are
- * the offsets as of the read (one lock for both). */
+/* Reads for a consumer, up to the high watermark (a follower: the log
+ * end); it->hw and it->ls are the offsets as of the read (one lock). */
 static int16_t item_read(const fstate *fs, fitem *it, int64_t max_bytes, plog_read_result *res) {
     replica_offsets o;
     rpart_lock(it->p);
-    int16_t err = replica_read(it->p->r, it->fetch_offset, max_bytes, false, fs->isolation == 1, res);
+    int16_t err =
+        replica_read(it->p->r, it->fetch_offset, max_bytes, fs->replica_id >= 0, fs->isolation == 1, res);
     replica_get_offsets(it->p->r, &o);
     rpart_unlock(it->p);
     it->hw = o.hw;
     it->ls = o.log_start;
     return err;
+}
+
+/* A follower's fetch: its position (the fetch offset) reaches the leader's
+ * replica machine, which may advance the HW (answering acks=all produces)
+ * or find it ready to join the ISR (proposed to the controller). A
+ * diverging last fetched epoch is answered instead of records (KIP-595's
+ * rule, as Kafka's followers use it): the follower truncates and fetches
+ * again. */
+static void follower_positions(breq *r, fstate *fs) {
+    int64_t now = fetch_now_ms();
+    for (int i = 0; i < fs->n; i++) {
+        fitem *it = &fs->items[i];
+        if (it->err != KAFKA_ERR_NONE || it->p == NULL)
+            continue;
+        bool join = false;
+        rpart_lock(it->p);
+        if (!rpart_has_replica(it->p, fs->replica_id)) {
+            it->err = KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+            rpart_unlock(it->p);
+            continue;
+        }
+        it->diverged = false;
+        if (it->last_fetched_epoch >= 0) {
+            int32_t e;
+            int64_t end;
+            replica_end_offset_for_epoch(it->p->r, it->last_fetched_epoch, &e, &end);
+            if (end < it->fetch_offset || e < it->last_fetched_epoch) {
+                it->diverged = true;
+                it->div_epoch = e;
+                it->div_end = end;
+            }
+        }
+        if (!it->diverged)
+            it->err = replica_follower_fetch(it->p->r, fs->replica_id, it->fetch_offset, now, &join);
+        rpart_unlock(it->p);
+        if (join)
+            brepl_isr_join(r->b, it->p, fs->replica_id);
+    }
 }
 
 /* A partition's key in a request, for finding duplicates. */
@@ -320,6 +366,7 @@ static int items_from_request(breq *r, const kafka_fetch_request *req, bool by_i
             it->fetch_offset = fp->fetch_offset;
             it->max_bytes = fp->partition_max_bytes;
             it->current_leader_epoch = fp->current_leader_epoch;
+            it->last_fetched_epoch = r->hdr.api_version >= 12 ? fp->last_fetched_epoch : -1;
             it->sent_hw = it->sent_lso = it->sent_ls = -2;
             it->sess_idx = -1;
         }
@@ -497,8 +544,10 @@ static bool fetch_ready(breq *r, void *arg) {
         fitem *it = &fs->items[i];
         if (it->err != KAFKA_ERR_NONE || item_removed(it))
             return true;
+        if (it->diverged)
+            return true; /* the follower must truncate first */
         int64_t leo, start;
-        item_offsets(it, &leo, &start);
+        item_offsets(fs, it, &leo, &start);
         if (it->fetch_offset > leo || it->fetch_offset < start)
             return true; /* OFFSET_OUT_OF_RANGE to report */
         if (it->fetch_offset == leo || it->max_bytes <= 0)
@@ -530,7 +579,11 @@ static bool fetch_ready_throttled(breq *r, void *arg) {
  * Returns false if the request's memory ran out (the response is then
  * unusable). */
 static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
-    item_offsets(it, &it->hw, &it->ls);
+    if (it->diverged)
+        return true; /* no records: the follower truncates to the diverging epoch's end */
+    int64_t bound;
+    item_offsets(fs, it, &bound, &it->ls);
+    it->hw = bound;
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first && r->hdr.api_version >= 3;
     if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
@@ -745,7 +798,7 @@ static bool dconv_begin(breq *r, dconv_budget *bud) {
 static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *first) {
     dconv_budget *bud = &fs->dconv;
     int16_t ver = r->hdr.api_version;
-    item_offsets(it, &it->hw, &it->ls);
+    item_offsets(fs, it, &it->hw, &it->ls);
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first;
     if (it->fetch_offset > it->hw || it->fetch_offset < it->ls) {
@@ -983,7 +1036,20 @@ static bool build(breq *r, fstate *fs) {
         kafka_fetch_response_partition_data_init(pd);
         pd->partition_index = it->partition;
         pd->error_code = it->err;
+        if (fs->replica_id >= 0 && it->p != NULL && it->err == KAFKA_ERR_NONE) {
+            /* A follower is sent the leader's HW (it read up to the log end). */
+            replica_offsets o;
+            rpart_lock(it->p);
+            replica_get_offsets(it->p->r, &o);
+            rpart_unlock(it->p);
+            it->hw = o.hw;
+            it->ls = o.log_start;
+        }
         pd->high_watermark = it->hw;
+        if (it->diverged) {
+            pd->diverging_epoch.epoch = it->div_epoch;
+            pd->diverging_epoch.end_offset = it->div_end;
+        }
         pd->last_stable_offset = ver >= 4 ? it->hw : -1;
         pd->log_start_offset = ver >= 5 ? it->ls : -1;
         pd->aborted_transactions_count = fs->isolation == 1 ? 0 : -1;
@@ -1020,6 +1086,9 @@ breq_status api_fetch(breq *r) {
     if (fs == NULL)
         return BREQ_CLOSE;
     fs->by_id = ver >= 13;
+    fs->replica_id = ver >= 15 ? req->replica_state.replica_id : req->replica_id;
+    if (fs->replica_id < 0)
+        fs->replica_id = -1;
     fs->min_bytes = req->min_bytes;
     fs->isolation = ver >= 4 ? req->isolation_level : 0;
     int32_t max = ver >= 3 ? req->max_bytes : INT32_MAX;
@@ -1030,6 +1099,8 @@ breq_status api_fetch(breq *r) {
         release_items(r, fs);
         return BREQ_CLOSE;
     }
+    if (fs->replica_id >= 0)
+        follower_positions(r, fs);
 
     /* Old consumers wait while the down-conversion budget is empty, as
      * throttled clients of old Kafka brokers did (the response is held for

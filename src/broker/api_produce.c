@@ -27,10 +27,16 @@
  * retry, and throttle_time_ms says when to.
  *
  * acks: 0 sends no response (but closes the connection if any partition
- * failed, so the producer notices, as Kafka does); 1 and -1 answer once the
- * batch is in the log. With an ISR of one (a single node) the high
- * watermark is the log end after the append, so -1 needs no wait yet; the
- * replication issue parks acks=-1 in the purgatory until the ISR has it. Other values get
+ * failed, so the producer notices, as Kafka does); 1 answers once the batch
+ * is in the leader's log; -1 (all) once the high watermark covers it, i.e.
+ * every ISR member has it: with an ISR of one (a single node) at once,
+ * otherwise the request waits in the purgatory (fetch_wait, woken when the
+ * HW moves) until then or timeout_ms (REQUEST_TIMED_OUT), and a partition
+ * whose ISR is below min.insync.replicas (topic or broker) is refused before
+ * the append with NOT_ENOUGH_REPLICAS, or answered
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below it while the
+ * records waited; one whose leadership moved away meanwhile gets
+ * NOT_LEADER_OR_FOLLOWER (the producer retries at the new leader). Other values get
  * INVALID_REQUIRED_ACKS. Produce never creates topics. Transactions do not exist yet, so no partition is ever
  * in one: a transactional batch (with a producer id) gets INVALID_TXN_STATE, as Kafka answers for a partition
  * not added to the transaction; storage refuses one without a producer id (INVALID_RECORD).
@@ -254,6 +260,66 @@ static void set_error(breq *r, kafka_produce_response_partition_produce_response
     pr->error_message = kstr_c(msg);
 }
 
+/* acks=all: a partition whose HW has not reached its records yet. */
+typedef struct ack_wait {
+    rpart *p;     /* referenced */
+    int64_t need; /* the HW that covers the records */
+    kafka_produce_response_partition_produce_response *pr;
+    bool done;
+} ack_wait;
+
+typedef struct ack_state {
+    ack_wait *w;
+    int n;
+} ack_state;
+
+/* Whether w is decided: covered, or no longer able to be (leadership
+ * lost, the ISR below min.insync.replicas). *err gets the outcome. */
+static bool ack_decided(ack_wait *w, int16_t *err) {
+    rpart_lock(w->p);
+    const replica_state *st = replica_get_state(w->p->r);
+    int32_t min = w->p->cfg.min_insync_replicas;
+    bool covered = st->hw >= w->need;
+    bool leader = st->role == REPLICA_LEADER;
+    int32_t isr = st->n_isr;
+    rpart_unlock(w->p);
+    *err = covered     ? KAFKA_ERR_NONE
+           : !leader   ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+           : isr < min ? KAFKA_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                       : KAFKA_ERR_REQUEST_TIMED_OUT;
+    return covered || !leader || atomic_load(&w->p->removed);
+}
+
+static bool acks_ready(breq *r, void *arg) {
+    (void)r;
+    ack_state *as = arg;
+    for (int i = 0; i < as->n; i++) {
+        int16_t e;
+        if (!as->w[i].done && !ack_decided(&as->w[i], &e))
+            return false;
+    }
+    return true;
+}
+
+static void acks_finish(breq *r, void *arg, bool expired) {
+    (void)expired;
+    ack_state *as = arg;
+    for (int i = 0; i < as->n; i++) {
+        ack_wait *w = &as->w[i];
+        int16_t e = KAFKA_ERR_NONE;
+        ack_decided(w, &e);
+        if (e != KAFKA_ERR_NONE) {
+            w->pr->error_code = e;
+            w->pr->base_offset = -1;
+            LOG_DEBUG("produce", "acks=all for %s-%d from %s: %s", w->p->topic, w->p->index, r->net->peer,
+                      kafka_error_name(e));
+        }
+        rpart_release(w->p);
+        w->p = NULL;
+    }
+    breq_complete(r);
+}
+
 breq_status api_produce(breq *r) {
     kafka_produce_request *req = r->req;
     kafka_produce_response *resp = r->resp;
@@ -265,6 +331,15 @@ breq_status api_produce(breq *r) {
     md_image *img = NULL;
 
     int32_t nt = req->topic_data_count > 0 ? req->topic_data_count : 0;
+    int32_t n_parts = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n_parts += req->topic_data[i].partition_data_count > 0 ? req->topic_data[i].partition_data_count : 0;
+    ack_state *acks = NULL;
+    if (req->acks == -1 && n_parts > 0) {
+        acks = breq_calloc(r, 1, sizeof *acks);
+        if (acks == NULL || (acks->w = breq_calloc(r, (size_t)n_parts, sizeof *acks->w)) == NULL)
+            return BREQ_CLOSE;
+    }
     resp->responses = nt ? breq_calloc(r, (size_t)nt, sizeof *resp->responses) : NULL;
     if (nt && resp->responses == NULL)
         return BREQ_CLOSE;
@@ -322,7 +397,16 @@ breq_status api_produce(breq *r) {
                 err = check_version_rules(ver, pd->records, &why);
             if (err == KAFKA_ERR_NONE) {
                 rpart_lock(p);
-                err = replica_append(p->r, data, data_len, now, &ar);
+                const replica_state *st = replica_get_state(p->r);
+                if (req->acks == -1 && st->role == REPLICA_LEADER && st->n_isr < p->cfg.min_insync_replicas) {
+                    /* Refused before the append, as Kafka does. */
+                    err = KAFKA_ERR_NOT_ENOUGH_REPLICAS;
+                    snprintf(ar.info.error_msg, sizeof ar.info.error_msg,
+                             "the partition has %d in-sync replica(s); min.insync.replicas is %d", st->n_isr,
+                             p->cfg.min_insync_replicas);
+                } else {
+                    err = replica_append(p->r, data, data_len, now, &ar);
+                }
                 rpart_unlock(p);
                 why = ar.info.error_msg;
             }
@@ -341,7 +425,10 @@ breq_status api_produce(breq *r) {
                               td->name.len > 0 ? td->name.ptr : "", pd->index);
                 continue;
             }
-            rpart_release(p);
+            if (acks != NULL && ar.hw <= ar.last_offset)
+                acks->w[acks->n++] = (ack_wait){p, ar.last_offset + 1, pr, false}; /* keeps the reference */
+            else
+                rpart_release(p);
             pr->error_code = KAFKA_ERR_NONE;
             pr->base_offset = ar.base_offset;
             pr->log_append_time_ms = ar.log_append_time;
@@ -361,6 +448,20 @@ breq_status api_produce(breq *r) {
             return BREQ_CLOSE;
         }
         return BREQ_NO_RESPONSE;
+    }
+    if (acks != NULL && acks->n > 0) {
+        /* acks=all: answered once the ISR has the records (the HW covers
+         * them), or at timeout_ms. */
+        rpart **parts = breq_calloc(r, (size_t)acks->n, sizeof *parts);
+        for (int i = 0; parts != NULL && i < acks->n; i++)
+            parts[i] = acks->w[i].p;
+        int64_t wait = req->timeout_ms > 0 ? req->timeout_ms : 0;
+        breq_parked(r);
+        if (parts != NULL && !acks_ready(r, acks) &&
+            fetch_wait(r->b, r, parts, acks->n, fetch_now_ms() + wait, acks_ready, acks_finish, acks))
+            return BREQ_ASYNC;
+        acks_finish(r, acks, false);
+        return BREQ_ASYNC; /* completed by acks_finish */
     }
     return BREQ_DONE;
 }

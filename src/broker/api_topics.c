@@ -10,9 +10,10 @@
  * controller's per-item results into response entries. A name listed twice
  * is refused for every listing (INVALID_REQUEST), as Kafka does.
  *
- * Replica assignments may name only registered brokers, once per
- * partition (INVALID_REPLICA_ASSIGNMENT otherwise); with one broker a
- * replication factor above 1 cannot be met (INVALID_REPLICATION_FACTOR).
+ * Replica assignments go to the controller as given: it takes only
+ * registered, unfenced brokers, once per partition
+ * (INVALID_REPLICA_ASSIGNMENT otherwise), and a replication factor above
+ * the brokers it has cannot be met (INVALID_REPLICATION_FACTOR).
  * On a single node the controller answers once the records are written and
  * applied, so timeout_ms does not matter yet.
  *
@@ -31,48 +32,6 @@
 
 /* Message buffers here hold a registry message plus some context. */
 #define TOPICS_API_MSG_MAX (CTRL_MSG_MAX + 128)
-
-/* Checks a broker id list for one partition: non-empty, only this node, no
- * repeats. Returns 0 or INVALID_REPLICA_ASSIGNMENT with msg filled. */
-static int check_replicas(const broker *b, const int32_t *ids, int32_t n, int32_t part, char *msg,
-                          size_t msgn) {
-    if (n <= 0) {
-        snprintf(msg, msgn, "The replica assignment of partition %d is empty.", part);
-        return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
-    }
-    for (int32_t i = 0; i < n; i++) {
-        if (ids[i] != b->cfg->node_id) {
-            snprintf(msg, msgn,
-                     "The replica assignment of partition %d names broker %d, but the only broker is %d.",
-                     part, ids[i], b->cfg->node_id);
-            return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
-        }
-        for (int32_t j = 0; j < i; j++)
-            if (ids[j] == ids[i]) {
-                snprintf(msg, msgn, "The replica assignment of partition %d names broker %d twice.", part,
-                         ids[i]);
-                return KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
-            }
-    }
-    return 0;
-}
-
-static int check_replication_factor(const broker *b, int32_t rf, char *msg, size_t msgn) {
-    if (rf == -1)
-        rf = b->cfg->default_replication_factor;
-    if (rf <= 0) {
-        snprintf(msg, msgn, "Replication factor must be larger than 0, or -1 to use the default.");
-        return KAFKA_ERR_INVALID_REPLICATION_FACTOR;
-    }
-    if (rf > 1) {
-        snprintf(msg, msgn,
-                 "Replication factor %d cannot be met: this cluster has a single broker (node %d), so the "
-                 "largest possible replication factor is 1.",
-                 rf, b->cfg->node_id);
-        return KAFKA_ERR_INVALID_REPLICATION_FACTOR;
-    }
-    return 0;
-}
 
 /* ---- CreateTopics ------------------------------------------------------ */
 
@@ -165,7 +124,6 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;
             }
-            rc = check_replicas(b, a->broker_ids, a->broker_ids_count, a->partition_index, msg, sizeof msg);
         }
         if (rc != 0)
             goto done;
@@ -184,9 +142,6 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
             rc = KAFKA_ERR_INVALID_PARTITIONS;
             goto done;
         }
-        rc = check_replication_factor(b, rf, msg, sizeof msg);
-        if (rc != 0)
-            goto done;
     }
 
     /* Configs as C strings. A null value is not a configuration. */
@@ -225,6 +180,20 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
      * active controller (the controller listener is for cluster members). */
     bool internal = r->controller_listener && ctrl_internal_topic(q->name);
     ctrl_new_topic nt = {q->name, parts, (int16_t)rf, NULL, 0, kv, n_cfg, internal};
+    /* A replica assignment goes to the controller as given (it checks the
+     * brokers against the registered ones). */
+    if (q->assignments_count > 0) {
+        ctrl_assignment *as = breq_calloc(r, (size_t)q->assignments_count, sizeof *as);
+        if (as == NULL)
+            return false;
+        for (int32_t i = 0; i < q->assignments_count; i++)
+            as[i] = (ctrl_assignment){q->assignments[i].partition_index, q->assignments[i].broker_ids,
+                                      q->assignments[i].broker_ids_count};
+        nt.partitions = -1;
+        nt.replication_factor = -1;
+        nt.assignments = as;
+        nt.n_assignments = q->assignments_count;
+    }
     ctrl_item_result cr;
     bmeta_create_topics(b->meta, &nt, 1, req->validate_only, &cr);
     rc = cr.error;
@@ -409,12 +378,25 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
                 rc = KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
                 break;
             }
-            rc = check_replicas(b, a->broker_ids, a->broker_ids_count, have + i, msg, sizeof msg);
         }
         if (rc != 0)
             goto done;
     }
     ctrl_new_partitions np = {q->name, q->count, NULL, -1};
+    if (q->assignments_count >= 0 && q->assignments != NULL) {
+        ctrl_assignment *as =
+            breq_calloc(r, (size_t)(q->assignments_count ? q->assignments_count : 1), sizeof *as);
+        if (as == NULL) {
+            rc = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            snprintf(msg, sizeof msg, "out of memory");
+            goto done;
+        }
+        for (int32_t i = 0; i < q->assignments_count; i++)
+            as[i] =
+                (ctrl_assignment){have + i, q->assignments[i].broker_ids, q->assignments[i].broker_ids_count};
+        np.assignments = as;
+        np.n_assignments = q->assignments_count;
+    }
     ctrl_item_result cr;
     bmeta_create_partitions(b->meta, &np, 1, req->validate_only, &cr);
     rc = cr.error;

@@ -26,6 +26,9 @@ breq_status api_describe_configs(breq *r);
 breq_status api_alter_configs(breq *r);
 breq_status api_incremental_alter_configs(breq *r);
 breq_status api_describe_cluster(breq *r);
+breq_status api_elect_leaders(breq *r);
+breq_status api_unregister_broker(breq *r);
+breq_status api_alter_partition(breq *r);
 breq_status api_describe_log_dirs(breq *r);
 /* group coordinator (api_groups.c) */
 breq_status api_find_coordinator(breq *r);

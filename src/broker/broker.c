@@ -15,6 +15,7 @@
 
 #include "broker/driver.h"
 #include "broker/fetch.h"
+#include "broker/replication.h"
 #include "broker/groups.h"
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
@@ -167,6 +168,10 @@ broker *broker_create(const broker_config *cfg) {
     b->storage = storage_ctx_new(b->env.vfs, STORAGE_FD_LIMIT_DEFAULT);
     if (b->storage == NULL)
         goto err;
+    /* Before the metadata opens: its quorum threads apply records from
+     * the start, and each applied change wakes long polls through it. */
+    if (fetch_mgr_start(b) != 0)
+        goto err;
     bmeta_hooks hooks = {&b->env, b, partition_changed};
     b->meta = bmeta_open(cfg, b->storage, &hooks);
     if (b->meta == NULL)
@@ -222,9 +227,9 @@ broker *broker_create(const broker_config *cfg) {
         if (b->ctl_net == NULL)
             goto err;
     }
-    if (fetch_mgr_start(b) != 0)
-        goto err;
     if (groups_mgr_start(b) != 0)
+        goto err;
+    if (brepl_start(b) != 0)
         goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
         goto err;
@@ -276,6 +281,8 @@ void broker_shutdown(broker *b) {
     groups_mgr_shutdown(b);
     if (b->meta)
         bmeta_quiesce(b->meta);
+    /* Followers stop appending before the logs close. */
+    brepl_stop(b);
     if (b->net)
         net_server_stop(b->net, 5000);
     if (b->ctl_net)
@@ -307,18 +314,21 @@ void broker_destroy(broker *b) {
     cleaners_stop(b->cleaners);
     b->cleaners = NULL;
     observe_stop(b);
+    brepl_stop(b);
+    groups_mgr_destroy(b);
+    /* A broker that never started cleanly leaves its dirs unclean. Its
+     * quorum threads end here, before the fetch manager they notify. */
+    if (b->meta)
+        bmeta_close(b->meta);
+    b->meta = NULL;
     /* Before the network layer goes: answering a parked fetch needs it. */
     fetch_mgr_destroy(b);
-    groups_mgr_destroy(b);
     if (b->net)
         net_server_destroy(b->net);
     if (b->ctl_net)
         net_server_destroy(b->ctl_net);
     tls_server_destroy(b->tls); /* after the servers that used it */
     bsasl_destroy(b->sasl);
-    /* A broker that never started cleanly leaves its dirs unclean. */
-    if (b->meta)
-        bmeta_close(b->meta);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
     observe_destroy(b);

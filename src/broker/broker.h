@@ -50,6 +50,8 @@ struct broker {
     /* The one timer thread: long polls, group shards, housekeeping (roll,
      * flush, retention, metadata snapshots) as tasks. */
     struct driver *driver;
+    /* Follower fetchers and ISR proposals (replication.h); NULL until started. */
+    struct brepl *repl;
     /* The log cleaner threads (log_cleaner.h); NULL when disabled. */
     struct cleaners *cleaners;
     /* Set first thing on shutdown: handlers still working on a request

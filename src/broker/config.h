@@ -113,12 +113,18 @@ typedef struct broker_config {
     config_list controller_listener_names;
     config_list controller_quorum_voters;
     config_list controller_quorum_bootstrap_servers;
-    int32_t quorum_election_timeout_ms;     /* controller.quorum.election.timeout.ms */
-    int32_t quorum_fetch_timeout_ms;        /* controller.quorum.fetch.timeout.ms */
-    int32_t quorum_election_backoff_max_ms; /* controller.quorum.election.backoff.max.ms */
-    int32_t quorum_request_timeout_ms;      /* controller.quorum.request.timeout.ms */
-    int32_t broker_heartbeat_interval_ms;   /* broker.heartbeat.interval.ms */
-    int32_t broker_session_timeout_ms;      /* broker.session.timeout.ms */
+    int32_t quorum_election_timeout_ms;       /* controller.quorum.election.timeout.ms */
+    int32_t quorum_fetch_timeout_ms;          /* controller.quorum.fetch.timeout.ms */
+    int32_t quorum_election_backoff_max_ms;   /* controller.quorum.election.backoff.max.ms */
+    int32_t quorum_request_timeout_ms;        /* controller.quorum.request.timeout.ms */
+    int32_t broker_heartbeat_interval_ms;     /* broker.heartbeat.interval.ms */
+    int32_t broker_session_timeout_ms;        /* broker.session.timeout.ms */
+    int32_t replica_fetch_max_bytes;          /* replica.fetch.max.bytes */
+    int32_t replica_fetch_response_max_bytes; /* replica.fetch.response.max.bytes */
+    int32_t replica_fetch_wait_max_ms;        /* replica.fetch.wait.max.ms */
+    int32_t replica_fetch_min_bytes;          /* replica.fetch.min.bytes */
+    int32_t replica_fetch_backoff_ms;         /* replica.fetch.backoff.ms */
+    int64_t replica_lag_time_max_ms;          /* replica.lag.time.max.ms */
 
     /* topics and logs */
     config_list log_dirs; /* log.dirs, or log.dir */

@@ -144,6 +144,22 @@ static const config_def broker_defs[] = {
     INT("broker.session.timeout.ms", "9000", 1, I32MAX, B(broker_session_timeout_ms), CONFIG_F_ACTIVE,
         "A broker whose heartbeats stop for this long is fenced by the active controller: it leaves client "
         "metadata and the partitions it leads get another leader from their ISR, or none."),
+    INT("replica.fetch.max.bytes", "1048576", 1024, I32MAX, B(replica_fetch_max_bytes), CONFIG_F_ACTIVE,
+        "Record bytes a follower asks for per partition in one fetch from its leader (the first batch comes "
+        "whole even when larger)."),
+    INT("replica.fetch.response.max.bytes", "10485760", 1024, I32MAX, B(replica_fetch_response_max_bytes),
+        CONFIG_F_ACTIVE, "Record bytes a follower asks for in one fetch from its leader, over all partitions."),
+    INT("replica.fetch.wait.max.ms", "500", 0, I32MAX, B(replica_fetch_wait_max_ms), CONFIG_F_ACTIVE,
+        "How long a leader holds a follower's fetch that finds nothing new."),
+    INT("replica.fetch.min.bytes", "1", 1, I32MAX, B(replica_fetch_min_bytes), CONFIG_F_ACTIVE,
+        "Bytes a follower's fetch waits for before the leader answers it."),
+    INT("replica.fetch.backoff.ms", "1000", 0, I32MAX, B(replica_fetch_backoff_ms), CONFIG_F_ACTIVE,
+        "How long a follower waits before fetching again after its leader could not be reached or refused."),
+    LONG("replica.lag.time.max.ms", "30000", 1, I64MAX, B(replica_lag_time_max_ms), CONFIG_F_ACTIVE,
+         "A follower that has not caught up with its leader for this long is removed from the ISR (through "
+         "the controller); one that catches up is added back."),
+    INT("num.replica.fetchers", "1", 1, 256, CONFIG_NO_FIELD, 0,
+        "Accepted for Kafka's files: Sluice runs one fetcher thread per leader broker."),
 
     /* ---- topics and logs ---- */
     {.name = "log.dirs", .type = CONFIG_LIST, .dflt = NULL, .rank = 1, .field = B(log_dirs),
@@ -252,7 +268,7 @@ static const config_def broker_defs[] = {
         "zstd level used when the broker compresses."),
     INT("message.max.bytes", "1048588", PLOG_MAX_MESSAGE_BYTES_MIN, I32MAX, B(message_max_bytes), CONFIG_F_ACTIVE,
         "Largest record batch, after compression, that a producer may send."),
-    INT("min.insync.replicas", "1", 1, I32MAX, B(min_insync_replicas), 0,
+    INT("min.insync.replicas", "1", 1, I32MAX, B(min_insync_replicas), CONFIG_F_ACTIVE,
         "With acks=all, the fewest in-sync replicas that must have a write before it is acknowledged."),
     BOOL("unclean.leader.election.enable", "false", B(unclean_leader_election_enable), 0,
          "Allow an out-of-sync replica to become leader when no in-sync one is left, at the cost of losing "

@@ -909,6 +909,26 @@ static int register_self(bmeta *m) {
 
 /* ---- registration and forwarding (a quorum member) ----------------------------------------- */
 
+int bmeta_elect_leaders(bmeta *m, int8_t type, const ctrl_partition_ref *parts, int32_t n,
+                        ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_elect_leaders(m->ctrl, type, parts, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_alter_partition(bmeta *m, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_alter_partition(m->ctrl, broker_id, broker_epoch, ch, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_unregister_broker(bmeta *m, int32_t id, ctrl_item_result *out) {
+    waiter w = {out, 1, false};
+    RUNQ(m, &w, ctrl_unregister_broker(m->ctrl, id, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
 int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result *out) {
     waiter w = {out, 1, false};
     RUNQ(m, &w, ctrl_register_broker(m->ctrl, reg, &w, sl_env_mono_ms(&m->env)));

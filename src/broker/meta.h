@@ -91,6 +91,15 @@ void bmeta_tick(bmeta *m, int64_t now);
 
 /* ---- a quorum member ------------------------------------------------------------ */
 
+/* ElectLeaders (one result per partition) and UnregisterBroker, at the
+ * active controller (NOT_CONTROLLER elsewhere). */
+int bmeta_elect_leaders(bmeta *m, int8_t type, const ctrl_partition_ref *parts, int32_t n,
+                        ctrl_item_result *out);
+int bmeta_unregister_broker(bmeta *m, int32_t id, ctrl_item_result *out);
+/* AlterPartition from a partition leader (one result per change). */
+int bmeta_alter_partition(bmeta *m, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, ctrl_item_result *out);
+
 /* A broker's registration (BrokerRegistration reaching the active
  * controller): answered when committed. */
 int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result *out);

@@ -315,9 +315,15 @@ static void apply_role(rpart *p, int64_t now) {
     }
     const replica_state *st = replica_get_state(p->r);
     if (p->leader == ps->cfg.node_id) {
-        if (st->role != REPLICA_LEADER || st->leader_epoch != p->leader_epoch) {
-            int32_t isr[1] = {ps->cfg.node_id};
-            replica_become_leader(p->r, p->leader_epoch, p->partition_epoch, isr, 1, now);
+        if (st->role != REPLICA_LEADER || st->leader_epoch != p->leader_epoch ||
+            st->partition_epoch != p->partition_epoch) {
+            /* The image's ISR (it holds the leader), else this node alone. */
+            int32_t self[1] = {ps->cfg.node_id};
+            bool have = false;
+            for (int32_t i = 0; i < p->n_isr; i++)
+                have = have || p->isr[i] == ps->cfg.node_id;
+            replica_become_leader(p->r, p->leader_epoch, p->partition_epoch, have ? p->isr : self,
+                                  have ? p->n_isr : 1, now);
         }
     } else if (st->role != REPLICA_FOLLOWER || st->leader_epoch != p->leader_epoch) {
         replica_become_follower(p->r, p->leader, p->leader_epoch, p->partition_epoch, now);
@@ -380,6 +386,8 @@ static void rpart_free(rpart *p) {
             LOG_INFO("partitions", "deleted the log of partition %s-%d", p->topic, p->index);
     }
     replica_destroy(p->r);
+    free(p->replicas);
+    free(p->isr);
     free(p->cfg_error);
     pthread_mutex_destroy(&p->mu);
     free(p);
@@ -572,6 +580,28 @@ static bool update_config(parts *ps, rpart *p, const md_resource *res, bool was_
     return was_unusable || first;
 }
 
+/* Replaces *dst with a copy of ids[0..n) (kept as it was when memory ran out). */
+static void copy_ids(int32_t **dst, int32_t *dn, const int32_t *ids, int32_t n) {
+    if (n < 0)
+        n = 0;
+    if (n != *dn || *dst == NULL) {
+        int32_t *v = realloc(*dst, (size_t)(n ? n : 1) * sizeof *v);
+        if (v == NULL)
+            return;
+        *dst = v;
+    }
+    if (n)
+        memcpy(*dst, ids, (size_t)n * sizeof **dst);
+    *dn = n;
+}
+
+bool rpart_has_replica(const rpart *p, int32_t id) {
+    for (int32_t i = 0; i < p->n_replicas; i++)
+        if (p->replicas[i] == id)
+            return true;
+    return false;
+}
+
 static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int64_t now) {
     const md_resource *res = md_image_resource(next, MD_RESOURCE_TOPIC, t->name);
     for (int32_t i = 0; i < t->n_partitions; i++) {
@@ -594,6 +624,8 @@ static void apply_topic(parts *ps, const md_image *next, const md_topic *t, int6
         p->leader = mp->leader;
         p->leader_epoch = mp->leader_epoch;
         p->partition_epoch = mp->partition_epoch;
+        copy_ids(&p->replicas, &p->n_replicas, mp->replicas.ids, mp->replicas.n);
+        copy_ids(&p->isr, &p->n_isr, mp->isr.ids, mp->isr.n);
         bool retry = update_config(ps, p, res, false);
         if (atomic_load(&p->log) == NULL && (fresh || retry) && p->cfg_error == NULL) {
             /* The roots are fsynced once for the whole apply (parts_apply). */

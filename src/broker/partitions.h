@@ -65,6 +65,10 @@ typedef struct rpart {
     char *cfg_error;      /* the stored config storage cannot use, or NULL */
     const void *cfg_seen; /* the md_resource the config was built from */
     int32_t leader, leader_epoch, partition_epoch;
+    /* The partition's replicas and ISR as the image has them (under mu). */
+    int32_t *replicas, n_replicas;
+    int32_t *isr, n_isr;
+    int64_t isr_pending_ms; /* when the replica's pending ISR was proposed (replication.c) */
     bool internal;
     _Atomic bool removed; /* no longer in the metadata */
     int64_t retry_at_ms;
@@ -108,6 +112,8 @@ plog *rpart_log(rpart *p);
  * KAFKA_STORAGE_ERROR), and its size on disk (DescribeLogDirs; 0 offline)
  * with the log.dirs root holding it (-1 until opened). */
 bool rpart_online(rpart *p);
+/* Whether broker id is one of the partition's replicas (mu held). */
+bool rpart_has_replica(const rpart *p, int32_t id);
 /* The topic's max.message.bytes as the partition uses it now. */
 int64_t rpart_max_message_bytes(rpart *p);
 int64_t rpart_size(rpart *p, int *root);

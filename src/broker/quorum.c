@@ -283,7 +283,7 @@ static void sink_send(void *ctx, int32_t to, const raft_msg *m) {
     }
     default: {
         chan *c = chan_for(q, to, m->kind == RAFT_FETCH_REQUEST ? CHAN_FETCH : CHAN_CONTROL);
-        if (c != NULL)
+        if (c != NULL && !atomic_load(&q->stop))
             chan_push(c, m);
         return;
     }
@@ -621,7 +621,7 @@ static void *timer_main(void *arg) {
         pthread_mutex_lock(q->cfg.mu);
         int64_t now = now_ms(q);
         int64_t next = now + TICK_MAX_MS;
-        if (!q->fatal) {
+        if (!q->fatal && !atomic_load(&q->stop)) {
             m_tick(q, now);
             expire_pending(q, now);
             if (q->hw > q->hw_recorded && now - q->hw_recorded_at >= HW_PERSIST_MS) {
@@ -841,10 +841,18 @@ void bquorum_close(bquorum *q) {
             break;
         usleep(10000);
     }
+    /* Set under the machine's lock: no tick, no delivered response and no
+     * sink call queues anything on a channel after this. */
+    pthread_mutex_lock(q->cfg.mu);
     pthread_mutex_lock(&q->tmu);
     q->stop = true;
     pthread_cond_broadcast(&q->tcv);
     pthread_mutex_unlock(&q->tmu);
+    pthread_mutex_unlock(q->cfg.mu);
+    if (q->timer_started)
+        pthread_join(q->timer, NULL);
+    if (q->snap_started)
+        pthread_join(q->snap_th, NULL);
     for (int i = 0; i < q->n_chans; i++)
         for (int k = 0; k < CHANS; k++) {
             chan *c = &q->chans[i][k];
@@ -859,13 +867,13 @@ void bquorum_close(bquorum *q) {
                 pthread_join(c->th, NULL);
             else
                 net_client_free(&c->conn);
-            pthread_mutex_destroy(&c->mu);
-            pthread_cond_destroy(&c->cv);
         }
-    if (q->timer_started)
-        pthread_join(q->timer, NULL);
-    if (q->snap_started)
-        pthread_join(q->snap_th, NULL);
+    /* Only once every thread that could touch a channel has ended. */
+    for (int i = 0; i < q->n_chans; i++)
+        for (int k = 0; k < CHANS; k++) {
+            pthread_mutex_destroy(&q->chans[i][k].mu);
+            pthread_cond_destroy(&q->chans[i][k].cv);
+        }
     pthread_mutex_lock(q->cfg.mu);
     while (q->n_pend > 0) {
         breq *r = q->pend[0].r;

@@ -48,6 +48,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs},
     {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
+    {KAFKA_API_ELECT_LEADERS, 0, 2, api_elect_leaders},
+    {KAFKA_API_UNREGISTER_BROKER, 0, 0, api_unregister_broker},
     {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
     {KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator},
     {KAFKA_API_JOIN_GROUP, 0, 9, api_join_group},
@@ -69,6 +71,7 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_quorum},
     {KAFKA_API_BROKER_REGISTRATION, 0, 4, api_broker_registration},
     {KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat},
+    {KAFKA_API_ALTER_PARTITION, 0, 3, api_alter_partition},
     {KAFKA_API_SASL_HANDSHAKE, 0, 1, api_sasl_handshake},
     {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
     {KAFKA_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, api_describe_user_scram_credentials},
@@ -340,7 +343,8 @@ static kstr client_id_of(const breq *r) { return r->hdr.client_id.len > 0 ? r->h
 static bool forwarded_api(int16_t key) {
     return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
-           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
+           key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
+           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;

@@ -581,6 +581,24 @@ static uint64_t broker_sig(const md_image *img) {
 
 #define CTRL_ELECTIONS_PER_TICK 10000
 
+/* Whether the topic's effective unclean.leader.election.enable is true. */
+static bool topic_unclean(controller *c, const md_topic *tp) {
+    if (c->cfg.configs.effective == NULL)
+        return false;
+    const md_resource *res = md_image_resource(c->committed, MD_RESOURCE_TOPIC, tp->name);
+    const char *keys[CTRL_TOPIC_CONFIGS_MAX], *vals[CTRL_TOPIC_CONFIGS_MAX];
+    int n = 0;
+    for (int32_t i = 0; res != NULL && i < res->n && n < CTRL_TOPIC_CONFIGS_MAX; i++, n++) {
+        keys[n] = res->items[i].key;
+        vals[n] = res->items[i].value;
+    }
+    char v[16] = "";
+    if (!c->cfg.configs.effective(c->cfg.configs.ctx, keys, vals, n, "unclean.leader.election.enable", v,
+                                  sizeof v))
+        return false;
+    return strcmp(v, "true") == 0;
+}
+
 /* Fences brokers whose session expired, then moves leadership off fenced
  * or unregistered leaders and onto leaderless partitions with a live ISR
  * member. One batch per tick at most. */
@@ -619,19 +637,41 @@ static void liveness(controller *c, int64_t now) {
         const md_topic *tp = md_image_topic_at(img, t);
         for (int32_t p = 0; p < tp->n_partitions && changes < CTRL_ELECTIONS_PER_TICK; p++) {
             const md_partition *mp = md_topic_partition(tp, p);
-            if (mp->leader >= 0 && usable(img, mp->leader))
+            /* The ISR without its fenced or unregistered members (the last
+             * member stays, so the ISR is never empty), and a leader from it. */
+            int32_t keep[MD_REPLICAS_MAX];
+            int32_t nk = 0;
+            bool isr_dead = false;
+            for (int32_t k = 0; k < mp->isr.n; k++) {
+                if (usable(img, mp->isr.ids[k]) && nk < MD_REPLICAS_MAX)
+                    keep[nk++] = mp->isr.ids[k];
+                else
+                    isr_dead = true;
+            }
+            bool leader_ok = mp->leader >= 0 && usable(img, mp->leader);
+            if (leader_ok && !isr_dead)
                 continue;
-            int32_t next = -1;
-            for (int32_t k = 0; k < mp->isr.n && next < 0; k++)
-                if (usable(img, mp->isr.ids[k]))
-                    next = mp->isr.ids[k];
-            if (next == mp->leader)
-                continue; /* leaderless and nobody to elect: stays so */
+            int32_t next = leader_ok ? mp->leader : nk > 0 ? keep[0] : -1;
+            if (next < 0 && topic_unclean(c, tp)) {
+                for (int32_t k = 0; k < mp->replicas.n && next < 0; k++)
+                    if (usable(img, mp->replicas.ids[k]))
+                        next = mp->replicas.ids[k];
+                if (next >= 0) {
+                    keep[0] = next;
+                    nk = 1;
+                }
+            }
             kafka_partition_change_record r;
             kafka_partition_change_record_init(&r);
             r.topic_id = tp->id;
             r.partition_id = p;
-            r.leader = next;
+            r.leader = next == mp->leader ? -2 : next;
+            if (nk > 0 && nk != mp->isr.n) {
+                r.isr = keep;
+                r.isr_count = nk;
+            }
+            if (r.leader == -2 && r.isr_count < 0)
+                continue; /* leaderless and nobody to elect: stays so */
             rb_add(c, &rb, KAFKA_MREC_PARTITION_CHANGE, &r);
             changes++;
         }
@@ -937,8 +977,6 @@ static void emit_partitions(controller *c, rbatch *b, kuuid id, int32_t first, i
         r.topic_id = id;
         r.replicas = (int32_t *)&replicas[(size_t)p * (size_t)rf];
         r.replicas_count = rf;
-        r.isr = r.replicas;
-        r.isr_count = rf;
         r.removing_replicas_count = 0;
         r.adding_replicas_count = 0;
         /* The first replica on a live broker (a manual assignment may name
@@ -947,6 +985,12 @@ static void emit_partitions(controller *c, rbatch *b, kuuid id, int32_t first, i
         for (int32_t k = 0; k < rf && r.leader < 0; k++)
             if (usable(c->committed, r.replicas[k]))
                 r.leader = r.replicas[k];
+        /* The ISR is the leader alone (or, leaderless, the first replica):
+         * followers do not fetch yet, so no other replica is in sync, and a
+         * failover must never pick one that holds nothing. */
+        int32_t isr0 = r.leader >= 0 ? r.leader : r.replicas[0];
+        r.isr = &isr0;
+        r.isr_count = 1;
         r.leader_epoch = 0;
         r.partition_epoch = 0;
         r.directories = dirs;
@@ -1850,5 +1894,282 @@ void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token
     ctrl_append_result ar = rb_send(c, &b);
     rb_free(&b);
     finish(c, token, CTRL_REGISTER_BROKER, items, 1, ar, true, now);
+    check_invariants(c);
+}
+
+/* ---- ElectLeaders and UnregisterBroker -------------------------------------------------------- */
+
+static bool ids_have(const md_ids *l, int32_t id) {
+    for (int32_t i = 0; i < l->n; i++)
+        if (l->ids[i] == id)
+            return true;
+    return false;
+}
+
+void ctrl_elect_leaders(controller *c, int8_t type, const ctrl_partition_ref *parts, int32_t n, void *token,
+                        int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ELECT_LEADERS, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ELECT_LEADERS, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    const md_image *img = c->committed;
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        const ctrl_partition_ref *q = &parts[i];
+        ctrl_item_result *it = &items[i];
+        if (type != CTRL_ELECT_PREFERRED && type != CTRL_ELECT_UNCLEAN) {
+            it->error = KAFKA_ERR_INVALID_REQUEST;
+            msgf(it, "unknown election type %d (0 is preferred, 1 unclean)", type);
+            continue;
+        }
+        const md_topic *t = q->topic.len >= 0 ? md_delta_topic(c->view, q->topic) : NULL;
+        const md_partition *mp = t ? md_topic_partition(t, q->partition) : NULL;
+        if (mp == NULL) {
+            it->error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+            msgf(it, "partition %d of topic '%.*s' does not exist", q->partition,
+                 q->topic.len > 64 ? 64 : (q->topic.len < 0 ? 0 : q->topic.len), q->topic.ptr);
+            continue;
+        }
+        it->topic_id = t->id;
+        int32_t next = -1;
+        bool clean = true;
+        if (type == CTRL_ELECT_PREFERRED) {
+            int32_t pref = mp->replicas.n > 0 ? mp->replicas.ids[0] : -1;
+            if (pref >= 0 && mp->leader == pref) {
+                it->error = KAFKA_ERR_ELECTION_NOT_NEEDED;
+                msgf(it, "the preferred replica (broker %d) leads already", pref);
+                continue;
+            }
+            if (pref < 0 || !usable(img, pref) || !ids_have(&mp->isr, pref)) {
+                it->error = KAFKA_ERR_PREFERRED_LEADER_NOT_AVAILABLE;
+                msgf(it, "the preferred replica (broker %d) is %s", pref,
+                     pref >= 0 && usable(img, pref) ? "not in the ISR" : "not a live broker");
+                continue;
+            }
+            next = pref;
+        } else {
+            if (mp->leader >= 0 && usable(img, mp->leader)) {
+                it->error = KAFKA_ERR_ELECTION_NOT_NEEDED;
+                msgf(it, "broker %d leads the partition and is live", mp->leader);
+                continue;
+            }
+            for (int32_t k = 0; k < mp->isr.n && next < 0; k++)
+                if (usable(img, mp->isr.ids[k]))
+                    next = mp->isr.ids[k];
+            for (int32_t k = 0; k < mp->replicas.n && next < 0; k++)
+                if (usable(img, mp->replicas.ids[k])) {
+                    next = mp->replicas.ids[k];
+                    clean = false;
+                }
+            if (next < 0) {
+                it->error = KAFKA_ERR_ELIGIBLE_LEADERS_NOT_AVAILABLE;
+                msgf(it, "none of the partition's %d replica(s) is on a live broker", mp->replicas.n);
+                continue;
+            }
+        }
+        kafka_partition_change_record r;
+        kafka_partition_change_record_init(&r);
+        r.topic_id = t->id;
+        r.partition_id = q->partition;
+        r.leader = next;
+        if (!clean) {
+            r.isr = &next;
+            r.isr_count = 1;
+        }
+        rb_add(c, &b, KAFKA_MREC_PARTITION_CHANGE, &r); /* t and mp may move now */
+        if (b.oom)
+            it->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    }
+    bool sent = b.n > 0;
+    ctrl_append_result ar = {0, -1};
+    if (sent)
+        ar = rb_send(c, &b);
+    rb_free(&b);
+    finish(c, token, CTRL_ELECT_LEADERS, items, n, ar, sent, now);
+    check_invariants(c);
+}
+
+void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now) {
+    check_invariants(c);
+    ctrl_item_result *items = items_new(c, CTRL_UNREGISTER_BROKER, 1, token);
+    if (items == NULL)
+        return;
+    /* The view: an unregistration in flight already took it out. */
+    const md_broker *br = md_delta_broker(c->view, id);
+    bool sent = false;
+    ctrl_append_result ar = {0, -1};
+    if (br == NULL) {
+        items[0].error = KAFKA_ERR_BROKER_ID_NOT_REGISTERED;
+        msgf(&items[0], "broker %d is not registered", id);
+    } else if (id == c->cfg.node_id) {
+        items[0].error = KAFKA_ERR_INVALID_REQUEST;
+        msgf(&items[0], "broker %d is the active controller's own broker; it cannot unregister itself", id);
+    } else {
+        rbatch b;
+        rb_init(&b);
+        kafka_unregister_broker_record r;
+        kafka_unregister_broker_record_init(&r);
+        r.broker_id = id;
+        r.broker_epoch = br->epoch;
+        rb_add(c, &b, KAFKA_MREC_UNREGISTER_BROKER, &r);
+        ar = rb_send(c, &b);
+        rb_free(&b);
+        sent = true;
+        c->scan_again = true; /* its leaderships move at the next tick */
+    }
+    finish(c, token, CTRL_UNREGISTER_BROKER, items, 1, ar, sent, now);
+    check_invariants(c);
+}
+
+/* ---- AlterPartition ------------------------------------------------------------------------ */
+
+static int16_t check_isr_change(controller *c, int32_t broker_id, const ctrl_isr_change *q, const md_topic *t,
+                                ctrl_item_result *it) {
+    const md_image *img = c->committed;
+    const md_partition *mp = t ? md_topic_partition(t, q->partition) : NULL;
+    if (t == NULL) {
+        msgf(it, "no topic has this id");
+        return KAFKA_ERR_UNKNOWN_TOPIC_ID;
+    }
+    if (mp == NULL) {
+        msgf(it, "topic '%s' has no partition %d", t->name, q->partition);
+        return KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    if (mp->leader != broker_id) {
+        msgf(it, "broker %d does not lead %s-%d (the leader is %d)", broker_id, t->name, q->partition,
+             mp->leader);
+        return KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    }
+    if (q->leader_epoch != mp->leader_epoch) {
+        msgf(it, "leader epoch %d is not the partition's %d", q->leader_epoch, mp->leader_epoch);
+        return KAFKA_ERR_FENCED_LEADER_EPOCH;
+    }
+    if (q->partition_epoch != mp->partition_epoch) {
+        msgf(it, "partition epoch %d is not the partition's %d", q->partition_epoch, mp->partition_epoch);
+        return KAFKA_ERR_INVALID_UPDATE_VERSION;
+    }
+    if (q->leader_recovery_state != 0 && q->leader_recovery_state != 1) {
+        msgf(it, "leader recovery state %d is not 0 or 1", q->leader_recovery_state);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (q->leader_recovery_state == 1 && mp->leader_recovery_state == 0) {
+        msgf(it, "a recovered partition cannot go back to recovering");
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (q->n_isr <= 0 || q->n_isr > mp->replicas.n) {
+        msgf(it, "an ISR of %d for %d replicas", q->n_isr, mp->replicas.n);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    bool leader_in = false;
+    for (int32_t i = 0; i < q->n_isr; i++) {
+        int32_t id = q->isr[i];
+        leader_in = leader_in || id == broker_id;
+        for (int32_t j = 0; j < i; j++)
+            if (q->isr[j] == id) {
+                msgf(it, "the ISR lists broker %d twice", id);
+                return KAFKA_ERR_INVALID_REQUEST;
+            }
+        bool replica = false;
+        for (int32_t k = 0; k < mp->replicas.n; k++)
+            replica = replica || mp->replicas.ids[k] == id;
+        if (!replica) {
+            msgf(it, "broker %d is not a replica of %s-%d", id, t->name, q->partition);
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+        const md_broker *b = md_image_broker(img, id);
+        if (b == NULL || b->fenced || (b->in_controlled_shutdown && id != broker_id)) {
+            msgf(it, "broker %d is %s", id,
+                 b == NULL   ? "not registered"
+                 : b->fenced ? "fenced"
+                             : "in controlled shutdown");
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+        if (q->broker_epochs && q->broker_epochs[i] >= 0 && q->broker_epochs[i] != b->epoch) {
+            msgf(it, "broker %d's epoch is %lld, not %lld", id, (long long)b->epoch,
+                 (long long)q->broker_epochs[i]);
+            return KAFKA_ERR_INELIGIBLE_REPLICA;
+        }
+    }
+    if (!leader_in) {
+        msgf(it, "the ISR must hold its leader (broker %d)", broker_id);
+        return KAFKA_ERR_INVALID_REQUEST;
+    }
+    return 0;
+}
+
+void ctrl_alter_partition(controller *c, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ALTER_PARTITION, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ALTER_PARTITION, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    const md_broker *self = md_image_broker(c->committed, broker_id);
+    bool stale = self == NULL || self->epoch != broker_epoch;
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        ctrl_item_result *it = &items[i];
+        const ctrl_isr_change *q = &ch[i];
+        it->topic_id = q->topic_id;
+        if (stale) {
+            it->error = KAFKA_ERR_STALE_BROKER_EPOCH;
+            msgf(it, "broker %d's registered epoch is %lld, not %lld", broker_id,
+                 self ? (long long)self->epoch : -1LL, (long long)broker_epoch);
+            continue;
+        }
+        /* Decided on the committed image: the leader's epochs are those it
+         * saw committed, and a change of ours in flight bumps the partition
+         * epoch, so a second one for the same partition waits for it. */
+        const md_topic *t = md_image_topic_by_id(c->committed, q->topic_id);
+        const md_topic *vt = md_delta_topic_by_id(c->view, q->topic_id);
+        const md_partition *vp = vt ? md_topic_partition(vt, q->partition) : NULL;
+        const md_partition *mp = t ? md_topic_partition(t, q->partition) : NULL;
+        if ((it->error = check_isr_change(c, broker_id, q, t, it)) != 0)
+            continue;
+        if (vp == NULL || vp->partition_epoch != mp->partition_epoch) {
+            it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+            msgf(it, "another change of the partition is being committed");
+            continue;
+        }
+        bool same = mp->isr.n == q->n_isr && (int8_t)mp->leader_recovery_state == q->leader_recovery_state;
+        for (int32_t k = 0; same && k < q->n_isr; k++) {
+            bool found = false;
+            for (int32_t j = 0; j < mp->isr.n; j++)
+                found = found || mp->isr.ids[j] == q->isr[k];
+            same = found;
+        }
+        if (same)
+            continue;
+        kafka_partition_change_record r;
+        kafka_partition_change_record_init(&r);
+        r.topic_id = q->topic_id;
+        r.partition_id = q->partition;
+        r.isr = (int32_t *)q->isr;
+        r.isr_count = q->n_isr;
+        if ((int8_t)mp->leader_recovery_state != q->leader_recovery_state)
+            r.leader_recovery_state = q->leader_recovery_state;
+        rb_add(c, &b, KAFKA_MREC_PARTITION_CHANGE, &r);
+        if (b.oom)
+            it->error = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    }
+    bool sent = b.n > 0;
+    ctrl_append_result ar = {0, -1};
+    if (sent)
+        ar = rb_send(c, &b);
+    rb_free(&b);
+    finish(c, token, CTRL_ALTER_PARTITION, items, n, ar, sent, now);
     check_invariants(c);
 }

@@ -170,6 +170,9 @@ typedef enum ctrl_kind {
     CTRL_CREATE_PARTITIONS,
     CTRL_ALTER_CONFIGS,
     CTRL_REGISTER_BROKER,
+    CTRL_ELECT_LEADERS,
+    CTRL_UNREGISTER_BROKER,
+    CTRL_ALTER_PARTITION,
     CTRL_ALTER_SCRAM,
 } ctrl_kind;
 
@@ -252,15 +255,71 @@ void ctrl_alter_scram(controller *c, const ctrl_scram_op *ops, int32_t n, void *
 int16_t ctrl_broker_heartbeat(controller *c, int32_t id, int64_t broker_epoch, bool want_shut_down,
                               int64_t now, bool *fenced, bool *shut_down);
 
+/* ElectLeaders (Kafka's election types). PREFERRED moves leadership to a
+ * partition's first replica when it is live and in the ISR
+ * (ELECTION_NOT_NEEDED when it leads already, PREFERRED_LEADER_NOT_AVAILABLE
+ * otherwise). UNCLEAN gives a leaderless partition (or one led by a fenced
+ * broker) a leader: from the ISR if a member is live, else any live replica,
+ * which becomes the whole ISR (records past its log end are lost: that is
+ * what unclean means); ELECTION_NOT_NEEDED when a live leader exists,
+ * ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live. One result per
+ * item, in order. */
+#define CTRL_ELECT_PREFERRED 0
+#define CTRL_ELECT_UNCLEAN   1
+typedef struct ctrl_partition_ref {
+    kstr topic;
+    int32_t partition;
+} ctrl_partition_ref;
+void ctrl_elect_leaders(controller *c, int8_t type, const ctrl_partition_ref *parts, int32_t n, void *token,
+                        int64_t now);
+
+/* UnregisterBroker: the broker's registration is removed (an
+ * UnregisterBrokerRecord); the partitions it led get new leaders from their
+ * ISR on the next tick. BROKER_ID_NOT_REGISTERED when it has none; this
+ * node cannot unregister itself (INVALID_REQUEST). A broker that is still
+ * running registers again at its next heartbeat. */
+void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now);
+
+/* AlterPartition from a partition leader: ISR changes (Kafka's checks:
+ * STALE_BROKER_EPOCH for every item when broker_epoch is not the broker's
+ * registered one; per item UNKNOWN_TOPIC_ID / UNKNOWN_TOPIC_OR_PARTITION,
+ * NOT_LEADER_OR_FOLLOWER when broker_id does not lead it, FENCED_LEADER_EPOCH
+ * for another leader epoch, INVALID_UPDATE_VERSION for another partition
+ * epoch, INVALID_REQUEST for an ISR without the leader, with repeats or
+ * beyond the replicas, INELIGIBLE_REPLICA for a member that is fenced, in
+ * controlled shutdown, unregistered, or (broker_epochs given, v3) of
+ * another broker epoch). An accepted change writes a PartitionChangeRecord
+ * (a new partition epoch) unless the ISR is already the one asked for; the
+ * owner answers with the partition's committed state. */
+typedef struct ctrl_isr_change {
+    kuuid topic_id;
+    int32_t partition;
+    int32_t leader_epoch;
+    int32_t partition_epoch;
+    const int32_t *isr;
+    const int64_t *broker_epochs; /* NULL, or per member (-1: unchecked) */
+    int32_t n_isr;
+    int8_t leader_recovery_state; /* 0 recovered, 1 recovering */
+} ctrl_isr_change;
+void ctrl_alter_partition(controller *c, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
+                          int32_t n, void *token, int64_t now);
+
 /* Records up to `offset` are committed and `image` (referenced by the
  * controller from now on) is the image with them applied. Answers the
  * requests they complete. */
 void ctrl_commit(controller *c, md_image *image, int64_t now);
 
-/* Request timeouts; brokers whose session expired are fenced; partitions
- * whose leader is fenced or gone, or that have none, get one from their
- * ISR's live brokers (only while no proposal of this controller is in
- * flight, so decisions are taken on the committed image). */
+/* Request timeouts; brokers whose session expired are fenced; fenced or
+ * unregistered brokers leave the ISRs they are in (unless no member would
+ * be left live: then the ISR stays as it was, each member holding every
+ * committed record); partitions whose leader is fenced or gone, or that
+ * have none, get one from their ISR's live brokers, or, when the topic's
+ * unclean.leader.election.enable is true and no ISR member is live, any
+ * live replica as the whole ISR (only while no proposal of this controller
+ * is in flight, so decisions are taken on the committed image).
+ *
+ * Until followers replicate (the replication work), a new partition's ISR
+ * is its leader alone: no other replica holds its records. */
 void ctrl_tick(controller *c, int64_t now);
 int64_t ctrl_next_deadline(const controller *c);
 

@@ -727,6 +727,7 @@ const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char 
 const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism) {
     return md_image_scram(d->work, name, mechanism);
 }
+const md_broker *md_delta_broker(const md_delta *d, int32_t id) { return md_image_broker(d->work, id); }
 
 md_image *md_delta_publish(md_delta *d, int64_t offset, int32_t epoch) {
     md_image *w = d->work;

@@ -232,6 +232,7 @@ const md_topic *md_delta_topic(const md_delta *d, kstr name);
 const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id);
 const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name);
 const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism);
+const md_broker *md_delta_broker(const md_delta *d, int32_t id);
 
 /* ---- snapshots and comparison -------------------------------------------- */
 

@@ -15,6 +15,12 @@ struct replica {
     replica_port port;
     replica_epoch_entry *epochs;
     int n_epochs;
+    /* Leader: the followers that fetched in this leadership (allocated on
+     * the first one; at most REPLICA_ISR_MAX), and a proposed ISR. */
+    replica_follower *fol;
+    int32_t n_fol, cap_fol;
+    int32_t *pending;
+    int64_t lead_since_ms; /* when this leadership began */
 };
 
 /* O(1) checks always (this is on the produce path); the walks over the
@@ -58,13 +64,39 @@ static void notify(replica *r) {
         r->port.changed(r->port.ctx, r);
 }
 
-/* The HW as the ISR allows: with only this replica in it, the log end. */
+static replica_follower *follower_of(const replica *r, int32_t id) {
+    for (int32_t i = 0; i < r->n_fol; i++)
+        if (r->fol[i].id == id)
+            return &r->fol[i];
+    return NULL;
+}
+
+/* A member's log end as the leader knows it: its own, a follower's last
+ * fetch, or -1 (not fetched yet in this leadership). */
+static int64_t member_leo(const replica *r, int32_t id) {
+    if (id == r->st.node_id)
+        return r->st.leo;
+    const replica_follower *f = follower_of(r, id);
+    return f ? f->leo : -1;
+}
+
+/* The HW as the ISR allows: the smallest log end over the committed ISR and
+ * any proposed one (with only this replica in them, its log end). It never
+ * moves back: a member that has not fetched yet holds it where it is. */
 static void advance_hw(replica *r) {
     if (r->st.role != REPLICA_LEADER)
         return;
     int64_t hw = r->st.leo;
-    if (r->st.n_isr > 1)
-        return; /* followers' positions come with replication */
+    for (int32_t i = 0; i < r->st.n_isr; i++) {
+        int64_t e = member_leo(r, r->st.isr[i]);
+        if (e < hw)
+            hw = e;
+    }
+    for (int32_t i = 0; i < r->st.n_pending; i++) {
+        int64_t e = member_leo(r, r->pending[i]);
+        if (e < hw)
+            hw = e;
+    }
     if (hw > r->st.hw) {
         r->st.hw = hw;
         notify(r);
@@ -107,6 +139,8 @@ void replica_destroy(replica *r) {
     if (r == NULL)
         return;
     free(r->epochs);
+    free(r->fol);
+    free(r->pending);
     free(r);
 }
 
@@ -146,7 +180,6 @@ static void epochs_truncate(replica *r, int64_t offset) {
 
 int16_t replica_become_leader(replica *r, int32_t leader_epoch, int32_t partition_epoch, const int32_t *isr,
                               int32_t n_isr, int64_t now) {
-    (void)now;
     check_invariants(r);
     if (leader_epoch < r->st.leader_epoch)
         return KAFKA_ERR_FENCED_LEADER_EPOCH;
@@ -157,12 +190,27 @@ int16_t replica_become_leader(replica *r, int32_t leader_epoch, int32_t partitio
         self |= isr[i] == r->st.node_id;
     if (!self)
         return KAFKA_ERR_INVALID_REQUEST;
+    bool new_leadership = r->st.role != REPLICA_LEADER || leader_epoch != r->st.leader_epoch;
     r->st.role = REPLICA_LEADER;
     r->st.leader_id = r->st.node_id;
     r->st.leader_epoch = leader_epoch;
+    if (partition_epoch != r->st.partition_epoch)
+        r->st.n_pending = 0; /* the proposal was decided, one way or the other */
     r->st.partition_epoch = partition_epoch;
     r->st.n_isr = n_isr;
     memcpy(r->st.isr, isr, (size_t)n_isr * sizeof *isr);
+    if (new_leadership) {
+        /* Positions are learnt again from the followers' fetches; each gets
+         * a full lag window from now. */
+        for (int32_t i = 0; i < r->n_fol; i++) {
+            r->fol[i].leo = -1;
+            r->fol[i].caught_up_ms = now;
+            r->fol[i].prev_fetch_ms = now;
+            r->fol[i].prev_fetch_leader_leo = -1;
+        }
+        r->st.n_pending = 0;
+        r->lead_since_ms = now;
+    }
     refresh_offsets(r);
     /* The new epoch starts at the log end: appends from now on carry it. */
     epochs_assign(r, leader_epoch, r->st.leo);
@@ -183,6 +231,8 @@ int16_t replica_become_follower(replica *r, int32_t leader_id, int32_t leader_ep
     r->st.leader_epoch = leader_epoch;
     r->st.partition_epoch = partition_epoch;
     r->st.n_isr = 0;
+    r->st.n_pending = 0;
+    r->n_fol = 0;
     refresh_offsets(r);
     notify(r);
     check_invariants(r);
@@ -219,7 +269,11 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
         return err;
     refresh_offsets(r);
     epochs_assign(r, r->st.leader_epoch, info.base_offset);
+    int64_t hw_before = r->st.hw;
     advance_hw(r);
+    /* Followers long-poll for the log end, not the HW: wake them. */
+    if (r->st.hw == hw_before && (r->st.n_isr > 1 || r->n_fol > 0))
+        notify(r);
     out->base_offset = info.base_offset;
     out->last_offset = info.last_offset;
     out->log_append_time = info.log_append_time;
@@ -392,4 +446,104 @@ int16_t replica_truncate(replica *r, int64_t offset) {
     notify(r);
     check_invariants(r);
     return 0;
+}
+
+/* ---- replication ------------------------------------------------------------------------- */
+
+bool replica_in_isr(const replica *r, int32_t id) {
+    for (int32_t i = 0; i < r->st.n_isr; i++)
+        if (r->st.isr[i] == id)
+            return true;
+    return false;
+}
+
+int16_t replica_follower_fetch(replica *r, int32_t id, int64_t fetch_offset, int64_t now, bool *join) {
+    check_invariants(r);
+    *join = false;
+    if (r->st.role != REPLICA_LEADER)
+        return r->st.role == REPLICA_OFFLINE ? KAFKA_ERR_KAFKA_STORAGE_ERROR
+                                             : KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    if (id == r->st.node_id || id < 0)
+        return KAFKA_ERR_INVALID_REQUEST;
+    refresh_offsets(r);
+    replica_follower *f = follower_of(r, id);
+    if (f == NULL) {
+        if (r->n_fol == r->cap_fol) {
+            int32_t ncap = r->cap_fol ? r->cap_fol * 2 : 2;
+            if (ncap > REPLICA_ISR_MAX || r->n_fol >= REPLICA_ISR_MAX)
+                return KAFKA_ERR_INVALID_REQUEST;
+            replica_follower *nf = realloc(r->fol, (size_t)ncap * sizeof *nf);
+            if (nf == NULL)
+                return KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            r->fol = nf;
+            r->cap_fol = ncap;
+        }
+        f = &r->fol[r->n_fol++];
+        *f = (replica_follower){id, -1, now, now, -1};
+    }
+    /* A follower cannot have more than the leader: its fetch offset is
+     * past the log end only after a truncation here it has not seen yet. */
+    int64_t leo = fetch_offset < r->st.leo ? fetch_offset : r->st.leo;
+    if (fetch_offset >= r->st.leo)
+        f->caught_up_ms = now;
+    else if (f->prev_fetch_leader_leo >= 0 && fetch_offset >= f->prev_fetch_leader_leo)
+        f->caught_up_ms = f->prev_fetch_ms > f->caught_up_ms ? f->prev_fetch_ms : f->caught_up_ms;
+    f->leo = leo;
+    f->prev_fetch_ms = now;
+    f->prev_fetch_leader_leo = r->st.leo;
+    advance_hw(r);
+    if (!replica_in_isr(r, id)) {
+        int64_t epoch_start = r->n_epochs > 0 ? r->epochs[r->n_epochs - 1].start_offset : 0;
+        *join = f->leo >= r->st.hw && f->leo >= epoch_start;
+    }
+    check_invariants(r);
+    return 0;
+}
+
+int32_t replica_lagging(const replica *r, int64_t now, int64_t lag_max_ms, int32_t *out, int32_t max) {
+    int32_t n = 0;
+    if (r->st.role != REPLICA_LEADER)
+        return 0;
+    for (int32_t i = 0; i < r->st.n_isr && n < max; i++) {
+        int32_t id = r->st.isr[i];
+        if (id == r->st.node_id)
+            continue;
+        const replica_follower *f = follower_of(r, id);
+        /* One that never fetched in this leadership is measured from when
+         * it began (become_leader gave known followers that time). */
+        int64_t since = f ? f->caught_up_ms : r->lead_since_ms;
+        if (now - since > lag_max_ms)
+            out[n++] = id;
+    }
+    return n;
+}
+
+void replica_set_pending_isr(replica *r, const int32_t *isr, int32_t n) {
+    if (n <= 0 || isr == NULL || r->st.role != REPLICA_LEADER) {
+        r->st.n_pending = 0;
+        return;
+    }
+    if (n > REPLICA_ISR_MAX)
+        n = REPLICA_ISR_MAX;
+    if (r->pending == NULL && (r->pending = calloc(REPLICA_ISR_MAX, sizeof *r->pending)) == NULL) {
+        r->st.n_pending = 0;
+        return;
+    }
+    memcpy(r->pending, isr, (size_t)n * sizeof *isr);
+    r->st.n_pending = n;
+}
+
+void replica_follower_hw(replica *r, int64_t leader_hw) {
+    check_invariants(r);
+    if (r->st.role != REPLICA_FOLLOWER)
+        return;
+    refresh_offsets(r);
+    int64_t hw = leader_hw < r->st.leo ? leader_hw : r->st.leo;
+    if (hw < r->st.log_start)
+        hw = r->st.log_start;
+    if (hw != r->st.hw) {
+        r->st.hw = hw;
+        notify(r);
+    }
+    check_invariants(r);
 }

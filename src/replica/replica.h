@@ -81,6 +81,7 @@ typedef struct replica_port {
 
 typedef struct replica_state {
     replica_role role;
+    int32_t n_pending; /* a proposed ISR awaiting commit (0: none) */
     int32_t node_id;
     int32_t leader_id; /* -1: none known */
     int32_t leader_epoch;
@@ -172,6 +173,49 @@ int16_t replica_delete_records(replica *r, int64_t offset, int64_t *low);
 /* Follower truncation to offset (a diverging epoch): the log and the epoch
  * cache are cut there; the HW is capped. */
 int16_t replica_truncate(replica *r, int64_t offset);
+
+/* ---- replication (leader side) ------------------------------------------------------ */
+
+/* A follower's position as its leader tracks it. leo is the follower's log
+ * end as its last fetch said (-1: it has not fetched in this leadership);
+ * caught_up_ms is when it last had everything the leader had (a fetch at
+ * the leader's log end, or at the log end the leader had at the follower's
+ * previous fetch), the clock replica.lag.time.max.ms is measured against. */
+typedef struct replica_follower {
+    int32_t id;
+    int64_t leo;
+    int64_t caught_up_ms;
+    int64_t prev_fetch_ms;
+    int64_t prev_fetch_leader_leo;
+} replica_follower;
+
+/* A fetch from follower `id` (a replica of the partition: the owner checks
+ * against the metadata) at fetch_offset: its position moves there (it has
+ * every record below it), the HW may advance, and *join says that it is
+ * outside the ISR and has caught up far enough to join it (its log end is
+ * at least the HW and the start of the current leader epoch): the owner
+ * proposes the larger ISR to the controller. NOT_LEADER_OR_FOLLOWER when
+ * this replica does not lead. */
+int16_t replica_follower_fetch(replica *r, int32_t id, int64_t fetch_offset, int64_t now, bool *join);
+
+/* ISR members (other than the leader) that have not caught up for longer
+ * than lag_max_ms: at most max ids into out; the count. */
+int32_t replica_lagging(const replica *r, int64_t now, int64_t lag_max_ms, int32_t *out, int32_t max);
+
+/* The ISR change the owner has proposed to the controller and not yet seen
+ * committed (NULL, 0: none). Until the metadata brings the new ISR, the HW
+ * is computed over both the committed ISR and the proposed one (Kafka's
+ * "maximal ISR"): a member being added counts before it is committed, so no
+ * record is committed without it, and a member being removed counts until
+ * its removal is committed. */
+void replica_set_pending_isr(replica *r, const int32_t *isr, int32_t n);
+bool replica_in_isr(const replica *r, int32_t id);
+
+/* ---- replication (follower side) ------------------------------------------------------ */
+
+/* The leader's HW as its Fetch answer gave it: the follower's HW becomes
+ * the smaller of that and its own log end (never below its log start). */
+void replica_follower_hw(replica *r, int64_t leader_hw);
 
 /* The leader-epoch cache (for tests and the checkpoint). */
 int replica_epochs(const replica *r, const replica_epoch_entry **out);

@@ -89,5 +89,6 @@ int cmd_mirror(int argc, char **argv);
 int cmd_mirror_dump(int argc, char **argv); /* `sluice mirror dump` */
 int cmd_storage(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_leader_election(int argc, char **argv);
 
 #endif

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/gen/kafka_msgs.h"
 #include "tools/kclient.h"
@@ -14,17 +15,21 @@
 
 static const char cluster_help[] =
     "Usage: sluice cluster describe --bootstrap-server H:P [--json]\n"
+    "       sluice cluster unregister --bootstrap-server H:P --id N\n"
     "\n"
     "Shows the cluster id, the active controller, the brokers clients are given (fenced\n"
     "ones are left out), and the metadata quorum: its leader, epoch and high watermark, and\n"
     "each voter's log end offset and lag behind the leader.\n"
+    "unregister removes a broker's registration (UnregisterBroker, as kafka-cluster.sh\n"
+    "unregister): for a broker that is gone for good; one still running registers again.\n"
     "\n" KC_COMMON_HELP "\n"
     "Exit codes: 0 ok; 1 the broker refused or is a single node without a quorum (the\n"
     "brokers are still shown); 2 bad flags; 3 unreachable.\n"
     "\n"
     "Examples:\n"
     "  sluice cluster describe --bootstrap-server localhost:9092\n"
-    "  sluice cluster describe --bootstrap-server localhost:9092 --json\n";
+    "  sluice cluster describe --bootstrap-server localhost:9092 --json\n"
+    "  sluice cluster unregister --bootstrap-server localhost:9092 --id 4\n";
 
 #define BROKERS_MAX 1024
 
@@ -48,6 +53,8 @@ typedef struct cluster_view {
 typedef struct cluster_args {
     kc_opts k;
     bool describe, json;
+    bool unregister;
+    long id;
 } cluster_args;
 
 /* Encodes req for (key, v) and calls; the decoded response in *out. */
@@ -269,15 +276,21 @@ static int describe(cluster_args *a) {
     return rc;
 }
 
+static int unregister(cluster_args *a);
+
 int cmd_cluster(int argc, char **argv) {
     static const struct option opts[] = {
         KC_COMMON_OPTIONS,
+        {"id", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     static cluster_args a;
     memset(&a, 0, sizeof a);
     a.k.cmd = "cluster";
-    if (argc < 2 || strcmp(argv[1], "describe") != 0) {
+    a.id = -1;
+    if (argc >= 2 && strcmp(argv[1], "unregister") == 0)
+        a.unregister = true;
+    if (argc < 2 || (strcmp(argv[1], "describe") != 0 && !a.unregister)) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
             fputs(cluster_help, stdout);
             return CLI_OK;
@@ -300,10 +313,255 @@ int cmd_cluster(int argc, char **argv) {
             fputs(cluster_help, stdout);
             return CLI_OK;
         }
+        if (ch == 'i' && a.unregister) {
+            char *end;
+            a.id = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || a.id < 0 || a.id > INT32_MAX)
+                return cli_usage_err("cluster", "--id takes a broker id (0..%d)", INT32_MAX);
+            continue;
+        }
         return cli_usage_err("cluster", "unknown option '%s'", argv[optind - 1]);
     }
     if (optind < argc)
         return cli_usage_err("cluster", "unexpected argument '%s'", argv[optind]);
+    if (a.unregister && a.id < 0)
+        return cli_usage_err("cluster", "unregister needs --id N");
     int rc = kc_check(&a.k);
-    return rc == CLI_OK ? describe(&a) : rc;
+    if (rc != CLI_OK)
+        return rc;
+    return a.unregister ? unregister(&a) : describe(&a);
+}
+
+/* ---- unregister ------------------------------------------------------------------ */
+
+static int unregister(cluster_args *a) {
+    kraw c;
+    int rc = kraw_open(&c, &a->k);
+    if (rc != CLI_OK)
+        return rc;
+    int16_t v = kraw_version(&c, KAFKA_API_UNREGISTER_BROKER, 0);
+    if (v < 0) {
+        cli_err("cluster", "the broker does not serve UnregisterBroker");
+        kraw_close(&c);
+        return CLI_EFAIL;
+    }
+    kafka_unregister_broker_request req;
+    kafka_unregister_broker_request_init(&req);
+    req.broker_id = (int32_t)a->id;
+    kafka_unregister_broker_response resp;
+    rc = call(&c, &a->k, KAFKA_API_UNREGISTER_BROKER, v, &req, &resp);
+    if (rc == CLI_OK) {
+        if (resp.error_code == 0) {
+            printf("Broker %ld is no longer registered.\n", a->id);
+        } else {
+            cli_err("cluster", "unregistering broker %ld failed: %s%s%.*s", a->id,
+                    kafka_error_name(resp.error_code), resp.error_message.len > 0 ? ": " : "",
+                    resp.error_message.len > 0 ? resp.error_message.len : 0,
+                    resp.error_message.len > 0 ? resp.error_message.ptr : "");
+            rc = CLI_EFAIL;
+        }
+    }
+    kraw_close(&c);
+    return rc;
+}
+
+/* ---- leader-election ---------------------------------------------------------------- */
+
+static const char election_help[] =
+    "Usage: sluice leader-election --bootstrap-server H:P --election-type PREFERRED|UNCLEAN\n"
+    "                              (--all-topic-partitions | --topic T [--partition P])\n"
+    "\n"
+    "Elects partition leaders (ElectLeaders, as kafka-leader-election.sh). PREFERRED moves\n"
+    "leadership to each partition's first replica where it is live and in the ISR; UNCLEAN\n"
+    "gives a partition without a live leader one, from the ISR if a member is live, else\n"
+    "any live replica (records only the old leader had are then lost).\n"
+    "\n" KC_COMMON_HELP "\n"
+    "Exit codes: 0 every named partition elected or needing none; 1 an election failed;\n"
+    "2 bad flags; 3 unreachable.\n"
+    "\n"
+    "Examples:\n"
+    "  sluice leader-election --bootstrap-server localhost:9092 --election-type PREFERRED "
+    "--all-topic-partitions\n"
+    "  sluice leader-election --bootstrap-server localhost:9092 --election-type UNCLEAN --topic orders "
+    "--partition 0\n";
+
+#define ELECT_PARTITIONS_MAX 10000
+
+int cmd_leader_election(int argc, char **argv) {
+    static const struct option opts[] = {
+        KC_COMMON_OPTIONS,
+        {"election-type", required_argument, NULL, 'e'},
+        {"all-topic-partitions", no_argument, NULL, 'a'},
+        {"topic", required_argument, NULL, 't'},
+        {"partition", required_argument, NULL, 'p'},
+        {"path-to-json-file", required_argument, NULL, 'j'},
+        {"admin.config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static kc_opts k;
+    memset(&k, 0, sizeof k);
+    k.cmd = "leader-election";
+    int type = -1;
+    bool all = false, json = false;
+    const char *topic = NULL;
+    long partition = -1;
+    int ch;
+    optind = 1;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int c = kc_common_opt(&k, ch, optarg, &json);
+        if (c < 0)
+            return -c;
+        if (c > 0)
+            continue;
+        switch (ch) {
+        case 'h':
+            fputs(election_help, stdout);
+            return CLI_OK;
+        case 'e':
+            if (strcasecmp(optarg, "PREFERRED") == 0)
+                type = 0;
+            else if (strcasecmp(optarg, "UNCLEAN") == 0)
+                type = 1;
+            else
+                return cli_usage_err("leader-election", "--election-type is PREFERRED or UNCLEAN, not '%s'",
+                                     optarg);
+            break;
+        case 'a':
+            all = true;
+            break;
+        case 't':
+            topic = optarg;
+            break;
+        case 'p': {
+            char *end;
+            partition = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || partition < 0 || partition > INT32_MAX)
+                return cli_usage_err("leader-election", "--partition takes a partition index");
+            break;
+        }
+        case 'c':
+            k.config_file = optarg;
+            break;
+        case 'j':
+            return cli_usage_err("leader-election",
+                                 "--path-to-json-file is not supported yet; name one partition with --topic "
+                                 "and --partition, or use --all-topic-partitions");
+        default:
+            return cli_usage_err("leader-election", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_err("leader-election", "unexpected argument '%s'", argv[optind]);
+    if (type < 0)
+        return cli_usage_err("leader-election", "--election-type PREFERRED|UNCLEAN is required");
+    if (all == (topic != NULL))
+        return cli_usage_err("leader-election", "give either --all-topic-partitions or --topic");
+    if (partition >= 0 && topic == NULL)
+        return cli_usage_err("leader-election", "--partition needs --topic");
+    int rc = kc_check(&k);
+    if (rc != CLI_OK)
+        return rc;
+    kraw c;
+    if ((rc = kraw_open(&c, &k)) != CLI_OK)
+        return rc;
+    int16_t v = kraw_version(&c, KAFKA_API_ELECT_LEADERS, 2);
+    if (v < 1) {
+        cli_err("leader-election", "the broker does not serve ElectLeaders v1 or later");
+        kraw_close(&c);
+        return CLI_EFAIL;
+    }
+    kafka_elect_leaders_request req;
+    kafka_elect_leaders_request_init(&req);
+    req.election_type = (int8_t)type;
+    kafka_elect_leaders_request_topic_partitions tp;
+    kafka_elect_leaders_request_topic_partitions_init(&tp);
+    static int32_t parts[ELECT_PARTITIONS_MAX];
+    if (topic != NULL) {
+        int32_t n = 0;
+        if (partition >= 0) {
+            parts[n++] = (int32_t)partition;
+        } else {
+            /* Every partition of the topic, from Metadata. */
+            kafka_metadata_request mreq;
+            kafka_metadata_request_init(&mreq);
+            kafka_metadata_request_metadata_request_topic mt;
+            kafka_metadata_request_metadata_request_topic_init(&mt);
+            mt.name = kstr_c(topic);
+            mreq.topics = &mt;
+            mreq.topics_count = 1;
+            mreq.allow_auto_topic_creation = false;
+            int16_t mv = kraw_version(&c, KAFKA_API_METADATA, 12);
+            kafka_metadata_response mresp;
+            if (mv < 0 || (rc = call(&c, &k, KAFKA_API_METADATA, mv, &mreq, &mresp)) != CLI_OK) {
+                kraw_close(&c);
+                return rc == CLI_OK ? CLI_EFAIL : rc;
+            }
+            if (mresp.topics_count != 1 || mresp.topics[0].error_code != 0) {
+                cli_err("leader-election", "topic '%s' does not exist", topic);
+                kraw_close(&c);
+                return CLI_ENOTFOUND;
+            }
+            for (int32_t i = 0; i < mresp.topics[0].partitions_count && n < ELECT_PARTITIONS_MAX; i++)
+                parts[n++] = mresp.topics[0].partitions[i].partition_index;
+        }
+        tp.topic = kstr_c(topic);
+        tp.partitions = parts;
+        tp.partitions_count = n;
+        req.topic_partitions = &tp;
+        req.topic_partitions_count = 1;
+    } else {
+        req.topic_partitions = NULL;
+        req.topic_partitions_count = -1;
+    }
+    kafka_elect_leaders_response resp;
+    if ((rc = call(&c, &k, KAFKA_API_ELECT_LEADERS, v, &req, &resp)) != CLI_OK) {
+        kraw_close(&c);
+        return rc;
+    }
+    const char *tn = type == 0 ? "PREFERRED" : "UNCLEAN";
+    if (resp.error_code != 0) {
+        cli_err("leader-election", "the election was refused: %s", kafka_error_name(resp.error_code));
+        kraw_close(&c);
+        return CLI_EFAIL;
+    }
+    int done = 0, not_needed = 0, failed = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        bool first = true;
+        for (int32_t i = 0; i < resp.replica_election_results_count; i++) {
+            const kafka_elect_leaders_response_replica_election_result *t = &resp.replica_election_results[i];
+            for (int32_t j = 0; j < t->partition_result_count; j++) {
+                const kafka_elect_leaders_response_partition_result *p = &t->partition_result[j];
+                int kind = p->error_code == 0 ? 0 : p->error_code == KAFKA_ERR_ELECTION_NOT_NEEDED ? 1 : 2;
+                if (kind != pass)
+                    continue;
+                if (pass == 2) {
+                    printf("Error completing leader election (%s) for partition %.*s-%d: %s%s%.*s\n", tn,
+                           t->topic.len, t->topic.ptr, p->partition_id, kafka_error_name(p->error_code),
+                           p->error_message.len > 0 ? ": " : "",
+                           p->error_message.len > 0 ? p->error_message.len : 0,
+                           p->error_message.len > 0 ? p->error_message.ptr : "");
+                    failed++;
+                    continue;
+                }
+                if (first)
+                    printf(pass == 0 ? "Successfully completed leader election (%s) for partitions "
+                                     : "Valid replica already elected for partitions ",
+                           tn);
+                printf("%s%.*s-%d", first ? "" : ", ", t->topic.len, t->topic.ptr, p->partition_id);
+                first = false;
+                if (pass == 0)
+                    done++;
+                else
+                    not_needed++;
+            }
+        }
+        if (!first)
+            putchar('\n');
+    }
+    if (done + not_needed + failed == 0)
+        printf("No partition needed a %s election.\n", tn);
+    kraw_close(&c);
+    return failed ? CLI_EFAIL : CLI_OK;
 }

@@ -29,6 +29,8 @@ static const subcommand commands[] = {
     {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},
     {"dump-log", cmd_dump_log, "decode and check segment and index files offline (kafka-dump-log)"},
     {"cluster", cmd_cluster, "brokers, active controller and metadata quorum (kafka-metadata-quorum)"},
+    {"leader-election", cmd_leader_election,
+     "elect preferred or unclean partition leaders (kafka-leader-election)"},
     {"storage", cmd_storage, "format log directories for a cluster; new cluster ids (kafka-storage)"},
 };
 

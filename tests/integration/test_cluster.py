@@ -463,3 +463,188 @@ def test_lagging_voter_catches_up_from_a_snapshot(cluster):
         wait_for("snap-%d on the returning node" % i, lambda i=i: topic_view(away, "snap-%d" % i), timeout=30)
     assert "loaded the leader's snapshot" in away.log()
     wait_formed(nodes)
+
+
+def partition_state(node, name):
+    md = admin(node).list_topics(timeout=5)
+    t = md.topics.get(name)
+    if t is None or t.error is not None:
+        return None
+    return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in t.partitions.values()}
+
+
+def sluice(*args, timeout=60):
+    return subprocess.run([SLUICE] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def test_replicas_are_not_in_sync_until_they_replicate_and_elections(cluster):
+    """Until followers fetch, a partition's ISR is its leader alone: losing the
+    leader leaves the partition leaderless instead of handing it to a replica
+    that holds nothing. ElectLeaders: a preferred election needs the first
+    replica live and in the ISR; an unclean one takes any live replica."""
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("rf3", 3, 3)], operation_timeout=10)["rf3"].result(20)
+    st = wait_for("rf3 in the metadata", lambda: partition_state(nodes[1], "rf3"))
+    for pid, (leader, replicas, isr) in st.items():
+        assert len(replicas) == 3 and leader == replicas[0] and isr == [leader], st
+    produce(nodes[0], "rf3", 30, 3)
+    # A replica assignment is kept as given, through any node.
+    a2 = admin(nodes[2])
+    a2.create_topics([NewTopic("placed", 2, replica_assignment=[[3, 1], [2, 3]])],
+                     operation_timeout=10)["placed"].result(20)
+    st2 = wait_for("placed in the metadata", lambda: partition_state(nodes[0], "placed"))
+    assert st2 == {0: (3, [3, 1], [3]), 1: (2, [2, 3], [2])}, st2
+    bad = a2.create_topics([NewTopic("misplaced", 1, replica_assignment=[[9]])], operation_timeout=10)
+    with pytest.raises(Exception, match="INVALID_REPLICA_ASSIGNMENT|not a registered"):
+        bad["misplaced"].result(20)
+    boot = nodes[0].bootstrap
+    # Everything is led by its preferred replica: nothing to elect.
+    r = sluice("leader-election", "--bootstrap-server", boot, "--election-type", "PREFERRED",
+               "--all-topic-partitions")
+    assert r.returncode == 0 and "No partition needed a PREFERRED election" in r.stdout, r.stdout + r.stderr
+    r = sluice("leader-election", "--bootstrap-server", boot, "--election-type", "PREFERRED", "--topic", "rf3")
+    assert r.returncode == 0 and "Valid replica already elected for partitions" in r.stdout, r.stdout + r.stderr
+
+    # The leader of a partition (not the active controller) dies.
+    victim_id = next(l for l, _, _ in st.values() if l != controller)
+    part = next(p for p, (l, _, _) in st.items() if l == victim_id)
+    victim = next(n for n in nodes if n.node_id == victim_id)
+    rest = [n for n in nodes if n is not victim]
+    victim.kill9()
+    wait_for("partition %d to lose its leader" % part,
+             lambda: partition_state(rest[0], "rf3")[part][0] == -1, timeout=20)
+    leader, replicas, isr = partition_state(rest[0], "rf3")[part]
+    assert isr == [victim_id], (leader, replicas, isr)  # the last ISR member stays
+    r = sluice("leader-election", "--bootstrap-server", rest[0].bootstrap, "--election-type", "PREFERRED",
+               "--topic", "rf3", "--partition", str(part))
+    assert r.returncode == 1 and "PREFERRED_LEADER_NOT_AVAILABLE" in r.stdout, r.stdout + r.stderr
+    # Unclean, through a node that is not the active controller (forwarded).
+    via = next(n for n in rest if n.node_id != controller)
+    r = sluice("leader-election", "--bootstrap-server", via.bootstrap, "--election-type", "UNCLEAN",
+               "--topic", "rf3", "--partition", str(part))
+    assert r.returncode == 0 and "Successfully completed leader election (UNCLEAN) for partitions rf3-%d" % part \
+        in r.stdout, r.stdout + r.stderr
+    leader, replicas, isr = wait_for("the unclean leader in the metadata",
+                                     lambda: (lambda s: s if s[0] >= 0 else None)(
+                                         partition_state(rest[0], "rf3")[part]))
+    assert leader in (n.node_id for n in rest) and isr == [leader], (leader, replicas, isr)
+    # Again: a live leader exists now.
+    r = sluice("leader-election", "--bootstrap-server", via.bootstrap, "--election-type", "UNCLEAN",
+               "--topic", "rf3", "--partition", str(part))
+    assert r.returncode == 0 and "Valid replica already elected" in r.stdout, r.stdout + r.stderr
+    r = sluice("leader-election", "--bootstrap-server", via.bootstrap, "--election-type", "PREFERRED",
+               "--topic", "nope", "--partition", "0")
+    assert r.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stdout, r.stdout + r.stderr
+    # The partition takes records again.
+    p = Producer({"bootstrap.servers": rest[0].bootstrap, "acks": "all"})
+    errs = []
+    p.produce("rf3", value=b"after", partition=part, on_delivery=lambda e, m: errs.append(e))
+    assert p.flush(30) == 0 and errs == [None], errs
+
+
+def test_unregister_broker(cluster):
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    victim = next(n for n in nodes if n.node_id != controller)
+    rest = [n for n in nodes if n is not victim]
+    boot = rest[0].bootstrap
+    r = sluice("cluster", "unregister", "--bootstrap-server", boot, "--id", str(controller))
+    assert r.returncode == 1 and "INVALID_REQUEST" in r.stderr, r.stdout + r.stderr
+    r = sluice("cluster", "unregister", "--bootstrap-server", boot, "--id", "77")
+    assert r.returncode == 1 and "BROKER_ID_NOT_REGISTERED" in r.stderr, r.stdout + r.stderr
+    victim.kill9()
+    wait_for("node %d fenced" % victim.node_id,
+             lambda: victim.node_id not in brokers_seen(rest[0])[0], timeout=20)
+    r = sluice("cluster", "unregister", "--bootstrap-server", boot, "--id", str(victim.node_id))
+    assert r.returncode == 0 and "Broker %d is no longer registered" % victim.node_id in r.stdout, r.stderr
+    r = sluice("cluster", "unregister", "--bootstrap-server", boot, "--id", str(victim.node_id))
+    assert r.returncode == 1 and "BROKER_ID_NOT_REGISTERED" in r.stderr, r.stdout + r.stderr
+    # Kafka's tool name does the same.
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "bin",
+                        "kafka-cluster.sh")
+    env = dict(os.environ, SLUICE_BIN_DIR=BUILD)
+    r = subprocess.run([tool, "cluster-id", "--bootstrap-server", boot], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "Cluster ID: %s" % CLUSTER_ID, r.stdout + r.stderr
+    # A broker that comes back registers again.
+    victim.start()
+    wait_formed(nodes)
+
+
+def log_bytes(node, topic, part):
+    d = os.path.join(node.data_dir, "logs", "%s-%d" % (topic, part))
+    out = b""
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".log"):
+            with open(os.path.join(d, f), "rb") as fh:
+                out += fh.read()
+    return out
+
+
+def test_replication_acks_all_survives_the_leader(cluster):
+    """Followers fetch from their leader and join the ISR; acks=all waits for
+    the ISR; when the leader is killed, a follower from the ISR leads with
+    every acknowledged record, and the replicas' logs are identical."""
+    nodes = cluster(3, overrides={"replica.lag.time.max.ms": "3000", "replica.fetch.wait.max.ms": "200"})
+    wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("repl", 3, 3, config={"min.insync.replicas": "2"})],
+                    operation_timeout=10)["repl"].result(20)
+    wait_for("the ISRs to fill up", lambda: all(len(isr) == 3 for _, _, isr in
+                                                  partition_state(nodes[0], "repl").values()), timeout=30)
+    p = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in nodes), "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 60000})
+    acked, errs = [], []
+
+    def cb(err, msg):
+        (errs if err else acked).append((msg.partition(), msg.value()) if not err else err)
+
+    for i in range(3000):
+        p.produce("repl", value=b"v%05d" % i, partition=i % 3, on_delivery=cb)
+        if i % 500 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0 and not errs, errs[:3]
+    assert len(acked) == 3000
+    st = partition_state(nodes[0], "repl")
+    # The followers have everything (the HW is theirs too): identical logs.
+    for part, (leader, replicas, isr) in st.items():
+        want = log_bytes(next(n for n in nodes if n.node_id == leader), "repl", part)
+        for r in replicas:
+            node = next(n for n in nodes if n.node_id == r)
+            wait_for("replica %d of repl-%d to match its leader" % (r, part),
+                     lambda: log_bytes(node, "repl", part) == want, timeout=20)
+    # Kill the leader of partition 0: a follower from the ISR takes over.
+    leader0 = st[0][0]
+    victim = next(n for n in nodes if n.node_id == leader0)
+    rest = [n for n in nodes if n is not victim]
+    victim.kill9()
+    wait_for("a new leader for repl-0", lambda: partition_state(rest[0], "repl")[0][0] not in (-1, leader0),
+             timeout=30)
+    # More acks=all writes go on with two in-sync replicas.
+    p2 = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in rest), "acks": "all",
+                   "message.timeout.ms": 60000})
+    more = []
+    for i in range(300):
+        p2.produce("repl", value=b"w%05d" % i, partition=i % 3,
+                   on_delivery=lambda e, m: more.append(e))
+    assert p2.flush(60) == 0 and all(e is None for e in more), [e for e in more if e][:3]
+    # Every acknowledged record is there, once.
+    c = Consumer({"bootstrap.servers": rest[0].bootstrap, "group.id": "check-%d" % time.time_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("repl", q, 0) for q in range(3)])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < 3300 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.partition(), m.value()))
+    c.close()
+    missing = set(acked) - set(got)
+    assert not missing, "lost %d acknowledged records, e.g. %r" % (len(missing), sorted(missing)[:5])
+    assert len(got) == len(set(got)) == 3300
+    # The killed broker returns, catches up from the new leader and rejoins.
+    victim.start()
+    wait_for("the ISRs to fill up again", lambda: all(len(isr) == 3 for _, _, isr in
+                                                        partition_state(rest[0], "repl").values()), timeout=60)

@@ -182,8 +182,7 @@ def test_zookeeper_flags_are_refused_with_the_reason(tmp_path, tool, args):
     assert "--bootstrap-server" in r.stderr
 
 
-@pytest.mark.parametrize("tool", ["kafka-metadata-quorum.sh", "kafka-acls.sh", "kafka-transactions.sh",
-                                  "kafka-reassign-partitions.sh", "kafka-leader-election.sh"])
+@pytest.mark.parametrize("tool", ["kafka-acls.sh", "kafka-transactions.sh", "kafka-reassign-partitions.sh"])
 def test_tools_still_to_come_say_so(tmp_path, tool):
     r = run(tool, "--bootstrap-server", "127.0.0.1:1", "--describe", env=tool_env(tmp_path))
     assert r.returncode == 1
@@ -261,7 +260,7 @@ def test_make_install_tree_runs_without_the_source_tree(tmp_path):
               "kafka-console-consumer.sh", "kafka-consumer-groups.sh", "kafka-configs.sh",
               "kafka-producer-perf-test.sh", "kafka-consumer-perf-test.sh", "kafka-dump-log.sh",
               "kafka-storage.sh", "kafka-metadata-quorum.sh", "kafka-acls.sh", "kafka-transactions.sh",
-              "kafka-reassign-partitions.sh", "kafka-leader-election.sh", "sluice", "sluiced"):
+              "kafka-reassign-partitions.sh", "kafka-leader-election.sh", "kafka-cluster.sh", "sluice", "sluiced"):
         assert t in names
     man = root / "usr" / "share" / "man"
     assert (man / "man8" / "sluiced.8").exists() and (man / "man1" / "sluice.1").exists()

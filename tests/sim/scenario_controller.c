@@ -82,6 +82,10 @@ typedef struct world {
     int64_t request_timeout;
     int64_t partitions_max;
     uint64_t ok_creates, refused, restarts, commits;
+    md_image *prev;       /* the image check_image saw last */
+    bool unregistered[8]; /* broker ids a client unregistered */
+    bool unclean_sent;    /* an unclean election was asked for */
+    uint64_t elections, unregisters;
 } world;
 
 static const char *const NAME_POOL[NAMES] = {"orders",   "orders_v2", "orders.v2", "logs",
@@ -265,19 +269,57 @@ static void check_image(world *w, const md_image *img) {
             if (pp == NULL)
                 return;
             const md_broker *first = pp->replicas.n > 0 ? md_image_broker(img, pp->replicas.ids[0]) : NULL;
-            if (first != NULL && !first->fenced) {
-                SIM_CHECK(w->s, pp->leader == pp->replicas.ids[0],
+            bool first_in_isr = false;
+            for (int32_t k = 0; k < pp->isr.n; k++)
+                first_in_isr = first_in_isr || (pp->replicas.n > 0 && pp->isr.ids[k] == pp->replicas.ids[0]);
+            /* The first replica leads while it is unfenced and in the ISR
+             * (it left the ISR only through an unclean election or a
+             * creation while it was fenced). */
+            if (first != NULL && !first->fenced && first_in_isr)
+                SIM_CHECK(w->s, pp->leader == pp->replicas.ids[0] || pp->leader < 0,
                           "%s-%d: leader %d is not the first replica", t->name, p, pp->leader);
-            } else if (pp->leader >= 0) {
-                const md_broker *lb = md_image_broker(img, pp->leader);
-                bool in_isr = false;
-                for (int32_t k = 0; k < pp->isr.n; k++)
-                    in_isr = in_isr || pp->isr.ids[k] == pp->leader;
-                SIM_CHECK(w->s, lb != NULL && in_isr, "%s-%d: leader %d is not an ISR member", t->name, p,
-                          pp->leader);
+            /* The ISR: 1..n distinct replicas, the leader among them. */
+            SIM_CHECK(w->s, pp->isr.n >= 1 && pp->isr.n <= pp->replicas.n, "%s-%d: ISR of %d for %d replicas",
+                      t->name, p, pp->isr.n, pp->replicas.n);
+            bool in_isr = pp->leader < 0;
+            for (int32_t k = 0; k < pp->isr.n; k++) {
+                in_isr = in_isr || pp->isr.ids[k] == pp->leader;
+                bool is_replica = false;
+                for (int32_t a = 0; a < pp->replicas.n; a++)
+                    is_replica = is_replica || pp->replicas.ids[a] == pp->isr.ids[k];
+                SIM_CHECK(w->s, is_replica, "%s-%d: ISR member %d is not a replica", t->name, p,
+                          pp->isr.ids[k]);
+                for (int32_t b = 0; b < k; b++)
+                    SIM_CHECK(w->s, pp->isr.ids[b] != pp->isr.ids[k], "%s-%d: ISR lists %d twice", t->name, p,
+                              pp->isr.ids[k]);
+            }
+            SIM_CHECK(w->s, in_isr, "%s-%d: leader %d is not an ISR member", t->name, p, pp->leader);
+            if (pp->leader >= 0)
+                SIM_CHECK(w->s, md_image_broker(img, pp->leader) != NULL || w->unregistered[pp->leader & 7],
+                          "%s-%d: leader %d was never registered", t->name, p, pp->leader);
+            /* Nobody replicates, so the ISR never gains a member, except
+             * the new leader of an unclean election, alone. */
+            const md_topic *ot = w->prev ? md_image_topic_by_id(w->prev, t->id) : NULL;
+            const md_partition *op = ot ? md_topic_partition(ot, p) : NULL;
+            if (op == NULL && w->prev != NULL)
+                SIM_CHECK(w->s, pp->isr.n == 1, "%s-%d: created with an ISR of %d (nobody replicates yet)",
+                          t->name, p, pp->isr.n);
+            if (op != NULL) {
+                bool subset = true;
+                for (int32_t k = 0; k < pp->isr.n; k++) {
+                    bool was = false;
+                    for (int32_t j = 0; j < op->isr.n; j++)
+                        was = was || op->isr.ids[j] == pp->isr.ids[k];
+                    subset = subset && was;
+                }
+                SIM_CHECK(w->s, subset || (pp->isr.n == 1 && pp->isr.ids[0] == pp->leader && w->unclean_sent),
+                          "%s-%d: the ISR grew without replication (ISR of %d, was %d)", t->name, p,
+                          pp->isr.n, op->isr.n);
             }
             for (int32_t a = 0; a < pp->replicas.n; a++) {
-                SIM_CHECK(w->s, md_image_broker(img, pp->replicas.ids[a]) != NULL,
+                SIM_CHECK(w->s,
+                          md_image_broker(img, pp->replicas.ids[a]) != NULL ||
+                              w->unregistered[pp->replicas.ids[a] & 7],
                           "%s-%d: replica %d not registered", t->name, p, pp->replicas.ids[a]);
                 for (int32_t b = 0; b < a; b++)
                     SIM_CHECK(w->s, pp->replicas.ids[a] != pp->replicas.ids[b], "%s-%d: replica listed twice",
@@ -287,6 +329,11 @@ static void check_image(world *w, const md_image *img) {
     }
     SIM_CHECK(w->s, parts <= w->partitions_max, "%lld partitions, more than the limit %lld", (long long)parts,
               (long long)w->partitions_max);
+    if (w->prev != img) {
+        if (w->prev)
+            md_image_unref(w->prev);
+        w->prev = md_image_ref((md_image *)img);
+    }
 }
 
 static void check(sim *s, void *ctx) {
@@ -552,11 +599,56 @@ static void client_alter(world *w) {
                            w->s->now);
 }
 
+static void client_elect(world *w) {
+    ctrl_partition_ref r[3];
+    int n = (int)sim_range(&w->s->rng, 1, 3);
+    for (int i = 0; i < n; i++) {
+        r[i] = (ctrl_partition_ref){pick_name(w), (int32_t)sim_range(&w->s->rng, 0, 5)};
+        int32_t cnt = md_image_topic_count(w->img);
+        if (cnt > 0 && sim_chance(&w->s->rng, 700000)) {
+            const md_topic *t = md_image_topic_at(w->img, (int32_t)sim_below(&w->s->rng, (uint64_t)cnt));
+            r[i] = (ctrl_partition_ref){(kstr){t->name, t->name_len},
+                                        (int32_t)sim_below(&w->s->rng, (uint64_t)t->n_partitions + 1)};
+        }
+    }
+    int8_t type = sim_chance(&w->s->rng, 50000) ? 7 : (int8_t)sim_below(&w->s->rng, 2);
+    if (type == CTRL_ELECT_UNCLEAN)
+        w->unclean_sent = true;
+    int tk = new_token(w, CTRL_ELECT_LEADERS, n);
+    if (tk)
+        ctrl_elect_leaders(w->c, type, r, n, (void *)(intptr_t)tk, w->s->now);
+    w->elections++;
+}
+
+/* Unregisters the silenced broker (once it is fenced), or an unknown id. */
+static void client_unregister(world *w) {
+    int32_t id = (int32_t)sim_range(&w->s->rng, 1, 6);
+    if (w->silent && sim_chance(&w->s->rng, 500000))
+        id = w->silent;
+    const md_broker *b = md_image_broker(w->img, id);
+    if (b != NULL && !b->fenced)
+        return; /* a live broker would register again: the sim's brokers do not */
+    int tk = new_token(w, CTRL_UNREGISTER_BROKER, 1);
+    if (tk == 0)
+        return;
+    if (b != NULL && id < 8)
+        w->unregistered[id] = true;
+    ctrl_unregister_broker(w->c, id, (void *)(intptr_t)tk, w->s->now);
+    w->unregisters++;
+}
+
 static void client_act(void *ctx, void *arg) {
     (void)arg;
     world *w = ctx;
     if (w->ending)
         return;
+    if (sim_chance(&w->s->rng, 80000)) {
+        client_elect(w);
+        sim_after(w->s, sim_range(&w->s->rng, 1, 200), client_act, w, NULL);
+        return;
+    }
+    if (sim_chance(&w->s->rng, 10000))
+        client_unregister(w);
     switch (sim_below(&w->s->rng, 10)) {
     case 0:
     case 1:
@@ -690,6 +782,8 @@ static bool run(sim *s) {
         batch_free(&w->log[i]);
     if (w->staged)
         md_delta_abort(w->staged);
+    if (w->prev)
+        md_image_unref(w->prev);
     md_image_unref(w->img);
     free(w);
     return ok;

@@ -441,11 +441,146 @@ static void test_placement(void) {
     owner_free(&o);
 }
 
+/* Applies one record to the owner's committed image (as another writer's
+ * committed change would arrive) and tells the controller. */
+static void commit_record(owner *o, int16_t type, void *body) {
+    const kafka_record_info *ri = kafka_metadata_record_lookup(type);
+    mdrec rec = {type, mdrec_write_version(type), ri, body};
+    md_delta *d = md_delta_begin(o->img);
+    char err[256];
+    REQUIRE(md_apply(d, &rec, err, sizeof err) == MD_OK);
+    o->next_offset++;
+    md_image *next = md_delta_publish(d, o->next_offset - 1, 0);
+    md_image_unref(o->img);
+    o->img = next;
+    ctrl_commit(o->c, o->img, 0);
+}
+
+static const md_partition *part0(owner *o, const char *name) {
+    const md_topic *t = md_image_topic(o->img, kstr_c(name));
+    REQUIRE(t);
+    return md_topic_partition(t, 0);
+}
+
+static void beat(owner *o, int32_t id, int64_t now) {
+    const md_broker *b = md_image_broker(o->img, id);
+    bool fenced, shut;
+    if (b)
+        ctrl_broker_heartbeat(o->c, id, b->epoch, false, now, &fenced, &shut);
+}
+
+static void test_isr_elections_unregister(void) {
+    owner o;
+    owner_init(&o, true, 4, NULL);
+    int32_t ids[] = {2, 3, 4};
+    ctrl_assignment as = {0, ids, 3};
+    ctrl_new_topic t = nt("t", -1, -1);
+    t.assignments = &as;
+    t.n_assignments = 1;
+    ctrl_create_topics(o.c, &t, 1, false, (void *)1, 0);
+    REQUIRE(o.n_items[1] == 1);
+    CHECK_EQ_INT(o.replies[1][0].error, 0);
+    /* Nobody replicates yet: the ISR is the leader alone. */
+    const md_partition *p = part0(&o, "t");
+    CHECK_EQ_INT(p->leader, 2);
+    CHECK_EQ_INT(p->isr.n, 1);
+    CHECK_EQ_INT(p->isr.ids[0], 2);
+
+    /* As replication will: every replica in sync. */
+    kafka_partition_change_record pc;
+    kafka_partition_change_record_init(&pc);
+    pc.topic_id = md_image_topic(o.img, kstr_c("t"))->id;
+    pc.partition_id = 0;
+    pc.isr = ids;
+    pc.isr_count = 3;
+    commit_record(&o, KAFKA_MREC_PARTITION_CHANGE, &pc);
+    CHECK_EQ_INT(part0(&o, "t")->isr.n, 3);
+
+    /* Preferred: the first replica leads already. */
+    ctrl_partition_ref refs[] = {{kstr_c("t"), 0}, {kstr_c("t"), 5}, {kstr_c("nope"), 0}};
+    ctrl_elect_leaders(o.c, CTRL_ELECT_PREFERRED, refs, 3, (void *)2, 0);
+    REQUIRE(o.n_items[2] == 3);
+    CHECK_EQ_INT(o.replies[2][0].error, KAFKA_ERR_ELECTION_NOT_NEEDED);
+    CHECK_EQ_INT(o.replies[2][1].error, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    CHECK_EQ_INT(o.replies[2][2].error, KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    ctrl_elect_leaders(o.c, 9, refs, 1, (void *)3, 0);
+    CHECK_EQ_INT(o.replies[3][0].error, KAFKA_ERR_INVALID_REQUEST);
+
+    /* Broker 2 falls silent: it leaves the ISR and 3 leads. */
+    int64_t now = 0;
+    for (int i = 0; i < 20; i++) {
+        now += 1000;
+        beat(&o, 3, now);
+        beat(&o, 4, now);
+        ctrl_tick(o.c, now);
+    }
+    p = part0(&o, "t");
+    CHECK(md_image_broker(o.img, 2)->fenced);
+    CHECK_EQ_INT(p->leader, 3);
+    CHECK_EQ_INT(p->isr.n, 2);
+    CHECK_EQ_INT(p->isr.ids[0], 3);
+    CHECK_EQ_INT(p->isr.ids[1], 4);
+    /* The preferred replica is fenced (and out of the ISR). */
+    ctrl_elect_leaders(o.c, CTRL_ELECT_PREFERRED, refs, 1, (void *)4, now);
+    CHECK_EQ_INT(o.replies[4][0].error, KAFKA_ERR_PREFERRED_LEADER_NOT_AVAILABLE);
+    /* Unclean: a live leader exists. */
+    ctrl_elect_leaders(o.c, CTRL_ELECT_UNCLEAN, refs, 1, (void *)5, now);
+    CHECK_EQ_INT(o.replies[5][0].error, KAFKA_ERR_ELECTION_NOT_NEEDED);
+
+    /* 3 and 4 fall silent together: with no live member the ISR stays as
+     * it was (each has every committed record; whichever returns first
+     * leads cleanly), and nobody leads. */
+    for (int i = 0; i < 20; i++) {
+        now += 1000;
+        ctrl_tick(o.c, now);
+    }
+    p = part0(&o, "t");
+    CHECK_EQ_INT(p->leader, -1);
+    CHECK_EQ_INT(p->isr.n, 2);
+    ctrl_elect_leaders(o.c, CTRL_ELECT_UNCLEAN, refs, 1, (void *)6, now);
+    CHECK_EQ_INT(o.replies[6][0].error, KAFKA_ERR_ELIGIBLE_LEADERS_NOT_AVAILABLE);
+
+    /* Broker 2 returns (unfenced by its heartbeat); it is not in the ISR,
+     * so the partition stays leaderless until an unclean election. */
+    beat(&o, 2, now);
+    for (int i = 0; i < 3; i++) {
+        now += 100;
+        beat(&o, 2, now);
+        ctrl_tick(o.c, now);
+    }
+    CHECK(!md_image_broker(o.img, 2)->fenced);
+    CHECK_EQ_INT(part0(&o, "t")->leader, -1);
+    ctrl_elect_leaders(o.c, CTRL_ELECT_PREFERRED, refs, 1, (void *)7, now);
+    CHECK_EQ_INT(o.replies[7][0].error, KAFKA_ERR_PREFERRED_LEADER_NOT_AVAILABLE);
+    CHECK(strstr(o.replies[7][0].message, "not in the ISR") != NULL);
+    ctrl_elect_leaders(o.c, CTRL_ELECT_UNCLEAN, refs, 1, (void *)8, now);
+    CHECK_EQ_INT(o.replies[8][0].error, 0);
+    p = part0(&o, "t");
+    CHECK_EQ_INT(p->leader, 2);
+    CHECK_EQ_INT(p->isr.n, 1);
+    CHECK_EQ_INT(p->isr.ids[0], 2);
+
+    /* Unregister: unknown, self, a fenced broker (twice). */
+    ctrl_unregister_broker(o.c, 42, (void *)9, now);
+    CHECK_EQ_INT(o.replies[9][0].error, KAFKA_ERR_BROKER_ID_NOT_REGISTERED);
+    ctrl_unregister_broker(o.c, 1, (void *)10, now);
+    CHECK_EQ_INT(o.replies[10][0].error, KAFKA_ERR_INVALID_REQUEST);
+    ctrl_unregister_broker(o.c, 4, (void *)11, now);
+    CHECK_EQ_INT(o.replies[11][0].error, 0);
+    CHECK(md_image_broker(o.img, 4) == NULL);
+    ctrl_unregister_broker(o.c, 4, (void *)12, now);
+    CHECK_EQ_INT(o.replies[12][0].error, KAFKA_ERR_BROKER_ID_NOT_REGISTERED);
+    /* The replica list keeps the unregistered broker, as Kafka's does. */
+    CHECK_EQ_INT(part0(&o, "t")->replicas.n, 3);
+    owner_free(&o);
+}
+
 int main(void) {
     UNIT_RUN(test_create_topics);
     UNIT_RUN(test_delete_and_partitions);
     UNIT_RUN(test_alter_configs);
     UNIT_RUN(test_async_commit_and_view);
     UNIT_RUN(test_placement);
+    UNIT_RUN(test_isr_elections_unregister);
     return UNIT_END("test_controller");
 }

@@ -266,7 +266,7 @@ static void test_hw_bounds_reads(void) {
     replica_append_result ar;
     CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
     CHECK_EQ_INT(ar.hw, 0);
-    CHECK_EQ_INT(f.hw_calls, 0);
+    CHECK_EQ_INT(f.hw_calls, 1); /* the followers' long polls are woken */
     plog_read_result res;
     CHECK_EQ_INT(replica_read(r, 0, 100, false, false, &res), 0);
     CHECK_EQ_INT(res.n, 0); /* nothing committed */
@@ -285,6 +285,84 @@ static void test_hw_bounds_reads(void) {
     CHECK_EQ_INT(replica_epochs(r2, &e), 2);
     CHECK_EQ_INT(replica_get_state(r2)->hw, 3); /* clamped to the log end */
     replica_destroy(r2);
+    replica_destroy(r);
+    arena_reset(&a);
+}
+
+/* The leader's view of its followers: HW over the ISR (and a proposed
+ * one), joining, lagging, a new leadership forgetting positions. */
+static void test_followers(void) {
+    flog f = {0};
+    replica_port port = port_for(&f);
+    replica *r = replica_create(1, &port, NULL, 0, 0);
+    int32_t isr[] = {1, 2};
+    CHECK_EQ_INT(replica_become_leader(r, 3, 0, isr, 2, 1000), 0);
+    arena a;
+    arena_init(&a, 1 << 20);
+    size_t len;
+    uint8_t *b = make_batch(&a, 3, 0, -1, &len);
+    replica_append_result ar;
+    CHECK_EQ_INT(replica_append(r, b, len, 1000, &ar), 0);
+    CHECK_EQ_INT(ar.hw, 0);
+    bool join = true;
+    /* Follower 2 (in the ISR) has 2 of the 3 records: HW 2. */
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 2, 1100, &join), 0);
+    CHECK(!join);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 2);
+    /* Follower 3 (outside the ISR) fetched from 0: not caught up. */
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 0, 1100, &join), 0);
+    CHECK(!join);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 2);
+    /* 2 catches up: HW 3. 3 catches up to the HW: it may join. */
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 3, 1200, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 3);
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 3, 1200, &join), 0);
+    CHECK(join);
+    /* Proposed {1,2,3}: a new record waits for 3 as well. */
+    int32_t big[] = {1, 2, 3};
+    replica_set_pending_isr(r, big, 3);
+    b = make_batch(&a, 2, 0, -1, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 1300, &ar), 0);
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 5, 1300, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 3);
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 5, 1300, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 5);
+    /* The metadata commits {1,2,3} (a new partition epoch). */
+    CHECK_EQ_INT(replica_become_leader(r, 3, 1, big, 3, 1400), 0);
+    CHECK_EQ_INT(replica_get_state(r)->n_pending, 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 5);
+    /* 3 stops fetching: after the lag time it is reported, 2 is not. */
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 5, 20000, &join), 0);
+    int32_t lag[4];
+    CHECK_EQ_INT(replica_lagging(r, 20000, 10000, lag, 4), 1);
+    CHECK_EQ_INT(lag[0], 3);
+    /* A follower behind the leader but at the log end the leader had at
+     * its previous fetch still counts as caught up then. */
+    b = make_batch(&a, 1, 0, -1, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 20500, &ar), 0);
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 5, 21000, &join), 0); /* leader at 6, was 5 */
+    CHECK_EQ_INT(replica_lagging(r, 29999, 10000, lag, 4), 1);      /* 2 caught up at 20000 */
+    CHECK_EQ_INT(replica_lagging(r, 30001, 10000, lag, 4), 2);
+    /* A fetch past the leader's log end does not move the HW past it. */
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 99, 21000, &join), 0);
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 99, 21000, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 6);
+    /* A new leader epoch forgets positions: the HW holds until they fetch. */
+    CHECK_EQ_INT(replica_become_leader(r, 4, 2, big, 3, 22000), 0);
+    b = make_batch(&a, 1, 0, -1, &len);
+    CHECK_EQ_INT(replica_append(r, b, len, 22000, &ar), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 6);
+    CHECK_EQ_INT(replica_follower_fetch(r, 2, 7, 22100, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 6);
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 7, 22100, &join), 0);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 7);
+    /* Followers: the HW is the leader's, capped at the own log end. */
+    CHECK_EQ_INT(replica_become_follower(r, 2, 5, 3, 23000), 0);
+    CHECK_EQ_INT(replica_follower_fetch(r, 3, 7, 23000, &join), KAFKA_ERR_NOT_LEADER_OR_FOLLOWER);
+    replica_follower_hw(r, 100);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 7);
+    replica_follower_hw(r, 4);
+    CHECK_EQ_INT(replica_get_state(r)->hw, 4);
     replica_destroy(r);
     arena_reset(&a);
 }
@@ -446,6 +524,7 @@ int main(void) {
     UNIT_RUN(test_leader_appends_and_epochs);
     UNIT_RUN(test_follower_and_truncate);
     UNIT_RUN(test_hw_bounds_reads);
+    UNIT_RUN(test_followers);
     UNIT_RUN(test_purgatory_basics);
     UNIT_RUN(test_purgatory_model);
     return UNIT_END("test_replica");
