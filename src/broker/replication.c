@@ -74,8 +74,7 @@ static void nap(brepl *rp, int64_t ms) {
 }
 
 /* The client address of broker id and this broker's registered epoch. */
-static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port,
-                           int64_t *self_epoch) {
+static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port, int64_t *self_epoch) {
     md_image *img = bmeta_image(b->meta);
     const md_broker *mb = md_image_broker(img, id);
     const md_broker *me = md_image_broker(img, b->cfg->node_id);
@@ -144,12 +143,11 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
             LOG_INFO("replication",
                      "%s-%d: the log diverges from leader %d's after offset %lld (epoch %d): truncating from "
                      "%lld",
-                     p->topic, p->index, f->leader, (long long)at, pd->diverging_epoch.epoch,
-                     (long long)st->leo);
+                     p->topic, p->index, f->leader, (long long)at, pd->diverging_epoch.epoch, (long long)st->leo);
             int16_t e = replica_truncate(r, at);
             if (e != 0)
-                LOG_WARN("replication", "%s-%d: truncation to %lld failed: %s", p->topic, p->index,
-                         (long long)at, kafka_error_name(e));
+                LOG_WARN("replication", "%s-%d: truncation to %lld failed: %s", p->topic, p->index, (long long)at,
+                         kafka_error_name(e));
         }
         rpart_unlock(p);
         return;
@@ -170,8 +168,8 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
     }
     if (err != KAFKA_ERR_NONE) {
         rpart_unlock(p);
-        LOG_INFO_LIMITED(&fetch_rl, "replication", "%s-%d: leader %d answered %s", p->topic, p->index,
-                         f->leader, kafka_error_name(err));
+        LOG_INFO_LIMITED(&fetch_rl, "replication", "%s-%d: leader %d answered %s", p->topic, p->index, f->leader,
+                         kafka_error_name(err));
         return;
     }
     if (pd->records.len > 0) {
@@ -188,9 +186,8 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
             replica_append_result ar;
             int16_t e = replica_append_as_follower(r, (uint8_t *)pd->records.ptr, whole, now, &ar);
             if (e != 0)
-                LOG_WARN_LIMITED(&fetch_rl, "replication",
-                                 "%s-%d: appending %zu bytes from leader %d failed: %s%s%s", p->topic,
-                                 p->index, whole, f->leader, kafka_error_name(e),
+                LOG_WARN_LIMITED(&fetch_rl, "replication", "%s-%d: appending %zu bytes from leader %d failed: %s%s%s",
+                                 p->topic, p->index, whole, f->leader, kafka_error_name(e),
                                  ar.info.error_msg[0] ? ": " : "", ar.info.error_msg);
         }
     }
@@ -295,8 +292,7 @@ static bool fetch_round(fetcher *f) {
                     rpart *p = NULL;
                     for (int32_t s = 0; s < fs.n && p == NULL; s++) {
                         rpart *q = fs.parts[(cursor + s) % fs.n];
-                        if (q->index == pd->partition_index &&
-                            memcmp(q->topic_id.b, tr->topic_id.b, 16) == 0) {
+                        if (q->index == pd->partition_index && memcmp(q->topic_id.b, tr->topic_id.b, 16) == 0) {
                             p = q;
                             cursor = (cursor + s + 1) % fs.n;
                         }
@@ -310,8 +306,8 @@ static bool fetch_round(fetcher *f) {
     } else if (ok) {
         int64_t t = mono_ms();
         if (t - f->last_error_log > 30000) {
-            LOG_INFO("replication", "fetching from leader %d at %s:%u failed: %s (retried every %d ms)",
-                     f->leader, host, port, strerror(-rc), cfg->replica_fetch_backoff_ms);
+            LOG_INFO("replication", "fetching from leader %d at %s:%u failed: %s (retried every %d ms)", f->leader,
+                     host, port, strerror(-rc), cfg->replica_fetch_backoff_ms);
             f->last_error_log = t;
         }
     }
@@ -440,12 +436,10 @@ static bool propose_locked(proposals *ps, rpart *p, int32_t joiner) {
     q->p = p;
     ps->n++;
     if (nl > 0)
-        LOG_INFO("replication",
-                 "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
+        LOG_INFO("replication", "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
                  p->topic, p->index, nl, (long long)ps->lag_max, lag[0], q->n);
     else
-        LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index,
-                 joiner);
+        LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index, joiner);
     return true;
 }
 
@@ -481,8 +475,8 @@ static void send_proposals(brepl *rp, proposals *ps) {
     if (ch && out) {
         for (int32_t i = 0; i < ps->n; i++) {
             proposal *q = &ps->v[i];
-            ch[i] = (ctrl_isr_change){
-                q->p->topic_id, q->p->index, q->leader_epoch, q->partition_epoch, q->isr, q->epochs, q->n, 0};
+            ch[i] = (ctrl_isr_change){q->p->topic_id, q->p->index, q->leader_epoch, q->partition_epoch,
+                                      q->isr,        q->epochs,   q->n,           0};
         }
         int32_t cid;
         char host[256];
@@ -530,8 +524,8 @@ static void send_proposals(brepl *rp, proposals *ps) {
                 req.topics = td;
                 req.topics_count = ps->n;
                 void *resp = NULL;
-                int rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a,
-                                   &resp, b->cfg->quorum_request_timeout_ms + 30000);
+                int rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a, &resp,
+                                   b->cfg->quorum_request_timeout_ms + 30000);
                 if (rc == 0) {
                     const kafka_alter_partition_response *ar = resp;
                     sent = true;
@@ -541,9 +535,8 @@ static void send_proposals(brepl *rp, proposals *ps) {
                         if (ar->topics[t].partitions_count == 1)
                             out[t].error = ar->topics[t].partitions[0].error_code;
                 } else {
-                    LOG_INFO_LIMITED(&isr_rl, "replication",
-                                     "AlterPartition to the controller (node %d) failed: %s", cid,
-                                     strerror(-rc));
+                    LOG_INFO_LIMITED(&isr_rl, "replication", "AlterPartition to the controller (node %d) failed: %s",
+                                     cid, strerror(-rc));
                 }
             }
             arena_reset(&a);

@@ -49,11 +49,11 @@
 #include "broker/broker.h"
 #include "broker/partitions.h"
 
-#define BREPL_FETCHERS_MAX         256   /* leader brokers fetched from at once */
-#define BREPL_FETCH_PARTITIONS_MAX 4096  /* partitions in one follower Fetch */
-#define BREPL_JOIN_QUEUE_MAX       4096  /* followers waiting to join an ISR */
-#define BREPL_PROPOSALS_MAX        1000  /* ISR changes in one AlterPartition */
-#define BREPL_PENDING_TIMEOUT_MS   10000 /* a proposal the metadata has not decided by then is dropped */
+#define BREPL_FETCHERS_MAX          256   /* leader brokers fetched from at once */
+#define BREPL_FETCH_PARTITIONS_MAX  4096  /* partitions in one follower Fetch */
+#define BREPL_JOIN_QUEUE_MAX        4096  /* followers waiting to join an ISR */
+#define BREPL_PROPOSALS_MAX         1000  /* ISR changes in one AlterPartition */
+#define BREPL_PENDING_TIMEOUT_MS    10000 /* a proposal the metadata has not decided by then is dropped */
 
 int brepl_start(broker *b);
 void brepl_stop(broker *b);
