@@ -52,5 +52,8 @@ breq_status api_broker_heartbeat(breq *r);
 breq_status api_init_producer_id(breq *r);
 breq_status api_allocate_producer_ids(breq *r);
 breq_status api_describe_producers(breq *r);
+/* SCRAM users (api_scram.c); SaslHandshake and SaslAuthenticate are in sasl.h */
+breq_status api_alter_user_scram_credentials(breq *r);
+breq_status api_describe_user_scram_credentials(breq *r);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -20,7 +21,9 @@
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
 #include "broker/request.h"
+#include "broker/sasl.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "obs/metrics.h"
 
 /* mkdir -p for a log directory; logs and returns -1 on failure. */
@@ -86,6 +89,40 @@ const config_listener *broker_net_config(const broker_config *cfg, net_config *n
     return l;
 }
 
+/* The TLS context of an SSL listener, from its ssl.* keys (each may be set
+ * for the listener alone as listener.name.<name>.ssl.*). NULL, logged, if
+ * they do not make one. */
+static tls_server *listener_tls(const broker_config *cfg, const config_listener *l) {
+    const char *n = l->name;
+    char err[512];
+    const char *auth = config_listener_value(cfg, n, "ssl.client.auth");
+    const char *reload = config_listener_value(cfg, n, "sluice.ssl.reload.check.ms");
+    tls_config tc = {
+        .listener = n,
+        .keystore_type = config_listener_value(cfg, n, "ssl.keystore.type"),
+        .keystore_location = config_listener_value(cfg, n, "ssl.keystore.location"),
+        .keystore_chain = config_listener_value(cfg, n, "ssl.keystore.certificate.chain"),
+        .keystore_key = config_listener_value(cfg, n, "ssl.keystore.key"),
+        .key_password = config_listener_value(cfg, n, "ssl.key.password"),
+        .truststore_type = config_listener_value(cfg, n, "ssl.truststore.type"),
+        .truststore_location = config_listener_value(cfg, n, "ssl.truststore.location"),
+        .truststore_certificates = config_listener_value(cfg, n, "ssl.truststore.certificates"),
+        .client_auth = auth == NULL                         ? TLS_CLIENT_AUTH_NONE
+                       : strcasecmp(auth, "required") == 0  ? TLS_CLIENT_AUTH_REQUIRED
+                       : strcasecmp(auth, "requested") == 0 ? TLS_CLIENT_AUTH_REQUESTED
+                                                            : TLS_CLIENT_AUTH_NONE,
+        .enabled_protocols = config_listener_value(cfg, n, "ssl.enabled.protocols"),
+        .cipher_suites = config_listener_value(cfg, n, "ssl.cipher.suites"),
+        .reload_check_ms = reload ? strtoll(reload, NULL, 10) : 0,
+    };
+    tls_server *t = tls_server_create(&tc, err, sizeof err);
+    if (t == NULL)
+        LOG_ERROR("broker", "listener %s (SSL): %s", n, err);
+    else
+        LOG_INFO("broker", "listener %s: TLS ready (client certificates %s)", n, auth ? auth : "none");
+    return t;
+}
+
 /* The housekeeping task: rolls, flushes, retention, offline retries and
  * metadata snapshots, about once a second. */
 static int64_t housekeeping_step(void *arg) {
@@ -145,7 +182,8 @@ broker *broker_create(const broker_config *cfg) {
 
     net_config nc;
     bool is_broker = (cfg->process_roles & CONFIG_ROLE_BROKER) != 0;
-    if (broker_net_config(cfg, &nc) == NULL && is_broker) {
+    const config_listener *client_l = broker_net_config(cfg, &nc);
+    if (client_l == NULL && is_broker) {
         LOG_ERROR("broker", "no client listener configured (listeners)");
         goto err;
     }
@@ -153,6 +191,19 @@ broker *broker_create(const broker_config *cfg) {
     /* A controller-only node serves its controller listener alone. */
     if (cfg->metrics_enable)
         nc.sent = response_sent;
+    config_protocol proto = client_l ? client_l->protocol : CONFIG_PROTOCOL_PLAINTEXT;
+    if (is_broker && (proto == CONFIG_PROTOCOL_SSL || proto == CONFIG_PROTOCOL_SASL_SSL)) {
+        if ((b->tls = listener_tls(cfg, client_l)) == NULL)
+            goto err;
+        nc.tls = b->tls;
+    }
+    if (is_broker && (proto == CONFIG_PROTOCOL_SASL_PLAINTEXT || proto == CONFIG_PROTOCOL_SASL_SSL)) {
+        if ((b->sasl = bsasl_create(cfg, client_l)) == NULL)
+            goto err;
+        nc.sasl = true;
+        nc.session_free = bsasl_session_free;
+    }
+    nc.listener = client_l ? client_l->name : NULL;
     if (is_broker && (b->net = net_server_create(&nc, broker_handle_request, b)) == NULL)
         goto err;
     /* A quorum member also serves its controller listener: the quorum's
@@ -171,6 +222,10 @@ broker *broker_create(const broker_config *cfg) {
         net_config cc = nc;
         cc.host = cl->host;
         cc.port = (uint16_t)cl->port;
+        cc.tls = NULL; /* controller listeners are PLAINTEXT (config_listeners.c) */
+        cc.sasl = false;
+        cc.session_free = NULL;
+        cc.listener = cl->name;
         b->ctl_net = net_server_create(&cc, broker_handle_controller_request, b);
         if (b->ctl_net == NULL)
             goto err;
@@ -275,6 +330,8 @@ void broker_destroy(broker *b) {
         net_server_destroy(b->net);
     if (b->ctl_net)
         net_server_destroy(b->ctl_net);
+    tls_server_destroy(b->tls); /* after the servers that used it */
+    bsasl_destroy(b->sasl);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
     observe_destroy(b);

@@ -28,6 +28,8 @@ struct groups_mgr;
 struct driver;
 struct obs_metrics;
 struct observe;
+struct tls_server;
+struct bsasl;
 
 struct broker {
     const broker_config *cfg;
@@ -35,8 +37,10 @@ struct broker {
      * bound to every thread it starts, so log lines carry its node. */
     sl_env env;
     net_server *net;
-    net_server *ctl_net;  /* the controller listener of a quorum member; NULL otherwise */
-    storage_ctx *storage; /* files and segment descriptor cache of every log */
+    net_server *ctl_net;    /* the controller listener of a quorum member; NULL otherwise */
+    struct tls_server *tls; /* the client listener's TLS context if it is SSL; NULL otherwise */
+    struct bsasl *sasl;     /* the client listener's SASL setup if it is SASL_*; NULL otherwise */
+    storage_ctx *storage;   /* files and segment descriptor cache of every log */
     /* The metadata log, image, controller and partitions (meta.h). */
     bmeta *meta;
     /* Owned by the fetch module (long polls, fetch sessions); NULL until set. */

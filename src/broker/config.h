@@ -34,7 +34,8 @@
  *
  * Invariants after a successful config_load()/config_finish(): every typed
  * field holds a value inside its declared range, n_listeners >= 1, every
- * listener is PLAINTEXT, log_dirs.n >= 1. Memory for strings and lists lives
+ * listener is PLAINTEXT or SSL (controller and inter-broker listeners
+ * PLAINTEXT), log_dirs.n >= 1. Memory for strings and lists lives
  * in the config's own arena and is released by config_free().
  */
 #ifndef SLUICE_BROKER_CONFIG_H
@@ -54,11 +55,12 @@
 /* ---- limits ---------------------------------------------------------------------- */
 
 /* (Value, list, line and message limits: config/schema.h, config/props.h.) */
-#define CONFIG_FILE_MAX      (1u << 20) /* bytes in a properties file */
-#define CONFIG_LISTENERS_MAX 8
-#define CONFIG_OVERRIDES_MAX 256
-#define CONFIG_KEYS_MAX      160 /* rows in the broker table (checked at compile time) */
-#define CONFIG_ARENA_LIMIT   (8u << 20)
+#define CONFIG_FILE_MAX          (1u << 20) /* bytes in a properties file */
+#define CONFIG_LISTENERS_MAX     8
+#define CONFIG_LISTENER_KEYS_MAX 64 /* listener.name.<name>.<key> entries */
+#define CONFIG_OVERRIDES_MAX     256
+#define CONFIG_KEYS_MAX          160 /* rows in the broker table (checked at compile time) */
+#define CONFIG_ARENA_LIMIT       (8u << 20)
 
 /* Where a broker key's current text came from. All but DEFAULT are reported
  * as STATIC_BROKER_CONFIG, as Kafka does for server.properties and overrides. */
@@ -241,6 +243,15 @@ typedef struct broker_config {
         const char *text; /* current text; NULL = default (or null) */
         uint8_t origin;   /* config_origin */
     } slot_[CONFIG_KEYS_MAX];
+    /* listener.name.<listener>.<key> values: the key's text for that
+     * listener alone (config_listener_value). */
+    struct config_listener_key {
+        char listener[CONFIG_LISTENER_NAME_MAX]; /* upper-cased */
+        char mech[16];                           /* lower-cased SASL mechanism, "" for none */
+        int index;                               /* of the key in the broker table */
+        const char *text;
+    } lkeys_[CONFIG_LISTENER_KEYS_MAX];
+    int n_lkeys_;
     arena mem_;
     int warnings_; /* unknown keys and similar, for tests */
     char last_warning_[256];
@@ -288,6 +299,14 @@ const char *config_last_warning(const broker_config *c);
 int config_parse_listeners(const char *text, const char *protocol_map, config_listener *out, int max, int *n,
                            char *why, size_t whyn);
 const char *config_protocol_name(config_protocol p);
+/* The text of a broker key for one listener: its listener.name.<listener>.<key>
+ * value if set, else the key's own (NULL for null). key must be a broker key. */
+const char *config_listener_value(const broker_config *c, const char *listener, const char *key);
+/* The same for keys Kafka sets per listener and SASL mechanism,
+ * listener.name.<listener>.<mechanism>.<key> (sasl.jaas.config); NULL if
+ * unset. mech in any case ("PLAIN", "scram-sha-256"). */
+const char *config_listener_mech_value(const broker_config *c, const char *listener, const char *mech,
+                                       const char *key);
 
 /* ---- the broker table (config_keys.c) -------------------------------------------- */
 

@@ -17,6 +17,7 @@
 
 #include "broker/config_internal.h"
 #include "config/rows.h"
+#include "config/text.h"
 #include "net/server.h"
 #include "obs/http.h"
 #include "storage/log.h"
@@ -35,6 +36,47 @@ static const char *const roles_values[] = {"broker", "controller", NULL};
 static const char *const group_protocol_values[] = {"classic", "consumer", "share", "streams", NULL};
 /* Order matches log_level. */
 static const char *const level_values[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+static const char *const pem_values[] = {"PEM", NULL};
+static const char *const client_auth_values[] = {"none", "requested", "required", NULL};
+
+/* ssl.enabled.protocols: TLS versions OpenSSL can be limited to. */
+static int check_tls_protocols(const char *v, char *why, size_t whyn) {
+    config_span items[CONFIG_LIST_MAX];
+    int n = config_split_list(v, items, CONFIG_LIST_MAX, why, whyn);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (!config_span_eq(items[i], "TLSv1.2", true) && !config_span_eq(items[i], "TLSv1.3", true)) {
+            config_fmt(why, whyn, "unknown or unsupported protocol '%.*s' (expected TLSv1.2, TLSv1.3)",
+                       (int)(items[i].n > 32 ? 32 : items[i].n), items[i].p);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        config_fmt(why, whyn, "at least one protocol is required");
+        return -1;
+    }
+    return 0;
+}
+
+/* sasl.enabled.mechanisms: the mechanisms Sluice has. */
+static int check_sasl_mechanisms(const char *v, char *why, size_t whyn) {
+    config_span items[CONFIG_LIST_MAX];
+    int n = config_split_list(v, items, CONFIG_LIST_MAX, why, whyn);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (!config_span_eq(items[i], "PLAIN", false) && !config_span_eq(items[i], "SCRAM-SHA-256", false) &&
+            !config_span_eq(items[i], "SCRAM-SHA-512", false)) {
+            config_fmt(why, whyn,
+                       "unsupported mechanism '%.*s' (expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
+                       (int)(items[i].n > 32 ? 32 : items[i].n), items[i].p);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int check_ip_overrides(const char *v, char *why, size_t whyn) {
     return net_ip_overrides_check(v, why, whyn);
@@ -66,8 +108,9 @@ static const config_def broker_defs[] = {
      .field = CONFIG_NO_FIELD, .check = config_check_listeners, .valid = "NAME://host:port, ...",
      .flags = CONFIG_F_DEVIATES | CONFIG_F_ACTIVE,
      .doc = "Comma-separated NAME://host:port addresses to accept connections on; an empty host binds every "
-            "interface, IPv6 hosts go in brackets. Only PLAINTEXT is supported so far. Kafka's default binds "
-            "every interface; Sluice binds localhost unless told otherwise."},
+            "interface, IPv6 hosts go in brackets. Clients are served on the first listener that is not a "
+            "controller listener, with its protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; see "
+            "docs/security.md). Kafka's default binds every interface; Sluice binds localhost unless told otherwise."},
     {.name = "advertised.listeners", .type = CONFIG_STRING, .dflt = NULL, .field = CONFIG_NO_FIELD,
      .check = config_check_listeners, .valid = "NAME://host:port, ...", .flags = CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
      .doc = "Addresses given to clients in metadata, same syntax as listeners. When unset, the listeners "
@@ -338,6 +381,61 @@ static const config_def broker_defs[] = {
     INT("producer.id.expiration.ms", "86400000", 1, I32MAX, B(producer_id_expiration_ms), CONFIG_F_ACTIVE,
         "A producer id that has not written to a partition for this long is forgotten there, with its "
         "sequence state (checked about once a second)."),
+
+    /* ---- security: TLS ---- */
+    {.name = "ssl.keystore.type", .type = CONFIG_ENUM, .dflt = "PEM", .allowed = pem_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE | CONFIG_F_DEVIATES, .section = "Security",
+     .doc = "Format of the key store of SSL listeners. Sluice reads PEM only (Kafka's default is JKS); convert a "
+            "JKS or PKCS12 store with keytool and openssl. Like every ssl.* key it may be set for one listener "
+            "as listener.name.<name>.ssl.keystore.type."},
+    STR("ssl.keystore.location", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "PEM file holding the listener's private key and its certificate chain (leaf first). Checked for "
+        "changes every sluice.ssl.reload.check.ms: new connections use the new key and certificate."),
+    STR("ssl.keystore.certificate.chain", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "The certificate chain in PEM, inline (line breaks may be lost, as in a one-line properties value); "
+        "used with ssl.keystore.key when ssl.keystore.location is unset."),
+    STR("ssl.keystore.key", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "The private key in PEM (PKCS#8, encrypted or not), inline."),
+    STR("ssl.key.password", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "Password of an encrypted private key."),
+    {.name = "ssl.truststore.type", .type = CONFIG_ENUM, .dflt = "PEM", .allowed = pem_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE | CONFIG_F_DEVIATES,
+     .doc = "Format of the trust store. Sluice reads PEM only (Kafka's default is JKS)."},
+    STR("ssl.truststore.location", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "PEM file of the CA certificates that client certificates are checked against (ssl.client.auth). "
+        "Reloaded like the key store."),
+    STR("ssl.truststore.certificates", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE,
+        "The trusted CA certificates in PEM, inline; used when ssl.truststore.location is unset."),
+    {.name = "ssl.client.auth", .type = CONFIG_ENUM, .dflt = "none", .allowed = client_auth_values,
+     .field = CONFIG_NO_FIELD, .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE,
+     .doc = "Client certificates on SSL listeners: none (not asked for), requested (checked if sent), "
+            "required (a client without a valid one is refused in the handshake)."},
+    {.name = "ssl.enabled.protocols", .type = CONFIG_STRING, .dflt = "TLSv1.2,TLSv1.3", .field = CONFIG_NO_FIELD,
+     .check = check_tls_protocols, .valid = "TLSv1.2, TLSv1.3", .flags = CONFIG_F_ACTIVE,
+     .doc = "TLS versions SSL listeners accept."},
+    STR("ssl.cipher.suites", "", CONFIG_NO_FIELD, CONFIG_F_ACTIVE,
+        "Comma-separated cipher suites, by IANA name (as Kafka takes them, e.g. "
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) or OpenSSL's; empty: OpenSSL's defaults. TLS 1.3 suites "
+        "(TLS_AES_...) and older ones narrow their own protocol version only."),
+    INT("sluice.ssl.reload.check.ms", "1000", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_SLUICE | CONFIG_F_ACTIVE,
+        "How often the key and trust store files of SSL listeners are checked for changes (mtime, size), at "
+        "the next accepted connection; 0 never reloads. Kafka reloads through a dynamic config update instead."),
+
+    /* ---- security: SASL ---- */
+    {.name = "sasl.enabled.mechanisms", .type = CONFIG_STRING, .dflt = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+     .field = CONFIG_NO_FIELD, .check = check_sasl_mechanisms, .valid = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+     .flags = CONFIG_F_ACTIVE | CONFIG_F_DEVIATES,
+     .doc = "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners offer (per listener: "
+            "listener.name.<name>.sasl.enabled.mechanisms). Kafka's default is GSSAPI, which Sluice does not "
+            "have."},
+    STR("sasl.jaas.config", NULL, CONFIG_NO_FIELD, CONFIG_F_NULLABLE | CONFIG_F_ACTIVE | CONFIG_F_SENSITIVE,
+        "JAAS configuration of a SASL mechanism, set per listener and mechanism as Kafka has it: "
+        "listener.name.<name>.plain.sasl.jaas.config='org.apache.kafka.common.security.plain.PlainLoginModule "
+        "required user_<user>=\"<password>\" ...;' gives PLAIN its users. SCRAM users live in the metadata "
+        "log (AlterUserScramCredentials)."),
+    INT("connections.max.reauth.ms", "0", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_ACTIVE,
+        "Lifetime of a SASL session (KIP-368), told to clients in SaslAuthenticate v1+; a client must "
+        "re-authenticate before it ends or its next request closes the connection. 0: no limit."),
 
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,

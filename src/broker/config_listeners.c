@@ -5,9 +5,10 @@
  * is finished (which listeners are for controllers, what is advertised to
  * clients, and the checks that involve several keys).
  *
- * Only PLAINTEXT is served so far: a listener mapped to another protocol is
- * an error that says so. A wildcard or empty advertised host is replaced by
- * this machine's host name (gethostname), since no client can connect to it.
+ * Every protocol is served to clients, but a controller or inter-broker
+ * listener must be PLAINTEXT (the broker's own client connections speak
+ * plaintext only): anything else is an error that says so. A wildcard or empty advertised host is
+ * replaced by this machine's host name (gethostname), since no client can connect to it.
  */
 #include "broker/config.h"
 
@@ -212,12 +213,6 @@ int config_parse_listeners(const char *text, const char *map, config_listener *o
                            l->name);
                 return -1;
             }
-            if (l->protocol != CONFIG_PROTOCOL_PLAINTEXT) {
-                config_fmt(why, whyn,
-                           "listener %s uses %s, which Sluice does not support yet (only PLAINTEXT)", l->name,
-                           config_protocol_name(l->protocol));
-                return -1;
-            }
         }
     }
     *n = count;
@@ -309,6 +304,19 @@ int config_resolve_listeners(broker_config *c, char err[CONFIG_ERR_MAX]) {
                 err, CONFIG_ERR_MAX,
                 "listeners: every listener is a controller listener, but process.roles includes broker and "
                 "clients need one");
+            return -1;
+        }
+    }
+    for (int i = 0; i < c->n_listeners; i++) {
+        const config_listener *l = &c->listeners[i];
+        bool inter =
+            c->inter_broker_listener_name != NULL && strcasecmp(l->name, c->inter_broker_listener_name) == 0;
+        if (l->protocol != CONFIG_PROTOCOL_PLAINTEXT && (l->controller || inter)) {
+            config_fmt(
+                err, CONFIG_ERR_MAX,
+                "listener %s uses %s, but as the %s listener it must be PLAINTEXT for now (brokers and "
+                "controllers connect to each other in plaintext)",
+                l->name, config_protocol_name(l->protocol), l->controller ? "controller" : "inter-broker");
             return -1;
         }
     }

@@ -13,10 +13,12 @@
 #include "broker/config.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +39,7 @@ void config_init(broker_config *c) {
 void config_free(broker_config *c) {
     arena_reset(&c->mem_);
     memset(c->slot_, 0, sizeof c->slot_);
+    c->n_lkeys_ = 0;
 }
 
 int config_warning_count(const broker_config *c) { return c->warnings_; }
@@ -51,6 +54,109 @@ static void warn(broker_config *c, const char *where, const char *key) {
     LOG_WARN("config", "%s", c->last_warning_);
 }
 
+/* Keys that may be set for one listener (listener.name.<name>.<key>). */
+static bool per_listener_key(const char *key) {
+    return strncmp(key, "ssl.", 4) == 0 || strcmp(key, "sasl.enabled.mechanisms") == 0;
+}
+
+/* "<mechanism>.sasl.jaas.config": the mechanism's length (copied lower-cased
+ * into mech), or 0. */
+static size_t mech_key(const char *rest, char mech[16]) {
+    static const char *const mechs[] = {"plain.", "scram-sha-256.", "scram-sha-512.", NULL};
+    for (int i = 0; mechs[i]; i++) {
+        size_t n = strlen(mechs[i]);
+        if (strncasecmp(rest, mechs[i], n) == 0 && strcmp(rest + n, "sasl.jaas.config") == 0) {
+            memcpy(mech, mechs[i], n - 1);
+            mech[n - 1] = '\0';
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* listener.name.<name>.<key>=value: validated like <key>, kept for that
+ * listener. 1 if key is not of that form, 0 when stored, -1 on error. */
+static int set_listener_key(broker_config *c, const char *key, const char *value, const char *where,
+                            char err[CONFIG_ERR_MAX]) {
+    static const char prefix[] = "listener.name.";
+    char why[256];
+    if (strncmp(key, prefix, sizeof prefix - 1) != 0)
+        return 1;
+    const char *name = key + sizeof prefix - 1, *dot = strchr(name, '.');
+    if (dot == NULL || dot == name || (size_t)(dot - name) >= CONFIG_LISTENER_NAME_MAX)
+        return 1;
+    char mech[16] = "";
+    size_t ml = mech_key(dot + 1, mech);
+    const char *base = dot + 1 + ml;
+    int idx = config_broker_index(base);
+    if (idx < 0 || (ml == 0 && !per_listener_key(base)))
+        return 1;
+    char lname[CONFIG_LISTENER_NAME_MAX];
+    size_t ln = (size_t)(dot - name);
+    for (size_t k = 0; k < ln; k++)
+        lname[k] = (char)toupper((unsigned char)name[k]);
+    lname[ln] = '\0';
+    const char *copy = NULL;
+    if (value != NULL) {
+        const char *s;
+        size_t n;
+        config_trim(value, strlen(value), &s, &n);
+        if (n > CONFIG_VALUE_MAX) {
+            config_fmt(err, CONFIG_ERR_MAX, "%s: value of %s is longer than %d bytes", where, key,
+                       CONFIG_VALUE_MAX);
+            return -1;
+        }
+        if ((copy = config_strndup(&c->mem_, s, n)) == NULL) {
+            config_fmt(err, CONFIG_ERR_MAX, "%s: configuration exceeds %u bytes of memory", where,
+                       CONFIG_ARENA_LIMIT);
+            return -1;
+        }
+        if (config_validate_value(config_find_broker(base), copy, why, sizeof why) != 0) {
+            config_fmt(err, CONFIG_ERR_MAX, "%s: invalid value '%.96s' for %s: %s", where, copy, key, why);
+            return -1;
+        }
+    }
+    for (int i = 0; i < c->n_lkeys_; i++) {
+        if (c->lkeys_[i].index == idx && strcmp(c->lkeys_[i].listener, lname) == 0 &&
+            strcmp(c->lkeys_[i].mech, mech) == 0) {
+            c->lkeys_[i].text = copy;
+            return 0;
+        }
+    }
+    if (c->n_lkeys_ == CONFIG_LISTENER_KEYS_MAX) {
+        config_fmt(err, CONFIG_ERR_MAX, "%s: more than %d listener.name.* keys", where,
+                   CONFIG_LISTENER_KEYS_MAX);
+        return -1;
+    }
+    struct config_listener_key *e = &c->lkeys_[c->n_lkeys_++];
+    memcpy(e->listener, lname, ln + 1);
+    memcpy(e->mech, mech, sizeof e->mech);
+    e->index = idx;
+    e->text = copy;
+    return 0;
+}
+
+const char *config_listener_value(const broker_config *c, const char *listener, const char *key) {
+    int idx = config_broker_index(key);
+    assert(idx >= 0);
+    for (int i = 0; listener != NULL && i < c->n_lkeys_; i++)
+        if (c->lkeys_[i].index == idx && c->lkeys_[i].mech[0] == '\0' &&
+            strcasecmp(c->lkeys_[i].listener, listener) == 0 && c->lkeys_[i].text != NULL)
+            return c->lkeys_[i].text;
+    return config_text_of(c, key);
+}
+
+const char *config_listener_mech_value(const broker_config *c, const char *listener, const char *mech,
+                                       const char *key) {
+    int idx = config_broker_index(key);
+    assert(idx >= 0);
+    for (int i = 0; i < c->n_lkeys_; i++)
+        if (c->lkeys_[i].index == idx && strcasecmp(c->lkeys_[i].mech, mech) == 0 &&
+            strcasecmp(c->lkeys_[i].listener, listener) == 0)
+            return c->lkeys_[i].text;
+    return NULL;
+}
+
 /* where: "file:line", "--override" or the environment variable's name. */
 static int set_at(broker_config *c, const char *key, const char *value, config_origin origin,
                   const char *where, char err[CONFIG_ERR_MAX]) {
@@ -59,6 +165,9 @@ static int set_at(broker_config *c, const char *key, const char *value, config_o
     size_t n;
     int i = config_broker_index(key);
     if (i < 0) {
+        int lr = set_listener_key(c, key, value, where, err);
+        if (lr <= 0)
+            return lr;
         warn(c, where, key);
         return 0;
     }

@@ -3,6 +3,7 @@
  * meta.h.
  */
 #include "broker/meta.h"
+#include "security/sasl.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -1499,4 +1500,20 @@ void bmeta_tick(bmeta *m, int64_t now) {
     pthread_mutex_unlock(&m->mu);
     if (register_remote)
         register_with_controller(m);
+}
+
+int bmeta_scram_credential(bmeta *m, const char *user, int mech, struct sasl_scram_cred *out) {
+    md_image *img = bmeta_image(m);
+    const md_scram *c = md_image_scram(img, user, (int8_t)mech);
+    int rc = c ? sasl_scram_from_keys(mech, c->salt, (size_t)c->salt_n, c->stored_key, c->server_key,
+                                      (size_t)c->key_n, c->iterations, out)
+               : -1;
+    md_image_unref(img);
+    return rc;
+}
+
+int bmeta_alter_scram(bmeta *m, const ctrl_scram_op *ops, int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_alter_scram(m->ctrl, ops, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
 }

@@ -108,6 +108,12 @@ int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result
  * node is the active controller, or while none is elected. */
 bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
 bool bmeta_is_quorum_member(const bmeta *m);
+/* A user's SCRAM credential for mechanism mech (security/sasl.h numbering)
+ * from the current image: 0, or -1 if the user has none. */
+struct sasl_scram_cred;
+int bmeta_scram_credential(bmeta *m, const char *user, int mech, struct sasl_scram_cred *out);
+/* AlterUserScramCredentials through the controller: out[i] for ops[i]. */
+int bmeta_alter_scram(bmeta *m, const ctrl_scram_op *ops, int32_t n, ctrl_item_result *out);
 /* Waits (at most 2 s) until the image holds every named topic: a creation
  * committed elsewhere reaches this node's image a moment later. */
 void bmeta_wait_topics(bmeta *m, const kstr *names, int32_t n);

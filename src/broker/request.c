@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "broker/rpc.h"
+#include "broker/sasl.h"
 #include "core/log.h"
 #include "obs/metrics.h"
 
@@ -74,6 +75,10 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_INIT_PRODUCER_ID, 0, 5, api_init_producer_id},
     {KAFKA_API_DESCRIBE_PRODUCERS, 0, 0, api_describe_producers},
     {KAFKA_API_ALLOCATE_PRODUCER_IDS, 0, 0, api_allocate_producer_ids},
+    {KAFKA_API_SASL_HANDSHAKE, 0, 1, api_sasl_handshake},
+    {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
+    {KAFKA_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, api_describe_user_scram_credentials},
+    {KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, api_alter_user_scram_credentials},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -294,7 +299,7 @@ void breq_complete(breq *r) {
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
-    net_respond(r->net, out, out == NULL);
+    net_respond(r->net, out, out == NULL || r->close_after_response);
     breq_free(r);
 }
 
@@ -342,7 +347,7 @@ static bool forwarded_api(int16_t key) {
     return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
            key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
-           key == KAFKA_API_UNREGISTER_BROKER;
+           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
@@ -434,6 +439,9 @@ void broker_handle_request(void *ctx, net_request *nr) { handle(ctx, nr, false);
 void broker_handle_controller_request(void *ctx, net_request *nr) { handle(ctx, nr, true); }
 
 static void handle(broker *b, net_request *nr, bool controller_listener) {
+    /* A raw SASL token (SaslHandshake v0 framing) is not a request. */
+    if (nr->sasl && bsasl_intercept(b, nr))
+        return;
     breq *r = calloc(1, sizeof *r);
     if (r == NULL) {
         net_respond(nr, NULL, true);
@@ -467,6 +475,11 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
             "refused api key %d (%s) v%d from %s (client '%.*s'): not served; closing the connection",
             r->hdr.api_key, r->api ? r->api->name : "unknown", r->hdr.api_version, nr->peer, cid.len,
             cid.ptr);
+        obs_malformed(r->b->metrics);
+        breq_close(r, true);
+        return;
+    }
+    if (!bsasl_gate(r)) {
         obs_malformed(r->b->metrics);
         breq_close(r, true);
         return;

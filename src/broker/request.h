@@ -68,7 +68,8 @@ typedef struct breq {
     /* file ranges to splice into the encoded response (see wire_splice_fn) */
     breq_file_range *files;
     int n_files, cap_files;
-    bool controller_listener; /* arrived on a controller listener (never forwarded again) */
+    bool controller_listener;  /* arrived on a controller listener (never forwarded again) */
+    bool close_after_response; /* BREQ_DONE, then close the connection (a failed SASL exchange) */
 } breq;
 
 typedef enum breq_status {

@@ -1799,6 +1799,67 @@ void ctrl_alter_configs(controller *c, const ctrl_resource *resources, int32_t n
     check_invariants(c);
 }
 
+/* ---- SCRAM credentials ------------------------------------------------------------------- */
+
+void ctrl_alter_scram(controller *c, const ctrl_scram_op *ops, int32_t n, void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ALTER_SCRAM, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ALTER_SCRAM, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        const ctrl_scram_op *op = &ops[i];
+        char name[MD_SCRAM_NAME_MAX + 1];
+        if (op->name.len <= 0 || op->name.len > MD_SCRAM_NAME_MAX) {
+            items[i].error = KAFKA_ERR_UNACCEPTABLE_CREDENTIAL;
+            msgf(&items[i], "user names must be 1 to %d bytes", MD_SCRAM_NAME_MAX);
+            continue;
+        }
+        memcpy(name, op->name.ptr, (size_t)op->name.len);
+        name[op->name.len] = '\0';
+        if (op->remove) {
+            if (md_delta_scram(c->view, name, op->mechanism) == NULL) {
+                items[i].error = KAFKA_ERR_RESOURCE_NOT_FOUND;
+                msgf(&items[i], "Attempt to delete a user credential that does not exist");
+                continue;
+            }
+            kafka_remove_user_scram_credential_record r;
+            kafka_remove_user_scram_credential_record_init(&r);
+            r.name = op->name;
+            r.mechanism = op->mechanism;
+            rb_add(c, &b, KAFKA_MREC_REMOVE_USER_SCRAM_CREDENTIAL, &r);
+        } else {
+            kafka_user_scram_credential_record r;
+            kafka_user_scram_credential_record_init(&r);
+            r.name = op->name;
+            r.mechanism = op->mechanism;
+            r.salt = op->salt;
+            r.stored_key = op->stored_key;
+            r.server_key = op->server_key;
+            r.iterations = op->iterations;
+            rb_add(c, &b, KAFKA_MREC_USER_SCRAM_CREDENTIAL, &r);
+        }
+    }
+    bool sent = false;
+    ctrl_append_result ar = {0, -1};
+    if (b.n == 0) {
+        rebuild_view(c);
+    } else {
+        ar = rb_send(c, &b);
+        sent = true;
+    }
+    rb_free(&b);
+    finish(c, token, CTRL_ALTER_SCRAM, items, n, ar, sent, now);
+    check_invariants(c);
+}
+
 /* ---- broker registration ----------------------------------------------------------------- */
 
 static void restarted_partitions(controller *c, rbatch *b, int32_t id);

@@ -176,6 +176,7 @@ typedef enum ctrl_kind {
     CTRL_ELECT_LEADERS,
     CTRL_UNREGISTER_BROKER,
     CTRL_ALTER_PARTITION,
+    CTRL_ALTER_SCRAM,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -207,6 +208,17 @@ typedef struct controller controller;
 
 /* A controller whose view starts at `committed` (referenced). NULL on OOM. */
 controller *ctrl_create(const ctrl_config *cfg, const ctrl_sink *sink, md_image *committed);
+
+/* One change of AlterUserScramCredentials: a deletion, or an upsertion
+ * whose keys the caller derived from the salted password (the mechanism's
+ * lengths, checked by the caller). */
+typedef struct ctrl_scram_op {
+    kstr name;
+    int8_t mechanism; /* 1 SCRAM-SHA-256, 2 SCRAM-SHA-512 */
+    bool remove;
+    int32_t iterations;
+    kbytes salt, stored_key, server_key;
+} ctrl_scram_op;
 /* Answers every waiting request with `error` and frees the controller. */
 void ctrl_destroy(controller *c, int16_t error);
 
@@ -232,6 +244,9 @@ typedef struct ctrl_broker_reg {
     const char *rack; /* NULL: none */
 } ctrl_broker_reg;
 void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token, int64_t now);
+/* One item per op, in order: RESOURCE_NOT_FOUND for the deletion of a
+ * credential that does not exist. */
+void ctrl_alter_scram(controller *c, const ctrl_scram_op *ops, int32_t n, void *token, int64_t now);
 
 /* AllocateProducerIds: a block of CTRL_PRODUCER_ID_BLOCK producer ids for
  * a broker, recorded with a ProducerIdsRecord so that no id is handed out

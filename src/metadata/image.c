@@ -47,12 +47,21 @@ struct md_image {
     int32_t n_features;
     int64_t next_producer_id;
     int64_t ignored;
+    struct md_scram_set *scram; /* shared between images until changed; NULL: none */
 };
+
+/* The SCRAM credentials, copied on the first change in a delta (there are
+ * few, and they change rarely). */
+typedef struct md_scram_set {
+    atomic_int refs;
+    md_scram *items; /* sorted by (name, mechanism) */
+    int32_t n, cap;
+} md_scram_set;
 
 struct md_delta {
     md_image *base;
     md_image *work; /* refs == 0 until published */
-    bool topics_copied, resources_copied;
+    bool topics_copied, resources_copied, scram_copied;
     int32_t holes;
     int32_t applied;
 };
@@ -405,6 +414,44 @@ md_image *md_image_ref(md_image *img) {
     return img;
 }
 
+static void scram_unref(md_scram_set *s) {
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    for (int32_t i = 0; i < s->n; i++)
+        free(s->items[i].name);
+    free(s->items);
+    free(s);
+}
+
+static int scram_cmp(const md_scram *a, const char *name, int8_t mech) {
+    int c = strcmp(a->name, name);
+    return c ? c : (a->mechanism > mech) - (a->mechanism < mech);
+}
+
+/* Index of (name, mech) in s, or -(insertion point) - 1. */
+static int32_t scram_find(const md_scram_set *s, const char *name, int8_t mech) {
+    int32_t lo = 0, hi = s ? s->n : 0;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        int c = scram_cmp(&s->items[mid], name, mech);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -lo - 1;
+}
+
+const md_scram *md_image_scram(const md_image *img, const char *name, int8_t mechanism) {
+    int32_t i = scram_find(img->scram, name, mechanism);
+    return i >= 0 ? &img->scram->items[i] : NULL;
+}
+
+int32_t md_image_scram_count(const md_image *img) { return img->scram ? img->scram->n : 0; }
+const md_scram *md_image_scram_at(const md_image *img, int32_t i) { return &img->scram->items[i]; }
+
 static void image_free(md_image *img) {
     for (int32_t i = 0; i < img->n_topics; i++)
         topic_unref(img->topics[i]);
@@ -417,6 +464,7 @@ static void image_free(md_image *img) {
     for (int32_t i = 0; i < img->n_resources; i++)
         resource_unref(img->resources[i]);
     free(img->resources);
+    scram_unref(img->scram);
     free(img);
 }
 
@@ -558,6 +606,9 @@ md_delta *md_delta_begin(md_image *base) {
     w->n_features = base->n_features;
     w->next_producer_id = base->next_producer_id;
     w->ignored = base->ignored;
+    w->scram = base->scram;
+    if (w->scram)
+        atomic_fetch_add(&w->scram->refs, 1);
     if (base->n_brokers) {
         w->brokers = calloc((size_t)base->n_brokers, sizeof *w->brokers);
         if (w->brokers == NULL)
@@ -673,6 +724,9 @@ const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id) {
 }
 const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name) {
     return md_image_resource(d->work, type, name);
+}
+const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism) {
+    return md_image_scram(d->work, name, mechanism);
 }
 const md_broker *md_delta_broker(const md_delta *d, int32_t id) { return md_image_broker(d->work, id); }
 
@@ -1231,6 +1285,116 @@ static int apply_feature(md_delta *d, const kafka_feature_level_record *r, char 
     return MD_OK;
 }
 
+/* The delta's own copy of the SCRAM credentials (once per delta). */
+static bool own_scram(md_delta *d) {
+    if (d->scram_copied)
+        return true;
+    md_scram_set *old = d->work->scram, *ns = calloc(1, sizeof *ns);
+    if (ns == NULL)
+        return false;
+    atomic_init(&ns->refs, 1);
+    int32_t n = old ? old->n : 0;
+    ns->cap = n + 8;
+    ns->items = calloc((size_t)ns->cap, sizeof *ns->items);
+    if (ns->items == NULL) {
+        free(ns);
+        return false;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        ns->items[i] = old->items[i];
+        ns->items[i].name = strdup(old->items[i].name);
+        if (ns->items[i].name == NULL) {
+            ns->n = i;
+            scram_unref(ns);
+            return false;
+        }
+    }
+    ns->n = n;
+    scram_unref(old);
+    d->work->scram = ns;
+    d->scram_copied = true;
+    return true;
+}
+
+static int apply_scram(md_delta *d, const kafka_user_scram_credential_record *r, char *err, size_t errn) {
+    size_t key_n = r->mechanism == 1 ? 32 : r->mechanism == 2 ? 64 : 0;
+    if (r->name.len <= 0 || r->name.len > MD_SCRAM_NAME_MAX || !text_ok(r->name)) {
+        seterr(err, errn, "UserScramCredentialRecord: invalid user name");
+        return MD_EINVAL;
+    }
+    if (key_n == 0 || r->salt.len <= 0 || r->salt.len > MD_SCRAM_SALT_MAX ||
+        r->stored_key.len != (int32_t)key_n || r->server_key.len != (int32_t)key_n || r->iterations <= 0) {
+        seterr(
+            err, errn,
+            "UserScramCredentialRecord for %.*s: mechanism %d, salt, key lengths or iterations out of range",
+            (int)r->name.len, r->name.ptr, r->mechanism);
+        return MD_EINVAL;
+    }
+    if (!own_scram(d))
+        return MD_ENOMEM;
+    md_scram_set *s = d->work->scram;
+    char *name = dup_kstr(r->name);
+    if (name == NULL)
+        return MD_ENOMEM;
+    int32_t i = scram_find(s, name, r->mechanism);
+    if (i < 0) {
+        if (s->n >= MD_SCRAM_USERS_MAX) {
+            free(name);
+            seterr(err, errn, "UserScramCredentialRecord: more than %d credentials", MD_SCRAM_USERS_MAX);
+            return MD_EINVAL;
+        }
+        if (s->n == s->cap) {
+            md_scram *ni = realloc(s->items, (size_t)s->cap * 2 * sizeof *ni);
+            if (ni == NULL) {
+                free(name);
+                return MD_ENOMEM;
+            }
+            s->items = ni;
+            s->cap *= 2;
+        }
+        i = -i - 1;
+        memmove(&s->items[i + 1], &s->items[i], (size_t)(s->n - i) * sizeof *s->items);
+        s->n++;
+    } else {
+        free(s->items[i].name);
+    }
+    md_scram *c = &s->items[i];
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    c->mechanism = r->mechanism;
+    c->iterations = r->iterations;
+    c->salt_n = r->salt.len;
+    c->key_n = (int32_t)key_n;
+    memcpy(c->salt, r->salt.ptr, (size_t)r->salt.len);
+    memcpy(c->stored_key, r->stored_key.ptr, key_n);
+    memcpy(c->server_key, r->server_key.ptr, key_n);
+    return MD_OK;
+}
+
+static int apply_remove_scram(md_delta *d, const kafka_remove_user_scram_credential_record *r, char *err,
+                              size_t errn) {
+    char name[MD_SCRAM_NAME_MAX + 1];
+    if (r->name.len <= 0 || r->name.len > MD_SCRAM_NAME_MAX) {
+        seterr(err, errn, "RemoveUserScramCredentialRecord: invalid user name");
+        return MD_EINVAL;
+    }
+    memcpy(name, r->name.ptr, (size_t)r->name.len);
+    name[r->name.len] = '\0';
+    if (scram_find(d->work->scram, name, r->mechanism) < 0) {
+        seterr(err, errn, "RemoveUserScramCredentialRecord: %s has no credential for mechanism %d", name,
+               r->mechanism);
+        return MD_ENOENT;
+    }
+    if (!own_scram(d))
+        return MD_ENOMEM;
+    md_scram_set *s = d->work->scram;
+    int32_t i = scram_find(s, name, r->mechanism);
+    free(s->items[i].name);
+    memmove(&s->items[i], &s->items[i + 1], (size_t)(s->n - i - 1) * sizeof *s->items);
+    s->n--;
+    return MD_OK;
+}
+
 int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
     if (err && errn)
         err[0] = '\0';
@@ -1275,6 +1439,12 @@ int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
         }
         break;
     }
+    case KAFKA_MREC_USER_SCRAM_CREDENTIAL:
+        rc = apply_scram(d, rec->body, err, errn);
+        break;
+    case KAFKA_MREC_REMOVE_USER_SCRAM_CREDENTIAL:
+        rc = apply_remove_scram(d, rec->body, err, errn);
+        break;
     case KAFKA_MREC_NO_OP:
         rc = MD_OK;
         break;
@@ -1389,6 +1559,19 @@ int md_image_records(const md_image *img, md_record_fn fn, void *ctx) {
                 return rc;
         }
     }
+    for (int32_t i = 0; i < md_image_scram_count(img); i++) {
+        const md_scram *c = &img->scram->items[i];
+        kafka_user_scram_credential_record r;
+        kafka_user_scram_credential_record_init(&r);
+        r.name = kstr_c(c->name);
+        r.mechanism = c->mechanism;
+        r.salt = (kbytes){c->salt, c->salt_n};
+        r.stored_key = (kbytes){c->stored_key, c->key_n};
+        r.server_key = (kbytes){c->server_key, c->key_n};
+        r.iterations = c->iterations;
+        if ((rc = emit(fn, ctx, KAFKA_MREC_USER_SCRAM_CREDENTIAL, &r)) != 0)
+            return rc;
+    }
     if (img->next_producer_id > 0) {
         kafka_producer_ids_record r;
         kafka_producer_ids_record_init(&r);
@@ -1494,6 +1677,21 @@ bool md_image_equal(const md_image *a, const md_image *b, char *why, size_t whyn
         seterr(why, whyn, "next producer id %lld against %lld", (long long)a->next_producer_id,
                (long long)b->next_producer_id);
         return false;
+    }
+    if (md_image_scram_count(a) != md_image_scram_count(b)) {
+        seterr(why, whyn, "%d SCRAM credentials against %d", md_image_scram_count(a),
+               md_image_scram_count(b));
+        return false;
+    }
+    for (int32_t i = 0; i < md_image_scram_count(a); i++) {
+        const md_scram *x = &a->scram->items[i], *y = &b->scram->items[i];
+        if (strcmp(x->name, y->name) || x->mechanism != y->mechanism || x->iterations != y->iterations ||
+            x->salt_n != y->salt_n || x->key_n != y->key_n || memcmp(x->salt, y->salt, (size_t)x->salt_n) ||
+            memcmp(x->stored_key, y->stored_key, (size_t)x->key_n) ||
+            memcmp(x->server_key, y->server_key, (size_t)x->key_n)) {
+            seterr(why, whyn, "SCRAM credential of %s (mechanism %d) differs", x->name, x->mechanism);
+            return false;
+        }
     }
     return true;
 }

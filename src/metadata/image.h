@@ -8,9 +8,11 @@
  * the topics (name, id, partitions with replicas, ISR, leader, leader epoch,
  * partition epoch, adding/removing replicas, eligible leader replicas), the
  * configs of every resource (topics, brokers, the cluster default) as the
- * raw key/value strings the records carry, and the next producer id block.
- * ACLs, SCRAM credentials, quotas and delegation tokens are accepted and
- * counted but not kept yet (their issues add them here).
+ * raw key/value strings the records carry, the next producer id block, and
+ * the SCRAM credentials of users (UserScramCredentialRecord: salt, stored
+ * key, server key, iterations per user and mechanism). ACLs, quotas and
+ * delegation tokens are accepted and counted but not kept yet (their issues
+ * add them here).
  *
  * Immutability. A published md_image never changes; it is reference
  * counted, and a reader takes one image for a whole request, so it never
@@ -62,6 +64,10 @@
 #define MD_ENDPOINTS_MAX        16
 #define MD_FEATURES_MAX         32
 #define MD_NAME_MAX             249 /* topic names */
+#define MD_SCRAM_NAME_MAX       255 /* SCRAM user names */
+#define MD_SCRAM_SALT_MAX       128
+#define MD_SCRAM_KEY_MAX        64     /* SHA-512 */
+#define MD_SCRAM_USERS_MAX      100000 /* credentials (user and mechanism pairs) */
 
 /* ConfigRecord resource types (Kafka's ConfigResource.Type codes). */
 #define MD_RESOURCE_TOPIC  2
@@ -145,6 +151,17 @@ typedef struct md_feature {
     int16_t level;
 } md_feature;
 
+/* One user's credential for one SCRAM mechanism (1 SHA-256, 2 SHA-512). */
+typedef struct md_scram {
+    char *name;
+    int8_t mechanism;
+    int32_t iterations;
+    int32_t salt_n, key_n;
+    uint8_t salt[MD_SCRAM_SALT_MAX];
+    uint8_t stored_key[MD_SCRAM_KEY_MAX];
+    uint8_t server_key[MD_SCRAM_KEY_MAX];
+} md_scram;
+
 typedef struct md_image md_image;
 
 /* ---- reading a published image ------------------------------------------- */
@@ -181,6 +198,12 @@ int16_t md_image_feature(const md_image *img, const char *name);
 int32_t md_image_feature_count(const md_image *img);
 const md_feature *md_image_feature_at(const md_image *img, int32_t i);
 
+/* SCRAM credentials, sorted by user name then mechanism: by name and
+ * mechanism (NULL if none), and the i-th of md_image_scram_count(). */
+const md_scram *md_image_scram(const md_image *img, const char *name, int8_t mechanism);
+int32_t md_image_scram_count(const md_image *img);
+const md_scram *md_image_scram_at(const md_image *img, int32_t i);
+
 /* The first producer id not yet handed out (0 when none was). */
 int64_t md_image_next_producer_id(const md_image *img);
 
@@ -210,6 +233,7 @@ const md_topic *md_delta_topic_by_id(const md_delta *d, kuuid id);
 const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char *name);
 /* The first producer id the delta's image would hand out next. */
 int64_t md_delta_next_producer_id(const md_delta *d);
+const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism);
 const md_broker *md_delta_broker(const md_delta *d, int32_t id);
 
 /* ---- snapshots and comparison -------------------------------------------- */

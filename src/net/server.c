@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/tls.h"
 
 #define NET_MAX_EVENTS     64
 #define NET_ACCEPT_BURST   64
@@ -209,6 +210,11 @@ struct net_conn {
     uint64_t id;
     char peer[64];
     net_ip *ip;
+    tls_conn *tls;        /* NULL on a plaintext listener, and before the ClientHello came */
+    char *tls_subject;    /* the client certificate's subject, once the handshake is done; NULL: none */
+    void *session;        /* the handler's (net_request_session) */
+    bool tls_handshaking; /* a TLS listener's connection whose handshake is not done */
+    int64_t accepted_ms;
     atomic_int refs; /* 1 while the socket is open + 1 while a request is in the handler */
 
     /* reading */
@@ -253,6 +259,7 @@ struct net_thread {
     net_conn *stalled;
     net_conn *graveyard; /* closed and unreferenced; freed after each epoll batch */
     uint8_t *copy_buf;   /* for the copying file path */
+    bool tls_ready;      /* a stalled TLS connection has bytes buffered: retry without waiting */
 };
 
 struct net_server {
@@ -292,7 +299,7 @@ struct net_server {
 
     struct {
         atomic_uint_fast64_t accepted, rejected, rejected_per_ip, accept_errors, requests, oversize,
-            idle_closed, read_timeouts, bytes_in, bytes_out, reserve_refused;
+            idle_closed, read_timeouts, tls_failures, tls_mismatch, bytes_in, bytes_out, reserve_refused;
         /* time the threads spent waiting for work (metrics: idle ratios) */
         atomic_uint_fast64_t net_idle_ns, io_idle_ns;
     } st;
@@ -301,7 +308,7 @@ struct net_server {
     _Atomic int64_t *io_idle_since;
     atomic_int io_seq;
     /* client-caused log lines, one limiter per kind */
-    log_ratelimit lim_refused, lim_refused_ip, lim_accept, lim_read_timeout, lim_reserve;
+    log_ratelimit lim_refused, lim_refused_ip, lim_accept, lim_read_timeout, lim_reserve, lim_tls;
 };
 
 void net_config_defaults(net_config *c) {
@@ -613,6 +620,9 @@ static void free_graveyard(net_thread *t) {
         net_conn *c = t->graveyard;
         t->graveyard = c->dead_next;
         ip_release(t->s, c->ip);
+        if (c->session != NULL && t->s->cfg.session_free != NULL)
+            t->s->cfg.session_free(t->s->ctx, c->session);
+        free(c->tls_subject);
         free(c);
     }
 }
@@ -673,6 +683,8 @@ static void conn_close(net_conn *c, const char *why) {
     if (why)
         LOG_DEBUG("net", "closing connection %llu from %s: %s", (unsigned long long)c->id, c->peer, why);
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->closed = true;
     unstall(c);
@@ -750,6 +762,9 @@ static bool conn_grow_frame(net_conn *c, size_t avail) {
         b->req.conn_id = c->id;
         b->req.peer = c->peer;
         b->req.len = frame;
+        b->req.sasl = s->cfg.sasl;
+        b->req.tls = c->tls != NULL;
+        b->req.tls_subject = c->tls_subject;
     }
     b->req.frame = (uint8_t *)(b + 1);
     b->frame_cap = want;
@@ -774,13 +789,106 @@ static bool read_ok(net_conn *c, ssize_t n, const char *eof_why) {
     if (n == 0)
         conn_close(c, eof_why);
     else if (errno != EAGAIN && errno != EINTR)
-        conn_close(c, strerror(errno));
+        conn_close(c, errno == EPROTO && c->tls ? "TLS error" : strerror(errno));
+    else if (c->tls)
+        /* TLS may need to write before it can read on (a key update). */
+        set_interest(c, tls_conn_wants_write(c->tls) ? EPOLLOUT : EPOLLIN);
     return false;
+}
+
+static ssize_t conn_recv(net_conn *c, void *buf, size_t n) {
+    return c->tls ? tls_conn_read(c->tls, buf, n) : read(c->fd, buf, n);
+}
+
+/* Closes a connection of a TLS listener that could not start TLS, with a
+ * line that names the peer and why. */
+static void tls_refuse(net_conn *c, const char *why) {
+    net_server *s = c->t->s;
+    atomic_fetch_add(&s->st.tls_failures, 1);
+    uint64_t held;
+    if (log_ratelimit_allow(&s->lim_tls, &held))
+        LOG_WARN("net",
+                 "TLS handshake with %s on listener %s failed: %s; connection closed (%llu similar lines "
+                 "held back)",
+                 c->peer, s->cfg.listener ? s->cfg.listener : "?", why, (unsigned long long)held);
+    conn_close(c, NULL);
+}
+
+/* Drives the TLS handshake of a new connection. True once it is done (the
+ * connection's frames can be read); false while it waits for the socket or
+ * after it failed (the connection is then closed). */
+static bool conn_handshake(net_conn *c) {
+    net_server *s = c->t->s;
+    char why[320];
+    if (c->tls == NULL) {
+        /* Before OpenSSL sees a byte: a client that speaks plaintext Kafka
+         * (or anything but TLS) is named as such, not as a TLS error. */
+        uint8_t first;
+        ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+        if (n == 0) {
+            conn_close(c, "peer closed before the TLS handshake");
+            return false;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                conn_close(c, strerror(errno));
+            return false;
+        }
+        if (first != 0x16) { /* a TLS handshake record */
+            tls_refuse(c, first == 0x00 ? "the client sent a plaintext Kafka request, not a TLS ClientHello "
+                                          "(is it configured with security.protocol=SSL?)"
+                                        : "the client's first bytes are not a TLS ClientHello");
+            return false;
+        }
+        c->tls = tls_conn_new(s->cfg.tls, c->fd, clock_mono_ms());
+        if (c->tls == NULL) {
+            conn_close(c, "out of memory for TLS");
+            return false;
+        }
+    }
+    int r = tls_conn_handshake(c->tls, why, sizeof why);
+    if (r == 0) {
+        set_interest(c, tls_conn_wants_write(c->tls) ? EPOLLOUT : EPOLLIN);
+        return false;
+    }
+    if (r < 0) {
+        tls_refuse(c, why);
+        return false;
+    }
+    c->tls_handshaking = false;
+    c->last_active_ms = clock_mono_ms();
+    char subject[512];
+    tls_conn_peer_subject(c->tls, subject, sizeof subject);
+    if (subject[0] != '\0')
+        c->tls_subject = strdup(subject); /* NULL on failure: treated as no certificate */
+    if (log_enabled(LOG_LEVEL_DEBUG)) {
+        char desc[128];
+        tls_conn_describe(c->tls, desc, sizeof desc);
+        LOG_DEBUG("net", "connection %llu from %s: TLS established (%s), client certificate '%s'",
+                  (unsigned long long)c->id, c->peer, desc, subject);
+    }
+    set_interest(c, EPOLLIN);
+    return true;
 }
 
 /* Bytes of the frame the socket holds, to size its first buffer by; 0 if
  * none have come yet or the connection closed. */
 static size_t socket_holds(net_conn *c) {
+    if (c->tls) {
+        /* Decrypted bytes plus what the socket holds (ciphertext: a few
+         * percent more than the plaintext it carries). */
+        size_t p = tls_conn_pending(c->tls);
+        if (p == 0) {
+            uint8_t peek; /* decrypts the next record, if one is whole */
+            if (!read_ok(c, tls_conn_peek(c->tls, &peek, 1), "peer closed mid-request"))
+                return 0;
+            p = tls_conn_pending(c->tls);
+        }
+        int raw = 0;
+        if (ioctl(c->fd, FIONREAD, &raw) == 0 && raw > 0)
+            p += (size_t)raw;
+        return p > 0 ? p : 1;
+    }
     int queued = 0;
     if (ioctl(c->fd, FIONREAD, &queued) != 0)
         return NET_FRAME_MIN;
@@ -792,9 +900,13 @@ static size_t socket_holds(net_conn *c) {
 
 static void conn_read(net_conn *c) {
     net_server *s = c->t->s;
-    for (int rounds = 0; rounds < 16 && !c->closed && !c->in_handler && !c->stalled; rounds++) {
+    if (c->tls_handshaking && (c->closed || !conn_handshake(c)))
+        return;
+    /* TLS hands over one record (at most 16 KiB) per read: more rounds. */
+    int max_rounds = c->tls ? 64 : 16;
+    for (int rounds = 0; rounds < max_rounds && !c->closed && !c->in_handler && !c->stalled; rounds++) {
         if (c->frame_size < 0) {
-            ssize_t n = read(c->fd, c->size_buf + c->size_got, 4 - c->size_got);
+            ssize_t n = conn_recv(c, c->size_buf + c->size_got, 4 - c->size_got);
             if (!read_ok(c, n, c->size_got ? "peer closed mid-request" : "peer closed"))
                 return;
             atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
@@ -806,6 +918,21 @@ static void conn_read(net_conn *c) {
                 continue;
             int32_t size = (int32_t)(((uint32_t)c->size_buf[0] << 24) | ((uint32_t)c->size_buf[1] << 16) |
                                      ((uint32_t)c->size_buf[2] << 8) | c->size_buf[3]);
+            if (c->tls == NULL && c->size_buf[0] == 0x16 && c->size_buf[1] == 0x03 &&
+                c->size_buf[2] <= 0x04) {
+                /* A TLS record header (handshake, version 3.x), not a size. */
+                atomic_fetch_add(&s->st.tls_mismatch, 1);
+                uint64_t held;
+                if (log_ratelimit_allow(&s->lim_tls, &held))
+                    LOG_WARN("net",
+                             "closing connection %llu from %s: the client opened a TLS handshake on the "
+                             "plaintext listener %s (is it configured with security.protocol=SSL for a "
+                             "PLAINTEXT port?) (%llu similar lines held back)",
+                             (unsigned long long)c->id, c->peer, s->cfg.listener ? s->cfg.listener : "?",
+                             (unsigned long long)held);
+                conn_close(c, NULL);
+                return;
+            }
             if (size <= 0 || (size_t)size > s->cfg.max_request_bytes) {
                 atomic_fetch_add(&s->st.oversize, 1);
                 LOG_WARN("net",
@@ -829,7 +956,7 @@ static void conn_read(net_conn *c) {
             return;
         }
         size_t want = c->box->frame_cap - c->body_got;
-        ssize_t n = read(c->fd, c->box->req.frame + c->body_got, want);
+        ssize_t n = conn_recv(c, c->box->req.frame + c->body_got, want);
         if (!read_ok(c, n, "peer closed mid-request"))
             return;
         atomic_fetch_add(&s->st.bytes_in, (uint64_t)n);
@@ -842,6 +969,40 @@ static void conn_read(net_conn *c) {
             return;
         }
     }
+    /* Out of rounds with decrypted bytes left: the socket may never become
+     * readable for them, so the connection is retried after this batch. */
+    if (c->tls && !c->closed && !c->in_handler && !c->stalled && tls_conn_has_pending(c->tls)) {
+        conn_stall(c);
+        c->t->tls_ready = true;
+    }
+}
+
+/* Copies up to cap bytes of c's response from its current position into
+ * buf, reading file ranges. The same position always gives the same bytes,
+ * as a TLS write retried after EAGAIN needs. -1 (connection closed) if a
+ * file read fails. */
+static ssize_t tls_gather(net_conn *c, uint8_t *buf, size_t cap) {
+    net_response *r = c->out;
+    size_t got = 0, off = c->out_off;
+    for (int i = c->out_piece; i < r->count && got < cap; i++, off = 0) {
+        net_piece *p = &r->pieces[i];
+        size_t want = p->len - off;
+        if (want > cap - got)
+            want = cap - got;
+        if (p->mem) {
+            memcpy(buf + got, p->mem + off, want);
+        } else {
+            ssize_t n = pread(p->fd, buf + got, want, (off_t)(p->off + (int64_t)off));
+            if (n != (ssize_t)want) {
+                LOG_ERROR("net", "reading response data for connection %llu failed: %s",
+                          (unsigned long long)c->id, n < 0 ? strerror(errno) : "file shorter than expected");
+                conn_close(c, NULL);
+                return -1;
+            }
+        }
+        got += want;
+    }
+    return (ssize_t)got;
 }
 
 /* Writes as much of c->out as the socket takes. Returns false if the
@@ -853,7 +1014,21 @@ static bool conn_write(net_conn *c) {
     while (r && c->out_piece < r->count) {
         net_piece *p = &r->pieces[c->out_piece];
         ssize_t n;
-        if (p->mem) {
+        if (c->tls) {
+            ssize_t len = tls_gather(c, t->copy_buf, NET_TLS_CHUNK);
+            if (len < 0)
+                return false;
+            n = tls_conn_write(c->tls, t->copy_buf, (size_t)len);
+            if (n < 0 && errno == EAGAIN) {
+                /* Retried with the same bytes when the socket is ready. */
+                set_interest(c, tls_conn_wants_write(c->tls) ? EPOLLOUT : EPOLLIN);
+                return true;
+            }
+            if (n <= 0) {
+                conn_close(c, n == 0 ? "peer closed" : errno == EPROTO ? "TLS error" : strerror(errno));
+                return false;
+            }
+        } else if (p->mem) {
             struct iovec iov[NET_IOV_MAX];
             int k = 0;
             for (int i = c->out_piece; i < r->count && k < NET_IOV_MAX && r->pieces[i].mem; i++, k++) {
@@ -960,6 +1135,8 @@ static void conn_complete(net_thread *t, request_box *b) {
     if (conn_write(c) && c->out == NULL)
         conn_read(c);
 }
+
+void **net_request_session(net_request *req) { return &req->conn->session; }
 
 bool net_request_reserve(net_request *req, size_t n) {
     request_box *b = (request_box *)req;
@@ -1162,6 +1339,8 @@ static void do_accept(net_thread *t) {
         atomic_init(&c->refs, 1);
         c->frame_size = -1;
         c->last_active_ms = clock_mono_ms();
+        c->accepted_ms = c->last_active_ms;
+        c->tls_handshaking = s->cfg.tls != NULL;
         c->events = EPOLLIN;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -1196,6 +1375,7 @@ static void drain_completions(net_thread *t) {
 }
 
 static void retry_stalled(net_thread *t) {
+    t->tls_ready = false;
     net_conn *list = t->stalled;
     t->stalled = NULL;
     while (list) {
@@ -1232,8 +1412,12 @@ static void sweep(net_thread *t, int64_t now) {
             c = next;
             continue;
         }
-        if (deadline > 0 && c->frame_start_ms != 0 && !frame_complete(c) &&
-            now - c->frame_start_ms > deadline) {
+        if (c->tls_handshaking && now - c->accepted_ms > NET_TLS_HANDSHAKE_MS) {
+            char why[96];
+            snprintf(why, sizeof why, "the handshake did not finish within %d ms", NET_TLS_HANDSHAKE_MS);
+            tls_refuse(c, why);
+        } else if (deadline > 0 && c->frame_start_ms != 0 && !frame_complete(c) &&
+                   now - c->frame_start_ms > deadline) {
             atomic_fetch_add(&s->st.read_timeouts, 1);
             uint64_t held;
             if (log_ratelimit_allow(&s->lim_read_timeout, &held))
@@ -1270,7 +1454,9 @@ static void *net_main(void *arg) {
             if (atomic_load(&s->net_stop))
                 break;
         }
-        int timeout = t->stalled ? NET_STALL_RETRY_MS : 200;
+        if (t->stalled == NULL)
+            t->tls_ready = false; /* its connection closed meanwhile */
+        int timeout = t->tls_ready ? 0 : t->stalled ? NET_STALL_RETRY_MS : 200;
         if (t->accept_resume_ms) {
             int64_t until = t->accept_resume_ms - clock_mono_ms();
             if (until < timeout)
@@ -1305,11 +1491,15 @@ static void *net_main(void *arg) {
                         continue;
                     }
                 }
-                if ((evs[i].events & EPOLLOUT) && c->out) {
+                /* (A TLS connection may wait for the socket's other
+                 * direction: a handshake, or a write that must read.) */
+                if (c->tls_handshaking) {
+                    conn_read(c);
+                } else if (c->out && (evs[i].events & (EPOLLOUT | EPOLLIN))) {
                     if (!conn_write(c) || c->out)
                         continue;
                     conn_read(c);
-                } else if (evs[i].events & EPOLLIN) {
+                } else if (evs[i].events & (EPOLLIN | EPOLLOUT)) {
                     conn_read(c);
                 }
             }
@@ -1384,6 +1574,7 @@ net_server *net_server_create(const net_config *cfg, net_handler_fn handler, voi
         /* Lines a client can trigger at will: one a second per kind. */
         const log_ratelimit one = LOG_RATELIMIT_INIT(1, NET_LOG_INTERVAL_MS);
         s->lim_refused = s->lim_refused_ip = s->lim_accept = s->lim_read_timeout = s->lim_reserve = one;
+        s->lim_tls = (log_ratelimit)LOG_RATELIMIT_INIT(5, NET_LOG_INTERVAL_MS);
     }
     if (s == NULL)
         return NULL;
@@ -1574,6 +1765,8 @@ void net_server_stats(net_server *s, net_stats *out) {
     out->oversize_frames = atomic_load(&s->st.oversize);
     out->idle_closed = atomic_load(&s->st.idle_closed);
     out->read_timeouts = atomic_load(&s->st.read_timeouts);
+    out->tls_failures = atomic_load(&s->st.tls_failures);
+    out->tls_mismatch = atomic_load(&s->st.tls_mismatch);
     out->bytes_in = atomic_load(&s->st.bytes_in);
     out->bytes_out = atomic_load(&s->st.bytes_out);
     out->request_bytes_held = atomic_load(&s->inflight_bytes);

@@ -65,6 +65,16 @@
  * the range is no longer needed (sent or dropped), so the storage layer can
  * hold a segment open exactly as long as a response needs it.
  *
+ * TLS. With `tls` set, each connection first completes a TLS handshake
+ * (within NET_TLS_HANDSHAKE_MS of its accept, or it is closed) before its
+ * first frame is read; frames and responses then travel through the TLS
+ * layer. A handshake that fails, a client that speaks plaintext to a TLS
+ * listener, and a client that opens a TLS handshake on a plaintext listener
+ * are each closed with a rate-limited line naming the peer, the listener
+ * and the reason. Responses are encrypted from a per-thread buffer of at
+ * most NET_TLS_CHUNK bytes at a time, so a slow TLS reader holds no more
+ * memory than a plaintext one.
+ *
  * Lifetime. net_respond() may be called from any thread, at any later time
  * (a long-polling fetch answers when data arrives). If the connection has
  * closed meanwhile, the response is dropped and its resources released.
@@ -96,6 +106,10 @@ typedef struct net_conn net_conn;
 /* Connections may hold at most 1/N of RLIMIT_NOFILE (storage counts its
  * partitions against the rest). */
 #define NET_FD_SHARE_DIVISOR 4
+/* A TLS handshake must finish within this long of the accept. */
+#define NET_TLS_HANDSHAKE_MS 10000
+/* Most response bytes encrypted in one go. */
+#define NET_TLS_CHUNK (64 * 1024)
 /* Most entries in max_connections_per_ip_overrides (after resolving names). */
 #define NET_IP_OVERRIDES_MAX 1024
 
@@ -114,6 +128,19 @@ typedef struct net_config {
     int64_t idle_timeout_ms;                      /* connections.max.idle.ms; <= 0 disables */
     int64_t request_read_timeout_ms;              /* a frame arrives whole within this; <= 0 disables */
     bool zero_copy;                               /* sendfile for file ranges */
+    /* TLS for every connection of this server (net/tls.h), owned by the
+     * caller and outliving the server; NULL: plaintext. TLS connections take
+     * the copying path for file ranges, never sendfile. */
+    struct tls_server *tls;
+    const char *listener; /* listener name for log lines ("PLAINTEXT", "SSL"); NULL: none */
+    /* The listener authenticates with SASL: the handler sees it on every
+     * request (net_request.sasl) and keeps its state in the connection's
+     * session (net_request_session). */
+    bool sasl;
+    /* Frees a connection's session (with the handler's ctx) once the
+     * connection is gone and none of its requests is with the handler.
+     * NULL: sessions are not used. */
+    void (*session_free)(void *ctx, void *session);
     /* Called (with the handler's ctx, on a network thread) when a client
      * closes its connection while its request is still with the handler,
      * e.g. a long-polling fetch: the handler may answer it at once (the
@@ -155,7 +182,18 @@ typedef struct net_request {
     uint8_t *frame;
     size_t len;
     int64_t received_ns; /* CLOCK_MONOTONIC when the frame was complete */
+    bool sasl;           /* the listener's `sasl` */
+    bool tls;            /* the connection is TLS */
+    /* The client certificate's subject (RFC 2253) on a TLS connection that
+     * presented one, else NULL. Lives as long as the connection. */
+    const char *tls_subject;
 } net_request;
+
+/* The connection's session slot for the handler: NULL until the handler
+ * stores something there, freed with session_free. Only the handler of the
+ * connection's current request touches it (a connection has one request in
+ * the handler at a time), so it needs no lock. */
+void **net_request_session(net_request *req);
 
 typedef void (*net_release_fn)(void *arg);
 
@@ -222,6 +260,8 @@ typedef struct net_stats {
     uint64_t oversize_frames;
     uint64_t idle_closed;
     uint64_t read_timeouts; /* closed: a frame did not arrive within request_read_timeout_ms */
+    uint64_t tls_failures;  /* TLS handshakes that failed or timed out, plaintext on a TLS listener */
+    uint64_t tls_mismatch;  /* TLS handshakes opened on a plaintext listener */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t request_bytes_held;  /* now: frame memory charged */

@@ -469,8 +469,38 @@ static void test_listeners(void) {
     CHECK(rejects("listeners=PLAINTEXT://localhost:70000\n", "listeners", "65535"));
     CHECK(rejects("listeners=PLAINTEXT://localhost:-1\n", "listeners", NULL));
     CHECK(rejects("listeners=localhost:9092\n", "listeners", "NAME://host:port"));
-    CHECK(rejects("listeners=SSL://localhost:9093\n", "SSL", "not support"));
-    CHECK(rejects("listeners=SASL_PLAINTEXT://localhost:9093\n", "SASL_PLAINTEXT", "only PLAINTEXT"));
+    REQUIRE(load(&c,
+                 "listeners=SASL_PLAINTEXT://localhost:9093\n"
+                 "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN\n"
+                 "listener.name.sasl_plaintext.plain.sasl.jaas.config=M required user_a=\"b\";\n",
+                 0) == 0);
+    CHECK(c.listeners[0].protocol == CONFIG_PROTOCOL_SASL_PLAINTEXT);
+    CHECK(strcmp(config_listener_value(&c, "SASL_PLAINTEXT", "sasl.enabled.mechanisms"), "PLAIN") == 0);
+    CHECK(strcmp(config_listener_mech_value(&c, "SASL_PLAINTEXT", "PLAIN", "sasl.jaas.config"),
+                 "M required user_a=\"b\";") == 0);
+    CHECK(config_listener_mech_value(&c, "SASL_PLAINTEXT", "scram-sha-256", "sasl.jaas.config") == NULL);
+    CHECK(config_warning_count(&c) == 0);
+    config_free(&c);
+    CHECK(rejects("listeners=SASL_SSL://localhost:9093\nsasl.enabled.mechanisms=GSSAPI\n", "GSSAPI", NULL));
+    /* SSL listeners, with per-listener ssl.* keys; controllers stay PLAINTEXT. */
+    REQUIRE(load(&c,
+                 "listeners=SSL://localhost:9093\nssl.client.auth=requested\n"
+                 "listener.name.ssl.ssl.client.auth=required\nlistener.name.other.ssl.key.password=x\n",
+                 0) == 0);
+    CHECK(c.listeners[0].protocol == CONFIG_PROTOCOL_SSL);
+    CHECK(strcmp(config_listener_value(&c, "SSL", "ssl.client.auth"), "required") == 0);
+    CHECK(strcmp(config_listener_value(&c, "OTHER", "ssl.client.auth"), "requested") == 0);
+    CHECK(strcmp(config_listener_value(&c, "other", "ssl.key.password"), "x") == 0);
+    CHECK(config_listener_value(&c, "SSL", "ssl.key.password") == NULL);
+    CHECK(config_warning_count(&c) == 0);
+    config_free(&c);
+    CHECK(rejects("listeners=SSL://localhost:9093\nlistener.name.ssl.ssl.client.auth=maybe\n",
+                  "listener.name.ssl.ssl.client.auth", "maybe"));
+    CHECK(rejects("listeners=SSL://localhost:9093\nssl.enabled.protocols=TLSv1.2,SSLv3\n", "SSLv3", NULL));
+    CHECK(rejects("listeners=SSL://localhost:9093\nssl.keystore.type=JKS\n", "ssl.keystore.type", NULL));
+    CHECK(rejects("listeners=PLAINTEXT://a:1,CONTROLLER://a:2\ncontroller.listener.names=CONTROLLER\n"
+                  "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL\n",
+                  "controller", "PLAINTEXT"));
     CHECK(rejects("listeners=CLIENT://localhost:9093\n", "CLIENT", "listener.security.protocol.map"));
     CHECK(rejects("listeners=PLAINTEXT://a:1,PLAINTEXT://b:2\n", "twice", NULL));
     CHECK(rejects(
