@@ -330,6 +330,7 @@ void broker_destroy(broker *b) {
         net_server_destroy(b->net);
     if (b->ctl_net)
         net_server_destroy(b->ctl_net);
+    brepl_free(b);
     tls_server_destroy(b->tls); /* after the servers that used it */
     bsasl_destroy(b->sasl);
     storage_ctx_free(b->storage);

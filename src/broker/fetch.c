@@ -163,6 +163,11 @@ static bool step_locked(fetch_mgr *m) {
     int32_t n = purg_take(m->purg, now, ops, expired, TAKE_BATCH);
     for (int32_t i = 0; i < n; i++) {
         fetch_waiter *w = ops[i]->owner;
+        /* Being probed by the other stepper (the driver while a shutdown
+         * steps too): it re-parked w first, and finishes it itself once the
+         * probe returns (it sees stopping). */
+        if (w->busy)
+            continue;
         bool exp = expired[i] || m->stopping || w->abandoned;
         if (exp) {
             finish_locked(m, w, true);

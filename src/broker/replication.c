@@ -662,6 +662,15 @@ void brepl_stop(broker *b) {
             pthread_join(rp->fetchers[i]->th, NULL);
         free(rp->fetchers[i]);
     }
+    rp->n_fetchers = 0;
+    rp->manager_started = false;
+}
+
+void brepl_free(broker *b) {
+    brepl *rp = b->repl;
+    if (rp == NULL)
+        return;
+    brepl_stop(b);
     b->repl = NULL;
     pthread_mutex_destroy(&rp->mu);
     pthread_cond_destroy(&rp->cv);
@@ -670,7 +679,7 @@ void brepl_stop(broker *b) {
 
 void brepl_isr_join(broker *b, rpart *p, int32_t id) {
     brepl *rp = b->repl;
-    if (rp == NULL)
+    if (rp == NULL || atomic_load(&rp->stop))
         return;
     pthread_mutex_lock(&rp->mu);
     bool dup = false;

@@ -56,7 +56,11 @@
 #define BREPL_PENDING_TIMEOUT_MS   10000 /* a proposal the metadata has not decided by then is dropped */
 
 int brepl_start(broker *b);
+/* Ends the threads (before the logs close); the Fetch handlers may still
+ * call brepl_isr_join, which then does nothing. */
 void brepl_stop(broker *b);
+/* After the network layer is gone. */
+void brepl_free(broker *b);
 /* Follower `id` caught up on p (led here) and may join its ISR. */
 void brepl_isr_join(broker *b, rpart *p, int32_t id);
 
