@@ -397,61 +397,50 @@ static bool propose_locked(proposals *ps, rpart *p, int32_t joiner) {
     const replica_state *st = replica_get_state(p->r);
     if (st->role != REPLICA_LEADER || ps->n == BREPL_PROPOSALS_MAX)
         return false;
+    proposal *q = &ps->v[ps->n];
+    q->n = 0;
     if (st->n_pending > 0) {
         /* Undecided (the answer was lost, or the metadata is late): the same
          * proposal again after a while; never a new one on top. */
         if (ps->now - p->isr_pending_ms < BREPL_PENDING_TIMEOUT_MS)
             return false;
-        proposal *q = &ps->v[ps->n];
         const int32_t *pend;
         q->n = replica_pending_isr(p->r, &pend);
         memcpy(q->isr, pend, (size_t)q->n * sizeof *pend);
-        for (int32_t i = 0; i < q->n; i++) {
-            const md_broker *mb = md_image_broker(ps->img, q->isr[i]);
-            q->epochs[i] = mb ? mb->epoch : -1;
+    } else {
+        int32_t lag[REPLICA_ISR_MAX];
+        int32_t nl = replica_lagging(p->r, ps->now, ps->lag_max, lag, REPLICA_ISR_MAX);
+        for (int32_t i = 0; i < st->n_isr; i++) {
+            bool drop = false;
+            for (int32_t k = 0; k < nl; k++)
+                drop = drop || lag[k] == st->isr[i];
+            if (!drop)
+                q->isr[q->n++] = st->isr[i];
         }
-        q->leader_epoch = st->leader_epoch;
-        q->partition_epoch = st->partition_epoch;
-        p->isr_pending_ms = ps->now;
-        atomic_fetch_add(&p->refs, 1);
-        q->p = p;
-        ps->n++;
-        return true;
+        bool add = joiner >= 0 && !replica_in_isr(p->r, joiner) && q->n < REPLICA_ISR_MAX;
+        if (add)
+            q->isr[q->n++] = joiner;
+        if (nl == 0 && !add)
+            return false;
+        replica_set_pending_isr(p->r, q->isr, q->n);
+        if (nl > 0)
+            LOG_INFO("replication",
+                     "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
+                     p->topic, p->index, nl, (long long)ps->lag_max, lag[0], q->n);
+        else
+            LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index,
+                     joiner);
     }
-    int32_t lag[REPLICA_ISR_MAX];
-    int32_t nl = replica_lagging(p->r, ps->now, ps->lag_max, lag, REPLICA_ISR_MAX);
-    proposal *q = &ps->v[ps->n];
-    q->n = 0;
-    for (int32_t i = 0; i < st->n_isr; i++) {
-        bool drop = false;
-        for (int32_t k = 0; k < nl; k++)
-            drop = drop || lag[k] == st->isr[i];
-        if (!drop)
-            q->isr[q->n++] = st->isr[i];
-    }
-    bool add = joiner >= 0 && !replica_in_isr(p->r, joiner) && q->n < REPLICA_ISR_MAX;
-    if (add)
-        q->isr[q->n++] = joiner;
-    if (nl == 0 && !add)
-        return false;
     for (int32_t i = 0; i < q->n; i++) {
         const md_broker *mb = md_image_broker(ps->img, q->isr[i]);
         q->epochs[i] = mb ? mb->epoch : -1;
     }
     q->leader_epoch = st->leader_epoch;
     q->partition_epoch = st->partition_epoch;
-    replica_set_pending_isr(p->r, q->isr, q->n);
     p->isr_pending_ms = ps->now;
     atomic_fetch_add(&p->refs, 1);
     q->p = p;
     ps->n++;
-    if (nl > 0)
-        LOG_INFO("replication",
-                 "%s-%d: %d follower(s) behind for over %lld ms (first: %d): shrinking the ISR to %d",
-                 p->topic, p->index, nl, (long long)ps->lag_max, lag[0], q->n);
-    else
-        LOG_INFO("replication", "%s-%d: follower %d caught up: adding it to the ISR", p->topic, p->index,
-                 joiner);
     return true;
 }
 
@@ -522,9 +511,7 @@ static void send_proposals(brepl *rp, proposals *ps) {
             req.broker_epoch = self_epoch;
             kafka_alter_partition_request_topic_data *td = arena_alloc(&a, (size_t)ps->n * sizeof *td);
             kafka_alter_partition_request_partition_data *pd = arena_alloc(&a, (size_t)ps->n * sizeof *pd);
-            kafka_alter_partition_request_broker_state *bs =
-                arena_alloc(&a, (size_t)ps->n * REPLICA_ISR_MAX * sizeof *bs);
-            if (td && pd && bs) {
+            if (td && pd) {
                 /* One topic entry per proposal: simple, and allowed. */
                 for (int32_t i = 0; i < ps->n; i++) {
                     proposal *q = &ps->v[i];
@@ -535,7 +522,9 @@ static void send_proposals(brepl *rp, proposals *ps) {
                     pd[i].leader_epoch = q->leader_epoch;
                     pd[i].partition_epoch = q->partition_epoch;
                     pd[i].leader_recovery_state = 0;
-                    kafka_alter_partition_request_broker_state *m = &bs[(size_t)i * REPLICA_ISR_MAX];
+                    kafka_alter_partition_request_broker_state *m = arena_alloc(&a, (size_t)q->n * sizeof *m);
+                    if (m == NULL)
+                        break;
                     for (int32_t k = 0; k < q->n; k++)
                         m[k] = (kafka_alter_partition_request_broker_state){q->isr[k], q->epochs[k]};
                     pd[i].new_isr_with_epochs = m;
@@ -543,12 +532,16 @@ static void send_proposals(brepl *rp, proposals *ps) {
                     pd[i].new_isr_count = 0;
                     td[i].partitions = &pd[i];
                     td[i].partitions_count = 1;
+                    req.topics_count = i + 1;
                 }
                 req.topics = td;
-                req.topics_count = ps->n;
                 void *resp = NULL;
-                int rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a,
+                int rc = -ENOMEM;
+                if (req.topics_count == ps->n)
+                    rc = brpc_call(&rp->ctl, KAFKA_API_ALTER_PARTITION, 3, ++rp->corr, "sluice-isr", &req, &a,
                                    &resp, b->cfg->quorum_request_timeout_ms + 30000);
+                else
+                    attempted = false; /* out of memory: nothing was sent */
                 if (rc == 0) {
                     const kafka_alter_partition_response *ar = resp;
                     sent = true;
