@@ -142,9 +142,16 @@ bench: deps-test build
 	$(PYTHON) bench/run --build $(BUILD)
 	$(PYTHON) bench/mirror --build $(BUILD)
 
-# Longer campaigns than make test can afford: the mirror killed ten times.
+# Longer campaigns than make test can afford: the mirror killed ten times;
+# the replication fault campaign (tests/integration/test_faults.py) for
+# FAULT_ROUNDS seeds of FAULT_SECS seconds each, from FAULT_SEED.
+FAULT_ROUNDS ?= 10
+FAULT_SECS ?= 180
+FAULT_SEED ?= 1
 soak: deps-test build
 	SLUICE_MIRROR_KILLS=10 SLUICE_BUILD=$(BUILD) $(PYTHON) -m pytest -q -s tests/integration/test_mirror.py
+	SLUICE_FAULT_ROUNDS=$(FAULT_ROUNDS) SLUICE_FAULT_SECS=$(FAULT_SECS) SLUICE_FAULT_SEED=$(FAULT_SEED) \
+	    SLUICE_BUILD=$(BUILD) $(PYTHON) -m pytest -q -s tests/integration/test_faults.py
 
 # Every scenario of tests/sim for up to SIM_SEEDS seeds or SIM_SECS seconds.
 sim: build

@@ -13,7 +13,7 @@ BUILD_PKGS=(build-essential cmake pkg-config clang clang-format python3
             zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev libssl-dev librdkafka-dev libmicrohttpd-dev)
 TEST_PKGS=(kcat openssl python3-confluent-kafka python3-kafka python3-pytest libclang-rt-14-dev
            python3-snappy python3-lz4 python3-zstandard python3-prometheus-client chromium
-           prometheus nodejs)
+           prometheus nodejs iproute2)
 
 DEB_PKGS=(dpkg-dev lintian systemd adduser)
 AARCH64_PKGS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static

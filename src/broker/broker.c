@@ -6,6 +6,8 @@
 #include "core/clock.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/driver.h"
 #include "broker/fetch.h"
@@ -342,3 +345,12 @@ void broker_destroy(broker *b) {
         sl_env_bind(NULL);
     free(b);
 }
+
+static atomic_bool stopped_fatally;
+
+void broker_stop_fatally(void) {
+    atomic_store(&stopped_fatally, true);
+    kill(getpid(), SIGTERM);
+}
+
+bool broker_stopped_fatally(void) { return atomic_load(&stopped_fatally); }

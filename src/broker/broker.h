@@ -77,6 +77,14 @@ uint16_t broker_port(const broker *b);
 void broker_shutdown(broker *b);
 void broker_destroy(broker *b);
 
+/* A part of the broker that cannot go on (a voter's metadata log cannot be
+ * written, a committed record does not apply) stops the whole process: the
+ * caller has logged why; this starts the clean shutdown (as SIGTERM does)
+ * and makes broker_stopped_fatally() true, so sluiced exits 1 and a service
+ * manager sees a failure rather than an orderly stop. */
+void broker_stop_fatally(void);
+bool broker_stopped_fatally(void);
+
 /* The network layer's configuration for cfg's first client listener (NULL
  * if it has none). Storage can ask net_max_fds() of it how many descriptors
  * connections may take. The strings point into cfg. */

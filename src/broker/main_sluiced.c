@@ -299,11 +299,15 @@ int main(int argc, char **argv) {
     char c;
     while (read(g_pipe[0], &c, 1) < 0 && errno == EINTR)
         ;
-    LOG_INFO("main", "signal received, shutting down");
+    bool failed = broker_stopped_fatally();
+    if (failed)
+        LOG_ERROR("main", "stopping after a fatal error (see above); exit status 1");
+    else
+        LOG_INFO("main", "signal received, shutting down");
     sdnotify_send("STOPPING=1\nSTATUS=shutting down");
     broker_shutdown(b);
     broker_destroy(b);
     config_free(&cfg);
     remove_pid_file(pid_file);
-    return 0;
+    return failed ? 1 : 0;
 }

@@ -2,6 +2,7 @@
  * meta.c - the broker's metadata: log, image, controller, partitions. See
  * meta.h.
  */
+#include "broker/broker.h"
 #include "broker/meta.h"
 #include "security/sasl.h"
 
@@ -508,7 +509,7 @@ static void quorum_committed(void *ctx, int64_t hw) {
                   "a committed metadata record cannot be applied: %s; this node stops rather than serve a "
                   "different view than the rest of the cluster",
                   d ? err : "out of memory");
-        kill(getpid(), SIGTERM);
+        broker_stop_fatally();
         return;
     }
     md_image *next = md_delta_publish(d, hw - 1, m->leader_epoch);
@@ -564,7 +565,7 @@ static int quorum_install(void *ctx, const char *tmp_path, int64_t end, int32_t 
             "metadata",
             "the installed snapshot %s does not apply (%s); this node stops rather than serve another view",
             path, d ? err : "out of memory");
-        kill(getpid(), SIGTERM);
+        broker_stop_fatally();
         return -1;
     }
     md_image *next = md_delta_publish(d, end - 1, epoch);

@@ -69,6 +69,10 @@ typedef struct rpart {
     int32_t *replicas, n_replicas;
     int32_t *isr, n_isr;
     int64_t isr_pending_ms; /* when the replica's pending ISR was proposed (replication.c) */
+    /* A follower that failed to take what its leader sent (the leader's
+     * error, or its own append failed) fetches it again from then (monotonic
+     * ms, replication.c, under mu): replica.fetch.backoff.ms, not a loop. */
+    int64_t fetch_after_ms;
     bool internal;
     _Atomic bool removed; /* no longer in the metadata */
     int64_t retry_at_ms;

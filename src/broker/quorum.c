@@ -123,7 +123,7 @@ static void fatal(bquorum *q, const char *what) {
             "the disk and restart it",
             what);
     q->fatal = true;
-    kill(getpid(), SIGTERM);
+    broker_stop_fatally();
 }
 
 /* ---- the quorum-state file ------------------------------------------------------------ */

@@ -73,6 +73,10 @@ static void nap(brepl *rp, int64_t ms) {
     pthread_mutex_unlock(&rp->mu);
 }
 
+static int64_t backoff_ms(const broker_config *cfg) {
+    return cfg->replica_fetch_backoff_ms > 0 ? cfg->replica_fetch_backoff_ms : 100;
+}
+
 /* The client address of broker id and this broker's registered epoch. */
 static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port,
                            int64_t *self_epoch) {
@@ -96,13 +100,15 @@ typedef struct follow_set {
     rpart **parts;
     int32_t n, cap;
     int32_t skipped; /* partitions beyond the request's limit */
+    int64_t now;     /* monotonic ms: partitions backing off until later are left out */
 } follow_set;
 
 static bool collect(void *ctx, rpart *p) {
     follow_set *fs = ctx;
     rpart_lock(p);
     const replica_state *st = replica_get_state(p->r);
-    bool mine = st->role == REPLICA_FOLLOWER && st->leader_id == fs->leader && !atomic_load(&p->removed);
+    bool mine = st->role == REPLICA_FOLLOWER && st->leader_id == fs->leader && !atomic_load(&p->removed) &&
+                p->fetch_after_ms <= fs->now;
     rpart_unlock(p);
     if (!mine)
         return true;
@@ -159,6 +165,7 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
         return;
     }
     if (err != KAFKA_ERR_NONE) {
+        p->fetch_after_ms = mono_ms() + backoff_ms(b->cfg);
         rpart_unlock(p);
         LOG_INFO_LIMITED(&fetch_rl, "replication", "%s-%d: leader %d answered %s", p->topic, p->index,
                          f->leader, kafka_error_name(err));
@@ -178,6 +185,8 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
             replica_append_result ar;
             int16_t e = replica_append_as_follower(r, (uint8_t *)pd->records.ptr, whole, now, &ar);
             if (e != 0)
+                p->fetch_after_ms = mono_ms() + backoff_ms(b->cfg);
+            if (e != 0)
                 LOG_WARN_LIMITED(&fetch_rl, "replication",
                                  "%s-%d: appending %zu bytes from leader %d failed: %s%s%s", p->topic,
                                  p->index, whole, f->leader, kafka_error_name(e),
@@ -185,6 +194,11 @@ static void take_partition(fetcher *f, rpart *p, const kafka_fetch_response_part
         }
     }
     replica_follower_hw(r, pd->high_watermark);
+    int16_t le = replica_follower_log_start(r, pd->log_start_offset);
+    if (le != 0)
+        LOG_WARN_LIMITED(&fetch_rl, "replication",
+                         "%s-%d: moving the log start to leader %d's %lld failed: %s", p->topic, p->index,
+                         f->leader, (long long)pd->log_start_offset, kafka_error_name(le));
     rpart_unlock(p);
     (void)b;
 }
@@ -197,7 +211,7 @@ static bool fetch_round(fetcher *f) {
     broker *b = rp->b;
     const broker_config *cfg = b->cfg;
     static __thread rpart *buf[BREPL_FETCH_PARTITIONS_MAX];
-    follow_set fs = {f->leader, buf, 0, BREPL_FETCH_PARTITIONS_MAX, 0};
+    follow_set fs = {f->leader, buf, 0, BREPL_FETCH_PARTITIONS_MAX, 0, mono_ms()};
     parts_each(bmeta_parts(b->meta), collect, &fs);
     if (fs.n == 0)
         return false;
@@ -317,7 +331,7 @@ static void *fetcher_main(void *arg) {
     sl_env_bind(&rp->b->env);
     while (!atomic_load(&rp->stop)) {
         if (!fetch_round(f))
-            nap(rp, rp->b->cfg->replica_fetch_backoff_ms > 0 ? rp->b->cfg->replica_fetch_backoff_ms : 100);
+            nap(rp, backoff_ms(rp->b->cfg));
     }
     net_client_free(&f->conn);
     return NULL;

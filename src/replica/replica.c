@@ -692,6 +692,21 @@ void replica_follower_hw(replica *r, int64_t leader_hw) {
     check_invariants(r);
 }
 
+int16_t replica_follower_log_start(replica *r, int64_t leader_log_start) {
+    check_invariants(r);
+    if (r->st.role != REPLICA_FOLLOWER)
+        return 0;
+    int64_t to = leader_log_start < r->st.hw ? leader_log_start : r->st.hw;
+    if (to <= r->st.log_start)
+        return 0;
+    int64_t low = -1;
+    int16_t err = r->port.delete_records(r->port.ctx, to, &low);
+    refresh_offsets(r);
+    notify(r);
+    check_invariants(r);
+    return err;
+}
+
 bool replica_diverging(const replica *r, int32_t last_fetched_epoch, int64_t fetch_offset, int32_t *epoch,
                        int64_t *end_offset) {
     if (last_fetched_epoch < 0)

@@ -251,6 +251,12 @@ bool replica_in_isr(const replica *r, int32_t id);
 /* The leader's HW as its Fetch answer gave it: the follower's HW becomes
  * the smaller of that and its own log end (never below its log start). */
 void replica_follower_hw(replica *r, int64_t leader_hw);
+/* The leader's log start offset as its Fetch answer gave it: a follower's
+ * log start moves up to it (DeleteRecords and the leader's retention reach
+ * the followers, so a follower that leads later does not serve records the
+ * leader had deleted), never past the follower's own HW. Storage errors are
+ * returned (the follower fetches on; the next answer tries again). */
+int16_t replica_follower_log_start(replica *r, int64_t leader_log_start);
 
 /* The leader-epoch cache (for tests and the checkpoint). */
 int replica_epochs(const replica *r, const replica_epoch_entry **out);

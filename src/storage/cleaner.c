@@ -3,6 +3,7 @@
  * docs/compaction.md for the crash-safety argument.
  */
 #include "storage/cleaner.h"
+#include "core/log.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -156,10 +157,10 @@ static bool throttle(cleaner *c, int64_t bytes) {
 typedef int (*batch_fn)(void *ctx, const uint8_t *b, size_t size, const batch_header *h);
 
 static int corrupt(plog *l, const plog_clean_seg *cs, int64_t pos, const char *why) {
-    fprintf(stderr,
-            "cleaner: %s: bad batch in segment %020" PRId64 " at position %" PRId64
-            ": %s; this log is not cleaned until it is repaired\n",
-            plog_dir(l), cs->base, pos, why);
+    LOG_WARN("cleaner",
+             "%s: bad batch in segment %020" PRId64 " at position %" PRId64
+             ": %s; this log is not cleaned until it is repaired",
+             plog_dir(l), cs->base, pos, why);
     return STORAGE_CORRUPT_MESSAGE;
 }
 
@@ -180,8 +181,8 @@ static int for_each_batch(cleaner *c, plog *l, const plog_clean_seg *cs, batch_f
             want = (size_t)(cs->size - pos);
         int r = sl_vfs_pread_full(v, s->fd, c->rbuf, want, pos);
         if (r != 0) {
-            fprintf(stderr, "cleaner: %s: cannot read segment %020" PRId64 ": %s\n", plog_dir(l), cs->base,
-                    strerror(-r));
+            LOG_WARN("cleaner", "%s: cannot read segment %020" PRId64 ": %s", plog_dir(l), cs->base,
+                     strerror(-r));
             rc = STORAGE_KAFKA_STORAGE_ERROR;
             break;
         }
@@ -581,7 +582,7 @@ static int clean_group(cleaner *c, plog *l, const plog_clean_view *v, int g0, in
         if (rc == 0)
             rc = vfs->fsync_dir(vfs->ctx, plog_dir(l));
         if (rc != 0) {
-            fprintf(stderr, "cleaner: %s: cannot write a cleaned segment: %s\n", plog_dir(l), strerror(-rc));
+            LOG_WARN("cleaner", "%s: cannot write a cleaned segment: %s", plog_dir(l), strerror(-rc));
             rc = STORAGE_KAFKA_STORAGE_ERROR;
         }
     }
@@ -607,7 +608,7 @@ static int clean_group(cleaner *c, plog *l, const plog_clean_view *v, int g0, in
     segment_unref(out);
     free(w.buf);
     if (rc < 0 && rc != GROUP_TOO_BIG) {
-        fprintf(stderr, "cleaner: %s: cannot write a cleaned segment: %s\n", plog_dir(l), strerror(-rc));
+        LOG_WARN("cleaner", "%s: cannot write a cleaned segment: %s", plog_dir(l), strerror(-rc));
         rc = STORAGE_KAFKA_STORAGE_ERROR; /* an errno from the files */
     }
     return rc;
@@ -659,10 +660,10 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
     }
     rc = 0;
     if (i < sp.upto && m.map_end == sp.first_dirty && c->used == 0) {
-        fprintf(stderr,
-                "cleaner: %s: one batch at offset %" PRId64
-                " has more records than log.cleaner.dedupe.buffer.size holds keys; not cleaned\n",
-                plog_dir(l), sp.first_dirty);
+        LOG_WARN("cleaner",
+                 "%s: one batch at offset %" PRId64
+                 " has more records than log.cleaner.dedupe.buffer.size holds keys; not cleaned",
+                 plog_dir(l), sp.first_dirty);
         rc = STORAGE_RECORD_LIST_TOO_LARGE;
         goto done;
     }
@@ -705,9 +706,8 @@ int cleaner_clean(cleaner *c, plog *l, const cleaner_log_config *cfg, int64_t no
             continue;
         }
         if (rc == GROUP_TOO_BIG) {
-            fprintf(stderr,
-                    "cleaner: %s: the cleaned segment %020" PRId64 " does not fit its index; not cleaned\n",
-                    plog_dir(l), v.segs[g0].base);
+            LOG_WARN("cleaner", "%s: the cleaned segment %020" PRId64 " does not fit its index; not cleaned",
+                     plog_dir(l), v.segs[g0].base);
             rc = STORAGE_RECORD_LIST_TOO_LARGE;
         }
         if (rc == PLOG_CLEAN_STALE) {

@@ -4,6 +4,7 @@
  * docs/storage.md for the on-disk layout and the recovery algorithm.
  */
 #include "storage/log.h"
+#include "core/log.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -138,8 +139,8 @@ static int64_t leo(const plog *l) { return active(l)->next_offset; }
 /* Puts the partition offline after a disk error; it stays so until reopened. */
 static int go_offline(plog *l, const char *what, int err) {
     if (!l->offline)
-        fprintf(stderr, "storage: partition log %s offline: %s: %s\n", l->dir, what,
-                strerror(err < 0 ? -err : err));
+        LOG_ERROR("storage", "partition log %s offline: %s: %s", l->dir, what,
+                  strerror(err < 0 ? -err : err));
     l->offline = true;
     return STORAGE_KAFKA_STORAGE_ERROR;
 }
@@ -190,7 +191,7 @@ static void read_checkpoint(const sl_vfs *v, const char *dir, int64_t *rp, int64
         *rp = a;
         *lso = b;
     } else {
-        fprintf(stderr, "storage: ignoring unreadable %s\n", path);
+        LOG_WARN("storage", "ignoring unreadable %s", path);
     }
 }
 
@@ -241,7 +242,7 @@ static void read_clean_state(const sl_vfs *v, const char *dir, plog_clean_state 
     } else {
         /* Unknown gaps: every segment is taken as compacted (a gap is then
          * never mistaken for damage; a step backwards still is). */
-        fprintf(stderr, "storage: ignoring unreadable %s\n", path);
+        LOG_WARN("storage", "ignoring unreadable %s", path);
         c->gaps_below = INT64_MAX;
     }
 }
@@ -420,10 +421,10 @@ static int list_bases(const sl_vfs *v, const char *dir, int64_t **out, int *n_ou
 static int recover_tail(plog *l) {
     int first = seg_for(l, l->recovery_point);
     int64_t min_next = first > 0 ? l->segs[first]->base_offset : 0;
-    fprintf(stderr,
-            "storage: %s: unclean start: verifying %d of %d segment(s) from base offset %" PRId64
-            " (recovery point %" PRId64 ")\n",
-            l->dir, l->nseg - first, l->nseg, l->segs[first]->base_offset, l->recovery_point);
+    LOG_INFO("storage",
+             "%s: unclean start: verifying %d of %d segment(s) from base offset %" PRId64
+             " (recovery point %" PRId64 ")",
+             l->dir, l->nseg - first, l->nseg, l->segs[first]->base_offset, l->recovery_point);
     for (int i = first; i < l->nseg; i++) {
         segment *s = l->segs[i];
         int64_t cut = 0;
@@ -443,12 +444,12 @@ static int recover_tail(plog *l) {
         bool gap = i + 1 < l->nseg && (s->compacted ? l->segs[i + 1]->base_offset < s->next_offset
                                                     : l->segs[i + 1]->base_offset != s->next_offset);
         if (cut > 0)
-            fprintf(stderr, "storage: %s: cut %" PRId64 " bytes of torn or corrupt data from %s.log\n",
-                    l->dir, cut, s->path);
+            LOG_WARN("storage", "%s: cut %" PRId64 " bytes of torn or corrupt data from %s.log", l->dir, cut,
+                     s->path);
         if (cut > 0 || gap) {
             while (l->nseg > i + 1) {
-                fprintf(stderr, "storage: %s: dropping segment %s after corruption\n", l->dir,
-                        l->segs[l->nseg - 1]->path);
+                LOG_WARN("storage", "%s: dropping segment %s after corruption", l->dir,
+                         l->segs[l->nseg - 1]->path);
                 drop_segment(l, l->nseg - 1);
             }
         }
@@ -541,8 +542,7 @@ static int finish_swap(storage_ctx *sc, const char *dir, const plog_config *cfg,
     if (rc == 0)
         rc = storage_vfs(sc)->fsync_dir(storage_vfs(sc)->ctx, dir);
     if (rc == 0)
-        fprintf(stderr, "storage: %s: finished the swap of a cleaned segment at base offset %" PRId64 "\n",
-                dir, base);
+        LOG_INFO("storage", "%s: finished the swap of a cleaned segment at base offset %" PRId64, dir, base);
     return rc;
 }
 
@@ -679,7 +679,7 @@ plog *plog_open(storage_ctx *sc, const char *dir, const plog_config *cfg, bool c
     *err = STORAGE_OK;
     return l;
 err:
-    fprintf(stderr, "storage: cannot open partition log %s: %s: %s\n", dir, what, strerror(-rc));
+    LOG_ERROR("storage", "cannot open partition log %s: %s: %s", dir, what, strerror(-rc));
     free(bases);
     if (l) {
         for (int i = l->nseg - 1; i >= 0; i--) {
@@ -758,7 +758,7 @@ int plog_delete(plog *l) {
     int rc = STORAGE_OK;
     int r = l->vfs->rmdir(l->vfs->ctx, l->dir);
     if (r != 0) {
-        fprintf(stderr, "storage: cannot remove %s: %s\n", l->dir, strerror(-r));
+        LOG_WARN("storage", "cannot remove %s: %s", l->dir, strerror(-r));
         rc = STORAGE_KAFKA_STORAGE_ERROR;
     }
     pthread_mutex_unlock(&l->mu);
@@ -1146,8 +1146,8 @@ int plog_scan(plog *l, int64_t from_offset, int64_t max_bytes, plog_scan_fn fn, 
     for (int i = 0; i < res.n && rc == STORAGE_OK; i++) {
         int r = sl_vfs_pread_full(l->vfs, res.r[i].fd, buf + got, (size_t)res.r[i].len, res.r[i].pos);
         if (r != 0) {
-            fprintf(stderr, "storage: %s: cannot read %s.log at %" PRId64 ": %s\n", l->dir,
-                    res.r[i].seg->path, res.r[i].pos, strerror(-r));
+            LOG_WARN("storage", "%s: cannot read %s.log at %" PRId64 ": %s", l->dir, res.r[i].seg->path,
+                     res.r[i].pos, strerror(-r));
             rc = STORAGE_KAFKA_STORAGE_ERROR;
         }
         got += (size_t)res.r[i].len;
@@ -1164,8 +1164,8 @@ int plog_scan(plog *l, int64_t from_offset, int64_t max_bytes, plog_scan_fn fn, 
         if (e == -1 || (e == BATCH_ETRUNC && handed > 0))
             break; /* the end, or a batch the byte limit cut */
         if (e != BATCH_OK || !batch_crc_ok(bp, bsize)) {
-            fprintf(stderr, "storage: %s: bad batch at or after offset %" PRId64 ": %s\n", l->dir,
-                    next ? *next : from_offset, e != BATCH_OK ? batch_strerror(e) : "CRC mismatch");
+            LOG_WARN("storage", "%s: bad batch at or after offset %" PRId64 ": %s", l->dir,
+                     next ? *next : from_offset, e != BATCH_OK ? batch_strerror(e) : "CRC mismatch");
             rc = STORAGE_CORRUPT_MESSAGE;
             break;
         }
@@ -1825,7 +1825,7 @@ int plog_reopen(plog *l) {
     f->nseg = nseg;
     f->cap = cap;
     free_log(f); /* l's old segments */
-    fprintf(stderr, "storage: partition log %s is back online\n", l->dir);
+    LOG_INFO("storage", "partition log %s is back online", l->dir);
     return STORAGE_OK;
 }
 

@@ -3,6 +3,7 @@
  * the storage context's cache of segment file descriptors. See segment.h.
  */
 #include "storage/segment.h"
+#include "core/log.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -498,8 +499,8 @@ int segment_load_indexes(segment *s) {
                 /* A torn or corrupt tail although the start was called clean:
                  * the index entries may point into it, so verify and rebuild
                  * the whole segment instead of patching. */
-                fprintf(stderr, "storage: bad batch in %s.log at %" PRId64 " on a clean start; rescanning\n",
-                        s->path, sc.pos);
+                LOG_WARN("storage", "bad batch in %s.log at %" PRId64 " on a clean start; rescanning",
+                         s->path, sc.pos);
                 scanner_free(&sc);
                 return segment_recover(s, true, true, 0, NULL);
             }
@@ -528,7 +529,7 @@ int segment_load_indexes(segment *s) {
     }
     return 0;
 rebuild:
-    fprintf(stderr, "storage: rebuilding indexes of %s\n", s->path);
+    LOG_INFO("storage", "rebuilding indexes of %s", s->path);
     return segment_recover(s, false, false, 0, NULL);
 }
 
@@ -549,7 +550,7 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
          * them.) */
         int r = s->vfs->ftruncate(s->vfs->ctx, s->fd, s->size);
         if (r != 0)
-            fprintf(stderr, "storage: cannot cut back %s.log: %s\n", s->path, strerror(-r));
+            LOG_WARN("storage", "cannot cut back %s.log: %s", s->path, strerror(-r));
         return err;
     }
     for (int i = 0; i < n; i++) {
@@ -568,7 +569,7 @@ int segment_append(segment *s, const uint8_t *buf, size_t len, const seg_batch *
          * retried at the next group, flush or roll; recovery rebuilds it). */
         int rc = write_indexes(s, false, false);
         if (rc != 0)
-            fprintf(stderr, "storage: cannot write indexes of %s: %s\n", s->path, strerror(-rc));
+            LOG_WARN("storage", "cannot write indexes of %s: %s", s->path, strerror(-rc));
     }
     return 0;
 }
@@ -602,7 +603,7 @@ static int scan_from(segment *s, int64_t start, int64_t first_base,
             first_base = -1;
         }
         if (r == SCAN_BAD) {
-            fprintf(stderr, "storage: bad batch header in %s.log at %" PRId64 "\n", s->path, sc.pos);
+            LOG_WARN("storage", "bad batch header in %s.log at %" PRId64, s->path, sc.pos);
             rc = -EIO;
             break;
         }
@@ -636,7 +637,7 @@ static int64_t index_start(const segment *s, int64_t offset, int64_t *first_base
 
 /* An index that disagrees with the log is rebuilt from it, once. */
 static int rebuild_stale(segment *s) {
-    fprintf(stderr, "storage: index of %s disagrees with the log; rebuilding\n", s->path);
+    LOG_INFO("storage", "index of %s disagrees with the log; rebuilding", s->path);
     return segment_recover(s, false, false, 0, NULL);
 }
 
@@ -744,7 +745,7 @@ int segment_delete_files(segment *s) {
         seg_path(s, suffixes[i], p, sizeof p);
         int rc = s->vfs->unlink(s->vfs->ctx, p);
         if (rc != 0 && rc != -ENOENT) {
-            fprintf(stderr, "storage: cannot delete %s: %s\n", p, strerror(-rc));
+            LOG_WARN("storage", "cannot delete %s: %s", p, strerror(-rc));
             if (err == 0)
                 err = rc;
         }

@@ -10,6 +10,7 @@ coordinated by the leaders of __consumer_offsets.
 """
 import os
 import signal
+import struct
 import subprocess
 import time
 
@@ -657,3 +658,41 @@ def test_replication_acks_all_survives_the_leader(cluster):
     victim.start()
     wait_for("the ISRs to fill up again", lambda: all(len(isr) == 3 for _, _, isr in
                                                         partition_state(rest[0], "repl").values()), timeout=60)
+
+
+def test_delete_records_reaches_the_followers(cluster):
+    """DeleteRecords moves the leader's log start; the followers take it from
+    the leader's Fetch answers, so when the leader dies the new one starts
+    where the old one did instead of serving the deleted records again."""
+    nodes = cluster(3, overrides={"replica.lag.time.max.ms": "3000", "replica.fetch.wait.max.ms": "200"})
+    wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("trimmed", 1, 3)], operation_timeout=10)["trimmed"].result(20)
+    wait_for("a full ISR", lambda: len(partition_state(nodes[0], "trimmed")[0][2]) == 3, timeout=30)
+    p = Producer({"bootstrap.servers": ",".join(n.bootstrap for n in nodes), "acks": "all"})
+    for i in range(200):
+        p.produce("trimmed", value=b"d%03d" % i, partition=0)
+    assert p.flush(30) == 0
+    from confluent_kafka import TopicPartition as TP
+    from test_api_versions import raw_request
+    leader = partition_state(nodes[0], "trimmed")[0][0]
+    # DeleteRecords v1 to the leader (Debian's clients have no admin call for
+    # it): topics[name, partitions[index, offset]], timeout
+    body = struct.pack(">ih", 1, 7) + b"trimmed" + struct.pack(">iiqi", 1, 0, 150, 10000)
+    r = raw_request(next(n for n in nodes if n.node_id == leader).port, 21, 1, body)
+    # correlation id, throttle, topics[1], "trimmed", partitions[1]: index, low watermark, error
+    assert struct.unpack(">iqh", r[4 + 4 + 4 + 9 + 4:][:14]) == (0, 150, 0), r
+    victim = next(n for n in nodes if n.node_id == leader)
+    rest = [n for n in nodes if n is not victim]
+    # a few more records, so the followers fetch (and learn the new start) at least once more
+    for i in range(200, 210):
+        p.produce("trimmed", value=b"d%03d" % i, partition=0)
+    assert p.flush(30) == 0
+    time.sleep(1.0)
+    victim.kill9()
+    wait_for("a new leader", lambda: partition_state(rest[0], "trimmed")[0][0] not in (-1, leader), timeout=30)
+    c = Consumer({"bootstrap.servers": rest[0].bootstrap, "group.id": "trim-%d" % time.time_ns()})
+    lo, hi = wait_for("the new leader's offsets",
+                      lambda: c.get_watermark_offsets(TP("trimmed", 0), timeout=5), timeout=30)
+    c.close()
+    assert (lo, hi) == (150, 210), (lo, hi)
