@@ -41,7 +41,8 @@ for i in $(seq 1 "$N"); do
           --override "controller.listener.names=CONTROLLER"
           --override "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
           --override "controller.quorum.voters=$VOTERS"
-          --override "log.dirs=$dir")
+          --override "log.dirs=$dir"
+          --override "offsets.topic.replication.factor=$(( N < 3 ? N : 3 ))")
     "$BUILD/sluice" storage format --cluster-id "$CID" --ignore-formatted "${args[@]}" > /dev/null
     "$BUILD/sluiced" "${args[@]}" > "$dir/sluiced.log" 2>&1 &
     pids+=($!)

@@ -150,7 +150,10 @@ static void bind_env(void *ctx) {
 
 /* A partition's HW, log start, role or existence changed: long polls on
  * it may be answerable. */
-static void partition_changed(void *ctx, rpart *p) { fetch_notify(ctx, p); }
+static void partition_changed(void *ctx, rpart *p) {
+    fetch_notify(ctx, p);
+    groups_partition_changed(ctx, p);
+}
 
 broker *broker_create(const broker_config *cfg) {
     broker *b = calloc(1, sizeof *b);

@@ -318,9 +318,11 @@ static const config_def broker_defs[] = {
      .field = B(offsets_topic_num_partitions), .flags = CONFIG_F_ACTIVE, .section = "Consumer groups and offsets",
      .doc = "Partitions of the internal committed-offsets topic; fixed once the topic exists."},
     INT("offsets.topic.replication.factor", "1", 1, 32767, B(offsets_topic_replication_factor),
-        CONFIG_F_SHORT | CONFIG_F_DEVIATES,
-        "Replication factor of the committed-offsets topic. Kafka's default is 3; Sluice uses 1 so a single "
-        "node works out of the box."),
+        CONFIG_F_SHORT | CONFIG_F_DEVIATES | CONFIG_F_ACTIVE,
+        "Replication factor of the committed-offsets topic when it is created; until that many brokers are "
+        "registered, FindCoordinator answers COORDINATOR_NOT_AVAILABLE. With more than one, an offset commit "
+        "is answered once the partition's ISR has it. Kafka's default is 3; Sluice uses 1 so a single node "
+        "works out of the box (make run-cluster uses 3)."),
     LONG("metadata.log.max.record.bytes.between.snapshots", "20971520", 1, I64MAX, B(metadata_snapshot_bytes),
          CONFIG_F_ACTIVE,
          "Bytes appended to the metadata log after which a snapshot of the metadata image is written and the log "

@@ -26,7 +26,8 @@
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
 
-#define LOAD_ARENA_LIMIT (256u << 20)
+#define LOAD_ARENA_LIMIT      (256u << 20)
+#define GROUPS_SETTLE_POLL_MS 100
 
 struct groups_mgr {
     broker *b;
@@ -44,14 +45,20 @@ struct groups_mgr {
 
 int64_t groups_now_ms(void) { return clock_wall_ms(); }
 
+static void kick(groups_mgr *m);
+
 /* ---- appends ------------------------------------------------------------ */
 
 /* Appends recs[0..n) as batches of bounded size; the first batch's base
- * offset goes to *first. */
-static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int64_t *first) {
+ * offset goes to *first, the offset after the last record to *end and the
+ * partition's high watermark after the last append to *hw. */
+static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int64_t *first, int64_t *end,
+                          int64_t *hw) {
     int64_t now = groups_now_ms();
     int rc = 0;
     *first = -1;
+    *end = -1;
+    *hw = -1;
     for (int i = 0; i < n && rc == 0;) {
         int k = 0;
         size_t bytes = 0;
@@ -83,8 +90,11 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
                     LOG_ERROR("groups", "appending to %s-%d failed: %s", GROUPS_OFFSETS_TOPIC, s->index,
                               kafka_error_name(err));
                     rc = err;
-                } else if (*first < 0) {
-                    *first = ar.base_offset;
+                } else {
+                    if (*first < 0)
+                        *first = ar.base_offset;
+                    *end = ar.last_offset + 1;
+                    *hw = ar.hw;
                 }
             }
         }
@@ -94,10 +104,27 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
     return rc;
 }
 
-/* The machine's append (the shard's lock is held). A single node's log is
- * as durable as it gets once plog_append returns, so the outcome is
- * reported at once, inside the call; the machine completes it when its
- * event ends. */
+/* A snapshot's records are committed: everything before them is redundant
+ * (they hold the records of appends still in flight too). Shard lock held. */
+static void trim_log(groups_shard *s, int64_t to, int32_t n) {
+    int64_t new_start;
+    rpart_lock(s->part);
+    int16_t err = replica_delete_records(s->part->r, to, &new_start);
+    rpart_unlock(s->part);
+    if (err == 0)
+        LOG_INFO("groups", "%s-%d: snapshot of %d records, log start now %lld", GROUPS_OFFSETS_TOPIC,
+                 s->index, n, (long long)new_start);
+    else
+        LOG_WARN("groups", "%s-%d: the log before the snapshot at %lld stays: %s", GROUPS_OFFSETS_TOPIC,
+                 s->index, (long long)to, kafka_error_name(err));
+}
+
+/* The machine's append (the shard's lock is held). The records go to the
+ * leader's log at once; the outcome is reported when they are committed:
+ * inside the call when the high watermark already covers them (a partition
+ * without followers), else from a later tick (settle) once the followers in
+ * the ISR have them, so a commit the client was told about survives the
+ * leader's loss. */
 static uint64_t shard_append(void *ctx, const gcoord_record *recs, int n, bool snapshot, int16_t *err) {
     groups_shard *s = ctx;
     plog *l = rpart_log(s->part);
@@ -105,30 +132,70 @@ static uint64_t shard_append(void *ctx, const gcoord_record *recs, int n, bool s
         *err = KAFKA_ERR_KAFKA_STORAGE_ERROR;
         return 0;
     }
-    int64_t first = -1;
+    if (s->pend_n == GCOORD_APPENDS_MAX) { /* the machine bounds its appends; never reached */
+        *err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        return 0;
+    }
+    int64_t first = -1, end = -1, hw = -1, trim = -1;
     int rc;
     if (snapshot) {
         int64_t start = plog_end_offset(l);
         plog_roll(l, groups_now_ms());
-        rc = append_batches(s, recs, n, &first);
-        int64_t new_start;
-        /* Everything before the snapshot is now redundant (it holds the
-         * records of appends still in flight too; here there are none). */
-        int16_t derr = -1;
-        if (rc == 0) {
-            rpart_lock(s->part);
-            derr = replica_delete_records(s->part->r, first >= 0 ? first : start, &new_start);
-            rpart_unlock(s->part);
-        }
-        if (derr == 0)
-            LOG_INFO("groups", "%s-%d: snapshot of %d records, log start now %lld", GROUPS_OFFSETS_TOPIC,
-                     s->index, n, (long long)new_start);
+        rc = append_batches(s, recs, n, &first, &end, &hw);
+        trim = first >= 0 ? first : start;
     } else {
-        rc = append_batches(s, recs, n, &first);
+        rc = append_batches(s, recs, n, &first, &end, &hw);
     }
     uint64_t id = ++s->next_append_id;
+    if (rc == 0 && end > hw) {
+        int32_t at = (s->pend_head + s->pend_n) % GCOORD_APPENDS_MAX;
+        s->pend[at] = (struct groups_pending){id, end, trim, gcoord_epoch(s->sm)};
+        s->pend_n++;
+        return id;
+    }
+    if (rc == 0 && trim >= 0)
+        trim_log(s, trim, n);
     gcoord_append_done(s->sm, id, (int16_t)rc, groups_now_ms());
     return id;
+}
+
+/* Reports the appends the high watermark has passed, in order (shard lock
+ * held). Appends of an earlier load are dropped (the machine ignores their
+ * outcomes); while this broker is not the leader at the load's epoch they
+ * wait (the unload or the next load drops them). */
+static void settle(groups_shard *s, int64_t now) {
+    if (s->pend_n == 0 || s->part == NULL)
+        return;
+    int32_t epoch = gcoord_epoch(s->sm);
+    bool serving = gcoord_loading(s->sm) || gcoord_active(s->sm);
+    rpart_lock(s->part);
+    const replica_state *st = replica_get_state(s->part->r);
+    bool leading = st->role == REPLICA_LEADER && st->leader_epoch == epoch;
+    int64_t hw = st->hw;
+    rpart_unlock(s->part);
+    while (s->pend_n > 0) {
+        struct groups_pending e = s->pend[s->pend_head];
+        if (serving && e.epoch == epoch && (!leading || e.end > hw))
+            break;
+        s->pend_head = (s->pend_head + 1) % GCOORD_APPENDS_MAX;
+        s->pend_n--;
+        if (!serving || e.epoch != epoch)
+            continue;
+        if (e.trim_to >= 0)
+            trim_log(s, e.trim_to, 0);
+        gcoord_append_done(s->sm, e.id, 0, now);
+    }
+}
+
+void groups_partition_changed(broker *b, const rpart *p) {
+    if (!p->internal || strcmp(p->topic, GROUPS_OFFSETS_TOPIC) != 0)
+        return;
+    /* Partitions change from the metadata and replication threads, which
+     * may run before the manager and its task exist. */
+    groups_mgr *m = __atomic_load_n(&b->groups, __ATOMIC_ACQUIRE);
+    int task = m ? __atomic_load_n(&m->task, __ATOMIC_ACQUIRE) : -1;
+    if (task >= 0)
+        driver_kick(b->driver, task);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -391,6 +458,7 @@ void groups_tick(broker *b, int64_t now) {
         groups_shard *s = &m->shards[i];
         load_step(m, s, now);
         pthread_mutex_lock(&s->mu);
+        settle(s, now);
         if (now >= gcoord_next_deadline(s->sm))
             gcoord_tick(s->sm, now);
         pthread_mutex_unlock(&s->mu);
@@ -406,6 +474,8 @@ int64_t groups_next_deadline(broker *b) {
         groups_shard *s = &m->shards[i];
         pthread_mutex_lock(&s->mu);
         int64_t d = gcoord_loading(s->sm) ? s->next_try : gcoord_next_deadline(s->sm);
+        if (s->pend_n > 0 && d > groups_now_ms() + GROUPS_SETTLE_POLL_MS)
+            d = groups_now_ms() + GROUPS_SETTLE_POLL_MS; /* a missed kick costs at most this */
         pthread_mutex_unlock(&s->mu);
         if (d < next)
             next = d;
@@ -492,11 +562,23 @@ static int offsets_topic(broker *b) {
                     {kstr_c("retention.bytes"), kstr_c("-1")},
                     {kstr_c("segment.bytes"), kstr_c(seg)},
                     {kstr_c("max.message.bytes"), kstr_c("67108864")}};
-    ctrl_new_topic nt = {name, cfg->offsets_topic_num_partitions, 1, NULL, 0, kv, 5, true};
+    /* With offsets.topic.replication.factor replicas (Kafka's rule: until
+     * that many brokers are registered the topic cannot be made, and
+     * FindCoordinator answers COORDINATOR_NOT_AVAILABLE). */
+    ctrl_new_topic nt = {name,
+                         cfg->offsets_topic_num_partitions,
+                         (int16_t)cfg->offsets_topic_replication_factor,
+                         NULL,
+                         0,
+                         kv,
+                         5,
+                         true};
     ctrl_item_result res;
     bmeta_create_topics(b->meta, &nt, 1, false, &res);
     if (res.error != 0 && res.error != KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
-        LOG_ERROR("groups", "cannot create %s: %s", GROUPS_OFFSETS_TOPIC, res.message);
+        static log_ratelimit create_rl = LOG_RATELIMIT_DEFAULT;
+        LOG_WARN_LIMITED(&create_rl, "groups", "cannot create %s (offsets.topic.replication.factor %d): %s",
+                         GROUPS_OFFSETS_TOPIC, cfg->offsets_topic_replication_factor, res.message);
         return -1;
     }
     if (res.error == 0)
@@ -512,7 +594,7 @@ int groups_mgr_init(broker *b) {
     m->b = b;
     m->task = -1;
     pthread_mutex_init(&m->mu, NULL);
-    b->groups = m;
+    __atomic_store_n(&b->groups, m, __ATOMIC_RELEASE);
     if (bmeta_is_quorum_member(b->meta)) {
         /* A quorum member: the topic is created through the active
          * controller on the first FindCoordinator, and the shards come
@@ -579,6 +661,11 @@ static int init_shards(groups_mgr *m) {
         int16_t perr;
         s->part = bmeta_partition(b->meta, ot, i, &perr);
         s->load_off = -1;
+        s->pend = calloc(GCOORD_APPENDS_MAX, sizeof *s->pend);
+        if (s->pend == NULL) {
+            md_image_unref(img);
+            return -1;
+        }
         gc.id_seed = seed + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
         gcoord_sink sink = {s,
                             groups_api_join_done,
@@ -615,7 +702,7 @@ int groups_mgr_start(broker *b) {
     if (groups_mgr_init(b) != 0)
         return -1;
     groups_mgr *m = b->groups;
-    m->task = driver_add(b->driver, "groups", groups_step, m);
+    __atomic_store_n(&m->task, driver_add(b->driver, "groups", groups_step, m), __ATOMIC_RELEASE);
     if (m->task < 0) {
         LOG_ERROR("groups", "cannot register the group coordinator with the driver");
         return -1;
@@ -648,6 +735,7 @@ void groups_mgr_destroy(broker *b) {
     groups_mgr_shutdown(b);
     for (int32_t i = 0; m->shards && i < m->n; i++) {
         gcoord_destroy(m->shards[i].sm);
+        free(m->shards[i].pend);
         pthread_mutex_destroy(&m->shards[i].mu);
     }
     for (int32_t i = 0; m->shards && i < m->n; i++)
@@ -656,7 +744,7 @@ void groups_mgr_destroy(broker *b) {
     free(m->buf);
     pthread_mutex_destroy(&m->mu);
     free(m);
-    b->groups = NULL;
+    __atomic_store_n(&b->groups, NULL, __ATOMIC_RELEASE);
 }
 
 groups_shard *groups_lock_index(broker *b, int32_t index) {

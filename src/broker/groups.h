@@ -74,6 +74,18 @@ typedef struct groups_shard {
     int64_t next_try;     /* an offline partition: when to look again */
     bool offline_logged;
     uint64_t next_append_id;
+    /* Under mu: appends written to the leader's log but not yet below its
+     * high watermark (a replicated __consumer_offsets), oldest first; each
+     * is reported to the machine when the HW passes its end (groups_tick,
+     * kicked by groups_partition_changed), or dropped when the load they
+     * belong to ends. A snapshot's trim of the log waits for it too. */
+    struct groups_pending {
+        uint64_t id;
+        int64_t end;     /* offset after the append's last record */
+        int64_t trim_to; /* a snapshot: the log start to set once committed; -1 none */
+        int32_t epoch;   /* the load (leader epoch) it belongs to */
+    } * pend;
+    int32_t pend_head, pend_n;
 } groups_shard;
 
 /* Creates b->groups (the topic, the shards; every shard leader of its
@@ -108,6 +120,10 @@ void groups_tick(broker *b, int64_t now);
 int64_t groups_next_deadline(broker *b);
 
 /* A topic was deleted: its committed offsets go from every group. */
+/* A partition's HW (or role) moved (called under the partition's lock, from
+ * the partitions' change hook): when it is one of __consumer_offsets, the
+ * ticking task runs soon to report appends that are now committed. */
+void groups_partition_changed(broker *b, const rpart *p);
 void groups_topic_deleted(broker *b, kstr name);
 
 /* The machines' answers to parked requests (api_groups.c): token is the

@@ -696,3 +696,49 @@ def test_delete_records_reaches_the_followers(cluster):
                       lambda: c.get_watermark_offsets(TP("trimmed", 0), timeout=5), timeout=30)
     c.close()
     assert (lo, hi) == (150, 210), (lo, hi)
+
+
+def test_committed_offsets_survive_the_coordinator(cluster):
+    """With offsets.topic.replication.factor=3 the group coordinator answers
+    an OffsetCommit only once the followers of its __consumer_offsets
+    partition have it: when the coordinator's broker is killed, the next
+    leader of that partition coordinates the group with the offsets the
+    consumer was told were committed."""
+    from test_groups import java_hash
+    nodes = cluster(3, overrides={"offsets.topic.replication.factor": "3", "replica.lag.time.max.ms": "3000",
+                                  "replica.fetch.wait.max.ms": "200"})
+    wait_formed(nodes)
+    create(nodes[0], "work", 3)
+    produce(nodes[0], "work", 90, 3)
+    conf = {"bootstrap.servers": ",".join(n.bootstrap for n in nodes), "group.id": "durable",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
+    c = Consumer(conf)
+    c.subscribe(["work"])
+    got = 0
+    deadline = time.time() + 40
+    while got < 90 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got += 1
+    assert got == 90
+    c.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition("work", p) for p in range(3)],
+                                                                 timeout=10)}
+    c.close()
+    assert committed == {0: 30, 1: 30, 2: 30}, committed
+    shard = (java_hash("durable") & 0x7fffffff) % 6
+    st = partition_state(nodes[0], "__consumer_offsets")
+    leader, replicas, isr = st[shard]
+    assert len(replicas) == 3, st[shard]
+    victim = next(n for n in nodes if n.node_id == leader)
+    rest = [n for n in nodes if n is not victim]
+    victim.kill9()
+    wait_for("a new leader of __consumer_offsets-%d" % shard,
+             lambda: partition_state(rest[0], "__consumer_offsets")[shard][0] not in (-1, leader), timeout=30)
+    conf["bootstrap.servers"] = ",".join(n.bootstrap for n in rest)
+    c = Consumer(conf)
+    again = wait_for("the committed offsets from the new coordinator",
+                     lambda: {tp.partition: tp.offset for tp in
+                              c.committed([TopicPartition("work", p) for p in range(3)], timeout=5)}, timeout=40)
+    c.close()
+    assert again == committed, (again, committed)
