@@ -13,10 +13,12 @@ min.insync.replicas=2, a seeded nemesis applies one fault at a time:
              of a partition leader)
   diskfull   the node's data directory (a tmpfs of its own) filled up
 
-Then every fault is healed, every node runs, and the checker asserts: every
-acknowledged record is in its partition at the offset it was acknowledged
-with, no record is there twice, the replicas' logs are identical, and every
-partition has its full ISR again.
+A consumer group member reads the topic and commits as it goes (offsets
+topic replicated 3 times). Then every fault is healed, every node runs, and
+the checker asserts: every acknowledged record is in its partition at the
+offset it was acknowledged with, no record is there twice, the replicas'
+logs are identical, every partition has its full ISR again, and no
+acknowledged offset commit was lost.
 
 SLUICE_FAULT_SECS (default 60) bounds the faulty phase; SLUICE_FAULT_SEED
 picks the schedule (printed, so a failing schedule can be replayed);
@@ -53,6 +55,7 @@ FAST = {
     "replica.lag.time.max.ms": "3000",
     "replica.fetch.wait.max.ms": "200",
     "offsets.topic.num.partitions": "3",
+    "offsets.topic.replication.factor": "3",
     "group.initial.rebalance.delay.ms": "0",
 }
 
@@ -334,6 +337,7 @@ class Workload:
         self.acked = {}  # value -> (partition, offset)
         self.failed = []
         self.fatal = 0
+        self.committer = None
 
     def cb(self, err, msg):
         if err is not None:
@@ -363,10 +367,65 @@ class Workload:
                     self.replace(e)
                     break
             self.p.poll(0)
+            if self.committer is not None:
+                self.committer.step()
             time.sleep(max(0.0, 0.05 - (time.time() - t0)))
 
     def flush(self, secs):
         return self.p.flush(secs)
+
+
+class Committer:
+    """A consumer group member that reads the topic and commits what it read
+    (asynchronously, every poll). A commit the coordinator acknowledged must
+    survive: after every (re)assignment the first record it gets of a
+    partition is at or past the highest offset acknowledged for it, and so
+    is the group's final committed offset."""
+
+    def __init__(self, nodes):
+        self.c = Consumer({"bootstrap.servers": ",".join(n.bootstrap for n in nodes), "group.id": "faults-g",
+                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                           "session.timeout.ms": 10000, "socket.timeout.ms": 5000,
+                           "on_commit": self.committed})
+        self.acked = {}    # partition -> highest acknowledged commit
+        self.fresh = {}    # partition -> acked commit when it was (re)assigned, until its first record
+        self.regress = []  # (partition, first offset after assignment, acked commit then)
+        self.read = 0
+        self.c.subscribe([TOPIC], on_assign=self.assigned)
+
+    def assigned(self, consumer, parts):
+        for tp in parts:
+            self.fresh[tp.partition] = self.acked.get(tp.partition, -1)
+
+    def committed(self, err, parts):
+        if err is not None:
+            return
+        for tp in parts:
+            if tp.error is None and tp.offset >= 0:
+                self.acked[tp.partition] = max(self.acked.get(tp.partition, -1), tp.offset)
+
+    def step(self):
+        msgs = self.c.consume(500, timeout=0)
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            self.read += 1
+            want = self.fresh.pop(m.partition(), None)
+            if want is not None and m.offset() < want:
+                self.regress.append((m.partition(), m.offset(), want))
+        if msgs:
+            try:
+                self.c.commit(asynchronous=True)
+            except KafkaException:
+                pass  # nothing to commit, or no coordinator right now
+
+    def final_check(self):
+        assert not self.regress, "acknowledged commits lost: %r" % self.regress[:5]
+        got = {tp.partition: tp.offset for tp in
+               self.c.committed([TopicPartition(TOPIC, q) for q in range(PARTS)], timeout=20)}
+        lost = {q: (got.get(q), o) for q, o in self.acked.items() if got.get(q, -1) < o}
+        assert not lost, "the group's committed offsets went back (now, acknowledged): %r" % lost
+        self.c.close()
 
 
 FAULTS = ["partition", "split", "pause", "kill", "kill-leader", "kill-controller", "diskfull"]
@@ -446,6 +505,7 @@ def campaign(tmp_path, seed, secs):
             wait_for("full ISRs", lambda: (lambda s: s and all(len(v[2]) == 3 for v in s.values()))(
                 partition_state(nodes)[0]), 60)
             work = Workload(nodes, rate=400)
+            work.committer = Committer(nodes)
             work.run_for(2.0)
             rng = random.Random(seed)
             nemesis(rng, nodes, net, work, secs, events)
@@ -457,6 +517,9 @@ def campaign(tmp_path, seed, secs):
                           lambda: (lambda s: s if s and all(v[0] > 0 and len(v[2]) == 3 for v in s.values())
                                    else None)(partition_state(nodes)[0]), 120)
             check(nodes, work, st)
+            work.committer.final_check()
+            events.append("%.1f the group read %d records; acknowledged commits %r" % (
+                time.time(), work.committer.read, work.committer.acked))
         ok = True
     finally:
         if not ok:
