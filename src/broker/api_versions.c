@@ -68,7 +68,8 @@ breq_status api_versions(breq *r) {
     }
     if (proto_api_versions_fill(resp, &r->mem, KAFKA_ERR_NONE, broker_api_filter, NULL) != WIRE_OK)
         return BREQ_CLOSE;
-    /* Finalized features: none yet (no metadata.version). */
+    if (r->hdr.api_version >= 3)
+        api_versions_features(r, resp);
     if (r->hdr.api_version >= 3)
         LOG_DEBUG("api", "client %s runs %.*s %.*s", r->net->peer, (int)req->client_software_name.len,
                   req->client_software_name.ptr, (int)req->client_software_version.len,

@@ -28,6 +28,10 @@ breq_status api_incremental_alter_configs(breq *r);
 breq_status api_describe_cluster(breq *r);
 breq_status api_elect_leaders(breq *r);
 breq_status api_unregister_broker(breq *r);
+/* metadata.version (api_features.c): UpdateFeatures; ApiVersions reports the levels */
+breq_status api_update_features(breq *r);
+struct kafka_api_versions_response;
+void api_versions_features(breq *r, struct kafka_api_versions_response *resp);
 breq_status api_alter_partition(breq *r);
 breq_status api_describe_log_dirs(breq *r);
 /* group coordinator (api_groups.c) */

@@ -440,6 +440,20 @@ static ctrl_append_result quorum_append(bmeta *m, const mdrec *recs, int n) {
 
 static void self_registered(bmeta *m);
 
+/* The controller's configuration from the broker's (a single node's own
+ * controller and a quorum's active one alike). */
+static void controller_config(bmeta *m, ctrl_config *cc) {
+    ctrl_config_default(cc);
+    cc->node_id = m->cfg->node_id;
+    cc->default_partitions = m->cfg->num_partitions;
+    cc->default_replication_factor = (int16_t)m->cfg->default_replication_factor;
+    cc->delete_topic_enable = m->cfg->delete_topic_enable;
+    cc->seed = sl_env_random_u64(&m->env);
+    cc->broker_session_timeout_ms = m->cfg->broker_session_timeout_ms;
+    cc->bootstrap_features = true;
+    cc->configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
+}
+
 static void activate(bmeta *m) {
     /* A fresh controller over the committed image: what an earlier one had
      * in flight was answered NOT_CONTROLLER when it stopped. */
@@ -447,14 +461,7 @@ static void activate(bmeta *m) {
         ctrl_destroy(m->ctrl, KAFKA_ERR_NOT_CONTROLLER);
     m->ctrl = NULL;
     ctrl_config cc;
-    ctrl_config_default(&cc);
-    cc.node_id = m->cfg->node_id;
-    cc.default_partitions = m->cfg->num_partitions;
-    cc.default_replication_factor = (int16_t)m->cfg->default_replication_factor;
-    cc.delete_topic_enable = m->cfg->delete_topic_enable;
-    cc.seed = sl_env_random_u64(&m->env);
-    cc.broker_session_timeout_ms = m->cfg->broker_session_timeout_ms;
-    cc.configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
+    controller_config(m, &cc);
     ctrl_sink sink = {m, sink_append, sink_reply};
     md_image *img = bmeta_image(m);
     m->ctrl = ctrl_create(&cc, &sink, img);
@@ -933,6 +940,13 @@ int bmeta_alter_partition(bmeta *m, int32_t broker_id, int64_t broker_epoch, con
     return finish(&w);
 }
 
+int bmeta_update_features(bmeta *m, const ctrl_feature_update *u, int32_t n, bool validate_only,
+                          ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_update_features(m->ctrl, u, n, validate_only, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
 int bmeta_unregister_broker(bmeta *m, int32_t id, ctrl_item_result *out) {
     waiter w = {out, 1, false};
     RUNQ(m, &w, ctrl_unregister_broker(m->ctrl, id, &w, sl_env_mono_ms(&m->env)));
@@ -1398,13 +1412,7 @@ bmeta *bmeta_open(const broker_config *cfg, storage_ctx *sc, const bmeta_hooks *
         return m;
     }
     ctrl_config cc;
-    ctrl_config_default(&cc);
-    cc.node_id = cfg->node_id;
-    cc.default_partitions = cfg->num_partitions;
-    cc.default_replication_factor = (int16_t)cfg->default_replication_factor;
-    cc.delete_topic_enable = cfg->delete_topic_enable;
-    cc.seed = sl_env_random_u64(&m->env);
-    cc.configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
+    controller_config(m, &cc);
     ctrl_sink sink = {m, sink_append, sink_reply};
     md_image *img = bmeta_image(m);
     m->ctrl = ctrl_create(&cc, &sink, img);

@@ -96,6 +96,9 @@ void bmeta_tick(bmeta *m, int64_t now);
 int bmeta_elect_leaders(bmeta *m, int8_t type, const ctrl_partition_ref *parts, int32_t n,
                         ctrl_item_result *out);
 int bmeta_unregister_broker(bmeta *m, int32_t id, ctrl_item_result *out);
+/* UpdateFeatures through this node's controller (ctrl_update_features). */
+int bmeta_update_features(bmeta *m, const ctrl_feature_update *u, int32_t n, bool validate_only,
+                          ctrl_item_result *out);
 /* AlterPartition from a partition leader (one result per change). */
 int bmeta_alter_partition(bmeta *m, int32_t broker_id, int64_t broker_epoch, const ctrl_isr_change *ch,
                           int32_t n, ctrl_item_result *out);

@@ -50,6 +50,7 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster},
     {KAFKA_API_ELECT_LEADERS, 0, 2, api_elect_leaders},
     {KAFKA_API_UNREGISTER_BROKER, 0, 0, api_unregister_broker},
+    {KAFKA_API_UPDATE_FEATURES, 0, 1, api_update_features},
     {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs},
     {KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator},
     {KAFKA_API_JOIN_GROUP, 0, 9, api_join_group},
@@ -347,7 +348,8 @@ static bool forwarded_api(int16_t key) {
     return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
            key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
-           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
+           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS ||
+           key == KAFKA_API_UPDATE_FEATURES;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;

@@ -57,6 +57,7 @@ typedef struct collide_set {
 
 struct controller {
     ctrl_config cfg;
+    bool features_proposed; /* bootstrap_features wrote metadata.version (this activation) */
     ctrl_sink sink;
     md_image *committed;
     md_delta *view;
@@ -685,8 +686,11 @@ static void liveness(controller *c, int64_t now) {
     c->scanned_sig = sig;
 }
 
+static void bootstrap_features(controller *c);
+
 void ctrl_tick(controller *c, int64_t now) {
     liveness(c, now);
+    bootstrap_features(c);
     int32_t j = 0;
     for (int32_t i = 0; i < c->n_wait; i++) {
         waiting w = c->wait[i];
@@ -2117,6 +2121,81 @@ void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now)
         c->scan_again = true; /* its leaderships move at the next tick */
     }
     finish(c, token, CTRL_UNREGISTER_BROKER, items, 1, ar, sent, now);
+    check_invariants(c);
+}
+
+/* ---- features ------------------------------------------------------------------------------ */
+
+static void bootstrap_features(controller *c) {
+    if (!c->cfg.bootstrap_features || c->features_proposed ||
+        md_image_feature(c->committed, "metadata.version") != 0)
+        return;
+    c->features_proposed = true; /* once per activation; a failed append is retried by the next one */
+    rbatch b;
+    rb_init(&b);
+    kafka_feature_level_record r;
+    kafka_feature_level_record_init(&r);
+    r.name = kstr_c("metadata.version");
+    r.feature_level = CTRL_METADATA_VERSION_LATEST;
+    rb_add(c, &b, KAFKA_MREC_FEATURE_LEVEL, &r);
+    rb_send(c, &b);
+    rb_free(&b);
+}
+
+void ctrl_update_features(controller *c, const ctrl_feature_update *u, int32_t n, bool validate_only,
+                          void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_UPDATE_FEATURES, n, token);
+    if (items == NULL)
+        return;
+    rbatch b;
+    rb_init(&b);
+    bool sent = false;
+    ctrl_append_result ar = {0, -1};
+    if (!too_many(items, n)) {
+        for (int32_t i = 0; i < n; i++) {
+            const ctrl_feature_update *q = &u[i];
+            ctrl_item_result *it = &items[i];
+            bool mv = q->name.len == 16 && memcmp(q->name.ptr, "metadata.version", 16) == 0;
+            int16_t cur = mv ? md_image_feature(c->committed, "metadata.version") : 0;
+            for (int32_t k = 0; k < i && mv; k++)
+                if (u[k].name.len == 16 && memcmp(u[k].name.ptr, "metadata.version", 16) == 0) {
+                    it->error = KAFKA_ERR_INVALID_REQUEST;
+                    msgf(it, "metadata.version is named twice");
+                }
+            if (it->error != 0) {
+                continue;
+            } else if (!mv) {
+                it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+                msgf(it, "unknown feature '%.*s' (Sluice knows metadata.version)",
+                     q->name.len > 0 ? q->name.len : 0, q->name.ptr ? q->name.ptr : "");
+            } else if (q->level == 0) {
+                it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+                msgf(it, "metadata.version cannot be removed");
+            } else if (q->level < CTRL_METADATA_VERSION_MIN || q->level > CTRL_METADATA_VERSION_LATEST) {
+                it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+                msgf(it, "metadata.version %d is not supported (this controller supports %d to %d)", q->level,
+                     CTRL_METADATA_VERSION_MIN, CTRL_METADATA_VERSION_LATEST);
+            } else if (q->level < cur) {
+                it->error = KAFKA_ERR_INVALID_UPDATE_VERSION;
+                msgf(it, "metadata.version is %d; it cannot go down to %d", cur, q->level);
+            } else if (q->level > cur && !validate_only) {
+                kafka_feature_level_record r;
+                kafka_feature_level_record_init(&r);
+                r.name = kstr_c("metadata.version");
+                r.feature_level = q->level;
+                rb_add(c, &b, KAFKA_MREC_FEATURE_LEVEL, &r); /* copied */
+            }
+        }
+        if (b.n > 0 || b.oom) {
+            ar = rb_send(c, &b);
+            sent = true;
+        }
+    }
+    rb_free(&b);
+    finish(c, token, CTRL_UPDATE_FEATURES, items, n, ar, sent, now);
     check_invariants(c);
 }
 

@@ -91,6 +91,10 @@ typedef struct ctrl_config {
      * node) that has not heartbeaten for this long is fenced, and the
      * partitions it leads get a new leader from their ISR (or none). */
     int64_t broker_session_timeout_ms;
+    /* Finalize metadata.version at CTRL_METADATA_VERSION_LATEST on the
+     * first tick when the log has none yet (a new cluster; off in the
+     * machine's own tests, which count records). */
+    bool bootstrap_features;
     ctrl_config_ops configs;
 } ctrl_config;
 
@@ -177,6 +181,7 @@ typedef enum ctrl_kind {
     CTRL_UNREGISTER_BROKER,
     CTRL_ALTER_PARTITION,
     CTRL_ALTER_SCRAM,
+    CTRL_UPDATE_FEATURES,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -291,6 +296,31 @@ void ctrl_elect_leaders(controller *c, int8_t type, const ctrl_partition_ref *pa
  * node cannot unregister itself (INVALID_REQUEST). A broker that is still
  * running registers again at its next heartbeat. */
 void ctrl_unregister_broker(controller *c, int32_t id, void *token, int64_t now);
+
+/* ---- features (metadata.version) ---------------------------------------------------------------
+ *
+ * The one feature Sluice knows is metadata.version, with Kafka's feature
+ * levels (7 is 3.3-IV3, 21 3.9-IV0, 25 4.0-IV3). Sluice's record layouts do
+ * not change with the level: the level is recorded (FeatureLevelRecord) and
+ * reported (ApiVersions) so Kafka's tools and upgrade procedures see what
+ * they expect. Level 1 is what a log migrated from Sluice's first metadata
+ * log holds. */
+#define CTRL_METADATA_VERSION_MIN    1
+#define CTRL_METADATA_VERSION_LATEST 25 /* 4.0-IV3 */
+
+typedef struct ctrl_feature_update {
+    kstr name;
+    int16_t level;       /* 0: remove the feature */
+    int8_t upgrade_type; /* 1 upgrade, 2 safe downgrade, 3 unsafe downgrade (UpdateFeatures v1) */
+} ctrl_feature_update;
+
+/* UpdateFeatures: per item INVALID_UPDATE_VERSION for an unknown feature, a
+ * level outside what Sluice supports, removing metadata.version, or a
+ * downgrade (metadata.version cannot go down, as in Kafka 4); otherwise a
+ * FeatureLevelRecord (none for the level already finalized). validate_only
+ * checks without writing. */
+void ctrl_update_features(controller *c, const ctrl_feature_update *u, int32_t n, bool validate_only,
+                          void *token, int64_t now);
 
 /* AlterPartition from a partition leader: ISR changes (Kafka's checks:
  * STALE_BROKER_EPOCH for every item when broker_epoch is not the broker's

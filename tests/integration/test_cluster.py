@@ -742,3 +742,19 @@ def test_committed_offsets_survive_the_coordinator(cluster):
                               c.committed([TopicPartition("work", p) for p in range(3)], timeout=5)}, timeout=40)
     c.close()
     assert again == committed, (again, committed)
+
+
+def test_metadata_version_across_the_cluster(cluster):
+    """The active controller finalizes metadata.version for a new cluster;
+    every node reports it; UpdateFeatures sent to any node is forwarded to
+    the active controller, which applies Kafka's rules."""
+    from test_features import update_features, wait_level
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    for nd in nodes:
+        wait_level(nd.port, 25, timeout=20)
+    other = next(n for n in nodes if n.node_id != controller)
+    top, res = update_features(other.port, [("metadata.version", 20, 2)])
+    assert res["metadata.version"][0] == 95 and "cannot go down" in res["metadata.version"][1], res
+    top, res = update_features(other.port, [("metadata.version", 25, 1)])
+    assert res["metadata.version"] == (0, None), res

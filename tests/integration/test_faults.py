@@ -34,7 +34,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import BUILD, SLUICED
@@ -362,7 +362,8 @@ class Workload:
                 except BufferError:
                     break  # the producer's queue is full: the cluster is not taking writes now
                 except KafkaException as e:
-                    if not e.args[0].fatal():
+                    err = e.args[0]
+                    if not err.fatal() and err.code() != KafkaError._FATAL:
                         raise
                     self.replace(e)
                     break
