@@ -31,7 +31,8 @@ void api_versions_features(breq *r, kafka_api_versions_response *resp) {
         return;
     md_image *img = bmeta_image(r->b->meta);
     int32_t n = md_image_feature_count(img);
-    kafka_api_versions_response_finalized_feature_key *ff = n > 0 ? breq_calloc(r, (size_t)n, sizeof *ff) : NULL;
+    kafka_api_versions_response_finalized_feature_key *ff =
+        n > 0 ? breq_calloc(r, (size_t)n, sizeof *ff) : NULL;
     int32_t k = 0;
     for (int32_t i = 0; ff != NULL && i < n; i++) {
         const md_feature *f = md_image_feature_at(img, i);
@@ -63,7 +64,8 @@ breq_status api_update_features(breq *r) {
     }
     ctrl_feature_update *u = breq_calloc(r, (size_t)(n ? n : 1), sizeof *u);
     ctrl_item_result *out = breq_calloc(r, (size_t)(n ? n : 1), sizeof *out);
-    kafka_update_features_response_updatable_feature_result *res = breq_calloc(r, (size_t)(n ? n : 1), sizeof *res);
+    kafka_update_features_response_updatable_feature_result *res =
+        breq_calloc(r, (size_t)(n ? n : 1), sizeof *res);
     if (u == NULL || out == NULL || res == NULL)
         return BREQ_CLOSE;
     for (int32_t i = 0; i < n; i++) {

@@ -168,6 +168,9 @@ typedef struct broker_config {
     int32_t message_max_bytes;
     int32_t min_insync_replicas;
     bool unclean_leader_election_enable;
+    bool auto_leader_rebalance_enable;
+    int64_t leader_imbalance_check_interval_ms; /* leader.imbalance.check.interval.seconds */
+    int32_t leader_imbalance_per_broker_percentage;
 
     /* network */
     int32_t socket_request_max_bytes;

@@ -273,6 +273,17 @@ static const config_def broker_defs[] = {
     BOOL("unclean.leader.election.enable", "false", B(unclean_leader_election_enable), 0,
          "Allow an out-of-sync replica to become leader when no in-sync one is left, at the cost of losing "
          "acknowledged records."),
+    BOOL("auto.leader.rebalance.enable", "true", B(auto_leader_rebalance_enable), CONFIG_F_ACTIVE,
+         "The active controller moves leadership back to each partition's preferred replica (the first of its "
+         "replicas) when it is live and in sync, for brokers whose imbalance is over "
+         "leader.imbalance.per.broker.percentage, checked every leader.imbalance.check.interval.seconds."),
+    DUR("leader.imbalance.check.interval.seconds", "300", 1, I32MAX, 1000, 0,
+        B(leader_imbalance_check_interval_ms), CONFIG_F_ACTIVE,
+        "How often the active controller checks for leaders that are not the preferred replica."),
+    INT("leader.imbalance.per.broker.percentage", "10", 0, 100, B(leader_imbalance_per_broker_percentage),
+        CONFIG_F_ACTIVE,
+        "A broker's preferred partitions led elsewhere, in percent of all its preferred partitions, above "
+        "which the check moves them back."),
 
     /* ---- network ---- */
     {.name = "socket.request.max.bytes", .flags = CONFIG_F_ACTIVE, .type = CONFIG_INT, .dflt = "104857600", .min = 1, .max = I32MAX,

@@ -451,6 +451,9 @@ static void controller_config(bmeta *m, ctrl_config *cc) {
     cc->seed = sl_env_random_u64(&m->env);
     cc->broker_session_timeout_ms = m->cfg->broker_session_timeout_ms;
     cc->bootstrap_features = true;
+    cc->auto_leader_rebalance = m->cfg->auto_leader_rebalance_enable;
+    cc->leader_imbalance_check_ms = m->cfg->leader_imbalance_check_interval_ms;
+    cc->leader_imbalance_pct = m->cfg->leader_imbalance_per_broker_percentage;
     cc->configs = (ctrl_config_ops){m, op_check, op_key_kind, op_effective, op_new_partitions};
 }
 

@@ -75,7 +75,8 @@ struct controller {
         int64_t last;
     } * live;
     int32_t n_live, cap_live;
-    uint64_t scanned_sig; /* the broker states the last leader scan saw */
+    uint64_t scanned_sig;   /* the broker states the last leader scan saw */
+    int64_t next_rebalance; /* when the preferred-leader check runs next (0: not scheduled yet) */
     bool scan_again;
 };
 
@@ -686,10 +687,85 @@ static void liveness(controller *c, int64_t now) {
     c->scanned_sig = sig;
 }
 
+/* The preferred-leader check (auto.leader.rebalance.enable): per broker,
+ * the partitions whose first replica it is, and of those the ones another
+ * broker leads; over the threshold, each of those whose preferred replica
+ * is live and in the ISR gets it back as leader (a PartitionChangeRecord,
+ * as a preferred ElectLeaders writes). O(partitions x brokers) per check;
+ * at most CTRL_ELECTIONS_PER_TICK moves per tick (the rest next tick). */
+#define REBALANCE_BROKERS_MAX 4096
+static bool ids_have(const md_ids *s, int32_t id);
+static void rebalance(controller *c, int64_t now) {
+    if (!c->cfg.auto_leader_rebalance || c->cfg.leader_imbalance_check_ms <= 0)
+        return;
+    if (c->next_rebalance == 0) {
+        c->next_rebalance = now + c->cfg.leader_imbalance_check_ms; /* one interval after activation */
+        return;
+    }
+    if (now < c->next_rebalance || c->n_props > 0)
+        return;
+    c->next_rebalance = now + c->cfg.leader_imbalance_check_ms;
+    const md_image *img = c->committed;
+    int32_t nb = md_image_broker_count(img);
+    if (nb > REBALANCE_BROKERS_MAX)
+        nb = REBALANCE_BROKERS_MAX;
+    int32_t *ids = calloc((size_t)(nb > 0 ? nb : 1), 3 * sizeof *ids);
+    if (ids == NULL)
+        return;
+    int32_t *preferred = ids + nb, *elsewhere = ids + 2 * nb;
+    for (int32_t i = 0; i < nb; i++)
+        ids[i] = md_image_broker_at(img, i)->id;
+    for (int32_t t = 0; t < md_image_topic_count(img); t++) {
+        const md_topic *tp = md_image_topic_at(img, t);
+        for (int32_t p = 0; p < tp->n_partitions; p++) {
+            const md_partition *mp = md_topic_partition(tp, p);
+            if (mp->replicas.n == 0)
+                continue;
+            for (int32_t i = 0; i < nb; i++)
+                if (ids[i] == mp->replicas.ids[0]) {
+                    preferred[i]++;
+                    elsewhere[i] += mp->leader != ids[i];
+                    break;
+                }
+        }
+    }
+    rbatch rb;
+    rb_init(&rb);
+    int32_t changes = 0;
+    for (int32_t t = 0; t < md_image_topic_count(img) && changes < CTRL_ELECTIONS_PER_TICK; t++) {
+        const md_topic *tp = md_image_topic_at(img, t);
+        for (int32_t p = 0; p < tp->n_partitions && changes < CTRL_ELECTIONS_PER_TICK; p++) {
+            const md_partition *mp = md_topic_partition(tp, p);
+            int32_t pref = mp->replicas.n > 0 ? mp->replicas.ids[0] : -1;
+            if (pref < 0 || mp->leader == pref || !usable(img, pref) || !ids_have(&mp->isr, pref))
+                continue;
+            int32_t i = 0;
+            while (i < nb && ids[i] != pref)
+                i++;
+            if (i == nb || (int64_t)elsewhere[i] * 100 <= (int64_t)c->cfg.leader_imbalance_pct * preferred[i])
+                continue;
+            kafka_partition_change_record r;
+            kafka_partition_change_record_init(&r);
+            r.topic_id = tp->id;
+            r.partition_id = p;
+            r.leader = pref;
+            rb_add(c, &rb, KAFKA_MREC_PARTITION_CHANGE, &r);
+            changes++;
+        }
+    }
+    if (rb.n > 0)
+        rb_send(c, &rb);
+    rb_free(&rb);
+    free(ids);
+    if (changes >= CTRL_ELECTIONS_PER_TICK)
+        c->next_rebalance = now; /* more to move: the next tick goes on */
+}
+
 static void bootstrap_features(controller *c);
 
 void ctrl_tick(controller *c, int64_t now) {
     liveness(c, now);
+    rebalance(c, now);
     bootstrap_features(c);
     int32_t j = 0;
     for (int32_t i = 0; i < c->n_wait; i++) {
@@ -713,6 +789,8 @@ void ctrl_tick(controller *c, int64_t now) {
 
 int64_t ctrl_next_deadline(const controller *c) {
     int64_t next = INT64_MAX;
+    if (c->cfg.auto_leader_rebalance && c->next_rebalance > 0)
+        next = c->next_rebalance;
     for (int32_t i = 0; i < c->n_wait; i++)
         if (c->wait[i].deadline < next)
             next = c->wait[i].deadline;

@@ -95,6 +95,13 @@ typedef struct ctrl_config {
      * first tick when the log has none yet (a new cluster; off in the
      * machine's own tests, which count records). */
     bool bootstrap_features;
+    /* auto.leader.rebalance.enable and friends: every interval, a broker
+     * whose preferred partitions (it is the first replica) are led by
+     * another broker for more than imbalance_pct percent of them gets the
+     * leadership of those back where it is live and in the ISR. */
+    bool auto_leader_rebalance;
+    int64_t leader_imbalance_check_ms;
+    int32_t leader_imbalance_pct;
     ctrl_config_ops configs;
 } ctrl_config;
 

@@ -758,3 +758,26 @@ def test_metadata_version_across_the_cluster(cluster):
     assert res["metadata.version"][0] == 95 and "cannot go down" in res["metadata.version"][1], res
     top, res = update_features(other.port, [("metadata.version", 25, 1)])
     assert res["metadata.version"] == (0, None), res
+
+
+def test_auto_leader_rebalance_returns_leadership(cluster):
+    """auto.leader.rebalance.enable: a broker that comes back leads its
+    preferred partitions again once it is in their ISRs, without an
+    ElectLeaders call (with auto.leader.rebalance.enable=false this test
+    times out waiting for it)."""
+    nodes = cluster(3, overrides={"replica.lag.time.max.ms": "3000", "leader.imbalance.check.interval.seconds": "1"})
+    wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("bal", 6, 3)], operation_timeout=10)["bal"].result(20)
+    st = wait_for("bal fully in sync", lambda: (lambda s: s if s and all(len(i) == 3 for _, _, i in s.values())
+                                                 else None)(partition_state(nodes[0], "bal")), timeout=30)
+    assert all(leader == replicas[0] for leader, replicas, _ in st.values()), st
+    victim = next(n for n in nodes if n.node_id == st[0][1][0])
+    mine = [p for p, (_, replicas, _) in st.items() if replicas[0] == victim.node_id]
+    rest = [n for n in nodes if n is not victim]
+    victim.kill9()
+    wait_for("the victim's partitions to move", lambda: all(
+        partition_state(rest[0], "bal")[p][0] not in (-1, victim.node_id) for p in mine), timeout=30)
+    victim.start()
+    wait_for("the victim to lead its preferred partitions again", lambda: all(
+        partition_state(rest[0], "bal")[p][0] == victim.node_id for p in mine), timeout=40)
