@@ -120,6 +120,7 @@ typedef struct fitem {
     int16_t err;
     /* results */
     int64_t hw, ls;
+    int64_t leo; /* the log end as item_offsets last saw it */
     int32_t records_len;
     const uint8_t *records; /* down-converted records (v0-3); NULL: file ranges */
     bool include;
@@ -212,6 +213,7 @@ static void item_offsets(const fstate *fs, fitem *it, int64_t *bound, int64_t *l
     rpart_unlock(it->p);
     *bound = fs->replica_id >= 0 ? o.leo : o.hw;
     *ls = o.log_start;
+    it->leo = o.leo;
 }
 
 /* Reads for a consumer, up to the high watermark (a follower: the log
@@ -537,12 +539,12 @@ static bool fetch_ready(breq *r, void *arg) {
             return true;
         if (it->diverged)
             return true; /* the follower must truncate first */
-        int64_t leo, start;
-        item_offsets(fs, it, &leo, &start);
-        if (it->fetch_offset > leo || it->fetch_offset < start)
+        int64_t bound, start;
+        item_offsets(fs, it, &bound, &start);
+        if (it->fetch_offset > it->leo || it->fetch_offset < start)
             return true; /* OFFSET_OUT_OF_RANGE to report */
-        if (it->fetch_offset == leo || it->max_bytes <= 0)
-            continue;
+        if (it->fetch_offset >= bound || it->max_bytes <= 0)
+            continue; /* nothing readable yet (past the HW: not committed yet) */
         if (need <= 1)
             return true;
         plog_read_result res;
@@ -578,7 +580,9 @@ static bool read_item(breq *r, fstate *fs, fitem *it, int64_t *budget, bool *fir
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first && r->hdr.api_version >= 3;
     if (it->max_bytes <= 0 || (want <= 0 && !min_one)) {
-        if (it->fetch_offset > it->hw || it->fetch_offset < it->ls)
+        /* Out of range is past the log end: between the HW and the log end
+         * (a new leader whose HW has not caught up yet) is only empty. */
+        if (it->fetch_offset > it->leo || it->fetch_offset < it->ls)
             it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
         return true;
     }
@@ -792,12 +796,12 @@ static bool read_item_legacy(breq *r, fstate *fs, fitem *it, int64_t *budget, bo
     item_offsets(fs, it, &it->hw, &it->ls);
     int64_t want = *budget < it->max_bytes ? *budget : it->max_bytes;
     bool min_one = *first;
-    if (it->fetch_offset > it->hw || it->fetch_offset < it->ls) {
+    if (it->fetch_offset > it->leo || it->fetch_offset < it->ls) {
         it->err = KAFKA_ERR_OFFSET_OUT_OF_RANGE;
         return true;
     }
     /* Nothing to read (a consumer that is caught up) costs no budget. */
-    if (it->max_bytes <= 0 || (want <= 0 && !min_one) || it->fetch_offset == it->hw)
+    if (it->max_bytes <= 0 || (want <= 0 && !min_one) || it->fetch_offset >= it->hw)
         return true;
     if (!dconv_begin(r, bud))
         return true;

@@ -781,3 +781,52 @@ def test_auto_leader_rebalance_returns_leadership(cluster):
     victim.start()
     wait_for("the victim to lead its preferred partitions again", lambda: all(
         partition_state(rest[0], "bal")[p][0] == victim.node_id for p in mine), timeout=40)
+
+
+def test_fetch_between_the_high_watermark_and_the_log_end(cluster):
+    """A consumer may fetch at an offset the leader has but has not committed
+    yet (a new leader whose high watermark has not caught up with what the
+    old one had told consumers): the answer is empty, not
+    OFFSET_OUT_OF_RANGE (which would make a consumer reset its position),
+    and a long poll there waits instead of answering at once. Here the
+    followers are paused so that the leader's HW stays behind its log end."""
+    from kafka.protocol.fetch import FetchRequest
+    from test_produce_fetch import conn, send
+    nodes = cluster(3, overrides={"replica.lag.time.max.ms": "20000", "replica.fetch.wait.max.ms": "200"})
+    wait_formed(nodes)
+    a = admin(nodes[0])
+    a.create_topics([NewTopic("gap", 1, 3)], operation_timeout=10)["gap"].result(20)
+    wait_for("a full ISR", lambda: len(partition_state(nodes[0], "gap")[0][2]) == 3, timeout=30)
+    leader_id = partition_state(nodes[0], "gap")[0][0]
+    leader = next(n for n in nodes if n.node_id == leader_id)
+    followers = [n for n in nodes if n is not leader]
+    p = Producer({"bootstrap.servers": leader.bootstrap, "acks": "all"})
+    for i in range(10):
+        p.produce("gap", value=b"c%d" % i, partition=0)
+    assert p.flush(30) == 0
+    for f in followers:
+        f.proc.send_signal(signal.SIGSTOP)
+    try:
+        p1 = Producer({"bootstrap.servers": leader.bootstrap, "acks": "1"})
+        for i in range(5):
+            p1.produce("gap", value=b"u%d" % i, partition=0)
+        assert p1.flush(30) == 0  # log end 15, high watermark still 10
+        c = conn(leader)
+        Req = FetchRequest[4]
+        r = send(c, Req(replica_id=-1, max_wait_time=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
+                        topics=[("gap", [(0, 12, 1 << 20)])]))
+        part = r.topics[0][1][0]
+        assert (part[1], part[2]) == (0, 10), part  # no error, high watermark 10
+        t0 = time.time()
+        r = send(c, Req(replica_id=-1, max_wait_time=600, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
+                        topics=[("gap", [(0, 12, 1 << 20)])]))
+        assert r.topics[0][1][0][1] == 0
+        assert time.time() - t0 >= 0.5, "the long poll answered at once"
+        # past the log end it is out of range
+        r = send(c, Req(replica_id=-1, max_wait_time=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
+                        topics=[("gap", [(0, 16, 1 << 20)])]))
+        assert r.topics[0][1][0][1] == 1, r.topics[0][1][0]
+        c.close()
+    finally:
+        for f in followers:
+            f.proc.send_signal(signal.SIGCONT)
