@@ -79,6 +79,9 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
     {KAFKA_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, api_describe_user_scram_credentials},
     {KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, api_alter_user_scram_credentials},
+    {KAFKA_API_DESCRIBE_ACLS, 0, 3, api_describe_acls},
+    {KAFKA_API_CREATE_ACLS, 0, 3, api_create_acls},
+    {KAFKA_API_DELETE_ACLS, 0, 3, api_delete_acls},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
