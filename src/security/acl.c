@@ -94,7 +94,8 @@ const char *acl_filter_invalid(const acl_spec *f) {
 bool acl_filter_matches(const acl_spec *f, const acl_entry *e) {
     if (f->resource_type != ACL_RES_ANY && f->resource_type != e->resource_type)
         return false;
-    if (f->pattern_type != ACL_PAT_ANY && f->pattern_type != ACL_PAT_MATCH && f->pattern_type != e->pattern_type)
+    if (f->pattern_type != ACL_PAT_ANY && f->pattern_type != ACL_PAT_MATCH &&
+        f->pattern_type != e->pattern_type)
         return false;
     if (!ks_null(f->name)) {
         if (f->pattern_type == ACL_PAT_MATCH) {
@@ -195,7 +196,7 @@ static void check_set(const acl_set *s) {
     for (int32_t i = 1; i < s->n; i++) {
         assert(id_cmp(s->by_id[i - 1]->id, s->by_id[i]->id) < 0);
         const acl_entry *a = s->items[i - 1], *b = s->items[i];
-        acl_spec bs = {b->resource_type, b->pattern_type, b->operation, b->permission,
+        acl_spec bs = {b->resource_type, b->pattern_type,      b->operation,   b->permission,
                        kstr_c(b->name),  kstr_c(b->principal), kstr_c(b->host)};
         assert(spec_cmp(a, &bs) <= 0);
     }
@@ -238,8 +239,8 @@ static acl_entry *entry_new(kuuid id, int8_t type, int8_t pattern, int8_t op, in
     acl_entry *e = calloc(1, sizeof *e);
     if (e == NULL)
         return NULL;
-    *e = (acl_entry){id, type, pattern, op, perm, dup_n(name, name_n), dup_n(principal, principal_n),
-                     dup_n(host, host_n)};
+    *e = (acl_entry){
+        id, type, pattern, op, perm, dup_n(name, name_n), dup_n(principal, principal_n), dup_n(host, host_n)};
     if (!e->name || !e->principal || !e->host) {
         entry_free(e);
         return NULL;
@@ -280,8 +281,9 @@ acl_set *acl_set_copy(const acl_set *src) {
     s->cap = src->n ? src->n : 1;
     for (int32_t i = 0; i < src->n; i++) {
         const acl_entry *e = src->items[i];
-        acl_entry *c = entry_new(e->id, e->resource_type, e->pattern_type, e->operation, e->permission, e->name,
-                                 strlen(e->name), e->principal, strlen(e->principal), e->host, strlen(e->host));
+        acl_entry *c =
+            entry_new(e->id, e->resource_type, e->pattern_type, e->operation, e->permission, e->name,
+                      strlen(e->name), e->principal, strlen(e->principal), e->host, strlen(e->host));
         if (c == NULL) {
             acl_set_unref(s);
             return NULL;
@@ -507,13 +509,13 @@ bool acl_authorize(const acl_set *s, const acl_policy *p, const char *principal,
 
 int32_t acl_authorized_ops(const acl_set *s, const acl_policy *p, const char *principal, const char *host,
                            int8_t resource_type, kstr name) {
-    static const int8_t topic_ops[] = {ACL_OP_READ,   ACL_OP_WRITE,    ACL_OP_CREATE,
-                                       ACL_OP_DELETE, ACL_OP_ALTER,    ACL_OP_DESCRIBE,
-                                       ACL_OP_DESCRIBE_CONFIGS, ACL_OP_ALTER_CONFIGS};
+    static const int8_t topic_ops[] = {
+        ACL_OP_READ,  ACL_OP_WRITE,    ACL_OP_CREATE,           ACL_OP_DELETE,
+        ACL_OP_ALTER, ACL_OP_DESCRIBE, ACL_OP_DESCRIBE_CONFIGS, ACL_OP_ALTER_CONFIGS};
     static const int8_t group_ops[] = {ACL_OP_READ, ACL_OP_DESCRIBE, ACL_OP_DELETE};
-    static const int8_t cluster_ops[] = {ACL_OP_CREATE,           ACL_OP_ALTER,           ACL_OP_DESCRIBE,
-                                         ACL_OP_CLUSTER_ACTION,   ACL_OP_DESCRIBE_CONFIGS, ACL_OP_ALTER_CONFIGS,
-                                         ACL_OP_IDEMPOTENT_WRITE};
+    static const int8_t cluster_ops[] = {
+        ACL_OP_CREATE,           ACL_OP_ALTER,         ACL_OP_DESCRIBE,        ACL_OP_CLUSTER_ACTION,
+        ACL_OP_DESCRIBE_CONFIGS, ACL_OP_ALTER_CONFIGS, ACL_OP_IDEMPOTENT_WRITE};
     const int8_t *ops = topic_ops;
     size_t n = sizeof topic_ops;
     if (resource_type == ACL_RES_GROUP) {
@@ -532,13 +534,24 @@ int32_t acl_authorized_ops(const acl_set *s, const acl_policy *p, const char *pr
 
 /* ---- names -------------------------------------------------------------------------- */
 
-static const char *const res_names[] = {"UNKNOWN",        "ANY",   "TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID",
-                                        "DELEGATION_TOKEN", "USER"};
+static const char *const res_names[] = {
+    "UNKNOWN", "ANY", "TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID", "DELEGATION_TOKEN", "USER"};
 static const char *const pat_names[] = {"UNKNOWN", "ANY", "MATCH", "LITERAL", "PREFIXED"};
-static const char *const op_names[] = {"UNKNOWN",          "ANY",           "ALL",           "READ",
-                                       "WRITE",            "CREATE",        "DELETE",        "ALTER",
-                                       "DESCRIBE",         "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS",
-                                       "IDEMPOTENT_WRITE", "CREATE_TOKENS", "DESCRIBE_TOKENS"};
+static const char *const op_names[] = {"UNKNOWN",
+                                       "ANY",
+                                       "ALL",
+                                       "READ",
+                                       "WRITE",
+                                       "CREATE",
+                                       "DELETE",
+                                       "ALTER",
+                                       "DESCRIBE",
+                                       "CLUSTER_ACTION",
+                                       "DESCRIBE_CONFIGS",
+                                       "ALTER_CONFIGS",
+                                       "IDEMPOTENT_WRITE",
+                                       "CREATE_TOKENS",
+                                       "DESCRIBE_TOKENS"};
 static const char *const perm_names[] = {"UNKNOWN", "ANY", "DENY", "ALLOW"};
 
 #define NAME_OF(tab, v) ((v) >= 0 && (size_t)(v) < sizeof tab / sizeof tab[0] ? tab[v] : "UNKNOWN")
@@ -572,6 +585,10 @@ static int parse_in(const char *const *tab, size_t n, const char *s) {
     return -1;
 }
 
-int acl_resource_type_parse(const char *s) { return parse_in(res_names, sizeof res_names / sizeof *res_names, s); }
-int acl_pattern_type_parse(const char *s) { return parse_in(pat_names, sizeof pat_names / sizeof *pat_names, s); }
+int acl_resource_type_parse(const char *s) {
+    return parse_in(res_names, sizeof res_names / sizeof *res_names, s);
+}
+int acl_pattern_type_parse(const char *s) {
+    return parse_in(pat_names, sizeof pat_names / sizeof *pat_names, s);
+}
 int acl_operation_parse(const char *s) { return parse_in(op_names, sizeof op_names / sizeof *op_names, s); }
