@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker/api_util.h"
+#include "broker/authz.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
@@ -145,6 +146,7 @@ bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn r
 }
 
 static void breq_free(breq *r) {
+    bauthz_release(r);
     /* File ranges never handed to the network layer are released here. */
     for (int i = 0; i < r->n_files; i++)
         if (r->files[i].release)
@@ -350,7 +352,8 @@ static bool forwarded_api(int16_t key) {
     return key == KAFKA_API_CREATE_TOPICS || key == KAFKA_API_DELETE_TOPICS ||
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
            key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
-           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS;
+           key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS ||
+           key == KAFKA_API_CREATE_ACLS || key == KAFKA_API_DELETE_ACLS;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;

@@ -507,6 +507,25 @@ bool acl_authorize(const acl_set *s, const acl_policy *p, const char *principal,
     return !v.any_acl && p->allow_if_no_acl;
 }
 
+bool acl_any_allowed(const acl_set *s, const acl_policy *p, const char *principal, const char *host,
+                     int8_t op, int8_t resource_type) {
+    if (acl_is_super(p, principal))
+        return true;
+    bool any = false;
+    for (int32_t i = 0; s != NULL && i < s->n; i++) {
+        const acl_entry *e = s->items[i];
+        if (e->resource_type != resource_type)
+            continue;
+        any = true;
+        verdict v = {false, false, false};
+        consider(e, principal, host, op, &v);
+        if (v.allowed && !v.denied &&
+            acl_authorize(s, p, principal, host, op, resource_type, kstr_c(e->name)))
+            return true;
+    }
+    return !any && p->allow_if_no_acl;
+}
+
 int32_t acl_authorized_ops(const acl_set *s, const acl_policy *p, const char *principal, const char *host,
                            int8_t resource_type, kstr name) {
     static const int8_t topic_ops[] = {

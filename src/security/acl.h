@@ -91,6 +91,8 @@ enum {
 #define ACL_CLUSTER_NAME  "kafka-cluster"
 #define ACL_WILDCARD      "*"
 #define ACL_ANY_PRINCIPAL "User:*"
+/* authorizer.class.name of Kafka's KRaft authorizer, the one Sluice has. */
+#define ACL_AUTHORIZER_CLASS "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 /* One binding. Strings are NUL-terminated and owned by the set. */
 typedef struct acl_entry {
@@ -170,6 +172,13 @@ bool acl_authorize(const acl_set *s, const acl_policy *p, const char *principal,
  * the operations a resource type has, for Metadata and DescribeGroups. */
 int32_t acl_authorized_ops(const acl_set *s, const acl_policy *p, const char *principal, const char *host,
                            int8_t resource_type, kstr name);
+
+/* Whether some ALLOW binding lets principal from host do op on some
+ * resource of the type (true for a super user, and with
+ * allow_if_no_acl when the type has no binding at all). Kafka uses it for
+ * InitProducerId: WRITE on any topic stands for IDEMPOTENT_WRITE. O(n). */
+bool acl_any_allowed(const acl_set *s, const acl_policy *p, const char *principal, const char *host,
+                     int8_t op, int8_t resource_type);
 
 /* Names for log lines and the CLI ("TOPIC", "READ", "ALLOW", "LITERAL"),
  * and back (case-insensitive; -1 when unknown). */

@@ -101,3 +101,91 @@ def test_no_authorizer_flexible_versions(broker):
     c.close()
     ranges = {k: (lo, hi) for k, lo, hi in got[0][0].api_versions}
     assert ranges[29] == (0, 3) and ranges[30] == (0, 3) and ranges[31] == (0, 3)
+
+
+# ---- the ACL APIs with the authorizer --------------------------------------------------
+
+def acl_key(acl):
+    p = acl.resource_pattern
+    return (int(p.resource_type), p.resource_name, int(p.pattern_type), acl.principal, acl.host,
+            int(acl.operation), int(acl.permission_type))
+
+
+def described(a, flt=None):
+    acls, err = a.describe_acls(flt or any_filter())
+    assert err.errno == 0 if hasattr(err, "errno") else True
+    return sorted(acl_key(x) for x in acls)
+
+
+def test_acls_create_describe_delete_survive_restart(broker_factory):
+    b = broker_factory({"authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"})
+    a = admin(b)
+    try:
+        want = [
+            topic_acl("User:alice", "orders", ACLOperation.WRITE),
+            topic_acl("User:bob", "logs-", ACLOperation.READ, pattern=ACLResourcePatternType.PREFIXED),
+            topic_acl("User:*", "secret", ACLOperation.ALL, perm=ACLPermissionType.DENY),
+            ACL(principal="User:bob", host="*", operation=ACLOperation.READ,
+                permission_type=ACLPermissionType.ALLOW,
+                resource_pattern=ResourcePattern(ResourceType.GROUP, "g1", ACLResourcePatternType.LITERAL)),
+        ]
+        res = a.create_acls(want)
+        assert len(res["succeeded"]) == 4, res
+        # The same binding again succeeds and adds nothing.
+        assert len(a.create_acls([want[0]])["succeeded"]) == 1
+        # A binding that cannot exist is refused with INVALID_REQUEST.
+        bad = ACL(principal="alice", host="*", operation=ACLOperation.READ,
+                  permission_type=ACLPermissionType.ALLOW,
+                  resource_pattern=ResourcePattern(ResourceType.TOPIC, "t", ACLResourcePatternType.LITERAL))
+        res = a.create_acls([bad])
+        assert len(res["failed"]) == 1 and res["failed"][0][1].errno == 42
+        got = described(a)
+        assert got == sorted(acl_key(x) for x in want)
+        # Filters: by resource type, by name with MATCH, by principal.
+        topics = described(a, ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                                        permission_type=ACLPermissionType.ANY,
+                                        resource_pattern=ResourcePatternFilter(
+                                            ResourceType.TOPIC, None, ACLResourcePatternType.ANY)))
+        assert len(topics) == 3
+        match = described(a, ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                                       permission_type=ACLPermissionType.ANY,
+                                       resource_pattern=ResourcePatternFilter(
+                                           ResourceType.TOPIC, "logs-app", ACLResourcePatternType.MATCH)))
+        assert [k[1] for k in match] == ["logs-"]
+    finally:
+        a.close()
+    b.restart()
+    a = admin(b)
+    try:
+        assert described(a) == sorted(acl_key(x) for x in want)
+        out = a.delete_acls([ACLFilter(principal="User:bob", host=None, operation=ACLOperation.ANY,
+                                       permission_type=ACLPermissionType.ANY,
+                                       resource_pattern=ResourcePatternFilter(
+                                           ResourceType.ANY, None, ACLResourcePatternType.ANY))])
+        assert len(out) == 1 and out[0][2].errno == 0 and len(out[0][1]) == 2
+        left = described(a)
+        assert sorted(k[3] for k in left) == ["User:*", "User:alice"]
+    finally:
+        a.close()
+    b.restart()
+    a = admin(b)
+    try:
+        assert len(described(a)) == 2
+    finally:
+        a.close()
+
+
+def test_unknown_authorizer_is_a_start_error(tmp_path):
+    from conftest import Broker
+    b = Broker(tmp_path / "bad", {"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"})
+    with pytest.raises(RuntimeError) as e:
+        b.start()
+    assert "unknown authorizer" in str(e.value)
+
+
+def test_super_users_must_parse(tmp_path):
+    from conftest import Broker
+    b = Broker(tmp_path / "bad", {"authorizer.class.name": AUTHORIZER, "super.users": "admin"})
+    with pytest.raises(RuntimeError) as e:
+        b.start()
+    assert "super.users" in str(e.value)
