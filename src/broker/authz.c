@@ -66,17 +66,13 @@ void bauthz_release(breq *r) {
 /* A client can make denials as fast as it sends requests. */
 static log_ratelimit denied_rl = LOG_RATELIMIT_DEFAULT;
 
-bool bauthz_may(breq *r, int8_t op, int8_t type, kstr name) {
-    if (!bauthz_on(r))
-        return true;
+bool bauthz_may_(breq *r, int8_t op, int8_t type, kstr name) {
     const acl_set *s = prepare(r);
     return acl_authorize(s, &r->b->authz->policy, r->authz_principal, r->authz_host, op, type, name);
 }
 
-bool bauthz_allow(breq *r, int8_t op, int8_t type, kstr name) {
-    if (!bauthz_on(r))
-        return true;
-    if (bauthz_may(r, op, type, name))
+bool bauthz_allow_(breq *r, int8_t op, int8_t type, kstr name) {
+    if (bauthz_may_(r, op, type, name))
         return true;
     LOG_INFO_LIMITED(&denied_rl, "authz", "denied: principal %s operation %s on %s:%.*s for %s v%d from %s",
                      r->authz_principal, acl_operation_name(op), acl_resource_type_name(type),
@@ -85,7 +81,9 @@ bool bauthz_allow(breq *r, int8_t op, int8_t type, kstr name) {
     return false;
 }
 
-bool bauthz_cluster(breq *r, int8_t op) { return bauthz_allow(r, op, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME)); }
+bool bauthz_cluster(breq *r, int8_t op) {
+    return bauthz_allow(r, op, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME));
+}
 
 int32_t bauthz_ops(breq *r, int8_t type, kstr name) {
     if (!bauthz_on(r)) {
@@ -102,4 +100,90 @@ bool bauthz_any_topic_write(breq *r) {
     const acl_set *s = prepare(r);
     return acl_any_allowed(s, &r->b->authz->policy, r->authz_principal, r->authz_host, ACL_OP_WRITE,
                            ACL_RES_TOPIC);
+}
+
+bool bauthz_topic_create(breq *r, kstr topic) {
+    if (!bauthz_on(r) || bauthz_may_(r, ACL_OP_CREATE, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME)))
+        return true;
+    return bauthz_allow_(r, ACL_OP_CREATE, ACL_RES_TOPIC, topic);
+}
+
+/* Kafka's ConfigResource types. */
+#define CONFIG_RES_TOPIC  2
+#define CONFIG_RES_BROKER 4
+
+bool bauthz_config_resource(breq *r, int8_t op, int8_t resource_type, kstr name) {
+    if (!bauthz_on(r))
+        return true;
+    if (resource_type == CONFIG_RES_TOPIC)
+        return bauthz_allow_(r, op, ACL_RES_TOPIC, name);
+    /* Brokers, broker loggers and anything else: the cluster. */
+    return bauthz_cluster(r, op);
+}
+
+bool bauthz_forwardable(breq *r) {
+    if (!bauthz_on(r))
+        return true;
+    switch (r->hdr.api_key) {
+    case KAFKA_API_CREATE_TOPICS: {
+        const kafka_create_topics_request *q = r->req;
+        for (int32_t i = 0; i < q->topics_count; i++)
+            if (!bauthz_topic_create(r, q->topics[i].name))
+                return false;
+        return true;
+    }
+    case KAFKA_API_DELETE_TOPICS: {
+        const kafka_delete_topics_request *q = r->req;
+        md_image *img = NULL;
+        bool ok = true;
+        for (int32_t i = 0; ok && i < q->topic_names_count; i++)
+            ok = bauthz_allow_(r, ACL_OP_DELETE, ACL_RES_TOPIC, q->topic_names[i]);
+        for (int32_t i = 0; ok && i < q->topics_count; i++) {
+            kstr name = q->topics[i].name;
+            if (name.len < 0) {
+                if (img == NULL)
+                    img = bmeta_image(r->b->meta);
+                const md_topic *t = md_image_topic_by_id(img, q->topics[i].topic_id);
+                if (t == NULL)
+                    continue; /* the controller answers UNKNOWN_TOPIC_ID */
+                name = (kstr){t->name, t->name_len};
+            }
+            ok = bauthz_allow_(r, ACL_OP_DELETE, ACL_RES_TOPIC, name);
+        }
+        if (img != NULL)
+            md_image_unref(img);
+        return ok;
+    }
+    case KAFKA_API_CREATE_PARTITIONS: {
+        const kafka_create_partitions_request *q = r->req;
+        for (int32_t i = 0; i < q->topics_count; i++)
+            if (!bauthz_allow_(r, ACL_OP_ALTER, ACL_RES_TOPIC, q->topics[i].name))
+                return false;
+        return true;
+    }
+    case KAFKA_API_ALTER_CONFIGS: {
+        const kafka_alter_configs_request *q = r->req;
+        for (int32_t i = 0; i < q->resources_count; i++)
+            if (!bauthz_config_resource(r, ACL_OP_ALTER_CONFIGS, q->resources[i].resource_type,
+                                        q->resources[i].resource_name))
+                return false;
+        return true;
+    }
+    case KAFKA_API_INCREMENTAL_ALTER_CONFIGS: {
+        const kafka_incremental_alter_configs_request *q = r->req;
+        for (int32_t i = 0; i < q->resources_count; i++)
+            if (!bauthz_config_resource(r, ACL_OP_ALTER_CONFIGS, q->resources[i].resource_type,
+                                        q->resources[i].resource_name))
+                return false;
+        return true;
+    }
+    case KAFKA_API_ELECT_LEADERS:
+    case KAFKA_API_UNREGISTER_BROKER:
+    case KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS:
+    case KAFKA_API_CREATE_ACLS:
+    case KAFKA_API_DELETE_ACLS:
+        return bauthz_cluster(r, ACL_OP_ALTER);
+    default:
+        return bauthz_cluster(r, ACL_OP_ALTER);
+    }
 }

@@ -46,12 +46,30 @@ static inline bool bauthz_on(const breq *r) { return r->b->authz != NULL && !r->
 
 /* Whether r's principal may do op on (type, name); logs a denial. Always
  * true when bauthz_on(r) is false. */
-bool bauthz_allow(breq *r, int8_t op, int8_t type, kstr name);
+bool bauthz_allow_(breq *r, int8_t op, int8_t type, kstr name);
+static inline bool bauthz_allow(breq *r, int8_t op, int8_t type, kstr name) {
+    return !bauthz_on(r) || bauthz_allow_(r, op, type, name);
+}
 /* The same without the denial line, for filtering what a listing shows
  * (Metadata, ListGroups), where Kafka logs nothing either. */
-bool bauthz_may(breq *r, int8_t op, int8_t type, kstr name);
+bool bauthz_may_(breq *r, int8_t op, int8_t type, kstr name);
+static inline bool bauthz_may(breq *r, int8_t op, int8_t type, kstr name) {
+    return !bauthz_on(r) || bauthz_may_(r, op, type, name);
+}
 /* On the cluster resource. */
 bool bauthz_cluster(breq *r, int8_t op);
+/* CreateTopics and Metadata's auto-creation: CREATE on the cluster or on
+ * the topic (one denial line, for the topic). */
+bool bauthz_topic_create(breq *r, kstr topic);
+/* A ConfigResource (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs):
+ * topics by name, brokers and broker loggers as the cluster. */
+bool bauthz_config_resource(breq *r, int8_t op, int8_t resource_type, kstr name);
+/* For a request a broker forwards to the active controller (which does not
+ * authorize what arrives on its controller listener): whether every item of
+ * it is allowed here. When not, the broker answers it itself, so that the
+ * denied items get their authorization errors. */
+bool bauthz_forwardable(breq *r);
+
 /* Kafka's authorized-operations bits of a resource for r's principal
  * (every operation the type has when bauthz_on(r) is false). */
 int32_t bauthz_ops(breq *r, int8_t type, kstr name);

@@ -356,6 +356,13 @@ static bool forwarded_api(int16_t key) {
            key == KAFKA_API_CREATE_ACLS || key == KAFKA_API_DELETE_ACLS;
 }
 
+static bool inter_node_api(int16_t key) {
+    return key == KAFKA_API_VOTE || key == KAFKA_API_BEGIN_QUORUM_EPOCH ||
+           key == KAFKA_API_END_QUORUM_EPOCH || key == KAFKA_API_FETCH_SNAPSHOT ||
+           key == KAFKA_API_BROKER_REGISTRATION || key == KAFKA_API_BROKER_HEARTBEAT ||
+           key == KAFKA_API_DESCRIBE_QUORUM;
+}
+
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
 
 static int32_t created_topics(breq *r, const uint8_t *frame, size_t len, kstr **out);
@@ -525,9 +532,15 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
     }
     r->api->response_init(r->resp);
     if (!r->controller_listener && forwarded_api(r->hdr.api_key) && r->b->meta &&
-        bmeta_is_quorum_member(r->b->meta) && forward(r))
+        bmeta_is_quorum_member(r->b->meta) && bauthz_forwardable(r) && forward(r))
         return;
 
+    /* The quorum's and the brokers' own APIs on a client listener: only a
+     * principal with CLUSTER_ACTION (a broker) may send them. */
+    if (bauthz_on(r) && inter_node_api(r->hdr.api_key) && !bauthz_cluster(r, ACL_OP_CLUSTER_ACTION)) {
+        breq_close(r, true);
+        return;
+    }
     /* An asynchronous request may be completed (and freed) by another
      * thread before fn returns: r is not touched after BREQ_ASYNC. Until
      * the handler calls breq_parked, its time counts as remote. */

@@ -189,3 +189,204 @@ def test_super_users_must_parse(tmp_path):
     with pytest.raises(RuntimeError) as e:
         b.start()
     assert "super.users" in str(e.value)
+
+
+# ---- enforcement over SASL/PLAIN ------------------------------------------------------
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+        'password="admin-secret" user_admin="admin-secret" user_alice="alice-secret" '
+        'user_bob="bob-secret";')
+
+
+def rdk(user):
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": user,
+            "sasl.password": user + "-secret"}
+
+
+def kp_admin(b, user):
+    return KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=10000,
+                            security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                            sasl_plain_username=user, sasl_plain_password=user + "-secret")
+
+
+@pytest.fixture
+def secured(tmp_path, request):
+    from conftest import Broker
+    started = []
+
+    def make(**extra):
+        b = Broker(tmp_path / ("b%d" % len(started)), {})
+        b.overrides.update({"listeners": "SASL_PLAINTEXT://127.0.0.1:%d" % b.port,
+                            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+                            "authorizer.class.name": AUTHORIZER, "super.users": "User:admin"})
+        b.overrides.update(extra)
+        started.append(b)
+        return b.start()
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for b in started:
+        if failed:
+            print("---- sluiced log (%s) ----\n%s" % (b.data_dir, b.log()[-20000:]))
+        assert b.stop() in (0, None)
+
+
+def create_topics(b, names):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **rdk("admin")))
+    for f in a.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        f.result(timeout=15)
+
+
+def produce_one(b, user, topic, value=b"v"):
+    """Produces one record; returns the delivery error (None when delivered)."""
+    from confluent_kafka import Producer
+    out = []
+    p = Producer(dict({"bootstrap.servers": b.bootstrap, "message.timeout.ms": 10000}, **rdk(user)))
+    p.produce(topic, value, on_delivery=lambda err, msg: out.append(err))
+    deadline = time.time() + 15
+    while not out and time.time() < deadline:
+        p.poll(0.2)
+    p.flush(5)
+    assert out, "no delivery report within 15 s"
+    return out[0]
+
+
+def grant(b, acls):
+    a = kp_admin(b, "admin")
+    try:
+        res = a.create_acls(acls)
+        assert len(res["succeeded"]) == len(acls), res
+    finally:
+        a.close()
+
+
+def group_acl(principal, group, op):
+    return ACL(principal=principal, host="*", operation=op, permission_type=ACLPermissionType.ALLOW,
+               resource_pattern=ResourcePattern(ResourceType.GROUP, group, ACLResourcePatternType.LITERAL))
+
+
+def wait_log(b, text, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in b.log():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_produce_allowed_on_one_topic_denied_on_another(secured):
+    from confluent_kafka import KafkaError
+    b = secured()
+    create_topics(b, ["topic-a", "topic-b"])
+    grant(b, [topic_acl("User:alice", "topic-a", ACLOperation.WRITE)])
+    assert produce_one(b, "alice", "topic-a") is None
+    err = produce_one(b, "alice", "topic-b")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # bob has no ACL at all
+    err = produce_one(b, "bob", "topic-a")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # librdkafka stops at Metadata (no DESCRIBE), as against Kafka.
+    assert wait_log(b, "denied: principal User:bob operation DESCRIBE on TOPIC:topic-a")
+    # With DESCRIBE but no WRITE the Produce request itself is refused.
+    grant(b, [topic_acl("User:bob", "topic-a", ACLOperation.DESCRIBE)])
+    err = produce_one(b, "bob", "topic-a")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    assert wait_log(b, "denied: principal User:bob operation WRITE on TOPIC:topic-a for Produce")
+    # the super user writes anywhere
+    assert produce_one(b, "admin", "topic-b") is None
+
+
+def test_metadata_lists_only_described_topics(secured):
+    from confluent_kafka.admin import AdminClient
+    b = secured()
+    create_topics(b, ["seen", "hidden", "logs-1", "logs-2"])
+    grant(b, [topic_acl("User:alice", "seen", ACLOperation.WRITE),
+              topic_acl("User:alice", "logs-", ACLOperation.DESCRIBE, pattern=ACLResourcePatternType.PREFIXED)])
+    alice = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **rdk("alice")))
+    assert sorted(alice.list_topics(timeout=10).topics) == ["logs-1", "logs-2", "seen"]
+    admin_ = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **rdk("admin")))
+    assert {"seen", "hidden", "logs-1", "logs-2"} <= set(admin_.list_topics(timeout=10).topics)
+    # Asked by name, a hidden topic answers TOPIC_AUTHORIZATION_FAILED.
+    md = alice.list_topics(topic="hidden", timeout=10)
+    assert md.topics["hidden"].error is not None
+    assert md.topics["hidden"].error.code() == 29
+
+
+def consume(b, user, topic, group, timeout=15.0):
+    """Consumes from the start; returns (values, errors)."""
+    from confluent_kafka import Consumer
+    c = Consumer(dict({"bootstrap.servers": b.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                       "enable.auto.commit": False}, **rdk(user)))
+    c.subscribe([topic])
+    vals, errs = [], []
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and not vals and not errs:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                errs.append(m.error())
+            else:
+                vals.append(m.value())
+    finally:
+        c.close()
+    return vals, errs
+
+
+def test_consumer_needs_the_group(secured):
+    from confluent_kafka import KafkaError
+    b = secured()
+    create_topics(b, ["in"])
+    assert produce_one(b, "admin", "in", b"hello") is None
+    grant(b, [topic_acl("User:alice", "in", ACLOperation.READ)])
+    vals, errs = consume(b, "alice", "in", "g-alice")
+    assert not vals and errs and errs[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, (vals, errs)
+    grant(b, [group_acl("User:alice", "g-alice", ACLOperation.READ)])
+    vals, errs = consume(b, "alice", "in", "g-alice")
+    assert vals == [b"hello"], (vals, errs)
+
+
+def test_deny_wins_and_acls_survive_restart(secured):
+    from confluent_kafka import KafkaError
+    b = secured()
+    create_topics(b, ["t1"])
+    grant(b, [topic_acl("User:*", "t", ACLOperation.WRITE, pattern=ACLResourcePatternType.PREFIXED),
+              topic_acl("User:bob", "t1", ACLOperation.WRITE, perm=ACLPermissionType.DENY)])
+    assert produce_one(b, "alice", "t1") is None
+    err = produce_one(b, "bob", "t1")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    b.restart()
+    assert produce_one(b, "alice", "t1") is None
+    err = produce_one(b, "bob", "t1")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_admin_apis_need_acls(secured):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    b = secured()
+    alice = AdminClient(dict({"bootstrap.servers": b.bootstrap}, **rdk("alice")))
+    f = alice.create_topics([NewTopic("made-by-alice", 1, 1)])["made-by-alice"]
+    with pytest.raises(Exception) as e:
+        f.result(timeout=15)
+    assert "TOPIC_AUTHORIZATION_FAILED" in str(e.value) or "uthoriz" in str(e.value)
+    # The ACL APIs need CLUSTER ALTER / DESCRIBE.
+    a = kp_admin(b, "alice")
+    try:
+        res = a.create_acls([topic_acl("User:alice", "x", ACLOperation.ALL)])
+        assert len(res["failed"]) == 1 and res["failed"][0][1].errno == 31
+    finally:
+        a.close()
+    grant(b, [ACL(principal="User:alice", host="*", operation=ACLOperation.CREATE,
+                  permission_type=ACLPermissionType.ALLOW,
+                  resource_pattern=ResourcePattern(ResourceType.CLUSTER, "kafka-cluster",
+                                                   ACLResourcePatternType.LITERAL))])
+    f = alice.create_topics([NewTopic("made-by-alice", 1, 1)])["made-by-alice"]
+    f.result(timeout=15)
+    # Deleting needs DELETE on the topic.
+    f = alice.delete_topics(["made-by-alice"])["made-by-alice"]
+    with pytest.raises(Exception):
+        f.result(timeout=15)
+    grant(b, [topic_acl("User:alice", "made-by-alice", ACLOperation.DELETE)])
+    alice.delete_topics(["made-by-alice"])["made-by-alice"].result(timeout=15)
