@@ -390,3 +390,56 @@ def test_admin_apis_need_acls(secured):
         f.result(timeout=15)
     grant(b, [topic_acl("User:alice", "made-by-alice", ACLOperation.DELETE)])
     alice.delete_topics(["made-by-alice"])["made-by-alice"].result(timeout=15)
+
+
+# ---- SSL: the certificate's subject is the principal -------------------------------------
+
+def test_ssl_principal_is_the_certificate_subject(tmp_path, request):
+    from confluent_kafka import KafkaError, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from conftest import Broker
+    from test_security import Pki, make_cert
+    pki = Pki(tmp_path / "pki")
+    admin_key, admin_crt = make_cert(pki.dir, "admin", pki.ca_key, pki.ca, "admin")
+    b = Broker(tmp_path / "b", {})
+    b.overrides.update({"listeners": "SSL://127.0.0.1:%d" % b.port, "ssl.keystore.type": "PEM",
+                        "ssl.keystore.location": pki.keystore, "ssl.client.auth": "required",
+                        "ssl.truststore.type": "PEM", "ssl.truststore.location": pki.ca,
+                        "authorizer.class.name": AUTHORIZER, "super.users": "User:CN=admin"})
+    b.start()
+    try:
+        admin_conf = {"bootstrap.servers": b.bootstrap, "security.protocol": "SSL", "ssl.ca.location": pki.ca,
+                      "ssl.certificate.location": admin_crt, "ssl.key.location": admin_key}
+        ac = AdminClient(admin_conf)
+        fs = ac.create_topics([NewTopic(n, 1, 1) for n in ("ssl-t", "ssl-other")])
+        for f in fs.values():
+            f.result(timeout=15)
+        a = KafkaAdminClient(bootstrap_servers=b.bootstrap, security_protocol="SSL", ssl_cafile=pki.ca,
+                             ssl_certfile=admin_crt, ssl_keyfile=admin_key, ssl_check_hostname=False,
+                             request_timeout_ms=10000)
+        try:
+            res = a.create_acls([topic_acl("User:CN=alice", "ssl-t", ACLOperation.WRITE)])
+            assert len(res["succeeded"]) == 1, res
+        finally:
+            a.close()
+        alice = {"bootstrap.servers": b.bootstrap, "security.protocol": "SSL", "ssl.ca.location": pki.ca,
+                 "ssl.certificate.location": pki.client_crt, "ssl.key.location": pki.client_key,
+                 "message.timeout.ms": 10000}
+
+        def produce(topic):
+            out = []
+            p = Producer(alice)
+            p.produce(topic, b"x", on_delivery=lambda err, msg: out.append(err))
+            deadline = time.time() + 15
+            while not out and time.time() < deadline:
+                p.poll(0.2)
+            return out[0] if out else "no report"
+
+        assert produce("ssl-t") is None
+        err = produce("ssl-other")
+        assert isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+        assert "denied: principal User:CN=alice operation DESCRIBE on TOPIC:ssl-other" in b.log()
+    finally:
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(b.log()[-10000:])
+        b.stop()
