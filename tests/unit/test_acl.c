@@ -168,6 +168,13 @@ static void test_decision(void) {
     acl_policy_free(&su);
     CHECK(acl_policy_init(&su, "admin", false, err, sizeof err) == -1);
     CHECK(strstr(err, "admin") != NULL);
+    /* some topic WRITE (InitProducerId without IDEMPOTENT_WRITE) */
+    CHECK(acl_any_allowed(s, &none, "User:alice", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(acl_any_allowed(s, &none, "User:carol", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(!acl_any_allowed(s, &none, "User:bob", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(!acl_any_allowed(s, &none, "User:zed", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(!acl_any_allowed(s, &open, "User:zed", "h", ACL_OP_WRITE, ACL_RES_TOPIC));
+    CHECK(acl_any_allowed(s, &open, "User:zed", "h", ACL_OP_WRITE, ACL_RES_TRANSACTIONAL_ID));
     /* authorized operations: alice has WRITE and (implied) DESCRIBE */
     int32_t bits = acl_authorized_ops(s, &none, "User:alice", "h", ACL_RES_TOPIC, kstr_c("orders"));
     CHECK_EQ_INT(bits, (1 << ACL_OP_WRITE) | (1 << ACL_OP_DESCRIBE));
