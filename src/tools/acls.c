@@ -77,8 +77,8 @@ static void print_binding(const rd_kafka_AclBinding_t *b, bool json, bool *first
     const char *op = rd_kafka_AclOperation_name(rd_kafka_AclBinding_operation(b));
     const char *perm = rd_kafka_AclPermissionType_name(rd_kafka_AclBinding_permission_type(b));
     if (!json) {
-        printf("%s:%s:%s  principal=%s host=%s operation=%s permission=%s\n", rt, pt, name, principal, host, op,
-               perm);
+        printf("%s:%s:%s  principal=%s host=%s operation=%s permission=%s\n", rt, pt, name, principal, host,
+               op, perm);
         return;
     }
     printf("%s{\"resourceType\":", *first ? "" : ",");
@@ -106,8 +106,9 @@ static const char *resource_name(const acls_args *a) {
 static int do_list(acls_args *a, rd_kafka_t *rk) {
     int rc = CLI_OK;
     char errstr[256];
-    int pattern = a->pattern >= 0 ? a->pattern : a->restype == RD_KAFKA_RESOURCE_ANY ? RD_KAFKA_RESOURCE_PATTERN_ANY
-                                                                                     : RD_KAFKA_RESOURCE_PATTERN_LITERAL;
+    int pattern = a->pattern >= 0                       ? a->pattern
+                  : a->restype == RD_KAFKA_RESOURCE_ANY ? RD_KAFKA_RESOURCE_PATTERN_ANY
+                                                        : RD_KAFKA_RESOURCE_PATTERN_LITERAL;
     rd_kafka_AclBindingFilter_t *f = rd_kafka_AclBindingFilter_new(
         (rd_kafka_ResourceType_t)a->restype, a->restype == RD_KAFKA_RESOURCE_ANY ? NULL : resource_name(a),
         (rd_kafka_ResourcePatternType_t)pattern, a->principal, NULL, RD_KAFKA_ACL_OPERATION_ANY,
@@ -161,15 +162,17 @@ static int product(const acls_args *a, bool filters, rd_kafka_AclBinding_t **out
                         return cli_usage_err("acls", "more than %d ACLs in one call", max);
                     int op = a->n_ops ? a->ops[o] : RD_KAFKA_ACL_OPERATION_ANY;
                     rd_kafka_AclBinding_t *b =
-                        filters ? rd_kafka_AclBindingFilter_new(
-                                      (rd_kafka_ResourceType_t)a->restype, resource_name(a),
-                                      (rd_kafka_ResourcePatternType_t)pattern, ps[p], hs[h],
-                                      (rd_kafka_AclOperation_t)op, (rd_kafka_AclPermissionType_t)perm, errstr,
-                                      sizeof errstr)
-                                : rd_kafka_AclBinding_new((rd_kafka_ResourceType_t)a->restype, resource_name(a),
-                                                          (rd_kafka_ResourcePatternType_t)pattern, ps[p], hs[h],
-                                                          (rd_kafka_AclOperation_t)op,
-                                                          (rd_kafka_AclPermissionType_t)perm, errstr, sizeof errstr);
+                        filters
+                            ? rd_kafka_AclBindingFilter_new(
+                                  (rd_kafka_ResourceType_t)a->restype, resource_name(a),
+                                  (rd_kafka_ResourcePatternType_t)pattern, ps[p], hs[h],
+                                  (rd_kafka_AclOperation_t)op, (rd_kafka_AclPermissionType_t)perm, errstr,
+                                  sizeof errstr)
+                            : rd_kafka_AclBinding_new((rd_kafka_ResourceType_t)a->restype, resource_name(a),
+                                                      (rd_kafka_ResourcePatternType_t)pattern, ps[p], hs[h],
+                                                      (rd_kafka_AclOperation_t)op,
+                                                      (rd_kafka_AclPermissionType_t)perm, errstr,
+                                                      sizeof errstr);
                     if (b == NULL)
                         return cli_usage_err("acls", "%s", errstr);
                     out[(*n)++] = b;
@@ -198,7 +201,8 @@ static int do_add(acls_args *a, rd_kafka_t *rk) {
             for (size_t i = 0; i < cnt && i < (size_t)n; i++) {
                 const rd_kafka_error_t *e = rd_kafka_acl_result_error(res[i]);
                 if (e != NULL && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                    cli_err("acls", "cannot add ACL: %s: %s", rd_kafka_error_name(e), rd_kafka_error_string(e));
+                    cli_err("acls", "cannot add ACL: %s: %s", rd_kafka_error_name(e),
+                            rd_kafka_error_string(e));
                     rc = kc_exit_for(rd_kafka_error_code(e));
                     continue;
                 }
@@ -227,8 +231,9 @@ static int do_remove(acls_args *a, rd_kafka_t *rk) {
         int pattern = a->pattern >= 0 ? a->pattern : RD_KAFKA_RESOURCE_PATTERN_LITERAL;
         for (int o = 0; o < (a->n_ops ? a->n_ops : 1); o++) {
             fs[n] = rd_kafka_AclBindingFilter_new(
-                (rd_kafka_ResourceType_t)a->restype, resource_name(a), (rd_kafka_ResourcePatternType_t)pattern,
-                NULL, NULL, (rd_kafka_AclOperation_t)(a->n_ops ? a->ops[o] : RD_KAFKA_ACL_OPERATION_ANY),
+                (rd_kafka_ResourceType_t)a->restype, resource_name(a),
+                (rd_kafka_ResourcePatternType_t)pattern, NULL, NULL,
+                (rd_kafka_AclOperation_t)(a->n_ops ? a->ops[o] : RD_KAFKA_ACL_OPERATION_ANY),
                 RD_KAFKA_ACL_PERMISSION_TYPE_ANY, errstr, sizeof errstr);
             if (fs[n] == NULL) {
                 rc = cli_usage_err("acls", "%s", errstr);
@@ -260,7 +265,8 @@ static int do_remove(acls_args *a, rd_kafka_t *rk) {
                     continue;
                 }
                 size_t m = 0;
-                const rd_kafka_AclBinding_t **acls = rd_kafka_DeleteAcls_result_response_matching_acls(res[i], &m);
+                const rd_kafka_AclBinding_t **acls =
+                    rd_kafka_DeleteAcls_result_response_matching_acls(res[i], &m);
                 for (size_t j = 0; j < m; j++) {
                     if (!a->json)
                         fputs("Removed ", stdout);
