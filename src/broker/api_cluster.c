@@ -26,6 +26,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
@@ -39,6 +40,11 @@ breq_status api_describe_cluster(breq *r) {
     int16_t ver = r->hdr.api_version;
 
     resp->error_message = KSTR_NULL;
+    if (!bauthz_cluster(r, ACL_OP_DESCRIBE)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->brokers_count = 0;
+        return BREQ_DONE;
+    }
     if (ver >= 1 && req->endpoint_type != ENDPOINT_BROKERS) {
         bool ctl = req->endpoint_type == ENDPOINT_CONTROLLERS;
         resp->error_code = ctl ? KAFKA_ERR_MISMATCHED_ENDPOINT_TYPE : KAFKA_ERR_UNSUPPORTED_ENDPOINT_TYPE;
@@ -155,6 +161,11 @@ breq_status api_describe_log_dirs(breq *r) {
     broker *b = r->b;
     const config_list *dirs = &b->cfg->log_dirs;
     breq_status st = BREQ_CLOSE;
+    if (!bauthz_cluster(r, ACL_OP_DESCRIBE)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->results_count = 0;
+        return BREQ_DONE;
+    }
     md_image *img = bmeta_image(b->meta);
     logmgr *lm = bmeta_logmgr(b->meta);
     int n_sel = 0;

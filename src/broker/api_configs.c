@@ -30,6 +30,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
@@ -187,6 +188,13 @@ static bool describe_one(breq *r, const md_image *img, const kafka_describe_conf
 
     out->resource_type = res->resource_type;
     out->resource_name = res->resource_name;
+    if (!bauthz_config_resource(r, ACL_OP_DESCRIBE_CONFIGS, res->resource_type, res->resource_name)) {
+        out->error_code = res->resource_type == API_RESOURCE_TOPIC ? KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED
+                                                                   : KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        out->error_message = api_kstr(r, "Authorization failed (DESCRIBE_CONFIGS).");
+        out->configs_count = 0;
+        return true;
+    }
     switch (res->resource_type) {
     case API_RESOURCE_TOPIC: {
         const md_topic *t = find_topic(img, res->resource_name, &rc, msg, sizeof msg);
@@ -464,7 +472,11 @@ out:
 static bool alter_one(breq *r, const alter_in *in, bool validate_only, int16_t *err, kstr *err_msg) {
     char msg[CONFIG_MSG_MAX] = "";
     int rc;
-    if (in->n > CONFIGS_PER_RESOURCE_MAX) {
+    if (!bauthz_config_resource(r, ACL_OP_ALTER_CONFIGS, in->type, in->name)) {
+        snprintf(msg, sizeof msg, "Authorization failed (ALTER_CONFIGS).");
+        rc = in->type == API_RESOURCE_TOPIC ? KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED
+                                            : KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+    } else if (in->n > CONFIGS_PER_RESOURCE_MAX) {
         snprintf(msg, sizeof msg, "%d configs in one resource; at most %d are allowed.", in->n,
                  CONFIGS_PER_RESOURCE_MAX);
         rc = KAFKA_ERR_INVALID_REQUEST;

@@ -12,6 +12,7 @@
  * nothing to wait for, so timeout_ms is not used yet.
  */
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
@@ -56,11 +57,16 @@ breq_status api_delete_records(breq *r) {
         }
         tr->partitions_count = np;
         const md_topic *t = md_image_topic(img, rt->name);
+        bool denied = !bauthz_allow(r, ACL_OP_DELETE, ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             kafka_delete_records_response_delete_records_partition_result *pr = &tr->partitions[j];
             kafka_delete_records_response_delete_records_partition_result_init(pr);
             pr->partition_index = rt->partitions[j].partition_index;
             pr->low_watermark = -1;
+            if (denied) {
+                pr->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             int16_t err;
             rpart *p = bmeta_partition(r->b->meta, t, pr->partition_index, &err);
             if (p == NULL) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "core/log.h"
@@ -81,8 +82,17 @@ breq_status api_describe_producers(breq *r) {
             return BREQ_CLOSE;
         }
         tr->partitions_count = np;
-        for (int32_t j = 0; j < np; j++)
+        bool denied = !bauthz_allow(r, ACL_OP_READ, ACL_RES_TOPIC, tq->name);
+        for (int32_t j = 0; j < np; j++) {
+            if (denied) {
+                kafka_describe_producers_response_partition_response_init(&tr->partitions[j]);
+                tr->partitions[j].partition_index = tq->partition_indexes[j];
+                tr->partitions[j].error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+                tr->partitions[j].active_producers_count = 0;
+                continue;
+            }
             describe_partition(r, t, tq->partition_indexes[j], &tr->partitions[j]);
+        }
     }
     md_image_unref(img);
     return BREQ_DONE;

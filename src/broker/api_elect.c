@@ -25,6 +25,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "core/log.h"
@@ -65,6 +66,11 @@ breq_status api_elect_leaders(breq *r) {
     kafka_elect_leaders_response *resp = r->resp;
     int8_t type = r->hdr.api_version >= 1 ? req->election_type : CTRL_ELECT_PREFERRED;
     resp->error_code = 0;
+    if (!bauthz_cluster(r, ACL_OP_ALTER)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->replica_election_results_count = 0;
+        return BREQ_DONE;
+    }
 
     if (req->topic_partitions_count >= 0) {
         int64_t total = 0;
@@ -166,6 +172,10 @@ breq_status api_unregister_broker(breq *r) {
     kafka_unregister_broker_response *resp = r->resp;
     ctrl_item_result out;
     memset(&out, 0, sizeof out);
+    if (!bauthz_cluster(r, ACL_OP_ALTER)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     bmeta_unregister_broker(r->b->meta, req->broker_id, &out);
     resp->error_code = out.error;
     resp->error_message = out.message[0] ? api_kstr(r, out.message) : KSTR_NULL;
@@ -178,6 +188,11 @@ breq_status api_alter_partition(breq *r) {
     const kafka_alter_partition_request *req = r->req;
     kafka_alter_partition_response *resp = r->resp;
     int16_t ver = r->hdr.api_version;
+    if (!bauthz_cluster(r, ACL_OP_CLUSTER_ACTION)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->topics_count = 0;
+        return BREQ_DONE;
+    }
     int64_t total = 0;
     for (int32_t i = 0; i < req->topics_count; i++)
         total += req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;

@@ -11,6 +11,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "controller/controller.h"
@@ -57,6 +58,12 @@ breq_status api_update_features(breq *r) {
     kafka_update_features_response *resp = r->resp;
     int16_t ver = r->hdr.api_version;
     int32_t n = req->feature_updates_count > 0 ? req->feature_updates_count : 0;
+    if (!bauthz_cluster(r, ACL_OP_ALTER)) { /* Kafka's rule: ALTER on the cluster */
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->error_message = kstr_c("updating features needs ALTER on the cluster");
+        resp->results_count = 0;
+        return BREQ_DONE;
+    }
     if (n > CTRL_REQUEST_ITEMS_MAX) {
         resp->error_code = KAFKA_ERR_INVALID_REQUEST;
         resp->error_message = kstr_c("too many feature updates in one request");

@@ -80,6 +80,7 @@
 #include "broker/api_util.h"
 #include "obs/metrics.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/meta.h"
 #include "raft/codec.h"
 #include "broker/broker.h"
@@ -165,13 +166,42 @@ static bool same_topic(const fitem *a, const fitem *b, bool by_id) {
 /* Looks the item's topic and partition up in img and checks its leader
  * epoch (the replica machine answers NOT_LEADER_OR_FOLLOWER,
  * FENCED_LEADER_EPOCH and UNKNOWN_LEADER_EPOCH). */
-static void resolve(breq *r, const md_image *img, fitem *it, bool by_id) {
+static bool is_follower(const breq *r) {
+    const kafka_fetch_request *req = r->req;
+    return (r->hdr.api_version >= 15 ? req->replica_state.replica_id : req->replica_id) >= 0;
+}
+
+/* Consumers need READ on the topic (TOPIC_AUTHORIZATION_FAILED, also for a
+ * topic that does not exist, as Kafka answers); followers passed CLUSTER
+ * CLUSTER_ACTION in api_fetch. *last caches the decision for a run of items
+ * of one topic. */
+static bool may_read(breq *r, kstr topic, const md_topic *t, const md_topic **last, bool *last_ok) {
+    if (!bauthz_on(r) || is_follower(r))
+        return true;
+    if (t != NULL && t == *last)
+        return *last_ok;
+    bool ok = bauthz_allow(r, ACL_OP_READ, ACL_RES_TOPIC, topic);
+    *last = t;
+    *last_ok = ok;
+    return ok;
+}
+
+static void resolve(breq *r, const md_image *img, fitem *it, bool by_id, const md_topic **last,
+                    bool *last_ok) {
     /* Before v13 an empty name is just an unknown topic: those versions
      * carry no ids, and their clients do not know UNKNOWN_TOPIC_ID. */
     bool use_id = by_id;
     const md_topic *t = use_id ? md_image_topic_by_id(img, it->topic_id) : md_image_topic(img, it->topic);
     if (t == NULL) {
+        if (!use_id && !may_read(r, it->topic, NULL, last, last_ok)) {
+            it->err = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+            return;
+        }
         it->err = use_id ? KAFKA_ERR_UNKNOWN_TOPIC_ID : KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (!may_read(r, (kstr){t->name, t->name_len}, t, last, last_ok)) {
+        it->err = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
         return;
     }
     if (use_id && it->topic.len <= 0)
@@ -188,8 +218,10 @@ static void resolve(breq *r, const md_image *img, fitem *it, bool by_id) {
 
 static void resolve_all(breq *r, fitem *items, int n, bool by_id) {
     md_image *img = bmeta_image(r->b->meta);
+    const md_topic *last = NULL;
+    bool last_ok = false;
     for (int i = 0; i < n; i++)
-        resolve(r, img, &items[i], by_id);
+        resolve(r, img, &items[i], by_id, &last, &last_ok);
     md_image_unref(img);
 }
 
@@ -1074,6 +1106,13 @@ static void fetch_finish(breq *r, void *arg, bool expired) {
 breq_status api_fetch(breq *r) {
     kafka_fetch_request *req = r->req;
     int16_t ver = r->hdr.api_version;
+    /* Followers and the metadata log's fetchers are brokers: CLUSTER_ACTION. */
+    if (is_follower(r) && !bauthz_cluster(r, ACL_OP_CLUSTER_ACTION)) {
+        kafka_fetch_response *resp = r->resp;
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->responses_count = 0;
+        return BREQ_DONE;
+    }
     /* A voter fetching the metadata log: the quorum answers it. */
     if (raft_codec_is_metadata_fetch(req) && bmeta_quorum(r->b->meta) != NULL)
         return api_quorum(r);

@@ -21,6 +21,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/meta.h"
 #include "broker/broker.h"
 #include "broker/groups.h"
@@ -145,6 +146,19 @@ static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, ks
     return 0;
 }
 
+/* FindCoordinator: DESCRIBE on the group (key type 0) or the transactional
+ * id (1). 0, or the authorization error. */
+static int16_t coordinator_allowed(breq *r, int8_t key_type, kstr key) {
+    if (key_type == 1)
+        return bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_TRANSACTIONAL_ID, key)
+                   ? 0
+                   : KAFKA_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    if (key_type == 0)
+        return bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_GROUP, key) ? 0
+                                                                    : KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+    return 0;
+}
+
 breq_status api_find_coordinator(breq *r) {
     const kafka_find_coordinator_request *req = r->req;
     kafka_find_coordinator_response *resp = r->resp;
@@ -155,6 +169,15 @@ breq_status api_find_coordinator(breq *r) {
                                                       : kstr_c(""),
                     r->hdr.api_version < 4 ? 1 : req->coordinator_keys_count);
     if (r->hdr.api_version < 4) {
+        resp->error_code = coordinator_allowed(r, req->key_type, req->key);
+        if (resp->error_code != 0) {
+            if (r->hdr.api_version >= 1)
+                resp->error_message = kstr_c("Authorization failed (DESCRIBE).");
+            resp->node_id = -1;
+            resp->host = kstr_c("");
+            resp->port = -1;
+            return BREQ_DONE;
+        }
         resp->error_code =
             coordinator_for(r, req->key_type, req->key, &resp->node_id, &resp->host, &resp->port);
         if (resp->error_code && r->hdr.api_version >= 1)
@@ -172,6 +195,13 @@ breq_status api_find_coordinator(breq *r) {
         kafka_find_coordinator_response_coordinator *c = &resp->coordinators[i];
         kafka_find_coordinator_response_coordinator_init(c);
         c->key = req->coordinator_keys[i];
+        if ((c->error_code = coordinator_allowed(r, req->key_type, c->key)) != 0) {
+            c->error_message = kstr_c("Authorization failed (DESCRIBE).");
+            c->node_id = -1;
+            c->host = kstr_c("");
+            c->port = -1;
+            continue;
+        }
         c->error_code = coordinator_for(r, req->key_type, c->key, &c->node_id, &c->host, &c->port);
         if (c->error_code)
             c->error_message = kstr_c("The coordinator is not available.");
@@ -256,7 +286,14 @@ breq_status api_join_group(breq *r) {
                           .protocol_metadata = metas,
                           .n_protocols = n,
                           .require_known_member_id = r->hdr.api_version >= 4};
-    groups_shard *s = groups_lock(r->b, req->group_id);
+    groups_shard *s = NULL;
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        resp->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        resp->member_id = jr.member_id;
+        resp->protocol_name = r->hdr.api_version >= 7 ? KSTR_NULL : kstr_c("");
+        return BREQ_DONE;
+    }
+    s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         resp->member_id = jr.member_id;
@@ -290,6 +327,10 @@ breq_status api_sync_group(breq *r) {
                           .assign_member = ids,
                           .assign_bytes = as,
                           .n_assign = n};
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        resp->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -305,6 +346,10 @@ breq_status api_sync_group(breq *r) {
 breq_status api_heartbeat(breq *r) {
     const kafka_heartbeat_request *req = r->req;
     kafka_heartbeat_response *resp = r->resp;
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        resp->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -319,6 +364,11 @@ breq_status api_heartbeat(breq *r) {
 breq_status api_leave_group(breq *r) {
     const kafka_leave_group_request *req = r->req;
     kafka_leave_group_response *resp = r->resp;
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        resp->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        resp->members_count = 0;
+        return BREQ_DONE;
+    }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -409,8 +459,17 @@ breq_status api_offset_commit(breq *r) {
         return BREQ_CLOSE;
     int k = 0;
     int64_t commit_ts = -1;
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        int16_t *errs = total ? breq_calloc(r, (size_t)total, sizeof *errs) : NULL;
+        if (total && errs == NULL)
+            return BREQ_CLOSE;
+        for (int i = 0; i < total; i++)
+            errs[i] = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        return commit_respond(r, errs) ? BREQ_DONE : BREQ_CLOSE;
+    }
     for (int i = 0; i < nt; i++) {
         const kafka_offset_commit_request_offset_commit_request_topic *t = &req->topics[i];
+        bool topic_denied = !bauthz_allow(r, ACL_OP_READ, ACL_RES_TOPIC, t->name);
         md_image *img = bmeta_image(r->b->meta);
         const md_topic *tp = md_image_topic(img, t->name);
         int32_t nparts = tp ? tp->n_partitions : 0;
@@ -423,7 +482,9 @@ breq_status api_offset_commit(breq *r) {
                                     p->committed_leader_epoch,
                                     p->committed_metadata,
                                     0};
-            if (p->partition_index < 0 || p->partition_index >= nparts)
+            if (topic_denied)
+                es[k].error = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+            else if (p->partition_index < 0 || p->partition_index >= nparts)
                 es[k].error = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
             if (ver == 1 && p->commit_timestamp >= 0)
                 commit_ts = p->commit_timestamp;
@@ -500,6 +561,8 @@ static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
  * (topics == NULL). names/parts/counts describe the request's topics. */
 static int16_t fetch_group(breq *r, kstr group, kstr member, int32_t epoch, int nt, const kstr *names,
                            int32_t *const *parts, const int32_t *counts, bool all, fetch_list *fl) {
+    if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_GROUP, group))
+        return KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
     groups_shard *s = groups_lock(r->b, group);
     if (s == NULL)
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -797,6 +860,10 @@ static void describe_one(breq *r, kstr id, kafka_describe_groups_response_descri
         out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
         return;
     }
+    if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_GROUP, id)) {
+        out->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        return;
+    }
     groups_shard *s = groups_lock(r->b, id);
     if (s == NULL) {
         out->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -873,10 +940,10 @@ breq_status api_describe_groups(breq *r) {
     resp->groups_count = n;
     for (int i = 0; i < n; i++) {
         describe_one(r, req->groups[i], &resp->groups[i]);
-        /* Every operation a group supports (Read, Delete, Describe), as an
-         * authorizer-less Kafka reports them. */
+        /* The group operations (Read, Delete, Describe) the principal has:
+         * all of them without an authorizer, as Kafka reports them. */
         if (r->hdr.api_version >= 3 && req->include_authorized_operations)
-            resp->groups[i].authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+            resp->groups[i].authorized_operations = bauthz_ops(r, ACL_RES_GROUP, req->groups[i]);
     }
     return BREQ_DONE;
 }
@@ -894,12 +961,16 @@ typedef struct list_ctx {
     kafka_list_groups_response_listed_group *v;
     int n, cap;
     bool oom;
+    bool filter; /* by the principal's DESCRIBE on each group */
 } list_ctx;
 
 static const char *const cstate_names[] = {"Empty", "Assigning", "Reconciling", "Stable", NULL};
 
 static bool list_one(void *ctx, const gcoord_group *g) {
     list_ctx *lc = ctx;
+    /* Only the groups the principal may describe are listed. */
+    if (lc->filter && !bauthz_may(lc->r, ACL_OP_DESCRIBE, ACL_RES_GROUP, kstr_c(g->id)))
+        return true;
     const char *state = g->cg ? cg_state_name(g->cg) : gcoord_state_name(g->state);
     if (g->cg) {
         unsigned bit = 0;
@@ -954,6 +1025,9 @@ breq_status api_list_groups(breq *r) {
         lc.classic |= t.len == 7 && strncasecmp(t.ptr, "classic", 7) == 0;
         lc.consumer |= t.len == 8 && strncasecmp(t.ptr, "consumer", 8) == 0;
     }
+    /* CLUSTER DESCRIBE lists every group; otherwise each is checked. The
+     * ACLs are taken before any shard is locked. */
+    lc.filter = bauthz_on(r) && !bauthz_may(r, ACL_OP_DESCRIBE, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME));
     int32_t n = groups_shard_count(r->b);
     if (n == 0)
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -1020,6 +1094,11 @@ breq_status api_delete_groups(breq *r) {
         kstr id = req->groups_names[i];
         resp->results[i].group_id = id;
         items[i] = (delete_groups_item){dc, i};
+        if (!bauthz_allow(r, ACL_OP_DELETE, ACL_RES_GROUP, id)) {
+            resp->results[i].error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+            atomic_fetch_sub(&dc->pending, 1);
+            continue;
+        }
         groups_shard *s = groups_lock(r->b, id);
         if (s == NULL) {
             resp->results[i].error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -1123,6 +1202,8 @@ breq_status api_offset_delete(breq *r) {
         }
     }
     md_image_unref(img);
+    if (!bauthz_allow(r, ACL_OP_DELETE, ACL_RES_GROUP, req->group_id))
+        return offset_delete_respond(oc, KAFKA_ERR_GROUP_AUTHORIZATION_FAILED, NULL) ? BREQ_DONE : BREQ_CLOSE;
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL)
         return offset_delete_respond(oc, KAFKA_ERR_COORDINATOR_NOT_AVAILABLE, NULL) ? BREQ_DONE : BREQ_CLOSE;
@@ -1247,6 +1328,10 @@ breq_status api_consumer_group_heartbeat(breq *r) {
                                      "(group.coordinator.rebalance.protocols).");
         return BREQ_DONE;
     }
+    if (!bauthz_allow(r, ACL_OP_READ, ACL_RES_GROUP, req->group_id)) {
+        resp->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     groups_shard *s = groups_lock(r->b, req->group_id);
     if (s == NULL) {
         resp->error_code = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -1304,6 +1389,10 @@ static bool cg_describe_one(breq *r, kstr id, const md_image *img,
     out->assignor_name = kstr_c("");
     if (id.len <= 0) {
         out->error_code = KAFKA_ERR_INVALID_GROUP_ID;
+        return true;
+    }
+    if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_GROUP, id)) {
+        out->error_code = KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
         return true;
     }
     groups_shard *s = groups_lock(r->b, id);
@@ -1371,7 +1460,7 @@ breq_status api_consumer_group_describe(breq *r) {
     for (int i = 0; i < n && ok; i++) {
         ok = cg_describe_one(r, req->group_ids[i], img, &resp->groups[i]);
         if (req->include_authorized_operations)
-            resp->groups[i].authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+            resp->groups[i].authorized_operations = bauthz_ops(r, ACL_RES_GROUP, req->group_ids[i]);
     }
     md_image_unref(img);
     return ok ? BREQ_DONE : BREQ_CLOSE;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
@@ -147,11 +148,16 @@ breq_status api_list_offsets(breq *r) {
         }
         tr->partitions_count = np;
         const md_topic *t = md_image_topic(img, rt->name);
+        bool denied = !bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_TOPIC, rt->name);
         for (int32_t j = 0; j < np; j++) {
             const kafka_list_offsets_request_list_offsets_partition *rp = &rt->partitions[j];
             kafka_list_offsets_response_list_offsets_partition_response *pr = &tr->partitions[j];
             kafka_list_offsets_response_list_offsets_partition_response_init(pr);
             pr->partition_index = rp->partition_index;
+            if (denied) {
+                pr->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             if (dup[i][j]) {
                 pr->error_code = KAFKA_ERR_INVALID_REQUEST;
                 continue;

@@ -35,6 +35,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "core/log.h"
 
@@ -95,6 +96,9 @@ static bool fill_topic(breq *r, mr_topic *out, const md_topic *t, const int32_t 
     }
     out->partitions = entries;
     out->partitions_count = n;
+    const kafka_metadata_request *req = r->req;
+    if (ver >= 8 && req->include_topic_authorized_operations)
+        out->topic_authorized_operations = bauthz_ops(r, ACL_RES_TOPIC, (kstr){t->name, t->name_len});
     return true;
 }
 
@@ -125,7 +129,18 @@ static bool answer_name(breq *r, md_image **img, mr_topic *out, kstr name, bool 
         fill_error(r, out, name, zero, KAFKA_ERR_INVALID_TOPIC_EXCEPTION);
         return true;
     }
+    if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_TOPIC, name)) {
+        fill_error(r, out, name, zero, KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED);
+        return true;
+    }
     const md_topic *t = md_image_topic(*img, name);
+    /* Auto-creation needs CREATE on the cluster or on the topic. */
+    if (t == NULL && may_create && bauthz_on(r) &&
+        !bauthz_may(r, ACL_OP_CREATE, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME)) &&
+        !bauthz_allow(r, ACL_OP_CREATE, ACL_RES_TOPIC, name)) {
+        fill_error(r, out, name, zero, KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED);
+        return true;
+    }
     if (t == NULL && may_create && !ctrl_reserved_topic_name(name)) {
         ctrl_new_topic nt = {name, -1, -1, NULL, 0, NULL, 0, false};
         ctrl_item_result res;
@@ -187,6 +202,8 @@ breq_status api_metadata(breq *r) {
         resp->cluster_id = kstr_c(bmeta_cluster_id(b->meta));
     if (ver >= 1)
         resp->controller_id = api_controller_id(r);
+    if (ver >= 8 && ver <= 10 && req->include_cluster_authorized_operations)
+        resp->cluster_authorized_operations = bauthz_ops(r, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME));
 
     bool want_all = req->topics_count < 0 || (ver == 0 && req->topics_count == 0);
     if (want_all) {
@@ -195,8 +212,14 @@ breq_status api_metadata(breq *r) {
         resp->topics = n_all > 0 ? breq_calloc(r, (size_t)n_all, sizeof *resp->topics) : NULL;
         if (n_all > 0 && (resp->topics == NULL || all == NULL))
             goto out;
-        for (int32_t i = 0; i < n_all; i++)
-            all[i] = md_image_topic_at(img, i);
+        int32_t kept = 0;
+        /* Only the topics the principal may describe are listed. */
+        for (int32_t i = 0; i < n_all; i++) {
+            const md_topic *t = md_image_topic_at(img, i);
+            if (bauthz_may(r, ACL_OP_DESCRIBE, ACL_RES_TOPIC, (kstr){t->name, t->name_len}))
+                all[kept++] = t;
+        }
+        n_all = kept;
         if (n_all > 1)
             qsort(all, (size_t)n_all, sizeof *all, cmp_topic_ptr);
         for (int32_t i = 0; i < n_all; i++) {
@@ -229,6 +252,10 @@ breq_status api_metadata(breq *r) {
         const md_topic *t = kuuid_is_zero(q->topic_id) ? NULL : md_image_topic_by_id(img, q->topic_id);
         if (t == NULL) {
             fill_error(r, o, KSTR_NULL, q->topic_id, KAFKA_ERR_UNKNOWN_TOPIC_ID);
+            continue;
+        }
+        if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_TOPIC, (kstr){t->name, t->name_len})) {
+            fill_error(r, o, KSTR_NULL, q->topic_id, KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED);
             continue;
         }
         if (!fill_topic(r, o, t, node))

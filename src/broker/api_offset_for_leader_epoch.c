@@ -10,6 +10,7 @@
  * UNKNOWN_LEADER_EPOCH.
  */
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 
 breq_status api_offset_for_leader_epoch(breq *r) {
@@ -36,11 +37,16 @@ breq_status api_offset_for_leader_epoch(breq *r) {
         }
         tr->partitions_count = np;
         const md_topic *t = md_image_topic(img, rt->topic);
+        bool denied = !bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_TOPIC, rt->topic);
         for (int32_t j = 0; j < np; j++) {
             const kafka_offset_for_leader_epoch_request_offset_for_leader_partition *rp = &rt->partitions[j];
             kafka_offset_for_leader_epoch_response_epoch_end_offset *pr = &tr->partitions[j];
             kafka_offset_for_leader_epoch_response_epoch_end_offset_init(pr);
             pr->partition = rp->partition;
+            if (denied) {
+                pr->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
             int16_t err;
             rpart *p = bmeta_partition(r->b->meta, t, rp->partition, &err);
             if (p == NULL) {

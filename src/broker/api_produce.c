@@ -64,6 +64,7 @@
 #include <time.h>
 
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "core/clock.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
@@ -352,6 +353,9 @@ breq_status api_produce(breq *r) {
         return BREQ_CLOSE;
     resp->responses_count = nt;
 
+    /* A transactional producer needs WRITE on its transactional id. */
+    bool txn_denied = req->transactional_id.len >= 0 &&
+                      !bauthz_allow(r, ACL_OP_WRITE, ACL_RES_TRANSACTIONAL_ID, req->transactional_id);
     img = bmeta_image(r->b->meta);
     for (int32_t i = 0; i < nt; i++) {
         kafka_produce_request_topic_produce_data *td = &req->topic_data[i];
@@ -371,6 +375,10 @@ breq_status api_produce(breq *r) {
         char msg[CTRL_MSG_MAX];
         if (bad_acks)
             terr = KAFKA_ERR_INVALID_REQUIRED_ACKS;
+        else if (txn_denied)
+            terr = KAFKA_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        else if (!bauthz_allow(r, ACL_OP_WRITE, ACL_RES_TOPIC, td->name))
+            terr = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
         else if (ctrl_validate_topic_name(td->name, msg, sizeof msg) != 0)
             terr = KAFKA_ERR_INVALID_TOPIC_EXCEPTION;
         else if ((t = md_image_topic(img, td->name)) == NULL)

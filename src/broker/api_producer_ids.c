@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "broker/producer_ids.h"
@@ -31,6 +32,20 @@ breq_status api_init_producer_id(breq *r) {
     kafka_init_producer_id_response *resp = r->resp;
     resp->producer_id = -1;
     resp->producer_epoch = -1;
+    if (req->transactional_id.len >= 0 &&
+        !bauthz_allow(r, ACL_OP_WRITE, ACL_RES_TRANSACTIONAL_ID, req->transactional_id)) {
+        resp->error_code = KAFKA_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
+    /* An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on
+     * any topic (Kafka 3+). */
+    if (req->transactional_id.len < 0 && bauthz_on(r) &&
+        !bauthz_may(r, ACL_OP_IDEMPOTENT_WRITE, ACL_RES_CLUSTER, kstr_c(ACL_CLUSTER_NAME)) &&
+        !bauthz_any_topic_write(r)) {
+        (void)bauthz_cluster(r, ACL_OP_IDEMPOTENT_WRITE); /* the denial line */
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     if (req->transactional_id.len >= 0) {
         LOG_INFO_LIMITED(&txn_refused_rl, "producer-ids",
                          "refused InitProducerId from %s for transactional.id '%.*s': transactions are not "
@@ -74,6 +89,10 @@ breq_status api_allocate_producer_ids(breq *r) {
     int64_t start = -1;
     resp->producer_id_start = -1;
     resp->producer_id_len = 0;
+    if (!bauthz_cluster(r, ACL_OP_CLUSTER_ACTION)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        return BREQ_DONE;
+    }
     if (req->broker_epoch < 0) {
         resp->error_code = KAFKA_ERR_INVALID_REQUEST;
         return BREQ_DONE;

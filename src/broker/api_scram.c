@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
 #include "broker/sasl.h"
@@ -55,6 +56,7 @@ breq_status api_alter_user_scram_credentials(breq *r) {
     if (!users || !ops || !op_user || !keys)
         return BREQ_CLOSE;
     int32_t n_users = 0;
+    bool denied = !bauthz_cluster(r, ACL_OP_ALTER);
     /* Each op, checked; the first refusal of a user is its answer. */
     for (int32_t i = 0; i < nops; i++) {
         bool del = i < nd;
@@ -66,6 +68,8 @@ breq_status api_alter_user_scram_credentials(breq *r) {
             users[u].name = name;
         }
         op_user[i] = u;
+        if (denied)
+            refuse(&users[u], KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED, "Authorization failed (CLUSTER ALTER)");
         ctrl_scram_op *op = &ops[i];
         op->name = name;
         op->mechanism = mech;
@@ -152,6 +156,12 @@ breq_status api_alter_user_scram_credentials(breq *r) {
 breq_status api_describe_user_scram_credentials(breq *r) {
     const kafka_describe_user_scram_credentials_request *req = r->req;
     kafka_describe_user_scram_credentials_response *resp = r->resp;
+    if (!bauthz_cluster(r, ACL_OP_DESCRIBE)) {
+        resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
+        resp->error_message = kstr_c("Authorization failed (CLUSTER DESCRIBE)");
+        resp->results_count = 0;
+        return BREQ_DONE;
+    }
     md_image *img = bmeta_image(r->b->meta);
     int32_t total = md_image_scram_count(img);
     int32_t asked = req->users_count > 0 ? req->users_count : 0;

@@ -26,6 +26,7 @@
 
 #include "broker/api_util.h"
 #include "broker/apis.h"
+#include "broker/authz.h"
 #include "broker/broker.h"
 #include "broker/groups.h"
 #include "core/log.h"
@@ -241,6 +242,13 @@ breq_status api_create_topics(breq *r) {
                 res->error_message = api_kstr(r, "The topic is listed more than once in this request.");
             continue;
         }
+        if (!bauthz_topic_create(r, q->name)) {
+            res->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+            if (r->hdr.api_version >= 1)
+                res->error_message =
+                    api_kstr(r, "Authorization failed (CREATE on the cluster or the topic).");
+            continue;
+        }
         if (!create_one(r, req, q, res))
             return BREQ_CLOSE;
     }
@@ -294,6 +302,10 @@ breq_status api_delete_topics(breq *r) {
                 continue;
             }
             res->name = api_kstr(r, t->name);
+            if (!bauthz_allow(r, ACL_OP_DELETE, ACL_RES_TOPIC, res->name)) {
+                res->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+                continue;
+            }
         } else {
             /* A name given twice is refused for every copy, as Kafka does. */
             if (dup[i]) {
@@ -307,6 +319,10 @@ breq_status api_delete_topics(breq *r) {
                 res->error_code = KAFKA_ERR_INVALID_REQUEST;
                 if (ver >= 5)
                     res->error_message = api_kstr(r, "Give either a topic name or a topic id, not both.");
+                continue;
+            }
+            if (!bauthz_allow(r, ACL_OP_DELETE, ACL_RES_TOPIC, name)) {
+                res->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
                 continue;
             }
             t = md_image_topic(img, name);
@@ -427,6 +443,11 @@ breq_status api_create_partitions(breq *r) {
         if (dup[i]) {
             res->error_code = KAFKA_ERR_INVALID_REQUEST;
             res->error_message = api_kstr(r, "The topic is listed more than once in this request.");
+            continue;
+        }
+        if (!bauthz_allow(r, ACL_OP_ALTER, ACL_RES_TOPIC, q->name)) {
+            res->error_code = KAFKA_ERR_TOPIC_AUTHORIZATION_FAILED;
+            res->error_message = api_kstr(r, "Authorization failed (ALTER on the topic).");
             continue;
         }
         create_partitions_one(r, req, q, res);

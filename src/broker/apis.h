@@ -59,5 +59,9 @@ breq_status api_describe_producers(breq *r);
 /* SCRAM users (api_scram.c); SaslHandshake and SaslAuthenticate are in sasl.h */
 breq_status api_alter_user_scram_credentials(breq *r);
 breq_status api_describe_user_scram_credentials(breq *r);
+/* ACLs (api_acls.c) */
+breq_status api_create_acls(breq *r);
+breq_status api_describe_acls(breq *r);
+breq_status api_delete_acls(breq *r);
 
 #endif

@@ -24,6 +24,7 @@
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
 #include "broker/request.h"
+#include "broker/authz.h"
 #include "broker/sasl.h"
 #include "core/log.h"
 #include "net/tls.h"
@@ -180,6 +181,8 @@ broker *broker_create(const broker_config *cfg) {
     /* Before the metadata opens: its quorum threads apply records from
      * the start, and each applied change wakes long polls through it. */
     if (fetch_mgr_start(b) != 0)
+        goto err;
+    if (bauthz_create(cfg, &b->authz) != 0)
         goto err;
     bmeta_hooks hooks = {&b->env, b, partition_changed};
     b->meta = bmeta_open(cfg, b->storage, &hooks);
@@ -339,6 +342,7 @@ void broker_destroy(broker *b) {
     brepl_free(b);
     tls_server_destroy(b->tls); /* after the servers that used it */
     bsasl_destroy(b->sasl);
+    bauthz_destroy(b->authz);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
     observe_destroy(b);

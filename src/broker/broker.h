@@ -30,6 +30,7 @@ struct obs_metrics;
 struct observe;
 struct tls_server;
 struct bsasl;
+struct bauthz;
 
 struct broker {
     const broker_config *cfg;
@@ -40,6 +41,7 @@ struct broker {
     net_server *ctl_net;    /* the controller listener of a quorum member; NULL otherwise */
     struct tls_server *tls; /* the client listener's TLS context if it is SSL; NULL otherwise */
     struct bsasl *sasl;     /* the client listener's SASL setup if it is SASL_*; NULL otherwise */
+    struct bauthz *authz;   /* the authorizer (authz.h); NULL without authorizer.class.name */
     storage_ctx *storage;   /* files and segment descriptor cache of every log */
     /* The metadata log, image, controller and partitions (meta.h). */
     bmeta *meta;

@@ -184,6 +184,9 @@ typedef struct broker_config {
     int32_t max_connections;
     int32_t max_connections_per_ip;
     const char *max_connections_per_ip_overrides; /* "" if none */
+    const char *authorizer_class_name;            /* "" for none, else ACL_AUTHORIZER_CLASS */
+    const char *super_users;                      /* "" if none */
+    bool allow_everyone_if_no_acl_found;
     int64_t connections_max_idle_ms;
     int32_t fetch_max_bytes;
 

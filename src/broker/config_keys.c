@@ -20,6 +20,7 @@
 #include "config/text.h"
 #include "net/server.h"
 #include "obs/http.h"
+#include "security/acl.h"
 #include "storage/log.h"
 
 #define B(f) offsetof(broker_config, f)
@@ -58,6 +59,15 @@ static int check_tls_protocols(const char *v, char *why, size_t whyn) {
         return -1;
     }
     return 0;
+}
+
+/* authorizer.class.name: none, or Kafka's standard (KRaft) authorizer. */
+static int check_authorizer(const char *v, char *why, size_t whyn) {
+    if (v[0] == '\0' || strcmp(v, ACL_AUTHORIZER_CLASS) == 0)
+        return 0;
+    config_fmt(why, whyn, "unknown authorizer '%.*s' (Sluice has " ACL_AUTHORIZER_CLASS ")",
+               (int)(strlen(v) > 128 ? 128 : strlen(v)), v);
+    return -1;
 }
 
 /* sasl.enabled.mechanisms: the mechanisms Sluice has. */
@@ -449,6 +459,19 @@ static const config_def broker_defs[] = {
     INT("connections.max.reauth.ms", "0", 0, I32MAX, CONFIG_NO_FIELD, CONFIG_F_ACTIVE,
         "Lifetime of a SASL session (KIP-368), told to clients in SaslAuthenticate v1+; a client must "
         "re-authenticate before it ends or its next request closes the connection. 0: no limit."),
+
+    /* ---- security: authorization ---- */
+    {.name = "authorizer.class.name", .type = CONFIG_STRING, .dflt = "", .field = B(authorizer_class_name),
+     .check = check_authorizer, .valid = "\"\" or " ACL_AUTHORIZER_CLASS, .flags = CONFIG_F_ACTIVE,
+     .doc = "The authorizer: empty for none (every request is allowed and the ACL APIs answer "
+            "SECURITY_DISABLED), or " ACL_AUTHORIZER_CLASS " for ACLs kept in the metadata log "
+            "(docs/security.md). Any other class is a start-up error."},
+    STR("super.users", "", B(super_users), CONFIG_F_ACTIVE,
+        "Semicolon-separated principals (User:admin;User:CN=broker1,O=example) the authorizer allows "
+        "everything without ACLs. With a PLAINTEXT inter-broker or controller listener the brokers are "
+        "User:ANONYMOUS: see docs/security.md."),
+    BOOL("allow.everyone.if.no.acl.found", "false", B(allow_everyone_if_no_acl_found), CONFIG_F_ACTIVE,
+         "Whether the authorizer allows a request on a resource that has no ACL at all."),
 
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,

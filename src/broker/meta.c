@@ -1529,3 +1529,9 @@ int bmeta_alter_scram(bmeta *m, const ctrl_scram_op *ops, int32_t n, ctrl_item_r
     RUNQ(m, &w, ctrl_alter_scram(m->ctrl, ops, n, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }
+
+int bmeta_alter_acls(bmeta *m, const ctrl_acl_op *ops, int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_alter_acls(m->ctrl, ops, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker/api_util.h"
+#include "broker/authz.h"
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
@@ -80,6 +81,9 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_SASL_AUTHENTICATE, 0, 2, api_sasl_authenticate},
     {KAFKA_API_DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, api_describe_user_scram_credentials},
     {KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS, 0, 0, api_alter_user_scram_credentials},
+    {KAFKA_API_DESCRIBE_ACLS, 0, 3, api_describe_acls},
+    {KAFKA_API_CREATE_ACLS, 0, 3, api_create_acls},
+    {KAFKA_API_DELETE_ACLS, 0, 3, api_delete_acls},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -143,6 +147,7 @@ bool breq_attach_file(breq *r, int fd, int64_t off, size_t len, net_release_fn r
 }
 
 static void breq_free(breq *r) {
+    bauthz_release(r);
     /* File ranges never handed to the network layer are released here. */
     for (int i = 0; i < r->n_files; i++)
         if (r->files[i].release)
@@ -349,7 +354,14 @@ static bool forwarded_api(int16_t key) {
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
            key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
            key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS ||
-           key == KAFKA_API_UPDATE_FEATURES;
+           key == KAFKA_API_UPDATE_FEATURES || key == KAFKA_API_CREATE_ACLS || key == KAFKA_API_DELETE_ACLS;
+}
+
+static bool inter_node_api(int16_t key) {
+    return key == KAFKA_API_VOTE || key == KAFKA_API_BEGIN_QUORUM_EPOCH ||
+           key == KAFKA_API_END_QUORUM_EPOCH || key == KAFKA_API_FETCH_SNAPSHOT ||
+           key == KAFKA_API_BROKER_REGISTRATION || key == KAFKA_API_BROKER_HEARTBEAT ||
+           key == KAFKA_API_DESCRIBE_QUORUM;
 }
 
 static log_ratelimit forward_rl = LOG_RATELIMIT_DEFAULT;
@@ -521,9 +533,15 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
     }
     r->api->response_init(r->resp);
     if (!r->controller_listener && forwarded_api(r->hdr.api_key) && r->b->meta &&
-        bmeta_is_quorum_member(r->b->meta) && forward(r))
+        bmeta_is_quorum_member(r->b->meta) && bauthz_forwardable(r) && forward(r))
         return;
 
+    /* The quorum's and the brokers' own APIs on a client listener: only a
+     * principal with CLUSTER_ACTION (a broker) may send them. */
+    if (bauthz_on(r) && inter_node_api(r->hdr.api_key) && !bauthz_cluster(r, ACL_OP_CLUSTER_ACTION)) {
+        breq_close(r, true);
+        return;
+    }
     /* An asynchronous request may be completed (and freed) by another
      * thread before fn returns: r is not touched after BREQ_ASYNC. Until
      * the handler calls breq_parked, its time counts as remote. */

@@ -70,6 +70,11 @@ typedef struct breq {
     int n_files, cap_files;
     bool controller_listener;  /* arrived on a controller listener (never forwarded again) */
     bool close_after_response; /* BREQ_DONE, then close the connection (a failed SASL exchange) */
+    /* Authorization (authz.h): the image whose ACLs decide, the principal
+     * and the host, taken at the first check; NULL until then. */
+    struct md_image *authz_img;
+    const char *authz_principal;
+    char authz_host[64];
 } breq;
 
 typedef enum breq_status {

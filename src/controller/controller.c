@@ -1942,6 +1942,84 @@ void ctrl_alter_scram(controller *c, const ctrl_scram_op *ops, int32_t n, void *
     check_invariants(c);
 }
 
+/* ---- ACLs -------------------------------------------------------------------------------- */
+
+static kuuid new_acl_id(controller *c) {
+    for (;;) {
+        kuuid u;
+        uint64_t a = rng_next(&c->rng), b = rng_next(&c->rng);
+        memcpy(u.b, &a, 8);
+        memcpy(u.b + 8, &b, 8);
+        u.b[6] = (uint8_t)((u.b[6] & 0x0f) | 0x40); /* version 4 */
+        u.b[8] = (uint8_t)((u.b[8] & 0x3f) | 0x80);
+        if (!kuuid_is_zero(u) && acl_set_by_id(md_delta_acls(c->view), u) == NULL)
+            return u;
+    }
+}
+
+void ctrl_alter_acls(controller *c, const ctrl_acl_op *ops, int32_t n, void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ALTER_ACLS, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ALTER_ACLS, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        const ctrl_acl_op *op = &ops[i];
+        const acl_set *view = md_delta_acls(c->view);
+        if (op->remove) {
+            if (acl_set_by_id(view, op->id) == NULL)
+                continue;
+            kafka_remove_access_control_entry_record r;
+            kafka_remove_access_control_entry_record_init(&r);
+            r.id = op->id;
+            rb_add(c, &b, KAFKA_MREC_REMOVE_ACCESS_CONTROL_ENTRY, &r);
+            continue;
+        }
+        const char *why = acl_binding_invalid(&op->binding);
+        if (why != NULL) {
+            items[i].error = KAFKA_ERR_INVALID_REQUEST;
+            msgf(&items[i], "%s", why);
+            continue;
+        }
+        if (acl_set_find(view, &op->binding) != NULL)
+            continue;
+        if (acl_set_count(view) >= ACL_BINDINGS_MAX) {
+            items[i].error = KAFKA_ERR_INVALID_REQUEST;
+            msgf(&items[i], "the cluster has %d ACLs, the most it keeps", ACL_BINDINGS_MAX);
+            continue;
+        }
+        kafka_access_control_entry_record r;
+        kafka_access_control_entry_record_init(&r);
+        r.id = new_acl_id(c);
+        r.resource_type = op->binding.resource_type;
+        r.resource_name = op->binding.name;
+        r.pattern_type = op->binding.pattern_type;
+        r.principal = op->binding.principal;
+        r.host = op->binding.host;
+        r.operation = op->binding.operation;
+        r.permission_type = op->binding.permission;
+        rb_add(c, &b, KAFKA_MREC_ACCESS_CONTROL_ENTRY, &r);
+    }
+    bool sent = false;
+    ctrl_append_result ar = {0, -1};
+    if (b.n == 0) {
+        rebuild_view(c);
+    } else {
+        ar = rb_send(c, &b);
+        sent = true;
+    }
+    rb_free(&b);
+    finish(c, token, CTRL_ALTER_ACLS, items, n, ar, sent, now);
+    check_invariants(c);
+}
+
 /* ---- broker registration ----------------------------------------------------------------- */
 
 static void restarted_partitions(controller *c, rbatch *b, int32_t id);

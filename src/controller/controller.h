@@ -189,6 +189,7 @@ typedef enum ctrl_kind {
     CTRL_ALTER_PARTITION,
     CTRL_ALTER_SCRAM,
     CTRL_UPDATE_FEATURES,
+    CTRL_ALTER_ACLS,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -259,6 +260,19 @@ void ctrl_register_broker(controller *c, const ctrl_broker_reg *reg, void *token
 /* One item per op, in order: RESOURCE_NOT_FOUND for the deletion of a
  * credential that does not exist. */
 void ctrl_alter_scram(controller *c, const ctrl_scram_op *ops, int32_t n, void *token, int64_t now);
+
+/* One change of CreateAcls or DeleteAcls: a binding to create (the
+ * controller picks its id; a binding that exists already is a success
+ * without a record, as in Kafka), or the removal of the binding with id
+ * (one that is gone by now is a success too: another deletion won). */
+typedef struct ctrl_acl_op {
+    bool remove;
+    kuuid id;         /* remove */
+    acl_spec binding; /* create */
+} ctrl_acl_op;
+/* One item per op, in order: INVALID_REQUEST for a binding that
+ * acl_binding_invalid refuses, with its reason. */
+void ctrl_alter_acls(controller *c, const ctrl_acl_op *ops, int32_t n, void *token, int64_t now);
 
 /* AllocateProducerIds: a block of CTRL_PRODUCER_ID_BLOCK producer ids for
  * a broker, recorded with a ProducerIdsRecord so that no id is handed out

@@ -48,6 +48,7 @@ struct md_image {
     int64_t next_producer_id;
     int64_t ignored;
     struct md_scram_set *scram; /* shared between images until changed; NULL: none */
+    acl_set *acls;              /* the same; NULL: none */
 };
 
 /* The SCRAM credentials, copied on the first change in a delta (there are
@@ -61,7 +62,7 @@ typedef struct md_scram_set {
 struct md_delta {
     md_image *base;
     md_image *work; /* refs == 0 until published */
-    bool topics_copied, resources_copied, scram_copied;
+    bool topics_copied, resources_copied, scram_copied, acls_copied;
     int32_t holes;
     int32_t applied;
 };
@@ -465,6 +466,7 @@ static void image_free(md_image *img) {
         resource_unref(img->resources[i]);
     free(img->resources);
     scram_unref(img->scram);
+    acl_set_unref(img->acls);
     free(img);
 }
 
@@ -609,6 +611,7 @@ md_delta *md_delta_begin(md_image *base) {
     w->scram = base->scram;
     if (w->scram)
         atomic_fetch_add(&w->scram->refs, 1);
+    w->acls = acl_set_ref(base->acls);
     if (base->n_brokers) {
         w->brokers = calloc((size_t)base->n_brokers, sizeof *w->brokers);
         if (w->brokers == NULL)
@@ -1395,6 +1398,56 @@ static int apply_remove_scram(md_delta *d, const kafka_remove_user_scram_credent
     return MD_OK;
 }
 
+/* The delta's own copy of the ACLs (once per delta). */
+static bool own_acls(md_delta *d) {
+    if (d->acls_copied)
+        return true;
+    acl_set *ns = acl_set_copy(d->work->acls);
+    if (ns == NULL)
+        return false;
+    acl_set_unref(d->work->acls);
+    d->work->acls = ns;
+    d->acls_copied = true;
+    return true;
+}
+
+static int apply_acl(md_delta *d, const kafka_access_control_entry_record *r, char *err, size_t errn) {
+    acl_spec b = {r->resource_type, r->pattern_type, r->operation, r->permission_type,
+                  r->resource_name, r->principal,    r->host};
+    const char *why = acl_binding_invalid(&b);
+    if (why != NULL) {
+        seterr(err, errn, "AccessControlEntryRecord: %s", why);
+        return MD_EINVAL;
+    }
+    if (acl_set_by_id(d->work->acls, r->id) != NULL) {
+        seterr(err, errn, "AccessControlEntryRecord: an ACL with this id exists");
+        return MD_EEXISTS;
+    }
+    if (!own_acls(d))
+        return MD_ENOMEM;
+    int rc = acl_set_add(d->work->acls, r->id, &b);
+    if (rc == -2) {
+        seterr(err, errn, "AccessControlEntryRecord: more than %d ACLs", ACL_BINDINGS_MAX);
+        return MD_EINVAL;
+    }
+    return rc == 0 ? MD_OK : MD_ENOMEM;
+}
+
+static int apply_remove_acl(md_delta *d, const kafka_remove_access_control_entry_record *r, char *err,
+                            size_t errn) {
+    if (acl_set_by_id(d->work->acls, r->id) == NULL) {
+        seterr(err, errn, "RemoveAccessControlEntryRecord: no ACL has this id");
+        return MD_ENOENT;
+    }
+    if (!own_acls(d))
+        return MD_ENOMEM;
+    acl_set_remove(d->work->acls, r->id);
+    return MD_OK;
+}
+
+const acl_set *md_image_acls(const md_image *img) { return img->acls; }
+const acl_set *md_delta_acls(const md_delta *d) { return d->work->acls; }
+
 int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
     if (err && errn)
         err[0] = '\0';
@@ -1445,6 +1498,12 @@ int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
     case KAFKA_MREC_REMOVE_USER_SCRAM_CREDENTIAL:
         rc = apply_remove_scram(d, rec->body, err, errn);
         break;
+    case KAFKA_MREC_ACCESS_CONTROL_ENTRY:
+        rc = apply_acl(d, rec->body, err, errn);
+        break;
+    case KAFKA_MREC_REMOVE_ACCESS_CONTROL_ENTRY:
+        rc = apply_remove_acl(d, rec->body, err, errn);
+        break;
     case KAFKA_MREC_NO_OP:
         rc = MD_OK;
         break;
@@ -1453,7 +1512,7 @@ int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
             seterr(err, errn, "unknown metadata record type %d", rec->type);
             rc = MD_EINVAL;
         } else {
-            /* Known but not kept yet (ACLs, SCRAM, quotas, tokens,
+            /* Known but not kept yet (quotas, tokens,
              * transactions, controller registrations). */
             d->work->ignored++;
             rc = MD_OK;
@@ -1570,6 +1629,21 @@ int md_image_records(const md_image *img, md_record_fn fn, void *ctx) {
         r.server_key = (kbytes){c->server_key, c->key_n};
         r.iterations = c->iterations;
         if ((rc = emit(fn, ctx, KAFKA_MREC_USER_SCRAM_CREDENTIAL, &r)) != 0)
+            return rc;
+    }
+    for (int32_t i = 0; i < acl_set_count(img->acls); i++) {
+        const acl_entry *e = acl_set_at(img->acls, i);
+        kafka_access_control_entry_record r;
+        kafka_access_control_entry_record_init(&r);
+        r.id = e->id;
+        r.resource_type = e->resource_type;
+        r.resource_name = kstr_c(e->name);
+        r.pattern_type = e->pattern_type;
+        r.principal = kstr_c(e->principal);
+        r.host = kstr_c(e->host);
+        r.operation = e->operation;
+        r.permission_type = e->permission;
+        if ((rc = emit(fn, ctx, KAFKA_MREC_ACCESS_CONTROL_ENTRY, &r)) != 0)
             return rc;
     }
     if (img->next_producer_id > 0) {
@@ -1690,6 +1764,19 @@ bool md_image_equal(const md_image *a, const md_image *b, char *why, size_t whyn
             memcmp(x->stored_key, y->stored_key, (size_t)x->key_n) ||
             memcmp(x->server_key, y->server_key, (size_t)x->key_n)) {
             seterr(why, whyn, "SCRAM credential of %s (mechanism %d) differs", x->name, x->mechanism);
+            return false;
+        }
+    }
+    if (acl_set_count(a->acls) != acl_set_count(b->acls)) {
+        seterr(why, whyn, "%d ACLs against %d", acl_set_count(a->acls), acl_set_count(b->acls));
+        return false;
+    }
+    for (int32_t i = 0; i < acl_set_count(a->acls); i++) {
+        const acl_entry *x = acl_set_at(a->acls, i), *y = acl_set_at(b->acls, i);
+        acl_spec ys = {y->resource_type, y->pattern_type,      y->operation,   y->permission,
+                       kstr_c(y->name),  kstr_c(y->principal), kstr_c(y->host)};
+        if (!kuuid_eq(x->id, y->id) || !acl_entry_is(x, &ys)) {
+            seterr(why, whyn, "ACL %d (%s %s) differs", i, acl_resource_type_name(x->resource_type), x->name);
             return false;
         }
     }

@@ -10,9 +10,10 @@
  * configs of every resource (topics, brokers, the cluster default) as the
  * raw key/value strings the records carry, the next producer id block, and
  * the SCRAM credentials of users (UserScramCredentialRecord: salt, stored
- * key, server key, iterations per user and mechanism). ACLs, quotas and
- * delegation tokens are accepted and counted but not kept yet (their issues
- * add them here).
+ * key, server key, iterations per user and mechanism), and the ACLs
+ * (AccessControlEntryRecord, removed by id with RemoveAccessControlEntryRecord,
+ * held as a security/acl.h set). Quotas and delegation tokens are accepted
+ * and counted but not kept yet (their issues add them here).
  *
  * Immutability. A published md_image never changes; it is reference
  * counted, and a reader takes one image for a whole request, so it never
@@ -39,8 +40,8 @@
  * one partition offline instead of stopping the broker.
  *
  * Snapshots. md_image_records() walks the records that rebuild the image
- * from empty (features, brokers, topics with partitions, configs, producer
- * ids), in an order md_apply accepts; md_image_equal() compares two images
+ * from empty (features, brokers, topics with partitions, configs, SCRAM
+ * credentials, ACLs, producer ids), in an order md_apply accepts; md_image_equal() compares two images
  * (tests check that a snapshot reloads into an equal image).
  *
  * Thread-safety: a published image may be read from any thread. A delta is
@@ -54,6 +55,7 @@
 #include <stdint.h>
 
 #include "metadata/records.h"
+#include "security/acl.h"
 #include "proto/wire.h"
 
 #define MD_REPLICAS_MAX         512    /* per partition list (replicas, isr, ...) */
@@ -204,6 +206,10 @@ const md_scram *md_image_scram(const md_image *img, const char *name, int8_t mec
 int32_t md_image_scram_count(const md_image *img);
 const md_scram *md_image_scram_at(const md_image *img, int32_t i);
 
+/* The ACLs (NULL when there are none; acl_set_count(NULL) is 0). The set
+ * lives as long as the image. */
+const acl_set *md_image_acls(const md_image *img);
+
 /* The first producer id not yet handed out (0 when none was). */
 int64_t md_image_next_producer_id(const md_image *img);
 
@@ -235,6 +241,7 @@ const md_resource *md_delta_resource(const md_delta *d, int8_t type, const char 
 int64_t md_delta_next_producer_id(const md_delta *d);
 const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism);
 const md_broker *md_delta_broker(const md_delta *d, int32_t id);
+const acl_set *md_delta_acls(const md_delta *d);
 
 /* ---- snapshots and comparison -------------------------------------------- */
 

@@ -26,6 +26,7 @@ static const subcommand commands[] = {
     {"configs", cmd_configs, "describe and alter topic and broker configs (kafka-configs)"},
     {"perf", cmd_perf, "producer and consumer load tests (kafka-*-perf-test)"},
     {"log-dirs", cmd_log_dirs, "partitions and set-aside directories per log directory (kafka-log-dirs)"},
+    {"acls", cmd_acls, "list, add and remove ACLs (kafka-acls)"},
     {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},
     {"dump-log", cmd_dump_log, "decode and check segment and index files offline (kafka-dump-log)"},
     {"cluster", cmd_cluster, "brokers, active controller and metadata quorum (kafka-metadata-quorum)"},

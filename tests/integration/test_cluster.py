@@ -830,3 +830,56 @@ def test_fetch_between_the_high_watermark_and_the_log_end(cluster):
     finally:
         for f in followers:
             f.proc.send_signal(signal.SIGCONT)
+
+
+def test_acls_replicate_and_are_forwarded(cluster):
+    # PLAINTEXT inter-broker traffic is User:ANONYMOUS: it must be a super user
+    # (docs/security.md), which makes the test's admin one too.
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePattern, ResourcePatternFilter, ResourceType)
+    nodes = cluster(3, overrides={"authorizer.class.name":
+                                  "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                                  "super.users": "User:ANONYMOUS"})
+    controller = wait_formed(nodes)
+    follower = next(n for n in nodes if n.node_id != controller)
+    acl = ACL(principal="User:alice", host="*", operation=ACLOperation.READ,
+              permission_type=ACLPermissionType.ALLOW,
+              resource_pattern=ResourcePattern(ResourceType.TOPIC, "orders", ACLResourcePatternType.LITERAL))
+    flt = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY, permission_type=ACLPermissionType.ANY,
+                    resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+
+    def kp(node):
+        return KafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=15000)
+
+    a = kp(follower)  # CreateAcls through a node that is not the active controller
+    try:
+        res = a.create_acls([acl])
+        assert len(res["succeeded"]) == 1, res
+    finally:
+        a.close()
+
+    def principals(node):
+        c = kp(node)
+        try:
+            acls, _ = c.describe_acls(flt)
+            return sorted(x.principal for x in acls)
+        finally:
+            c.close()
+
+    for n in nodes:
+        wait_for("the ACL on node %d" % n.node_id, lambda n=n: principals(n) == ["User:alice"])
+    # Replication (followers fetch as User:ANONYMOUS) still works with the
+    # authorizer on: acks=all needs the ISR to take the records.
+    ac = admin(nodes[0])
+    ac.create_topics([NewTopic("acl-rep", 1, 3)])["acl-rep"].result(20)
+    wait_for("acl-rep everywhere", lambda: all(topic_view(n, "acl-rep") for n in nodes))
+    produce(nodes[0], "acl-rep", 20, 1)
+    assert len(consume_all(follower, "acl-rep", 1, 20)) == 20
+    a = kp(follower)
+    try:
+        out = a.delete_acls([flt])
+        assert len(out[0][1]) == 1
+    finally:
+        a.close()
+    for n in nodes:
+        wait_for("no ACL on node %d" % n.node_id, lambda n=n: principals(n) == [])

@@ -182,7 +182,7 @@ def test_zookeeper_flags_are_refused_with_the_reason(tmp_path, tool, args):
     assert "--bootstrap-server" in r.stderr
 
 
-@pytest.mark.parametrize("tool", ["kafka-acls.sh", "kafka-transactions.sh", "kafka-reassign-partitions.sh"])
+@pytest.mark.parametrize("tool", ["kafka-transactions.sh", "kafka-reassign-partitions.sh"])
 def test_tools_still_to_come_say_so(tmp_path, tool):
     r = run(tool, "--bootstrap-server", "127.0.0.1:1", "--describe", env=tool_env(tmp_path))
     assert r.returncode == 1
