@@ -44,6 +44,8 @@ struct groups_mgr {
 
 int64_t groups_now_ms(void) { return clock_wall_ms(); }
 
+char groups_txn_commit_token;
+
 /* ---- appends ------------------------------------------------------------ */
 
 /* Appends recs[0..n) as batches of bounded size; the first batch's base
