@@ -40,18 +40,21 @@ breq_status api_init_producer_id_txn(breq *r) {
     if (s != NULL) {
         int64_t pid = -1;
         int16_t epoch = -1;
-        err = tcoord_init_producer(s->sm, req->transactional_id, req->transaction_timeout_ms, req->producer_id,
-                                   req->producer_epoch, groups_now_ms(), &pid, &epoch);
+        err = tcoord_init_producer(s->sm, req->transactional_id, req->transaction_timeout_ms,
+                                   req->producer_id, req->producer_epoch, groups_now_ms(), &pid, &epoch);
         txns_unlock(s);
         resp->producer_id = pid;
         resp->producer_epoch = epoch;
         if (err == 0)
             LOG_DEBUG("txn", "transactional id '%.*s' from %s: producer %lld epoch %d",
-                      req->transactional_id.len, req->transactional_id.ptr, r->net->peer, (long long)pid, epoch);
+                      req->transactional_id.len, req->transactional_id.ptr, r->net->peer, (long long)pid,
+                      epoch);
     }
     if (err && err != KAFKA_ERR_CONCURRENT_TRANSACTIONS && err != KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS)
         LOG_INFO_LIMITED(&txn_rl, "txn", "InitProducerId for transactional id '%.*s' from %s: %s",
-                         req->transactional_id.len > 200 ? 200 : (req->transactional_id.len > 0 ? req->transactional_id.len : 0),
+                         req->transactional_id.len > 200
+                             ? 200
+                             : (req->transactional_id.len > 0 ? req->transactional_id.len : 0),
                          req->transactional_id.len > 0 ? req->transactional_id.ptr : "", r->net->peer,
                          kafka_error_name(err));
     resp->error_code = fenced_for(err, r->hdr.api_version, 4);
@@ -102,7 +105,8 @@ static bool add_one(breq *r, kstr id, int64_t pid, int16_t epoch, const apt_topi
         kafka_add_partitions_to_txn_response_add_partitions_to_txn_topic_result_init(&res[i]);
         res[i].name = topics[i].name;
         int32_t np = topics[i].partitions_count > 0 ? topics[i].partitions_count : 0;
-        res[i].results_by_partition = np ? breq_calloc(r, (size_t)np, sizeof *res[i].results_by_partition) : NULL;
+        res[i].results_by_partition =
+            np ? breq_calloc(r, (size_t)np, sizeof *res[i].results_by_partition) : NULL;
         if (np && res[i].results_by_partition == NULL)
             return false;
         res[i].results_by_partition_count = np;
@@ -123,8 +127,9 @@ breq_status api_add_partitions_to_txn(breq *r) {
     kafka_add_partitions_to_txn_response *resp = r->resp;
     if (r->hdr.api_version < 4) {
         if (!add_one(r, req->v3_and_below_transactional_id, req->v3_and_below_producer_id,
-                     req->v3_and_below_producer_epoch, req->v3_and_below_topics, req->v3_and_below_topics_count,
-                     &resp->results_by_topic_v3_and_below, &resp->results_by_topic_v3_and_below_count, 2))
+                     req->v3_and_below_producer_epoch, req->v3_and_below_topics,
+                     req->v3_and_below_topics_count, &resp->results_by_topic_v3_and_below,
+                     &resp->results_by_topic_v3_and_below_count, 2))
             return BREQ_CLOSE;
         return BREQ_DONE;
     }
@@ -136,8 +141,10 @@ breq_status api_add_partitions_to_txn(breq *r) {
         return BREQ_CLOSE;
     resp->results_by_transaction_count = n;
     for (int32_t i = 0; i < n; i++) {
-        const kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *t = &req->transactions[i];
-        kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *o = &resp->results_by_transaction[i];
+        const kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *t =
+            &req->transactions[i];
+        kafka_add_partitions_to_txn_response_add_partitions_to_txn_result *o =
+            &resp->results_by_transaction[i];
         kafka_add_partitions_to_txn_response_add_partitions_to_txn_result_init(o);
         o->transactional_id = t->transactional_id;
         if (!add_one(r, t->transactional_id, t->producer_id, t->producer_epoch, t->topics, t->topics_count,
@@ -168,8 +175,8 @@ breq_status api_add_offsets_to_txn(breq *r) {
         if (s == NULL) {
             err = KAFKA_ERR_NOT_COORDINATOR;
         } else {
-            err = tcoord_add_partitions(s->sm, req->transactional_id, req->producer_id, req->producer_epoch, &tp,
-                                        1, groups_now_ms());
+            err = tcoord_add_partitions(s->sm, req->transactional_id, req->producer_id, req->producer_epoch,
+                                        &tp, 1, groups_now_ms());
             txns_unlock(s);
         }
     }
@@ -253,7 +260,8 @@ breq_status api_txn_offset_commit(breq *r) {
         return BREQ_CLOSE;
     int32_t k = 0;
     for (int32_t i = 0; i < nt; i++)
-        for (int32_t j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0); j++) {
+        for (int32_t j = 0; j < (req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0);
+             j++) {
             const kafka_txn_offset_commit_request_txn_offset_commit_request_partition *p =
                 &req->topics[i].partitions[j];
             if (p->committed_metadata.len > 4096 && err == 0)
@@ -321,7 +329,8 @@ breq_status api_write_txn_markers(breq *r) {
             ot->partitions_count = np;
             const md_topic *mt = md_image_topic(img, t->name);
             for (int32_t k = 0; k < np; k++) {
-                kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(&ot->partitions[k]);
+                kafka_write_txn_markers_response_writable_txn_marker_partition_result_init(
+                    &ot->partitions[k]);
                 ot->partitions[k].partition_index = t->partition_indexes[k];
                 int16_t err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 rpart *p = mt ? bmeta_partition(r->b->meta, mt, t->partition_indexes[k], &err) : NULL;

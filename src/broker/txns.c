@@ -116,8 +116,12 @@ static void settle_offsets(txns_mgr *m, int64_t pid, int32_t index, bool commit)
         if (commit) {
             groups_shard *gs = groups_lock_index(m->b, index);
             if (gs != NULL) {
-                gcoord_commit c = {(kstr){e->topic, e->topic_len}, e->partition, e->offset, e->leader_epoch,
-                                   (kstr){e->metadata, e->metadata_len}, 0};
+                gcoord_commit c = {(kstr){e->topic, e->topic_len},
+                                   e->partition,
+                                   e->offset,
+                                   e->leader_epoch,
+                                   (kstr){e->metadata, e->metadata_len},
+                                   0};
                 gcoord_commit_txn_offsets(gs->sm, (kstr){e->group, e->group_len}, &c, 1,
                                           GROUPS_TXN_COMMIT_TOKEN, now);
                 groups_unlock(gs);
@@ -162,8 +166,8 @@ static int16_t shard_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch,
                              "cannot be written here (%s; markers to partitions led by other brokers are not "
                              "supported yet); retried every %d ms",
                              txn_id.len, txn_id.ptr, pid, epoch, commit ? "COMMIT" : "ABORT",
-                             parts[i].topic.len, parts[i].topic.ptr, parts[i].partition, kafka_error_name(err),
-                             TCOORD_MARKER_RETRY_MS);
+                             parts[i].topic.len, parts[i].topic.ptr, parts[i].partition,
+                             kafka_error_name(err), TCOORD_MARKER_RETRY_MS);
             if (!first_err)
                 first_err = err;
             continue;
@@ -204,7 +208,8 @@ int16_t txns_add_pending_offsets(broker *b, kstr group_id, int64_t pid, int16_t 
         /* A later commit of the same partition in the transaction replaces the earlier. */
         pending *e = NULL;
         for (pending *x = m->pend; x && !e; x = x->next)
-            if (x->pid == pid && x->partition == o[i].partition && kstr_eq((kstr){x->group, x->group_len}, group_id) &&
+            if (x->pid == pid && x->partition == o[i].partition &&
+                kstr_eq((kstr){x->group, x->group_len}, group_id) &&
                 kstr_eq((kstr){x->topic, x->topic_len}, o[i].topic))
                 e = x;
         if (e == NULL) {
@@ -258,8 +263,8 @@ static int collect_batch(void *ctx, const uint8_t *bp, size_t bsize, const batch
 static void finish_load(txns_shard *s, int64_t now) {
     tcoord_load_end(s->sm, now);
     if (s->load_records > 0)
-        LOG_INFO("txn", "%s-%d: loaded %" PRId64 " records, %d transactional ids (leader epoch %d)", TXNS_TOPIC,
-                 s->index, s->load_records, tcoord_count(s->sm), tcoord_epoch(s->sm));
+        LOG_INFO("txn", "%s-%d: loaded %" PRId64 " records, %d transactional ids (leader epoch %d)",
+                 TXNS_TOPIC, s->index, s->load_records, tcoord_count(s->sm), tcoord_epoch(s->sm));
     s->load_off = -1;
     s->load_records = 0;
 }
@@ -357,9 +362,14 @@ static int topic_create(broker *b) {
                     {kstr_c("retention.bytes"), kstr_c("-1")},
                     {kstr_c("segment.bytes"), kstr_c("104857600")},
                     {kstr_c("max.message.bytes"), kstr_c("67108864")}};
-    ctrl_new_topic nt = {kstr_c(TXNS_TOPIC), cfg->transaction_state_log_num_partitions,
+    ctrl_new_topic nt = {kstr_c(TXNS_TOPIC),
+                         cfg->transaction_state_log_num_partitions,
                          (int16_t)cfg->transaction_state_log_replication_factor,
-                         NULL, 0, kv, 5, true};
+                         NULL,
+                         0,
+                         kv,
+                         5,
+                         true};
     ctrl_item_result res;
     bmeta_create_topics(b->meta, &nt, 1, false, &res);
     if (res.error != 0 && res.error != KAFKA_ERR_TOPIC_ALREADY_EXISTS) {
@@ -367,7 +377,8 @@ static int topic_create(broker *b) {
         return -1;
     }
     if (res.error == 0)
-        LOG_INFO("txn", "created %s with %d partitions", TXNS_TOPIC, cfg->transaction_state_log_num_partitions);
+        LOG_INFO("txn", "created %s with %d partitions", TXNS_TOPIC,
+                 cfg->transaction_state_log_num_partitions);
     return 0;
 }
 
