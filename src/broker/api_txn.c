@@ -7,6 +7,7 @@
  * out; every request's work is bounded by its own size.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "broker/apis.h"
 #include "broker/api_util.h"
@@ -347,5 +348,162 @@ breq_status api_write_txn_markers(breq *r) {
         }
         md_image_unref(img);
     }
+    return BREQ_DONE;
+}
+
+/* ---- DescribeTransactions, ListTransactions --------------------------------------- */
+
+typedef kafka_describe_transactions_response_transaction_state dt_state;
+
+/* Fills one state from the machine's view (copied: the machine's memory
+ * changes once the shard is unlocked). false on OOM. */
+static bool describe_fill(breq *r, const tcoord_info *i, dt_state *o) {
+    o->transaction_state = kstr_c(trec_status_name(i->state));
+    o->transaction_timeout_ms = i->timeout_ms;
+    o->transaction_start_time_ms = i->start_ms;
+    o->producer_id = i->producer_id;
+    o->producer_epoch = i->epoch;
+    int32_t topics = 0;
+    for (int32_t k = 0; k < i->n_parts; k++)
+        topics += k == 0 || !kstr_eq(i->parts[k].topic, i->parts[k - 1].topic);
+    o->topics = topics ? breq_calloc(r, (size_t)topics, sizeof *o->topics) : NULL;
+    int32_t *parts = i->n_parts ? breq_calloc(r, (size_t)i->n_parts, sizeof *parts) : NULL;
+    if ((topics && o->topics == NULL) || (i->n_parts && parts == NULL))
+        return false;
+    o->topics_count = 0;
+    for (int32_t k = 0; k < i->n_parts; k++) {
+        if (k == 0 || !kstr_eq(i->parts[k].topic, i->parts[k - 1].topic)) {
+            kafka_describe_transactions_response_topic_data *t = &o->topics[o->topics_count++];
+            kafka_describe_transactions_response_topic_data_init(t);
+            t->topic = api_kstr_dup(r, i->parts[k].topic);
+            if (t->topic.len < 0)
+                return false;
+            t->partitions = &parts[k];
+            t->partitions_count = 0;
+        }
+        kafka_describe_transactions_response_topic_data *t = &o->topics[o->topics_count - 1];
+        t->partitions[t->partitions_count++] = i->parts[k].partition;
+    }
+    return true;
+}
+
+breq_status api_describe_transactions(breq *r) {
+    const kafka_describe_transactions_request *req = r->req;
+    kafka_describe_transactions_response *resp = r->resp;
+    int32_t n = req->transactional_ids_count > 0 ? req->transactional_ids_count : 0;
+    resp->transaction_states = n ? breq_calloc(r, (size_t)n, sizeof *resp->transaction_states) : NULL;
+    if (n && resp->transaction_states == NULL)
+        return BREQ_CLOSE;
+    resp->transaction_states_count = n;
+    for (int32_t k = 0; k < n; k++) {
+        dt_state *o = &resp->transaction_states[k];
+        kafka_describe_transactions_response_transaction_state_init(o);
+        o->transactional_id = req->transactional_ids[k];
+        o->transaction_state = kstr_c("");
+        int16_t err = id_error(req->transactional_ids[k]);
+        txns_shard *s = err ? NULL : txns_lock(r->b, req->transactional_ids[k]);
+        if (err == 0 && s == NULL)
+            err = KAFKA_ERR_NOT_COORDINATOR;
+        if (s != NULL) {
+            tcoord_info i;
+            err = tcoord_describe(s->sm, req->transactional_ids[k], &i);
+            bool ok = err != 0 || describe_fill(r, &i, o);
+            txns_unlock(s);
+            if (!ok)
+                return BREQ_CLOSE;
+        }
+        o->error_code = err;
+    }
+    return BREQ_DONE;
+}
+
+typedef struct list_ctx {
+    breq *r;
+    const kafka_list_transactions_request *req;
+    int64_t now;
+    kafka_list_transactions_response_transaction_state *out;
+    int32_t n, cap;
+    bool oom;
+} list_ctx;
+
+#define LIST_TXNS_MAX 100000 /* ids in one ListTransactions answer */
+
+static bool list_one(void *ctx, const tcoord_info *i) {
+    list_ctx *c = ctx;
+    const kafka_list_transactions_request *req = c->req;
+    const char *state = trec_status_name(i->state);
+    if (req->state_filters_count > 0) {
+        bool match = false;
+        for (int32_t k = 0; k < req->state_filters_count && !match; k++)
+            match = kstr_eq_c(req->state_filters[k], state);
+        if (!match)
+            return true;
+    }
+    if (req->producer_id_filters_count > 0) {
+        bool match = false;
+        for (int32_t k = 0; k < req->producer_id_filters_count && !match; k++)
+            match = req->producer_id_filters[k] == i->producer_id;
+        if (!match)
+            return true;
+    }
+    if (c->r->hdr.api_version >= 1 && req->duration_filter >= 0 &&
+        (i->start_ms < 0 || c->now - i->start_ms < req->duration_filter))
+        return true;
+    if (c->n == c->cap) {
+        int32_t nc = c->cap ? c->cap * 2 : 64;
+        kafka_list_transactions_response_transaction_state *nv = breq_calloc(c->r, (size_t)nc, sizeof *nv);
+        if (nv == NULL) {
+            c->oom = true;
+            return false;
+        }
+        if (c->n)
+            memcpy(nv, c->out, (size_t)c->n * sizeof *nv);
+        c->out = nv;
+        c->cap = nc;
+    }
+    kafka_list_transactions_response_transaction_state *o = &c->out[c->n++];
+    kafka_list_transactions_response_transaction_state_init(o);
+    o->transactional_id = api_kstr_dup(c->r, i->txn_id);
+    o->producer_id = i->producer_id;
+    o->transaction_state = kstr_c(state);
+    if (o->transactional_id.len < 0) {
+        c->oom = true;
+        return false;
+    }
+    return c->n < LIST_TXNS_MAX;
+}
+
+breq_status api_list_transactions(breq *r) {
+    const kafka_list_transactions_request *req = r->req;
+    kafka_list_transactions_response *resp = r->resp;
+    static const char *const known[] = {"Empty",        "Ongoing",          "PrepareCommit",
+                                        "PrepareAbort", "CompleteCommit",   "CompleteAbort",
+                                        "Dead",         "PrepareEpochFence"};
+    int32_t nf = req->state_filters_count > 0 ? req->state_filters_count : 0;
+    resp->unknown_state_filters = nf ? breq_calloc(r, (size_t)nf, sizeof *resp->unknown_state_filters) : NULL;
+    if (nf && resp->unknown_state_filters == NULL)
+        return BREQ_CLOSE;
+    resp->unknown_state_filters_count = 0;
+    for (int32_t k = 0; k < nf; k++) {
+        bool ok = false;
+        for (size_t j = 0; j < sizeof known / sizeof known[0] && !ok; j++)
+            ok = kstr_eq_c(req->state_filters[k], known[j]);
+        if (!ok)
+            resp->unknown_state_filters[resp->unknown_state_filters_count++] = req->state_filters[k];
+    }
+    list_ctx c = {r, req, groups_now_ms(), NULL, 0, 0, false};
+    for (int32_t i = 0; i < txns_shard_count(r->b) && !c.oom && c.n < LIST_TXNS_MAX; i++) {
+        txns_shard *s = txns_lock_index(r->b, i);
+        if (s == NULL)
+            continue;
+        int16_t err = tcoord_each(s->sm, list_one, &c);
+        txns_unlock(s);
+        if (err == KAFKA_ERR_COORDINATOR_LOAD_IN_PROGRESS)
+            resp->error_code = err;
+    }
+    if (c.oom)
+        return BREQ_CLOSE;
+    resp->transaction_states = c.out;
+    resp->transaction_states_count = c.n;
     return BREQ_DONE;
 }

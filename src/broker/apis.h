@@ -59,6 +59,8 @@ breq_status api_add_offsets_to_txn(breq *r);
 breq_status api_end_txn(breq *r);
 breq_status api_txn_offset_commit(breq *r);
 breq_status api_write_txn_markers(breq *r);
+breq_status api_describe_transactions(breq *r);
+breq_status api_list_transactions(breq *r);
 /* SCRAM users (api_scram.c); SaslHandshake and SaslAuthenticate are in sasl.h */
 breq_status api_alter_user_scram_credentials(breq *r);
 breq_status api_describe_user_scram_credentials(breq *r);

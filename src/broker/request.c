@@ -78,6 +78,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_END_TXN, 0, 4, api_end_txn},
     {KAFKA_API_WRITE_TXN_MARKERS, 0, 1, api_write_txn_markers},
     {KAFKA_API_TXN_OFFSET_COMMIT, 0, 4, api_txn_offset_commit},
+    {KAFKA_API_DESCRIBE_TRANSACTIONS, 0, 0, api_describe_transactions},
+    {KAFKA_API_LIST_TRANSACTIONS, 0, 1, api_list_transactions},
     {KAFKA_API_DESCRIBE_PRODUCERS, 0, 0, api_describe_producers},
     {KAFKA_API_ALLOCATE_PRODUCER_IDS, 0, 0, api_allocate_producer_ids},
     {KAFKA_API_SASL_HANDSHAKE, 0, 1, api_sasl_handshake},

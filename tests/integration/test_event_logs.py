@@ -86,13 +86,13 @@ def test_refused_find_coordinator_key_type_line_and_flood_limit(broker):
 
 
 def test_refused_api_lines(broker):
-    # An API the broker does not serve (DescribeTransactions, not yet):
-    # closed, logged with the client and peer.
-    frame = struct.pack(">hhih", 65, 0, 5, 4) + b"prod" + b"\x00" + bytes([2, 3]) + b"tx" + b"\x00"
+    # An API the broker does not serve (AlterReplicaLogDirs): closed, logged
+    # with the client and peer.
+    frame = struct.pack(">hhih", 34, 2, 5, 4) + b"prod" + b"\x00" + bytes([1]) + b"\x00"
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
         s.sendall(struct.pack(">i", len(frame)) + frame)
         assert s.recv(10) == b""
-    wait_log(broker, r"INFO  \[broker\] refused api key 65 \(DescribeTransactions\) v0 from 127\.0\.0\.1:\d+ "
+    wait_log(broker, r"INFO  \[broker\] refused api key 34 \(AlterReplicaLogDirs\) v2 from 127\.0\.0\.1:\d+ "
                      r"\(client 'prod'\): not served")
     # ApiVersions at a version it does not serve: answered, and logged.
     resp = raw_request(broker.port, 18, 9, b"\x00", client_id=b"newer", flexible=True)

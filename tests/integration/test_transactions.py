@@ -5,14 +5,24 @@ send_offsets_to_transaction, fencing by a second producer of the same
 transactional.id, the timeout abort, restarts mid-transaction and after a
 commit, and kcat as a second read_committed client."""
 import shutil
+import struct
 import subprocess
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from kafka.record.util import calc_crc32c
 
-from test_produce_fetch import create_topic
+from test_produce_fetch import create_topic, kstr, raw, raw_flex, uvarint
+from test_record_validation import produce_v8, record
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+INVALID_PRODUCER_ID_MAPPING = 49
+INVALID_TRANSACTION_TIMEOUT = 50
+PRODUCER_FENCED = 90
 
 
 def txn_producer(broker, txn_id, **conf):
@@ -214,3 +224,106 @@ def test_restart_mid_transaction_and_after_commit(broker_factory):
     b.stop()
     b.start()
     assert [v for _, v in read_all(b, "tr", "read_committed")] == [b"c0", b"c1", b"c2", b"after"]
+
+
+# ---- raw requests through the codec: bad input gets Kafka's error codes ----------------
+
+def txn_batch(values, pid, epoch, seq):
+    """A transactional magic-2 batch (attribute bit 4) from pid/epoch at seq."""
+    recs = b"".join(record(v, offset_delta=i) for i, v in enumerate(values))
+    ts = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, pid, epoch, seq, len(values)) + recs
+    body = struct.pack(">ibI", 0, 2, calc_crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def produce_txn(port, txn_id, topic, records, partition=0):
+    """Produce v3 with a transactional id; returns the partition's error code."""
+    body = kstr(txn_id) + struct.pack(">hi", 1, 5000)
+    body += struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1)
+    body += struct.pack(">ii", partition, len(records)) + records
+    r = raw(port, 0, 3, body)
+    p = 4
+    n = struct.unpack(">h", r[p:p + 2])[0]
+    p += 2 + n + 4
+    return struct.unpack(">ih", r[p:p + 6])[1]
+
+
+def add_partitions(port, txn_id, pid, epoch, topic, partitions, version=1):
+    body = kstr(txn_id) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) + kstr(topic)
+    body += struct.pack(">i", len(partitions)) + b"".join(struct.pack(">i", p) for p in partitions)
+    r = raw(port, 24, version, body)
+    p = 4 + 4  # throttle, one topic
+    n = struct.unpack(">h", r[p:p + 2])[0]
+    p += 2 + n + 4
+    return struct.unpack(">ih", r[p:p + 6])[1]
+
+
+def end_txn(port, txn_id, pid, epoch, commit, version=1):
+    r = raw(port, 26, version, kstr(txn_id) + struct.pack(">qhb", pid, epoch, 1 if commit else 0))
+    return struct.unpack(">ih", r[:6])[1]
+
+
+def init_txn(port, txn_id, timeout_ms=60000):
+    deadline = time.time() + 20
+    while True:
+        r = raw(port, 22, 1, kstr(txn_id) + struct.pack(">i", timeout_ms))
+        _t, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+        if err not in (14, 15) or time.time() > deadline:  # loading / not available yet: retry
+            return err, pid, epoch
+        time.sleep(0.1)
+
+
+def list_transactions(port):
+    r = raw_flex(port, 66, 0, uvarint(1) + uvarint(1) + b"\x00")
+    p = 4
+    err = struct.unpack(">h", r[p:p + 2])[0]
+    p += 2
+    p += 1  # no unknown filters (compact array length 1)
+    n = r[p] - 1
+    p += 1
+    out = []
+    for _ in range(n):
+        ln = r[p] - 1
+        tid = r[p + 1:p + 1 + ln].decode()
+        p += 1 + ln
+        pid = struct.unpack(">q", r[p:p + 8])[0]
+        p += 8
+        ln = r[p] - 1
+        state = r[p + 1:p + 1 + ln].decode()
+        p += 1 + ln + 1
+        out.append((tid, pid, state))
+    return err, out
+
+
+def test_bad_input_error_codes(broker):
+    create_topic(broker, "tb", partitions=2)
+    assert init_txn(broker.port, "raw-tx", timeout_ms=10**9)[0] == INVALID_TRANSACTION_TIMEOUT
+    err, pid, epoch = init_txn(broker.port, "raw-tx")
+    assert err == 0
+    # A transactional batch for a partition not added: INVALID_TXN_STATE.
+    assert produce_txn(broker.port, "raw-tx", "tb", txn_batch([b"x"], pid, epoch, 0)) == INVALID_TXN_STATE
+    # A transactional batch without the request's transactional id: the same.
+    assert produce_v8(broker.port, "tb", txn_batch([b"x"], pid, epoch, 0)).code == INVALID_TXN_STATE
+    # EndTxn with nothing added.
+    assert end_txn(broker.port, "raw-tx", pid, epoch, True) == INVALID_TXN_STATE
+    # Another producer id, an older epoch.
+    assert add_partitions(broker.port, "raw-tx", pid + 1, epoch, "tb", [0]) == INVALID_PRODUCER_ID_MAPPING
+    assert add_partitions(broker.port, "raw-tx", pid, epoch - 1, "tb", [0]) == INVALID_PRODUCER_EPOCH
+    assert add_partitions(broker.port, "raw-tx", pid, epoch - 1, "tb", [0], version=2) == PRODUCER_FENCED
+    assert add_partitions(broker.port, "raw-tx", pid, epoch, "nope", [0]) == UNKNOWN_TOPIC_OR_PARTITION
+    # Added: the batch goes in; partition 1 (not added) still refused.
+    assert add_partitions(broker.port, "raw-tx", pid, epoch, "tb", [0]) == 0
+    assert produce_txn(broker.port, "raw-tx", "tb", txn_batch([b"a", b"b"], pid, epoch, 0)) == 0
+    assert produce_txn(broker.port, "raw-tx", "tb", txn_batch([b"c"], pid, epoch, 0), partition=1) == \
+        INVALID_TXN_STATE
+    err, states = list_transactions(broker.port)
+    assert err == 0 and ("raw-tx", pid, "Ongoing") in states
+    assert end_txn(broker.port, "raw-tx", pid, epoch, False) == 0
+    assert end_txn(broker.port, "raw-tx", pid, epoch, False) == 0  # a retry
+    assert end_txn(broker.port, "raw-tx", pid, epoch, True) == INVALID_TXN_STATE
+    err, states = list_transactions(broker.port)
+    assert ("raw-tx", pid, "CompleteAbort") in states
+    # After the abort, the batch of the ended transaction is refused.
+    assert produce_txn(broker.port, "raw-tx", "tb", txn_batch([b"d"], pid, epoch, 2)) == INVALID_TXN_STATE
+    assert read_all(broker, "tb", "read_committed", partitions=2) == []
