@@ -950,13 +950,17 @@ static void account_fetch(breq *r, const fstate *fs) {
  * at the LSO of the read, which only grows. false on OOM. */
 #define FETCH_ABORTED_MAX 1000
 static bool committed_view(breq *r, const fitem *it, kafka_fetch_response_partition_data *pd) {
-    pstate_aborted *ab = breq_calloc(r, FETCH_ABORTED_MAX, sizeof *ab);
-    if (ab == NULL)
-        return false;
+    pstate_aborted few[16], *ab = few;
     rpart_lock(it->p);
     int64_t lso = replica_last_stable(it->p->r);
-    int32_t n = replica_aborted(it->p->r, it->fetch_offset, lso, ab, FETCH_ABORTED_MAX);
+    int32_t n = replica_aborted(it->p->r, it->fetch_offset, lso, few, 16);
+    if (n == 16) { /* more: room for the bound (rare; most ranges hold none) */
+        ab = breq_calloc(r, FETCH_ABORTED_MAX, sizeof *ab);
+        n = ab ? replica_aborted(it->p->r, it->fetch_offset, lso, ab, FETCH_ABORTED_MAX) : -1;
+    }
     rpart_unlock(it->p);
+    if (n < 0)
+        return false;
     pd->last_stable_offset = lso < it->hw ? lso : it->hw;
     if (n == 0)
         return true;

@@ -98,7 +98,7 @@ static int16_t check_version_rules(int16_t ver, kbytes records, bool has_txn_id,
         batches++;
         if (ver < 7 && batch_codec_of(&h) == BATCH_CODEC_ZSTD)
             return KAFKA_ERR_UNSUPPORTED_COMPRESSION_TYPE;
-        if ((h.attributes & BATCH_ATTR_TRANSACTIONAL) && !has_txn_id) {
+        if ((h.attributes & BATCH_ATTR_TRANSACTIONAL) && h.producer_id >= 0 && !has_txn_id) {
             *why = "a transactional batch in a produce request without a transactional id";
             return KAFKA_ERR_INVALID_TXN_STATE;
         }

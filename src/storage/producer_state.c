@@ -385,10 +385,20 @@ int pstate_txn_end(pstate *s, int64_t producer_id, bool commit, int64_t marker_o
 int64_t pstate_first_open(const pstate *s) { return s->n_open > 0 ? s->open_min : -1; }
 
 int32_t pstate_aborted_in(const pstate *s, int64_t from, int64_t to, pstate_aborted *out, int32_t max) {
+    /* The list is in marker order (last offsets increasing): the first
+     * entry ending at or after `from` by binary search, then a scan. */
+    int32_t lo = 0, hi = s->ab_n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (s->ab[(s->ab_head + mid) % s->ab_cap].last_offset < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     int32_t n = 0;
-    for (int32_t k = 0; k < s->ab_n && n < max; k++) {
+    for (int32_t k = lo; k < s->ab_n && n < max; k++) {
         const pstate_aborted *a = &s->ab[(s->ab_head + k) % s->ab_cap];
-        if (a->last_offset >= from && a->first_offset < to)
+        if (a->first_offset < to)
             out[n++] = *a;
     }
     return n;
