@@ -327,3 +327,36 @@ def test_bad_input_error_codes(broker):
     # After the abort, the batch of the ended transaction is refused.
     assert produce_txn(broker.port, "raw-tx", "tb", txn_batch([b"d"], pid, epoch, 2)) == INVALID_TXN_STATE
     assert read_all(broker, "tb", "read_committed", partitions=2) == []
+
+
+def test_sluice_transactions_cli(broker):
+    import json
+    import os
+    sluice = os.path.join(os.environ.get("SLUICE_BUILD", "build/release"), "sluice")
+    create_topic(broker, "tcli", partitions=2)
+    p = txn_producer(broker, "t-cli")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("tcli", b"x", partition=1)
+    p.flush(10)
+    out = subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap, "--list", "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["transactions"]
+    assert [(r["transactionalId"], r["state"]) for r in rows if r["transactionalId"] == "t-cli"] == \
+        [("t-cli", "Ongoing")]
+    out = subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap, "--describe",
+                          "--transactional-id", "t-cli", "--json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["state"] == "Ongoing" and d["partitions"] == ["tcli-1"] and d["startTimeMs"] > 0
+    p.commit_transaction(30)
+    out = subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap, "--describe",
+                          "--transactional-id", "t-cli"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "CompleteCommit" in out.stdout, out
+    out = subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap, "--describe",
+                          "--transactional-id", "nobody"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 4 and "TRANSACTIONAL_ID_NOT_FOUND" in out.stderr, out
+    out = subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap, "--describe"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
