@@ -403,7 +403,10 @@ breq_status api_describe_transactions(breq *r) {
         int16_t err = id_error(req->transactional_ids[k]);
         txns_shard *s = err ? NULL : txns_lock(r->b, req->transactional_ids[k]);
         if (err == 0 && s == NULL)
-            err = KAFKA_ERR_NOT_COORDINATOR;
+            /* A single node without the topic has no transactional id at all. */
+            err = txns_shard_count(r->b) == 0 && !bmeta_is_quorum_member(r->b->meta)
+                      ? KAFKA_ERR_TRANSACTIONAL_ID_NOT_FOUND
+                      : KAFKA_ERR_NOT_COORDINATOR;
         if (s != NULL) {
             tcoord_info i;
             err = tcoord_describe(s->sm, req->transactional_ids[k], &i);

@@ -134,24 +134,26 @@ static int do_describe(kraw *c, txn_args *a, uint8_t **body) {
     }
     const kafka_describe_transactions_response_transaction_state *t = &resp.transaction_states[0];
     if (t->error_code != 0) {
-        cli_err("transactions", "transactional id '%s': %s", a->id,
-                kafka_error_name(t->error_code));
-        return t->error_code == KAFKA_ERR_TRANSACTIONAL_ID_NOT_FOUND ? CLI_ENOTFOUND
-                                                                   : kc_exit_for((rd_kafka_resp_err_t)t->error_code);
+        cli_err("transactions", "transactional id '%s': %s", a->id, kafka_error_name(t->error_code));
+        return t->error_code == KAFKA_ERR_TRANSACTIONAL_ID_NOT_FOUND
+                   ? CLI_ENOTFOUND
+                   : kc_exit_for((rd_kafka_resp_err_t)t->error_code);
     }
     if (a->json) {
         fputs("{\"version\":1,\"transactionalId\":", stdout);
         cli_json_str(stdout, a->id, -1);
         fputs(",\"state\":", stdout);
         cli_json_str(stdout, t->transaction_state.ptr, t->transaction_state.len);
-        printf(",\"producerId\":%lld,\"producerEpoch\":%d,\"timeoutMs\":%d,\"startTimeMs\":%lld,\"partitions\":[",
+        printf(",\"producerId\":%lld,\"producerEpoch\":%d,\"timeoutMs\":%d,\"startTimeMs\":%lld,"
+               "\"partitions\":[",
                (long long)t->producer_id, t->producer_epoch, t->transaction_timeout_ms,
                (long long)t->transaction_start_time_ms);
     } else {
-        printf("TransactionalId:   %s\nState:             %.*s\nProducerId:        %lld\nProducerEpoch:     %d\n"
-               "TimeoutMs:         %d\nStartTimeMs:       %lld\nPartitions:       ",
-               a->id, (int)t->transaction_state.len, t->transaction_state.ptr, (long long)t->producer_id,
-               t->producer_epoch, t->transaction_timeout_ms, (long long)t->transaction_start_time_ms);
+        printf(
+            "TransactionalId:   %s\nState:             %.*s\nProducerId:        %lld\nProducerEpoch:     %d\n"
+            "TimeoutMs:         %d\nStartTimeMs:       %lld\nPartitions:       ",
+            a->id, (int)t->transaction_state.len, t->transaction_state.ptr, (long long)t->producer_id,
+            t->producer_epoch, t->transaction_timeout_ms, (long long)t->transaction_start_time_ms);
     }
     bool first = true;
     for (int32_t i = 0; i < t->topics_count; i++)
