@@ -981,6 +981,37 @@ static void account_fetch(breq *r, const fstate *fs) {
     }
 }
 
+/* read_committed (consumers only): the last stable offset and the aborted
+ * transactions that meet [fetch offset, LSO) - the records returned stop
+ * at the LSO of the read, which only grows. false on OOM. */
+#define FETCH_ABORTED_MAX 1000
+static bool committed_view(breq *r, const fitem *it, kafka_fetch_response_partition_data *pd) {
+    pstate_aborted few[16], *ab = few;
+    rpart_lock(it->p);
+    int64_t lso = replica_last_stable(it->p->r);
+    int32_t n = replica_aborted(it->p->r, it->fetch_offset, lso, few, 16);
+    if (n == 16) { /* more: room for the bound (rare; most ranges hold none) */
+        ab = breq_calloc(r, FETCH_ABORTED_MAX, sizeof *ab);
+        n = ab ? replica_aborted(it->p->r, it->fetch_offset, lso, ab, FETCH_ABORTED_MAX) : -1;
+    }
+    rpart_unlock(it->p);
+    if (n < 0)
+        return false;
+    pd->last_stable_offset = lso < it->hw ? lso : it->hw;
+    if (n == 0)
+        return true;
+    pd->aborted_transactions = breq_calloc(r, (size_t)n, sizeof *pd->aborted_transactions);
+    if (pd->aborted_transactions == NULL)
+        return false;
+    for (int32_t i = 0; i < n; i++) {
+        kafka_fetch_response_aborted_transaction_init(&pd->aborted_transactions[i]);
+        pd->aborted_transactions[i].producer_id = ab[i].producer_id;
+        pd->aborted_transactions[i].first_offset = ab[i].first_offset;
+    }
+    pd->aborted_transactions_count = n;
+    return true;
+}
+
 static bool build(breq *r, fstate *fs) {
     kafka_fetch_response *resp = r->resp;
     int16_t ver = r->hdr.api_version;
@@ -1080,6 +1111,9 @@ static bool build(breq *r, fstate *fs) {
         pd->last_stable_offset = ver >= 4 ? it->hw : -1;
         pd->log_start_offset = ver >= 5 ? it->ls : -1;
         pd->aborted_transactions_count = fs->isolation == 1 ? 0 : -1;
+        if (fs->isolation == 1 && ver >= 4 && fs->replica_id < 0 && it->p != NULL &&
+            it->err == KAFKA_ERR_NONE && !committed_view(r, it, pd))
+            return false;
         pd->records =
             it->records_len > 0 ? (kbytes){it->records, it->records_len} : (kbytes){(const uint8_t *)"", 0};
     }

@@ -25,6 +25,7 @@
 #include "broker/meta.h"
 #include "broker/broker.h"
 #include "broker/groups.h"
+#include "broker/txns.h"
 #include "core/log.h"
 
 /* Copies a string into the request's arena (the machine's memory is only
@@ -80,29 +81,26 @@ static log_ratelimit refused_coordinator_rl = LOG_RATELIMIT_DEFAULT;
 
 static void log_refused(breq *r, int8_t type, kstr key, int32_t n_keys) {
     kstr cid = r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c("");
-    if (type == 1)
-        LOG_INFO_LIMITED(&refused_coordinator_rl, "groups",
-                         "refused FindCoordinator v%d for transactional id '%.*s'%s from %s (client '%.*s'): "
-                         "transactions are not supported yet; answered COORDINATOR_NOT_AVAILABLE",
-                         r->hdr.api_version, key.len > 0 ? key.len : 0, key.len > 0 ? key.ptr : "",
-                         n_keys > 1 ? " and others" : "", r->net->peer, cid.len, cid.ptr);
-    else
-        LOG_INFO_LIMITED(
-            &refused_coordinator_rl, "groups",
-            "refused FindCoordinator v%d with unknown key type %d from %s (client '%.*s'); answered "
-            "INVALID_REQUEST",
-            r->hdr.api_version, type, r->net->peer, cid.len, cid.ptr);
+    (void)key;
+    (void)n_keys;
+    LOG_INFO_LIMITED(&refused_coordinator_rl, "groups",
+                     "refused FindCoordinator v%d with unknown key type %d from %s (client '%.*s'); answered "
+                     "INVALID_REQUEST",
+                     r->hdr.api_version, type, r->net->peer, cid.len, cid.ptr);
 }
 
 /* A quorum member: the group's coordinator is the leader of its
  * __consumer_offsets partition, wherever it is; the topic is created
  * (through the active controller) on the first request that needs it. */
-static int16_t cluster_coordinator(breq *r, kstr key, int32_t *node, kstr *host, int32_t *port) {
+static int16_t cluster_coordinator(breq *r, int8_t type, kstr key, int32_t *node, kstr *host, int32_t *port) {
     md_image *img = bmeta_image(r->b->meta);
-    const md_topic *ot = md_image_topic(img, kstr_c(GROUPS_OFFSETS_TOPIC));
+    const md_topic *ot = md_image_topic(img, kstr_c(type == 1 ? TXNS_TOPIC : GROUPS_OFFSETS_TOPIC));
     if (ot == NULL || ot->n_partitions <= 0) {
         md_image_unref(img);
-        groups_ensure_offsets_topic(r->b);
+        if (type == 1)
+            txns_ensure(r->b);
+        else
+            groups_ensure_offsets_topic(r->b);
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
     }
     const md_partition *mp = md_topic_partition(ot, gcoord_partition_for(key, ot->n_partitions));
@@ -131,13 +129,13 @@ static int16_t coordinator_for(breq *r, int8_t type, kstr key, int32_t *node, ks
     *node = -1;
     *host = kstr_c("");
     *port = -1;
-    if (type == 1)
-        return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE; /* transactions: not yet */
-    if (type != 0)
+    if (type != 0 && type != 1)
+        return KAFKA_ERR_INVALID_REQUEST;
+    if (type == 1 && (key.len <= 0 || key.len > TREC_TXN_ID_MAX))
         return KAFKA_ERR_INVALID_REQUEST;
     if (bmeta_is_quorum_member(r->b->meta))
-        return cluster_coordinator(r, key, node, host, port);
-    if (groups_shard_count(r->b) == 0)
+        return cluster_coordinator(r, type, key, node, host, port);
+    if (type == 1 ? txns_ensure(r->b) != 0 : groups_shard_count(r->b) == 0)
         return KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
     const char *h;
     endpoint(r, &h, port);
@@ -162,7 +160,7 @@ static int16_t coordinator_allowed(breq *r, int8_t key_type, kstr key) {
 breq_status api_find_coordinator(breq *r) {
     const kafka_find_coordinator_request *req = r->req;
     kafka_find_coordinator_response *resp = r->resp;
-    if (req->key_type != 0)
+    if (req->key_type != 0 && req->key_type != 1)
         log_refused(r, req->key_type,
                     r->hdr.api_version < 4            ? req->key
                     : req->coordinator_keys_count > 0 ? req->coordinator_keys[0]
@@ -439,7 +437,15 @@ static bool commit_respond(breq *r, const int16_t *errs) {
 
 void groups_api_commit_done(void *ctx, void *token, const int16_t *errors, int n) {
     (void)ctx;
-    (void)n;
+    if (token == GROUPS_TXN_COMMIT_TOKEN) { /* a transaction's offsets (txns.c): no request waits */
+        for (int i = 0; i < n; i++)
+            if (errors == NULL || errors[i] != 0) {
+                LOG_WARN("txn", "writing the offsets of a committed transaction failed: %s",
+                         kafka_error_name(errors ? errors[i] : KAFKA_ERR_UNKNOWN_SERVER_ERROR));
+                break;
+            }
+        return;
+    }
     breq *r = token;
     if (!commit_respond(r, errors)) {
         breq_abort(r);

@@ -44,6 +44,10 @@ static void lookup(breq *r, rpart *p, int64_t ts,
         rpart_lock(p);
         err = replica_list_offset(p->r, ts == LIST_OFFSETS_EARLIEST_LOCAL ? PLOG_TS_EARLIEST : ts, &off,
                                   &when, &epoch);
+        /* read_committed: latest is the last stable offset (v2+). */
+        if (err == 0 && ts == PLOG_TS_LATEST && r->hdr.api_version >= 2 &&
+            ((const kafka_list_offsets_request *)r->req)->isolation_level == 1)
+            off = replica_last_stable(p->r);
         rpart_unlock(p);
     }
     if (err != 0) {

@@ -65,6 +65,7 @@
 
 #include "broker/apis.h"
 #include "broker/authz.h"
+#include "broker/txns.h"
 #include "core/clock.h"
 #include "broker/broker.h"
 #include "broker/fetch.h"
@@ -77,7 +78,7 @@
 /* Checks that depend on the request version (and on what this broker
  * supports), before storage sees the bytes. Returns 0 or a Kafka error code,
  * with *why set to a message for the client where one helps. */
-static int16_t check_version_rules(int16_t ver, kbytes records, const char **why) {
+static int16_t check_version_rules(int16_t ver, kbytes records, bool has_txn_id, const char **why) {
     *why = NULL;
     if (records.len <= 0)
         return ver >= 3 ? KAFKA_ERR_INVALID_RECORD : KAFKA_ERR_CORRUPT_MESSAGE;
@@ -98,8 +99,8 @@ static int16_t check_version_rules(int16_t ver, kbytes records, const char **why
         batches++;
         if (ver < 7 && batch_codec_of(&h) == BATCH_CODEC_ZSTD)
             return KAFKA_ERR_UNSUPPORTED_COMPRESSION_TYPE;
-        if ((h.attributes & BATCH_ATTR_TRANSACTIONAL) && h.producer_id >= 0) {
-            *why = "transactions are not supported by this broker: the partition is in no transaction";
+        if ((h.attributes & BATCH_ATTR_TRANSACTIONAL) && h.producer_id >= 0 && !has_txn_id) {
+            *why = "a transactional batch in a produce request without a transactional id";
             return KAFKA_ERR_INVALID_TXN_STATE;
         }
     }
@@ -409,7 +410,12 @@ breq_status api_produce(breq *r) {
                 err = legacy_convert(r, t->name, rpart_max_message_bytes(p), pd->records, &data, &data_len,
                                      &throttle_ms);
             else if (err == KAFKA_ERR_NONE)
-                err = check_version_rules(ver, pd->records, &why);
+                err = check_version_rules(ver, pd->records, req->transactional_id.len >= 0, &why);
+            /* A transactional producer's batch: its partition must be in
+             * the transaction (one flag check for everyone else). */
+            if (err == KAFKA_ERR_NONE && req->transactional_id.len >= 0)
+                err =
+                    txns_verify_produce(r->b, req->transactional_id, pd->records, td->name, pd->index, &why);
             if (err == KAFKA_ERR_NONE) {
                 rpart_lock(p);
                 const replica_state *st = replica_get_state(p->r);

@@ -9,9 +9,7 @@
  * fences its older epoch on every partition and lets it restart its
  * sequences at 0 - unless the epoch cannot grow (32766), or the id was
  * never handed out, when it gets a new id. With a transactional.id the
- * producer needs a transaction coordinator, which this broker does not have
- * yet: it is answered INVALID_TXN_STATE (not retriable, so the client stops
- * with an error instead of waiting) and a log line says why.
+ * transaction coordinator answers (api_txn.c).
  */
 #include <stdio.h>
 
@@ -24,8 +22,6 @@
 #include "core/log.h"
 
 #define EPOCH_MAX 32766 /* Kafka's: the epoch after it would be INT16_MAX, reserved */
-
-static log_ratelimit txn_refused_rl = LOG_RATELIMIT_DEFAULT;
 
 breq_status api_init_producer_id(breq *r) {
     const kafka_init_producer_id_request *req = r->req;
@@ -46,15 +42,8 @@ breq_status api_init_producer_id(breq *r) {
         resp->error_code = KAFKA_ERR_CLUSTER_AUTHORIZATION_FAILED;
         return BREQ_DONE;
     }
-    if (req->transactional_id.len >= 0) {
-        LOG_INFO_LIMITED(&txn_refused_rl, "producer-ids",
-                         "refused InitProducerId from %s for transactional.id '%.*s': transactions are not "
-                         "supported by this broker yet; answered INVALID_TXN_STATE",
-                         r->net->peer, req->transactional_id.len > 200 ? 200 : req->transactional_id.len,
-                         req->transactional_id.ptr ? req->transactional_id.ptr : "");
-        resp->error_code = KAFKA_ERR_INVALID_TXN_STATE;
-        return BREQ_DONE;
-    }
+    if (req->transactional_id.len >= 0)
+        return api_init_producer_id_txn(r); /* the transaction coordinator (api_txn.c) */
     if ((req->producer_id >= 0) != (req->producer_epoch >= 0)) {
         resp->error_code = KAFKA_ERR_INVALID_REQUEST;
         return BREQ_DONE;

@@ -56,6 +56,15 @@ breq_status api_broker_heartbeat(breq *r);
 breq_status api_init_producer_id(breq *r);
 breq_status api_allocate_producer_ids(breq *r);
 breq_status api_describe_producers(breq *r);
+/* transactions (api_txn.c) */
+breq_status api_init_producer_id_txn(breq *r);
+breq_status api_add_partitions_to_txn(breq *r);
+breq_status api_add_offsets_to_txn(breq *r);
+breq_status api_end_txn(breq *r);
+breq_status api_txn_offset_commit(breq *r);
+breq_status api_write_txn_markers(breq *r);
+breq_status api_describe_transactions(breq *r);
+breq_status api_list_transactions(breq *r);
 /* SCRAM users (api_scram.c); SaslHandshake and SaslAuthenticate are in sasl.h */
 breq_status api_alter_user_scram_credentials(breq *r);
 breq_status api_describe_user_scram_credentials(breq *r);

@@ -21,6 +21,7 @@
 #include "broker/fetch.h"
 #include "broker/replication.h"
 #include "broker/groups.h"
+#include "broker/txns.h"
 #include "broker/log_cleaner.h"
 #include "broker/observe.h"
 #include "broker/request.h"
@@ -241,6 +242,8 @@ broker *broker_create(const broker_config *cfg) {
     }
     if (groups_mgr_start(b) != 0)
         goto err;
+    if (txns_mgr_start(b) != 0)
+        goto err;
     if (brepl_start(b) != 0)
         goto err;
     if (driver_add(b->driver, "housekeeping", housekeeping_step, b) < 0)
@@ -291,6 +294,7 @@ void broker_shutdown(broker *b) {
     /* Parked JoinGroup/SyncGroup requests are answered first, so that the
      * network layer's drain does not wait for rebalances. */
     groups_mgr_shutdown(b);
+    txns_mgr_shutdown(b);
     if (b->meta)
         bmeta_quiesce(b->meta);
     /* Followers stop appending before the logs close. */
@@ -304,7 +308,8 @@ void broker_shutdown(broker *b) {
     /* Passes in progress are abandoned before the logs close. */
     cleaners_stop(b->cleaners);
     b->cleaners = NULL;
-    /* The coordinator holds a reference on __consumer_offsets. */
+    /* The coordinators hold references on their topics' partitions. */
+    txns_mgr_destroy(b);
     groups_mgr_destroy(b);
     /* Closing the registry flushes every log and marks the dirs clean. */
     int n_dirs = b->cfg->log_dirs.n;
@@ -327,6 +332,7 @@ void broker_destroy(broker *b) {
     b->cleaners = NULL;
     observe_stop(b);
     brepl_stop(b);
+    txns_mgr_destroy(b);
     groups_mgr_destroy(b);
     /* A broker that never started cleanly leaves its dirs unclean. Its
      * quorum threads end here, before the fetch manager they notify. */

@@ -25,6 +25,7 @@
 /* Opaque here: defined and owned by fetch.c, groups.c and driver.c. */
 struct fetch_mgr;
 struct groups_mgr;
+struct txns_mgr;
 struct driver;
 struct obs_metrics;
 struct observe;
@@ -49,6 +50,8 @@ struct broker {
     struct fetch_mgr *fetch;
     /* Owned by the group coordinator (groups.h); NULL until started. */
     struct groups_mgr *groups;
+    /* Owned by the transaction coordinator (txns.h); NULL until started. */
+    struct txns_mgr *txns;
     /* The one timer thread: long polls, group shards, housekeeping (roll,
      * flush, retention, metadata snapshots) as tasks. */
     struct driver *driver;

@@ -216,6 +216,7 @@ typedef struct broker_config {
     int32_t transaction_state_log_num_partitions;
     int32_t transactional_id_expiration_ms;
     int32_t transaction_max_timeout_ms;
+    int32_t transaction_abort_interval_ms;
     int32_t producer_id_expiration_ms;
 
     /* logging */

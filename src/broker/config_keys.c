@@ -395,12 +395,21 @@ static const config_def broker_defs[] = {
      .doc = "Replication factor of the internal transaction state topic. Kafka's default is 3; Sluice uses 1."},
     INT("transaction.state.log.min.isr", "1", 1, I32MAX, B(transaction_state_log_min_isr), CONFIG_F_DEVIATES,
         "min.insync.replicas of the transaction state topic. Kafka's default is 2; Sluice uses 1."),
-    INT("transaction.state.log.num.partitions", "50", 1, I32MAX, B(transaction_state_log_num_partitions), 0,
-        "Partitions of the transaction state topic."),
-    INT("transactional.id.expiration.ms", "604800000", 1, I32MAX, B(transactional_id_expiration_ms), 0,
-        "A transactional id with no transaction for this long is forgotten."),
-    INT("transaction.max.timeout.ms", "900000", 1, I32MAX, B(transaction_max_timeout_ms), 0,
-        "Largest transaction timeout a producer may ask for."),
+    INT("transaction.state.log.num.partitions", "50", 1, I32MAX, B(transaction_state_log_num_partitions),
+        CONFIG_F_ACTIVE,
+        "Partitions of the transaction state topic (created on the first transactional request); fixed once "
+        "the topic exists. A transactional id lives on partition abs(hash(id)) % this."),
+    INT("transactional.id.expiration.ms", "604800000", 1, I32MAX, B(transactional_id_expiration_ms),
+        CONFIG_F_ACTIVE,
+        "A transactional id with no transaction for this long is forgotten (a tombstone in the transaction state "
+        "topic)."),
+    INT("transaction.max.timeout.ms", "900000", 1, I32MAX, B(transaction_max_timeout_ms), CONFIG_F_ACTIVE,
+        "Largest transaction timeout (transaction.timeout.ms) a producer may ask for; InitProducerId with more "
+        "is answered INVALID_TRANSACTION_TIMEOUT."),
+    INT("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", 1, I32MAX,
+        B(transaction_abort_interval_ms), CONFIG_F_ACTIVE,
+        "How often the transaction coordinator looks for transactions past their timeout and aborts them "
+        "(fencing their producer)."),
     INT("producer.id.expiration.ms", "86400000", 1, I32MAX, B(producer_id_expiration_ms), CONFIG_F_ACTIVE,
         "A producer id that has not written to a partition for this long is forgotten there, with its "
         "sequence state (checked about once a second)."),

@@ -46,6 +46,7 @@ struct groups_mgr {
 int64_t groups_now_ms(void) { return clock_wall_ms(); }
 
 static void kick(groups_mgr *m);
+char groups_txn_commit_token;
 
 /* ---- appends ------------------------------------------------------------ */
 

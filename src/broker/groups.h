@@ -135,6 +135,10 @@ void groups_api_delete_group_done(void *ctx, void *token, int16_t error);
 void groups_api_delete_offsets_done(void *ctx, void *token, int16_t error, const int16_t *errors, int n);
 void groups_api_cg_heartbeat_done(void *ctx, void *token, const gcoord_cg_result *res);
 
+/* The token of gcoord_commit_txn_offsets calls (no request waits). */
+extern char groups_txn_commit_token;
+#define GROUPS_TXN_COMMIT_TOKEN ((void *)&groups_txn_commit_token)
+
 /* Wall clock in milliseconds (the machines' clock). */
 int64_t groups_now_ms(void);
 

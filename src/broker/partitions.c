@@ -235,6 +235,15 @@ static int16_t port_append(void *ctx, uint8_t *buf, size_t len, bool as_leader, 
     return broker_kafka_error(rc);
 }
 
+static int16_t port_append_marker(void *ctx, uint8_t *buf, size_t len, int32_t epoch, int64_t now,
+                                  plog_append_info *info) {
+    rpart *p = ctx;
+    plog *l = atomic_load(&p->log);
+    if (l == NULL)
+        return KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    return broker_kafka_error(plog_append_marker(l, buf, len, epoch, now, info));
+}
+
 static int16_t port_truncate(void *ctx, int64_t offset) {
     rpart *p = ctx;
     plog *l = atomic_load(&p->log);
@@ -289,8 +298,8 @@ static void port_changed(void *ctx, replica *r) {
 }
 
 static replica_port port_of(rpart *p) {
-    return (replica_port){p,           port_append,  port_truncate, port_read,   port_time,
-                          port_delete, port_offsets, write_epochs,  port_changed};
+    return (replica_port){p,           port_append,  port_truncate, port_read,    port_time,
+                          port_delete, port_offsets, write_epochs,  port_changed, port_append_marker};
 }
 
 /* ---- producer state (storage/producer_state.h, producer_files.h) ----------------------------- */
@@ -301,11 +310,9 @@ typedef struct learn_ctx {
 } learn_ctx;
 
 static int learn(void *ctx, const uint8_t *batch, size_t size, const batch_header *h) {
-    (void)batch;
-    (void)size;
     learn_ctx *c = ctx;
     if (batch_last_offset(h) >= c->from) {
-        replica_learn_batch(c->r, h, c->now);
+        replica_learn_batch(c->r, h, batch, size, c->now);
         c->batches++;
     }
     return 0;
@@ -356,9 +363,12 @@ static void load_producers(rpart *p, plog *l, replica *r, int64_t now) {
 /* A snapshot of the producer state at the log end (mu held), encoded
  * under the lock; *buf (malloc'd) is written by write_producers without it.
  * False when there is nothing to write. */
-static bool take_producers(rpart *p, plog *l, uint8_t **buf, size_t *len, int64_t *offset) {
-    const pstate *s = replica_producers(p->r);
+static bool take_producers(rpart *p, plog *l, uint8_t **buf, size_t *len, uint8_t **abuf, size_t *alen,
+                           int64_t *offset) {
+    pstate *s = replica_producers(p->r);
     *offset = plog_end_offset(l);
+    *abuf = NULL;
+    *alen = 0;
     /* A partition that never had a producer needs no file; one that had
      * gets a new (maybe empty) one, so the start never reads back from an
      * old snapshot. */
@@ -368,24 +378,36 @@ static bool take_producers(rpart *p, plog *l, uint8_t **buf, size_t *len, int64_
     if ((*buf = malloc(need)) == NULL)
         return false;
     *len = pstate_snapshot_encode(s, *buf, need);
+    pstate_aborted_trim(s, plog_start_offset(l));
+    if (pstate_aborted_count(s) > 0) {
+        size_t an = pstate_aborted_size(s);
+        if ((*abuf = malloc(an)) == NULL) {
+            free(*buf);
+            return false;
+        }
+        *alen = pstate_aborted_encode(s, *abuf, an);
+    }
     p->snap_offset = *offset;
     return true;
 }
 
-static void write_producers(rpart *p, plog *l, uint8_t *buf, size_t len, int64_t offset) {
+static void write_producers(rpart *p, plog *l, uint8_t *buf, size_t len, uint8_t *abuf, size_t alen,
+                            int64_t offset) {
     char what[300];
     snprintf(what, sizeof what, "partition %s-%d", p->topic, p->index);
-    pfiles_write(storage_vfs(logmgr_storage(p->owner->cfg.lm)), plog_dir(l), what, offset, buf, len);
+    pfiles_write(storage_vfs(logmgr_storage(p->owner->cfg.lm)), plog_dir(l), what, offset, buf, len, abuf,
+                 alen);
     free(buf);
+    free(abuf);
 }
 
 /* Clean close: the snapshot at the log end, so the next start reads no log. */
 static void snapshot_at_close(rpart *p, plog *l) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
+    uint8_t *buf = NULL, *abuf = NULL;
+    size_t len = 0, alen = 0;
     int64_t off;
-    if (!plog_is_offline(l) && take_producers(p, l, &buf, &len, &off))
-        write_producers(p, l, buf, len, off);
+    if (!plog_is_offline(l) && take_producers(p, l, &buf, &len, &abuf, &alen, &off))
+        write_producers(p, l, buf, len, abuf, alen, off);
 }
 
 /* ---- life of a partition ------------------------------------------------------------------- */
@@ -850,8 +872,8 @@ void parts_tick(parts *ps, int64_t now) {
                 LOG_WARN("partitions", "housekeeping of partition %s-%d failed: %s", p->topic, p->index,
                          storage_strerror(rc));
             /* Producer state: expiry, and a snapshot after each roll. */
-            uint8_t *buf = NULL;
-            size_t len = 0;
+            uint8_t *buf = NULL, *abuf = NULL;
+            size_t len = 0, alen = 0;
             int64_t off = -1;
             bool snap = false;
             rpart_lock(p);
@@ -860,10 +882,10 @@ void parts_tick(parts *ps, int64_t now) {
                 pstate_set_limits(s, 0, p->owner->cfg.bc->producer_id_expiration_ms);
             pstate_expire(s, now);
             if (atomic_load(&p->log) == l && plog_active_base(l) > p->snap_offset)
-                snap = take_producers(p, l, &buf, &len, &off);
+                snap = take_producers(p, l, &buf, &len, &abuf, &alen, &off);
             rpart_unlock(p);
             if (snap)
-                write_producers(p, l, buf, len, off);
+                write_producers(p, l, buf, len, abuf, alen, off);
         }
         rpart_release(p);
     }

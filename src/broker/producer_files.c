@@ -56,6 +56,15 @@ static void path_of(char *out, size_t n, const char *dir, int64_t off, const cha
     snprintf(out, n, "%s/%020" PRId64 PFILES_SUFFIX "%s", dir, off, ext);
 }
 
+/* Removes the snapshot at off and its aborted-transaction file. */
+static void remove_snapshot(const sl_vfs *v, const char *dir, int64_t off) {
+    char path[4200];
+    path_of(path, sizeof path, dir, off, "");
+    v->unlink(v->ctx, path);
+    path_of(path, sizeof path, dir, off, PFILES_ABORTED_EXT);
+    v->unlink(v->ctx, path);
+}
+
 /* Reads a whole file of at most PFILES_MAX_BYTES; NULL on error. */
 static uint8_t *read_file(const sl_vfs *v, const char *path, size_t *len) {
     int fd = v->open(v->ctx, path, SL_O_RDONLY, 0);
@@ -83,7 +92,7 @@ int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t 
         if (l.offs[i] > log_end) {
             LOG_INFO("producer-state", "%s: snapshot %s is past the log end %" PRId64 "; removed", what, path,
                      log_end);
-            v->unlink(v->ctx, path);
+            remove_snapshot(v, dir, l.offs[i]);
             continue;
         }
         size_t len = 0;
@@ -91,13 +100,26 @@ int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t 
         char why[256] = "cannot be read";
         if (buf != NULL && pstate_snapshot_decode(s, buf, len, now, why, sizeof why) == 0) {
             free(buf);
+            /* The aborted transactions below it (none for a snapshot written
+             * before transactions, which has no such file). */
+            char apath[4200];
+            path_of(apath, sizeof apath, dir, l.offs[i], PFILES_ABORTED_EXT);
+            size_t alen = 0;
+            uint8_t *abuf = read_file(v, apath, &alen);
+            char awhy[256] = "";
+            if (abuf != NULL && pstate_aborted_decode(s, abuf, alen, awhy, sizeof awhy) != 0)
+                LOG_WARN("producer-state",
+                         "%s: %s is unusable (%s); read_committed fetches below offset %" PRId64
+                         " may return records of aborted transactions",
+                         what, apath, awhy, l.offs[i]);
+            free(abuf);
             return l.offs[i];
         }
         free(buf);
         LOG_WARN("producer-state",
                  "%s: snapshot %s is unusable (%s); removed, the state is rebuilt from the log", what, path,
                  why);
-        v->unlink(v->ctx, path);
+        remove_snapshot(v, dir, l.offs[i]);
     }
     pstate_clear(s);
     return -1;
@@ -106,19 +128,18 @@ int64_t pfiles_load(const sl_vfs *v, const char *dir, const char *what, int64_t 
 void pfiles_remove_above(const sl_vfs *v, const char *dir, int64_t above) {
     listing l;
     list_snapshots(v, dir, &l);
-    char path[4200];
     for (int i = 0; i < l.n; i++)
-        if (l.offs[i] > above) {
-            path_of(path, sizeof path, dir, l.offs[i], "");
-            v->unlink(v->ctx, path);
-        }
+        if (l.offs[i] > above)
+            remove_snapshot(v, dir, l.offs[i]);
 }
 
-int pfiles_write(const sl_vfs *v, const char *dir, const char *what, int64_t offset, const uint8_t *buf,
-                 size_t len) {
-    char path[4200], tmp[4200];
-    path_of(path, sizeof path, dir, offset, "");
-    path_of(tmp, sizeof tmp, dir, offset, ".tmp");
+/* Writes one file atomically: .tmp, fsync, rename, directory fsync. */
+static int write_atomic(const sl_vfs *v, const char *dir, const char *what, int64_t offset, const char *ext,
+                        const uint8_t *buf, size_t len) {
+    char path[4200], tmp[4200], text[32];
+    snprintf(text, sizeof text, "%s.tmp", ext);
+    path_of(path, sizeof path, dir, offset, ext);
+    path_of(tmp, sizeof tmp, dir, offset, text);
     int fd = v->open(v->ctx, tmp, SL_O_RDWR | SL_O_CREAT | SL_O_TRUNC, 0644);
     int rc = fd < 0 ? fd : sl_vfs_pwrite_full(v, fd, buf, len, 0);
     if (fd >= 0) {
@@ -135,11 +156,20 @@ int pfiles_write(const sl_vfs *v, const char *dir, const char *what, int64_t off
         LOG_WARN("producer-state", "%s: cannot write %s: %s", what, path, strerror(-rc));
         return rc;
     }
+    return 0;
+}
+
+int pfiles_write(const sl_vfs *v, const char *dir, const char *what, int64_t offset, const uint8_t *buf,
+                 size_t len, const uint8_t *abuf, size_t alen) {
+    /* The aborted list first: a snapshot on disk always has its list. */
+    int rc = abuf ? write_atomic(v, dir, what, offset, PFILES_ABORTED_EXT, abuf, alen) : 0;
+    if (rc == 0)
+        rc = write_atomic(v, dir, what, offset, "", buf, len);
+    if (rc != 0)
+        return rc;
     listing l;
     list_snapshots(v, dir, &l);
-    for (int i = PFILES_KEEP; i < l.n; i++) {
-        path_of(path, sizeof path, dir, l.offs[i], "");
-        v->unlink(v->ctx, path);
-    }
+    for (int i = PFILES_KEEP; i < l.n; i++)
+        remove_snapshot(v, dir, l.offs[i]);
     return 0;
 }

@@ -3037,7 +3037,7 @@ static int16_t *new_errs(const gcoord_commit *entries, int n) {
 
 static void commit_event(gcoord *c, kstr group_id, int32_t generation, kstr member_id, kstr instance_id,
                          int64_t retention_ms, int64_t commit_ts, const gcoord_commit *entries, int n,
-                         void *token, int64_t now) {
+                         void *token, int64_t now, bool txn) {
     int16_t *errs = new_errs(entries, n);
     if (errs == NULL) {
         c->sink.commit_done(c->sink.ctx, token, NULL, n);
@@ -3049,14 +3049,18 @@ static void commit_event(gcoord *c, kstr group_id, int32_t generation, kstr memb
     gcoord_group *g = err ? NULL : find_group(c, group_id);
     bool created = false;
     if (err == 0 && g == NULL) {
-        if (generation >= 0)
+        if (generation >= 0 && !txn)
             err = KAFKA_ERR_ILLEGAL_GENERATION;
         else if ((g = add_group(c, group_id, now)) == NULL)
             err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         else
             created = true;
     }
-    if (err == 0 && !created) {
+    if (err == 0 && !created && txn) {
+        /* A committed transaction's offsets: checked when they were sent. */
+        if (g->state == GCOORD_DEAD)
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    } else if (err == 0 && !created) {
         gcoord_member *m = NULL;
         if (g->state == GCOORD_DEAD)
             err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
@@ -3145,7 +3149,14 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
                            void *token, int64_t now) {
     enter(c);
     commit_event(c, group_id, generation, member_id, instance_id, retention_ms, commit_ts, entries, n, token,
-                 now);
+                 now, false);
+    leave(c, now);
+}
+
+void gcoord_commit_txn_offsets(gcoord *c, kstr group_id, const gcoord_commit *entries, int n, void *token,
+                               int64_t now) {
+    enter(c);
+    commit_event(c, group_id, -1, kstr_c(""), kstr_c(""), -1, -1, entries, n, token, now, true);
     leave(c, now);
 }
 

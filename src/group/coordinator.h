@@ -425,6 +425,14 @@ void gcoord_commit_offsets(gcoord *c, kstr group_id, int32_t generation, kstr me
                            int64_t retention_ms, int64_t commit_ts, const gcoord_commit *entries, int n,
                            void *token, int64_t now);
 
+/* The offsets of a committed transaction (TxnOffsetCommit, held by the
+ * broker until the transaction's COMMIT marker reaches this shard's
+ * partition): written and made visible like an OffsetCommit, without the
+ * membership checks (they were made when the offsets were sent); a group
+ * that does not exist is created. Answered through commit_done. */
+void gcoord_commit_txn_offsets(gcoord *c, kstr group_id, const gcoord_commit *entries, int n, void *token,
+                               int64_t now);
+
 /* OffsetFetch of one partition: 0 with the values (offset -1 when none),
  * COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR. metadata points into the
  * machine. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proto/batch.h"
+#include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
 
 typedef struct producer_batch {
@@ -18,6 +19,7 @@ typedef struct producer_batch {
     int64_t max_ts;
     const uint8_t *at; /* the batch's bytes */
     size_t size;
+    bool transactional;
 } producer_batch;
 
 struct replica {
@@ -274,15 +276,41 @@ int16_t replica_check_epoch(const replica *r, int32_t current_leader_epoch, bool
 
 /* ---- idempotent producers ---------------------------------------------------------------- */
 
-void replica_learn_batch(replica *r, const batch_header *h, int64_t now) {
-    if (h->producer_id < 0 || h->base_sequence < 0 || (h->attributes & BATCH_ATTR_CONTROL))
+/* The marker type of a control batch: BATCH_CONTROL_COMMIT / _ABORT, or
+ * -1 when its first record is not a control key. */
+static int control_type(const uint8_t *bytes, size_t size) {
+    arena a;
+    arena_init(&a, 1 << 16);
+    batch_iter it;
+    batch_record rec;
+    int16_t ver, type;
+    int t = -1;
+    if (batch_iter_init(&it, bytes, size, &a) == BATCH_OK && batch_iter_next(&it, &rec) &&
+        batch_control_key(&rec, &ver, &type))
+        t = type;
+    arena_reset(&a);
+    return t;
+}
+
+void replica_learn_batch(replica *r, const batch_header *h, const uint8_t *bytes, size_t size, int64_t now) {
+    if (h->producer_id < 0)
         return;
     int64_t last = batch_last_offset(h);
     if (last < 0)
         return;
+    if (h->attributes & BATCH_ATTR_CONTROL) {
+        int t = bytes ? control_type(bytes, size) : -1;
+        if (t == BATCH_CONTROL_COMMIT || t == BATCH_CONTROL_ABORT)
+            (void)pstate_txn_end(r->producers, h->producer_id, t == BATCH_CONTROL_COMMIT, h->base_offset);
+        return;
+    }
+    if (h->base_sequence < 0)
+        return;
     pstate_batch b = {h->base_sequence, pstate_last_seq(h->base_sequence, h->record_count), h->base_offset,
                       last, h->max_timestamp};
-    pstate_update(r->producers, h->producer_id, h->producer_epoch, &b, now);
+    if (pstate_update(r->producers, h->producer_id, h->producer_epoch, &b, now) == 0 &&
+        (h->attributes & BATCH_ATTR_TRANSACTIONAL))
+        pstate_txn_data(r->producers, h->producer_id, h->base_offset);
 }
 
 /* The producer rules for a leader's append (producer_state.h). pb->pid is
@@ -302,7 +330,16 @@ static int16_t producer_check(replica *r, const uint8_t *buf, size_t len, produc
     /* Bounded by len: a batch is at least the header's size. */
     while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
         n++;
+        if (h.attributes & BATCH_ATTR_CONTROL) {
+            snprintf(
+                out->info.error_msg, sizeof out->info.error_msg,
+                "a control batch (producer %lld) in a produce request: markers come from the transaction "
+                "coordinator only",
+                (long long)h.producer_id);
+            return KAFKA_ERR_INVALID_RECORD;
+        }
         if (h.producer_id >= 0 && h.base_sequence >= 0 && idem++ == 0) {
+            pb->transactional = (h.attributes & BATCH_ATTR_TRANSACTIONAL) != 0;
             pb->pid = h.producer_id;
             pb->epoch = h.producer_epoch;
             pb->first_seq = h.base_sequence;
@@ -391,7 +428,7 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
     plog_append_info info;
     memset(&info, 0, sizeof info);
     info.error_record = -1;
-    producer_batch pb = {-1, -1, -1, -1, -1, NULL, 0};
+    producer_batch pb = {-1, -1, -1, -1, -1, NULL, 0, false};
     err = producer_check(r, buf, len, &pb, out);
     if (err || out->duplicate)
         return err;
@@ -401,7 +438,8 @@ int16_t replica_append(replica *r, uint8_t *buf, size_t len, int64_t now, replic
         return err;
     if (pb.pid >= 0) {
         pstate_batch b = {pb.first_seq, pb.last_seq, info.base_offset, info.last_offset, pb.max_ts};
-        pstate_update(r->producers, pb.pid, pb.epoch, &b, now);
+        if (pstate_update(r->producers, pb.pid, pb.epoch, &b, now) == 0 && pb.transactional)
+            pstate_txn_data(r->producers, pb.pid, info.base_offset);
     }
     refresh_offsets(r);
     epochs_assign(r, r->st.leader_epoch, info.base_offset);
@@ -441,7 +479,7 @@ int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t
     batch_header h;
     while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
         epochs_assign(r, h.partition_leader_epoch, h.base_offset);
-        replica_learn_batch(r, &h, now);
+        replica_learn_batch(r, &h, bp, bsize, now);
     }
     refresh_offsets(r);
     out->base_offset = info.base_offset;
@@ -453,13 +491,74 @@ int16_t replica_append_as_follower(replica *r, uint8_t *buf, size_t len, int64_t
     return 0;
 }
 
+/* The last stable offset: the HW, or the first offset of the earliest
+ * open transaction when that is lower. */
+static int64_t last_stable(const replica *r) {
+    int64_t first = pstate_first_open(r->producers);
+    return first >= 0 && first < r->st.hw ? (first > r->st.log_start ? first : r->st.log_start) : r->st.hw;
+}
+
+int64_t replica_last_stable(replica *r) {
+    refresh_offsets(r);
+    return last_stable(r);
+}
+
+int32_t replica_aborted(const replica *r, int64_t from, int64_t to, pstate_aborted *out, int32_t max) {
+    return pstate_aborted_in(r->producers, from, to, out, max);
+}
+
+int16_t replica_write_marker(replica *r, int64_t producer_id, int16_t epoch, bool commit,
+                             int32_t coordinator_epoch, int64_t now, int64_t *offset) {
+    check_invariants(r);
+    int16_t err = replica_check_epoch(r, -1, true);
+    if (err)
+        return err;
+    uint8_t key[4], val[6];
+    wire_put_be16(key, 0);
+    wire_put_be16(key + 2, commit ? BATCH_CONTROL_COMMIT : BATCH_CONTROL_ABORT);
+    wire_put_be16(val, 0);
+    wire_put_be32(val + 2, (uint32_t)coordinator_epoch);
+    batch_build_record rec = {.key = {key, 4}, .value = {val, 6}, .timestamp = now};
+    batch_build_opts o = batch_build_defaults();
+    o.extra_attributes = BATCH_ATTR_CONTROL | BATCH_ATTR_TRANSACTIONAL;
+    o.producer_id = producer_id;
+    o.producer_epoch = epoch;
+    o.base_sequence = -1;
+    arena a;
+    arena_init(&a, 1 << 16);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (batch_build(&o, &rec, 1, &a, &buf, &len) != BATCH_OK) {
+        arena_reset(&a);
+        return KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    }
+    plog_append_info info;
+    memset(&info, 0, sizeof info);
+    info.error_record = -1;
+    err = r->port.append_marker ? r->port.append_marker(r->port.ctx, buf, len, r->st.leader_epoch, now, &info)
+                                : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    arena_reset(&a);
+    if (err)
+        return err;
+    if (pstate_txn_end(r->producers, producer_id, commit, info.base_offset) != 0)
+        err = KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+    refresh_offsets(r);
+    epochs_assign(r, r->st.leader_epoch, info.base_offset);
+    int64_t hw_before = r->st.hw;
+    advance_hw(r);
+    if (r->st.hw == hw_before)
+        notify(r); /* the LSO moved: read_committed fetches may answer */
+    *offset = info.base_offset;
+    check_invariants(r);
+    return err;
+}
+
 int16_t replica_read(replica *r, int64_t offset, int64_t max_bytes, bool follower, bool read_committed,
                      plog_read_result *res) {
-    (void)read_committed; /* the last stable offset is the HW until transactions */
     if (r->st.role == REPLICA_OFFLINE)
         return KAFKA_ERR_KAFKA_STORAGE_ERROR;
     refresh_offsets(r);
-    int64_t bound = follower ? r->st.leo : r->st.hw;
+    int64_t bound = follower ? r->st.leo : read_committed ? last_stable(r) : r->st.hw;
     /* Past the bound but within the log is not an error for a consumer:
      * it is data not yet committed; the answer is empty. */
     if (offset > bound && offset <= r->st.leo) {
@@ -474,7 +573,7 @@ int16_t replica_read(replica *r, int64_t offset, int64_t max_bytes, bool followe
 void replica_get_offsets(replica *r, replica_offsets *out) {
     refresh_offsets(r);
     out->hw = r->st.hw;
-    out->last_stable = r->st.hw;
+    out->last_stable = last_stable(r);
     out->log_start = r->st.log_start;
     out->leo = r->st.leo;
 }

@@ -78,6 +78,10 @@ typedef struct replica_port {
      * watermark, the log start, the role or leader epoch): wake whoever
      * waits on this replica. */
     void (*changed)(void *ctx, replica *r);
+    /* Appends the broker's own control batch (a transaction marker) as
+     * leader; NULL: markers are refused. */
+    int16_t (*append_marker)(void *ctx, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now,
+                             plog_append_info *info);
 } replica_port;
 
 typedef struct replica_state {
@@ -189,8 +193,24 @@ int16_t replica_truncate(replica *r, int64_t offset);
  * and snapshots it, under the same serialisation as every other call). */
 pstate *replica_producers(replica *r);
 /* Records a batch already in the log (recovery from the log tail;
- * follower appends call it for each batch). */
-void replica_learn_batch(replica *r, const batch_header *h, int64_t now);
+ * follower appends call it for each batch). bytes (the whole batch, may be
+ * NULL) are read for a control batch's marker type. */
+void replica_learn_batch(replica *r, const batch_header *h, const uint8_t *bytes, size_t size, int64_t now);
+
+/* ---- transactions ------------------------------------------------------------------- */
+
+/* The last stable offset: the HW, or the first offset of the earliest open
+ * transaction when lower (what read_committed reads stop at and what
+ * ListOffsets answers for latest with read_committed). */
+int64_t replica_last_stable(replica *r);
+/* Aborted transactions meeting [from, to), up to max; the count. */
+int32_t replica_aborted(const replica *r, int64_t from, int64_t to, pstate_aborted *out, int32_t max);
+/* As leader: appends the COMMIT or ABORT control batch of the producer (the
+ * transaction coordinator's WriteTxnMarkers), closing its open transaction
+ * on this partition; *offset gets the marker's offset. Produce requests
+ * may not carry control batches (INVALID_RECORD). */
+int16_t replica_write_marker(replica *r, int64_t producer_id, int16_t epoch, bool commit,
+                             int32_t coordinator_epoch, int64_t now, int64_t *offset);
 /* ---- replication (leader side) ------------------------------------------------------ */
 
 /* A follower's position as its leader tracks it. leo is the follower's log

@@ -798,7 +798,7 @@ static int refuse(plog_append_info *info, int err, int32_t batch, int32_t record
  * producer rules: one pass over each batch's records). Fills b[] with the
  * batches' positions in buf and their offset spans relative to 0. */
 static int validate(const plog_config *cfg, const uint8_t *buf, size_t len, int64_t now_ms, seg_batch *b,
-                    int *nb, int64_t *records, plog_append_info *info) {
+                    int *nb, int64_t *records, plog_append_info *info, bool marker) {
     size_t pos = 0;
     int n = 0;
     *records = 0;
@@ -808,7 +808,7 @@ static int validate(const plog_config *cfg, const uint8_t *buf, size_t len, int6
         return STORAGE_RECORD_LIST_TOO_LARGE;
     batch_rules rules = {
         .max_uncompressed = (size_t)cfg->max_message_bytes * 64,
-        .producer = true,
+        .producer = !marker, /* a marker is the broker's own control batch */
         .check_timestamps = cfg->timestamp_type == PLOG_TS_CREATE_TIME,
         .now_ms = now_ms,
         .ts_before_max_ms = cfg->timestamp_before_max_ms,
@@ -919,8 +919,8 @@ __attribute__((always_inline)) static inline int append_locked(plog *l, const ui
     return STORAGE_OK;
 }
 
-int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
-                plog_append_info *info) {
+static int append_leader(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                         plog_append_info *info, bool marker) {
     seg_batch stack_b[64];
     seg_batch *b = batch_slots(len, stack_b, 64);
     int nb = 0, rc;
@@ -934,7 +934,7 @@ int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t
     pthread_mutex_lock(&l->mu);
     plog_config cfg = l->cfg;
     pthread_mutex_unlock(&l->mu);
-    rc = validate(&cfg, buf, len, now_ms, b, &nb, &records, info);
+    rc = validate(&cfg, buf, len, now_ms, b, &nb, &records, info, marker);
     pthread_mutex_lock(&l->mu);
     if (rc == STORAGE_OK && l->offline)
         rc = STORAGE_KAFKA_STORAGE_ERROR;
@@ -1012,6 +1012,16 @@ static int validate_follower(const plog_config *cfg, const uint8_t *buf, size_t 
     }
     *nb = n;
     return STORAGE_OK;
+}
+
+int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                plog_append_info *info) {
+    return append_leader(l, buf, len, leader_epoch, now_ms, info, false);
+}
+
+int plog_append_marker(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                       plog_append_info *info) {
+    return append_leader(l, buf, len, leader_epoch, now_ms, info, true);
 }
 
 int plog_append_follower(plog *l, const uint8_t *buf, size_t len, int64_t now_ms, plog_append_info *info) {

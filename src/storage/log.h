@@ -178,6 +178,10 @@ int plog_append(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t
  * the leader holds, the follower must take. now_ms drives segment.ms and
  * flush.ms as for plog_append. info (if not NULL) gets the batches' offsets;
  * log_append_time is -1. */
+/* plog_append of the broker's own transaction marker (a control batch,
+ * which producers may not write): the producer rules are not applied. */
+int plog_append_marker(plog *l, uint8_t *buf, size_t len, int32_t leader_epoch, int64_t now_ms,
+                       plog_append_info *info);
 int plog_append_follower(plog *l, const uint8_t *buf, size_t len, int64_t now_ms, plog_append_info *info);
 
 #define PLOG_MAX_RANGES 16

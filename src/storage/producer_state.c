@@ -31,7 +31,16 @@ struct pstate {
     /* Live entries' indices for pstate_at, rebuilt when stale. */
     int32_t *order;
     bool order_stale;
+    /* Transactions: producers with one open, the earliest's first offset
+     * (-1 none; recomputed when it closes), the aborted list (a ring,
+     * oldest at ab_head). */
+    int32_t n_open;
+    int64_t open_min;
+    pstate_aborted *ab;
+    int32_t ab_n, ab_head, ab_cap;
 };
+
+static void recompute_open(pstate *s);
 
 static uint32_t hash_pid(int64_t pid) {
     uint64_t x = (uint64_t)pid * 0x9E3779B97F4A7C15ull;
@@ -43,6 +52,7 @@ pstate *pstate_create(int32_t max_producers, int64_t expiration_ms) {
     if (s == NULL)
         return NULL;
     s->free_head = s->lru_head = s->lru_tail = -1;
+    s->open_min = -1;
     pstate_set_limits(s, max_producers, expiration_ms);
     return s;
 }
@@ -53,6 +63,7 @@ void pstate_destroy(pstate *s) {
     free(s->e);
     free(s->buckets);
     free(s->order);
+    free(s->ab);
     free(s);
 }
 
@@ -65,10 +76,12 @@ void pstate_clear(pstate *s) {
     free(s->e);
     free(s->buckets);
     free(s->order);
+    free(s->ab);
     int32_t max = s->max_producers;
     int64_t exp = s->expiration_ms;
     memset(s, 0, sizeof *s);
     s->free_head = s->lru_head = s->lru_tail = -1;
+    s->open_min = -1;
     pstate_set_limits(s, max, exp);
 }
 
@@ -159,8 +172,13 @@ static int rehash(pstate *s, int32_t slots) {
 /* A new entry for pid (not present), evicting the least recently used one
  * at the limit. -1 on OOM. */
 static int32_t insert(pstate *s, int64_t pid) {
-    if (s->count >= s->max_producers && s->lru_head >= 0)
-        remove_at(s, s->lru_head);
+    if (s->count >= s->max_producers) {
+        int32_t v = s->lru_head;
+        while (v >= 0 && s->e[v].txn_first >= 0)
+            v = s->e[v].lnext;
+        if (v >= 0)
+            remove_at(s, v);
+    }
     int32_t i;
     if (s->free_head >= 0) {
         i = s->free_head;
@@ -187,6 +205,7 @@ static int32_t insert(pstate *s, int64_t pid) {
     memset(x, 0, sizeof *x);
     x->producer_id = pid;
     x->epoch = -1;
+    x->txn_first = -1;
     uint32_t h = hash_pid(pid) & s->mask;
     x->hnext = s->buckets[h];
     s->buckets[h] = i;
@@ -251,9 +270,20 @@ void pstate_truncate(pstate *s, int64_t offset) {
             continue;
         while (x->n > 0 && pstate_newest(x)->last_offset >= offset)
             x->n--;
-        if (x->n == 0)
+        if (x->txn_first >= offset) {
+            x->txn_first = -1;
+            s->n_open--;
+        }
+        if (x->n == 0) {
+            if (x->txn_first >= 0)
+                s->n_open--;
             remove_at(s, i);
+        }
     }
+    /* Aborts whose marker was cut are forgotten (the newest are last). */
+    while (s->ab_n > 0 && s->ab[(s->ab_head + s->ab_n - 1) % s->ab_cap].last_offset >= offset)
+        s->ab_n--;
+    recompute_open(s);
 }
 
 int32_t pstate_expire(pstate *s, int64_t now) {
@@ -261,8 +291,11 @@ int32_t pstate_expire(pstate *s, int64_t now) {
     if (s->expiration_ms <= 0)
         return 0;
     /* The LRU list is in touched order (updates move to the tail). */
-    while (s->lru_head >= 0 && now - s->e[s->lru_head].touched_ms >= s->expiration_ms) {
-        remove_at(s, s->lru_head);
+    for (int32_t i = s->lru_head, n; i >= 0 && now - s->e[i].touched_ms >= s->expiration_ms; i = n) {
+        n = s->e[i].lnext;
+        if (s->e[i].txn_first >= 0)
+            continue; /* an open transaction keeps its producer */
+        remove_at(s, i);
         dropped++;
     }
     return dropped;
@@ -283,6 +316,158 @@ const pstate_entry *pstate_at(const pstate *s, int32_t i) {
         m->order_stale = false;
     }
     return &s->e[s->order[i]];
+}
+
+/* ---- transactions ------------------------------------------------------------ */
+
+static void recompute_open(pstate *s) {
+    s->open_min = -1;
+    s->n_open = 0;
+    for (int32_t i = 0; i < s->used; i++) {
+        const pstate_entry *x = &s->e[i];
+        if (x->producer_id < 0 || x->txn_first < 0)
+            continue;
+        s->n_open++;
+        if (s->open_min < 0 || x->txn_first < s->open_min)
+            s->open_min = x->txn_first;
+    }
+}
+
+void pstate_txn_data(pstate *s, int64_t producer_id, int64_t first_offset) {
+    int32_t i = find(s, producer_id);
+    if (i < 0 || s->e[i].txn_first >= 0)
+        return;
+    s->e[i].txn_first = first_offset;
+    s->n_open++;
+    if (s->open_min < 0 || first_offset < s->open_min)
+        s->open_min = first_offset;
+}
+
+static int aborted_push(pstate *s, pstate_aborted a) {
+    if (s->ab_n == s->ab_cap) {
+        if (s->ab_cap >= PSTATE_ABORTED_MAX) {
+            s->ab_head = (s->ab_head + 1) % s->ab_cap; /* the oldest goes */
+            s->ab_n--;
+        } else {
+            int32_t nc = s->ab_cap ? s->ab_cap * 2 : 16;
+            if (nc > PSTATE_ABORTED_MAX)
+                nc = PSTATE_ABORTED_MAX;
+            pstate_aborted *nv = malloc((size_t)nc * sizeof *nv);
+            if (nv == NULL)
+                return -1;
+            for (int32_t k = 0; k < s->ab_n; k++)
+                nv[k] = s->ab[(s->ab_head + k) % s->ab_cap];
+            free(s->ab);
+            s->ab = nv;
+            s->ab_cap = nc;
+            s->ab_head = 0;
+        }
+    }
+    s->ab[(s->ab_head + s->ab_n) % s->ab_cap] = a;
+    s->ab_n++;
+    return 0;
+}
+
+int pstate_txn_end(pstate *s, int64_t producer_id, bool commit, int64_t marker_offset) {
+    int32_t i = find(s, producer_id);
+    if (i < 0 || s->e[i].txn_first < 0)
+        return 0;
+    int64_t first = s->e[i].txn_first;
+    s->e[i].txn_first = -1;
+    s->n_open--;
+    if (first == s->open_min)
+        recompute_open(s);
+    if (!commit)
+        return aborted_push(s, (pstate_aborted){producer_id, first, marker_offset});
+    return 0;
+}
+
+int64_t pstate_first_open(const pstate *s) { return s->n_open > 0 ? s->open_min : -1; }
+
+int32_t pstate_aborted_in(const pstate *s, int64_t from, int64_t to, pstate_aborted *out, int32_t max) {
+    /* The list is in marker order (last offsets increasing): the first
+     * entry ending at or after `from` by binary search, then a scan. */
+    int32_t lo = 0, hi = s->ab_n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (s->ab[(s->ab_head + mid) % s->ab_cap].last_offset < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int32_t n = 0;
+    for (int32_t k = lo; k < s->ab_n && n < max; k++) {
+        const pstate_aborted *a = &s->ab[(s->ab_head + k) % s->ab_cap];
+        if (a->first_offset < to)
+            out[n++] = *a;
+    }
+    return n;
+}
+
+int32_t pstate_aborted_count(const pstate *s) { return s->ab_n; }
+
+void pstate_aborted_trim(pstate *s, int64_t log_start) {
+    while (s->ab_n > 0 && s->ab[s->ab_head].last_offset < log_start) {
+        s->ab_head = (s->ab_head + 1) % s->ab_cap;
+        s->ab_n--;
+    }
+}
+
+size_t pstate_aborted_size(const pstate *s) {
+    return PSTATE_ABORTED_HEADER + (size_t)s->ab_n * PSTATE_ABORTED_ENTRY;
+}
+
+size_t pstate_aborted_encode(const pstate *s, uint8_t *buf, size_t cap) {
+    size_t need = pstate_aborted_size(s);
+    assert(cap >= need);
+    (void)cap;
+    uint8_t *p = buf + PSTATE_ABORTED_HEADER;
+    for (int32_t k = 0; k < s->ab_n; k++, p += PSTATE_ABORTED_ENTRY) {
+        const pstate_aborted *a = &s->ab[(s->ab_head + k) % s->ab_cap];
+        wire_put_be64(p, (uint64_t)a->producer_id);
+        wire_put_be64(p + 8, (uint64_t)a->first_offset);
+        wire_put_be64(p + 16, (uint64_t)a->last_offset);
+    }
+    wire_put_be16(buf, 0);
+    wire_put_be32(buf + 6, (uint32_t)s->ab_n);
+    wire_put_be32(buf + 2, crc32c(0, buf + 6, need - 6));
+    return need;
+}
+
+int pstate_aborted_decode(pstate *s, const uint8_t *buf, size_t len, char *why, size_t whyn) {
+    s->ab_n = 0;
+    s->ab_head = 0;
+    if (len < PSTATE_ABORTED_HEADER || wire_be16(buf) != 0) {
+        snprintf(why, whyn, "%zu bytes, not an aborted-transaction file of version 0", len);
+        return -1;
+    }
+    if (wire_be32(buf + 2) != crc32c(0, buf + 6, len - 6)) {
+        snprintf(why, whyn, "crc does not match the contents");
+        return -1;
+    }
+    int32_t n = (int32_t)wire_be32(buf + 6);
+    if (n < 0 || n > PSTATE_ABORTED_MAX || (size_t)n * PSTATE_ABORTED_ENTRY != len - PSTATE_ABORTED_HEADER) {
+        snprintf(why, whyn, "%d entries in %zu bytes", n, len);
+        return -1;
+    }
+    const uint8_t *p = buf + PSTATE_ABORTED_HEADER;
+    int64_t prev = -1;
+    for (int32_t k = 0; k < n; k++, p += PSTATE_ABORTED_ENTRY) {
+        pstate_aborted a = {(int64_t)wire_be64(p), (int64_t)wire_be64(p + 8), (int64_t)wire_be64(p + 16)};
+        if (a.producer_id < 0 || a.first_offset < 0 || a.last_offset < a.first_offset ||
+            a.last_offset < prev) {
+            snprintf(why, whyn, "entry %d is impossible", k);
+            s->ab_n = 0;
+            return -1;
+        }
+        prev = a.last_offset;
+        if (aborted_push(s, a) != 0) {
+            snprintf(why, whyn, "out of memory");
+            s->ab_n = 0;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---- the snapshot ----------------------------------------------------------- */
@@ -313,8 +498,8 @@ size_t pstate_snapshot_encode(const pstate *s, uint8_t *buf, size_t cap) {
         wire_put_be64(p + 14, (uint64_t)b->last_offset);
         wire_put_be32(p + 22, (uint32_t)(b->last_offset - b->first_offset));
         wire_put_be64(p + 26, (uint64_t)b->timestamp);
-        wire_put_be32(p + 34, (uint32_t)-1); /* coordinator epoch: no transactions */
-        wire_put_be64(p + 38, (uint64_t)-1); /* current txn first offset */
+        wire_put_be32(p + 34, (uint32_t)-1); /* coordinator epoch: not kept */
+        wire_put_be64(p + 38, (uint64_t)x->txn_first);
         p += PSTATE_SNAPSHOT_ENTRY;
         n++;
     }
@@ -355,6 +540,13 @@ int pstate_snapshot_decode(pstate *s, const uint8_t *buf, size_t len, int64_t no
         int64_t last_off = (int64_t)wire_be64(p + 14);
         int32_t delta = (int32_t)wire_be32(p + 22);
         int64_t ts = (int64_t)wire_be64(p + 26);
+        int64_t txn_first = (int64_t)wire_be64(p + 38);
+        if (txn_first < -1 || txn_first > last_off) {
+            snprintf(why, whyn, "entry %d has an open transaction at offset %lld, after its last batch", k,
+                     (long long)txn_first);
+            pstate_clear(s);
+            return -1;
+        }
         if (pid < 0 || epoch < 0 || last_seq < 0 || delta < 0 || last_off < delta) {
             snprintf(why, whyn,
                      "entry %d is impossible (producer %lld epoch %d sequence %d offset %lld delta %d)", k,
@@ -375,6 +567,8 @@ int pstate_snapshot_decode(pstate *s, const uint8_t *buf, size_t len, int64_t no
             pstate_clear(s);
             return -1;
         }
+        if (txn_first >= 0)
+            pstate_txn_data(s, pid, txn_first);
     }
     return 0;
 }

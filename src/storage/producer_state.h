@@ -34,6 +34,20 @@
  * names it `<20-digit offset>.snapshot`, the offset up to which it holds
  * the state, and rebuilds the rest from the log after it.
  *
+ * Transactions: a transactional batch opens the producer's transaction at
+ * its first offset (pstate_txn_data) unless one is open; a COMMIT or ABORT
+ * marker closes it (pstate_txn_end), an ABORT adding (producer, first,
+ * marker offset) to the aborted list, which read_committed fetches answer
+ * from. The earliest open transaction bounds the last stable offset
+ * (pstate_first_open). The snapshot carries each producer's open
+ * transaction in its "current txn first offset" field (older snapshots
+ * hold -1 there: none); the aborted list is its own small file
+ * (pstate_aborted_encode: int16 version 0, uint32 crc32c of the rest,
+ * int32 count, count x {int64 producer id, int64 first offset, int64 last
+ * offset}), bounded by PSTATE_ABORTED_MAX (the oldest go first) and
+ * trimmed to the log start. A producer with an open transaction is never
+ * evicted by the LRU bound or expired.
+ *
  * No I/O, no clock, no threads: events carry `now`; the owner serialises
  * calls (the partition's mutex).
  */
@@ -49,6 +63,9 @@
 #define PSTATE_SNAPSHOT_VERSION  1
 #define PSTATE_SNAPSHOT_HEADER   10 /* version, crc, count */
 #define PSTATE_SNAPSHOT_ENTRY    46
+#define PSTATE_ABORTED_MAX       100000
+#define PSTATE_ABORTED_HEADER    10
+#define PSTATE_ABORTED_ENTRY     24
 
 typedef struct pstate_batch {
     int32_t first_seq, last_seq;
@@ -63,6 +80,7 @@ typedef struct pstate_entry {
     int32_t head; /* the oldest */
     pstate_batch b[PSTATE_BATCHES];
     int64_t touched_ms;          /* broker time of its last batch (expiration, LRU) */
+    int64_t txn_first;           /* first offset of its ongoing transaction, -1: none */
     int32_t hnext, lprev, lnext; /* hash chain and LRU list (indices, -1: none) */
 } pstate_entry;
 
@@ -112,6 +130,31 @@ const pstate_entry *pstate_at(const pstate *s, int32_t i);
 static inline const pstate_batch *pstate_newest(const pstate_entry *e) {
     return e->n > 0 ? &e->b[(e->head + e->n - 1) % PSTATE_BATCHES] : NULL;
 }
+
+/* ---- transactions (see the top) ---- */
+typedef struct pstate_aborted {
+    int64_t producer_id, first_offset, last_offset;
+} pstate_aborted;
+
+/* A transactional batch of the producer was appended at first_offset (the
+ * producer must have an entry: after pstate_update). */
+void pstate_txn_data(pstate *s, int64_t producer_id, int64_t first_offset);
+/* A marker at marker_offset ends the producer's open transaction (none
+ * open: nothing). 0, or -1 when the aborted list is out of memory. */
+int pstate_txn_end(pstate *s, int64_t producer_id, bool commit, int64_t marker_offset);
+/* The first offset of the earliest open transaction, -1 when none. */
+int64_t pstate_first_open(const pstate *s);
+/* Aborted transactions whose range meets [from, to): up to max into out
+ * (ordered by marker offset); the count. */
+int32_t pstate_aborted_in(const pstate *s, int64_t from, int64_t to, pstate_aborted *out, int32_t max);
+int32_t pstate_aborted_count(const pstate *s);
+/* Drops aborted transactions that end before log_start. */
+void pstate_aborted_trim(pstate *s, int64_t log_start);
+size_t pstate_aborted_size(const pstate *s);
+size_t pstate_aborted_encode(const pstate *s, uint8_t *buf, size_t cap);
+/* Replaces the aborted list with the file's (untrusted): 0, or -1 with why
+ * (the list is then empty). */
+int pstate_aborted_decode(pstate *s, const uint8_t *buf, size_t len, char *why, size_t whyn);
 
 /* The snapshot (see the top): its size, and encoding into buf (at least
  * that size). Returns bytes written. */

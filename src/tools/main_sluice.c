@@ -25,6 +25,7 @@ static const subcommand commands[] = {
     {"groups", cmd_groups, "list, describe, delete consumer groups; reset offsets (kafka-consumer-groups)"},
     {"configs", cmd_configs, "describe and alter topic and broker configs (kafka-configs)"},
     {"perf", cmd_perf, "producer and consumer load tests (kafka-*-perf-test)"},
+    {"transactions", cmd_transactions, "list transactional ids, describe a transaction (kafka-transactions)"},
     {"log-dirs", cmd_log_dirs, "partitions and set-aside directories per log directory (kafka-log-dirs)"},
     {"acls", cmd_acls, "list, add and remove ACLs (kafka-acls)"},
     {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},

@@ -454,9 +454,9 @@ def test_find_coordinator_versions(gbroker):
     body = raw(b.port, 10, 0, struct.pack(">h", 2) + b"gg", False)
     err, node = struct.unpack(">hi", body[:6])
     assert err == 0 and node == 1
-    # v1: transaction key type -> COORDINATOR_NOT_AVAILABLE (15) for now
+    # v1: transaction key type -> this node (the transaction coordinator)
     body = raw(b.port, 10, 1, struct.pack(">h", 2) + b"tx" + b"\x01", False)
-    assert struct.unpack(">ih", body[:6])[1] == 15
+    assert struct.unpack(">ihhi", body[:12])[1] == 0
     # v4: batched keys (flexible)
     req = b"\x00" + bytes([3]) + cstr("g1") + cstr("g2") + b"\x00"
     body = raw(b.port, 10, 4, req, True)

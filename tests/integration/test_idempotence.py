@@ -17,7 +17,6 @@ from kafka.record.util import calc_crc32c
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
-INVALID_TXN_STATE = 48
 UNKNOWN_PRODUCER_ID = 59
 
 
@@ -168,11 +167,18 @@ def test_init_producer_id_distinct_and_never_reused_after_restart(broker):
     assert "producer id block" in broker.log()
 
 
-def test_transactional_init_is_refused_clearly(broker):
-    for v in (1, 4):
-        err, pid, _ = init_producer_id(broker.port, version=v, txn_id="tx-1")
-        assert err == INVALID_TXN_STATE and pid == -1
-    assert "transactional.id 'tx-1'" in broker.log()
+def test_transactional_init_gets_a_producer_and_bumps_its_epoch(broker):
+    # With a transactional id the transaction coordinator answers; a second
+    # InitProducerId of the id keeps the producer id and bumps the epoch.
+    deadline = time.time() + 20
+    while True:  # COORDINATOR_LOAD_IN_PROGRESS (14) while the new topic loads: clients retry
+        err, pid, epoch = init_producer_id(broker.port, version=1, txn_id="tx-1")
+        if err != 14 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert err == 0 and pid >= 0 and epoch == 0
+    err, pid2, epoch2 = init_producer_id(broker.port, version=4, txn_id="tx-1")
+    assert err == 0 and pid2 == pid and epoch2 == 1
 
 
 def test_duplicate_gap_and_fencing(broker):

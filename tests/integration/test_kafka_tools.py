@@ -182,12 +182,22 @@ def test_zookeeper_flags_are_refused_with_the_reason(tmp_path, tool, args):
     assert "--bootstrap-server" in r.stderr
 
 
-@pytest.mark.parametrize("tool", ["kafka-transactions.sh", "kafka-reassign-partitions.sh"])
+@pytest.mark.parametrize("tool", ["kafka-reassign-partitions.sh"])
 def test_tools_still_to_come_say_so(tmp_path, tool):
     r = run(tool, "--bootstrap-server", "127.0.0.1:1", "--describe", env=tool_env(tmp_path))
     assert r.returncode == 1
     assert r.stderr.startswith(f"{tool}: not available yet: ")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_kafka_transactions_list_describe(tmp_path, broker):
+    r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "list", env=tool_env(tmp_path))
+    assert r.returncode == 0 and "TransactionalId" in r.stdout, r.stderr
+    r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "describe", "--transactional-id",
+            "none", env=tool_env(tmp_path))
+    assert r.returncode == 4 and "TRANSACTIONAL_ID_NOT_FOUND" in r.stderr, r.stderr
+    r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "abort", env=tool_env(tmp_path))
+    assert r.returncode == 1 and r.stderr.startswith("kafka-transactions.sh: not available yet: ")
 
 
 def test_version_names_the_build(tmp_path):

@@ -356,7 +356,7 @@ static void produce(void *ctx, void *arg) {
 }
 
 static replica_port port_of(world *w) {
-    return (replica_port){w, p_append, p_truncate, p_read, p_time, p_delete, p_offsets, p_save, p_hw};
+    return (replica_port){w, p_append, p_truncate, p_read, p_time, p_delete, p_offsets, p_save, p_hw, NULL};
 }
 
 static void fault(void *ctx, void *arg) {

@@ -227,7 +227,8 @@ static void p_changed(void *ctx, replica *r) {
 }
 
 static void start_replica(node *nd) {
-    replica_port port = {nd, p_append, p_truncate, p_read, p_time, p_delete, p_offsets, p_save, p_changed};
+    replica_port port = {nd,       p_append,  p_truncate, p_read,    p_time,
+                         p_delete, p_offsets, p_save,     p_changed, NULL};
     nd->r = replica_create(nd->id, &port, nd->saved, nd->n_saved, 0);
     nd->alive = true;
     nd->incarnation++;

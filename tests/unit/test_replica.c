@@ -123,9 +123,15 @@ static void f_hw(void *ctx, replica *r) {
     f->last_hw = replica_get_state(r)->hw;
 }
 
+static int16_t f_append_marker(void *ctx, uint8_t *buf, size_t len, int32_t epoch, int64_t now,
+                               plog_append_info *info) {
+    return f_append(ctx, buf, len, true, epoch, now, info);
+}
+
 static replica_port port_for(flog *f) {
-    return (replica_port){f,         f_append, f_truncate, f_read, f_offset_for_time, f_delete_records,
-                          f_offsets, f_save,   f_hw};
+    return (replica_port){
+        f,         f_append, f_truncate, f_read,         f_offset_for_time, f_delete_records,
+        f_offsets, f_save,   f_hw,       f_append_marker};
 }
 
 /* n records as one batch (leader epoch and base offset set as a leader's). */
@@ -601,7 +607,80 @@ static void test_purgatory_model(void) {
         }
 }
 
+/* Transactions: the LSO stops at the earliest open transaction; markers
+ * close it (an abort goes to the aborted list); read_committed reads stop
+ * at the LSO; clients may not send control batches. */
+static void test_transactions(void) {
+    flog f = {0};
+    replica_port port = port_for(&f);
+    replica *r = replica_create(1, &port, NULL, 0, 0);
+    REQUIRE(r);
+    arena a;
+    arena_init(&a, 1 << 20);
+    int32_t isr[] = {1};
+    CHECK_EQ_INT(replica_become_leader(r, 0, 0, isr, 1, 0), 0);
+    size_t len;
+    replica_append_result ar;
+    uint8_t *plain = make_batch(&a, 2, 0, 0, &len);
+    CHECK_EQ_INT(replica_append(r, plain, len, 0, &ar), 0); /* 0-1 plain */
+    uint8_t *b = make_idem(&a, 3, 7, 0, 0, 0, &len);
+    b[BATCH_OFF_ATTRIBUTES + 1] |= BATCH_ATTR_TRANSACTIONAL; /* the CRC is not checked by this port */
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);      /* 2-4 in producer 7 transaction */
+    b = make_idem(&a, 1, 8, 0, 0, 0, &len);
+    b[BATCH_OFF_ATTRIBUTES + 1] |= BATCH_ATTR_TRANSACTIONAL;
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0); /* 5 in producer 8's */
+    CHECK_EQ_INT(replica_last_stable(r), 2);
+    replica_offsets o;
+    replica_get_offsets(r, &o);
+    CHECK_EQ_INT(o.hw, 6);
+    CHECK_EQ_INT(o.last_stable, 2);
+    plog_read_result res;
+    CHECK_EQ_INT(replica_read(r, 0, 1000, false, true, &res), 0);
+    CHECK_EQ_INT(res.n, 1); /* only the batch below the LSO */
+    int64_t moff;
+    CHECK_EQ_INT(replica_write_marker(r, 7, 0, false, 0, 0, &moff), 0);
+    CHECK_EQ_INT(moff, 6);
+    CHECK_EQ_INT(replica_last_stable(r), 5); /* producer 8's is still open */
+    pstate_aborted ab[4];
+    CHECK_EQ_INT(replica_aborted(r, 0, 7, ab, 4), 1);
+    CHECK(ab[0].producer_id == 7 && ab[0].first_offset == 2 && ab[0].last_offset == 6);
+    CHECK_EQ_INT(replica_aborted(r, 7, 100, ab, 4), 0);
+    CHECK_EQ_INT(replica_write_marker(r, 8, 0, true, 0, 0, &moff), 0);
+    CHECK_EQ_INT(replica_last_stable(r), 8);
+    CHECK_EQ_INT(replica_aborted(r, 0, 100, ab, 4), 1); /* a commit adds nothing */
+    /* A second marker for a closed transaction changes nothing. */
+    CHECK_EQ_INT(replica_write_marker(r, 8, 0, false, 0, 0, &moff), 0);
+    CHECK_EQ_INT(replica_aborted(r, 0, 100, ab, 4), 1);
+    /* A control batch from a client is refused. */
+    b = make_idem(&a, 1, 9, 0, 0, 0, &len);
+    b[BATCH_OFF_ATTRIBUTES + 1] |= BATCH_ATTR_CONTROL;
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), KAFKA_ERR_INVALID_RECORD);
+    /* The snapshot keeps an open transaction; the aborted list round-trips. */
+    b = make_idem(&a, 1, 7, 1, 0, 0, &len);
+    b[BATCH_OFF_ATTRIBUTES + 1] |= BATCH_ATTR_TRANSACTIONAL;
+    CHECK_EQ_INT(replica_append(r, b, len, 0, &ar), 0);
+    int64_t open_at = ar.base_offset;
+    pstate *s = replica_producers(r);
+    size_t n = pstate_snapshot_size(s), an = pstate_aborted_size(s);
+    uint8_t *snap = arena_alloc(&a, n), *abuf = arena_alloc(&a, an);
+    CHECK_EQ_INT(pstate_snapshot_encode(s, snap, n), n);
+    CHECK_EQ_INT(pstate_aborted_encode(s, abuf, an), an);
+    pstate *t = pstate_create(0, 0);
+    char why[128];
+    CHECK_EQ_INT(pstate_snapshot_decode(t, snap, n, 0, why, sizeof why), 0);
+    CHECK_EQ_INT(pstate_aborted_decode(t, abuf, an, why, sizeof why), 0);
+    CHECK_EQ_INT(pstate_first_open(t), open_at);
+    CHECK_EQ_INT(pstate_aborted_count(t), 1);
+    abuf[12] ^= 1;
+    CHECK_EQ_INT(pstate_aborted_decode(t, abuf, an, why, sizeof why), -1);
+    CHECK_EQ_INT(pstate_aborted_count(t), 0);
+    pstate_destroy(t);
+    arena_reset(&a);
+    replica_destroy(r);
+}
+
 int main(void) {
+    UNIT_RUN(test_transactions);
     UNIT_RUN(test_leader_appends_and_epochs);
     UNIT_RUN(test_idempotent_producers);
     UNIT_RUN(test_follower_and_truncate);
