@@ -505,3 +505,28 @@ def test_cli_without_authorizer_reports_security_disabled(broker):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1, (args, r.stdout, r.stderr)
         assert "SECURITY_DISABLED" in r.stderr, r.stderr
+
+
+def test_transactions_need_the_transactional_id(secured):
+    """A transactional producer needs WRITE on its transactional id (and on
+    the topics it adds): without it init_transactions fails with
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED; granted, a transaction commits."""
+    from confluent_kafka import KafkaError, KafkaException, Producer
+    b = secured()
+    create_topics(b, ["tx-out"])
+    grant(b, [topic_acl("User:alice", "tx-out", ACLOperation.WRITE)])
+    conf = dict({"bootstrap.servers": b.bootstrap, "transactional.id": "alice-tx",
+                 "transaction.timeout.ms": 10000}, **rdk("alice"))
+    p = Producer(conf)
+    with pytest.raises(KafkaException) as e:
+        p.init_transactions(15)
+    assert e.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, e.value
+    grant(b, [ACL(principal="User:alice", host="*", operation=ACLOperation.WRITE,
+                  permission_type=ACLPermissionType.ALLOW,
+                  resource_pattern=ResourcePattern(ResourceType.TRANSACTIONAL_ID, "alice-tx",
+                                                   ACLResourcePatternType.LITERAL))])
+    p = Producer(conf)
+    p.init_transactions(15)
+    p.begin_transaction()
+    p.produce("tx-out", b"in a transaction")
+    p.commit_transaction(15)
