@@ -548,7 +548,8 @@ void txns_mgr_shutdown(broker *b) {
     if (m == NULL || m->shut)
         return;
     pthread_mutex_lock(&m->mu);
-    m->stopping = true;
+    /* Request threads look without the lock (txns_lock_index). */
+    __atomic_store_n(&m->stopping, true, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&m->mu);
     m->shut = true;
 }
@@ -590,7 +591,8 @@ int32_t txns_partition_for(broker *b, kstr txn_id) {
 
 txns_shard *txns_lock_index(broker *b, int32_t index) {
     txns_mgr *m = b->txns;
-    if (m == NULL || m->stopping || index < 0 || index >= __atomic_load_n(&m->n, __ATOMIC_ACQUIRE))
+    if (m == NULL || __atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE) || index < 0 ||
+        index >= __atomic_load_n(&m->n, __ATOMIC_ACQUIRE))
         return NULL;
     txns_shard *s = &m->shards[index];
     pthread_mutex_lock(&s->mu);

@@ -422,8 +422,10 @@ class Committer:
 
     def final_check(self):
         assert not self.regress, "acknowledged commits lost: %r" % self.regress[:5]
-        got = {tp.partition: tp.offset for tp in
-               self.c.committed([TopicPartition(TOPIC, q) for q in range(PARTS)], timeout=20)}
+        # the group's coordinator may still be loading (slow under the sanitizers)
+        got = wait_for("the group's committed offsets", lambda: {
+            tp.partition: tp.offset for tp in
+            self.c.committed([TopicPartition(TOPIC, q) for q in range(PARTS)], timeout=10)}, 90)
         lost = {q: (got.get(q), o) for q, o in self.acked.items() if got.get(q, -1) < o}
         assert not lost, "the group's committed offsets went back (now, acknowledged): %r" % lost
         self.c.close()
