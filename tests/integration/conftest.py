@@ -22,10 +22,22 @@ if not os.path.isabs(BUILD):
 SLUICED = os.path.join(BUILD, "sluiced")
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # The kernel may hand the same ephemeral port to two binds in a row once
+    # the first socket is closed, so a test asking for several ports (a
+    # node's broker and controller listeners) could get one port twice.
+    # Never hand out a port twice in one test session.
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no unused loopback port left")
 
 
 def wait_port(port, proc, timeout=10.0):
