@@ -282,22 +282,8 @@ typedef struct ack_state {
     int n;
 } ack_state;
 
-/* Whether w is decided: covered, or no longer able to be (leadership
- * lost, the ISR below min.insync.replicas). *err gets the outcome. */
-static bool ack_decided(ack_wait *w, int16_t *err) {
-    rpart_lock(w->p);
-    const replica_state *st = replica_get_state(w->p->r);
-    int32_t min = w->p->cfg.min_insync_replicas;
-    bool covered = st->hw >= w->need;
-    bool leader = st->role == REPLICA_LEADER;
-    int32_t isr = st->n_isr;
-    rpart_unlock(w->p);
-    *err = covered     ? KAFKA_ERR_NONE
-           : !leader   ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
-           : isr < min ? KAFKA_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND
-                       : KAFKA_ERR_REQUEST_TIMED_OUT;
-    return covered || !leader || atomic_load(&w->p->removed);
-}
+/* Whether w is decided (rpart_acked); *err gets the outcome. */
+static bool ack_decided(ack_wait *w, int16_t *err) { return rpart_acked(w->p, w->need, err); }
 
 static bool acks_ready(breq *r, void *arg) {
     (void)r;

@@ -13,6 +13,8 @@
 #include "broker/authz.h"
 #include "broker/api_util.h"
 #include "broker/broker.h"
+#include "broker/fetch.h"
+#include "broker/partitions.h"
 #include "broker/groups.h"
 #include "broker/meta.h"
 #include "broker/txns.h"
@@ -324,8 +326,46 @@ breq_status api_txn_offset_commit(breq *r) {
 
 /* ---- WriteTxnMarkers --------------------------------------------------------------- */
 
-/* From another broker's coordinator: the markers are written to the
- * partitions this broker leads (others: NOT_LEADER_OR_FOLLOWER). */
+/* A marker written here whose answer waits for the ISR. */
+typedef struct marker_wait {
+    rpart *p;     /* referenced */
+    int64_t need; /* the HW that covers the marker */
+    int16_t *err; /* the partition's error code in the response */
+} marker_wait;
+
+typedef struct markers_state {
+    marker_wait *w;
+    int32_t n;
+} markers_state;
+
+static bool markers_ready(breq *r, void *arg) {
+    (void)r;
+    markers_state *ms = arg;
+    for (int32_t i = 0; i < ms->n; i++) {
+        int16_t e;
+        if (!rpart_acked(ms->w[i].p, ms->w[i].need, &e))
+            return false;
+    }
+    return true;
+}
+
+static void markers_finish(breq *r, void *arg, bool expired) {
+    (void)expired;
+    markers_state *ms = arg;
+    for (int32_t i = 0; i < ms->n; i++) {
+        rpart_acked(ms->w[i].p, ms->w[i].need, ms->w[i].err);
+        rpart_release(ms->w[i].p);
+    }
+    ms->n = 0;
+    breq_complete(r);
+}
+
+/* From a coordinator (another broker's, or this one's for a replicated
+ * partition): the markers are written to the partitions this broker leads
+ * (others: NOT_LEADER_OR_FOLLOWER), and the answer waits until the ISR has
+ * them (at most TXNS_MARKER_ISR_WAIT_MS; then REQUEST_TIMED_OUT or
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND, and the coordinator sends them again),
+ * so an acknowledged marker survives the loss of this leader. */
 breq_status api_write_txn_markers(breq *r) {
     const kafka_write_txn_markers_request *req = r->req;
     kafka_write_txn_markers_response *resp = r->resp;
@@ -336,19 +376,31 @@ breq_status api_write_txn_markers(breq *r) {
     if (n && resp->markers == NULL)
         return BREQ_CLOSE;
     resp->markers_count = n;
+    int32_t total = 0;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < (req->markers[i].topics_count > 0 ? req->markers[i].topics_count : 0); j++)
+            total += req->markers[i].topics[j].partition_indexes_count > 0
+                         ? req->markers[i].topics[j].partition_indexes_count
+                         : 0;
+    markers_state *ms = breq_calloc(r, 1, sizeof *ms);
+    if (ms == NULL || (total && (ms->w = breq_calloc(r, (size_t)total, sizeof *ms->w)) == NULL))
+        return BREQ_CLOSE;
     int64_t now = groups_now_ms();
-    for (int32_t i = 0; i < n; i++) {
+    breq_status st = BREQ_DONE;
+    for (int32_t i = 0; i < n && st == BREQ_DONE; i++) {
         const kafka_write_txn_markers_request_writable_txn_marker *m = &req->markers[i];
         kafka_write_txn_markers_response_writable_txn_marker_result *o = &resp->markers[i];
         kafka_write_txn_markers_response_writable_txn_marker_result_init(o);
         o->producer_id = m->producer_id;
         int32_t nt = m->topics_count > 0 ? m->topics_count : 0;
         o->topics = nt ? breq_calloc(r, (size_t)nt, sizeof *o->topics) : NULL;
-        if (nt && o->topics == NULL)
-            return BREQ_CLOSE;
+        if (nt && o->topics == NULL) {
+            st = BREQ_CLOSE;
+            break;
+        }
         o->topics_count = nt;
         md_image *img = bmeta_image(r->b->meta);
-        for (int32_t j = 0; j < nt; j++) {
+        for (int32_t j = 0; j < nt && st == BREQ_DONE; j++) {
             const kafka_write_txn_markers_request_writable_txn_marker_topic *t = &m->topics[j];
             kafka_write_txn_markers_response_writable_txn_marker_topic_result *ot = &o->topics[j];
             kafka_write_txn_markers_response_writable_txn_marker_topic_result_init(ot);
@@ -356,8 +408,8 @@ breq_status api_write_txn_markers(breq *r) {
             int32_t np = t->partition_indexes_count > 0 ? t->partition_indexes_count : 0;
             ot->partitions = np ? breq_calloc(r, (size_t)np, sizeof *ot->partitions) : NULL;
             if (np && ot->partitions == NULL) {
-                md_image_unref(img);
-                return BREQ_CLOSE;
+                st = BREQ_CLOSE;
+                break;
             }
             ot->partitions_count = np;
             const md_topic *mt = md_image_topic(img, t->name);
@@ -368,19 +420,34 @@ breq_status api_write_txn_markers(breq *r) {
                 int16_t err = KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
                 rpart *p = mt ? bmeta_partition(r->b->meta, mt, t->partition_indexes[k], &err) : NULL;
                 if (p != NULL) {
-                    int64_t off;
-                    rpart_lock(p);
-                    err = replica_write_marker(p->r, m->producer_id, m->producer_epoch, m->transaction_result,
-                                               m->coordinator_epoch, now, &off);
-                    rpart_unlock(p);
-                    rpart_release(p);
+                    int64_t off = -1;
+                    err = txns_write_marker(r->b, p, m->producer_id, m->producer_epoch, m->transaction_result,
+                                            m->coordinator_epoch, now, &off);
+                    if (err == 0 && ms->n < total)
+                        ms->w[ms->n++] = (marker_wait){p, off + 1, &ot->partitions[k].error_code};
+                    else
+                        rpart_release(p);
                 }
                 ot->partitions[k].error_code = err;
             }
         }
         md_image_unref(img);
     }
-    return BREQ_DONE;
+    if (st != BREQ_DONE || ms->n == 0) {
+        for (int32_t i = 0; i < ms->n; i++)
+            rpart_release(ms->w[i].p);
+        return st;
+    }
+    rpart **parts = breq_calloc(r, (size_t)ms->n, sizeof *parts);
+    for (int32_t i = 0; parts != NULL && i < ms->n; i++)
+        parts[i] = ms->w[i].p;
+    breq_parked(r);
+    if (parts != NULL && !markers_ready(r, ms) &&
+        fetch_wait(r->b, r, parts, ms->n, fetch_now_ms() + TXNS_MARKER_ISR_WAIT_MS, markers_ready,
+                   markers_finish, ms))
+        return BREQ_ASYNC;
+    markers_finish(r, ms, false);
+    return BREQ_ASYNC;
 }
 
 /* ---- DescribeTransactions, ListTransactions --------------------------------------- */

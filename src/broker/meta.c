@@ -980,6 +980,21 @@ bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, u
 }
 
 bool bmeta_is_quorum_member(const bmeta *m) { return m->q != NULL; }
+
+bool bmeta_broker_address(bmeta *m, int32_t id, char *host, size_t hostn, uint16_t *port,
+                          int64_t *self_epoch) {
+    md_image *img = bmeta_image(m);
+    const md_broker *mb = md_image_broker(img, id);
+    const md_broker *me = md_image_broker(img, m->cfg->node_id);
+    bool ok = mb != NULL && mb->n_endpoints > 0 && !mb->fenced;
+    if (ok) {
+        snprintf(host, hostn, "%s", mb->endpoints[0].host);
+        *port = (uint16_t)mb->endpoints[0].port;
+    }
+    *self_epoch = me ? me->epoch : -1;
+    md_image_unref(img);
+    return ok;
+}
 bool bmeta_is_active_controller(bmeta *m) {
     pthread_mutex_lock(&m->mu);
     bool a = m->q == NULL || m->active;

@@ -111,6 +111,12 @@ int bmeta_register_broker(bmeta *m, const ctrl_broker_reg *reg, ctrl_item_result
  * node is the active controller, or while none is elected. */
 bool bmeta_controller_address(bmeta *m, int32_t *id, char *host, size_t hostn, uint16_t *port);
 bool bmeta_is_quorum_member(const bmeta *m);
+
+/* The client address (first endpoint) of registered, unfenced broker id,
+ * and this broker's registered epoch (-1: not registered). false when id
+ * is unknown or fenced. */
+bool bmeta_broker_address(bmeta *m, int32_t id, char *host, size_t hostn, uint16_t *port,
+                          int64_t *self_epoch);
 /* A user's SCRAM credential for mechanism mech (security/sasl.h numbering)
  * from the current image: 0, or -1 if the user has none. */
 struct sasl_scram_cred;

@@ -540,6 +540,21 @@ static void rpart_free(rpart *p) {
     free(p);
 }
 
+bool rpart_acked(rpart *p, int64_t need, int16_t *err) {
+    rpart_lock(p);
+    const replica_state *st = replica_get_state(p->r);
+    int32_t min = p->cfg.min_insync_replicas;
+    bool covered = st->hw >= need;
+    bool leader = st->role == REPLICA_LEADER;
+    int32_t isr = st->n_isr;
+    rpart_unlock(p);
+    *err = covered     ? KAFKA_ERR_NONE
+           : !leader   ? KAFKA_ERR_NOT_LEADER_OR_FOLLOWER
+           : isr < min ? KAFKA_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                       : KAFKA_ERR_REQUEST_TIMED_OUT;
+    return covered || !leader || atomic_load(&p->removed);
+}
+
 void rpart_release(rpart *p) {
     if (p && atomic_fetch_sub(&p->refs, 1) == 1)
         rpart_free(p);

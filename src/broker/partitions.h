@@ -111,6 +111,14 @@ void parts_apply(parts *ps, const md_image *prev, const md_image *next, int64_t 
 /* A counted reference to a partition, or NULL. */
 rpart *parts_get(parts *ps, kuuid topic_id, int32_t index);
 void rpart_release(rpart *p);
+
+/* acks=all's question for records (or a marker) appended to p as leader up
+ * to offset need-1: true once it is decided - the high watermark covers
+ * them (*err 0), or it no longer can: leadership lost
+ * (NOT_LEADER_OR_FOLLOWER) or the partition removed. While undecided *err
+ * says what a timeout answers: NOT_ENOUGH_REPLICAS_AFTER_APPEND with the
+ * ISR below min.insync.replicas, else REQUEST_TIMED_OUT. Takes p's lock. */
+bool rpart_acked(rpart *p, int64_t need, int16_t *err);
 static inline void rpart_lock(rpart *p) { pthread_mutex_lock(&p->mu); }
 static inline void rpart_unlock(rpart *p) { pthread_mutex_unlock(&p->mu); }
 /* The partition's log when online (NULL offline). For the group

@@ -77,22 +77,6 @@ static int64_t backoff_ms(const broker_config *cfg) {
     return cfg->replica_fetch_backoff_ms > 0 ? cfg->replica_fetch_backoff_ms : 100;
 }
 
-/* The client address of broker id and this broker's registered epoch. */
-static bool broker_address(broker *b, int32_t id, char *host, size_t hostn, uint16_t *port,
-                           int64_t *self_epoch) {
-    md_image *img = bmeta_image(b->meta);
-    const md_broker *mb = md_image_broker(img, id);
-    const md_broker *me = md_image_broker(img, b->cfg->node_id);
-    bool ok = mb != NULL && mb->n_endpoints > 0 && !mb->fenced;
-    if (ok) {
-        snprintf(host, hostn, "%s", mb->endpoints[0].host);
-        *port = (uint16_t)mb->endpoints[0].port;
-    }
-    *self_epoch = me ? me->epoch : -1;
-    md_image_unref(img);
-    return ok;
-}
-
 /* ---- the follower's side ---------------------------------------------------------------- */
 
 typedef struct follow_set {
@@ -218,7 +202,7 @@ static bool fetch_round(fetcher *f) {
     char host[256];
     uint16_t port = 0;
     int64_t self_epoch = -1;
-    bool ok = broker_address(b, f->leader, host, sizeof host, &port, &self_epoch);
+    bool ok = bmeta_broker_address(b->meta, f->leader, host, sizeof host, &port, &self_epoch);
     if (ok && (strcmp(f->conn.host, host) != 0 || f->conn.port != port)) {
         net_client_free(&f->conn);
         net_client_init(&f->conn, host, port);

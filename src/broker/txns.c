@@ -22,6 +22,7 @@
 #include "broker/meta.h"
 #include "broker/partitions.h"
 #include "broker/producer_ids.h"
+#include "broker/txn_markers.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "group/coordinator.h"
@@ -56,6 +57,7 @@ struct txns_mgr {
     pthread_mutex_t pmu; /* the pending offsets */
     pending *pend;
     int32_t n_pend;
+    txn_markers *markers; /* a quorum member's sender to other brokers; NULL on a single node */
 };
 
 static int64_t now_ms(void) { return clock_wall_ms(); }
@@ -136,50 +138,93 @@ static void settle_offsets(txns_mgr *m, int64_t pid, int32_t index, bool commit)
 
 static log_ratelimit remote_rl = LOG_RATELIMIT_DEFAULT;
 
+int16_t txns_write_marker(broker *b, rpart *p, int64_t pid, int16_t epoch, bool commit,
+                          int32_t coordinator_epoch, int64_t now, int64_t *offset) {
+    rpart_lock(p);
+    int16_t err = replica_write_marker(p->r, pid, epoch, commit, coordinator_epoch, now, offset);
+    rpart_unlock(p);
+    if (err == 0 && b->txns != NULL && strcmp(p->topic, GROUPS_OFFSETS_TOPIC) == 0)
+        settle_offsets(b->txns, pid, p->index, commit);
+    return err;
+}
+
+/* One partition's marker: written here when this broker leads it and is
+ * its only replica (nothing to wait for), sent to its leader otherwise -
+ * this broker included, whose WriteTxnMarkers answers once the ISR has
+ * the marker. */
+static int16_t one_marker(txns_shard *s, md_image *img, const md_topic *t, const trec_tp *tp, kstr txn_id,
+                          int64_t pid, int16_t epoch, bool commit, int64_t now) {
+    broker *b = s->mgr->b;
+    const md_partition *mp =
+        tp->partition >= 0 && tp->partition < t->n_partitions ? md_topic_partition(t, tp->partition) : NULL;
+    (void)img;
+    if (mp == NULL)
+        return 0; /* gone: nothing to mark */
+    txn_markers *mk = s->mgr->markers;
+    if (mk == NULL || (mp->leader == b->cfg->node_id && mp->replicas.n <= 1)) {
+        int16_t err = 0;
+        rpart *p = bmeta_partition(b->meta, t, tp->partition, &err);
+        if (p == NULL)
+            return err == KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION ? 0
+                   : err                                       ? err
+                                                               : KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+        int64_t off = -1;
+        err = txns_write_marker(b, p, pid, epoch, commit, tcoord_epoch(s->sm), now, &off);
+        rpart_release(p);
+        return err;
+    }
+    if (mp->leader < 0)
+        return KAFKA_ERR_LEADER_NOT_AVAILABLE;
+    return txn_markers_deliver(mk, txn_id, mp->leader, tp->topic, tp->partition, pid, epoch, commit,
+                               tcoord_epoch(s->sm));
+}
+
 static int16_t shard_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch, bool commit,
                              const trec_tp *parts, int32_t n) {
     txns_shard *s = ctx;
     broker *b = s->mgr->b;
     int64_t now = now_ms();
     int16_t first_err = 0;
+    int32_t waiting = 0;
     md_image *img = bmeta_image(b->meta);
     for (int32_t i = 0; i < n; i++) {
         const md_topic *t = md_image_topic(img, parts[i].topic);
         if (t == NULL)
             continue; /* deleted: nothing to mark */
-        int16_t err = 0;
-        rpart *p = bmeta_partition(b->meta, t, parts[i].partition, &err);
-        if (p == NULL) {
-            if (err == KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)
-                continue;
-            err = err ? err : KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
-        } else {
-            int64_t off = -1;
-            rpart_lock(p);
-            err = replica_write_marker(p->r, pid, epoch, commit, tcoord_epoch(s->sm), now, &off);
-            rpart_unlock(p);
-            rpart_release(p);
-        }
-        if (err) {
+        int16_t err = one_marker(s, img, t, &parts[i], txn_id, pid, epoch, commit, now);
+        if (err == KAFKA_ERR_CONCURRENT_TRANSACTIONS) {
+            waiting++; /* on its way */
+        } else if (err) {
             LOG_WARN_LIMITED(&remote_rl, "txn",
                              "transaction '%.*s' (producer %" PRId64 " epoch %d): the %s marker for %.*s-%d "
-                             "cannot be written here (%s; markers to partitions led by other brokers are not "
-                             "supported yet); retried every %d ms",
+                             "is not written yet (%s); retried every %d ms",
                              txn_id.len, txn_id.ptr, pid, epoch, commit ? "COMMIT" : "ABORT",
                              parts[i].topic.len, parts[i].topic.ptr, parts[i].partition,
                              kafka_error_name(err), TCOORD_MARKER_RETRY_MS);
-            if (!first_err)
-                first_err = err;
-            continue;
         }
-        if (kstr_eq_c(parts[i].topic, GROUPS_OFFSETS_TOPIC))
-            settle_offsets(s->mgr, pid, parts[i].partition, commit);
+        if (err && !first_err)
+            first_err = err;
     }
     md_image_unref(img);
+    if (first_err == 0 && s->mgr->markers != NULL)
+        txn_markers_forget(s->mgr->markers, pid, epoch, commit);
     if (first_err == 0)
         LOG_DEBUG("txn", "transaction '%.*s' (producer %" PRId64 " epoch %d) %s on %d partitions", txn_id.len,
                   txn_id.ptr, pid, epoch, commit ? "committed" : "aborted", n);
+    else if (waiting > 0)
+        LOG_DEBUG("txn", "transaction '%.*s': %d marker(s) on their way to other brokers", txn_id.len,
+                  txn_id.ptr, waiting);
     return first_err;
+}
+
+/* The sender delivered markers of txn_id: finish its transaction now. */
+static void markers_done(void *ctx, kstr txn_id) {
+    txns_mgr *m = ctx;
+    txns_shard *s = txns_lock(m->b, txn_id);
+    if (s == NULL)
+        return;
+    tcoord_markers_progress(s->sm, txn_id, now_ms());
+    txns_unlock(s);
 }
 
 /* ---- pending offsets ------------------------------------------------------ */
@@ -534,6 +579,10 @@ int txns_mgr_start(broker *b) {
         LOG_ERROR("txn", "cannot register the transaction coordinator with the driver");
         return -1;
     }
+    if (bmeta_is_quorum_member(b->meta) && (m->markers = txn_markers_start(b, markers_done, m)) == NULL) {
+        LOG_ERROR("txn", "cannot start the transaction marker sender");
+        return -1;
+    }
     /* A node restarting with the topic present loads at once. */
     md_image *img = bmeta_image(b->meta);
     bool exists = md_image_topic(img, kstr_c(TXNS_TOPIC)) != NULL;
@@ -551,6 +600,8 @@ void txns_mgr_shutdown(broker *b) {
     /* Request threads look without the lock (txns_lock_index). */
     __atomic_store_n(&m->stopping, true, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&m->mu);
+    /* The sender takes shard locks (markers_done): it ends first. */
+    txn_markers_stop(m->markers);
     m->shut = true;
 }
 
@@ -559,6 +610,7 @@ void txns_mgr_destroy(broker *b) {
     if (m == NULL)
         return;
     txns_mgr_shutdown(b);
+    txn_markers_destroy(m->markers);
     for (int32_t i = 0; m->shards && i < m->n; i++) {
         tcoord_destroy(m->shards[i].sm);
         pthread_mutex_destroy(&m->shards[i].mu);

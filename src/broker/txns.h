@@ -18,14 +18,16 @@
  *
  * Markers (WriteTxnMarkers): for each partition of a completing
  * transaction the COMMIT or ABORT control batch is appended through the
- * partition's replica (replica_write_marker) when this broker leads it. A
- * partition led by another broker is not reached yet (the WriteTxnMarkers
- * request between brokers is still to come): the transaction stays in
- * PrepareCommit/PrepareAbort, is retried every second, and its producer
- * gets CONCURRENT_TRANSACTIONS (retriable) meanwhile; a log line names the
- * partition. For a `__consumer_offsets` partition the marker also makes the
- * transaction's pending offsets of the groups on it visible (commit) or
- * drops them (abort).
+ * partition's replica (replica_write_marker) when this broker leads it and
+ * is its only replica; every other partition's marker goes to its leader
+ * (txn_markers.h; this broker included, so that the answer waits for the
+ * ISR). Until every marker is acknowledged the transaction stays in
+ * PrepareCommit/PrepareAbort (its producer gets the retriable
+ * CONCURRENT_TRANSACTIONS meanwhile); it is finished as soon as the sender
+ * reports the last delivery, and retried every second after a failure. For
+ * a `__consumer_offsets` partition the marker, wherever it is written, also
+ * makes the transaction's pending offsets of the groups on it visible
+ * (commit) or drops them (abort).
  *
  * Pending offsets (TxnOffsetCommit) are held in memory, per producer id,
  * at most TXNS_PENDING_MAX entries broker-wide; a restart loses them (the
@@ -48,6 +50,8 @@
 #define TXNS_TICK_MS     100
 #define TXNS_PENDING_MAX 100000
 #define TXNS_LOAD_CHUNK  (4 << 20)
+/* How long a WriteTxnMarkers answer waits for the ISR to have the markers. */
+#define TXNS_MARKER_ISR_WAIT_MS 5000
 
 typedef struct txns_mgr txns_mgr;
 
@@ -97,6 +101,12 @@ typedef struct txns_offset {
     int32_t leader_epoch;
     kstr metadata;
 } txns_offset;
+/* Writes the marker of (pid, epoch, commit) to p, which this broker leads,
+ * and, for a `__consumer_offsets` partition, settles the producer's pending
+ * offsets of the groups there. *offset: the marker's. */
+int16_t txns_write_marker(broker *b, struct rpart *p, int64_t pid, int16_t epoch, bool commit,
+                          int32_t coordinator_epoch, int64_t now, int64_t *offset);
+
 int16_t txns_add_pending_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch, const txns_offset *o,
                                  int n);
 

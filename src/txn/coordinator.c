@@ -541,6 +541,16 @@ void tcoord_tick(tcoord *c, int64_t now) {
     check_invariants(c);
 }
 
+void tcoord_markers_progress(tcoord *c, kstr txn_id, int64_t now) {
+    check_invariants(c);
+    if (c->ph != PH_ACTIVE)
+        return;
+    txn *t = find(c, txn_id);
+    if (t != NULL && is_prepare(t->state))
+        complete(c, t, now);
+    check_invariants(c);
+}
+
 int64_t tcoord_next_deadline(const tcoord *c) {
     if (c->ph != PH_ACTIVE)
         return INT64_MAX;

@@ -19,10 +19,11 @@
  *   - write_markers(pid, epoch, commit, partitions) writes the COMMIT or
  *     ABORT control batch of the producer to each partition (and makes the
  *     transaction's pending offsets visible or drops them). 0 when every
- *     marker is written; an error leaves the transaction in PrepareCommit /
- *     PrepareAbort, and tcoord_tick tries again every TCOORD_MARKER_RETRY_MS
- *     (requests for the id meanwhile get CONCURRENT_TRANSACTIONS, which
- *     clients retry);
+ *     marker is written; an error (a failure, or markers still on their
+ *     way to other brokers) leaves the transaction in PrepareCommit /
+ *     PrepareAbort, and tcoord_tick tries again every TCOORD_MARKER_RETRY_MS,
+ *     or tcoord_markers_progress at once (requests for the id meanwhile get
+ *     CONCURRENT_TRANSACTIONS, which clients retry);
  *   - new_producer_id hands out a producer id.
  * A commit or abort is: the Prepare record, the markers, the Complete
  * record; EndTxn is answered once the Prepare record is durable (as
@@ -142,6 +143,10 @@ int16_t tcoord_each(const tcoord *c, bool (*fn)(void *ctx, const tcoord_info *i)
 /* ---- time ------------------------------------------------------------- */
 void tcoord_tick(tcoord *c, int64_t now);
 int64_t tcoord_next_deadline(const tcoord *c);
+/* Some of the markers of txn_id's completing transaction were delivered
+ * (asynchronously, by the owner): the machine tries to finish it now
+ * instead of at its next retry. */
+void tcoord_markers_progress(tcoord *c, kstr txn_id, int64_t now);
 
 int32_t tcoord_count(const tcoord *c);
 
