@@ -42,7 +42,9 @@ for i in $(seq 1 "$N"); do
           --override "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
           --override "controller.quorum.voters=$VOTERS"
           --override "log.dirs=$dir"
-          --override "offsets.topic.replication.factor=$(( N < 3 ? N : 3 ))")
+          --override "offsets.topic.replication.factor=$(( N < 3 ? N : 3 ))"
+          --override "transaction.state.log.replication.factor=$(( N < 3 ? N : 3 ))"
+          --override "transaction.state.log.min.isr=$(( N < 3 ? 1 : 2 ))")
     "$BUILD/sluice" storage format --cluster-id "$CID" --ignore-formatted "${args[@]}" > /dev/null
     "$BUILD/sluiced" "${args[@]}" > "$dir/sluiced.log" 2>&1 &
     pids+=($!)

@@ -32,6 +32,78 @@ static int16_t id_error(kstr id) {
     return id.len <= 0 || id.len > TREC_TXN_ID_MAX ? KAFKA_ERR_INVALID_REQUEST : 0;
 }
 
+/* ---- durability ------------------------------------------------------------- */
+
+/* A request whose change the coordinator appended: answered once the
+ * shard's ISR has it (txns_durable_point), or with the coordinator's
+ * mapping of the failure. */
+typedef struct txn_wait {
+    rpart *p; /* referenced */
+    int64_t need;
+    int16_t **errs; /* the response's error codes to set on failure */
+    int32_t n_errs;
+    kstr txn_id; /* EndTxn: its markers go out once it is durable */
+    bool progress;
+} txn_wait;
+
+static bool txn_wait_ready(breq *r, void *arg) {
+    (void)r;
+    txn_wait *w = arg;
+    int16_t e;
+    return rpart_acked(w->p, w->need, &e);
+}
+
+static void txn_wait_finish(breq *r, void *arg, bool expired) {
+    (void)expired;
+    txn_wait *w = arg;
+    int16_t e = 0;
+    rpart_acked(w->p, w->need, &e);
+    rpart_release(w->p);
+    /* Kafka's mapping of a coordinator write that did not make it. */
+    int16_t mapped = e == 0                                  ? 0
+                     : e == KAFKA_ERR_NOT_LEADER_OR_FOLLOWER ? KAFKA_ERR_NOT_COORDINATOR
+                                                             : KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    if (mapped) {
+        LOG_INFO_LIMITED(&txn_rl, "txn", "a transaction coordinator write from %s did not reach the ISR: %s",
+                         r->net->peer, kafka_error_name(e));
+        for (int32_t i = 0; i < w->n_errs; i++)
+            if (*w->errs[i] == 0)
+                *w->errs[i] = mapped;
+    } else if (w->progress) {
+        txns_shard *s = txns_lock(r->b, w->txn_id);
+        if (s != NULL) {
+            tcoord_markers_progress(s->sm, w->txn_id, groups_now_ms());
+            txns_unlock(s);
+        }
+    }
+    breq_complete(r);
+}
+
+/* Answers r now, or parks it until txn_id's shard is durable. errs: the
+ * response's error codes (n of them), left alone when already set. */
+static breq_status txn_answer(breq *r, kstr txn_id, int16_t **errs, int32_t n, bool progress) {
+    bool any_ok = false;
+    for (int32_t i = 0; i < n; i++)
+        any_ok |= *errs[i] == 0;
+    int64_t need = 0;
+    rpart *p = any_ok ? txns_durable_point(r->b, txn_id, &need) : NULL;
+    if (p == NULL)
+        return BREQ_DONE;
+    txn_wait *w = breq_calloc(r, 1, sizeof *w);
+    rpart **parts = breq_calloc(r, 1, sizeof *parts);
+    if (w == NULL || parts == NULL) {
+        rpart_release(p);
+        return BREQ_CLOSE;
+    }
+    *w = (txn_wait){p, need, errs, n, txn_id, progress};
+    parts[0] = p;
+    breq_parked(r);
+    if (!fetch_wait(r->b, r, parts, 1, fetch_now_ms() + TXNS_MARKER_ISR_WAIT_MS, txn_wait_ready,
+                    txn_wait_finish, w))
+        txn_wait_finish(r, w, false);
+    return BREQ_ASYNC;
+}
+
 breq_status api_init_producer_id_txn(breq *r) {
     const kafka_init_producer_id_request *req = r->req;
     kafka_init_producer_id_response *resp = r->resp;
@@ -62,7 +134,11 @@ breq_status api_init_producer_id_txn(breq *r) {
                          req->transactional_id.len > 0 ? req->transactional_id.ptr : "", r->net->peer,
                          kafka_error_name(err));
     resp->error_code = fenced_for(err, r->hdr.api_version, 4);
-    return BREQ_DONE;
+    int16_t **errs = breq_calloc(r, 1, sizeof *errs);
+    if (errs == NULL)
+        return BREQ_CLOSE;
+    errs[0] = &resp->error_code;
+    return txn_answer(r, req->transactional_id, errs, 1, false);
 }
 
 /* ---- AddPartitionsToTxn ------------------------------------------------------ */
@@ -150,10 +226,22 @@ breq_status api_add_partitions_to_txn(breq *r) {
                      req->v3_and_below_topics_count, &resp->results_by_topic_v3_and_below,
                      &resp->results_by_topic_v3_and_below_count, 2))
             return BREQ_CLOSE;
-        return BREQ_DONE;
+        int32_t total = 0;
+        for (int32_t i = 0; i < resp->results_by_topic_v3_and_below_count; i++)
+            total += resp->results_by_topic_v3_and_below[i].results_by_partition_count;
+        int16_t **errs = total ? breq_calloc(r, (size_t)total, sizeof *errs) : NULL;
+        if (total && errs == NULL)
+            return BREQ_CLOSE;
+        int32_t k = 0;
+        for (int32_t i = 0; i < resp->results_by_topic_v3_and_below_count; i++)
+            for (int32_t j = 0; j < resp->results_by_topic_v3_and_below[i].results_by_partition_count; j++)
+                errs[k++] =
+                    &resp->results_by_topic_v3_and_below[i].results_by_partition[j].partition_error_code;
+        return txn_answer(r, req->v3_and_below_transactional_id, errs, k, false);
     }
     /* v4+: sent by brokers (verification, KIP-890), which this one does not
-     * do to others; answered per transaction all the same. */
+     * do to others; answered per transaction all the same, without waiting
+     * for the ISR (a verification changes nothing). */
     int32_t n = req->transactions_count > 0 ? req->transactions_count : 0;
     resp->results_by_transaction = n ? breq_calloc(r, (size_t)n, sizeof *resp->results_by_transaction) : NULL;
     if (n && resp->results_by_transaction == NULL)
@@ -204,7 +292,11 @@ breq_status api_add_offsets_to_txn(breq *r) {
         }
     }
     resp->error_code = fenced_for(err, r->hdr.api_version, 2);
-    return BREQ_DONE;
+    int16_t **errs = breq_calloc(r, 1, sizeof *errs);
+    if (errs == NULL)
+        return BREQ_CLOSE;
+    errs[0] = &resp->error_code;
+    return txn_answer(r, req->transactional_id, errs, 1, false);
 }
 
 /* ---- EndTxn -------------------------------------------------------------------- */
@@ -232,7 +324,11 @@ breq_status api_end_txn(breq *r) {
                          req->transactional_id.len > 0 ? req->transactional_id.ptr : "", r->net->peer,
                          kafka_error_name(err));
     resp->error_code = fenced_for(err, r->hdr.api_version, 2);
-    return BREQ_DONE;
+    int16_t **errs = breq_calloc(r, 1, sizeof *errs);
+    if (errs == NULL)
+        return BREQ_CLOSE;
+    errs[0] = &resp->error_code;
+    return txn_answer(r, req->transactional_id, errs, 1, true);
 }
 
 /* ---- TxnOffsetCommit ------------------------------------------------------------ */

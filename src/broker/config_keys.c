@@ -391,10 +391,17 @@ static const config_def broker_defs[] = {
     /* ---- transactions and idempotence ---- */
     {.name = "transaction.state.log.replication.factor", .type = CONFIG_INT, .dflt = "1", .min = 1,
      .max = 32767, .field = B(transaction_state_log_replication_factor),
-     .flags = CONFIG_F_SHORT | CONFIG_F_DEVIATES, .section = "Transactions and idempotence",
-     .doc = "Replication factor of the internal transaction state topic. Kafka's default is 3; Sluice uses 1."},
-    INT("transaction.state.log.min.isr", "1", 1, I32MAX, B(transaction_state_log_min_isr), CONFIG_F_DEVIATES,
-        "min.insync.replicas of the transaction state topic. Kafka's default is 2; Sluice uses 1."),
+     .flags = CONFIG_F_SHORT | CONFIG_F_DEVIATES | CONFIG_F_ACTIVE, .section = "Transactions and idempotence",
+     .doc = "Replication factor of the internal transaction state topic when it is created (on the first "
+            "transactional request; until that many brokers are registered the request gets "
+            "COORDINATOR_NOT_AVAILABLE). With more than one, a coordinator change is answered once the "
+            "partition's ISR has it. Kafka's default is 3; Sluice uses 1 so a single node works out of the box "
+            "(make run-cluster uses 3)."},
+    INT("transaction.state.log.min.isr", "1", 1, I32MAX, B(transaction_state_log_min_isr),
+        CONFIG_F_DEVIATES | CONFIG_F_ACTIVE,
+        "min.insync.replicas of the transaction state topic, set on it when it is created: with fewer in-sync "
+        "replicas the coordinator's writes fail and clients get COORDINATOR_NOT_AVAILABLE (retriable). Kafka's "
+        "default is 2; Sluice uses 1."),
     INT("transaction.state.log.num.partitions", "50", 1, I32MAX, B(transaction_state_log_num_partitions),
         CONFIG_F_ACTIVE,
         "Partitions of the transaction state topic (created on the first transactional request); fixed once "

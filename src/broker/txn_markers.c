@@ -67,7 +67,8 @@ static log_ratelimit fail_rl = LOG_RATELIMIT_DEFAULT;
 
 static bool same(const mentry *m, kstr topic, int32_t partition, int64_t pid, int16_t epoch, bool commit) {
     return m->state != M_FREE && m->pid == pid && m->epoch == epoch && m->commit == commit &&
-           m->partition == partition && m->topic_len == topic.len && memcmp(m->topic, topic.ptr, (size_t)topic.len) == 0;
+           m->partition == partition && m->topic_len == topic.len &&
+           memcmp(m->topic, topic.ptr, (size_t)topic.len) == 0;
 }
 
 static void entry_free(txn_markers *mk, mentry *m) {
@@ -186,8 +187,7 @@ static net_client *peer_conn(txn_markers *mk, int32_t id, const char *host, uint
 static void forget_old(txn_markers *mk, int64_t now) {
     for (int32_t i = 0; i < TXN_MARKERS_MAX && mk->n_used > 0; i++) {
         mentry *m = &mk->e[i];
-        if ((m->state == M_DONE || m->state == M_FAILED) &&
-            now - m->touched > TXN_MARKERS_FORGET_MS)
+        if ((m->state == M_DONE || m->state == M_FAILED) && now - m->touched > TXN_MARKERS_FORGET_MS)
             entry_free(mk, m);
     }
 }
@@ -213,7 +213,8 @@ static bool send_one_leader(txn_markers *mk) {
     kafka_write_txn_markers_request req;
     kafka_write_txn_markers_request_init(&req);
     req.markers = arena_alloc(&a, (size_t)n * sizeof *req.markers);
-    kafka_write_txn_markers_request_writable_txn_marker_topic *tops = arena_alloc(&a, (size_t)n * sizeof *tops);
+    kafka_write_txn_markers_request_writable_txn_marker_topic *tops =
+        arena_alloc(&a, (size_t)n * sizeof *tops);
     int32_t *parts = arena_alloc(&a, (size_t)n * sizeof *parts);
     char *names = arena_alloc(&a, (size_t)n * 256);
     int rc = -ENOMEM;
@@ -245,7 +246,8 @@ static bool send_one_leader(txn_markers *mk) {
     uint16_t port = 0;
     int64_t self_epoch;
     void *resp = NULL;
-    if (rc == -EHOSTUNREACH && bmeta_broker_address(mk->b->meta, leader, host, sizeof host, &port, &self_epoch)) {
+    if (rc == -EHOSTUNREACH &&
+        bmeta_broker_address(mk->b->meta, leader, host, sizeof host, &port, &self_epoch)) {
         net_client *c = peer_conn(mk, leader, host, port);
         rc = brpc_call(c, KAFKA_API_WRITE_TXN_MARKERS, 1, corr, "sluice-txn-markers", &req, &a, &resp,
                        SEND_TIMEOUT_MS);
@@ -256,8 +258,8 @@ static bool send_one_leader(txn_markers *mk) {
     if (rc == 0 && r->markers_count != n)
         rc = -EPROTO;
     if (rc != 0)
-        LOG_WARN_LIMITED(&fail_rl, "txn", "sending %d transaction marker(s) to broker %d failed: %s; retried", n,
-                         leader, rc == -EHOSTUNREACH ? "it is not registered (or fenced)" : strerror(-rc));
+        LOG_WARN_LIMITED(&fail_rl, "txn", "sending %d transaction marker(s) to broker %d failed: %s; retried",
+                         n, leader, rc == -EHOSTUNREACH ? "it is not registered (or fenced)" : strerror(-rc));
 
     pthread_mutex_lock(&mk->mu);
     int64_t now = clock_mono_ms();
@@ -270,8 +272,9 @@ static bool send_one_leader(txn_markers *mk) {
         int16_t err = KAFKA_ERR_NETWORK_EXCEPTION;
         if (rc == 0) {
             const kafka_write_txn_markers_response_writable_txn_marker_result *o = &r->markers[k];
-            err = o->topics_count == 1 && o->topics[0].partitions_count == 1 ? o->topics[0].partitions[0].error_code
-                                                                              : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+            err = o->topics_count == 1 && o->topics[0].partitions_count == 1
+                      ? o->topics[0].partitions[0].error_code
+                      : KAFKA_ERR_UNKNOWN_SERVER_ERROR;
         }
         /* A deleted partition has nothing to mark. */
         if (err == KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)

@@ -79,8 +79,16 @@ static int16_t shard_append(void *ctx, kbytes key, kbytes value) {
     if (batch_build(&o, &br, 1, &a, &buf, &len) == BATCH_OK) {
         replica_append_result ar;
         rpart_lock(s->part);
-        err = replica_append(s->part->r, buf, len, now, &ar);
+        /* As acks=all: not with fewer in-sync replicas than the topic's
+         * min.insync.replicas (transaction.state.log.min.isr). */
+        const replica_state *st = replica_get_state(s->part->r);
+        if (st->role == REPLICA_LEADER && st->n_isr < s->part->cfg.min_insync_replicas)
+            err = KAFKA_ERR_NOT_ENOUGH_REPLICAS;
+        else
+            err = replica_append(s->part->r, buf, len, now, &ar);
         rpart_unlock(s->part);
+        if (err == 0 && ar.last_offset + 1 > s->await_off)
+            s->await_off = ar.last_offset + 1;
         if (err)
             LOG_ERROR("txn", "appending to %s-%d failed: %s", TXNS_TOPIC, s->index, kafka_error_name(err));
     }
@@ -186,6 +194,11 @@ static int16_t shard_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch,
     int64_t now = now_ms();
     int16_t first_err = 0;
     int32_t waiting = 0;
+    /* Not before the Prepare record is durable (the request that wrote it
+     * calls tcoord_markers_progress once it is; else the retry). */
+    int16_t unused;
+    if (s->part != NULL && !rpart_acked(s->part, s->await_off, &unused))
+        return KAFKA_ERR_CONCURRENT_TRANSACTIONS;
     md_image *img = bmeta_image(b->meta);
     for (int32_t i = 0; i < n; i++) {
         const md_topic *t = md_image_topic(img, parts[i].topic);
@@ -225,6 +238,21 @@ static void markers_done(void *ctx, kstr txn_id) {
         return;
     tcoord_markers_progress(s->sm, txn_id, now_ms());
     txns_unlock(s);
+}
+
+rpart *txns_durable_point(broker *b, kstr txn_id, int64_t *need) {
+    txns_shard *s = txns_lock(b, txn_id);
+    if (s == NULL)
+        return NULL;
+    rpart *p = NULL;
+    int16_t unused;
+    if (s->part != NULL && !rpart_acked(s->part, s->await_off, &unused)) {
+        p = s->part;
+        atomic_fetch_add(&p->refs, 1); /* the caller's */
+        *need = s->await_off;
+    }
+    txns_unlock(s);
+    return p;
 }
 
 /* ---- pending offsets ------------------------------------------------------ */
@@ -402,18 +430,19 @@ static int topic_create(broker *b) {
     md_image_unref(img);
     if (exists)
         return 0;
-    ctrl_kv kv[] = {{kstr_c("cleanup.policy"), kstr_c("compact")},
-                    {kstr_c("retention.ms"), kstr_c("-1")},
-                    {kstr_c("retention.bytes"), kstr_c("-1")},
-                    {kstr_c("segment.bytes"), kstr_c("104857600")},
-                    {kstr_c("max.message.bytes"), kstr_c("67108864")}};
+    char min_isr[16];
+    snprintf(min_isr, sizeof min_isr, "%d", cfg->transaction_state_log_min_isr);
+    ctrl_kv kv[] = {
+        {kstr_c("cleanup.policy"), kstr_c("compact")},     {kstr_c("retention.ms"), kstr_c("-1")},
+        {kstr_c("retention.bytes"), kstr_c("-1")},         {kstr_c("segment.bytes"), kstr_c("104857600")},
+        {kstr_c("max.message.bytes"), kstr_c("67108864")}, {kstr_c("min.insync.replicas"), kstr_c(min_isr)}};
     ctrl_new_topic nt = {kstr_c(TXNS_TOPIC),
                          cfg->transaction_state_log_num_partitions,
                          (int16_t)cfg->transaction_state_log_replication_factor,
                          NULL,
                          0,
                          kv,
-                         5,
+                         6,
                          true};
     ctrl_item_result res;
     bmeta_create_topics(b->meta, &nt, 1, false, &res);

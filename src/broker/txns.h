@@ -35,6 +35,13 @@
  * next InitProducerId; a commit completed after a restart commits without
  * them).
  *
+ * Durability: a shard's appends return once its partition's leader has the
+ * record; the request that made the change waits (parked, as acks=all)
+ * until the ISR has it (txns_durable_point), and a transaction's markers
+ * go out only once its Prepare record is in the ISR, so a coordinator that
+ * dies never leaves markers behind for a decision its successor does not
+ * know.
+ *
  * Driving: txns_step runs as a driver task: loading, the machines' ticks.
  */
 #ifndef SLUICE_BROKER_TXNS_H
@@ -64,6 +71,10 @@ typedef struct txns_shard {
     int64_t load_off; /* next offset to read; -1: not started */
     int64_t load_records;
     int64_t next_try;
+    /* The end of this shard's last append: a request whose change was
+     * appended is answered, and markers go out, only once the partition's
+     * high watermark has reached it (its ISR has the record). */
+    int64_t await_off;
 } txns_shard;
 
 /* Registers the driver task (the topic and shards come on first use).
@@ -106,6 +117,12 @@ typedef struct txns_offset {
  * offsets of the groups there. *offset: the marker's. */
 int16_t txns_write_marker(broker *b, struct rpart *p, int64_t pid, int16_t epoch, bool commit,
                           int32_t coordinator_epoch, int64_t now, int64_t *offset);
+
+/* After a request changed txn_id's shard: its partition (referenced, for
+ * rpart_release) and *need, the high watermark that makes the change
+ * durable, when the ISR does not have it yet; NULL when it does (or the
+ * shard is gone). */
+struct rpart *txns_durable_point(broker *b, kstr txn_id, int64_t *need);
 
 int16_t txns_add_pending_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch, const txns_offset *o,
                                  int n);

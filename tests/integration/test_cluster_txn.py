@@ -16,6 +16,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from test_cluster import admin, cluster, wait_for, wait_formed  # noqa: F401 (cluster is a fixture)
 
 PARTITIONS = 6
+# __transaction_state as Kafka's defaults have it.
+TXN_STATE = {"transaction.state.log.replication.factor": "3", "transaction.state.log.min.isr": "2"}
 
 
 def create_rf3(node, name, partitions=PARTITIONS):
@@ -70,7 +72,7 @@ def read_committed(node, topic, expect, timeout=30.0):
 
 
 def test_markers_reach_partitions_led_by_other_brokers(cluster):
-    nodes = cluster(3)
+    nodes = cluster(3, overrides=TXN_STATE)
     wait_formed(nodes)
     create_rf3(nodes[0], "tx")
     lead = leaders(nodes[0], "tx")
@@ -86,6 +88,13 @@ def test_markers_reach_partitions_led_by_other_brokers(cluster):
         for i, v in enumerate(vals):
             p.produce("tx", value=v, partition=i % PARTITIONS)
         if t % 4 == 3:
+            # Delivered first: an abort racing the registration of the
+            # transaction's first partition (CONCURRENT_TRANSACTIONS while
+            # the previous commit's markers are on their way) makes
+            # librdkafka send EndTxn(abort) for a transaction the
+            # coordinator never saw, which Kafka answers INVALID_TXN_STATE
+            # too (fatal for librdkafka).
+            assert p.flush(30) == 0
             p.abort_transaction(30)
             aborted += vals
         else:
@@ -102,7 +111,7 @@ def test_markers_reach_partitions_led_by_other_brokers(cluster):
 
 
 def test_transactional_offsets_reach_another_brokers_group_coordinator(cluster):
-    nodes = cluster(3)
+    nodes = cluster(3, overrides=TXN_STATE)
     wait_formed(nodes)
     create_rf3(nodes[0], "src")
     create_rf3(nodes[0], "dst")
@@ -154,7 +163,7 @@ def test_commit_survives_the_loss_of_a_partition_leader(cluster):
     """A partition leader dies just after the commit: its marker was in the
     ISR before the coordinator finished, so the new leader has it and
     read_committed readers see the transaction."""
-    nodes = cluster(3)
+    nodes = cluster(3, overrides=TXN_STATE)
     wait_formed(nodes)
     create_rf3(nodes[0], "txk")
     p = txn_producer(nodes[0], "cluster-txn-kill")
@@ -172,3 +181,59 @@ def test_commit_survives_the_loss_of_a_partition_leader(cluster):
     wait_for("a new leader of txk-0", lambda: leaders(reader, "txk").get(0, -1) not in (-1, victim_id), 30)
     got = read_committed(reader, "txk", len(vals))
     assert sorted(got) == sorted(vals)
+
+
+def java_hash(s):
+    h = 0
+    for ch in s.encode():
+        h = (31 * h + ch) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+def coordinator_of(node, txn_id):
+    md = admin(node).list_topics("__transaction_state", timeout=5).topics["__transaction_state"]
+    h = java_hash(txn_id)
+    part = (0 if h == -(1 << 31) else abs(h)) % len(md.partitions)
+    return md.partitions[part].leader
+
+
+def test_coordinator_killed_its_successor_knows_the_transactions(cluster):
+    """The coordinator's broker dies with one transaction committed and the
+    next one open: the new leader of its __transaction_state partition loads
+    both (the appends were in the ISR before the producer was answered), so
+    a new instance of the producer fences and aborts the open one, and
+    read_committed readers see exactly the committed records."""
+    nodes = cluster(3, overrides=TXN_STATE)
+    wait_formed(nodes)
+    create_rf3(nodes[0], "txc")
+    txn_id = "cluster-txn-failover"
+    p = txn_producer(nodes[0], txn_id)
+    p.init_transactions(30)
+    p.begin_transaction()
+    done = [b"c-%d" % i for i in range(4 * PARTITIONS)]
+    for i, v in enumerate(done):
+        p.produce("txc", value=v, partition=i % PARTITIONS)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(4 * PARTITIONS):
+        p.produce("txc", value=b"open-%d" % i, partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+    coord = coordinator_of(nodes[0], txn_id)
+    victim = [n for n in nodes if n.node_id == coord][0]
+    others = [n for n in nodes if n.node_id != coord]
+    victim.kill9()
+    wait_for("a new coordinator for %s" % txn_id,
+             lambda: coordinator_of(others[0], txn_id) not in (-1, coord), 30)
+    p2 = txn_producer(others[0], txn_id)
+    p2.init_transactions(60)  # fences p and aborts its open transaction
+    got = read_committed(others[0], "txc", len(done))
+    assert sorted(got) == sorted(done)
+    # The fenced instance cannot commit what it had open.
+    try:
+        p.commit_transaction(10)
+        committed_anyway = True
+    except KafkaException:
+        committed_anyway = False
+    assert not committed_anyway
+    got = read_committed(others[1], "txc", len(done))
+    assert sorted(got) == sorted(done)
