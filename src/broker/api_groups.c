@@ -565,8 +565,25 @@ static bool fl_all(void *ctx, const gcoord_offset_entry *e) {
 
 /* Fetches one group's offsets: the listed partitions (topics != NULL) or all
  * (topics == NULL). names/parts/counts describe the request's topics. */
+/* require_stable: a partition with offsets of an open transaction
+ * (TxnOffsetCommit not yet committed or aborted) answers
+ * UNSTABLE_OFFSET_COMMIT, which clients retry. */
+static void mark_unstable(void *ctx, kstr topic, int32_t partition) {
+    fetch_list *fl = ctx;
+    for (int32_t i = 0; i < fl->n; i++) {
+        fetched *f = &fl->v[i];
+        if (f->error == 0 && f->partition == partition && kstr_eq(f->topic, topic)) {
+            f->error = KAFKA_ERR_UNSTABLE_OFFSET_COMMIT;
+            f->offset = -1;
+            f->epoch = -1;
+            f->metadata = kstr_c("");
+        }
+    }
+}
+
 static int16_t fetch_group(breq *r, kstr group, kstr member, int32_t epoch, int nt, const kstr *names,
-                           int32_t *const *parts, const int32_t *counts, bool all, fetch_list *fl) {
+                           int32_t *const *parts, const int32_t *counts, bool all, bool stable,
+                           fetch_list *fl) {
     if (!bauthz_allow(r, ACL_OP_DESCRIBE, ACL_RES_GROUP, group))
         return KAFKA_ERR_GROUP_AUTHORIZATION_FAILED;
     groups_shard *s = groups_lock(r->b, group);
@@ -595,6 +612,8 @@ static int16_t fetch_group(breq *r, kstr group, kstr member, int32_t epoch, int 
             }
     }
     groups_unlock(s);
+    if (err == 0 && stable && !fl->oom)
+        txns_pending_each(r->b, group, mark_unstable, fl);
     return err;
 }
 
@@ -677,7 +696,8 @@ breq_status api_offset_fetch(breq *r) {
                 req->topics[i].partition_indexes_count > 0 ? req->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        int16_t err = fetch_group(r, req->group_id, KSTR_NULL, -1, nt, names, parts, counts, all, &fl);
+        int16_t err = fetch_group(r, req->group_id, KSTR_NULL, -1, nt, names, parts, counts, all,
+                                  ver >= 7 && req->require_stable, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (err) {
@@ -749,9 +769,9 @@ breq_status api_offset_fetch(breq *r) {
             counts[i] = rg->topics[i].partition_indexes_count > 0 ? rg->topics[i].partition_indexes_count : 0;
         }
         fetch_list fl = {.r = r};
-        og->error_code =
-            fetch_group(r, rg->group_id, r->hdr.api_version >= 9 ? rg->member_id : KSTR_NULL,
-                        r->hdr.api_version >= 9 ? rg->member_epoch : -1, nt, names, parts, counts, all, &fl);
+        og->error_code = fetch_group(r, rg->group_id, r->hdr.api_version >= 9 ? rg->member_id : KSTR_NULL,
+                                     r->hdr.api_version >= 9 ? rg->member_epoch : -1, nt, names, parts,
+                                     counts, all, req->require_stable, &fl);
         if (fl.oom)
             return BREQ_CLOSE;
         if (og->error_code)

@@ -79,14 +79,11 @@ static void txn_wait_finish(breq *r, void *arg, bool expired) {
     breq_complete(r);
 }
 
-/* Answers r now, or parks it until txn_id's shard is durable. errs: the
- * response's error codes (n of them), left alone when already set. */
-static breq_status txn_answer(breq *r, kstr txn_id, int16_t **errs, int32_t n, bool progress) {
-    bool any_ok = false;
-    for (int32_t i = 0; i < n; i++)
-        any_ok |= *errs[i] == 0;
-    int64_t need = 0;
-    rpart *p = any_ok ? txns_durable_point(r->b, txn_id, &need) : NULL;
+/* Answers r once p's high watermark reaches need (p referenced, taken
+ * over; NULL: at once). errs: the response's error codes (n of them), left
+ * alone when already set. */
+static breq_status answer_at(breq *r, rpart *p, int64_t need, kstr txn_id, int16_t **errs, int32_t n,
+                             bool progress) {
     if (p == NULL)
         return BREQ_DONE;
     txn_wait *w = breq_calloc(r, 1, sizeof *w);
@@ -102,6 +99,16 @@ static breq_status txn_answer(breq *r, kstr txn_id, int16_t **errs, int32_t n, b
                     txn_wait_finish, w))
         txn_wait_finish(r, w, false);
     return BREQ_ASYNC;
+}
+
+/* Answers r now, or parks it until txn_id's shard is durable. */
+static breq_status txn_answer(breq *r, kstr txn_id, int16_t **errs, int32_t n, bool progress) {
+    bool any_ok = false;
+    for (int32_t i = 0; i < n; i++)
+        any_ok |= *errs[i] == 0;
+    int64_t need = 0;
+    rpart *p = any_ok ? txns_durable_point(r->b, txn_id, &need) : NULL;
+    return answer_at(r, p, need, txn_id, errs, n, progress);
 }
 
 breq_status api_init_producer_id_txn(breq *r) {
@@ -398,8 +405,11 @@ breq_status api_txn_offset_commit(breq *r) {
             os[k++] = (txns_offset){req->topics[i].name, p->partition_index, p->committed_offset,
                                     p->committed_leader_epoch, p->committed_metadata};
         }
+    rpart *wait_p = NULL;
+    int64_t need = 0;
     if (err == 0)
-        err = txns_add_pending_offsets(r->b, req->group_id, req->producer_id, req->producer_epoch, os, k);
+        err = txns_write_offsets(r->b, req->group_id, req->producer_id, req->producer_epoch, os, k, &wait_p,
+                                 &need);
     err = fenced_for(err, ver, 3);
     resp->topics_count = nt;
     for (int32_t i = 0; i < nt; i++) {
@@ -408,8 +418,10 @@ breq_status api_txn_offset_commit(breq *r) {
         t->name = req->topics[i].name;
         int32_t np = req->topics[i].partitions_count > 0 ? req->topics[i].partitions_count : 0;
         t->partitions = np ? breq_calloc(r, (size_t)np, sizeof *t->partitions) : NULL;
-        if (np && t->partitions == NULL)
+        if (np && t->partitions == NULL) {
+            rpart_release(wait_p);
             return BREQ_CLOSE;
+        }
         t->partitions_count = np;
         for (int32_t j = 0; j < np; j++) {
             kafka_txn_offset_commit_response_txn_offset_commit_response_partition_init(&t->partitions[j]);
@@ -417,7 +429,16 @@ breq_status api_txn_offset_commit(breq *r) {
             t->partitions[j].error_code = err;
         }
     }
-    return BREQ_DONE;
+    int16_t **errs = k ? breq_calloc(r, (size_t)k, sizeof *errs) : NULL;
+    if (k && errs == NULL) {
+        rpart_release(wait_p);
+        return BREQ_CLOSE;
+    }
+    int32_t ne = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int32_t j = 0; j < resp->topics[i].partitions_count && ne < k; j++)
+            errs[ne++] = &resp->topics[i].partitions[j].error_code;
+    return answer_at(r, wait_p, need, req->transactional_id, errs, ne, false);
 }
 
 /* ---- WriteTxnMarkers --------------------------------------------------------------- */

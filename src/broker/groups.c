@@ -20,8 +20,10 @@
 #include <unistd.h>
 
 #include "broker/driver.h"
+#include "broker/txns.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "group/records.h"
 #include "proto/batch.h"
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
@@ -110,6 +112,11 @@ static int append_batches(groups_shard *s, const gcoord_record *recs, int n, int
 static void trim_log(groups_shard *s, int64_t to, int32_t n) {
     int64_t new_start;
     rpart_lock(s->part);
+    /* Not past an open transaction's offsets (TxnOffsetCommit): they are
+     * applied at its marker, and loading must still find them. */
+    int64_t stable = replica_last_stable(s->part->r);
+    if (stable < to)
+        to = stable;
     int16_t err = replica_delete_records(s->part->r, to, &new_start);
     rpart_unlock(s->part);
     if (err == 0)
@@ -288,8 +295,99 @@ static int64_t read_chunk(groups_mgr *m, plog *l, int64_t off, bool *restart) {
     return (int64_t)cc.len; /* batches before a bad one are applied; the next step stops at it */
 }
 
+/* ---- transactional offsets while loading ----------------------------------- */
+
+typedef struct groups_txn_rec {
+    int64_t pid;
+    uint8_t *key, *value;
+    int32_t key_len, value_len;
+    struct groups_txn_rec *next;
+} groups_txn_rec;
+
+static void txn_recs_clear(groups_shard *s) {
+    for (groups_txn_rec *r = s->txn_head, *n; r; r = n) {
+        n = r->next;
+        free(r);
+    }
+    s->txn_head = s->txn_tail = NULL;
+    s->n_txn = 0;
+}
+
+static log_ratelimit txn_load_rl = LOG_RATELIMIT_DEFAULT;
+
+static void txn_rec_add(groups_shard *s, int64_t pid, kbytes key, kbytes value) {
+    size_t kl = key.len > 0 ? (size_t)key.len : 0, vl = value.len > 0 ? (size_t)value.len : 0;
+    groups_txn_rec *r = s->n_txn < GROUPS_TXN_LOAD_MAX ? malloc(sizeof *r + kl + vl) : NULL;
+    if (r == NULL) {
+        LOG_WARN_LIMITED(&txn_load_rl, "groups",
+                         "%s-%d: more than %d transactional offsets without their marker while loading; "
+                         "the rest of producer %lld's are not kept",
+                         GROUPS_OFFSETS_TOPIC, s->index, GROUPS_TXN_LOAD_MAX, (long long)pid);
+        return;
+    }
+    r->pid = pid;
+    r->key = (uint8_t *)(r + 1);
+    r->value = r->key + kl;
+    memcpy(r->key, key.ptr, kl);
+    if (vl)
+        memcpy(r->value, value.ptr, vl);
+    r->key_len = (int32_t)kl;
+    r->value_len = value.len < 0 ? -1 : (int32_t)vl;
+    r->next = NULL;
+    if (s->txn_tail)
+        s->txn_tail->next = r;
+    else
+        s->txn_head = r;
+    s->txn_tail = r;
+    s->n_txn++;
+}
+
+/* pid's marker was read: its offsets are applied (commit) or dropped. */
+static void txn_recs_end(groups_shard *s, int64_t pid, bool commit) {
+    groups_txn_rec *prev = NULL;
+    for (groups_txn_rec *r = s->txn_head, *n; r; r = n) {
+        n = r->next;
+        if (r->pid != pid) {
+            prev = r;
+            continue;
+        }
+        if (commit &&
+            gcoord_load_record(s->sm, (kbytes){r->key, r->key_len}, (kbytes){r->value, r->value_len}) == 0)
+            s->load_records++;
+        if (prev)
+            prev->next = n;
+        else
+            s->txn_head = n;
+        if (s->txn_tail == r)
+            s->txn_tail = prev;
+        s->n_txn--;
+        free(r);
+    }
+}
+
+/* The load ended with transactions still open: their offsets wait for
+ * their markers with the broker's other pending offsets. */
+static void txn_recs_restore(groups_shard *s) {
+    int32_t n = 0;
+    for (groups_txn_rec *r = s->txn_head; r; r = r->next) {
+        grec_key k;
+        grec_offset v;
+        if (grec_decode_key((kbytes){r->key, r->key_len}, &k) != 0 || k.version == GREC_KEY_GROUP ||
+            grec_decode_offset_value((kbytes){r->value, r->value_len}, &v) != 0)
+            continue;
+        txns_offset o = {k.topic, k.partition, v.offset, v.leader_epoch, v.metadata};
+        if (txns_add_pending_offsets(s->mgr->b, k.group, r->pid, -1, &o, 1) == 0)
+            n++;
+    }
+    if (n > 0)
+        LOG_INFO("groups", "%s-%d: %d offsets of open transactions wait for their markers",
+                 GROUPS_OFFSETS_TOPIC, s->index, n);
+    txn_recs_clear(s);
+}
+
 /* Applies the batches of buf[0..len) from offset `off` on to the shard's
- * machine (lock held). Returns the offset after the last batch applied. */
+ * machine (lock held). Returns the offset after the last batch applied.
+ * Transactional batches are held until their marker (txn_rec_add). */
 static int64_t apply_chunk(groups_shard *s, const uint8_t *buf, size_t len, int64_t off) {
     batch_cursor cur;
     batch_cursor_init(&cur, buf, len);
@@ -299,7 +397,9 @@ static int64_t apply_chunk(groups_shard *s, const uint8_t *buf, size_t len, int6
     int64_t next = off;
     while (batch_cursor_next(&cur, &bp, &bsize, &h) == BATCH_OK) {
         next = h.base_offset + h.last_offset_delta + 1;
-        if (h.attributes & BATCH_ATTR_CONTROL)
+        bool control = (h.attributes & BATCH_ATTR_CONTROL) != 0;
+        bool txnl = (h.attributes & BATCH_ATTR_TRANSACTIONAL) != 0 && h.producer_id >= 0;
+        if (control && (!txnl || s->n_txn == 0))
             continue;
         arena a;
         arena_init(&a, LOAD_ARENA_LIMIT);
@@ -309,8 +409,16 @@ static int64_t apply_chunk(groups_shard *s, const uint8_t *buf, size_t len, int6
             while (batch_iter_next(&it, &rec)) {
                 if (rec.offset < off)
                     continue;
-                if (rec.key.len >= 0 && gcoord_load_record(s->sm, rec.key, rec.value) == 0)
+                int16_t ver, type;
+                if (control) {
+                    if (batch_control_key(&rec, &ver, &type) &&
+                        (type == BATCH_CONTROL_COMMIT || type == BATCH_CONTROL_ABORT))
+                        txn_recs_end(s, h.producer_id, type == BATCH_CONTROL_COMMIT);
+                } else if (rec.key.len >= 0 && txnl) {
+                    txn_rec_add(s, h.producer_id, rec.key, rec.value);
+                } else if (rec.key.len >= 0 && gcoord_load_record(s->sm, rec.key, rec.value) == 0) {
                     s->load_records++;
+                }
             }
         }
         arena_reset(&a);
@@ -319,6 +427,7 @@ static int64_t apply_chunk(groups_shard *s, const uint8_t *buf, size_t len, int6
 }
 
 static void finish_load(groups_shard *s, int64_t now) {
+    txn_recs_restore(s);
     gcoord_load_end(s->sm, now);
     if (s->load_records > 0)
         LOG_INFO("groups", "%s-%d: loaded %lld records (leader epoch %d)", GROUPS_OFFSETS_TOPIC, s->index,
@@ -351,6 +460,7 @@ static void load_step(groups_mgr *m, groups_shard *s, int64_t now) {
     if (s->load_off < 0) {
         s->load_off = plog_start_offset(l);
         s->load_records = 0;
+        txn_recs_clear(s); /* an abandoned load's */
     }
     int32_t epoch = gcoord_epoch(s->sm);
     int64_t off = s->load_off;
@@ -366,6 +476,7 @@ static void load_step(groups_mgr *m, groups_shard *s, int64_t now) {
     }
     if (restart) {
         s->load_off = plog_start_offset(l);
+        txn_recs_clear(s);
     } else if (got == -2) {
         LOG_WARN("groups", "%s-%d: unreadable batch at offset %lld; loading stops there",
                  GROUPS_OFFSETS_TOPIC, s->index, (long long)off);
@@ -737,6 +848,7 @@ void groups_mgr_destroy(broker *b) {
     for (int32_t i = 0; m->shards && i < m->n; i++) {
         gcoord_destroy(m->shards[i].sm);
         free(m->shards[i].pend);
+        txn_recs_clear(&m->shards[i]);
         pthread_mutex_destroy(&m->shards[i].mu);
     }
     for (int32_t i = 0; m->shards && i < m->n; i++)

@@ -59,6 +59,7 @@
 #define GROUPS_BATCH_RECORDS 1000        /* records per appended batch */
 #define GROUPS_BATCH_BYTES   (512 << 10) /* target bytes per appended batch */
 #define GROUPS_LOAD_CHUNK    (4 << 20)   /* bytes read per loading step of a shard */
+#define GROUPS_TXN_LOAD_MAX  100000      /* transactional offset records held while loading */
 
 typedef struct groups_mgr groups_mgr;
 
@@ -86,6 +87,13 @@ typedef struct groups_shard {
         int32_t epoch;   /* the load (leader epoch) it belongs to */
     } * pend;
     int32_t pend_head, pend_n;
+    /* Under mu, while loading: offsets of transactions (TxnOffsetCommit,
+     * written as transactional batches) read before their COMMIT or ABORT
+     * marker, in log order. A marker applies or drops its producer's; those
+     * left at the end of the load go back to the broker's pending offsets
+     * (txns.h), for the marker still to come. At most GROUPS_TXN_LOAD_MAX. */
+    struct groups_txn_rec *txn_head, *txn_tail;
+    int32_t n_txn;
 } groups_shard;
 
 /* Creates b->groups (the topic, the shards; every shard leader of its

@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "group/coordinator.h"
+#include "group/records.h"
 #include "proto/batch.h"
 #include "proto/batch_build.h"
 #include "proto/gen/kafka_msgs.h"
@@ -307,6 +308,90 @@ int16_t txns_add_pending_offsets(broker *b, kstr group_id, int64_t pid, int16_t 
     }
     pthread_mutex_unlock(&m->pmu);
     return err;
+}
+
+int16_t txns_write_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch, const txns_offset *o, int n,
+                           rpart **wait_p, int64_t *need) {
+    *wait_p = NULL;
+    if (b->txns == NULL || n <= 0)
+        return n <= 0 ? 0 : KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    groups_shard *gs = groups_lock(b, group_id);
+    if (gs == NULL)
+        return KAFKA_ERR_NOT_COORDINATOR;
+    rpart *p = gs->part;
+    if (p != NULL)
+        atomic_fetch_add(&p->refs, 1);
+    groups_unlock(gs);
+    if (p == NULL)
+        return KAFKA_ERR_NOT_COORDINATOR;
+    int64_t now = now_ms();
+    size_t bytes = 1u << 16;
+    for (int i = 0; i < n; i++)
+        bytes += (size_t)group_id.len + (size_t)(o[i].topic.len > 0 ? o[i].topic.len : 0) +
+                 (size_t)(o[i].metadata.len > 0 ? o[i].metadata.len : 0) + 128;
+    arena a;
+    arena_init(&a, bytes * 3);
+    batch_build_record *br = arena_calloc(&a, (size_t)n, sizeof *br);
+    int16_t err = br ? 0 : KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+    for (int i = 0; i < n && err == 0; i++) {
+        grec_offset v = {o[i].offset, o[i].leader_epoch, o[i].metadata, now, -1};
+        if (grec_encode_offset_key(&a, group_id, o[i].topic, o[i].partition, &br[i].key) != 0 ||
+            grec_encode_offset_value(&a, &v, &br[i].value) != 0)
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        br[i].timestamp = now;
+    }
+    replica_append_result ar;
+    if (err == 0) {
+        rpart_lock(p);
+        /* The producer's next sequence on this partition: the coordinator
+         * is its only writer here, so the batch passes the producer rules
+         * as the producer's own would, and the partition tracks the open
+         * transaction (its LSO, its snapshot) like any other. */
+        const pstate_entry *pe = pstate_get(replica_producers(p->r), pid);
+        const pstate_batch *last = pe && pe->epoch == epoch ? pstate_newest(pe) : NULL;
+        int32_t seq = last ? (last->last_seq == INT32_MAX ? 0 : last->last_seq + 1) : 0;
+        batch_build_opts bo = batch_build_defaults();
+        bo.extra_attributes = BATCH_ATTR_TRANSACTIONAL;
+        bo.producer_id = pid;
+        bo.producer_epoch = epoch;
+        bo.base_sequence = seq;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (batch_build(&bo, br, n, &a, &buf, &len) != BATCH_OK)
+            err = KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        else
+            err = replica_append(p->r, buf, len, now, &ar);
+        rpart_unlock(p);
+        if (err == KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER || err == KAFKA_ERR_INVALID_PRODUCER_EPOCH)
+            err = KAFKA_ERR_INVALID_PRODUCER_EPOCH; /* a newer epoch of the producer wrote here */
+        if (err)
+            LOG_WARN_LIMITED(&remote_rl, "txn",
+                             "writing the transactional offsets of group '%.*s' (producer %" PRId64
+                             ") to %s-%d failed: %s",
+                             group_id.len, group_id.ptr, pid, p->topic, p->index, kafka_error_name(err));
+    }
+    arena_reset(&a);
+    if (err == 0)
+        err = txns_add_pending_offsets(b, group_id, pid, epoch, o, n);
+    if (err == 0 && !ar.duplicate) {
+        *wait_p = p;
+        *need = ar.last_offset + 1;
+    } else {
+        rpart_release(p);
+    }
+    return err;
+}
+
+void txns_pending_each(broker *b, kstr group_id, void (*fn)(void *ctx, kstr topic, int32_t partition),
+                       void *ctx) {
+    txns_mgr *m = b->txns;
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->pmu);
+    for (pending *e = m->pend; e; e = e->next)
+        if (kstr_eq((kstr){e->group, e->group_len}, group_id))
+            fn(ctx, (kstr){e->topic, e->topic_len}, e->partition);
+    pthread_mutex_unlock(&m->pmu);
 }
 
 /* ---- loading ---------------------------------------------------------------- */

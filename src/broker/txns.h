@@ -112,6 +112,22 @@ typedef struct txns_offset {
     int32_t leader_epoch;
     kstr metadata;
 } txns_offset;
+/* TxnOffsetCommit on the group's coordinator: the offsets are written to
+ * the group's `__consumer_offsets` partition as a transactional batch of
+ * the producer (so they survive this broker; loading applies them at the
+ * transaction's COMMIT marker) and held pending in memory until the marker
+ * arrives. 0 with *wait_p (referenced) and *need, the high watermark that
+ * makes the batch durable; or NOT_COORDINATOR, INVALID_PRODUCER_EPOCH,
+ * COORDINATOR_NOT_AVAILABLE, an append's error. */
+int16_t txns_write_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch, const txns_offset *o, int n,
+                           struct rpart **wait_p, int64_t *need);
+
+/* Calls fn for each partition of group_id with offsets of an open
+ * transaction (OffsetFetch's require_stable), under the pending store's
+ * lock: fn must not call back in. */
+void txns_pending_each(broker *b, kstr group_id, void (*fn)(void *ctx, kstr topic, int32_t partition),
+                       void *ctx);
+
 /* Writes the marker of (pid, epoch, commit) to p, which this broker leads,
  * and, for a `__consumer_offsets` partition, settles the producer's pending
  * offsets of the groups there. *offset: the marker's. */

@@ -177,6 +177,72 @@ def test_consume_transform_produce_commits_offsets(broker):
     assert [v for _, v in read_all(broker, "out", "read_committed")] == [b"M0", b"M1", b"M2"]
 
 
+def test_transactional_offsets_survive_a_restart_before_the_commit(broker_factory):
+    """TxnOffsetCommit's offsets are written to __consumer_offsets as the
+    producer's transactional batch: a broker killed between them and the
+    commit loads them back as pending, and the commit that follows the
+    restart makes them visible (an abort would drop them)."""
+    b = broker_factory()
+    create_topic(b, "in2")
+    create_topic(b, "out2")
+    plain = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(6):
+        plain.produce("in2", b"m%d" % i)
+    plain.flush(10)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp-restart", "enable.auto.commit": False})
+    p = txn_producer(b, "t-ctp-restart")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("out2", b"X")
+    p.send_offsets_to_transaction([TopicPartition("in2", 0, 4)], c.consumer_group_metadata(), 30)
+    assert p.flush(10) == 0
+    c.close()
+    b.kill9()
+    b.start()
+    p.commit_transaction(60)
+    check = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp-restart"})
+    committed = check.committed([TopicPartition("in2", 0)], timeout=20)
+    check.close()
+    assert committed[0].offset == 4
+    assert [v for _, v in read_all(b, "out2", "read_committed")] == [b"X"]
+    # And they stay committed across a clean restart (replayed in log order).
+    b.stop()
+    b.start()
+    check = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp-restart"})
+    committed = check.committed([TopicPartition("in2", 0)], timeout=20)
+    check.close()
+    assert committed[0].offset == 4
+
+
+def test_require_stable_waits_for_open_transactional_offsets(broker):
+    """OffsetFetch with require_stable (librdkafka sets it for read_committed
+    consumers) answers UNSTABLE_OFFSET_COMMIT for a partition whose offsets
+    are in an open transaction; without it, the last committed offsets."""
+    create_topic(broker, "in3")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stable", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("in3", 0, 1)], asynchronous=False)
+    p = txn_producer(broker, "t-stable")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.send_offsets_to_transaction([TopicPartition("in3", 0, 5)], c.consumer_group_metadata(), 30)
+    c.close()
+
+    def committed(isolation, timeout):
+        cc = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stable", "enable.auto.commit": False,
+                       "isolation.level": isolation})
+        try:
+            return cc.committed([TopicPartition("in3", 0)], timeout=timeout)[0].offset
+        finally:
+            cc.close()
+
+    assert committed("read_uncommitted", 10) == 1
+    with pytest.raises(KafkaException) as e:
+        committed("read_committed", 2)
+    assert e.value.args[0].code() in (KafkaError.UNSTABLE_OFFSET_COMMIT, KafkaError._TIMED_OUT), e.value
+    p.commit_transaction(30)
+    assert committed("read_committed", 10) == 5
+
+
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"})
     create_topic(b, "tt")
