@@ -286,6 +286,39 @@ static void test_marker_retry(void) {
     fake_free(&f);
 }
 
+/* Markers delivered asynchronously (to other brokers): the owner's
+ * progress event finishes the transaction at once, not at the retry. */
+static void test_markers_progress(void) {
+    fake f;
+    tcoord *c = make(&f, NULL);
+    int64_t pid;
+    int16_t ep;
+    kstr id = kstr_c("remote");
+    REQUIRE(tcoord_init_producer(c, id, 60000, -1, -1, 0, &pid, &ep) == 0);
+    REQUIRE(tcoord_add_partitions(c, id, pid, ep, P, 3, 1) == 0);
+    f.marker_err = KAFKA_ERR_CONCURRENT_TRANSACTIONS; /* on their way */
+    REQUIRE(tcoord_end_txn(c, id, pid, ep, true, 2) == 0);
+    tcoord_info i;
+    REQUIRE(tcoord_describe(c, id, &i) == 0);
+    CHECK_EQ_INT(i.state, TREC_PREPARE_COMMIT);
+    /* Progress for another id, or while still pending, changes nothing. */
+    tcoord_markers_progress(c, kstr_c("other"), 3);
+    tcoord_markers_progress(c, id, 3);
+    REQUIRE(tcoord_describe(c, id, &i) == 0);
+    CHECK_EQ_INT(i.state, TREC_PREPARE_COMMIT);
+    f.marker_err = 0; /* delivered */
+    tcoord_markers_progress(c, id, 4);
+    REQUIRE(tcoord_describe(c, id, &i) == 0);
+    CHECK_EQ_INT(i.state, TREC_COMPLETE_COMMIT);
+    CHECK_EQ_INT(f.commits, 1);
+    /* A late progress event for a finished transaction is harmless. */
+    tcoord_markers_progress(c, id, 5);
+    CHECK_EQ_INT(f.commits, 1);
+    REQUIRE(tcoord_add_partitions(c, id, pid, ep, P, 1, 6) == 0);
+    tcoord_destroy(c);
+    fake_free(&f);
+}
+
 static void test_reload(void) {
     fake f;
     tcoord *c = make(&f, NULL);
@@ -336,6 +369,7 @@ int main(void) {
     UNIT_RUN(test_fence);
     UNIT_RUN(test_timeout_and_expiry);
     UNIT_RUN(test_marker_retry);
+    UNIT_RUN(test_markers_progress);
     UNIT_RUN(test_reload);
     return UNIT_END("test_txn");
 }
