@@ -65,10 +65,15 @@ struct txn_markers {
 
 static log_ratelimit fail_rl = LOG_RATELIMIT_DEFAULT;
 
-static bool same(const mentry *m, kstr topic, int32_t partition, int64_t pid, int16_t epoch, bool commit) {
+/* The coordinator epoch is part of the identity: a coordinator that lost
+ * and regained its partition must not take a marker its earlier term
+ * delivered (for an older transaction of the same producer epoch) for one
+ * of the new term's. */
+static bool same(const mentry *m, kstr topic, int32_t partition, int64_t pid, int16_t epoch, bool commit,
+                 int32_t coordinator_epoch) {
     return m->state != M_FREE && m->pid == pid && m->epoch == epoch && m->commit == commit &&
-           m->partition == partition && m->topic_len == topic.len &&
-           memcmp(m->topic, topic.ptr, (size_t)topic.len) == 0;
+           m->coordinator_epoch == coordinator_epoch && m->partition == partition &&
+           m->topic_len == topic.len && memcmp(m->topic, topic.ptr, (size_t)topic.len) == 0;
 }
 
 static void entry_free(txn_markers *mk, mentry *m) {
@@ -90,7 +95,7 @@ int16_t txn_markers_deliver(txn_markers *mk, kstr txn_id, int32_t leader, kstr t
         if (mk->e[i].state == M_FREE) {
             if (free_slot == NULL)
                 free_slot = &mk->e[i];
-        } else if (same(&mk->e[i], topic, partition, pid, epoch, commit)) {
+        } else if (same(&mk->e[i], topic, partition, pid, epoch, commit, coordinator_epoch)) {
             m = &mk->e[i];
         }
     }
@@ -105,7 +110,6 @@ int16_t txn_markers_deliver(txn_markers *mk, kstr txn_id, int32_t leader, kstr t
             err = m->err ? m->err : KAFKA_ERR_NETWORK_EXCEPTION;
             m->state = M_QUEUED;
             m->leader = leader;
-            m->coordinator_epoch = coordinator_epoch;
             mk->n_pending++;
             pthread_cond_signal(&mk->cv);
             break;
