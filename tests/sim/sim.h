@@ -180,5 +180,6 @@ extern const sim_scenario sim_scenario_controller;
 extern const sim_scenario sim_scenario_replica;
 extern const sim_scenario sim_scenario_raft;
 extern const sim_scenario sim_scenario_replication;
+extern const sim_scenario sim_scenario_txn;
 
 #endif

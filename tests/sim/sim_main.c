@@ -18,9 +18,9 @@
 
 #include "sim.h"
 
-static const sim_scenario *const scenarios[] = {&sim_scenario_groups, &sim_scenario_controller,
-                                                &sim_scenario_replica, &sim_scenario_raft,
-                                                &sim_scenario_replication};
+static const sim_scenario *const scenarios[] = {&sim_scenario_groups,      &sim_scenario_controller,
+                                                &sim_scenario_replica,     &sim_scenario_raft,
+                                                &sim_scenario_replication, &sim_scenario_txn};
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 static double wall_s(void) {
