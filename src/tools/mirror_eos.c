@@ -98,7 +98,8 @@ int mirror_eos_init(mirror *m) {
 /* The mirror group's committed offsets on the target; NULL if it did not
  * answer (a group with none answers an empty list). */
 static rd_kafka_topic_partition_list_t *target_positions(mirror *m) {
-    rd_kafka_AdminOptions_t *ao = kc_admin_options(&m->to, m->prod, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_AdminOptions_t *ao =
+        kc_admin_options(&m->to, m->prod, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
     rd_kafka_error_t *se = rd_kafka_AdminOptions_set_require_stable_offsets(ao, 1);
     if (se)
         rd_kafka_error_destroy(se);
