@@ -234,7 +234,7 @@ static bool flush_all(mirror *m) {
 }
 
 /* One cycle. CLI_OK, or CLI_EFAIL when the session must restart. */
-static int cycle(mirror *m) {
+static int cycle_copy(mirror *m) {
     int n = 0;
     int64_t bytes = 0, start = cli_now_us();
     mtopic *cache = NULL;
@@ -335,6 +335,15 @@ static int cycle(mirror *m) {
     m->copied_bytes += bytes;
     commit(m);
     return CLI_OK;
+}
+
+static int cycle(mirror *m) {
+    int rc = cycle_copy(m);
+    /* A fenced transactional producer purges its queue: the cycle sees
+     * failed deliveries first. Stop rather than restart and fence back. */
+    if (rc != CLI_OK && m->eos)
+        mirror_eos_check_fatal(m, "copying");
+    return rc;
 }
 
 /* ---- status ----------------------------------------------------------- */
@@ -846,9 +855,12 @@ int cmd_mirror(int argc, char **argv) {
     while (!cli_stop) {
         int64_t began = cli_now_us();
         rc = session(&m);
+        bool fell_back = m.eos && m.eos_refused; /* auto: the next session copies at-least-once */
         end_session(&m);
         if (cli_stop || rc == CLI_EUSAGE || m.fatal)
             break;
+        if (fell_back)
+            continue;
         if (cli_now_us() - began > 60 * 1000000LL)
             backoff = MIRROR_BACKOFF_MIN_MS; /* it ran a while: a fresh failure */
         m.restarts++;

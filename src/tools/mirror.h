@@ -172,6 +172,9 @@ typedef enum mirror_txn_result {
 /* Sends the cycle's new positions (slot up + 1, per partition) as the
  * mirror group's offsets into the transaction and commits it. */
 mirror_txn_result mirror_eos_commit(mirror *m, int n);
+/* Sets m->fatal (with the message) if the transactional producer has a
+ * fatal error, e.g. after a delivery failed because it was fenced. */
+void mirror_eos_check_fatal(mirror *m, const char *what);
 /* Aborts an open transaction (bounded); false if that failed too. */
 bool mirror_eos_abort(mirror *m, const char *why);
 

@@ -44,13 +44,13 @@ static bool fenced_code(rd_kafka_resp_err_t c) {
 
 /* A fatal error: the producer is done for. Says why and stops the mirror. */
 static void fatal(mirror *m, const rd_kafka_error_t *e, const char *what) {
-    char why[512];
+    char why[512] = "";
     rd_kafka_resp_err_t c = rd_kafka_fatal_error(m->prod, why, sizeof why);
-    if (c == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (c == RD_KAFKA_RESP_ERR_NO_ERROR && e) {
         c = rd_kafka_error_code(e);
         snprintf(why, sizeof why, "%s", rd_kafka_error_string(e));
     }
-    if (fenced_code(c) || fenced_code(rd_kafka_error_code(e)))
+    if (fenced_code(c) || (e && fenced_code(rd_kafka_error_code(e))))
         cli_err("mirror",
                 "%s: the target fenced transactional id '%s': another mirror with the same "
                 "mirror.group.id took over (or this one's transaction outlived transaction.timeout.ms); "
@@ -59,6 +59,12 @@ static void fatal(mirror *m, const rd_kafka_error_t *e, const char *what) {
     else
         cli_err("mirror", "%s: fatal transactional error on the target; stopping (%s)", what, why);
     m->fatal = true;
+}
+
+void mirror_eos_check_fatal(mirror *m, const char *what) {
+    char why[8];
+    if (!m->fatal && m->prod && rd_kafka_fatal_error(m->prod, why, sizeof why) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fatal(m, NULL, what);
 }
 
 int mirror_eos_init(mirror *m) {
