@@ -101,6 +101,7 @@ typedef struct mirror {
      * in_txn while a transaction is open; fatal stops the mirror (fenced, or
      * the target refuses transactions with exactly.once.source.support=enabled). */
     bool eos, eos_refused, in_txn, fatal;
+    int abort_streak; /* transactions aborted in a row (back-off) */
     rd_kafka_consumer_group_metadata_t *cgmd;
     rd_kafka_queue_t *cq, *sq, *tq; /* commit results; admin results on source, target */
     mtopic *topics_v;

@@ -34,6 +34,7 @@
  */
 #include <assert.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tools/mirror.h"
 
@@ -210,7 +211,20 @@ bool mirror_eos_abort(mirror *m, const char *why) {
     m->in_txn = false;
     m->aborts++;
     m->assign_needed = true; /* rewind: acked still holds the committed positions */
-    cli_err("mirror", "transaction aborted (%s); copying again from the committed positions", why);
+    /* An error that persists (a refused group, say) would abort every
+     * cycle: after the first retry, back off as a failed session does. */
+    int64_t wait_ms = 0;
+    if (m->abort_streak > 0) {
+        int sh = m->abort_streak - 1 < 6 ? m->abort_streak - 1 : 6;
+        wait_ms = (int64_t)MIRROR_BACKOFF_MIN_MS << sh;
+        if (wait_ms > MIRROR_BACKOFF_MAX_MS)
+            wait_ms = MIRROR_BACKOFF_MAX_MS;
+    }
+    m->abort_streak++;
+    cli_err("mirror", "transaction aborted (%s); copying again from the committed positions in %lld ms", why,
+            (long long)wait_ms);
+    for (int64_t slept = 0; slept < wait_ms && !cli_stop; slept += 100)
+        usleep(100000);
     return true;
 }
 
@@ -261,5 +275,6 @@ mirror_txn_result mirror_eos_commit(mirror *m, int n) {
     }
     m->in_txn = false;
     m->txns++;
+    m->abort_streak = 0;
     return MIRROR_TXN_COMMITTED;
 }

@@ -730,3 +730,52 @@ def test_mirror_exactly_once_usage(tmp_path):
     assert r.returncode == 2 and "must exceed flush.timeout.ms" in r.stderr
     r = subprocess.run([SLUICE, "mirror", "--help"], capture_output=True, text=True, timeout=30)
     assert "--exactly-once" in r.stdout and "exactly.once.source.support" in r.stdout
+
+
+def test_mirror_exactly_once_aborts_and_rewinds(broker_factory, tmp_path):
+    """An abortable error: the target refuses the positions (READ on the
+    mirror's group denied, so AddOffsetsToTxn fails). Every cycle's
+    transaction is aborted and the consumer rewound: nothing reaches
+    read_committed consumers and no position is committed. Once the ACL is
+    gone the same records are copied again, each exactly once."""
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, ResourcePattern, ResourcePatternFilter, ResourceType)
+    src = broker_factory(name="src")
+    dst = broker_factory({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                          "allow.everyone.if.no.acl.found": "true"}, name="dst")
+    group = ResourcePattern(ResourceType.GROUP, "sluice-mirror-A-B", ACLResourcePatternType.LITERAL)
+    a = KafkaAdminClient(bootstrap_servers=dst.bootstrap, request_timeout_ms=10000)
+    try:
+        # DESCRIBE stays allowed, so the mirror can read its (empty) positions.
+        res = a.create_acls([ACL(principal="User:ANONYMOUS", host="*", operation=ACLOperation.READ,
+                                 permission_type=ACLPermissionType.DENY, resource_pattern=group),
+                             ACL(principal="User:ANONYMOUS", host="*", operation=ACLOperation.DESCRIBE,
+                                 permission_type=ACLPermissionType.ALLOW, resource_pattern=group)])
+        assert len(res["succeeded"]) == 2, res
+        nparts, total = 2, 3000
+        create_topics(src, [("ab", nparts)])
+        produce_eos_records(src, "ab", nparts, total, rate=10 ** 7)
+        m = Mirror(tmp_path, src, dst, ["--topics", "ab", "--exactly-once"])
+        m.start()
+        try:
+            wait_for(lambda: m.output().count("transaction aborted") >= 3, 60,
+                     lambda: "aborted transactions; output:\n" + m.output()[-3000:])
+            assert m.proc.poll() is None, m.output()[-3000:]
+            assert all(v < 0 for v in committed(dst, "sluice-mirror-A-B", "A.ab", nparts).values())
+            seen = read_committed_all(dst, "A.ab", nparts, 1, timeout=3)
+            assert sum(len(v) for v in seen.values()) == 0, "aborted copies visible to read_committed"
+            out = a.delete_acls([ACLFilter(principal="User:ANONYMOUS", host=None, operation=ACLOperation.ANY,
+                                           permission_type=ACLPermissionType.ANY,
+                                           resource_pattern=ResourcePatternFilter(
+                                               ResourceType.GROUP, "sluice-mirror-A-B",
+                                               ACLResourcePatternType.LITERAL))])
+            assert out[0][2].errno == 0 and len(out[0][1]) == 2, out
+            wait_for(lambda: target_positions_reach_end(src, dst, "ab", "A.ab", nparts), 60,
+                     lambda: "the copy after the ACL went; output:\n" + m.output()[-3000:])
+        finally:
+            rc = m.stop()
+        assert rc == 0, m.output()[-3000:]
+        assert "sending the positions to the transaction" in m.output()
+        assert_exactly_once(src, dst, "ab", "A.ab", nparts, total)
+    finally:
+        a.close()
