@@ -629,7 +629,9 @@ def test_mirror_exactly_once_with_kills(two_brokers, tmp_path):
     produce_eos_records(src, "eo", nparts, backlog, rate=10 ** 7)
     mirror = Mirror(tmp_path, src, dst, ["--topics", "eo", "--exactly-once",
                                          "--set", "emit.checkpoints.interval.seconds=1"])
-    writer = threading.Thread(target=produce_eos_records, args=(src, "eo", nparts, live, 1000, backlog),
+    # The writer lasts through every kill and the fence (about 1.5 s each).
+    rate = live / ((KILLS + 4) * 1.5)
+    writer = threading.Thread(target=produce_eos_records, args=(src, "eo", nparts, live, rate, backlog),
                               daemon=True)
     writer.start()
     mirror.start()
