@@ -32,8 +32,13 @@
  * end the loop at the next cycle boundary; the cycle in progress is flushed
  * and committed first.
  *
- * Exactly-once is not offered: it needs transactions on the target, which
- * Sluice does not have yet (see docs/mirroring.md).
+ * With exactly.once.source.support=enabled (or auto, when the target allows
+ * it) each cycle is one transaction on the target holding the copies and
+ * the positions they reach (tools/mirror_eos.c): a restart resumes exactly
+ * where the last committed transaction ended, and read_committed consumers
+ * of the target see each record once. Internal records (heartbeats,
+ * checkpoints, offset syncs) then go through a second, plain producer,
+ * after the transaction they describe committed.
  */
 #include <assert.h>
 #include <errno.h>
@@ -53,9 +58,11 @@ static const char mirror_help[] =
     "with the source's partition count and topic configs; records copied with keys, values, headers\n"
     "and timestamps into the same partition number; MM2's internal topics mm2-offset-syncs.<target\n"
     "alias>.internal, <source alias>.checkpoints.internal and heartbeats; consumer group offsets\n"
-    "translated for the target. Runs until SIGINT/SIGTERM. At-least-once: a record whose source\n"
-    "position is committed was acknowledged by the target, so a kill loses nothing; a restart may\n"
-    "copy the last cycle again. `dump` prints an internal topic's records decoded, one JSON per line.\n"
+    "translated for the target. Runs until SIGINT/SIGTERM. At-least-once by default: a record whose\n"
+    "source position is committed was acknowledged by the target, so a kill loses nothing; a restart\n"
+    "may copy the last cycle again. --exactly-once: each cycle's copies and positions commit in one\n"
+    "transaction on the target, so read_committed consumers there see each record once, kills\n"
+    "included. `dump` prints an internal topic's records decoded, one JSON per line.\n"
     "\n"
     "Options:\n"
     "  --source FILE              source cluster client settings (bootstrap.servers=..., librdkafka keys)\n"
@@ -67,6 +74,7 @@ static const char mirror_help[] =
     "  --groups R[,R...]          consumer groups to checkpoint (default: .*)\n"
     "  --groups-exclude R[,R...]  (default: console-consumer-.*,connect-.*,__.*)\n"
     "  --replication-policy P     default (<alias>.<topic>) or identity\n"
+    "  --exactly-once             same as --set exactly.once.source.support=enabled\n"
     "  --set KEY=VALUE            a MirrorMaker 2 setting (repeatable; see below)\n"
     "  --mirror-config FILE       MirrorMaker 2 settings, one KEY=VALUE per line\n"
     "  --status-interval-ms N     progress line on stderr every N ms when not a terminal (default 10000)\n"
@@ -84,11 +92,18 @@ static const char mirror_help[] =
     "  offset-syncs.topic.location=source|target   offset.lag.max=100\n"
     "  topics, topics.exclude, groups, groups.exclude (as the flags)\n"
     "  config.properties.exclude=R[,R...]     topic configs not synced (default: MM2's list)\n"
-    "  mirror.group.id=G                      the mirror's own progress group on the source\n"
+    "  mirror.group.id=G                      the mirror's own progress group on the source; with\n"
+    "                                         exactly-once also on the target, and the transactional id\n"
     "                                         (default: sluice-mirror-<source alias>-<target alias>)\n"
     "  flush.timeout.ms=60000                 bound on waiting for the target's acknowledgements\n"
+    "  exactly.once.source.support=disabled   enabled: transactions on the target (stop if refused);\n"
+    "                                         auto: transactions if the target allows them\n"
+    "  transaction.timeout.ms=max(60000, 2 x flush.timeout.ms)   for the target's transactions;\n"
+    "                                         the transactional id is mirror.group.id\n"
     "\n"
-    "Exit codes: 0 stopped by SIGINT/SIGTERM after a clean flush and commit; 2 bad flags or settings.\n"
+    "Exit codes: 0 stopped by SIGINT/SIGTERM after a clean flush and commit; 1 exactly-once stopped:\n"
+    "fenced by another mirror with the same mirror.group.id, or the target refuses transactions\n"
+    "(with exactly.once.source.support=enabled); 2 bad flags or settings.\n"
     "A side that is down is retried with back-off, never an exit.\n"
     "\n"
     "Examples:\n"
@@ -130,7 +145,7 @@ static void emit_offset_sync(mirror *m, const mpart *p, int64_t up, int64_t down
     size_t kl = mm2_offset_sync_key(k, sizeof k, p->t->src, p->partition);
     size_t vl = mm2_offset_sync_value(v, sizeof v, up, down);
     if (kl && vl)
-        mirror_produce_internal(m, m->sprod ? m->sprod : m->prod, m->syncs_topic, k, kl, v, vl);
+        mirror_produce_internal(m, m->sprod ? m->sprod : m->iprod, m->syncs_topic, k, kl, v, vl);
 }
 
 static void emit_heartbeat(mirror *m) {
@@ -138,7 +153,7 @@ static void emit_heartbeat(mirror *m) {
     size_t kl = mm2_heartbeat_key(k, sizeof k, m->s.source_alias, m->s.target_alias);
     size_t vl = mm2_heartbeat_value(v, sizeof v, cli_wall_ms());
     if (kl && vl)
-        mirror_produce_internal(m, m->prod, "heartbeats", k, kl, v, vl);
+        mirror_produce_internal(m, m->iprod, "heartbeats", k, kl, v, vl);
 }
 
 /* ---- the copy cycle --------------------------------------------------- */
@@ -205,6 +220,8 @@ static bool flush_all(mirror *m) {
     rd_kafka_resp_err_t e = rd_kafka_flush(m->prod, (int)m->s.flush_timeout_ms);
     if (m->sprod)
         rd_kafka_flush(m->sprod, 1000);
+    if (m->iprod != m->prod)
+        rd_kafka_flush(m->iprod, 1000);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         return true;
     cli_err("mirror", "the target did not acknowledge %d records within %lld ms", rd_kafka_outq_len(m->prod),
@@ -218,7 +235,7 @@ static bool flush_all(mirror *m) {
 }
 
 /* One cycle. CLI_OK, or CLI_EFAIL when the session must restart. */
-static int cycle(mirror *m) {
+static int cycle_copy(mirror *m) {
     int n = 0;
     int64_t bytes = 0, start = cli_now_us();
     mtopic *cache = NULL;
@@ -243,6 +260,11 @@ static int cycle(mirror *m) {
         if (p == NULL || msg->offset < p->acked) {
             rd_kafka_message_destroy(msg);
             continue;
+        }
+        if (m->eos && !mirror_eos_begin(m)) {
+            rd_kafka_message_destroy(msg);
+            rc = CLI_EFAIL;
+            break;
         }
         mslot *sl = &m->slots[n];
         *sl = (mslot){.p = p, .up = msg->offset, .down = -1};
@@ -291,6 +313,14 @@ static int cycle(mirror *m) {
     }
     if (rc != CLI_OK)
         return rc;
+    if (m->eos) {
+        mirror_txn_result r = mirror_eos_commit(m, n);
+        if (r == MIRROR_TXN_ABORTED)
+            return CLI_OK; /* rewound: the next cycle copies these again */
+        if (r != MIRROR_TXN_COMMITTED)
+            return CLI_EFAIL;
+    }
+    /* Copies acknowledged (and, exactly-once, committed): positions move. */
     for (int i = 0; i < n; i++) {
         mslot *sl = &m->slots[i];
         mpart *p = sl->p;
@@ -306,6 +336,15 @@ static int cycle(mirror *m) {
     m->copied_bytes += bytes;
     commit(m);
     return CLI_OK;
+}
+
+static int cycle(mirror *m) {
+    int rc = cycle_copy(m);
+    /* A fenced transactional producer purges its queue: the cycle sees
+     * failed deliveries first. Stop rather than restart and fence back. */
+    if (rc != CLI_OK && m->eos)
+        mirror_eos_check_fatal(m, "copying");
+    return rc;
 }
 
 /* ---- status ----------------------------------------------------------- */
@@ -345,11 +384,15 @@ static void status(mirror *m, bool force) {
     char line[512], worst[MM2_NAME_MAX + 64] = "";
     if (maxlag > 0)
         snprintf(worst, sizeof worst, " (max %lld on %s-%d)", (long long)maxlag, maxt, maxp);
+    char txns[64] = "";
+    if (m->eos)
+        snprintf(txns, sizeof txns, ", %lld transactions, %lld aborted", (long long)m->txns,
+                 (long long)m->aborts);
     snprintf(line, sizeof line,
              "%lld records copied, %.0f rec/s, %.2f MB/s, lag %lld%s, %d topics, %d partitions, "
-             "%lld checkpoints, %lld restarts",
+             "%lld checkpoints, %lld restarts%s",
              (long long)m->copied, rps, mbs, (long long)lag, worst, m->ntopics, nparts,
-             (long long)m->checkpoints, (long long)m->restarts);
+             (long long)m->checkpoints, (long long)m->restarts, txns);
     if (tty)
         cli_progress(true, "%s", line);
     else
@@ -361,7 +404,9 @@ static void status(mirror *m, bool force) {
 
 /* ---- sessions --------------------------------------------------------- */
 
-static rd_kafka_t *new_client(mirror *m, const kc_opts *o, const char *file, rd_kafka_type_t type) {
+/* A client for one side; txn_id non-NULL makes the producer transactional. */
+static rd_kafka_t *new_client(mirror *m, const kc_opts *o, const char *file, rd_kafka_type_t type,
+                              const char *txn_id) {
     rd_kafka_conf_t *conf = kc_conf(o);
     if (conf == NULL)
         return NULL;
@@ -419,13 +464,23 @@ static rd_kafka_t *new_client(mirror *m, const kc_opts *o, const char *file, rd_
         rd_kafka_conf_set(conf, "acks", "all", err, sizeof err);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         rd_kafka_conf_set_opaque(conf, m);
+        if (txn_id) {
+            char tmo[24];
+            snprintf(tmo, sizeof tmo, "%lld", (long long)m->s.txn_timeout_ms);
+            if (rd_kafka_conf_set(conf, "transactional.id", txn_id, err, sizeof err) != RD_KAFKA_CONF_OK ||
+                rd_kafka_conf_set(conf, "transaction.timeout.ms", tmo, err, sizeof err) != RD_KAFKA_CONF_OK) {
+                cli_err("mirror", "transactional producer: %s", err);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+            }
+        }
     }
     return kc_new(o, type, conf);
 }
 
 static void end_session(mirror *m) {
-    rd_kafka_t *ps[2] = {m->prod, m->sprod};
-    for (int i = 0; i < 2; i++) {
+    rd_kafka_t *ps[3] = {m->prod, m->sprod, m->iprod != m->prod ? m->iprod : NULL};
+    for (int i = 0; i < 3; i++) {
         if (ps[i] == NULL)
             continue;
         rd_kafka_purge(ps[i], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -443,7 +498,10 @@ static void end_session(mirror *m) {
         rd_kafka_destroy(m->prod);
     if (m->sprod)
         rd_kafka_destroy(m->sprod);
-    m->cons = m->prod = m->sprod = NULL;
+    if (m->iprod && m->iprod != m->prod)
+        rd_kafka_destroy(m->iprod);
+    m->cons = m->prod = m->sprod = m->iprod = NULL;
+    m->in_txn = false; /* an open one is settled by the next init_transactions */
 }
 
 /* Reads the offset syncs earlier runs wrote (the whole topic, up to the high
@@ -462,7 +520,7 @@ static void load_offset_syncs(mirror *m) {
         return;
     const kc_opts *o = m->s.syncs_on_target ? &m->to : &m->so;
     rd_kafka_t *rk =
-        new_client(m, o, m->s.syncs_on_target ? m->s.target_file : m->s.source_file, RD_KAFKA_CONSUMER);
+        new_client(m, o, m->s.syncs_on_target ? m->s.target_file : m->s.source_file, RD_KAFKA_CONSUMER, NULL);
     if (rk == NULL)
         return;
     rd_kafka_poll_set_consumer(rk);
@@ -527,16 +585,22 @@ static int session(mirror *m) {
         rc = kc_probe(&m->to);
     if (rc != CLI_OK)
         return rc;
-    m->cons = new_client(m, &m->so, m->s.source_file, RD_KAFKA_CONSUMER);
-    m->prod = m->cons ? new_client(m, &m->to, m->s.target_file, RD_KAFKA_PRODUCER) : NULL;
+    m->eos = m->s.eos == MIRROR_EOS_ENABLED || (m->s.eos == MIRROR_EOS_AUTO && !m->eos_refused);
+    m->cons = new_client(m, &m->so, m->s.source_file, RD_KAFKA_CONSUMER, NULL);
+    m->prod = m->cons ? new_client(m, &m->to, m->s.target_file, RD_KAFKA_PRODUCER,
+                                   m->eos ? m->s.mirror_group : NULL)
+                      : NULL;
+    m->iprod = m->prod && m->eos ? new_client(m, &m->to, m->s.target_file, RD_KAFKA_PRODUCER, NULL) : m->prod;
     if (m->prod && !m->s.syncs_on_target)
-        m->sprod = new_client(m, &m->so, m->s.source_file, RD_KAFKA_PRODUCER);
-    if (m->cons == NULL || m->prod == NULL || (!m->s.syncs_on_target && m->sprod == NULL))
+        m->sprod = new_client(m, &m->so, m->s.source_file, RD_KAFKA_PRODUCER, NULL);
+    if (m->cons == NULL || m->prod == NULL || m->iprod == NULL || (!m->s.syncs_on_target && m->sprod == NULL))
         return CLI_EUSAGE;
     rd_kafka_poll_set_consumer(m->cons);
     m->cq = rd_kafka_queue_new(m->cons);
     m->sq = rd_kafka_queue_new(m->cons);
     m->tq = rd_kafka_queue_new(m->prod);
+    if (m->eos && (rc = mirror_eos_init(m)) != CLI_OK)
+        return rc;
     int rf = (int)m->s.replication_factor;
     if (!mirror_ensure_internal(m->s.syncs_on_target ? m->prod : m->cons,
                                 m->s.syncs_on_target ? m->tq : m->sq, m->s.syncs_on_target ? &m->to : &m->so,
@@ -549,6 +613,8 @@ static int session(mirror *m) {
     if (!mirror_refresh_topics(m, true))
         return CLI_EUNREACH;
     load_offset_syncs(m);
+    if (m->eos && !mirror_eos_load_positions(m))
+        return CLI_EUNREACH;
     int64_t now = cli_now_us();
     m->next_refresh_us = now + m->s.refresh_topics_s * 1000000;
     m->next_configs_us = now + m->s.sync_configs_s * 1000000;
@@ -589,10 +655,15 @@ static int session(mirror *m) {
                 m->next_groups_us = now + m->s.sync_groups_s * 1000000;
         }
         rd_kafka_poll(m->prod, 0);
+        if (m->iprod != m->prod)
+            rd_kafka_poll(m->iprod, 0);
         status(m, false);
     }
-    /* Stopped: internal records out (bounded), progress committed. */
+    /* Stopped: internal records out (bounded), progress committed. The
+     * last cycle's transaction (exactly-once) committed in the cycle. */
     rd_kafka_flush(m->prod, 5000);
+    if (m->iprod != m->prod)
+        rd_kafka_flush(m->iprod, 5000);
     commit(m);
     return CLI_OK;
 }
@@ -646,6 +717,7 @@ int cmd_mirror(int argc, char **argv) {
         O_MCONF,
         O_STATUS,
         O_TIMEOUT,
+        O_EOS,
     };
     static const struct option opts[] = {
         {"source", required_argument, NULL, O_SOURCE},
@@ -661,6 +733,7 @@ int cmd_mirror(int argc, char **argv) {
         {"mirror-config", required_argument, NULL, O_MCONF},
         {"status-interval-ms", required_argument, NULL, O_STATUS},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+        {"exactly-once", no_argument, NULL, O_EOS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -718,6 +791,9 @@ int cmd_mirror(int argc, char **argv) {
                 return cli_usage_err("mirror", "--timeout-ms: expected 100..3600000, got '%s'", optarg);
             m.timeout_ms = (int)v;
             break;
+        case O_EOS:
+            rc = mirror_apply_setting(&m.s, "exactly.once.source.support", "enabled");
+            break;
         case 'h':
             fputs(mirror_help, stdout);
             return CLI_OK;
@@ -748,6 +824,16 @@ int cmd_mirror(int argc, char **argv) {
     if (m.s.mirror_group[0] == '\0')
         snprintf(m.s.mirror_group, sizeof m.s.mirror_group, "sluice-mirror-%s-%s", m.s.source_alias,
                  m.s.target_alias);
+    if (m.s.txn_timeout_ms == 0) {
+        m.s.txn_timeout_ms = 2 * m.s.flush_timeout_ms > 60000 ? 2 * m.s.flush_timeout_ms : 60000;
+        if (m.s.txn_timeout_ms > 900000) /* Kafka's transaction.max.timeout.ms default */
+            m.s.txn_timeout_ms = 900000;
+    }
+    if (m.s.eos != MIRROR_EOS_DISABLED && m.s.txn_timeout_ms <= m.s.flush_timeout_ms)
+        return cli_usage_err("mirror",
+                             "transaction.timeout.ms (%lld) must exceed flush.timeout.ms (%lld): a "
+                             "transaction that times out while the mirror waits fences the mirror",
+                             (long long)m.s.txn_timeout_ms, (long long)m.s.flush_timeout_ms);
     snprintf(m.syncs_topic, sizeof m.syncs_topic, "mm2-offset-syncs.%s.internal", m.s.target_alias);
     snprintf(m.ckpt_topic, sizeof m.ckpt_topic, "%s.checkpoints.internal", m.s.source_alias);
     if ((rc = mirror_compile_patterns(&m.topics, "topics", m.s.topics)) != CLI_OK ||
@@ -761,16 +847,21 @@ int cmd_mirror(int argc, char **argv) {
     m.to = (kc_opts){.cmd = "mirror", .bootstrap = tboot, .timeout_ms = m.timeout_ms};
     m.topics_v = calloc(MIRROR_MAX_TOPICS, sizeof *m.topics_v);
     m.slots = calloc(MIRROR_CYCLE_RECORDS, sizeof *m.slots);
-    fprintf(stderr, "sluice mirror: %s (%s) -> %s (%s), progress group '%s'\n", m.s.source_alias, sboot,
-            m.s.target_alias, tboot, m.s.mirror_group);
+    m.cgmd = rd_kafka_consumer_group_metadata_new(m.s.mirror_group);
+    static const char *const modes[] = {"at-least-once", "exactly-once", "exactly-once if the target allows"};
+    fprintf(stderr, "sluice mirror: %s (%s) -> %s (%s), progress group '%s', %s\n", m.s.source_alias, sboot,
+            m.s.target_alias, tboot, m.s.mirror_group, modes[m.s.eos]);
     cli_catch_signals();
     int64_t backoff = MIRROR_BACKOFF_MIN_MS;
     while (!cli_stop) {
         int64_t began = cli_now_us();
         rc = session(&m);
+        bool fell_back = m.eos && m.eos_refused; /* auto: the next session copies at-least-once */
         end_session(&m);
-        if (cli_stop || rc == CLI_EUSAGE)
+        if (cli_stop || rc == CLI_EUSAGE || m.fatal)
             break;
+        if (fell_back)
+            continue;
         if (cli_now_us() - began > 60 * 1000000LL)
             backoff = MIRROR_BACKOFF_MIN_MS; /* it ran a while: a fresh failure */
         m.restarts++;
@@ -785,9 +876,9 @@ int cmd_mirror(int argc, char **argv) {
     if (rc != CLI_EUSAGE) {
         status(&m, true);
         cli_progress_done();
-        fprintf(stderr, "sluice mirror: stopped; %lld records copied, %lld restarts\n", (long long)m.copied,
-                (long long)m.restarts);
-        rc = CLI_OK;
+        fprintf(stderr, "sluice mirror: stopped%s; %lld records copied, %lld restarts\n",
+                m.fatal ? " (exactly-once could not go on)" : "", (long long)m.copied, (long long)m.restarts);
+        rc = m.fatal ? CLI_EFAIL : CLI_OK;
     }
 out:
     mirror_free_patterns(&m.topics);
@@ -799,5 +890,7 @@ out:
         free(m.topics_v[i].parts);
     free(m.topics_v);
     free(m.slots);
+    if (m.cgmd)
+        rd_kafka_consumer_group_metadata_destroy(m.cgmd);
     return rc;
 }

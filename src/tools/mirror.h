@@ -4,6 +4,7 @@
  * the functions each module offers the others.
  *
  *   tools/mirror.c           the copy cycle, sessions with back-off, progress, entry point
+ *   tools/mirror_eos.c       exactly-once: the target transaction around a cycle, positions on the target
  *   tools/mirror_settings.c  settings, --set/--mirror-config parsing, name patterns
  *   tools/mirror_topics.c    topic selection, creation, partition growth, config sync
  *   tools/mirror_groups.c    consumer group offsets: checkpoints and target group sync
@@ -13,7 +14,9 @@
  * Invariants on the state: for every partition, every source record below
  * `acked` has been acknowledged by the target, and `committed` <= `acked`
  * whenever both are >= 0; a topic's `parts` array grows only between
- * cycles, never while a cycle's slots point into it.
+ * cycles, never while a cycle's slots point into it. In exactly-once mode
+ * `acked` moves only when the cycle's transaction (copies and positions)
+ * committed on the target, so it is also the target's committed position.
  */
 #ifndef SLUICE_TOOLS_MIRROR_H
 #define SLUICE_TOOLS_MIRROR_H
@@ -35,6 +38,13 @@
 #define MIRROR_BACKOFF_MIN_MS 500
 #define MIRROR_BACKOFF_MAX_MS 30000
 
+/* exactly.once.source.support */
+typedef enum mirror_eos_mode {
+    MIRROR_EOS_DISABLED = 0, /* at-least-once (the default) */
+    MIRROR_EOS_ENABLED,      /* transactions on the target, or stop */
+    MIRROR_EOS_AUTO,         /* transactions if the target allows them, else at-least-once */
+} mirror_eos_mode;
+
 typedef struct patterns {
     regex_t re[MIRROR_MAX_PATTERNS];
     int n;
@@ -49,6 +59,8 @@ typedef struct mirror_settings {
     bool refresh_topics, sync_configs, emit_checkpoints, sync_groups, emit_heartbeats, syncs_on_target;
     int64_t refresh_topics_s, sync_configs_s, emit_checkpoints_s, sync_groups_s, heartbeats_s;
     int64_t offset_lag_max, replication_factor, flush_timeout_ms, status_ms;
+    mirror_eos_mode eos;
+    int64_t txn_timeout_ms; /* transaction.timeout.ms of the target producer */
 } mirror_settings;
 
 typedef struct mpart {
@@ -57,6 +69,7 @@ typedef struct mpart {
     int64_t acked;     /* next source offset; every copy below it acknowledged (-1: none yet) */
     int64_t committed; /* last position committed to the mirror group (-1: none this run) */
     int64_t synced_up; /* source offset of the last offset sync emitted (-1: none) */
+    int64_t txn_next;  /* scratch of mirror_eos_commit: 0, or the cycle's new position */
     mm2_runs runs;
 } mpart;
 
@@ -80,7 +93,17 @@ typedef struct mirror {
     kc_opts so, to; /* source, target */
     int timeout_ms;
     rd_kafka_t *cons, *prod, *sprod; /* sprod: producer on the source (offset syncs), or NULL */
-    rd_kafka_queue_t *cq, *sq, *tq;  /* commit results; admin results on source, target */
+    /* iprod: the target producer of internal records (heartbeats, checkpoints,
+     * offset syncs kept on the target): prod itself, except in exactly-once
+     * mode, where prod is transactional and iprod a second, plain one. */
+    rd_kafka_t *iprod;
+    /* exactly-once: eos is this session's mode (settings, or auto's answer);
+     * in_txn while a transaction is open; fatal stops the mirror (fenced, or
+     * the target refuses transactions with exactly.once.source.support=enabled). */
+    bool eos, eos_refused, in_txn, fatal;
+    int abort_streak; /* transactions aborted in a row (back-off) */
+    rd_kafka_consumer_group_metadata_t *cgmd;
+    rd_kafka_queue_t *cq, *sq, *tq; /* commit results; admin results on source, target */
     mtopic *topics_v;
     int ntopics;
     bool assign_needed;
@@ -89,7 +112,7 @@ typedef struct mirror {
     int nslots;
     int64_t internal_errors;
     /* totals and the previous status sample */
-    int64_t copied, copied_bytes, restarts, checkpoints, group_commits;
+    int64_t copied, copied_bytes, restarts, checkpoints, group_commits, txns, aborts;
     int64_t last_status_us, last_copied, last_bytes;
     int64_t next_refresh_us, next_configs_us, next_ckpt_us, next_groups_us, next_hb_us;
 } mirror;
@@ -128,6 +151,33 @@ bool mirror_group_selected(const mirror *m, const char *g);
 /* Translates the selected groups' offsets; emits checkpoints (emit) and
  * commits them to the target's idle groups (sync). */
 void mirror_groups_pass(mirror *m, bool emit, bool sync);
+
+/* mirror_eos.c (exactly-once; every function is called only when m->eos) */
+/* init_transactions on the target producer. CLI_OK; CLI_EUNREACH to retry;
+ * CLI_EFAIL with m->fatal (enabled) or m->eos_refused (auto) when the target
+ * refuses transactions. */
+int mirror_eos_init(mirror *m);
+/* Reads the positions committed on the target (the mirror group there,
+ * offsets keyed by target topic name, values source offsets) into acked
+ * and committed; a partition with none starts from the source group's.
+ * False if the target did not answer. */
+bool mirror_eos_load_positions(mirror *m);
+/* Opens the cycle's transaction if none is open. False: the session must end. */
+bool mirror_eos_begin(mirror *m);
+typedef enum mirror_txn_result {
+    MIRROR_TXN_COMMITTED, /* copies and positions are on the target */
+    MIRROR_TXN_ABORTED,   /* neither is: rewind to the committed positions, go on */
+    MIRROR_TXN_FAILED,    /* outcome unknown or the producer unusable: end the session
+                           * (m->fatal set when fenced) */
+} mirror_txn_result;
+/* Sends the cycle's new positions (slot up + 1, per partition) as the
+ * mirror group's offsets into the transaction and commits it. */
+mirror_txn_result mirror_eos_commit(mirror *m, int n);
+/* Sets m->fatal (with the message) if the transactional producer has a
+ * fatal error, e.g. after a delivery failed because it was fenced. */
+void mirror_eos_check_fatal(mirror *m, const char *what);
+/* Aborts an open transaction (bounded); false if that failed too. */
+bool mirror_eos_abort(mirror *m, const char *why);
 
 /* mirror.c */
 void mirror_produce_internal(mirror *m, rd_kafka_t *rk, const char *topic, const uint8_t *k, size_t kl,

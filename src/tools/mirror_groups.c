@@ -149,7 +149,7 @@ void mirror_groups_pass(mirror *m, bool emit, bool sync) {
                 size_t vl = mm2_checkpoint_value(v, sizeof v, u->offset, d,
                                                  u->metadata ? (const char *)u->metadata : "");
                 if (kl && vl) {
-                    mirror_produce_internal(m, m->prod, m->ckpt_topic, k, kl, v, vl);
+                    mirror_produce_internal(m, m->iprod, m->ckpt_topic, k, kl, v, vl);
                     m->checkpoints++;
                 }
             }

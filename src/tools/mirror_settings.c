@@ -77,6 +77,7 @@ int mirror_apply_setting(mirror_settings *s, const char *k, const char *v) {
         {"offset.lag.max", NULL, &s->offset_lag_max, 1, INT32_MAX, NULL, 0},
         {"replication.factor", NULL, &s->replication_factor, -1, 32767, NULL, 0},
         {"flush.timeout.ms", NULL, &s->flush_timeout_ms, 1000, 3600000, NULL, 0},
+        {"transaction.timeout.ms", NULL, &s->txn_timeout_ms, 1000, 3600000, NULL, 0},
         {"topics", NULL, NULL, 0, 0, s->topics, sizeof s->topics},
         {"topics.exclude", NULL, NULL, 0, 0, s->topics_exclude, sizeof s->topics_exclude},
         {"groups", NULL, NULL, 0, 0, s->groups, sizeof s->groups},
@@ -113,6 +114,20 @@ int mirror_apply_setting(mirror_settings *s, const char *k, const char *v) {
         else
             return cli_usage_err("mirror",
                                  "%s: expected DefaultReplicationPolicy or IdentityReplicationPolicy", k);
+        return CLI_OK;
+    }
+    if (strcmp(k, "exactly.once.source.support") == 0) {
+        /* Connect's key and its values enabled/disabled ("preparing" is a
+         * rolling-upgrade step of a Connect cluster, meaningless here);
+         * auto is Sluice's: transactions if the target allows them. */
+        if (strcmp(v, "enabled") == 0)
+            s->eos = MIRROR_EOS_ENABLED;
+        else if (strcmp(v, "disabled") == 0)
+            s->eos = MIRROR_EOS_DISABLED;
+        else if (strcmp(v, "auto") == 0)
+            s->eos = MIRROR_EOS_AUTO;
+        else
+            return cli_usage_err("mirror", "%s: expected enabled, disabled or auto, got '%s'", k, v);
         return CLI_OK;
     }
     if (strcmp(k, "offset-syncs.topic.location") == 0) {
