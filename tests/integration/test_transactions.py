@@ -243,6 +243,39 @@ def test_require_stable_waits_for_open_transactional_offsets(broker):
     assert committed("read_committed", 10) == 5
 
 
+def test_kafkajs_idempotent_and_transactional(broker):
+    """kafkajs (npm, pinned in tests/integration/node): an idempotent
+    producer, transactions with sendOffsets committed and aborted, a
+    read-committed consumer. Skipped without Node.js or the module."""
+    import json
+    import os
+    import shutil
+    here = os.path.dirname(os.path.abspath(__file__))
+    node_dir = os.environ.get("SLUICE_NODE_DIR", os.path.join(here, "node"))
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed (Debian package nodejs)")
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "kafkajs")):
+        pytest.skip("kafkajs is not installed: npm ci --prefix tests/integration/node (or set SLUICE_NODE_DIR)")
+    create_topic(broker, "kjs-in")
+    create_topic(broker, "kjs-out")
+    script = os.path.join(node_dir, "kafkajs_txn-%s.mjs" % uuid.uuid4().hex[:8])
+    shutil.copy(os.path.join(here, "node", "kafkajs_txn.mjs"), script)
+    try:
+        p = subprocess.run(["node", script, broker.bootstrap, "kjs-in", "kjs-out", "kjs-group"],
+                           capture_output=True, text=True, timeout=180)
+    finally:
+        os.unlink(script)
+    assert p.returncode == 0, "node exited %d\nstdout:\n%s\nstderr:\n%s" % (
+        p.returncode, p.stdout, p.stderr[-4000:])
+    seen = json.loads(p.stdout.strip().splitlines()[-1])["seen"]
+    assert seen == ["kept-1", "kept-2", "kept-3"]
+    assert [v for _, v in read_all(broker, "kjs-in", "read_committed")] == [b"in-%d" % i for i in range(10)]
+    check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "kjs-group"})
+    committed = check.committed([TopicPartition("kjs-in", 0)], timeout=10)
+    check.close()
+    assert committed[0].offset == 5
+
+
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"})
     create_topic(b, "tt")
