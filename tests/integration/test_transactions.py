@@ -276,6 +276,31 @@ def test_kafkajs_idempotent_and_transactional(broker):
     assert committed[0].offset == 5
 
 
+def test_platformatic_transactional_producer(broker):
+    """@platformatic/kafka's transactional producer (which once retried
+    FindCoordinator forever here): committed transactions are visible to
+    read_committed readers, the aborted one is not."""
+    import os
+    import shutil
+    here = os.path.dirname(os.path.abspath(__file__))
+    node_dir = os.environ.get("SLUICE_NODE_DIR", os.path.join(here, "node"))
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed (Debian package nodejs)")
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "@platformatic", "kafka")):
+        pytest.skip("@platformatic/kafka is not installed: npm ci --prefix tests/integration/node")
+    create_topic(broker, "plat-out")
+    script = os.path.join(node_dir, "platformatic_txn-%s.mjs" % uuid.uuid4().hex[:8])
+    shutil.copy(os.path.join(here, "node", "platformatic_txn.mjs"), script)
+    try:
+        p = subprocess.run(["node", script, broker.bootstrap, "plat-out"], capture_output=True, text=True,
+                           timeout=120)
+    finally:
+        os.unlink(script)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), "node exited %d\nstdout:\n%s\nstderr:\n%s" % (
+        p.returncode, p.stdout, p.stderr[-4000:])
+    assert [v for _, v in read_all(broker, "plat-out", "read_committed")] == [b"p-1", b"p-2", b"p-3"]
+
+
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"})
     create_topic(b, "tt")
