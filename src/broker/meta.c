@@ -1535,3 +1535,9 @@ int bmeta_alter_acls(bmeta *m, const ctrl_acl_op *ops, int32_t n, ctrl_item_resu
     RUNQ(m, &w, ctrl_alter_acls(m->ctrl, ops, n, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }
+
+int bmeta_alter_quotas(bmeta *m, const ctrl_quota_entry *entries, int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_alter_quotas(m->ctrl, entries, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
