@@ -91,7 +91,8 @@ static const char *filter_invalid(const component *c, int32_t n, int16_t *err, c
             }
         if (!known_type(c[i].entity_type)) {
             *err = KAFKA_ERR_UNSUPPORTED_VERSION;
-            snprintf(buf, bufn, "Unsupported entity type %.*s", (int)c[i].entity_type.len, c[i].entity_type.ptr);
+            snprintf(buf, bufn, "Unsupported entity type %.*s", (int)c[i].entity_type.len,
+                     c[i].entity_type.ptr);
             return buf;
         }
         if (c[i].match_type == MATCH_EXACT && c[i].match.len < 0)
@@ -189,10 +190,8 @@ typedef struct quota_key {
 } quota_key;
 
 static const quota_key quota_keys[] = {
-    {QUOTA_KEY_PRODUCER_BYTE_RATE, true, false},
-    {QUOTA_KEY_CONSUMER_BYTE_RATE, true, false},
-    {QUOTA_KEY_REQUEST_PERCENTAGE, false, false},
-    {QUOTA_KEY_CONTROLLER_MUTATION_RATE, false, false},
+    {QUOTA_KEY_PRODUCER_BYTE_RATE, true, false},      {QUOTA_KEY_CONSUMER_BYTE_RATE, true, false},
+    {QUOTA_KEY_REQUEST_PERCENTAGE, false, false},     {QUOTA_KEY_CONTROLLER_MUTATION_RATE, false, false},
     {QUOTA_KEY_CONNECTION_CREATION_RATE, true, true},
 };
 
@@ -336,7 +335,8 @@ breq_status api_alter_client_quotas(breq *r) {
         done += it->error == 0;
     }
     if (!denied)
-        LOG_INFO("broker", "AlterClientQuotas from %s (%s)%s: %d entries, %d changed, %d refused", r->net->peer,
-                 bsasl_principal(r), req->validate_only ? " (validate only)" : "", n, done, bad);
+        LOG_INFO("broker", "AlterClientQuotas from %s (%s)%s: %d entries, %d changed, %d refused",
+                 r->net->peer, bsasl_principal(r), req->validate_only ? " (validate only)" : "", n, done,
+                 bad);
     return BREQ_DONE;
 }

@@ -86,10 +86,10 @@ int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const ch
 
 /* Throttle time handed out since the start, per kind, for /metrics. */
 typedef struct bquota_stats {
-    uint64_t throttled[BQUOTA_KINDS];    /* responses throttled */
-    uint64_t throttle_ms[BQUOTA_KINDS];  /* total throttle time given */
-    uint64_t max_ms[BQUOTA_KINDS];       /* the largest single throttle */
-    int64_t rates;                       /* rates kept now */
+    uint64_t throttled[BQUOTA_KINDS];   /* responses throttled */
+    uint64_t throttle_ms[BQUOTA_KINDS]; /* total throttle time given */
+    uint64_t max_ms[BQUOTA_KINDS];      /* the largest single throttle */
+    int64_t rates;                      /* rates kept now */
 } bquota_stats;
 void bquota_get_stats(bquota *q, bquota_stats *out);
 /* "produce", "fetch", "request", "controller_mutation". */

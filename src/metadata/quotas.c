@@ -221,8 +221,8 @@ static bool quota_make(md_quota *q, const md_quota_comp *c, int32_t n, const cha
     return true;
 }
 
-int md_quota_set_apply(md_quota_set *s, const md_quota_comp *c, int32_t n, kstr key, double value, bool remove,
-                       const char **why) {
+int md_quota_set_apply(md_quota_set *s, const md_quota_comp *c, int32_t n, kstr key, double value,
+                       bool remove, const char **why) {
     const char *bad = md_quota_entity_invalid(c, n);
     if (bad == NULL && (key.len <= 0 || key.len > MD_QUOTA_KEY_NAME_MAX || !printable(key)))
         bad = "the quota key is empty, too long or holds a control character";

@@ -79,8 +79,8 @@ md_quota_set *md_quota_set_copy(const md_quota_set *s);
  * an invalid entity, key or value (not finite); -2 past
  * MD_QUOTA_ENTITIES_MAX or MD_QUOTA_KEYS_MAX; -3 out of memory. Removing
  * a key that is not set succeeds and changes nothing. */
-int md_quota_set_apply(md_quota_set *s, const md_quota_comp *c, int32_t n, kstr key, double value, bool remove,
-                       const char **why);
+int md_quota_set_apply(md_quota_set *s, const md_quota_comp *c, int32_t n, kstr key, double value,
+                       bool remove, const char **why);
 
 int32_t md_quota_set_count(const md_quota_set *s); /* 0 for NULL */
 const md_quota *md_quota_set_at(const md_quota_set *s, int32_t i);
