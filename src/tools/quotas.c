@@ -39,8 +39,10 @@ static const char quotas_help[] =
     "Exit codes: 0 ok; 1 the broker refused; 2 bad flags; 3 broker unreachable.\n"
     "\n"
     "Examples:\n"
-    "  sluice quotas --bootstrap-server localhost:9092 --alter --user alice --add producer_byte_rate=1048576\n"
-    "  sluice quotas --bootstrap-server localhost:9092 --alter --client-default --add consumer_byte_rate=2097152\n"
+    "  sluice quotas --bootstrap-server localhost:9092 --alter --user alice --add "
+    "producer_byte_rate=1048576\n"
+    "  sluice quotas --bootstrap-server localhost:9092 --alter --client-default --add "
+    "consumer_byte_rate=2097152\n"
     "  sluice quotas --bootstrap-server localhost:9092 --describe\n"
     "  sluice quotas --bootstrap-server localhost:9092 --alter --user alice --delete producer_byte_rate\n";
 
@@ -165,8 +167,8 @@ int quotas_describe(const kc_opts *o, const quota_entity *e, bool strict, bool j
     req.components_count = n;
     req.strict = strict;
     wire_reader r;
-    rc = encode_call(&c, o, KAFKA_API_DESCRIBE_CLIENT_QUOTAS, v, kafka_describe_client_quotas_request_size(v, &req),
-                     &body, enc_describe, &req, &r);
+    rc = encode_call(&c, o, KAFKA_API_DESCRIBE_CLIENT_QUOTAS, v,
+                     kafka_describe_client_quotas_request_size(v, &req), &body, enc_describe, &req, &r);
     if (rc != CLI_OK)
         goto out;
     kafka_describe_client_quotas_response resp;
@@ -178,8 +180,9 @@ int quotas_describe(const kc_opts *o, const quota_entity *e, bool strict, bool j
     }
     if (resp.error_code != 0) {
         kstr m = resp.error_message;
-        cli_err(o->cmd, "cannot describe quotas: %s%s%.*s", rd_kafka_err2name((rd_kafka_resp_err_t)resp.error_code),
-                m.len > 0 ? ": " : "", m.len > 0 ? (int)m.len : 0, m.len > 0 ? m.ptr : "");
+        cli_err(o->cmd, "cannot describe quotas: %s%s%.*s",
+                rd_kafka_err2name((rd_kafka_resp_err_t)resp.error_code), m.len > 0 ? ": " : "",
+                m.len > 0 ? (int)m.len : 0, m.len > 0 ? m.ptr : "");
         rc = kc_exit_for((rd_kafka_resp_err_t)resp.error_code);
         goto out;
     }
@@ -223,7 +226,8 @@ out:
     return rc;
 }
 
-int quotas_alter(const kc_opts *o, const quota_entity *e, const quota_changes *q, bool validate_only, bool json) {
+int quotas_alter(const kc_opts *o, const quota_entity *e, const quota_changes *q, bool validate_only,
+                 bool json) {
     kraw c;
     uint8_t *body = NULL;
     int rc = kraw_open(&c, o);
@@ -266,8 +270,8 @@ int quotas_alter(const kc_opts *o, const quota_entity *e, const quota_changes *q
     req.entries_count = 1;
     req.validate_only = validate_only;
     wire_reader r;
-    rc = encode_call(&c, o, KAFKA_API_ALTER_CLIENT_QUOTAS, v, kafka_alter_client_quotas_request_size(v, &req), &body,
-                     enc_alter, &req, &r);
+    rc = encode_call(&c, o, KAFKA_API_ALTER_CLIENT_QUOTAS, v, kafka_alter_client_quotas_request_size(v, &req),
+                     &body, enc_alter, &req, &r);
     if (rc != CLI_OK)
         goto out;
     kafka_alter_client_quotas_response resp;
@@ -303,7 +307,18 @@ out:
 }
 
 int cmd_quotas(int argc, char **argv) {
-    enum { O_DESC = 1, O_ALTER, O_USER, O_USER_DEF, O_CLIENT, O_CLIENT_DEF, O_ADD, O_DEL, O_STRICT, O_VALIDATE };
+    enum {
+        O_DESC = 1,
+        O_ALTER,
+        O_USER,
+        O_USER_DEF,
+        O_CLIENT,
+        O_CLIENT_DEF,
+        O_ADD,
+        O_DEL,
+        O_STRICT,
+        O_VALIDATE
+    };
     static const struct option opts[] = {
         {"describe", no_argument, NULL, O_DESC},
         {"alter", no_argument, NULL, O_ALTER},

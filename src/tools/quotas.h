@@ -37,6 +37,7 @@ int quotas_parse_changes(const char *cmd, quota_changes *q, const char *s, bool 
  * nothing), printed; an exit code. */
 int quotas_describe(const kc_opts *o, const quota_entity *e, bool strict, bool json);
 /* AlterClientQuotas of e; an exit code. */
-int quotas_alter(const kc_opts *o, const quota_entity *e, const quota_changes *q, bool validate_only, bool json);
+int quotas_alter(const kc_opts *o, const quota_entity *e, const quota_changes *q, bool validate_only,
+                 bool json);
 
 #endif
