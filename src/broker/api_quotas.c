@@ -283,6 +283,7 @@ breq_status api_alter_client_quotas(breq *r) {
         const alter_entry *e = &req->entries[i];
         out_entry *o = &out[i];
         kafka_alter_client_quotas_response_entry_data_init(o);
+        o->error_message = KSTR_NULL;
         int32_t ne = e->entity_count > 0 ? e->entity_count : 0;
         o->entity = breq_calloc(r, (size_t)(ne ? ne : 1), sizeof *o->entity);
         if (o->entity == NULL)

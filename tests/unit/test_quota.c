@@ -120,8 +120,7 @@ static void test_precedence(void) {
         {NULL, true, NULL, true, "alice", "app"},  /* /config/users/<default>/clients/<default> */
         {NULL, true, "app", true, "alice", "app"}, /* /config/users/<default>/clients/app */
         {"alice", true, NULL, false, "alice", ""}, /* /config/users/alice */
-        {"alice", true, NULL, true, "alice", "app"},
-        {"alice", true, "app", true, "alice", "app"},
+        {"alice", true, NULL, true, "alice", "app"}, {"alice", true, "app", true, "alice", "app"},
     };
     for (int i = 0; i < 8; i++) {
         d_ = md_delta_begin(img);
@@ -142,7 +141,8 @@ static void test_precedence(void) {
     md_image *next = md_delta_publish(d_, 9, 0);
     md_image_unref(img);
     img = next;
-    CHECK(bquota_resolve(img, BQUOTA_FETCH, "alice", kstr_c("app"), &b, tu, sizeof tu, tc, sizeof tc) && b == 7);
+    CHECK(bquota_resolve(img, BQUOTA_FETCH, "alice", kstr_c("app"), &b, tu, sizeof tu, tc, sizeof tc) &&
+          b == 7);
     CHECK(strcmp(tu, "") == 0 && strcmp(tc, "app") == 0);
     CHECK(!bquota_resolve(img, BQUOTA_REQUEST, "alice", kstr_c("app"), &b, tu, sizeof tu, tc, sizeof tc));
 

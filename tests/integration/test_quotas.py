@@ -1,0 +1,357 @@
+"""Client quotas (KIP-546 DescribeClientQuotas / AlterClientQuotas, enforced
+by throttling as Kafka does): alter and describe round trips through
+`sluice quotas`, `sluice configs --entity-type users|clients` and raw
+requests (Debian's clients have no client quota API), quotas surviving a
+restart, Kafka's errors for bad input, and real librdkafka producers and
+consumers held near their byte-rate quota with throttle_time_ms in their
+responses and on /metrics."""
+import json
+import os
+import struct
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import BUILD, free_port
+from test_api_versions import raw_request
+
+SLUICE = os.path.join(BUILD, "sluice")
+INVALID_REQUEST = 42
+UNSUPPORTED_VERSION = 35
+QUOTA = 100 * 1024  # bytes a second
+# Three one-second windows: a client's first burst is measured over two
+# seconds (Kafka's samples - 1 windows), so a 1 MB run is mostly throttled.
+FAST_WINDOWS = {"quota.window.num": "3", "quota.window.size.seconds": "1"}
+
+
+def cli(b, *args):
+    p = subprocess.run([SLUICE] + list(args) + ["--bootstrap-server", b.bootstrap], capture_output=True,
+                       text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+# ---- raw v0 codecs (non-flexible) -------------------------------------------------------
+
+
+def s16(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def ns16(s):
+    return struct.pack(">h", -1) if s is None else s16(s)
+
+
+class Reader:
+    def __init__(self, b, i=0):
+        self.b, self.i = b, i
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.i)
+        self.i += struct.calcsize(fmt)
+        return v[0]
+
+    def nstr(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        v = self.b[self.i:self.i + n].decode()
+        self.i += n
+        return v
+
+
+def alter(port, entries, validate_only=False):
+    """entries: [(entity dict {type: name|None}, [(key, value, remove)])] ->
+    [(error code, message)] in order."""
+    body = struct.pack(">i", len(entries))
+    for entity, ops in entries:
+        body += struct.pack(">i", len(entity))
+        for t, n in entity.items():
+            body += s16(t) + ns16(n)
+        body += struct.pack(">i", len(ops))
+        for k, v, rm in ops:
+            body += s16(k) + struct.pack(">db", float(v), 1 if rm else 0)
+    body += struct.pack(">b", 1 if validate_only else 0)
+    r = Reader(raw_request(port, 49, 0, body=body), 4)
+    r.take(">i")  # throttle
+    out = []
+    for _ in range(r.take(">i")):
+        code = r.take(">h")
+        msg = r.nstr()
+        for _ in range(r.take(">i")):
+            r.nstr()
+            r.nstr()
+        out.append((code, msg))
+    return out
+
+
+def describe(port, components, strict=False):
+    """components: [(type, match type, match)] -> (error, message, {entity: {key: value}})
+    with entity a frozenset of (type, name) pairs."""
+    body = struct.pack(">i", len(components))
+    for t, mt, m in components:
+        body += s16(t) + struct.pack(">b", mt) + ns16(m)
+    body += struct.pack(">b", 1 if strict else 0)
+    r = Reader(raw_request(port, 48, 0, body=body), 4)
+    r.take(">i")
+    code = r.take(">h")
+    msg = r.nstr()
+    n = r.take(">i")
+    out = {}
+    for _ in range(max(n, 0)):
+        ent = frozenset((r.nstr(), r.nstr()) for _ in range(r.take(">i")))
+        vals = {}
+        for _ in range(r.take(">i")):
+            k = r.nstr()
+            vals[k] = r.take(">d")
+        out[ent] = vals
+    return code, msg, out
+
+
+EXACT, DEFAULT, ANY = 0, 1, 2
+
+
+def ent(user=False, client=False):
+    """False: absent; None: the default; a string: the name."""
+    e = {}
+    if user is not False:
+        e["user"] = user
+    if client is not False:
+        e["client-id"] = client
+    return frozenset(e.items())
+
+
+# ---- tests --------------------------------------------------------------------------------
+
+
+def test_alter_describe_round_trip_and_restart(broker_factory):
+    b = broker_factory()
+    assert cli(b, "quotas", "--alter", "--user", "alice", "--add",
+               "producer_byte_rate=1024,request_percentage=50")[0] == 0
+    assert cli(b, "quotas", "--alter", "--user-default", "--client-id", "app", "--add",
+               "consumer_byte_rate=2048")[0] == 0
+    assert cli(b, "quotas", "--alter", "--client-default", "--add", "consumer_byte_rate=4096")[0] == 0
+    rc, out, err = cli(b, "configs", "--alter", "--entity-type", "users", "--entity-name", "bob",
+                       "--entity-type", "clients", "--entity-name", "app", "--add-config",
+                       "producer_byte_rate=8192,controller_mutation_rate=2.5")
+    assert rc == 0, err
+    want = {
+        ent(user="alice"): {"producer_byte_rate": 1024.0, "request_percentage": 50.0},
+        ent(user=None, client="app"): {"consumer_byte_rate": 2048.0},
+        ent(client=None): {"consumer_byte_rate": 4096.0},
+        ent(user="bob", client="app"): {"producer_byte_rate": 8192.0, "controller_mutation_rate": 2.5},
+    }
+
+    def check(port):
+        code, _, got = describe(port, [])
+        assert code == 0 and got == want
+        # Exact, default and any matches; strict keeps only entities with
+        # exactly the filter's components.
+        assert describe(port, [("user", EXACT, "alice")])[2].keys() == {ent(user="alice")}
+        assert describe(port, [("user", DEFAULT, None)])[2].keys() == {ent(user=None, client="app")}
+        assert describe(port, [("user", ANY, None)])[2].keys() == {
+            ent(user="alice"), ent(user=None, client="app"), ent(user="bob", client="app")}
+        assert describe(port, [("user", ANY, None)], strict=True)[2].keys() == {ent(user="alice")}
+        assert describe(port, [("client-id", EXACT, "app")])[2].keys() == {
+            ent(user=None, client="app"), ent(user="bob", client="app")}
+        assert describe(port, [("client-id", DEFAULT, None)], strict=True)[2].keys() == {ent(client=None)}
+        assert describe(port, [("user", EXACT, "nobody")])[2] == {}
+
+    check(b.port)
+    rc, out, _ = cli(b, "quotas", "--describe", "--user", "alice", "--json")
+    assert rc == 0 and json.loads(out)["entries"][0]["quotas"]["request_percentage"] == 50
+    rc, out, _ = cli(b, "configs", "--describe", "--entity-type", "users", "--entity-name", "bob",
+                     "--entity-type", "clients", "--entity-name", "app")
+    assert rc == 0 and "user-principal 'bob', client-id 'app'" in out and "producer_byte_rate=8192" in out
+
+    b.restart()
+    check(b.port)
+
+    # Removing the last key removes the entity; removing an absent key is fine.
+    assert cli(b, "quotas", "--alter", "--client-default", "--delete", "consumer_byte_rate")[0] == 0
+    assert cli(b, "quotas", "--alter", "--client-default", "--delete", "consumer_byte_rate")[0] == 0
+    assert ent(client=None) not in describe(b.port, [])[2]
+    b.restart()
+    assert ent(client=None) not in describe(b.port, [])[2]
+    assert ent(user="alice") in describe(b.port, [])[2]
+
+
+def test_bad_input_is_refused_as_kafka_does(broker):
+    p = broker.port
+    bad = [
+        ({"user": "a"}, [("bogus_rate", 1, False)]),                     # unknown key
+        ({"user": "a"}, [("producer_byte_rate", 1.5, False)]),           # fractional long
+        ({"user": "a"}, [("producer_byte_rate", -5, False)]),            # not above 0
+        ({"user": "a"}, [("request_percentage", 0, False)]),
+        ({"ip": "10.0.0.1", "user": "a"}, [("producer_byte_rate", 1, False)]),  # bad combination
+        ({"group": "g"}, [("producer_byte_rate", 1, False)]),            # unknown entity type
+        ({}, [("producer_byte_rate", 1, False)]),                       # empty entity
+        ({"user": "a"}, [("connection_creation_rate", 5, False)]),      # an ip key on a user
+        ({"user": "a"}, [("producer_byte_rate", 1, False), ("producer_byte_rate", 2, False)]),
+    ]
+    res = alter(p, bad + [({"user": "ok"}, [("producer_byte_rate", 10, False)])])
+    assert [c for c, _ in res[:-1]] == [INVALID_REQUEST] * len(bad), res
+    assert all(m for _, m in res[:-1])
+    assert "bogus_rate" in res[0][1] and "fractional" in res[1][1]
+    assert res[-1] == (0, None)  # one bad entry does not sink the others
+    assert describe(p, [])[2] == {ent(user="ok"): {"producer_byte_rate": 10.0}}
+
+    # validate_only checks and changes nothing.
+    assert alter(p, [({"user": "v"}, [("consumer_byte_rate", 5, False)])], validate_only=True) == [(0, None)]
+    assert alter(p, [({"user": "v"}, [("consumer_byte_rate", 5.5, False)])],
+                 validate_only=True)[0][0] == INVALID_REQUEST
+    assert ent(user="v") not in describe(p, [])[2]
+    # An ip entity takes connection_creation_rate (stored; not enforced yet).
+    assert alter(p, [({"ip": None}, [("connection_creation_rate", 10, False)])]) == [(0, None)]
+
+    # Describe filters.
+    assert describe(p, [("user", EXACT, None)])[0] == INVALID_REQUEST
+    assert describe(p, [("user", DEFAULT, "x")])[0] == INVALID_REQUEST
+    assert describe(p, [("user", ANY, "x")])[0] == INVALID_REQUEST
+    assert describe(p, [("user", ANY, None), ("user", EXACT, "a")])[0] == INVALID_REQUEST
+    assert describe(p, [("ip", ANY, None), ("user", ANY, None)])[0] == INVALID_REQUEST
+    assert describe(p, [("", ANY, None)])[0] == INVALID_REQUEST
+    assert describe(p, [("group", ANY, None)])[0] == UNSUPPORTED_VERSION
+    assert describe(p, [("user", 7, None)])[0] == UNSUPPORTED_VERSION
+
+    # The CLIs say why and exit 1; bad flags exit 2.
+    rc, _, err = cli(broker, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=1.5")
+    assert rc == 1 and "INVALID_REQUEST" in err and "fractional" in err
+    assert cli(broker, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=abc")[0] == 2
+    assert cli(broker, "quotas", "--alter", "--add", "producer_byte_rate=1")[0] == 2
+    assert cli(broker, "configs", "--alter", "--entity-type", "users", "--add-config",
+               "producer_byte_rate=1")[0] == 2
+    # The broker is still serving.
+    assert describe(p, [])[0] == 0
+
+
+def metric(port, name):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("%s not on /metrics" % name)
+
+
+class Stats:
+    """librdkafka statistics: the largest broker throttle time seen (ms)."""
+
+    def __init__(self):
+        self.throttle_max = 0
+
+    def cb(self, j):
+        for br in json.loads(j).get("brokers", {}).values():
+            if br.get("nodeid", -1) >= 0:
+                self.throttle_max = max(self.throttle_max, br.get("throttle", {}).get("max", 0))
+
+
+def produce(b, client_id, n, size=1000, stats=None, timeout=60):
+    """Produces n records of size bytes; returns the seconds it took."""
+    from confluent_kafka import Producer
+    conf = {"bootstrap.servers": b.bootstrap, "client.id": client_id, "linger.ms": 5,
+            "batch.size": 16384, "message.timeout.ms": timeout * 1000}
+    if stats is not None:
+        conf.update({"statistics.interval.ms": 200, "stats_cb": stats.cb})
+    p = Producer(conf)
+    errors = []
+    payload = b"x" * size
+    t0 = time.time()
+    for _ in range(n):
+        while True:
+            try:
+                p.produce("q", payload, on_delivery=lambda e, m: e and errors.append(e))
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        assert time.time() - t0 < timeout
+    assert p.flush(timeout) == 0
+    dt = time.time() - t0
+    p.poll(0.5)  # a last statistics callback
+    assert not errors, errors[:3]
+    return dt
+
+
+def create_topic(b):
+    rc, _, err = cli(b, "topics", "--create", "--topic", "q", "--partitions", "1")
+    assert rc == 0, err
+
+
+def test_producer_is_held_near_its_quota(broker_factory):
+    http = free_port()
+    b = broker_factory(dict(FAST_WINDOWS, **{"sluice.http.listeners": "http://127.0.0.1:%d" % http}))
+    create_topic(b)
+    assert cli(b, "quotas", "--alter", "--client-id", "qprod", "--add", "producer_byte_rate=%d" % QUOTA)[0] == 0
+    st = Stats()
+    n, size = 1000, 1000  # about 1 MB
+    dt = produce(b, "qprod", n, size, stats=st)
+    achieved = n * size / dt
+    print("producer: %.0f B/s against a quota of %d (ratio %.2f), throttle max %d ms"
+          % (achieved, QUOTA, achieved / QUOTA, st.throttle_max))
+    assert achieved <= 2 * QUOTA
+    assert achieved >= 0.3 * QUOTA  # throttled, not stalled
+    assert st.throttle_max > 0  # the client saw throttle_time_ms
+    assert metric(http, "kafka_server_produce_throttle_time_ms_total") > 0
+    assert metric(http, "kafka_server_produce_throttled_total") > 0
+    assert metric(http, "sluice_network_throttle_mutes_total") > 0
+    # Another client id has no quota.
+    dt = produce(b, "other", 1000, 1000)
+    assert 1e6 / dt > 4 * QUOTA
+
+
+def test_consumer_is_held_near_its_quota(broker_factory):
+    from confluent_kafka import Consumer
+    http = free_port()
+    b = broker_factory(dict(FAST_WINDOWS, **{"sluice.http.listeners": "http://127.0.0.1:%d" % http}))
+    create_topic(b)
+    n, size = 1000, 1000
+    produce(b, "loader", n, size)
+    assert cli(b, "quotas", "--alter", "--client-id", "qcons", "--add", "consumer_byte_rate=%d" % QUOTA)[0] == 0
+    st = Stats()
+    c = Consumer({"bootstrap.servers": b.bootstrap, "client.id": "qcons", "group.id": "qg",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "fetch.max.bytes": 65536, "max.partition.fetch.bytes": 65536, "message.max.bytes": 65536,
+                  "statistics.interval.ms": 200, "stats_cb": st.cb})
+    try:
+        c.subscribe(["q"])
+        got, first, deadline = 0, None, time.time() + 60
+        while got < n and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            if first is None:
+                first = time.time()
+            got += 1
+        assert got == n
+        dt = time.time() - first
+        c.poll(0.5)
+    finally:
+        c.close()
+    achieved = n * size / dt
+    print("consumer: %.0f B/s against a quota of %d (ratio %.2f), throttle max %d ms"
+          % (achieved, QUOTA, achieved / QUOTA, st.throttle_max))
+    assert achieved <= 2 * QUOTA
+    assert st.throttle_max > 0
+    assert metric(http, "kafka_server_fetch_throttle_time_ms_total") > 0
+
+
+def test_specific_quota_wins_over_the_default(broker_factory):
+    b = broker_factory(FAST_WINDOWS)
+    create_topic(b)
+    # Every client id gets 10 KB/s; "vip" has its own 100 MB/s.
+    assert cli(b, "quotas", "--alter", "--client-default", "--add", "producer_byte_rate=10240")[0] == 0
+    assert cli(b, "quotas", "--alter", "--client-id", "vip", "--add", "producer_byte_rate=104857600")[0] == 0
+    st = Stats()
+    dt = produce(b, "vip", 300, 1000, stats=st)
+    assert dt < 5 and st.throttle_max == 0, (dt, st.throttle_max)
+    st = Stats()
+    dt = produce(b, "plain", 60, 1000, stats=st)  # 60 KB at 10 KB/s
+    assert st.throttle_max > 0
+    # A user quota (the default user: these clients are User:ANONYMOUS)
+    # wins over both client-id entities.
+    assert cli(b, "quotas", "--alter", "--user", "ANONYMOUS", "--add", "producer_byte_rate=104857600")[0] == 0
+    st = Stats()
+    dt = produce(b, "plain2", 300, 1000, stats=st)
+    assert dt < 5 and st.throttle_max == 0, (dt, st.throttle_max)
