@@ -10,6 +10,7 @@
  */
 #include "broker/quota.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@ typedef struct qentry {
     uint32_t hash;
     int64_t last_ms;
     char *user, *client; /* tags: "" when the entity leaves one out */
-    rate r;
+    rate r;              /* the byte and request quotas */
+    rate_tokens tb;      /* the controller mutation quota */
 } qentry;
 
 struct bquota {
@@ -171,16 +173,10 @@ static void make_room(bquota *q, int64_t now_ms) {
     }
 }
 
-int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const char *user, kstr client_id,
-                      double value, int64_t now_ms) {
-    if (q == NULL || img == NULL)
-        return 0;
-    double bound;
-    char tu[MD_QUOTA_NAME_MAX + 1], tc[MD_QUOTA_NAME_MAX + 1];
-    if (!bquota_resolve(img, kind, user, client_id, &bound, tu, sizeof tu, tc, sizeof tc))
-        return 0;
+/* The entry of (kind, tags), made if new; NULL when memory runs out.
+ * Called with q->mu held. */
+static qentry *entry_of(bquota *q, bquota_kind kind, const char *tu, const char *tc, int64_t now_ms) {
     uint32_t h = hash_tags(kind, tu, tc);
-    pthread_mutex_lock(&q->mu);
     qentry **head = &q->buckets[h % BQUOTA_BUCKETS], *e = *head;
     while (e && !(e->hash == h && e->kind == kind && !strcmp(e->user, tu) && !strcmp(e->client, tc)))
         e = e->next;
@@ -190,11 +186,10 @@ int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const ch
         e = calloc(1, sizeof *e);
         char *a = strdup(tu), *b = strdup(tc);
         if (e == NULL || a == NULL || b == NULL) {
-            pthread_mutex_unlock(&q->mu);
             free(e);
             free(a);
             free(b);
-            return 0; /* out of memory: not throttled */
+            return NULL;
         }
         e->kind = kind;
         e->hash = h;
@@ -207,9 +202,32 @@ int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const ch
         q->n++;
     }
     e->last_ms = now_ms;
-    /* Kafka bounds the request quota's throttle to one window. */
-    int64_t max = kind == BQUOTA_REQUEST ? q->window_ms : 0;
-    int64_t t = rate_record_throttle(&e->r, value, bound, max, now_ms);
+    return e;
+}
+
+int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const char *user, kstr client_id,
+                      double value, int64_t now_ms) {
+    if (q == NULL || img == NULL)
+        return 0;
+    double bound;
+    char tu[MD_QUOTA_NAME_MAX + 1], tc[MD_QUOTA_NAME_MAX + 1];
+    if (!bquota_resolve(img, kind, user, client_id, &bound, tu, sizeof tu, tc, sizeof tc))
+        return 0;
+    pthread_mutex_lock(&q->mu);
+    qentry *e = entry_of(q, kind, tu, tc, now_ms);
+    if (e == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        return 0; /* out of memory: not throttled */
+    }
+    int64_t t;
+    if (kind == BQUOTA_MUTATION) {
+        double burst = bound * (double)q->samples * (double)q->window_ms / 1000.0;
+        t = rate_tokens_record(&e->tb, value, bound, burst, now_ms);
+    } else {
+        /* Kafka bounds the request quota's throttle to one window. */
+        int64_t max = kind == BQUOTA_REQUEST ? q->window_ms : 0;
+        t = rate_record_throttle(&e->r, value, bound, max, now_ms);
+    }
     if (t > 0) {
         q->st.throttled[kind]++;
         q->st.throttle_ms[kind] += (uint64_t)t;
@@ -218,6 +236,42 @@ int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const ch
     }
     pthread_mutex_unlock(&q->mu);
     return t;
+}
+
+bool bquota_mutation_exceeded(bquota *q, const md_image *img, const char *user, kstr client_id,
+                              int64_t now_ms) {
+    if (q == NULL || img == NULL)
+        return false;
+    double bound;
+    char tu[MD_QUOTA_NAME_MAX + 1], tc[MD_QUOTA_NAME_MAX + 1];
+    if (!bquota_resolve(img, BQUOTA_MUTATION, user, client_id, &bound, tu, sizeof tu, tc, sizeof tc))
+        return false;
+    pthread_mutex_lock(&q->mu);
+    qentry *e = entry_of(q, BQUOTA_MUTATION, tu, tc, now_ms);
+    double burst = bound * (double)q->samples * (double)q->window_ms / 1000.0;
+    bool over = e != NULL && rate_tokens_exceeded(&e->tb, bound, burst, now_ms);
+    if (over)
+        q->st.throttled[BQUOTA_MUTATION]++;
+    pthread_mutex_unlock(&q->mu);
+    return over;
+}
+
+int64_t bquota_mutation_wait_ms(bquota *q, const md_image *img, const char *user, kstr client_id,
+                                int64_t now_ms) {
+    if (q == NULL || img == NULL)
+        return 0;
+    double bound;
+    char tu[MD_QUOTA_NAME_MAX + 1], tc[MD_QUOTA_NAME_MAX + 1];
+    if (!bquota_resolve(img, BQUOTA_MUTATION, user, client_id, &bound, tu, sizeof tu, tc, sizeof tc))
+        return 0;
+    pthread_mutex_lock(&q->mu);
+    qentry *e = entry_of(q, BQUOTA_MUTATION, tu, tc, now_ms);
+    double burst = bound * (double)q->samples * (double)q->window_ms / 1000.0;
+    int64_t ms = 0;
+    if (e != NULL && rate_tokens_exceeded(&e->tb, bound, burst, now_ms))
+        ms = (int64_t)llround(-e->tb.tokens / bound * 1000.0);
+    pthread_mutex_unlock(&q->mu);
+    return ms;
 }
 
 void bquota_get_stats(bquota *q, bquota_stats *out) {

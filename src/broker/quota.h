@@ -26,7 +26,9 @@
  * windows of quota.window.size.seconds).
  *
  * Throttle time: over the bound, Kafka's (rate - bound) / bound * span.
- * The request quota's is at most one window, as in Kafka. request.c sets
+ * The request quota's is at most one window, as in Kafka. The controller
+ * mutation quota is a token bucket instead (core/rate.h): burst bound *
+ * quota.window.num * quota.window.size.seconds, throttle -tokens / bound. request.c sets
  * the response's throttle_time_ms to the largest and has the network
  * layer mute the connection that long after the response (KIP-219).
  *
@@ -83,6 +85,17 @@ bool bquota_resolve(const md_image *img, bquota_kind kind, const char *user, kst
  * it earns: 0 within the quota or without one. */
 int64_t bquota_record(bquota *q, const md_image *img, bquota_kind kind, const char *user, kstr client_id,
                       double value, int64_t now_ms);
+
+/* The controller mutation quota (a token bucket, as Kafka's KIP-599):
+ * whether (user, client_id) is over it now, which strict mode (CreateTopics
+ * v6+, CreatePartitions v3+, DeleteTopics v5+) answers with
+ * THROTTLING_QUOTA_EXCEEDED, and how long until it is not. Mutations
+ * (partitions created or deleted) are recorded with bquota_record(...,
+ * BQUOTA_MUTATION, partitions, ...), which returns the throttle time. */
+bool bquota_mutation_exceeded(bquota *q, const md_image *img, const char *user, kstr client_id,
+                              int64_t now_ms);
+int64_t bquota_mutation_wait_ms(bquota *q, const md_image *img, const char *user, kstr client_id,
+                                int64_t now_ms);
 
 /* Throttle time handed out since the start, per kind, for /metrics. */
 typedef struct bquota_stats {

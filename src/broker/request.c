@@ -318,6 +318,43 @@ static bool follower_fetch(const breq *r) {
  * every request its handler time (request_percentage). Exempt, as in
  * Kafka: the controller listener, the quorum's and brokers' own APIs, and
  * follower fetches (replication has its own quotas in Kafka). */
+static const char *quota_user(breq *r) {
+    const char *p = bsasl_principal(r);
+    return strncmp(p, "User:", 5) == 0 ? p + 5 : p;
+}
+
+static kstr quota_client(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
+
+static bool mutation_quota_applies(const breq *r) {
+    return r->b->quota != NULL && r->b->meta != NULL && !r->controller_listener;
+}
+
+bool breq_mutation_refused(breq *r, bool strict) {
+    if (!strict || !mutation_quota_applies(r))
+        return false;
+    md_image *img = bmeta_image(r->b->meta);
+    int64_t now = clock_mono_ns() / 1000000;
+    bool over = bquota_mutation_exceeded(r->b->quota, img, quota_user(r), quota_client(r), now);
+    if (over) {
+        int64_t wait = bquota_mutation_wait_ms(r->b->quota, img, quota_user(r), quota_client(r), now);
+        if (wait > r->throttle_ms)
+            r->throttle_ms = wait;
+    }
+    md_image_unref(img);
+    return over;
+}
+
+void breq_mutation_done(breq *r, int32_t n) {
+    if (n <= 0 || !mutation_quota_applies(r))
+        return;
+    md_image *img = bmeta_image(r->b->meta);
+    int64_t t = bquota_record(r->b->quota, img, BQUOTA_MUTATION, quota_user(r), quota_client(r), (double)n,
+                              clock_mono_ns() / 1000000);
+    md_image_unref(img);
+    if (t > r->throttle_ms)
+        r->throttle_ms = t;
+}
+
 static int64_t quota_throttle(breq *r) {
     if (r->b->quota == NULL || r->b->meta == NULL || r->controller_listener || r->api == NULL ||
         inter_node_api(r->hdr.api_key))
@@ -329,9 +366,8 @@ static int64_t quota_throttle(breq *r) {
         md_image_unref(img);
         return 0;
     }
-    const char *p = bsasl_principal(r);
-    const char *user = strncmp(p, "User:", 5) == 0 ? p + 5 : p;
-    kstr cid = r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c("");
+    const char *user = quota_user(r);
+    kstr cid = quota_client(r);
     int64_t now_ns = clock_mono_ns(), now = now_ns / 1000000, t = 0, x;
     int16_t key = r->hdr.api_key;
     if (key == KAFKA_API_PRODUCE) {
@@ -356,6 +392,8 @@ static int64_t quota_throttle(breq *r) {
 
 void breq_complete(breq *r) {
     int64_t throttle = quota_throttle(r);
+    if (r->throttle_ms > throttle)
+        throttle = r->throttle_ms > INT32_MAX ? INT32_MAX : r->throttle_ms;
     if (throttle > 0)
         bquota_set_throttle_field(r->hdr.api_key, r->hdr.api_version, r->resp, (int32_t)throttle);
     net_response *out = encode_response(r);

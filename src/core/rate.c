@@ -73,3 +73,35 @@ int64_t rate_record_throttle(rate *r, double value, double bound, int64_t max_ms
         return (int64_t)cap;
     return (int64_t)llround(t);
 }
+
+static void refill(rate_tokens *t, double bound, double burst, int64_t now_ms) {
+    if (t->bound == 0) { /* a new bucket starts full */
+        t->tokens = burst;
+        t->last_ms = now_ms;
+    }
+    t->bound = bound;
+    if (now_ms > t->last_ms) {
+        t->tokens += bound * (double)(now_ms - t->last_ms) / 1000.0;
+        t->last_ms = now_ms;
+    }
+    if (t->tokens > burst)
+        t->tokens = burst;
+}
+
+bool rate_tokens_exceeded(rate_tokens *t, double bound, double burst, int64_t now_ms) {
+    if (!(bound > 0))
+        return false;
+    refill(t, bound, burst, now_ms);
+    return t->tokens < 0;
+}
+
+int64_t rate_tokens_record(rate_tokens *t, double value, double bound, double burst, int64_t now_ms) {
+    if (!(bound > 0))
+        return 0;
+    refill(t, bound, burst, now_ms);
+    t->tokens -= value;
+    if (t->tokens >= 0)
+        return 0;
+    double ms = -t->tokens / bound * 1000.0;
+    return ms < (double)INT32_MAX ? (int64_t)llround(ms) : INT32_MAX;
+}

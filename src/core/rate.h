@@ -24,6 +24,7 @@
 #ifndef SLUICE_CORE_RATE_H
 #define SLUICE_CORE_RATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define RATE_SAMPLES_MAX 100
@@ -52,5 +53,22 @@ int64_t rate_span_ms(rate *r, int64_t now_ms);
  * else 0. bound <= 0 means no bound. The result is at most max_ms
  * (max_ms <= 0: at most INT32_MAX). */
 int64_t rate_record_throttle(rate *r, double value, double bound, int64_t max_ms, int64_t now_ms);
+
+/* Kafka's token bucket (the controller mutation quota, KIP-599): a
+ * bucket of burst = bound * samples * window seconds tokens, refilled at
+ * bound a second; each value takes its tokens, going below 0. The quota is
+ * exceeded while the bucket is below 0, and the throttle time is how long
+ * the refill takes to bring it back to 0: -tokens / bound seconds. */
+typedef struct rate_tokens {
+    double tokens;
+    int64_t last_ms;
+    double bound; /* the bound the bucket was last refilled for; 0: new */
+} rate_tokens;
+
+/* True when the bucket is below 0 now (strict mode refuses then). */
+bool rate_tokens_exceeded(rate_tokens *t, double bound, double burst, int64_t now_ms);
+/* Takes value tokens; the throttle time (ms) if the bucket is then below
+ * 0, else 0. */
+int64_t rate_tokens_record(rate_tokens *t, double value, double bound, double burst, int64_t now_ms);
 
 #endif

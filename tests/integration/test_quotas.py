@@ -355,3 +355,54 @@ def test_specific_quota_wins_over_the_default(broker_factory):
     st = Stats()
     dt = produce(b, "plain2", 300, 1000, stats=st)
     assert dt < 5 and st.throttle_max == 0, (dt, st.throttle_max)
+
+
+def uvarint(b, i):
+    shift = v = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return v, i
+        shift += 7
+
+
+def compact(s):
+    b = s.encode()
+    return bytes([len(b) + 1]) + b
+
+
+def create_topics_raw(port, ver, name, partitions, client_id):
+    """CreateTopics v5/v6 (flexible): (error code, throttle ms) of the one topic."""
+    body = bytes([2]) + compact(name) + struct.pack(">ih", partitions, 1) + bytes([1, 1, 0])
+    body += struct.pack(">ib", 10000, 0) + b"\x00"
+    r = raw_request(port, 19, ver, body=body, client_id=client_id, flexible=True)
+    i = 4 + 1  # correlation id, response header tags
+    throttle = struct.unpack(">i", r[i:i + 4])[0]
+    i += 4
+    n, i = uvarint(r, i)
+    assert n == 2
+    ln, i = uvarint(r, i)
+    i += ln - 1
+    code = struct.unpack(">h", r[i:i + 2])[0]
+    return code, throttle
+
+
+def test_controller_mutation_rate(broker_factory):
+    b = broker_factory(FAST_WINDOWS)
+    assert cli(b, "quotas", "--alter", "--client-id", "mut", "--add", "controller_mutation_rate=1")[0] == 0
+    # A burst of 3 partitions (1/s over 3 windows); the request that goes
+    # past it is accepted and throttled for the debt: 3 - 5 = -2 -> ~2 s.
+    code, throttle = create_topics_raw(b.port, 6, "m1", 5, b"mut")
+    assert code == 0 and 1500 <= throttle <= 2500, (code, throttle)
+    # While in debt, strict versions (v6+) are refused ...
+    code, throttle = create_topics_raw(b.port, 6, "m2", 1, b"mut")
+    assert code == 89 and throttle > 0, (code, throttle)  # THROTTLING_QUOTA_EXCEEDED
+    # ... older ones are created and throttled.
+    code, throttle = create_topics_raw(b.port, 5, "m3", 1, b"mut")
+    assert code == 0 and throttle > 0, (code, throttle)
+    # Another client id is not limited.
+    assert create_topics_raw(b.port, 6, "m4", 20, b"free") == (0, 0)
+    time.sleep(4)  # the bucket refills (1 token a second)
+    assert create_topics_raw(b.port, 6, "m5", 1, b"mut") == (0, 0)

@@ -72,6 +72,21 @@ static void test_client_converges(void) {
     }
 }
 
+/* The controller mutation quota's token bucket: full at first, below 0
+ * after a large mutation, throttle -tokens / bound, refilled over time. */
+static void test_token_bucket(void) {
+    rate_tokens t = {0};
+    /* bound 1/s, burst 3 (3 windows of 1 s) */
+    CHECK(!rate_tokens_exceeded(&t, 1, 3, 0));
+    CHECK_EQ_INT(rate_tokens_record(&t, 2, 1, 3, 0), 0);
+    CHECK_EQ_INT(rate_tokens_record(&t, 5, 1, 3, 0), 4000); /* 1 - 5 = -4 tokens at 1/s */
+    CHECK(rate_tokens_exceeded(&t, 1, 3, 3999));
+    CHECK(!rate_tokens_exceeded(&t, 1, 3, 4000));
+    CHECK(!rate_tokens_exceeded(&t, 1, 3, 100000));
+    CHECK(t.tokens == 3);                                  /* refilled to the burst, no further */
+    CHECK_EQ_INT(rate_tokens_record(&t, 1e9, 0, 3, 0), 0); /* no bound */
+}
+
 static md_delta *d_;
 
 static void quota(const char *user, bool hu, const char *client, bool hc, const char *key, double v) {
@@ -169,6 +184,7 @@ int main(void) {
     UNIT_RUN(test_span_and_rate);
     UNIT_RUN(test_throttle_formula);
     UNIT_RUN(test_client_converges);
+    UNIT_RUN(test_token_bucket);
     UNIT_RUN(test_precedence);
     return UNIT_END("test_quota");
 }
