@@ -44,6 +44,7 @@ static const char configs_help[] =
     "  --broker ID             same as --entity-type brokers --entity-name ID\n"
     "  --entity-default        brokers: the cluster-wide default entity; users, clients: the\n"
     "                          default user or client id\n"
+    "  --user NAME, --client ID  same as --entity-type users|clients --entity-name NAME\n"
     "  --add-config k=v,k2=v2  set configs (a value with commas goes in brackets: k=[a,b])\n"
     "  --delete-config k,k2    return configs to their defaults\n"
     "  --all                   describe: include configs at their default value\n"
@@ -438,7 +439,21 @@ static void free_args(configs_args *a) {
 }
 
 int cmd_configs(int argc, char **argv) {
-    enum { O_DESC = 1, O_ALTER, O_TYPE, O_NAME, O_TOPIC, O_BROKER, O_DEFAULT, O_ADD, O_DEL, O_ALL, O_LEGACY };
+    enum {
+        O_DESC = 1,
+        O_ALTER,
+        O_TYPE,
+        O_NAME,
+        O_TOPIC,
+        O_BROKER,
+        O_DEFAULT,
+        O_ADD,
+        O_DEL,
+        O_ALL,
+        O_LEGACY,
+        O_USER,
+        O_CLIENT
+    };
     static const struct option opts[] = {
         {"describe", no_argument, NULL, O_DESC},
         {"alter", no_argument, NULL, O_ALTER},
@@ -451,6 +466,8 @@ int cmd_configs(int argc, char **argv) {
         {"delete-config", required_argument, NULL, O_DEL},
         {"all", no_argument, NULL, O_ALL},
         {"legacy-alter", no_argument, NULL, O_LEGACY},
+        {"user", required_argument, NULL, O_USER},
+        {"client", required_argument, NULL, O_CLIENT},
         KC_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -509,6 +526,26 @@ int cmd_configs(int argc, char **argv) {
                 rc = cli_usage_err(
                     "configs", "--entity-type: expected topics, brokers, users or clients, got '%s'", optarg);
                 goto out;
+            }
+            break;
+        case O_USER:
+        case O_CLIENT:
+            /* kafka-configs' shorthands for --entity-type users|clients --entity-name */
+            if (a.type != RD_KAFKA_RESOURCE_UNKNOWN || (ch == O_USER ? a.qe.has_user : a.qe.has_client)) {
+                rc = cli_usage_err("configs",
+                                   "--%s: give users and clients once each, and not with topics or "
+                                   "brokers",
+                                   ch == O_USER ? "user" : "client");
+                goto out;
+            }
+            a.quota = true;
+            a.quota_last = ch == O_USER ? 'u' : 'c';
+            if (ch == O_USER) {
+                a.qe.has_user = a.user_named = true;
+                a.qe.user = optarg;
+            } else {
+                a.qe.has_client = a.client_named = true;
+                a.qe.client = optarg;
             }
             break;
         case O_NAME:

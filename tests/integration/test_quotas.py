@@ -62,7 +62,7 @@ class Reader:
         return v
 
 
-def alter(port, entries, validate_only=False):
+def alter(port, entries, validate_only=False, send=None):
     """entries: [(entity dict {type: name|None}, [(key, value, remove)])] ->
     [(error code, message)] in order."""
     body = struct.pack(">i", len(entries))
@@ -74,7 +74,7 @@ def alter(port, entries, validate_only=False):
         for k, v, rm in ops:
             body += s16(k) + struct.pack(">db", float(v), 1 if rm else 0)
     body += struct.pack(">b", 1 if validate_only else 0)
-    r = Reader(raw_request(port, 49, 0, body=body), 4)
+    r = Reader((send or (lambda k, v, b: raw_request(port, k, v, body=b)))(49, 0, body), 4)
     r.take(">i")  # throttle
     out = []
     for _ in range(r.take(">i")):
@@ -87,14 +87,14 @@ def alter(port, entries, validate_only=False):
     return out
 
 
-def describe(port, components, strict=False):
+def describe(port, components, strict=False, send=None):
     """components: [(type, match type, match)] -> (error, message, {entity: {key: value}})
     with entity a frozenset of (type, name) pairs."""
     body = struct.pack(">i", len(components))
     for t, mt, m in components:
         body += s16(t) + struct.pack(">b", mt) + ns16(m)
     body += struct.pack(">b", 1 if strict else 0)
-    r = Reader(raw_request(port, 48, 0, body=body), 4)
+    r = Reader((send or (lambda k, v, b: raw_request(port, k, v, body=b)))(48, 0, body), 4)
     r.take(">i")
     code = r.take(">h")
     msg = r.nstr()
@@ -406,3 +406,69 @@ def test_controller_mutation_rate(broker_factory):
     assert create_topics_raw(b.port, 6, "m4", 20, b"free") == (0, 0)
     time.sleep(4)  # the bucket refills (1 token a second)
     assert create_topics_raw(b.port, 6, "m5", 1, b"mut") == (0, 0)
+
+
+class SaslSession:
+    """One connection authenticated with SASL/PLAIN (SaslHandshake v1,
+    SaslAuthenticate v0); send(key, version, body) -> the response frame."""
+
+    def __init__(self, port, user, password):
+        import socket
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.corr = 0
+        r = self.send(17, 1, s16("PLAIN"))
+        assert struct.unpack(">h", r[4:6])[0] == 0
+        token = b"\x00" + user.encode() + b"\x00" + password.encode()
+        r = self.send(36, 0, struct.pack(">i", len(token)) + token)
+        self.auth_error = struct.unpack(">h", r[4:6])[0]
+
+    def send(self, key, ver, body):
+        from test_api_versions import recv_exact
+        self.corr += 1
+        hdr = struct.pack(">hhih", key, ver, self.corr, 4) + b"sasl"
+        frame = hdr + body
+        self.s.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", recv_exact(self.s, 4))[0]
+        return recv_exact(self.s, size)
+
+    def close(self):
+        self.s.close()
+
+
+def test_quota_apis_need_cluster_config_acls(tmp_path, request):
+    from conftest import Broker
+    from test_acls import AUTHORIZER, JAAS
+    b = Broker(tmp_path / "sec", {})
+    b.overrides.update({"listeners": "SASL_PLAINTEXT://127.0.0.1:%d" % b.port,
+                        "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+                        "authorizer.class.name": AUTHORIZER, "super.users": "User:admin"})
+    b.start()
+    try:
+        alice = SaslSession(b.port, "alice", "alice-secret")
+        admin = SaslSession(b.port, "admin", "admin-secret")
+        assert alice.auth_error == 0 and admin.auth_error == 0
+        change = [({"user": "alice"}, [("producer_byte_rate", 1024, False)])]
+        assert alter(b.port, change, send=alice.send)[0][0] == 31  # CLUSTER_AUTHORIZATION_FAILED
+        assert describe(b.port, [], send=alice.send)[0] == 31
+        assert alter(b.port, change, send=admin.send) == [(0, None)]
+        code, _, got = describe(b.port, [], send=admin.send)
+        assert code == 0 and got == {ent(user="alice"): {"producer_byte_rate": 1024.0}}
+        alice.close()
+        # A user quota applies to the SASL user's name (no User: prefix).
+        assert alter(b.port, [({"user": "admin"}, [("producer_byte_rate", 10240, False)])],
+                     send=admin.send) == [(0, None)]
+        admin.close()
+        from confluent_kafka import Producer
+        from test_acls import create_topics, rdk
+        create_topics(b, ["q"])
+        st = Stats()
+        p = Producer(dict({"bootstrap.servers": b.bootstrap, "linger.ms": 5, "statistics.interval.ms": 200,
+                           "stats_cb": st.cb}, **rdk("admin")))
+        for _ in range(200):  # 200 KB at 10 KB/s: well past the first burst
+            p.produce("q", b"x" * 1000)
+            p.poll(0)
+        assert p.flush(60) == 0
+        p.poll(0.5)
+        assert st.throttle_max > 0  # the answers carried throttle_time_ms
+    finally:
+        assert b.stop() in (0, None), b.log()[-3000:]
