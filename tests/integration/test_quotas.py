@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from conftest import BUILD, free_port
+from test_cluster import cluster  # noqa: F401 (fixture)
 from test_api_versions import raw_request
 
 SLUICE = os.path.join(BUILD, "sluice")
@@ -472,3 +473,20 @@ def test_quota_apis_need_cluster_config_acls(tmp_path, request):
         assert st.throttle_max > 0  # the answers carried throttle_time_ms
     finally:
         assert b.stop() in (0, None), b.log()[-3000:]
+
+
+def test_quotas_are_forwarded_and_replicate(cluster):
+    from test_cluster import wait_for, wait_formed
+    nodes = cluster(3)
+    controller = wait_formed(nodes)
+    follower = next(n for n in nodes if n.node_id != controller)
+    # AlterClientQuotas through a node that is not the active controller.
+    assert alter(follower.port, [({"user": "alice", "client-id": None},
+                                  [("consumer_byte_rate", 4096, False)])]) == [(0, None)]
+    want = {ent(user="alice", client=None): {"consumer_byte_rate": 4096.0}}
+    for n in nodes:
+        wait_for("the quota on node %d" % n.node_id, lambda n=n: describe(n.port, [])[2] == want)
+    assert alter(follower.port, [({"user": "alice", "client-id": None},
+                                  [("consumer_byte_rate", 0, True)])]) == [(0, None)]
+    for n in nodes:
+        wait_for("no quota on node %d" % n.node_id, lambda n=n: describe(n.port, [])[2] == {})
