@@ -18,6 +18,7 @@
  * Alter is forwarded to the active controller (request.c); it needs
  * ALTER_CONFIGS on the cluster with an authorizer, Describe DESCRIBE_CONFIGS.
  */
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -221,8 +222,20 @@ static const char *entry_invalid(const alter_entry *e, char *buf, size_t bufn) {
                 snprintf(buf, bufn, "Duplicate %.*s entity in the client quota entity", (int)t.len, t.ptr);
                 return buf;
             }
-        if (kstr_is(t, QUOTA_ENTITY_IP))
+        if (kstr_is(t, QUOTA_ENTITY_IP)) {
             ip = true;
+            kstr nm = e->entity[i].entity_name;
+            char addr[64];
+            unsigned char bin[16];
+            if (nm.len >= 0 &&
+                (nm.len >= (int32_t)sizeof addr ||
+                 (memcpy(addr, nm.ptr, (size_t)nm.len), addr[nm.len] = '\0',
+                  inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1))) {
+                snprintf(buf, bufn, "%.*s is not a valid IP address", (int)(nm.len < 64 ? nm.len : 64),
+                         nm.ptr);
+                return buf;
+            }
+        }
     }
     if (ip && n > 1)
         return "Invalid quota entity combination, IP entity should not be used with user/client ID entity.";

@@ -191,6 +191,7 @@ def test_bad_input_is_refused_as_kafka_does(broker):
         ({}, [("producer_byte_rate", 1, False)]),                       # empty entity
         ({"user": "a"}, [("connection_creation_rate", 5, False)]),      # an ip key on a user
         ({"user": "a"}, [("producer_byte_rate", 1, False), ("producer_byte_rate", 2, False)]),
+        ({"ip": "not-an-ip"}, [("connection_creation_rate", 5, False)]),
     ]
     res = alter(p, bad + [({"user": "ok"}, [("producer_byte_rate", 10, False)])])
     assert [c for c, _ in res[:-1]] == [INVALID_REQUEST] * len(bad), res
@@ -490,3 +491,19 @@ def test_quotas_are_forwarded_and_replicate(cluster):
                                   [("consumer_byte_rate", 0, True)])]) == [(0, None)]
     for n in nodes:
         wait_for("no quota on node %d" % n.node_id, lambda n=n: describe(n.port, [])[2] == {})
+
+
+def api_versions_throttle(port, client_id):
+    """ApiVersions v1: the response's throttle_time_ms."""
+    r = raw_request(port, 18, 1, client_id=client_id)
+    n = struct.unpack(">i", r[6:10])[0]
+    return struct.unpack(">i", r[10 + 6 * n:14 + 6 * n])[0]
+
+
+def test_request_percentage_throttles_any_api(broker):
+    # A tiny share of one handler thread: a few requests exceed it. The
+    # request quota's throttle is at most one window (1 s), as in Kafka.
+    assert cli(broker, "quotas", "--alter", "--client-id", "busy", "--add", "request_percentage=0.0001")[0] == 0
+    got = [api_versions_throttle(broker.port, b"busy") for _ in range(20)]
+    assert max(got) > 0 and max(got) <= 1000, got
+    assert api_versions_throttle(broker.port, b"idle") == 0
