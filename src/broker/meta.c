@@ -42,6 +42,7 @@ struct bmeta {
     /* Guards the image pointer only (readers take a reference). */
     pthread_mutex_t img_mu;
     md_image *img;
+    atomic_bool has_quotas; /* img holds client quotas (bmeta_has_quotas) */
     /* Start-up only: topic ids the replayed log (or the migrated one)
      * records as removed, and unfinished creations of the old log, so the
      * directories they left are removed rather than set aside. */
@@ -76,11 +77,14 @@ md_image *bmeta_image(bmeta *m) {
     return img;
 }
 
+bool bmeta_has_quotas(bmeta *m) { return atomic_load(&m->has_quotas); }
+
 /* Publishes img (the reference passes to m). */
 static void set_image(bmeta *m, md_image *img) {
     pthread_mutex_lock(&m->img_mu);
     md_image *old = m->img;
     m->img = img;
+    atomic_store(&m->has_quotas, img != NULL && md_quota_set_count(md_image_quotas(img)) > 0);
     pthread_mutex_unlock(&m->img_mu);
     if (old)
         md_image_unref(old);

@@ -63,6 +63,9 @@ int bmeta_close(bmeta *m);
 
 /* The current image, referenced. */
 md_image *bmeta_image(bmeta *m);
+/* Whether the current image holds any client quota: a lock-free test the
+ * request path makes before taking the image for quota enforcement. */
+bool bmeta_has_quotas(bmeta *m);
 const char *bmeta_cluster_id(const bmeta *m);
 parts *bmeta_parts(bmeta *m);
 logmgr *bmeta_logmgr(bmeta *m);

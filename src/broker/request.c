@@ -326,7 +326,8 @@ static const char *quota_user(breq *r) {
 static kstr quota_client(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
 
 static bool mutation_quota_applies(const breq *r) {
-    return r->b->quota != NULL && r->b->meta != NULL && !r->controller_listener;
+    return r->b->quota != NULL && r->b->meta != NULL && !r->controller_listener &&
+           bmeta_has_quotas(r->b->meta);
 }
 
 bool breq_mutation_refused(breq *r, bool strict) {
@@ -357,7 +358,7 @@ void breq_mutation_done(breq *r, int32_t n) {
 
 static int64_t quota_throttle(breq *r) {
     if (r->b->quota == NULL || r->b->meta == NULL || r->controller_listener || r->api == NULL ||
-        inter_node_api(r->hdr.api_key))
+        inter_node_api(r->hdr.api_key) || !bmeta_has_quotas(r->b->meta))
         return 0;
     md_image *img = bmeta_image(r->b->meta);
     if (img == NULL)
