@@ -312,12 +312,7 @@ static bool follower_fetch(const breq *r) {
     return (r->hdr.api_version >= 15 ? req->replica_state.replica_id : req->replica_id) >= 0;
 }
 
-/* Client quotas (quota.h): records r against the quotas of its user and
- * client id and returns the throttle time, the largest any of them earns.
- * Produce counts the request's bytes, a consumer's Fetch the response's,
- * every request its handler time (request_percentage). Exempt, as in
- * Kafka: the controller listener, the quorum's and brokers' own APIs, and
- * follower fetches (replication has its own quotas in Kafka). */
+/* The quota user: the principal's name without "User:" (ANONYMOUS). */
 static const char *quota_user(breq *r) {
     const char *p = bsasl_principal(r);
     return strncmp(p, "User:", 5) == 0 ? p + 5 : p;
@@ -356,6 +351,12 @@ void breq_mutation_done(breq *r, int32_t n) {
         r->throttle_ms = t;
 }
 
+/* Client quotas (quota.h): records r against the quotas of its user and
+ * client id and returns the throttle time, the largest any of them earns.
+ * Produce counts the request's bytes, a consumer's Fetch the response's,
+ * every request its handler time (request_percentage). Exempt, as in
+ * Kafka: the controller listener, the quorum's and brokers' own APIs, and
+ * follower fetches (replication has its own quotas in Kafka). */
 static int64_t quota_throttle(breq *r) {
     if (r->b->quota == NULL || r->b->meta == NULL || r->controller_listener || r->api == NULL ||
         inter_node_api(r->hdr.api_key) || !bmeta_has_quotas(r->b->meta))
