@@ -14,7 +14,10 @@
  * therefore go out in request order, a pipelining client is served one
  * request after another, and a client that never reads its responses stops
  * being read from. When the handler queue is full, frames wait on their
- * connection (which stops being read) instead of piling up.
+ * connection (which stops being read) instead of piling up. A handler may
+ * also mute a connection for a while after its response
+ * (net_request_mute): client quota throttling, as Kafka mutes a throttled
+ * client's channel.
  *
  * Request memory. A frame's buffer grows as its bytes arrive: it is first
  * sized by the bytes the socket holds (at least NET_FRAME_MIN), then doubles
