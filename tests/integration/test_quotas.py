@@ -124,20 +124,22 @@ def ent(user=False, client=False):
     return frozenset(e.items())
 
 
+def set_quota(b, entity, **values):
+    """Sets quotas of entity ({type: name or None}) with a raw AlterClientQuotas."""
+    assert alter(b.port, [(entity, [(k, v, False) for k, v in values.items()])]) == [(0, None)]
+
+
 # ---- tests --------------------------------------------------------------------------------
+# The `sluice` CLI is used only in the test_cli_* tests, which the
+# ThreadSanitizer run leaves out (librdkafka is not instrumented).
 
 
 def test_alter_describe_round_trip_and_restart(broker_factory):
     b = broker_factory()
-    assert cli(b, "quotas", "--alter", "--user", "alice", "--add",
-               "producer_byte_rate=1024,request_percentage=50")[0] == 0
-    assert cli(b, "quotas", "--alter", "--user-default", "--client-id", "app", "--add",
-               "consumer_byte_rate=2048")[0] == 0
-    assert cli(b, "quotas", "--alter", "--client-default", "--add", "consumer_byte_rate=4096")[0] == 0
-    rc, out, err = cli(b, "configs", "--alter", "--entity-type", "users", "--entity-name", "bob",
-                       "--entity-type", "clients", "--entity-name", "app", "--add-config",
-                       "producer_byte_rate=8192,controller_mutation_rate=2.5")
-    assert rc == 0, err
+    set_quota(b, {"user": "alice"}, producer_byte_rate=1024, request_percentage=50)
+    set_quota(b, {"user": None, "client-id": "app"}, consumer_byte_rate=2048)
+    set_quota(b, {"client-id": None}, consumer_byte_rate=4096)
+    set_quota(b, {"user": "bob", "client-id": "app"}, producer_byte_rate=8192, controller_mutation_rate=2.5)
     want = {
         ent(user="alice"): {"producer_byte_rate": 1024.0, "request_percentage": 50.0},
         ent(user=None, client="app"): {"consumer_byte_rate": 2048.0},
@@ -161,18 +163,13 @@ def test_alter_describe_round_trip_and_restart(broker_factory):
         assert describe(port, [("user", EXACT, "nobody")])[2] == {}
 
     check(b.port)
-    rc, out, _ = cli(b, "quotas", "--describe", "--user", "alice", "--json")
-    assert rc == 0 and json.loads(out)["entries"][0]["quotas"]["request_percentage"] == 50
-    rc, out, _ = cli(b, "configs", "--describe", "--entity-type", "users", "--entity-name", "bob",
-                     "--entity-type", "clients", "--entity-name", "app")
-    assert rc == 0 and "user-principal 'bob', client-id 'app'" in out and "producer_byte_rate=8192" in out
-
     b.restart()
     check(b.port)
 
     # Removing the last key removes the entity; removing an absent key is fine.
-    assert cli(b, "quotas", "--alter", "--client-default", "--delete", "consumer_byte_rate")[0] == 0
-    assert cli(b, "quotas", "--alter", "--client-default", "--delete", "consumer_byte_rate")[0] == 0
+    remove = [({"client-id": None}, [("consumer_byte_rate", 0, True)])]
+    assert alter(b.port, remove) == [(0, None)]
+    assert alter(b.port, remove) == [(0, None)]
     assert ent(client=None) not in describe(b.port, [])[2]
     b.restart()
     assert ent(client=None) not in describe(b.port, [])[2]
@@ -218,15 +215,57 @@ def test_bad_input_is_refused_as_kafka_does(broker):
     assert describe(p, [("group", ANY, None)])[0] == UNSUPPORTED_VERSION
     assert describe(p, [("user", 7, None)])[0] == UNSUPPORTED_VERSION
 
-    # The CLIs say why and exit 1; bad flags exit 2.
-    rc, _, err = cli(broker, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=1.5")
-    assert rc == 1 and "INVALID_REQUEST" in err and "fractional" in err
-    assert cli(broker, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=abc")[0] == 2
-    assert cli(broker, "quotas", "--alter", "--add", "producer_byte_rate=1")[0] == 2
-    assert cli(broker, "configs", "--alter", "--entity-type", "users", "--add-config",
-               "producer_byte_rate=1")[0] == 2
     # The broker is still serving.
     assert describe(p, [])[0] == 0
+
+
+def test_cli_alter_describe_and_errors(broker):
+    b = broker
+    assert cli(b, "quotas", "--alter", "--user", "alice", "--add",
+               "producer_byte_rate=1024,request_percentage=50")[0] == 0
+    assert cli(b, "quotas", "--alter", "--user-default", "--client-id", "app", "--add",
+               "consumer_byte_rate=2048")[0] == 0
+    assert cli(b, "quotas", "--alter", "--client-default", "--add", "consumer_byte_rate=4096")[0] == 0
+    # kafka-configs' form, and its --user/--client shorthands.
+    rc, out, err = cli(b, "configs", "--alter", "--entity-type", "users", "--entity-name", "bob",
+                       "--entity-type", "clients", "--entity-name", "app", "--add-config",
+                       "producer_byte_rate=8192,controller_mutation_rate=2.5")
+    assert rc == 0, err
+    assert cli(b, "configs", "--alter", "--user", "carol", "--add-config", "consumer_byte_rate=1000")[0] == 0
+    assert describe(b.port, [])[2] == {
+        ent(user="alice"): {"producer_byte_rate": 1024.0, "request_percentage": 50.0},
+        ent(user=None, client="app"): {"consumer_byte_rate": 2048.0},
+        ent(client=None): {"consumer_byte_rate": 4096.0},
+        ent(user="bob", client="app"): {"producer_byte_rate": 8192.0, "controller_mutation_rate": 2.5},
+        ent(user="carol"): {"consumer_byte_rate": 1000.0},
+    }
+    rc, out, _ = cli(b, "quotas", "--describe", "--user", "alice", "--json")
+    assert rc == 0 and json.loads(out)["entries"][0]["quotas"]["request_percentage"] == 50
+    rc, out, _ = cli(b, "quotas", "--describe")
+    assert rc == 0 and len(out.splitlines()) == 5 and "Quota configs for the default client-id are" in out
+    rc, out, _ = cli(b, "configs", "--describe", "--entity-type", "users", "--entity-name", "bob",
+                     "--entity-type", "clients", "--entity-name", "app")
+    assert rc == 0 and "user-principal 'bob', client-id 'app'" in out and "producer_byte_rate=8192" in out
+    # kafka-configs --describe --entity-type users: the users alone (strict).
+    rc, out, _ = cli(b, "configs", "--describe", "--entity-type", "users")
+    assert rc == 0 and len(out.splitlines()) == 2 and "'alice'" in out and "'carol'" in out
+    assert cli(b, "quotas", "--alter", "--user", "alice", "--delete", "request_percentage")[0] == 0
+    assert cli(b, "quotas", "--alter", "--validate-only", "--user", "zed", "--add",
+               "producer_byte_rate=5")[0] == 0
+    got = describe(b.port, [])[2]
+    assert got[ent(user="alice")] == {"producer_byte_rate": 1024.0} and ent(user="zed") not in got
+    # The broker's refusals are printed with its reason and exit 1; bad flags exit 2.
+    rc, _, err = cli(b, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=1.5")
+    assert rc == 1 and "INVALID_REQUEST" in err and "fractional" in err
+    rc, _, err = cli(b, "configs", "--alter", "--user", "a", "--add-config", "bogus=1")
+    assert rc == 1 and "Invalid configuration key bogus" in err
+    assert cli(b, "quotas", "--alter", "--user", "a", "--add", "producer_byte_rate=abc")[0] == 2
+    assert cli(b, "quotas", "--alter", "--add", "producer_byte_rate=1")[0] == 2
+    assert cli(b, "quotas", "--describe", "--user", "a", "--user-default")[0] == 2
+    assert cli(b, "configs", "--alter", "--entity-type", "users", "--add-config",
+               "producer_byte_rate=1")[0] == 2
+    assert cli(b, "configs", "--alter", "--entity-type", "users", "--entity-type", "topics",
+               "--entity-name", "x", "--add-config", "producer_byte_rate=1")[0] == 2
 
 
 def metric(port, name):
@@ -277,15 +316,17 @@ def produce(b, client_id, n, size=1000, stats=None, timeout=60):
 
 
 def create_topic(b):
-    rc, _, err = cli(b, "topics", "--create", "--topic", "q", "--partitions", "1")
-    assert rc == 0, err
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic("q", 1, 1)]).values():
+        f.result(timeout=15)
 
 
 def test_producer_is_held_near_its_quota(broker_factory):
     http = free_port()
     b = broker_factory(dict(FAST_WINDOWS, **{"sluice.http.listeners": "http://127.0.0.1:%d" % http}))
     create_topic(b)
-    assert cli(b, "quotas", "--alter", "--client-id", "qprod", "--add", "producer_byte_rate=%d" % QUOTA)[0] == 0
+    set_quota(b, {"client-id": "qprod"}, producer_byte_rate=QUOTA)
     st = Stats()
     n, size = 1000, 1000  # about 1 MB
     dt = produce(b, "qprod", n, size, stats=st)
@@ -310,7 +351,7 @@ def test_consumer_is_held_near_its_quota(broker_factory):
     create_topic(b)
     n, size = 1000, 1000
     produce(b, "loader", n, size)
-    assert cli(b, "quotas", "--alter", "--client-id", "qcons", "--add", "consumer_byte_rate=%d" % QUOTA)[0] == 0
+    set_quota(b, {"client-id": "qcons"}, consumer_byte_rate=QUOTA)
     st = Stats()
     c = Consumer({"bootstrap.servers": b.bootstrap, "client.id": "qcons", "group.id": "qg",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -343,8 +384,8 @@ def test_specific_quota_wins_over_the_default(broker_factory):
     b = broker_factory(FAST_WINDOWS)
     create_topic(b)
     # Every client id gets 10 KB/s; "vip" has its own 100 MB/s.
-    assert cli(b, "quotas", "--alter", "--client-default", "--add", "producer_byte_rate=10240")[0] == 0
-    assert cli(b, "quotas", "--alter", "--client-id", "vip", "--add", "producer_byte_rate=104857600")[0] == 0
+    set_quota(b, {"client-id": None}, producer_byte_rate=10240)
+    set_quota(b, {"client-id": "vip"}, producer_byte_rate=104857600)
     st = Stats()
     dt = produce(b, "vip", 300, 1000, stats=st)
     assert dt < 5 and st.throttle_max == 0, (dt, st.throttle_max)
@@ -353,7 +394,7 @@ def test_specific_quota_wins_over_the_default(broker_factory):
     assert st.throttle_max > 0
     # A user quota (the default user: these clients are User:ANONYMOUS)
     # wins over both client-id entities.
-    assert cli(b, "quotas", "--alter", "--user", "ANONYMOUS", "--add", "producer_byte_rate=104857600")[0] == 0
+    set_quota(b, {"user": "ANONYMOUS"}, producer_byte_rate=104857600)
     st = Stats()
     dt = produce(b, "plain2", 300, 1000, stats=st)
     assert dt < 5 and st.throttle_max == 0, (dt, st.throttle_max)
@@ -393,7 +434,7 @@ def create_topics_raw(port, ver, name, partitions, client_id):
 
 def test_controller_mutation_rate(broker_factory):
     b = broker_factory(FAST_WINDOWS)
-    assert cli(b, "quotas", "--alter", "--client-id", "mut", "--add", "controller_mutation_rate=1")[0] == 0
+    set_quota(b, {"client-id": "mut"}, controller_mutation_rate=1)
     # A burst of 3 partitions (1/s over 3 windows); the request that goes
     # past it is accepted and throttled for the debt: 3 - 5 = -2 -> ~2 s.
     code, throttle = create_topics_raw(b.port, 6, "m1", 5, b"mut")
@@ -503,7 +544,7 @@ def api_versions_throttle(port, client_id):
 def test_request_percentage_throttles_any_api(broker):
     # A tiny share of one handler thread: a few requests exceed it. The
     # request quota's throttle is at most one window (1 s), as in Kafka.
-    assert cli(broker, "quotas", "--alter", "--client-id", "busy", "--add", "request_percentage=0.0001")[0] == 0
+    set_quota(broker, {"client-id": "busy"}, request_percentage=0.0001)
     got = [api_versions_throttle(broker.port, b"busy") for _ in range(20)]
     assert max(got) > 0 and max(got) <= 1000, got
     assert api_versions_throttle(broker.port, b"idle") == 0
