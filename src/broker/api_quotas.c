@@ -80,6 +80,10 @@ static bool filter_matches(const md_quota *q, const component *c, int32_t n, boo
 static const char *filter_invalid(const component *c, int32_t n, int16_t *err, char *buf, size_t bufn) {
     bool ip = false, other = false;
     *err = KAFKA_ERR_INVALID_REQUEST;
+    /* Three types exist and none may repeat: more is malformed (and the
+     * checks below stay O(1)). */
+    if (n > 3)
+        return "A filter has at most one component per entity type.";
     for (int32_t i = 0; i < n; i++) {
         if (c[i].entity_type.len <= 0)
             return "Invalid empty entity type.";
@@ -208,6 +212,10 @@ static const char *entry_invalid(const alter_entry *e, char *buf, size_t bufn) {
     int32_t n = e->entity_count > 0 ? e->entity_count : 0;
     if (n == 0)
         return "Invalid empty client quota entity";
+    if (n > 3)
+        return "An entity has at most one user, one client-id and one ip component";
+    if (e->ops_count > MD_QUOTA_KEYS_MAX)
+        return "An entry may change at most 32 quota keys";
     bool ip = false;
     for (int32_t i = 0; i < n; i++) {
         kstr t = e->entity[i].entity_type;
