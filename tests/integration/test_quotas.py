@@ -189,6 +189,7 @@ def test_bad_input_is_refused_as_kafka_does(broker):
         ({"user": "a"}, [("connection_creation_rate", 5, False)]),      # an ip key on a user
         ({"user": "a"}, [("producer_byte_rate", 1, False), ("producer_byte_rate", 2, False)]),
         ({"ip": "not-an-ip"}, [("connection_creation_rate", 5, False)]),
+        ({"user": "a"}, [("producer_byte_rate", 1, False)] * 5000),      # more ops than keys exist
     ]
     res = alter(p, bad + [({"user": "ok"}, [("producer_byte_rate", 10, False)])])
     assert [c for c, _ in res[:-1]] == [INVALID_REQUEST] * len(bad), res
