@@ -99,7 +99,7 @@ test-asan: deps-test build-asan
 	    SLUICE_BUILD=$(ASAN) $(PYTHON) -m pytest -q tests/integration; fi
 
 # ThreadSanitizer: any data race makes sluiced exit with 66, which fails the
-# test that stopped it. The sluice CLI's tests (test_cli, test_mirror, test_acls' CLI tests, and the
+# test that stopped it. The sluice CLI's tests (test_cli, test_mirror, test_acls' and test_quotas' CLI tests, and the
 # consumer-protocol test that runs `sluice groups`) are left out (librdkafka
 # is not instrumented, and TSan cannot run it), and so are the memory-growth tests
 # (TSan's shadow memory counts as growth).
@@ -115,7 +115,8 @@ test-tsan: deps-test
 	    --deselect tests/integration/test_net_limits.py::test_unread_old_format_fetch_responses_are_bounded \
 	    --deselect tests/integration/test_consumer_protocol.py::test_classic_tools_describe_a_consumer_group \
 	    --deselect tests/integration/test_acls.py::test_cli_add_list_remove \
-	    --deselect tests/integration/test_acls.py::test_cli_without_authorizer_reports_security_disabled
+	    --deselect tests/integration/test_acls.py::test_cli_without_authorizer_reports_security_disabled \
+	    --deselect tests/integration/test_quotas.py::test_cli_alter_describe_and_errors
 
 fuzz-build: deps-test
 	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON

@@ -73,9 +73,11 @@ static bool fill_created_configs(breq *r, kafka_create_topics_response_creatable
 
 /* Creates (or validates) one topic; fills res. Returns false on memory
  * exhaustion only. */
+#define THROTTLED_MSG "The throttling quota has been exceeded."
+
 static bool create_one(breq *r, const kafka_create_topics_request *req,
                        const kafka_create_topics_request_creatable_topic *q,
-                       kafka_create_topics_response_creatable_topic_result *res) {
+                       kafka_create_topics_response_creatable_topic_result *res, int32_t *made) {
     broker *b = r->b;
     int16_t ver = r->hdr.api_version;
     char msg[TOPICS_API_MSG_MAX] = "";
@@ -209,6 +211,7 @@ static bool create_one(breq *r, const kafka_create_topics_request *req,
             return false;
     }
     if (!req->validate_only) {
+        *made = cr.partitions;
         if (ver >= 7)
             res->topic_id = cr.topic_id;
         LOG_INFO("admin", "created topic '%.*s' (%d partitions) for %s", q->name.len, q->name.ptr,
@@ -249,8 +252,17 @@ breq_status api_create_topics(breq *r) {
                     api_kstr(r, "Authorization failed (CREATE on the cluster or the topic).");
             continue;
         }
-        if (!create_one(r, req, q, res))
+        /* The controller mutation quota (KIP-599): v6+ is refused while it
+         * is exceeded; every version is throttled for what it created. */
+        if (!req->validate_only && breq_mutation_refused(r, r->hdr.api_version >= 6)) {
+            res->error_code = KAFKA_ERR_THROTTLING_QUOTA_EXCEEDED;
+            res->error_message = api_kstr(r, THROTTLED_MSG);
+            continue;
+        }
+        int32_t made = 0;
+        if (!create_one(r, req, q, res, &made))
             return BREQ_CLOSE;
+        breq_mutation_done(r, made);
     }
     resp->topics_count = n;
     return BREQ_DONE;
@@ -333,8 +345,17 @@ breq_status api_delete_topics(breq *r) {
             if (ver >= 6)
                 res->topic_id = t->id;
         }
+        if (breq_mutation_refused(r, ver >= 5)) {
+            res->error_code = KAFKA_ERR_THROTTLING_QUOTA_EXCEEDED;
+            if (ver >= 5)
+                res->error_message = api_kstr(r, THROTTLED_MSG);
+            continue;
+        }
+        int32_t parts = t->n_partitions;
         ctrl_topic_ref ref = {KSTR_NULL, t->id};
         delete_one(r, &ref, res->name, res);
+        if (res->error_code == 0)
+            breq_mutation_done(r, parts);
     }
     md_image_unref(img);
     resp->responses_count = n;
@@ -345,7 +366,8 @@ breq_status api_delete_topics(breq *r) {
 
 static void create_partitions_one(breq *r, const kafka_create_partitions_request *req,
                                   const kafka_create_partitions_request_create_partitions_topic *q,
-                                  kafka_create_partitions_response_create_partitions_topic_result *res) {
+                                  kafka_create_partitions_response_create_partitions_topic_result *res,
+                                  int32_t *added) {
     broker *b = r->b;
     char msg[TOPICS_API_MSG_MAX] = "";
     int rc = 0;
@@ -418,9 +440,11 @@ static void create_partitions_one(breq *r, const kafka_create_partitions_request
     rc = cr.error;
     if (rc != 0)
         snprintf(msg, sizeof msg, "%s", cr.message);
-    if (rc == 0 && !req->validate_only)
+    if (rc == 0 && !req->validate_only) {
+        *added = q->count - have;
         LOG_INFO("admin", "topic '%s' grown from %d to %d partitions for %s", t->name, have, q->count,
                  r->net->peer);
+    }
 done:
     md_image_unref(img);
     res->error_code = (int16_t)rc;
@@ -450,7 +474,14 @@ breq_status api_create_partitions(breq *r) {
             res->error_message = api_kstr(r, "Authorization failed (ALTER on the topic).");
             continue;
         }
-        create_partitions_one(r, req, q, res);
+        if (!req->validate_only && breq_mutation_refused(r, r->hdr.api_version >= 3)) {
+            res->error_code = KAFKA_ERR_THROTTLING_QUOTA_EXCEEDED;
+            res->error_message = api_kstr(r, THROTTLED_MSG);
+            continue;
+        }
+        int32_t added = 0;
+        create_partitions_one(r, req, q, res, &added);
+        breq_mutation_done(r, added);
     }
     resp->results_count = n;
     return BREQ_DONE;

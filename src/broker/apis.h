@@ -72,5 +72,8 @@ breq_status api_describe_user_scram_credentials(breq *r);
 breq_status api_create_acls(breq *r);
 breq_status api_describe_acls(breq *r);
 breq_status api_delete_acls(breq *r);
+/* Client quotas (api_quotas.c) */
+breq_status api_describe_client_quotas(breq *r);
+breq_status api_alter_client_quotas(breq *r);
 
 #endif

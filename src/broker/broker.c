@@ -26,6 +26,7 @@
 #include "broker/observe.h"
 #include "broker/request.h"
 #include "broker/authz.h"
+#include "broker/quota.h"
 #include "broker/sasl.h"
 #include "core/log.h"
 #include "net/tls.h"
@@ -184,6 +185,9 @@ broker *broker_create(const broker_config *cfg) {
     if (fetch_mgr_start(b) != 0)
         goto err;
     if (bauthz_create(cfg, &b->authz) != 0)
+        goto err;
+    b->quota = bquota_create(cfg->quota_window_num, (int64_t)cfg->quota_window_size_seconds * 1000);
+    if (b->quota == NULL)
         goto err;
     bmeta_hooks hooks = {&b->env, b, partition_changed};
     b->meta = bmeta_open(cfg, b->storage, &hooks);
@@ -349,6 +353,7 @@ void broker_destroy(broker *b) {
     tls_server_destroy(b->tls); /* after the servers that used it */
     bsasl_destroy(b->sasl);
     bauthz_destroy(b->authz);
+    bquota_destroy(b->quota);
     storage_ctx_free(b->storage);
     driver_free(b->driver);
     observe_destroy(b);

@@ -32,6 +32,7 @@ struct observe;
 struct tls_server;
 struct bsasl;
 struct bauthz;
+struct bquota;
 
 struct broker {
     const broker_config *cfg;
@@ -43,6 +44,7 @@ struct broker {
     struct tls_server *tls; /* the client listener's TLS context if it is SSL; NULL otherwise */
     struct bsasl *sasl;     /* the client listener's SASL setup if it is SASL_*; NULL otherwise */
     struct bauthz *authz;   /* the authorizer (authz.h); NULL without authorizer.class.name */
+    struct bquota *quota;   /* client quota rates (quota.h) */
     storage_ctx *storage;   /* files and segment descriptor cache of every log */
     /* The metadata log, image, controller and partitions (meta.h). */
     bmeta *meta;

@@ -187,6 +187,8 @@ typedef struct broker_config {
     const char *authorizer_class_name;            /* "" for none, else ACL_AUTHORIZER_CLASS */
     const char *super_users;                      /* "" if none */
     bool allow_everyone_if_no_acl_found;
+    int32_t quota_window_num;          /* quota.window.num */
+    int32_t quota_window_size_seconds; /* quota.window.size.seconds */
     int64_t connections_max_idle_ms;
     int32_t fetch_max_bytes;
 

@@ -489,6 +489,13 @@ static const config_def broker_defs[] = {
     BOOL("allow.everyone.if.no.acl.found", "false", B(allow_everyone_if_no_acl_found), CONFIG_F_ACTIVE,
          "Whether the authorizer allows a request on a resource that has no ACL at all."),
 
+    /* ---- client quotas ---- */
+    INT("quota.window.num", "11", 1, 100, B(quota_window_num), CONFIG_F_ACTIVE,
+        "Samples a client quota's rate is measured over (producer_byte_rate, consumer_byte_rate, "
+        "request_percentage, controller_mutation_rate; docs/security.md)."),
+    INT("quota.window.size.seconds", "1", 1, 3600, B(quota_window_size_seconds), CONFIG_F_ACTIVE,
+        "Length of one sample of a client quota's rate."),
+
     /* ---- logging ---- */
     {.name = "log.level", .type = CONFIG_ENUM, .dflt = "info", .allowed = level_values,
      .field = B(log_level), .flags = CONFIG_F_ACTIVE | CONFIG_F_ICASE | CONFIG_F_SLUICE, .section = "Logging",

@@ -42,6 +42,7 @@ struct bmeta {
     /* Guards the image pointer only (readers take a reference). */
     pthread_mutex_t img_mu;
     md_image *img;
+    atomic_bool has_quotas; /* img holds client quotas (bmeta_has_quotas) */
     /* Start-up only: topic ids the replayed log (or the migrated one)
      * records as removed, and unfinished creations of the old log, so the
      * directories they left are removed rather than set aside. */
@@ -76,11 +77,14 @@ md_image *bmeta_image(bmeta *m) {
     return img;
 }
 
+bool bmeta_has_quotas(bmeta *m) { return atomic_load(&m->has_quotas); }
+
 /* Publishes img (the reference passes to m). */
 static void set_image(bmeta *m, md_image *img) {
     pthread_mutex_lock(&m->img_mu);
     md_image *old = m->img;
     m->img = img;
+    atomic_store(&m->has_quotas, img != NULL && md_quota_set_count(md_image_quotas(img)) > 0);
     pthread_mutex_unlock(&m->img_mu);
     if (old)
         md_image_unref(old);
@@ -1548,5 +1552,11 @@ int bmeta_alter_scram(bmeta *m, const ctrl_scram_op *ops, int32_t n, ctrl_item_r
 int bmeta_alter_acls(bmeta *m, const ctrl_acl_op *ops, int32_t n, ctrl_item_result *out) {
     waiter w = {out, n, false};
     RUNQ(m, &w, ctrl_alter_acls(m->ctrl, ops, n, &w, sl_env_mono_ms(&m->env)));
+    return finish(&w);
+}
+
+int bmeta_alter_quotas(bmeta *m, const ctrl_quota_entry *entries, int32_t n, ctrl_item_result *out) {
+    waiter w = {out, n, false};
+    RUNQ(m, &w, ctrl_alter_quotas(m->ctrl, entries, n, &w, sl_env_mono_ms(&m->env)));
     return finish(&w);
 }

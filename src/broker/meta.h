@@ -63,6 +63,9 @@ int bmeta_close(bmeta *m);
 
 /* The current image, referenced. */
 md_image *bmeta_image(bmeta *m);
+/* Whether the current image holds any client quota: a lock-free test the
+ * request path makes before taking the image for quota enforcement. */
+bool bmeta_has_quotas(bmeta *m);
 const char *bmeta_cluster_id(const bmeta *m);
 parts *bmeta_parts(bmeta *m);
 logmgr *bmeta_logmgr(bmeta *m);
@@ -125,6 +128,8 @@ int bmeta_scram_credential(bmeta *m, const char *user, int mech, struct sasl_scr
 int bmeta_alter_scram(bmeta *m, const ctrl_scram_op *ops, int32_t n, ctrl_item_result *out);
 /* CreateAcls and DeleteAcls through the controller: out[i] for ops[i]. */
 int bmeta_alter_acls(bmeta *m, const ctrl_acl_op *ops, int32_t n, ctrl_item_result *out);
+/* AlterClientQuotas through the controller: out[i] for entries[i]. */
+int bmeta_alter_quotas(bmeta *m, const ctrl_quota_entry *entries, int32_t n, ctrl_item_result *out);
 /* Waits (at most 2 s) until the image holds every named topic: a creation
  * committed elsewhere reaches this node's image a moment later. */
 void bmeta_wait_topics(bmeta *m, const kstr *names, int32_t n);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker/observe_internal.h"
+#include "broker/quota.h"
 #include "core/clock.h"
 #include "core/version.h"
 #include "proto/gen/kafka_msgs.h"
@@ -408,6 +409,36 @@ static void write_process_metrics(broker *b, obs_buf *o) {
           (double)(clock_mono_ns() - b->observe->start_mono_ns) / 1e9);
 }
 
+/* Client quota throttling (quota.h), named after Kafka's JMX types
+ * Produce, Fetch, Request and ControllerMutation (throttle-time). */
+static void write_quota_metrics(broker *b, obs_buf *o) {
+    static const char *const jmx[BQUOTA_KINDS] = {"produce", "fetch", "request", "controllermutation"};
+    bquota_stats st;
+    bquota_get_stats(b->quota, &st);
+    char name[96], help[160];
+    for (int k = 0; k < BQUOTA_KINDS; k++) {
+        const char *what = bquota_kind_name((bquota_kind)k);
+        snprintf(name, sizeof name, "kafka_server_%s_throttle_time_ms_total", jmx[k]);
+        snprintf(help, sizeof help, "Throttle time handed to clients over their %s quota (ms).", what);
+        counter(o, name, help, st.throttle_ms[k]);
+        snprintf(name, sizeof name, "kafka_server_%s_throttled_total", jmx[k]);
+        snprintf(help, sizeof help, "Responses throttled by the %s quota.", what);
+        counter(o, name, help, st.throttled[k]);
+        snprintf(name, sizeof name, "kafka_server_%s_throttle_time_max_ms", jmx[k]);
+        snprintf(help, sizeof help, "Largest throttle time the %s quota handed out since the start (ms).",
+                 what);
+        gauge(o, name, help, (double)st.max_ms[k]);
+    }
+    gauge(o, "sluice_quota_rates", "Quota rates kept (one per quota kind and user or client id measured).",
+          (double)st.rates);
+    if (b->net != NULL) {
+        net_stats ns;
+        net_server_stats(b->net, &ns);
+        counter(o, "sluice_network_throttle_mutes_total",
+                "Times a throttled client's connection was muted for its throttle time.", ns.muted);
+    }
+}
+
 void observe_write_metrics(broker *b, obs_buf *o) {
     assert(b->observe != NULL && b->metrics != NULL);
     int64_t t0 = clock_mono_ns();
@@ -420,6 +451,7 @@ void observe_write_metrics(broker *b, obs_buf *o) {
     write_partition_metrics(b, o, &dropped);
     write_group_metrics(b, o, &dropped);
     write_process_metrics(b, o);
+    write_quota_metrics(b, o);
     uint64_t malformed;
     obs_counters all;
     obs_totals(b->metrics, &all, &malformed);

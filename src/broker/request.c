@@ -17,6 +17,7 @@
 #include "broker/apis.h"
 #include "broker/broker.h"
 #include "broker/meta.h"
+#include "broker/quota.h"
 #include "broker/rpc.h"
 #include "broker/sasl.h"
 #include "core/log.h"
@@ -91,6 +92,8 @@ static const broker_api broker_apis[] = {
     {KAFKA_API_DESCRIBE_ACLS, 0, 3, api_describe_acls},
     {KAFKA_API_CREATE_ACLS, 0, 3, api_create_acls},
     {KAFKA_API_DELETE_ACLS, 0, 3, api_delete_acls},
+    {KAFKA_API_DESCRIBE_CLIENT_QUOTAS, 0, 1, api_describe_client_quotas},
+    {KAFKA_API_ALTER_CLIENT_QUOTAS, 0, 1, api_alter_client_quotas},
 };
 
 const broker_api *broker_api_lookup(int16_t key) {
@@ -302,7 +305,99 @@ static void account(breq *r, int64_t now, bool closed) {
     }
 }
 
+static bool inter_node_api(int16_t key);
+
+static bool follower_fetch(const breq *r) {
+    const kafka_fetch_request *req = r->req;
+    return (r->hdr.api_version >= 15 ? req->replica_state.replica_id : req->replica_id) >= 0;
+}
+
+/* The quota user: the principal's name without "User:" (ANONYMOUS). */
+static const char *quota_user(breq *r) {
+    const char *p = bsasl_principal(r);
+    return strncmp(p, "User:", 5) == 0 ? p + 5 : p;
+}
+
+static kstr quota_client(const breq *r) { return r->hdr.client_id.len > 0 ? r->hdr.client_id : kstr_c(""); }
+
+static bool mutation_quota_applies(const breq *r) {
+    return r->b->quota != NULL && r->b->meta != NULL && !r->controller_listener &&
+           bmeta_has_quotas(r->b->meta);
+}
+
+bool breq_mutation_refused(breq *r, bool strict) {
+    if (!strict || !mutation_quota_applies(r))
+        return false;
+    md_image *img = bmeta_image(r->b->meta);
+    int64_t now = clock_mono_ns() / 1000000;
+    bool over = bquota_mutation_exceeded(r->b->quota, img, quota_user(r), quota_client(r), now);
+    if (over) {
+        int64_t wait = bquota_mutation_wait_ms(r->b->quota, img, quota_user(r), quota_client(r), now);
+        if (wait > r->throttle_ms)
+            r->throttle_ms = wait;
+    }
+    md_image_unref(img);
+    return over;
+}
+
+void breq_mutation_done(breq *r, int32_t n) {
+    if (n <= 0 || !mutation_quota_applies(r))
+        return;
+    md_image *img = bmeta_image(r->b->meta);
+    int64_t t = bquota_record(r->b->quota, img, BQUOTA_MUTATION, quota_user(r), quota_client(r), (double)n,
+                              clock_mono_ns() / 1000000);
+    md_image_unref(img);
+    if (t > r->throttle_ms)
+        r->throttle_ms = t;
+}
+
+/* Client quotas (quota.h): records r against the quotas of its user and
+ * client id and returns the throttle time, the largest any of them earns.
+ * Produce counts the request's bytes, a consumer's Fetch the response's,
+ * every request its handler time (request_percentage). Exempt, as in
+ * Kafka: the controller listener, the quorum's and brokers' own APIs, and
+ * follower fetches (replication has its own quotas in Kafka). */
+static int64_t quota_throttle(breq *r) {
+    if (r->b->quota == NULL || r->b->meta == NULL || r->controller_listener || r->api == NULL ||
+        inter_node_api(r->hdr.api_key) || !bmeta_has_quotas(r->b->meta))
+        return 0;
+    md_image *img = bmeta_image(r->b->meta);
+    if (img == NULL)
+        return 0;
+    if (md_quota_set_count(md_image_quotas(img)) == 0) {
+        md_image_unref(img);
+        return 0;
+    }
+    const char *user = quota_user(r);
+    kstr cid = quota_client(r);
+    int64_t now_ns = clock_mono_ns(), now = now_ns / 1000000, t = 0, x;
+    int16_t key = r->hdr.api_key;
+    if (key == KAFKA_API_PRODUCE) {
+        x = bquota_record(r->b->quota, img, BQUOTA_PRODUCE, user, cid, (double)r->net->len, now);
+        t = x > t ? x : t;
+    } else if (key == KAFKA_API_FETCH && r->req != NULL && !follower_fetch(r)) {
+        double bytes = r->resp ? (double)r->api->response_size(r->hdr.api_version, r->resp) : 0;
+        x = bquota_record(r->b->quota, img, BQUOTA_FETCH, user, cid, bytes, now);
+        t = x > t ? x : t;
+    } else if (key == KAFKA_API_FETCH) {
+        md_image_unref(img);
+        return 0;
+    }
+    /* The handler's own time, a long poll's wait left out. */
+    int64_t end = r->local_end_ns > 0 ? r->local_end_ns : now_ns;
+    double pct = (double)(end - r->start_ns) * 100.0 / 1e9;
+    x = bquota_record(r->b->quota, img, BQUOTA_REQUEST, user, cid, pct > 0 ? pct : 0, now);
+    t = x > t ? x : t;
+    md_image_unref(img);
+    return t > INT32_MAX ? INT32_MAX : t;
+}
+
 void breq_complete(breq *r) {
+    int64_t throttle = quota_throttle(r);
+    if (r->throttle_ms > throttle)
+        throttle = r->throttle_ms > INT32_MAX ? INT32_MAX : r->throttle_ms;
+    if (throttle > 0)
+        bquota_set_throttle_field(r->hdr.api_key, r->hdr.api_version, r->resp, (int32_t)throttle);
     net_response *out = encode_response(r);
     int64_t now = clock_mono_ns();
     if (r->b->metrics != NULL && r->b->metrics->enabled)
@@ -312,6 +407,8 @@ void breq_complete(breq *r) {
     LOG_DEBUG("broker", "%s v%d from %s (client %.*s, correlation %d) took %lld us", r->api->name,
               r->hdr.api_version, r->net->peer, r->hdr.client_id.len > 0 ? r->hdr.client_id.len : 0,
               r->hdr.client_id.len > 0 ? r->hdr.client_id.ptr : "", r->hdr.correlation_id, (long long)us);
+    if (throttle > 0 && out != NULL)
+        net_request_mute(r->net, throttle);
     net_respond(r->net, out, out == NULL || r->close_after_response);
     breq_free(r);
 }
@@ -361,7 +458,8 @@ static bool forwarded_api(int16_t key) {
            key == KAFKA_API_CREATE_PARTITIONS || key == KAFKA_API_ALTER_CONFIGS ||
            key == KAFKA_API_INCREMENTAL_ALTER_CONFIGS || key == KAFKA_API_ELECT_LEADERS ||
            key == KAFKA_API_UNREGISTER_BROKER || key == KAFKA_API_ALTER_USER_SCRAM_CREDENTIALS ||
-           key == KAFKA_API_UPDATE_FEATURES || key == KAFKA_API_CREATE_ACLS || key == KAFKA_API_DELETE_ACLS;
+           key == KAFKA_API_UPDATE_FEATURES || key == KAFKA_API_CREATE_ACLS || key == KAFKA_API_DELETE_ACLS ||
+           key == KAFKA_API_ALTER_CLIENT_QUOTAS;
 }
 
 static bool inter_node_api(int16_t key) {
@@ -563,10 +661,15 @@ static void handle(broker *b, net_request *nr, bool controller_listener) {
     case BREQ_DONE:
         breq_complete(r);
         break;
-    case BREQ_NO_RESPONSE:
+    case BREQ_NO_RESPONSE: {
+        /* acks=0: nothing to tell the client; the mute alone throttles it. */
+        int64_t throttle = quota_throttle(r);
+        if (throttle > 0)
+            net_request_mute(nr, throttle);
         net_respond(nr, NULL, false);
         breq_free(r);
         break;
+    }
     case BREQ_CLOSE:
         breq_close(r, true);
         break;

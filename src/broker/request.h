@@ -75,6 +75,9 @@ typedef struct breq {
     struct md_image *authz_img;
     const char *authz_principal;
     char authz_host[64];
+    /* Throttle time a handler earned for r (the controller mutation quota);
+     * request.c answers with the largest of it and the other quotas'. */
+    int64_t throttle_ms;
 } breq;
 
 typedef enum breq_status {
@@ -104,6 +107,18 @@ bool broker_api_range(int16_t key, int16_t *min, int16_t *max);
 void broker_handle_request(void *ctx, net_request *nr);
 /* The same for a controller listener (controller.listener.names). */
 void broker_handle_controller_request(void *ctx, net_request *nr);
+
+/* The controller mutation quota (broker/quota.h) for CreateTopics,
+ * CreatePartitions and DeleteTopics, where the request is handled (a
+ * request forwarded to the active controller arrives there on the
+ * controller listener, which quotas do not cover: see docs/security.md).
+ * breq_mutation_refused: with strict (the versions that know
+ * THROTTLING_QUOTA_EXCEEDED), whether the quota is exceeded now; the topic
+ * is then refused and r throttled until it is not. breq_mutation_done:
+ * records n partitions created or deleted, throttling r if that passes the
+ * quota. Neither counts validate-only requests (the caller skips them). */
+bool breq_mutation_refused(breq *r, bool strict);
+void breq_mutation_done(breq *r, int32_t n);
 
 /* Finishes an asynchronous request: encodes r->resp and sends it, then frees r. */
 void breq_complete(breq *r);

@@ -2020,6 +2020,78 @@ void ctrl_alter_acls(controller *c, const ctrl_acl_op *ops, int32_t n, void *tok
     check_invariants(c);
 }
 
+/* ---- client quotas ------------------------------------------------------------------------ */
+
+void ctrl_alter_quotas(controller *c, const ctrl_quota_entry *entries, int32_t n, void *token, int64_t now) {
+    check_invariants(c);
+    if (n < 0)
+        n = 0;
+    ctrl_item_result *items = items_new(c, CTRL_ALTER_QUOTAS, n, token);
+    if (items == NULL)
+        return;
+    if (too_many(items, n)) {
+        finish(c, token, CTRL_ALTER_QUOTAS, items, n, (ctrl_append_result){0, -1}, false, now);
+        return;
+    }
+    rbatch b;
+    rb_init(&b);
+    for (int32_t i = 0; i < n; i++) {
+        const ctrl_quota_entry *e = &entries[i];
+        const char *why = md_quota_entity_invalid(e->entity, e->n_entity);
+        if (why == NULL && e->n_ops > MD_QUOTA_KEYS_MAX)
+            why = "an entry may change at most 32 keys";
+        for (int32_t k = 0; why == NULL && k < e->n_ops; k++)
+            if (e->ops[k].key.len <= 0 || e->ops[k].key.len > MD_QUOTA_KEY_NAME_MAX)
+                why = "a quota key is empty or too long";
+        char ekey[MD_QUOTA_EKEY_MAX];
+        if (why == NULL && md_quota_key(e->entity, e->n_entity, ekey) < 0)
+            why = "the entity is not valid";
+        if (why == NULL && md_quota_set_find(md_delta_quotas(c->view), ekey) == NULL &&
+            md_quota_set_count(md_delta_quotas(c->view)) >= MD_QUOTA_ENTITIES_MAX)
+            why = "the cluster keeps quotas for at most 100000 entities";
+        if (why != NULL) {
+            items[i].error = KAFKA_ERR_INVALID_REQUEST;
+            msgf(&items[i], "%s", why);
+            continue;
+        }
+        kafka_client_quota_record_entity_data ent[2];
+        for (int32_t k = 0; k < e->n_entity; k++) {
+            kafka_client_quota_record_entity_data_init(&ent[k]);
+            ent[k].entity_type = e->entity[k].type;
+            ent[k].entity_name = e->entity[k].name;
+        }
+        for (int32_t k = 0; k < e->n_ops; k++) {
+            const ctrl_quota_op *op = &e->ops[k];
+            char key[MD_QUOTA_KEY_NAME_MAX + 1];
+            memcpy(key, op->key.ptr, (size_t)op->key.len);
+            key[op->key.len] = '\0';
+            double cur;
+            bool set = md_quota_get(md_quota_set_find(md_delta_quotas(c->view), ekey), key, &cur);
+            if (op->remove ? !set : set && cur == op->value)
+                continue; /* nothing changes: no record */
+            kafka_client_quota_record r;
+            kafka_client_quota_record_init(&r);
+            r.entity = ent;
+            r.entity_count = e->n_entity;
+            r.key = op->key;
+            r.value = op->remove ? 0 : op->value;
+            r.remove = op->remove;
+            rb_add(c, &b, KAFKA_MREC_CLIENT_QUOTA, &r);
+        }
+    }
+    bool sent = false;
+    ctrl_append_result ar = {0, -1};
+    if (b.n == 0) {
+        rebuild_view(c);
+    } else {
+        ar = rb_send(c, &b);
+        sent = true;
+    }
+    rb_free(&b);
+    finish(c, token, CTRL_ALTER_QUOTAS, items, n, ar, sent, now);
+    check_invariants(c);
+}
+
 /* ---- broker registration ----------------------------------------------------------------- */
 
 static void restarted_partitions(controller *c, rbatch *b, int32_t id);

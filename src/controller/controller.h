@@ -190,6 +190,7 @@ typedef enum ctrl_kind {
     CTRL_ALTER_SCRAM,
     CTRL_UPDATE_FEATURES,
     CTRL_ALTER_ACLS,
+    CTRL_ALTER_QUOTAS,
 } ctrl_kind;
 
 /* items is NULL with n == 0 when the controller ran out of memory: every
@@ -273,6 +274,25 @@ typedef struct ctrl_acl_op {
 /* One item per op, in order: INVALID_REQUEST for a binding that
  * acl_binding_invalid refuses, with its reason. */
 void ctrl_alter_acls(controller *c, const ctrl_acl_op *ops, int32_t n, void *token, int64_t now);
+
+/* One entry of AlterClientQuotas: an entity (one or two components, a
+ * null name for the default) and the keys to set or remove. The handler
+ * has checked the keys and values; the controller writes one
+ * ClientQuotaRecord per op that changes something. */
+typedef struct ctrl_quota_op {
+    kstr key;
+    double value;
+    bool remove;
+} ctrl_quota_op;
+typedef struct ctrl_quota_entry {
+    md_quota_comp entity[2];
+    int32_t n_entity;
+    const ctrl_quota_op *ops;
+    int32_t n_ops;
+} ctrl_quota_entry;
+/* One item per entry, in order: INVALID_REQUEST for an entity or key the
+ * quota set refuses, with its reason. */
+void ctrl_alter_quotas(controller *c, const ctrl_quota_entry *entries, int32_t n, void *token, int64_t now);
 
 /* AllocateProducerIds: a block of CTRL_PRODUCER_ID_BLOCK producer ids for
  * a broker, recorded with a ProducerIdsRecord so that no id is handed out

@@ -49,6 +49,7 @@ struct md_image {
     int64_t ignored;
     struct md_scram_set *scram; /* shared between images until changed; NULL: none */
     acl_set *acls;              /* the same; NULL: none */
+    md_quota_set *quotas;       /* the same; NULL: none */
 };
 
 /* The SCRAM credentials, copied on the first change in a delta (there are
@@ -62,7 +63,7 @@ typedef struct md_scram_set {
 struct md_delta {
     md_image *base;
     md_image *work; /* refs == 0 until published */
-    bool topics_copied, resources_copied, scram_copied, acls_copied;
+    bool topics_copied, resources_copied, scram_copied, acls_copied, quotas_copied;
     int32_t holes;
     int32_t applied;
 };
@@ -467,6 +468,7 @@ static void image_free(md_image *img) {
     free(img->resources);
     scram_unref(img->scram);
     acl_set_unref(img->acls);
+    md_quota_set_unref(img->quotas);
     free(img);
 }
 
@@ -612,6 +614,7 @@ md_delta *md_delta_begin(md_image *base) {
     if (w->scram)
         atomic_fetch_add(&w->scram->refs, 1);
     w->acls = acl_set_ref(base->acls);
+    w->quotas = md_quota_set_ref(base->quotas);
     if (base->n_brokers) {
         w->brokers = calloc((size_t)base->n_brokers, sizeof *w->brokers);
         if (w->brokers == NULL)
@@ -1448,6 +1451,45 @@ static int apply_remove_acl(md_delta *d, const kafka_remove_access_control_entry
 const acl_set *md_image_acls(const md_image *img) { return img->acls; }
 const acl_set *md_delta_acls(const md_delta *d) { return d->work->acls; }
 
+/* The delta's own copy of the quotas (once per delta). */
+static bool own_quotas(md_delta *d) {
+    if (d->quotas_copied)
+        return true;
+    md_quota_set *ns = md_quota_set_copy(d->work->quotas);
+    if (ns == NULL)
+        return false;
+    md_quota_set_unref(d->work->quotas);
+    d->work->quotas = ns;
+    d->quotas_copied = true;
+    return true;
+}
+
+static int apply_client_quota(md_delta *d, const kafka_client_quota_record *r, char *err, size_t errn) {
+    md_quota_comp comp[2];
+    int32_t n = r->entity_count;
+    for (int32_t i = 0; i < n && i < 2; i++)
+        comp[i] = (md_quota_comp){r->entity[i].entity_type, r->entity[i].entity_name};
+    const char *why =
+        n >= 1 && n <= 2 ? md_quota_entity_invalid(comp, n) : "an entity has one or two components";
+    if (why == NULL && !text_ok(r->key))
+        why = "the key holds a NUL byte";
+    if (why != NULL) {
+        seterr(err, errn, "ClientQuotaRecord: %s", why);
+        return MD_EINVAL;
+    }
+    if (!own_quotas(d))
+        return MD_ENOMEM;
+    int rc = md_quota_set_apply(d->work->quotas, comp, n, r->key, r->value, r->remove, &why);
+    if (rc == -1 || rc == -2) {
+        seterr(err, errn, "ClientQuotaRecord: %s", why);
+        return MD_EINVAL;
+    }
+    return rc == 0 ? MD_OK : MD_ENOMEM;
+}
+
+const md_quota_set *md_image_quotas(const md_image *img) { return img->quotas; }
+const md_quota_set *md_delta_quotas(const md_delta *d) { return d->work->quotas; }
+
 int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
     if (err && errn)
         err[0] = '\0';
@@ -1504,6 +1546,9 @@ int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
     case KAFKA_MREC_REMOVE_ACCESS_CONTROL_ENTRY:
         rc = apply_remove_acl(d, rec->body, err, errn);
         break;
+    case KAFKA_MREC_CLIENT_QUOTA:
+        rc = apply_client_quota(d, rec->body, err, errn);
+        break;
     case KAFKA_MREC_NO_OP:
         rc = MD_OK;
         break;
@@ -1512,7 +1557,7 @@ int md_apply(md_delta *d, const mdrec *rec, char *err, size_t errn) {
             seterr(err, errn, "unknown metadata record type %d", rec->type);
             rc = MD_EINVAL;
         } else {
-            /* Known but not kept yet (quotas, tokens,
+            /* Known but not kept yet (tokens,
              * transactions, controller registrations). */
             d->work->ignored++;
             rc = MD_OK;
@@ -1645,6 +1690,26 @@ int md_image_records(const md_image *img, md_record_fn fn, void *ctx) {
         r.permission_type = e->permission;
         if ((rc = emit(fn, ctx, KAFKA_MREC_ACCESS_CONTROL_ENTRY, &r)) != 0)
             return rc;
+    }
+    for (int32_t i = 0; i < md_quota_set_count(img->quotas); i++) {
+        const md_quota *q = md_quota_set_at(img->quotas, i);
+        kafka_client_quota_record_entity_data ent[2];
+        for (int32_t k = 0; k < q->n_parts; k++) {
+            kafka_client_quota_record_entity_data_init(&ent[k]);
+            ent[k].entity_type = kstr_c(q->parts[k].type);
+            ent[k].entity_name = q->parts[k].name ? kstr_c(q->parts[k].name) : KSTR_NULL;
+        }
+        for (int32_t k = 0; k < q->n_values; k++) {
+            kafka_client_quota_record r;
+            kafka_client_quota_record_init(&r);
+            r.entity = ent;
+            r.entity_count = q->n_parts;
+            r.key = kstr_c(q->values[k].key);
+            r.value = q->values[k].value;
+            r.remove = false;
+            if ((rc = emit(fn, ctx, KAFKA_MREC_CLIENT_QUOTA, &r)) != 0)
+                return rc;
+        }
     }
     if (img->next_producer_id > 0) {
         kafka_producer_ids_record r;
@@ -1779,6 +1844,11 @@ bool md_image_equal(const md_image *a, const md_image *b, char *why, size_t whyn
             seterr(why, whyn, "ACL %d (%s %s) differs", i, acl_resource_type_name(x->resource_type), x->name);
             return false;
         }
+    }
+    if (!md_quota_set_equal(a->quotas, b->quotas)) {
+        seterr(why, whyn, "client quotas differ (%d entities against %d)", md_quota_set_count(a->quotas),
+               md_quota_set_count(b->quotas));
+        return false;
     }
     return true;
 }

@@ -12,8 +12,9 @@
  * the SCRAM credentials of users (UserScramCredentialRecord: salt, stored
  * key, server key, iterations per user and mechanism), and the ACLs
  * (AccessControlEntryRecord, removed by id with RemoveAccessControlEntryRecord,
- * held as a security/acl.h set). Quotas and delegation tokens are accepted
- * and counted but not kept yet (their issues add them here).
+ * held as a security/acl.h set), and the client quotas (ClientQuotaRecord,
+ * held as a metadata/quotas.h set). Delegation tokens are accepted and
+ * counted but not kept yet (their issue adds them here).
  *
  * Immutability. A published md_image never changes; it is reference
  * counted, and a reader takes one image for a whole request, so it never
@@ -41,8 +42,8 @@
  *
  * Snapshots. md_image_records() walks the records that rebuild the image
  * from empty (features, brokers, topics with partitions, configs, SCRAM
- * credentials, ACLs, producer ids), in an order md_apply accepts; md_image_equal() compares two images
- * (tests check that a snapshot reloads into an equal image).
+ * credentials, ACLs, client quotas, producer ids), in an order md_apply accepts; md_image_equal() compares
+ * two images (tests check that a snapshot reloads into an equal image).
  *
  * Thread-safety: a published image may be read from any thread. A delta is
  * owned by one thread until published.
@@ -55,6 +56,7 @@
 #include <stdint.h>
 
 #include "metadata/records.h"
+#include "metadata/quotas.h"
 #include "security/acl.h"
 #include "proto/wire.h"
 
@@ -210,6 +212,10 @@ const md_scram *md_image_scram_at(const md_image *img, int32_t i);
  * lives as long as the image. */
 const acl_set *md_image_acls(const md_image *img);
 
+/* The client quotas (NULL when there are none; md_quota_set_count(NULL) is
+ * 0). The set lives as long as the image. */
+const md_quota_set *md_image_quotas(const md_image *img);
+
 /* The first producer id not yet handed out (0 when none was). */
 int64_t md_image_next_producer_id(const md_image *img);
 
@@ -242,6 +248,7 @@ int64_t md_delta_next_producer_id(const md_delta *d);
 const md_scram *md_delta_scram(const md_delta *d, const char *name, int8_t mechanism);
 const md_broker *md_delta_broker(const md_delta *d, int32_t id);
 const acl_set *md_delta_acls(const md_delta *d);
+const md_quota_set *md_delta_quotas(const md_delta *d);
 
 /* ---- snapshots and comparison -------------------------------------------- */
 

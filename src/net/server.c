@@ -202,6 +202,7 @@ typedef struct request_box {
     bool close_after;
     size_t frame_cap;     /* bytes allocated behind the header, charged to both budgets */
     size_t resp_reserved; /* response budget reserved by the handler (net_request_reserve) */
+    int64_t mute_ms;      /* net_request_mute: the connection is not read this long after */
 } request_box;
 
 struct net_conn {
@@ -226,6 +227,7 @@ struct net_conn {
     int64_t frame_start_ms; /* first byte of the frame being read; 0 if none */
     bool stalled;           /* on t->stalled: waits for memory or queue space */
     bool in_handler;        /* a request of ours is with the handler */
+    int64_t muted_until_ms; /* throttled (net_request_mute): not read before; 0: not muted */
 
     /* writing */
     net_response *out;
@@ -299,7 +301,8 @@ struct net_server {
 
     struct {
         atomic_uint_fast64_t accepted, rejected, rejected_per_ip, accept_errors, requests, oversize,
-            idle_closed, read_timeouts, tls_failures, tls_mismatch, bytes_in, bytes_out, reserve_refused;
+            idle_closed, read_timeouts, tls_failures, tls_mismatch, bytes_in, bytes_out, reserve_refused,
+            muted;
         /* time the threads spent waiting for work (metrics: idle ratios) */
         atomic_uint_fast64_t net_idle_ns, io_idle_ns;
     } st;
@@ -902,6 +905,17 @@ static void conn_read(net_conn *c) {
     net_server *s = c->t->s;
     if (c->tls_handshaking && (c->closed || !conn_handshake(c)))
         return;
+    /* A throttled client's next request waits for the end of its throttle
+     * time (KIP-219): the connection sits on the stalled list, retried
+     * every NET_STALL_RETRY_MS, with no read interest. */
+    if (c->muted_until_ms != 0) {
+        if (clock_mono_ms() < c->muted_until_ms) {
+            conn_stall(c);
+            return;
+        }
+        c->muted_until_ms = 0;
+        set_interest(c, EPOLLIN);
+    }
     /* TLS hands over one record (at most 16 KiB) per read: more rounds. */
     int max_rounds = c->tls ? 64 : 16;
     for (int rounds = 0; rounds < max_rounds && !c->closed && !c->in_handler && !c->stalled; rounds++) {
@@ -1108,6 +1122,7 @@ static void conn_complete(net_thread *t, request_box *b) {
     atomic_fetch_sub(&s->busy, 1);
     net_response *resp = b->resp;
     bool close_after = b->close_after;
+    int64_t mute_ms = b->mute_ms;
     box_free(s, b);
     if (c->closed) {
         net_response_free(resp);
@@ -1117,6 +1132,10 @@ static void conn_complete(net_thread *t, request_box *b) {
     c->in_handler = false;
     conn_unref(c);
     c->close_after_write = close_after;
+    if (mute_ms > 0) {
+        c->muted_until_ms = clock_mono_ms() + mute_ms;
+        atomic_fetch_add(&s->st.muted, 1);
+    }
     if (resp == NULL || resp->count == 0) {
         net_response_free(resp);
         if (close_after) {
@@ -1164,6 +1183,11 @@ void net_request_unreserve(net_request *req, size_t n) {
     assert(n <= b->resp_reserved);
     b->resp_reserved -= n;
     atomic_fetch_sub(&req->conn->t->s->resp_held, n);
+}
+
+void net_request_mute(net_request *req, int64_t ms) {
+    request_box *b = (request_box *)req;
+    b->mute_ms = ms > 0 ? ms : 0;
 }
 
 void net_respond(net_request *req, net_response *resp, bool close_after) {
@@ -1767,6 +1791,7 @@ void net_server_stats(net_server *s, net_stats *out) {
     out->read_timeouts = atomic_load(&s->st.read_timeouts);
     out->tls_failures = atomic_load(&s->st.tls_failures);
     out->tls_mismatch = atomic_load(&s->st.tls_mismatch);
+    out->muted = atomic_load(&s->st.muted);
     out->bytes_in = atomic_load(&s->st.bytes_in);
     out->bytes_out = atomic_load(&s->st.bytes_out);
     out->request_bytes_held = atomic_load(&s->inflight_bytes);

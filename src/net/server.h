@@ -14,7 +14,10 @@
  * therefore go out in request order, a pipelining client is served one
  * request after another, and a client that never reads its responses stops
  * being read from. When the handler queue is full, frames wait on their
- * connection (which stops being read) instead of piling up.
+ * connection (which stops being read) instead of piling up. A handler may
+ * also mute a connection for a while after its response
+ * (net_request_mute): client quota throttling, as Kafka mutes a throttled
+ * client's channel.
  *
  * Request memory. A frame's buffer grows as its bytes arrive: it is first
  * sized by the bytes the socket holds (at least NET_FRAME_MIN), then doubles
@@ -229,6 +232,13 @@ typedef void (*net_handler_fn)(void *ctx, net_request *req);
  * req. */
 void net_respond(net_request *req, net_response *resp, bool close_after);
 
+/* Mutes req's connection for ms once its response is queued: the
+ * connection's next frame is not read before then (KIP-219: a throttled
+ * client is answered at once, with throttle_time_ms, and its channel is
+ * muted after). A hang-up while muted is seen when the mute ends. Call
+ * before net_respond(). */
+void net_request_mute(net_request *req, int64_t ms);
+
 /* Reserves n bytes of the server's budget for held responses for the
  * response req will get. False if that would pass the budget (unless nothing
  * but req's own reservation is held, so a budget below one answer still makes
@@ -262,6 +272,7 @@ typedef struct net_stats {
     uint64_t read_timeouts; /* closed: a frame did not arrive within request_read_timeout_ms */
     uint64_t tls_failures;  /* TLS handshakes that failed or timed out, plaintext on a TLS listener */
     uint64_t tls_mismatch;  /* TLS handshakes opened on a plaintext listener */
+    uint64_t muted;         /* connections muted for a throttle (net_request_mute) */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t request_bytes_held;  /* now: frame memory charged */

@@ -86,6 +86,7 @@ int cmd_configs(int argc, char **argv);
 int cmd_perf(int argc, char **argv);
 int cmd_log_dirs(int argc, char **argv);
 int cmd_acls(int argc, char **argv);
+int cmd_quotas(int argc, char **argv);
 int cmd_transactions(int argc, char **argv);
 int cmd_mirror(int argc, char **argv);
 int cmd_mirror_dump(int argc, char **argv); /* `sluice mirror dump` */

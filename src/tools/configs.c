@@ -10,6 +10,12 @@
  * with AlterConfigs through librdkafka - the read-modify-write kafka-configs
  * did before the incremental API, where two operators altering one entity in
  * the same round trip can lose an update.
+ *
+ * Client quotas take kafka-configs' form too: --entity-type users and/or
+ * --entity-type clients, each followed by --entity-name or
+ * --entity-default, go to tools/quotas.c (DescribeClientQuotas and
+ * AlterClientQuotas); --describe without a name lists every entity of the
+ * type.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -18,21 +24,27 @@
 #include "proto/gen/kafka_msgs.h"
 #include "tools/kclient.h"
 #include "tools/kraw.h"
+#include "tools/quotas.h"
 
 #define CONFIGS_MAX_ENTRIES 512
 
 static const char configs_help[] =
     "Usage: sluice configs --bootstrap-server H:P --describe|--alter --entity-type topics|brokers\n"
     "                      --entity-name NAME [options]\n"
+    "       sluice configs --bootstrap-server H:P --describe|--alter --entity-type users|clients\n"
+    "                      (--entity-name NAME | --entity-default) [--entity-type clients ...]\n"
     "\n"
     "Options:\n"
     "  --describe              show configs (those not at their default; --all for every one)\n"
     "  --alter                 change configs with --add-config / --delete-config\n"
-    "  --entity-type T         topics or brokers\n"
-    "  --entity-name NAME      topic name or broker id\n"
+    "  --entity-type T         topics, brokers, users or clients (users and clients: client\n"
+    "                          quotas; both may be given, each with its name or default)\n"
+    "  --entity-name NAME      topic name, broker id, user or client id (of the type before it)\n"
     "  --topic NAME            same as --entity-type topics --entity-name NAME\n"
     "  --broker ID             same as --entity-type brokers --entity-name ID\n"
-    "  --entity-default        brokers: the cluster-wide default entity\n"
+    "  --entity-default        brokers: the cluster-wide default entity; users, clients: the\n"
+    "                          default user or client id\n"
+    "  --user NAME, --client ID  same as --entity-type users|clients --entity-name NAME\n"
     "  --add-config k=v,k2=v2  set configs (a value with commas goes in brackets: k=[a,b])\n"
     "  --delete-config k,k2    return configs to their defaults\n"
     "  --all                   describe: include configs at their default value\n"
@@ -47,7 +59,9 @@ static const char configs_help[] =
     "  sluice configs --bootstrap-server localhost:9092 --alter --topic orders \\\n"
     "      --add-config retention.ms=86400000,cleanup.policy=compact\n"
     "  sluice configs --bootstrap-server localhost:9092 --alter --topic orders --delete-config retention.ms\n"
-    "  sluice configs --bootstrap-server localhost:9092 --describe --broker 1 --all --json\n";
+    "  sluice configs --bootstrap-server localhost:9092 --describe --broker 1 --all --json\n"
+    "  sluice configs --bootstrap-server localhost:9092 --alter --entity-type users --entity-name alice \\\n"
+    "      --add-config producer_byte_rate=1048576\n";
 
 typedef struct kv {
     char *name;
@@ -63,6 +77,11 @@ typedef struct configs_args {
     int nadds;
     char *dels[CONFIGS_MAX_ENTRIES];
     int ndels;
+    /* --entity-type users/clients: a client quota entity */
+    bool quota;
+    int quota_last; /* 'u' or 'c': the type --entity-name/--entity-default name */
+    bool user_named, client_named;
+    quota_entity qe;
 } configs_args;
 
 /* Splits "a=1,b=[x,y]" into entries (commas inside brackets stay). The
@@ -384,6 +403,34 @@ out:
     return rc;
 }
 
+/* --entity-type users/clients: client quotas (tools/quotas.c). */
+static int configs_quotas(configs_args *a) {
+    if (a->alter && ((a->qe.has_user && !a->user_named) || (a->qe.has_client && !a->client_named)))
+        return cli_usage_err("configs", "--alter of users or clients needs --entity-name or --entity-default "
+                                        "after each --entity-type");
+    if (a->alter && a->nadds == 0 && a->ndels == 0)
+        return cli_usage_err("configs", "--alter needs --add-config or --delete-config");
+    if (a->describe && (a->nadds || a->ndels))
+        return cli_usage_err("configs", "--add-config/--delete-config go with --alter");
+    int rc = kc_check(&a->k);
+    if (rc != CLI_OK)
+        return rc;
+    if (a->describe)
+        return quotas_describe(&a->k, &a->qe, true, a->json); /* kafka-configs: containsOnly */
+    static quota_changes q;
+    memset(&q, 0, sizeof q);
+    for (int i = 0; i < a->nadds; i++) {
+        char buf[600];
+        snprintf(buf, sizeof buf, "%s=%s", a->adds[i].name, a->adds[i].value);
+        if ((rc = quotas_parse_changes("configs", &q, buf, true)) != CLI_OK)
+            return rc;
+    }
+    for (int i = 0; i < a->ndels; i++)
+        if ((rc = quotas_parse_changes("configs", &q, a->dels[i], false)) != CLI_OK)
+            return rc;
+    return quotas_alter(&a->k, &a->qe, &q, false, a->json);
+}
+
 static void free_args(configs_args *a) {
     for (int i = 0; i < a->nadds; i++)
         free(a->adds[i].name);
@@ -392,7 +439,21 @@ static void free_args(configs_args *a) {
 }
 
 int cmd_configs(int argc, char **argv) {
-    enum { O_DESC = 1, O_ALTER, O_TYPE, O_NAME, O_TOPIC, O_BROKER, O_DEFAULT, O_ADD, O_DEL, O_ALL, O_LEGACY };
+    enum {
+        O_DESC = 1,
+        O_ALTER,
+        O_TYPE,
+        O_NAME,
+        O_TOPIC,
+        O_BROKER,
+        O_DEFAULT,
+        O_ADD,
+        O_DEL,
+        O_ALL,
+        O_LEGACY,
+        O_USER,
+        O_CLIENT
+    };
     static const struct option opts[] = {
         {"describe", no_argument, NULL, O_DESC},
         {"alter", no_argument, NULL, O_ALTER},
@@ -405,6 +466,8 @@ int cmd_configs(int argc, char **argv) {
         {"delete-config", required_argument, NULL, O_DEL},
         {"all", no_argument, NULL, O_ALL},
         {"legacy-alter", no_argument, NULL, O_LEGACY},
+        {"user", required_argument, NULL, O_USER},
+        {"client", required_argument, NULL, O_CLIENT},
         KC_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -431,18 +494,80 @@ int cmd_configs(int argc, char **argv) {
             a.alter = true;
             break;
         case O_TYPE:
-            if (strcmp(optarg, "topics") == 0 || strcmp(optarg, "topic") == 0) {
+            if (strcmp(optarg, "users") == 0 || strcmp(optarg, "user") == 0 ||
+                strcmp(optarg, "clients") == 0 || strcmp(optarg, "client") == 0) {
+                bool u = optarg[0] == 'u';
+                if (a.type != RD_KAFKA_RESOURCE_UNKNOWN || (u ? a.qe.has_user : a.qe.has_client)) {
+                    rc = cli_usage_err("configs",
+                                       "--entity-type %s: give users and clients once each, and "
+                                       "not with topics or brokers",
+                                       optarg);
+                    goto out;
+                }
+                a.quota = true;
+                a.quota_last = u ? 'u' : 'c';
+                if (u) {
+                    a.qe.has_user = true;
+                    a.qe.user_any = true;
+                } else {
+                    a.qe.has_client = true;
+                    a.qe.client_any = true;
+                }
+            } else if (a.quota) {
+                rc = cli_usage_err("configs", "--entity-type %s does not go with users or clients", optarg);
+                goto out;
+            } else if (strcmp(optarg, "topics") == 0 || strcmp(optarg, "topic") == 0) {
                 a.type = RD_KAFKA_RESOURCE_TOPIC;
                 a.type_name = "topics";
             } else if (strcmp(optarg, "brokers") == 0 || strcmp(optarg, "broker") == 0) {
                 a.type = RD_KAFKA_RESOURCE_BROKER;
                 a.type_name = "brokers";
             } else {
-                rc = cli_usage_err("configs", "--entity-type: expected topics or brokers, got '%s'", optarg);
+                rc = cli_usage_err(
+                    "configs", "--entity-type: expected topics, brokers, users or clients, got '%s'", optarg);
                 goto out;
             }
             break;
+        case O_USER:
+        case O_CLIENT:
+            /* kafka-configs' shorthands for --entity-type users|clients --entity-name */
+            if (a.type != RD_KAFKA_RESOURCE_UNKNOWN || (ch == O_USER ? a.qe.has_user : a.qe.has_client)) {
+                rc = cli_usage_err("configs",
+                                   "--%s: give users and clients once each, and not with topics or "
+                                   "brokers",
+                                   ch == O_USER ? "user" : "client");
+                goto out;
+            }
+            a.quota = true;
+            a.quota_last = ch == O_USER ? 'u' : 'c';
+            if (ch == O_USER) {
+                a.qe.has_user = a.user_named = true;
+                a.qe.user = optarg;
+            } else {
+                a.qe.has_client = a.client_named = true;
+                a.qe.client = optarg;
+            }
+            break;
         case O_NAME:
+        case O_DEFAULT:
+            if (a.quota) {
+                const char *nm = ch == O_NAME ? optarg : NULL;
+                if (a.quota_last == 'u') {
+                    a.qe.user = nm;
+                    a.qe.user_any = false;
+                    a.user_named = true;
+                } else {
+                    a.qe.client = nm;
+                    a.qe.client_any = false;
+                    a.client_named = true;
+                }
+                break;
+            }
+            if (ch == O_DEFAULT) {
+                a.entity_default = true;
+                a.name = "";
+                break;
+            }
             a.name = optarg;
             break;
         case O_TOPIC:
@@ -454,10 +579,6 @@ int cmd_configs(int argc, char **argv) {
             a.type = RD_KAFKA_RESOURCE_BROKER;
             a.type_name = "brokers";
             a.name = optarg;
-            break;
-        case O_DEFAULT:
-            a.entity_default = true;
-            a.name = "";
             break;
         case O_ADD:
             if ((rc = parse_list(&a, optarg, true)) != CLI_OK)
@@ -483,6 +604,10 @@ int cmd_configs(int argc, char **argv) {
             rc = cli_usage_err("configs", "unknown option '%s'", argv[optind - 1]);
             goto out;
         }
+    }
+    if (a.quota && optind == argc && a.describe != a.alter) {
+        rc = configs_quotas(&a);
+        goto out;
     }
     if (optind < argc) {
         rc = cli_usage_err("configs", "unexpected argument '%s'", argv[optind]);

@@ -28,6 +28,7 @@ static const subcommand commands[] = {
     {"transactions", cmd_transactions, "list transactional ids, describe a transaction (kafka-transactions)"},
     {"log-dirs", cmd_log_dirs, "partitions and set-aside directories per log directory (kafka-log-dirs)"},
     {"acls", cmd_acls, "list, add and remove ACLs (kafka-acls)"},
+    {"quotas", cmd_quotas, "describe and alter client quotas (kafka-configs --entity-type users|clients)"},
     {"mirror", cmd_mirror, "copy topics and group offsets between clusters (MirrorMaker 2)"},
     {"dump-log", cmd_dump_log, "decode and check segment and index files offline (kafka-dump-log)"},
     {"cluster", cmd_cluster, "brokers, active controller and metadata quorum (kafka-metadata-quorum)"},

@@ -625,6 +625,88 @@ static void test_acls(void) {
     md_image_unref(e);
 }
 
+static int apply_quota(md_delta *d, const char *user, bool has_user, const char *client, bool has_client,
+                       const char *key, double value, bool remove) {
+    kafka_client_quota_record_entity_data ent[2];
+    int n = 0;
+    if (has_user) {
+        kafka_client_quota_record_entity_data_init(&ent[n]);
+        ent[n].entity_type = kstr_c("user");
+        ent[n++].entity_name = user ? kstr_c(user) : KSTR_NULL;
+    }
+    if (has_client) {
+        kafka_client_quota_record_entity_data_init(&ent[n]);
+        ent[n].entity_type = kstr_c("client-id");
+        ent[n++].entity_name = client ? kstr_c(client) : KSTR_NULL;
+    }
+    kafka_client_quota_record r;
+    kafka_client_quota_record_init(&r);
+    r.entity = ent;
+    r.entity_count = n;
+    r.key = kstr_c(key);
+    r.value = value;
+    r.remove = remove;
+    mdrec m = {KAFKA_MREC_CLIENT_QUOTA, 0, kafka_metadata_record_lookup(KAFKA_MREC_CLIENT_QUOTA), &r};
+    char err[256];
+    return md_apply(d, &m, err, sizeof err);
+}
+
+/* Client quotas: set, replaced and removed per key, default entities kept
+ * apart from named ones, bad records refused, earlier images unchanged,
+ * and a snapshot round trip. */
+static void test_client_quotas(void) {
+    md_image *e = md_image_empty();
+    md_delta *d = md_delta_begin(e);
+    CHECK(apply_quota(d, "alice", true, NULL, false, "producer_byte_rate", 1024, false) == MD_OK);
+    CHECK(apply_quota(d, "alice", true, NULL, false, "producer_byte_rate", 2048, false) == MD_OK);
+    CHECK(apply_quota(d, "alice", true, NULL, false, "request_percentage", 50, false) == MD_OK);
+    CHECK(apply_quota(d, NULL, true, "app", true, "consumer_byte_rate", 10, false) == MD_OK);
+    CHECK(apply_quota(d, NULL, false, NULL, true, "consumer_byte_rate", 20, false) == MD_OK);
+    CHECK(apply_quota(d, NULL, false, "", true, "consumer_byte_rate", 30, false) == MD_OK); /* "" is a name */
+    CHECK(apply_quota(d, NULL, false, NULL, false, "consumer_byte_rate", 30, false) == MD_EINVAL);
+    CHECK(apply_quota(d, "a\x01b", true, NULL, false, "consumer_byte_rate", 30, false) == MD_EINVAL);
+    CHECK(apply_quota(d, "bob", true, NULL, false, "", 30, false) == MD_EINVAL);
+    CHECK(apply_quota(d, "bob", true, NULL, false, "x", 1.0 / 0.0, false) == MD_EINVAL);
+    CHECK(apply_quota(d, "nobody", true, NULL, false, "producer_byte_rate", 0, true) == MD_OK); /* no-op */
+    md_image *one = md_delta_publish(d, 1, 0);
+    REQUIRE(one != NULL);
+    const md_quota_set *qs = md_image_quotas(one);
+    CHECK_EQ_INT(md_quota_set_count(qs), 4);
+    CHECK_EQ_INT(md_quota_set_count(md_image_quotas(e)), 0);
+    md_quota_comp alice = {kstr_c("user"), kstr_c("alice")};
+    char ek[MD_QUOTA_EKEY_MAX];
+    REQUIRE(md_quota_key(&alice, 1, ek) > 0);
+    double v = 0;
+    CHECK(md_quota_get(md_quota_set_find(qs, ek), "producer_byte_rate", &v) && v == 2048);
+    md_quota_comp both[2] = {{kstr_c("client-id"), kstr_c("app")}, {kstr_c("user"), KSTR_NULL}};
+    REQUIRE(md_quota_key(both, 2, ek) > 0);
+    const md_quota *q = md_quota_set_find(qs, ek);
+    REQUIRE(q != NULL);
+    CHECK(q->n_parts == 2 && strcmp(q->parts[0].type, "client-id") == 0 && q->parts[1].name == NULL);
+    d = md_delta_begin(one);
+    CHECK(apply_quota(d, "alice", true, NULL, false, "producer_byte_rate", 0, true) == MD_OK);
+    CHECK(apply_quota(d, "alice", true, NULL, false, "request_percentage", 0, true) == MD_OK);
+    md_image *two = md_delta_publish(d, 2, 0);
+    REQUIRE(two != NULL);
+    CHECK_EQ_INT(md_quota_set_count(md_image_quotas(two)), 3); /* alice has no key left */
+    CHECK_EQ_INT(md_quota_set_count(md_image_quotas(one)), 4);
+    char why[256];
+    CHECK(!md_image_equal(one, two, why, sizeof why));
+    arena a;
+    arena_init(&a, 1 << 20);
+    reload_ctx rc = {md_delta_begin(e), &a, 0, 0, ""};
+    CHECK(md_image_records(one, reload_one, &rc) == 0 && rc.failed == 0);
+    CHECK_EQ_INT(rc.n, 5);
+    md_image *back = md_delta_publish(rc.d, 2, 0);
+    REQUIRE(back != NULL);
+    CHECK(md_image_equal(one, back, why, sizeof why));
+    md_image_unref(back);
+    arena_reset(&a);
+    md_image_unref(two);
+    md_image_unref(one);
+    md_image_unref(e);
+}
+
 static void test_model(void) {
     const char *one = getenv("SLUICE_SEED");
     if (one && *one) {
@@ -644,6 +726,7 @@ int main(void) {
     UNIT_RUN(test_framing);
     UNIT_RUN(test_scram_credentials);
     UNIT_RUN(test_acls);
+    UNIT_RUN(test_client_quotas);
     UNIT_RUN(test_model);
     return UNIT_END("test_metadata_image");
 }

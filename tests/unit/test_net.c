@@ -23,7 +23,16 @@
 #include <unistd.h>
 
 /* Handler modes, chosen by the first byte of each request. */
-enum { ECHO = 'e', BIG = 'b', NONE = 'n', CLOSE = 'c', FILE_RANGE = 'f', SLOW = 's', RESERVE = 'r' };
+enum {
+    ECHO = 'e',
+    BIG = 'b',
+    NONE = 'n',
+    CLOSE = 'c',
+    FILE_RANGE = 'f',
+    SLOW = 's',
+    RESERVE = 'r',
+    MUTE = 'm'
+};
 
 /* What a RESERVE request asks of the held-response budget. */
 #define RESERVE_BYTES (600 * 1024)
@@ -40,6 +49,10 @@ static void handler(void *ctx, net_request *req) {
     (void)ctx;
     net_response *r = net_response_new();
     uint8_t mode = req->len ? req->frame[0] : ECHO;
+    if (mode == MUTE) { /* echo, then the connection is muted for 300 ms */
+        net_request_mute(req, 300);
+        mode = ECHO;
+    }
     if (mode == SLOW) {
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
@@ -236,6 +249,40 @@ static void test_no_response_then_next(void) {
     CHECK_EQ_INT(recv_frame(fd, buf, sizeof buf), 3);
     CHECK(memcmp(buf, echo, 3) == 0);
     close(fd);
+    stop(s);
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A muted connection gets its response at once, then its next request is
+ * not read until the mute ends (KIP-219 throttling); others are not held. */
+static void test_mute_after_response(void) {
+    net_config cfg = base_config();
+    net_server *s = start(&cfg);
+    REQUIRE(s != NULL);
+    int fd = dial(net_server_port(s)), other = dial(net_server_port(s));
+    REQUIRE(fd >= 0 && other >= 0);
+    uint8_t mute[2] = {MUTE, 1}, buf[8];
+    int64_t t0 = now_ms();
+    REQUIRE(send_frame(fd, mute, 2));
+    REQUIRE(recv_frame(fd, buf, sizeof buf) == 2);
+    CHECK(now_ms() - t0 < 250); /* the response is not delayed */
+    CHECK(echoes(other));       /* nor is another connection */
+    CHECK(now_ms() - t0 < 250);
+    CHECK(echoes(fd)); /* sent at once, read after the mute */
+    int64_t took = now_ms() - t0;
+    CHECK(took >= 290 && took < 2000);
+    CHECK(echoes(fd)); /* the mute is over */
+    CHECK(now_ms() - t0 - took < 250);
+    net_stats st;
+    net_server_stats(s, &st);
+    CHECK_EQ_INT(st.muted, 1);
+    close(fd);
+    close(other);
     stop(s);
 }
 
@@ -685,6 +732,7 @@ static void test_connection_limit_follows_nofile(void) {
 int main(void) {
     UNIT_RUN(test_echo_and_pipelining);
     UNIT_RUN(test_no_response_then_next);
+    UNIT_RUN(test_mute_after_response);
     UNIT_RUN(test_oversize_and_garbage);
     UNIT_RUN(test_close_after);
     UNIT_RUN(test_max_connections);
