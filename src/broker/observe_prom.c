@@ -10,6 +10,7 @@
 
 #include "broker/observe_internal.h"
 #include "broker/quota.h"
+#include "broker/txns.h"
 #include "core/clock.h"
 #include "core/version.h"
 #include "proto/gen/kafka_msgs.h"
@@ -439,6 +440,24 @@ static void write_quota_metrics(broker *b, obs_buf *o) {
     }
 }
 
+static void write_txn_metrics(broker *b, obs_buf *o) {
+    txns_stats st;
+    txns_get_stats(b, &st);
+    gauge(o, "sluice_txn_coordinator_partitions",
+          "__transaction_state partitions this broker coordinates (loaded and serving).",
+          (double)st.shards_serving);
+    gauge(o, "sluice_txn_markers_pending",
+          "Transaction markers queued or in flight to partition leaders (WriteTxnMarkers).",
+          (double)st.markers_pending);
+    counter(o, "sluice_txn_markers_delivered_total",
+            "Transaction markers the partitions' leaders acknowledged.", st.markers_delivered);
+    counter(o, "sluice_txn_markers_failed_total",
+            "Transaction marker sends refused or unanswered (each is retried).", st.markers_failed);
+    gauge(o, "sluice_txn_pending_offsets",
+          "Offsets of open transactions (TxnOffsetCommit) waiting for their COMMIT or ABORT marker.",
+          (double)st.pending_offsets);
+}
+
 void observe_write_metrics(broker *b, obs_buf *o) {
     assert(b->observe != NULL && b->metrics != NULL);
     int64_t t0 = clock_mono_ns();
@@ -452,6 +471,7 @@ void observe_write_metrics(broker *b, obs_buf *o) {
     write_group_metrics(b, o, &dropped);
     write_process_metrics(b, o);
     write_quota_metrics(b, o);
+    write_txn_metrics(b, o);
     uint64_t malformed;
     obs_counters all;
     obs_totals(b->metrics, &all, &malformed);

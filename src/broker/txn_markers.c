@@ -61,6 +61,7 @@ struct txn_markers {
     int32_t n_peers;
     int32_t corr;
     int32_t idx[TXN_MARKERS_PER_REQUEST]; /* the entries of the request being sent */
+    uint64_t delivered, failed;           /* under mu */
 };
 
 static log_ratelimit fail_rl = LOG_RATELIMIT_DEFAULT;
@@ -159,6 +160,14 @@ int32_t txn_markers_pending(txn_markers *mk) {
     int32_t n = mk->n_pending;
     pthread_mutex_unlock(&mk->mu);
     return n;
+}
+
+void txn_markers_stats(txn_markers *mk, int32_t *pending, uint64_t *delivered, uint64_t *failed) {
+    pthread_mutex_lock(&mk->mu);
+    *pending = mk->n_pending;
+    *delivered = mk->delivered;
+    *failed = mk->failed;
+    pthread_mutex_unlock(&mk->mu);
 }
 
 /* ---- the sender ------------------------------------------------------------ */
@@ -286,6 +295,7 @@ static bool send_one_leader(txn_markers *mk) {
         mk->n_pending--;
         m->touched = now;
         if (err == 0) {
+            mk->delivered++;
             m->state = M_DONE;
             bool seen = false;
             for (int32_t j = 0; j < n_ids && !seen; j++)
@@ -296,6 +306,7 @@ static bool send_one_leader(txn_markers *mk) {
                 ids[n_ids++] = (kstr){copy, m->txn_len};
             }
         } else {
+            mk->failed++;
             m->state = M_FAILED;
             m->err = err;
             if (rc == 0)

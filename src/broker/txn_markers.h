@@ -71,5 +71,7 @@ void txn_markers_forget(txn_markers *mk, int64_t pid, int16_t epoch, bool commit
 
 /* Markers queued or in flight (for tests and metrics). */
 int32_t txn_markers_pending(txn_markers *mk);
+/* The same, and markers acknowledged / refused or unanswered since start. */
+void txn_markers_stats(txn_markers *mk, int32_t *pending, uint64_t *delivered, uint64_t *failed);
 
 #endif

@@ -382,6 +382,25 @@ int16_t txns_write_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch,
     return err;
 }
 
+void txns_get_stats(broker *b, txns_stats *st) {
+    memset(st, 0, sizeof *st);
+    txns_mgr *m = b->txns;
+    if (m == NULL)
+        return;
+    int32_t n = __atomic_load_n(&m->n, __ATOMIC_ACQUIRE);
+    for (int32_t i = 0; i < n; i++) {
+        txns_shard *s = &m->shards[i];
+        pthread_mutex_lock(&s->mu);
+        st->shards_serving += tcoord_active(s->sm) ? 1 : 0;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (m->markers != NULL)
+        txn_markers_stats(m->markers, &st->markers_pending, &st->markers_delivered, &st->markers_failed);
+    pthread_mutex_lock(&m->pmu);
+    st->pending_offsets = m->n_pend;
+    pthread_mutex_unlock(&m->pmu);
+}
+
 void txns_pending_each(broker *b, kstr group_id, void (*fn)(void *ctx, kstr topic, int32_t partition),
                        void *ctx) {
     txns_mgr *m = b->txns;

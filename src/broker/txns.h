@@ -122,6 +122,15 @@ typedef struct txns_offset {
 int16_t txns_write_offsets(broker *b, kstr group_id, int64_t pid, int16_t epoch, const txns_offset *o, int n,
                            struct rpart **wait_p, int64_t *need);
 
+/* For the metrics page. */
+typedef struct txns_stats {
+    int32_t shards_serving;  /* __transaction_state partitions this broker coordinates */
+    int32_t markers_pending; /* to other brokers: queued or in flight */
+    uint64_t markers_delivered, markers_failed;
+    int32_t pending_offsets; /* TxnOffsetCommit entries waiting for their marker */
+} txns_stats;
+void txns_get_stats(broker *b, txns_stats *st);
+
 /* Calls fn for each partition of group_id with offsets of an open
  * transaction (OffsetFetch's require_stable), under the pending store's
  * lock: fn must not call back in. */

@@ -301,6 +301,33 @@ def test_platformatic_transactional_producer(broker):
     assert [v for _, v in read_all(broker, "plat-out", "read_committed")] == [b"p-1", b"p-2", b"p-3"]
 
 
+def test_transaction_metrics(broker_factory):
+    import urllib.request
+    from conftest import free_port
+    http = free_port()
+    b = broker_factory({"sluice.http.listeners": "http://127.0.0.1:%d" % http})
+
+    def metric(name):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http, timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("%s not on /metrics" % name)
+
+    create_topic(b, "in4")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "metrics-g", "enable.auto.commit": False})
+    p = txn_producer(b, "t-metrics")
+    p.init_transactions(30)
+    assert metric("sluice_txn_coordinator_partitions") == 50
+    p.begin_transaction()
+    p.send_offsets_to_transaction([TopicPartition("in4", 0, 2)], c.consumer_group_metadata(), 30)
+    assert metric("sluice_txn_pending_offsets") == 1
+    p.commit_transaction(30)
+    assert metric("sluice_txn_pending_offsets") == 0
+    assert metric("sluice_txn_markers_pending") == 0  # a single node writes its markers itself
+    c.close()
+
+
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"})
     create_topic(b, "tt")

@@ -199,8 +199,8 @@ static void deliver_ev(void *ctx, void *arg) {
             txn_model *t = &w->txns[o->txn];
             outcome got = copy.commit ? O_COMMIT : O_ABORT;
             SIM_CHECK(w->s, t->decided == O_NONE || t->decided == got,
-                      "transaction %d (producer %lld) closed with %s on partition %d after %s elsewhere", o->txn,
-                      (long long)copy.pid, got == O_COMMIT ? "COMMIT" : "ABORT", p,
+                      "transaction %d (producer %lld) closed with %s on partition %d after %s elsewhere",
+                      o->txn, (long long)copy.pid, got == O_COMMIT ? "COMMIT" : "ABORT", p,
                       t->decided == O_COMMIT ? "COMMIT" : "ABORT");
             SIM_CHECK(w->s, t->told == O_NONE || t->told == got,
                       "transaction %d: its producer was told %s, partition %d got %s", o->txn,
@@ -217,8 +217,8 @@ static void deliver_ev(void *ctx, void *arg) {
     }
 }
 
-static int16_t s_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch, bool commit, const trec_tp *parts,
-                         int32_t n) {
+static int16_t s_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch, bool commit,
+                         const trec_tp *parts, int32_t n) {
     world *w = ctx;
     if (w->dur < w->n)
         return KAFKA_ERR_CONCURRENT_TRANSACTIONS; /* the Prepare record is not durable yet */
@@ -584,8 +584,10 @@ static bool run(sim *s) {
         dec_c += w->txns[t].decided == O_COMMIT;
         dec_a += w->txns[t].decided == O_ABORT;
     }
-    sim_trace(s, "txn: %d transactions (told %d commit, %d abort; closed %d commit, %d abort), %d crashes, log %lld",
-              w->n_txns, told_c, told_a, dec_c, dec_a, w->crashes, (long long)w->n);
+    sim_trace(
+        s,
+        "txn: %d transactions (told %d commit, %d abort; closed %d commit, %d abort), %d crashes, log %lld",
+        w->n_txns, told_c, told_a, dec_c, dec_a, w->crashes, (long long)w->n);
     if (w->c)
         tcoord_destroy(w->c);
     for (int64_t i = 0; i < w->n; i++) {
@@ -595,7 +597,8 @@ static bool run(sim *s) {
     return !s->failed;
 }
 
-const sim_scenario sim_scenario_txn = {"txn",
-                                       "the transaction coordinator: durability of its answers, markers, crashes, "
-                                       "fencing",
-                                       run};
+const sim_scenario sim_scenario_txn = {
+    "txn",
+    "the transaction coordinator: durability of its answers, markers, crashes, "
+    "fencing",
+    run};
