@@ -197,9 +197,10 @@ static int16_t shard_markers(void *ctx, kstr txn_id, int64_t pid, int16_t epoch,
     int32_t waiting = 0;
     /* Not before the Prepare record is durable (the request that wrote it
      * calls tcoord_markers_progress once it is; else the retry). */
-    int16_t unused;
-    if (s->part != NULL && !rpart_acked(s->part, s->await_off, &unused))
-        return KAFKA_ERR_CONCURRENT_TRANSACTIONS;
+    int16_t durable = 0;
+    if (s->part != NULL && (!rpart_acked(s->part, s->await_off, &durable) || durable != 0))
+        return durable == KAFKA_ERR_NOT_LEADER_OR_FOLLOWER ? KAFKA_ERR_NOT_COORDINATOR
+                                                           : KAFKA_ERR_CONCURRENT_TRANSACTIONS;
     md_image *img = bmeta_image(b->meta);
     for (int32_t i = 0; i < n; i++) {
         const md_topic *t = md_image_topic(img, parts[i].topic);
@@ -246,8 +247,9 @@ rpart *txns_durable_point(broker *b, kstr txn_id, int64_t *need) {
     if (s == NULL)
         return NULL;
     rpart *p = NULL;
-    int16_t unused;
-    if (s->part != NULL && !rpart_acked(s->part, s->await_off, &unused)) {
+    int16_t durable = 0;
+    /* Not covered (the waiter then answers, or maps a lost leadership). */
+    if (s->part != NULL && (!rpart_acked(s->part, s->await_off, &durable) || durable != 0)) {
         p = s->part;
         atomic_fetch_add(&p->refs, 1); /* the caller's */
         *need = s->await_off;
