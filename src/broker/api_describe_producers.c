@@ -2,8 +2,9 @@
  * api_describe_producers.c - DescribeProducers (key 61): the idempotent
  * producers a partition leader knows (storage/producer_state.h), as
  * kafka-transactions.sh describe-producers shows them: id, epoch, last
- * sequence, last timestamp. Without transactions coordinator_epoch and
- * current_txn_start_offset are -1.
+ * sequence, last timestamp, and the first offset of the producer's open
+ * transaction (current_txn_start_offset; -1 when none: what
+ * find-hanging looks at). coordinator_epoch is -1 (not kept per producer).
  *
  * Per partition: UNKNOWN_TOPIC_OR_PARTITION when the image has no such
  * partition, NOT_LEADER_OR_FOLLOWER when this broker does not lead it. The
@@ -50,7 +51,7 @@ static void describe_partition(breq *r, const md_topic *t, int32_t index,
             ps[i].last_sequence = b ? b->last_seq : -1;
             ps[i].last_timestamp = b ? b->timestamp : -1;
             ps[i].coordinator_epoch = -1;
-            ps[i].current_txn_start_offset = -1;
+            ps[i].current_txn_start_offset = e->txn_first; /* -1: no open transaction */
         }
         pr->active_producers = ps;
         pr->active_producers_count = n;

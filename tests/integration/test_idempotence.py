@@ -44,8 +44,9 @@ def init_producer_id(port, version=1, txn_id=None, pid=-1, epoch=-1):
     return err, got_pid, got_epoch
 
 
-def describe_producers(port, topic, partition=0):
-    """DescribeProducers v0 for one partition: (error, [(pid, epoch, last_seq, last_ts)])."""
+def describe_producers(port, topic, partition=0, with_txn=False):
+    """DescribeProducers v0 for one partition: (error, [(pid, epoch, last_seq, last_ts)]), with the
+    current transaction's first offset as a fifth field when with_txn."""
     body = uvarint(2) + cstr(topic) + uvarint(2) + struct.pack(">i", partition) + b"\x00" + b"\x00"
     r = raw_flex(port, 61, 0, body)
     p = 4  # throttle
@@ -61,9 +62,9 @@ def describe_producers(port, topic, partition=0):
     p += 1
     out = []
     for _ in range(count):
-        pid, ep, seq, ts, _ce, _txn = struct.unpack(">qiiqiq", r[p:p + 36])
+        pid, ep, seq, ts, _ce, txn = struct.unpack(">qiiqiq", r[p:p + 36])
         p += 37  # + tags
-        out.append((pid, ep, seq, ts))
+        out.append((pid, ep, seq, ts, txn) if with_txn else (pid, ep, seq, ts))
     return err, out
 
 

@@ -328,6 +328,29 @@ def test_transaction_metrics(broker_factory):
     c.close()
 
 
+def test_describe_producers_shows_the_open_transaction(broker):
+    """kafka-transactions.sh describe-producers / find-hanging read
+    current_txn_start_offset: the first offset of the producer's open
+    transaction on the partition, -1 once it is closed."""
+    from test_idempotence import describe_producers
+    create_topic(broker, "dp")
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    plain.produce("dp", b"before")
+    plain.flush(10)
+    p = txn_producer(broker, "t-dp")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("dp", b"open")
+    assert p.flush(10) == 0
+    err, prods = describe_producers(broker.port, "dp", with_txn=True)
+    assert err == 0
+    mine = [x for x in prods if x[4] >= 0]
+    assert len(mine) == 1 and mine[0][4] == 1, prods
+    p.commit_transaction(30)
+    err, prods = describe_producers(broker.port, "dp", with_txn=True)
+    assert err == 0 and all(x[4] == -1 for x in prods), prods
+
+
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"})
     create_topic(b, "tt")
