@@ -95,7 +95,7 @@ test-asan: deps-test build-asan
 	@# A small quarantine keeps freed memory from counting as growth in the
 	@# bounded-memory tests; leaks at exit fail the test that stopped the broker.
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
-	    ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=8:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SLUICE_FAULT_SECS=30 SLUICE_EOS_SECS=30 \
+	    ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=8:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SLUICE_FAULT_SECS=30 SLUICE_EOS_SECS=20 \
 	    SLUICE_BUILD=$(ASAN) $(PYTHON) -m pytest -q tests/integration; fi
 
 # ThreadSanitizer: any data race makes sluiced exit with 66, which fails the
@@ -108,7 +108,7 @@ test-tsan: deps-test
 	    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread"
 	cmake --build $(TSAN) -j$(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS)
-	TSAN_OPTIONS=halt_on_error=0:exitcode=66 SLUICE_FAULT_SECS=30 SLUICE_EOS_SECS=30 SLUICE_BUILD=$(TSAN) $(PYTHON) -m pytest -q tests/integration \
+	TSAN_OPTIONS=halt_on_error=0:exitcode=66 SLUICE_FAULT_SECS=30 SLUICE_EOS_SECS=20 SLUICE_BUILD=$(TSAN) $(PYTHON) -m pytest -q tests/integration \
 	    --ignore tests/integration/test_cli.py --ignore tests/integration/test_mirror.py \
 	    --ignore tests/integration/test_kafka_tools.py \
 	    --deselect tests/integration/test_protocol_edges.py::test_slow_reader_memory_is_bounded \
