@@ -196,7 +196,15 @@ def test_kafka_transactions_list_describe(tmp_path, broker):
     r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "describe", "--transactional-id",
             "none", env=tool_env(tmp_path))
     assert r.returncode == 4 and "TRANSACTIONAL_ID_NOT_FOUND" in r.stderr, r.stderr
+    # abort and describe-producers take Kafka's flags (here: missing ones, a usage error) ...
     r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "abort", env=tool_env(tmp_path))
+    assert r.returncode == 2 and "--abort needs --topic and --partition" in r.stderr, r.stderr
+    r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "describe-producers", "--topic",
+            "nope", "--partition", "0", env=tool_env(tmp_path))
+    assert r.returncode == 4 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stderr, r.stderr
+    # ... find-hanging is still to come.
+    r = run("kafka-transactions.sh", "--bootstrap-server", broker.bootstrap, "find-hanging", "--broker-id", "1",
+            env=tool_env(tmp_path))
     assert r.returncode == 1 and r.stderr.startswith("kafka-transactions.sh: not available yet: ")
 
 

@@ -503,6 +503,48 @@ def test_bad_input_error_codes(broker):
     assert read_all(broker, "tb", "read_committed", partitions=2) == []
 
 
+def test_sluice_transactions_describe_producers_and_abort(broker):
+    """kafka-transactions.sh describe-producers and abort: a partition's
+    producers with their open transaction's first offset, and the ABORT
+    marker written by hand for a hanging transaction (the LSO moves past it;
+    its records stay hidden from read_committed)."""
+    import json
+    import os
+    sluice = os.path.join(os.environ.get("SLUICE_BUILD", "build/release"), "sluice")
+    create_topic(broker, "hang")
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    plain.produce("hang", b"first")
+    plain.flush(10)
+    p = txn_producer(broker, "t-hang")
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("hang", b"stuck")
+    assert p.flush(10) == 0
+
+    def run(*args):
+        return subprocess.run([sluice, "transactions", "--bootstrap-server", broker.bootstrap] + list(args),
+                              capture_output=True, text=True, timeout=30)
+    out = run("--describe-producers", "--topic", "hang", "--partition", "0", "--json")
+    assert out.returncode == 0, out.stderr
+    open_txns = [x for x in json.loads(out.stdout)["producers"] if x["currentTransactionStartOffset"] >= 0]
+    assert [x["currentTransactionStartOffset"] for x in open_txns] == [1]
+    out = run("--describe-producers", "--topic", "hang", "--partition", "0")
+    assert out.returncode == 0 and "CurrentTransactionStartOffset" in out.stdout
+    low, high = end_offsets(broker, "hang", "read_committed")
+    assert high == 1  # the LSO is held at the open transaction
+    out = run("--abort", "--topic", "hang", "--partition", "0", "--start-offset", "1")
+    assert out.returncode == 0 and "aborted the open transaction" in out.stdout, out
+    low, high = end_offsets(broker, "hang", "read_committed")
+    assert high == 3  # past the record and the ABORT marker
+    assert [v for _, v in read_all(broker, "hang", "read_committed")] == [b"first"]
+    # Nothing open at that offset any more; bad flags are usage errors.
+    assert run("--abort", "--topic", "hang", "--partition", "0", "--start-offset", "1").returncode == 4
+    assert run("--abort", "--topic", "hang", "--partition", "0").returncode == 2
+    assert run("--describe-producers", "--topic", "hang").returncode == 2
+    assert run("--abort", "--topic", "hang", "--partition", "x", "--start-offset", "1").returncode == 2
+    p.abort_transaction(30)
+
+
 def test_sluice_transactions_cli(broker):
     import json
     import os
