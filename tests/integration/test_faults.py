@@ -376,7 +376,11 @@ class Workload:
             time.sleep(max(0.0, 0.05 - (time.time() - t0)))
 
     def flush(self, secs):
-        return self.p.flush(secs)
+        try:
+            return self.p.flush(secs)
+        except KafkaException as e:  # it went fatal after the last produce (see replace)
+            self.replace(e)
+            return 0
 
 
 class Committer:
