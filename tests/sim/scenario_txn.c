@@ -87,7 +87,7 @@ typedef struct mark {
     bool commit;
     int part;
     int32_t coord_epoch;
-    char txn_id[8];
+    char txn_id[16];
     uint64_t gen; /* the marker table's generation: a crash starts a new one */
 } mark;
 
@@ -95,7 +95,7 @@ typedef enum pstate_e { P_INIT, P_IDLE, P_ADD, P_END, P_DONE } pstate_e;
 
 typedef struct producer {
     int idx;
-    char id[8];
+    char id[16];
     pstate_e st;
     int64_t pid;
     int16_t epoch;
