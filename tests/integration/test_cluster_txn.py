@@ -11,7 +11,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from test_cluster import admin, cluster, wait_for, wait_formed  # noqa: F401 (cluster is a fixture)
 
@@ -45,11 +45,13 @@ def txn_producer(node, txn_id):
                      "transaction.timeout.ms": 60000, "socket.timeout.ms": 10000})
 
 
-def read_committed(node, topic, expect, timeout=30.0):
+def read_committed(node, topic, expect, timeout=30.0, partitions=PARTITIONS):
+    """Every value of the topic a read_committed reader sees, read until
+    every partition is at its end and at least `expect` arrived."""
     c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "r-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "enable.partition.eof": True, "fetch.wait.max.ms": 100})
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out, eof = [], set()
     deadline = time.time() + timeout
     try:
@@ -60,7 +62,7 @@ def read_committed(node, topic, expect, timeout=30.0):
             if m.error():
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     eof.add(m.partition())
-                    if len(eof) == PARTITIONS and len(out) >= expect:
+                    if len(eof) == partitions and len(out) >= expect:
                         break
                     continue
                 raise KafkaException(m.error())

@@ -16,14 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from test_cluster import admin, cluster, wait_for, wait_formed  # noqa: F401 (cluster is a fixture)
-from test_cluster_txn import TXN_STATE, create_rf3
+from test_cluster import cluster, wait_for, wait_formed  # noqa: F401 (cluster is a fixture)
+from test_cluster_txn import TXN_STATE, create_rf3, read_committed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARTS = 6
@@ -46,30 +45,8 @@ def committed_total(node):
         c.close()
 
 
-def read_topic(node, topic, expect, timeout=60.0):
-    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "check-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False, "isolation.level": "read_committed",
-                  "enable.partition.eof": True, "fetch.wait.max.ms": 100})
-    c.assign([TopicPartition(topic, q, 0) for q in range(PARTS)])
-    out, eof = [], set()
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    if len(eof) == PARTS and len(out) >= expect:
-                        break
-                    continue
-                raise KafkaException(m.error())
-            eof.discard(m.partition())
-            out.append(m.value())
-    finally:
-        c.close()
-    return out
+def read_topic(node, topic, expect):
+    return read_committed(node, topic, expect, timeout=60.0, partitions=PARTS)
 
 
 def run_round(cluster, tmp_path, seed, secs):
